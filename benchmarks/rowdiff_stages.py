@@ -5,9 +5,11 @@
 Runs the diff in this process (``vfs.tables.rowdiff.diff_path``, as the CLI calls
 it) with a timer around each stage: the copies of the two sides out of the store
 (the sniffs begin within them, ``Engine.sniff_early``), what the sniffing still
-takes after them, the fast path's plan and key check, and every engine query. Each line
-gives wall and CPU seconds (the process's CPU time, DuckDB's and the copy's threads
-included) and the load when the stage ended. With ``--plain A B`` (the same two
+takes after them, the fast path's plan and key check, and every engine query (those
+run beside another, ``Engine.run_beside``, are timed within the stage that waits for
+them: the line join and ``_checked_beside``). Each line gives wall and CPU seconds
+(the process's CPU time, DuckDB's and the copy's threads included) and the load when
+the stage ended. With ``--plain A B`` (the same two
 versions as plain files, as ``bench_rowdiff.py --keep`` leaves them), DuckDB alone
 then reads A, reads both, and runs ``bench_rowdiff.REFERENCE``'s join, in the same
 process: the floor each dvfs stage can be held against.
@@ -74,7 +76,10 @@ def main() -> int:
     args = ap.parse_args()
 
     stages: list[Stage] = []
-    stages_of = ("_copy_sides", "fast_plan", "line_parts", "key_totals", "_collisions", "keyed")
+    stages_of = (
+        "_copy_sides", "fast_plan", "line_parts", "key_totals", "_checked_beside", "_collisions",
+        "keyed",
+    )  # fmt: skip
     for name in (*stages_of, "unkeyed"):
         setattr(rowdiff, name, timed(stages, name, getattr(rowdiff, name)))
     run = engine.Engine.run

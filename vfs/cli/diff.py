@@ -110,7 +110,7 @@ def row_diff(
     if len(paths) != 1:
         raise UsageError("--rows compares one file: give its PATH after the revisions")
     try:  # the engine is an optional dependency: only --rows loads it
-        from vfs.tables import render, rowdiff
+        from vfs.tables import engine
     except ModuleNotFoundError as exc:
         if exc.name not in ("duckdb", "_duckdb"):
             raise
@@ -122,6 +122,9 @@ def row_diff(
     # faulted in one by one (vfs._os.malloc). bench_rowdiff.py random 1%: 0.1-0.3 s less
     # system time of 0.7-1.5 s (three pairs of runs, load 4-6).
     chunk_buffers_reused()
+    engine.warm(settings.threads())  # opened while the rest is imported and looked up
+    from vfs.tables import render, rowdiff
+
     fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
     # linger: a diff that succeeded ends the process at once (vfs.cli.QUICK_EXIT)
     result = rowdiff.diff_path(

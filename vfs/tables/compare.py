@@ -94,6 +94,16 @@ def key_totals(
     on the benchmark's 2M-row key check (0.85-1.01 CPU-s instead of 0.78-0.96, six
     runs each, interleaved, load 6.7).
     """
+    sql = key_totals_query(ot, nt, key, sources, bounds is not None, text)
+    return key_totals_answer(out, key, engine.run(sql)[0], bounds)
+
+
+def key_totals_query(
+    ot: Table, nt: Table, key: Sequence[str], sources: list[tuple[str, int, int, Sequence[str]]],
+    bounded: bool, text: bool = False,
+) -> str:  # fmt: skip
+    """The query of ``key_totals`` (``bounded``: with the key's bounds), whose one row
+    ``key_totals_answer`` reads: for a caller that runs it beside another query."""
     parts = []
     for rel, wa, wb, convert in sources:
         assert wa in (0, 1) and wb in (-1, 0, 1)
@@ -110,7 +120,7 @@ def key_totals(
         parts.append(f"SELECT {weights}, {keys} FROM {rel}{where}")
     ks = ", ".join(f"k{i}" for i in range(len(key)))
     example = ", ".join(f"k{i} := k{i}" for i in range(len(key)))
-    rows = engine.run(
+    return (
         f"WITH g AS (SELECT {ks}, count(__a) AS na, count(__p) - count(__m) AS nb "
         f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL) "
         "SELECT coalesce(sum(na), 0), coalesce(sum(nb), 0), "
@@ -118,14 +128,21 @@ def key_totals(
         + (
             ", min(CASE WHEN na > 0 THEN k0 END), max(CASE WHEN na > 0 THEN k0 END), "
             "min(CASE WHEN nb > 0 THEN k0 END), max(CASE WHEN nb > 0 THEN k0 END)"
-            if bounds is not None
+            if bounded
             else ""
         )
         + " FROM g"
     )
-    total_a, total_b, dup = rows[0][:3]
+
+
+def key_totals_answer(
+    out: RowDiff, key: Sequence[str], row: tuple[Any, ...],
+    bounds: list[tuple[int, int] | None] | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    """``key_totals``'s answer from the row its query gave."""
+    total_a, total_b, dup = row[:3]
     if bounds is not None:
-        lo_a, hi_a, lo_b, hi_b = rows[0][3:]
+        lo_a, hi_a, lo_b, hi_b = row[3:]
         bounds[:] = [
             None if lo is None or hi is None else (int(lo), int(hi))
             for lo, hi in ((lo_a, hi_a), (lo_b, hi_b))

@@ -34,11 +34,13 @@ Names from files go into SQL only through :func:`ident` and :func:`literal`.
 Start-up costs count on small files: the engine is DuckDB's compiled module
 (``_duckdb``) alone, not the ``duckdb`` package, whose Python layer (relational API,
 expression builder, version lookup through package metadata) this module never uses
-and which costs 0.3 s of CPU to import; the connection is opened on the engine's
-thread while the caller copies the sides out of the store; and the CSV sides are
-sniffed at the same time (two cursors), a sample shared by both sides sniffed once,
-each as soon as its sample is written (``sniff_early``), while the other side is
-still being made.
+and which costs 0.3 s of CPU to import; the connection is opened on a thread of
+its own while the caller looks the versions up (``warm``, for the CLI) or copies
+the sides out of the store; the CSV sides are sniffed at the same time (two
+cursors), a sample shared by both sides sniffed once, each as soon as its sample is
+written (``sniff_early``), while the other side is still being made; and a query
+that would leave a core idle runs beside another on a cursor of its own
+(``run_beside``).
 """
 
 from __future__ import annotations
@@ -102,6 +104,42 @@ class TypeMismatch(Exception):
 
 class EngineError(DvfsError):
     """The engine failed for another reason (memory, disk); the message says which."""
+
+
+def _config(threads: int | None) -> dict[str, Any]:
+    """The engine's options but its scratch directory (``Engine``)."""
+    return {
+        "memory_limit": MEMORY_LIMIT,
+        "threads": threads or os.cpu_count() or 1,
+        "preserve_insertion_order": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+
+
+def _open(config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_progress_bar = false")  # it would print over ours
+    return con
+
+
+_Warm = tuple[int, "Future[duckdb.DuckDBPyConnection]"]  # threads, the connection
+_WARM: list[_Warm] = []  # a connection being opened for the next Engine (warm)
+
+
+def warm(threads: int | None = None) -> None:
+    """Start opening, on a thread of its own, the connection that the next ``Engine``
+    made in this process with as many ``threads`` takes, while the caller goes on:
+    for a process that makes one diff (the CLI), so that the 0.03 s of CPU opening
+    it takes overlaps the caller's look-ups rather than delaying the first sniff.
+    Its failure is raised by the engine's first query, as a connection's the
+    engine opens itself."""
+    if _WARM:
+        return
+    config = _config(threads)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="engine-warm")
+    _WARM.append((config["threads"], pool.submit(_open, config)))
+    pool.shutdown(wait=False)
 
 
 def ident(name: str) -> str:
@@ -210,30 +248,32 @@ class Engine:
     def __init__(self, scratch: Path, threads: int | None = None) -> None:
         spill = scratch / "spill"
         spill.mkdir(exist_ok=True)
-        config: dict[str, Any] = {
-            "memory_limit": MEMORY_LIMIT,
-            "temp_directory": str(spill),
-            "threads": threads or os.cpu_count() or 1,
-            "preserve_insertion_order": False,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
+        config = _config(threads)
+        config["temp_directory"] = str(spill)
+        opened = _WARM.pop() if _WARM else None
+        if opened is not None and opened[0] != config["threads"]:
+            opened = None  # (closed by the collector)
         self.scratch = scratch
         self.pieces = True  # files whose lines are rows are read in pieces (scan_options)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._thread: int | None = None  # the engine thread's ident, once it runs
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="engine")
-        self._started = self._pool.submit(self._connect, config)
+        self._started = self._pool.submit(self._connect, config, opened)
         self._early: dict[tuple[Format, bytes], Future[tuple[Any, ...]]] = {}
         self._early_pool: ThreadPoolExecutor | None = None
         self._early_lock = threading.Lock()
         self._shut = False  # closed: nothing more is sniffed early
+        self._beside: ThreadPoolExecutor | None = None  # queries run beside (run_beside)
+        self._beside_cursors: list[duckdb.DuckDBPyConnection] = []
 
-    def _connect(self, config: dict[str, Any]) -> None:
+    def _connect(self, config: dict[str, Any], opened: _Warm | None) -> None:
         self._thread = threading.get_ident()
         try:
-            con = duckdb.connect(":memory:", config=config)
-            con.execute("SET enable_progress_bar = false")  # it would print over ours
+            if opened is not None:  # (warm): all but the scratch directory set
+                con = opened[1].result()
+                con.execute(f"SET temp_directory = {literal(config['temp_directory'])}")
+            else:
+                con = _open(config)
         except duckdb.Error as exc:
             raise EngineError(f"the table engine did not start: {first_line(exc)}") from None
         self._con = con
@@ -249,6 +289,11 @@ class Engine:
             self._shut = True
             if self._early_pool is not None:
                 self._early_pool.shutdown(wait=True, cancel_futures=True)
+            for cursor in self._beside_cursors:  # nor a query run beside (run_beside)
+                with contextlib.suppress(Exception):
+                    cursor.interrupt()
+        if self._beside is not None:
+            self._beside.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
         if self._con is not None:
             if linger:
@@ -278,6 +323,44 @@ class Engine:
                 cursor.close()
 
         return self._guarded(aside)
+
+    def run_beside(self, sql: str) -> Future[list[tuple[Any, ...]]]:
+        """Start ``sql`` on a cursor of its own, on a thread of its own, while the
+        engine's thread runs other queries (``run``); its answer or this module's
+        error comes from the future's ``result()``. ``cancel_beside`` interrupts what
+        still runs (so do ``close`` and Ctrl-C in ``result``). For a table the next
+        queries read (a table of the main schema: a cursor's temporary tables are
+        its own), where one query alone leaves a core idle: on the benchmark's
+        200,000-row cut, the old file's key check beside the line join."""
+        with self._early_lock:
+            if self._beside is None:
+                self._beside = ThreadPoolExecutor(1, thread_name_prefix="engine-beside")
+
+            def beside(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+                with self._early_lock:
+                    if self._shut:
+                        raise EngineError("the table engine was closed")
+                    cursor = con.cursor()
+                    self._beside_cursors.append(cursor)
+                try:
+                    return cursor.execute(sql).fetchall()
+                finally:
+                    with self._early_lock:
+                        self._beside_cursors.remove(cursor)
+                    cursor.close()
+
+            return self._beside.submit(self._guarded, beside)
+
+    def cancel_beside(self) -> None:
+        """Interrupt the queries ``run_beside`` started that still run, and wait for
+        their threads to end."""
+        with self._early_lock:
+            for cursor in self._beside_cursors:
+                with contextlib.suppress(Exception):
+                    cursor.interrupt()
+            pool, self._beside = self._beside, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes, longest: int) -> int:
         """Write ``header``, then the one text column of each row ``sql`` gives followed

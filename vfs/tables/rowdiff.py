@@ -57,6 +57,11 @@ before. Headers that differ, first lines that mostly differ (every row rewritten
 checked on the sides' first bytes before anything is read), a line the engine cannot
 read as text, or more than ``LINE_SHARE`` of the rows differing: the full path.
 
+On both paths, the key check's read of the old file runs while the changed rows are
+found (``_old_keys``), and the check itself while the changed rows are compared
+(``_checked_beside``), each on a cursor of its own: on two cores, one query alone
+leaves one idle part of the time. What the key check finds still comes first.
+
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
 prove (different headers or dialects, quotes, nothing shared) takes the full path;
 ``tests/test_rowdiff_fast.py`` checks with hypothesis that both give the same answer,
@@ -93,9 +98,10 @@ from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
-from vfs.tables.compare import key_totals, keyed, unkeyed
+from vfs.tables.compare import key_totals, key_totals_answer, key_totals_query, keyed, unkeyed
 from vfs.tables.engine import (
     Engine,
+    EngineError,
     NotTabular,
     PiecesRefused,
     Table,
@@ -128,6 +134,8 @@ from vfs.tables.source import (
 FAST_SHARE = 0.5  # the share of bytes two sides must have in common for the fast path
 LINES = ("csv", "tsv", "jsonl")  # the formats whose rows are lines
 LINE_SHARE = 0.25  # the line path gives up when more of the rows than this differ
+OLD_KEYS = "main.__old_keys"  # the old file's keys, read beside (_old_keys)
+BESIDE_MAX = 32 << 20  # and of a file of at most this many bytes
 MAX_LIMIT = (1 << 63) - 1  # rows shown at most: the engine's LIMIT is a 64-bit number
 
 
@@ -200,21 +208,49 @@ def _diff_rows(
             nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
     _check_key(key, old, ot, new, nt, words)
-    plan, parts = None, None
+    plan, parts, early = None, None, None
     if fast_share is not None:
         plan = fast_plan(old, new, ot, nt, fast_share)
-        if plan is None and key:
+        if plan is not None or (key and _lines_are_rows(old, new, ot, nt)):
+            early = _old_keys(engine, old, ot, nt, key, cache)
+    try:
+        if fast_share is not None and plan is None and key:
             parts = line_parts(engine, old, new, ot, nt)
+        if plan is None and parts is None and early is not None:
+            engine.cancel_beside()  # the full path reads the old file itself
+        return _compared(engine, fmt, out, old, new, ot, nt, key, limit, cache, plan, parts, early)
+    finally:
+        if early is not None:
+            engine.cancel_beside()  # (when an error left it running)
+            with contextlib.suppress(NotTabular, TypeMismatch, EngineError):
+                engine.run(f"DROP TABLE IF EXISTS {OLD_KEYS}")
+
+
+def _compared(
+    engine: Engine, fmt: Format, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
+    key: Sequence[str], limit: int, cache: Path | None, plan: regions.Plan | None,
+    parts: tuple[Path, Path] | None, early: Future[Any] | None,
+) -> RowDiff:  # fmt: skip
+    """``_diff_rows`` once the path is chosen: the fast path (``plan``), the line path
+    (``parts``) or the full path, reading every value as text where a value does not
+    fit its type; ``early``: the old file's keys read beside (``_old_keys``)."""
+    if plan is None and parts is None:
+        early = None
     for text in (False, True):
         out.added = out.removed = out.changed = out.unchanged = 0
         out.columns, out.rows = {}, []  # nothing of a pass that failed half-way
         try:
             bounds: list[checks.Bounds | None] = [None, None]  # of the key, on each side
+            keys_of_old = early if not text else None
             if plan is not None:
-                bounds = _fast(engine, out, old, new, ot, nt, plan, key, limit, text, cache)
+                bounds = _fast(
+                    engine, out, old, new, ot, nt, plan, key, limit, text, cache, keys_of_old
+                )
             elif parts is not None:
                 out.method, out.shared_bytes = "full", 0  # every row compared, as text first
-                bounds = _parts(engine, out, old, new, ot, nt, parts, key, limit, text, cache)
+                bounds = _parts(
+                    engine, out, old, new, ot, nt, parts, key, limit, text, cache, keys_of_old
+                )
             else:
                 _full(engine, out, old, new, ot, nt, key, limit, text)
             if key:
@@ -621,6 +657,7 @@ def _alike(old: bytes, new: bytes) -> bool:
 def _fast(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     plan: regions.Plan, key: Sequence[str], limit: int, text: bool, cache: Path | None,
+    early: Future[Any] | None = None,
 ) -> list[checks.Bounds | None]:  # fmt: skip
     """Write the changed rows out and compare only them; the key's bounds (``_parts``).
 
@@ -642,17 +679,19 @@ def _fast(
                 write_ranges(src.fileno(), ranges, dst.fileno(), header)
     out.method = "chunks"
     out.shared_bytes = plan.shared_bytes
-    return _parts(engine, out, old, new, ot, nt, files, key, limit, text, cache)
+    return _parts(engine, out, old, new, ot, nt, files, key, limit, text, cache, early)
 
 
 def _parts(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     files: tuple[Path, Path], key: Sequence[str], limit: int, text: bool, cache: Path | None,
+    early: Future[Any] | None = None,
 ) -> list[checks.Bounds | None]:  # fmt: skip
     """Compare the changed rows CA and CB (``files``, each with the old file's header)
     and count the shared ones from the old file (module doc): the fast paths' common
     part. Returns bounds of the key on each side, where they were found on the way
-    (``vfs.tables.checks``)."""
+    (``vfs.tables.checks``). ``early``: the old file's keys being read into
+    ``OLD_KEYS`` (``_old_keys``), which the key check then reads instead of the file."""
 
     def whole() -> str:  # the old file: whole in its copy once asked for (Side.file)
         return ot.relation(old.file, text, _lines(engine, old, ot))
@@ -662,25 +701,88 @@ def _parts(
     checked = _checked(old, ot, text)
     bounds: list[checks.Bounds | None] = [None, None]
     if key:
-        kind = checks.bounded(ot, key, text) if ot == nt else None
-        proved = checks.proof(cache, checks.name(old.chunks, ot, text, key), kind)
-        if proved is not None and counted[0] not in (None, proved[0]):
-            proved = None  # a damaged entry: the rows counted from the newlines say so
+        kind, proved = _proof(cache, old, ot, nt, key, text)
         if proved is not None:
             counts = _collisions(
                 engine, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds, text
             )
         else:
-            counts = key_totals(
-                engine, out, ot, nt, key,
-                [(whole(), 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
-                bounds if kind else None, text,
+            if early is not None:
+                early.result()  # its error is the one reading the old file here gives
+                first: tuple[str, int, int, Sequence[str]] = (OLD_KEYS, 1, 1, ())
+            else:
+                first = (whole(), 1, 1, checked)
+            sources = [first, (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
+            _checked_beside(
+                engine, out, ot, nt, key, a_rel, b_rel, limit, text, counted, sources,
+                bounds if kind else None,
             )  # fmt: skip
+            return bounds
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
         shared = engine.count(whole(), checked) - engine.count(a_rel)
         unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
     return bounds
+
+
+def _checked_beside(
+    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str], a_rel: str,
+    b_rel: str, limit: int, text: bool, counted: tuple[int | None, int | None],
+    sources: list[tuple[str, int, int, Sequence[str]]], bounds: list[checks.Bounds | None] | None,
+) -> None:  # fmt: skip
+    """``keyed`` on the changed rows, with ``key_totals`` over ``sources`` run beside it
+    (``Engine.run_beside``): each is a few small queries that leave a core idle.
+    What the key check finds comes first, as when it ran before: a key that names
+    several rows, or its error, rather than the join's."""
+    check = engine.run_beside(key_totals_query(ot, nt, key, sources, bounds is not None, text))
+
+    def counts() -> tuple[int, int]:
+        return key_totals_answer(out, key, check.result()[0], bounds)
+
+    try:
+        keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, counts, counted)
+    except Exception:
+        counts()  # its error first
+        raise
+    counts()  # (keyed asks for it only where its own counts disagree)
+
+
+def _proof(
+    cache: Path | None, old: Side, ot: Table, nt: Table, key: Sequence[str], text: bool
+) -> tuple[str | None, tuple[int, checks.Bounds | None] | None]:
+    """The key's type if it has bounds (``checks.bounded``), and what an earlier keyed
+    diff proved of the old file (``checks.proof``), or None."""
+    kind = checks.bounded(ot, key, text) if ot == nt else None
+    proved = checks.proof(cache, checks.name(old.chunks, ot, text, key), kind)
+    if proved is not None and _rows(old, ot) not in (None, proved[0]):
+        proved = None  # a damaged entry: the rows counted from the newlines say so
+    return kind, proved
+
+
+def _old_keys(
+    engine: Engine, old: Side, ot: Table, nt: Table, key: Sequence[str], cache: Path | None
+) -> Future[Any] | None:
+    """Start reading the key columns of the old file into ``OLD_KEYS`` (``Engine.
+    run_beside``), every value converted on the way as the key check converts it
+    (``_checked``), while the fast or line path finds the changed rows: the key
+    check (``_parts``) then reads that table instead of the file, and the two whole
+    reads keep both cores busy where each alone leaves one idle part of the time.
+    None where the key check would not read the old file whole (no key, or one an
+    earlier diff proved: ``_collisions``), or where the file is larger than
+    ``BESIDE_MAX``: each query then keeps both cores busy alone, and the two at once
+    held more memory (the benchmark's 2M-row file, nothing kept: 423 MiB at its
+    peak instead of 374, at the same wall time)."""
+    if not key or ot.empty or old.size > BESIDE_MAX:
+        return None
+    if _proof(cache, old, ot, nt, key, False)[1] is not None:
+        return None
+    checked = _checked(old, ot, False)
+    where = f" WHERE hash({', '.join(map(ident, checked))}) IS NOT NULL" if checked else ""
+    whole = ot.relation(old.file, False, _lines(engine, old, ot))
+    cols = ", ".join(ident(k) for k in key)
+    return engine.run_beside(
+        f"CREATE OR REPLACE TABLE {OLD_KEYS} AS SELECT {cols} FROM {whole}{where}"
+    )
 
 
 def _collisions(
