@@ -262,9 +262,11 @@ class _Helper:
     def start(
         root: Path, dirs: list[bytes], tickets: Tickets, index: Index, passed_over: PassedOver
     ) -> _Helper | None:
-        """Fork a helper that claims ``tickets`` of ``dirs``; None if no process could be made."""
+        """Fork a helper that claims ``tickets`` of ``dirs``; None if no process could be
+        made. It only lists, stats and reports: it is not tied to this process's life
+        (see ``Helper.start``)."""
         process = Helper.start(
-            lambda channel: _serve(root, dirs, tickets, index, channel, passed_over)
+            lambda channel: _serve(root, dirs, tickets, index, channel, passed_over), tied=False
         )
         return None if process is None else _Helper(process)
 
