@@ -52,9 +52,11 @@ def mark(name):
 import gc
 import vfs.cli
 gc.disable()  # as vfs.cli.main does first, for the imports and the status
+if hasattr(vfs.cli, "defer_inspect"):  # (as main does next, where it does)
+    vfs.cli.defer_inspect()
 from vfs.cli import status_report
 from vfs.cli.output import repo_here, warn, workers
-from vfs.ops import merging, status as ops
+from vfs.ops import status as ops
 from vfs._os.gc_pause import paused_gc
 mark("imports")
 repo = repo_here()
@@ -70,9 +72,14 @@ with paused_gc():
         mark("scan and sort (work_state)")
     if head_id is not None:
         ops.label(repo, index, head_id)
-    merging.live(repo.dir, repo.refs)
+    if hasattr(ops, "merge_in_progress"):
+        ops.merge_in_progress(repo)
+    else:  # (an older tree, measured beside this one)
+        from vfs.ops import merging
+        merging.live(repo.dir, repo.refs)
+    ops.lock_apart(repo, index.base or head_id, None)
     status_report.tracking(repo, ops.Status(head.branch, None, None, [], work))
-    mark("head, merge state, remotes")
+    mark("head, merge state, lock, remotes")
 out, w, c = [], w0, c0
 for name, w1, c1 in marks:
     out.append([name, (w1 - w) * 1000, (c1 - c) * 1000])

@@ -20,6 +20,7 @@ from tests.support.cli import (
     assert_ok,
     cli_command,
     cli_env,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -374,6 +375,29 @@ def test_a_plain_status_says_the_same_without_click(repo: Repo) -> None:
     r = repo.run("status", "--jsn")
     assert r.code == 2 and r.err.startswith("dvfs: error: no such option '--jsn'"), str(r)
     assert repo.ok("status", "--help").out.startswith("Usage: dvfs status [OPTIONS] [MNT]")
+    repo.fsck_clean()
+
+
+def test_a_clean_status_loads_nothing_only_other_states_need(repo: Repo) -> None:
+    """A clean status where no merge is under way, no ``dvfs.lock`` lies and nothing is
+    untracked imports none of the modules those need, nor ``inspect`` (``dis``,
+    ``tokenize``: what it loads) or ``shutil``: each was milliseconds of its start-up.
+    It still finds a merge record and a ``dvfs.lock`` when there is one."""
+    commit_files(repo, {f"d/{i % 4}/f{i}.txt": f"file {i}" for i in range(40)}, "one")
+    r = repo.ok("status", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert "Nothing to commit, working tree clean." in r.out
+    lines = [line for line in r.err.splitlines() if line.startswith("import time:")]
+    imported = {line.rpartition("|")[2].strip() for line in lines}
+    assert "vfs.ops.status" in imported
+    unneeded = {"dis", "tokenize", "shutil", "vfs.ops.merging", "vfs.repo.gitlink"}
+    assert imported & (unneeded | {"pathspec", "vfs.worktree.ignore"}) == set()
+    (repo.root / "dvfs.lock").write_text("branch: main\nversion: v9\nid: " + "ab" * 32 + "\n")
+    assert repo.status()["lock"] == {"branch": "main", "version": "v9", "id": "ab" * 32}
+    (repo.root / ".dvfs" / "MERGE").write_bytes(b"not a merge record")
+    r = repo.run("status")
+    assert r.code != 0 and "MERGE" in r.err and "merge --abort" in r.err, str(r)
+    (repo.root / ".dvfs" / "MERGE").unlink()
+    (repo.root / "dvfs.lock").unlink()
     repo.fsck_clean()
 
 

@@ -17,12 +17,22 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    Result,
     init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from vfs.worktree.ignore import MAX_FILE, MAX_STARS, Ignores
+from vfs.worktree.ignore import (
+    BUILTIN,
+    BUILTIN_PARTS,
+    BUILTIN_SOURCE,
+    MAX_FILE,
+    MAX_STARS,
+    Ignores,
+    _builtin,
+    _compile,
+)
 
 
 def tree(root: Path, files: dict[str, str]) -> None:
@@ -363,6 +373,49 @@ def test_check_ignore_names_the_rule(repo: Repo) -> None:
          "source": "(built-in)", "line": 2, "pattern": "__pycache__/"},
     ]  # fmt: skip
     repo.fail("check-ignore", "../elsewhere", fragments=("outside the repository",))
+    repo.fsck_clean()
+
+
+def test_the_built_in_rules_match_as_pathspec_reads_them() -> None:
+    """The built-in rules' expressions, spelled out so that pathspec need not be loaded
+    for them, are the ones pathspec's reading of them gives, line for line."""
+    import re
+
+    read = _compile(BUILTIN_SOURCE, BUILTIN, lambda w: pytest.fail(w))
+    assert read.spec is not None and not read.negates
+    assert [(n, text) for n, text in read.where] == list(enumerate(BUILTIN, 1))
+    made = []
+    for p in read.spec.patterns:
+        assert isinstance(p.regex, re.Pattern)
+        made.append(re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern))
+    assert made == list(BUILTIN_PARTS)
+    built = _builtin().quick
+    assert read.quick is not None and built is not None and read.quick.pattern == built.pattern
+
+
+def imported(r: Result) -> set[str]:
+    """The modules a command run with PYTHONPROFILEIMPORTTIME=1 imported."""
+    lines = [line for line in r.err.splitlines() if line.startswith("import time:")]
+    return {line.rpartition("|")[2].strip() for line in lines}
+
+
+def test_add_under_the_built_in_rules_alone_does_not_load_pathspec(repo: Repo) -> None:
+    """With no ``.dvfsignore``, ``add`` keeps out what the built-in rules ignore without
+    importing pathspec (a tenth of its start-up); ``check-ignore -v`` still names the rule."""
+    repo.write("data/a.csv", "a\n")
+    repo.write("data/__pycache__/m.cpython-311.pyc", "p")
+    repo.write("data/.DS_Store", "d")
+    repo.write("data/sub/x.pyc", "p")
+    r = repo.ok("add", "data", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert "staged 1 file" in r.out and "skipped 3 ignored paths" in r.out
+    assert "vfs.worktree.ignore" in imported(r) and "pathspec" not in imported(r)
+    assert [s["path"] for s in repo.status()["staged"]] == ["data/a.csv"]
+    r = repo.ok("check-ignore", "-v", "data/sub/x.pyc", "data/__pycache__")
+    assert r.out.splitlines() == [
+        "(built-in):4:*.pyc\tdata/sub/x.pyc",
+        "(built-in):2:__pycache__/\tdata/__pycache__",
+    ]
+    repo.commit("one")
     repo.fsck_clean()
 
 

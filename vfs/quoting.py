@@ -29,6 +29,7 @@ and ``日本`` included, prints as it is.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -38,12 +39,28 @@ _UNSAFE = (
     r"\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
     r"\u2066-\u2069\ufeff\ud800-\udfff"
 )
-_TEXT_UNSAFE = re.compile(f"[{_UNSAFE}]")
-_NAME_UNSAFE = re.compile(f'[{_UNSAFE}"\\\\]')
 # Code points json.dumps(ensure_ascii=False) leaves raw that a terminal may act on.
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_JSON_UNSAFE = r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 _NAMED = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
 _NAMED.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+# The expressions are compiled when first needed (1 ms of every command's start-up):
+# text that is printable ASCII, most of what any command prints, needs none of them.
+@functools.cache
+def _text_unsafe() -> re.Pattern[str]:
+    return re.compile(f"[{_UNSAFE}]")
+
+
+@functools.cache
+def _name_unsafe() -> re.Pattern[str]:
+    return re.compile(f'[{_UNSAFE}"\\\\]')
+
+
+def _plain(text: str) -> bool:
+    """True if ``text`` is printable ASCII: no code point of it is unsafe (the unsafe
+    ASCII ones, C0 controls and DEL, are the ASCII that ``str.isprintable`` refuses)."""
+    return text.isascii() and text.isprintable()
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -70,9 +87,12 @@ def quote_name(name: str | bytes) -> str:
     surrogates, which stand for the bytes they replaced.
     """
     text = _text(name)
-    if _NAME_UNSAFE.search(text) is None:
+    if _plain(text) and '"' not in text and "\\" not in text:
         return text
-    return '"' + _NAME_UNSAFE.sub(_escape, text) + '"'
+    unsafe = _name_unsafe()
+    if unsafe.search(text) is None:
+        return text
+    return '"' + unsafe.sub(_escape, text) + '"'
 
 
 def quote_given(text: str | bytes) -> str:
@@ -87,7 +107,7 @@ def shell_word(name: str | bytes) -> str:
     control character, which no line can carry as typed, is shown as
     :func:`quote_name` shows it."""
     text = _text(name)
-    if _TEXT_UNSAFE.search(text) is not None:
+    if not _plain(text) and _text_unsafe().search(text) is not None:
         return quote_name(text)
     import shlex  # (only when a hint names a path)
 
@@ -97,9 +117,12 @@ def shell_word(name: str | bytes) -> str:
 def escape_text(text: str | bytes) -> str:
     """``text`` with every unsafe code point escaped in place (no quotes added)."""
     text = _text(text)
-    if _TEXT_UNSAFE.search(text) is None:
+    if _plain(text):
         return text
-    return _TEXT_UNSAFE.sub(_escape, text)
+    unsafe = _text_unsafe()
+    if unsafe.search(text) is None:
+        return text
+    return unsafe.sub(_escape, text)
 
 
 def _json_escape(match: re.Match[str]) -> str:
@@ -121,7 +144,7 @@ def safe_json(data: Any) -> str:
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
     except ValueError:
         text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False)
-    return _JSON_UNSAFE.sub(_json_escape, text)
+    return re.sub(_JSON_UNSAFE, _json_escape, text)
 
 
 def finite(x: float) -> float | str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat as statmod
 from pathlib import Path
 from typing import Any
@@ -263,6 +262,8 @@ def remove_tree(dir_fd: int, name: str | bytes, *, strict: bool = False) -> None
             if strict:
                 raise
         return
+    import shutil  # (here: 2 ms of imports that a `status` never needs)
+
     shutil.rmtree(name, ignore_errors=not strict, dir_fd=dir_fd)
 
 

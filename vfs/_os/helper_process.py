@@ -156,11 +156,15 @@ class Helper(Channel):
         self.pid = pid
 
     @staticmethod
-    def start(work: Callable[[Channel], None]) -> Helper | None:
+    def start(work: Callable[[Channel], None], *, tied: bool = True) -> Helper | None:
         """Fork a helper running ``work(channel)``; None if no process could be made.
 
         The helper ends when ``work`` returns or raises (exit status 0 or 1), without
-        running this process's exit handlers or flushing its buffers.
+        running this process's exit handlers or flushing its buffers. ``tied``: the
+        kernel kills it when this process ends (:func:`_die_with`). A helper that only
+        reads and reports (a status's scan) may go without, sparing it the 3 ms of CPU
+        that asking costs (importing ctypes): left alone, it ends once its share is
+        done, or sooner, on writing to the pipe no one reads.
         """
         down_r, down_w = os.pipe()  # parent -> helper
         up_r, up_w = os.pipe()  # helper -> parent
@@ -174,7 +178,8 @@ class Helper(Channel):
         if pid == 0:  # the helper: never returns
             code = 1
             try:
-                _die_with(parent)
+                if tied:
+                    _die_with(parent)
                 os.close(down_w)
                 os.close(up_r)
                 work(Channel(down_r, up_w))

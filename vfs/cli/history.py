@@ -166,9 +166,8 @@ def log(
       dvfs log --remote origin feature  # its branch feature
       dvfs log --graph --oneline       # merges and the lines they join
     """
-    from vfs.ops import browse, sync
+    from vfs.ops import browse
     from vfs.ops import graph as drawing
-    from vfs.remote import config as remotes
 
     repo = repo_here()
     branch = None
@@ -182,6 +181,9 @@ def log(
     if remote_name is not None:
         if rev is not None:
             raise UsageError("--remote lists one branch of the remote: give one BRANCH")
+        from vfs.ops import sync  # (with its remotes code: only for --remote)
+        from vfs.remote import config as remotes
+
         spec = remotes.get_remote(repo, remote_name)
         rev, notes, remote_names = sync.log_remote(repo, spec, branch)
         for line in notes:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError
 from vfs.model.names import MAX_NAME, is_reserved, is_reserved_at_root
-from vfs.ops import merging
 from vfs.ops import status as ops_status
 from vfs.quoting import escape_text, shell_word
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 if TYPE_CHECKING:
+    from vfs.ops import merging
     from vfs.ops.diff import Change
     from vfs.ops.grouping import Group
     from vfs.repo.gitlink import LockPointer

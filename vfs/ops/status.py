@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import os
 import stat as statmod
 from dataclasses import dataclass, field, replace
 from itertools import chain
@@ -22,10 +23,8 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FormatError, UsageError
-from vfs.ops import merging
 from vfs.repo import cut_short
 from vfs.repo.cut_short import CutShort
-from vfs.repo.gitlink import LockPointer, read_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import INDEX_FORMAT, Index, Staged
@@ -41,11 +40,16 @@ from vfs.worktree.status import triage_tree
 
 if TYPE_CHECKING:
     from vfs.model.codec import Entry
+    from vfs.ops import merging
     from vfs.ops.diff import Change
+    from vfs.repo.gitlink import LockPointer
     from vfs.repo.history import History
     from vfs.worktree.ignore import Ignores
 
     Flat = tuple[bytes, dict[bytes, Entry]]  # a tree id and its files (History.flatten)
+
+LOCK_FILE = "dvfs.lock"  # (vfs.repo.gitlink's: that module is imported only where one is)
+MERGE_RECORD = "MERGE"  # (in .dvfs: vfs.ops.merging's, imported only where there is one)
 
 
 def quiet(_: str) -> None:
@@ -353,7 +357,7 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
                 index.save()
         except Exception:  # refreshing is an optimisation; never fail status for it
             pass
-    merge = merging.live(repo.dir, repo.refs)
+    merge = merge_in_progress(repo)
     return Status(
         branch=head.branch,
         detached=None if head.detached is None else label(repo, index, head.detached),
@@ -402,6 +406,17 @@ def _untracked_unstaged(
             work.untracked = sorted(work.untracked + ign.keep(found))
 
 
+def merge_in_progress(repo: Repository) -> merging.MergeState | None:
+    """The merge in progress (``vfs.ops.merging.live``). Where ``.dvfs`` holds no merge
+    record, as it does not but during a merge, that module is not even imported (its
+    making is 2 ms of a clean status)."""
+    if not os.path.lexists(repo.dir / MERGE_RECORD):
+        return None
+    from vfs.ops import merging
+
+    return merging.live(repo.dir, repo.refs)
+
+
 def _renamed(repo: Repository, m: merging.MergeState) -> merging.Renames:
     """``merging.renamed`` of the conflicts left (the three versions read only then)."""
     left = [c for c in m.conflicts if not c.resolved]
@@ -414,6 +429,8 @@ def _renamed(repo: Repository, m: merging.MergeState) -> merging.Renames:
         )
     except DvfsError:  # (a version not readable: the conflicts are shown as they are)
         return {}
+    from vfs.ops import merging
+
     return merging.renamed(left, base, ours, theirs)
 
 
@@ -421,7 +438,14 @@ def lock_apart(repo: Repository, holds: bytes | None, tip: bytes | None) -> Lock
     """What ``dvfs.lock`` names, if that is not ``holds``, the version the working tree
     holds: git checked out a commit made with other data (``dvfs checkout --lock``
     brings it). None if there is no readable lock, or it names ``tip``, the branch
-    head the working tree is behind (``dvfs switch`` brings that one)."""
+    head the working tree is behind (``dvfs switch`` brings that one).
+
+    Where there is no ``dvfs.lock`` at all, :mod:`vfs.repo.gitlink` is not even imported.
+    """
+    if not os.path.lexists(repo.root / LOCK_FILE):
+        return None
+    from vfs.repo.gitlink import read_lock
+
     try:
         ptr = read_lock(repo.root)
     except (UsageError, OSError):  # none, or unreadable: `checkout --lock` says why

@@ -63,6 +63,18 @@ BUILTIN = (
     "/dvfs.lock",
     "/dvfs.toml",
 )
+# pathspec's expression for each line of BUILTIN, its named group left unnamed as
+# :func:`_any_of` does (tests/test_ignore.py checks that they agree): so that a command
+# meeting no ``.dvfsignore`` never imports pathspec (see :func:`_builtin`).
+BUILTIN_PARTS = (
+    r"^(?:.+/)?\.DS_Store(?:(?:/)|$)",
+    r"^(?:.+/)?__pycache__(?:/)",
+    r"^(?:.+/)?\.ipynb_checkpoints(?:/)",
+    r"^(?:.+/)?[^/]*\.pyc(?:(?:/)|$)",
+    r"^(?:.+/)?\.git(?:/)",
+    r"^dvfs\.lock(?:(?:/)|$)",
+    r"^dvfs\.toml(?:(?:/)|$)",
+)
 MAX_FILE = 256 * 1024
 MAX_PATTERNS = 4096
 MAX_LINE = 1024
@@ -94,10 +106,20 @@ def _quiet(_: str) -> None:
 class _Compiled:
     """The patterns of an ignore file's text, compiled (shared by files with equal text)."""
 
-    spec: pathspec.GitIgnoreSpec
+    spec: pathspec.GitIgnoreSpec | None  # None: the built-in rules (see :func:`_builtin`)
     quick: re.Pattern[str] | None  # matches whatever some pattern matches
     where: list[tuple[int, str]]  # per pattern: its line number and text
     negates: bool  # some pattern is a `!` one
+
+    def last(self, here: str) -> tuple[bool, int] | None:
+        """The verdict and number of the pattern deciding ``here``, if one matches."""
+        if self.spec is None:  # (no `!` among them: the last that matches decides)
+            hits = [i for i, p in enumerate(_builtin_parts()) if p.match(here)]
+            return (True, hits[-1]) if hits else None
+        result = self.spec.check_file(here)
+        if result.include is None or result.index is None:
+            return None
+        return bool(result.include), result.index
 
 
 def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
@@ -132,8 +154,21 @@ def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
 @functools.cache
 def _builtin() -> _Compiled:
     """The built-in rules, compiled once per process (a ``repro`` lists paths with new
-    rules after each stage)."""
-    return _compile(BUILTIN_SOURCE, BUILTIN, _quiet)
+    rules after each stage).
+
+    Without pathspec, whose import was 11 ms of the start of every ``add``: its
+    expressions for them are spelled out (``BUILTIN_PARTS``), and as none of them
+    negates, the last that matches decides, as in pathspec's ``GitIgnoreSpec``.
+    """
+    where = [(number, line.strip()) for number, line in enumerate(BUILTIN, 1)]
+    quick = re.compile("|".join(f"(?:{part})" for part in BUILTIN_PARTS))
+    return _Compiled(None, quick, where, False)
+
+
+@functools.cache
+def _builtin_parts() -> list[re.Pattern[str]]:
+    """``BUILTIN_PARTS`` compiled (only once a path matches one of them)."""
+    return [re.compile(part) for part in BUILTIN_PARTS]
 
 
 class _Rules:
@@ -151,11 +186,11 @@ class _Rules:
         c = self.compiled
         if c.quick is not None and c.quick.match(here) is None:
             return None
-        result = c.spec.check_file(here)
-        if result.include is None or result.index is None:
+        found = c.last(here)
+        if found is None:
             return None
-        number, text = c.where[result.index]
-        return Match(bool(result.include), self.source, number, text)
+        number, text = c.where[found[1]]
+        return Match(found[0], self.source, number, text)
 
     def decides(self, rel: str) -> bool | None:
         """``check(rel).ignored``, sooner: True ignores, False keeps, None says nothing."""
@@ -166,7 +201,8 @@ class _Rules:
                 return None
             if not c.negates:
                 return True
-        return c.spec.check_file(here).include
+        found = c.last(here)
+        return None if found is None else found[0]
 
 
 def _any_of(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
@@ -229,17 +228,28 @@ def _frontier(
     return listed, level
 
 
-@dataclass
 class _Answer:
-    """A helper's first frame."""
+    """A helper's first frame. (A plain class: a dataclass costs every ``status`` its
+    making, 0.4 ms, and a clean one of a small tree never forks a helper.)"""
 
-    untracked: list[bytes]
-    stale: list[bytes]
-    count: int
-    notes: list[str]
-    skipped: list[bytes]
-    done: list[int]  # the numbers of the directories it scanned
-    gone: set[bytes] = field(default_factory=set)
+    __slots__ = ("count", "done", "gone", "notes", "skipped", "stale", "untracked")
+
+    def __init__(
+        self,
+        untracked: list[bytes],
+        stale: list[bytes],
+        count: int,
+        notes: list[str],
+        skipped: list[bytes],
+        done: list[int],
+    ) -> None:
+        self.untracked = untracked
+        self.stale = stale
+        self.count = count
+        self.notes = notes
+        self.skipped = skipped
+        self.done = done  # the numbers of the directories it scanned
+        self.gone: set[bytes] = set()
 
 
 class _Helper:
@@ -252,9 +262,11 @@ class _Helper:
     def start(
         root: Path, dirs: list[bytes], tickets: Tickets, index: Index, passed_over: PassedOver
     ) -> _Helper | None:
-        """Fork a helper that claims ``tickets`` of ``dirs``; None if no process could be made."""
+        """Fork a helper that claims ``tickets`` of ``dirs``; None if no process could be
+        made. It only lists, stats and reports: it is not tied to this process's life
+        (see ``Helper.start``)."""
         process = Helper.start(
-            lambda channel: _serve(root, dirs, tickets, index, channel, passed_over)
+            lambda channel: _serve(root, dirs, tickets, index, channel, passed_over), tied=False
         )
         return None if process is None else _Helper(process)
 
