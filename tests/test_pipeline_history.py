@@ -976,3 +976,36 @@ def test_exp_list_names_the_base_of_an_experiment_run_on_another_branch_readably
     line = repo.ok("exp", "list").out.splitlines()[0]
     assert line.startswith(f"exp/e  v3 {e['id'][:10]} from {side[:10]}  "), line
     repo.fsck_clean()
+
+
+def test_a_clone_compares_the_metrics_of_versions_it_did_not_check_out(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # a clone holds the data of its checkout alone: compare showed `-` for every older
+    # version's metrics, and metrics show/diff and exp list failed, with a warning per
+    # version that `dvfs cat` of the same file would have answered by downloading it
+    repo.write("params.yaml", "lr: 1\n")
+    add_in_process(repo, "params.yaml")
+    repo.ok("run", "-n", "train", "-p", "lr", "-m", "metrics.json", "--",
+            "sed 's/lr: /{\"acc\": /; s/$/}/' params.yaml > metrics.json")  # fmt: skip
+    repo.commit("one")
+    repo.write("params.yaml", "lr: 2\n")
+    repo.ok("repro")
+    add_in_process(repo, "params.yaml")
+    repo.commit("two")
+    repo.ok("exp", "run", "-S", "lr=3", "-n", "three")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push", "--all")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("branch", "exp/three", "origin/exp/three")
+    rows = copy.json("compare", "--json")
+    assert [(r["rev"], r["metrics"]) for r in rows] == [
+        ("v2", {"acc": 2}), ("v1", {"acc": 1}), ("exp/three", {"acc": 3})
+    ]  # fmt: skip
+    assert copy.json("metrics", "show", "v1", "--json") == {"v1": {"metrics.json": {"acc": 1}}}
+    changed = copy.json("metrics", "diff", "v1", "v2", "--json")
+    assert [(m["name"], m["old"], m["new"]) for m in changed["metrics"]] == [("acc", 1, 2)]
+    [listed] = copy.json("exp", "list", "--json")
+    assert listed["metrics"] == {"acc": 3}
+    copy.fsck_clean()
