@@ -108,7 +108,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """
     from vfs.pipeline import report, workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     repo = history_of(ws)
     old, new = _sides(revs, repo)
     sides = [repo.history.version(r) for r in (old, new) if r is not None]
@@ -170,7 +170,7 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     """
     from vfs.pipeline import report, workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     sides: list[tuple[str, dict[bytes, dict[str, Any]]]] = []
     notes: list[str] = []
     unreadable: list[bytes] = []
@@ -231,7 +231,7 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     """
     from vfs.pipeline import report, workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     repo = history_of(ws)
     hist = repo.history
     old, new = _sides(revs, repo)
@@ -305,7 +305,7 @@ def compare(
 
     if as_csv and as_json:
         raise UsageError("--csv and --json ask for two formats: give one")
-    repo = history_of(workspace.find())
+    repo = history_of(workspace.find(writes=False))
     hist = repo.history
     notes: list[str] = []
     unreadable: list[bytes] = []
@@ -462,7 +462,7 @@ def exp_list(as_json: bool) -> None:
 
     notes: list[str] = []
     unreadable: list[bytes] = []
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     if ws.repo is not None:
         branches = ws.repo.refs.branches()
         tips = [oid for _, oid in report.experiments(ws.repo.history, branches)]

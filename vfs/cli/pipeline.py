@@ -16,11 +16,12 @@ from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_name, shell_word
 
 
-def pipeline_here() -> tuple[Any, Any, Any]:
-    """(workspace, pipeline, graph) of the working tree around the current directory."""
+def pipeline_here(writes: bool = True) -> tuple[Any, Any, Any]:
+    """(workspace, pipeline, graph) of the working tree around the current directory
+    (``writes`` False: a read-only mount is one too, see ``workspace.find``)."""
     from vfs.pipeline import workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=writes)
     p, dag = workspace.load_pipeline(ws)
     return ws, p, dag
 
@@ -338,7 +339,7 @@ def stage_list(as_json: bool) -> None:
       dvfs stage list
       dvfs stage list --json
     """
-    _, p, dag = pipeline_here()
+    _, p, dag = pipeline_here(writes=False)
     if as_json:
         emit_json({"stages": [stage_json(s) for s in p.stages.values()]})
         return
@@ -424,7 +425,7 @@ def dag(stage: str | None, fmt: str, outs: bool) -> None:
     """
     from vfs.pipeline import graph
 
-    g = pipeline_here()[2]
+    g = pipeline_here(writes=False)[2]
     if stage is not None and stage not in g.stages:
         raise UsageError(f"no stage {quote_name(stage)} in dvfs.yaml: `dvfs stage list` shows them")
     names = g.closure([stage], down=False) if stage else list(g.stages)
@@ -503,7 +504,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     from vfs.pipeline.record import describe, iso_ns
     from vfs.pipeline.stale import param_name
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     hist = history_of(ws).history
     oid = hist.resolve(rev or "HEAD")
     v = hist.version(oid)
