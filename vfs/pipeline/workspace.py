@@ -39,6 +39,7 @@ from vfs.pipeline.spec import Pipeline
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.quoting import quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
+from vfs.repo.refs import Head, Refs
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, Staged
 from vfs.store.durable import storage_error, tmp_leaf
@@ -177,10 +178,24 @@ def find(start: Path | None = None, writes: bool = True) -> Workspace:
             repo = None
             if rec is not None and (Path(rec.source) / DVFS_DIR).is_dir():
                 repo = Repository(Path(rec.source))
+                repo.refs = BranchRefs(repo.dir, rec.branch)
             return Workspace(d, repo, own_index=False, mount=d)
         if (d / DVFS_DIR).is_dir():
             return Workspace(d, Repository(d), own_index=True)
     raise NotARepository()
+
+
+class BranchRefs(Refs):
+    """The refs of a mounted repository, HEAD read as the branch the mount serves: in
+    the mount, ``HEAD``, ``vN`` and the versions compared are that branch's, as its
+    ``.versions`` shows them, wherever the repository's own HEAD is."""
+
+    def __init__(self, dvfs_dir: Path, branch: str) -> None:
+        super().__init__(dvfs_dir)
+        self.branch = branch
+
+    def head(self) -> Head:
+        return Head(self.branch)
 
 
 def _read_only(mnt: Path, rec: MountRecord | None) -> str:
