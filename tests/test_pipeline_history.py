@@ -88,6 +88,12 @@ def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
     assert any("stage train: model.bin is not as its last run made it" in w
                for w in warnings_of(r))  # fmt: skip
     assert [s["stage"] for s in repo.show()["pipeline"]] == ["prepare"]
+    # lineage said it "was not made by a stage of its pipeline: it is data added as it is"
+    assert repo.ok("lineage", "model.bin").out == (
+        "model.bin in v4 (since v4) is not as stage train's last run made it (changed after "
+        "it ran): v4 records no lineage for it; `dvfs repro` makes it again\n"
+    )
+    assert "it is data added as it is" in repo.ok("lineage", "data/f0.csv").out
     repo.fsck_clean()
 
 

@@ -557,6 +557,14 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         return
     where = f" (since {since})" if since else ""
     if not steps:
+        maker = lin.unrecorded_maker(hist, oid, rel)
+        if maker is not None:
+            click.echo(
+                f"{quoted(rel)} in {named}{where} is not as stage {maker}'s last run made it "
+                f"(changed after it ran): {named} records no lineage for it; `dvfs repro` "
+                "makes it again"
+            )
+            return
         click.echo(
             f"{quoted(rel)} in {named}{where} was not made by a stage of its pipeline: it is data "
             "added as it is"
