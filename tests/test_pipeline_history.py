@@ -176,6 +176,9 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     assert_error(repo.run("exp", "run", "-S", "train.lrr=1"), "no parameter train.lrr")
     assert_error(repo.run("exp", "run", "-S", "nonsense"), "is not [FILE:]KEY=VALUE")
     repo.ok("switch", "exp/lr05")
+    # on the experiment's branch, compare listed its version twice: as v4 and as exp/lr05
+    assert [r["rev"] for r in repo.json("compare", "--json")] == ["v4", "v3", "v2", "v1",
+                                                                   "exp/exp-1"]  # fmt: skip
     assert b"0.05" in repo.read("model.bin") and b"lr: 0.05" in repo.read("params.yaml")
     assert "Stage train is fresh" in repo.ok("repro").out
     assert staged_paths(repo) == set()

@@ -291,9 +291,9 @@ def compare(
     """One row per version or experiment, one column per parameter and metric.
 
     Without REVs: the versions of the current branch, newest first, and every
-    experiment (`dvfs exp run`). A metrics file that cannot be read (not valid
-    JSON/YAML/TOML, too large) is named in a warning, its metrics show as missing,
-    and the exit status is 1.
+    experiment (`dvfs exp run`) that is not one of them. A metrics file that cannot
+    be read (not valid JSON/YAML/TOML, too large) is named in a warning, its metrics
+    show as missing, and the exit status is 1.
 
     \b
     Examples:
