@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import shlex
 import sys
 from typing import Any
@@ -40,6 +41,18 @@ def say_to(output: Any, as_json: bool) -> Any:
         output.write(as_json, (escape_text(line) + "\n").encode())
 
     return say
+
+
+def _from_here(ws: Any, paths: list[bytes]) -> list[bytes]:
+    """Repository paths as `dvfs add` takes them here: from the current directory
+    (as `status` shows them), when that is inside the working tree."""
+    try:
+        here = os.path.relpath(os.getcwdb(), os.fsencode(ws.root))
+    except (FileNotFoundError, ValueError):
+        return paths
+    if here == b"." or outside(os.fsdecode(here)):
+        return paths
+    return [posixpath.relpath(p, here) for p in paths]
 
 
 def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
@@ -88,7 +101,7 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
                 )
         click.echo(summary)
         if out.unstaged:
-            shown = ", ".join(quote_name(p) for p in out.unstaged[:5])
+            shown = ", ".join(quote_name(p) for p in _from_here(ws, out.unstaged[:5]))
             more = f" and {len(out.unstaged) - 5:,} more" if len(out.unstaged) > 5 else ""
             click.echo(
                 f"note: {shown}{more}, which the outputs were made from, "
