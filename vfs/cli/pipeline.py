@@ -271,7 +271,13 @@ def run_cmd(
     click.echo(f"{'Replaced' if name in p.stages else 'Added'} stage {name} in {PIPELINE_FILE}")
     if no_exec:
         return
-    run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False)
+    try:
+        run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False)
+    except repro.StageFailed as exc:  # (its run is not recorded; the stage itself is)
+        raise repro.StageFailed(
+            f"{exc}; stage {name} stays in {PIPELINE_FILE}: `dvfs repro {name}` runs it once "
+            f"what failed is fixed (`dvfs run --force -n {name} ...` replaces it)"
+        ) from None
 
 
 @click.command(cls=DvfsCommand)
