@@ -346,6 +346,31 @@ def test_umount_clears_the_mount_of_a_killed_daemon(repo: Path, tmp_path: Path) 
         assert stop(m) is not None
 
 
+def test_umount_of_the_versions_of_a_kernel_overlay_names_the_mount_point(
+    repo: Path, tmp_path: Path
+) -> None:
+    """With the kernel's overlay, MNT/.versions is a mount of its own: `dvfs umount
+    MNT/.versions` unmounted it alone ("unmounted MNT/.versions"), which left MNT
+    without its versions and `dvfs umount MNT` failing ("Invalid argument: close the
+    files and programs using it") until --force."""
+    home = tmp_path / "home"
+    with mounted(str(repo), tmp_path / "mnt", home, overlay="kernel") as m:
+        versions = m.path / ".versions"
+        assert in_mount_table(versions)
+        for extra in ((), ("--force",)):
+            line = assert_error(dvfs(tmp_path, home, "umount", *extra, str(versions)), code=1)
+            assert line == (
+                f"dvfs: error: {versions} is part of the dvfs mount {m.path}: run "
+                f"`dvfs umount {m.path}`"
+            ), line
+        assert in_mount_table(versions)
+        assert (versions / "v2" / "data" / "a.txt").read_bytes() == b"two\n"
+        assert_ok(dvfs(tmp_path, home, "umount", str(m.path)))
+        assert not in_mount_table(m.path) and not in_mount_table(versions)
+        assert m.proc.wait(timeout=15) == 0
+    fsck_clean(repo)
+
+
 def test_umount_of_a_busy_mount_needs_force(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     with mounted(str(repo), tmp_path / "mnt", home) as m:

@@ -115,6 +115,23 @@ def test_repro_runs_only_what_is_stale_and_says_why(trained: PipelineRepo) -> No
     repo.fsck_clean()
 
 
+def test_repro_in_a_subdirectory_names_the_inputs_to_stage_as_add_takes_them_there(
+    trained: PipelineRepo,
+) -> None:
+    """The note named them from the root (`data, prep.py`): typed so in the directory
+    repro ran in, as `dvfs status` there names paths, `dvfs add` found nothing."""
+    repo = trained
+    repo.write("data/f0.csv", repo.read("data/f0.csv") + b"9,9\n")
+    below = repo.root / "notes"
+    below.mkdir()
+    r = assert_ok(run(below, "repro"))
+    assert repo.ran() == ["prepare", "train"]
+    assert "note: ../data, ../prep.py, ../train.py, which the outputs were made from" in r.out
+    assert_ok(run(below, "add", "../data", "../prep.py", "../train.py"))
+    assert "not staged" not in assert_ok(run(below, "repro", "--force")).out
+    repo.fsck_clean()
+
+
 def test_repro_names_the_inputs_it_ran_from_that_are_not_staged(trained: PipelineRepo) -> None:
     """Outputs are staged by repro; the deps and params files they were made from are
     the user's to stage, and a commit without them would record outputs whose inputs

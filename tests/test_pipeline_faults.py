@@ -455,6 +455,13 @@ def test_a_stage_failing_on_its_first_run_says_it_had_no_previous_outputs(
     )  # fmt: skip
     assert "are back" not in line
     assert not (repo.root / "x").exists()
+    # it said "nothing of it was recorded", and a `dvfs run -n a` with the command
+    # mended was then refused: the stage is in dvfs.yaml
+    assert line.endswith(
+        "; stage a stays in dvfs.yaml: `dvfs repro a` runs it once what failed is fixed "
+        "(`dvfs run --force -n a ...` replaces it)"
+    ), line
+    assert "a" in yaml.safe_load(repo.read("dvfs.yaml"))["stages"]
     line = assert_error(repo.run("run", "-f", "-n", "a", "-o", "x", "--", "true"), "did not make x")
     assert "is removed (it had none before)" in line and "are back" not in line
     repo.write("x", "kept\n")

@@ -88,6 +88,12 @@ def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
     assert any("stage train: model.bin is not as its last run made it" in w
                for w in warnings_of(r))  # fmt: skip
     assert [s["stage"] for s in repo.show()["pipeline"]] == ["prepare"]
+    # lineage said it "was not made by a stage of its pipeline: it is data added as it is"
+    assert repo.ok("lineage", "model.bin").out == (
+        "model.bin in v4 (since v4) is not as stage train's last run made it (changed after "
+        "it ran): v4 records no lineage for it; `dvfs repro` makes it again\n"
+    )
+    assert "it is data added as it is" in repo.ok("lineage", "data/f0.csv").out
     repo.fsck_clean()
 
 
@@ -170,6 +176,9 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     assert_error(repo.run("exp", "run", "-S", "train.lrr=1"), "no parameter train.lrr")
     assert_error(repo.run("exp", "run", "-S", "nonsense"), "is not [FILE:]KEY=VALUE")
     repo.ok("switch", "exp/lr05")
+    # on the experiment's branch, compare listed its version twice: as v4 and as exp/lr05
+    assert [r["rev"] for r in repo.json("compare", "--json")] == ["v4", "v3", "v2", "v1",
+                                                                   "exp/exp-1"]  # fmt: skip
     assert b"0.05" in repo.read("model.bin") and b"lr: 0.05" in repo.read("params.yaml")
     assert "Stage train is fresh" in repo.ok("repro").out
     assert staged_paths(repo) == set()
@@ -976,3 +985,36 @@ def test_exp_list_names_the_base_of_an_experiment_run_on_another_branch_readably
     line = repo.ok("exp", "list").out.splitlines()[0]
     assert line.startswith(f"exp/e  v3 {e['id'][:10]} from {side[:10]}  "), line
     repo.fsck_clean()
+
+
+def test_a_clone_compares_the_metrics_of_versions_it_did_not_check_out(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # a clone holds the data of its checkout alone: compare showed `-` for every older
+    # version's metrics, and metrics show/diff and exp list failed, with a warning per
+    # version that `dvfs cat` of the same file would have answered by downloading it
+    repo.write("params.yaml", "lr: 1\n")
+    add_in_process(repo, "params.yaml")
+    repo.ok("run", "-n", "train", "-p", "lr", "-m", "metrics.json", "--",
+            "sed 's/lr: /{\"acc\": /; s/$/}/' params.yaml > metrics.json")  # fmt: skip
+    repo.commit("one")
+    repo.write("params.yaml", "lr: 2\n")
+    repo.ok("repro")
+    add_in_process(repo, "params.yaml")
+    repo.commit("two")
+    repo.ok("exp", "run", "-S", "lr=3", "-n", "three")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push", "--all")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("branch", "exp/three", "origin/exp/three")
+    rows = copy.json("compare", "--json")
+    assert [(r["rev"], r["metrics"]) for r in rows] == [
+        ("v2", {"acc": 2}), ("v1", {"acc": 1}), ("exp/three", {"acc": 3})
+    ]  # fmt: skip
+    assert copy.json("metrics", "show", "v1", "--json") == {"v1": {"metrics.json": {"acc": 1}}}
+    changed = copy.json("metrics", "diff", "v1", "v2", "--json")
+    assert [(m["name"], m["old"], m["new"]) for m in changed["metrics"]] == [("acc", 1, 2)]
+    [listed] = copy.json("exp", "list", "--json")
+    assert listed["metrics"] == {"acc": 3}
+    copy.fsck_clean()

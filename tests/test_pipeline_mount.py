@@ -156,3 +156,74 @@ def test_snapshot_refuses_while_repro_writes_an_output_in_the_mount(tmp_path: Pa
     assert assert_ok(dvfs(repo.root, home, "cat", "HEAD:out.bin")).out == "whole"
     assert assert_ok(dvfs(repo.root, home, "show", "--format", "json")).json()["message"] == "whole"
     fsck_clean(repo.root)
+
+
+def test_the_commands_that_read_a_pipeline_work_in_a_read_only_mount(tmp_path: Path) -> None:
+    """`dvfs lineage`, `compare`, `dag`, `metrics show`... in a read-only mount were
+    refused with "a pipeline writes its outputs", which they do not: they read the
+    mount's files and its repository's versions, as in a writable mount. A command
+    that runs stages is refused, naming the repository to run it in."""
+    repo = Repository.init(tmp_path / "repo")
+    write(repo.root, "data/a.txt", b"a\n")
+    write(repo.root, "params.yaml", b"lr: 2\n")
+    commit(repo, "raw data", top=".")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    make = "cat data/a.txt > out.txt && echo '{\"acc\": 0.5}' > m.json"
+    assert_ok(dvfs(repo.root, home, "run", "-n", "s", "-d", "data", "-p", "lr", "-o", "out.txt",
+                   "-m", "m.json", "--", make))  # fmt: skip
+    assert_ok(dvfs(repo.root, home, "commit", "-m", "ran"))
+    with mounted(str(repo.root), mnt, home, "--read-only"):
+        r = assert_ok(dvfs(mnt, home, "lineage", "out.txt"))
+        made = f"stage s made out.txt: {make}"
+        assert r.out.splitlines()[:2] == ["out.txt in v2 (since v2)", made]
+        assert assert_ok(dvfs(mnt, home, "dag")).out == "s\n"
+        listed = assert_ok(dvfs(mnt, home, "stage", "list", "--json")).json()["stages"]
+        assert [s["name"] for s in listed] == ["s"]
+        assert assert_ok(dvfs(mnt, home, "metrics", "show", "--json")).json() == {
+            "workspace": {"m.json": {"acc": 0.5}}
+        }
+        rows = assert_ok(dvfs(mnt, home, "compare", "--json")).json()
+        assert [(r["rev"], r["params"], r["metrics"]) for r in rows] == [
+            ("v2", {"lr": 2}, {"acc": 0.5}), ("v1", {}, {}),
+        ]  # fmt: skip
+        assert assert_ok(dvfs(mnt, home, "params", "diff", "--json")).json()["params"] == []
+        assert assert_ok(dvfs(mnt, home, "exp", "list", "--json")).json() == []
+        for args in (("repro",), ("run", "-n", "t", "-o", "t.txt", "--", "touch t.txt")):
+            line = assert_error(dvfs(mnt, home, *args), code=2)
+            assert line == (
+                f"dvfs: error: {mnt} is a read-only dvfs mount: a pipeline writes its outputs, "
+                f"so run it in the repository ({repo.root}), or in a mount of it made without "
+                "--read-only"
+            ), line
+    fsck_clean(repo.root)
+
+
+def test_in_a_mount_of_another_branch_head_is_that_branch(tmp_path: Path) -> None:
+    """In a mount of branch side, `dvfs params diff` compared the repository's HEAD (main,
+    where lr is 2) with the mount's files (side's, lr 1), and listed a change nobody
+    made; `compare`, `lineage` and `vN` read main's versions, not those `.versions`
+    shows. In a mount, HEAD is the branch it serves."""
+    repo = Repository.init(tmp_path / "repo")
+    write(repo.root, "data/a.txt", b"a\n")
+    write(repo.root, "params.yaml", b"lr: 1\n")
+    commit(repo, "raw data", top=".")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    make = "cat params.yaml > out.txt && sed 's/lr: /{\"acc\": /; s/$/}/' params.yaml > m.json"
+    assert_ok(dvfs(repo.root, home, "run", "-n", "s", "-d", "data", "-p", "lr", "-o", "out.txt",
+                   "-m", "m.json", "--", make))  # fmt: skip
+    assert_ok(dvfs(repo.root, home, "commit", "-m", "lr 1"))
+    assert_ok(dvfs(repo.root, home, "branch", "side"))
+    (repo.root / "params.yaml").write_text("lr: 2\n")
+    assert_ok(dvfs(repo.root, home, "repro"))
+    assert_ok(dvfs(repo.root, home, "commit", "-a", "-m", "lr 2"))
+    with mounted(str(repo.root), mnt, home, "--branch", "side"):
+        assert (mnt / "m.json").read_text() == '{"acc": 1}\n'
+        assert assert_ok(dvfs(mnt, home, "params", "diff", "--json")).json()["params"] == []
+        assert assert_ok(dvfs(mnt, home, "metrics", "diff", "--json")).json()["metrics"] == []
+        rows = assert_ok(dvfs(mnt, home, "compare", "--json")).json()
+        assert [(r["rev"], r["metrics"]) for r in rows] == [("v2", {"acc": 1}), ("v1", {})]
+        r = assert_ok(dvfs(mnt, home, "lineage", "m.json", "--json")).json()
+        shown = yaml.safe_load((mnt / ".versions" / "meta" / "v2.yaml").read_text())
+        assert (r["version"], r["id"]) == ("v2", shown["id"])  # side's v2, as .versions has it
+        assert "Stage s is fresh" in assert_ok(dvfs(mnt, home, "repro")).out
+    fsck_clean(repo.root)

@@ -40,6 +40,40 @@ def _labels(repo: Any, revs: tuple[str, ...], old: Any, new: Any) -> tuple[str, 
     return left, "workspace" if new is None else revs[1]
 
 
+def _fetch_metrics(repo: Any, oids: list[Any], command: str) -> None:
+    """Download the metrics files of versions ``oids`` that the local store lacks from
+    the remotes, as ``dvfs cat`` does: a clone or pull downloads only the data of what
+    it checks out, and these files are a version's record of how its runs did. A
+    remote that cannot give them is a warning: their metrics show as missing, each
+    named as before."""
+    from vfs.errors import DvfsError
+    from vfs.model.codec import Kind
+    from vfs.pipeline import values
+
+    hist = repo.history
+    items = []
+    for oid in dict.fromkeys(oids):
+        try:
+            v = hist.version(oid)
+            for s in v.pipeline:
+                for m in s.metrics:
+                    e = hist.lookup(v.tree, m)
+                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
+                        items.append((m, e))
+        except DvfsError:
+            continue  # (said when its metrics are read)
+    has = repo.store.has
+    if all(has(c.oid) for _, e in items for c in e.chunks):
+        return  # the remotes (15 ms to import) only when something is missing
+    from vfs.remote import ondemand
+
+    try:
+        with workers() as w:
+            ondemand.ensure_local(repo, items, w, command=command, gets_them=f"dvfs {command}")
+    except DvfsError as exc:
+        warn(str(exc))
+
+
 @click.group(cls=DvfsGroup, name="params")
 def params_group() -> None:
     """Compare the parameters of versions and of the working tree.
@@ -74,7 +108,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """
     from vfs.pipeline import report, workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     repo = history_of(ws)
     old, new = _sides(revs, repo)
     sides = [repo.history.version(r) for r in (old, new) if r is not None]
@@ -136,7 +170,7 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     """
     from vfs.pipeline import report, workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     sides: list[tuple[str, dict[bytes, dict[str, Any]]]] = []
     notes: list[str] = []
     unreadable: list[bytes] = []
@@ -144,9 +178,12 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
         m, notes = report.work_metrics(ws, workspace.load_pipeline(ws)[0], unreadable)
         sides.append(("workspace", m))
     else:
-        hist = history_of(ws).history
-        for r in revs:
-            v = hist.version(hist.resolve(r))
+        repo = history_of(ws)
+        hist = repo.history
+        oids = [hist.resolve(r) for r in revs]
+        _fetch_metrics(repo, oids, "metrics show")
+        for r, oid in zip(revs, oids, strict=True):
+            v = hist.version(oid)
             m, why = report.version_metrics(hist, v, unreadable)
             notes += why
             sides.append((r, m))
@@ -194,12 +231,13 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     """
     from vfs.pipeline import report, workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     repo = history_of(ws)
     hist = repo.history
     old, new = _sides(revs, repo)
     gone_old: list[bytes] = []
     gone_new: list[bytes] = []
+    _fetch_metrics(repo, [old] if new is None else [old, new], "metrics diff")
     a, notes = report.version_metrics(hist, hist.version(old), gone_old)
     if new is None:
         b, more = report.work_metrics(ws, workspace.load_pipeline(ws)[0], gone_new)
@@ -253,9 +291,9 @@ def compare(
     """One row per version or experiment, one column per parameter and metric.
 
     Without REVs: the versions of the current branch, newest first, and every
-    experiment (`dvfs exp run`). A metrics file that cannot be read (not valid
-    JSON/YAML/TOML, too large) is named in a warning, its metrics show as missing,
-    and the exit status is 1.
+    experiment (`dvfs exp run`) that is not one of them. A metrics file that cannot
+    be read (not valid JSON/YAML/TOML, too large) is named in a warning, its metrics
+    show as missing, and the exit status is 1.
 
     \b
     Examples:
@@ -267,11 +305,12 @@ def compare(
 
     if as_csv and as_json:
         raise UsageError("--csv and --json ask for two formats: give one")
-    repo = history_of(workspace.find())
+    repo = history_of(workspace.find(writes=False))
     hist = repo.history
     notes: list[str] = []
     unreadable: list[bytes] = []
     chosen = [(r, hist.resolve(r)) for r in revs] or report.default_choice(hist, repo.refs)
+    _fetch_metrics(repo, [oid for _, oid in chosen], "compare")
     done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes, unreadable)
     for n in notes:
         warn(n)
@@ -419,11 +458,16 @@ def exp_list(as_json: bool) -> None:
       dvfs exp list
       dvfs exp list --json
     """
-    from vfs.pipeline import experiments, workspace
+    from vfs.pipeline import experiments, report, workspace
 
     notes: list[str] = []
     unreadable: list[bytes] = []
-    found = experiments.listing(workspace.find(), notes, unreadable)
+    ws = workspace.find(writes=False)
+    if ws.repo is not None:
+        branches = ws.repo.refs.branches()
+        tips = [oid for _, oid in report.experiments(ws.repo.history, branches)]
+        _fetch_metrics(ws.repo, tips, "exp list")
+    found = experiments.listing(ws, notes, unreadable)
     for n in notes:
         warn(n)
     _show_listed(found, as_json)

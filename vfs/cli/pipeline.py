@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import shlex
 import sys
 from typing import Any
@@ -16,11 +17,12 @@ from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_name, shell_word
 
 
-def pipeline_here() -> tuple[Any, Any, Any]:
-    """(workspace, pipeline, graph) of the working tree around the current directory."""
+def pipeline_here(writes: bool = True) -> tuple[Any, Any, Any]:
+    """(workspace, pipeline, graph) of the working tree around the current directory
+    (``writes`` False: a read-only mount is one too, see ``workspace.find``)."""
     from vfs.pipeline import workspace
 
-    ws = workspace.find()
+    ws = workspace.find(writes=writes)
     p, dag = workspace.load_pipeline(ws)
     return ws, p, dag
 
@@ -39,6 +41,18 @@ def say_to(output: Any, as_json: bool) -> Any:
         output.write(as_json, (escape_text(line) + "\n").encode())
 
     return say
+
+
+def _from_here(ws: Any, paths: list[bytes]) -> list[bytes]:
+    """Repository paths as `dvfs add` takes them here: from the current directory
+    (as `status` shows them), when that is inside the working tree."""
+    try:
+        here = os.path.relpath(os.getcwdb(), os.fsencode(ws.root))
+    except (FileNotFoundError, ValueError):
+        return paths
+    if here == b"." or outside(os.fsdecode(here)):
+        return paths
+    return [posixpath.relpath(p, here) for p in paths]
 
 
 def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
@@ -87,7 +101,7 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
                 )
         click.echo(summary)
         if out.unstaged:
-            shown = ", ".join(quote_name(p) for p in out.unstaged[:5])
+            shown = ", ".join(quote_name(p) for p in _from_here(ws, out.unstaged[:5]))
             more = f" and {len(out.unstaged) - 5:,} more" if len(out.unstaged) > 5 else ""
             click.echo(
                 f"note: {shown}{more}, which the outputs were made from, "
@@ -257,7 +271,13 @@ def run_cmd(
     click.echo(f"{'Replaced' if name in p.stages else 'Added'} stage {name} in {PIPELINE_FILE}")
     if no_exec:
         return
-    run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False)
+    try:
+        run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False)
+    except repro.StageFailed as exc:  # (its run is not recorded; the stage itself is)
+        raise repro.StageFailed(
+            f"{exc}; stage {name} stays in {PIPELINE_FILE}: `dvfs repro {name}` runs it once "
+            f"what failed is fixed (`dvfs run --force -n {name} ...` replaces it)"
+        ) from None
 
 
 @click.command(cls=DvfsCommand)
@@ -338,7 +358,7 @@ def stage_list(as_json: bool) -> None:
       dvfs stage list
       dvfs stage list --json
     """
-    _, p, dag = pipeline_here()
+    _, p, dag = pipeline_here(writes=False)
     if as_json:
         emit_json({"stages": [stage_json(s) for s in p.stages.values()]})
         return
@@ -424,7 +444,7 @@ def dag(stage: str | None, fmt: str, outs: bool) -> None:
     """
     from vfs.pipeline import graph
 
-    g = pipeline_here()[2]
+    g = pipeline_here(writes=False)[2]
     if stage is not None and stage not in g.stages:
         raise UsageError(f"no stage {quote_name(stage)} in dvfs.yaml: `dvfs stage list` shows them")
     names = g.closure([stage], down=False) if stage else list(g.stages)
@@ -503,7 +523,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     from vfs.pipeline.record import describe, iso_ns
     from vfs.pipeline.stale import param_name
 
-    ws = workspace.find()
+    ws = workspace.find(writes=False)
     hist = history_of(ws).history
     oid = hist.resolve(rev or "HEAD")
     v = hist.version(oid)
@@ -556,6 +576,14 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         return
     where = f" (since {since})" if since else ""
     if not steps:
+        maker = lin.unrecorded_maker(hist, oid, rel)
+        if maker is not None:
+            click.echo(
+                f"{quoted(rel)} in {named}{where} is not as stage {maker}'s last run made it "
+                f"(changed after it ran): {named} records no lineage for it; `dvfs repro` "
+                "makes it again"
+            )
+            return
         click.echo(
             f"{quoted(rel)} in {named}{where} was not made by a stage of its pipeline: it is data "
             "added as it is"

@@ -533,6 +533,11 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
         raise MountError(f"{path} is not mounted")
     if fstype not in FS_TYPES:
         raise MountError(f"{path} is not a dvfs mount ({fstype}): use umount(8)")
+    top = path.parent
+    if rec is None and path.name == ".versions" and mount_table().get(str(top)) in FS_TYPES:
+        # the kernel's overlay has the daemon's .versions mounted on MNT/.versions: unmounted
+        # alone, it left MNT without its versions and its daemon unable to unmount MNT
+        raise MountError(f"{path} is part of the dvfs mount {top}: run `dvfs umount {top}`")
     if fstype == OVERLAY_TYPE and rec is not None and daemon_alive(rec):
         try:
             control.call(str(path), {"op": "unmount", "force": force}, wait=STOP_WAIT)

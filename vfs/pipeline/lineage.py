@@ -25,6 +25,7 @@ from vfs.errors import DvfsError
 from vfs.model.version_codec import StageRecord
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
+from vfs.pipeline.record import read_runs
 from vfs.repo.history import History
 
 WALK = 10_000
@@ -166,6 +167,23 @@ def downstream(hist: History, version: bytes, path: bytes) -> list[tuple[StageRe
                 out.append((s, reads[0], depth))
                 todo += [(o, depth + 1) for o, _ in s.outs]
     return out
+
+
+def unrecorded_maker(hist: History, version: bytes, path: bytes) -> str | None:
+    """The stage whose last run, as the version's ``dvfs.runs`` has it, made ``path``
+    (an output at or holding it) although the version records no lineage for that run:
+    the output was changed after it ran (by hand, or never made again). None if there
+    is none, or if that file cannot be read here."""
+    v = hist.version(version)
+    recorded = {s.name for s in v.pipeline}
+    try:
+        found = read_runs(hist, v.tree) or {}
+    except DvfsError:
+        return None
+    for s in found.values():
+        if s.name not in recorded and any(inside(path, p) for p, _ in s.outs):
+            return s.name
+    return None
 
 
 def known(hist: History, version: bytes, path: bytes, since: str | None) -> bool:

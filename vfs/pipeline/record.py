@@ -35,7 +35,7 @@ def _quiet(_: str) -> None:
     """Drop a warning."""
 
 
-def _read_runs(hist: History, tree: bytes) -> dict[str, StageRecord] | None:
+def read_runs(hist: History, tree: bytes) -> dict[str, StageRecord] | None:
     """The runs of ``tree``'s ``dvfs.runs``; None if it has none. DvfsError if unreadable."""
     e = hist.lookup(tree, RUNS_FILE.encode())
     if e is None or e.kind != Kind.FILE:
@@ -57,7 +57,7 @@ def version_pipeline(
     instead if its ``dvfs.runs`` is the same file.
     """
     try:
-        found = _read_runs(hist, tree)
+        found = read_runs(hist, tree)
     except DvfsError as exc:
         found = _parents_runs(hist, tree, parent)
         if found is None:

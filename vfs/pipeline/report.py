@@ -389,10 +389,12 @@ class Compared:
 
 def default_choice(hist: History, refs: Refs) -> list[tuple[str, bytes]]:
     """What ``dvfs compare`` shows without REVs: the current branch's versions, newest
-    first, and every experiment."""
+    first, and every experiment that is not one of them (on an experiment's branch, or
+    a branch it was fast-forwarded into, its version is a row already)."""
     head = hist.head_id()
     chosen = [(f"v{v.number}", oid) for oid, v in hist.chain(head)] if head is not None else []
-    return chosen + experiments(hist, refs.branches())
+    shown = {oid for _, oid in chosen}
+    return chosen + [(b, oid) for b, oid in experiments(hist, refs.branches()) if oid not in shown]
 
 
 def compare(

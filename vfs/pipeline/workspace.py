@@ -39,6 +39,7 @@ from vfs.pipeline.spec import Pipeline
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.quoting import quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
+from vfs.repo.refs import Head, Refs
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, Staged
 from vfs.store.durable import storage_error, tmp_leaf
@@ -49,6 +50,7 @@ from vfs.worktree.scan import Found, Warn, scan, show
 
 if TYPE_CHECKING:  # (imported where used: `dvfs dag` and `stage list` need neither)
     from vfs.model.version_codec import StageRecord
+    from vfs.mount.mounts import MountRecord
     from vfs.worktree.ignore import Ignores
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -156,8 +158,11 @@ class Workspace:
         return self.repo.chunker if self.repo is not None else Chunker(ChunkerParams())
 
 
-def find(start: Path | None = None) -> Workspace:
-    """The working tree around ``start`` (default: the current directory)."""
+def find(start: Path | None = None, writes: bool = True) -> Workspace:
+    """The working tree around ``start`` (default: the current directory). A read-only
+    mount is one for commands that only read (``writes`` False: ``lineage``,
+    ``compare``, ``dag``...), as its files and its repository's versions can be read;
+    for the others it is a UsageError, naming where to run them."""
     try:
         here = (start or Path.cwd()).absolute()
     except FileNotFoundError:
@@ -165,22 +170,47 @@ def find(start: Path | None = None) -> Workspace:
     for d in (here, *here.parents):
         versions = d / VERSIONS_DIR.decode()
         if os.path.lexists(versions) and _mounted(d):
-            if not os.path.lexists(d / CONTROL_LINK):
-                raise UsageError(
-                    f"{quote_name(str(d))} is a read-only dvfs mount: a pipeline writes its "
-                    "outputs, so run it "
-                    "in a writable mount (or in the repository)"
-                )
             from vfs.mount.mounts import read_record
 
             rec = read_record(d)
+            if writes and not os.path.lexists(d / CONTROL_LINK):
+                raise UsageError(_read_only(d, rec))
             repo = None
             if rec is not None and (Path(rec.source) / DVFS_DIR).is_dir():
                 repo = Repository(Path(rec.source))
+                repo.refs = BranchRefs(repo.dir, rec.branch)
             return Workspace(d, repo, own_index=False, mount=d)
         if (d / DVFS_DIR).is_dir():
             return Workspace(d, Repository(d), own_index=True)
     raise NotARepository()
+
+
+class BranchRefs(Refs):
+    """The refs of a mounted repository, HEAD read as the branch the mount serves: in
+    the mount, ``HEAD``, ``vN`` and the versions compared are that branch's, as its
+    ``.versions`` shows them, wherever the repository's own HEAD is."""
+
+    def __init__(self, dvfs_dir: Path, branch: str) -> None:
+        super().__init__(dvfs_dir)
+        self.branch = branch
+
+    def head(self) -> Head:
+        return Head(self.branch)
+
+
+def _read_only(mnt: Path, rec: MountRecord | None) -> str:
+    """What to say to a pipeline run in the read-only mount ``mnt``: where it can run."""
+    where = quote_name(str(mnt))
+    if rec is not None and "://" in rec.source:
+        return (
+            f"{where} is a read-only dvfs mount: a pipeline writes its outputs, so run it in "
+            f"a mount of {quote_name(rec.source)} made with --writable, or in a clone of it"
+        )
+    repo = "the repository" if rec is None else f"the repository ({quote_name(rec.source)})"
+    return (
+        f"{where} is a read-only dvfs mount: a pipeline writes its outputs, so run it in "
+        f"{repo}, or in a mount of it made without --read-only"
+    )
 
 
 def _mounted(d: Path) -> bool:
