@@ -54,6 +54,30 @@ MAX_DEPTH = 32
 MAX_TOTAL = 64 << 10
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _OTHER = 8  # what a number, a boolean or null counts towards MAX_TOTAL
+SHOWN_AUTHOR = 1024  # characters of an author shown (DVFS_AUTHOR takes at most as many)
+
+
+def shown(text: str, limit: int) -> str:
+    """``text`` cut to its first ``limit`` characters, and a marker of how much was left out.
+
+    A version from a remote may carry any message or author (a forged one: megabytes);
+    bounding them when a version is read would make versions an older dvfs wrote
+    unreadable, so ``log``, ``show``, ``compare``, ``exp list``, the dashboard and the
+    API bound them where they give them out instead.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\u2026 [{len(text) - limit:,} more characters not shown]"
+
+
+def shown_message(text: str) -> str:
+    """A version's message as dvfs gives it out: whole when dvfs could record it today."""
+    return shown(text, MAX_MESSAGE)
+
+
+def shown_author(text: str) -> str:
+    """A version's author as dvfs gives it out (at most SHOWN_AUTHOR characters)."""
+    return shown(text, SHOWN_AUTHOR)
 
 
 def message(text: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from vfs.errors import NotADirectory, NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.params import shown_author, shown_message
 from vfs.model.version_codec import Version
 from vfs.ops.changed import first_seen
 from vfs.ops.diff import (
@@ -49,8 +50,8 @@ def version_summary(hist: History, oid: bytes, v: Version) -> dict[str, Any]:
         "version": f"v{v.number}",
         "id": oid.hex(),
         "created": iso_time(v.time_ns),
-        "author": v.author,
-        "message": v.message,
+        "author": shown_author(v.author),
+        "message": shown_message(v.message),
         "git_commit": v.git.commit if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "files": v.files,
@@ -189,8 +190,8 @@ def show_version(
         "version": f"v{v.number}",
         "id": oid.hex(),
         "parents": [p.hex() for p in v.parents],
-        "message": v.message,
-        "author": v.author,
+        "message": shown_message(v.message),
+        "author": shown_author(v.author),
         "created": iso_time(v.time_ns),
         "git_commit": v.git.commit if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,

@@ -487,7 +487,7 @@ def listing(
         out.append(
             Listed(
                 branch[len(EXP_PREFIX) :], branch, oid, f"v{v.number}", base, v.time_ns,
-                v.message, changed, metrics,
+                version_params.shown_message(v.message), changed, metrics,
             )
         )  # fmt: skip
     return out

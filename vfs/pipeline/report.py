@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from vfs.errors import DvfsError, UsageError
 from vfs.model.codec import Kind
-from vfs.model.params import reads_as_other
+from vfs.model.params import reads_as_other, shown_message
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
@@ -348,7 +348,8 @@ def row_of(
     v = hist.version(oid)
     m, why = version_metrics(hist, v, unreadable, escape_text(label), get)
     notes += why
-    return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
+    message = shown_message(v.message)
+    return Row(label, oid.hex(), iso_time(v.time_ns), message, version_params(v, taken), m)
 
 
 def shown(value: Any) -> str:
