@@ -6,10 +6,20 @@ dvfs's output bounded and its records faithful, or be refused in one line.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pytest
+
 import vfs
-from tests.support.cli import assert_ok, fsck_clean, run
+from tests.support.cli import (
+    Repo,
+    assert_ok,
+    fsck_clean,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
 from tests.support.forge import Forge, file_entry, nested
 from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
 from vfs.model.version_codec import Version, encode_version
@@ -67,3 +77,57 @@ def test_a_message_dvfs_could_record_is_shown_whole(tmp_path: Path) -> None:
     assert_ok(run(tmp_path, "clone", forge.url, "b"))
     [row] = assert_ok(run(tmp_path / "b", "log", "--json")).json()
     assert row["message"] == message and row["author"] == "a" * SHOWN_AUTHOR
+
+
+# ------------------------------------------------------------------- YAML tags
+
+TAGGED = [
+    ("!!binary aGVsbG8=", "!!binary"),  # read as b'hello', recorded as that text
+    ("!!timestamp 2001-12-14", "!!timestamp"),
+    ("!!set {a, b}", "!!set"),
+    ("!!python/tuple [1, 2]", "!!python/tuple"),
+    ("!local x", "!local"),
+]
+
+
+@pytest.mark.parametrize(("value", "tag"), TAGGED)
+def test_a_tagged_value_in_a_params_file_is_refused_naming_file_and_key(
+    repo: Repo, value: str, tag: str
+) -> None:
+    """``data: !!binary aGVsbG8=`` was recorded as the text ``b'hello'``: a version
+    given that text plainly recorded the same parameter."""
+    repo.write("f.txt", "x\n")
+    repo.ok("add", "f.txt")
+    repo.write("p.yaml", f"lr: 0.1\nopt:\n  data: {value}\n")
+    repo.fail("commit", "-m", "x", "--params-file", "p.yaml",
+              fragments=(f"p.yaml: the value of opt.data is tagged {tag}", "(line 3"))  # fmt: skip
+    repo.fail("commit", "-m", "x", "--param", f"data={value}",
+              fragments=(f"--param data={value}: the value is tagged {tag}",))  # fmt: skip
+    assert repo.run("log").out == ""  # nothing recorded
+    # the core schema's own tags say what the plain value would: they are kept
+    repo.write("p.yaml", "a: !!str 3\nb: !!float 1\nc: !!int '7'\n")
+    repo.commit("plain", "--params-file", "p.yaml")
+    assert repo.show()["parameters"] == {"a": "3", "b": 1.0, "c": 7}
+    repo.fsck_clean()
+
+
+def test_a_tagged_stage_parameter_or_metric_is_refused_naming_file_and_key(repo: Repo) -> None:
+    """A stage's ``data: !!binary aGVsbG8=`` changed to the text ``b'hello'`` left the
+    stage fresh: both were recorded as that text."""
+    script = "open('o', 'w').write(open('p.yaml').read())"
+    repo.write("p.yaml", "data: !!binary aGVsbG8=\n")
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: [" + json.dumps(sys.executable)
+               + ", -c, " + json.dumps(script) + "]\n    params: [{p.yaml: [data]}]\n"
+               "    outs: [o]\n")  # fmt: skip
+    repo.fail("repro", fragments=("p.yaml: the value of data is tagged !!binary",))
+    repo.write("p.yaml", "data: b'hello'\n")
+    repo.ok("repro")
+    repo.write("p.yaml", "data: !!binary aGVsbG8=\n")
+    repo.fail("repro", fragments=("p.yaml: the value of data is tagged !!binary",))
+    given = "p.yaml:data=!!binary aGk="
+    repo.fail("exp", "run", "-S", given, fragments=(f"-S {given}: the value is tagged !!binary",))
+    repo.run("run", "-n", "m", "-m", "m.yaml", "--",
+             "printf 'when: !!timestamp 2001-12-14\\nacc: 0.5\\n' > m.yaml")  # fmt: skip
+    r = repo.run("metrics", "show")
+    assert "m.yaml: the value of when is tagged !!timestamp" in r.err, r
+    repo.fsck_clean()

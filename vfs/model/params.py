@@ -25,13 +25,15 @@ written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: 
 so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
 exactly, or JSON cannot show, are kept as text (and ``-0.0`` as ``0.0``, the value it
 equals): integers outside 64 bits, NaN and the
-infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
-values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
-prints them). NumPy (and PyTorch) scalars and arrays given from Python are kept as
-the numbers and lists they hold (``numpy.int64(3)`` is the number 3); a set as the
-list of its members in order (numbers by value, then the others by their JSON text),
-the same in every process. Text that is
-not UTF-8 (bytes given on the command line) is refused.
+infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given).
+A value with an explicit YAML tag outside the 1.2 core schema (``!!binary``,
+``!!timestamp``, ``!!set``, ``!!python/...``, ``!local``) is refused, naming its file
+and key: it was once kept as the text Python prints for it (``b'hello'``), which the
+plain text could not be told from. NumPy (and PyTorch) scalars and arrays given from
+Python are kept as the numbers and lists they hold (``numpy.int64(3)`` is the number
+3); a set as the list of its members in order (numbers by value, then the others by
+their JSON text), the same in every process. Text that is not UTF-8 (bytes given on
+the command line) is refused.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs.errors import UsageError
-from vfs.quoting import escape_text, finite, quote_name
+from vfs.quoting import escape_text, finite, quote_given, quote_name
 
 MAX_MESSAGE = 64 << 10
 MAX_FILE = 1 << 20
@@ -147,7 +149,9 @@ def load_file(path: Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{shown} is not valid TOML: {str(exc).splitlines()[0]}") from None
     try:
-        loaded = yaml12.load(text)
+        loaded = yaml12.load_plain(text)
+    except yaml12.TagRefused as exc:
+        raise UsageError(f"{shown}: {yaml_error(exc)}") from None
     except yaml.YAMLError as exc:
         problem = yaml_error(exc)
         if "maximum nesting depth" in problem:  # libyaml's own limit, 1,000 levels
@@ -162,19 +166,24 @@ def load_file(path: Path) -> dict[str, Any]:
     return check(loaded)
 
 
-def value(text: str) -> Any:
+def value(text: str, given: str = "") -> Any:
     """A ``--param`` value typed as YAML 1.2 (3e-4 -> float, yes -> text, [1, 2] -> list).
 
     A list or mapping only in flow style; text that is not valid YAML, or a number
     that would not be kept exactly (a 100-digit integer, ``.nan``, ``1e400``), stays
-    the text as given.
+    the text as given. A value with a tag outside YAML 1.2's core schema
+    (``!!binary``, ``!!timestamp``) is refused, as in a parameters file, with a
+    UsageError naming ``given`` (the argument, ``--param K=V``).
     """
     import yaml  # see load_file
 
     from vfs.model import yaml12
 
     try:
-        parsed = yaml12.load(text)
+        parsed = yaml12.load_plain(text)
+    except yaml12.TagRefused as exc:
+        problem = str(exc.problem).replace("the document", "the value", 1)
+        raise UsageError(f"{quote_given(given or text)}: {problem}") from None
     except (yaml.YAMLError, RecursionError, UnicodeEncodeError):
         return text  # not UTF-8: check() says so
     if isinstance(parsed, (list, dict)):
@@ -213,7 +222,7 @@ def parse_pairs(pairs: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = p.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--param {quote_name(p)} is not KEY=VALUE")
-        out[key.strip()] = value(raw)
+        out[key.strip()] = value(raw, f"--param {p}")
     return out
 
 

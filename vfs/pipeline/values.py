@@ -81,7 +81,9 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
             return json.loads(text, object_pairs_hook=_unique_keys)
         if kind == "toml":
             return _dates_typed(tomllib.loads(text))
-        return _expansion_bounded(yaml12.load(text), shown)
+        return _expansion_bounded(yaml12.load_plain(text), shown)
+    except yaml12.TagRefused as exc:
+        raise ValuesError(f"{shown}: {version_params.yaml_error(exc)}") from None
     except yaml.YAMLError as exc:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
     except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
