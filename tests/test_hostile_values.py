@@ -6,6 +6,7 @@ dvfs's output bounded and its records faithful, or be refused in one line.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.support.forge import Forge, file_entry, nested
 from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
 from vfs.model.version_codec import Version, encode_version
 from vfs.store.objects import ObjKind
+from vfs.tables import checks
 
 # ------------------------------------------------------------------- huge messages
 
@@ -131,3 +133,21 @@ def test_a_tagged_stage_parameter_or_metric_is_refused_naming_file_and_key(repo:
     r = repo.run("metrics", "show")
     assert "m.yaml: the value of when is tagged !!timestamp" in r.err, r
     repo.fsck_clean()
+
+
+# ------------------------------------------------------------------- the row cache
+
+
+def test_a_row_cache_entry_that_is_a_directory_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """A directory where a kept entry is (a repository unpacked from someone else) was
+    opened, refused by fdopen and never closed: one descriptor lost per lookup, until a
+    long-lived process (the dashboard, the API) ran out of them."""
+    dvfs_dir = tmp_path / ".dvfs"
+    (dvfs_dir / checks.DIR / ("a" * 64)).mkdir(parents=True)
+    (dvfs_dir / checks.DIR / ("b" * 64)).write_bytes(b"kept")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        assert checks.read_entry(dvfs_dir, "a" * 64, 1 << 20) is None
+        assert checks.read_record(dvfs_dir, "a" * 64, 1 << 20) is None
+        assert checks.read_entry(dvfs_dir, "b" * 64, 1 << 20) == b"kept"
+    assert len(os.listdir("/proc/self/fd")) == before
