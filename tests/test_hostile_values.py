@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import vfs
 from tests.support.cli import (
     Repo,
     assert_ok,
+    cli_env,
     fsck_clean,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -151,3 +153,50 @@ def test_a_row_cache_entry_that_is_a_directory_leaves_no_descriptor_open(tmp_pat
         assert checks.read_record(dvfs_dir, "a" * 64, 1 << 20) is None
         assert checks.read_entry(dvfs_dir, "b" * 64, 1 << 20) == b"kept"
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# ------------------------------------------------------------------- decompression bombs
+
+# `dvfs diff` run as the user runs it, with the engine's memory and its least spill
+# bound made small, so that a bomb of a few hundred MB shows what one of 20 GB did.
+SMALL_ENGINE = """
+import sys
+from vfs.tables import engine
+engine.MEMORY_LIMIT, engine.SPILL_FLOOR = "256MB", 64 << 20
+import vfs.cli
+sys.argv = ["dvfs", *sys.argv[1:]]
+vfs.cli.main()
+"""
+
+
+def bomb(path: Path, rows: int, text_bytes: int, value: int) -> None:
+    """A Parquet file whose column ``s`` holds one text of ``text_bytes`` in every row:
+    tens of KB on disk, ``rows * text_bytes`` once read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), ["x" * text_bytes])
+    table = pa.table({"id": pa.array(range(rows), pa.int64()), "s": texts, "v": [value] * rows})
+    pq.write_table(table, path, compression="zstd")
+
+
+def test_a_parquet_bomb_row_diff_stops_at_the_spill_bound(repo: Repo) -> None:
+    """A 450 KiB Parquet file holding one 100 KB text 200,000 times made a row diff
+    spill 21 GB to .dvfs/rows-* in four minutes, and on towards a full disk."""
+    bomb(repo.root / "f.parquet", 20_000, 50_000, 1)
+    repo.ok("add", "f.parquet")
+    repo.commit("one")
+    bomb(repo.root / "f.parquet", 20_000, 50_000, 2)
+    repo.ok("add", "f.parquet")
+    repo.commit("two")
+    assert (repo.root / "f.parquet").stat().st_size < 100_000
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", SMALL_ENGINE, "diff", "v1", "v2", "f.parquet", "--rows"],
+        cwd=repo.root, env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc
+    [line] = proc.stderr.splitlines()
+    assert "the tables expand to more than 0.1 GiB on disk" in line, line
+    assert "not compared row by row" in line, line
+    assert not list((repo.root / ".dvfs").glob("rows-*"))  # the spill is gone
+    repo.fsck_clean()
