@@ -200,3 +200,53 @@ def test_a_parquet_bomb_row_diff_stops_at_the_spill_bound(repo: Repo) -> None:
     assert "not compared row by row" in line, line
     assert not list((repo.root / ".dvfs").glob("rows-*"))  # the spill is gone
     repo.fsck_clean()
+
+
+# ------------------------------------------------------------------- infinities as text
+
+
+def test_a_text_metric_reading_as_an_infinity_is_quoted_beside_the_float(repo: Repo) -> None:
+    """A metric that is the text ".inf" showed as `.inf`, as the float does, and
+    `metrics diff` of one against the other showed no change."""
+    repo.ok("run", "-n", "s", "-m", "m.yaml", "--", "printf 'a: .inf\\nb: .nan\\n' > m.yaml")
+    repo.commit("floats")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.yaml", "--",
+            "printf 'a: \".inf\"\\nb: \".nan\"\\n' > m.yaml")  # fmt: skip
+    repo.commit("texts")
+    rows = [ln.split() for ln in repo.ok("metrics", "diff", "v1", "v2").out.splitlines()[1:]]
+    assert rows == [["a", ".inf", '".inf"', "-"], ["b", ".nan", '".nan"', "-"]]
+    compared = repo.ok("compare", "v1", "v2").out.splitlines()
+    assert ".inf" in compared[2] and '".inf"' not in compared[2]
+    assert '".inf"' in compared[3] and '".nan"' in compared[3]
+    repo.fsck_clean()
+
+
+def test_exp_run_sets_an_infinity_as_the_float_it_spells(repo: Repo) -> None:
+    """`dvfs exp run -S lr=.inf` wrote `lr: '.inf'` (a text) into the params file: the
+    stage read a str where the user meant the float."""
+    script = (
+        "import yaml; open('o', 'w').write(type(yaml.safe_load(open('p.yaml'))['lr']).__name__)"
+    )
+    repo.write("p.yaml", "lr: 0.1\n")
+    repo.write("p.json", '{"lr": 0.1}\n')
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: [" + json.dumps(sys.executable)
+               + ", -c, " + json.dumps(script) + "]\n    params: [{p.yaml: [lr]}, "
+               "{p.json: [lr]}]\n    outs: [o]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "p.yaml", "p.json", "dvfs.yaml")
+    repo.commit("base")
+    repo.ok("exp", "run", "-S", "p.yaml:lr=.inf", "-n", "inf")
+    assert repo.run("cat", "exp/inf", "p.yaml").out == "lr: .inf\n"
+    assert repo.run("cat", "exp/inf", "o").out == "float"
+    repo.fail("exp", "run", "-S", "p.json:lr=-.inf", "-n", "json",
+              fragments=("p.json is JSON, which cannot hold -.inf",))  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_a_text_metric_that_reads_as_a_tagged_value_is_shown_quoted(repo: Repo) -> None:
+    """Text that YAML would read as a tagged value is shown quoted, not refused: it is
+    text in a JSON file, and only a YAML file's tag is refused."""
+    repo.ok("run", "-n", "s", "-m", "m.json", "--",
+            """printf '{"a": "[!!binary aGk=]", "b": "!!int 5"}' > m.json""")  # fmt: skip
+    out = repo.ok("metrics", "show").out
+    assert '"[!!binary aGk=]"' in out and '"!!int 5"' in out, out

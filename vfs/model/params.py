@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -203,11 +204,28 @@ def reads_as_other(text: str) -> bool:
     value, as ``--param`` types it (``2``, ``true``, ``null``, ``[1]``), or as no
     value (empty, or ``-``: a table's empty cell), or hides spaces around it: such text
     is shown in double quotes (``"2"``), so that the text ``"2"`` and the number ``2``
-    are not shown alike."""
+    are not shown alike. (``.inf`` is not quoted: a record holds an infinite float as
+    that text; a metric that is this text is ``vfs.pipeline.values.FloatText``.)"""
     if text and text[0] not in _MAY_TYPE and text[-1] not in _MAY_TYPE:
         return False
-    read = value(text) if text != "-" else None
+    try:
+        read = value(text) if text != "-" else None
+    except UsageError:  # a tagged value (``[!!binary aGk=]``): not read as this text
+        return True
     return not (isinstance(read, str) and read == text)
+
+
+def setting(text: str, given: str = "") -> Any:
+    """A value ``dvfs exp run -S`` writes into a parameters file: :func:`value`, but
+    YAML's infinities and NaN are the floats they spell (``lr=.inf``), which a file
+    holds as such (a version's record keeps them as text)."""
+    if NON_FINITE.fullmatch(text.strip()):
+        return float(text.strip().replace(".", "", 1))  # float("-inf"), float("nan")
+    return value(text, given)
+
+
+# what YAML 1.2 reads as an infinity or NaN
+NON_FINITE = re.compile(r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
 
 
 # what may begin text that YAML 1.2 reads as something else (a number, a boolean,

@@ -186,7 +186,7 @@ def load_plain(text: str) -> Any:
     stage fresh); a ``!!timestamp`` or a ``!!set`` the same. TagRefused (a YAMLError)
     names the first such value by its dotted key and line.
     """
-    loader = Loader(text)
+    loader = Loader(str(text))  # (the C parser takes no str subclass: a TOML date)
     try:
         node = loader.get_single_node()
         if node is None:

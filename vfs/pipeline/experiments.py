@@ -102,7 +102,7 @@ def parse_settings(items: list[str], rel: Any) -> list[Setting]:
                 f"-S {quote_name(item)} sets what -S {quote_name(twice[0].text)} sets: give each "
                 "key once"
             )
-        out.append(Setting(path, key.strip(), version_params.value(raw, f"-S {item}"), item))
+        out.append(Setting(path, key.strip(), version_params.setting(raw, f"-S {item}"), item))
     return out
 
 

@@ -287,7 +287,7 @@ def _sort_number(x: Any) -> float | int | None:
     """``x`` as the number it sorts as (an infinity too); None if it is none."""
     if _number(x):
         return cast(float, x)
-    return _INFINITIES.get(x) if isinstance(x, str) else None
+    return _INFINITIES.get(x) if type(x) is str else None  # (not a values.FloatText)
 
 
 def _delta(a: float, b: float) -> float | None:
@@ -364,7 +364,7 @@ def shown(value: Any) -> str:
     if value is MISSING:
         return "-"
     if isinstance(value, str):
-        if reads_as_other(value):
+        if reads_as_other(value) or isinstance(value, values.FloatText):
             return escape_text(json.dumps(value, ensure_ascii=False))
         return quote_name(value)
     if isinstance(value, float):
