@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from tests.support.cli import (
     run,
 )
 from tests.support.forge import Forge, file_entry, nested
-from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
+from vfs.model.params import MAX_MESSAGE, MAX_TOTAL, SHOWN_AUTHOR
 from vfs.model.version_codec import Version, encode_version
 from vfs.store.objects import ObjKind
 from vfs.tables import checks
@@ -32,12 +33,15 @@ from vfs.tables import checks
 # ------------------------------------------------------------------- huge messages
 
 
-def forged_chatter(root: Path, message: str, author: str) -> Forge:
-    """A remote whose one version carries ``message`` and ``author``, with two branches
-    (``main`` and the experiment ``exp/big``) at it."""
+def forged_chatter(
+    root: Path, message: str, author: str, params: dict[str, Any] | None = None
+) -> Forge:
+    """A remote whose one version carries ``message``, ``author`` and ``params``, with
+    two branches (``main`` and the experiment ``exp/big``) at it."""
     forge = Forge(root)
     leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
-    v = Version(nested(forge, [b"data"], [leaf]), (), 1, message, author, 1, params={"lr": 0.1})
+    params = {"lr": 0.1} if params is None else params
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, message, author, 1, params=params)
     oid = forge.add(ObjKind.VERSION, encode_version(v))
     forge.publish({"main": oid, "exp/big": oid})
     return forge
@@ -81,6 +85,27 @@ def test_a_message_dvfs_could_record_is_shown_whole(tmp_path: Path) -> None:
     assert_ok(run(tmp_path, "clone", forge.url, "b"))
     [row] = assert_ok(run(tmp_path / "b", "log", "--json")).json()
     assert row["message"] == message and row["author"] == "a" * SHOWN_AUTHOR
+
+
+def test_a_forged_version_s_megabytes_of_parameters_are_shown_cut_short(tmp_path: Path) -> None:
+    """A forged version with 100,000 parameters and a 5 MiB one (16 MB in all) was
+    printed whole by `log --params`, `show` and `compare --json`."""
+    params: dict[str, Any] = {f"k{i:06d}": "v" * 100 for i in range(100_000)}
+    params["big"] = "x" * (5 << 20)
+    forge = forged_chatter(tmp_path / "evil", "m", "a", params)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    bound = 4 * MAX_TOTAL
+    marker = "99,4"  # (99,4xx more parameters not shown: as many as fit are)
+    for args in (("log", "--params"), ("show",), ("show", "--json"), ("compare", "--json")):
+        r = assert_ok(run(b, *args))
+        assert len(r.out) < bound and "more parameters not shown" in r.out, (args, len(r.out))
+        assert marker in r.out, args
+    shown = assert_ok(run(b, "show", "--json")).json()["parameters"]
+    assert shown["k000000"] == "v" * 100 and "big" not in shown
+    with vfs.Repo(b) as repo:
+        assert len(json.dumps(repo.versions()[0].params)) < bound
+    fsck_clean(b)
 
 
 # ------------------------------------------------------------------- YAML tags

@@ -73,6 +73,23 @@ def shown(text: str, limit: int) -> str:
     return f"{text[:limit]}\u2026 [{len(text) - limit:,} more characters not shown]"
 
 
+def shown_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A version's parameters as dvfs gives them out: whole when dvfs could record
+    them today (MAX_TOTAL); else those that fit in MAX_TOTAL, in order, and under the
+    name ``…`` how many more were left out (a forged version may carry megabytes)."""
+    size = len(json.dumps(params, ensure_ascii=False, default=str))
+    if size <= 2 * MAX_TOTAL:  # (JSON spends more than the bound counts)
+        return params
+    out: dict[str, Any] = {}
+    left = MAX_TOTAL
+    for k, v in params.items():
+        n = len(json.dumps({k: v}, ensure_ascii=False, default=str))
+        if n <= left:
+            out[k], left = v, left - n
+    out["\u2026"] = f"{len(params) - len(out):,} more parameters not shown ({size:,} bytes in all)"
+    return out
+
+
 def shown_message(text: str) -> str:
     """A version's message as dvfs gives it out: whole when dvfs could record it today."""
     return shown(text, MAX_MESSAGE)

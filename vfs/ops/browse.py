@@ -14,7 +14,7 @@ from typing import Any
 
 from vfs.errors import NotADirectory, NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
-from vfs.model.params import shown_author, shown_message
+from vfs.model.params import shown_author, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.changed import first_seen
 from vfs.ops.diff import (
@@ -103,7 +103,7 @@ def log_row(
     """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents."""
     row = version_summary(hist, oid, v)
     row.update(refs.get(oid, {"tags": [], "branches": []}))
-    row["parameters"] = v.params
+    row["parameters"] = shown_params(v.params)
     row["parents"] = [p.hex() for p in v.parents]
     return row
 
@@ -195,7 +195,7 @@ def show_version(
         "created": iso_time(v.time_ns),
         "git_commit": v.git.commit if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
-        "parameters": v.params,
+        "parameters": shown_params(v.params),
         "pipeline": [describe(s) for s in v.pipeline],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
         "changes": version_changes(hist, oid) if changes else None,

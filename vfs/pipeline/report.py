@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from vfs.errors import DvfsError, UsageError
 from vfs.model.codec import Kind
-from vfs.model.params import reads_as_other, shown_message
+from vfs.model.params import reads_as_other, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
@@ -84,7 +84,7 @@ def version_params(v: Version, taken: Iterable[str] = (), own: bool = True) -> d
     """Every parameter of a version (module docstring); ``taken``: see
     :func:`commit_names`, for the versions it is shown beside. ``own`` False: only
     those its runs read (beside the working tree, which has no ``commit --param``)."""
-    given = dict(flat_params(v.params))
+    given = dict(flat_params(shown_params(v.params)))
     ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*given, *taken})
     return dict(sorted({**(given if own else {}), **ran}.items()))
 
