@@ -26,7 +26,7 @@ from tests.support.cli import (
 )
 from tests.support.forge import Forge, file_entry, nested
 from vfs.model.params import MAX_MESSAGE, MAX_TOTAL, SHOWN_AUTHOR
-from vfs.model.version_codec import Version, encode_version
+from vfs.model.version_codec import GitLink, Version, encode_version
 from vfs.store.objects import ObjKind
 from vfs.tables import checks
 
@@ -106,6 +106,22 @@ def test_a_forged_version_s_megabytes_of_parameters_are_shown_cut_short(tmp_path
     with vfs.Repo(b) as repo:
         assert len(json.dumps(repo.versions()[0].params)) < bound
     fsck_clean(b)
+
+
+def test_a_forged_git_commit_is_shown_cut_to_a_git_id_s_length(tmp_path: Path) -> None:
+    """A forged version naming a 2 MiB git commit had it printed whole by `show` and
+    `log --json`."""
+    forge = Forge(tmp_path / "evil")
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    link = GitLink("\x1b[31mevil" + "g" * (2 << 20), False)
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, git=link)
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    shown = assert_ok(run(tmp_path / "b", "show")).out
+    assert len(shown) < 4096 and "git      \\033[31mevil" in shown, shown
+    [row] = assert_ok(run(tmp_path / "b", "log", "--json")).json()
+    assert row["git_commit"].startswith("\x1b[31mevil" + "g" * 55 + "\u2026 [2,097,")
+    fsck_clean(tmp_path / "b")
 
 
 # ------------------------------------------------------------------- YAML tags

@@ -90,6 +90,12 @@ def shown_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def shown_git(commit: str) -> str:
+    """A version's git commit as dvfs gives it out: git's ids are at most 64 hex
+    digits (SHA-256), so anything longer was not written by git and is cut there."""
+    return shown(commit, 64)
+
+
 def shown_message(text: str) -> str:
     """A version's message as dvfs gives it out: whole when dvfs could record it today."""
     return shown(text, MAX_MESSAGE)

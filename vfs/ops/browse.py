@@ -14,7 +14,7 @@ from typing import Any
 
 from vfs.errors import NotADirectory, NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
-from vfs.model.params import shown_author, shown_message, shown_params
+from vfs.model.params import shown_author, shown_git, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.changed import first_seen
 from vfs.ops.diff import (
@@ -52,7 +52,7 @@ def version_summary(hist: History, oid: bytes, v: Version) -> dict[str, Any]:
         "created": iso_time(v.time_ns),
         "author": shown_author(v.author),
         "message": shown_message(v.message),
-        "git_commit": v.git.commit if v.git else None,
+        "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "files": v.files,
         "bytes": v.bytes,
@@ -193,7 +193,7 @@ def show_version(
         "message": shown_message(v.message),
         "author": shown_author(v.author),
         "created": iso_time(v.time_ns),
-        "git_commit": v.git.commit if v.git else None,
+        "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "parameters": shown_params(v.params),
         "pipeline": [describe(s) for s in v.pipeline],
