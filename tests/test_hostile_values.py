@@ -103,8 +103,14 @@ def test_a_forged_version_s_megabytes_of_parameters_are_shown_cut_short(tmp_path
         assert marker in r.out, args
     shown = assert_ok(run(b, "show", "--json")).json()["parameters"]
     assert shown["k000000"] == "v" * 100 and "big" not in shown
+    (b / "data" / "b.txt").write_text("b\n")
+    assert_ok(run(b, "add", "data/b.txt"))
+    assert_ok(run(b, "commit", "-m", "two", "--param", "lr=1"))
+    for diff in (("diff", "v1", "v2"), ("diff", "v1", "v2", "--json")):
+        r = assert_ok(run(b, *diff))
+        assert len(r.out) < 2 * bound and "more parameters not shown" in r.out, (diff, len(r.out))
     with vfs.Repo(b) as repo:
-        assert len(json.dumps(repo.versions()[0].params)) < bound
+        assert len(json.dumps(repo.versions()[-1].params)) < bound
     fsck_clean(b)
 
 

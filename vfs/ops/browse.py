@@ -382,7 +382,7 @@ def diff_params(repo: Repository, revs: Sequence[str]) -> list[ParamChange]:
     if len(revs) != 2:
         return []
     hist = repo.history
-    a, b = (hist.version(hist.resolve(r)).params for r in revs)
+    a, b = (shown_params(hist.version(hist.resolve(r)).params) for r in revs)
     return param_changes(a, b)
 
 
