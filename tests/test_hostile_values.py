@@ -26,7 +26,7 @@ from tests.support.cli import (
 )
 from tests.support.forge import Forge, file_entry, nested
 from vfs.model.params import MAX_MESSAGE, MAX_TOTAL, SHOWN_AUTHOR
-from vfs.model.version_codec import GitLink, Version, encode_version
+from vfs.model.version_codec import GitLink, StageRecord, StageRun, Version, encode_version
 from vfs.store.objects import ObjKind
 from vfs.tables import checks
 
@@ -112,6 +112,22 @@ def test_a_forged_version_s_megabytes_of_parameters_are_shown_cut_short(tmp_path
     with vfs.Repo(b) as repo:
         assert len(json.dumps(repo.versions()[-1].params)) < bound
     fsck_clean(b)
+
+
+def test_a_forged_pipeline_record_s_parameters_are_shown_cut_short(tmp_path: Path) -> None:
+    """A forged version whose stage read 5,000 parameters of 2,000 characters (10 MB)
+    had them printed whole by `show --json`, `compare --json` and `params diff`."""
+    forge = Forge(tmp_path / "evil")
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    read = tuple((b"p.yaml", f"k{i:05d}", "v" * 2000) for i in range(5000))
+    stage = StageRecord("s", "echo", b"", (), (), read, (), StageRun(0, 1, 1, "h", "d", "p"))
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, pipeline=(stage,))
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    for args in (("show", "--json"), ("compare", "--json"), ("params", "diff", "v1")):
+        r = assert_ok(run(tmp_path / "b", *args))
+        assert len(r.out) < 4 * MAX_TOTAL and "more parameters not shown" in r.out, args
+    fsck_clean(tmp_path / "b")
 
 
 def test_a_forged_git_commit_is_shown_cut_to_a_git_id_s_length(tmp_path: Path) -> None:

@@ -179,6 +179,15 @@ def version_changes(hist: History, oid: bytes) -> dict[str, Any]:
     return {"since": since, **summary(changes)}
 
 
+def _bounded_stage(described: dict[str, Any]) -> dict[str, Any]:
+    """A stage as ``show`` gives it, each params file's values bounded as a version's
+    parameters are (``vfs.model.params.shown_params``)."""
+    params = described.get("params")
+    if isinstance(params, dict):
+        described["params"] = {f: shown_params(values) for f, values in params.items()}
+    return described
+
+
 def show_version(
     hist: History, oid: bytes, files: bool = True, changes: bool = True
 ) -> dict[str, Any]:
@@ -196,7 +205,7 @@ def show_version(
         "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "parameters": shown_params(v.params),
-        "pipeline": [describe(s) for s in v.pipeline],
+        "pipeline": [_bounded_stage(describe(s)) for s in v.pipeline],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
         "changes": version_changes(hist, oid) if changes else None,
         "top_directories": top_directories(hist, v.tree),

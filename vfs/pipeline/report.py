@@ -86,7 +86,7 @@ def version_params(v: Version, taken: Iterable[str] = (), own: bool = True) -> d
     those its runs read (beside the working tree, which has no ``commit --param``)."""
     given = dict(flat_params(shown_params(v.params)))
     ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*given, *taken})
-    return dict(sorted({**(given if own else {}), **ran}.items()))
+    return shown_params(dict(sorted({**(given if own else {}), **ran}.items())))
 
 
 def work_params(
