@@ -386,8 +386,8 @@ class Repo:
         oid = bytes.fromhex(row["id"])
         v = self._repo.history.version(oid)
         return VersionInfo(
-            number=v.number, id=row["id"], time=time_of(v.time_ns), author=v.author,
-            message=v.message, params=row["parameters"], tags=tuple(row["tags"]),
+            number=v.number, id=row["id"], time=time_of(v.time_ns), author=row["author"],
+            message=row["message"], params=row["parameters"], tags=tuple(row["tags"]),
             branches=tuple(row["branches"]), parents=tuple(p.hex() for p in v.parents),
             git_commit=row["git_commit"], git_dirty=row["git_dirty"], file_count=v.files,
             bytes=v.bytes, changes=row.get("changes"), top_directories=row.get("top_directories"),

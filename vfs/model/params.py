@@ -25,13 +25,15 @@ written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: 
 so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
 exactly, or JSON cannot show, are kept as text (and ``-0.0`` as ``0.0``, the value it
 equals): integers outside 64 bits, NaN and the
-infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
-values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
-prints them). NumPy (and PyTorch) scalars and arrays given from Python are kept as
-the numbers and lists they hold (``numpy.int64(3)`` is the number 3); a set as the
-list of its members in order (numbers by value, then the others by their JSON text),
-the same in every process. Text that is
-not UTF-8 (bytes given on the command line) is refused.
+infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given).
+A value with an explicit YAML tag outside the 1.2 core schema (``!!binary``,
+``!!timestamp``, ``!!set``, ``!!python/...``, ``!local``) is refused, naming its file
+and key: it was once kept as the text Python prints for it (``b'hello'``), which the
+plain text could not be told from. NumPy (and PyTorch) scalars and arrays given from
+Python are kept as the numbers and lists they hold (``numpy.int64(3)`` is the number
+3); a set as the list of its members in order (numbers by value, then the others by
+their JSON text), the same in every process. Text that is not UTF-8 (bytes given on
+the command line) is refused.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from vfs.errors import UsageError
-from vfs.quoting import escape_text, finite, quote_name
+from vfs.quoting import escape_text, finite, quote_given, quote_name
 
 MAX_MESSAGE = 64 << 10
 MAX_FILE = 1 << 20
@@ -54,6 +57,53 @@ MAX_DEPTH = 32
 MAX_TOTAL = 64 << 10
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _OTHER = 8  # what a number, a boolean or null counts towards MAX_TOTAL
+SHOWN_AUTHOR = 1024  # characters of an author shown (DVFS_AUTHOR takes at most as many)
+
+
+def shown(text: str, limit: int) -> str:
+    """``text`` cut to its first ``limit`` characters, and a marker of how much was left out.
+
+    A version from a remote may carry any message or author (a forged one: megabytes);
+    bounding them when a version is read would make versions an older dvfs wrote
+    unreadable, so ``log``, ``show``, ``compare``, ``exp list``, the dashboard and the
+    API bound them where they give them out instead.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\u2026 [{len(text) - limit:,} more characters not shown]"
+
+
+def shown_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A version's parameters as dvfs gives them out: whole when dvfs could record
+    them today (MAX_TOTAL); else those that fit in MAX_TOTAL, in order, and under the
+    name ``…`` how many more were left out (a forged version may carry megabytes)."""
+    size = len(json.dumps(params, ensure_ascii=False, default=str))
+    if size <= 2 * MAX_TOTAL:  # (JSON spends more than the bound counts)
+        return params
+    out: dict[str, Any] = {}
+    left = MAX_TOTAL
+    for k, v in params.items():
+        n = len(json.dumps({k: v}, ensure_ascii=False, default=str))
+        if n <= left:
+            out[k], left = v, left - n
+    out["\u2026"] = f"{len(params) - len(out):,} more parameters not shown ({size:,} bytes in all)"
+    return out
+
+
+def shown_git(commit: str) -> str:
+    """A version's git commit as dvfs gives it out: git's ids are at most 64 hex
+    digits (SHA-256), so anything longer was not written by git and is cut there."""
+    return shown(commit, 64)
+
+
+def shown_message(text: str) -> str:
+    """A version's message as dvfs gives it out: whole when dvfs could record it today."""
+    return shown(text, MAX_MESSAGE)
+
+
+def shown_author(text: str) -> str:
+    """A version's author as dvfs gives it out (at most SHOWN_AUTHOR characters)."""
+    return shown(text, SHOWN_AUTHOR)
 
 
 def message(text: str) -> str:
@@ -123,7 +173,9 @@ def load_file(path: Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{shown} is not valid TOML: {str(exc).splitlines()[0]}") from None
     try:
-        loaded = yaml12.load(text)
+        loaded = yaml12.load_plain(text)
+    except yaml12.TagRefused as exc:
+        raise UsageError(f"{shown}: {yaml_error(exc)}") from None
     except yaml.YAMLError as exc:
         problem = yaml_error(exc)
         if "maximum nesting depth" in problem:  # libyaml's own limit, 1,000 levels
@@ -138,19 +190,24 @@ def load_file(path: Path) -> dict[str, Any]:
     return check(loaded)
 
 
-def value(text: str) -> Any:
+def value(text: str, given: str = "") -> Any:
     """A ``--param`` value typed as YAML 1.2 (3e-4 -> float, yes -> text, [1, 2] -> list).
 
     A list or mapping only in flow style; text that is not valid YAML, or a number
     that would not be kept exactly (a 100-digit integer, ``.nan``, ``1e400``), stays
-    the text as given.
+    the text as given. A value with a tag outside YAML 1.2's core schema
+    (``!!binary``, ``!!timestamp``) is refused, as in a parameters file, with a
+    UsageError naming ``given`` (the argument, ``--param K=V``).
     """
     import yaml  # see load_file
 
     from vfs.model import yaml12
 
     try:
-        parsed = yaml12.load(text)
+        parsed = yaml12.load_plain(text)
+    except yaml12.TagRefused as exc:
+        problem = str(exc.problem).replace("the document", "the value", 1)
+        raise UsageError(f"{quote_given(given or text)}: {problem}") from None
     except (yaml.YAMLError, RecursionError, UnicodeEncodeError):
         return text  # not UTF-8: check() says so
     if isinstance(parsed, (list, dict)):
@@ -170,11 +227,28 @@ def reads_as_other(text: str) -> bool:
     value, as ``--param`` types it (``2``, ``true``, ``null``, ``[1]``), or as no
     value (empty, or ``-``: a table's empty cell), or hides spaces around it: such text
     is shown in double quotes (``"2"``), so that the text ``"2"`` and the number ``2``
-    are not shown alike."""
+    are not shown alike. (``.inf`` is not quoted: a record holds an infinite float as
+    that text; a metric that is this text is ``vfs.pipeline.values.FloatText``.)"""
     if text and text[0] not in _MAY_TYPE and text[-1] not in _MAY_TYPE:
         return False
-    read = value(text) if text != "-" else None
+    try:
+        read = value(text) if text != "-" else None
+    except UsageError:  # a tagged value (``[!!binary aGk=]``): not read as this text
+        return True
     return not (isinstance(read, str) and read == text)
+
+
+def setting(text: str, given: str = "") -> Any:
+    """A value ``dvfs exp run -S`` writes into a parameters file: :func:`value`, but
+    YAML's infinities and NaN are the floats they spell (``lr=.inf``), which a file
+    holds as such (a version's record keeps them as text)."""
+    if NON_FINITE.fullmatch(text.strip()):
+        return float(text.strip().replace(".", "", 1))  # float("-inf"), float("nan")
+    return value(text, given)
+
+
+# what YAML 1.2 reads as an infinity or NaN
+NON_FINITE = re.compile(r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
 
 
 # what may begin text that YAML 1.2 reads as something else (a number, a boolean,
@@ -189,7 +263,7 @@ def parse_pairs(pairs: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = p.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--param {quote_name(p)} is not KEY=VALUE")
-        out[key.strip()] = value(raw)
+        out[key.strip()] = value(raw, f"--param {p}")
     return out
 
 

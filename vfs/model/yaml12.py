@@ -162,6 +162,75 @@ def load(text: str) -> Any:
     return yaml.load(text, Loader=Loader)  # a safe loader (see the class)
 
 
+# The tags a parameter or a metric may carry: YAML 1.2's core schema (and ``<<``).
+_YAML = "tag:yaml.org,2002:"
+PLAIN_TAGS = frozenset(
+    _YAML + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "merge")
+)
+
+
+_SHOWN = 200  # characters of a key or a tag an error shows
+
+
+class TagRefused(yaml.constructor.ConstructorError):
+    """A value with an explicit tag dvfs does not record (``!!binary``, ``!!timestamp``,
+    ``!!set``, ``!!python/...``, a local ``!tag``); ``problem`` names it and its key."""
+
+
+def load_plain(text: str) -> Any:
+    """:func:`load`, refusing any value tagged outside YAML 1.2's core schema.
+
+    Parameters and metrics are recorded as text, numbers, booleans, null, lists and
+    mappings. A ``!!binary aGVsbG8=`` once became the text ``b'hello'``, which the
+    plain text ``b'hello'`` could not be told from (changing one to the other left a
+    stage fresh); a ``!!timestamp`` or a ``!!set`` the same. TagRefused (a YAMLError)
+    names the first such value by its dotted key and line.
+    """
+    loader = Loader(str(text))  # (the C parser takes no str subclass: a TOML date)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_tags(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_tags(root: yaml.Node) -> None:
+    """TagRefused for the first node under ``root`` tagged outside PLAIN_TAGS. Each node
+    is looked at once: an alias is the node it names, so aliases cost nothing more."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str, str]] = [(root, "", "")]  # (node, its path, it named)
+    while stack:
+        node, path, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in PLAIN_TAGS:
+            tag = node.tag.replace(_YAML, "!!", 1) if node.tag.startswith(_YAML) else node.tag
+            what = where or "the document"
+            tag = tag if len(tag) <= _SHOWN else tag[:_SHOWN] + "\u2026"
+            raise TagRefused(
+                None, None,
+                f"{what} is tagged {quote_given(tag)}: dvfs records only text, numbers, "
+                "booleans, null, lists and mappings; remove the tag (quote the value to "
+                "keep it as text)",
+                node.start_mark,
+            )  # fmt: skip
+        dot = f"{path}." if path else ""
+        if isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):
+                name = dot + (key.value if isinstance(key, yaml.ScalarNode) else "?")
+                shown = quote_given(name if len(name) <= _SHOWN else name[:_SHOWN] + "\u2026")
+                stack += [(value, name, f"the value of {shown}"), (key, name, f"the key {shown}")]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += (
+                (v, f"{dot}{i}", f"the value of {quote_given(f'{dot}{i}'[-_SHOWN:])}")
+                for i, v in reversed(list(enumerate(node.value)))
+            )
+
+
 _CDumper: Any = getattr(yaml, "CSafeDumper", None)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from vfs.errors import NotADirectory, NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.params import shown_author, shown_git, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.changed import first_seen
 from vfs.ops.diff import (
@@ -49,9 +50,9 @@ def version_summary(hist: History, oid: bytes, v: Version) -> dict[str, Any]:
         "version": f"v{v.number}",
         "id": oid.hex(),
         "created": iso_time(v.time_ns),
-        "author": v.author,
-        "message": v.message,
-        "git_commit": v.git.commit if v.git else None,
+        "author": shown_author(v.author),
+        "message": shown_message(v.message),
+        "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "files": v.files,
         "bytes": v.bytes,
@@ -102,7 +103,7 @@ def log_row(
     """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents."""
     row = version_summary(hist, oid, v)
     row.update(refs.get(oid, {"tags": [], "branches": []}))
-    row["parameters"] = v.params
+    row["parameters"] = shown_params(v.params)
     row["parents"] = [p.hex() for p in v.parents]
     return row
 
@@ -178,6 +179,15 @@ def version_changes(hist: History, oid: bytes) -> dict[str, Any]:
     return {"since": since, **summary(changes)}
 
 
+def _bounded_stage(described: dict[str, Any]) -> dict[str, Any]:
+    """A stage as ``show`` gives it, each params file's values bounded as a version's
+    parameters are (``vfs.model.params.shown_params``)."""
+    params = described.get("params")
+    if isinstance(params, dict):
+        described["params"] = {f: shown_params(values) for f, values in params.items()}
+    return described
+
+
 def show_version(
     hist: History, oid: bytes, files: bool = True, changes: bool = True
 ) -> dict[str, Any]:
@@ -189,13 +199,13 @@ def show_version(
         "version": f"v{v.number}",
         "id": oid.hex(),
         "parents": [p.hex() for p in v.parents],
-        "message": v.message,
-        "author": v.author,
+        "message": shown_message(v.message),
+        "author": shown_author(v.author),
         "created": iso_time(v.time_ns),
-        "git_commit": v.git.commit if v.git else None,
+        "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
-        "parameters": v.params,
-        "pipeline": [describe(s) for s in v.pipeline],
+        "parameters": shown_params(v.params),
+        "pipeline": [_bounded_stage(describe(s)) for s in v.pipeline],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
         "changes": version_changes(hist, oid) if changes else None,
         "top_directories": top_directories(hist, v.tree),
@@ -381,7 +391,7 @@ def diff_params(repo: Repository, revs: Sequence[str]) -> list[ParamChange]:
     if len(revs) != 2:
         return []
     hist = repo.history
-    a, b = (hist.version(hist.resolve(r)).params for r in revs)
+    a, b = (shown_params(hist.version(hist.resolve(r)).params) for r in revs)
     return param_changes(a, b)
 
 

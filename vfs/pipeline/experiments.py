@@ -102,7 +102,7 @@ def parse_settings(items: list[str], rel: Any) -> list[Setting]:
                 f"-S {quote_name(item)} sets what -S {quote_name(twice[0].text)} sets: give each "
                 "key once"
             )
-        out.append(Setting(path, key.strip(), version_params.value(raw), item))
+        out.append(Setting(path, key.strip(), version_params.setting(raw, f"-S {item}"), item))
     return out
 
 
@@ -487,7 +487,7 @@ def listing(
         out.append(
             Listed(
                 branch[len(EXP_PREFIX) :], branch, oid, f"v{v.number}", base, v.time_ns,
-                v.message, changed, metrics,
+                version_params.shown_message(v.message), changed, metrics,
             )
         )  # fmt: skip
     return out

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from vfs.errors import DvfsError, UsageError
 from vfs.model.codec import Kind
-from vfs.model.params import reads_as_other
+from vfs.model.params import reads_as_other, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
@@ -84,9 +84,9 @@ def version_params(v: Version, taken: Iterable[str] = (), own: bool = True) -> d
     """Every parameter of a version (module docstring); ``taken``: see
     :func:`commit_names`, for the versions it is shown beside. ``own`` False: only
     those its runs read (beside the working tree, which has no ``commit --param``)."""
-    given = dict(flat_params(v.params))
+    given = dict(flat_params(shown_params(v.params)))
     ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*given, *taken})
-    return dict(sorted({**(given if own else {}), **ran}.items()))
+    return shown_params(dict(sorted({**(given if own else {}), **ran}.items())))
 
 
 def work_params(
@@ -287,7 +287,7 @@ def _sort_number(x: Any) -> float | int | None:
     """``x`` as the number it sorts as (an infinity too); None if it is none."""
     if _number(x):
         return cast(float, x)
-    return _INFINITIES.get(x) if isinstance(x, str) else None
+    return _INFINITIES.get(x) if type(x) is str else None  # (not a values.FloatText)
 
 
 def _delta(a: float, b: float) -> float | None:
@@ -348,7 +348,8 @@ def row_of(
     v = hist.version(oid)
     m, why = version_metrics(hist, v, unreadable, escape_text(label), get)
     notes += why
-    return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
+    message = shown_message(v.message)
+    return Row(label, oid.hex(), iso_time(v.time_ns), message, version_params(v, taken), m)
 
 
 def shown(value: Any) -> str:
@@ -363,7 +364,7 @@ def shown(value: Any) -> str:
     if value is MISSING:
         return "-"
     if isinstance(value, str):
-        if reads_as_other(value):
+        if reads_as_other(value) or isinstance(value, values.FloatText):
             return escape_text(json.dumps(value, ensure_ascii=False))
         return quote_name(value)
     if isinstance(value, float):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import sys
 import tomllib
@@ -81,7 +82,9 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
             return json.loads(text, object_pairs_hook=_unique_keys)
         if kind == "toml":
             return _dates_typed(tomllib.loads(text))
-        return _expansion_bounded(yaml12.load(text), shown)
+        return _expansion_bounded(yaml12.load_plain(text), shown)
+    except yaml12.TagRefused as exc:
+        raise ValuesError(f"{shown}: {version_params.yaml_error(exc)}") from None
     except yaml.YAMLError as exc:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
     except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
@@ -197,6 +200,12 @@ def lookup(doc: Any, key: str) -> Any:
 def is_missing(value: Any) -> bool:
     """True for what :func:`lookup` returns when the key is not there."""
     return value is _MISSING
+
+
+class FloatText(str):
+    """A metric that is text YAML reads as NaN or an infinity (``".inf"``): a float
+    metric of that value is held as this same text (``vfs.quoting.finite``), so the
+    text is a value of its own type, shown quoted and changed from the float."""
 
 
 def plain(value: Any) -> Any:
@@ -331,7 +340,7 @@ def flatten(
         elif isinstance(cur, float):
             value = finite(cur) if cur != 0 else 0.0  # -0.0 is 0.0: one value, shown so
         elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT and type(cur) is str:
-            value = cur
+            value = FloatText(cur) if version_params.NON_FINITE.fullmatch(cur) else cur
         else:
             if unshown is not None and pre[:-1]:
                 unshown.append(pre[:-1])
@@ -482,6 +491,11 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
     if kind == "toml" and isinstance(lookup(doc, key), version_params.TomlDate):
         value = _toml_date(key, value, shown)
     text = data.decode("utf-8")
+    if kind == "json" and isinstance(value, float) and not math.isfinite(value):
+        raise ValuesError(
+            f"{shown} is JSON, which cannot hold {finite(value)}: give a number, or set "
+            f"{quote_name(key)} in a YAML or TOML file"
+        )
     if kind == "json":
         _set_plain(doc, key, value)
         new = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -105,8 +105,12 @@ def read_entry(dvfs_dir: Path | None, entry: str, limit: int) -> bytes | None:
     finally:
         os.close(where)
     try:
+        # (checked before fdopen: on a directory's descriptor it fails and leaves it open)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
         with os.fdopen(fd, "rb") as f:
-            return f.read(limit) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+            return f.read(limit)
     except OSError:
         return None
 

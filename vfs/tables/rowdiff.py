@@ -975,6 +975,7 @@ def diff_path(
                             store, chunker, root, work, ext, names, entries, path, threads,
                             dvfs_dir, vouched, soon,
                         )  # fmt: skip
+                        engine.bound_spill(sum(s.size for s in sides))
                         result = diff_rows(
                             engine, fmt, *sides, key, limit, fast_share, dvfs_dir, words
                         )

@@ -1,0 +1,315 @@
+"""What a teammate or a remote records can be anything: a forged version's message, a
+params file's YAML tags, a Parquet file that expands without bound. Each must leave
+dvfs's output bounded and its records faithful, or be refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vfs
+from tests.support.cli import (
+    Repo,
+    assert_ok,
+    cli_env,
+    fsck_clean,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from tests.support.forge import Forge, file_entry, nested
+from vfs.model.params import MAX_MESSAGE, MAX_TOTAL, SHOWN_AUTHOR
+from vfs.model.version_codec import GitLink, StageRecord, StageRun, Version, encode_version
+from vfs.store.objects import ObjKind
+from vfs.tables import checks
+
+# ------------------------------------------------------------------- huge messages
+
+
+def forged_chatter(
+    root: Path, message: str, author: str, params: dict[str, Any] | None = None
+) -> Forge:
+    """A remote whose one version carries ``message``, ``author`` and ``params``, with
+    two branches (``main`` and the experiment ``exp/big``) at it."""
+    forge = Forge(root)
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    params = {"lr": 0.1} if params is None else params
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, message, author, 1, params=params)
+    oid = forge.add(ObjKind.VERSION, encode_version(v))
+    forge.publish({"main": oid, "exp/big": oid})
+    return forge
+
+
+def test_a_forged_megabyte_message_is_shown_cut_short_and_marked(tmp_path: Path) -> None:
+    """A forged version with a 10 MiB message and a 1 MiB author was printed whole by
+    ``log``, ``show``, ``compare`` and the API (11.5 MB of output a time)."""
+    message, author = "m" * (10 << 20), "a" * (1 << 20)
+    forge = forged_chatter(tmp_path / "evil", message, author)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    bound = MAX_MESSAGE + SHOWN_AUTHOR + 4096
+    marker = f"{len(message) - MAX_MESSAGE:,} more characters not shown"
+    for args in (("log",), ("log", "--oneline"), ("show",), ("compare", "--csv")):
+        r = assert_ok(run(b, *args))
+        assert len(r.out) < bound and marker in r.out, (args, len(r.out))
+    for args in (("log", "--json"), ("show", "--json")):
+        r = assert_ok(run(b, *args))
+        assert len(r.out) < bound, (args, len(r.out))
+        doc = r.json()
+        got = doc[0] if isinstance(doc, list) else doc
+        assert got["message"] == "m" * MAX_MESSAGE + f"\u2026 [{marker}]"
+        assert got["author"].startswith("a" * SHOWN_AUTHOR + "\u2026 [")
+    rows = assert_ok(run(b, "compare", "--json")).json()
+    assert all(len(json.dumps(row)) < bound for row in rows)
+    assert_ok(run(b, "branch", "exp/big", "origin/exp/big"))
+    r = assert_ok(run(b, "exp", "list", "--json"))
+    assert len(r.out) < bound and marker in r.out
+    with vfs.Repo(b) as repo:
+        [info] = repo.versions()
+        assert len(info.message) < bound and marker in info.message
+        assert len(info.author) < bound
+        assert repo.show("v1").message == info.message
+    fsck_clean(b)
+
+
+def test_a_message_dvfs_could_record_is_shown_whole(tmp_path: Path) -> None:
+    message = "é" * (MAX_MESSAGE // 2)  # 64 KiB of UTF-8: the longest dvfs records
+    forge = forged_chatter(tmp_path / "evil", message, "a" * SHOWN_AUTHOR)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    [row] = assert_ok(run(tmp_path / "b", "log", "--json")).json()
+    assert row["message"] == message and row["author"] == "a" * SHOWN_AUTHOR
+
+
+def test_a_forged_version_s_megabytes_of_parameters_are_shown_cut_short(tmp_path: Path) -> None:
+    """A forged version with 100,000 parameters and a 5 MiB one (16 MB in all) was
+    printed whole by `log --params`, `show` and `compare --json`."""
+    params: dict[str, Any] = {f"k{i:06d}": "v" * 100 for i in range(100_000)}
+    params["big"] = "x" * (5 << 20)
+    forge = forged_chatter(tmp_path / "evil", "m", "a", params)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    bound = 4 * MAX_TOTAL
+    marker = "99,4"  # (99,4xx more parameters not shown: as many as fit are)
+    for args in (("log", "--params"), ("show",), ("show", "--json"), ("compare", "--json")):
+        r = assert_ok(run(b, *args))
+        assert len(r.out) < bound and "more parameters not shown" in r.out, (args, len(r.out))
+        assert marker in r.out, args
+    shown = assert_ok(run(b, "show", "--json")).json()["parameters"]
+    assert shown["k000000"] == "v" * 100 and "big" not in shown
+    (b / "data" / "b.txt").write_text("b\n")
+    assert_ok(run(b, "add", "data/b.txt"))
+    assert_ok(run(b, "commit", "-m", "two", "--param", "lr=1"))
+    for diff in (("diff", "v1", "v2"), ("diff", "v1", "v2", "--json")):
+        r = assert_ok(run(b, *diff))
+        assert len(r.out) < 2 * bound and "more parameters not shown" in r.out, (diff, len(r.out))
+    with vfs.Repo(b) as repo:
+        assert len(json.dumps(repo.versions()[-1].params)) < bound
+    fsck_clean(b)
+
+
+def test_a_forged_pipeline_record_s_parameters_are_shown_cut_short(tmp_path: Path) -> None:
+    """A forged version whose stage read 5,000 parameters of 2,000 characters (10 MB)
+    had them printed whole by `show --json`, `compare --json` and `params diff`."""
+    forge = Forge(tmp_path / "evil")
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    read = tuple((b"p.yaml", f"k{i:05d}", "v" * 2000) for i in range(5000))
+    stage = StageRecord("s", "echo", b"", (), (), read, (), StageRun(0, 1, 1, "h", "d", "p"))
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, pipeline=(stage,))
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    for args in (("show", "--json"), ("compare", "--json"), ("params", "diff", "v1")):
+        r = assert_ok(run(tmp_path / "b", *args))
+        assert len(r.out) < 4 * MAX_TOTAL and "more parameters not shown" in r.out, args
+    fsck_clean(tmp_path / "b")
+
+
+def test_a_forged_git_commit_is_shown_cut_to_a_git_id_s_length(tmp_path: Path) -> None:
+    """A forged version naming a 2 MiB git commit had it printed whole by `show` and
+    `log --json`."""
+    forge = Forge(tmp_path / "evil")
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    link = GitLink("\x1b[31mevil" + "g" * (2 << 20), False)
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, git=link)
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    shown = assert_ok(run(tmp_path / "b", "show")).out
+    assert len(shown) < 4096 and "git      \\033[31mevil" in shown, shown
+    [row] = assert_ok(run(tmp_path / "b", "log", "--json")).json()
+    assert row["git_commit"].startswith("\x1b[31mevil" + "g" * 55 + "\u2026 [2,097,")
+    fsck_clean(tmp_path / "b")
+
+
+# ------------------------------------------------------------------- YAML tags
+
+TAGGED = [
+    ("!!binary aGVsbG8=", "!!binary"),  # read as b'hello', recorded as that text
+    ("!!timestamp 2001-12-14", "!!timestamp"),
+    ("!!set {a, b}", "!!set"),
+    ("!!python/tuple [1, 2]", "!!python/tuple"),
+    ("!local x", "!local"),
+]
+
+
+@pytest.mark.parametrize(("value", "tag"), TAGGED)
+def test_a_tagged_value_in_a_params_file_is_refused_naming_file_and_key(
+    repo: Repo, value: str, tag: str
+) -> None:
+    """``data: !!binary aGVsbG8=`` was recorded as the text ``b'hello'``: a version
+    given that text plainly recorded the same parameter."""
+    repo.write("f.txt", "x\n")
+    repo.ok("add", "f.txt")
+    repo.write("p.yaml", f"lr: 0.1\nopt:\n  data: {value}\n")
+    repo.fail("commit", "-m", "x", "--params-file", "p.yaml",
+              fragments=(f"p.yaml: the value of opt.data is tagged {tag}", "(line 3"))  # fmt: skip
+    repo.fail("commit", "-m", "x", "--param", f"data={value}",
+              fragments=(f"--param data={value}: the value is tagged {tag}",))  # fmt: skip
+    assert repo.run("log").out == ""  # nothing recorded
+    # the core schema's own tags say what the plain value would: they are kept
+    repo.write("p.yaml", "a: !!str 3\nb: !!float 1\nc: !!int '7'\n")
+    repo.commit("plain", "--params-file", "p.yaml")
+    assert repo.show()["parameters"] == {"a": "3", "b": 1.0, "c": 7}
+    repo.fsck_clean()
+
+
+def test_a_tagged_stage_parameter_or_metric_is_refused_naming_file_and_key(repo: Repo) -> None:
+    """A stage's ``data: !!binary aGVsbG8=`` changed to the text ``b'hello'`` left the
+    stage fresh: both were recorded as that text."""
+    script = "open('o', 'w').write(open('p.yaml').read())"
+    repo.write("p.yaml", "data: !!binary aGVsbG8=\n")
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: [" + json.dumps(sys.executable)
+               + ", -c, " + json.dumps(script) + "]\n    params: [{p.yaml: [data]}]\n"
+               "    outs: [o]\n")  # fmt: skip
+    repo.fail("repro", fragments=("p.yaml: the value of data is tagged !!binary",))
+    repo.write("p.yaml", "data: b'hello'\n")
+    repo.ok("repro")
+    repo.write("p.yaml", "data: !!binary aGVsbG8=\n")
+    repo.fail("repro", fragments=("p.yaml: the value of data is tagged !!binary",))
+    given = "p.yaml:data=!!binary aGk="
+    repo.fail("exp", "run", "-S", given, fragments=(f"-S {given}: the value is tagged !!binary",))
+    repo.run("run", "-n", "m", "-m", "m.yaml", "--",
+             "printf 'when: !!timestamp 2001-12-14\\nacc: 0.5\\n' > m.yaml")  # fmt: skip
+    r = repo.run("metrics", "show")
+    assert "m.yaml: the value of when is tagged !!timestamp" in r.err, r
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------------- the row cache
+
+
+def test_a_row_cache_entry_that_is_a_directory_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """A directory where a kept entry is (a repository unpacked from someone else) was
+    opened, refused by fdopen and never closed: one descriptor lost per lookup, until a
+    long-lived process (the dashboard, the API) ran out of them."""
+    dvfs_dir = tmp_path / ".dvfs"
+    (dvfs_dir / checks.DIR / ("a" * 64)).mkdir(parents=True)
+    (dvfs_dir / checks.DIR / ("b" * 64)).write_bytes(b"kept")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        assert checks.read_entry(dvfs_dir, "a" * 64, 1 << 20) is None
+        assert checks.read_record(dvfs_dir, "a" * 64, 1 << 20) is None
+        assert checks.read_entry(dvfs_dir, "b" * 64, 1 << 20) == b"kept"
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+# ------------------------------------------------------------------- decompression bombs
+
+# `dvfs diff` run as the user runs it, with the engine's memory and its least spill
+# bound made small, so that a bomb of a few hundred MB shows what one of 20 GB did.
+SMALL_ENGINE = """
+import sys
+from vfs.tables import engine
+engine.MEMORY_LIMIT, engine.SPILL_FLOOR = "256MB", 64 << 20
+import vfs.cli
+sys.argv = ["dvfs", *sys.argv[1:]]
+vfs.cli.main()
+"""
+
+
+def bomb(path: Path, rows: int, text_bytes: int, value: int) -> None:
+    """A Parquet file whose column ``s`` holds one text of ``text_bytes`` in every row:
+    tens of KB on disk, ``rows * text_bytes`` once read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), ["x" * text_bytes])
+    table = pa.table({"id": pa.array(range(rows), pa.int64()), "s": texts, "v": [value] * rows})
+    pq.write_table(table, path, compression="zstd")
+
+
+def test_a_parquet_bomb_row_diff_stops_at_the_spill_bound(repo: Repo) -> None:
+    """A 450 KiB Parquet file holding one 100 KB text 200,000 times made a row diff
+    spill 21 GB to .dvfs/rows-* in four minutes, and on towards a full disk."""
+    bomb(repo.root / "f.parquet", 20_000, 50_000, 1)
+    repo.ok("add", "f.parquet")
+    repo.commit("one")
+    bomb(repo.root / "f.parquet", 20_000, 50_000, 2)
+    repo.ok("add", "f.parquet")
+    repo.commit("two")
+    assert (repo.root / "f.parquet").stat().st_size < 100_000
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", SMALL_ENGINE, "diff", "v1", "v2", "f.parquet", "--rows"],
+        cwd=repo.root, env=cli_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc
+    [line] = proc.stderr.splitlines()
+    assert "the tables expand to more than 0.1 GiB on disk" in line, line
+    assert "not compared row by row" in line, line
+    assert not list((repo.root / ".dvfs").glob("rows-*"))  # the spill is gone
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------------- infinities as text
+
+
+def test_a_text_metric_reading_as_an_infinity_is_quoted_beside_the_float(repo: Repo) -> None:
+    """A metric that is the text ".inf" showed as `.inf`, as the float does, and
+    `metrics diff` of one against the other showed no change."""
+    repo.ok("run", "-n", "s", "-m", "m.yaml", "--", "printf 'a: .inf\\nb: .nan\\n' > m.yaml")
+    repo.commit("floats")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.yaml", "--",
+            "printf 'a: \".inf\"\\nb: \".nan\"\\n' > m.yaml")  # fmt: skip
+    repo.commit("texts")
+    rows = [ln.split() for ln in repo.ok("metrics", "diff", "v1", "v2").out.splitlines()[1:]]
+    assert rows == [["a", ".inf", '".inf"', "-"], ["b", ".nan", '".nan"', "-"]]
+    compared = repo.ok("compare", "v1", "v2").out.splitlines()
+    assert ".inf" in compared[2] and '".inf"' not in compared[2]
+    assert '".inf"' in compared[3] and '".nan"' in compared[3]
+    repo.fsck_clean()
+
+
+def test_exp_run_sets_an_infinity_as_the_float_it_spells(repo: Repo) -> None:
+    """`dvfs exp run -S lr=.inf` wrote `lr: '.inf'` (a text) into the params file: the
+    stage read a str where the user meant the float."""
+    script = (
+        "import yaml; open('o', 'w').write(type(yaml.safe_load(open('p.yaml'))['lr']).__name__)"
+    )
+    repo.write("p.yaml", "lr: 0.1\n")
+    repo.write("p.json", '{"lr": 0.1}\n')
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: [" + json.dumps(sys.executable)
+               + ", -c, " + json.dumps(script) + "]\n    params: [{p.yaml: [lr]}, "
+               "{p.json: [lr]}]\n    outs: [o]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "p.yaml", "p.json", "dvfs.yaml")
+    repo.commit("base")
+    repo.ok("exp", "run", "-S", "p.yaml:lr=.inf", "-n", "inf")
+    assert repo.run("cat", "exp/inf", "p.yaml").out == "lr: .inf\n"
+    assert repo.run("cat", "exp/inf", "o").out == "float"
+    repo.fail("exp", "run", "-S", "p.json:lr=-.inf", "-n", "json",
+              fragments=("p.json is JSON, which cannot hold -.inf",))  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_a_text_metric_that_reads_as_a_tagged_value_is_shown_quoted(repo: Repo) -> None:
+    """Text that YAML would read as a tagged value is shown quoted, not refused: it is
+    text in a JSON file, and only a YAML file's tag is refused."""
+    repo.ok("run", "-n", "s", "-m", "m.json", "--",
+            """printf '{"a": "[!!binary aGk=]", "b": "!!int 5"}' > m.json""")  # fmt: skip
+    out = repo.ok("metrics", "show").out
+    assert '"[!!binary aGk=]"' in out and '"!!int 5"' in out, out
