@@ -34,6 +34,7 @@ Each message is written for the user: what happened, what was kept safe, what to
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from vfs.quoting import escape_text, quote_given
@@ -117,9 +118,11 @@ class RefConflict(DvfsError):
 class UncommittedChanges(DvfsError):
     """An operation would overwrite uncommitted work; ``paths`` lists it, and
     ``untracked`` those of them that are not tracked (named so: "commit them" is not
-    how to keep an untracked file). ``action`` is the command the user ran, ``verb``
+    how to keep an untracked file), ``removed`` those whose removal is staged (by
+    ``rm --cached`` or ``mv``: their file may stand there, untracked, but what would be
+    lost is the staged removal). ``action`` is the command the user ran, ``verb``
     what it would do to the changes, ``what`` what to do instead (by default, commit
-    them, or move the untracked away; given, it stands for all of them)."""
+    them, unstage a removal, or move the untracked away; given, it stands for all)."""
 
     def __init__(
         self,
@@ -127,27 +130,46 @@ class UncommittedChanges(DvfsError):
         paths: Sequence[str],
         untracked: Sequence[str] = (),
         *,
+        removed: Sequence[str] = (),
         verb: str = "overwrite",
         what: str | None = None,
     ) -> None:
         self.paths = list(paths)
-        apart = set(untracked)
+        apart, gone = set(untracked), set(removed)
         loose = [p for p in self.paths if p in apart]
-        changed = [p for p in self.paths if p not in apart]
+        unstaged = [p for p in self.paths if p in gone]
+        changed = [p for p in self.paths if p not in apart and p not in gone]
         parts = []
         if changed:
             parts.append(f"uncommitted changes in {_first(changed)}")
+        if unstaged:
+            parts.append(f"the staged removal of {_first(unstaged)}")
         if loose:
             parts.append(f"untracked {_first(loose)}")
-        if what is None and not loose:
+        if what is None and not loose and not unstaged:
             what = "commit them, or use --force to discard them"
+        elif what is None and not loose:
+            many = len(unstaged) + len(changed) > 1
+            what = (
+                ("commit the changes and the removal" if changed else "commit the removal")
+                + f", or run `{_unstage(unstaged)}` to track "
+                + ("them" if len(unstaged) > 1 else "it")
+                + " again, or use --force to discard "
+                + ("them" if many else "it")
+            )
         elif what is None:
             what = (
                 "move the untracked files away (or `dvfs add` and commit them)"
                 + (", and commit the changes" if changed else "")
+                + (f", and commit the removal (or `{_unstage(unstaged)}`)" if unstaged else "")
                 + ", or use --force to overwrite them"
             )
         super().__init__(f"{action} would {verb} {' and '.join(parts)}: {what}")
+
+
+def _unstage(paths: Sequence[str]) -> str:
+    """The command that unstages the removal of ``paths`` (one named, more as PATH)."""
+    return f"dvfs restore --staged {shlex.quote(paths[0]) if len(paths) == 1 else 'PATH...'}"
 
 
 def _first(paths: Sequence[str]) -> str:
