@@ -1093,8 +1093,8 @@ def test_parent_steps_read_as_git_reads_them(repo: Repo) -> None:
         ("HEAD~3", "HEAD is v3 and v1 has no parent: go back at most 2"),
         ("HEAD~" + "0" * 5000 + "4", "HEAD is v3 and v1 has no parent: go back at most 2"),
     ]:
-        assert_error(repo.run("show", rev), f"unknown revision {rev}: {why}", code=1)
-    assert_error(repo.run("show", "HEAD^x"), "unknown revision HEAD^x", code=1)
+        assert_error(repo.run("show", rev), f"unknown revision {rev}: {why}", code=2)
+    assert_error(repo.run("show", "HEAD^x"), "unknown revision HEAD^x", code=2)
     repo.fsck_clean()
 
 

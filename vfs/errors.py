@@ -13,7 +13,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     │   ├── NotAFile                a directory asked for as a file (IsADirectoryError)
     │   ├── NotADirectory           a file asked for as a directory (NotADirectoryError)
     │   └── FileUnreadable          a working file dvfs is not allowed to read
-    ├── RevisionNotFound            unknown revision; carries close names
+    ├── RevisionNotFound            unknown revision; carries close names (exit 2)
     ├── RefConflict                 a ref moved under us (compare-and-swap failed)
     ├── UncommittedChanges          checkout/switch would overwrite work; carries paths
     ├── LockBusy                    another dvfs process holds the repository lock
@@ -25,6 +25,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     ├── StorageFull                 the disk filled up while writing
     ├── FileChanged                 a file kept changing while it was being read
     ├── MountError                  a mount could not be made, found or undone
+    │   └── NoSuchMount             no mount at the path given (exit 2)
     └── RemoteError                 remote store problems (see vfs.backends)
         ├── RemoteUnreachable       network down, server not answering
         ├── RemoteAuthError         wrong credentials or no permission
@@ -92,10 +93,15 @@ class FileUnreadable(UsageError):
 class RevisionNotFound(DvfsError):
     """An unknown revision; ``candidates`` holds the closest existing names.
 
+    Exit 2, as an unknown branch, tag, remote or path: a name the user gave that
+    names nothing here is a mistake in the command line, whatever kind of name it is.
+
     ``hint`` replaces the guesses in the message when the revision's form says what
     went wrong (a version number past the branch's last, a walk back past the first
     version); ``candidates`` still lists what to link to (the dashboard does).
     """
+
+    exit_code = 2
 
     def __init__(self, rev: str, candidates: Sequence[str] = (), hint: str = "") -> None:
         self.rev = rev
@@ -232,6 +238,13 @@ class FileChanged(DvfsError):
 
 class MountError(DvfsError):
     """A mount could not be made, found or undone (mount point, FUSE, daemon)."""
+
+
+class NoSuchMount(MountError):
+    """The path given as a mount point does not exist, or holds no dvfs mount: a
+    mistake in the command line (exit 2), as an unknown revision or branch is."""
+
+    exit_code = 2
 
 
 class RemoteError(DvfsError):
