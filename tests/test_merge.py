@@ -1220,3 +1220,23 @@ def test_merge_push_clone_and_pull_merge(
     assert copy.read("big/z") == b"z" * 300_000 and copy.read("w") == b"from b again"
     repo.fsck_clean()
     copy.fsck_clean()
+
+
+def test_a_merge_given_up_does_not_come_back_with_its_branchs_name(repo: Repo) -> None:
+    """`dvfs switch -c x` during a merge says the merge is given up; yet after `dvfs
+    branch -D main` and `dvfs branch -m x main` it was in progress again (HEAD on a
+    branch named main at the version it began from), and the next commit recorded a
+    merge the user was told was gone. Deleting (or renaming) the branch a given-up
+    merge names now forgets it."""
+    conflicting(repo)
+    ours = repo.head_id()
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("switch", "-c", "x")
+    assert any("is given up" in w for w in warnings_of(r)), r
+    repo.ok("branch", "-D", "main")
+    repo.ok("branch", "-m", "x", "main")
+    st = repo.status()
+    assert st["branch"] == "main" and st["merging"] is None, st
+    repo.commit("what the merge staged, as a plain commit")
+    assert parents(repo) == [ours]
+    repo.fsck_clean()
