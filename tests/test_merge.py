@@ -27,6 +27,7 @@ from tests.support.remote import (  # noqa: F401 (fixtures)
     dir_remote_fixture,
     remote_fixture,
 )
+from tests.test_faults import flip_back, flip_byte_of
 from vfs.ops import merge as merge_ops
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
@@ -1220,6 +1221,60 @@ def test_merge_push_clone_and_pull_merge(
     assert copy.read("big/z") == b"z" * 300_000 and copy.read("w") == b"from b again"
     repo.fsck_clean()
     copy.fsck_clean()
+
+
+def conflicts_left(repo: Repo) -> list[str]:
+    """The paths of the merge in progress still in conflict."""
+    return [c["path"] for c in repo.status()["merging"]["conflicts"] if not c["resolved"]]
+
+
+def test_settling_on_a_side_whose_data_is_damaged_leaves_the_conflict(repo: Repo) -> None:
+    """`dvfs restore --theirs a` where theirs' chunk of `a` is damaged failed to write
+    the file, yet staged theirs' `a` and marked the conflict settled: `dvfs commit`
+    would then record bytes the working tree never held, from a chunk that cannot be
+    read. Now that conflict stays, with the file and the index as they were, and the
+    error says why; another path named in the same command settles as asked."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", b"a from other, longer")
+    r = repo.run("restore", "--theirs", "a", "b")
+    line = assert_error(r, "could not restore a from theirs", "is corrupt", code=1)
+    assert "the conflict at a stays, with the files and the index as they were" in line, r
+    assert "1 conflict settled, 1 not" in r.out, r
+    assert conflicts_left(repo) == ["a"]
+    assert repo.read("a") == b"a from main" and not (repo.root / "b").exists()
+    st = repo.status()
+    assert [c["path"] for c in st["staged"] if c["path"] == "a"] == [] and st["modified"] == []
+    repo.fail("commit", "-m", "too early", fragments=("still in conflict", "a"))
+    flip_back(*where)
+    repo.ok("restore", "--theirs", "a")
+    assert conflicts_left(repo) == [] and repo.read("a") == b"a from other, longer"
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer"
+    repo.fsck_clean()
+
+
+def test_restore_of_a_side_with_worktree_writes_the_file_alone(repo: Repo) -> None:
+    """`dvfs restore --theirs --worktree a` staged theirs' `a` and settled the
+    conflict, as without --worktree. As git's `restore --ours|--theirs` (which only
+    ever writes the working file), it now writes the file alone: nothing staged, the
+    conflict left for `dvfs add` (or a later restore without --worktree) to settle."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("restore", "--theirs", "--worktree", "a")
+    assert "nothing staged, 1 conflict there left to settle" in r.out, r
+    assert repo.read("a") == b"a from other, longer" and conflicts_left(repo) == ["a", "b"]
+    st = repo.status()
+    assert st["modified"] == ["a"] and "a" not in [c["path"] for c in st["staged"]], st
+    repo.ok("restore", "--ours", "-W", "a")
+    assert repo.read("a") == b"a from main" and repo.status()["modified"] == []
+    repo.ok("restore", "--theirs", "-W", "a")
+    repo.ok("add", "a")
+    assert conflicts_left(repo) == ["b"]
+    repo.ok("restore", "--ours", "b")
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer" and repo.cat("HEAD:b") == b"b from main"
+    repo.fsck_clean()
 
 
 def test_a_merge_given_up_does_not_come_back_with_its_branchs_name(repo: Repo) -> None:
