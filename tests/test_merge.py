@@ -1254,6 +1254,25 @@ def test_settling_on_a_side_whose_data_is_damaged_leaves_the_conflict(repo: Repo
     repo.fsck_clean()
 
 
+def test_a_checkout_of_a_path_whose_data_is_damaged_leaves_its_conflict(repo: Repo) -> None:
+    """`dvfs checkout other a` during a merge settles a's conflict as other holds it;
+    with other's chunk of `a` damaged, the file was not written and the index kept
+    ours, yet the conflict was marked settled: the next commit took ours' `a` without
+    a word. The conflict now stays until a restore that writes it."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", b"a from other, longer")
+    assert_error(repo.run("checkout", "other", "a"), "could not restore a", "corrupt", code=1)
+    assert conflicts_left(repo) == ["a", "b"] and repo.read("a") == b"a from main"
+    flip_back(*where)
+    repo.ok("checkout", "other", "a")
+    assert conflicts_left(repo) == ["b"] and repo.read("a") == b"a from other, longer"
+    repo.ok("restore", "--ours", "b")
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer"
+    repo.fsck_clean()
+
+
 def test_restore_of_a_side_with_worktree_writes_the_file_alone(repo: Repo) -> None:
     """`dvfs restore --theirs --worktree a` staged theirs' `a` and settled the
     conflict, as without --worktree. As git's `restore --ours|--theirs` (which only

@@ -615,8 +615,16 @@ def checkout(
             offline=offline, yes=yes, action=action,
             rebuild_index=force and not paths,
         )  # fmt: skip
-        if paths:  # staged as REV holds them: a merge's conflicts there are settled
-            resolved(repo, [repo.rel(p) for p in paths])
+        if paths:  # staged as REV holds them: a merge's conflicts there are settled,
+            # but for one a file of which was not restored (its entry and file as they were)
+            rels = [repo.rel(p) for p in paths]
+            if report.failed and (merge := merging.live(repo.dir, repo.refs)) is not None:
+                rels = [
+                    c
+                    for c in merge.unresolved()
+                    if under_any(c, rels) and not any(under_any(f, [c]) for f in report.failed)
+                ]
+            resolved(repo, rels)
         return report
 
 
