@@ -1314,3 +1314,36 @@ def test_a_merge_given_up_does_not_come_back_with_its_branchs_name(repo: Repo) -
     repo.commit("what the merge staged, as a plain commit")
     assert parents(repo) == [ours]
     repo.fsck_clean()
+
+
+def test_a_damaged_file_side_of_a_directory_conflict_leaves_the_directory_staged(
+    repo: Repo,
+) -> None:
+    """Ours made `d/f` a directory, theirs edited the file `d/f`; `dvfs restore --theirs
+    d/f` with theirs' data damaged left the conflict, but had unstaged ours' `d/f/x` on
+    the way: status then listed it as a staged removal and an untracked file. It stays
+    staged now, as it stays on disk."""
+    for rel, text in (("d/f", "base"), ("d/k", "k")):
+        repo.write(rel, text)
+    add_in_process(repo, "d")
+    commit_in_process(repo, "base")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/f", "the file, as other has it")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "other")
+    repo.ok("switch", "main")
+    (repo.root / "d/f").unlink()
+    repo.write("d/f/x", "inner")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "main")
+    assert repo.run("merge", "other").code == 1
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", b"the file, as other has it")
+    assert_error(repo.run("restore", "--theirs", "d/f"), "the conflict at d/f stays", code=1)
+    st = repo.status()
+    assert st["staged"] == [] and st["untracked"] == [] and st["modified"] == [], st
+    assert conflicts_left(repo) == ["d/f"] and repo.read("d/f/x") == b"inner"
+    flip_back(*where)
+    repo.ok("restore", "--theirs", "d/f")
+    assert conflicts_left(repo) == [] and repo.read("d/f") == b"the file, as other has it"
+    repo.commit("merged")
+    repo.fsck_clean()

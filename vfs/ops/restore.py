@@ -153,6 +153,7 @@ def restore(
                 unstaged = _unchanged(repo, index, dropped, workers, warn)
                 edited = [p for p in dropped if p not in unstaged]
             for p in dropped:
+                before[p] = index.get(p)
                 index.remove(p)  # an addition unstaged: the file stays, untracked
                 report.unstaged += 1
             index.note_untracked(dropped)
@@ -186,11 +187,14 @@ def restore(
                 repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
                 unstaged=unstaged,
             )  # fmt: skip
-            if unstage_failed and staged:
-                for p in report.failed:
-                    if p in before:
+            if unstage_failed and staged and report.failed:
+                # (and what was unstaged where it would have gone: a file, or the files
+                # of a directory, the other side has at that path)
+                lost = list(report.failed)
+                for p, was in before.items():
+                    if under_any(p, lost) or any(under_any(f, [p]) for f in lost):
                         report.unstaged -= 1
-                        if (was := before[p]) is None:
+                        if was is None:
                             index.remove(p)
                         else:
                             index.put(p, was)
