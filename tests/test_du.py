@@ -74,7 +74,7 @@ def test_du_of_a_path_says_it_sizes_versions_and_what_lists_files(repo: Repo) ->
         "my data is a path, and dvfs du sizes versions: `dvfs ls -r 'my data'` lists",
         code=2,
     )
-    assert_error(repo.run("du", "nope"), "unknown revision nope", code=1)
+    assert_error(repo.run("du", "nope"), "unknown revision nope", code=2)
     assert "1 version" in repo.ok("du", "v1").out
     repo.fsck_clean()
 

@@ -1973,3 +1973,23 @@ def test_a_checkout_stopped_by_a_full_disk_says_what_it_did(small_disk: Path) ->
     assert st["cut_short"] is None and st["detached"] == "v1" and st["modified"] == []
     assert repo.read("d/big.bin") == rand(3 * MiB, seed=41)
     repo.fsck_clean()
+
+
+def test_commit_all_after_a_killed_checkout_records_nothing(repo: Repo) -> None:
+    """After `kill -9` of `dvfs checkout v1` (v1's files written, HEAD still main at v2),
+    `dvfs commit -a` staged the files the checkout had written as changes and recorded
+    them as v3 of main: a version mixing v1's and v2's files that nobody made. It is
+    refused now, naming what finishes the checkout and what goes back."""
+    from vfs.ops.checkout import KILL_ENV
+
+    committed(repo, {"d/a.txt": "one\n"})
+    committed(repo, {"d/a.txt": "two\n", "d/new.txt": "new\n"})
+    assert repo.run("checkout", "v1", env={KILL_ENV: "written"}).code == -9
+    line = assert_error(repo.run("commit", "-a", "-m", "mixed"), code=2)
+    assert "files of v1 that a checkout cut short left: `dvfs checkout v1` finishes it" in line
+    assert "nothing was staged or committed" in line
+    st = repo.status()
+    assert st["head"] == "v2" and st["staged"] == [] and st["cut_short"] is not None, st
+    repo.ok("checkout", "v1")  # what the line says finishes it
+    assert repo.read("d/a.txt") == b"one\n" and repo.status()["cut_short"] is None
+    repo.fsck_clean()

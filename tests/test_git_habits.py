@@ -643,7 +643,7 @@ def test_full_ref_names_read_their_ref_and_name_no_new_branch_or_tag(
     assert repo.show("refs/remotes/origin/main")["id"] == v1
     assert repo.show("refs/heads/main~1")["id"] == v1
     for missing in ("refs/heads/nope", "refs/tags/main", "refs/other/main"):
-        assert_error(repo.run("show", missing), f"unknown revision {missing}", code=1)
+        assert_error(repo.run("show", missing), f"unknown revision {missing}", code=2)
     # A tag an older dvfs let through is read by its own full name, and deleted.
     (repo.root / ".dvfs" / "refs" / "tags" / "refs" / "heads").mkdir(parents=True)
     (repo.root / ".dvfs" / "refs" / "tags" / "refs" / "heads" / "main").write_text(v1 + "\n")

@@ -27,6 +27,7 @@ from tests.support.remote import (  # noqa: F401 (fixtures)
     dir_remote_fixture,
     remote_fixture,
 )
+from tests.test_faults import flip_back, flip_byte_of
 from vfs.ops import merge as merge_ops
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
@@ -1093,8 +1094,8 @@ def test_parent_steps_read_as_git_reads_them(repo: Repo) -> None:
         ("HEAD~3", "HEAD is v3 and v1 has no parent: go back at most 2"),
         ("HEAD~" + "0" * 5000 + "4", "HEAD is v3 and v1 has no parent: go back at most 2"),
     ]:
-        assert_error(repo.run("show", rev), f"unknown revision {rev}: {why}", code=1)
-    assert_error(repo.run("show", "HEAD^x"), "unknown revision HEAD^x", code=1)
+        assert_error(repo.run("show", rev), f"unknown revision {rev}: {why}", code=2)
+    assert_error(repo.run("show", "HEAD^x"), "unknown revision HEAD^x", code=2)
     repo.fsck_clean()
 
 
@@ -1220,3 +1221,129 @@ def test_merge_push_clone_and_pull_merge(
     assert copy.read("big/z") == b"z" * 300_000 and copy.read("w") == b"from b again"
     repo.fsck_clean()
     copy.fsck_clean()
+
+
+def conflicts_left(repo: Repo) -> list[str]:
+    """The paths of the merge in progress still in conflict."""
+    return [c["path"] for c in repo.status()["merging"]["conflicts"] if not c["resolved"]]
+
+
+def test_settling_on_a_side_whose_data_is_damaged_leaves_the_conflict(repo: Repo) -> None:
+    """`dvfs restore --theirs a` where theirs' chunk of `a` is damaged failed to write
+    the file, yet staged theirs' `a` and marked the conflict settled: `dvfs commit`
+    would then record bytes the working tree never held, from a chunk that cannot be
+    read. Now that conflict stays, with the file and the index as they were, and the
+    error says why; another path named in the same command settles as asked."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", b"a from other, longer")
+    r = repo.run("restore", "--theirs", "a", "b")
+    line = assert_error(r, "could not restore a from theirs", "is corrupt", code=1)
+    assert "the conflict at a stays, with the files and the index as they were" in line, r
+    assert "1 conflict settled, 1 not" in r.out, r
+    assert conflicts_left(repo) == ["a"]
+    assert repo.read("a") == b"a from main" and not (repo.root / "b").exists()
+    st = repo.status()
+    assert [c["path"] for c in st["staged"] if c["path"] == "a"] == [] and st["modified"] == []
+    repo.fail("commit", "-m", "too early", fragments=("still in conflict", "a"))
+    flip_back(*where)
+    repo.ok("restore", "--theirs", "a")
+    assert conflicts_left(repo) == [] and repo.read("a") == b"a from other, longer"
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer"
+    repo.fsck_clean()
+
+
+def test_a_checkout_of_a_path_whose_data_is_damaged_leaves_its_conflict(repo: Repo) -> None:
+    """`dvfs checkout other a` during a merge settles a's conflict as other holds it;
+    with other's chunk of `a` damaged, the file was not written and the index kept
+    ours, yet the conflict was marked settled: the next commit took ours' `a` without
+    a word. The conflict now stays until a restore that writes it."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", b"a from other, longer")
+    assert_error(repo.run("checkout", "other", "a"), "could not restore a", "corrupt", code=1)
+    assert conflicts_left(repo) == ["a", "b"] and repo.read("a") == b"a from main"
+    flip_back(*where)
+    repo.ok("checkout", "other", "a")
+    assert conflicts_left(repo) == ["b"] and repo.read("a") == b"a from other, longer"
+    repo.ok("restore", "--ours", "b")
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer"
+    repo.fsck_clean()
+
+
+def test_restore_of_a_side_with_worktree_writes_the_file_alone(repo: Repo) -> None:
+    """`dvfs restore --theirs --worktree a` staged theirs' `a` and settled the
+    conflict, as without --worktree. As git's `restore --ours|--theirs` (which only
+    ever writes the working file), it now writes the file alone: nothing staged, the
+    conflict left for `dvfs add` (or a later restore without --worktree) to settle."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("restore", "--theirs", "--worktree", "a")
+    assert "nothing staged, 1 conflict there left to settle" in r.out, r
+    assert repo.read("a") == b"a from other, longer" and conflicts_left(repo) == ["a", "b"]
+    st = repo.status()
+    assert st["modified"] == ["a"] and "a" not in [c["path"] for c in st["staged"]], st
+    repo.ok("restore", "--ours", "-W", "a")
+    assert repo.read("a") == b"a from main" and repo.status()["modified"] == []
+    repo.ok("restore", "--theirs", "-W", "a")
+    repo.ok("add", "a")
+    assert conflicts_left(repo) == ["b"]
+    repo.ok("restore", "--ours", "b")
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer" and repo.cat("HEAD:b") == b"b from main"
+    repo.fsck_clean()
+
+
+def test_a_merge_given_up_does_not_come_back_with_its_branchs_name(repo: Repo) -> None:
+    """`dvfs switch -c x` during a merge says the merge is given up; yet after `dvfs
+    branch -D main` and `dvfs branch -m x main` it was in progress again (HEAD on a
+    branch named main at the version it began from), and the next commit recorded a
+    merge the user was told was gone. Deleting (or renaming) the branch a given-up
+    merge names now forgets it."""
+    conflicting(repo)
+    ours = repo.head_id()
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("switch", "-c", "x")
+    assert any("is given up" in w for w in warnings_of(r)), r
+    repo.ok("branch", "-D", "main")
+    repo.ok("branch", "-m", "x", "main")
+    st = repo.status()
+    assert st["branch"] == "main" and st["merging"] is None, st
+    repo.commit("what the merge staged, as a plain commit")
+    assert parents(repo) == [ours]
+    repo.fsck_clean()
+
+
+def test_a_damaged_file_side_of_a_directory_conflict_leaves_the_directory_staged(
+    repo: Repo,
+) -> None:
+    """Ours made `d/f` a directory, theirs edited the file `d/f`; `dvfs restore --theirs
+    d/f` with theirs' data damaged left the conflict, but had unstaged ours' `d/f/x` on
+    the way: status then listed it as a staged removal and an untracked file. It stays
+    staged now, as it stays on disk."""
+    for rel, text in (("d/f", "base"), ("d/k", "k")):
+        repo.write(rel, text)
+    add_in_process(repo, "d")
+    commit_in_process(repo, "base")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/f", "the file, as other has it")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "other")
+    repo.ok("switch", "main")
+    (repo.root / "d/f").unlink()
+    repo.write("d/f/x", "inner")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "main")
+    assert repo.run("merge", "other").code == 1
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", b"the file, as other has it")
+    assert_error(repo.run("restore", "--theirs", "d/f"), "the conflict at d/f stays", code=1)
+    st = repo.status()
+    assert st["staged"] == [] and st["untracked"] == [] and st["modified"] == [], st
+    assert conflicts_left(repo) == ["d/f"] and repo.read("d/f/x") == b"inner"
+    flip_back(*where)
+    repo.ok("restore", "--theirs", "d/f")
+    assert conflicts_left(repo) == [] and repo.read("d/f") == b"the file, as other has it"
+    repo.commit("merged")
+    repo.fsck_clean()

@@ -140,7 +140,10 @@ def test_a_merge_killed_before_its_index_was_saved_cannot_be_committed(
         st = repo.status()
         assert st["merging"]["complete"] is False, step
         out = repo.ok("status").out
-        assert "Merging other (" in out and "stopped before it had written its files" in out
+        # (killed once it had written theirs' files, it said "before it had written its
+        # files" beside the files it wrote, listed as changes: they are not staged)
+        assert "Merging other (" in out and "stopped before it had staged its files" in out
+        assert ("modified: b" in out) is (step == "written"), out
         assert out.splitlines()[-1].startswith("A merge stopped midway: `dvfs merge --abort`")
         assert repo.head_id() == ours, step
         repo.ok("merge", "--abort")

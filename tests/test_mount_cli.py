@@ -110,7 +110,7 @@ def test_mount_in_background_then_mounts_and_umount(repo: Path, tmp_path: Path) 
         assert not in_mount_table(mnt)
         wait_gone(pid)
         assert mounts_under(tmp_path, home) == []
-        assert_error(dvfs(tmp_path, home, "umount", str(mnt)), "is not mounted", code=1)
+        assert_error(dvfs(tmp_path, home, "umount", str(mnt)), "is not mounted", code=2)
     finally:
         force_unmount(mnt)
 

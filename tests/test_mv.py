@@ -19,6 +19,7 @@ from tests.support.cli import (
     add_in_process,
     assert_error,
     cli_env,
+    commit_files,
     commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -359,10 +360,35 @@ def test_a_staged_removal_is_carried_or_refused_by_checkout_as_other_staged_chan
     repo.ok("checkout", "v1")  # (v1's d/a is v2's: the removal stays staged)
     assert staged(repo) == {("removed", None, "d/a")} and not (repo.root / "d/a").exists()
     assert repo.status()["detached"] == "v1"
-    repo.fail("checkout", "main", fragments=("would overwrite uncommitted changes in d/a",))
+    repo.fail("checkout", "main", fragments=("would overwrite the staged removal of d/a",))
     assert staged(repo) == {("removed", None, "d/a")} and not (repo.root / "d/a").exists()
     repo.ok("checkout", "--force", "main")
     assert repo.read("d/a") == b"two" and staged(repo) == set()
+    repo.fsck_clean()
+
+
+def test_a_checkout_refused_for_a_staged_removal_names_it_and_what_to_run(repo: Repo) -> None:
+    """`dvfs rm --cached d/a` keeps the file; `dvfs checkout main` on main then refused
+    with "would overwrite untracked d/a: move the untracked files away": the file is
+    the version's own, what the checkout would undo is the staged removal, and moving
+    the file away would not have let it go on. It names the removal now, and how to
+    commit, unstage or discard it; the unstaging it names lets the checkout run."""
+    commit_files(repo, {"d/a": "one", "d/b": "bee"}, "v1")
+    repo.ok("rm", "--cached", "d/a")
+    line = repo.fail("checkout", "main", code=1)
+    assert "untracked" not in line, line
+    assert "would overwrite the staged removal of d/a: commit the removal" in line, line
+    assert "run `dvfs restore --staged d/a` to track it again" in line, line
+    assert "--force to discard it" in line, line
+    assert staged(repo) == {("removed", None, "d/a")} and repo.read("d/a") == b"one"
+    repo.write("d/a", "edited, untracked")  # (now an untracked file differs too: both named)
+    line = repo.fail("checkout", "main", code=1)
+    assert "the staged removal of d/a and untracked d/a" in line, line
+    repo.write("d/a", "one")
+    repo.ok("restore", "--staged", "d/a")
+    repo.ok("checkout", "main")
+    st = repo.status()
+    assert st["staged"] == st["untracked"] == st["modified"] == []
     repo.fsck_clean()
 
 

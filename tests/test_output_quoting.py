@@ -254,9 +254,9 @@ def test_an_unknown_revision_is_named_as_every_other_name_is(repo: Repo) -> None
     repo.write("f", "1")
     repo.ok("add", "f")
     repo.commit("one")
-    assert_error(repo.run("show", "nope"), "unknown revision nope; run `dvfs log`", code=1)
-    assert_error(repo.run("show", "it's"), "unknown revision it's; run", code=1)
-    assert_error(repo.run("show", "a\nb"), 'unknown revision "a\\nb"; run', code=1)
+    assert_error(repo.run("show", "nope"), "unknown revision nope; run `dvfs log`", code=2)
+    assert_error(repo.run("show", "it's"), "unknown revision it's; run", code=2)
+    assert_error(repo.run("show", "a\nb"), 'unknown revision "a\\nb"; run', code=2)
     repo.fsck_clean()
 
 

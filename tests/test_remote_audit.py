@@ -12,6 +12,7 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    assert_error,
     make_repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
@@ -213,7 +214,10 @@ def test_the_listing_says_which_entries_it_could_not_read(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     """An entry garbled on the remote was left out of `dvfs audit --remote` without a word,
-    so the listing looked whole; it now warns and names the command that checks."""
+    so the listing looked whole; then it warned and exited 0, where the local listing
+    with a line that is no entry exits 1 after listing the rest and naming the line.
+    Both agree now: the rest listed (--json too), one error line naming the entry and
+    the command that checks the chain, exit 1."""
     repo = make_repo()
     remote = tmp_path / "remote"
     repo.write("a", "1")
@@ -225,12 +229,22 @@ def test_the_listing_says_which_entries_it_could_not_read(
     repo.ok("commit", "-am", "two")
     repo.ok("push")
     (remote / audit_key(1)).write_bytes(b"junk")
-    r = repo.ok("audit", "--remote", "origin")
+    r = repo.run("audit", "--remote", "origin")
     assert [ln.split()[0] for ln in r.out.splitlines()] == ["2"]
-    assert warnings_of(r) == [
-        "dvfs: warning: 1 of the remote's audit entries (number 1) are not entries and are "
-        "not listed: `dvfs audit verify --remote origin` checks the chain"
-    ]
+    assert assert_error(r, code=1) == (
+        "dvfs: error: entry 1 of remote origin's audit chain is not an entry (edited or "
+        "damaged), so not listed: `dvfs audit verify --remote origin` checks the chain"
+    )
+    assert warnings_of(r) == []
+    r = repo.run("audit", "--remote", "origin", "--json")
+    assert_error(r, "entry 1 of remote origin's audit chain", code=1)
+    assert [e["seq"] for e in r.json()] == [2]
+    log = repo.root / ".dvfs" / "audit.log"
+    whole = log.read_bytes()
+    log.write_bytes(b"junk\n" + whole.split(b"\n", 1)[1])
+    local = repo.run("audit")
+    assert_error(local, "line 1 of .dvfs/audit.log is not an entry", code=1)
+    log.write_bytes(whole)
     repo.fsck_clean()
 
 
@@ -244,7 +258,7 @@ def test_an_entry_whose_fields_are_of_another_type_is_not_an_entry(
     """A remote entry whose `old` was a number made `dvfs audit --remote` an "internal
     error (TypeError)", and `--json` repeated whatever a field held (a mapping for an
     id). An entry whose fields are not what dvfs writes is not an entry: left out of the
-    listing with the warning that names the command that checks the chain."""
+    listing, which then names it and the command that checks the chain (exit 1)."""
     repo = make_repo()
     remote = tmp_path / "remote"
     repo.write("a", "1")
@@ -258,10 +272,10 @@ def test_an_entry_whose_fields_are_of_another_type_is_not_an_entry(
     entry = json.loads((remote / audit_key(1)).read_bytes())
     (remote / audit_key(1)).write_bytes(encoded({**entry, **field}))
     for args in ((), ("--json",)):
-        r = repo.ok("audit", "--remote", "origin", *args)
-        assert warnings_of(r) == [
-            "dvfs: warning: 1 of the remote's audit entries (number 1) are not entries and "
-            "are not listed: `dvfs audit verify --remote origin` checks the chain"
-        ], r
+        r = repo.run("audit", "--remote", "origin", *args)
+        assert assert_error(r, code=1) == (
+            "dvfs: error: entry 1 of remote origin's audit chain is not an entry (edited or "
+            "damaged), so not listed: `dvfs audit verify --remote origin` checks the chain"
+        ), r
     assert [e["seq"] for e in r.json()] == [2]
     repo.fsck_clean()

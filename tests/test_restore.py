@@ -107,7 +107,7 @@ def test_git_checkout_path_without_a_revision_says_what_does_it_here(repo: Repo)
         line = assert_error(run(cwd, "checkout", arg), f"{arg} is a path, not a revision", code=2)
         assert f"`dvfs restore {arg}`" in line and f"`dvfs checkout REV {arg}`" in line, line
     assert repo.read("d/a.txt") == b"edited\n"
-    repo.fail("checkout", "nothing.txt", fragments=("unknown revision nothing.txt",), code=1)
+    repo.fail("checkout", "nothing.txt", fragments=("unknown revision nothing.txt",), code=2)
     assert_ok(run(repo.root / "d", "restore", "a.txt"))  # the hint works as typed
     assert repo.read("d/a.txt") == b"a1\n"
     repo.fsck_clean()

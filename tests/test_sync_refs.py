@@ -259,7 +259,8 @@ def test_a_changed_url_keeps_the_old_place_of_pruned_data_until_told(
     old = str(tmp_path / "old")
     r = a.ok("status")
     assert "only at" in r.err and old in r.err and "origin/main" not in r.out, r
-    assert a.fsck_clean()["remote_only"] == 1
+    report = a.fsck_clean()
+    assert report["remote_only"] == 0 and report["held_back"] == {"origin": 1}, report
     for args in (("cat", "v1:d/x"), ("fetch",), ("checkout", "v1")):
         a.fail(*args, fragments=("held only at", old, "nothing was done", "--force"))
     a.fail("remote", "remove", "origin", fragments=("alone holds the data of 1 chunk(s)",))
@@ -269,6 +270,34 @@ def test_a_changed_url_keeps_the_old_place_of_pruned_data_until_told(
     assert r.raw == b"one\n" and "was dropped" in r.err and "cannot be read" not in r.err, r
     a.ok("fetch", "--remote", "origin")
     a.fsck_clean()
+
+
+def test_fsck_says_data_held_at_a_moved_remotes_old_place_is_not_fetched(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """While origin's old place alone holds v1's pruned chunk, the commands that need it
+    refuse (above); `dvfs fsck` still said "a remote's index, as last read, lists them;
+    commands fetch them when needed", and counted it in `remote_only` as data a command
+    fetches. It names the old place's chunks apart now, as refused until the old place
+    is added or the URL set back; once the old place is fetched as another remote they
+    are fetched when needed again."""
+    a = moved_after_a_prune(make_repo, tmp_path)
+    r = a.ok("fsck")
+    assert "fetch them when needed" not in r.out, r
+    assert (
+        "1 chunk(s) are not stored here (never downloaded, or pruned) and are held only at "
+        "remote origin's old place: commands that need them refuse until it is added as "
+        "another remote and fetched, or origin's URL is set back" in r.out
+    ), r
+    assert str(tmp_path / "old") in r.err, r  # (the warning names the old place)
+    a.fail("cat", "v1:d/x", fragments=("held only at",))
+    a.ok("remote", "add", "was", str(tmp_path / "old"), "--local")
+    a.ok("fetch", "--remote", "was")
+    r = a.ok("fsck")
+    assert "commands fetch them when needed" in r.out and "old place" not in r.out, r
+    report = a.fsck_clean()
+    assert report["remote_only"] == 1 and report["held_back"] == {}, report
+    assert a.cat("v1:d/x") == b"one\n"
 
 
 def test_fetch_force_moves_a_remote_to_its_new_place_and_says_what_went(

@@ -271,6 +271,11 @@ def test_tag_a_version_and_delete_a_branch_with_allow_write(page: Page, tmp_path
         form.locator('input[name="tag"]').fill("gold")
         form.get_by_role("button", name="Tag").click()
         expect(page.locator("h1 .badge.tag")).to_have_text("gold")
+        # (the page is drawn again with the badge: the confirmation was wiped by it)
+        expect(page.locator("form.tag-form .said")).to_have_text("tagged v2 as gold")
+        page.goto(s.url + "#/version?rev=v1")  # said once, of that version alone
+        expect(page.locator("h1")).to_contain_text("Version v1")
+        expect(page.locator("form.tag-form .said")).to_have_text("")
         page.get_by_role("link", name="Versions").click()
         expect(page.locator(".timeline li").nth(1)).to_contain_text("gold")
         deleting = page.locator("form.delete-branch-form")
@@ -357,6 +362,8 @@ def test_snapshot_a_mount_with_allow_write(
         row.locator('input[name="message"]').fill("from the dashboard")
         row.get_by_role("button", name="Snapshot").click()
         expect(row.locator("td.pending")).to_contain_text("none: the working tree is clean")
+        # (the row is drawn again without its form: the confirmation went with it)
+        expect(row.locator("td.pending .said")).to_have_text("recorded v4 on main")
         log = repo.json("log", "--json")
         assert [v["message"] for v in log[:1]] == ["from the dashboard"]
         assert repo.run("cat", "v4:data/new.txt").raw == b"new\n"

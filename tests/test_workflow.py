@@ -869,7 +869,7 @@ def test_a_revision_is_read_as_typed(repo: Repo) -> None:
     repo.ok("add", "f.txt")
     repo.ok("commit", "-m", "one")
     for rev in (" v1", "v1 ", "v1\n", "HEAD ", "v\u0661", "HEAD~\u0661", "main^\u0660"):
-        line = repo.fail("show", rev, code=1, fragments=("unknown revision",))
+        line = repo.fail("show", rev, code=2, fragments=("unknown revision",))
         assert "did you mean" in line, (rev, line)
     assert repo.show("HEAD~0")["version"] == repo.show("v1")["version"] == "v1"
     repo.fsck_clean()

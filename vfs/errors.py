@@ -13,7 +13,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     │   ├── NotAFile                a directory asked for as a file (IsADirectoryError)
     │   ├── NotADirectory           a file asked for as a directory (NotADirectoryError)
     │   └── FileUnreadable          a working file dvfs is not allowed to read
-    ├── RevisionNotFound            unknown revision; carries close names
+    ├── RevisionNotFound            unknown revision; carries close names (exit 2)
     ├── RefConflict                 a ref moved under us (compare-and-swap failed)
     ├── UncommittedChanges          checkout/switch would overwrite work; carries paths
     ├── LockBusy                    another dvfs process holds the repository lock
@@ -25,6 +25,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     ├── StorageFull                 the disk filled up while writing
     ├── FileChanged                 a file kept changing while it was being read
     ├── MountError                  a mount could not be made, found or undone
+    │   └── NoSuchMount             no mount at the path given (exit 2)
     └── RemoteError                 remote store problems (see vfs.backends)
         ├── RemoteUnreachable       network down, server not answering
         ├── RemoteAuthError         wrong credentials or no permission
@@ -34,6 +35,7 @@ Each message is written for the user: what happened, what was kept safe, what to
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from vfs.quoting import escape_text, quote_given
@@ -91,10 +93,15 @@ class FileUnreadable(UsageError):
 class RevisionNotFound(DvfsError):
     """An unknown revision; ``candidates`` holds the closest existing names.
 
+    Exit 2, as an unknown branch, tag, remote or path: a name the user gave that
+    names nothing here is a mistake in the command line, whatever kind of name it is.
+
     ``hint`` replaces the guesses in the message when the revision's form says what
     went wrong (a version number past the branch's last, a walk back past the first
     version); ``candidates`` still lists what to link to (the dashboard does).
     """
+
+    exit_code = 2
 
     def __init__(self, rev: str, candidates: Sequence[str] = (), hint: str = "") -> None:
         self.rev = rev
@@ -117,9 +124,11 @@ class RefConflict(DvfsError):
 class UncommittedChanges(DvfsError):
     """An operation would overwrite uncommitted work; ``paths`` lists it, and
     ``untracked`` those of them that are not tracked (named so: "commit them" is not
-    how to keep an untracked file). ``action`` is the command the user ran, ``verb``
+    how to keep an untracked file), ``removed`` those whose removal is staged (by
+    ``rm --cached`` or ``mv``: their file may stand there, untracked, but what would be
+    lost is the staged removal). ``action`` is the command the user ran, ``verb``
     what it would do to the changes, ``what`` what to do instead (by default, commit
-    them, or move the untracked away; given, it stands for all of them)."""
+    them, unstage a removal, or move the untracked away; given, it stands for all)."""
 
     def __init__(
         self,
@@ -127,27 +136,46 @@ class UncommittedChanges(DvfsError):
         paths: Sequence[str],
         untracked: Sequence[str] = (),
         *,
+        removed: Sequence[str] = (),
         verb: str = "overwrite",
         what: str | None = None,
     ) -> None:
         self.paths = list(paths)
-        apart = set(untracked)
+        apart, gone = set(untracked), set(removed)
         loose = [p for p in self.paths if p in apart]
-        changed = [p for p in self.paths if p not in apart]
+        unstaged = [p for p in self.paths if p in gone]
+        changed = [p for p in self.paths if p not in apart and p not in gone]
         parts = []
         if changed:
             parts.append(f"uncommitted changes in {_first(changed)}")
+        if unstaged:
+            parts.append(f"the staged removal of {_first(unstaged)}")
         if loose:
             parts.append(f"untracked {_first(loose)}")
-        if what is None and not loose:
+        if what is None and not loose and not unstaged:
             what = "commit them, or use --force to discard them"
+        elif what is None and not loose:
+            many = len(unstaged) + len(changed) > 1
+            what = (
+                ("commit the changes and the removal" if changed else "commit the removal")
+                + f", or run `{_unstage(unstaged)}` to track "
+                + ("them" if len(unstaged) > 1 else "it")
+                + " again, or use --force to discard "
+                + ("them" if many else "it")
+            )
         elif what is None:
             what = (
                 "move the untracked files away (or `dvfs add` and commit them)"
                 + (", and commit the changes" if changed else "")
+                + (f", and commit the removal (or `{_unstage(unstaged)}`)" if unstaged else "")
                 + ", or use --force to overwrite them"
             )
         super().__init__(f"{action} would {verb} {' and '.join(parts)}: {what}")
+
+
+def _unstage(paths: Sequence[str]) -> str:
+    """The command that unstages the removal of ``paths`` (one named, more as PATH)."""
+    return f"dvfs restore --staged {shlex.quote(paths[0]) if len(paths) == 1 else 'PATH...'}"
 
 
 def _first(paths: Sequence[str]) -> str:
@@ -210,6 +238,13 @@ class FileChanged(DvfsError):
 
 class MountError(DvfsError):
     """A mount could not be made, found or undone (mount point, FUSE, daemon)."""
+
+
+class NoSuchMount(MountError):
+    """The path given as a mount point does not exist, or holds no dvfs mount: a
+    mistake in the command line (exit 2), as an unknown revision or branch is."""
+
+    exit_code = 2
 
 
 class RemoteError(DvfsError):

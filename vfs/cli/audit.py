@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vfs.cli.options import DvfsGroup
-from vfs.cli.output import emit_json, fail, repo_here, warn
+from vfs.cli.output import emit_json, fail, repo_here
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_given
 from vfs.remote import audit as remote_audit
@@ -70,18 +70,10 @@ def audit_cmd(
         if when.tzinfo is None:
             when = when.astimezone()
         start = int(when.timestamp() * 1e9)
-    bad: list[int] = []  # lines of the local log that are no entry
+    bad: list[int] = []  # lines of the local log, or entries of the remote's, that are none
     if remote_name is not None:
         backend, _ = remote_chain(repo, remote_name)
-        damaged: list[int] = []
-        found = remote_audit.remote_entries(backend, skipped=damaged)
-        if damaged:
-            warn(
-                f"{len(damaged):,} of the remote's audit entries (number "
-                f"{', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''}) "
-                f"are not entries and are not listed: `dvfs audit verify --remote "
-                f"{remote_name}` checks the chain"
-            )
+        found = remote_audit.remote_entries(backend, skipped=bad)
     else:
         found = list(audit.entries(repo.dir, skipped=bad))
     picked = [e for e in found if e.time_ns >= start]
@@ -90,13 +82,18 @@ def audit_cmd(
     else:
         _show(picked)
     if bad:  # (the others are listed; the chain is not whole: exit 1, as verify does)
-        lines = ", ".join(map(str, bad[:5])) + (
+        many = len(bad) > 1
+        numbers = ", ".join(map(str, bad[:5])) + (
             f" and {len(bad) - 5:,} more" if len(bad) > 5 else ""
         )
+        if remote_name is None:
+            what, verify = f"line{'s' if many else ''} {numbers} of .dvfs/{audit.LOG}", ""
+        else:
+            what = f"entr{'ies' if many else 'y'} {numbers} of remote {remote_name}'s audit chain"
+            verify = f" --remote {remote_name}"
         fail(
-            f"line{'s' if len(bad) > 1 else ''} {lines} of .dvfs/{audit.LOG} "
-            f"{'are' if len(bad) > 1 else 'is'} not an entry (edited or damaged), so not "
-            "listed: `dvfs audit verify` checks the chain"
+            f"{what} {'are' if many else 'is'} not an entry (edited or damaged), so not "
+            f"listed: `dvfs audit verify{verify}` checks the chain"
         )
 
 

@@ -192,7 +192,9 @@ def restore(
     are. Nothing is deleted, and an untracked file is never overwritten.
 
     During a merge, --ours, --theirs and --source stage the content too and mark the
-    conflicts at PATHS settled (a side that deleted a path deletes the file).
+    conflicts at PATHS settled (a side that deleted a path deletes the file); with
+    --worktree they write the working files alone, as git does, and the conflicts
+    stay until `dvfs add`.
 
     \b
     Examples:
@@ -213,12 +215,16 @@ def restore(
             "--staged keeps the files: give one (nothing was done)"
         )
     in_merge = merging.live(repo.dir, repo.refs) is not None
-    settling = side is not None or (in_merge and source is not None and not staged)
+    # (--worktree alone: the working files only, the conflicts left, as git's restore)
+    settling = not worktree and (
+        side is not None or (in_merge and source is not None and not staged)
+    )
     with workers() as w:
-        if settling:
+        if settling or side is not None:
             r = merge.resolve(
-                repo, paths, w, source=side or str(source), warn=warn, offline=offline, yes=yes
-            )
+                repo, paths, w, source=side or str(source), warn=warn, offline=offline, yes=yes,
+                worktree_only=not settling,
+            )  # fmt: skip
         else:
             r = restore_paths(
                 repo, paths, w, staged=staged, worktree=worktree or None, source=source,
@@ -241,8 +247,15 @@ def restore(
         elif r.deleted:
             source = r.source if r.source in ("ours", "theirs") else quoted(r.source)
             done.append(f"{r.deleted} deleted (as {source} has no such file)")
-        if settling:
+        if settling and r.unsettled:
+            done.append(f"{count(r.settled, 'conflict')} settled, {len(r.unsettled):,} not (below)")
+        elif settling:
             done.append("staged, conflicts there settled")
+        elif side is not None:  # (--worktree: the files alone)
+            left = f"{count(len(r.unsettled), 'conflict')} there left to settle" + (
+                " (`dvfs add PATH` settles one)" if r.unsettled else ""
+            )
+            done.append(f"nothing staged, {left}")
         fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
         if r.source is None:  # (--staged before the first commit: no version to take)
             click.echo(
@@ -252,6 +265,20 @@ def restore(
         else:
             source = r.source if r.source == "the index" else quoted(r.source)
             click.echo(f"restored from {source}: {', '.join(done)}{fetched}")
+    if settling and r.unsettled:
+        failed = sorted(r.failed.items())
+        if len(failed) > 1:
+            for p, exc in failed:
+                click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
+        why = f": {failed[0][1]}" if len(failed) == 1 else " (listed above)"
+        left = checkout.names_of(r.unsettled)
+        fail(
+            f"could not restore {checkout.names_of(sorted(r.failed))} from {r.source}{why}; "
+            f"{'the conflict at' if len(r.unsettled) == 1 else 'the conflicts at'} {left} "
+            f"{'stays' if len(r.unsettled) == 1 else 'stay'}, with the files and the index as "
+            "they were: settle it once its data is back, or with the other side, or an edit "
+            "and `dvfs add`"
+        )
     if r.failed:
         report = checkout.CheckoutReport(r.source or "", None, paths=True, failed=r.failed)
         checkout_failures(report)

@@ -329,7 +329,7 @@ def merge_lines(
     left = [c for c in m.conflicts if not c.resolved]
     state = f"{count(len(left), 'conflict')} to settle" if left else "every conflict settled"
     if not m.ready:
-        state = "stopped before it had written its files"
+        state = "stopped before it had staged its files"
     echo(f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): {state}")
     for c in left:
         echo(

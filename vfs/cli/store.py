@@ -72,6 +72,7 @@ def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -
             {"clean": r.clean, "versions": r.versions, "packs": r.packs, "trees": r.trees,
              "chunks": r.chunks,
              "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
+             "held_back": r.held_back,
              "problems": r.problems, "repaired": r.repaired}
         )  # fmt: skip
     else:
@@ -85,6 +86,13 @@ def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -
             click.echo(
                 f"{r.remote_only} chunk(s) are not stored here (never downloaded, or pruned): "
                 "a remote's index, as last read, lists them; commands fetch them when needed"
+            )
+        for name, n in r.held_back.items():
+            click.echo(
+                f"{n} chunk(s) are not stored here (never downloaded, or pruned) and are held "
+                f"only at remote {quoted(name)}'s old place: commands that need them refuse "
+                f"until it is added as another remote and fetched, or {quoted(name)}'s URL is "
+                "set back (the warning above names it and what to run)"
             )
         state = "no problems" if r.clean else count(len(r.problems), "problem")
         click.echo(

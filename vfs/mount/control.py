@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vfs.errors import DvfsError, MountError, from_kind
+from vfs.errors import DvfsError, MountError, NoSuchMount, from_kind
 from vfs.model import params as version_params
 from vfs.quoting import quote_name, shell_word
 from vfs.repo import audit
@@ -123,7 +123,9 @@ def socket_of(mnt: str) -> str:
                 f"{shlex.quote(mnt)}` and mount again (the working tree's changes are kept)"
             ) from None
         if not os.path.lexists(path):
-            raise MountError(f"{quote_name(mnt)} does not exist") from None
+            raise NoSuchMount(
+                f"{quote_name(mnt)} does not exist: give a mount's mount point"
+            ) from None
         if os.path.ismount(path) and (path / ".versions").is_dir():
             raise MountError(
                 f"{quote_name(mnt)} is a read-only dvfs mount: unmount it and mount it again "
@@ -137,7 +139,7 @@ def socket_of(mnt: str) -> str:
                 f"{quote_name(str(path))} is inside the dvfs mount {quote_name(str(top))}: "
                 f"give its mount point, {quote_name(str(top))}"
             ) from None
-        raise MountError(f"{quote_name(mnt)} is not a dvfs mount: give the mount point") from None
+        raise NoSuchMount(f"{quote_name(mnt)} is not a dvfs mount: give the mount point") from None
 
 
 def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[str, Any]:

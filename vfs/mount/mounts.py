@@ -58,7 +58,7 @@ from typing import Any
 
 from vfs._os.helper_process import process_start
 from vfs._os.mount_table import FS_TYPES, OVERLAY_TYPE, mount_table
-from vfs.errors import DvfsError, MountError, UsageError
+from vfs.errors import DvfsError, MountError, NoSuchMount, UsageError
 from vfs.mount import control
 from vfs.quoting import shell_word
 from vfs.store.durable import write_atomic
@@ -530,9 +530,9 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
         top = enclosing(arg)
         if top is not None:
             raise MountError(f"{path} is inside the dvfs mount {top}: run `dvfs umount {top}`")
-        raise MountError(f"{path} is not mounted")
+        raise NoSuchMount(f"{path} is not mounted")
     if fstype not in FS_TYPES:
-        raise MountError(f"{path} is not a dvfs mount ({fstype}): use umount(8)")
+        raise NoSuchMount(f"{path} is not a dvfs mount ({fstype}): use umount(8)")
     top = path.parent
     if rec is None and path.name == ".versions" and mount_table().get(str(top)) in FS_TYPES:
         # the kernel's overlay has the daemon's .versions mounted on MNT/.versions: unmounted

@@ -239,6 +239,7 @@ def rename_branch(repo: Repository, old: str, new: str) -> bytes | None:
             if head.detached is None:
                 write_lock(repo.root, LockPointer(new, repo.history.version(cur).number, cur))
         repo.refs.update(f"refs/heads/{old}", None, cur)
+        merging.forget_for(repo.dir, repo.refs, (old, new))  # (a merge given up on either)
         return cur
 
 
@@ -338,6 +339,7 @@ def delete_branches(
                 )
             for name, cur in tips.items():
                 repo.refs.update(f"refs/heads/{name}", None, cur)
+            merging.forget_for(repo.dir, repo.refs, tips)  # (a merge given up on one)
             for name, (work, changes) in kept.items():
                 warn(
                     f"the working tree of branch {name}'s mount stays in "

@@ -230,6 +230,8 @@ def restore_version(
         elsewhere = attach is not None and (attach != now.branch or now.detached is not None)
         moving = carries and (target != (index.base or hist.head_id()) or elsewhere)
         conflicts = []
+        loose: set[bytes] = set()  # untracked files whose bytes would be replaced
+        removals: set[bytes] = set()  # staged removals the version's file would undo
         unreadable = []
         for p in set(state.modified) | set(on_disk) | unknown:
             e = wanted.get(p)
@@ -241,6 +243,8 @@ def restore_version(
                 unreadable.append(p)
             else:
                 conflicts.append(p)
+                if p in on_disk:
+                    loose.add(p)
         for p, s in scope.items():  # staged but not committed, and would be replaced
             c = committed.get(p)
             staged_new = c is None or not s.same_content(c)
@@ -259,6 +263,7 @@ def restore_version(
                     carry.add(p)
                 else:
                     conflicts.append(p)
+                    removals.add(p)
         if unreadable:
             shown = ", ".join(show(p) for p in sorted(unreadable)[:10])
             raise UsageError(
@@ -267,7 +272,6 @@ def restore_version(
                 + (", or use --force to replace it" if forcible else "")
             )
         if conflicts:
-            loose = [show(p) for p in conflicts if p in on_disk]  # untracked
             advice = _in_merge(repo) or _cut_short(repo, index.base)
             if advice is None and not forcible:
                 advice = (
@@ -275,7 +279,11 @@ def restore_version(
                     "nothing was changed"
                 )
             raise UncommittedChanges(
-                action, sorted({show(p) for p in conflicts}), loose, what=advice
+                action,
+                sorted({show(p) for p in conflicts}),
+                [show(p) for p in loose],
+                removed=[show(p) for p in removals],
+                what=advice,
             )
     report = CheckoutReport(label, None if paths else attach, bool(paths))
     # What to do, decided before anything changes: files to delete, files that hold
@@ -607,8 +615,16 @@ def checkout(
             offline=offline, yes=yes, action=action,
             rebuild_index=force and not paths,
         )  # fmt: skip
-        if paths:  # staged as REV holds them: a merge's conflicts there are settled
-            resolved(repo, [repo.rel(p) for p in paths])
+        if paths:  # staged as REV holds them: a merge's conflicts there are settled,
+            # but for one a file of which was not restored (its entry and file as they were)
+            rels = [repo.rel(p) for p in paths]
+            if report.failed and (merge := merging.live(repo.dir, repo.refs)) is not None:
+                rels = [
+                    c
+                    for c in merge.unresolved()
+                    if under_any(c, rels) and not any(under_any(f, [c]) for f in report.failed)
+                ]
+            resolved(repo, rels)
         return report
 
 

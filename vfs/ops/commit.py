@@ -361,7 +361,7 @@ def commit_locked(
         )
     if merge is not None and not merge.ready:
         raise UsageError(
-            f"the merge of {merge.rev} stopped before it had written its files, so the index "
+            f"the merge of {merge.rev} stopped before it had staged its files, so the index "
             f"does not hold it: `dvfs merge --abort`, then `dvfs merge {merge.rev}` again"
         )
     if merge is not None and (left := merge.unresolved()):

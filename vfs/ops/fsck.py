@@ -53,6 +53,7 @@ from vfs.ops.checkout import RESTORING, drop_marker
 from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import aside, salvage, worktree_bases
 from vfs.quoting import quote_given, quote_name
+from vfs.remote.config import held_remotes, remotes
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
 from vfs.repo.history import History
@@ -81,7 +82,10 @@ class FsckReport:
     chunks: int = 0
     bytes: int = 0
     temporaries: int = 0
-    remote_only: int = 0  # chunks not downloaded yet, held by a remote
+    remote_only: int = 0  # chunks not downloaded yet, held by a remote commands fetch from
+    # chunks not stored here that only a remote held back at its old place lists, by
+    # remote name (``vfs.remote.config.held_back``): commands that need them refuse
+    held_back: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # damage found and mended
     repairable: bool = False  # damage that ``repair`` would work on was found
@@ -423,6 +427,15 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     remote_only = {o for o, what in bad.items() if what == "missing"} & remote_ids
     for oid in remote_only:
         del bad[oid]
+    held = held_remotes(repo) if remote_only else {}
+    if held:  # (listed only by a remote no command fetches from while it is held back)
+        names = list(remotes(repo))
+        fetchable = cached_remote_ids(repo, [n for n in names if n not in held])
+        for name in held:
+            alone = (remote_only - fetchable) & cached_remote_ids(repo, [name])
+            if alone:
+                report.held_back[name] = len(alone)
+        remote_only &= fetchable
     report.remote_only = len(remote_only)
     dropped: set[bytes] = set()
     report.repairable = report.repairable or bool(bad or damaged_packs or refs_damaged)

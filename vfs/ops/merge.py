@@ -605,13 +605,23 @@ def resolve(
     warn: Warn = quiet,
     offline: bool = False,
     yes: bool = False,
+    worktree_only: bool = False,
 ) -> rs.RestoreReport:
     """Settle conflicts of the merge in progress: the conflicts at or below PATHs take
     ``source``'s content in the index and the working tree ("ours", "theirs", or any
     revision), and are marked resolved; a path the source lacks is deleted (and so are
     the paths below a conflict the source has a file at). The paths merged without
     conflict stay as merged (a PATH with no conflict at or below it
-    takes the source's content whole, as named)."""
+    takes the source's content whole, as named).
+
+    A conflict whose file of ``source`` cannot be written (its data damaged, or on no
+    remote) is not settled: its index entry stays as it was, and ``report.unsettled``
+    names it; a conflict is settled only by content the working tree holds.
+    (With ``worktree_only``, ``report.unsettled`` names the conflicts at PATHs left.)
+
+    ``worktree_only`` (``restore --ours|--theirs --worktree``, as git's ``restore
+    --ours``): the same files take the side's content in the working tree alone; the
+    index and the conflicts stay as they are (``dvfs add`` settles them then)."""
     state = merging.live(repo.dir, repo.refs)
     if state is None:
         raise UsageError("--ours and --theirs choose a side of a merge, and none is in progress")
@@ -624,21 +634,34 @@ def resolve(
         return any(q in conflicting for q in (p, *_above(p))) or not co.under_any(p, settled)
 
     conflicting = set(clashing)
+    if worktree_only:
+        report = rs.restore(
+            repo, paths, workers, staged=False, worktree=True, source=rev, offline=offline,
+            yes=yes, warn=warn, only=only, named=source,
+        )  # fmt: skip
+        report.unsettled = [p for p in state.unresolved() if co.under_any(p, named)]
+        return report
     report = rs.restore(
         repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
-        yes=yes, warn=warn, only=only, named=source,
+        yes=yes, warn=warn, only=only, named=source, unstage_failed=True,
     )  # fmt: skip
     with repo.locked():
         hist = repo.history
         rels = [repo.rel(p) for p in paths]
         tree = hist.version(hist.resolve(rev)).tree
         index = repo.index()
+        hits = [c for c in state.conflicts if co.under_any(c.path, rels)]
+        report.unsettled = [
+            c.path for c in hits if any(co.under_any(f, [c.path]) for f in report.failed)
+        ]
         with Walker(repo.root) as walker:
-            for c in state.conflicts:
-                hit = any(not r or c.path == r or c.path.startswith(r + b"/") for r in rels)
-                if hit and hist.lookup(tree, c.path) is None and index.get(c.path) is None:
+            for c in hits:
+                if hist.lookup(tree, c.path) is None and index.get(c.path) is None:
                     report.deleted += remove_path(walker, c.path)  # the chosen side deleted it
         now = merging.live(repo.dir, repo.refs)
         if now is not None:
-            merging.save(repo.dir, now.resolving(rels))
+            left = set(report.unsettled)
+            done = [c.path for c in hits if c.path not in left]
+            report.settled = len(done)
+            merging.save(repo.dir, now.resolving(done))
     return report

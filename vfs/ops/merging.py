@@ -33,7 +33,10 @@ coming back to the branch never brings a stale merge back to life.
 
 The record is live only while HEAD is on ``branch`` and the branch still names
 ``ours``: a commit killed after its branch moved but before the record was removed
-leaves a stale record, which every reader ignores and the next writer removes.
+leaves a stale record, which every reader ignores and the next writer removes. A
+stale record whose branch is deleted, or renamed, or whose name another branch takes
+by a rename, is removed then (:func:`forget_for`): it could otherwise come back to
+life on a branch of that name.
 
 Test hook: ``DVFS_TEST_MERGE_KILL_AT=<step>`` makes ``dvfs merge`` kill itself
 (SIGKILL) at ``recorded`` (this record written, the working tree untouched),
@@ -139,6 +142,23 @@ def reached(step: str) -> None:
 def remove(dvfs_dir: Path) -> None:
     """Remove the record (missing is fine)."""
     (dvfs_dir / MERGE).unlink(missing_ok=True)
+
+
+def forget_for(dvfs_dir: Path, refs: Refs, branches: Iterable[str]) -> None:
+    """Remove a record that is not live and names one of ``branches`` (a branch being
+    deleted, or a name a branch is renamed from or to; the caller holds the lock).
+
+    Its merge was given up when HEAD moved away (``switch -c``), and its branch goes:
+    kept, the record would come back to life once HEAD was on a branch of that name at
+    its ``ours`` again (``branch -D main``, then ``branch -m x main``), a merge the
+    user was told is gone. A damaged record is left for ``merge --abort``."""
+    names = set(branches)
+    try:
+        state = load(dvfs_dir)
+    except FormatError:
+        return
+    if state is not None and state.branch in names and live(dvfs_dir, refs) is None:
+        remove(dvfs_dir)
 
 
 def _id(x: object) -> bytes:

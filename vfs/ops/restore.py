@@ -27,7 +27,7 @@ from vfs.quoting import shell_word
 from vfs.repo import cut_short
 from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository
-from vfs.repo.stage import Index, not_checked_out, staged_from_entry
+from vfs.repo.stage import Index, Staged, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_path, tracked_dir_only
@@ -50,6 +50,10 @@ class RestoreReport:
     unchanged: int = 0  # working files that held the content already
     fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+    # a merge's conflicts left unsettled because a file of the side chosen for them
+    # could not be written (vfs.ops.merge.resolve)
+    unsettled: list[bytes] = field(default_factory=list)
+    settled: int = 0  # the conflicts it settled (vfs.ops.merge.resolve)
 
 
 def restore(
@@ -65,6 +69,7 @@ def restore(
     warn: Warn = quiet,
     only: Callable[[bytes], bool] | None = None,
     named: str | None = None,
+    unstage_failed: bool = False,
 ) -> RestoreReport:
     """``dvfs restore``: git's verbs to undo a change to PATHs.
 
@@ -78,6 +83,10 @@ def restore(
     ``only``: of the paths at or below PATHs, those it is true for are restored, the
     others left as they are (a merge's conflicts: ``vfs.ops.merge.resolve``). ``named``:
     how the report and messages name ``source`` (a merge's side: "theirs").
+    ``unstage_failed``: with ``staged`` and ``worktree``, a file that could not be
+    written (its data damaged, or on no remote) keeps its index entry as it was, so
+    that what is staged is what the working tree holds (a merge's conflict there is
+    not settled: ``vfs.ops.merge.resolve``).
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content, with one exception:
@@ -129,6 +138,7 @@ def restore(
                 )
         report = RestoreReport(label or None)
         unstaged: set[bytes] = set()  # unchanged tracked files unstaged: may be replaced
+        before: dict[bytes, Staged | None] = {}  # entries this stages anew, as they were
         edited: list[bytes] = []  # and those with changes (not replaced: refused)
         if staged:
             assert src is not None
@@ -143,6 +153,7 @@ def restore(
                 unstaged = _unchanged(repo, index, dropped, workers, warn)
                 edited = [p for p in dropped if p not in unstaged]
             for p in dropped:
+                before[p] = index.get(p)
                 index.remove(p)  # an addition unstaged: the file stays, untracked
                 report.unstaged += 1
             index.note_untracked(dropped)
@@ -153,6 +164,7 @@ def restore(
                 if cur is None or not cur.same_content(e):
                     # (not checked out before, or when `rm` took it out: so again)
                     keep_absent = p in index.removed_absent if cur is None else not cur.checked_out
+                    before[p] = cur
                     index.put(p, not_checked_out(e) if keep_absent else staged_from_entry(e, None))
                     report.unstaged += 1
                 index.removed_absent.discard(p)
@@ -175,6 +187,17 @@ def restore(
                 repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
                 unstaged=unstaged,
             )  # fmt: skip
+            if unstage_failed and staged and report.failed:
+                # (and what was unstaged where it would have gone: a file, or the files
+                # of a directory, the other side has at that path)
+                lost = list(report.failed)
+                for p, was in before.items():
+                    if under_any(p, lost) or any(under_any(f, [p]) for f in lost):
+                        report.unstaged -= 1
+                        if was is None:
+                            index.remove(p)
+                        else:
+                            index.put(p, was)
         whole = write and source is None and only is None and b"" in rels
         if whole and not report.failed:
             left = cut_short.read(repo.dir, index.base)

@@ -31,6 +31,7 @@ from vfs.ops.diff import outermost
 from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import shell_word
+from vfs.repo import cut_short
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, check_path
@@ -340,6 +341,10 @@ def add(
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
     """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay.
 
+    UsageError, and nothing staged, after a whole checkout cut short
+    (``vfs.repo.cut_short``): the changes are its files, which a commit would record
+    as a version of this branch mixing two versions.
+
     FileUnreadable, and nothing staged, if a tracked file cannot be read (status warned
     why): whether it changed is unknown, and a commit without it would pass for one of
     every change, as ``add`` of its directory is refused too.
@@ -358,6 +363,14 @@ def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet
     changed = [*work.modified, *work.deleted]
     if not changed:
         return AddReport()
+    left = cut_short.read(repo.dir, repo.index().base)
+    if left is not None:  # (the changes are that checkout's files, not the user's work)
+        raise UsageError(
+            f"the working tree holds files of {left.label} that a {left.action} cut short "
+            f"left: `{left.again}` finishes it, `dvfs restore .` puts back HEAD's files; "
+            "nothing was staged or committed (to commit what is there, `dvfs add` it and "
+            "commit without -a)"
+        )
     return add(repo, [show(p) for p in changed], workers, warn, paths=changed)
 
 

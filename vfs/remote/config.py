@@ -521,6 +521,17 @@ def held_back(repo: Repository, spec: RemoteSpec) -> HeldBack | None:
     return _held_back(repo, spec.name, {**known, spec.name: spec}, was)
 
 
+def held_remotes(repo: Repository) -> dict[str, tuple[RemoteSpec, HeldBack]]:
+    """The configured remotes held back at their old place (:func:`held_back`), by name:
+    no command fetches from them until the old place is added or the URL set back.
+    Settings that do not read hold none back (remote commands refuse them anyway)."""
+    try:
+        specs = remotes(repo)
+    except DvfsError:
+        return {}
+    return {n: (s, h) for n, s in specs.items() if (h := held_back(repo, s)) is not None}
+
+
 def note_location(repo: Repository, spec: RemoteSpec, *, force: bool = False) -> None:
     """Record that what this clone keeps of remote ``spec`` (copies of its branches,
     its index segments, its audit chain's end) comes from where ``spec`` names; called

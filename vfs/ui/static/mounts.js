@@ -12,6 +12,8 @@ export async function mountsPage(el) {
     put(el, h("h1", {}, "Mounts"), errorBox(err));
     return;
   }
+  const shown = recordedSaid;
+  recordedSaid = null;
   put(el, h("h1", {}, "Mounts"));
   if (!data.mounts.length) {
     put(el, h("p", { class: "muted empty" }, `No mount of ${data.source}: \`dvfs mount\` makes one.`));
@@ -24,13 +26,23 @@ export async function mountsPage(el) {
       h("td", {}, m.branch),
       h("td", { class: m.state === "mounted" ? "" : "bad" }, m.state, m.pid ? h("span", { class: "muted" }, ` pid ${m.pid}`) : null),
       h("td", { class: "num" }, m.cache_size ? `${human(m.cache_used)} of ${human(m.cache_size)}` : "-"),
-      h("td", { class: "pending" }, pending(m), CSRF && m.pending ? snapshotForm(m) : null))))));
+      h("td", { class: "pending" }, pending(m), saidOf(m, shown && shown.mountpoint === m.mountpoint ? shown.text : null)))))));
 }
 
+// The Snapshot form of a mount with changes; else what its last snapshot said, if any.
+function saidOf(m, text) {
+  if (CSRF && m.pending) return snapshotForm(m, text);
+  return text ? h("div", { class: "action" }, h("span", { class: "said", role: "status" }, text)) : null;
+}
+
+// What the last snapshot said, and of which mount: the page is drawn again once it is
+// recorded (the mount clean, its form gone), and the row drawn then shows it, once.
+let recordedSaid = null;
+
 // "Snapshot" (`dvfs snapshot MNT -m MSG`) of a writable mount, when the server allows writes.
-function snapshotForm(m) {
+function snapshotForm(m, text) {
   const message = h("input", { name: "message", placeholder: "message", required: true });
-  const said = h("span", { class: "said", role: "status" });
+  const said = h("span", { class: "said", role: "status" }, text);
   return h("form", {
     class: "action snapshot-form",
     onsubmit: async (e) => {
@@ -38,7 +50,8 @@ function snapshotForm(m) {
       swap(said);
       try {
         const done = await act("snapshot", { mountpoint: m.mountpoint, message: message.value });
-        swap(said, `recorded ${done.snapshot.version} on ${done.snapshot.branch}`);
+        recordedSaid = { mountpoint: m.mountpoint, text: `recorded ${done.snapshot.version} on ${done.snapshot.branch}` };
+        swap(said, recordedSaid.text);
         reload();
       } catch (err) {
         swap(said, errorBox(err));

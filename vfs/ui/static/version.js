@@ -73,10 +73,16 @@ export async function versionPage(el, params) {
   if (params.file) await showPreview(preview, rev, params, go);
 }
 
+// What the last tagging said, and of which version: the page is drawn again once the
+// tag is made (its badge shows), and the form drawn then for that version shows it, once.
+let taggedSaid = null;
+
 // "Tag this version" (`dvfs tag NAME vN`), offered when the server allows writes.
 function tagForm(v) {
   const name = h("input", { name: "tag", placeholder: "new tag name", required: true });
-  const said = h("span", { class: "said", role: "status" });
+  const said = h("span", { class: "said", role: "status" },
+    taggedSaid && taggedSaid.id === v.id ? taggedSaid.text : null);
+  taggedSaid = null;
   return h("form", {
     class: "action tag-form",
     onsubmit: async (e) => {
@@ -84,7 +90,8 @@ function tagForm(v) {
       swap(said);
       try {
         const done = await act("tag", { name: name.value, rev: v.id });
-        swap(said, `tagged ${done.tagged.version} as ${done.tagged.name}`);
+        taggedSaid = { id: v.id, text: `tagged ${done.tagged.version} as ${done.tagged.name}` };
+        swap(said, taggedSaid.text);
         reload();
       } catch (err) {
         swap(said, errorBox(err));
