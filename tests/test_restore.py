@@ -341,6 +341,36 @@ def test_the_hint_of_a_working_tree_the_branch_moved_past(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_an_edit_in_the_way_of_a_branch_moved_past_is_kept_by_the_way_named(repo: Repo) -> None:
+    """The branch moved past this working tree (a snapshot of a mount) and changed a
+    file edited here too: `switch main` refused with "commit them", and commit refused
+    with "run `dvfs switch main`", so only --force, which discards the edit, was left.
+    The refusal names a way that keeps it, and that way works as typed."""
+    committed(repo, {"d/a.txt": b"a1\n", "d/b.txt": b"b1\n"}, "v1")
+    index = repo.root / ".dvfs" / "index"
+    before = index.read_bytes()
+    committed(repo, {"d/a.txt": b"a2\n"}, "v2")  # as the mount's snapshot would record it
+    index.write_bytes(before)
+    repo.write("d/a.txt", b"mine\n")
+    repo.fail("commit", "-a", "-m", "x", fragments=("run `dvfs switch main`",))
+    msg = repo.fail("switch", "main")
+    assert "main moved to v2 since this working tree was at v1" in msg
+    assert "commit them," not in msg and "use --force to discard them" in msg
+    (keep,) = re.findall(r"`(dvfs switch -c NAME [^`]+)`", msg)
+    repo.ok(*keep.replace("NAME", "mine").split()[1:])
+    assert repo.read("d/a.txt") == b"mine\n"
+    repo.ok("commit", "-a", "-m", "mine")
+    repo.ok("switch", "main")
+    assert repo.read("d/a.txt") == b"a2\n" and repo.read("d/b.txt") == b"b1\n"
+    merged = repo.run("merge", "mine")
+    assert merged.code == 1 and "1 conflict" in merged.out
+    repo.ok("restore", "--theirs", "d/a.txt")
+    repo.ok("commit", "-m", "merged")
+    assert repo.read("d/a.txt") == b"mine\n"
+    clean(repo)
+    repo.fsck_clean()
+
+
 def test_restore_of_a_file_below_a_link_says_what_to_do(repo: Repo, tmp_path: Path) -> None:
     """A tracked directory replaced by a link: `status` says `dvfs restore PATH` for the
     file below it, which was refused with no word of how to get the file back."""

@@ -56,10 +56,11 @@ from vfs.errors import (
 from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
-from vfs.ops.status import base_files, quiet, same_entry, work_state
+from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
 from vfs.ops.workflow import resolved
 from vfs.repo import cut_short
 from vfs.repo.gitlink import GITIGNORE, LockPointer, ignore_paths, read_lock, write_lock
+from vfs.repo.history import History
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
@@ -272,7 +273,11 @@ def restore_version(
                 + (", or use --force to replace it" if forcible else "")
             )
         if conflicts:
-            advice = _in_merge(repo) or _cut_short(repo, index.base)
+            advice = (
+                _in_merge(repo)
+                or _cut_short(repo, index.base)
+                or (_behind(hist, index, now.branch, target) if forcible and not paths else None)
+            )
             if advice is None and not forcible:
                 advice = (
                     "move the untracked files away (or `dvfs add` and commit them); "
@@ -513,6 +518,21 @@ def _cut_short(repo: Repository, base: bytes | None) -> str | None:
     return (
         f"they are files of {rec.label} that a {rec.action} cut short left: run "
         f"`{rec.again}` to finish it, or use --force to replace them"
+    )
+
+
+def _behind(hist: History, index: Index, branch: str, target: bytes) -> str | None:
+    """What to do about changes in the way of bringing a working tree the branch moved
+    past (a snapshot of a mount, a pull elsewhere) up to date, or None if that is not
+    what is asked: commit refuses there, so "commit them" would lead back here."""
+    behind = moved_past(hist, index)
+    if behind is None or index.base is None or target != hist.head_id():
+        return None
+    return (
+        f"{branch} moved to {hist.label(target)} since this working tree was at {behind}, "
+        f"and changed them too: keep your changes on a branch of their own (`dvfs switch -c "
+        f"NAME {hist.revision(index.base)}` takes them along), commit them there, then "
+        f"`dvfs switch {branch}` and `dvfs merge NAME`; or use --force to discard them"
     )
 
 
