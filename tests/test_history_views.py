@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from pathlib import Path
+
+import pytest
 
 import vfs
 from tests.support.cli import (
@@ -16,6 +19,7 @@ from tests.support.cli import (
     assert_error,
     commit_files,
     commit_in_process,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -58,8 +62,23 @@ def history(repo: Repo) -> None:
     repo.ok("commit", "-m", "v6", "--tag", "last")
 
 
-def test_log_lists_the_versions_that_changed_a_path(repo: Repo) -> None:
+@pytest.fixture(scope="module")
+def history_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository :func:`history` makes, made once; tests get copies."""
+    repo = init_repo(tmp_path_factory.mktemp("history") / "repo")
     history(repo)
+    return repo.root
+
+
+@pytest.fixture
+def historied(history_template: Path, tmp_path: Path) -> Repo:
+    """A copy of the repository :func:`history` makes, for the test to look at and change."""
+    shutil.copytree(history_template, tmp_path / "repo", symlinks=True)
+    return Repo(tmp_path / "repo")
+
+
+def test_log_lists_the_versions_that_changed_a_path(historied: Repo) -> None:
+    repo = historied
     assert versions(repo) == ["v6", "v5", "v4", "v3", "v2", "v1"]
     assert versions(repo, "--", "b") == ["v6", "v2", "v1"]  # v4 changed an mtime alone
     assert versions(repo, "b/deep") == ["v6", "v1"]
@@ -85,8 +104,8 @@ def test_log_lists_the_versions_that_changed_a_path(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_log_by_path_reads_only_the_trees_on_the_way(repo: Repo) -> None:
-    history(repo)
+def test_log_by_path_reads_only_the_trees_on_the_way(historied: Repo) -> None:
+    repo = historied
     r = Repository.find(repo.root)
     rows = browse_log(r, None, None, [b"b/deep"])
     assert [row["version"] for row in rows] == ["v6", "v1"]
@@ -106,8 +125,8 @@ def test_log_by_path_reads_only_the_trees_on_the_way(repo: Repo) -> None:
     assert info().misses - before == len(skipped) == 4  # a/ and a/sub0 of v1 and of v3
 
 
-def test_log_shows_tags_branches_and_parameters(repo: Repo) -> None:
-    history(repo)
+def test_log_shows_tags_branches_and_parameters(historied: Repo) -> None:
+    repo = historied
     repo.ok("branch", "keep", "v2")
     out = repo.ok("log").out
     assert "(tag: last, main)" in out and "(tag: first)" in out and "(keep)" in out
@@ -135,8 +154,8 @@ def test_log_without_remote_loads_no_remote_code(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_log_oneline_shows_parameters_when_asked(repo: Repo) -> None:
-    history(repo)
+def test_log_oneline_shows_parameters_when_asked(historied: Repo) -> None:
+    repo = historied
     for graph in ([], ["--graph"]):
         lines = repo.ok("log", "--oneline", "--params", "-n", "2", *graph, "v2").out.splitlines()
         assert [ln.split("  ", 1)[-1].strip() for ln in lines[1:3]] == ["lr = 0.0003", "opt = yes"]
@@ -166,8 +185,8 @@ def test_a_rename_among_copies_pairs_each_file_with_its_own_name(repo: Repo) -> 
     repo.fsck_clean()
 
 
-def test_diff_by_path_and_of_parameters(repo: Repo) -> None:
-    history(repo)
+def test_diff_by_path_and_of_parameters(historied: Repo) -> None:
+    repo = historied
     got = repo.json("diff", "v1", "v6", "--json")
     assert {c["path"] for c in got["changes"]} == {"b/y", "b/deep/x", "a/sub0/g0.txt", "c.txt"}
     assert got["parameters"] == [
@@ -202,8 +221,8 @@ def test_diff_by_path_and_of_parameters(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_show_summarises_and_lists_files_on_request(repo: Repo) -> None:
-    history(repo)
+def test_show_summarises_and_lists_files_on_request(historied: Repo) -> None:
+    repo = historied
     out = repo.ok("show", "v3").out
     assert "23 files, " in out and " in 7 directories" in out
     assert "since v2: 0 added, 0 modified, 0 removed, 1 renamed" in out

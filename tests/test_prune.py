@@ -41,8 +41,8 @@ def three_pushed(make_repo: RepoFactory, remote: Remote) -> Repo:
     remote.add_to(repo)
     for i in range(3):
         repo.write("data.bin", DATA[i])
-        repo.ok("add", "data.bin")
-        repo.commit(f"v{i + 1}")
+        add_in_process(repo, "data.bin")
+        commit_in_process(repo, f"v{i + 1}")
     repo.ok("tag", "first", "v1")
     repo.ok("push", "--tags")
     return repo

@@ -13,6 +13,7 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
@@ -36,14 +37,10 @@ def encoded(entry: dict[str, object]) -> bytes:
 
 
 def pushed_twice(repo: Repo, remote: Remote) -> tuple[str, str]:
-    repo.write("a", "1")
-    repo.ok("add", "a")
-    first = repo.commit("one")
+    first = commit_files(repo, {"a": "1"}, "one")
     remote.add_to(repo)
     repo.ok("push")
-    repo.write("a", "2")
-    repo.ok("add", "a")
-    second = repo.commit("two")
+    second = commit_files(repo, {"a": "2"}, "two")
     repo.ok("tag", "t2")
     repo.ok("push", "--tags")
     return first, second

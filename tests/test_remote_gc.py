@@ -100,8 +100,8 @@ def seeded(make_repo: RepoFactory, remote: Remote) -> Repo:
     repo = make_repo("seed")
     remote.add_to(repo)
     repo.write("keep.bin", KEEP)
-    repo.ok("add", "keep.bin")
-    repo.commit("keep")
+    add_in_process(repo, "keep.bin")
+    commit_in_process(repo, "keep")
     repo.ok("push")
     return repo
 
@@ -110,8 +110,8 @@ def with_garbage(repo: Repo, name: str = "junk.bin", data: bytes = JUNK) -> str:
     """Commit ``name`` and push it, interrupted: its packs are on the remote, no ref
     reaches them. Returns the version's id (on the local branch only)."""
     repo.write(name, data)
-    repo.ok("add", name)
-    oid = repo.commit(name)
+    add_in_process(repo, name)
+    oid = commit_in_process(repo, name)
     interrupted_push(repo)
     return oid
 

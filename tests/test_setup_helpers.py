@@ -4,14 +4,24 @@ commit`` as processes leave: the tests that use it look at the same repository."
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.support.cli import (
+    Repo,
     RepoFactory,
+    assert_ok,
     commit_files,
+    fsck_clean,
+    fsck_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
 )
 from tests.support.data import rand
+from vfs.store.objects import ObjectStore
 
 V1: dict[str, bytes | str] = {
     "data/a.csv": b"id\n1\n",
@@ -72,3 +82,117 @@ def test_commit_files_leaves_what_the_commands_leave(make_repo: RepoFactory) -> 
     assert views["here"] == views["cli"]
     assert views["here"]["log"][-1]["files"] == 5  # the ignored files were left out
     assert views["here"]["log"][0]["author"] == "Test Author <test@example.org>"
+
+
+# ------------------------------------------------------------------- fsck in this process
+
+
+def flip_a_byte(repo: Repo, content: bytes) -> None:
+    """Change one byte in the middle of the stored copy of ``content`` (stored as is)."""
+    for pack in (repo.root / ".dvfs" / "objects").glob("*.pack"):
+        at = pack.read_bytes().find(content)
+        if at >= 0:
+            with open(pack, "r+b") as fh:
+                fh.seek(at + len(content) // 2)
+                byte = fh.read(1)
+                fh.seek(at + len(content) // 2)
+                fh.write(bytes([byte[0] ^ 1]))
+            return
+    raise AssertionError("no stored copy")
+
+
+def remove_the_pack_of(repo: Repo, content: bytes) -> None:
+    """Remove the pack (and its index) that holds ``content``."""
+    for pack in (repo.root / ".dvfs" / "objects").glob("*.pack"):
+        if content in pack.read_bytes():
+            pack.unlink()
+            pack.with_suffix(".idx").unlink()
+            return
+    raise AssertionError("no stored copy")
+
+
+BIG = rand(50_000, seed=7)  # one chunk, stored uncompressed
+DAMAGE: dict[str, Callable[[Repo], object]] = {
+    "a chunk's bytes changed": lambda repo: flip_a_byte(repo, BIG),
+    "a chunk's pack removed": lambda repo: remove_the_pack_of(repo, BIG),
+    "a branch that does not read": lambda repo: (repo.root / ".dvfs/refs/heads/main").write_bytes(
+        b"not an id\n"
+    ),
+    "a pack's header changed": lambda repo: flip_a_byte(
+        repo, next((repo.root / ".dvfs/objects").glob("*.pack")).read_bytes()[:16]
+    ),
+}
+
+
+def left_by_this_process() -> dict[str, Any]:
+    """What a check in this process could leave behind: threads, descriptors, its
+    directory, its environment."""
+    return {
+        "threads": sorted(t.name for t in threading.enumerate()),
+        "fds": sorted(os.listdir("/proc/self/fd")),
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+    }
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_fsck_in_this_process_finds_the_damage_the_command_finds(
+    make_repo: RepoFactory, damage: str
+) -> None:
+    """``fsck_clean`` checks in the test's process: it must find what ``dvfs fsck``
+    finds, after it has read the same repository clean once (nothing read is kept)."""
+    repo = make_repo()
+    commit_files(repo, {"d/big.bin": BIG, "d/small.txt": "small"}, "v1")
+    commit_files(repo, {"e/more.txt": "more"}, "v2")
+    before = left_by_this_process()
+    assert fsck_clean(repo.root)["versions"] == 2
+    DAMAGE[damage](repo)
+    here = fsck_in_process(repo.root)
+    assert left_by_this_process() == before
+    there = run(repo.root, "fsck", "--json")
+    assert there.code == 1, str(there)
+    assert here == there.json()
+    assert here["clean"] is False and here["problems"], here
+    with pytest.raises(AssertionError):
+        fsck_clean(repo.root)
+
+
+def test_fsck_in_this_process_removes_the_temporaries_the_command_removes(
+    make_repo: RepoFactory,
+) -> None:
+    reports = []
+    for name in ("here", "there"):
+        repo = make_repo(name)
+        commit_files(repo, {"d/a.txt": "a"}, "v1")
+        for where in (".dvfs", ".dvfs/objects", "d"):
+            (repo.root / where / ".tmp-a.txt.0123abcd7").write_bytes(b"half")
+        if name == "here":
+            reports.append(fsck_in_process(repo.root))
+        else:
+            reports.append(assert_ok(run(repo.root, "fsck", "--json")).json())
+        assert not list(repo.root.rglob(".tmp-*"))
+    assert reports[0] == reports[1]
+    assert reports[0]["temporaries_removed"] == 3
+
+
+def test_fsck_clean_checks_in_a_process_while_the_test_has_patched_code(
+    make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that replaced code of its process (here: a store that finds every object
+    good) gets the check of the code on disk: ``dvfs fsck`` as a process."""
+    repo = make_repo()
+    commit_files(repo, {"d/big.bin": BIG}, "v1")
+    flip_a_byte(repo, BIG)
+    blind = lambda self, oid: None  # noqa: E731
+    monkeypatch.setattr(ObjectStore, "verify", blind)
+    assert fsck_in_process(repo.root)["clean"] is True  # what the patched code sees
+    with pytest.raises(AssertionError, match="is corrupt"):
+        fsck_clean(repo.root)
+    monkeypatch.undo()
+    assert fsck_in_process(repo.root)["clean"] is False
+    with pytest.raises(AssertionError, match="is corrupt"):
+        fsck_clean(repo.root)
+    with pytest.MonkeyPatch.context() as m:  # (a patch made otherwise than by the fixture)
+        m.setattr(ObjectStore, "verify", blind)
+        with pytest.raises(AssertionError, match="is corrupt"):
+            fsck_clean(repo.root)

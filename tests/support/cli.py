@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,13 +220,121 @@ def warnings_of(r: Result) -> list[str]:
     return [ln for ln in r.err.splitlines() if ln.startswith(WARNING_PREFIX)]
 
 
+# The MonkeyPatch objects that have replaced code or data a check in this process would
+# run with and not yet put it back (every one, however made: the fixture,
+# ``MonkeyPatch.context()``, its own).
+_PATCHING: set[pytest.MonkeyPatch] = set()
+_PYTEST_OWN = ("_pytest", "pytest", "pluggy", "xdist")
+
+
+def _changes_code(method: str, args: tuple[Any, ...]) -> bool:
+    """Whether a ``MonkeyPatch.METHOD(*ARGS)`` may change what a check in this process
+    does. Not a change of the environment (a check in this process gets the
+    environment a process would: :func:`as_command`), nor of pytest's own objects (its
+    temporary-directory factory is set so for the whole session); anything else is."""
+    if not args:
+        return True
+    target = args[0]
+    if method in ("setitem", "delitem"):
+        return target is not os.environ
+    if isinstance(target, str):  # ("package.module.name", value)
+        return True
+    if isinstance(target, types.ModuleType):
+        owner = target.__name__
+    elif isinstance(target, type):
+        owner = target.__module__
+    else:
+        owner = type(target).__module__
+    return owner.partition(".")[0] not in _PYTEST_OWN
+
+
+def _note_patches() -> None:
+    """Have every ``pytest.MonkeyPatch`` note in ``_PATCHING`` that it has replaced code
+    or data of this process (``setattr``, ``delattr``, ``setitem``, ``delitem``: see
+    :func:`_changes_code`), until its ``undo``: :func:`fsck_clean` then checks in a
+    process of its own, which runs the code as it is on disk, not as the test has
+    changed it."""
+    cls = pytest.MonkeyPatch
+    if getattr(cls, "_dvfs_noted", False):
+        return
+
+    def noting(method: str, real: Callable[..., None]) -> Callable[..., None]:
+        def noted(self: pytest.MonkeyPatch, *args: Any, **kwargs: Any) -> None:
+            if _changes_code(method, args):
+                _PATCHING.add(self)
+            real(self, *args, **kwargs)
+
+        return noted
+
+    for method in ("setattr", "delattr", "setitem", "delitem"):
+        setattr(cls, method, noting(method, getattr(cls, method)))
+    real_undo = cls.undo
+
+    def undo(self: pytest.MonkeyPatch) -> None:
+        try:
+            real_undo(self)
+        finally:
+            _PATCHING.discard(self)
+
+    cls.undo = undo  # type: ignore[method-assign]
+    cls._dvfs_noted = True  # type: ignore[attr-defined]
+
+
+_note_patches()
+
+
+def fsck_in_process(repo_dir: Path) -> dict[str, Any]:
+    """What ``dvfs fsck --json`` run in ``repo_dir`` prints, parsed, computed in this
+    process: the command's own steps (``vfs.cli.store.fsck_cmd``: the same repository
+    lookup from the directory, the same ``vfs.ops.fsck.fsck``, the same JSON), with the
+    environment and audit command line of a process (:func:`as_command`).
+
+    Nothing is shared with the test's other work: a fresh ``Repository`` reads every
+    ref, index, pack and object from disk, its store and worker threads are closed
+    after, and the directory of this process is not changed.
+    """
+    from vfs.ops.fsck import fsck
+    from vfs.quoting import safe_json
+
+    with as_command(["dvfs", "fsck", "--json"]):
+        # (a process started in repo_dir sees it as getcwd() names it: links resolved)
+        found = Repository.find(Path(os.path.realpath(repo_dir)))
+        found.refs.warn = _warn
+        try:
+            with Workers(settings.threads()) as w:
+                r = fsck(found, w)
+        finally:
+            found.close()
+    report: dict[str, Any] = json.loads(
+        safe_json(
+            {"clean": r.clean, "versions": r.versions, "packs": r.packs, "trees": r.trees,
+             "chunks": r.chunks,
+             "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
+             "problems": r.problems, "repaired": r.repaired}
+        )
+    )  # fmt: skip
+    return report
+
+
 def fsck_clean(repo_dir: Path) -> dict[str, Any]:
-    """Assert that ``dvfs fsck`` finds no problem in the repository at ``repo_dir``."""
-    r = run(repo_dir, "fsck", "--json")
-    assert r.code == 0, str(r)
-    report: dict[str, Any] = r.json()
-    assert report["clean"] is True, str(r)
-    assert report["problems"] == [], str(r)
+    """Assert that ``dvfs fsck`` finds no problem in the repository at ``repo_dir``;
+    its JSON report.
+
+    It runs in this process (:func:`fsck_in_process`: a process start and its imports
+    cost more than the check of a test's repository), unless the test has replaced
+    code or data of this process with ``monkeypatch`` and not yet undone it: then as
+    ``dvfs fsck --json``, a process that runs the code as it is on disk.
+    """
+    if _PATCHING:
+        r = run(repo_dir, "fsck", "--json")
+        assert r.code == 0, str(r)
+        report: dict[str, Any] = r.json()
+        shown = str(r)
+    else:
+        report = fsck_in_process(repo_dir)
+        shown = f"dvfs fsck --json (in this process) in {repo_dir}:\n{json.dumps(report, indent=2)}"
+    assert report["clean"] is True, shown
+    assert report["problems"] == [], shown
     return report
 
 
