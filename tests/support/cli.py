@@ -305,14 +305,7 @@ def fsck_in_process(repo_dir: Path) -> dict[str, Any]:
                 r = fsck(found, w)
         finally:
             found.close()
-    report: dict[str, Any] = json.loads(
-        safe_json(
-            {"clean": r.clean, "versions": r.versions, "packs": r.packs, "trees": r.trees,
-             "chunks": r.chunks,
-             "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
-             "problems": r.problems, "repaired": r.repaired}
-        )
-    )  # fmt: skip
+    report: dict[str, Any] = json.loads(safe_json(r.as_json()))
     return report
 
 

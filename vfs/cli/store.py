@@ -68,13 +68,7 @@ def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -
     with workers() as w:
         r = run_fsck(repo, w, repair=repair)
     if as_json:
-        emit_json(
-            {"clean": r.clean, "versions": r.versions, "packs": r.packs, "trees": r.trees,
-             "chunks": r.chunks,
-             "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
-             "held_back": r.held_back,
-             "problems": r.problems, "repaired": r.repaired}
-        )  # fmt: skip
+        emit_json(r.as_json())
     else:
         for p in r.repaired:
             click.echo(f"repaired: {escape_text(p)}")

@@ -43,6 +43,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, UsageError
 from vfs.model.codec import Kind
@@ -94,6 +95,15 @@ class FsckReport:
     def clean(self) -> bool:
         """True when nothing is missing or damaged."""
         return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``dvfs fsck --json`` prints (the test suite's check reads the same)."""
+        return {
+            "clean": self.clean, "versions": self.versions, "packs": self.packs,
+            "trees": self.trees, "chunks": self.chunks, "bytes": self.bytes,
+            "temporaries_removed": self.temporaries, "remote_only": self.remote_only,
+            "held_back": self.held_back, "problems": self.problems, "repaired": self.repaired,
+        }  # fmt: skip
 
 
 def _roots(repo: Repository, report: FsckReport, reported: set[str]) -> dict[str, bytes]:
