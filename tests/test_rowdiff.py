@@ -379,6 +379,28 @@ def test_a_plain_diff_never_loads_the_engine(data: Repo) -> None:
     assert "duckdb" in sys.modules  # this test process has it: the check above can fail
 
 
+def test_a_plain_row_diff_runs_without_click_and_prints_what_click_prints(data: Repo) -> None:
+    # `dvfs diff REV REV PATH --rows --key COL --limit N --json` spelled so starts
+    # without importing click (vfs.cli.rows); any other spelling goes to click's
+    # command, which must print the same.
+    argv = ["diff", "v1", "v2", "people.csv", "--rows", "--key", "id", "--limit", "2"]
+    for extra in ([], ["--json"]):
+        script = (
+            "import sys\n"
+            "import vfs.cli\n"
+            "vfs.cli.exit_now = sys.exit  # (a diff that succeeds ends the process at once)\n"
+            f"sys.argv = ['dvfs', *{argv + extra!r}]\n"
+            "try:\n    vfs.cli.main()\nexcept SystemExit as exc:\n    assert not exc.code\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'click'))\n"
+        )
+        *out, loaded = run_python(script, cwd=data.root).splitlines()
+        assert loaded == "[]"
+        spelled = ["diff", "v1", "v2", "people.csv", "--rows", "--key=id", "--limit", "2"]
+        by_click = data.ok(*spelled, *extra).out.splitlines()
+        assert out == by_click and len(out) > 2
+    assert_error(data.run(*argv[:4], "--rows", "--key", "nope"), "--key column nope", code=2)
+
+
 def test_what_a_diff_learns_of_a_file_is_kept_and_checked_when_read_back(tmp_path: Path) -> None:
     # The chunk facts a copy scans (vfs.tables.source), a key a diff proves and the
     # dialect and types the engine sniffs (vfs.tables.checks) are kept in

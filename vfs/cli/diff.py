@@ -6,17 +6,14 @@ import sys
 
 import click
 
-from vfs import settings
-from vfs._os.malloc import chunk_buffers_reused
-from vfs.cli.history import param_text, revs_and_paths
-from vfs.cli.options import AS_JSON, ROWS_SHOWN, RevsThenPaths
-from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
+from vfs.cli.history import param_text
+from vfs.cli.options import AS_JSON, RevsThenPaths
+from vfs.cli.output import emit_json, human, quoted, repo_here, warn, workers
+from vfs.cli.rows import ROWS_SHOWN, row_diff
+from vfs.cli.targets import revs_and_paths
 from vfs.errors import UsageError
-from vfs.model.codec import Kind
 from vfs.ops.diff import ParamChange, summary
 from vfs.quoting import quote_name
-from vfs.repo.repository import Repository
-from vfs.worktree.scan import show
 
 
 @click.command(name="diff", cls=RevsThenPaths)
@@ -96,67 +93,6 @@ def diff_cmd(
         )
     if unreadable:
         sys.exit(1)
-
-
-def row_diff(
-    repo: Repository, revs: list[str], paths: list[bytes], rows: bool, key: tuple[str, ...],
-    limit: int | None, other_format: bool, as_json: bool,
-) -> None:  # fmt: skip
-    """``dvfs diff --rows``: the rows of one data file (see vfs.tables.rowdiff)."""
-    if not rows:
-        raise UsageError("--key and --limit go with --rows")
-    if other_format:
-        raise UsageError("--rows shows rows: leave out --stat and --name-only")
-    if len(paths) != 1:
-        raise UsageError("--rows compares one file: give its PATH after the revisions")
-    try:  # the engine is an optional dependency: only --rows loads it
-        from vfs.tables import engine
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("duckdb", "_duckdb"):
-            raise
-        raise UsageError(
-            "--rows needs the table engine: pip install 'dvfs[tables]' (DuckDB)"
-        ) from None
-    # Before the copy threads start: the sides' decompressed chunks (under 8 MiB each
-    # with the default chunker, freed once written) reuse heap memory, not fresh pages
-    # faulted in one by one (vfs._os.malloc). bench_rowdiff.py random 1%: 0.1-0.3 s less
-    # system time of 0.7-1.5 s (three pairs of runs, load 4-6).
-    chunk_buffers_reused()
-    engine.warm(settings.threads())  # opened while the rest is imported and looked up
-    from vfs.tables import render, rowdiff
-
-    fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
-    # linger: a diff that succeeded ends the process at once (vfs.cli.QUICK_EXIT)
-    result = rowdiff.diff_path(
-        repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
-        key, ROWS_SHOWN if limit is None else limit, settings.threads(), linger=True,
-    )  # fmt: skip
-    if as_json:
-        emit_json(render.as_json(result))
-        return
-    for line in render.lines(result):
-        click.echo(line)
-
-
-def fetch_versions_of(repo: Repository, revs: list[str], path: bytes, command: str) -> None:
-    """Download the chunks of ``path`` at ``revs`` that the local store lacks."""
-    hist = repo.history
-    items = []
-    for rev in revs:
-        e = hist.lookup(hist.version(hist.resolve(rev)).tree, path)
-        if e is not None and e.kind == Kind.FILE:
-            items.append((path, e))
-    has = repo.store.has
-    if all(has(c.oid) for _, e in items for c in e.chunks):
-        return  # as checkout: the remotes (15 ms to import) only when something is missing
-    from vfs.remote import ondemand
-
-    with workers() as w:
-        got = ondemand.ensure_local(
-            repo, items, w, command=command, gets_them=f"dvfs pull {revs[0]} {show(path)}"
-        )
-    for why in got.unavailable.values():
-        fail(f"cannot read {quoted(path)}: {why}")
 
 
 def param_line(c: ParamChange) -> str:

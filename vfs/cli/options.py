@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfs.cli.output import ClosedPipe
+from vfs.cli.targets import DASHDASH as DASHDASH  # (the commands read it here)
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.repository import Repository
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.mount.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
-ROWS_SHOWN = 20  # rows `dvfs diff --rows` shows unless --limit says otherwise
 
 
 def paragraphs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
@@ -330,9 +330,6 @@ JOBS = click.option(
 REMOTE = click.option(
     "--remote", "remote_name", metavar="NAME", help="Remote (default: the default)."
 )
-
-
-DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
 
 
 class RevsThenPaths(DvfsCommand):
