@@ -134,9 +134,8 @@ def defer_inspect() -> None:
     :mod:`dataclasses` imports it for one purpose, the docstring of a class that has
     none, and the modules of every command define dataclasses: loading ``inspect`` and
     what it imports (``ast``, ``dis``, ``tokenize``...) was 6 ms of CPU of a plain
-    ``status``, a twentieth of a clean one of 20,000 files. Click's options clean their
-    help with ``inspect.cleandoc``, which the deferred module holds from the start
-    (:func:`cleandoc`), so click's commands leave it unloaded too. The module
+    ``status``, a twentieth of a clean one of 20,000 files. (Click's commands load it
+    all the same: an option cleans its help with ``inspect.cleandoc``.) The module
     object is the one an import makes (``module_from_spec``); the first attribute it
     lacks (PEP 562 ``__getattr__``) runs its code in it (``exec_module``), once, under a
     lock, as the import would have. (``importlib.util.LazyLoader`` cannot do it on
@@ -166,33 +165,7 @@ def defer_inspect() -> None:
             raise AttributeError(f"module 'inspect' has no attribute {name!r}") from None
 
     module.__dict__["__getattr__"] = load
-    module.__dict__["cleandoc"] = cleandoc  # (replaced by its own when the module runs)
     sys.modules["inspect"] = module
-
-
-def cleandoc(doc: str) -> str:
-    """``inspect.cleandoc`` of Python 3.11, line for line, for the deferred ``inspect``.
-
-    Click cleans the help of every option it makes with it, so each command module
-    loaded ``inspect`` (and ``ast``, ``dis``, ``tokenize``...) for this one function:
-    4-5 ms of a ``dvfs diff --rows`` start-up, about a twentieth of it.
-    """
-    lines = doc.expandtabs().split("\n")
-    margin = sys.maxsize  # the least indentation of a non-blank line after the first
-    for line in lines[1:]:
-        content = len(line.lstrip())
-        if content:
-            margin = min(margin, len(line) - content)
-    if lines:
-        lines[0] = lines[0].lstrip()
-    if margin < sys.maxsize:
-        for i in range(1, len(lines)):
-            lines[i] = lines[i][margin:]
-    while lines and not lines[-1]:
-        lines.pop()
-    while lines and not lines[0]:
-        lines.pop(0)
-    return "\n".join(lines)
 
 
 def interrupted_at_start() -> NoReturn:
