@@ -68,12 +68,15 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
     if as_json:
         emit_json(out.as_json())
     elif opts.dry_run:
-        for name, action, why in out.would:
+        would = {name: (action, why) for name, action, why in out.would}
+        for name in out.planned:  # (in pipeline order, as a run would take them)
+            if name not in would:
+                click.echo(f"Stage {name} is fresh")
+                continue
+            action, why = would[name]
             verb = {"run": "Would run", "restore": "Would restore"}.get(action, "May run")
             what = " from the run cache" if action == "restore" else ""
             click.echo(f"{verb} stage {name}{what}: {escape_text('; '.join(why))}")
-        for name in out.fresh:
-            click.echo(f"Stage {name} is fresh")
         if not out.would:
             click.echo("Everything is up to date: nothing would run")
     else:
