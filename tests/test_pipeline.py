@@ -87,8 +87,11 @@ def test_repro_runs_only_what_is_stale_and_says_why(trained: PipelineRepo) -> No
     repo = trained
     repo.write("params.yaml", "train:\n  lr: 0.02\n  epochs: 3\n")
     dry = repo.ok("repro", "--dry-run")
-    assert "Would run stage train: param train.lr 0.01 -> 0.02" in dry.out
-    assert "Stage prepare is fresh" in dry.out
+    # in pipeline order, as a run takes them (the stages that would run came first)
+    assert dry.out.splitlines() == [
+        "Stage prepare is fresh",
+        "Would run stage train: param train.lr 0.01 -> 0.02",
+    ], dry
     assert repo.ran() == [] and b"0.01" in repo.read("model.bin")  # a dry run runs nothing
     r = repo.ok("repro")
     assert "Running stage train (param train.lr 0.01 -> 0.02)" in r.out
@@ -706,6 +709,23 @@ def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_pa
     ignored = repo.read(".gitignore").decode().splitlines()
     assert "/prepared" in ignored and "/model.bin" in ignored
     assert "/dvfs.yaml" not in ignored and "/dvfs.runs" not in ignored
+    repo.fsck_clean()
+
+
+def test_params_diff_before_the_first_version_shows_the_working_trees_as_added(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """With no versions yet, `dvfs params diff` exited non-zero ("no versions yet");
+    it shows the parameters the stages read now as added, as `git diff` shows the
+    files of a first commit."""
+    pipeline_repo(repo, tmp_path / "log", commit=False)
+    assert repo.ok("params", "diff").out.split() == [
+        "Param", "(no", "versions", "yet)", "workspace", "train.lr", "-", "0.01"
+    ]  # fmt: skip
+    got = repo.json("params", "diff", "--json")
+    assert got["params"] == [{"name": "train.lr", "new": 0.01, "changed": True}], got
+    assert got["old"] == "(no versions yet)" and got["unreadable"] == [], got
+    repo.fail("params", "diff", "v1", fragments=("no versions yet",))
     repo.fsck_clean()
 
 

@@ -227,3 +227,40 @@ def test_in_a_mount_of_another_branch_head_is_that_branch(tmp_path: Path) -> Non
         assert (r["version"], r["id"]) == ("v2", shown["id"])  # side's v2, as .versions has it
         assert "Stage s is fresh" in assert_ok(dvfs(mnt, home, "repro")).out
     fsck_clean(repo.root)
+
+
+def test_lineage_in_a_versions_directory_reads_that_versions_path(tmp_path: Path) -> None:
+    """`cd MNT/.versions/v2/models && dvfs lineage out.txt` said ".versions/v2/models/
+    out.txt is not in v2": the path was read as one of the working tree. In a version's
+    directory a path is that version's (`models/out.txt` of v2); a REV naming another
+    version, or a place in .versions that is no version's, says what to run.
+    (cat, ls, show, log and diff are run in the repository, not in a mount: they say so
+    anywhere in it.)"""
+    repo = Repository.init(tmp_path / "repo")
+    write(repo.root, "data/a.txt", b"a\n")
+    commit(repo, "raw data", top=".")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    make = "mkdir -p models && cat data/a.txt > models/out.txt"
+    assert_ok(dvfs(repo.root, home, "run", "-n", "s", "-d", "data", "-o", "models/out.txt",
+                   "--", make))  # fmt: skip
+    assert_ok(dvfs(repo.root, home, "commit", "-m", "ran"))
+    write(repo.root, "data/a.txt", b"b\n")
+    assert_ok(dvfs(repo.root, home, "repro"))
+    assert_ok(dvfs(repo.root, home, "commit", "-a", "-m", "ran again"))
+    with mounted(str(repo.root), mnt, home, "--read-only"):
+        here = mnt / ".versions" / "v2" / "models"
+        r = assert_ok(dvfs(here, home, "lineage", "out.txt"))
+        assert r.out.splitlines()[:2] == [
+            "models/out.txt in v2 (since v2)", f"stage s made models/out.txt: {make}"
+        ], r  # fmt: skip
+        r = assert_ok(dvfs(here, home, "lineage", "out.txt", "v2", "--json")).json()
+        assert (r["path"], r["version"]) == ("models/out.txt", "v2"), r
+        line = assert_error(dvfs(here, home, "lineage", "out.txt", "v3"), code=2)
+        assert line == (
+            "dvfs: error: out.txt is a path of v2 in the mount's list of versions: run "
+            "`dvfs lineage models/out.txt v3`"
+        ), line
+        line = assert_error(dvfs(mnt, home, "lineage", ".versions/latest/models/out.txt"), code=2)
+        assert "not in a version's directory (vN): run `dvfs lineage PATH REV`" in line, line
+        assert "models/out.txt in v3" in assert_ok(dvfs(mnt, home, "lineage", "models/out.txt")).out
+    fsck_clean(repo.root)

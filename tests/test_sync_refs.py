@@ -20,6 +20,7 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from tests.support.data import rand
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
@@ -298,6 +299,46 @@ def test_fsck_says_data_held_at_a_moved_remotes_old_place_is_not_fetched(
     report = a.fsck_clean()
     assert report["remote_only"] == 1 and report["held_back"] == {}, report
     assert a.cat("v1:d/x") == b"one\n"
+
+
+def test_fsck_repair_of_a_chunk_only_a_held_back_remote_holds_says_it_is_refused(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A damaged chunk that only origin's old place holds (its URL changed while v1's
+    pruned data is there alone): `dvfs fsck --repair` dropped it saying "dropped; a
+    remote holds it" and exited 0, while `cat` of its file refused. It says now that
+    only the old place holds it, that commands refuse and what to run, and exits 1;
+    fsck then counts it with the old place's; once the old place is fetched as another
+    remote the file reads again."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    data = rand(50 * 1024, seed=41)  # (one chunk, stored as it is)
+    commit_files(a, {"d/x": b"two\n", "d/b.bin": data}, "two")
+    a.ok("remote", "add", "origin", str(tmp_path / "old"))
+    a.ok("push")
+    assert a.json("store", "prune", "--json")["chunks_dropped"] == 1
+    (tmp_path / "new").mkdir()
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "new"}"\n')
+    (hit,) = [f for f in (a.root / ".dvfs" / "objects").rglob("*") if data in f.read_bytes()]
+    raw = bytearray(hit.read_bytes())
+    raw[raw.find(data) + 100] ^= 1
+    hit.write_bytes(bytes(raw))
+    (a.root / "d" / "b.bin").write_bytes(b"changed since\n")  # (no good copy here)
+
+    r = a.run("fsck", "--repair", "--json")
+    assert r.code == 1, r
+    report = r.json()
+    assert "a remote holds it" not in json.dumps(report["repaired"]), report
+    (problem,) = report["problems"]
+    assert "only remote origin's old place holds it" in problem, report
+    assert "commands that need it refuse" in problem, report
+    assert report["held_back"] == {"origin": 2} and report["remote_only"] == 0, report
+    a.fail("cat", "v2:d/b.bin", fragments=("held only at",))
+    assert a.fsck_clean()["held_back"] == {"origin": 2}
+    a.ok("remote", "add", "was", str(tmp_path / "old"), "--local")
+    a.ok("fetch", "--remote", "was")
+    assert a.cat("v2:d/b.bin") == data
+    a.fsck_clean()
 
 
 def test_fetch_force_moves_a_remote_to_its_new_place_and_says_what_went(

@@ -350,20 +350,26 @@ def test_mounts_with_their_pending_changes(
 def test_snapshot_a_mount_with_allow_write(
     page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Mounts page's Snapshot: `dvfs snapshot MNT -m MSG` through the daemon."""
+    """The Mounts page's Snapshot: `dvfs snapshot MNT -m MSG` through the daemon, offered
+    only while the mount has changes (it was offered on a clean one too, where it
+    records nothing: the form showed whenever change counts came, all zero or not)."""
     repo = Repo(make_repo(tmp_path / "repo"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(RUNTIME))
     mnt = tmp_path / "mnt"
     with mounted(str(repo.root), mnt, tmp_path / "home"), serving(repo.root, "--allow-write") as s:
-        (mnt / "data" / "new.txt").write_text("new\n")
         page.goto(s.url + "#/mounts")
         row = page.locator("table.mounts tbody tr").first
+        expect(row.locator("td.pending")).to_have_text("none: the working tree is clean")
+        expect(row.get_by_role("button", name="Snapshot")).to_have_count(0)
+        (mnt / "data" / "new.txt").write_text("new\n")
+        page.reload()
         expect(row.locator(".counts")).to_have_text("1 added")
         row.locator('input[name="message"]').fill("from the dashboard")
         row.get_by_role("button", name="Snapshot").click()
         expect(row.locator("td.pending")).to_contain_text("none: the working tree is clean")
         # (the row is drawn again without its form: the confirmation went with it)
         expect(row.locator("td.pending .said")).to_have_text("recorded v4 on main")
+        expect(row.get_by_role("button", name="Snapshot")).to_have_count(0)
         log = repo.json("log", "--json")
         assert [v["message"] for v in log[:1]] == ["from the dashboard"]
         assert repo.run("cat", "v4:data/new.txt").raw == b"new\n"

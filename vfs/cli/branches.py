@@ -11,15 +11,6 @@ import click
 from vfs.cli.options import AS_JSON, DvfsCommand
 from vfs.cli.output import emit_json, quoted, repo_here, warn
 from vfs.errors import FormatError, ObjectError, UsageError
-from vfs.ops.branches import (
-    create_branch,
-    create_tag,
-    delete_branches,
-    delete_tag,
-    delete_unreadable,
-    move_branch,
-    rename_branch,
-)
 from vfs.repo.repository import Repository
 
 
@@ -91,7 +82,9 @@ def branch(
     if force:
         if delete or remotes or list_all or len(names) != 2:
             raise UsageError("-f moves one branch: `dvfs branch -f NAME REV`")
-        was, now = move_branch(repo, names[0], names[1])
+        from vfs.ops import branches as ops  # (not for a listing: it loads checkout, mounts...)
+
+        was, now = ops.move_branch(repo, names[0], names[1])
         if as_json:
             emit_json({**ref_json(repo, names[0], now), "was": was.hex()})
             return
@@ -120,18 +113,20 @@ def branch(
                 f"{quoted(head.branch)} is the current branch: switch to another one first; "
                 "nothing was deleted"
             )
-        tips = delete_branches(
+        from vfs.ops import branches as ops
+
+        tips = ops.delete_branches(
             repo, [n for n in names if n not in damaged], force=force_delete, warn=warn
         )
         gone: list[dict[str, Any]] = []
         for n in names:
-            if n in damaged and delete_unreadable(repo, "heads", n):
+            if n in damaged and ops.delete_unreadable(repo, "heads", n):
                 gone.append(unreadable_json(n))
                 if not as_json:
                     click.echo(f"deleted branch {quoted(n)} (was unreadable)")
                 continue
             if n not in tips:  # (a damaged ref mended meanwhile: deleted as any other)
-                tips.update(delete_branches(repo, [n], force=force_delete, warn=warn))
+                tips.update(ops.delete_branches(repo, [n], force=force_delete, warn=warn))
             was = tips[n]
             gone.append(ref_json(repo, n, was))
             if not as_json:
@@ -142,7 +137,9 @@ def branch(
         return
     name, rev = name_and_rev(names, "branch")
     if name:
-        oid = create_branch(repo, name, rev)
+        from vfs.ops import branches as ops
+
+        oid = ops.create_branch(repo, name, rev)
         if as_json:
             emit_json(ref_json(repo, name, oid))
             return
@@ -162,7 +159,9 @@ def _rename(repo: Repository, names: tuple[str, ...], as_json: bool) -> None:
             )
         names = (head.branch, names[0])
     old, new = names
-    oid = rename_branch(repo, old, new)
+    from vfs.ops import branches as ops
+
+    oid = ops.rename_branch(repo, old, new)
     if oid is None:  # (no versions yet)
         if as_json:
             emit_json({"name": new, "version": None, "id": None, "was": old})
@@ -305,14 +304,16 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             raise UsageError("name the tags to delete: dvfs tag -d NAME...")
         names = tuple(dict.fromkeys(names))  # a name given twice is deleted once
         damaged = missing_refs(repo, "tags", names, "tag")
+        from vfs.ops import branches as ops  # (not for a listing: it loads checkout, mounts...)
+
         gone: list[dict[str, Any]] = []
         for n in names:
-            if n in damaged and delete_unreadable(repo, "tags", n):
+            if n in damaged and ops.delete_unreadable(repo, "tags", n):
                 gone.append(unreadable_json(n))
                 if not as_json:
                     click.echo(f"deleted tag {quoted(n)} (was unreadable)")
                 continue
-            was = delete_tag(repo, n)
+            was = ops.delete_tag(repo, n)
             gone.append(ref_json(repo, n, was))
             if not as_json:
                 label = quoted(repo.history.label(was))
@@ -322,7 +323,9 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
         return
     name, rev = name_and_rev(names, "tag")
     if name:
-        oid = create_tag(repo, name, rev)
+        from vfs.ops import branches as ops
+
+        oid = ops.create_tag(repo, name, rev)
         if as_json:
             emit_json(ref_json(repo, name, oid))
             return

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 FORMULA_FIRST = ("=", "+", "-", "@")  # a spreadsheet reads a cell starting so as a formula
 
 
+NO_VERSIONS_LABEL = "(no versions yet)"  # the old side of `params diff` before a commit
+
+
 def _sides(revs: tuple[str, ...], repo: Any) -> tuple[Any, Any]:
     """(old, new) of a diff: each a version id, or None for the working tree."""
     if len(revs) > 2:
@@ -110,23 +113,30 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
 
     ws = workspace.find(writes=False)
     repo = history_of(ws)
-    old, new = _sides(revs, repo)
-    sides = [repo.history.version(r) for r in (old, new) if r is not None]
-    taken = report.commit_names(sides)  # one name, one parameter, on both sides
-    # the working tree has no `commit --param`: beside it, those are not compared
-    a = report.version_params(sides[0], taken, own=new is not None)
-    if new is None:
-        b, files = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
+    if not revs and repo.history.head_id() is None:
+        # no versions yet: every parameter of the working tree is new, as `git diff`
+        # shows the files of a first commit
+        b, files = report.work_params(ws, workspace.load_pipeline(ws)[0])
+        changes = report.diff({}, b, everything)
+        left, right, gaps = NO_VERSIONS_LABEL, "workspace", []
     else:
-        b, files = report.version_params(sides[1], taken), report.run_param_files(sides[1])
-    changes = report.diff(a, b, everything)
-    left, right = _labels(repo, revs, old, new)
-    gaps = report.param_file_gaps(
-        report.run_param_files(sides[0]), files, left, None if new is None else right
-    )
+        old, new = _sides(revs, repo)
+        sides = [repo.history.version(r) for r in (old, new) if r is not None]
+        taken = report.commit_names(sides)  # one name, one parameter, on both sides
+        # the working tree has no `commit --param`: beside it, those are not compared
+        a = report.version_params(sides[0], taken, own=new is not None)
+        if new is None:
+            b, files = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
+        else:
+            b, files = report.version_params(sides[1], taken), report.run_param_files(sides[1])
+        changes = report.diff(a, b, everything)
+        left, right = _labels(repo, revs, old, new)
+        gaps = report.param_file_gaps(
+            report.run_param_files(sides[0]), files, left, None if new is None else right
+        )
     for g in gaps:
         warn(g.note)
-    unreadable = sorted(f for f, why in files.items() if why is not None) if new is None else []
+    unreadable = sorted(f for f, why in files.items() if why is not None) if len(revs) < 2 else []
     if as_json:
         emit_json({
             "old": left, "new": right,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import sys
 from typing import Any
@@ -14,6 +15,7 @@ from vfs.cli.history import param_text
 from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup, FreeText
 from vfs.cli.output import count, emit_json, quoted, warn, workers
 from vfs.errors import DvfsError, UsageError
+from vfs.model.names import VERSIONS_DIR
 from vfs.quoting import escape_text, quote_name, shell_word
 
 
@@ -68,12 +70,15 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
     if as_json:
         emit_json(out.as_json())
     elif opts.dry_run:
-        for name, action, why in out.would:
+        would = {name: (action, why) for name, action, why in out.would}
+        for name in out.planned:  # (in pipeline order, as a run would take them)
+            if name not in would:
+                click.echo(f"Stage {name} is fresh")
+                continue
+            action, why = would[name]
             verb = {"run": "Would run", "restore": "Would restore"}.get(action, "May run")
             what = " from the run cache" if action == "restore" else ""
             click.echo(f"{verb} stage {name}{what}: {escape_text('; '.join(why))}")
-        for name in out.fresh:
-            click.echo(f"Stage {name} is fresh")
         if not out.would:
             click.echo("Everything is up to date: nothing would run")
     else:
@@ -487,15 +492,69 @@ def outside(rel: str) -> bool:
     return rel == os.pardir or rel.startswith(os.pardir + os.sep)
 
 
+VERSIONS = VERSIONS_DIR.decode()  # a mount's list of versions, at its root
+_VERSION_DIR = re.compile(r"v[1-9][0-9]{0,18}")
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
+
 def path_arg(ws: Any, arg: str) -> bytes:
-    """A path argument as a path of the working tree (lexical: it may not exist now)."""
-    absolute = os.path.abspath(arg)
-    rel = os.path.relpath(absolute, ws.root)
+    """A path argument as a path of the working tree (lexical: it may not exist now);
+    a path in a mount's ``.versions`` is none (:func:`version_path_arg` reads one)."""
+    rel = _rel(ws, arg)
+    if _below_versions(ws, rel) is not None:
+        raise UsageError(
+            f"{quote_name(arg)} is in the mount's list of versions ({VERSIONS}), not in its "
+            "working tree"
+        )
+    return os.fsencode(rel)
+
+
+def version_path_arg(ws: Any, arg: str, rev: str | None, command: str) -> tuple[bytes, str | None]:
+    """A path argument of a command that reads a version (default HEAD), and that
+    version: in a mount's ``.versions/vN`` (or ``.versions/ids/ID``), the path there
+    is that version's, as ``ls`` shows it (``cd MNT/.versions/v2/models && dvfs
+    lineage model.pt`` reads ``models/model.pt`` of v2). A REV that names another
+    version, or a path elsewhere in ``.versions`` (tags/, branches/, latest), is a
+    UsageError saying what to run."""
+    rel = _rel(ws, arg)
+    below = _below_versions(ws, rel)
+    if below is None:
+        return os.fsencode(rel), rev
+    if below and _VERSION_DIR.fullmatch(below[0]):
+        name, rest = below[0], below[1:]
+    elif len(below) > 1 and below[0] == "ids" and _FULL_ID.fullmatch(below[1]):
+        name, rest = below[1], below[2:]
+    else:
+        raise UsageError(
+            f"{quote_name(arg)} is in the mount's list of versions ({VERSIONS}), not in a "
+            f"version's directory (vN): run `dvfs {command} PATH REV`, PATH from the mount's "
+            "root"
+        )
+    path = "/".join(rest)
+    if not rest or (rev is not None and rev != name):
+        hint = f"`dvfs {command} {shell_word(path or 'PATH')} {shell_word(rev or name)}`"
+        raise UsageError(
+            f"{quote_name(arg)} is {'the root of ' + name if not rest else 'a path of ' + name}"
+            f" in the mount's list of versions: run {hint}"
+        )
+    return os.fsencode(path), name
+
+
+def _rel(ws: Any, arg: str) -> str:
+    """``arg`` from the working tree's root; UsageError if it is not below it."""
+    rel = os.path.relpath(os.path.abspath(arg), ws.root)
     if rel == "." or outside(rel):
         raise UsageError(
             f"{quote_name(arg)} is not a path inside the working tree {quote_name(str(ws.root))}"
         )
-    return os.fsencode(rel)
+    return rel
+
+
+def _below_versions(ws: Any, rel: str) -> list[str] | None:
+    """The names below a mount's ``.versions`` on the way to ``rel``, or None when
+    ``rel`` is not in it (nor in a mount)."""
+    parts = rel.split(os.sep)
+    return parts[1:] if ws.mount is not None and parts[0] == VERSIONS else None
 
 
 @click.command(cls=DvfsCommand)
@@ -524,10 +583,10 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     from vfs.pipeline.stale import param_name
 
     ws = workspace.find(writes=False)
+    rel, rev = version_path_arg(ws, path, rev, "lineage")
     hist = history_of(ws).history
     oid = hist.resolve(rev or "HEAD")
     v = hist.version(oid)
-    rel = path_arg(ws, path)
     label = f"v{v.number}"  # (--json, beside the id)
     named = hist.revision(oid)  # in a line: another branch's vN names another version here
     since = lin.origin(hist, oid, rel)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import click
 
 from vfs.cli.branches import ref_json
-from vfs.cli.checkout import checkout_failures, checkout_json, report_checkout
 from vfs.errors import NotARepository, RemoteUnreachable, UsageError
 from vfs.quoting import escape_text
 from vfs.repo.gitlink import find_shared_root
@@ -425,6 +424,7 @@ def pull(
     """
     if do_merge and (rev or paths):
         raise UsageError("--merge merges the remote's branch: give no REV or PATH")
+    from vfs.cli.checkout import checkout_failures, checkout_json, report_checkout
     from vfs.ops import gitclone, sync
     from vfs.remote import config as remotes
 
@@ -474,6 +474,7 @@ def first_pull(
     root: Path, remote_name: str | None, force: bool, yes: bool, jobs: int, as_json: bool
 ) -> None:
     """`dvfs pull` in a git clone with no data yet: make the store, restore dvfs.lock's version."""
+    from vfs.cli.checkout import checkout_failures, checkout_json, report_checkout
     from vfs.ops import gitclone
 
     with workers() as w, resumable("pull"):
@@ -517,6 +518,7 @@ def clone_cmd(
       dvfs clone s3://bucket/datasets/cats cats --endpoint-url http://minio:9000
       dvfs clone /mnt/nas/cats --no-checkout
     """
+    from vfs.cli.checkout import checkout_failures
     from vfs.ops import sync
 
     target = directory or Path(sync.default_dir(url))

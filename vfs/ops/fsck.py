@@ -437,20 +437,24 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     remote_only = {o for o, what in bad.items() if what == "missing"} & remote_ids
     for oid in remote_only:
         del bad[oid]
-    held = held_remotes(repo) if remote_only else {}
-    if held:  # (listed only by a remote no command fetches from while it is held back)
+    # (what only a remote held back at its old place lists, by remote: no command
+    # fetches from it while it is held back, §6)
+    held = held_remotes(repo) if remote_ids & (remote_only | bad.keys()) else {}
+    fetchable = remote_ids
+    held_ids: dict[str, set[bytes]] = {}
+    if held:
         names = list(remotes(repo))
         fetchable = cached_remote_ids(repo, [n for n in names if n not in held])
-        for name in held:
-            alone = (remote_only - fetchable) & cached_remote_ids(repo, [name])
-            if alone:
+        held_ids = {name: cached_remote_ids(repo, [name]) - fetchable for name in held}
+        for name, listed in held_ids.items():
+            if alone := remote_only & listed:
                 report.held_back[name] = len(alone)
         remote_only &= fetchable
     report.remote_only = len(remote_only)
     dropped: set[bytes] = set()
     report.repairable = report.repairable or bool(bad or damaged_packs or refs_damaged)
     if repair and report.repairable:
-        dropped = _repair(repo, workers, report, bad, damaged_packs, remote_ids)
+        dropped = _repair(repo, workers, report, bad, damaged_packs, fetchable, held_ids)
     else:
         report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in damaged_packs]
     if bad:
@@ -483,10 +487,13 @@ def _repair(
     report: FsckReport,
     bad: dict[bytes, str],
     packs: list[tuple[Path, str]],
-    remote_ids: set[bytes],
+    fetchable: set[bytes],
+    held_ids: dict[str, set[bytes]],
 ) -> set[bytes]:
     """Mend what can be mended (see the module docstring), taking it out of ``bad``;
-    the ids of the damaged chunks dropped from the store."""
+    the ids of the damaged chunks dropped from the store. A dropped chunk that a remote
+    commands fetch from lists is mended; one that only a remote held back at its old
+    place lists (``held_ids``, by remote) is said to be refused until that is fixed."""
     with repo.locked():
         if any(p.writing for p in live_pins(repo.dir)):  # (it may rely on what is here)
             report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in packs]
@@ -515,10 +522,23 @@ def _repair(
                 try:
                     store.verify(oid)
                 except (ObjectCorrupt, ObjectMissing):
-                    if oid in dropped and oid in remote_ids:
+                    held = [n for n, ids in held_ids.items() if oid in ids]
+                    if oid in dropped and oid in fetchable:
                         report.remote_only += 1
                         report.repaired.append(
-                            f"chunk {oid.hex()} was damaged: dropped; a remote holds it"
+                            f"chunk {oid.hex()} was damaged: dropped; a remote holds it, "
+                            "and commands fetch it when needed"
+                        )
+                        del bad[oid]
+                    elif oid in dropped and held:
+                        for name in held:
+                            report.held_back[name] = report.held_back.get(name, 0) + 1
+                        report.problems.append(
+                            f"chunk {oid.hex()} was damaged: dropped (nothing in it could "
+                            f"be read); only remote {quote_name(held[0])}'s old place holds it "
+                            "and commands that need it refuse: add that place as another "
+                            f"remote and fetch it, or set {quote_name(held[0])}'s URL back "
+                            "(the warning above names it and what to run)"
                         )
                         del bad[oid]
                     continue

@@ -39,6 +39,7 @@ class Outcome:
     ran: list[str] = field(default_factory=list)
     restored: list[tuple[str, str]] = field(default_factory=list)  # (stage, where from)
     would: list[tuple[str, str, list[str]]] = field(default_factory=list)  # dry run
+    planned: list[str] = field(default_factory=list)  # dry run: every stage, in order
     failed: list[tuple[str, str, list[str]]] = field(default_factory=list)  # name, why, tail
     skipped: list[tuple[str, str]] = field(default_factory=list)  # name, why
     staged: int = 0

@@ -570,6 +570,7 @@ class Repro:
     def _dry(self, names: list[str], opts: Options) -> Outcome:
         later: set[str] = set()  # stages that would run
         for n in names:
+            self.out.planned.append(n)
             stage = self.dag.stages[n]
             ups = [u for u in self.dag.upstream[n] if u in later]
             if ups:

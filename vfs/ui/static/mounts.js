@@ -29,9 +29,10 @@ export async function mountsPage(el) {
       h("td", { class: "pending" }, pending(m), saidOf(m, shown && shown.mountpoint === m.mountpoint ? shown.text : null)))))));
 }
 
-// The Snapshot form of a mount with changes; else what its last snapshot said, if any.
+// The Snapshot form of a mount with changes (a clean one has nothing to record: its
+// pending cell says so); else what its last snapshot said, if any.
 function saidOf(m, text) {
-  if (CSRF && m.pending) return snapshotForm(m, text);
+  if (CSRF && m.pending && changes(m.pending)) return snapshotForm(m, text);
   return text ? h("div", { class: "action" }, h("span", { class: "said", role: "status" }, text)) : null;
 }
 
@@ -60,12 +61,16 @@ function snapshotForm(m, text) {
   }, message, h("button", { type: "submit" }, "Snapshot"), said);
 }
 
+// How many changes `dvfs status MNT` counts, of every kind.
+function changes(p) {
+  return KINDS.reduce((n, k) => n + p[k], 0);
+}
+
 function pending(m) {
   if (m.pending_error) return h("span", { class: "error" }, m.pending_error);
   const p = m.pending;
   if (!p) return h("span", { class: "muted" }, m.work_dir ? "-" : "read-only");
-  const total = KINDS.reduce((n, k) => n + p[k], 0);
-  if (!total) return h("span", { class: "muted" }, "none: the working tree is clean");
+  if (!changes(p)) return h("span", { class: "muted" }, "none: the working tree is clean");
   return [
     h("div", { class: "counts" }, KINDS.filter((k) => p[k]).map((k) => `${p[k]} ${k}`).join(", ")),
     h("ul", { class: "paths" }, KINDS.flatMap((k) => p.paths[k].map((x) =>

@@ -1,0 +1,40 @@
+"""What a listing of branches, tags or remotes loads: only what it reads.
+
+`dvfs branch`, `dvfs tag` and `dvfs remote list` read a few refs or settings, yet
+loaded the code that changes them (checkout, mounts, the remote's transport:
+subprocess, socket), 240 modules where `dvfs ls` loads 185, every time a prompt or a
+script lists branches.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.cli import cli_env, commit_files, init_repo
+
+HEAVY = ("vfs.ops.branches", "vfs.ops.checkout", "vfs.mount.mounts", "subprocess", "socket")
+
+
+def loaded(root: Path, *args: str) -> set[str]:
+    """The modules a ``dvfs ARGS`` process in ``root`` imports (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-P", "-X", "importtime", "-m", "vfs.cli", *args],
+        cwd=root, env=cli_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {ln.rpartition("|")[2].strip() for ln in done.stderr.splitlines() if "|" in ln}
+
+
+def test_listing_branches_tags_and_remotes_loads_nothing_that_changes_them(
+    tmp_path: Path,
+) -> None:
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    repo.ok("tag", "best")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    for args in (("branch",), ("branch", "-a"), ("tag",), ("remote", "list")):
+        got = loaded(repo.root, *args)
+        assert "vfs.cli" in got and not got & set(HEAVY), (args, sorted(got & set(HEAVY)))
+    repo.fsck_clean()
