@@ -19,12 +19,15 @@ from tests.support.cli import (
     Repo,
     assert_ok,
     cli_env,
+    commit_files,
     fsck_clean,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
 from tests.support.forge import Forge, file_entry, nested
+from tests.support.ui import get, serving
 from vfs.model.params import MAX_MESSAGE, MAX_TOTAL, SHOWN_AUTHOR
 from vfs.model.version_codec import GitLink, StageRecord, StageRun, Version, encode_version
 from vfs.store.objects import ObjKind
@@ -313,3 +316,45 @@ def test_a_text_metric_that_reads_as_a_tagged_value_is_shown_quoted(repo: Repo) 
             """printf '{"a": "[!!binary aGk=]", "b": "!!int 5"}' > m.json""")  # fmt: skip
     out = repo.ok("metrics", "show").out
     assert '"[!!binary aGk=]"' in out and '"!!int 5"' in out, out
+
+
+# ------------------------------------------------------------------- huge cells
+
+
+def test_a_row_diff_s_megabyte_cells_are_given_in_json_cut_and_marked(tmp_path: Path) -> None:
+    """A table whose rows each held a 1 MiB text (and a list of 100,000 numbers) had
+    `dvfs diff --rows --json` and the dashboard's row diff give every one out whole:
+    up to --limit (20) rows of them, tens of MB; human output cut each to 200."""
+    from vfs.tables.render import JSON_NAME, JSON_ROW, JSON_VALUE
+
+    r = init_repo(tmp_path / "r")
+    name = "c" * (1 << 20)
+
+    def table(v: int) -> bytes:
+        return "".join(
+            json.dumps({"id": i, "s": f"{v}" + "x" * (1 << 20), "l": [v] * 100_000, name: v}) + "\n"
+            for i in range(6)
+        ).encode()
+
+    commit_files(r, {"t.jsonl": table(1)}, "one")
+    commit_files(r, {"t.jsonl": table(2)}, "two")
+    r.write("t.jsonl", table(3) + json.dumps({"id": 9, "s": "y" * (1 << 20)}).encode() + b"\n")
+    doc = r.json("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "id", "--json")
+    assert len(json.dumps(doc)) < 8 * JSON_ROW and doc["summary"]["changed"] == 6
+    marker = f"\u2026 [{(1 << 20) + 1 - JSON_VALUE:,} more characters not shown]"
+    first = doc["rows"][0]["changes"]
+    assert first["s"] == {"old": "1" + "x" * (JSON_VALUE - 1) + marker,
+                          "new": "2" + "x" * (JSON_VALUE - 1) + marker}  # fmt: skip
+    assert (
+        first["l"]["old"].startswith("[1, 1, ") and "more characters not shown" in first["l"]["old"]
+    )
+    assert [n[:JSON_NAME] for n in first] == ["s", "l", "c" * JSON_NAME]
+    assert doc["rows"][0]["key"] == {"id": 0}
+    human = r.ok("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "id").out
+    assert len(human) < 8 * JSON_ROW, len(human)
+    worktree = r.json("diff", "v2", "t.jsonl", "--rows", "--key", "id", "--json")
+    assert len(json.dumps(worktree)) < 8 * JSON_ROW
+    with serving(r.root) as s:
+        a = get(f"{s.base}api/rows?old=v1&new=v2&path=t.jsonl&key=id")
+        assert a.status == 200 and a.json() == doc
+    r.fsck_clean()
