@@ -358,3 +358,39 @@ def test_a_row_diff_s_megabyte_cells_are_given_in_json_cut_and_marked(tmp_path: 
         a = get(f"{s.base}api/rows?old=v1&new=v2&path=t.jsonl&key=id")
         assert a.status == 200 and a.json() == doc
     r.fsck_clean()
+
+
+def test_a_forged_pipeline_record_s_commands_are_shown_cut_short(tmp_path: Path) -> None:
+    """A forged version of 200 stages, each running a 64 KiB command (the most a
+    record holds; 1,024 stages may), had every command given out whole by `show
+    --json`, `lineage` and the dashboard's lineage: 13 MB of them (64 MB at most)."""
+    from vfs.model.params import SHOWN_CMD, SHOWN_CMDS
+
+    forge = Forge(tmp_path / "evil")
+    chunk = forge.chunk(b"hello\n")
+    run_ = StageRun(0, 1, 1, "h", "d", "p")
+    stages = [
+        StageRecord(f"s{i:03d}", "e" * (64 << 10) if i % 2 else ("echo", "a" * ((64 << 10) - 4)),
+                    b"", (), ((f"data/{i}".encode(), chunk),) if i == 0 else (), (), (), run_)
+        for i in range(200)
+    ]  # fmt: skip
+    leaf = file_entry(b"0", chunk, 6)
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, pipeline=tuple(stages))
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    r = assert_ok(run(b, "show", "--json"))
+    assert len(r.out) < 2 * SHOWN_CMDS + 200 * 1024, len(r.out)
+    shown = [s["command"] for s in r.json()["pipeline"]]
+    marker = f"\u2026 [{(64 << 10) - SHOWN_CMD:,} more characters not shown]"
+    assert shown[0] == ["echo", "a" * (SHOWN_CMD - 4) + marker], shown[0][:1]
+    assert shown[1] == "e" * SHOWN_CMD + marker
+    assert shown[-1].startswith("\u2026 [65,536 more")  # past SHOWN_CMDS in all
+    for args in (("lineage", "data/0"), ("lineage", "data/0", "--json")):
+        out = assert_ok(run(b, *args)).out
+        assert len(out) < 2 * SHOWN_CMD and "more characters not shown" in out, (args, len(out))
+    with serving(b) as s:
+        a = get(f"{s.base}api/lineage?rev=v1")
+        assert a.status == 200 and len(a.body) < 2 * SHOWN_CMDS + 200 * 1024, len(a.body)
+        assert [st["command"] for st in a.json()["stages"]] == shown
+    fsck_clean(b)

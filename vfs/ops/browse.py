@@ -29,7 +29,7 @@ from vfs.ops.diff import (
     under,
 )
 from vfs.ops.status import head_files, quiet, work_state
-from vfs.pipeline.record import describe
+from vfs.pipeline.record import describe_all
 from vfs.quoting import quote_name
 from vfs.repo.history import History, split_rev_path
 from vfs.repo.repository import Repository
@@ -205,7 +205,7 @@ def show_version(
         "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "parameters": shown_params(v.params),
-        "pipeline": [_bounded_stage(describe(s)) for s in v.pipeline],
+        "pipeline": [_bounded_stage(s) for s in describe_all(v.pipeline)],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
         "changes": version_changes(hist, oid) if changes else None,
         "top_directories": top_directories(hist, v.tree),

@@ -35,7 +35,7 @@ from vfs.pipeline import report
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
-from vfs.pipeline.record import describe
+from vfs.pipeline.record import describe_all
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -320,7 +320,7 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
-    stages = [describe(s) for s in v.pipeline]
+    stages = describe_all(v.pipeline)
     reads = {s.name: [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)] for s in v.pipeline}
     edges = [
         [u.name, s.name]
