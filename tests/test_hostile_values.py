@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +395,22 @@ def test_a_forged_pipeline_record_s_commands_are_shown_cut_short(tmp_path: Path)
         assert a.status == 200 and len(a.body) < 2 * SHOWN_CMDS + 200 * 1024, len(a.body)
         assert [st["command"] for st in a.json()["stages"]] == shown
     fsck_clean(b)
+
+
+def test_the_dashboard_searches_a_forged_message_as_it_shows_it(tmp_path: Path) -> None:
+    """The dashboard's search lowercased every message and author whole at each
+    query: a forged 10 MiB message cost that much per version per keystroke, and
+    matched words past what the page shows of it. Only what is shown is searched."""
+    message = "m" * MAX_MESSAGE + "hidden" + "m" * (10 << 20)
+    forge = forged_chatter(tmp_path / "evil", "Seen " + message, "a" * SHOWN_AUTHOR + "zed")
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    with serving(tmp_path / "b") as s:
+
+        def found(**query: str) -> int:
+            a = get(f"{s.base}api/versions?{urllib.parse.urlencode(query)}")
+            assert a.status == 200, a.body[:300]
+            return int(a.json()["total"])
+
+        assert found(q="seen") == found(author="aaa") == 1
+        assert found(q="hidden") == found(author="zed") == 0
+    fsck_clean(tmp_path / "b")
