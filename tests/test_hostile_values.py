@@ -414,3 +414,26 @@ def test_the_dashboard_searches_a_forged_message_as_it_shows_it(tmp_path: Path) 
         assert found(q="seen") == found(author="aaa") == 1
         assert found(q="hidden") == found(author="zed") == 0
     fsck_clean(tmp_path / "b")
+
+
+def test_a_version_a_remote_gave_thousands_of_tags_names_some_in_log(tmp_path: Path) -> None:
+    """A forged remote with 20,000 tags of 200 characters at one version had every
+    `log` and `log --json` name them all (4 MB each; 20 MB with the 100,000 tags a
+    remote may hold); a row names 200 of them, and how many more."""
+    forge = Forge(tmp_path / "evil")
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1)
+    oid = forge.add(ObjKind.VERSION, encode_version(v))
+    forge.publish({"main": oid}, {f"t{i:04d}": oid for i in range(1000)})
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    [row] = assert_ok(run(b, "log", "--json")).json()
+    assert row["tags"] == [f"t{i:04d}" for i in range(200)] and row["more_tags"] == 800
+    assert row["branches"] == ["main"] and "more_branches" not in row
+    for args in (("log",), ("log", "--oneline"), ("log", "--graph")):
+        out = assert_ok(run(b, *args)).out
+        assert "tag: t0199, 800 more tags, main)" in out and "t0200" not in out, args
+    with serving(b) as s:
+        [page_row] = get(f"{s.base}api/versions").json()["versions"]
+        assert page_row == row
+    fsck_clean(b)

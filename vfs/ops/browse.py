@@ -97,12 +97,22 @@ def log(
     return out
 
 
+SHOWN_REFS = 200  # tags, and branches, a row of log names at most
+
+
 def log_row(
     hist: History, refs: dict[bytes, dict[str, list[str]]], oid: bytes, v: Version
 ) -> dict[str, Any]:
-    """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents."""
+    """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents.
+
+    At most ``SHOWN_REFS`` tags and as many branches are named (a remote may give
+    100,000 of each to one version: 20 MB in every log); ``more_tags`` and
+    ``more_branches`` count those left out, present only when some are."""
     row = version_summary(hist, oid, v)
-    row.update(refs.get(oid, {"tags": [], "branches": []}))
+    for kind, names in refs.get(oid, {"tags": [], "branches": []}).items():
+        row[kind] = names[:SHOWN_REFS]
+        if len(names) > SHOWN_REFS:
+            row[f"more_{kind}"] = len(names) - SHOWN_REFS
     row["parameters"] = shown_params(v.params)
     row["parents"] = [p.hex() for p in v.parents]
     return row
