@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from tests.support.cli import (
     Repo,
     assert_ok,
     cli_env,
+    commit_files,
     fsck_clean,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
 from tests.support.forge import Forge, file_entry, nested
+from tests.support.ui import get, serving
 from vfs.model.params import MAX_MESSAGE, MAX_TOTAL, SHOWN_AUTHOR
 from vfs.model.version_codec import GitLink, StageRecord, StageRun, Version, encode_version
 from vfs.store.objects import ObjKind
@@ -313,3 +317,123 @@ def test_a_text_metric_that_reads_as_a_tagged_value_is_shown_quoted(repo: Repo) 
             """printf '{"a": "[!!binary aGk=]", "b": "!!int 5"}' > m.json""")  # fmt: skip
     out = repo.ok("metrics", "show").out
     assert '"[!!binary aGk=]"' in out and '"!!int 5"' in out, out
+
+
+# ------------------------------------------------------------------- huge cells
+
+
+def test_a_row_diff_s_megabyte_cells_are_given_in_json_cut_and_marked(tmp_path: Path) -> None:
+    """A table whose rows each held a 1 MiB text (and a list of 100,000 numbers) had
+    `dvfs diff --rows --json` and the dashboard's row diff give every one out whole:
+    up to --limit (20) rows of them, tens of MB; human output cut each to 200."""
+    from vfs.tables.render import JSON_NAME, JSON_ROW, JSON_VALUE
+
+    r = init_repo(tmp_path / "r")
+    name = "c" * (1 << 20)
+
+    def table(v: int) -> bytes:
+        return "".join(
+            json.dumps({"id": i, "s": f"{v}" + "x" * (1 << 20), "l": [v] * 100_000, name: v}) + "\n"
+            for i in range(6)
+        ).encode()
+
+    commit_files(r, {"t.jsonl": table(1)}, "one")
+    commit_files(r, {"t.jsonl": table(2)}, "two")
+    r.write("t.jsonl", table(3) + json.dumps({"id": 9, "s": "y" * (1 << 20)}).encode() + b"\n")
+    doc = r.json("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "id", "--json")
+    assert len(json.dumps(doc)) < 8 * JSON_ROW and doc["summary"]["changed"] == 6
+    marker = f"\u2026 [{(1 << 20) + 1 - JSON_VALUE:,} more characters not shown]"
+    first = doc["rows"][0]["changes"]
+    assert first["s"] == {"old": "1" + "x" * (JSON_VALUE - 1) + marker,
+                          "new": "2" + "x" * (JSON_VALUE - 1) + marker}  # fmt: skip
+    assert (
+        first["l"]["old"].startswith("[1, 1, ") and "more characters not shown" in first["l"]["old"]
+    )
+    assert [n[:JSON_NAME] for n in first] == ["s", "l", "c" * JSON_NAME]
+    assert doc["rows"][0]["key"] == {"id": 0}
+    human = r.ok("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "id").out
+    assert len(human) < 8 * JSON_ROW, len(human)
+    worktree = r.json("diff", "v2", "t.jsonl", "--rows", "--key", "id", "--json")
+    assert len(json.dumps(worktree)) < 8 * JSON_ROW
+    with serving(r.root) as s:
+        a = get(f"{s.base}api/rows?old=v1&new=v2&path=t.jsonl&key=id")
+        assert a.status == 200 and a.json() == doc
+    r.fsck_clean()
+
+
+def test_a_forged_pipeline_record_s_commands_are_shown_cut_short(tmp_path: Path) -> None:
+    """A forged version of 200 stages, each running a 64 KiB command (the most a
+    record holds; 1,024 stages may), had every command given out whole by `show
+    --json`, `lineage` and the dashboard's lineage: 13 MB of them (64 MB at most)."""
+    from vfs.model.params import SHOWN_CMD, SHOWN_CMDS
+
+    forge = Forge(tmp_path / "evil")
+    chunk = forge.chunk(b"hello\n")
+    run_ = StageRun(0, 1, 1, "h", "d", "p")
+    stages = [
+        StageRecord(f"s{i:03d}", "e" * (64 << 10) if i % 2 else ("echo", "a" * ((64 << 10) - 4)),
+                    b"", (), ((f"data/{i}".encode(), chunk),) if i == 0 else (), (), (), run_)
+        for i in range(200)
+    ]  # fmt: skip
+    leaf = file_entry(b"0", chunk, 6)
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, pipeline=tuple(stages))
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    r = assert_ok(run(b, "show", "--json"))
+    assert len(r.out) < 2 * SHOWN_CMDS + 200 * 1024, len(r.out)
+    shown = [s["command"] for s in r.json()["pipeline"]]
+    marker = f"\u2026 [{(64 << 10) - SHOWN_CMD:,} more characters not shown]"
+    assert shown[0] == ["echo", "a" * (SHOWN_CMD - 4) + marker], shown[0][:1]
+    assert shown[1] == "e" * SHOWN_CMD + marker
+    assert shown[-1].startswith("\u2026 [65,536 more")  # past SHOWN_CMDS in all
+    for args in (("lineage", "data/0"), ("lineage", "data/0", "--json")):
+        out = assert_ok(run(b, *args)).out
+        assert len(out) < 2 * SHOWN_CMD and "more characters not shown" in out, (args, len(out))
+    with serving(b) as s:
+        a = get(f"{s.base}api/lineage?rev=v1")
+        assert a.status == 200 and len(a.body) < 2 * SHOWN_CMDS + 200 * 1024, len(a.body)
+        assert [st["command"] for st in a.json()["stages"]] == shown
+    fsck_clean(b)
+
+
+def test_the_dashboard_searches_a_forged_message_as_it_shows_it(tmp_path: Path) -> None:
+    """The dashboard's search lowercased every message and author whole at each
+    query: a forged 10 MiB message cost that much per version per keystroke, and
+    matched words past what the page shows of it. Only what is shown is searched."""
+    message = "m" * MAX_MESSAGE + "hidden" + "m" * (10 << 20)
+    forge = forged_chatter(tmp_path / "evil", "Seen " + message, "a" * SHOWN_AUTHOR + "zed")
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    with serving(tmp_path / "b") as s:
+
+        def found(**query: str) -> int:
+            a = get(f"{s.base}api/versions?{urllib.parse.urlencode(query)}")
+            assert a.status == 200, a.body[:300]
+            return int(a.json()["total"])
+
+        assert found(q="seen") == found(author="aaa") == 1
+        assert found(q="hidden") == found(author="zed") == 0
+    fsck_clean(tmp_path / "b")
+
+
+def test_a_version_a_remote_gave_thousands_of_tags_names_some_in_log(tmp_path: Path) -> None:
+    """A forged remote with 20,000 tags of 200 characters at one version had every
+    `log` and `log --json` name them all (4 MB each; 20 MB with the 100,000 tags a
+    remote may hold); a row names 200 of them, and how many more."""
+    forge = Forge(tmp_path / "evil")
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1)
+    oid = forge.add(ObjKind.VERSION, encode_version(v))
+    forge.publish({"main": oid}, {f"t{i:04d}": oid for i in range(1000)})
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = tmp_path / "b"
+    [row] = assert_ok(run(b, "log", "--json")).json()
+    assert row["tags"] == [f"t{i:04d}" for i in range(200)] and row["more_tags"] == 800
+    assert row["branches"] == ["main"] and "more_branches" not in row
+    for args in (("log",), ("log", "--oneline"), ("log", "--graph")):
+        out = assert_ok(run(b, *args)).out
+        assert "tag: t0199, 800 more tags, main)" in out and "t0200" not in out, args
+    with serving(b) as s:
+        [page_row] = get(f"{s.base}api/versions").json()["versions"]
+        assert page_row == row
+    fsck_clean(b)

@@ -429,6 +429,31 @@ def test_a_text_that_reads_as_a_number_is_quoted_on_the_experiments_page(
     repo.fsck_clean()
 
 
+def test_a_text_metric_spelling_an_infinity_is_quoted_beside_the_float(
+    page: Page, tmp_path: Path
+) -> None:
+    """The float .inf and the text ".inf" (-.Inf, .NAN...) were both shown `.inf` on
+    the experiments page, as `dvfs compare` showed them before: the text is quoted, as
+    the CLI quotes it now."""
+    repo = init_repo(tmp_path / "infinite")
+    repo.ok(
+        "run", "-n", "s", "-m", "m.yaml", "--", "printf 'a: .inf\\nb: -.Inf\\nc: .NAN\\n' > m.yaml"
+    )
+    repo.commit("floats")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.yaml", "--",
+            "printf 'a: \".inf\"\\nb: \"-.Inf\"\\nc: \".NAN\"\\n' > m.yaml")  # fmt: skip
+    repo.commit("texts")
+    assert '".inf"' in repo.ok("compare").out
+    texts = [row.get("texts") for row in repo.json("compare", "--json")]
+    assert texts == [["a", "b", "c"], None]  # (newest first)
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/experiments")
+        rows = page.locator("table.experiments tbody tr")
+        expect(rows.nth(0).locator("td.metric")).to_have_text(['".inf"', '"-.Inf"', '".NAN"'])
+        expect(rows.nth(1).locator("td.metric")).to_have_text([".inf", "-.inf", ".nan"])
+    repo.fsck_clean()
+
+
 def test_chart_titles_and_legends_show_metric_names_escaped(page: Page, tmp_path: Path) -> None:
     """The charts' titles and legends (drawn by uPlot, which sets their text as given)
     showed a metric's name raw: ``lo\u202ess``, written by a stage's own script, read

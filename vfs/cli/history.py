@@ -39,6 +39,15 @@ def param_text(value: Any) -> str:
     return escape_text(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
 
 
+def decorated(r: dict[str, Any]) -> list[str]:
+    """A log row's tags and branches as its line names them, and how many more."""
+    refs = [f"tag: {quoted(t)}" for t in r["tags"]]
+    refs += [f"{r['more_tags']:,} more tags"] if r.get("more_tags") else []
+    refs += [quoted(b) for b in r["branches"]]
+    refs += [f"{r['more_branches']:,} more branches"] if r.get("more_branches") else []
+    return refs
+
+
 @click.command(cls=RevsThenPaths)
 @click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
 @click.option("-n", "limit", type=click.IntRange(min=0), help="Show at most N versions.")
@@ -127,7 +136,7 @@ def log(
             if r["git_commit"]
             else ""
         )
-        refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
+        refs = decorated(r)
         names = f"  ({', '.join(refs)})" if refs else ""
         if oneline:
             first = r["message"].split("\n", 1)[0]
@@ -153,7 +162,7 @@ def log_graph(
             click.echo(ln.prefix)
             continue
         r = by_id[ln.oid.hex()]
-        refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
+        refs = decorated(r)
         names = f"  ({', '.join(refs)})" if refs else ""
         merge = "  merge" if len(r["parents"]) > 1 else ""
         pad = ln.prefix.ljust(width)

@@ -577,9 +577,10 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
       dvfs lineage data/raw --downstream
     """
 
+    from vfs.model.params import shown_commands
     from vfs.pipeline import graph, workspace
     from vfs.pipeline import lineage as lin
-    from vfs.pipeline.record import describe, iso_ns
+    from vfs.pipeline.record import describe_all, iso_ns
     from vfs.pipeline.stale import param_name
 
     ws = workspace.find(writes=False)
@@ -622,14 +623,16 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         emit_json({
             "path": os.fsdecode(rel), "version": label, "id": oid.hex(), "since": since,
             "stages": [
-                {**describe(st.stage),
+                {**described,
                  "made": [os.fsdecode(o) for o in st.outputs],
                  "input": [
                      {"path": os.fsdecode(i.path), "id": i.id.hex(), "since": i.since,
                       "in_version": i.now, "made_by": i.made_by, "kind": i.kind}
                      for i in st.inputs
                  ]}
-                for st in steps
+                for st, described in zip(
+                    steps, describe_all([st.stage for st in steps]), strict=True
+                )
             ],
         })  # fmt: skip
         return
@@ -649,9 +652,9 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         )
         return
     click.echo(f"{quoted(rel)} in {named}{where}")
-    for st in steps:
+    for st, given in zip(steps, shown_commands(st.stage.cmd for st in steps), strict=True):
         s = st.stage
-        cmd = escape_text(s.cmd if isinstance(s.cmd, str) else shlex.join(s.cmd))
+        cmd = escape_text(given if isinstance(given, str) else shlex.join(given))
         made = ", ".join(quoted(o) for o in st.outputs)
         click.echo(f"stage {s.name} made {made}: {cmd}")
         r = s.run

@@ -43,7 +43,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,46 @@ def shown_git(commit: str) -> str:
     """A version's git commit as dvfs gives it out: git's ids are at most 64 hex
     digits (SHA-256), so anything longer was not written by git and is cut there."""
     return shown(commit, 64)
+
+
+SHOWN_CMD = 4096  # characters of a stage's command given out (its arguments, together)
+SHOWN_CMDS = 64 << 10  # characters of a version's stages' commands given out, in all
+
+
+def shown_command(cmd: str | Sequence[str], limit: int = SHOWN_CMD) -> str | list[str]:
+    """A stage's command as dvfs gives it out: its first ``limit`` characters, marked
+    as :func:`shown` marks a message; an argument list keeps the arguments that fit and
+    the one cut, marked with how many characters of it and those after were left out.
+
+    A version's pipeline may hold 1,024 stages of 64 KiB commands (a forged one: 64 MB
+    of them); ``show``, ``lineage``, ``dag`` and the dashboard bound them here."""
+    if isinstance(cmd, str):
+        return shown(cmd, limit)
+    args, left = list(cmd), limit
+    total = sum(len(a) for a in args)
+    if total <= limit:
+        return args
+    out: list[str] = []
+    for a in args:
+        if len(a) > left:
+            out.append(f"{a[:left]}\u2026 [{total - limit:,} more characters not shown]")
+            break
+        out.append(a)
+        left -= len(a)
+    return out
+
+
+def shown_commands(cmds: Iterable[str | Sequence[str]]) -> list[str | list[str]]:
+    """A version's stages' commands as dvfs gives them out: each bounded by
+    :func:`shown_command`, and all of them by ``SHOWN_CMDS`` (past it, each is its
+    marker alone)."""
+    out: list[str | list[str]] = []
+    left = SHOWN_CMDS
+    for cmd in cmds:
+        limit = min(SHOWN_CMD, left)
+        out.append(shown_command(cmd, limit))
+        left -= min(limit, len(cmd) if isinstance(cmd, str) else sum(len(a) for a in cmd))
+    return out
 
 
 def shown_message(text: str) -> str:

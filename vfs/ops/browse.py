@@ -29,7 +29,7 @@ from vfs.ops.diff import (
     under,
 )
 from vfs.ops.status import head_files, quiet, work_state
-from vfs.pipeline.record import describe
+from vfs.pipeline.record import describe_all
 from vfs.quoting import quote_name
 from vfs.repo.history import History, split_rev_path
 from vfs.repo.repository import Repository
@@ -97,12 +97,22 @@ def log(
     return out
 
 
+SHOWN_REFS = 200  # tags, and branches, a row of log names at most
+
+
 def log_row(
     hist: History, refs: dict[bytes, dict[str, list[str]]], oid: bytes, v: Version
 ) -> dict[str, Any]:
-    """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents."""
+    """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents.
+
+    At most ``SHOWN_REFS`` tags and as many branches are named (a remote may give
+    100,000 of each to one version: 20 MB in every log); ``more_tags`` and
+    ``more_branches`` count those left out, present only when some are."""
     row = version_summary(hist, oid, v)
-    row.update(refs.get(oid, {"tags": [], "branches": []}))
+    for kind, names in refs.get(oid, {"tags": [], "branches": []}).items():
+        row[kind] = names[:SHOWN_REFS]
+        if len(names) > SHOWN_REFS:
+            row[f"more_{kind}"] = len(names) - SHOWN_REFS
     row["parameters"] = shown_params(v.params)
     row["parents"] = [p.hex() for p in v.parents]
     return row
@@ -205,7 +215,7 @@ def show_version(
         "git_commit": shown_git(v.git.commit) if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "parameters": shown_params(v.params),
-        "pipeline": [_bounded_stage(describe(s)) for s in v.pipeline],
+        "pipeline": [_bounded_stage(s) for s in describe_all(v.pipeline)],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
         "changes": version_changes(hist, oid) if changes else None,
         "top_directories": top_directories(hist, v.tree),

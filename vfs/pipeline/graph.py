@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vfs.errors import UsageError
+from vfs.model.params import shown_commands
 from vfs.pipeline.spec import Pipeline, Stage
 from vfs.quoting import quote_name, safe_json
 from vfs.repo.gitlink import PIPELINE_FILE
@@ -295,14 +296,14 @@ def to_json(dag: Dag, names: list[str], outs: bool) -> str:
         data["stages"] = [
             {
                 "name": n,
-                "cmd": s.cmd if isinstance(s.cmd, str) else list(s.cmd),
+                "cmd": cmd,
                 "wdir": _show(s.wdir) if s.wdir else ".",
                 "deps": [_show(d) for d in s.deps],
                 "outs": [_show(o) for o in s.outs],
                 "params": [f"{_show(f)}:{k}" for f, k in s.params],
                 "metrics": [_show(m) for m in s.metrics],
             }
-            for n in names
+            for n, cmd in zip(names, shown_commands(dag.stages[n].cmd for n in names), strict=True)
             for s in [dag.stages[n]]
         ]
     return safe_json(data) + "\n"

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vfs.errors import DvfsError
 from vfs.model.codec import Kind
+from vfs.model.params import shown_command, shown_commands
 from vfs.model.version_codec import StageRecord, Version
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.runs import MAX_FILE, parse
@@ -117,15 +118,23 @@ def _path(p: bytes) -> str:
     return os.fsdecode(p) if p else "."
 
 
-def describe(s: StageRecord) -> dict[str, Any]:
-    """One stage of a version's pipeline as ``show`` exports it (YAML, JSON)."""
+def describe_all(stages: Sequence[StageRecord]) -> list[dict[str, Any]]:
+    """The stages of a version's pipeline as ``show`` exports them, their commands
+    bounded together (``vfs.model.params.shown_commands``)."""
+    cmds = shown_commands(s.cmd for s in stages)
+    return [describe(s, cmd) for s, cmd in zip(stages, cmds, strict=True)]
+
+
+def describe(s: StageRecord, command: str | list[str] | None = None) -> dict[str, Any]:
+    """One stage of a version's pipeline as ``show`` exports it (YAML, JSON); its
+    ``command`` as given, else bounded alone (``vfs.model.params.shown_command``)."""
     params: dict[str, dict[str, Any]] = {}
     for f, k, v in s.params:
         params.setdefault(_path(f), {})[k] = v
     r = s.run
     return {
         "stage": s.name,
-        "command": s.cmd if isinstance(s.cmd, str) else list(s.cmd),
+        "command": shown_command(s.cmd) if command is None else command,
         "wdir": _path(s.wdir),
         "input": [{"path": _path(p), "id": i.hex()} for p, i in s.deps],
         "output": [{"path": _path(p), "id": i.hex()} for p, i in s.outs],

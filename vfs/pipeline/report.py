@@ -469,10 +469,16 @@ def compare(
 
 def compare_json(c: Compared) -> list[dict[str, Any]]:
     """``dvfs compare --json``: one object per row (a name the row lacks is left out;
-    a null value is null)."""
-    return [
-        {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
-         "params": present({k: cells[f"param:{k}"] for k in c.params}),
-         "metrics": present({k: cells[f"metric:{k}"] for k in c.metrics})}
-        for r, cells in c.rows
-    ]  # fmt: skip
+    a null value is null). JSON gives a NaN or infinite float metric as YAML spells it
+    (``".inf"``), as it gives the text ``".inf"``: ``texts`` names the row's metrics that
+    are such text (``values.FloatText``), present only when there are any."""
+    rows = []
+    for r, cells in c.rows:
+        row = {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
+               "params": present({k: cells[f"param:{k}"] for k in c.params}),
+               "metrics": present({k: cells[f"metric:{k}"] for k in c.metrics})}  # fmt: skip
+        texts = [k for k in c.metrics if isinstance(cells[f"metric:{k}"], values.FloatText)]
+        if texts:
+            row["texts"] = texts
+        rows.append(row)
+    return rows

@@ -15,7 +15,12 @@ Column names and values come from the data: every one passes through
 cannot forge a line or drive the terminal; one holding what the line puts between
 names and values (``, ``, ``=``, ``: ``, `` -> ``) or blanks at an end is quoted too,
 so ``x, y=z`` cannot forge a column. NULL is shown as ``NULL`` (a text ``NULL`` is
-quoted). JSON output keeps values exact (``vfs.quoting.safe_json``).
+quoted). JSON output keeps values exact (``vfs.quoting.safe_json``) up to a bound:
+a value longer than ``JSON_VALUE`` characters (a nested one: its JSON text), or past
+a row's ``JSON_ROW`` characters, is cut and marked as a version's message is
+(``… [N more characters not shown]``), and a column's name past ``JSON_NAME``; a file
+from a remote or a teammate may hold a cell of megabytes, and twenty such rows would
+otherwise be given out whole.
 
 JSON::
 
@@ -35,12 +40,16 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from vfs.model.params import shown as cut
 from vfs.quoting import escape_text, quote_name
 from vfs.tables.engine import plain_value
 from vfs.tables.formats import NAMES
 from vfs.tables.result import RowChange, RowDiff, shown
 
 MAX_VALUE = 200  # characters of one value shown in human output
+JSON_VALUE = 4096  # characters of one value given in JSON
+JSON_ROW = 64 << 10  # characters of a row's values given in JSON (then each is cut to none)
+JSON_NAME = 1024  # characters of a column's name given in JSON
 
 
 def value(v: Any) -> str:
@@ -56,8 +65,13 @@ def value(v: Any) -> str:
     return shown(text) if isinstance(p, str) else quote_name(text)
 
 
+def label(name: str) -> str:
+    """A column's name for people: quoted when it must be, cut when very long."""
+    return shown(name if len(name) <= MAX_VALUE else name[:MAX_VALUE] + "...")
+
+
 def _pairs(d: dict[str, Any]) -> str:
-    return ", ".join(f"{shown(k)}={value(v)}" for k, v in d.items())
+    return ", ".join(f"{label(k)}={value(v)}" for k, v in d.items())
 
 
 def _size(n: int) -> str:
@@ -82,9 +96,9 @@ def lines(d: RowDiff) -> Iterator[str]:
         return
     for s in d.schema:
         if s.status == "retyped":
-            yield f"column retyped:  {quote_name(s.name)}: {s.old_type} -> {s.new_type}"
+            yield f"column retyped:  {label(s.name)}: {s.old_type} -> {s.new_type}"
         else:
-            yield f"column {s.status + ':':<9} {quote_name(s.name)} ({s.old_type or s.new_type})"
+            yield f"column {s.status + ':':<9} {label(s.name)} ({s.old_type or s.new_type})"
     key = f" (key {', '.join(shown(k) for k in d.key)})" if d.key else ""
     counts = f"{d.added:,} added, {d.removed:,} removed"
     if d.key:
@@ -92,7 +106,7 @@ def lines(d: RowDiff) -> Iterator[str]:
     yield f"rows of {where}{key}: {counts}, {d.unchanged:,} unchanged"
     if d.columns:
         yield "changed columns: " + ", ".join(
-            f"{quote_name(n)} ({c:,})" for n, c in sorted(d.columns.items(), key=lambda x: -x[1])
+            f"{label(n)} ({c:,})" for n, c in sorted(d.columns.items(), key=lambda x: -x[1])
         )
     for r in d.rows:
         yield _row_line(r)
@@ -110,7 +124,7 @@ def _row_line(r: RowChange) -> str:
     times = f" (x{r.count:,})" if r.count != 1 else ""
     if r.status == "changed":
         changes = ", ".join(
-            f"{shown(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
+            f"{label(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
         )
         return f"changed{key}  {changes}"
     rest = {k: v for k, v in r.values.items() if k not in r.key}
@@ -124,12 +138,13 @@ def as_json(d: RowDiff) -> dict[str, Any]:
         "path": os.fsdecode(d.path), "old": d.old_label, "new": d.new_label,
         "format": NAMES[d.fmt], "key": list(d.key), "method": d.method,
         "schema": [
-            {"status": s.status, "column": s.name, "old_type": s.old_type, "new_type": s.new_type}
+            {"status": s.status, "column": _name(s.name), "old_type": _type(s.old_type),
+             "new_type": _type(s.new_type)}
             for s in d.schema
         ],
         "summary": {
             "added": d.added, "removed": d.removed, "changed": d.changed,
-            "unchanged": d.unchanged, "columns": d.columns,
+            "unchanged": d.unchanged, "columns": {_name(n): c for n, c in d.columns.items()},
         },
         "rows": [_row_json(r) for r in d.rows], "more": d.more,
         "shared_bytes": d.shared_bytes, "notes": d.notes, "bytes": None,
@@ -143,12 +158,40 @@ def as_json(d: RowDiff) -> dict[str, Any]:
 
 
 def _row_json(r: RowChange) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": r.status, "key": plain_value(r.key)}
+    budget = [JSON_ROW]
+    out: dict[str, Any] = {"status": r.status, "key": _cells(r.key, budget)}
     if r.status == "changed":
         out["changes"] = {
-            n: {"old": plain_value(a), "new": plain_value(b)} for n, (a, b) in r.changes.items()
+            _name(n): {"old": _cell(a, budget), "new": _cell(b, budget)}
+            for n, (a, b) in r.changes.items()
         }
     else:
-        out["values"] = plain_value(r.values)
+        out["values"] = _cells(r.values, budget)
     out["count"] = r.count
     return out
+
+
+def _name(name: str) -> str:
+    return cut(name, JSON_NAME)
+
+
+def _type(name: str | None) -> str | None:
+    return None if name is None else cut(name, JSON_VALUE)
+
+
+def _cells(values: dict[str, Any], budget: list[int]) -> dict[str, Any]:
+    return {_name(n): _cell(v, budget) for n, v in values.items()}
+
+
+def _cell(v: Any, budget: list[int]) -> Any:
+    """One value for JSON: exact when short; else its text (a list's or a struct's
+    JSON) cut to what is left of the row's ``budget`` (at most ``JSON_VALUE``), marked."""
+    p = plain_value(v)
+    if p is None or isinstance(p, (bool, int, float)):
+        return p
+    text = p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
+    limit = min(JSON_VALUE, budget[0])
+    budget[0] -= min(len(text), limit)
+    if len(text) <= limit:
+        return p
+    return cut(text, limit)

@@ -25,6 +25,7 @@ from typing import Any
 
 from vfs.errors import DvfsError, NotADirectory, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
 from vfs.model.version_codec import Version
 from vfs.mount import control
 from vfs.mount.mounts import statuses
@@ -35,7 +36,7 @@ from vfs.pipeline import report
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
-from vfs.pipeline.record import describe
+from vfs.pipeline.record import describe_all
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -71,8 +72,11 @@ STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 
 
 def _matches(text: str, oid: bytes, v: Version) -> bool:
+    """Whether the search ``text`` is in the message as shown (its first MAX_MESSAGE
+    characters: a forged one of megabytes is not lowercased whole at every query), or
+    starts ``oid``, or names ``v`` as vN."""
     t = text.lower()
-    return t in v.message.lower() or oid.hex().startswith(t) or t == f"v{v.number}"
+    return t in v.message[:MAX_MESSAGE].lower() or oid.hex().startswith(t) or t == f"v{v.number}"
 
 
 def versions(
@@ -107,7 +111,7 @@ def versions(
         for oid, v in hist.chain(start):
             if tag and tag not in refs.get(oid, {}).get("tags", []):
                 continue
-            if author and author.lower() not in v.author.lower():
+            if author and author.lower() not in v.author[:SHOWN_AUTHOR].lower():
                 continue
             if text and not _matches(text, oid, v):
                 continue
@@ -320,7 +324,7 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
-    stages = [describe(s) for s in v.pipeline]
+    stages = describe_all(v.pipeline)
     reads = {s.name: [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)] for s in v.pipeline}
     edges = [
         [u.name, s.name]

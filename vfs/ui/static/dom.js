@@ -161,13 +161,16 @@ export function cell(v) {
 // A parameter or metric of a version: "null" for a null value, "-" where it has none,
 // and a text that would read as another value ("2", "true", "null", "-", "") in double
 // quotes, as the CLI shows it (vfs.model.params.reads_as_other): the text "2" beside
-// the number 2 is another value.
-export function valueCell(v) {
-  if (typeof v === "string" && readsAsOther(v)) return JSON.stringify(v);
+// the number 2 is another value. `text`: v is a text even if it spells a float JSON cannot
+// hold (".inf", "-.Inf", ".NAN": a float metric arrives so spelt), quoted beside it.
+export function valueCell(v, text = false) {
+  if (typeof v === "string" && (readsAsOther(v) || (text && NON_FINITE.test(v)))) return JSON.stringify(v);
   return v === null ? "null" : cell(v);
 }
 
 const TYPED = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|~|null|Null|NULL|true|True|TRUE|false|False|FALSE|-|)$/;
+
+const NON_FINITE = /^(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$/; // (vfs.model.params.NON_FINITE)
 
 function readsAsOther(text) {
   return TYPED.test(text) || /^\s|\s$/.test(text) || /^\[.*\]$|^\{.*\}$/s.test(text);

@@ -20,7 +20,8 @@ export async function experimentsPage(el, params) {
     { key: "created", label: "created", get: (r) => r.created },
     { key: "message", label: "message", get: (r) => r.message },
     ...d.params.map((p) => ({ key: `param:${p}`, label: p, cls: "param", get: (r) => own(r.params, p) })),
-    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => own(r.metrics, m) })),
+    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => own(r.metrics, m),
+      text: (r) => (r.texts || []).includes(m) })),
   ];
   let sortKey = params.sort || null;
   let desc = params.desc === "1";
@@ -52,7 +53,7 @@ export async function experimentsPage(el, params) {
       },
     }, h("button", { type: "button", class: "sort" }, c.label))));
     tbody.replaceChildren(...rows.map((r) => h("tr", { "data-rev": r.rev }, cols.map((c) =>
-      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : valueCell(c.get(r)))))));
+      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : valueCell(c.get(r), c.text && c.text(r)))))));
   };
   render();
   const plot = h("div", { class: "chart" });
