@@ -13,6 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
+import vfs
 from tests.support.cli import (
     Repo,
     RepoFactory,
@@ -23,6 +26,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from vfs.errors import UsageError
 
 
 def committed(repo: Repo, files: dict[str, bytes], message: str) -> str:
@@ -353,6 +357,10 @@ def test_an_edit_in_the_way_of_a_branch_moved_past_is_kept_by_the_way_named(repo
     index.write_bytes(before)
     repo.write("d/a.txt", b"mine\n")
     repo.fail("commit", "-a", "-m", "x", fragments=("run `dvfs switch main`",))
+    assert repo.status()["staged"] == []  # (a refused `commit -a` stages nothing)
+    with pytest.raises(UsageError, match="run `dvfs switch main`"):
+        vfs.Repo(repo.root).commit("x", all=True)
+    assert repo.status()["staged"] == []
     msg = repo.fail("switch", "main")
     assert "main moved to v2 since this working tree was at v1" in msg
     assert "commit them," not in msg and "use --force to discard them" in msg

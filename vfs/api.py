@@ -100,6 +100,7 @@ from vfs.model.codec import Entry, Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
+from vfs.ops.commit import committable
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote, remotes
@@ -812,6 +813,7 @@ class Repo:
             check_ref_name(text_arg(tag, "tag"), "tag")
             tag_free(self._repo, tag)
         if all:
+            committable(self._repo, amend)
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
         made = commit_staged(self._repo, message, recorded, tag, _warn, amend=amend)

@@ -233,7 +233,7 @@ def commit(
       dvfs commit --amend -m "raw data, fixed"
     """
     from vfs.ops import merging
-    from vfs.ops.commit import check_message
+    from vfs.ops.commit import check_message, committable
     from vfs.ops.commit import commit as commit_staged
 
     repo = repo_here()
@@ -246,7 +246,9 @@ def commit(
         from vfs.repo.record import tag_free
         from vfs.repo.refs import check_ref_name
 
-        if tag is not None:  # what the commit would refuse, refused before -a stages
+        # what the commit would refuse, refused before -a stages
+        committable(repo, amend)
+        if tag is not None:
             check_ref_name(tag, "tag")
             tag_free(repo, tag)
 

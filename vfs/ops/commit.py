@@ -310,6 +310,37 @@ def commit(
             ) from exc
 
 
+def committable(repo: Repository, amend: bool = False) -> tuple[bytes | None, Index]:
+    """UsageError if a commit on HEAD is refused whatever is staged: HEAD detached, an
+    amend with no version, a working tree the branch moved past; else the branch's
+    version and the index. ``commit -a`` asks first, so that a refused commit stages
+    nothing (as git's ``commit -a``, which stages into an index of its own)."""
+    hist = repo.history
+    head = hist.head()
+    if head.detached is not None:
+        back = (  # the branch HEAD came from, unless it was deleted since
+            f", or `dvfs switch {head.branch}`"
+            if repo.refs.get(f"refs/heads/{head.branch}") is not None
+            else ""
+        )
+        raise UsageError(
+            f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
+            f"to commit on a new branch from here (your changes stay){back}"
+        )
+    parent = repo.refs.get(f"refs/heads/{head.branch}")
+    if amend and parent is None:
+        raise UsageError(f"nothing to amend: {head.branch} has no versions yet; commit first")
+    index = repo.index()
+    behind = moved_past(hist, index)
+    if behind is not None:
+        raise UsageError(
+            f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
+            f"working tree was at {behind} (a snapshot of a mount, a pull elsewhere or one "
+            f"cut short): run `dvfs switch {head.branch}` to bring it up to date, then commit"
+        )
+    return parent, index
+
+
 def commit_locked(
     repo: Repository,
     message: str | None,
@@ -329,28 +360,8 @@ def commit_locked(
     """
     hist = repo.history
     head = hist.head()
-    if head.detached is not None:
-        back = (  # the branch HEAD came from, unless it was deleted since
-            f", or `dvfs switch {head.branch}`"
-            if repo.refs.get(f"refs/heads/{head.branch}") is not None
-            else ""
-        )
-        raise UsageError(
-            f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
-            f"to commit on a new branch from here (your changes stay){back}"
-        )
-    parent = repo.refs.get(f"refs/heads/{head.branch}")
-    if amend and parent is None:
-        raise UsageError(f"nothing to amend: {head.branch} has no versions yet; commit first")
+    parent, index = committable(repo, amend)
     tag_free(repo, tag)
-    index = repo.index()
-    behind = moved_past(hist, index)
-    if behind is not None:
-        raise UsageError(
-            f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
-            f"working tree was at {behind} (a snapshot of a mount, a pull elsewhere or one "
-            f"cut short): run `dvfs switch {head.branch}` to bring it up to date, then commit"
-        )
     if index.count() == 0 and parent is None:
         raise UsageError("nothing to commit: run `dvfs add PATH` first")
     merge = merging.live(repo.dir, repo.refs)
