@@ -11,7 +11,6 @@ import click
 
 from vfs.cli.options import (
     AS_JSON,
-    DASHDASH,
     OFFLINE,
     YES,
     DvfsCommand,
@@ -21,6 +20,7 @@ from vfs.cli.options import (
 )
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
 from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
+from vfs.cli.targets import DASHDASH
 from vfs.errors import RevisionNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.ops import branches, checkout, merging

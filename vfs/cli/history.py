@@ -14,11 +14,9 @@ from typing import Any
 
 import click
 
-from vfs.cli.options import AS_JSON, DASHDASH, OFFLINE, DvfsCommand, RevsThenPaths
+from vfs.cli.options import AS_JSON, OFFLINE, DvfsCommand, RevsThenPaths
 from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, warn, workers
-from vfs.cli.targets import REVISION_LIKE as REVISION_LIKE  # (vfs.cli.store reads them here)
-from vfs.cli.targets import is_revision as is_revision
-from vfs.cli.targets import revs_and_paths
+from vfs.cli.targets import DASHDASH, REVISION_LIKE, revs_and_paths
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.model.params import reads_as_other

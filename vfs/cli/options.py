@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfs.cli.output import ClosedPipe
-from vfs.cli.targets import DASHDASH as DASHDASH  # (the commands read it here)
+from vfs.cli.targets import DASHDASH
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.repository import Repository

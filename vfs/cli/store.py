@@ -440,7 +440,8 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
       dvfs du
       dvfs du v3 v4 --json
     """
-    from vfs.cli.history import REVISION_LIKE, is_path, is_revision
+    from vfs.cli.history import is_path
+    from vfs.cli.targets import REVISION_LIKE, is_revision
     from vfs.ops.du import usage
 
     repo = repo_here()
