@@ -202,6 +202,58 @@ def test_write_new_writes_a_page_aligned_view_from_where_it_lies(
         assert copies == []
 
 
+@pytest.mark.parametrize("shift", [0, 1])
+def test_write_at_caches_a_received_chunk_with_one_direct_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: int
+) -> None:
+    """Chunks appended to a cache segment the chunk cache's way: each lands on its page,
+    zeros after it to the next, whatever its shape; one received into an aligned buffer
+    with a partial last page goes to the disk in one direct write, not two (each write
+    extends the file: as costly to the filesystem as a page of data)."""
+    rng = random.Random(shift)
+    sizes = [3 * ALIGN + 5, 2 * ALIGN, 100, ALIGN + 1]
+    pieces: list[bytes | memoryview] = []
+    for n in sizes:
+        buf = aligned_buffer(n + shift)
+        buf[:] = rng.randbytes(n + shift)
+        pieces.append(buf[shift:])
+    pieces.append(rng.randbytes(ALIGN + 7))  # bytes, not a view: through the aligned buffer
+    writes: list[int] = []
+    real_pwrite, real_pwritev = os.pwrite, os.pwritev
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        writes.append(fd)
+        return real_pwrite(fd, data, offset)
+
+    def pwritev(fd: int, views: list[memoryview], offset: int) -> int:
+        writes.append(fd)
+        return real_pwritev(fd, views, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    path = tmp_path / "seg"
+    fd = direct_io.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    assert fd >= 0, "the test directory's filesystem takes O_DIRECT"
+    offsets = []
+    at = 0
+    try:
+        for piece in pieces:
+            offsets.append(at)
+            writes.clear()
+            at += direct_io.write_at(fd, piece, at, direct=True)
+            if shift == 0 and isinstance(piece, memoryview):
+                assert len(writes) == 1
+    finally:
+        os.close(fd)
+    raw = path.read_bytes()
+    assert len(raw) == at
+    for piece, off in zip(pieces, offsets, strict=True):
+        n = len(piece)
+        assert off % ALIGN == 0
+        assert raw[off : off + n] == bytes(piece)
+        assert raw[off + n : -(-(off + n) // ALIGN) * ALIGN] == bytes(-n % ALIGN)
+
+
 def test_a_gathering_appender_writes_queued_blocks_together(tmp_path: Path) -> None:
     """Blocks that queue up while the writer is busy go out together, every byte in place."""
     path = tmp_path / "f"
