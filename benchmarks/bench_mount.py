@@ -26,7 +26,10 @@ In order, each on a fresh daemon:
    pack touched, the daemon's peak RSS, and the CPU seconds (user + system) the daemon
    and the server spent, beside boto3's and the server's for the packs (with the load
    average, since both compete with whatever else runs, and the mount's kernel
-   read-ahead, which sets the size of the kernel's read requests); an 8-thread
+   read-ahead, which sets the size of the kernel's read requests), and the CPU
+   seconds of the whole cold read (daemon, server and ``cat``) against boto3's and
+   its server's: on a machine whose cores are all taken, the cold ratio tends to
+   that ratio of CPU seconds, whatever the overlap; an 8-thread
    boto3 download of just its chunks' byte ranges (one GET per chunk) is printed
    beside it; and a time line of the CPU the daemon, the server and ``cat`` used
    during the read (sampled every 10 ms, summed over quarter seconds), which shows
@@ -522,6 +525,17 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
         Row(
             "  CPU seconds: boto3 (whole packs); the S3 server (wall time)",
             f"{packs_cpu} ({packs_s:.2f} s)",
+        )
+    )
+    cat_cpu = cold_line.samples[-1][3] if cold_line.samples else 0.0
+    mount_all = cold_cpu.reader + cold_cpu.server + cat_cpu
+    boto_all = packs_cpu.reader + packs_cpu.server
+    rows.append(
+        Row(
+            "  CPU seconds in all: daemon + server + cat; boto3 + server (their ratio)",
+            f"{mount_all:.2f} s; {boto_all:.2f} s",
+            "",
+            f"{boto_all / mount_all:.2f}" if mount_all else "",
         )
     )
     rows.append(
