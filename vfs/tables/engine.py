@@ -113,7 +113,14 @@ class EngineError(DvfsError):
 
 
 def _config(threads: int | None) -> dict[str, Any]:
-    """The engine's options but its scratch directory (``Engine``)."""
+    """The engine's options but its scratch directory (``Engine``).
+
+    No asynchronous I/O threads (``async_threads``, 8 by default in DuckDB 2.0): the
+    files read are local copies, mostly in the page cache, and those threads spun on
+    a lock waiting for the workers (``Executor::RescheduleTask``) where they had
+    nothing to read ahead. The worker threads read the files themselves; on the
+    benchmark's 200,000-row cut, 0.027 CPU-s less (0.397 against 0.424, 30
+    interleaved pairs), the answer the same byte for byte."""
     return {
         "memory_limit": MEMORY_LIMIT,
         "max_temp_directory_size": f"{SPILL_FLOOR}B",
@@ -121,6 +128,7 @@ def _config(threads: int | None) -> dict[str, Any]:
         "preserve_insertion_order": False,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
+        "async_threads": 0,
     }
 
 
