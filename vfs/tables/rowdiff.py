@@ -1187,10 +1187,20 @@ def _copy_sides(
             for i, e in enumerate(entries):
                 if e is None or i in early:
                     continue
-                if (s := from_tree_file(root, path, e, names[i], vouched(e), cache)) is not None:
-                    placed[i] = s
+                begun: list[Path] = []
+
+                def sniff(copy: Path, i: int = i, begun: list[Path] = begun) -> None:
+                    begun.append(copy)
                     if soon is not None:
-                        soon(i, s.copy)
+                        soon(i, copy)
+
+                s = from_tree_file(
+                    root, path, e, names[i], vouched(e), cache, sniff if soon else None
+                )
+                if s is not None:
+                    placed[i] = s
+                elif begun:
+                    raise _Moved  # the file changed after its sniff began: from copies
             largest = max((e.size for e in entries if e is not None), default=0)
             if len(names) == 1:
                 with contextlib.suppress(OSError):
