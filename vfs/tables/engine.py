@@ -564,20 +564,22 @@ class Engine:
             try:
                 with open(path, "rb") as src:
                     head = src.read(SNIFF_BYTES)
+                end = len(head)  # the sample: head[:end], not copied (4 MiB: 0.002 s)
                 if size > SNIFF_BYTES and (cut := head.rfind(b"\n")) > 0:
-                    head = head[: cut + 1]  # as _sample cuts it
-                if refusal(fmt, head[:LOOK], b"", size) is not None:
+                    end = cut + 1  # as _sample cuts it
+                if refusal(fmt, head[: min(LOOK, end)], b"", size) is not None:
                     return
                 sample = self.scratch / f"{path.name}.sniff"  # as _sample names it
-                sample.write_bytes(head)
+                sample.write_bytes(memoryview(head)[:end])
             except OSError:
                 return
+            query = self._sniff_query(sample, head, fmt, end)
             if self._early_pool is None:
                 self._early_pool = ThreadPoolExecutor(2, thread_name_prefix="engine-early")
 
             def sniffed() -> tuple[Any, ...]:
                 try:
-                    return self.run_aside(self._sniff_query(sample, head, fmt))[0]
+                    return self.run_aside(query)[0]
                 except (NotTabular, TypeMismatch) as exc:
                     if size > SNIFF_BYTES:
                         raise
@@ -627,12 +629,13 @@ class Engine:
             return [first[0], second.result()[0]]
 
     @staticmethod
-    def _sniff_query(path: Path, head: bytes, fmt: Format) -> str:
-        """The query sniffing the sample ``path`` holding ``head``."""
+    def _sniff_query(path: Path, head: bytes, fmt: Format, end: int | None = None) -> str:
+        """The query sniffing the sample ``path`` holding ``head`` (its first ``end``
+        bytes, if given)."""
         hint = ", delim='\t'" if fmt == "tsv" else ""
         return (
             f"SELECT * FROM sniff_csv({literal(str(path))}, "
-            f"sample_size={SNIFF_ROWS}, max_line_size={MAX_LINE}{hint}{_quotes(head)})"
+            f"sample_size={SNIFF_ROWS}, max_line_size={MAX_LINE}{hint}{_quotes(head, end)})"
         )
 
     def _csv_table(self, fmt: Format, row: tuple[Any, ...]) -> Table:
@@ -669,9 +672,12 @@ class Engine:
         return int(self.run(f"SELECT count(*) FROM {relation}{where}")[0][0])
 
 
-def _quotes(sample: bytes) -> str:
-    """sniff_csv's options on the quotes of ``sample``: ``UNQUOTED`` if it holds none."""
-    return "" if b'"' in sample or b"'" in sample else UNQUOTED
+def _quotes(sample: bytes, end: int | None = None) -> str:
+    """sniff_csv's options on the quotes of ``sample`` (its first ``end`` bytes, if
+    given): ``UNQUOTED`` if it holds none."""
+    if end is None:
+        return "" if b'"' in sample or b"'" in sample else UNQUOTED
+    return "" if sample.find(b'"', 0, end) >= 0 or sample.find(b"'", 0, end) >= 0 else UNQUOTED
 
 
 _MALFORMED_JSON = re.compile(
