@@ -401,6 +401,50 @@ def test_a_plain_row_diff_runs_without_click_and_prints_what_click_prints(data: 
     assert_error(data.run(*argv[:4], "--rows", "--key", "nope"), "--key column nope", code=2)
 
 
+def test_a_plain_row_diff_of_a_csv_imports_neither_decimal_nor_uuid(data: Repo) -> None:
+    # the engine gives Decimal and UUID values only for such columns (importing the
+    # modules then): a diff of a CSV without them starts without both
+    argv = ["diff", "v1", "v2", "people.csv", "--rows", "--key", "id", "--json"]
+    script = (
+        "import sys\n"
+        "import vfs.cli\n"
+        "vfs.cli.exit_now = sys.exit  # (a diff that succeeds ends the process at once)\n"
+        f"sys.argv = ['dvfs', *{argv!r}]\n"
+        "try:\n    vfs.cli.main()\nexcept SystemExit as exc:\n    assert not exc.code\n"
+        "print(sorted(m for m in sys.modules if m in ('decimal', '_decimal', 'uuid')))\n"
+    )
+    *out, loaded = run_python(script, cwd=data.root).splitlines()
+    assert loaded == "[]"
+    assert json.loads("\n".join(out))["summary"]["changed"] == 1
+
+
+def test_decimal_and_uuid_values_are_shown_as_their_text(tmp_path: Path) -> None:
+    # a Parquet file's DECIMAL and UUID values come from the engine as Python's
+    # Decimal and UUID: the JSON and the lines give their text
+    repo = init_repo(tmp_path / "repo")
+    u1, u2 = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "b1ffcd00-0d1c-4ef8-bb6d-6bb9bd380a22"
+    for i, (price, u) in enumerate((("1.50", u1), ("2.25", u2))):
+        made = tmp_path / f"p{i}.parquet"
+        con = duckdb.connect()
+        try:
+            con.execute(
+                f"COPY (SELECT 1 AS id, {price}::DECIMAL(9, 2) AS price, '{u}'::UUID AS u) "
+                f"TO '{made}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        repo.write("p.parquet", made.read_bytes())
+        repo.ok("add", ".")
+        repo.ok("commit", "-m", "p")
+    d = rows_json(repo, "p.parquet", "--key", "id")
+    assert d["rows"][0]["changes"] == {
+        "price": {"old": "1.50", "new": "2.25"}, "u": {"old": u1, "new": u2},
+    }  # fmt: skip
+    out = repo.ok("diff", "v1", "v2", "p.parquet", "--rows", "--key", "id").out
+    assert "1.50 -> 2.25" in out and f"{u1} -> {u2}" in out, out
+    repo.ok("fsck")
+
+
 def test_what_a_diff_learns_of_a_file_is_kept_and_checked_when_read_back(tmp_path: Path) -> None:
     # The chunk facts a copy scans (vfs.tables.source), a key a diff proves and the
     # dialect and types the engine sniffs (vfs.tables.checks) are kept in

@@ -319,6 +319,61 @@ def test_both_versions_are_sniffed_while_the_sides_are_made(
     assert early == [] and late == []
 
 
+def test_the_file_read_in_place_is_sniffed_before_its_chunks_are_scanned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the file read in place is whole from the start: its dialect is detected while
+    # its chunks are scanned for their facts, not after (the copy's chunks are bytes
+    # out of the store, the file's are read into a buffer: memoryview)
+    repo = committed(tmp_path / "r")
+    events: list[str] = []
+    sniff_early, facts_of = Engine.sniff_early, source.Facts.of
+
+    def started(self: Engine, fmt: Any, path: Path, size: int, key: bytes) -> None:
+        events.append("sniff in place" if str(path).startswith("/proc/") else "sniff copy")
+        sniff_early(self, fmt, path, size, key)
+
+    def scanned(data: Any) -> source.Facts:
+        if isinstance(data, memoryview):
+            events.append("scan in place")
+        return facts_of(data)
+
+    monkeypatch.setattr(Engine, "sniff_early", started)
+    monkeypatch.setattr(source.Facts, "of", scanned)
+    calls = watch(monkeypatch)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, True)]
+    assert events.index("sniff in place") < events.index("scan in place")
+    assert events.count("sniff in place") == events.count("sniff copy") == 1
+
+
+def test_a_file_changed_before_its_sniff_read_it_gives_the_versions_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rewritten (same size) after the index vouched for it and before its sample is
+    # read: neither that sniff nor the file is used, the diff is made from the store,
+    # and the row cache ends as a diff that read only v2's bytes leaves it
+    clean = committed(tmp_path / "clean")
+    assert counts(diff_in_process(clean)) == EXPECTED
+    repo = committed(tmp_path / "repo")
+    sniff_early = Engine.sniff_early
+
+    def rewritten(self: Engine, fmt: Any, path: Path, size: int, key: bytes) -> None:
+        if str(path).startswith("/proc/"):
+            with open(path, "r+b") as f:  # the file read in place
+                f.write(V2.replace(",", ";").encode())  # another dialect
+        sniff_early(self, fmt, path, size, key)
+
+    monkeypatch.setattr(Engine, "sniff_early", rewritten)
+    calls = watch(monkeypatch)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, False)]
+    assert cached(repo) == cached(clean)
+    monkeypatch.undo()
+    assert cli_counts(repo) == EXPECTED
+    repo.ok("fsck")
+
+
 def test_a_diff_that_lingers_leaves_its_connection_open_and_no_scratch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -623,6 +623,7 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 def from_tree_file(
     root: Path, rel: bytes, entry: Entry, label: str,
     vouched: Callable[[os.stat_result], bool], cache: Path | None = None,
+    ready: Callable[[Path], None] | None = None,
 ) -> Side | None:  # fmt: skip
     """The working tree's file ``rel`` as the side of version ``label``, whose file
     ``entry`` describes, read in place rather than copied (module doc); None where it
@@ -630,7 +631,13 @@ def from_tree_file(
     ``vouched`` (the index) does not say that a file of its stat holds ``entry``'s
     bytes. The side's ``copy`` names the open descriptor (``/proc/self/fd``): the
     caller closes the side (``Side.close``) after the engine, and checks
-    ``Side.moved`` once the diff is made."""
+    ``Side.moved`` once the diff is made.
+
+    ``ready(path)``: called with the side's ``copy`` once the index vouched for the
+    file, before its chunks are scanned for their facts (the file is whole: its
+    dialect may be detected meanwhile). Where it was called and the file then
+    turns out not to be the version's after all (it changed meanwhile), None is
+    still returned: the caller must not trust what ``ready`` began."""
     try:
         with Walker(root) as walker:
             dir_fd, leaf = walker.parent(rel)
@@ -651,6 +658,8 @@ def from_tree_file(
         if (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
             side.close()
             return None
+        if ready is not None:
+            ready(side.copy)
         known = kept_facts(cache, entry.chunks)
         scanned: list[Facts] = []
         if known is None:
