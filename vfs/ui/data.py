@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from vfs.errors import DvfsError, NotADirectory, PathNotFound, UsageError
-from vfs.model.codec import Entry, Kind
+from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
 from vfs.model.version_codec import Version
 from vfs.mount import control
@@ -32,7 +32,7 @@ from vfs.mount.mounts import statuses
 from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
-from vfs.pipeline import report
+from vfs.pipeline import report, values
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
@@ -42,7 +42,8 @@ from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.tracking import history_name
 from vfs.ui.arguments import BadPath, page
-from vfs.ui.files import FileRef, Getter, chunks
+from vfs.ui.fetch import Fetcher
+from vfs.ui.files import FileRef, Getter, Need, chunks
 from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
@@ -364,14 +365,16 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
 
 def experiments(
     repo: Repository, sort_by: str | None = None, get: Getter | None = None,
-    offset: int = 0, limit: int = EXPERIMENTS_PAGE,
+    offset: int = 0, limit: int = EXPERIMENTS_PAGE, fetcher: Fetcher | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """A page of ``dvfs compare --json`` without REVs (the current branch's versions,
     newest first, then every experiment): ``limit`` rows (at most
     ``EXPERIMENTS_PAGE_MAX``) from ``offset``, with ``total``, ``offset`` and
     ``limit``, the column names of the page's rows and the notes about unreadable
     metrics; ``get`` reads the metrics files (a remote's view: from its remote). Only
-    the page's metrics files are read, unless ``sort_by`` sorts the whole table."""
+    the page's metrics files are read, unless ``sort_by`` sorts the whole table.
+    With ``fetcher`` (a repository's), those its store lacks are downloaded first,
+    all at once, as ``dvfs compare`` does (:func:`_fetch_metrics`)."""
     if offset < 0 or limit < 1:
         raise UsageError("offset must be 0 or more and limit 1 or more")
     limit = min(limit, EXPERIMENTS_PAGE_MAX)
@@ -379,6 +382,8 @@ def experiments(
     notes: list[str] = []
     chosen = report.default_choice(hist, repo.refs)
     window = chosen if sort_by else chosen[offset : offset + limit]
+    if fetcher is not None:
+        get = _fetch_metrics(repo, fetcher, [oid for _, oid in window], notes)
     done = report.compare(hist, window, sort_by=sort_by, notes=notes, get=get,
                           among=chosen)  # fmt: skip
     rows = report.compare_json(done)
@@ -391,9 +396,40 @@ def experiments(
             "total": len(chosen), "offset": offset, "limit": limit, "notes": notes}  # fmt: skip
 
 
+def _fetch_metrics(
+    repo: Repository, fetcher: Fetcher, oids: list[bytes], notes: list[str]
+) -> Getter:
+    """Download the metrics files of versions ``oids`` that the store lacks, at once
+    (``Fetcher.need``: one wait, not one per file); the getter to read them with. A
+    failure is said by each version's note (the getter fails at once while the remote
+    rests); past ``FETCH_MAX`` bytes, by a note of its own, and the getter reads the
+    store alone."""
+    hist = repo.history
+    wanted: list[ChunkRef] = []
+    for oid in oids:
+        try:
+            v = hist.version(oid)
+            for stage in v.pipeline:
+                for m in stage.metrics:
+                    e = hist.lookup(v.tree, m)
+                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
+                        wanted += e.chunks
+        except DvfsError:
+            continue  # (said when its metrics are read)
+    what = f"the metrics files of {len(oids):,} version{'s' if len(oids) != 1 else ''}"
+    try:
+        fetcher.need(what, wanted, "dvfs compare")
+    except UsageError as exc:  # (too much for one page)
+        notes.append(str(exc))
+        return fetcher.get_local
+    except DvfsError:
+        pass
+    return fetcher.get
+
+
 def steps(
     repo: Repository, get: Getter, rev: str, path: bytes = b"", offset: int | None = None,
-    limit: int = STEPS_PAGE,
+    limit: int = STEPS_PAGE, need: Need | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The per-step metrics of version ``rev``: for each metrics file its pipeline
     records whose history file (``vfs.tracking.history_name``: ``metrics.json`` ->
@@ -405,7 +441,8 @@ def steps(
     A page is ``limit`` rows (at most ``STEPS_PAGE_MAX``) from ``offset``; without
     ``offset``, the last ``limit`` rows (the latest steps), so that a history of
     100,000 steps is not one answer. Lines that are not JSON objects are counted in
-    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only."""
+    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only.
+    ``need`` (a repository's) downloads a history file the store lacks first."""
     if (offset is not None and offset < 0) or limit < 1:
         raise UsageError("offset must be 0 or more and limit 1 or more")
     limit = min(limit, STEPS_PAGE_MAX)
@@ -428,7 +465,10 @@ def steps(
                 out.append({"path": show(steps_path), "metrics": [], "rows": [], "total": 0,
                             "offset": 0, "limit": limit, "skipped": 0, "note": note})  # fmt: skip
                 continue
-            text = b"".join(chunks(get, FileRef(hist.label(oid), oid, steps_path, e)))
+            f = FileRef(hist.label(oid), oid, steps_path, e)
+            if need is not None:
+                need(f, None)
+            text = b"".join(chunks(get, f))
             got = _step_rows(text)
             total = len(got["rows"])
             start = max(0, total - limit) if offset is None else offset
