@@ -1036,7 +1036,8 @@ def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
     """A clone of a remote on SeaweedFS holds the data of what it checked out (v3) only:
     an older version's file preview and the experiments' metrics of v1 and v2 are
     downloaded from the remote, as `dvfs cat` and `dvfs compare` download them (they
-    showed as "not in the local store"), into the clone's store."""
+    showed as "not in the local store"), into the clone's store; so are the rows and
+    the image of v1 a diff shows."""
     url = f"s3://{s3_env.make_bucket()}/project"
     push_to(Repository(make_repo(tmp_path / "src")), url, "origin", s3_env.endpoint)
     assert_ok(run(tmp_path, "clone", url, "clone", "--endpoint-url", s3_env.endpoint))
@@ -1052,6 +1053,17 @@ def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
         expect(table.locator("tbody tr")).to_have_count(3)
         expect(table.locator("tbody tr").nth(1)).to_contain_text("8.5")  # v2's acc
         expect(page.locator("p.note")).to_have_count(0)
+        page.goto(s.url + "#/diff?old=v1&new=v2")
+        changed = page.locator("tr.change", has_text="data/train.csv")
+        changed.get_by_role("button", name="rows").click()
+        expect(page.locator("section.rowdiff")).to_contain_text("2 added, 1 removed")
+        page.locator("tr.change", has_text="img/red.png").get_by_role(
+            "button", name="images"
+        ).click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.images img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
     # the server stopped: what it downloaded is in the store
     assert run(clone, "cat", "--offline", "v1:data/notes.txt").raw == b"hello\nworld\n"
     fsck_clean(clone)

@@ -406,7 +406,7 @@ class Api:
     async def rows(self, request: Request) -> Response:
         args = (self.rev(request, "old"), self.rev(request, "new"), self.path(request),
                 self.key(request),
-                self.number(request, "limit", data.ROWS_SHOWN))  # fmt: skip
+                self.number(request, "limit", data.ROWS_SHOWN), self.source.fetcher)  # fmt: skip
         self.local_only("row diffs")
         return json_response(await self.run(data.row_diff, self.repo, *args))
 

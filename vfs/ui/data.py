@@ -37,6 +37,7 @@ from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
 from vfs.pipeline.record import describe_all
+from vfs.quoting import shell_word
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -295,14 +296,25 @@ def diff(repo: Repository, old: str, new: str, offset: int = 0, limit: int = 200
 
 
 def row_diff(
-    repo: Repository, old: str, new: str, path: bytes, key: list[str], limit: int = ROWS_SHOWN
-) -> dict[str, Any]:
-    """``dvfs diff OLD NEW PATH --rows [--key K] --json`` (needs the table engine)."""
+    repo: Repository, old: str, new: str, path: bytes, key: list[str], limit: int = ROWS_SHOWN,
+    fetcher: Fetcher | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``dvfs diff OLD NEW PATH --rows [--key K] --json`` (needs the table engine). With
+    ``fetcher`` (a repository's), the two files' data the store lacks is downloaded
+    into it first, as the command does."""
     if table_engine is None:
         raise UsageError("row diffs need the table engine: pip install 'dvfs[tables]' (DuckDB)")
     if not path:
         raise BadPath("a row diff compares one file: name it")
     _, limit = page(0, limit)
+    if fetcher is not None:
+        hist = repo.history
+        for rev in dict.fromkeys([old, new]):
+            oid = hist.resolve(rev)
+            e = hist.lookup(hist.version(oid).tree, path)
+            if e is not None and e.kind == Kind.FILE:
+                pull = f"dvfs pull {hist.revision(oid)} {shell_word(path)}"
+                fetcher.need_stored(f"{show(path)} of {hist.label(oid)}", e.chunks, pull)
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, [old, new], path,
         key, limit, 1, words=PAGE,

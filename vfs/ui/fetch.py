@@ -42,7 +42,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for
@@ -161,6 +161,18 @@ class Fetcher:
                 raise self._said(what, exc) from None
             if exc is not None:
                 raise exc
+
+    def need_stored(self, what: str, chunks: Sequence[ChunkRef], pull: str) -> None:
+        """:meth:`need`, and the chunks written into the store before this returns, for
+        what reads the store itself (a row diff); LockBusy if another command holds
+        the repository lock meanwhile."""
+        self.need(what, chunks, pull)
+        self.settle(wait=True)
+        if self.repo.store.missing(c.oid for c in chunks):
+            raise LockBusy(
+                f"{what}: its data was downloaded, and another command holds the repository "
+                "lock, so it is not stored yet: reload when that command has finished"
+            )
 
     def need_file(self, f: FileRef, upto: int | None = None) -> None:
         """:meth:`need` of file ``f``'s chunks: those holding its first ``upto`` bytes
