@@ -1043,16 +1043,6 @@ def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
     assert_ok(run(tmp_path, "clone", url, "clone", "--endpoint-url", s3_env.endpoint))
     clone = tmp_path / "clone"
     with serving(clone) as s:
-        page.goto(s.url + "#/version?rev=v1&dir=data&file=data/notes.txt")
-        expect(page.locator("pre.text")).to_have_text("hello\nworld\n")
-        page.goto(s.url + "#/version?rev=v1&dir=data&file=data/train.csv")
-        preview = page.locator("section.preview")
-        expect(preview).to_contain_text("CSV · 300 rows · 3 columns")
-        page.goto(s.url + "#/experiments")
-        table = page.locator("table.experiments")
-        expect(table.locator("tbody tr")).to_have_count(3)
-        expect(table.locator("tbody tr").nth(1)).to_contain_text("8.5")  # v2's acc
-        expect(page.locator("p.note")).to_have_count(0)
         page.goto(s.url + "#/diff?old=v1&new=v2")
         changed = page.locator("tr.change", has_text="data/train.csv")
         changed.get_by_role("button", name="rows").click()
@@ -1064,6 +1054,16 @@ def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
             "() => [...document.querySelectorAll('.images img')]"
             ".every(i => i.complete && i.naturalWidth > 0)"
         )
+        page.goto(s.url + "#/version?rev=v1&dir=data&file=data/notes.txt")
+        expect(page.locator("pre.text")).to_have_text("hello\nworld\n")
+        page.goto(s.url + "#/version?rev=v1&dir=data&file=data/train.csv")
+        preview = page.locator("section.preview")
+        expect(preview).to_contain_text("CSV · 300 rows · 3 columns")
+        page.goto(s.url + "#/experiments")
+        table = page.locator("table.experiments")
+        expect(table.locator("tbody tr")).to_have_count(3)
+        expect(table.locator("tbody tr").nth(1)).to_contain_text("8.5")  # v2's acc
+        expect(page.locator("p.note")).to_have_count(0)
     # the server stopped: what it downloaded is in the store
     assert run(clone, "cat", "--offline", "v1:data/notes.txt").raw == b"hello\nworld\n"
     fsck_clean(clone)
