@@ -767,6 +767,32 @@ def test_a_download_while_another_command_holds_the_lock_is_shown_then_stored(
     fsck_clean(clone)
 
 
+def test_the_experiments_of_a_clone_whose_remote_is_gone_say_why_once(tmp_path: Path) -> None:
+    """A clone whose remote was moved away lacks the metrics of v2 and v3: the
+    experiments say why once for both, naming them and the remote (each said it, and
+    200 versions made 200 notes)."""
+    src = Repo(make_repo(tmp_path / "src"))
+    (src.root / "params.yaml").write_text("train:\n  lr: 0.3\n")
+    assert_ok(src.run("repro"))
+    assert_ok(src.run("add", "."))
+    src.commit("a larger rate")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "origin")
+    assert_ok(run(tmp_path, "clone", str(where), "clone"))
+    where.rename(tmp_path / "moved")
+    with serving(tmp_path / "clone") as s:
+        status, body = status_of(s, "experiments")
+    assert status == 200
+    [note] = body["notes"]
+    assert note.startswith(
+        f"v3, v2: its data is not in the local store, and remote origin ({where}) cannot give it"
+    ), note
+    assert note.endswith(": its metrics are not shown"), note
+    assert body["rows"][0]["metrics"] == {"acc": 5.1, "loss": 0.0588}  # v4, checked out
+    (tmp_path / "moved").rename(where)
+    fsck_clean(tmp_path / "clone")
+
+
 def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> None:
     """A pack of the repository's own store gone while the server runs: the preview
     names the file and its version, and says what to do."""

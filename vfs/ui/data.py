@@ -66,6 +66,7 @@ STEPS_PAGE = 1000  # rows of a per-step history in one answer unless asked for f
 STEPS_PAGE_MAX = 10_000  # rows of a per-step history in one answer, at most
 EXPERIMENTS_PAGE = 200  # rows of the experiments table in one answer unless asked for others
 EXPERIMENTS_PAGE_MAX = 1000  # rows of the experiments table in one answer, at most
+NOTE_LABELS = 10  # versions an experiments note names before "and N more"
 REFS_SHOWN = 200  # branch names, and tag names, a versions page names at most
 STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 
@@ -405,7 +406,27 @@ def experiments(
     metrics = sorted({k for r in rows for k in r["metrics"]})
     return {"params": [k for k in done.params if k in params],
             "metrics": [k for k in done.metrics if k in metrics], "rows": rows,
-            "total": len(chosen), "offset": offset, "limit": limit, "notes": notes}  # fmt: skip
+            "total": len(chosen), "offset": offset, "limit": limit,
+            "notes": _grouped(notes)}  # fmt: skip
+
+
+def _grouped(notes: list[str]) -> list[str]:
+    """``notes`` (``LABEL: what``), those saying the same of several versions as one
+    (``v3, v2, v1: what``, ``NOTE_LABELS`` labels at most then how many more): a page of
+    200 versions whose remote does not answer says so once, not 200 times."""
+    by_text: dict[str, list[str]] = {}
+    for n in notes:
+        label, sep, text = n.partition(": ")
+        by_text.setdefault(text if sep else n, []).append(label if sep else "")
+    out = []
+    for text, labels in by_text.items():
+        named = list(dict.fromkeys(x for x in labels if x))
+        if not named:
+            out += [text] * len(labels)
+            continue
+        more = f" and {len(named) - NOTE_LABELS:,} more" if len(named) > NOTE_LABELS else ""
+        out.append(f"{', '.join(named[:NOTE_LABELS])}{more}: {text}")
+    return out
 
 
 def _fetch_metrics(
