@@ -22,10 +22,13 @@ A clone holds the data of what it checked out, not of older versions: ``dvfs cat
   memory (``held``, ``HELD_MAX`` bytes at most); they are written under the
   repository lock, taken without waiting and held only while at most
   ``STORE_BATCH`` bytes are appended and their pack is closed, compression done
-  before. So a ``dvfs gc`` or ``dvfs fsck`` never runs while the dashboard writes
-  (they hold the lock throughout), and a CLI command waits for a moment at most.
-  When the lock is taken (a commit, a gc under way), the page is answered from
-  memory and the chunks are written after a later request. A version deleted
+  before. So a ``dvfs gc`` (under the lock throughout) or ``dvfs fsck`` (while it
+  checks the store) never runs while the dashboard writes, and a CLI command waits
+  for a moment at most. When the lock is taken (a commit, a gc under way), the page
+  is answered from memory and the chunks are written after a later request, or when
+  the server stops. Until their pack is closed they are read from memory, not from
+  the open pack (a read of an object while another thread closes its pack can find
+  it short). A version deleted
   (and collected) between the download and the write leaves unreachable chunks,
   which the next ``dvfs gc`` removes.
 
