@@ -793,6 +793,26 @@ def test_the_experiments_of_a_clone_whose_remote_is_gone_say_why_once(tmp_path: 
     fsck_clean(tmp_path / "clone")
 
 
+def test_a_name_with_a_newline_is_quoted_in_what_a_clone_cannot_download(
+    tmp_path: Path,
+) -> None:
+    """An older version's file named with a newline, its remote gone: the error names
+    it quoted, as the CLI prints it, not on two lines that read as two messages."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a\nb.txt": b"first\n"}, "first")
+    commit_files(src, {"a\nb.txt": b"second\n"}, "second")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "origin")
+    assert_ok(run(tmp_path, "clone", str(where), "clone"))
+    where.rename(tmp_path / "moved")
+    with serving(tmp_path / "clone") as s:
+        status, body = status_of(s, "preview", rev="v1", path="a\nb.txt")
+    assert status == 502, body
+    assert body["error"].startswith('"a\\nb.txt" of v1: its data is not in the local store'), body
+    (tmp_path / "moved").rename(where)
+    fsck_clean(tmp_path / "clone")
+
+
 def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> None:
     """A pack of the repository's own store gone while the server runs: the preview
     names the file and its version, and says what to do."""

@@ -37,7 +37,7 @@ from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
 from vfs.pipeline.record import describe_all
-from vfs.quoting import shell_word
+from vfs.quoting import quote_name, shell_word
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -315,7 +315,7 @@ def row_diff(
             e = hist.lookup(hist.version(oid).tree, path)
             if e is not None and e.kind == Kind.FILE:
                 pull = f"dvfs pull {hist.revision(oid)} {shell_word(path)}"
-                fetcher.need_stored(f"{show(path)} of {hist.label(oid)}", e.chunks, pull)
+                fetcher.need_stored(f"{quote_name(path)} of {hist.label(oid)}", e.chunks, pull)
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, [old, new], path,
         key, limit, 1, words=PAGE,

@@ -68,7 +68,6 @@ from vfs.repo.repository import Repository
 from vfs.store.compression import compress
 from vfs.store.objects import ObjKind
 from vfs.ui.files import FileRef
-from vfs.worktree.scan import show
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +188,7 @@ class Fetcher:
             wanted.append(c)
             at += c.size
         pull = f"dvfs pull {self.repo.history.revision(f.id)} {shell_word(f.path)}"
-        self.need(f"{show(f.path)} of {f.version}", wanted, pull)
+        self.need(f"{quote_name(f.path)} of {f.version}", wanted, pull)
 
     # fetching ------------------------------------------------------------------
 
