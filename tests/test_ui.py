@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -660,20 +661,155 @@ def test_a_name_that_is_not_utf8_is_previewed_and_downloaded(tmp_path: Path) -> 
     r.fsck_clean()
 
 
-def test_a_download_of_data_not_pulled_says_so(repo: Repo, tmp_path: Path) -> None:
+def test_a_download_of_data_not_pulled_comes_from_the_remote(repo: Repo, tmp_path: Path) -> None:
     """A partial clone: a version's file whose chunks are not in the local store is
-    refused with the reason before the download begins, not cut short after a 200."""
+    downloaded from the remote, as `dvfs cat` downloads it (it was refused with
+    "`dvfs pull` it"), and a preview of a table it lacks is shown."""
     where = tmp_path / "remote"
     push_to(Repository(repo.root), str(where), "partial")
     assert_ok(run(tmp_path, "clone", "--no-checkout", str(where), "clone"))
     with serving(tmp_path / "clone") as s:
         a = get(f"{s.base}api/raw?rev=v1&path=data/huge.bin")
-        assert a.status == 500, a.status
-        assert "is not in the local store (needed by data/huge.bin of v1)" in a.json()["error"]
-        assert "`dvfs pull`" in a.json()["error"]
+        assert a.status == 200, a.body[:300]
+        assert a.body == run(repo.root, "cat", "v1:data/huge.bin").raw
         shown = get(f"{s.base}api/preview?rev=v2&path=data/train.csv")
-        assert shown.status == 500
-        assert "(needed by data/train.csv of v2)" in shown.json()["error"]
+        assert shown.status == 200 and shown.json()["total"] == 301
+    fsck_clean(tmp_path / "clone")
+
+
+def _hanging_s3() -> tuple[socket.socket, threading.Event, list[socket.socket]]:
+    """A loopback port that takes connections and never answers (an S3 endpoint that
+    hangs), the event set once a connection came, and the connections."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    came = threading.Event()
+    taken: list[socket.socket] = []
+
+    def take() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            taken.append(conn)
+            came.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    return server, came, taken
+
+
+def test_a_command_runs_while_the_dashboard_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone whose remote hangs: while the dashboard waits for an older version's
+    data, a command that takes the repository lock runs at once (DVFS_LOCK_TIMEOUT=0:
+    it would fail if the dashboard held the lock); the remote gone, the page says the
+    remote did not answer, naming the file."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"first\n"}, "first")
+    commit_files(src, {"a.txt": b"second\n"}, "second")
+    push_to(Repository(src.root), str(tmp_path / "remote"), "origin")
+    clone = tmp_path / "clone"
+    assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "clone"))
+    hang, came, taken = _hanging_s3()
+    port = hang.getsockname()[1]
+    assert_ok(run(clone, "remote", "remove", "origin", "--force"))
+    assert_ok(run(clone, "remote", "add", "origin", "s3://bucket/project",
+                  "--endpoint-url", f"http://127.0.0.1:{port}"))  # fmt: skip
+    monkeypatch.setenv("DVFS_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with serving(clone) as s:
+        answers: list[tuple[int, Any]] = []
+        asking = threading.Thread(
+            target=lambda: answers.append(status_of(s, "preview", rev="v1", path="a.txt"))
+        )
+        asking.start()
+        assert came.wait(60)  # the dashboard is downloading
+        r = run(clone, "tag", "during", "v1", env={"DVFS_LOCK_TIMEOUT": "0"})
+        assert_ok(r)
+        hang.close()
+        for conn in taken:
+            conn.close()
+        asking.join(60)
+        [(status, body)] = answers
+        assert status == 503, body
+        said = body["error"]
+        assert said.startswith("a.txt of v1: its data is not in the local store, and remote "
+                               "origin (s3://bucket/project) did "
+                               "not answer ("), said  # fmt: skip
+        assert said.endswith("): reload when it answers"), said
+    assert_ok(run(clone, "remote", "remove", "origin", "--force"))
+    assert_ok(run(clone, "remote", "add", "origin", str(tmp_path / "remote")))
+    assert_ok(run(clone, "fetch"))  # (what only the remote holds is known again)
+    fsck_clean(clone)
+
+
+def test_a_download_while_another_command_holds_the_lock_is_shown_then_stored(
+    tmp_path: Path,
+) -> None:
+    """While another command holds the repository lock, the dashboard shows the data
+    it downloaded (it does not wait for the lock, nor fail); once the lock is free it
+    stores it, so that `dvfs cat --offline` reads it."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"first\n"}, "first")
+    commit_files(src, {"a.txt": b"second\n"}, "second")
+    push_to(Repository(src.root), str(tmp_path / "remote"), "origin")
+    clone = tmp_path / "clone"
+    assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "clone"))
+    with serving(clone) as s:
+        with Repository(clone).locked():
+            status, body = status_of(s, "preview", rev="v1", path="a.txt")
+            assert (status, body.get("text")) == (200, "first\n"), body
+        assert_error(run(clone, "cat", "--offline", "v1:a.txt"), "--offline")
+    assert run(clone, "cat", "--offline", "v1:a.txt").raw == b"first\n"  # stored at the stop
+    fsck_clean(clone)
+
+
+def test_the_experiments_of_a_clone_whose_remote_is_gone_say_why_once(tmp_path: Path) -> None:
+    """A clone whose remote was moved away lacks the metrics of v2 and v3: the
+    experiments say why once for both, naming them and the remote (each said it, and
+    200 versions made 200 notes)."""
+    src = Repo(make_repo(tmp_path / "src"))
+    (src.root / "params.yaml").write_text("train:\n  lr: 0.3\n")
+    assert_ok(src.run("repro"))
+    assert_ok(src.run("add", "."))
+    src.commit("a larger rate")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "origin")
+    assert_ok(run(tmp_path, "clone", str(where), "clone"))
+    where.rename(tmp_path / "moved")
+    with serving(tmp_path / "clone") as s:
+        status, body = status_of(s, "experiments")
+    assert status == 200
+    [note] = body["notes"]
+    assert note.startswith(
+        f"v3, v2: its data is not in the local store, and remote origin ({where}) cannot give it"
+    ), note
+    assert note.endswith(": its metrics are not shown"), note
+    assert body["rows"][0]["metrics"] == {"acc": 5.1, "loss": 0.0588}  # v4, checked out
+    (tmp_path / "moved").rename(where)
+    fsck_clean(tmp_path / "clone")
+
+
+def test_a_name_with_a_newline_is_quoted_in_what_a_clone_cannot_download(
+    tmp_path: Path,
+) -> None:
+    """An older version's file named with a newline, its remote gone: the error names
+    it quoted, as the CLI prints it, not on two lines that read as two messages."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a\nb.txt": b"first\n"}, "first")
+    commit_files(src, {"a\nb.txt": b"second\n"}, "second")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "origin")
+    assert_ok(run(tmp_path, "clone", str(where), "clone"))
+    where.rename(tmp_path / "moved")
+    with serving(tmp_path / "clone") as s:
+        status, body = status_of(s, "preview", rev="v1", path="a\nb.txt")
+    assert status == 502, body
+    assert body["error"].startswith('"a\\nb.txt" of v1: its data is not in the local store'), body
+    (tmp_path / "moved").rename(where)
     fsck_clean(tmp_path / "clone")
 
 

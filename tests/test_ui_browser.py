@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import vfs
-from tests.support.cli import Repo, commit_files, fsck_clean, init_repo
+from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_repo, run
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving
@@ -1028,3 +1028,64 @@ def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
         expect(deleting.locator(".said")).to_contain_text(said)
     assert "x248" not in [b["name"] for b in r.json("branch", "--json")]
     fsck_clean(r.root)
+
+
+def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
+    page: Page, s3_env: S3Server, tmp_path: Path
+) -> None:
+    """A clone of a remote on SeaweedFS holds the data of what it checked out (v3) only:
+    an older version's file preview and the experiments' metrics of v1 and v2 are
+    downloaded from the remote, as `dvfs cat` and `dvfs compare` download them (they
+    showed as "not in the local store"), into the clone's store; so are the rows and
+    the image of v1 a diff shows."""
+    url = f"s3://{s3_env.make_bucket()}/project"
+    push_to(Repository(make_repo(tmp_path / "src")), url, "origin", s3_env.endpoint)
+    assert_ok(run(tmp_path, "clone", url, "clone", "--endpoint-url", s3_env.endpoint))
+    clone = tmp_path / "clone"
+    with serving(clone) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2")
+        changed = page.locator("tr.change", has_text="data/train.csv")
+        changed.get_by_role("button", name="rows").click()
+        expect(page.locator("section.rowdiff")).to_contain_text("2 added, 1 removed")
+        page.locator("tr.change", has_text="img/red.png").get_by_role(
+            "button", name="images"
+        ).click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.images img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        page.goto(s.url + "#/version?rev=v1&dir=data&file=data/notes.txt")
+        expect(page.locator("pre.text")).to_have_text("hello\nworld\n")
+        page.goto(s.url + "#/version?rev=v1&dir=data&file=data/train.csv")
+        preview = page.locator("section.preview")
+        expect(preview).to_contain_text("CSV · 300 rows · 3 columns")
+        page.goto(s.url + "#/experiments")
+        table = page.locator("table.experiments")
+        expect(table.locator("tbody tr")).to_have_count(3)
+        expect(table.locator("tbody tr").nth(1)).to_contain_text("8.5")  # v2's acc
+        expect(page.locator("p.note")).to_have_count(0)
+    # the server stopped: what it downloaded is in the store
+    assert run(clone, "cat", "--offline", "v1:data/notes.txt").raw == b"hello\nworld\n"
+    fsck_clean(clone)
+
+
+def test_a_clones_remote_gone_is_said_on_the_page(page: Page, tmp_path: Path) -> None:
+    """The remote of a clone moved away: an older version's file and the experiments
+    say the data is not here and why (the remote named), not a blank or an object id."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"first\n"}, "first")
+    commit_files(src, {"a.txt": b"second\n"}, "second")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "origin")
+    assert_ok(run(tmp_path, "clone", str(where), "clone"))
+    where.rename(tmp_path / "moved")
+    with serving(tmp_path / "clone") as s:
+        page.goto(s.url + "#/version?rev=v1&file=a.txt")
+        box = page.locator("section.preview .error")
+        expect(box).to_contain_text(
+            f"a.txt of v1: its data is not in the local store, and remote origin ({where}) "
+        )
+        expect(box).to_contain_text(f"directory {where} does not exist")
+        expect(page.locator("section.preview a.download")).to_have_count(0)
+    (tmp_path / "moved").rename(where)
+    fsck_clean(tmp_path / "clone")

@@ -44,8 +44,8 @@ argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 40
 ``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile),
 ``NameInUse`` (a tag named as a tag or branch there is) and ``LockBusy`` (another
 command holds the repository) 409, ``RemoteUnreachable`` (a
-remote's view whose remote does not answer) 503 and any other ``RemoteError`` (a remote
-gone, or lacking a pack) 502, any other ``DvfsError`` 500,
+remote's view, or a clone's data, whose remote does not answer) 503 and any other
+``RemoteError`` (a remote gone, or lacking a pack) 502, any other ``DvfsError`` 500,
 anything else 500 too (and a traceback in the server's log); the router's own
 refusals keep their status (405: a method a route does not take, with ``Allow``); the
 body is ``{"error": MSG}``.
@@ -247,9 +247,12 @@ class Api:
         self.tables = files.TablePreviews(self.repo.dir) if engine else None
 
     def close(self) -> None:
-        """Stop what the handlers keep (the previews' table engine and copies)."""
+        """Stop what the handlers keep (the previews' table engine and copies), and
+        store the data downloaded and not stored yet."""
         if self.tables is not None:
             self.tables.close()
+        if self.source.fetcher is not None:
+            self.source.fetcher.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once). In a remote's
@@ -363,19 +366,21 @@ class Api:
     async def preview(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
-        local = self.repo.store if self.source.remote is None else None
         columns = self.number(request, "coffset", 0)
         when = request.query_params.get("count")
         if when not in (None, "", "later"):
             raise UsageError(f"count may only be 'later', not {when[:40]!r}")
         count = when != "later"
         answer = await self.run(
-            files.preview, self.repo, *args, self.tables, self.source.get, local, columns, count
-        )
+            files.preview, self.repo, *args, self.tables, self.source.get, self.source.need,
+            columns, count,
+        )  # fmt: skip
         return json_response(answer)
 
     async def raw(self, request: Request) -> Response:
         f = await self.run(files.file_of, self.repo, self.rev(request), self.path(request))
+        if self.source.need is not None:  # (a clone lacking it: downloaded, or why not)
+            await self.run(self.source.need, f, None)
         name = f.path.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
         disposition = "attachment"
         media = "application/octet-stream"
@@ -388,8 +393,7 @@ class Api:
             "content-length": str(len(f.entry.target) if f.entry.target else f.entry.size),
             "cache-control": "no-store",
         }
-        store = self.repo.store if self.source.remote is None else None
-        body = await self.run(files.opened, self.source.get, f, store)
+        body = await self.run(files.opened, self.source.get, f)
         if request.method == "HEAD":  # the page's check before a download: read no further
             return Response(None, media_type=media, headers=headers)
         return StreamingResponse(body, media_type=media, headers=headers)
@@ -402,7 +406,7 @@ class Api:
     async def rows(self, request: Request) -> Response:
         args = (self.rev(request, "old"), self.rev(request, "new"), self.path(request),
                 self.key(request),
-                self.number(request, "limit", data.ROWS_SHOWN))  # fmt: skip
+                self.number(request, "limit", data.ROWS_SHOWN), self.source.fetcher)  # fmt: skip
         self.local_only("row diffs")
         return json_response(await self.run(data.row_diff, self.repo, *args))
 
@@ -411,7 +415,8 @@ class Api:
 
     async def experiments(self, request: Request) -> Response:
         args = (self.text(request, "sort"), self.source.get, self.number(request, "offset", 0),
-                self.number(request, "limit", data.EXPERIMENTS_PAGE))  # fmt: skip
+                self.number(request, "limit", data.EXPERIMENTS_PAGE),
+                self.source.fetcher)  # fmt: skip
         answer = await self.run(data.experiments, self.repo, *args)
         return json_response(answer)
 
@@ -472,7 +477,8 @@ class Api:
         offset = None if given is None else self.number(request, "offset", 0)
         args = (self.rev(request), self.path(request), offset,
                 self.number(request, "limit", data.STEPS_PAGE))  # fmt: skip
-        return json_response(await self.run(data.steps, self.repo, self.source.get, *args))
+        answer = await self.run(data.steps, self.repo, self.source.get, *args, self.source.need)
+        return json_response(answer)
 
     async def mounts(self, request: Request) -> Response:
         return json_response(await self.run(data.mounts, self.source.description))

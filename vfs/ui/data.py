@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from vfs.errors import DvfsError, NotADirectory, PathNotFound, UsageError
-from vfs.model.codec import Entry, Kind
+from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
 from vfs.model.version_codec import Version
 from vfs.mount import control
@@ -32,17 +32,19 @@ from vfs.mount.mounts import statuses
 from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
-from vfs.pipeline import report
+from vfs.pipeline import report, values
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
 from vfs.pipeline.record import describe_all
+from vfs.quoting import quote_name, shell_word
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.tracking import history_name
 from vfs.ui.arguments import BadPath, page
-from vfs.ui.files import FileRef, Getter, chunks
+from vfs.ui.fetch import Fetcher
+from vfs.ui.files import FileRef, Getter, Need, chunks
 from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
@@ -64,6 +66,7 @@ STEPS_PAGE = 1000  # rows of a per-step history in one answer unless asked for f
 STEPS_PAGE_MAX = 10_000  # rows of a per-step history in one answer, at most
 EXPERIMENTS_PAGE = 200  # rows of the experiments table in one answer unless asked for others
 EXPERIMENTS_PAGE_MAX = 1000  # rows of the experiments table in one answer, at most
+NOTE_LABELS = 10  # versions an experiments note names before "and N more"
 REFS_SHOWN = 200  # branch names, and tag names, a versions page names at most
 STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 
@@ -294,14 +297,25 @@ def diff(repo: Repository, old: str, new: str, offset: int = 0, limit: int = 200
 
 
 def row_diff(
-    repo: Repository, old: str, new: str, path: bytes, key: list[str], limit: int = ROWS_SHOWN
-) -> dict[str, Any]:
-    """``dvfs diff OLD NEW PATH --rows [--key K] --json`` (needs the table engine)."""
+    repo: Repository, old: str, new: str, path: bytes, key: list[str], limit: int = ROWS_SHOWN,
+    fetcher: Fetcher | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``dvfs diff OLD NEW PATH --rows [--key K] --json`` (needs the table engine). With
+    ``fetcher`` (a repository's), the two files' data the store lacks is downloaded
+    into it first, as the command does."""
     if table_engine is None:
         raise UsageError("row diffs need the table engine: pip install 'dvfs[tables]' (DuckDB)")
     if not path:
         raise BadPath("a row diff compares one file: name it")
     _, limit = page(0, limit)
+    if fetcher is not None:
+        hist = repo.history
+        for rev in dict.fromkeys([old, new]):
+            oid = hist.resolve(rev)
+            e = hist.lookup(hist.version(oid).tree, path)
+            if e is not None and e.kind == Kind.FILE:
+                pull = f"dvfs pull {hist.revision(oid)} {shell_word(path)}"
+                fetcher.need_stored(f"{quote_name(path)} of {hist.label(oid)}", e.chunks, pull)
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, [old, new], path,
         key, limit, 1, words=PAGE,
@@ -364,14 +378,16 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
 
 def experiments(
     repo: Repository, sort_by: str | None = None, get: Getter | None = None,
-    offset: int = 0, limit: int = EXPERIMENTS_PAGE,
+    offset: int = 0, limit: int = EXPERIMENTS_PAGE, fetcher: Fetcher | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """A page of ``dvfs compare --json`` without REVs (the current branch's versions,
     newest first, then every experiment): ``limit`` rows (at most
     ``EXPERIMENTS_PAGE_MAX``) from ``offset``, with ``total``, ``offset`` and
     ``limit``, the column names of the page's rows and the notes about unreadable
     metrics; ``get`` reads the metrics files (a remote's view: from its remote). Only
-    the page's metrics files are read, unless ``sort_by`` sorts the whole table."""
+    the page's metrics files are read, unless ``sort_by`` sorts the whole table.
+    With ``fetcher`` (a repository's), those its store lacks are downloaded first,
+    all at once, as ``dvfs compare`` does (:func:`_fetch_metrics`)."""
     if offset < 0 or limit < 1:
         raise UsageError("offset must be 0 or more and limit 1 or more")
     limit = min(limit, EXPERIMENTS_PAGE_MAX)
@@ -379,6 +395,8 @@ def experiments(
     notes: list[str] = []
     chosen = report.default_choice(hist, repo.refs)
     window = chosen if sort_by else chosen[offset : offset + limit]
+    if fetcher is not None:
+        get = _fetch_metrics(repo, fetcher, [oid for _, oid in window], notes)
     done = report.compare(hist, window, sort_by=sort_by, notes=notes, get=get,
                           among=chosen)  # fmt: skip
     rows = report.compare_json(done)
@@ -388,12 +406,63 @@ def experiments(
     metrics = sorted({k for r in rows for k in r["metrics"]})
     return {"params": [k for k in done.params if k in params],
             "metrics": [k for k in done.metrics if k in metrics], "rows": rows,
-            "total": len(chosen), "offset": offset, "limit": limit, "notes": notes}  # fmt: skip
+            "total": len(chosen), "offset": offset, "limit": limit,
+            "notes": _grouped(notes)}  # fmt: skip
+
+
+def _grouped(notes: list[str]) -> list[str]:
+    """``notes`` (``LABEL: what``), those saying the same of several versions as one
+    (``v3, v2, v1: what``, ``NOTE_LABELS`` labels at most then how many more): a page of
+    200 versions whose remote does not answer says so once, not 200 times."""
+    by_text: dict[str, list[str]] = {}
+    for n in notes:
+        label, sep, text = n.partition(": ")
+        by_text.setdefault(text if sep else n, []).append(label if sep else "")
+    out = []
+    for text, labels in by_text.items():
+        named = list(dict.fromkeys(x for x in labels if x))
+        if not named:
+            out += [text] * len(labels)
+            continue
+        more = f" and {len(named) - NOTE_LABELS:,} more" if len(named) > NOTE_LABELS else ""
+        out.append(f"{', '.join(named[:NOTE_LABELS])}{more}: {text}")
+    return out
+
+
+def _fetch_metrics(
+    repo: Repository, fetcher: Fetcher, oids: list[bytes], notes: list[str]
+) -> Getter:
+    """Download the metrics files of versions ``oids`` that the store lacks, at once
+    (``Fetcher.need``: one wait, not one per file); the getter to read them with. A
+    failure is said by each version's note (the getter fails at once while the remote
+    rests); past ``FETCH_MAX`` bytes, by a note of its own, and the getter reads the
+    store alone."""
+    hist = repo.history
+    wanted: list[ChunkRef] = []
+    for oid in oids:
+        try:
+            v = hist.version(oid)
+            for stage in v.pipeline:
+                for m in stage.metrics:
+                    e = hist.lookup(v.tree, m)
+                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
+                        wanted += e.chunks
+        except DvfsError:
+            continue  # (said when its metrics are read)
+    what = f"the metrics files of {len(oids):,} version{'s' if len(oids) != 1 else ''}"
+    try:
+        fetcher.need(what, wanted, "dvfs compare")
+    except UsageError as exc:  # (too much for one page)
+        notes.append(str(exc))
+        return fetcher.get_local
+    except DvfsError:
+        pass
+    return fetcher.get
 
 
 def steps(
     repo: Repository, get: Getter, rev: str, path: bytes = b"", offset: int | None = None,
-    limit: int = STEPS_PAGE,
+    limit: int = STEPS_PAGE, need: Need | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The per-step metrics of version ``rev``: for each metrics file its pipeline
     records whose history file (``vfs.tracking.history_name``: ``metrics.json`` ->
@@ -405,7 +474,8 @@ def steps(
     A page is ``limit`` rows (at most ``STEPS_PAGE_MAX``) from ``offset``; without
     ``offset``, the last ``limit`` rows (the latest steps), so that a history of
     100,000 steps is not one answer. Lines that are not JSON objects are counted in
-    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only."""
+    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only.
+    ``need`` (a repository's) downloads a history file the store lacks first."""
     if (offset is not None and offset < 0) or limit < 1:
         raise UsageError("offset must be 0 or more and limit 1 or more")
     limit = min(limit, STEPS_PAGE_MAX)
@@ -428,7 +498,10 @@ def steps(
                 out.append({"path": show(steps_path), "metrics": [], "rows": [], "total": 0,
                             "offset": 0, "limit": limit, "skipped": 0, "note": note})  # fmt: skip
                 continue
-            text = b"".join(chunks(get, FileRef(hist.label(oid), oid, steps_path, e)))
+            f = FileRef(hist.label(oid), oid, steps_path, e)
+            if need is not None:
+                need(f, None)
+            text = b"".join(chunks(get, f))
             got = _step_rows(text)
             total = len(got["rows"])
             start = max(0, total - limit) if offset is None else offset

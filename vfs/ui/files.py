@@ -20,7 +20,6 @@ from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
-from vfs.store.objects import ObjectStore
 from vfs.ui.arguments import page
 from vfs.worktree.scan import show
 
@@ -95,23 +94,14 @@ def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
         yield piece
 
 
-def require_local(store: ObjectStore, f: FileRef) -> None:
-    """ObjectMissing naming the file if a chunk of it is not in ``store`` (a version a
-    partial clone has not pulled)."""
-    if f.entry.kind != Kind.SYMLINK:
-        gone = store.missing([c.oid for c in f.entry.chunks])
-        if gone:
-            raise ObjectMissing(gone[0].hex(), f"{show(f.path)} of {f.version}")
+Need = Callable[[FileRef, int | None], None]  # make a file's first N bytes (None: all) readable
 
 
-def opened(get: Getter, f: FileRef, store: ObjectStore | None = None) -> Iterator[bytes]:
-    """:func:`chunks`, checked before a download's response begins: with ``store`` (a
-    repository's own), every chunk is there (ObjectMissing names the file, not: a
-    version a partial clone has not pulled); the first chunk is read already (a
-    remote gone fails here). Past the headers, a failure could only cut the
+def opened(get: Getter, f: FileRef) -> Iterator[bytes]:
+    """:func:`chunks`, checked before a download's response begins: the first chunk
+    is read already (a remote gone fails here; a clone's missing data is downloaded
+    before, ``vfs.ui.fetch``). Past the headers, a failure could only cut the
     download short, with no word of why."""
-    if store is not None:
-        require_local(store, f)
     pieces = chunks(get, f)
     first = next(pieces, None)
     return iter(()) if first is None else itertools.chain([first], pieces)
@@ -163,7 +153,7 @@ def _text(data: bytes, size: int) -> str | None:
 def preview(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
     tables: TablePreviews | None = None, get: Getter | None = None,
-    local: ObjectStore | None = None, column_offset: int = 0, count: bool = True,
+    need: Need | None = None, column_offset: int = 0, count: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
@@ -176,17 +166,19 @@ def preview(
 
     ``tables`` keeps the tables it has read, so that the next page of one is a query
     (the server holds one); without it, the file is read for this page alone. ``get``
-    reads chunks (default: the repository's store; a remote's view reads its remote).
-    With ``local`` (the repository's own store), a file whose data it lacks is
-    refused naming the file (ObjectMissing). ``count=False``: a table's ``total`` may
+    reads chunks (default: the repository's store; a remote's view reads its remote);
+    ``need`` (a repository's, ``vfs.ui.fetch``), given the part of the file the
+    preview reads, makes it readable first (the data a clone lacks, downloaded) or
+    says why it cannot, naming the file. ``count=False``: a table's ``total`` may
     be None, its rows not waiting on counting them (``vfs.ui.previews``).
     """
     offset, limit = page(offset, limit)
     get = repo.store.get if get is None else get
     f = file_of(repo, rev, path)
-    if local is not None:
-        require_local(local, f)
     e = f.entry
+    tabular = table_engine is not None and format_of(path) is not None and e.size <= TABLE_MAX
+    if need is not None:
+        need(f, None if tabular else max(TEXT_HEAD, HEX_HEAD))
     base: dict[str, Any] = {"version": f.version, "id": f.id.hex(), "path": show(path),
                             "size": e.size}  # fmt: skip
     if e.kind == Kind.SYMLINK:

@@ -1,7 +1,9 @@
 """What ``dvfs ui SOURCE`` shows: a repository, or a remote read without cloning it.
 
 - A **repository** (a directory inside one; default ``.``): its versions, trees and
-  file chunks come from its own store.
+  file chunks come from its own store; the chunks a page needs that the store lacks
+  (a clone's older versions) are downloaded from its remotes into it, as ``dvfs cat``
+  downloads them (``vfs.ui.fetch``).
 - A **remote**: a URL (``s3://bucket/prefix``, ``file:///path``) or a directory that
   holds a remote (its ``format`` record at the top, no ``.dvfs``). Its versions and
   trees (never file data) are fetched into a metadata repository of its own under
@@ -41,7 +43,8 @@ from vfs.remote.layout import FORMAT_KEY
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import DVFS_DIR, Repository
-from vfs.ui.files import Getter
+from vfs.ui.fetch import Fetcher
+from vfs.ui.files import Getter, Need
 
 JOBS = 8  # connections to a remote
 REFRESH = 30.0  # seconds a remote's view is taken as current (``dvfs ui --refresh``)
@@ -107,6 +110,12 @@ class Source:
     warnings: tuple[str, ...] = ()
     refresher: Refresher | None = None  # a remote's
     held: int | None = None  # a remote's mirror, locked shared (vfs.mount.launch.hold_mirror)
+    fetcher: Fetcher | None = None  # a repository's: what its store lacks (vfs.ui.fetch)
+
+    @property
+    def need(self) -> Need | None:
+        """What makes a file's data readable before a page reads it (a repository's)."""
+        return self.fetcher.need_file if self.fetcher is not None else None
 
     @property
     def description(self) -> str:
@@ -142,7 +151,8 @@ def open_source(
                     f"--refresh goes with a remote SOURCE, and {quote_given(source)} is a "
                     "repository, which each page reads as it is then: leave it out"
                 )
-            return Source(repo, repo.store.get)
+            fetcher = Fetcher(repo)
+            return Source(repo, fetcher.get, fetcher=fetcher)
         source = os.path.abspath(source)  # a directory remote, as `dvfs remote add` keeps it
     spec = RemoteSpec("origin", source, endpoint_url)
     meter = connect(spec, JOBS)
