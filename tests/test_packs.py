@@ -349,3 +349,38 @@ def test_will_need_asks_for_known_objects_and_passes_over_the_rest(tmp_path: Pat
     assert [store.get(i) for i in ids] == data
     assert store.get(open_id) == b"in the pack being written"
     store.close()
+
+
+def test_an_object_reads_back_whole_while_another_thread_closes_its_pack(
+    tmp_path: Path,
+) -> None:
+    """A process that reads and stores at once (a mount, the dashboard, the Python face):
+    an object read while another thread closes the pack it was just written to comes
+    back whole, never cut short from the temporary file being finished."""
+    import threading
+
+    store = ObjectStore.create(tmp_path / "objects")
+    written = []
+    for i in range(100):
+        data = os.urandom(100) + b"x" * 1000
+        oid = hash_bytes(data)
+        written.append(data)
+        stored = threading.Event()
+
+        def store_and_close(data: bytes = data, stored: threading.Event = stored) -> None:
+            store.put(ObjKind.CHUNK, data)
+            stored.set()
+            store.flush()
+
+        writer = threading.Thread(target=store_and_close)
+        writer.start()
+        stored.wait()
+        try:
+            assert store.get(oid) == data, i
+        finally:
+            writer.join()
+    store.close()
+    fresh = ObjectStore(tmp_path / "objects")
+    assert len(list((tmp_path / "objects").glob("pack-*.pack"))) == 100
+    assert [fresh.get(hash_bytes(d)) for d in written] == written
+    fresh.close()

@@ -517,13 +517,17 @@ class ObjectStore:
                 self._vanished(hit[0])
 
     def _read_stored(self, slot: int, obj: PackedObject) -> tuple[PackedObject, bytes]:
-        self._ready(slot)
+        # The open pack is finished under the lock, and it stays ``_writer`` until its
+        # file has its final name, or until its finishing is handed to the finisher
+        # (``_finishing``): whichever this read sees, it never reads the temporary file
+        # while writes to it are in flight.
         w = self._writer
         if w is not None and w.slot == slot:
             with self._lock:
                 if self._writer is w:
                     w.drain()  # the object may still be in the write buffer
-        elif obj.stored_len >= READ_DIRECT:
+        self._ready(slot)
+        if (w is None or w.slot != slot) and obj.stored_len >= READ_DIRECT:
             data = self._read_uncached(slot, obj)
             if data is not None:
                 return obj, data
@@ -646,20 +650,22 @@ class ObjectStore:
         w = self._writer
         if w is None:
             return
-        self._writer = None
         final = w.seal(self.root)
         self._known.add(final.name)  # (a listing meanwhile must not take it for another's)
         if not wait and self._finisher is not None:
             self._finishing = {s: f for s, f in self._finishing.items() if not f.done()}
             self._finishing[w.slot] = self._finisher.submit(self._finish_off, w)
+            self._writer = None  # (after: a read that sees no writer finds the future)
             return
         try:
             final, fd = w.finish(self.root)
         except BaseException:
+            self._writer = None
             self._drop(w)  # its temporary file would only take space
             raise
         self._closing.append((fd, final))
         self._packs[w.slot] = final
+        self._writer = None  # (last: a read that sees no writer reads the final file)
 
     def _finish_off(self, w: PackWriter) -> None:
         """Runs on the ``_finisher`` thread: finish a sealed pack and start its fsync.
