@@ -144,14 +144,26 @@ class _Blocks:
         self._lock = threading.Lock()
         self.keep = False
 
-    def take(self, size: int) -> mmap.mmap:
+    def take(self, size: int, reserve: int) -> mmap.mmap:
+        """A block of ``size`` bytes whose first ``reserve`` bytes (whole pages) take
+        the tail carried over from the block before and the rest the bytes read.
+
+        The part read into asks for transparent huge pages (MADV_HUGEPAGE): it is
+        written whole every time, and the pack's direct writes lent from it then pin
+        2 MiB pages instead of 4 KiB ones (a tenth of the CPU) and go to the disk in
+        fewer, larger requests. The reserve keeps small pages: a huge page there would
+        be held whole for a carried tail of a few pages, raising the peak RSS.
+        """
         import mmap
 
         with self._lock:
             for i, block in enumerate(self._free):
                 if len(block) == size:
                     return self._free.pop(i)
-        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        with contextlib.suppress(OSError, AttributeError, ValueError):  # (no THP here)
+            block.madvise(mmap.MADV_HUGEPAGE, reserve, size - reserve)
+        return block
 
     def give(self, blocks: list[mmap.mmap]) -> None:
         with self._lock:
@@ -329,7 +341,7 @@ class Hasher:
             nonlocal made
             if made < BLOCKS:
                 made += 1
-                block = self._blocks.take(size)
+                block = self._blocks.take(size, self.chunker.reserve)
                 mine.append(block)
                 return block
             return settle()
