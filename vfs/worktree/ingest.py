@@ -70,8 +70,11 @@ BLOCK_BYTES = 4 << 20  # a large file is read this many bytes per region (Chunke
 # that, each measured on the peak RSS of adding 1 GiB (DVC's: 67 MiB) and its wall
 # time: four blocks of 6 MiB reads, then five of 4 MiB (wall 1.68-2.30 s against
 # 2.09-2.76 in process at load 12, peak RSS 57-64 MiB either way); reads of 8 MiB put
-# the peak at 71 MiB.
-REGIONS = 5
+# the peak at 71 MiB. Seven regions, not five: adding 1 GiB to a repository of 20,000
+# files, peak RSS 60.3 MiB against 52.3 (61.5 with the blocks; eight regions: 64.4),
+# and in process, eight pairs at load 11-14, CPU medians 1.12 s against 1.20 (user
+# 0.83 and 0.88, system 0.29 and 0.34).
+REGIONS = 7
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
