@@ -74,30 +74,49 @@ def test_chunks_reassemble_and_respect_bounds(size: int, seed: int) -> None:
 
 
 def cut_in_blocks(
-    data: bytes, *, pool: ThreadPoolExecutor | None = None, reads: int = 0, spare: int = 2
+    data: bytes, *, pool: ThreadPoolExecutor | None = None, reads: int = 0, spare: int = 3
 ) -> list[bytes]:
-    """The chunks Chunker.blocks cuts ``data`` in, with ``spare`` recycled blocks,
-    reads of at most ``reads`` bytes (0: as many as fit) and blocks cut by ``pool``."""
+    """The chunks Chunker.ring cuts ``data`` in, with a buffer of ``spare`` regions,
+    reads of at most ``reads`` bytes (0: as many as fit) and regions cut by ``pool``.
+
+    Each batch's chunks are taken as they are when ``take`` lets the region they lie
+    in be read into again, not when they are yielded: a region overwritten too soon
+    shows as chunks that are not the stream's."""
     chunker = Chunker(ChunkerParams())
     src = io.BytesIO(data)
-    blocks = [bytearray(chunker.block_size(4 * MIB)) for _ in range(spare)]
+    ring = bytearray(chunker.ring_size(4 * MIB, spare))
     got: list[bytes] = []
-    turn = 0
+    held: list[tuple[int, int, list[int]]] = []  # batches yielded, not yet let go
 
-    def take() -> bytearray:
-        nonlocal turn
-        turn += 1
-        return blocks[turn % spare]
+    def let_go(upto: int) -> None:
+        while held and held[0][0] < upto:
+            _, start, ends = held.pop(0)
+            for end in ends:
+                got.append(bytes(ring[start:end]))
+                start = end
 
     def readinto(view: memoryview) -> int:
         return src.readinto(view[:reads] if reads else view)
 
-    for block, first, ends in chunker.blocks(readinto, take, pool.submit if pool else None):
-        start = first
-        for end in ends:
-            got.append(bytes(block[start:end]))
-            start = end
+    spawn = pool.submit if pool else None
+    take = lambda k: let_go(k - spare + 2)  # noqa: E731
+    for k, first, ends, _, _ in chunker.ring(readinto, ring, spare, take, spawn):
+        held.append((k, first, ends))
+    let_go(len(data) + 2)
     return got
+
+
+def test_the_regions_read_are_the_bytes_in_order() -> None:
+    """The regions Chunker.ring yields hold the stream's bytes in order, each once
+    (what the file's digest is updated with)."""
+    data = random.Random(7).randbytes(21 * MIB + 12_345)
+    chunker = Chunker(ChunkerParams())
+    ring = bytearray(chunker.ring_size(4 * MIB, 3))
+    src = io.BytesIO(data)
+    seen = b"".join(
+        bytes(ring[start:end]) for _, _, _, start, end in chunker.ring(src.readinto, ring, 3, id)
+    )
+    assert seen == data
 
 
 @settings(max_examples=40, deadline=None)
@@ -147,23 +166,26 @@ def test_blocks_cut_in_parallel_a_large_file_where_the_stream_does() -> None:
             assert cut_in_blocks(data, pool=pool, reads=reads, spare=3) == want
 
 
-def test_blocks_too_small_for_a_chunk_after_the_reserve_are_refused() -> None:
+def test_regions_too_small_for_a_chunk_are_refused() -> None:
     chunker = Chunker(ChunkerParams())
     src = io.BytesIO(bytes(10 * MIB))
-    with pytest.raises(ValueError, match="is under"):
-        next(chunker.blocks(src.readinto, lambda: bytearray(chunker.block_size(0) - 1)))
+    small = bytearray(chunker.ring_size(0, 3) - 3 * 4096)
+    with pytest.raises(ValueError, match="at least the maximum chunk size"):
+        next(chunker.ring(src.readinto, small, 3, id))
+    with pytest.raises(ValueError, match="at least 3"):
+        next(chunker.ring(src.readinto, bytearray(chunker.ring_size(0, 2)), 2, id))
 
 
 def test_blocks_of_the_pinned_input() -> None:
     data = random.Random(1234).randbytes(12 * MIB)
     chunker = Chunker(ChunkerParams())
     src = io.BytesIO(data)
+    ring = bytearray(chunker.ring_size(4 * MIB, 3))
     ends: list[int] = []
-    base = 0
-    for block, first, cut in chunker.blocks(src.readinto, lambda: bytearray(8 * MIB)):
+    base = 0  # the stream's offset of the batch's first chunk
+    for _, first, cut, _, _ in chunker.ring(src.readinto, ring, 3, id):
         ends += [base + e - first for e in cut]
-        base += cut[-1] - first
-        del block
+        base += (cut[-1] - first) if cut else 0
     assert ends == GOLDEN_CUTS
     with ThreadPoolExecutor(2) as pool:
         assert cuts(cut_in_blocks(data, pool=pool, reads=3 * MIB)) == GOLDEN_CUTS

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 # 4 blocks of 2 MiB: a 1 GiB add in 1.25 s, against 1.5 s with 2 of 4 MiB. Single
 # direct writes of 4 MiB ran faster than of 2 MiB (`dd oflag=direct` of 512 MiB, three
 # runs each, other work running: 900-1000 MB/s against 570-920), but 4 blocks of 4 MiB
-# raised the peak RSS of adding 1 GiB over DVC's (see vfs.worktree.ingest.BLOCKS).
+# raised the peak RSS of adding 1 GiB over DVC's (see vfs.worktree.ingest.REGIONS).
 BLOCK = 2 << 20
 ALIGN = 4096  # every block device's logical block size divides it
 DEPTH = 4  # blocks per appender: one being filled, the others being written

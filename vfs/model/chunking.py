@@ -8,8 +8,8 @@ pins the cut points of a fixed input so a library upgrade cannot silently move t
 
 Memory stays bounded: :meth:`Chunker.stream` reads through one stream buffer of about
 the maximum chunk size and hands out each chunk as a fresh ``bytes`` copy;
-:meth:`Chunker.blocks` cuts a file in large blocks that the caller recycles, and hands
-out chunks as positions in them, so a large file is read with no copy per chunk.
+:meth:`Chunker.ring` reads a file into the regions of one buffer in turn and hands
+out chunks as positions in it, so a large file is read with no copy per chunk.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     import pyfastcdc
 
 Block = TypeVar("Block", bytearray, "mmap.mmap")  # a writable buffer a file is read into
-# Runs a function on another thread: an executor's ``submit`` (for Chunker.blocks's cuts).
+# Runs a function on another thread: an executor's ``submit`` (for Chunker.ring's cuts).
 Spawn = Callable[..., "Future[list[int]]"]
+# What Chunker.ring yields per region read: (k, first, chunk ends, region start, end).
+Batch = tuple[int, int, list[int], int, int]
 
 KIB = 1024
 MIB = 1024 * KIB
-PAGE = 4096  # Chunker.blocks reads whole pages into its blocks (for O_DIRECT packs)
+PAGE = 4096  # Chunker.ring reads into whole pages (for O_DIRECT packs)
 # The ranges FastCDC is defined for (those pyfastcdc enforces): a format record, which
 # a clone takes from its remote, must fall inside them, so that a hostile remote can
 # neither break chunking (zero sizes) nor make every add hold huge buffers (1 TiB).
@@ -116,113 +118,126 @@ class Chunker:
         for chunk in self._cdc.cut_stream(fh):
             yield bytes(chunk.data)
 
-    def blocks(
+    def ring(
         self,
         readinto: Callable[[memoryview], int],
-        take: Callable[[], Block],
+        ring: Block,
+        regions: int,
+        take: Callable[[int], object],
         spawn: Spawn | None = None,
-    ) -> Generator[tuple[Block, int, list[int]], None, None]:
-        """Cut a stream block by block; yield (block, first, chunk end offsets in it).
+    ) -> Generator[Batch, None, None]:
+        """Cut a stream read into the regions of one buffer in turn; yield for each
+        region read (k, first, chunk ends, start, end): the k-th region read (from 0)
+        holds ``ring[start:end]``, and the chunks cut once it was read are
+        ``ring[first:ends[0]]``, ``ring[ends[0]:ends[1]]``... (offsets into ``ring``).
 
-        ``readinto`` fills a view and returns the bytes read (0 at the end); ``take``
-        returns an empty buffer of at least :meth:`block_size` bytes, which the caller
-        may recycle once it has no more use for a block it was given before. The chunks
-        of a block are ``block[first:ends[0]]``, ``block[ends[0]:ends[1]]``...
+        ``ring`` holds :attr:`reserve` bytes, then ``regions`` regions of equal size
+        (see :meth:`ring_size`). ``readinto`` fills a view and returns the bytes read
+        (0 at the end). ``take(k)`` is called before the k-th region is read into: it
+        returns once nothing of the batches yielded before ``k - regions + 2`` is in use
+        (the chunks of batch ``j`` lie in regions ``j - 1`` and ``j``).
 
-        Each block holds a reserve of :attr:`reserve` bytes, then the bytes read into
-        it. The tail of a block that no cut ends (less than the maximum chunk size) is
-        copied into the end of the next block's reserve once the block's cuts are
-        known, so the next block can be read before that. The cut points are exactly
-        those of :meth:`stream`: a chunk is cut only once the maximum chunk size past its
-        start (or the end) is in the block, or when the cut was found before the block's
-        end at a distance that the stream would have scanned with the same masks (at
-        least the average size).
+        Adjacent regions are adjacent in memory, so a chunk that a region's end cuts
+        in two is whole in the buffer once the next region is read: it is cut then,
+        and no byte is copied. Only when reading goes round from the last region to
+        the first is the tail left in the last one (less than the maximum chunk size)
+        copied into the reserve, before the first region. A chunk is cut only once the
+        maximum chunk size past its start is in the buffer (or the end of the stream
+        is), as :meth:`stream` cuts it, so each byte is cut once and the cut points
+        are exactly the stream's.
 
-        With ``spawn`` (an executor's ``submit``), each block is cut on another thread,
-        from its true first chunk, while the caller reads the next block: a block's
-        cut starts once the cut of the block before is known (it says where the first
-        chunk begins and which tail to carry over), so each byte is cut once, but for
-        the tail carried over, which is cut again from its first chunk in the next
-        block (FastCDC cuts a chunk from its start and the bytes after it alone).
+        With ``spawn`` (an executor's ``submit``), each region is cut on another
+        thread while the caller reads the next; a cut starts once the cut before it
+        is known (it says where the first chunk begins).
         """
         reserve = self.reserve
+        size = (len(ring) - reserve) // regions
+        if regions < 3 or size < self.params.max_size or size % PAGE:
+            raise ValueError(
+                f"{regions} regions of {size:,} bytes: at least 3 of whole pages, each at "
+                f"least the maximum chunk size ({self.params.max_size:,})"
+            )
         pending: list[Future[list[int]]] = []  # cuts running on other threads
 
-        def read_next() -> tuple[Block, int, bool]:
-            block = take()
-            if len(block) < self.block_size(0):  # too small to hold a chunk after the reserve
-                raise ValueError(f"a block of {len(block):,} bytes is under {self.block_size(0):,}")
-            view = memoryview(block)
-            filled = reserve
-            eof = False
-            while filled < len(block):
-                n = readinto(view[filled:])
-                if n <= 0:
-                    eof = True
-                    break
-                filled += n
-            return block, filled, eof
+        def read_next(k: int) -> tuple[int, int, bool]:
+            take(k)
+            start = reserve + (k % regions) * size
+            with memoryview(ring) as whole:
+                view = whole[start : start + size]
+                filled = 0
+                eof = False
+                while filled < size:
+                    n = readinto(view[filled:])
+                    if n <= 0:
+                        eof = True
+                        break
+                    filled += n
+                view.release()
+            return start, start + filled, eof
 
-        def cut(block: Block, first: int, filled: int, eof: bool) -> Future[list[int]] | list[int]:
-            view = memoryview(block)
+        def cut(first: int, filled: int, eof: bool) -> Future[list[int]] | list[int]:
+            view = memoryview(ring)
             if spawn is None:
-                return self._accepted(view, first, filled, eof)
-            fut = spawn(self._accepted, view, first, filled, eof)
+                return self._whole_chunks(view, first, filled, eof)
+            fut = spawn(self._whole_chunks, view, first, filled, eof)
             pending[:] = [f for f in pending if not f.done()]  # (two at most)
             pending.append(fut)
             return fut
 
         try:
-            cur: tuple[Block, int, bool] | None = read_next()
-            first = reserve
+            k = 0
+            cur: tuple[int, int, bool] | None = read_next(0)
             assert cur is not None
-            cutting = cut(cur[0], first, cur[1], cur[2])
+            first = reserve
+            cutting = cut(first, cur[1], cur[2])
             while cur is not None:
-                block, filled, eof = cur
-                nxt = None if eof else read_next()  # (while the block is cut)
+                start, filled, eof = cur
+                nxt = None if eof else read_next(k + 1)  # (while region k is cut)
                 ends = cutting if isinstance(cutting, list) else cutting.result()
-                start = ends[-1] if ends else first
-                carry = filled - start
+                pos = ends[-1] if ends else first
                 if nxt is not None:
-                    if carry:
-                        with memoryview(block) as src, memoryview(nxt[0]) as dst:
-                            dst[reserve - carry : reserve] = src[start:filled]
-                    cutting = cut(nxt[0], reserve - carry, nxt[1], nxt[2])
-                if ends:
-                    yield block, first, ends
-                cur, first = nxt, reserve - carry
+                    after = pos
+                    if nxt[0] == reserve:  # round to the first region: the tail before it
+                        after = reserve - (filled - pos)
+                        if filled > pos:
+                            with memoryview(ring) as buf:
+                                buf[after:reserve] = buf[pos:filled]
+                    cutting = cut(after, nxt[1], nxt[2])
+                    yield k, first, ends, start, filled
+                    first = after
+                else:
+                    yield k, first, ends, start, filled
+                cur = nxt
+                k += 1
         finally:
-            for fut in pending:  # a cut still running reads a block: let it end first
+            for fut in pending:  # a cut still running reads the buffer: let it end first
                 if not fut.cancel():
                     with contextlib.suppress(Exception):
                         fut.result()
 
     @property
     def reserve(self) -> int:
-        """Bytes at the start of each of :meth:`blocks`'s blocks, for the tail carried
-        over from the block before (less than the maximum chunk size); whole pages."""
+        """Bytes before the first region of :meth:`ring`'s buffer, for the tail carried
+        round from the last region (less than the maximum chunk size); whole pages."""
         return -(-self.params.max_size // PAGE) * PAGE
 
-    def block_size(self, read: int) -> int:
-        """The size of a block for :meth:`blocks` that reads ``read`` bytes at a time
-        (at least the maximum chunk size, so that each block ends a chunk)."""
-        return self.reserve + -(-max(read, self.params.max_size) // PAGE) * PAGE
+    def ring_size(self, read: int, regions: int) -> int:
+        """The size of a buffer for :meth:`ring` with ``regions`` regions that each
+        read ``read`` bytes (at least the maximum chunk size, in whole pages)."""
+        return self.reserve + regions * (-(-max(read, self.params.max_size) // PAGE) * PAGE)
 
-    def _accepted(self, view: memoryview, first: int, filled: int, eof: bool) -> list[int]:
+    def _whole_chunks(self, view: memoryview, first: int, filled: int, eof: bool) -> list[int]:
         """The ends of the chunks of ``view[first:filled]`` (offsets into ``view``),
-        cut from ``first``, that no later byte can move (all of them at ``eof``); the
-        cut stops at the first one that could."""
-        max_size, avg = self.params.max_size, self.params.avg_size
+        cut from ``first`` while the maximum chunk size past a chunk's start is there
+        (all of them at ``eof``): those no later byte can move."""
+        max_size = self.params.max_size
         ends: list[int] = []
         pos = first
-        for chunk in self._cdc.cut_buf(view[first:filled]):
-            end = first + chunk.offset + chunk.length
-            left = filled - pos
-            found = end < filled  # a boundary matched before the block's end
-            if not (eof or left >= max_size or (found and left >= avg)):
-                break  # the cut could depend on bytes not read yet
-            ends.append(end)
-            pos = end
+        chunks = self._cdc.cut_buf(view[first:filled])
+        while pos < filled and (eof or filled - pos >= max_size):
+            chunk = next(chunks)
+            pos = first + chunk.offset + chunk.length
+            ends.append(pos)
         return ends
 
     def buffer(self, data: bytes) -> Iterator[bytes]:

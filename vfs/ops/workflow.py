@@ -291,7 +291,7 @@ def add(
         if let_go:
             # The index and the ignore rules' set of tracked paths (about 450 bytes a
             # path) wait unused while large files are hashed: freed, that memory holds
-            # the blocks the files are read into (vfs.worktree.ingest.BLOCKS) instead.
+            # the buffer the files are read into (vfs.worktree.ingest.REGIONS) instead.
             del index, ign, enter
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
         try:

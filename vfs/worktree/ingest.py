@@ -5,22 +5,22 @@ so that both cores stay busy from the first byte to the last and memory does not
 with the file (:meth:`Hasher._read_large`)::
 
     kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
-      -> calling thread  reads into one of BLOCKS page-aligned blocks; the cut
-                         thread cuts it (FastCDC) from its first chunk, once the block
-                         before is cut, while the calling thread reads the next
-                         (Chunker.blocks)
-      -> chunks pool     one task per block, for each of its chunks: BLAKE3 id,
+      -> calling thread  reads into the REGIONS regions of one page-aligned buffer
+                         in turn; the cut thread cuts each (FastCDC) from the first
+                         chunk the region before left uncut, once that one is cut,
+                         while the calling thread reads the next (Chunker.ring)
+      -> chunks pool     one task per region read, for each chunk cut: BLAKE3 id,
                          compressibility probe (zstd), append to the open pack
                          under the store's lock
       -> pack writer     one thread writes the pack (vfs._os.direct_io): a raw chunk's
-                         whole pages straight from the file's block, the rest copied
-                         into DEPTH blocks of BLOCK bytes
-    and beside them the digest thread updates the file's BLAKE3 block by block. A
-    block is read into again once its chunks are hashed and written to the pack.
+                         whole pages straight from the buffer, the rest copied into
+                         DEPTH blocks of BLOCK bytes
+    and beside them the digest thread updates the file's BLAKE3 region by region. A
+    region is read into again once the chunks in it are hashed and written to the pack.
 
 BLAKE3, FastCDC's cut loop, zstd and the reads and writes release the GIL, so each
 stage runs on whichever core is free; the stage that waits (a full pack writer, a
-block still being hashed) holds the ones before it back. Every byte is hashed twice:
+region still being hashed) holds the ones before it back. Every byte is hashed twice:
 once as part of its chunk and once for the file's digest (packs are named by their
 header, ``vfs.store.packs``).
 
@@ -61,25 +61,20 @@ if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes 
 
 
 READ_RETRIES = 3
-BLOCK_BYTES = 4 << 20  # a large file is read this many bytes per block (Chunker.block_size)
-# Blocks of a large file in flight: one being read and cut, the others being hashed and
-# written to the pack from where they lie. Four (and 4 MiB pack blocks) put the peak
-# RSS of adding 1 GiB at 87 MiB, over DVC's 67, when chunks were copied into the pack's
-# blocks; now those hold only the few pages a chunk begins and ends in, and the third
-# block is what they held before. Adding 1 GiB to a repository of 20,000 files: peak
-# RSS 59 MiB with three, 52 with two, 58 before chunks were lent (DVC: 67). Each block
-# also has a reserve of the maximum chunk size for the tail carried over (4 MiB): with
-# reads of 8 MiB the peak was 71 MiB, with 6 MiB 64, with 4 MiB 60 (8 MiB blocks before:
-# 62); reads of 4 MiB cost 0.15 CPU-s more per GiB in bytes cut twice, 6 MiB 0.06.
-# Four since add lets go of the index while it hashes large files (vfs.ops.workflow,
-# 7.5 MiB for 20,000 paths): adding 1 GiB there, 8 alternating runs, 1.20 s median and
-# 63.8 MiB against 1.32 s and 63.3 MiB with three (five: 15-20% faster, 80 MiB).
-# Five of 4 MiB reads since each block is cut once from its first chunk on a thread of
-# its own: the same 40 MiB as four of 6 MiB, one block more in flight. Hashing and
-# storing 1 GiB, four interleaved pairs (load 12 on 2 CPUs): wall 1.68-2.30 s against
-# 2.09-2.76 (six of 3 MiB: 2.18-2.29); the tails cut twice cost 0.025 CPU-s more per
-# GiB (1,213 MiB cut against 1,156); peak RSS of the add alone 57-64 MiB either way.
-BLOCKS = 5
+BLOCK_BYTES = 4 << 20  # a large file is read this many bytes per region (Chunker.ring_size)
+# Regions of a large file's buffer in flight: one being read, one being cut, the others
+# being hashed and written to the pack from where they lie. History: when each of five
+# blocks of 4 MiB reads had its own 4 MiB reserve for the tail carried over (40 MiB),
+# the tails were copied and cut twice (209 MiB copied and about 130 MiB cut again per
+# GiB of random bytes); adjacent regions of one buffer need neither. Sizes before
+# that, each measured on the peak RSS of adding 1 GiB (DVC's: 67 MiB) and its wall
+# time: four blocks of 6 MiB reads, then five of 4 MiB (wall 1.68-2.30 s against
+# 2.09-2.76 in process at load 12, peak RSS 57-64 MiB either way); reads of 8 MiB put
+# the peak at 71 MiB. Seven regions, not five: adding 1 GiB to a repository of 20,000
+# files, peak RSS 60.3 MiB against 52.3 (61.5 with the blocks; eight regions: 64.4),
+# and in process, eight pairs at load 11-14, CPU medians 1.12 s against 1.20 (user
+# 0.83 and 0.88, system 0.29 and 0.34).
+REGIONS = 7
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
@@ -87,7 +82,7 @@ BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 HASH_SPLIT = 2048
 
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
-# The chunks of a block, stored: their refs, and the writes still reading the block.
+# The chunks of a region, stored: their refs, and the writes still reading the buffer.
 Lent = tuple[list[ChunkRef], list["Future[None]"]]
 
 
@@ -129,44 +124,57 @@ def _lend_chunks(store: ObjectStore | None, block: memoryview, first: int, ends:
 
 
 class _Blocks:
-    """The page-aligned blocks large files are read into, kept for the next file.
+    """The page-aligned buffer large files are read into, kept for the next file.
 
     Pages a process touches for the first time cost a fault each, and on virtual
     machines that hand free memory back to the host much more (see vfs._os.direct_io);
-    a command that adds many large files pays for its blocks once. They are kept only
+    a command that adds many large files pays for its buffer once. It is kept only
     while ``keep`` is set (by :meth:`Hasher.stage_many`, for its large files) and
     unmapped after: a command's peak RSS comes after the hashing, when it writes the
-    staging index, and the blocks must not add to it.
+    staging index, and the buffer must not add to it.
     """
 
     def __init__(self) -> None:
-        self._free: list[mmap.mmap] = []
+        self._free: mmap.mmap | None = None
         self._lock = threading.Lock()
         self.keep = False
 
-    def take(self, size: int) -> mmap.mmap:
+    def take(self, size: int, reserve: int) -> mmap.mmap:
+        """A buffer of ``size`` bytes whose first ``reserve`` bytes (whole pages) take
+        the tail carried round from the last region and the rest the bytes read.
+
+        The regions read into ask for transparent huge pages (MADV_HUGEPAGE): they
+        are written whole every time, and the pack's direct writes lent from them
+        then pin 2 MiB pages instead of 4 KiB ones (a tenth of the CPU) and go to the
+        disk in fewer, larger requests. The reserve keeps small pages: a huge page
+        there would be held whole for a carried tail of a few pages.
+        """
         import mmap
 
         with self._lock:
-            for i, block in enumerate(self._free):
-                if len(block) == size:
-                    return self._free.pop(i)
-        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+            if self._free is not None and len(self._free) == size:
+                block, self._free = self._free, None
+                return block
+        block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+        with contextlib.suppress(OSError, AttributeError, ValueError):  # (no THP here)
+            block.madvise(mmap.MADV_HUGEPAGE, reserve, size - reserve)
+        return block
 
-    def give(self, blocks: list[mmap.mmap]) -> None:
+    def give(self, block: mmap.mmap) -> None:
         with self._lock:
-            if self.keep:
-                blocks, self._free = blocks[BLOCKS:], [*blocks, *self._free][:BLOCKS]
-        for block in blocks:
-            with contextlib.suppress(BufferError):  # (a view left: unmapped with it)
-                block.close()
+            if self.keep and self._free is None:
+                self._free = block
+                return
+        with contextlib.suppress(BufferError):  # (a view left: unmapped with it)
+            block.close()
 
     def clear(self) -> None:
-        """Unmap the blocks kept, and keep no more."""
+        """Unmap the buffer kept, and keep none."""
         with self._lock:
             self.keep = False
-            blocks, self._free = self._free, []
-        self.give(blocks)
+            block, self._free = self._free, None
+        if block is not None:
+            self.give(block)
 
 
 class Hasher:
@@ -300,41 +308,34 @@ class Hasher:
     def _read_large(self, fd: int) -> tuple[bytes, list[ChunkRef], int]:
         """Read, cut, hash and store a large file, with the work spread over the pools.
 
-        The file is read into a few recycled page-aligned blocks
-        (:meth:`Chunker.blocks`) and each chunk is hashed and stored straight from its
-        block: no copy per chunk and no fresh memory per chunk (page faults on fresh
+        The file is read into the regions of one page-aligned buffer in turn
+        (:meth:`Chunker.ring`) and each chunk is hashed and stored straight from
+        there: no copy per chunk and no fresh memory per chunk (page faults on fresh
         memory cost as much as hashing), and a raw chunk's whole pages go to the pack
-        from the block (``ObjectStore.put_lent``). The whole-file digest is updated
-        block by block in the one ``digest`` thread. The stages and their bounds are in
-        the module docstring.
+        from the buffer (``ObjectStore.put_lent``). The whole-file digest is updated
+        region by region in the one ``digest`` thread. The stages and their bounds are
+        in the module docstring.
         """
         whole = hasher()
-        size = self.chunker.block_size(BLOCK_BYTES)
-        inflight: deque[tuple[mmap.mmap, Future[Lent], Future[Any]]] = deque()
+        chunker = self.chunker
+        ring = self._blocks.take(chunker.ring_size(BLOCK_BYTES, REGIONS), chunker.reserve)
+        inflight: deque[tuple[int, Future[Lent], Future[Any]]] = deque()
         refs: list[ChunkRef] = []
-        made = 0
         total = 0
 
-        def settle() -> mmap.mmap:
-            block, chunks, upd = inflight[0]
+        def settle() -> None:
+            _, chunks, upd = inflight[0]
             stored, writes = chunks.result()
             upd.result()
             for write in writes:
                 write.exception()  # (waits; its error is the store's to raise)
             inflight.popleft()  # only now: on failure, the rest is waited for below
             refs.extend(stored)
-            return block
 
-        def take() -> mmap.mmap:
-            nonlocal made
-            if made < BLOCKS:
-                made += 1
-                block = self._blocks.take(size)
-                mine.append(block)
-                return block
-            return settle()
+        def take(k: int) -> None:
+            while inflight and inflight[0][0] < k - REGIONS + 2:
+                settle()
 
-        mine: list[mmap.mmap] = []
         pos = asked = 0
 
         def readinto(view: memoryview) -> int:
@@ -348,18 +349,17 @@ class Hasher:
             return n
 
         progress = self.workers.progress
+        view = memoryview(ring)
         try:
             pool = self.workers.chunks
-            cut = self.chunker.blocks(readinto, take, self.workers.cuts.submit)
-            with contextlib.closing(cut):  # (its cuts end before the blocks are given)
-                for block, first, ends in cut:
-                    view = memoryview(block)
-                    stop = ends[-1]
+            cut = chunker.ring(readinto, ring, REGIONS, take, self.workers.cuts.submit)
+            with contextlib.closing(cut):  # (its cuts end before the buffer is given)
+                for k, first, ends, start, end in cut:
                     chunks = pool.submit(_lend_chunks, self.store, view, first, ends)
-                    upd = self.workers.digest.submit(whole.update, view[first:stop])
-                    inflight.append((block, chunks, upd))
-                    progress.advance(0, stop - first)
-                    total += stop - first
+                    upd = self.workers.digest.submit(whole.update, view[start:end])
+                    inflight.append((k, chunks, upd))
+                    progress.advance(0, end - start)
+                    total += end - start
             while inflight:
                 settle()
         finally:
@@ -367,9 +367,11 @@ class Hasher:
                 if not upd.cancel():
                     upd.exception()
                 if not chunks.cancel() and chunks.exception() is None:
-                    for write in chunks.result()[1]:  # (the pack writer reads the block)
+                    for write in chunks.result()[1]:  # (the pack writer reads the buffer)
                         write.exception()
-            self._blocks.give(mine)
+            with contextlib.suppress(BufferError):  # (nothing reads it any more)
+                view.release()
+            self._blocks.give(ring)
         return whole.digest(), refs, total
 
     def stage_one(
