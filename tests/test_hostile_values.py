@@ -437,3 +437,31 @@ def test_a_version_a_remote_gave_thousands_of_tags_names_some_in_log(tmp_path: P
         [page_row] = get(f"{s.base}api/versions").json()["versions"]
         assert page_row == row
     fsck_clean(b)
+
+
+def test_a_megabyte_column_type_is_shown_cut_and_escaped(tmp_path: Path) -> None:
+    """A Parquet file whose struct column had 1,000 fields of 1,000-character names
+    (one holding a newline and an escape) printed its 1 MB type whole, raw, on the
+    "column retyped" line of a row diff."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vfs.tables.render import MAX_VALUE
+
+    r = init_repo(tmp_path / "r")
+    names = ["f\n\x1b[2J" + "x" * 1000] + [f"{n:04}" + "y" * 996 for n in range(999)]
+
+    def write(kind: pa.DataType) -> None:
+        struct = pa.array([{n: 1 for n in names}], pa.struct([(n, kind) for n in names]))
+        pq.write_table(pa.table({"id": [1], "s": struct}), r.root / "t.parquet")
+
+    write(pa.int64())
+    r.ok("add", "t.parquet")
+    r.commit("one")
+    write(pa.float64())
+    out = r.ok("diff", "t.parquet", "--rows").out
+    [line] = [x for x in out.splitlines() if x.startswith("column retyped:")]
+    assert len(line) < 3 * MAX_VALUE, len(line)
+    assert line.count("more characters not shown]") == 2, line
+    assert "\x1b" not in out and "\\033[2J" in line, line
+    r.fsck_clean()
