@@ -288,6 +288,24 @@ def test_a_text_metric_reading_as_an_infinity_is_quoted_beside_the_float(repo: R
     repo.fsck_clean()
 
 
+def test_exp_list_json_names_text_metrics_reading_as_infinities_as_compare_does(
+    repo: Repo,
+) -> None:
+    """`exp list --json` gave the text ".inf" and the float infinity alike, as ".inf",
+    where `compare --json` names such text metrics in `texts`."""
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-m", "m.yaml", "--",
+            "printf 'a: \".inf\"\\nb: .inf\\n' > m.yaml")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "x")
+    [listed] = repo.json("exp", "list", "--json")
+    [compared] = [r for r in repo.json("compare", "--json") if r["rev"] == "exp/x"]
+    assert listed["metrics"] == compared["metrics"] == {"a": ".inf", "b": ".inf"}
+    assert listed["texts"] == compared["texts"] == ["a"]
+    repo.fsck_clean()
+
+
 def test_exp_run_sets_an_infinity_as_the_float_it_spells(repo: Repo) -> None:
     """`dvfs exp run -S lr=.inf` wrote `lr: '.inf'` (a text) into the params file: the
     stage read a str where the user meant the float."""
