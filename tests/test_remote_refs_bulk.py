@@ -2,7 +2,8 @@
 
 On S3 a listing gives every ref's ETag: refs holding the same bytes are read with one
 GET, and a ref still naming what this clone holds for it is not read again. A clone
-of a remote with 600 refs naming one version costs a handful of requests, not 600.
+of a remote with 600 refs naming one version costs a handful of requests, not 600. And
+refs skipped by the thousand give a bounded number of warnings.
 """
 
 from __future__ import annotations
@@ -65,3 +66,21 @@ def test_fetching_again_reads_no_ref_that_did_not_move(tmp_path: Path, s3_env: S
     assert Repository(b.root).refs.get("refs/remotes/origin/main") == ids[5]
     assert requests_of(r.out + r.err) < 15, r
     b.fsck_clean()
+
+
+def test_thousands_of_refs_skipped_give_a_bounded_number_of_warnings(tmp_path: Path) -> None:
+    """A remote of 300 branches no name here can hold gave 300 warnings (100,000 refs:
+    100,000 lines); the first 50 are shown, and one line says how many more."""
+    forge = Forge(tmp_path / "evil")
+    data = b"v\n"
+    v1 = forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", forge.chunk(data), 2)]))
+    forge.publish({"main": v1, **{f"we ird-{n}": v1 for n in range(300)}})
+    r = assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    said = warnings_of(r)
+    assert len(said) == 51, len(said)
+    assert said[-1].endswith("250 more warnings like those above not shown (refs of the remote "
+                             "skipped or not copied here)"), said[-1]  # fmt: skip
+    doc = assert_ok(run(tmp_path, "clone", forge.url, "c", "--json")).json()
+    assert len(doc["transfer"]["warnings"]) == 51
+    assert Repository(tmp_path / "b").refs.names("remotes") == ["origin/main"]
+    Repo(tmp_path / "b").fsck_clean()

@@ -620,8 +620,24 @@ def fetch_locked(
                 del tags[t]
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
+    _bound_warnings(report.warnings)
     report.requests = meter.requests
     return FetchResult(heads, tags, index, report, skipped, stale, prune, set(damaged), new_tags)
+
+
+MAX_FETCH_WARNINGS = 50
+
+
+def _bound_warnings(lines: list[str]) -> None:
+    """Keep the first ``MAX_FETCH_WARNINGS`` of a fetch's warnings, and one line saying how
+    many more there were: a remote may hold 100,000 refs skipped one warning each."""
+    left = len(lines) - MAX_FETCH_WARNINGS
+    if left > 1:
+        del lines[MAX_FETCH_WARNINGS:]
+        lines.append(
+            f"{left:,} more warnings like those above not shown (refs of the remote skipped "
+            "or not copied here)"
+        )
 
 
 def _held_versions(repo: Repository, spec: RemoteSpec) -> set[bytes]:
