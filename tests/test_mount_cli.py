@@ -155,6 +155,21 @@ def test_a_mount_point_with_a_carriage_return_or_an_escape_is_listed_and_logged_
     fsck_clean(repo)
 
 
+def test_a_mount_point_that_is_not_utf8_stops_no_command(repo: Path, tmp_path: Path) -> None:
+    """The mount table was read as UTF-8 text: with any mount at a path that is not, every
+    command that looks for its repository stopped with "internal error
+    (UnicodeDecodeError ...)"."""
+    home = tmp_path / "home"
+    mnt = tmp_path / os.fsdecode(b"x\xffy")
+    with mounted(str(repo), mnt, home, "--read-only"):
+        assert_ok(dvfs(repo, home, "log", "--oneline"))
+        (listed,) = mounts_under(tmp_path, home)
+        assert os.fsencode(listed["mountpoint"]) == os.fsencode(mnt)
+        text = assert_ok(dvfs(tmp_path, home, "mounts")).out
+        assert f'"{tmp_path}/x\\377y"  {repo}' in text, text
+    fsck_clean(repo)
+
+
 def test_a_status_hint_names_a_mount_point_with_a_control_character_as_quoted(
     repo: Path, tmp_path: Path
 ) -> None:
