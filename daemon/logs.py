@@ -11,7 +11,8 @@ As a second guard, every line is redacted before it is written (:func:`redact`):
 values of ``Authorization`` and ``X-Amz-Security-Token`` headers, ``Signature=`` and
 ``Credential=`` parameters, the ``user:password@`` of URLs, and the values of the
 secret AWS variables of the daemon's environment become ``<redacted>``. That costs one
-regular-expression pass per line written, none per line not written.
+regular-expression pass per line written, none per line not written. Control
+characters in a message are escaped as dvfs's human output escapes them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import logging
 import os
 import re
 from typing import TextIO
+
+from vfs import escape_text
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 OWN = ("daemon", "vfs")
@@ -58,11 +61,19 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats a record as usual (traceback included), then redacts the whole line."""
+    """Formats a record as usual (traceback included), then redacts the whole line.
+
+    The message's control characters are escaped first (``vfs.quoting.escape_text``): a
+    mount point or a file name holding a newline or an escape sequence must not forge a
+    line of the log nor drive the terminal of whoever reads it."""
 
     def __init__(self, fmt: str, secrets: list[str]) -> None:
         super().__init__(fmt)
         self.secrets = secrets
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_text(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), self.secrets)

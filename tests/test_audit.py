@@ -285,6 +285,24 @@ def test_a_forged_entry_is_shown_quoted_or_named_never_an_internal_error(
     repo.fsck_clean()
 
 
+def test_a_forged_megabyte_entry_is_listed_cut_short_and_marked(repo: Repo) -> None:
+    """An entry edited to hold a 900,000-character command and a 50,000-character user
+    (as anyone who can write a remote's audit/ may) was printed whole: a line of 950 KB."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+    rec = json.loads(lines[0])
+    rec.update(cmd=["dvfs", "x" * 900_000], user="u" * 50_000)
+    log.write_bytes(b"".join([audit.encode_entry(rec) + b"\n", *lines[1:]]))
+    first = repo.ok("audit").out.splitlines()[0]
+    assert len(first) < 8192, len(first)
+    assert first.count("more characters not shown]") == 2, first[-200:]
+    assert "u" * 1024 + "\u2026 [48,976 more characters not shown]@" in first
+    assert len(repo.json("audit", "--json")[0]["cmd"][1]) == 900_000  # JSON: the record
+
+
 def test_the_listing_shows_every_entry_and_names_each_line_that_is_none(repo: Repo) -> None:
     """Before, `dvfs audit` listed nothing past a line that is no entry (an error
     alone), where `audit verify` names it and a remote's listing shows the rest. Now it

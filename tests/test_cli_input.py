@@ -72,6 +72,24 @@ def test_bad_lock_timeouts_thread_counts_and_authors_are_one_line(repo: Repo) ->
     repo.fsck_clean()
 
 
+def test_a_bad_setting_is_refused_before_the_command_does_anything(repo: Repo) -> None:
+    """`DVFS_LOCK_TIMEOUT=abc dvfs run` ran the stage, then refused to take the lock to
+    record it; `dvfs log` and `dvfs status` took it as it was."""
+    committed(repo)
+    bad = {"DVFS_LOCK_TIMEOUT": "abc"}
+    wanted = "dvfs: error: DVFS_LOCK_TIMEOUT=abc is not a number of seconds (0 to 86400)"
+    r = repo.run("run", "-n", "s", "-o", "o", "--", "echo ran > o", env=bad)
+    assert assert_error(r, code=2) == wanted
+    assert not (repo.root / "o").exists() and not (repo.root / "dvfs.yaml").exists()
+    for args in (("log",), ("status",), ("status", "--json"), ("remote", "list")):
+        assert assert_error(repo.run(*args, env=bad), code=2) == wanted, args
+    assert assert_error(repo.run("log", env={"DVFS_THREADS": "0"}), code=2) == (
+        "dvfs: error: DVFS_THREADS=0 is not a whole number from 1 to 256"
+    )
+    assert repo.run("log", "--help", env=bad).code == 0
+    repo.fsck_clean()
+
+
 @pytest.mark.parametrize(
     ("name", "value", "wanted"),
     [

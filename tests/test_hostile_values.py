@@ -288,6 +288,24 @@ def test_a_text_metric_reading_as_an_infinity_is_quoted_beside_the_float(repo: R
     repo.fsck_clean()
 
 
+def test_exp_list_json_names_text_metrics_reading_as_infinities_as_compare_does(
+    repo: Repo,
+) -> None:
+    """`exp list --json` gave the text ".inf" and the float infinity alike, as ".inf",
+    where `compare --json` names such text metrics in `texts`."""
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-m", "m.yaml", "--",
+            "printf 'a: \".inf\"\\nb: .inf\\n' > m.yaml")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "x")
+    [listed] = repo.json("exp", "list", "--json")
+    [compared] = [r for r in repo.json("compare", "--json") if r["rev"] == "exp/x"]
+    assert listed["metrics"] == compared["metrics"] == {"a": ".inf", "b": ".inf"}
+    assert listed["texts"] == compared["texts"] == ["a"]
+    repo.fsck_clean()
+
+
 def test_exp_run_sets_an_infinity_as_the_float_it_spells(repo: Repo) -> None:
     """`dvfs exp run -S lr=.inf` wrote `lr: '.inf'` (a text) into the params file: the
     stage read a str where the user meant the float."""
@@ -437,3 +455,31 @@ def test_a_version_a_remote_gave_thousands_of_tags_names_some_in_log(tmp_path: P
         [page_row] = get(f"{s.base}api/versions").json()["versions"]
         assert page_row == row
     fsck_clean(b)
+
+
+def test_a_megabyte_column_type_is_shown_cut_and_escaped(tmp_path: Path) -> None:
+    """A Parquet file whose struct column had 1,000 fields of 1,000-character names
+    (one holding a newline and an escape) printed its 1 MB type whole, raw, on the
+    "column retyped" line of a row diff."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vfs.tables.render import MAX_VALUE
+
+    r = init_repo(tmp_path / "r")
+    names = ["f\n\x1b[2J" + "x" * 1000] + [f"{n:04}" + "y" * 996 for n in range(999)]
+
+    def write(kind: pa.DataType) -> None:
+        struct = pa.array([{n: 1 for n in names}], pa.struct([(n, kind) for n in names]))
+        pq.write_table(pa.table({"id": [1], "s": struct}), r.root / "t.parquet")
+
+    write(pa.int64())
+    r.ok("add", "t.parquet")
+    r.commit("one")
+    write(pa.float64())
+    out = r.ok("diff", "t.parquet", "--rows").out
+    [line] = [x for x in out.splitlines() if x.startswith("column retyped:")]
+    assert len(line) < 3 * MAX_VALUE, len(line)
+    assert line.count("more characters not shown]") == 2, line
+    assert "\x1b" not in out and "\\033[2J" in line, line
+    r.fsck_clean()

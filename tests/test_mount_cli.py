@@ -128,6 +128,48 @@ def test_a_mount_point_with_a_control_character_is_quoted_in_every_line(
             assert f'"{tmp_path}/x\\ny" is a read-only dvfs mount' in line, line
 
 
+def test_a_mount_point_with_a_carriage_return_or_an_escape_is_listed_and_logged_quoted(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The kernel's mount table escapes only space, tab, newline and backslash: a mount
+    point holding a carriage return was read as two lines, so `dvfs mounts` said "no
+    dvfs mounts" beside it; the daemon's log wrote such a path raw (a forged line, an
+    escape sequence acting on the terminal of whoever reads the log)."""
+    home = tmp_path / "home"
+    mnt = tmp_path / "x\ry\x1b[2Jz\nw"
+    shown = f'"{tmp_path}/x\\ry\\033[2Jz\\nw"'
+    with mounted(str(repo), mnt, home) as m:
+        (listed,) = mounts_under(tmp_path, home)
+        assert listed["mountpoint"] == str(mnt)
+        text = assert_ok(dvfs(tmp_path, home, "mounts")).out
+        assert f"\n{shown}  {repo}  branch main" in "\n" + text, text
+        assert "\x1b" not in text and "\r" not in text
+        r = assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+        assert r.out == f"unmounted {shown}\n"
+        wait_gone(listed["pid"])
+    said = m.log.read_text()
+    assert "\x1b" not in said and "\r" not in said
+    lines = said.splitlines()
+    assert [ln for ln in lines if "mounted" in ln and f"{tmp_path}/x\\ry\\033[2Jz\\nw" in ln]
+    assert all(ln[:4].isdigit() for ln in lines), said  # each a line of its own
+    fsck_clean(repo)
+
+
+def test_a_mount_point_that_is_not_utf8_stops_no_command(repo: Path, tmp_path: Path) -> None:
+    """The mount table was read as UTF-8 text: with any mount at a path that is not, every
+    command that looks for its repository stopped with "internal error
+    (UnicodeDecodeError ...)"."""
+    home = tmp_path / "home"
+    mnt = tmp_path / os.fsdecode(b"x\xffy")
+    with mounted(str(repo), mnt, home, "--read-only"):
+        assert_ok(dvfs(repo, home, "log", "--oneline"))
+        (listed,) = mounts_under(tmp_path, home)
+        assert os.fsencode(listed["mountpoint"]) == os.fsencode(mnt)
+        text = assert_ok(dvfs(tmp_path, home, "mounts")).out
+        assert f'"{tmp_path}/x\\377y"  {repo}' in text, text
+    fsck_clean(repo)
+
+
 def test_a_status_hint_names_a_mount_point_with_a_control_character_as_quoted(
     repo: Path, tmp_path: Path
 ) -> None:

@@ -153,6 +153,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.pipeline.record import version_pipeline as version_pipeline
     from vfs.pipeline.writing import refuse_snapshot as refuse_snapshot
     from vfs.progress_bar import human_size as human_size
+    from vfs.quoting import escape_text as escape_text
     from vfs.quoting import quote_name as quote_name, shell_word as shell_word
     from vfs.repo.refs import check_ref_name as check_ref_name
     from vfs.remote.config import (
@@ -299,6 +300,7 @@ PUBLIC: dict[str, str] = {
     "preferred_branch": "vfs.repo.repository",
     "private_dir": "vfs.mount.mounts",
     "push": "vfs.ops.sync",
+    "escape_text": "vfs.quoting",
     "quote_name": "vfs.quoting",
     "shell_word": "vfs.quoting",
     "read_range": "vfs._os.direct_io",

@@ -1,9 +1,11 @@
 """The ``DVFS_*`` environment variables, each parsed here and checked against a fixed range.
 
-A variable is read when it is used, never at import, so that a bad value cannot break
-``dvfs --help``; a bad value raises :class:`~vfs.errors.UsageError` (exit 2) with one
-line naming the variable, its value and what it accepts. An empty value counts as
-unset.
+Every variable is checked before any command runs (:func:`check_all`, called by every
+CLI command and the quick paths), never at import, so that a bad value cannot break
+``dvfs --help``, and is found before a command has done anything (a ``dvfs run`` ran
+its stage, then refused to take the lock); a bad value raises
+:class:`~vfs.errors.UsageError` (exit 2) with one line naming the variable, its value
+and what it accepts. An empty value counts as unset.
 
 ==================== ======================================== ==========
 variable             accepted                                 default
@@ -107,7 +109,8 @@ def debug() -> bool:
 
 
 def check_all() -> None:
-    """Parse every variable now: for a process (a mount's daemon) that will use them later."""
+    """Parse every variable now, before a command (or a mount's daemon) does anything
+    that a bad one would stop halfway."""
     lock_timeout()
     retry_attempts()
     retry_deadline()

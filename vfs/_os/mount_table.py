@@ -7,6 +7,7 @@ killed while another process holds its FUSE connection open).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -27,10 +28,14 @@ def mount_table() -> dict[str, str]:
     overlay's: ``OVERLAY_TYPE``)."""
     out: dict[str, str] = {}
     try:
-        text = MOUNTINFO.read_text()
+        data = MOUNTINFO.read_bytes()
     except OSError:
         return out
-    for line in text.splitlines():
+    # Split at newlines alone: the kernel escapes only space, tab, newline and backslash
+    # in a path, so a mount point holding a carriage return or a form feed is one line
+    # (str.splitlines would cut it in two and lose it); bytes that are not UTF-8 are
+    # os.fsdecode's surrogates, as the path's str is.
+    for line in os.fsdecode(data).split("\n"):
         left, sep, right = line.partition(" - ")
         fields = left.split(" ")
         if not sep or len(fields) < 5:

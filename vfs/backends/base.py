@@ -221,6 +221,17 @@ class Backend(abc.ABC):
             except RemoteNotFound:
                 continue
 
+    def content_etag(self, data: bytes) -> str | None:
+        """The ETag a listing (``list_info``) shows for an object holding ``data`` if that
+        listing comes with the ETags at no extra cost and they are computed from the bytes
+        alone; None otherwise (by default).
+
+        Lets a reader of many small objects (a remote's refs) skip the GET of one whose
+        listed ETag says it holds bytes already known. A store that computes ETags
+        otherwise (S3 with KMS encryption) merely never matches: every object is read.
+        """
+        return None
+
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""

@@ -110,6 +110,9 @@ class RetryingBackend(Backend):
                 self._pause(attempt, started, exc)
                 attempt += 1
 
+    def content_etag(self, data: bytes) -> str | None:
+        return self.inner.content_etag(data)
+
     def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
         """As ``list``: after a failure, list again and skip keys already given."""
         seen: set[str] = set()
@@ -259,6 +262,9 @@ class LimitedBackend(Backend):
 
     def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
         yield from self._slotted(self.inner.list_info(prefix))
+
+    def content_etag(self, data: bytes) -> str | None:
+        return self.inner.content_etag(data)
 
     def _slotted(self, items: Iterator[T]) -> Iterator[T]:
         """``items``, each next one taken in a slot (a listing page is a request)."""

@@ -91,7 +91,12 @@ def quick_row_diff(args: Sequence[str]) -> Callable[[], None] | None:
     given = rows.quick_rows(args)
     if given is None:
         return None
-    return lambda: rows.quick_row_diff(**given)
+
+    def run() -> None:
+        settings.check_all()
+        rows.quick_row_diff(**given)
+
+    return run
 
 
 def main() -> None:
@@ -188,6 +193,7 @@ def quick(flags: dict[str, bool]) -> NoReturn:
     kept: list[object] = []  # what the status read, freed by the end of the process
 
     def run() -> None:
+        settings.check_all()
         kept.append(report.show_status(None, **flags))
         flush()
 

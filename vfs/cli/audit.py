@@ -18,6 +18,8 @@ from vfs.remote import audit as remote_audit
 from vfs.repo import audit
 from vfs.repo.repository import Repository
 
+FIELD = 1024  # characters of an entry's user, host, op or ref and note shown
+
 
 def remote_chain(repo: Repository, name: str) -> tuple[Any, Path | None]:
     """A remote's backend and this clone's record of where its audit chain ended."""
@@ -98,14 +100,19 @@ def audit_cmd(
 
 
 def _show(picked: list[audit.Entry]) -> None:
-    """The listing's lines, one an entry."""
+    """The listing's lines, one an entry, each field escaped and cut (``FIELD`` characters,
+    the command ``SHOWN_CMD``), marked: an entry of a remote's chain may be anyone's, up
+    to a megabyte."""
+    from vfs.model.params import SHOWN_CMD, shown
+
     for e in picked:
         at = datetime.datetime.fromtimestamp(e.time_ns / 1e9).astimezone().isoformat("T", "seconds")
         ids = f"{(e.old or '-')[:10]} -> {(e.new or '-')[:10]}" if e.ref != "HEAD" else ""
         what = " ".join(x for x in (e.ref, ids, e.note) if x)
+        user, host, op = (escape_text(shown(x, FIELD)) for x in (e.user, e.host, e.op))
         click.echo(
-            f"{e.seq:>5} {at} {escape_text(e.user)}@{escape_text(e.host)} {escape_text(e.op)}: "
-            f"{escape_text(what)}  ({escape_text(shlex.join(e.cmd))})"
+            f"{e.seq:>5} {at} {user}@{host} {op}: {escape_text(shown(what, FIELD))}  "
+            f"({escape_text(shown(shlex.join(e.cmd), SHOWN_CMD))})"
         )
 
 

@@ -497,7 +497,7 @@ def _show_listed(found: list[Listed], as_json: bool) -> None:
              "message": e.message,
              "params": {k: report.present({"old": a, "new": b})
                         for k, (a, b) in e.changed.items()},
-             "metrics": e.metrics}
+             "metrics": e.metrics, **report.texts_of(e.metrics)}
             for e in found
         ])  # fmt: skip
         return

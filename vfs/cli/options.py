@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vfs import settings
 from vfs.cli.output import ClosedPipe
 from vfs.cli.targets import DASHDASH
 from vfs.errors import DvfsError, UsageError
@@ -234,6 +235,13 @@ class DvfsCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return parse_in(ctx, args, super().parse_args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command once every DVFS_* setting has been checked (after --help,
+        which a bad one must not break): a bad DVFS_LOCK_TIMEOUT is refused before
+        ``dvfs run`` runs an hour-long stage, not after it."""
+        settings.check_all()
+        return super().invoke(ctx)
 
 
 # `dvfs --help` lists commands by what they are for, as `git help` does; a command

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from vfs.backends import parse_url
 from vfs.errors import (
+    DvfsError,
     FormatError,
     PreconditionFailed,
     RefConflict,
@@ -561,8 +562,9 @@ def fetch_locked(
     )
     report = Transfer()
     damaged: dict[str, str] = {}
-    heads = remote.refs("heads", report.warnings, damaged)
-    tags = remote.refs("tags", report.warnings)
+    held = _held_versions(repo, spec)
+    heads = remote.refs("heads", report.warnings, damaged, held)
+    tags = remote.refs("tags", report.warnings, known=held)
     index = remote.index() if heads or tags else {}
     skipped = {
         name: f"{why}; {_MEND_REF.format(b=shlex.quote(name))}" for name, why in damaged.items()
@@ -618,8 +620,33 @@ def fetch_locked(
                 del tags[t]
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
+    _bound_warnings(report.warnings)
     report.requests = meter.requests
     return FetchResult(heads, tags, index, report, skipped, stale, prune, set(damaged), new_tags)
+
+
+MAX_FETCH_WARNINGS = 50
+
+
+def _bound_warnings(lines: list[str]) -> None:
+    """Keep the first ``MAX_FETCH_WARNINGS`` of a fetch's warnings, and one line saying how
+    many more there were: a remote may hold 100,000 refs skipped one warning each."""
+    left = len(lines) - MAX_FETCH_WARNINGS
+    if left > 1:
+        del lines[MAX_FETCH_WARNINGS:]
+        lines.append(
+            f"{left:,} more warnings like those above not shown (refs of the remote skipped "
+            "or not copied here)"
+        )
+
+
+def _held_versions(repo: Repository, spec: RemoteSpec) -> set[bytes]:
+    """What this clone's copies of ``spec``'s branches and its tags name: a remote ref
+    whose listed ETag says it still names one of them need not be read again."""
+    try:
+        return {*tracking_branches(repo, spec.name).values(), *repo.refs.tags().values()}
+    except DvfsError:  # (a damaged refs folder: reported by the commands that use it)
+        return set()
 
 
 _MEND_REF = "the clone that pushed it last mends it: `dvfs push --delete {b}`, then `dvfs push`"

@@ -477,8 +477,14 @@ def compare_json(c: Compared) -> list[dict[str, Any]]:
         row = {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
                "params": present({k: cells[f"param:{k}"] for k in c.params}),
                "metrics": present({k: cells[f"metric:{k}"] for k in c.metrics})}  # fmt: skip
-        texts = [k for k in c.metrics if isinstance(cells[f"metric:{k}"], values.FloatText)]
-        if texts:
-            row["texts"] = texts
+        row.update(texts_of({k: cells[f"metric:{k}"] for k in c.metrics}))
         rows.append(row)
     return rows
+
+
+def texts_of(metrics: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{"texts": [...]}`` naming the metrics that are text reading as a NaN or an
+    infinity (``values.FloatText``), which JSON gives as it gives such a float; empty when
+    there are none. ``compare --json`` and ``exp list --json`` rows carry it alike."""
+    texts = [k for k, v in metrics.items() if isinstance(v, values.FloatText)]
+    return {"texts": texts} if texts else {}

@@ -950,6 +950,9 @@ class Meter(Backend):
                 self._count()
             yield item
 
+    def content_etag(self, data: bytes) -> str | None:
+        return self.inner.content_etag(data)
+
     def delete(self, key: str) -> None:
         self._count()
         self.inner.delete(key)

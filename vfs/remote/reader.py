@@ -13,7 +13,9 @@ is read from one is bounded before it is read and checked before it is used
 - a branch or tag name is used only if it is one a local ``dvfs branch``/``dvfs tag``
   would accept (``vfs.repo.refs.check_ref_name``) and no other remote name is its folder
   (``main`` beside ``main/x`` keeps ``main``); a ref that does not hold a version id
-  is skipped too. Each skipped ref gives one warning; the rest are used.
+  is skipped too. Each skipped ref gives one warning; the rest are used;
+- refs are read in bulk where the listing tells each one's bytes by its ETag (S3):
+  thousands of refs naming a few versions cost a few GETs (``RemoteRepo.refs``).
 
 A segment listed but gone when read was replaced by a remote gc: the listing is read
 again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
@@ -60,6 +62,7 @@ from vfs.remote.layout import (
     SEGMENTS_TOTAL_LIMIT,
     bounded,
     decode_segment,
+    encode_ref,
     pack_key,
     parse_ref,
     ref_key,
@@ -74,6 +77,7 @@ from vfs.store.durable import write_atomic_at
 from vfs.store.packs import FOOTER, PackedObject, parse_footer, parse_header
 
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
+REF_READERS = 16  # refs read at once (each one GET of some 65 bytes)
 
 
 def cached_remote_ids(repo: Repository, only: Iterable[str] | None = None) -> set[bytes]:
@@ -276,37 +280,92 @@ class RemoteRepo:
         kind: str,
         skipped: list[str] | None = None,
         unreadable: dict[str, str] | None = None,
+        known: Iterable[bytes] = (),
     ) -> dict[str, bytes]:
         """Every usable ``heads`` or ``tags`` ref of the remote (see the module docstring).
 
         A ref that is not usable is left out, with one line saying why appended to
         ``skipped``; one that is there but cannot be read (it holds no version id) is
         put in ``unreadable`` too, by name, with why.
+
+        Read in bulk where the store allows (``Backend.content_etag``: S3): the listing
+        gives each ref's ETag, refs with one ETag hold the same bytes and are read with
+        one GET, and a ref whose ETag is that of a version id in ``known`` (what this
+        clone already holds for the remote's refs) is not read at all. So thousands of
+        refs naming a few versions cost a few GETs, and fetching again costs none for
+        refs that did not move. The GETs left run ``REF_READERS`` at a time.
         """
         base = refs_prefix(kind)
         what = "branch" if kind == "heads" else "tag"
-        names = []
         whats = "branches" if kind == "heads" else "tags"
         advice = "; delete the ones nobody needs there, or use another remote"
-        for key in bounded(
-            self.backend.list(base), MAX_REFS, self.url, f"{whats} under {base}", advice
-        ):
-            names.append(key[len(base) :])
-        usable, notes = usable_ref_names(names, what)
+        bulk = self.backend.content_etag(b"") is not None
+        listing: Iterable[tuple[str, str]] = (
+            ((key, info.etag) for key, info in self.backend.list_info(base))
+            if bulk
+            else ((key, "") for key in self.backend.list(base))
+        )
+        etags = {
+            key[len(base) :]: etag
+            for key, etag in bounded(listing, MAX_REFS, self.url, f"{whats} under {base}", advice)
+        }
+        usable, notes = usable_ref_names(etags, what)
+        values: dict[str, tuple[bytes, bytes] | DvfsError] = {}
+        todo = usable
+        if bulk:
+            texts = {self.backend.content_etag(t): t for t in map(encode_ref, known)}
+            by_etag: dict[str, list[str]] = {}
+            for name in usable:
+                text = texts.get(etags[name])
+                if text is not None:
+                    values[name] = (parse_ref(text, base + name), text)
+                else:
+                    by_etag.setdefault(etags[name], []).append(name)
+            firsts = self._read_refs(base, [names[0] for names in by_etag.values()])
+            values.update(firsts)
+            todo = []
+            for etag, (first, *others) in by_etag.items():
+                got = firsts.get(first)
+                if isinstance(got, tuple) and self.backend.content_etag(got[1]) == etag:
+                    values.update(dict.fromkeys(others, got))  # the same bytes
+                else:
+                    todo += others  # (moved since listed, or ETags of another kind)
+        values.update(self._read_refs(base, todo))
         out = {}
         for name in usable:
-            key = base + name
-            try:
-                out[name] = parse_ref(self.backend.get_small(key, REF_LIMIT), key)
-            except (FormatError, RemoteError) as exc:
-                if isinstance(exc, RemoteNotFound):
-                    continue  # deleted since it was listed
-                notes.append(f"remote {what} {_named(name)} skipped: {exc}")
+            value = values.get(name)
+            if isinstance(value, tuple):
+                out[name] = value[0]
+            elif value is not None:
+                notes.append(f"remote {what} {_named(name)} skipped: {value}")
                 if unreadable is not None:
-                    unreadable[name] = str(exc)
+                    unreadable[name] = str(value)
         if skipped is not None:
             skipped += [f"{self.url}: {note}" for note in notes]
         return out
+
+    def _read_refs(
+        self, base: str, names: Sequence[str]
+    ) -> dict[str, tuple[bytes, bytes] | DvfsError]:
+        """Refs ``names`` under ``base``, ``REF_READERS`` GETs at a time: each one's version
+        id and bytes, or why it holds none; a ref deleted since it was listed is left out."""
+
+        def read(name: str) -> tuple[bytes, bytes] | DvfsError | None:
+            key = base + name
+            try:
+                data = self.backend.get_small(key, REF_LIMIT)
+                return parse_ref(data, key), data
+            except RemoteNotFound:
+                return None  # deleted since it was listed
+            except (FormatError, RemoteError) as exc:
+                return exc
+
+        if len(names) < 2:
+            results = [read(name) for name in names]
+        else:
+            with ThreadPoolExecutor(min(REF_READERS, len(names))) as pool:
+                results = list(pool.map(read, names))
+        return {name: got for name, got in zip(names, results, strict=True) if got is not None}
 
     def ref_with_etag(self, kind: str, name: str) -> tuple[bytes | None, str | None]:
         """A ref's value and ETag, or (None, None) if it does not exist."""

@@ -70,6 +70,12 @@ def label(name: str) -> str:
     return shown(name if len(name) <= MAX_VALUE else name[:MAX_VALUE] + "...")
 
 
+def column_type(name: str | None) -> str:
+    """A column's type for people: escaped, cut at ``MAX_VALUE`` characters and marked (a
+    forged Parquet file may give a struct type of megabytes, its field names any text)."""
+    return escape_text(cut(name or "", MAX_VALUE))
+
+
 def _pairs(d: dict[str, Any]) -> str:
     return ", ".join(f"{label(k)}={value(v)}" for k, v in d.items())
 
@@ -96,9 +102,13 @@ def lines(d: RowDiff) -> Iterator[str]:
         return
     for s in d.schema:
         if s.status == "retyped":
-            yield f"column retyped:  {label(s.name)}: {s.old_type} -> {s.new_type}"
+            old, new = column_type(s.old_type), column_type(s.new_type)
+            yield f"column retyped:  {label(s.name)}: {old} -> {new}"
         else:
-            yield f"column {s.status + ':':<9} {label(s.name)} ({s.old_type or s.new_type})"
+            yield (
+                f"column {s.status + ':':<9} {label(s.name)} "
+                f"({column_type(s.old_type or s.new_type)})"
+            )
     key = f" (key {', '.join(shown(k) for k in d.key)})" if d.key else ""
     counts = f"{d.added:,} added, {d.removed:,} removed"
     if d.key:
