@@ -911,6 +911,21 @@ def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> 
     repo.fsck_clean()
 
 
+def test_switch_says_which_local_changes_it_took_along(repo: Repo) -> None:
+    """`dvfs switch -c keep v1` took an edit of d/keep.txt along, as git does, and said
+    only "v1 (on branch keep): 1 written, 0 deleted, 0 unchanged": nothing told that
+    the working tree was not v1. It names the changes kept now (git lists them too)."""
+    committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1"})
+    committed(repo, {"d/a.txt": "main 2"})
+    repo.write("d/keep.txt", "unstaged edit")
+    out = repo.ok("switch", "-c", "keep", "v1").out.splitlines()
+    assert out[-1] == "local changes kept, not committed: d/keep.txt (`dvfs status` lists them)"
+    assert repo.json("switch", "main", "--json")["carried"] == ["d/keep.txt"]
+    assert repo.json("switch", "--force", "keep", "--json")["carried"] == []
+    assert repo.read("d/keep.txt") == b"k1"
+    repo.fsck_clean()
+
+
 def test_switch_to_a_branch_at_the_same_version_takes_the_changes_along(repo: Repo) -> None:
     """`dvfs branch b` then `dvfs switch b` with changes was refused: "switch would
     overwrite uncommitted changes in d/a: commit them, or use --force to discard them",

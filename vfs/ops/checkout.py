@@ -95,6 +95,7 @@ class CheckoutReport:
     unchanged: int = 0
     fetched: int = 0  # chunks downloaded from the default remote first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+    carried: list[bytes] = field(default_factory=list)  # local changes taken along, as they were
 
 
 def under_any(path: bytes, prefixes: Sequence[bytes]) -> bool:
@@ -291,7 +292,7 @@ def restore_version(
                 removed=[show(p) for p in removals],
                 what=advice,
             )
-    report = CheckoutReport(label, None if paths else attach, bool(paths))
+    report = CheckoutReport(label, None if paths else attach, bool(paths), carried=sorted(carry))
     # What to do, decided before anything changes: files to delete, files that hold
     # the version's bytes already (recorded in the index, which is saved only at the
     # end; or their mtime to align first), files to write.
