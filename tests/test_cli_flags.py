@@ -230,7 +230,7 @@ def test_json_from_add_to_pull(make_repo: RepoFactory, tmp_path: Path) -> None:
     co = repo.json("checkout", "v1", "--json")
     assert co == {
         "version": "v1", "branch": None, "paths": False, "written": 0, "deleted": 0,
-        "unchanged": 2, "failed": {},
+        "unchanged": 2, "failed": {}, "carried": [],
     }  # fmt: skip
     assert repo.json("switch", "main", "--json")["branch"] == "main"
 

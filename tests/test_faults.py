@@ -911,6 +911,21 @@ def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> 
     repo.fsck_clean()
 
 
+def test_switch_says_which_local_changes_it_took_along(repo: Repo) -> None:
+    """`dvfs switch -c keep v1` took an edit of d/keep.txt along, as git does, and said
+    only "v1 (on branch keep): 1 written, 0 deleted, 0 unchanged": nothing told that
+    the working tree was not v1. It names the changes kept now (git lists them too)."""
+    committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1"})
+    committed(repo, {"d/a.txt": "main 2"})
+    repo.write("d/keep.txt", "unstaged edit")
+    out = repo.ok("switch", "-c", "keep", "v1").out.splitlines()
+    assert out[-1] == "local changes kept, not committed: d/keep.txt (`dvfs status` lists them)"
+    assert repo.json("switch", "main", "--json")["carried"] == ["d/keep.txt"]
+    assert repo.json("switch", "--force", "keep", "--json")["carried"] == []
+    assert repo.read("d/keep.txt") == b"k1"
+    repo.fsck_clean()
+
+
 def test_switch_to_a_branch_at_the_same_version_takes_the_changes_along(repo: Repo) -> None:
     """`dvfs branch b` then `dvfs switch b` with changes was refused: "switch would
     overwrite uncommitted changes in d/a: commit them, or use --force to discard them",
@@ -1894,7 +1909,7 @@ def test_a_killed_checkout_is_named_by_status_and_by_the_next_refusal(repo: Repo
     assert repo.run("checkout", "v1", env={KILL_ENV: "written"}).code == -9
     st = repo.status()
     assert st["head"] == "v2" and st["cut_short"] == {
-        "action": "checkout", "to": "v1", "again": "dvfs checkout v1"
+        "action": "checkout", "to": "v1", "again": "dvfs checkout v1", "paths": []
     }  # fmt: skip
     human = repo.ok("status").out
     assert "A checkout to v1 was cut short" in human and "`dvfs checkout v1`" in human, human
@@ -1972,6 +1987,49 @@ def test_a_checkout_stopped_by_a_full_disk_says_what_it_did(small_disk: Path) ->
     st = repo.status()
     assert st["cut_short"] is None and st["detached"] == "v1" and st["modified"] == []
     assert repo.read("d/big.bin") == rand(3 * MiB, seed=41)
+    repo.fsck_clean()
+
+
+def test_a_killed_checkout_of_paths_is_told_by_status_and_commit_all(repo: Repo) -> None:
+    """`kill -9` of `dvfs checkout v1 -- d` once it had written v1's files left no
+    record: status called them changes to commit, and `dvfs commit -a` recorded them as
+    v3 of main, a version mixing v1's and v2's files. Status names the checkout cut
+    short now, and what finishes it; commit -a refuses; running it again finishes it."""
+    from vfs.ops.checkout import KILL_ENV
+
+    committed(repo, {"d/a.txt": "one\n", "d/b.txt": "bee\n", "e/c.txt": "c1\n"})
+    committed(repo, {"d/a.txt": "two\n", "d/b.txt": "bee 2\n", "e/c.txt": "c2\n"})
+    assert repo.run("checkout", "v1", "--", "d", env={KILL_ENV: "written"}).code == -9
+    st = repo.status()
+    assert st["cut_short"] == {
+        "action": "checkout", "to": "v1", "again": "dvfs checkout v1 -- d", "paths": ["d"]
+    }, st  # fmt: skip
+    out = repo.ok("status").out
+    assert "A checkout of d from v1 was cut short" in out and "dvfs checkout v1 -- d" in out
+    line = assert_error(repo.run("commit", "-a", "-m", "mixed"), code=2)
+    assert "files of v1 that a checkout cut short left: `dvfs checkout v1 -- d`" in line
+    assert repo.head_id() == repo.json("log", "-n", "1", "--json")[0]["id"]
+    assert len(repo.json("log", "--json")) == 2  # nothing committed
+    repo.ok("checkout", "v1", "--", "d")  # what the line says finishes it
+    st = repo.status()
+    assert st["cut_short"] is None and repo.read("d/a.txt") == b"one\n", st
+    assert repo.read("e/c.txt") == b"c2\n"
+    repo.fsck_clean()
+
+
+def test_a_checkout_of_paths_leaves_a_whole_checkout_s_record(repo: Repo) -> None:
+    """A checkout of PATHs after a whole one was cut short leaves its record: the
+    working tree still holds what the whole one left elsewhere."""
+    from vfs.ops.checkout import KILL_ENV
+
+    committed(repo, {"d/a.txt": "one\n", "e/c.txt": "c1\n"})
+    committed(repo, {"d/a.txt": "two\n", "e/c.txt": "c2\n"})
+    assert repo.run("checkout", "v1", env={KILL_ENV: "written"}).code == -9
+    repo.ok("checkout", "--force", "v2", "--", "d")
+    st = repo.status()
+    assert st["cut_short"] is not None and st["cut_short"]["paths"] == [], st
+    repo.ok("checkout", "v1")
+    assert repo.status()["cut_short"] is None
     repo.fsck_clean()
 
 

@@ -779,6 +779,22 @@ def test_a_file_against_a_directory_is_settled_path_by_path_from_below(repo: Rep
     repo.fsck_clean()
 
 
+def test_restoring_a_file_of_theirs_directory_settles_the_file_it_replaced(repo: Repo) -> None:
+    """Ours a file x, theirs a directory x/f: `restore --theirs x/f` replaced the file x
+    by the directory, yet status still listed x as a conflict ("theirs: a directory")
+    and commit refused "still in conflict (x)", though nothing was left to choose
+    there. x is settled as theirs now, and the commit records theirs' tree."""
+    file_against_directory(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "x/f")
+    st = repo.status()
+    assert all(c["resolved"] for c in st["merging"]["conflicts"]), st
+    assert "every conflict settled" in repo.ok("status").out
+    repo.commit("took the directory")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    repo.fsck_clean()
+
+
 def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()

@@ -169,6 +169,31 @@ def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
         values.set_value(YAML, b"params.yaml", "train.momentum", 0.9, "params.yaml")
 
 
+def test_exp_run_changes_only_the_value_in_a_json_params_file(repo: Repo) -> None:
+    """`dvfs exp run -S` wrote a JSON params file anew, indented by two: the user's
+    layout (tabs, keys on one line, a compact list) was lost and the version's diff
+    showed every line changed. Only the value's characters change now."""
+    text = (
+        '{"z_last": 1,  "train":{\n\t"lr" :0.01,"w\\"x": [1,2,{"a":[3 , 4]}],\n'
+        '\t"opt":"adam"}, "after": "lr"}\n'
+    )
+    repo.write("p.json", text)
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: [" + json.dumps(sys.executable)
+               + ", -c, 'open(\"o\", \"w\").write(open(\"p.json\").read())']\n"
+               "    params: [{p.json: [train]}]\n    outs: [o]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "p.json", "dvfs.yaml", "o")
+    repo.commit("base")
+    repo.ok("exp", "run", "-S", "p.json:train.lr=0.05", "-n", "lr")
+    assert repo.cat("exp/lr:p.json").decode() == text.replace(":0.01", ":0.05")
+    repo.ok("exp", "run", "-S", 'p.json:train.w"x.2.a.1=[5, 6]', "-n", "deep")
+    assert repo.cat("exp/deep:p.json").decode() == text.replace("[3 , 4]", "[3 , [5, 6]]")
+    assert repo.cat("exp/deep:o") == repo.cat("exp/deep:p.json")  # what the stage read
+    repo.fail("exp", "run", "-S", "p.json:train.w\"x.5=1", "-n", "no",
+              fragments=("has no parameter",))  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_setting_a_date_keeps_it_a_date() -> None:
     toml = b'start = 2024-01-02 # day\nat = 2024-01-02T10:00:00Z\nt = 07:32:00\nname = "x"\n'
     # it was written as the TOML text "2024-02-02": the stage read a str, not a date

@@ -396,3 +396,23 @@ def test_a_column_named_with_blanks_is_shown_quoted_in_messages(tmp_path: Path) 
     out = r.ok("diff", "v1", "v2", "t.jsonl", "--rows", "--key", " v").out
     assert out.splitlines()[0].startswith('rows of t.jsonl, v1 -> v2 (key " v"): '), out
     r.fsck_clean()
+
+
+def test_a_csv_header_name_with_spaces_is_the_file_s_name(tmp_path: Path) -> None:
+    """The engine's sniffer strips a CSV header's names: the column " qty" was shown
+    and keyed as "qty", a column the file does not have, and " a,b" as "a,b". The row
+    diff names them as the file writes them now, and --key takes them so."""
+    repo = init_repo(tmp_path / "repo")
+    repo.write("t.csv", 'id, qty," a,b"\n1,5,x\n2,6,y\n')
+    repo.ok("add", "t.csv")
+    repo.ok("commit", "-m", "one")
+    repo.write("t.csv", 'id, qty," a,b"\n1,7,x\n2,6,z\n')
+    repo.ok("add", "t.csv")
+    repo.ok("commit", "-m", "two")
+    d = rows_json(repo, "t.csv", "--key", "id")
+    assert d["summary"]["columns"] == {" qty": 1, " a,b": 1}, d
+    for item, key in ((" qty", [" qty"]), (" a,b", [" a,b"]), ("id, qty", ["id", " qty"])):
+        assert rows_json(repo, "t.csv", "--key", item)["key"] == key, item
+    out = repo.ok("diff", "v1", "v2", "t.csv", "--rows", "--key", " a,b").out
+    assert 'changed  " a,b"=x  " qty": 5 -> 7' in out.splitlines(), out
+    repo.fsck_clean()

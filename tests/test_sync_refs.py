@@ -341,6 +341,45 @@ def test_fsck_repair_of_a_chunk_only_a_held_back_remote_holds_says_it_is_refused
     a.fsck_clean()
 
 
+def test_fsck_repair_counts_on_no_copy_kept_from_a_moved_remotes_old_place(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """origin's URL changed by hand while every chunk was stored here: `dvfs fsck
+    --repair` dropped a damaged chunk saying "a remote holds it; commands fetch it when
+    needed", counting on what this clone kept of the old place. Once dropped, only the
+    old place held it and `cat` refused. It says now that only the old place holds it,
+    that commands refuse and what to run, and exits 1; once the old place is fetched as
+    another remote the file reads again."""
+    a = make_repo("a", git_repo=True)
+    data = rand(50 * 1024, seed=43)  # (one chunk, stored as it is)
+    commit_files(a, {"d/x": b"one\n", "d/b.bin": data}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "old"))
+    a.ok("push")
+    a.ok("fetch")  # (what origin holds, as this clone keeps it)
+    (tmp_path / "new").mkdir()
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "new"}"\n')
+    (hit,) = [f for f in (a.root / ".dvfs" / "objects").rglob("*") if data in f.read_bytes()]
+    raw = bytearray(hit.read_bytes())
+    raw[raw.find(data) + 100] ^= 1
+    hit.write_bytes(bytes(raw))
+    (a.root / "d" / "b.bin").write_bytes(b"changed since\n")  # (no good copy here)
+
+    r = a.run("fsck", "--repair", "--json")
+    assert r.code == 1, r
+    report = r.json()
+    assert "a remote holds it" not in json.dumps(report["repaired"]), report
+    (problem,) = report["problems"]
+    assert "only remote origin's old place holds it" in problem, report
+    assert "commands that need it refuse" in problem, report
+    assert report["remote_only"] == 0 and report["held_back"] == {"origin": 1}, report
+    assert "nothing of it was dropped" in r.err, r  # (what this clone kept of the old place)
+    a.fail("cat", "v1:d/b.bin", fragments=("held only at", str(tmp_path / "old")))
+    a.ok("remote", "add", "was", str(tmp_path / "old"), "--local")
+    a.ok("fetch", "--remote", "was")
+    assert a.cat("v1:d/b.bin") == data
+    a.fsck_clean()
+
+
 def test_fetch_force_moves_a_remote_to_its_new_place_and_says_what_went(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -36,6 +36,7 @@ def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
         "written": r.written,
         "deleted": r.deleted, "unchanged": r.unchanged,
         "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())},
+        "carried": [show(p) for p in r.carried],
     }  # fmt: skip
 
 
@@ -69,6 +70,10 @@ def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
             f"{quoted(r.label)} ({where}): {r.written} written, {r.deleted} deleted, "
             f"{r.unchanged} unchanged{failed}{fetched}"
         )
+    if r.carried:  # (as git lists them: they are not in the version checked out)
+        shown = ", ".join(quoted(show(p)) for p in r.carried[:5])
+        more = f" and {len(r.carried) - 5:,} more" if len(r.carried) > 5 else ""
+        click.echo(f"local changes kept, not committed: {shown}{more} (`dvfs status` lists them)")
     checkout_failures(r, listed=True)
 
 

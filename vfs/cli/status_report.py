@@ -182,6 +182,7 @@ def show_status(
                     "action": st.cut_short.action,
                     "to": st.cut_short.label,
                     "again": st.cut_short.again,
+                    "paths": [show(p) for p in st.cut_short.paths],
                 },
             }
         )
@@ -194,11 +195,22 @@ def show_status(
     head = repo.refs.head()
     if st.cut_short is not None:
         cut = st.cut_short
-        echo(
-            f"A {cut.action} to {cut.label} was cut short: the working tree holds some of "
-            f"its files, while HEAD and the index still describe what was there before; run "
-            f"`{quoted(cut.again)}` to finish it, or `dvfs restore .` to put back HEAD's files."
-        )
+        if cut.paths:  # (HEAD does not move for PATHs: the index alone)
+            named = ", ".join(quoted(show(p)) for p in cut.paths[:3])
+            more = f" and {len(cut.paths) - 3:,} more" if len(cut.paths) > 3 else ""
+            echo(
+                f"A {cut.action} of {named}{more} from {cut.label} was cut short: the working "
+                "tree holds some of its files there, while the index still describes what was "
+                f"there before; run `{quoted(cut.again)}` to finish it, or `dvfs restore .` to "
+                "put back the index's files."
+            )
+        else:
+            echo(
+                f"A {cut.action} to {cut.label} was cut short: the working tree holds some of "
+                f"its files, while HEAD and the index still describe what was there before; "
+                f"run `{quoted(cut.again)}` to finish it, or `dvfs restore .` to put back "
+                "HEAD's files."
+            )
     if st.behind and head.detached is not None:
         # (a checkout killed once it had saved the index, before HEAD moved)
         echo(

@@ -58,6 +58,7 @@ from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
 from vfs.ops.workflow import resolved
+from vfs.quoting import shell_word
 from vfs.repo import cut_short
 from vfs.repo.gitlink import GITIGNORE, LockPointer, ignore_paths, read_lock, write_lock
 from vfs.repo.history import History
@@ -94,6 +95,7 @@ class CheckoutReport:
     unchanged: int = 0
     fetched: int = 0  # chunks downloaded from the default remote first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+    carried: list[bytes] = field(default_factory=list)  # local changes taken along, as they were
 
 
 def under_any(path: bytes, prefixes: Sequence[bytes]) -> bool:
@@ -290,7 +292,7 @@ def restore_version(
                 removed=[show(p) for p in removals],
                 what=advice,
             )
-    report = CheckoutReport(label, None if paths else attach, bool(paths))
+    report = CheckoutReport(label, None if paths else attach, bool(paths), carried=sorted(carry))
     # What to do, decided before anything changes: files to delete, files that hold
     # the version's bytes already (recorded in the index, which is saved only at the
     # end; or their mtime to align first), files to write.
@@ -325,9 +327,23 @@ def restore_version(
     again = "dvfs pull" if action == "pull" else (
         f"dvfs {action} {source or label}{''.join(' ' + a for a in paths)}"
     )  # fmt: skip
-    if not paths and (doomed or retime or todo):  # (before the first file changes:
-        # see vfs.repo.cut_short; a switch that changes no file needs no room for it)
-        cut_short.begin(repo.dir, cut_short.CutShort(action, target, label, index.base, again))
+    # (before the first file changes: see vfs.repo.cut_short; a switch that changes no
+    # file needs no room for it). PATHs leave another checkout's record as it is, unless
+    # they finish it: the same version, at or below these PATHs.
+    prior = cut_short.read(repo.dir, index.base) if paths else None
+    finishes = (
+        prior is not None and bool(prior.paths) and prior.to == target
+        and all(under_any(q, rels) for q in prior.paths)
+    )  # fmt: skip
+    recorded = bool(doomed or retime or todo) and (prior is None or finishes)
+    if recorded:
+        cut_short.begin(
+            repo.dir,
+            cut_short.CutShort(
+                action, target, label, index.base, _again(action, source or label, paths),
+                tuple(rels),
+            ),
+        )  # fmt: skip
     with _interrupted(label, again, report):
         report.deleted = remove_many(repo.root, doomed, workers)
         for p in doomed:
@@ -385,6 +401,8 @@ def restore_version(
     if move_branch is not None:
         move_branch()
     index.save()
+    if paths and (recorded or finishes):
+        cut_short.end(repo.dir)  # (the index holds what it wrote)
     if not paths:
         branch = attach or detached_on or hist.head().branch
         left = None
@@ -402,6 +420,17 @@ def restore_version(
             )
     keep_ignored(repo, list(stats), warn)
     return report
+
+
+def _again(action: str, rev: str, paths: Sequence[str]) -> str:
+    """The command that finishes ``action`` to ``rev`` of ``paths`` (all: none given),
+    as a shell takes it."""
+    if not paths or action == "pull":
+        return f"dvfs {action}" if action == "pull" else f"dvfs {action} {shell_word(rev)}"
+    named = " ".join(shell_word(p) for p in paths)
+    if len(named) > 4096:  # (the record is bounded: cut_short.MAX_RECORD)
+        named = f"PATH... (the {len(paths):,} PATHs given)"
+    return f"dvfs {action} {shell_word(rev)} -- {named}"
 
 
 def keep_ignored(repo: Repository, written: list[bytes], warn: Warn) -> None:

@@ -433,6 +433,14 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             bad[oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
         workers.progress.advance(1, chunks[oid])
     workers.progress.done()
+    dropped: set[bytes] = set()
+    salvaged: list[str] | None = None  # (what could not be done; None: nothing tried)
+    if repair and (damaged_packs or "corrupt" in bad.values()):
+        # Dropped before the remotes are read: reading them forgets what this clone
+        # kept of a remote whose URL changed unless the store lacks something only its
+        # old place holds (``vfs.remote.config.forget_moved``); a damaged chunk counted
+        # as stored would have that record forgotten, the only one of where it is.
+        salvaged = _drop_damaged(repo, bad, damaged_packs, dropped)
     remote_ids = cached_remote_ids(repo)
     remote_only = {o for o, what in bad.items() if what == "missing"} & remote_ids
     for oid in remote_only:
@@ -451,10 +459,11 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
                 report.held_back[name] = len(alone)
         remote_only &= fetchable
     report.remote_only = len(remote_only)
-    dropped: set[bytes] = set()
     report.repairable = report.repairable or bool(bad or damaged_packs or refs_damaged)
     if repair and report.repairable:
-        dropped = _repair(repo, workers, report, bad, damaged_packs, fetchable, held_ids)
+        if salvaged is None:
+            salvaged = _drop_damaged(repo, bad, damaged_packs, dropped)
+        _repair(repo, workers, report, bad, damaged_packs, salvaged, dropped, fetchable, held_ids)
     else:
         report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in damaged_packs]
     if bad:
@@ -481,25 +490,44 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     return report
 
 
+def _drop_damaged(
+    repo: Repository, bad: dict[bytes, str], packs: list[tuple[Path, str]], dropped: set[bytes]
+) -> list[str] | None:
+    """Drop the damaged chunks of ``bad`` and rewrite the damaged ``packs``
+    (``vfs.ops.gc.salvage``), adding the ids dropped to ``dropped``; what could not be
+    done. None, with nothing done, while a pipeline run writes (it may rely on what is
+    here)."""
+    with repo.locked():
+        if any(p.writing for p in live_pins(repo.dir)):
+            return None
+        corrupt = {oid for oid, what in bad.items() if what == "corrupt"}
+        gone, kept = salvage(repo, corrupt, [pack for pack, _ in packs])
+        dropped.update(gone)
+        repo.store.refresh()  # (the packs it rewrote: what they held is asked below)
+        return kept
+
+
 def _repair(
     repo: Repository,
     workers: Workers,
     report: FsckReport,
     bad: dict[bytes, str],
     packs: list[tuple[Path, str]],
+    kept: list[str] | None,
+    dropped: set[bytes],
     fetchable: set[bytes],
     held_ids: dict[str, set[bytes]],
-) -> set[bytes]:
-    """Mend what can be mended (see the module docstring), taking it out of ``bad``;
-    the ids of the damaged chunks dropped from the store. A dropped chunk that a remote
-    commands fetch from lists is mended; one that only a remote held back at its old
-    place lists (``held_ids``, by remote) is said to be refused until that is fixed."""
+) -> None:
+    """Mend what can be mended once :func:`_drop_damaged` dropped what it could
+    (``dropped``; ``kept``: what it could not do, None if a pipeline run writes: then
+    nothing is), taking it out of ``bad``. A dropped
+    chunk that a remote commands fetch from lists is mended; one that only a remote
+    held back at its old place lists (``held_ids``, by remote) is said to be refused
+    until that is fixed."""
     with repo.locked():
-        if any(p.writing for p in live_pins(repo.dir)):  # (it may rely on what is here)
+        if kept is None or any(p.writing for p in live_pins(repo.dir)):  # (see _drop_damaged)
             report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in packs]
-            return set()
-        corrupt = {oid for oid, what in bad.items() if what == "corrupt"}
-        dropped, kept = salvage(repo, corrupt, [pack for pack, _ in packs])
+            return
         report.problems += kept
         for pack, wrong in packs:
             if aside(pack).exists() and not pack.exists():
@@ -547,7 +575,6 @@ def _repair(
                 del bad[oid]
         finally:
             store.close()
-    return dropped
 
 
 def _store_again(

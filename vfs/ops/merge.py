@@ -658,10 +658,19 @@ def resolve(
             for c in hits:
                 if hist.lookup(tree, c.path) is None and index.get(c.path) is None:
                     report.deleted += remove_path(walker, c.path)  # the chosen side deleted it
+        # A conflict above a PATH (ours a file d, the source a directory d holding d/f)
+        # is settled as the source's when its file made way for the source's directory:
+        # it holds nothing else either side could take there.
+        made_way = [
+            c for c in state.conflicts
+            if c not in hits and any(r.startswith(c.path + b"/") for r in rels)
+            and index.get(c.path) is None
+            and (e := hist.lookup(tree, c.path)) is not None and e.kind == Kind.DIR
+        ]  # fmt: skip
         now = merging.live(repo.dir, repo.refs)
         if now is not None:
             left = set(report.unsettled)
-            done = [c.path for c in hits if c.path not in left]
+            done = [c.path for c in (*hits, *made_way) if c.path not in left]
             report.settled = len(done)
             merging.save(repo.dir, now.resolving(done))
     return report

@@ -90,7 +90,7 @@ def restore(
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content, with one exception:
-    ``restore .`` after a whole checkout that was cut short (``vfs.repo.cut_short``)
+    ``restore .`` after a checkout that was cut short (``vfs.repo.cut_short``)
     also deletes the files that checkout wrote which the index does not track, where
     they still hold its target's content exactly (that version keeps it), so that the
     working tree is as it was before it. Data only on the
@@ -211,13 +211,16 @@ def restore(
 
 
 def _remove_left_by(repo: Repository, index: Index, left: CutShort, workers: Workers) -> int:
-    """Delete the untracked files ``left``'s target holds that the cut-short checkout
-    wrote, those still holding the target's content (see :func:`restore`); how many."""
+    """Delete the untracked files ``left``'s target holds (at or below its PATHs, if it
+    named some) that the cut-short checkout wrote, those still holding the target's
+    content (see :func:`restore`); how many."""
     hist = repo.history
     try:
         files = hist.flatten(hist.version(left.to).tree)
     except ObjectError:  # (the target is not all here: what it wrote cannot be told)
         return 0
+    if left.paths:
+        files = {p: e for p, e in files.items() if under_any(p, left.paths)}
     found: list[Found] = []
     deleted = 0
     with Walker(repo.root) as walker:

@@ -341,7 +341,7 @@ def add(
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
     """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay.
 
-    UsageError, and nothing staged, after a whole checkout cut short
+    UsageError, and nothing staged, after a checkout cut short
     (``vfs.repo.cut_short``): the changes are its files, which a commit would record
     as a version of this branch mixing two versions.
 
@@ -367,7 +367,8 @@ def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet
     if left is not None:  # (the changes are that checkout's files, not the user's work)
         raise UsageError(
             f"the working tree holds files of {left.label} that a {left.action} cut short "
-            f"left: `{left.again}` finishes it, `dvfs restore .` puts back HEAD's files; "
+            f"left: `{left.again}` finishes it, `dvfs restore .` puts back "
+            f"{'the index' if left.paths else 'HEAD'}'s files; "
             "nothing was staged or committed (to commit what is there, `dvfs add` it and "
             "commit without -a)"
         )

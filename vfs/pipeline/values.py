@@ -22,12 +22,13 @@ though, which a run records as a date: a date changed to a string of the same te
 (``d = "2024-01-02"``) is a change, as the program reading the file sees one.
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
-characters in a YAML or TOML file, so comments and layout stay; a JSON file is
-written anew (it has neither). The file is read back after the change, and the
-change refused unless it then holds exactly the new value. A date stays a date: a
-TOML date, time or date-time is set only to another (a text that is none is
-refused), and a YAML date written unquoted (which a YAML 1.1 reader, PyYAML's
-``safe_load``, reads as a date) is replaced by a date written unquoted.
+characters in a YAML, TOML or JSON file, so comments, layout, indentation and key
+order stay (a JSON value that is a list or a mapping is written on one line). The
+file is read back after the change, and the change refused unless it then holds
+exactly the new value. A date stays a date: a TOML date, time or date-time is set
+only to another (a text that is none is refused), and a YAML date written unquoted
+(which a YAML 1.1 reader, PyYAML's ``safe_load``, reads as a date) is replaced by a
+date written unquoted.
 """
 
 from __future__ import annotations
@@ -436,6 +437,59 @@ def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
     return text[:lo] + _yaml_scalar(value) + text[hi:]
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, i: int) -> int:
+    """Where the JSON white space from ``i`` ends."""
+    m = _JSON_SPACE.match(text, i)
+    assert m is not None  # (it matches the empty string)
+    return m.end()
+
+
+def _set_json(text: str, key: str, value: Any, shown: str) -> str:
+    """``text`` with the characters of the JSON value at ``key`` replaced by ``value``
+    written as JSON: the rest of the file (indentation, key order, spacing) stays.
+
+    The file was read already (``load``: valid, no key written twice), so the walk
+    below only finds where each value starts and ends (``raw_decode`` skips one).
+    """
+    dec = json.JSONDecoder()
+    i = _skip(text, 1 if text.startswith("\ufeff") else 0)
+    for part in key.split("."):
+        found = None
+        if text.startswith("{", i):
+            i = _skip(text, i + 1)
+            while not text.startswith("}", i):
+                name, i = dec.raw_decode(text, i)  # (a key is a JSON string)
+                i = _skip(text, i) + 1  # past the colon
+                i = _skip(text, i)
+                if name == part:
+                    found = i
+                    break
+                i = _skip(text, dec.raw_decode(text, i)[1])
+                if text.startswith(",", i):
+                    i = _skip(text, i + 1)
+        elif text.startswith("[", i) and part.isdigit():
+            i = _skip(text, i + 1)
+            for n in range(int(part) + 1):
+                if text.startswith("]", i):
+                    break
+                if n == int(part):
+                    found = i
+                    break
+                i = _skip(text, dec.raw_decode(text, i)[1])
+                if text.startswith(",", i):
+                    i = _skip(text, i + 1)
+        if found is None:
+            raise ValuesError(
+                f"{shown} has no parameter {quote_name(key)}: add it to the file first"
+            )
+        i = found
+    end = dec.raw_decode(text, i)[1]
+    return text[:i] + json.dumps(value, ensure_ascii=False) + text[end:]
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -497,8 +551,7 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
             f"{quote_name(key)} in a YAML or TOML file"
         )
     if kind == "json":
-        _set_plain(doc, key, value)
-        new = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        new = _set_json(text, key, value, shown)
     elif kind == "toml":
         new = _set_toml(text, key, value, shown)
     else:
@@ -530,15 +583,3 @@ def _toml_date(key: str, value: Any, shown: str) -> dt.date | dt.time:
             "is none: give one as TOML writes it (2024-01-02, 2024-01-02T10:00:00Z, 10:00:00)"
         )
     return parsed
-
-
-def _set_plain(doc: Any, key: str, value: Any) -> None:
-    parts = key.split(".")
-    cur = doc
-    for part in parts[:-1]:
-        cur = cur[int(part)] if isinstance(cur, list) else cur[part]
-    last = parts[-1]
-    if isinstance(cur, list):
-        cur[int(last)] = value
-    else:
-        cur[last] = value

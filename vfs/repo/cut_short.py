@@ -1,7 +1,9 @@
-"""The record of a whole checkout (or switch, pull) under way: ``.dvfs/checking-out``.
+"""The record of a checkout (or switch, pull) under way: ``.dvfs/checking-out``.
 
 A checkout of a whole version writes this record before it deletes or writes the
-first file, and removes it once HEAD and the index describe the version. A record
+first file, and removes it once HEAD and the index describe the version. A checkout
+of some PATHs writes it too, naming them, and removes it once the index holds what
+it wrote (one left by a whole checkout stays: that one is not finished). A record
 left behind (the checkout was killed, interrupted, or stopped by a full disk) says
 that the working tree holds some of the target's files and some of what was there
 before, while HEAD and the index still describe the latter: ``status`` says so,
@@ -11,7 +13,10 @@ work rather than "commit them".
 Layout (version 1), UTF-8 JSON in one line, written atomically::
 
     {"format": 1, "action": "checkout", "to": "<64 hex>", "label": "v3", "from": "<64 hex>" | null,
-     "again": "dvfs checkout v3"}
+     "again": "dvfs checkout v3", "paths": ["data/a", ...]}
+
+``paths`` (absent for a whole checkout, and for PATHs too many to record, which are
+then taken as the whole tree) are the PATHs, relative to the root.
 
 ``from`` is the version the index was made equal to when the checkout started
 (``Index.base``): a record whose ``from`` is no longer the index's base is stale
@@ -32,23 +37,26 @@ from vfs.store.durable import write_atomic
 RECORD = "checking-out"
 FORMAT = 1
 MAX_RECORD = 64 * 1024
+MAX_PATHS = 32 * 1024  # (bytes of JSON: more PATHs are recorded as the whole tree)
 
 
 @dataclass(frozen=True)
 class CutShort:
-    """A whole ``action`` (checkout, switch, pull) that has not finished: to ``to``
-    (``label``), from ``base``; ``again`` is the command that finishes it."""
+    """An ``action`` (checkout, switch, pull) that has not finished: to ``to``
+    (``label``), from ``base``; ``again`` is the command that finishes it; ``paths``
+    the PATHs it restored, relative to the root (empty: the whole tree)."""
 
     action: str
     to: bytes
     label: str
     base: bytes | None
     again: str
+    paths: tuple[bytes, ...] = ()
 
 
 def begin(dvfs_dir: Path, rec: CutShort) -> None:
     """Write the record (before the first file is touched)."""
-    data = {
+    data: dict[str, object] = {
         "format": FORMAT,
         "action": rec.action,
         "to": rec.to.hex(),
@@ -56,6 +64,9 @@ def begin(dvfs_dir: Path, rec: CutShort) -> None:
         "from": None if rec.base is None else rec.base.hex(),
         "again": rec.again,
     }
+    named = [os.fsdecode(p) for p in rec.paths]
+    if named and len(json.dumps(named)) <= MAX_PATHS:
+        data["paths"] = named
     write_atomic(dvfs_dir / RECORD, json.dumps(data).encode() + b"\n")
 
 
@@ -63,6 +74,15 @@ def end(dvfs_dir: Path) -> None:
     """Remove the record (the working tree, the index and HEAD agree again)."""
     with contextlib.suppress(FileNotFoundError, IsADirectoryError):
         os.unlink(dvfs_dir / RECORD)
+
+
+def _paths(named: object) -> tuple[bytes, ...]:
+    """The recorded PATHs; ValueError if they are no list of texts."""
+    if named is None:
+        return ()
+    if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+        raise ValueError("paths")
+    return tuple(os.fsencode(p) for p in named)
 
 
 def read(dvfs_dir: Path, base: bytes | None) -> CutShort | None:
@@ -88,6 +108,7 @@ def read(dvfs_dir: Path, base: bytes | None) -> CutShort | None:
             str(data["label"]),
             None if data["from"] is None else bytes.fromhex(data["from"]),
             str(data["again"]),
+            _paths(data.get("paths")),
         )
     except (ValueError, KeyError, TypeError):
         return None

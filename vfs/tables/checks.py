@@ -277,7 +277,7 @@ class KeptSniffs:
             FORMAT, duckdb.__version__, fmt, engine.SNIFF_ROWS, engine.SNIFF_BYTES, MAX_LINE,
             len(key),
         ]  # fmt: skip
-        h.update(b"dvfs sniff 2" + json.dumps(what).encode() + b"\n")
+        h.update(b"dvfs sniff 3" + json.dumps(what).encode() + b"\n")
         h.update(key)
         return f"{h.hexdigest()}.sniff"
 

@@ -579,7 +579,7 @@ class Engine:
 
             def sniffed() -> tuple[Any, ...]:
                 try:
-                    return self.run_aside(query)[0]
+                    return spaced_names(self.run_aside(query)[0], head)
                 except (NotTabular, TypeMismatch) as exc:
                     if size > SNIFF_BYTES:
                         raise
@@ -622,11 +622,14 @@ class Engine:
         queries = [self._sniff_query(p, head, fmt) for p, head in samples]
 
         if len(queries) == 1:
-            return [self.run(queries[0])[0]]
+            return [spaced_names(self.run(queries[0])[0], samples[0][1])]
         with ThreadPoolExecutor(1, thread_name_prefix="engine-aside") as pool:
             second = pool.submit(self.run_aside, queries[1])
             first = self.run(queries[0])
-            return [first[0], second.result()[0]]
+            return [
+                spaced_names(first[0], samples[0][1]),
+                spaced_names(second.result()[0], samples[1][1]),
+            ]
 
     @staticmethod
     def _sniff_query(path: Path, head: bytes, fmt: Format, end: int | None = None) -> str:
@@ -670,6 +673,44 @@ class Engine:
             f" WHERE hash({', '.join(map(ident, all_columns))}) IS NOT NULL" if all_columns else ""
         )
         return int(self.run(f"SELECT count(*) FROM {relation}{where}")[0][0])
+
+
+def spaced_names(row: tuple[Any, ...], head: bytes) -> tuple[Any, ...]:
+    """``sniff_csv``'s answer ``row`` for a sample ``head``, with the header's column
+    names as the file writes them: the sniffer strips their spaces (`` qty`` becomes
+    ``qty``), and the row diff would name, and key on, a column the file has not. A
+    name is taken from the header line only where stripped it is the sniffer's, and
+    only for a plain header (no rows skipped, no comments) that parses into as many
+    names, all distinct; otherwise the answer is left as it is."""
+    delim, quote, escape, _, comment, skip, header, columns = row[:8]
+    line = head[: head.find(b"\n")] if b"\n" in head else head
+    if not header or skip or comment not in (None, "(empty)") or b" " not in line:
+        return row
+    import csv  # (only for a header with spaces)
+
+    quote = "" if quote in (None, "(empty)") else str(quote)
+    escape = "" if escape in (None, "(empty)") else str(escape)
+    try:
+        text = head.decode("utf-8").removeprefix("\ufeff")
+        first = next(
+            csv.reader(
+                text.splitlines(keepends=True), delimiter=str(delim), quotechar=quote or None,
+                quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
+                doublequote=escape in ("", quote),
+                escapechar=escape if escape not in ("", quote) else None,
+            ),
+            None,
+        )  # fmt: skip
+    except (UnicodeDecodeError, csv.Error, TypeError):
+        return row
+    names = [str(c["name"]) for c in columns]
+    if first is None or len(first) != len(names):
+        return row
+    found = [raw if raw.strip() == n else n for raw, n in zip(first, names, strict=True)]
+    if found == names or len(set(found)) != len(found):
+        return row
+    cols = [{**c, "name": n} for c, n in zip(columns, found, strict=True)]
+    return (*row[:7], cols, *row[8:])
 
 
 def _quotes(sample: bytes, end: int | None = None) -> str:
