@@ -50,21 +50,9 @@ def _fetch_metrics(repo: Any, oids: list[Any], command: str) -> None:
     remote that cannot give them is a warning: their metrics show as missing, each
     named as before."""
     from vfs.errors import DvfsError
-    from vfs.model.codec import Kind
-    from vfs.pipeline import values
+    from vfs.pipeline.report import metrics_files
 
-    hist = repo.history
-    items = []
-    for oid in dict.fromkeys(oids):
-        try:
-            v = hist.version(oid)
-            for s in v.pipeline:
-                for m in s.metrics:
-                    e = hist.lookup(v.tree, m)
-                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
-                        items.append((m, e))
-        except DvfsError:
-            continue  # (said when its metrics are read)
+    items = metrics_files(repo.history, oids)
     has = repo.store.has
     if all(has(c.oid) for _, e in items for c in e.chunks):
         return  # the remotes (15 ms to import) only when something is missing

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from vfs.errors import DvfsError, UsageError
-from vfs.model.codec import Kind
+from vfs.model.codec import Entry, Kind
 from vfs.model.params import reads_as_other, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
@@ -185,6 +185,24 @@ def _read_tree_file(
         raise DvfsError(f"{quote_name(path)} cannot be read (larger than {values.MAX_FILE} bytes)")
     get = hist.store.get if get is None else get
     return b"".join(get(c.oid) for c in e.chunks)
+
+
+def metrics_files(hist: History, oids: Iterable[bytes]) -> list[tuple[bytes, Entry]]:
+    """The metrics files versions ``oids`` record (each version once), those small
+    enough to be read (``values.MAX_FILE``): what a reader of their metrics downloads
+    first. A version that cannot be read is passed over: its metrics say why."""
+    found: list[tuple[bytes, Entry]] = []
+    for oid in dict.fromkeys(oids):
+        try:
+            v = hist.version(oid)
+            for s in v.pipeline:
+                for m in s.metrics:
+                    e = hist.lookup(v.tree, m)
+                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
+                        found.append((m, e))
+        except DvfsError:
+            continue
+    return found
 
 
 def version_metrics(

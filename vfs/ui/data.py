@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from vfs.errors import DvfsError, NotADirectory, PathNotFound, UsageError
-from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.model.codec import Entry, Kind
 from vfs.model.params import MAX_MESSAGE, SHOWN_AUTHOR
 from vfs.model.version_codec import Version
 from vfs.mount import control
@@ -32,7 +32,7 @@ from vfs.mount.mounts import statuses
 from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
-from vfs.pipeline import report, values
+from vfs.pipeline import report
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
@@ -437,18 +437,7 @@ def _fetch_metrics(
     failure is said by each version's note (the getter fails at once while the remote
     rests); past ``FETCH_MAX`` bytes, by a note of its own, and the getter reads the
     store alone."""
-    hist = repo.history
-    wanted: list[ChunkRef] = []
-    for oid in oids:
-        try:
-            v = hist.version(oid)
-            for stage in v.pipeline:
-                for m in stage.metrics:
-                    e = hist.lookup(v.tree, m)
-                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
-                        wanted += e.chunks
-        except DvfsError:
-            continue  # (said when its metrics are read)
+    wanted = [c for _, e in report.metrics_files(repo.history, oids) for c in e.chunks]
     what = f"the metrics files of {len(oids):,} version{'s' if len(oids) != 1 else ''}"
     try:
         fetcher.need(what, wanted, "dvfs compare")
