@@ -84,3 +84,34 @@ def test_thousands_of_refs_skipped_give_a_bounded_number_of_warnings(tmp_path: P
     assert len(doc["transfer"]["warnings"]) == 51
     assert Repository(tmp_path / "b").refs.names("remotes") == ["origin/main"]
     Repo(tmp_path / "b").fsck_clean()
+
+
+def test_pushing_tags_again_reads_and_writes_none_that_are_there(
+    tmp_path: Path, s3_env: S3Server
+) -> None:
+    """`dvfs push --tags` asked the remote about every tag it already held (a HEAD, a
+    refused write and a read: 1,222 requests for this push of 302); those its listing shows
+    holding this clone's bytes cost nothing now. A new tag is pushed, and one that
+    names another version there is still left as it is and named."""
+    forge, url, (v1, v2) = forged(tmp_path, s3_env, 2)
+    forge.publish({"main": v1}, tags={f"tag-{n}": v1 for n in range(300)} | {"moved": v2})
+    assert_ok(run(tmp_path, "clone", url, "b", "--endpoint-url", s3_env.endpoint))
+    b = Repo(tmp_path / "b")
+    b.ok("tag", "-d", "moved")
+    b.ok("tag", "moved", "v1")  # (another version here than there)
+    b.write("data/b.txt", "b\n")
+    b.ok("add", "data")
+    b.commit("two")
+    b.ok("tag", "fresh")
+    r = b.run("push", "--tags")
+    assert r.code == 1 and "tag moved differs on the remote" in r.out + r.err, r
+    assert requests_of(r.out + r.err) < 40, r  # was 1,222
+    theirs = Repository(b.root)
+    b.ok("fetch")
+    assert theirs.refs.get("refs/remotes/origin/main") is not None
+    clone = assert_ok(run(tmp_path, "clone", url, "c", "--endpoint-url", s3_env.endpoint))
+    assert not warnings_of(clone), clone
+    tags = Repository(tmp_path / "c").refs.tags()
+    assert tags["fresh"] == theirs.refs.tags()["fresh"] and tags["moved"] == v2
+    assert len(tags) == 302 and {tags[f"tag-{n}"] for n in range(300)} == {v1}
+    b.fsck_clean()

@@ -34,6 +34,7 @@ import shlex
 import shutil
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,15 @@ from vfs.remote.config import (
     remotes,
     tracking_branches,
 )
-from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
+from vfs.remote.layout import (
+    MAX_REFS,
+    REF_LIMIT,
+    bounded,
+    encode_ref,
+    parse_ref,
+    ref_key,
+    refs_prefix,
+)
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, left_unreached, missing_chunks
 from vfs.remote.reader import Located, RemoteRepo, repository_at
@@ -234,8 +243,9 @@ def push(
                     )
             plan.append((b, tip, theirs, etag))
         tag_plan = repo.refs.tags() if tags else {}
+        tags_there = _listed(meter, "tags") if tag_plan else {}
         new = [("heads", b) for b, _, theirs, _ in plan if theirs is None]
-        _refuse_clashes(meter, spec, [*new, *(("tags", t) for t in tag_plan)])
+        _refuse_clashes(meter, spec, [*new, *(("tags", t) for t in tag_plan)], tags_there)
         if not plan and not tag_plan:
             report.notes.append("nothing to push")
             report.requests = meter.requests
@@ -246,7 +256,7 @@ def push(
         _stop_at("indexed")
         records: list[bytes] = []
         chunks: list[bytes] = []
-        for tip in [t for _, t, _, _ in plan] + list(tag_plan.values()):
+        for tip in dict.fromkeys([t for _, t, _, _ in plan] + list(tag_plan.values())):
             more_records, more_chunks = closure(hist, tip, index)
             records += more_records
             chunks += more_chunks
@@ -281,9 +291,27 @@ def push(
             ref = f"refs/remotes/{spec.name}/{b}"
             repo.refs.update(ref, tip, repo.refs.get(ref))
             report.notes.append(f"{b}: {hist.label(tip)} {tip.hex()[:10]}")
+
+        def differs(t: str, oid: bytes, theirs: bytes | None) -> None:
+            there, here = _version_label(repo, theirs), _version_label(repo, oid)
+            report.refused.append((t, there, here))
+            report.notes.append(
+                f"tag {t} differs on the remote ({there} there, {here} here): left as it is"
+            )
+
         for t, oid in tag_plan.items():
             data = encode_ref(oid)
             key = ref_key("tags", t)
+            if t in tags_there:  # listed: read, not written (a tag never moves by a push)
+                if tags_there[t] and tags_there[t] == meter.content_etag(data):
+                    continue  # its listed ETag is that of these bytes: the same tag
+                theirs, _ = remote.ref_with_etag("tags", t)
+                if theirs == oid:
+                    continue
+                if theirs is not None:
+                    differs(t, oid, theirs)
+                    continue
+                # (deleted since it was listed: pushed as a new one)
             try:
                 meter.head(key)  # (there already: no change, no entry)
             except RemoteNotFound:
@@ -294,11 +322,7 @@ def push(
             except PreconditionFailed:
                 theirs, _ = remote.ref_with_etag("tags", t)
                 if theirs != oid:
-                    there, here = _version_label(repo, theirs), _version_label(repo, oid)
-                    report.refused.append((t, there, here))
-                    report.notes.append(
-                        f"tag {t} differs on the remote ({there} there, {here} here): left as it is"
-                    )
+                    differs(t, oid, theirs)
     report.requests = meter.requests
     return report
 
@@ -306,13 +330,35 @@ def push(
 _WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it
 
 
-def _refuse_clashes(meter: Meter, spec: RemoteSpec, refs: list[tuple[str, str]]) -> None:
+def _listed(meter: Meter, kind: str) -> dict[str, str]:
+    """The remote's ``kind`` refs by name, each with the ETag its listing gives where
+    that ETag is computed from the bytes alone (``Backend.content_etag``: S3), else
+    with "" (a listing of names only: a directory remote's ETags would cost a read)."""
+    base = refs_prefix(kind)
+    if meter.content_etag(b"") is None:
+        listing: Iterable[tuple[str, str]] = ((key, "") for key in meter.list(base))
+    else:
+        listing = ((key, info.etag) for key, info in meter.list_info(base))
+    return {
+        key[len(base) :]: etag
+        for key, etag in bounded(listing, MAX_REFS, meter.url, f"refs under {base}")
+    }
+
+
+def _refuse_clashes(
+    meter: Meter, spec: RemoteSpec, refs: list[tuple[str, str]], tags_there: dict[str, str]
+) -> None:
     """UsageError, before anything is uploaded or recorded, if one of ``refs`` (kind,
     name) the remote lacks and one it has are a name and a folder of it (``x`` and
-    ``x/y``): a directory remote cannot store both, and readers use only ``x``."""
+    ``x/y``): a directory remote cannot store both, and readers use only ``x``.
+    ``tags_there``: the remote's tags as :func:`_listed` gives them, listed already."""
     for kind in sorted({k for k, _ in refs}):
         base = refs_prefix(kind)
-        there = sorted(key[len(base) :] for key in meter.list(base))
+        there = (
+            sorted(tags_there)
+            if kind == "tags"
+            else sorted(key[len(base) :] for key in meter.list(base))
+        )
         have = set(there)
         for k, name in refs:
             if k != kind or name in have:
