@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    Result,
     assert_error,
     assert_ok,
     commit_files,
@@ -301,6 +303,28 @@ def test_fsck_says_data_held_at_a_moved_remotes_old_place_is_not_fetched(
     assert a.cat("v1:d/x") == b"one\n"
 
 
+def repaired_after_a_move(a: Repo, tmp_path: Path, data: bytes) -> tuple[Result, Any]:
+    """Point origin at an empty new place by hand, damage the stored copy of ``data``
+    (with no good copy in the working tree: ``d/b.bin`` changed since), and run `dvfs
+    fsck --repair --json`: the result and its report, once checked that the chunk was
+    not dropped as "a remote holds it" but named as held only by the old place."""
+    (tmp_path / "new").mkdir()
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "new"}"\n')
+    (hit,) = [f for f in (a.root / ".dvfs" / "objects").rglob("*") if data in f.read_bytes()]
+    raw = bytearray(hit.read_bytes())
+    raw[raw.find(data) + 100] ^= 1
+    hit.write_bytes(bytes(raw))
+    (a.root / "d" / "b.bin").write_bytes(b"changed since\n")  # (no good copy here)
+    r = a.run("fsck", "--repair", "--json")
+    assert r.code == 1, r
+    report = r.json()
+    assert "a remote holds it" not in json.dumps(report["repaired"]), report
+    (problem,) = report["problems"]
+    assert "only remote origin's old place holds it" in problem, report
+    assert "commands that need it refuse" in problem, report
+    return r, report
+
+
 def test_fsck_repair_of_a_chunk_only_a_held_back_remote_holds_says_it_is_refused(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -317,21 +341,7 @@ def test_fsck_repair_of_a_chunk_only_a_held_back_remote_holds_says_it_is_refused
     a.ok("remote", "add", "origin", str(tmp_path / "old"))
     a.ok("push")
     assert a.json("store", "prune", "--json")["chunks_dropped"] == 1
-    (tmp_path / "new").mkdir()
-    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "new"}"\n')
-    (hit,) = [f for f in (a.root / ".dvfs" / "objects").rglob("*") if data in f.read_bytes()]
-    raw = bytearray(hit.read_bytes())
-    raw[raw.find(data) + 100] ^= 1
-    hit.write_bytes(bytes(raw))
-    (a.root / "d" / "b.bin").write_bytes(b"changed since\n")  # (no good copy here)
-
-    r = a.run("fsck", "--repair", "--json")
-    assert r.code == 1, r
-    report = r.json()
-    assert "a remote holds it" not in json.dumps(report["repaired"]), report
-    (problem,) = report["problems"]
-    assert "only remote origin's old place holds it" in problem, report
-    assert "commands that need it refuse" in problem, report
+    _, report = repaired_after_a_move(a, tmp_path, data)
     assert report["held_back"] == {"origin": 2} and report["remote_only"] == 0, report
     a.fail("cat", "v2:d/b.bin", fragments=("held only at",))
     assert a.fsck_clean()["held_back"] == {"origin": 2}
@@ -356,21 +366,7 @@ def test_fsck_repair_counts_on_no_copy_kept_from_a_moved_remotes_old_place(
     a.ok("remote", "add", "origin", str(tmp_path / "old"))
     a.ok("push")
     a.ok("fetch")  # (what origin holds, as this clone keeps it)
-    (tmp_path / "new").mkdir()
-    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "new"}"\n')
-    (hit,) = [f for f in (a.root / ".dvfs" / "objects").rglob("*") if data in f.read_bytes()]
-    raw = bytearray(hit.read_bytes())
-    raw[raw.find(data) + 100] ^= 1
-    hit.write_bytes(bytes(raw))
-    (a.root / "d" / "b.bin").write_bytes(b"changed since\n")  # (no good copy here)
-
-    r = a.run("fsck", "--repair", "--json")
-    assert r.code == 1, r
-    report = r.json()
-    assert "a remote holds it" not in json.dumps(report["repaired"]), report
-    (problem,) = report["problems"]
-    assert "only remote origin's old place holds it" in problem, report
-    assert "commands that need it refuse" in problem, report
+    r, report = repaired_after_a_move(a, tmp_path, data)
     assert report["remote_only"] == 0 and report["held_back"] == {"origin": 1}, report
     assert "nothing of it was dropped" in r.err, r  # (what this clone kept of the old place)
     a.fail("cat", "v1:d/b.bin", fragments=("held only at", str(tmp_path / "old")))
