@@ -37,7 +37,6 @@ from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import introduced
 from vfs.pipeline.record import describe_all
-from vfs.quoting import quote_name, shell_word
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -313,9 +312,8 @@ def row_diff(
         for rev in dict.fromkeys([old, new]):
             oid = hist.resolve(rev)
             e = hist.lookup(hist.version(oid).tree, path)
-            if e is not None and e.kind == Kind.FILE:
-                pull = f"dvfs pull {hist.revision(oid)} {shell_word(path)}"
-                fetcher.need_stored(f"{quote_name(path)} of {hist.label(oid)}", e.chunks, pull)
+            if e is not None:
+                fetcher.need_stored(FileRef(hist.label(oid), oid, path, e))
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, [old, new], path,
         key, limit, 1, words=PAGE,

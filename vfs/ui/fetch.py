@@ -26,9 +26,7 @@ A clone holds the data of what it checked out, not of older versions: ``dvfs cat
   checks the store) never runs while the dashboard writes, and a CLI command waits
   for a moment at most. When the lock is taken (a commit, a gc under way), the page
   is answered from memory and the chunks are written after a later request, or when
-  the server stops. Until their pack is closed they are read from memory, not from
-  the open pack (a read of an object while another thread closes its pack can find
-  it short). A version deleted
+  the server stops. Until they are stored they are read from memory. A version deleted
   (and collected) between the download and the write leaves unreachable chunks,
   which the next ``dvfs gc`` removes.
 
@@ -45,7 +43,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for
@@ -110,7 +108,7 @@ class Fetcher:
     def get(self, oid: bytes) -> bytes:
         """The chunk's verified bytes: stored, held, or fetched now (for at most
         ``FETCH_WAIT`` seconds); ObjectMissing if there is no remote to ask."""
-        with self._mu:  # (first: one being stored is read from memory until its pack is closed)
+        with self._mu:  # (first: one being stored is read from memory until it is)
             data = self._held.get(oid)
         if data is not None:
             return data
@@ -164,18 +162,6 @@ class Fetcher:
             if exc is not None:
                 raise exc
 
-    def need_stored(self, what: str, chunks: Sequence[ChunkRef], pull: str) -> None:
-        """:meth:`need`, and the chunks written into the store before this returns, for
-        what reads the store itself (a row diff); LockBusy if another command holds
-        the repository lock meanwhile."""
-        self.need(what, chunks, pull)
-        self.settle(wait=True)
-        if self.repo.store.missing(c.oid for c in chunks):
-            raise LockBusy(
-                f"{what}: its data was downloaded, and another command holds the repository "
-                "lock, so it is not stored yet: reload when that command has finished"
-            )
-
     def need_file(self, f: FileRef, upto: int | None = None) -> None:
         """:meth:`need` of file ``f``'s chunks: those holding its first ``upto`` bytes
         (None: all of it)."""
@@ -188,7 +174,21 @@ class Fetcher:
             wanted.append(c)
             at += c.size
         pull = f"dvfs pull {self.repo.history.revision(f.id)} {shell_word(f.path)}"
-        self.need(f"{quote_name(f.path)} of {f.version}", wanted, pull)
+        self.need(_named(f), wanted, pull)
+
+    def need_stored(self, f: FileRef) -> None:
+        """:meth:`need_file` of all of ``f``, its chunks written into the store before
+        this returns, for what reads the store itself (a row diff); LockBusy if another
+        command holds the repository lock meanwhile."""
+        self.need_file(f)
+        if f.entry.kind != Kind.FILE:
+            return
+        self.settle(wait=True)
+        if self.repo.store.missing(c.oid for c in f.entry.chunks):
+            raise LockBusy(
+                f"{_named(f)}: its data was downloaded, and another command holds the "
+                "repository lock, so it is not stored yet: reload when that command has finished"
+            )
 
     # fetching ------------------------------------------------------------------
 
@@ -366,3 +366,8 @@ class Fetcher:
         nothing waits for the downloads under way."""
         with contextlib.suppress(DvfsError, OSError):
             self.settle(wait=True)
+
+
+def _named(f: FileRef) -> str:
+    """File ``f`` as messages name it: ``data/x.csv of v1``."""
+    return f"{quote_name(f.path)} of {f.version}"
