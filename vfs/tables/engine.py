@@ -716,8 +716,6 @@ def spaced_names(row: tuple[Any, ...], head: bytes) -> tuple[Any, ...]:
 def _quotes(sample: bytes, end: int | None = None) -> str:
     """sniff_csv's options on the quotes of ``sample`` (its first ``end`` bytes, if
     given): ``UNQUOTED`` if it holds none."""
-    if end is None:
-        return "" if b'"' in sample or b"'" in sample else UNQUOTED
     return "" if sample.find(b'"', 0, end) >= 0 or sample.find(b"'", 0, end) >= 0 else UNQUOTED
 
 
