@@ -434,8 +434,9 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         workers.progress.advance(1, chunks[oid])
     workers.progress.done()
     dropped: set[bytes] = set()
-    salvaged: list[str] | None = None  # (what could not be done; None: nothing tried)
-    if repair and (damaged_packs or "corrupt" in bad.values()):
+    salvaged: list[str] | None = None  # (what could not be done; None: a pipeline run writes)
+    drop_first = repair and bool(damaged_packs or "corrupt" in bad.values())
+    if drop_first:
         # Dropped before the remotes are read: reading them forgets what this clone
         # kept of a remote whose URL changed unless the store lacks something only its
         # old place holds (``vfs.remote.config.forget_moved``); a damaged chunk counted
@@ -461,7 +462,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     report.remote_only = len(remote_only)
     report.repairable = report.repairable or bool(bad or damaged_packs or refs_damaged)
     if repair and report.repairable:
-        if salvaged is None:
+        if not drop_first:
             salvaged = _drop_damaged(repo, bad, damaged_packs, dropped)
         _repair(repo, workers, report, bad, damaged_packs, salvaged, dropped, fetchable, held_ids)
     else:
