@@ -194,20 +194,16 @@ class Chunker:
                 start, filled, eof = cur
                 nxt = None if eof else read_next(k + 1)  # (while region k is cut)
                 ends = cutting if isinstance(cutting, list) else cutting.result()
-                pos = ends[-1] if ends else first
+                pos = after = ends[-1] if ends else first
                 if nxt is not None:
-                    after = pos
                     if nxt[0] == reserve:  # round to the first region: the tail before it
                         after = reserve - (filled - pos)
                         if filled > pos:
                             with memoryview(ring) as buf:
                                 buf[after:reserve] = buf[pos:filled]
-                    cutting = cut(after, nxt[1], nxt[2])
-                    yield k, first, ends, start, filled
-                    first = after
-                else:
-                    yield k, first, ends, start, filled
-                cur = nxt
+                    cutting = cut(after, nxt[1], nxt[2])  # (cut while the caller works)
+                yield k, first, ends, start, filled
+                cur, first = nxt, after
                 k += 1
         finally:
             for fut in pending:  # a cut still running reads the buffer: let it end first
