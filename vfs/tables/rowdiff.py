@@ -101,7 +101,14 @@ from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
-from vfs.tables.compare import key_totals, key_totals_answer, key_totals_query, keyed, unkeyed
+from vfs.tables.compare import (
+    key_check_query,
+    key_totals,
+    key_totals_answer,
+    key_totals_query,
+    keyed,
+    unkeyed,
+)
 from vfs.tables.engine import (
     Engine,
     EngineError,
@@ -798,9 +805,8 @@ def _old_keys(
     checked = _checked(old, ot, False)
     whole = ot.relation(old.file, False, _lines(engine, old, ot))
     if ot == nt:
-        sources: list[tuple[str, int, int, Sequence[str]]] = [(whole, 1, 0, checked)]
         bounded = checks.bounded(ot, key, False) is not None
-        return _Early(engine.run_beside(key_totals_query(ot, nt, key, sources, bounded)), True)
+        return _Early(engine.run_beside(key_check_query(key, whole, checked, bounded)), True)
     if old.size > BESIDE_MAX:
         return None
     where = f" WHERE hash({', '.join(map(ident, checked))}) IS NOT NULL" if checked else ""
