@@ -7,7 +7,8 @@ it) with a timer around each stage: the copies of the two sides out of the store
 (the sniffs begin within them, ``Engine.sniff_early``), what the sniffing still
 takes after them, the fast path's plan and key check, and every engine query (those
 run beside another, ``Engine.run_beside``, are timed within the stage that waits for
-them: the line join and ``_checked_beside``). Each line gives wall and CPU seconds
+them: the line join and ``_parts``, where the old file's key check is waited for, or
+``_checked_beside``). Each line gives wall and CPU seconds
 (the process's CPU time, DuckDB's and the copy's threads included) and the load when
 the stage ended. With ``--plain A B`` (the same two
 versions as plain files, as ``bench_rowdiff.py --keep`` leaves them), DuckDB alone
@@ -77,8 +78,8 @@ def main() -> int:
 
     stages: list[Stage] = []
     stages_of = (
-        "_copy_sides", "fast_plan", "line_parts", "key_totals", "_checked_beside", "_collisions",
-        "keyed",
+        "_copy_sides", "fast_plan", "line_parts", "_parts", "key_totals", "_checked_beside",
+        "_collisions", "keyed",
     )  # fmt: skip
     for name in (*stages_of, "unkeyed"):
         setattr(rowdiff, name, timed(stages, name, getattr(rowdiff, name)))
