@@ -59,9 +59,10 @@ fills it: the mount's metadata, a snapshot's packs, the working tree and a remou
 find room. Others that need room on the same filesystem (a write to the working
 tree, a snapshot) call :meth:`ChunkCache.shed` when they meet ENOSPC, and retry.
 
-Written behind (:meth:`ChunkCache.put_later`): the mount daemon hands a fetched
-chunk to its readers first and caches it afterwards, on ``writers`` threads of the
-cache's own, each appending to a segment of its own. One 1 MiB ``O_DIRECT`` write at a
+Written behind (:meth:`ChunkCache.put_later`, :meth:`ChunkCache.put_group_later`):
+the mount daemon hands a fetched chunk to the cache and to its readers at once, and
+the cache writes it afterwards, on ``writers`` threads of its own, each appending
+to a segment of its own. One 1 MiB ``O_DIRECT`` write at a
 time ran at 272-501 MiB/s and three or four at a time at 1,055-1,146 MiB/s on the
 benchmark machine, and in a cold read through a URL mount the fetching threads had
 waited 24.9 s in all for the previous chunk's write against 9.3 s receiving. Until
