@@ -202,6 +202,24 @@ def test_write_new_writes_a_page_aligned_view_from_where_it_lies(
         assert copies == []
 
 
+def test_write_at_writes_a_large_view_the_kernel_refuses_to_take_in_place(tmp_path: Path) -> None:
+    """A view not on a page (several chunks received into one buffer, cached one by
+    one) and larger than the thread's aligned buffer was lost: the copy needed a
+    bigger buffer while the refused write still held the old one (BufferError)."""
+    data = random.Random(3).randbytes(3 * 1024 * 1024 + 100)
+    view = memoryview(data)[1:]  # read-only and not on a page: refused in place
+    path = tmp_path / "seg"
+    fd = direct_io.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    assert fd >= 0, "the test directory's filesystem takes O_DIRECT"
+    try:
+        at = direct_io.write_at(fd, view, 0, direct=True)
+    finally:
+        os.close(fd)
+    raw = path.read_bytes()
+    assert len(raw) == at == -(-len(view) // ALIGN) * ALIGN
+    assert raw[: len(view)] == bytes(view)
+
+
 @pytest.mark.parametrize("shift", [0, 1])
 def test_write_at_caches_a_received_chunk_with_one_direct_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: int

@@ -48,6 +48,7 @@ from tests.support.mount import (
     write,
 )
 from vfs import ChunkRef, Entry, Kind
+from vfs._os.malloc import huge_heap_environment
 from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
@@ -113,6 +114,42 @@ def test_mount_in_background_then_mounts_and_umount(repo: Path, tmp_path: Path) 
         assert_error(dvfs(tmp_path, home, "umount", str(mnt)), "is not mounted", code=2)
     finally:
         force_unmount(mnt)
+
+
+def _huge_page_areas(pid: int) -> int:
+    """How many memory areas of a running process are marked for huge pages
+    (``madvise(MADV_HUGEPAGE)``: ``hg`` among their ``VmFlags``)."""
+    text = Path(f"/proc/{pid}/smaps").read_text()
+    return sum(1 for line in text.splitlines() if line.startswith("VmFlags:") and " hg" in line)
+
+
+def test_the_daemon_asks_for_huge_pages_for_its_heap(repo: Path, tmp_path: Path) -> None:
+    """The kernel pins each chunk buffer for every cache write and reply: on huge pages
+    that costs a page-table entry per 2 MiB, not per 4 KiB. In the foreground and in
+    the background alike."""
+    home, mnt, bg = tmp_path / "home", tmp_path / "mnt", tmp_path / "bg"
+    with mounted(str(repo), mnt, home) as m:
+        assert (mnt / "data" / "a.txt").read_bytes() == b"two\n"
+        assert _huge_page_areas(m.proc.pid) > 0
+    bg.mkdir()
+    try:
+        r = assert_ok(dvfs(repo, home, "mount", str(bg)))
+        pid = int(r.out.rsplit("daemon pid ", 1)[1].split(",")[0])
+        assert (bg / "data" / "a.txt").read_bytes() == b"two\n"
+        assert _huge_page_areas(pid) > 0
+    finally:
+        assert_ok(dvfs(tmp_path, home, "umount", str(bg)))
+        force_unmount(bg)
+
+
+def test_the_users_own_malloc_tunables_are_kept_for_the_daemon() -> None:
+    assert huge_heap_environment({"HOME": "/h"}) == {
+        "HOME": "/h", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+    }  # fmt: skip
+    mine = huge_heap_environment({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"})
+    assert mine["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=7:glibc.malloc.hugetlb=1"
+    off = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
+    assert huge_heap_environment(off) == off  # the user's choice stands
 
 
 def test_a_mount_point_with_a_control_character_is_quoted_in_every_line(

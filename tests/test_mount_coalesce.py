@@ -10,7 +10,9 @@ own count of those requests. The tests count GETs, never time anything:
   fetched once;
 - random 4 KiB reads fetch one chunk each, never a run;
 - a byte flipped on the server inside a coalesced range fails the read of that
-  chunk (EIO) and nothing of it is cached, while its good neighbours are.
+  chunk (EIO) and nothing of it is cached, while its good neighbours are;
+- the chunks of a run are cached back to back, a piece of the answer per write, and
+  read back from there.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.chunk_cache import chunks_on_disk, sealed
+from tests.support.chunk_cache import ENTRY, FOOTER, chunks_on_disk, sealed
 from tests.support.mount import Mount, commit, mounted, push_to, write
 from tests.support.s3server import S3Server
 from tests.support.waiting import wait_for
@@ -227,3 +229,31 @@ def test_a_daemon_killed_while_caching_leaves_a_cache_that_only_lacks_chunks(
     assert cached(m) == every
     assert all(hash_bytes(d).hex() == i for i, d in chunks_on_disk(chunks).items())
     assert set(chunks.iterdir()) == set(sealed(chunks))
+
+
+def test_the_chunks_of_a_run_are_cached_back_to_back_and_served_from_there(
+    pushed: Bucket, tmp_path: Path
+) -> None:
+    """A run's answer is received in pieces of several chunks, and the cache writes each
+    piece whole, in one write: a chunk lies right after the one before it, not on the
+    next page (one write per piece, not per chunk). A new daemon reads them back
+    from there, verified, and fetches nothing."""
+    with pushed.mount(tmp_path) as m:
+        assert (m.path / "data" / "big.bin").read_bytes() == DATA
+    where: dict[bytes, tuple[Path, int, int]] = {}
+    for seg in sealed(m.cache / "chunks"):
+        raw = seg.read_bytes()
+        _, at, count, _, _ = FOOTER.unpack(raw[-FOOTER.size :])
+        for oid, off, n in ENTRY.iter_unpack(raw[at : at + count * ENTRY.size]):
+            where[oid] = (seg, off, n)
+    assert set(where) == {c.oid for c in pushed.chunks}
+    after = sum(
+        1
+        for a, b in zip(pushed.chunks, pushed.chunks[1:], strict=False)
+        if where[b.oid][0] == where[a.oid][0] and where[b.oid][1] == where[a.oid][1] + a.size
+    )
+    assert after >= len(pushed.chunks) // 2, (after, len(pushed.chunks))
+    with pushed.mount(tmp_path) as m:
+        assert (m.path / "data" / "big.bin").read_bytes() == DATA
+        assert gets(m) == []
+        assert FETCHED.findall(m.log_text()) == []

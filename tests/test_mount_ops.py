@@ -223,10 +223,10 @@ class GatedWrites:
         self.started = threading.Semaphore(0)
         real = cache._append
 
-        def gated(seg: Any, oid: bytes, data: bytes | memoryview) -> Any:
+        def gated(seg: Any, chunks: list[tuple[bytes, int, int]], data: bytes | memoryview) -> Any:
             self.started.release()
             assert self.gate.wait(timeout=30)
-            return real(seg, oid, data)
+            return real(seg, chunks, data)
 
         monkeypatch.setattr(cache, "_append", gated)
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         open_tree_clone as open_tree_clone,
         umount2 as umount2,
     )
+    from vfs._os.heap import adjoining as adjoining
     from vfs._os.malloc import chunk_buffers_reused as chunk_buffers_reused
     from vfs._os.page_cache import set_bdi_read_ahead as set_bdi_read_ahead
     from vfs._os.tmpfile import link_unnamed as link_unnamed, unnamed_file as unnamed_file
@@ -261,6 +262,7 @@ PUBLIC: dict[str, str] = {
     "add_remote": "vfs.remote.config",
     "audit_acting": "vfs.repo.audit:acting",
     "any_reserved": "vfs.model.names",
+    "adjoining": "vfs._os.heap",
     "check_fuse": "vfs.mount.mounts",
     "check_mountpoint": "vfs.mount.mounts",
     "check_ref_name": "vfs.repo.refs",

@@ -5,9 +5,15 @@ Layout, under ``<cache dir>/chunks``::
     <16 hex>-<n>.seg    a segment: chunks appended one after the other, then its index
 
 A segment holds the chunks one writer thread cached in a stretch of time (up to
-``SEGMENT_BYTES``), each starting on a page boundary (padded with zeros to whole
-pages, so that each is written and read with ``O_DIRECT``), then its index, padded to
-whole pages too and ending with a footer::
+``SEGMENT_BYTES``), each write starting on a page boundary (padded with zeros to
+whole pages, so that each is written with ``O_DIRECT``), then its index, padded to
+whole pages too and ending with a footer. A write is one chunk, or a piece of a
+remote's answer holding several chunks back to back (``put_group_later``: one write
+for them all, and the bytes between them too), so a chunk starts on a page boundary
+or anywhere after the previous one in its piece; it is read with ``O_DIRECT`` from
+the pages around it. (A version before pieces required every chunk on a page and
+deletes a segment holding others at start-up, as if torn: those chunks are fetched
+again.)::
 
     entries   count x (32-byte chunk id, u64 offset, u64 length), little-endian
     zeros     up to 64 bytes before the next page boundary
@@ -53,9 +59,10 @@ fills it: the mount's metadata, a snapshot's packs, the working tree and a remou
 find room. Others that need room on the same filesystem (a write to the working
 tree, a snapshot) call :meth:`ChunkCache.shed` when they meet ENOSPC, and retry.
 
-Written behind (:meth:`ChunkCache.put_later`): the mount daemon hands a fetched
-chunk to its readers first and caches it afterwards, on ``writers`` threads of the
-cache's own, each appending to a segment of its own. One 1 MiB ``O_DIRECT`` write at a
+Written behind (:meth:`ChunkCache.put_later`, :meth:`ChunkCache.put_group_later`):
+the mount daemon hands a fetched chunk to the cache and to its readers at once, and
+the cache writes it afterwards, on ``writers`` threads of its own, each appending
+to a segment of its own. One 1 MiB ``O_DIRECT`` write at a
 time ran at 272-501 MiB/s and three or four at a time at 1,055-1,146 MiB/s on the
 benchmark machine, and in a cold read through a URL mount the fetching threads had
 waited 24.9 s in all for the previous chunk's write against 9.3 s receiving. Until
@@ -87,7 +94,9 @@ import struct
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from vfs import (
     hash_bytes,
@@ -204,7 +213,7 @@ def _read_index(path: Path) -> list[tuple[bytes, int, int]] | None:
     if len(raw) != count * ENTRY.size or hash_bytes(raw) != digest:
         return None
     entries = list(ENTRY.iter_unpack(raw))
-    if any(off % PAGE or off + _pages(n) > at for _, off, n in entries):
+    if any(off + n > at for _, off, n in entries):
         return None
     return entries
 
@@ -217,6 +226,13 @@ def contents(root: Path) -> dict[bytes, int]:
             for oid, _, n in _read_index(Path(entry.path)) or ():
                 found[oid] = n
     return found
+
+
+class _Write(NamedTuple):
+    """Bytes for a writer thread to append, and the chunks in them (id, where, length)."""
+
+    data: bytes | memoryview
+    chunks: list[tuple[bytes, int, int]]
 
 
 class _Segment:
@@ -255,9 +271,7 @@ class ChunkCache:
         self._pending: dict[bytes, bytes | memoryview] = {}  # handed over, not written yet
         self._pending_bytes = 0
         self._writer_count = writers
-        self._queue: queue.SimpleQueue[tuple[bytes, bytes | memoryview] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writers: list[threading.Thread] = []  # started by the first put_later
         self._closed = False
         self._index: dict[bytes, tuple[_Segment, int, int]] = {}  # id -> segment, offset, length
@@ -390,28 +404,39 @@ class ChunkCache:
     def put(self, oid: bytes, data: bytes | memoryview) -> bool:
         """Cache a verified chunk now, in a segment of its own (evicting others); False if
         it cannot fit at all or could not be written."""
-        seg = self._append(None, oid, data)
+        seg = self._append(None, [(oid, 0, len(data))], data)
         if seg is not None:
             self._seal(seg)
         return oid in self._index
 
     def _append(
-        self, seg: _Segment | None, oid: bytes, data: bytes | memoryview
+        self, seg: _Segment | None, chunks: list[tuple[bytes, int, int]], data: bytes | memoryview
     ) -> _Segment | None:
-        """Append a chunk to ``seg`` (sealed first when full; None: a new one); the
-        segment to append the next chunk to (None if there is none open)."""
+        """Append ``data`` to ``seg`` (sealed first when full; None: a new one), indexing
+        ``chunks`` (id, where in ``data``, length) that are not cached yet; the segment
+        to append the next write to (None if there is none open).
+
+        ``data`` that cannot fit in the whole limit is appended chunk by chunk.
+        """
         padded = _pages(len(data))
+        if len(chunks) > 1 and padded + _index_size(len(chunks)) > self.limit:
+            view = memoryview(data)
+            for oid, at, n in chunks:
+                seg = self._append(seg, [(oid, 0, n)], view[at : at + n])
+            return seg
         if seg is not None and seg.end + padded > self.segment_bytes:
             self._seal(seg)
             seg = None
         while True:
             count = len(seg.entries) if seg is not None else 0
-            need = padded + _index_size(count + 1) - (_index_size(count) if count else 0)
             with self._landed:
-                if oid in self._index:
+                chunks = [c for c in chunks if c[0] not in self._index]
+                if not chunks:
                     return seg
-                if padded + _index_size(1) > self.limit:
+                if padded + _index_size(len(chunks)) > self.limit:
                     return seg
+                grown = _index_size(count + len(chunks)) - (_index_size(count) if count else 0)
+                need = padded + grown
                 # Open segments and writes under way hold room no eviction can free:
                 # when they leave too little, seal this writer's own segment (it can
                 # then go), or wait until one of the others lands or is sealed.
@@ -451,7 +476,7 @@ class ChunkCache:
                 self._used -= need
                 self._landed.notify_all()
             if seg is not None:
-                if fresh:  # nothing of it is cached: gone with the chunk
+                if fresh:  # nothing of it is cached: gone with the chunks
                     self._abandon(seg)
                     seg = None
                 else:
@@ -459,12 +484,18 @@ class ChunkCache:
                         os.ftruncate(seg.fd, seg.end)
             if not isinstance(exc, OSError):
                 raise
-            log.warning("could not cache chunk %s: %s", oid.hex(), exc)
+            log.warning(
+                "could not cache chunk %s%s: %s",
+                chunks[0][0].hex(),
+                f" and {len(chunks) - 1} more" if len(chunks) > 1 else "",
+                exc,
+            )
             return seg
         assert seg is not None
         with self._landed:
-            seg.entries.append((oid, seg.end, len(data)))
-            self._index[oid] = (seg, seg.end, len(data))
+            for oid, at, n in chunks:
+                seg.entries.append((oid, seg.end + at, n))
+                self._index[oid] = (seg, seg.end + at, n)
             seg.end += padded
             seg.held += need
             self._landed.notify_all()
@@ -525,18 +556,38 @@ class ChunkCache:
         ``pending_limit`` bytes: then it waits until there is room (back-pressure).
         ``data`` must not change afterwards. After :meth:`close` it does nothing.
         """
+        self._enqueue(data, [(oid, 0, data)])
+
+    def put_group_later(
+        self, data: memoryview, chunks: Sequence[tuple[bytes, int, bytes | memoryview]]
+    ) -> None:
+        """Like :meth:`put_later` for verified chunks that lie in ``data``: each given as
+        (id, where in ``data``, its bytes there). ``data`` is written whole, in one
+        write (what lies between the chunks too), and each chunk indexed where it
+        landed: a piece of a remote's answer that holds several chunks costs one
+        write, not one each."""
+        self._enqueue(data, chunks)
+
+    def _enqueue(
+        self, data: bytes | memoryview, chunks: Sequence[tuple[bytes, int, bytes | memoryview]]
+    ) -> None:
+        """Queue ``data`` holding ``chunks`` for a writer thread (see :meth:`put_later`)."""
         size = len(data)
         if size > self.limit:
+            if len(chunks) > 1:
+                for oid, _, chunk in chunks:
+                    self._enqueue(chunk, [(oid, 0, chunk)])
             return
         with self._room:
             while (
                 not self._closed
                 and self._pending_bytes
                 and self._pending_bytes + size > self.pending_limit
-                and oid not in self._pending
+                and any(oid not in self._pending for oid, _, _ in chunks)
             ):
                 self._room.wait()
-            if self._closed or oid in self._pending or oid in self._index:
+            fresh = [c for c in chunks if c[0] not in self._pending and c[0] not in self._index]
+            if self._closed or not fresh:
                 return
             if not self._writers:
                 for n in range(self._writer_count):
@@ -545,9 +596,10 @@ class ChunkCache:
                     )
                     t.start()
                     self._writers.append(t)
-            self._pending[oid] = data
+            for oid, _, chunk in fresh:
+                self._pending[oid] = chunk
             self._pending_bytes += size
-            self._queue.put((oid, data))
+            self._queue.put(_Write(data, [(oid, at, len(chunk)) for oid, at, chunk in fresh]))
 
     def _write_behind(self) -> None:
         """A writer thread: append pending chunks to a segment of its own, then let them
@@ -563,15 +615,15 @@ class ChunkCache:
                 continue
             if item is _STOP:
                 break
-            oid, data = item
             try:
-                seg = self._append(seg, oid, data)
+                seg = self._append(seg, list(item.chunks), item.data)
             except Exception:  # _append logs and swallows OS errors; anything else is a bug
-                log.exception("could not cache chunk %s", oid.hex())
+                log.exception("could not cache chunk %s", item.chunks[0][0].hex())
             finally:
                 with self._room:
-                    if self._pending.pop(oid, None) is not None:
-                        self._pending_bytes -= len(data)
+                    for oid, _, _ in item.chunks:
+                        self._pending.pop(oid, None)
+                    self._pending_bytes -= len(item.data)
                     self._room.notify_all()
         if seg is not None:
             self._seal(seg)

@@ -23,11 +23,13 @@ parsing, answering), which a cold read on two cores is short of, and a run costs
 memory only for the chunk being read, so more packs in flight cost no more RSS.
 Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
-else. A run's answer is read chunk by chunk as it streams in (never held whole):
-each chunk is verified and handed to its readers at once, so the first chunk of a
-run is served while the rest is on its way; a good chunk is then given to the
-chunk cache, which writes it on threads of its own while the run goes on (and
-serves it from memory until then), as it does a single chunk.
+else. A run's answer is read in pieces of a few MiB as it streams in (never held
+whole, ``vfs.remote.read.RemoteChunks.stream_run``): the chunks of a piece are
+verified, queued for the chunk cache (which writes the piece in one write on threads
+of its own while the run goes on, and serves its chunks from memory until then) and
+handed to their readers at once, so the first piece of a run is served while the
+rest is on its way. The chunks of a piece lie back to back in one buffer, so a read
+that spans two of them is one view, not a copy (``daemon.data.open_files``).
 Without ``extend`` (a read that spans chunks) only the chunks given are fetched, so
 random reads keep fetching one chunk each.
 
@@ -57,6 +59,7 @@ counts the bytes of runs not arrived yet).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -455,23 +458,48 @@ class Fetcher:
         run: list[tuple[ChunkRef, PackedObject]],
         hand: Callable[[int, bytes | memoryview | ObjectCorrupt], None],
     ) -> None:
-        """One ranged GET for a run, read chunk by chunk; each verified, given to
-        ``hand`` (its index in ``run``), which queues it for the trio thread without
-        waiting, then to the cache's writers (``ChunkCache.put_later``). Blocking.
+        """One ranged GET for a run, read piece by piece (``RemoteChunks.stream_run``):
+        the good chunks of each piece handed to the cache's writers, then every chunk
+        given to ``hand`` (its index in ``run``), which queues it for the trio thread
+        without waiting. Blocking.
 
-        Served before it is cached: the first chunk of a run is served while the rest
-        is on its way, and the stream goes on while the cache writes what came before
-        (several writes at once, on the cache's threads). The run is never held whole
-        in memory: the thread waits only when the chunks not yet written reach the
-        cache's bound.
+        The good chunks a piece holds as received go to the cache with the piece,
+        written whole in one write (``ChunkCache.put_group_later``), unless they are
+        less than half of it (the rest: gaps, damaged or compressed chunks); others
+        one by one. Queued for the cache before they are served, so that a chunk a
+        reader got is cached even if the daemon stops right after; the stream goes
+        on while the cache writes what came before (several writes at once, on the
+        cache's threads). The run is never held whole in memory: the thread waits
+        only when the chunks not yet written reach the cache's bound.
         """
         assert self.remote is not None
         cache = self.cache
-        items = self.remote.stream_run(pack_id, [obj for _, obj in run])
-        try:
-            for i, ((ref, _), item) in enumerate(zip(run, items, strict=True)):
-                hand(i, item)
-                if cache is not None and not isinstance(item, Exception) and len(item) == ref.size:
-                    cache.put_later(ref.oid, item)
-        finally:
-            items.close()
+        i = 0
+        with contextlib.closing(self.remote.stream_run(pack_id, [o for _, o in run])) as pieces:
+            for piece, chunks in pieces:
+                if cache is not None:
+                    held: list[tuple[bytes, int, bytes | memoryview]] = []
+                    for k, (item, at) in enumerate(chunks):
+                        ref = run[i + k][0]
+                        if isinstance(item, Exception) or len(item) != ref.size:
+                            continue
+                        if at < 0:
+                            cache.put_later(ref.oid, item)
+                        else:
+                            held.append((ref.oid, at, item))
+                    _cache_piece(cache, piece, held)
+                for item, _ in chunks:
+                    hand(i, item)
+                    i += 1
+
+
+def _cache_piece(
+    cache: ChunkCache, piece: memoryview, held: list[tuple[bytes, int, bytes | memoryview]]
+) -> None:
+    """Hand the good chunks received in ``piece`` to the cache: with the piece, in one
+    write, when they are at least half of it; one by one otherwise."""
+    if sum(len(data) for _, _, data in held) * 2 >= len(piece):
+        cache.put_group_later(piece, held)
+    else:
+        for oid, _, data in held:
+            cache.put_later(oid, data)

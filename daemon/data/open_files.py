@@ -31,7 +31,7 @@ import trio
 
 from daemon.data.fetcher import Fetcher
 from daemon.fs.inodes import Node
-from vfs import ChunkRef, DvfsError
+from vfs import ChunkRef, DvfsError, adjoining
 
 AHEAD_AFTER = 512 * 1024
 MAX_AHEAD = 32 * 1024 * 1024  # plus the rest of a pack run: about three packs ahead
@@ -119,4 +119,7 @@ class OpenFile:
             lo, hi = max(off, start) - start, min(end, start + len(data)) - start
             # a view, not a copy: pyfuse3 replies from any buffer
             parts.append(data if lo == 0 and hi == len(data) else memoryview(data)[lo:hi])
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(parts) == 1:
+            return parts[0]
+        # chunks received in one piece lie back to back: one view of them, no join
+        return adjoining(parts) or b"".join(parts)

@@ -17,7 +17,8 @@ each one, with the measurement that justified it, in one place:
   a process still runs (what tells a killed process's leftovers from live work);
 - ``gc_pause``: the cyclic garbage collector paused while many objects are made;
 - ``malloc``: glibc's mmap and trim thresholds (``mallopt`` by ctypes), for push,
-  the mount daemon and ``diff --rows``;
+  the mount daemon and ``diff --rows``, and the daemon's heaps on huge pages (a
+  ``GLIBC_TUNABLES`` setting in the environment it is started with);
 - ``heap``: page-aligned buffers from malloc's heap (an uninitialised bytearray by
   ctypes), which the S3 backend receives a URL mount's chunks into, so that the chunk
   cache writes them with ``O_DIRECT`` without a copy;

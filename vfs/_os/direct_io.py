@@ -606,6 +606,8 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int, *, dire
                 rest = [p[max(0, done - at) :] for p, at in zip(parts, starts, strict=True)]
                 _pwritev_all(fd, [p for p in rest if p], offset + done)
                 return padded
+            for part in parts:  # (the tail holds the spare buffer, which _buffer may replace)
+                part.release()
     buf = _buffer(padded)
     with memoryview(buf) as aligned:
         aligned[:n] = view

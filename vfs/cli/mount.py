@@ -121,7 +121,7 @@ def mount_cmd(
         sys.stdout.flush()
         sys.stderr.flush()
         os.set_inheritable(lock_fd, True)
-        os.execv(sys.executable, daemon_args.argv())
+        os.execve(sys.executable, daemon_args.argv(), daemon_args.environment())
     pid, shown = launch.start(daemon_args)
     if as_json:
         emit_json(

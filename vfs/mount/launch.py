@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from vfs._os.malloc import huge_heap_environment
 from vfs.backends import parse_url, refuse_credentials
 from vfs.errors import MountError, UsageError
 from vfs.mount.mounts import (
@@ -274,6 +275,11 @@ class DaemonArgs:
             out += ["--cache-lock-fd", str(self.lock_fd)]
         return out
 
+    def environment(self) -> dict[str, str]:
+        """The daemon's environment: this process's, with malloc's heaps on huge pages
+        (``vfs._os.malloc.huge_heap_environment``)."""
+        return huge_heap_environment(os.environ)
+
     @property
     def log_path(self) -> Path:
         """The daemon's log file when it runs in the background."""
@@ -317,6 +323,7 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
     with open_log(args.log_path) as log:
         proc = subprocess.Popen(
             [*args.argv(), "--ready-fd", str(write_end)],
+            env=args.environment(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -12,7 +12,7 @@ is checked.
 - :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
   chunk's stored bytes (``fetch``), or one ranged GET for a run of chunks that lie
   next to each other in a pack (``stream_run``, a sequential reader's read-ahead,
-  which yields each chunk as its bytes arrive);
+  which yields the chunks of each piece of the answer as it arrives);
   each chunk decompressed and checked against its id here, so nothing unverified
   leaves this module. The remote is connected on first use. Its index (object id ->
   pack, offset, stored length) is merged from its index segments on first use, and
@@ -35,6 +35,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Generator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from vfs.backends import same_location
 from vfs.errors import ObjectCorrupt, ObjectMissing, RemoteError, UsageError
@@ -45,6 +46,7 @@ from vfs.store.compression import decode_payload
 from vfs.store.packs import PackedObject
 
 log = logging.getLogger(__name__)
+GROUP_BYTES = 4 * 1024 * 1024  # stored bytes of a run received into one buffer, at most
 
 
 class OtherSource(UsageError):
@@ -81,6 +83,15 @@ def open_meta(path: Path, spec: RemoteSpec, remote: RemoteRepo) -> Repository:
         other = known.url if known is not None else "another source"
         raise OtherSource(f"{path} holds the versions of {other}")
     return repo
+
+
+class RunPiece(NamedTuple):
+    """A piece of the answer for a run (``RemoteChunks.stream_run``) and its chunks:
+    each one's verified bytes or why it has none, with where in ``piece`` its bytes
+    lie when they are the chunk (stored uncompressed), else -1."""
+
+    piece: memoryview
+    chunks: list[tuple[bytes | memoryview | ObjectCorrupt, int]]
 
 
 class RemoteChunks:
@@ -162,48 +173,58 @@ class RemoteChunks:
 
     def stream_run(
         self, pack_id: str, objs: Sequence[PackedObject]
-    ) -> Generator[bytes | memoryview | ObjectCorrupt, None, None]:
-        """Chunks ``objs`` of pack ``pack_id``, one by one as they arrive, from one ranged
-        GET from the first one's offset to the last one's end (sorted by offset, apart;
-        gaps between them are read and dropped).
+    ) -> Generator[RunPiece, None, None]:
+        """Chunks ``objs`` of pack ``pack_id``, in order, a piece at a time as they arrive,
+        from one ranged GET from the first one's offset to the last one's end (sorted
+        by offset, apart; gaps between them are read and dropped).
 
-        Each chunk is decompressed and verified on its own as soon as its bytes are in:
-        a damaged one is an ObjectCorrupt in its place, so one flipped byte costs that
-        chunk only. The range is never held whole: a chunk's bytes are read into one
-        buffer, which (stored uncompressed) is the chunk handed over, without a copy:
-        from S3 a page-aligned view, which the chunk cache writes as it is.
-        A failed request raises once the chunks before the failure were given.
+        The answer is received in pieces of up to ``GROUP_BYTES``, each a run of whole
+        chunks (and the gaps between them) in one buffer: from S3 a page-aligned one,
+        which the chunk cache writes as it is, with one write per piece. A chunk
+        stored uncompressed is a view of its piece, so the chunks of a piece lie
+        back to back in memory, and a read that spans two of them is served from
+        that memory without joining them (``daemon.data.open_files``). The range is
+        never held whole. Each chunk is decompressed and verified on its own once its
+        piece is in: a damaged one is an ObjectCorrupt in its place, so one flipped
+        byte costs that chunk only. A failed request raises once the pieces before
+        the failure were given.
         """
         start = objs[0].offset
-        lengths: list[int] = []
-        which: list[PackedObject | None] = []  # the chunk each piece is, None for a gap
+        groups: list[list[PackedObject]] = []
         at = start
         for obj in objs:
             if obj.offset < at:
                 raise ValueError(f"chunks of pack {pack_id} out of order or overlapping")
-            if obj.offset > at:
-                lengths.append(obj.offset - at)
-                which.append(None)
-            lengths.append(obj.stored_len)
-            which.append(obj)
+            if not groups or obj.offset + obj.stored_len - groups[-1][0].offset > GROUP_BYTES:
+                groups.append([])
+            groups[-1].append(obj)
             at = obj.offset + obj.stored_len
+        lengths = [
+            (groups[k + 1][0].offset if k + 1 < len(groups) else at) - g[0].offset
+            for k, g in enumerate(groups)
+        ]
         log.debug("ranged GET of pack %s: %d chunks, %d bytes", pack_id, len(objs), at - start)
         pieces = self._open().pack_parts(pack_id, start, lengths)
         try:
-            for chunk, payload in zip(which, pieces, strict=True):
-                if chunk is None:
-                    continue
-                log.debug(
-                    "fetched chunk %s: %d bytes from pack %s",
-                    chunk.oid.hex(),
-                    len(payload),
-                    pack_id,
-                )
-                try:
-                    good: bytes | memoryview | ObjectCorrupt = decode_payload(chunk, payload)
-                except ObjectCorrupt as exc:
-                    good = exc
-                yield good
+            for group, piece in zip(groups, pieces, strict=True):
+                view = memoryview(piece)
+                base = group[0].offset
+                chunks: list[tuple[bytes | memoryview | ObjectCorrupt, int]] = []
+                for chunk in group:
+                    where = chunk.offset - base
+                    payload = view[where : where + chunk.stored_len]
+                    log.debug(
+                        "fetched chunk %s: %d bytes from pack %s",
+                        chunk.oid.hex(),
+                        len(payload),
+                        pack_id,
+                    )
+                    try:
+                        good: bytes | memoryview | ObjectCorrupt = decode_payload(chunk, payload)
+                    except ObjectCorrupt as exc:
+                        good = exc
+                    chunks.append((good, where if good is payload else -1))
+                yield RunPiece(view, chunks)
         finally:
             pieces.close()
 
