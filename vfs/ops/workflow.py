@@ -27,7 +27,6 @@ from vfs.model.names import (
     reserved_path,
 )
 from vfs.ops import merging
-from vfs.ops.diff import outermost
 from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import shell_word
@@ -432,6 +431,8 @@ def staged_since_head(repo: Repository, index: Index, rels: Sequence[bytes]) -> 
     """The paths of ``index`` whose staged content HEAD does not hold (added, or changed
     and staged): the working file is then the only copy a commit reaches, and deleting
     it loses the change. ``rels``: the paths given, at or below which ``index`` lies."""
+    from vfs.ops.diff import outermost  # (here: `add` needs neither it nor the row diff)
+
     hist = repo.history
     head = hist.head_id()
     committed: dict[bytes, Entry] = {}
