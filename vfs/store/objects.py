@@ -427,61 +427,77 @@ class ObjectStore:
         a wake-up of a pack writer per chunk, and the disk got the chunk alone whenever
         the writer found the queue empty.
         """
-        todo: list[tuple[bytes, int, int, bytes | memoryview | None]] = []  # (None: raw)
-        for oid, start, end in pieces:
-            if self.has(oid):
-                continue
-            method, payload = compress(block[start:end])
-            todo.append((oid, start, end, payload if method != Compression.NONE else None))
         written = 0
         futs: list[Future[None]] = []
         run: list[tuple[bytes, int, int]] = []  # raw payloads back to back, to lend as one
+        try:
+            for oid, start, end in pieces:
+                if self.has(oid):
+                    continue
+                method, payload = compress(block[start:end])
+                if method == Compression.NONE:
+                    if run and run[-1][2] != start:
+                        written += self._lend(kind, block, phase, run, futs)
+                    run.append((oid, start, end))
+                    continue
+                written += self._lend(kind, block, phase, run, futs)
+                item = (oid, int(kind), int(method), payload, end - start)
+                written += self._append([item], LOCAL_PACK_SIZE)  # (one held at a time)
+            written += self._lend(kind, block, phase, run, futs)
+        except BaseException:
+            settled(futs)  # (the buffer must not be reused while they read it)
+            raise
+        return written, futs
 
-        def lend_run() -> None:
+    def _lend(
+        self,
+        kind: ObjKind,
+        block: memoryview,
+        phase: int,
+        run: list[tuple[bytes, int, int]],
+        futs: list[Future[None]],
+    ) -> int:
+        """Append the raw payloads of ``run`` (id, start, end; back to back in ``block``)
+        to the open pack, lent as one stretch, or as several around those stored
+        meanwhile (or twice in it); empty ``run``; the bytes written. The futures of
+        the writes are added to ``futs``."""
+        if not run:
+            return 0
+        written = 0
+        stretch: list[tuple[bytes, int, int]] = []
+
+        def lend() -> None:
             nonlocal written
-            if not run:
+            if not stretch:
                 return
-            first, end = run[0][1], run[-1][2]
+            first, end = stretch[0][1], stretch[-1][2]
             w = self._writer or self._new_writer()
             objs, fut = w.lend(
                 int(kind), block[first:end], (phase + first) % ALIGN,
-                [(oid, s - first, e - s) for oid, s, e in run],
+                [(oid, s - first, e - s) for oid, s, e in stretch],
             )  # fmt: skip
             for obj in objs:
                 self._entries[obj.oid] = (w.slot, obj)
             if fut is not None:
                 futs.append(fut)
             written += end - first
-            run.clear()
+            stretch.clear()
             if w.offset >= LOCAL_PACK_SIZE:
                 self._finish(wait=False)
 
-        try:
-            with self._changing():
-                ids = self._raw_ids() or set()
-                taken: set[bytes] = set()  # in ``run`` (a payload twice in ``pieces``)
-                for oid, start, end, packed in todo:
-                    if oid in self._entries or oid in ids or oid in taken:
-                        self._rely(oid)
-                        continue
-                    if packed is not None:
-                        lend_run()
-                        w = self._writer or self._new_writer()
-                        obj = w.append(oid, int(kind), int(Compression.ZSTD), packed, end - start)
-                        self._entries[oid] = (w.slot, obj)
-                        written += len(packed)
-                        if w.offset >= LOCAL_PACK_SIZE:
-                            self._finish(wait=False)
-                        continue
-                    if run and run[-1][2] != start:
-                        lend_run()
-                    run.append((oid, start, end))
-                    taken.add(oid)
-                lend_run()
-        except BaseException:
-            settled(futs)  # (the buffer must not be reused while they read it)
-            raise
-        return written, futs
+        with self._changing():
+            ids = self._raw_ids() or set()
+            taken: set[bytes] = set()
+            for oid, start, end in run:
+                if oid in self._entries or oid in ids or oid in taken:
+                    self._rely(oid)
+                    lend()  # (the bytes after it are not next to those before)
+                    continue
+                stretch.append((oid, start, end))
+                taken.add(oid)
+            lend()
+        run.clear()
+        return written
 
     def put_many(self, items: Iterable[tuple[bytes, ObjKind, bytes | memoryview]]) -> int:
         """Store several (id, kind, data) at once; return the bytes written.
