@@ -468,6 +468,35 @@ def test_disk_full_while_lending_is_an_oserror_of_the_writer(
         os.close(fd)
 
 
+def test_store_lends_a_run_of_chunks_as_one_stretch(tmp_path: Path) -> None:
+    """put_lent_many: raw chunks lying back to back go to the pack in one stretch; a
+    compressible one between them is stored compressed, one present or given twice is
+    stored once. Each reads back from the open pack and from the finished one, after
+    the caller's buffer was reused, and the pack checks."""
+    store = ObjectStore.create(tmp_path / "objects")
+    buf = _random_block(4 * BLOCK, seed=15)
+    text = (b"column,value\n" * 80_660)[: 1 << 20]
+    buf[3 * BLOCK : 3 * BLOCK + len(text)] = text
+    ends = [300_001, 1_000_003, 1_700_000, 3 * BLOCK, 3 * BLOCK + len(text), 7_800_000]
+    cuts = list(zip([100, *ends[:-1]], ends, strict=True))
+    kept = {hash_bytes(buf[a:b]): bytes(buf[a:b]) for a, b in cuts}
+    store.put(ObjKind.CHUNK, kept[hash_bytes(buf[300_001:1_000_003])])  # present already
+    pieces = [(hash_bytes(buf[a:b]), a, b) for a, b in cuts]
+    pieces.append(pieces[0])  # the same chunk twice
+    written, futs = store.put_lent_many(ObjKind.CHUNK, memoryview(buf), pieces)
+    raw = sum(b - a for a, b in cuts) - (1_000_003 - 300_001) - len(text)
+    assert raw < written < raw + len(text) // 2  # the text compressed, the rest raw
+    assert len(futs) == 3  # stretches: before the one present, then up to the text, after it
+    for fut in futs:
+        fut.result()
+    assert {oid: store.get(oid) for oid in kept} == kept  # from the open pack
+    buf[:] = bytes(len(buf))  # the caller's buffer is free again
+    store.close()
+    again = ObjectStore(tmp_path / "objects")
+    assert {oid: again.get(oid) for oid in kept} == kept
+    assert all(check_pack(p) is None for p in again.pack_paths())
+
+
 def test_store_lends_raw_chunks_and_copies_the_rest(tmp_path: Path) -> None:
     """put_lent: a raw chunk is written from the caller's buffer (which may change once
     the write is done), a compressible one is stored compressed, a present one skipped;

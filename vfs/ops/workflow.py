@@ -14,6 +14,7 @@ import shlex
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker, rename_noreplace
 from vfs._os.gc_pause import paused_gc
@@ -27,14 +28,13 @@ from vfs.model.names import (
     reserved_path,
 )
 from vfs.ops import merging
-from vfs.ops.diff import outermost
 from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import shell_word
 from vfs.repo import cut_short
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import DVFS_DIR, Repository
-from vfs.repo.stage import Index, check_path
+from vfs.repo.stage import Index, Staged, check_path
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -49,6 +49,9 @@ from vfs.worktree.scan import (
     special_kind,
     too_deep_message,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 NAME_MAX = 255  # bytes of one name (Linux's NAME_MAX; vfs.model.codec.check_name)
 FEW_NEW = 64  # files staged by an add up to which _tracked_dirs bisects rather than sets
@@ -306,36 +309,70 @@ def add(
         except BaseException:
             repo.store.discard()
             raise
-        if let_go:
-            index = repo.index()  # (unchanged: the lock is held)
-        # Everything is hashed and stored: now change the index in one go.
-        # The index is changed through put/remove, so its other records are never built.
-        for rel in rels:
-            for p in index.under(rel):
-                if p not in found and not index.is_absent(p):  # (not checked out: kept)
-                    index.remove(p)
-                    report.removed += 1
-        is_dir = _tracked_dirs(index, len(new))
-        # A directory now where a tracked file was: each directory once, not once per
-        # file below it (no path of ``new`` is above another one).
-        for d in {rel.rpartition(b"/")[0] for rel in new}:
-            if d:
-                for anc in (d, *_ancestors(d)):
-                    index.remove(anc)
-        for rel, staged in new.items():
-            if is_dir(rel):  # a file now where a tracked directory was
-                for p in index.under(rel):
-                    index.remove(p)
-            index.put(rel, staged)
-        repo.store.sync()  # the index must never name objects not on disk
-        index.head = None
-        index.save()
+        # The objects are made durable on a thread of their own while the index is
+        # brought up to date and written beside the old one: it takes the old one's
+        # name once they are (the index must never name objects not on disk).
+        syncing = _started(repo.store.sync)
+        try:
+            if let_go:
+                index = repo.index()  # (unchanged: the lock is held)
+            report.removed += _put_staged(index, rels, found, new)
+            index.head = None
+            index.save(ready=syncing.result)
+        finally:
+            syncing.exception()  # (waits: nothing goes on while the store syncs)
         resolved(repo, rels)
         ignore_paths(repo.root, [r for r in rels if r], warn)
     report.files = len(found)
     report.hashed = len(to_hash)
     report.bytes_read = hasher.bytes_read
     return report
+
+
+def _put_staged(
+    index: Index, rels: list[bytes], found: dict[bytes, Found], new: dict[bytes, Staged]
+) -> int:
+    """Change ``index`` in one go for an ``add`` of ``rels``: the files hashed (``new``)
+    put in, the tracked paths below ``rels`` that the scan no longer ``found`` taken
+    out; how many were. Through put/remove, so its other records are never built."""
+    removed = 0
+    for rel in rels:
+        for p in index.under(rel):
+            if p not in found and not index.is_absent(p):  # (not checked out: kept)
+                index.remove(p)
+                removed += 1
+    is_dir = _tracked_dirs(index, len(new))
+    # A directory now where a tracked file was: each directory once, not once per
+    # file below it (no path of ``new`` is above another one).
+    for d in {rel.rpartition(b"/")[0] for rel in new}:
+        if d:
+            for anc in (d, *_ancestors(d)):
+                index.remove(anc)
+    for rel, staged in new.items():
+        if is_dir(rel):  # a file now where a tracked directory was
+            for p in index.under(rel):
+                index.remove(p)
+        index.put(rel, staged)
+    return removed
+
+
+def _started(work: Callable[[], object]) -> Future[None]:
+    """``work()`` running on a thread of its own; the future of its end."""
+    import threading
+    from concurrent.futures import Future
+
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    threading.Thread(target=run, name="dvfs-sync", daemon=True).start()
+    return done
 
 
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
@@ -432,6 +469,8 @@ def staged_since_head(repo: Repository, index: Index, rels: Sequence[bytes]) -> 
     """The paths of ``index`` whose staged content HEAD does not hold (added, or changed
     and staged): the working file is then the only copy a commit reaches, and deleting
     it loses the change. ``rels``: the paths given, at or below which ``index`` lies."""
+    from vfs.ops.diff import outermost  # (here: `add` needs neither it nor the row diff)
+
     hist = repo.history
     head = hist.head_id()
     committed: dict[bytes, Entry] = {}

@@ -95,7 +95,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from itertools import accumulate
 from pathlib import Path
@@ -108,7 +108,7 @@ from vfs.errors import FormatError
 from vfs.model.codec import PERM_BITS, ChunkRef, Entry, Kind, check_name
 from vfs.model.ids import ID_BYTES, hasher
 from vfs.quoting import quote_given
-from vfs.store.durable import write_atomic
+from vfs.store.durable import put_in_place, write_atomic, write_beside
 
 INDEX_FORMAT = 4
 MAGIC = b"dvfsidx\0"
@@ -1008,12 +1008,17 @@ class Index:
         self.version = rec["v"]
         self._note_racy()
 
-    def save(self) -> None:
+    def save(self, ready: Callable[[], object] | None = None) -> None:
         """Write the index atomically and fsync it, in format 4.
 
         Rows unchanged since a file of format 4 was loaded are written as read (a
         commit: encoding 20,000 rows again was a fifth of its time), and so are those
         the changes kept over them (``_over``: an ``add``) left as they were.
+
+        ``ready``: called once the new file is written and fsynced beside the old one,
+        before it takes the old one's name; if it raises, the new file is deleted and
+        the old one left as it was. ``add`` waits there for the objects the index
+        names to be durable, which they become meanwhile.
         """
         now = time.time_ns()
         cols = self._cols
@@ -1050,7 +1055,17 @@ class Index:
             ids["trees"] = [[d, *trees[d]] for d in sorted(trees)]
         if self.damaged is not None:
             _set_aside(self.path)
-        write_atomic(self.path, _file(body, now, ids))
+        if ready is None:
+            write_atomic(self.path, _file(body, now, ids))
+        else:
+            tmp = write_beside(self.path, _file(body, now, ids))
+            try:
+                ready()
+            except BaseException:
+                with suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            put_in_place(tmp, self.path)
         if self._entries is None:  # (records may be changed through ``entries`` unseen)
             self._loaded = body
         self.written_ns = now

@@ -399,31 +399,105 @@ class ObjectStore:
     def put_lent(
         self, kind: ObjKind, data: memoryview, oid: bytes, phase: int
     ) -> tuple[int, Future[None] | None]:
-        """Store ``data`` (already hashed to ``oid``) unless present, writing its whole
-        pages from the caller's memory when it is stored raw.
+        """:meth:`put_lent_many` of one payload ``data`` (already hashed to ``oid``),
+        starting ``phase`` bytes into a page of its page-aligned buffer: the bytes
+        written, and the future of the write of its lent pages (None if none were)."""
+        written, futs = self.put_lent_many(kind, data, [(oid, 0, len(data))], phase)
+        return written, futs[0] if futs else None
 
-        ``data`` lies in a page-aligned buffer, starting ``phase`` bytes into a page.
-        Returns the bytes written and, if its pages were lent, the future of their write:
-        the caller leaves the buffer unchanged until it is done (an error of that write
-        is raised by a later store, ``flush`` or ``sync``). A payload that compresses is
-        stored compressed, as by :meth:`put`, and None returned.
+    def put_lent_many(
+        self,
+        kind: ObjKind,
+        block: memoryview,
+        pieces: Sequence[tuple[bytes, int, int]],
+        phase: int = 0,
+    ) -> tuple[int, list[Future[None]]]:
+        """Store the payloads ``block[start:end]`` of ``pieces`` (id, start, end; already
+        hashed, in order) unless present, writing the whole pages of raw ones from the
+        caller's memory. ``block`` starts ``phase`` bytes into a page of a page-aligned
+        buffer.
+
+        Returns the bytes written and the futures of the writes of lent pages: the
+        caller leaves the buffer unchanged until they are done (an error of a write is
+        raised by a later store, ``flush`` or ``sync``; one raised here is raised once
+        the writes started by this call are done). A payload that compresses is stored
+        compressed, as by :meth:`put`. Raw payloads that lie back to back go to the
+        pack as one stretch, under one acquisition of the lock: a large file's region
+        of about four chunks, stored a chunk at a time, cost the lock, a lent write and
+        a wake-up of a pack writer per chunk, and the disk got the chunk alone whenever
+        the writer found the queue empty.
         """
-        if self.has(oid):
-            return 0, None
-        method, payload = compress(data)
-        if method != Compression.NONE:
-            item = (oid, int(kind), int(method), payload, len(data))
-            return self._append([item], LOCAL_PACK_SIZE), None
-        with self._changing():
-            if oid in self._entries or oid in (self._raw_ids() or ()):
-                self._rely(oid)
-                return 0, None
+        written = 0
+        futs: list[Future[None]] = []
+        run: list[tuple[bytes, int, int]] = []  # raw payloads back to back, to lend as one
+        try:
+            for oid, start, end in pieces:
+                if self.has(oid):
+                    continue
+                method, payload = compress(block[start:end])
+                if method == Compression.NONE:
+                    if run and run[-1][2] != start:
+                        written += self._lend(kind, block, phase, run, futs)
+                    run.append((oid, start, end))
+                    continue
+                written += self._lend(kind, block, phase, run, futs)
+                item = (oid, int(kind), int(method), payload, end - start)
+                written += self._append([item], LOCAL_PACK_SIZE)  # (one held at a time)
+            written += self._lend(kind, block, phase, run, futs)
+        except BaseException:
+            settled(futs)  # (the buffer must not be reused while they read it)
+            raise
+        return written, futs
+
+    def _lend(
+        self,
+        kind: ObjKind,
+        block: memoryview,
+        phase: int,
+        run: list[tuple[bytes, int, int]],
+        futs: list[Future[None]],
+    ) -> int:
+        """Append the raw payloads of ``run`` (id, start, end; back to back in ``block``)
+        to the open pack, lent as one stretch, or as several around those stored
+        meanwhile (or twice in it); empty ``run``; the bytes written. The futures of
+        the writes are added to ``futs``."""
+        if not run:
+            return 0
+        written = 0
+        stretch: list[tuple[bytes, int, int]] = []
+
+        def lend() -> None:
+            nonlocal written
+            if not stretch:
+                return
+            first, end = stretch[0][1], stretch[-1][2]
             w = self._writer or self._new_writer()
-            obj, fut = w.lend(oid, int(kind), data, phase)
-            self._entries[oid] = (w.slot, obj)
+            objs, fut = w.lend(
+                int(kind), block[first:end], (phase + first) % ALIGN,
+                [(oid, s - first, e - s) for oid, s, e in stretch],
+            )  # fmt: skip
+            for obj in objs:
+                self._entries[obj.oid] = (w.slot, obj)
+            if fut is not None:
+                futs.append(fut)
+            written += end - first
+            stretch.clear()
             if w.offset >= LOCAL_PACK_SIZE:
                 self._finish(wait=False)
-        return len(data), fut
+
+        with self._changing():
+            ids = self._raw_ids() or set()
+            taken: set[bytes] = set()
+            for oid, start, end in run:
+                if oid in self._entries or oid in ids or oid in taken:
+                    self._rely(oid)
+                    lend()  # (the bytes after it are not next to those before)
+                    continue
+                stretch.append((oid, start, end))
+                taken.add(oid)
+            lend()
+        run.clear()
+        return written
 
     def put_many(self, items: Iterable[tuple[bytes, ObjKind, bytes | memoryview]]) -> int:
         """Store several (id, kind, data) at once; return the bytes written.

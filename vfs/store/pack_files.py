@@ -181,16 +181,18 @@ class PackWriter:
         return obj
 
     def lend(
-        self, oid: bytes, kind: int, payload: memoryview, phase: int
-    ) -> tuple[PackedObject, Future[None] | None]:
-        """Append a raw payload from a page-aligned buffer, its whole pages uncopied
-        (``DirectAppender.lend``: up to ALIGN - 1 zero bytes may come before it; readers
-        take offsets from the header). The future: see ``DirectAppender.lend``."""
+        self, kind: int, payload: memoryview, phase: int, pieces: list[tuple[bytes, int, int]]
+    ) -> tuple[list[PackedObject], Future[None] | None]:
+        """Append raw payloads lying back to back in a page-aligned buffer as one
+        stretch, its whole pages uncopied (``DirectAppender.lend``: up to ALIGN - 1 zero
+        bytes may come before it; readers take offsets from the header). ``payload``
+        starts ``phase`` bytes into a page; ``pieces`` are (id, start, size) of the
+        objects in it, in order, covering it. The future: see ``DirectAppender.lend``."""
         fut = self.out.lend(payload, phase)
-        size = len(payload)
-        obj = PackedObject(oid, kind, Compression.NONE, self.offset - size, size, size)
-        self.objs.append(obj)
-        return obj, fut
+        base = self.offset - len(payload)
+        objs = [PackedObject(oid, kind, Compression.NONE, base + at, n, n) for oid, at, n in pieces]
+        self.objs.extend(objs)
+        return objs, fut
 
     def seal(self, root: Path) -> Path:
         """Take no more objects; the path the pack will have once :meth:`finish` ends.

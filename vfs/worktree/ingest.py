@@ -9,10 +9,11 @@ with the file (:meth:`Hasher._read_large`)::
                          in turn; the cut thread cuts each (FastCDC) from the first
                          chunk the region before left uncut, once that one is cut,
                          while the calling thread reads the next (Chunker.ring)
-      -> chunks pool     one task per region read, for each chunk cut: BLAKE3 id,
-                         compressibility probe (zstd), append to the open pack
-                         under the store's lock
-      -> pack writer     one thread writes the pack (vfs._os.direct_io): a raw chunk's
+      -> chunks pool     one task per region read: for each chunk cut, BLAKE3 id
+                         and compressibility probe (zstd); then the region's new
+                         chunks appended to the open pack under one acquisition of
+                         the store's lock, raw ones back to back as one stretch
+      -> pack writers    two threads write the pack (vfs._os.direct_io): a stretch's
                          whole pages straight from the buffer, the rest copied into
                          DEPTH blocks of BLOCK bytes
     and beside them the digest thread updates the file's BLAKE3 region by region. A
@@ -43,7 +44,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vfs._os.beneath import ABSENT, READ, Walker
-from vfs._os.direct_io import ALIGN
 from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.errors import DvfsError, FileChanged, FileUnreadable
 from vfs.model.chunking import Chunker
@@ -96,31 +96,24 @@ def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRe
 def _lend_chunks(store: ObjectStore | None, block: memoryview, first: int, ends: list[int]) -> Lent:
     """Hash and store the chunks ``block[first:ends[0]]``, ``block[ends[0]:ends[1]]``...
     of a page-aligned block; with the futures of the writes that read them from the
-    block (``ObjectStore.put_lent``).
+    block (``ObjectStore.put_lent_many``: those lying back to back go out as one).
 
     One task per block, not per chunk: a task per chunk cost a future, a thread
-    hand-off and a wait for each of about 1,000 chunks per GiB. If storing one
-    fails, the writes already started are waited for before the error is raised:
-    the block must not be reused while they read it.
+    hand-off and a wait for each of about 1,000 chunks per GiB. If storing fails, the
+    writes already started are waited for before the error is raised: the block must
+    not be reused while they read it.
     """
     refs: list[ChunkRef] = []
-    writes: list[Future[None]] = []
+    pieces: list[tuple[bytes, int, int]] = []
     start = first
-    try:
-        for end in ends:
-            piece = block[start:end]
-            oid = hash_bytes(piece)
-            if store is not None:
-                _, fut = store.put_lent(ObjKind.CHUNK, piece, oid, start % ALIGN)
-                if fut is not None:
-                    writes.append(fut)
-            refs.append(ChunkRef(oid, end - start))
-            start = end
-    except BaseException:
-        for fut in writes:
-            fut.exception()  # (waits; the error is the store's to raise)
-        raise
-    return refs, writes
+    for end in ends:
+        oid = hash_bytes(block[start:end])
+        refs.append(ChunkRef(oid, end - start))
+        pieces.append((oid, start, end))
+        start = end
+    if store is None or not pieces:
+        return refs, []
+    return refs, store.put_lent_many(ObjKind.CHUNK, block, pieces)[1]
 
 
 class _Blocks:
@@ -312,7 +305,7 @@ class Hasher:
         (:meth:`Chunker.ring`) and each chunk is hashed and stored straight from
         there: no copy per chunk and no fresh memory per chunk (page faults on fresh
         memory cost as much as hashing), and a raw chunk's whole pages go to the pack
-        from the buffer (``ObjectStore.put_lent``). The whole-file digest is updated
+        from the buffer (``ObjectStore.put_lent_many``). The whole-file digest is updated
         region by region in the one ``digest`` thread. The stages and their bounds are
         in the module docstring.
         """
