@@ -194,6 +194,36 @@ def test_sigint_to_dvfs_alone_stops_the_running_stage_though_started_ignoring_it
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize("command", [("repro",), ("exp", "run", "-n", "e1")])
+def test_a_closed_terminal_stops_the_running_stage_as_ctrl_c_does(
+    slow: tuple[Repo, Path], command: tuple[str, ...]
+) -> None:
+    # the terminal closed (SIGHUP, which the stage, in a session of its own, never gets):
+    # dvfs died at once, its stage ran on unwatched and wrote its outputs after dvfs had
+    # gone, the previous outputs stayed moved aside
+    repo, marker = slow
+    before = repo.read("dvfs.runs")
+    proc = start_repro(repo, marker, *command)
+    stage = int(marker.read_text())
+    os.kill(proc.pid, signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert len(err.decode().splitlines()) == 1 and err.startswith(ERROR_PREFIX.encode()), err
+    assert b"interrupted" in err and b"Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # the stage was stopped, not left running
+        os.kill(stage, 0)
+    assert repo.read("slow.out") == b"slow made one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    assert not (repo.root / ".dvfs" / "pipeline.writing").exists()
+    if command[0] == "exp":
+        assert repo.read("dvfs.runs") == before
+        assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
+    else:
+        runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+        assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
+    repo.fsck_clean()
+
+
 def test_add_refuses_an_output_a_running_stage_is_writing_until_its_repro_is_gone(
     slow: tuple[Repo, Path],
 ) -> None:

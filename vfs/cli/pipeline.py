@@ -133,7 +133,7 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
 
 
 def interrupted_line(out: Any) -> str:
-    """The one line of a pipeline stopped by Ctrl-C, SIGINT or SIGTERM."""
+    """The one line of a pipeline stopped by Ctrl-C, SIGINT, SIGTERM or SIGHUP."""
     from vfs.pipeline import repro
 
     done = len(out.ran) + len(out.restored)

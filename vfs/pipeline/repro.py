@@ -28,7 +28,7 @@ that finished is recorded; the outputs of the runs that finished, ``dvfs.runs`` 
 ``dvfs.yaml`` are staged in the repository's index (``vfs.pipeline.staging``; so
 ``dvfs commit`` records them; a mount's snapshot takes them as they are), and the
 run cache entries are written after the store is flushed. A stage stopped by Ctrl-C
-(or SIGINT or SIGTERM sent to dvfs alone, see :func:`_signals_interrupt`) is stopped
+(or SIGINT, SIGTERM or SIGHUP sent to dvfs alone, see :func:`_signals_interrupt`) is stopped
 (SIGINT to its process group, then harder), its partial outputs removed and its
 previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
@@ -122,7 +122,7 @@ class StageFailed(DvfsError):
 
 
 class Interrupted(DvfsError):
-    """Ctrl-C or SIGTERM stopped the pipeline; what finished is recorded."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped the pipeline; what finished is recorded."""
 
     exit_code = 130
 
@@ -774,14 +774,16 @@ def _once(warn: Warn) -> Warn:
 
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """While the pipeline runs, SIGINT and SIGTERM stop it as Ctrl-C does (what finished
-    is kept), also when dvfs was started with SIGINT ignored (in the background of a
-    script, where a shell ignores it for its commands) and the signal is sent to dvfs
-    alone: the running stage is stopped, never left running. The first signal stops
+    """While the pipeline runs, SIGINT, SIGTERM and SIGHUP (its terminal closed) stop it
+    as Ctrl-C does (what finished is kept), also when dvfs was started with SIGINT
+    ignored (in the background of a script, where a shell ignores it for its commands)
+    and the signal is sent to dvfs alone: the running stage, in a session of its own
+    that no hangup reaches, is stopped, never left running. The first signal stops
     the pipeline; those that follow while its commands are stopped and their outputs
     put back are let pass (a second Ctrl-C would leave outputs moved aside). A stage's
     command starts while the handler is set, so it gets SIGINT's default action, not
-    an ignored SIGINT it would have inherited."""
+    an ignored SIGINT it would have inherited. An ignored SIGHUP stays ignored: ``nohup
+    dvfs repro`` asked to outlive its terminal."""
     stopping = False
 
     def handler(signum: int, frame: object) -> None:
@@ -790,7 +792,9 @@ def _signals_interrupt() -> Iterator[None]:
             stopping = True
             raise KeyboardInterrupt
 
-    sigs = (signal.SIGINT, signal.SIGTERM)
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
     try:
         old = {sig: signal.signal(sig, handler) for sig in sigs}
     except ValueError:  # not the main thread: leave signals alone
