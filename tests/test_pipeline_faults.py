@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,6 +32,7 @@ from vfs._os.helper_process import process_tag
 from vfs.cli.pipeline import pipeline_here
 from vfs.model.version_codec import StageRecord
 from vfs.pipeline import backups, runner
+from vfs.pipeline import repro as repro_module
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.plan import Options
 from vfs.pipeline.repro import Repro
@@ -221,6 +223,48 @@ def test_a_closed_terminal_stops_the_running_stage_as_ctrl_c_does(
     else:
         runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
         assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
+    repo.fsck_clean()
+
+
+def test_ctrl_c_as_a_command_starts_stops_it_and_puts_the_previous_output_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a Ctrl-C that came as the command had just started, before it was listed as
+    # running, left it running unwatched, its previous output moved aside
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.txt", "one\n")
+    repo.ok("run", "-n", "s", "-d", "step.txt", "-o", "out.txt", "--", "cp step.txt out.txt")
+    repo.commit("ran")
+    repo.write("step.txt", "two\n")
+    repo.ok("add", "step.txt")
+    repo.write("dvfs.yaml", json.dumps({"stages": {"s": {
+        "cmd": "cp step.txt out.txt; exec sleep 60", "deps": ["step.txt"], "outs": ["out.txt"],
+    }}}))  # fmt: skip
+    started: list[subprocess.Popen[bytes]] = []
+
+    class CtrlCAtStart(runner.Running):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            assert self.proc is not None
+            started.append(self.proc)
+            os.kill(os.getpid(), signal.SIGINT)  # (its handler runs before this returns)
+
+    monkeypatch.setattr(repro_module, "Running", CtrlCAtStart)
+    monkeypatch.chdir(repo.root)
+    ws, _, dag = pipeline_here()
+    try:
+        with Workers(2) as w:
+            out = Repro(ws, dag, w, lambda _: None, lambda _: None, Output()).run(Options())
+        ws.close()
+        assert started[0].poll() is not None  # stopped, not left running
+    finally:
+        if started and started[0].poll() is None:
+            os.killpg(started[0].pid, signal.SIGKILL)
+            started[0].wait()
+    assert out.interrupted
+    assert [n for n, why in out.skipped if why == "interrupted while it ran"] == ["s"]
+    assert repo.read("out.txt") == b"one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
     repo.fsck_clean()
 
 

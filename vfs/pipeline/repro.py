@@ -223,6 +223,7 @@ class Repro:
         # what add must not stage meanwhile, or a mount's snapshot record (vfs.pipeline.writing)
         listed = ws.writing_list()
         self.writing = Writing(listed) if listed is not None else None
+        self.stops = _Stops()
 
     # reading ---------------------------------------------------------------------
 
@@ -556,7 +557,7 @@ class Repro:
             return self._dry(names, opts)
         repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
         writing = contextlib.nullcontext() if repo is None else pinned(repo.dir, writing=True)
-        with _signals_interrupt(), writing:
+        with _signals_interrupt(self.stops), writing:
             try:
                 self._schedule(names, opts)
             except KeyboardInterrupt:
@@ -656,11 +657,12 @@ class Repro:
                         try:
                             self._say_start(d)
                             self._writing(d.stage)
-                            moved = backups.move_aside(self.ws, d.stage, self.made_dirs)
-                            r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
+                            with self.stops.held():  # (started is listed as running)
+                                moved = backups.move_aside(self.ws, d.stage, self.made_dirs)
+                                r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
+                                running[d.stage.name] = _Started(d, r, moved)
                         finally:
                             os.close(wdir_fd)
-                        running[d.stage.name] = _Started(d, r, moved)
                         threading.Thread(
                             target=lambda n=d.stage.name, r=r: done_q.put((n, r.wait())),
                             daemon=True,
@@ -669,18 +671,21 @@ class Repro:
                 if not running:
                     break
                 name, fin = done_q.get()
-                started = running.pop(name)
-                self.ws.walker().forget(b"")  # (a command may have replaced directories)
+                started = running[name]  # (listed until finish_run has recorded or undone it)
                 try:
+                    self.ws.walker().forget(b"")  # (a command may have replaced directories)
                     self.finish_run(started, fin)
                 except StageFailed as exc:
+                    del running[name]
                     bad.add(name)
                     self.out.failed.append((name, str(exc), fin.stderr_tail))
                     stopping = stopping or not opts.keep_going
                 except BaseException:  # recording failed (a full disk): nothing of it stays
+                    del running[name]
                     self.cleanup_failed(started.decided.stage, started.backups)
                     raise
                 else:
+                    del running[name]
                     ok.add(name)
                     self.out.ran.append(name)
                 if self.writing is not None:
@@ -772,31 +777,58 @@ def _once(warn: Warn) -> Warn:
     return once
 
 
+class _Stops:
+    """The first stopping signal, raised as KeyboardInterrupt where the pipeline is,
+    or, while :meth:`held`, when the hold ends: between starting a command and listing
+    it as running, a Ctrl-C would leave it running unwatched, its previous outputs
+    moved aside."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.holds = 0
+        self.pending = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        """The signal handler: the first signal stops the pipeline, the rest pass."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.holds:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A stretch no signal cuts: one that comes meanwhile is raised at its end."""
+        self.holds += 1
+        try:
+            yield
+        finally:
+            self.holds -= 1
+        if not self.holds and self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
+def _signals_interrupt(stops: _Stops) -> Iterator[None]:
     """While the pipeline runs, SIGINT, SIGTERM and SIGHUP (its terminal closed) stop it
     as Ctrl-C does (what finished is kept), also when dvfs was started with SIGINT
     ignored (in the background of a script, where a shell ignores it for its commands)
     and the signal is sent to dvfs alone: the running stage, in a session of its own
     that no hangup reaches, is stopped, never left running. The first signal stops
-    the pipeline; those that follow while its commands are stopped and their outputs
-    put back are let pass (a second Ctrl-C would leave outputs moved aside). A stage's
-    command starts while the handler is set, so it gets SIGINT's default action, not
-    an ignored SIGINT it would have inherited. An ignored SIGHUP stays ignored: ``nohup
-    dvfs repro`` asked to outlive its terminal."""
-    stopping = False
-
-    def handler(signum: int, frame: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise KeyboardInterrupt
-
+    the pipeline (``stops``: at once, or where a hold ends); those that follow while
+    its commands are stopped and their outputs put back are let pass (a second Ctrl-C
+    would leave outputs moved aside). A stage's command starts while the handler is
+    set, so it gets SIGINT's default action, not an ignored SIGINT it would have
+    inherited. An ignored SIGHUP stays ignored: ``nohup dvfs repro`` asked to outlive
+    its terminal."""
     sigs = [signal.SIGINT, signal.SIGTERM]
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         sigs.append(signal.SIGHUP)
     try:
-        old = {sig: signal.signal(sig, handler) for sig in sigs}
+        old = {sig: signal.signal(sig, stops.handler) for sig in sigs}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
