@@ -30,6 +30,7 @@ from tests.support.cli import (
 from tests.support.pipeline import PY, staged_paths
 from vfs._os.helper_process import process_tag
 from vfs.cli.pipeline import pipeline_here
+from vfs.model.codec import unpack
 from vfs.model.version_codec import StageRecord
 from vfs.pipeline import backups, runner
 from vfs.pipeline import repro as repro_module
@@ -165,6 +166,38 @@ def test_kill_9_never_records_the_running_stage_and_the_next_repro_recovers(
     repo.commit("recovered")
     shown = repo.show()
     assert sorted(s["stage"] for s in shown["pipeline"]) == ["first", "slow"]
+    repo.fsck_clean()
+
+
+def test_after_kill_9_a_command_left_running_is_named_not_run_beside(
+    slow: tuple[Repo, Path],
+) -> None:
+    # the command of a repro killed -9 ran on, writing its outputs, while the next
+    # repro ran the stage again beside it and add staged what it was writing
+    repo, marker = slow
+    proc = start_repro(repo, marker)
+    stage = int(marker.read_text())
+    listed = repo.root / ".dvfs" / "pipeline.writing"
+    deadline = time.monotonic() + 30
+    while "slow" not in unpack(listed.read_bytes(), "list").get("groups", {}):
+        assert time.monotonic() < deadline, "the command's group was never listed"
+    proc.kill()
+    proc.communicate(timeout=60)
+    try:
+        for args in (("repro",), ("add", "slow.out")):
+            line = assert_error(repo.run(*args), "the command of stage slow, left running by")
+            assert f"(pid {proc.pid}), which was killed, is writing slow.out" in line, line
+            assert f"kill -TERM -- -{stage}" in line, line
+        assert "slow.out" not in staged_paths(repo)
+    finally:
+        os.killpg(stage, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while repo.run("add", "slow.out").code != 0:  # once its group has gone
+        assert time.monotonic() < deadline, "the command never stopped"
+    repo.write("fast", "")
+    r = repo.ok("repro")
+    assert "Running stage slow" in r.out
+    assert repo.read("slow.out") == b"slow made two\n"
     repo.fsck_clean()
 
 

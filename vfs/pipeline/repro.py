@@ -69,7 +69,7 @@ from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
-from vfs.pipeline.writing import Writing
+from vfs.pipeline.writing import Writing, refuse_left_running
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
@@ -555,6 +555,9 @@ class Repro:
         check_inputs(self.ws, self.dag, names, self.param_values)
         if opts.dry_run:
             return self._dry(names, opts)
+        listed = self.ws.writing_list()
+        if listed is not None:  # (a command a killed repro left running writes on)
+            refuse_left_running(listed)
         repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
         writing = contextlib.nullcontext() if repo is None else pinned(repo.dir, writing=True)
         with _signals_interrupt(self.stops), writing:
@@ -661,6 +664,8 @@ class Repro:
                                 moved = backups.move_aside(self.ws, d.stage, self.made_dirs)
                                 r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
                                 running[d.stage.name] = _Started(d, r, moved)
+                            if self.writing is not None and r.proc is not None:
+                                self.writing.running(d.stage.name, r.proc.pid)
                         finally:
                             os.close(wdir_fd)
                         threading.Thread(
