@@ -184,11 +184,13 @@ def test_after_kill_9_a_command_left_running_is_named_not_run_beside(
     proc.kill()
     proc.communicate(timeout=60)
     try:
-        for args in (("repro",), ("add", "slow.out")):
+        pipeline = repo.read("dvfs.yaml")
+        for args in (("repro",), ("add", "slow.out"), ("run", "-n", "more", "--", "true")):
             line = assert_error(repo.run(*args), "the command of stage slow, left running by")
             assert f"(pid {proc.pid}), which was killed, is writing slow.out" in line, line
             assert f"kill -TERM -- -{stage}" in line, line
         assert "slow.out" not in staged_paths(repo)
+        assert repo.read("dvfs.yaml") == pipeline  # no stage added that did not run
     finally:
         os.killpg(stage, signal.SIGTERM)
     deadline = time.monotonic() + 30
