@@ -25,7 +25,7 @@ import pytest
 
 import vfs
 from tests.support.api import Data, make_data, push_all
-from tests.support.cli import assert_ok, fsck_clean, run
+from tests.support.cli import assert_ok, commit_files, fsck_clean, init_repo, run
 from tests.support.s3server import S3Server
 from tests.support.workers import cat_labels
 from vfs.filesystem import DvfsFileSystem, ReadOnlyError
@@ -463,3 +463,23 @@ def test_each_url_form_reads_what_the_grammar_says(tmp_path: Path) -> None:
         head.cat_file("logs/ann@/run.csv")
     assert head.cat_file("/logs/ann@/run.csv") == b"a\n1\n"
     fsck_clean(root)
+
+
+def test_a_directory_holding_one_of_its_own_name_is_listed_and_walked(tmp_path: Path) -> None:
+    # ls("data") of a directory data holding data/ gave back data itself, so find and
+    # walk took data for a file, glob found nothing below it and du counted 0 bytes
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"data/data/part-0.csv": "a,b\n1,2\n", "data/top.csv": "x\n"}, "nested")
+    api = vfs.Repo(repo.root)
+    assert [f.path for f in api.ls("HEAD", "data")] == ["data/data", "data/top.csv"]
+    assert [f.path for f in api.ls("HEAD", "data/data")] == ["data/data/part-0.csv"]
+    fs = DvfsFileSystem(repo=str(repo.root))
+    assert fs.ls("/data", detail=False) == ["/data/data", "/data/top.csv"]
+    assert fs.find("/") == ["/data/data/part-0.csv", "/data/top.csv"]
+    assert fs.glob("/data/**/*.csv") == ["/data/data/part-0.csv", "/data/top.csv"]
+    assert fs.du("/") == 10
+    assert pd.read_csv("dvfs:///data/data/part-0.csv", storage_options={"repo": str(repo.root)})[
+        "b"
+    ].tolist() == [2]
+    api.close()
+    fsck_clean(repo.root)

@@ -134,6 +134,32 @@ def test_a_forged_pipeline_record_s_parameters_are_shown_cut_short(tmp_path: Pat
     fsck_clean(tmp_path / "b")
 
 
+def test_a_forged_version_s_metrics_are_read_up_to_a_bound(tmp_path: Path) -> None:
+    """A forged version whose stage named 2,000 metrics files of 10,000 values each,
+    all of one 155 KiB chunk, had `compare` read 20 million values: 9 GB and minutes,
+    from a fetch of 315 KiB. A version's metrics are read up to 100,000 values (and
+    1,000 files); the files left out are named in one warning."""
+    forge = Forge(tmp_path / "evil")
+    names = [f"m{i:02d}.json".encode() for i in range(11)]
+    datas = [json.dumps({f"k{j:05d}": i for j in range(10_000)}).encode() for i in range(11)]
+    entries = [file_entry(n, forge.chunk(d), len(d)) for n, d in zip(names, datas, strict=True)]
+    outs = tuple((e.name, e.digest) for e in entries)
+    run_ = StageRun(0, 1, 1, "h", "d", "p")
+    stage = StageRecord("s", "echo", b"", (), outs, (), tuple(names), run_)
+    v = Version(forge.tree(entries), (), 1, "m", "a", 1, pipeline=(stage,))
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    for args in (("metrics", "show", "v1", "--json"), ("compare", "--json")):
+        r = assert_ok(run(tmp_path / "b", *args))
+        [warning] = [ln for ln in r.err.splitlines() if "not read" in ln]
+        assert "1 more metrics files not read" in warning and "100,000 values" in warning
+        assert "m10.json" not in r.out and "m09.json" in r.out, args
+    from vfs.pipeline.report import VERSION_VALUES
+
+    assert VERSION_VALUES == 10 * 10_000  # (ten of these files hold as many)
+    fsck_clean(tmp_path / "b")
+
+
 def test_a_forged_git_commit_is_shown_cut_to_a_git_id_s_length(tmp_path: Path) -> None:
     """A forged version naming a 2 MiB git commit had it printed whole by `show` and
     `log --json`."""

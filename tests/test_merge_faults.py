@@ -122,6 +122,18 @@ def test_abort_after_a_kill_keeps_a_new_file_the_user_changed(
     fsck_clean(repo.root)
 
 
+def test_abort_after_a_kill_counts_the_files_it_deletes(template: Repo, tmp_path: Path) -> None:
+    # the new file d/e the killed merge had written was deleted, and the line said
+    # "merge aborted: 2 written, 0 deleted"
+    shutil.copytree(template.root, tmp_path / "r", symlinks=True)
+    repo = Repo(tmp_path / "r")
+    assert repo.run("merge", "other", env={KILL_ENV: "written"}).code == -9
+    assert (repo.root / "d/e").exists()
+    assert repo.ok("merge", "--abort").out == "merge aborted: 2 written, 1 deleted\n"
+    assert on_disk(repo) == OURS
+    fsck_clean(repo.root)
+
+
 def test_a_merge_killed_before_its_index_was_saved_cannot_be_committed(
     template: Repo, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,8 +30,10 @@ from tests.support.cli import (
 from tests.support.pipeline import PY, staged_paths
 from vfs._os.helper_process import process_tag
 from vfs.cli.pipeline import pipeline_here
+from vfs.model.codec import unpack
 from vfs.model.version_codec import StageRecord
 from vfs.pipeline import backups, runner
+from vfs.pipeline import repro as repro_module
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.plan import Options
 from vfs.pipeline.repro import Repro
@@ -166,6 +169,40 @@ def test_kill_9_never_records_the_running_stage_and_the_next_repro_recovers(
     repo.fsck_clean()
 
 
+def test_after_kill_9_a_command_left_running_is_named_not_run_beside(
+    slow: tuple[Repo, Path],
+) -> None:
+    # the command of a repro killed -9 ran on, writing its outputs, while the next
+    # repro ran the stage again beside it and add staged what it was writing
+    repo, marker = slow
+    proc = start_repro(repo, marker)
+    stage = int(marker.read_text())
+    listed = repo.root / ".dvfs" / "pipeline.writing"
+    deadline = time.monotonic() + 30
+    while "slow" not in unpack(listed.read_bytes(), "list").get("groups", {}):
+        assert time.monotonic() < deadline, "the command's group was never listed"
+    proc.kill()
+    proc.communicate(timeout=60)
+    try:
+        pipeline = repo.read("dvfs.yaml")
+        for args in (("repro",), ("add", "slow.out"), ("run", "-n", "more", "--", "true")):
+            line = assert_error(repo.run(*args), "the command of stage slow, left running by")
+            assert f"(pid {proc.pid}), which was killed, is writing slow.out" in line, line
+            assert f"kill -TERM -- -{stage}" in line, line
+        assert "slow.out" not in staged_paths(repo)
+        assert repo.read("dvfs.yaml") == pipeline  # no stage added that did not run
+    finally:
+        os.killpg(stage, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while repo.run("add", "slow.out").code != 0:  # once its group has gone
+        assert time.monotonic() < deadline, "the command never stopped"
+    repo.write("fast", "")
+    r = repo.ok("repro")
+    assert "Running stage slow" in r.out
+    assert repo.read("slow.out") == b"slow made two\n"
+    repo.fsck_clean()
+
+
 @pytest.mark.parametrize("command", [("repro",), ("exp", "run", "-n", "e1")])
 def test_sigint_to_dvfs_alone_stops_the_running_stage_though_started_ignoring_it(
     slow: tuple[Repo, Path], command: tuple[str, ...]
@@ -191,6 +228,78 @@ def test_sigint_to_dvfs_alone_stops_the_running_stage_though_started_ignoring_it
         assert b"stage slow was stopped: it recorded nothing" in err
         runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
         assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize("command", [("repro",), ("exp", "run", "-n", "e1")])
+def test_a_closed_terminal_stops_the_running_stage_as_ctrl_c_does(
+    slow: tuple[Repo, Path], command: tuple[str, ...]
+) -> None:
+    # the terminal closed (SIGHUP, which the stage, in a session of its own, never gets):
+    # dvfs died at once, its stage ran on unwatched and wrote its outputs after dvfs had
+    # gone, the previous outputs stayed moved aside
+    repo, marker = slow
+    before = repo.read("dvfs.runs")
+    proc = start_repro(repo, marker, *command)
+    stage = int(marker.read_text())
+    os.kill(proc.pid, signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert len(err.decode().splitlines()) == 1 and err.startswith(ERROR_PREFIX.encode()), err
+    assert b"interrupted" in err and b"Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # the stage was stopped, not left running
+        os.kill(stage, 0)
+    assert repo.read("slow.out") == b"slow made one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    assert not (repo.root / ".dvfs" / "pipeline.writing").exists()
+    if command[0] == "exp":
+        assert repo.read("dvfs.runs") == before
+        assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
+    else:
+        runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+        assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
+    repo.fsck_clean()
+
+
+def test_ctrl_c_as_a_command_starts_stops_it_and_puts_the_previous_output_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a Ctrl-C that came as the command had just started, before it was listed as
+    # running, left it running unwatched, its previous output moved aside
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.txt", "one\n")
+    repo.ok("run", "-n", "s", "-d", "step.txt", "-o", "out.txt", "--", "cp step.txt out.txt")
+    repo.commit("ran")
+    repo.write("step.txt", "two\n")
+    repo.ok("add", "step.txt")
+    repo.write("dvfs.yaml", json.dumps({"stages": {"s": {
+        "cmd": "cp step.txt out.txt; exec sleep 60", "deps": ["step.txt"], "outs": ["out.txt"],
+    }}}))  # fmt: skip
+    started: list[subprocess.Popen[bytes]] = []
+
+    class CtrlCAtStart(runner.Running):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            assert self.proc is not None
+            started.append(self.proc)
+            os.kill(os.getpid(), signal.SIGINT)  # (its handler runs before this returns)
+
+    monkeypatch.setattr(repro_module, "Running", CtrlCAtStart)
+    monkeypatch.chdir(repo.root)
+    ws, _, dag = pipeline_here()
+    try:
+        with Workers(2) as w:
+            out = Repro(ws, dag, w, lambda _: None, lambda _: None, Output()).run(Options())
+        ws.close()
+        assert started[0].poll() is not None  # stopped, not left running
+    finally:
+        if started and started[0].poll() is None:
+            os.killpg(started[0].pid, signal.SIGKILL)
+            started[0].wait()
+    assert out.interrupted
+    assert [n for n, why in out.skipped if why == "interrupted while it ran"] == ["s"]
+    assert repo.read("out.txt") == b"one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
     repo.fsck_clean()
 
 

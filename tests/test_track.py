@@ -282,6 +282,22 @@ def test_inputs_and_outputs_that_overlap_are_refused_when_declared(repo: vfs.Rep
     assert r.version is not None and r.version.number == 2
 
 
+@pytest.mark.parametrize("name", ["eval/holdout", "x" * 101, "-fit"])
+def test_a_run_named_as_no_stage_can_be_is_refused_before_it_starts(
+    repo: vfs.Repo, name: str
+) -> None:
+    # a name with '/' (which the message allowed) or too long for a stage passed the
+    # check, and the run, once its block had ended, failed with "malformed pipeline:
+    # bad stage name": the whole run lost
+    with pytest.raises(vfs.UsageError, match="a stage name is an ASCII letter, digit or _"):
+        vfs.track(repo, message="x", name=name)
+    with vfs.track(repo, message="x", name="eval.holdout-2") as r:
+        r.output("model.txt").write_text("m")
+    assert r.version is not None and r.version.number == 2
+    assert repo.root is not None
+    fsck_clean(repo.root)
+
+
 def test_a_run_named_as_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> None:
     root = repo.root
     assert root is not None

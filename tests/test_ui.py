@@ -978,6 +978,33 @@ def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path:
     r.fsck_clean()
 
 
+def test_steps_of_a_version_naming_many_histories_reads_a_bounded_few(tmp_path: Path) -> None:
+    """A version whose pipeline names 40 metrics files, each with a history of the same
+    chunks (nothing to its maker), had /api/steps read and answer every one: a forged
+    version naming thousands kept the server busy for hours. At most 32 are read, and
+    ``more`` counts the rest, each of which ``path`` still reads."""
+    r = init_repo(tmp_path / "many")
+    names = [f"m{i:02}.json" for i in range(40)]
+    script = (
+        "import json\n"
+        f"for n in {names!r}:\n"
+        "    json.dump({'acc': 1}, open(n, 'w'))\n"
+        "    open(n[:-5] + '.steps.jsonl', 'w').write('{\"step\": 0, \"acc\": 0.5}\\n')\n"
+    )
+    r.write("make.py", script)
+    metrics = [a for n in names for a in ("-m", n)]
+    r.ok("run", "-n", "s", "-d", "make.py", *metrics, "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit("many")
+    with serving(r.root) as s:
+        answer = api(s, "steps", rev="v1")
+        assert len(answer["files"]) == 32 and answer["more"] == 8
+        assert [f["rows"] for f in answer["files"]] == [[{"step": 0, "acc": 0.5}]] * 32
+        [last] = api(s, "steps", rev="v1", path="m39.steps.jsonl")["files"]
+        assert last["rows"] == [{"step": 0, "acc": 0.5}]
+    r.fsck_clean()
+
+
 def test_a_step_history_value_too_large_for_a_float_is_left_out(tmp_path: Path) -> None:
     """A per-step value of 400 digits (an int JSON reads, but no float holds) made
     /api/steps an "internal error" (OverflowError); it is left out as a value that is

@@ -406,9 +406,11 @@ class Repo:
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
         rel, rev, real = self._listing(path, rev, "ls")
-        rows = browse.ls_entries(self._repo, rev, real)
+        _, listed = browse.lookup(self._repo, rev, real)
+        if listed.kind != Kind.DIR:  # (told by its kind: a directory a may hold an a)
+            return [file_info(rel, listed)]
         prefix = rel + b"/" if rel else b""
-        return [file_info(rel if n == real else prefix + n, e) for n, e in rows]
+        return [file_info(prefix + n, e) for n, e in browse.ls_entries(self._repo, rev, real)]
 
     def walk(self, rev: RevArg = "HEAD", path: PathArg = "") -> Iterator[FileInfo]:
         """Every file and link at or below ``path`` of ``rev``, depth first in name

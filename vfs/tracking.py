@@ -95,7 +95,7 @@ from vfs.api_types import (
 )
 from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
-from vfs.model.version_codec import StageRecord, StageRun
+from vfs.model.version_codec import STAGE_NAME, StageRecord, StageRun
 from vfs.ops import commit, workflow
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
@@ -141,7 +141,11 @@ class Run:
             raise UsageError("the run's message is empty: track(message=...) says what it is")
         version_params.message(message)
         self.params = version_params.check(params_arg(params))
-        check_ref_name(text_arg(name, "name"), "stage")
+        if not STAGE_NAME.fullmatch(text_arg(name, "name")):  # (as dvfs.yaml's, checked now)
+            raise UsageError(
+                f"name={quote_name(name)}: a stage name is an ASCII letter, digit or _ "
+                "followed by at most 99 ASCII letters, digits, _, . or -"
+            )
         if tag is not None:
             check_ref_name(text_arg(tag, "tag"), "tag")
         self._stack = ExitStack()

@@ -133,7 +133,7 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
 
 
 def interrupted_line(out: Any) -> str:
-    """The one line of a pipeline stopped by Ctrl-C, SIGINT or SIGTERM."""
+    """The one line of a pipeline stopped by Ctrl-C, SIGINT, SIGTERM or SIGHUP."""
     from vfs.pipeline import repro
 
     done = len(out.ran) + len(out.restored)
@@ -212,6 +212,7 @@ def run_cmd(
 
     from vfs.model.version_codec import STAGE_NAME
     from vfs.pipeline import graph, plan, repro, spec, workspace
+    from vfs.pipeline.writing import refuse_left_running
     from vfs.repo.gitlink import PIPELINE_FILE
     from vfs.repo.repository import user_path
 
@@ -268,6 +269,9 @@ def run_cmd(
                 f"{exc} (in {PIPELINE_FILE} as it would be with stage {name}: it is left as it was)"
             ) from None
         plan.check_outs(ws, [dag.stages[name]])  # an out it could not make or version
+        listed = ws.writing_list()
+        if not no_exec and listed is not None:  # refused before the file changes, not after
+            refuse_left_running(listed)
         if not no_exec and not dag.upstream[name]:
             # A dep or param missing (a typo) is refused before the file changes; one that
             # another stage makes is for the run to name, with the stage added.

@@ -499,6 +499,7 @@ def abort(
     is refused, naming them, unless ``force``. A merge starts from a clean working
     tree, so only such edits can be lost.
     """
+    removed = 0  # files a killed merge wrote, deleted here (the checkout does not see them)
     with repo.locked():
         try:
             state = merging.load(repo.dir)
@@ -525,9 +526,10 @@ def abort(
                 raise UsageError(f"no merge is in progress: {why}")
             if not force:
                 _refuse_edited(repo, state.theirs, workers, warn)
-            _remove_unrecorded(repo, state.ours, state.theirs, workers)
+            removed = _remove_unrecorded(repo, state.ours, state.theirs, workers)
     # Killed from here on, the record stays and `--abort` runs again.
     report = co.checkout(repo, "HEAD", (), workers, force=True, warn=warn)
+    report.deleted += removed
     with repo.locked():
         merging.remove(repo.dir)
     return report
@@ -573,8 +575,9 @@ def _refuse_edited(repo: Repository, theirs: bytes, workers: Workers, warn: Warn
         raise UncommittedChanges("merge --abort", [show(p) for p in paths])
 
 
-def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> None:
-    """Delete the files a merge killed before it saved the index wrote, and only those.
+def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> int:
+    """Delete the files a merge killed before it saved the index wrote, and only those;
+    how many.
 
     Such a file is in neither ours nor the index, so a checkout of ours leaves it
     where it is. A path that theirs adds is deleted only if it is untracked and holds
@@ -591,9 +594,11 @@ def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Wo
             if index.get(p) is None and (st := walker.lstat(p)) is not None:
                 found.append(Found(p, st))
         hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(found, {})
+        removed = 0
         for p, staged in sorted(hashed):
-            if staged.same_on_disk(other[p]):
-                remove_path(walker, p)
+            if staged.same_on_disk(other[p]) and remove_path(walker, p):
+                removed += 1
+    return removed
 
 
 def resolve(

@@ -42,6 +42,12 @@ from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
 EXP_PREFIX = "exp/"
+# A version's metrics are read from at most VERSION_FILES files and VERSION_VALUES
+# values: a forged version may name thousands of files, each of the same chunk holding
+# values.MAX_METRICS values (nothing to its maker), which would take hours and gigabytes
+# to read; real pipelines have a few.
+VERSION_FILES = 1_000
+VERSION_VALUES = 100_000
 
 
 class _Missing:
@@ -189,17 +195,17 @@ def _read_tree_file(
 
 def metrics_files(hist: History, oids: Iterable[bytes]) -> list[tuple[bytes, Entry]]:
     """The metrics files versions ``oids`` record (each version once), those small
-    enough to be read (``values.MAX_FILE``): what a reader of their metrics downloads
-    first. A version that cannot be read is passed over: its metrics say why."""
+    enough to be read (``values.MAX_FILE``) and among the first ``VERSION_FILES`` of
+    their version: what a reader of their metrics downloads first. A version that
+    cannot be read is passed over: its metrics say why."""
     found: list[tuple[bytes, Entry]] = []
     for oid in dict.fromkeys(oids):
         try:
             v = hist.version(oid)
-            for s in v.pipeline:
-                for m in s.metrics:
-                    e = hist.lookup(v.tree, m)
-                    if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
-                        found.append((m, e))
+            for m in _metrics_paths(v)[:VERSION_FILES]:
+                e = hist.lookup(v.tree, m)
+                if e is not None and e.kind == Kind.FILE and e.size <= values.MAX_FILE:
+                    found.append((m, e))
         except DvfsError:
             continue
     return found
@@ -216,21 +222,35 @@ def version_metrics(
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
     label = label or f"v{v.number}"
-    for s in v.pipeline:
-        for m in s.metrics:
-            try:
-                data = _read_tree_file(hist, v.tree, m, get)
-                if data is None:
-                    raise DvfsError(
-                        f"{quote_name(m)}, a metrics file of stage {s.name}, is not in the version"
-                    )
-                out[m], why = values.metrics_of(data, m, quote_name(m))
-                notes += [f"{label}: {w}" for w in why]
-            except DvfsError as exc:
-                notes.append(f"{label}: {exc}: its metrics are not shown")
-                if unreadable is not None:
-                    unreadable.append(m)
+    stage_of = {m: s.name for s in reversed(v.pipeline) for m in s.metrics}
+    paths = _metrics_paths(v)
+    count = 0  # values read
+    for i, m in enumerate(paths):
+        if i >= VERSION_FILES or count >= VERSION_VALUES:
+            notes.append(
+                f"{label}: {len(paths) - i:,} more metrics files not read: a version's metrics "
+                f"are read from at most {VERSION_FILES:,} files and {VERSION_VALUES:,} values"
+            )
+            break
+        try:
+            data = _read_tree_file(hist, v.tree, m, get)
+            if data is None:
+                raise DvfsError(
+                    f"{quote_name(m)}, a metrics file of stage {stage_of[m]}, is not in the version"
+                )
+            out[m], why = values.metrics_of(data, m, quote_name(m))
+            count += len(out[m])
+            notes += [f"{label}: {w}" for w in why]
+        except DvfsError as exc:
+            notes.append(f"{label}: {exc}: its metrics are not shown")
+            if unreadable is not None:
+                unreadable.append(m)
     return out, notes
+
+
+def _metrics_paths(v: Version) -> list[bytes]:
+    """The metrics files of a version's pipeline, each once, in its stages' order."""
+    return list(dict.fromkeys(m for s in v.pipeline for m in s.metrics))
 
 
 def work_metrics(

@@ -28,7 +28,7 @@ that finished is recorded; the outputs of the runs that finished, ``dvfs.runs`` 
 ``dvfs.yaml`` are staged in the repository's index (``vfs.pipeline.staging``; so
 ``dvfs commit`` records them; a mount's snapshot takes them as they are), and the
 run cache entries are written after the store is flushed. A stage stopped by Ctrl-C
-(or SIGINT or SIGTERM sent to dvfs alone, see :func:`_signals_interrupt`) is stopped
+(or SIGINT, SIGTERM or SIGHUP sent to dvfs alone, see :func:`_signals_interrupt`) is stopped
 (SIGINT to its process group, then harder), its partial outputs removed and its
 previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
@@ -69,7 +69,7 @@ from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
-from vfs.pipeline.writing import Writing
+from vfs.pipeline.writing import Writing, refuse_left_running
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
@@ -122,7 +122,7 @@ class StageFailed(DvfsError):
 
 
 class Interrupted(DvfsError):
-    """Ctrl-C or SIGTERM stopped the pipeline; what finished is recorded."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped the pipeline; what finished is recorded."""
 
     exit_code = 130
 
@@ -223,6 +223,7 @@ class Repro:
         # what add must not stage meanwhile, or a mount's snapshot record (vfs.pipeline.writing)
         listed = ws.writing_list()
         self.writing = Writing(listed) if listed is not None else None
+        self.stops = _Stops()
 
     # reading ---------------------------------------------------------------------
 
@@ -554,9 +555,12 @@ class Repro:
         check_inputs(self.ws, self.dag, names, self.param_values)
         if opts.dry_run:
             return self._dry(names, opts)
+        listed = self.ws.writing_list()
+        if listed is not None:  # (a command a killed repro left running writes on)
+            refuse_left_running(listed)
         repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
         writing = contextlib.nullcontext() if repo is None else pinned(repo.dir, writing=True)
-        with _signals_interrupt(), writing:
+        with _signals_interrupt(self.stops), writing:
             try:
                 self._schedule(names, opts)
             except KeyboardInterrupt:
@@ -656,11 +660,14 @@ class Repro:
                         try:
                             self._say_start(d)
                             self._writing(d.stage)
-                            moved = backups.move_aside(self.ws, d.stage, self.made_dirs)
-                            r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
+                            with self.stops.held():  # (started is listed as running)
+                                moved = backups.move_aside(self.ws, d.stage, self.made_dirs)
+                                r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
+                                running[d.stage.name] = _Started(d, r, moved)
+                            if self.writing is not None and r.proc is not None:
+                                self.writing.running(d.stage.name, r.proc.pid)
                         finally:
                             os.close(wdir_fd)
-                        running[d.stage.name] = _Started(d, r, moved)
                         threading.Thread(
                             target=lambda n=d.stage.name, r=r: done_q.put((n, r.wait())),
                             daemon=True,
@@ -669,18 +676,21 @@ class Repro:
                 if not running:
                     break
                 name, fin = done_q.get()
-                started = running.pop(name)
-                self.ws.walker().forget(b"")  # (a command may have replaced directories)
+                started = running[name]  # (listed until finish_run has recorded or undone it)
                 try:
+                    self.ws.walker().forget(b"")  # (a command may have replaced directories)
                     self.finish_run(started, fin)
                 except StageFailed as exc:
+                    del running[name]
                     bad.add(name)
                     self.out.failed.append((name, str(exc), fin.stderr_tail))
                     stopping = stopping or not opts.keep_going
                 except BaseException:  # recording failed (a full disk): nothing of it stays
+                    del running[name]
                     self.cleanup_failed(started.decided.stage, started.backups)
                     raise
                 else:
+                    del running[name]
                     ok.add(name)
                     self.out.ran.append(name)
                 if self.writing is not None:
@@ -772,27 +782,58 @@ def _once(warn: Warn) -> Warn:
     return once
 
 
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """While the pipeline runs, SIGINT and SIGTERM stop it as Ctrl-C does (what finished
-    is kept), also when dvfs was started with SIGINT ignored (in the background of a
-    script, where a shell ignores it for its commands) and the signal is sent to dvfs
-    alone: the running stage is stopped, never left running. The first signal stops
-    the pipeline; those that follow while its commands are stopped and their outputs
-    put back are let pass (a second Ctrl-C would leave outputs moved aside). A stage's
-    command starts while the handler is set, so it gets SIGINT's default action, not
-    an ignored SIGINT it would have inherited."""
-    stopping = False
+class _Stops:
+    """The first stopping signal, raised as KeyboardInterrupt where the pipeline is,
+    or, while :meth:`held`, when the hold ends: between starting a command and listing
+    it as running, a Ctrl-C would leave it running unwatched, its previous outputs
+    moved aside."""
 
-    def handler(signum: int, frame: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
+    def __init__(self) -> None:
+        self.stopping = False
+        self.holds = 0
+        self.pending = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        """The signal handler: the first signal stops the pipeline, the rest pass."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.holds:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A stretch no signal cuts: one that comes meanwhile is raised at its end."""
+        self.holds += 1
+        try:
+            yield
+        finally:
+            self.holds -= 1
+        if not self.holds and self.pending:
+            self.pending = False
             raise KeyboardInterrupt
 
-    sigs = (signal.SIGINT, signal.SIGTERM)
+
+@contextlib.contextmanager
+def _signals_interrupt(stops: _Stops) -> Iterator[None]:
+    """While the pipeline runs, SIGINT, SIGTERM and SIGHUP (its terminal closed) stop it
+    as Ctrl-C does (what finished is kept), also when dvfs was started with SIGINT
+    ignored (in the background of a script, where a shell ignores it for its commands)
+    and the signal is sent to dvfs alone: the running stage, in a session of its own
+    that no hangup reaches, is stopped, never left running. The first signal stops
+    the pipeline (``stops``: at once, or where a hold ends); those that follow while
+    its commands are stopped and their outputs put back are let pass (a second Ctrl-C
+    would leave outputs moved aside). A stage's command starts while the handler is
+    set, so it gets SIGINT's default action, not an ignored SIGINT it would have
+    inherited. An ignored SIGHUP stays ignored: ``nohup dvfs repro`` asked to outlive
+    its terminal."""
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
     try:
-        old = {sig: signal.signal(sig, handler) for sig in sigs}
+        old = {sig: signal.signal(sig, stops.handler) for sig in sigs}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

@@ -63,6 +63,8 @@ PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
 STEPS_MAX = 16 * 1024 * 1024  # bytes of a per-step history file plotted, at most
 STEPS_PAGE = 1000  # rows of a per-step history in one answer unless asked for fewer or more
 STEPS_PAGE_MAX = 10_000  # rows of a per-step history in one answer, at most
+STEPS_FILES = 32  # per-step histories in one answer without a path, at most
+STEPS_READ = 64 * 1024 * 1024  # bytes of per-step histories one answer reads, at most
 EXPERIMENTS_PAGE = 200  # rows of the experiments table in one answer unless asked for others
 EXPERIMENTS_PAGE_MAX = 1000  # rows of the experiments table in one answer, at most
 NOTE_LABELS = 10  # versions an experiments note names before "and N more"
@@ -461,8 +463,12 @@ def steps(
     A page is ``limit`` rows (at most ``STEPS_PAGE_MAX``) from ``offset``; without
     ``offset``, the last ``limit`` rows (the latest steps), so that a history of
     100,000 steps is not one answer. Lines that are not JSON objects are counted in
-    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only.
-    ``need`` (a repository's) downloads a history file the store lacks first."""
+    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only, and so
+    is one past ``STEPS_READ`` bytes read for the answer. Without ``path``, at most
+    ``STEPS_FILES`` files, ``more`` counting the metrics files left out: a forged
+    version may name thousands, each with a history of the same chunks, which would
+    cost its maker nothing and this server hours. ``need`` (a repository's) downloads
+    a history file the store lacks first."""
     if (offset is not None and offset < 0) or limit < 1:
         raise UsageError("offset must be 0 or more and limit 1 or more")
     limit = min(limit, STEPS_PAGE_MAX)
@@ -471,20 +477,33 @@ def steps(
     v = hist.version(oid)
     out: list[dict[str, Any]] = []
     done: set[bytes] = set()
+    left: set[bytes] = set()  # metrics files past STEPS_FILES
+    read = 0
     for stage in v.pipeline:
         for metrics_path in stage.metrics:
             steps_path = history_name(metrics_path)
             if path and steps_path != path:
                 continue
+            if len(done) >= STEPS_FILES and not path:
+                left.add(steps_path)
+                continue
             e = hist.lookup(v.tree, steps_path)
             if steps_path in done or e is None or e.kind != Kind.FILE:
                 continue
             done.add(steps_path)
+            note = None
             if e.size > STEPS_MAX:
                 note = f"larger than {STEPS_MAX >> 20} MiB: not plotted"
+            elif read + e.size > STEPS_READ:
+                note = (
+                    f"not read: this answer has read {STEPS_READ >> 20} MiB of histories; "
+                    "ask for this one alone (path)"
+                )
+            if note is not None:
                 out.append({"path": show(steps_path), "metrics": [], "rows": [], "total": 0,
                             "offset": 0, "limit": limit, "skipped": 0, "note": note})  # fmt: skip
                 continue
+            read += e.size
             f = FileRef(hist.label(oid), oid, steps_path, e)
             if need is not None:
                 need(f, None)
@@ -500,7 +519,10 @@ def steps(
             f"{show(path)} is no per-step history of a metrics file {hist.label(oid)}'s "
             "pipeline records"
         )
-    return {"version": hist.label(oid), "id": oid.hex(), "files": out}
+    answer: dict[str, Any] = {"version": hist.label(oid), "id": oid.hex(), "files": out}
+    if left - done:
+        answer["more"] = len(left - done)
+    return answer
 
 
 def _step_rows(text: bytes) -> dict[str, Any]:

@@ -98,6 +98,10 @@ function stepsSection(rows, params) {
       put(box, fileBox);
       stepsFile(fileBox, s, f);
     }
+    if (s.more) {
+      put(box, h("p", { class: "muted" },
+        `and ${s.more} more metrics files' histories, not read: the first ${s.files.length} are shown.`));
+    }
   };
   pick.addEventListener("change", show);
   show();
