@@ -629,16 +629,17 @@ def fetch_locked(
     fetch_records(repo.store, remote, [*heads.values(), *tags.values()], index, jobs, report)
     stale = _gone_branches(repo, spec, meter, heads, skipped) if look_gone or prune else {}
     if prune:  # first: a branch x/y may have taken the place of x
-        for b, oid in stale.items():
-            repo.refs.update(f"refs/remotes/{spec.name}/{b}", None, oid)
-    for b, oid in list(heads.items()):
+        refused = repo.refs.update_many(
+            [(f"refs/remotes/{spec.name}/{b}", None, oid) for b, oid in stale.items()]
+        )
+        if refused:
+            raise RefConflict(next(iter(refused.values())))
+    # The remote branches and the new tags are written as one durable step
+    # (Refs.update_many): a clone of thousands of tags made five fsyncs a tag.
+    changes: list[tuple[str, bytes | None, bytes | None]] = []
+    for b, oid in heads.items():
         ref = f"refs/remotes/{spec.name}/{b}"
-        try:
-            repo.refs.update(ref, oid, repo.refs.get(ref))
-        except RefConflict as exc:
-            skipped[b] = f"remote branch {b} was not recorded: {exc}"
-            report.warnings.append(skipped[b])
-            del heads[b]
+        changes.append((ref, oid, repo.refs.get(ref)))
     named = remotes(repo)
     new_tags: dict[str, bytes] = {}
     for t, oid in list(tags.items()):
@@ -658,14 +659,22 @@ def fetch_locked(
             )
             continue
         if mine is None:
-            try:
-                repo.refs.update(f"refs/tags/{t}", oid, None)
-                new_tags[t] = oid
-            except RefConflict as exc:
-                report.warnings.append(f"remote tag {t} was not recorded: {exc}")
-                del tags[t]
+            changes.append((f"refs/tags/{t}", oid, None))
+            new_tags[t] = oid
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
+    refused = repo.refs.update_many(changes)
+    for b in list(heads):
+        conflict = refused.get(f"refs/remotes/{spec.name}/{b}")
+        if conflict is not None:
+            skipped[b] = f"remote branch {b} was not recorded: {conflict}"
+            report.warnings.append(skipped[b])
+            del heads[b]
+    for t in list(new_tags):
+        conflict = refused.get(f"refs/tags/{t}")
+        if conflict is not None:
+            report.warnings.append(f"remote tag {t} was not recorded: {conflict}")
+            del tags[t], new_tags[t]
     _bound_warnings(report.warnings)
     report.requests = meter.requests
     return FetchResult(heads, tags, index, report, skipped, stale, prune, set(damaged), new_tags)
@@ -728,11 +737,16 @@ def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -
     refs = repo.refs
     for kind, theirs in (("heads", got.heads), ("tags", got.tags)):
         mine = refs.branches() if kind == "heads" else refs.tags()
-        for name in set(mine) - set(theirs):
-            refs.update(f"refs/{kind}/{name}", None, mine[name])
-        for name, oid in theirs.items():
-            if mine.get(name) != oid:
-                refs.update(f"refs/{kind}/{name}", oid, refs.get(f"refs/{kind}/{name}"))
+        gone = [(f"refs/{kind}/{name}", None, mine[name]) for name in set(mine) - set(theirs)]
+        moved = [
+            (f"refs/{kind}/{name}", oid, mine.get(name))
+            for name, oid in theirs.items()
+            if mine.get(name) != oid
+        ]
+        for batch in (gone, moved):  # (the deletions first: x/y may take the place of x)
+            refused = refs.update_many(batch)
+            if refused:
+                raise RefConflict(next(iter(refused.values())))
     if got.heads:
         refs.set_head(Head(preferred_branch(got.heads)))
     return got

@@ -16,7 +16,8 @@ A branch with no versions yet has no file. Every change is written atomically an
 fsynced (``vfs.store.durable.write_atomic``), and made under ``refs.lock`` after checking
 that the ref still holds the value the caller saw, so a concurrent writer is never
 silently overwritten. Every change of a ref or of HEAD is first appended to the
-audit log (``vfs.repo.audit``), under the same lock. HEAD and refs are read only as
+audit log (``vfs.repo.audit``), under the same lock; the many changes of one command
+(a fetch's tags) are one durable step (:meth:`Refs.update_many`). HEAD and refs are read only as
 regular files (:func:`_read`): a link or a FIFO there is unreadable (FormatError),
 never followed nor waited on.
 """
@@ -37,7 +38,12 @@ from typing import TYPE_CHECKING
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
 from vfs.quoting import quote_given
-from vfs.store.durable import put_in_place, write_atomic, write_beside
+from vfs.store.durable import (
+    fsync_dir,
+    put_in_place,
+    write_atomic,
+    write_beside,
+)
 from vfs.store.lock import open_lock_file
 
 if TYPE_CHECKING:
@@ -140,27 +146,44 @@ def _op(ref: str, old: bytes | None, new: bytes | None) -> str:
 def _audit(
     dvfs_dir: Path, op: str, ref: str, old: bytes | None, new: bytes | None, note: str = ""
 ) -> None:
-    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds ``refs.lock``).
+    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds ``refs.lock``)."""
+    _audit_many(dvfs_dir, [(op, ref, old, new, note)])
+
+
+def _audit_many(dvfs_dir: Path, changes: Sequence[audit.Change]) -> None:
+    """Append the entries of ``changes`` to the audit log as one batch (the caller
+    holds ``refs.lock``), after one entry for each creation of the log's last batch
+    that was never made (:func:`_never_made`).
 
     The audit module is loaded by the first change of a ref: a command that only reads
     refs (a plain ``dvfs status``) never loads it, nor what it imports.
     """
     from vfs.repo import audit
 
-    last = audit.last_entry(dvfs_dir)
-    if last is not None and _never_made(dvfs_dir, last):
-        why = f"never made: the command that logged its creation (entry {last.seq}) was cut short"
-        audit.record(dvfs_dir, _op(last.ref, b"", None), last.ref, None, None, why)
-    audit.record(dvfs_dir, op, ref, old, new, note)
+    never = [e for e in audit.last_batch(dvfs_dir) if _never_made(dvfs_dir, e)]
+    if never:
+        audit.record_many(
+            dvfs_dir,
+            [
+                (
+                    _op(e.ref, b"", None), e.ref, None, None,
+                    f"never made: the command that logged its creation (entry {e.seq}) "
+                    "was cut short",
+                )
+                for e in never
+            ],
+        )  # fmt: skip
+    audit.record_many(dvfs_dir, changes)
 
 
 def _never_made(dvfs_dir: Path, last: audit.Entry) -> bool:
-    """Whether ``last``, the log's last entry, is the creation of a branch or tag whose
-    file is not there: a command that died (or failed) between logging the creation
-    and putting the file in place, as the caller holds ``refs.lock`` both are done
-    under. ``dvfs fsck`` passes over such an entry while it is the log's last, and
+    """Whether ``last``, of the log's last batch (its last entry, or the entries a
+    command logged together with it), is the creation of a branch or tag whose file
+    is not there: a command that died (or failed) between logging the creation and
+    putting the file in place, as the caller holds ``refs.lock`` both are done under.
+    ``dvfs fsck`` passes over such an entry while it is of the log's last batch, and
     would take the ref for one lost (a file deleted by hand) once another change is
-    logged after it: :func:`_audit` logs first that the ref was never made."""
+    logged after it: :func:`_audit_many` logs first that the ref was never made."""
     parts = last.ref.split("/")
     if last.old is not None or last.new is None or len(parts) < 3:
         return False
@@ -448,6 +471,74 @@ class Refs:
                 path, (new.hex() + "\n").encode(),
                 lambda: _audit(self.dir, _op(ref, current, new), ref, current, new),
             )  # fmt: skip
+
+    def update_many(
+        self, changes: Sequence[tuple[str, bytes | None, bytes | None]]
+    ) -> dict[str, str]:
+        """:meth:`update` of each ``(ref, new, expected)`` as one durable step: the new
+        files written and fsynced beside their refs, their audit entries appended as
+        one batch, then the files renamed into place (deletions first) and each of
+        their directories fsynced once (``docs/architecture.md``, "Many refs at once":
+        what a kill at each point leaves). A ref that no longer holds ``expected``, or
+        that cannot be made beside another ref or one of the batch, is left as it is:
+        the refs so refused, each with why (as :class:`RefConflict` says it)."""
+        refused: dict[str, str] = {}
+        with self._locked():
+            todo: list[tuple[str, bytes | None, bytes | None]] = []  # ref, new, current
+            made: set[str] = set()  # the refs the batch makes
+            folders: set[str] = set()  # and each folder above them
+            for ref, new, expected in changes:
+                current = self.get(ref)
+                name = ref.split("/", 2)[-1]
+                if current != expected:
+                    refused[ref] = f"{name} moved while this command ran: run it again"
+                    continue
+                if new == current:
+                    continue
+                if new is not None:
+                    parts = ref.split("/")
+                    above = ["/".join(parts[:i]) for i in range(3, len(parts))]
+                    clash = self.clash(ref) or (ref + "/..." if ref in folders else None)
+                    clash = clash or next((a for a in above if a in made), None)
+                    if clash is not None:
+                        refused[ref] = (
+                            f"{name} cannot be made: {clash.split('/', 2)[-1]} exists, and a "
+                            "name cannot be both a ref and the folder of others"
+                        )
+                        continue
+                    made.add(ref)
+                    folders.update(above)
+                todo.append((ref, new, current))
+            if not todo:
+                return refused
+            tmps: dict[str, Path] = {}
+            try:
+                for ref, new, _ in todo:
+                    if new is not None:
+                        path = self._path(ref)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        tmps[ref] = write_beside(path, (new.hex() + "\n").encode())
+                _audit_many(self.dir, [(_op(r, c, n), r, c, n, "") for r, n, c in todo])
+            except BaseException:
+                for tmp in tmps.values():
+                    with suppress(OSError):
+                        os.unlink(tmp)
+                raise
+            synced: set[Path] = set()  # the directories to fsync
+            for ref, new, _ in todo:
+                if new is None:
+                    path = self._path(ref)
+                    path.unlink(missing_ok=True)
+                    synced.add(path.parent)
+                    self._drop_empty_folders(ref)
+            for ref, tmp in tmps.items():
+                path = self._path(ref)
+                put_in_place(tmp, path, sync=False)
+                synced.add(path.parent)
+            for folder in sorted(synced):
+                with suppress(FileNotFoundError):  # (a folder a deletion left empty)
+                    fsync_dir(folder)
+        return refused
 
     def delete_unreadable(self, ref: str) -> bool:
         """Delete ``ref`` if its file holds no id (a damaged ref :meth:`get` refuses);
