@@ -41,6 +41,7 @@ from vfs.quoting import quote_given
 from vfs.store.durable import (
     fsync_dir,
     put_in_place,
+    storage_error,
     write_atomic,
     write_beside,
 )
@@ -194,6 +195,35 @@ def _never_made(dvfs_dir: Path, last: audit.Entry) -> bool:
         return refs.get(last.ref) is None and not refs._path(last.ref).exists()
     except (FormatError, UsageError, OSError):
         return False  # (unreadable, or a name no ref has: fsck says what is wrong)
+
+
+def _sync_files(paths: Sequence[Path]) -> None:
+    """fsync each of ``paths`` (new files, not yet synced), many at once: the disk
+    commits the fsyncs that wait together as one, where 2,000 one after the other
+    took a disk round trip each. A full disk raises as the store says it."""
+
+    def sync(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(exc, str(path)) from exc
+
+    if len(paths) < 2:
+        for path in paths:
+            sync(path)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), "dvfs-refsync") as pool:
+        for _ in pool.map(sync, paths):
+            pass
+
+
+SYNC_THREADS = 16  # fsyncs of a batch's files waiting at once
 
 
 REF_LIMIT = 4096  # bytes: a ref or HEAD is one short line
@@ -517,7 +547,8 @@ class Refs:
                     if new is not None:
                         path = self._path(ref)
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        tmps[ref] = write_beside(path, (new.hex() + "\n").encode())
+                        tmps[ref] = write_beside(path, (new.hex() + "\n").encode(), sync=False)
+                _sync_files(list(tmps.values()))
                 _audit_many(self.dir, [(_op(r, c, n), r, c, n, "") for r, n, c in todo])
             except BaseException:
                 for tmp in tmps.values():
