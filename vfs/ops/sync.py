@@ -35,6 +35,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,11 +300,10 @@ def push(
                 f"tag {t} differs on the remote ({there} there, {here} here): left as it is"
             )
 
+        fresh: list[tuple[str, bytes]] = []  # the tags the remote lacks
         for t, oid in tag_plan.items():
-            data = encode_ref(oid)
-            key = ref_key("tags", t)
             if t in tags_there:  # listed: read, not written (a tag never moves by a push)
-                if tags_there[t] and tags_there[t] == meter.content_etag(data):
+                if tags_there[t] and tags_there[t] == meter.content_etag(encode_ref(oid)):
                     continue  # its listed ETag is that of these bytes: the same tag
                 theirs, _ = remote.ref_with_etag("tags", t)
                 if theirs == oid:
@@ -312,19 +312,40 @@ def push(
                     differs(t, oid, theirs)
                     continue
                 # (deleted since it was listed: pushed as a new one)
-            try:
-                meter.head(key)  # (there already: no change, no entry)
-            except RemoteNotFound:
-                remote_audit.append_remote(meter, chain, "push", key, None, oid)
-            try:
-                meter.put_conditional(key, data, if_none_match=True)
+            fresh.append((t, oid))
+        # Their entries first, one PUT each, then the tags, each created only if absent
+        # (a tag made meanwhile is left as it is: its entry names a creation that lost
+        # its race, as a branch's may).
+        remote_audit.append_remote_many(
+            meter, chain, [("push", ref_key("tags", t), None, oid, "") for t, oid in fresh]
+        )
+        for (t, oid), made in zip(fresh, _create_refs(meter, "tags", fresh, jobs), strict=True):
+            if made:
                 report.notes.append(f"tag {t}: {_version_label(repo, oid)}")
-            except PreconditionFailed:
-                theirs, _ = remote.ref_with_etag("tags", t)
-                if theirs != oid:
-                    differs(t, oid, theirs)
+                continue
+            theirs, _ = remote.ref_with_etag("tags", t)
+            if theirs != oid:
+                differs(t, oid, theirs)
     report.requests = meter.requests
     return report
+
+
+def _create_refs(meter: Meter, kind: str, refs: list[tuple[str, bytes]], jobs: int) -> list[bool]:
+    """Create each of the remote's ``kind`` refs ``refs`` (name, version) that it does
+    not hold (If-None-Match: a directory remote's exclusive create), ``jobs`` at once;
+    for each, whether it was made (False: there already)."""
+
+    def create(item: tuple[str, bytes]) -> bool:
+        try:
+            meter.put_conditional(ref_key(kind, item[0]), encode_ref(item[1]), if_none_match=True)
+            return True
+        except PreconditionFailed:
+            return False
+
+    if len(refs) < 2:
+        return [create(item) for item in refs]
+    with ThreadPoolExecutor(max(1, min(jobs, len(refs)))) as pool:
+        return list(pool.map(create, refs))
 
 
 _WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it
