@@ -155,3 +155,31 @@ def test_a_batch_refuses_a_ref_that_would_be_the_folder_of_another_of_it(tmp_pat
     assert "moved while this command ran" in refused["refs/tags/c"]
     assert refs.tags() == {"a": v1}
     Repo(tmp_path / "b").fsck_clean()
+
+
+def test_a_kill_after_a_batch_and_another_in_the_next_change_leave_the_log_clean(
+    tmp_path: Path,
+) -> None:
+    """A fetch killed once its tags' entries were appended left the audit head before
+    them; the next change, logging the tags as never made, killed at the same point,
+    left two runs of entries past the head, which `audit verify` named as added by
+    hand. The next append first sets the head at the log's end."""
+    forge, v1 = remote_of(tmp_path / "remote", 1)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    forge.publish({"main": v1}, tags={f"t-{n:04}": v1 for n in range(60)})
+    for command in (["fetch"], ["tag", "mine"]):
+        killed = subprocess.run(
+            [sys.executable, "-P", "-c", KILLED_IN_A_BATCH, *command], cwd=b.root,
+            env=cli_env({"KILL_AT": "append", "KILL_AFTER": "0"}), capture_output=True,
+            check=False,
+        )  # fmt: skip
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert b.ok("audit", "verify").out.strip().endswith("intact")
+        b.fsck_clean()
+    assert len(Repository(b.root).refs.tags()) == 1
+    b.ok("tag", "mine")
+    b.ok("fetch")
+    assert len(Repository(b.root).refs.tags()) == 61
+    assert b.ok("audit", "verify").out.strip().endswith("intact")
+    b.fsck_clean()

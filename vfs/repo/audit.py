@@ -43,7 +43,8 @@ The changes of many refs one command makes together (``Refs.update_many``) are o
 batch: :func:`record_many` appends their entries with one ``write`` and one fsync and
 rewrites the head once; each entry's note ends ``change I of N made together``. A
 crash during that append or before the head's rewrite leaves entries 1..J of the
-batch past the head, which ``verify`` and appends accept (and nothing else past it);
+batch past the head, which ``verify`` and appends accept (and nothing else past it;
+an append that finds the head so behind first writes it at the log's end);
 the creations of the log's last batch, not only its last entry, may have been cut
 short (:func:`lost_refs`). A full disk
 leaves both as they were (the head's bytes are written first, an entry not written
@@ -92,7 +93,7 @@ from typing import Any
 from vfs._os.program import command_line
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex, hash_bytes
-from vfs.store.durable import put_in_place, storage_error, write_beside
+from vfs.store.durable import put_in_place, storage_error, write_atomic, write_beside
 
 LOG = "audit.log"
 HEAD = "audit.head"
@@ -242,6 +243,11 @@ def record_many(dvfs_dir: Path, changes: Sequence[Change]) -> None:
         added = (head is None and seq - 1 > behind) or (
             head is not None and (head[0] < 0 or head[0] < seq - 1 - behind)
         )
+        if not added and seq > 1 and (head is None or head[0] < seq - 1):
+            # A crash left the head behind (before the last entry, or the last batch's
+            # first): it names the log's end again before more is appended, so that a
+            # crash during this append leaves one run past it, never two.
+            write_atomic(dvfs_dir / HEAD, f"{seq - 1} {prev}\n".encode())
         if head is not None and (head[0] >= seq or (head[0] == seq - 1 and head[1] != prev)):
             # The log was cut or its last entry edited since the head was written: the new
             # entries follow the head, so that verify still names what was lost.
