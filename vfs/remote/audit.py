@@ -144,8 +144,11 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
     Where the chain ends is found once: each entry after the first is written at the
     number after the one before, linked to it, with one PUT (a push of 2,000 new tags
     probed and read the chain's end again for each, four requests a tag). Only a lost
-    race for a number reads the winner's entry to link to it.
+    race for a number reads the winner's entry to link to it. Nothing is asked of the
+    remote when there is nothing to append (0).
     """
+    if not changes:
+        return 0
     hint = _read_head(head_path)
     n = _last_seq(backend, hint)
     follow = hint is not None and n <= hint[0]
@@ -175,7 +178,7 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
                 f"{backend.url}: {APPEND_TRIES} audit entries were written while this one "
                 "waited: try again"
             )
-    if prev is not None and changes:
+    if prev is not None:
         _write_head(head_path, n, prev)
     return n
 
