@@ -183,3 +183,31 @@ def test_a_kill_after_a_batch_and_another_in_the_next_change_leave_the_log_clean
     assert len(Repository(b.root).refs.tags()) == 61
     assert b.ok("audit", "verify").out.strip().endswith("intact")
     b.fsck_clean()
+
+
+def fsyncs_of(cwd: Path, *args: str) -> int:
+    """``dvfs ARGS`` run in ``cwd`` (it must succeed): how many fsyncs it made."""
+    r = subprocess.run(
+        [sys.executable, "-P", "-c", COUNTING, *args],
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return int(r.stderr.rsplit("FSYNCS ", 1)[1])
+
+
+def test_renaming_or_removing_a_remote_of_many_branches_is_one_batch(tmp_path: Path) -> None:
+    """`dvfs remote rename` of a remote with 201 branches made 1,610 fsyncs here, and
+    `remote remove` 605: each branch's copy made and the old one deleted, each a change
+    of its own. Each is one batch now: 210 and 5."""
+    forge = Forge(tmp_path / "remote")
+    v1 = forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", forge.chunk(b"v\n"), 2)]))
+    forge.publish({"main": v1, **{f"b-{n:03}": v1 for n in range(200)}})
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    assert fsyncs_of(b.root, "remote", "rename", "origin", "up") < 200 + 40  # was 1,610
+    assert len(Repository(b.root).refs.names("remotes")) == 201
+    assert all(n.startswith("up/") for n in Repository(b.root).refs.names("remotes"))
+    assert fsyncs_of(b.root, "remote", "remove", "up") < 40  # was 605
+    assert Repository(b.root).refs.names("remotes") == []
+    assert b.ok("audit", "verify").out.strip().endswith("intact")
+    b.fsck_clean()
