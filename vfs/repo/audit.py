@@ -301,14 +301,39 @@ def last_batch(dvfs_dir: Path) -> list[Entry]:
     place = batch_place(last.note)
     if place is None or place[0] == 1:
         return [last]
-    lines, _ = _lines(dvfs_dir)
     out: list[Entry] = []
-    for line in lines[-place[0] :]:
+    for line in _last_lines(dvfs_dir, place[0]):
         try:
             out.append(parse_entry(line, 0)[0])
         except FormatError:
             out.clear()  # (an edited line: only what follows it is of the batch)
     return out
+
+
+def _last_lines(dvfs_dir: Path, count: int) -> list[bytes]:
+    """The last ``count`` complete lines of the log (fewer if it holds fewer), read
+    back from its end a block at a time: a log of years of changes is not read whole
+    for the last batch of a fetch."""
+    try:
+        fd = _open(dvfs_dir, LOG, os.O_RDONLY)
+    except FileNotFoundError:
+        return []
+    try:
+        start = end = _end(fd, os.fstat(fd).st_size)
+        parts: list[bytes] = []
+        newlines = 0
+        while start > 0 and newlines <= count:  # (one more: where the first line starts)
+            at = max(0, start - TAIL)
+            block = os.pread(fd, start - at, at)
+            parts.append(block)
+            newlines += block.count(b"\n")
+            start = at
+    finally:
+        os.close(fd)
+    lines = b"".join(reversed(parts)).split(b"\n")[:-1]  # (nothing after the last newline)
+    if start > 0:
+        lines = lines[1:]  # (the first may be the end of a line not read whole)
+    return lines[-count:] if end else []
 
 
 def _append(fd: int, data: bytes, end: int, path: Path) -> None:
