@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq, bo
 from vfs.repo.audit import (
     MAX_LINE,
     ZERO,
+    Change,
     Entry,
     Verdict,
     encode_entry,
@@ -134,28 +135,52 @@ def append_remote(
     (cut or edited since this clone saw it), is appended to after what this clone
     saw: its number, and its hash as ``prev``.
     """
+    return append_remote_many(backend, head_path, [(op, ref, old, new, note)])
+
+
+def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequence[Change]) -> int:
+    """:func:`append_remote` of each of ``changes`` in turn; the number of the last.
+
+    Where the chain ends is found once: each entry after the first is written at the
+    number after the one before, linked to it, with one PUT (a push of 2,000 new tags
+    probed and read the chain's end again for each, four requests a tag). Only a lost
+    race for a number reads the winner's entry to link to it. Nothing is asked of the
+    remote when there is nothing to append (0).
+    """
+    if not changes:
+        return 0
     hint = _read_head(head_path)
     n = _last_seq(backend, hint)
     follow = hint is not None and n <= hint[0]
-    for _ in range(APPEND_TRIES):
-        prev = ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
-        if follow and hint is not None and (n < hint[0] or prev != hint[1]):
-            # Entries this clone saw were cut off the end, or the last one edited: the
-            # new entry follows what this clone saw, so that verify (here and in every
-            # clone) still names the gap or the broken link, not only until this append.
-            n, prev = hint
-        follow = False
-        data = encode_entry(make_entry(n + 1, prev, op, ref, old, new, note))
-        try:
-            backend.put_conditional(audit_key(n + 1), data, if_none_match=True)
-        except PreconditionFailed:
-            n += 1  # another writer took that number: link to its entry instead
-            continue
-        _write_head(head_path, n + 1, hash_bytes(data).hex())
-        return n + 1
-    raise FormatError(
-        f"{backend.url}: {APPEND_TRIES} audit entries were written while this one waited: try again"
-    )
+    prev: str | None = None  # the hash of entry n, once known
+    for op, ref, old, new, note in changes:
+        for _ in range(APPEND_TRIES):
+            if prev is None:
+                prev = (
+                    ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
+                )
+            if follow and hint is not None and (n < hint[0] or prev != hint[1]):
+                # Entries this clone saw were cut off the end, or the last one edited: the
+                # new entry follows what this clone saw, so that verify (here and in every
+                # clone) still names the gap or the broken link, not only until this append.
+                n, prev = hint
+            follow = False
+            data = encode_entry(make_entry(n + 1, prev, op, ref, old, new, note))
+            try:
+                backend.put_conditional(audit_key(n + 1), data, if_none_match=True)
+            except PreconditionFailed:
+                n, prev = n + 1, None  # another writer took that number: link to its entry
+                continue
+            n, prev = n + 1, hash_bytes(data).hex()
+            break
+        else:
+            raise FormatError(
+                f"{backend.url}: {APPEND_TRIES} audit entries were written while this one "
+                "waited: try again"
+            )
+    if prev is not None:
+        _write_head(head_path, n, prev)
+    return n
 
 
 def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | None]:

@@ -802,8 +802,7 @@ def remove_remote(
             mine = {b: oid for b, oid in mine.items() if owner(known, f"{name}/{b}") is None}
             if not mine and not _kept(repo, name):
                 raise unknown
-        for branch, oid in mine.items():
-            repo.refs.update(f"refs/remotes/{name}/{branch}", None, oid)
+        _update_all(repo, [(f"refs/remotes/{name}/{b}", None, oid) for b, oid in mine.items()])
         _forget_kept(repo, name)
         return Removed(places, [f"{name}/{b}" for b in mine])
 
@@ -842,14 +841,19 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
                     f"{other}: choose another name"
                 )
         moving = tracking_branches(repo, old)
-        for branch, oid in tracking_branches(repo, new).items():
-            # copies a remote of that name once left (dvfs.toml no longer names it): not
-            # the renamed remote's, whose own take their place
-            if owner(known, f"{new}/{branch}") is None:
-                repo.refs.update(f"refs/remotes/{new}/{branch}", None, oid)
-        for branch, oid in moving.items():
-            ref = f"refs/remotes/{new}/{branch}"
-            repo.refs.update(ref, oid, repo.refs.get(ref))
+        # copies a remote of that name once left (dvfs.toml no longer names it): not
+        # the renamed remote's, whose own take their place
+        left = tracking_branches(repo, new)
+        _update_all(
+            repo,
+            [
+                (f"refs/remotes/{new}/{b}", None, oid)
+                for b, oid in left.items()
+                if owner(known, f"{new}/{b}") is None
+            ],
+        )
+        made = {f"refs/remotes/{new}/{b}": oid for b, oid in moving.items()}
+        _update_all(repo, [(ref, oid, repo.refs.get(ref)) for ref, oid in made.items()])
         _forget_kept(repo, new)  # (what a remote of that name once left: none is now)
         _move_kept(repo, old, new)
         places = []
@@ -868,10 +872,18 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
                 team.default_remote = new
             save_shared(repo.root, team)
             places.append(SHARED_FILE)
-        for branch, oid in moving.items():
-            repo.refs.update(f"refs/remotes/{old}/{branch}", None, oid)
+        _update_all(repo, [(f"refs/remotes/{old}/{b}", None, oid) for b, oid in moving.items()])
         _forget_kept(repo, old)
         return places
+
+
+def _update_all(repo: Repository, changes: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    """``changes`` (ref, new, expected) as one batch (``Refs.update_many``: a remote of
+    thousands of branches removed or renamed made five fsyncs a branch); RefConflict
+    for the first that moved meanwhile, as ``Refs.update`` raises (the others made)."""
+    refused = repo.refs.update_many(changes)
+    if refused:
+        raise RefConflict(next(iter(refused.values())))
 
 
 def set_default(repo: Repository, name: str, *, shared: bool = False) -> None:

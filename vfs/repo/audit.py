@@ -29,14 +29,24 @@ descriptor with ``O_NOFOLLOW`` (:func:`_open`): a link there is refused, never f
 rewritten atomically after each append, so that deleting the last entries shows (a
 head that is damaged, which no crash leaves, is left as it is for ``verify`` to name;
 so is one missing beside two entries or more: a crash leaves a log without a head
-only after its first entry, and every dvfs that wrote the log wrote the head, which
+only after its first entry or batch, and every dvfs that wrote the log wrote the head, which
 came with it, before format 2, so no format record marks a log as older than heads). An
 append to a log cut or whose last entry was edited since the head was written follows
 the head, not the log's last line (its ``seq`` after the head's, its ``prev`` the
 head's hash): the gap or the broken link stays in the chain for ``verify`` to name,
 not only until the next change of a ref. The head is one entry behind the log at
-most (a crash between the append and its rewrite); entries past that were added by
-hand: ``verify`` names them, and appends leave the head where it is. A full disk
+most (a crash between the append and its rewrite), or just before a batch (below);
+entries past that were added by hand: ``verify`` names them, and appends leave the
+head where it is.
+
+The changes of many refs one command makes together (``Refs.update_many``) are one
+batch: :func:`record_many` appends their entries with one ``write`` and one fsync and
+rewrites the head once; each entry's note ends ``change I of N made together``. A
+crash during that append or before the head's rewrite leaves entries 1..J of the
+batch past the head, which ``verify`` and appends accept (and nothing else past it;
+an append that finds the head so behind first writes it at the log's end);
+the creations of the log's last batch, not only its last entry, may have been cut
+short (:func:`lost_refs`). A full disk
 leaves both as they were (the head's bytes are written first, an entry not written
 whole is cut off), and ``vfs.repo.refs`` writes a ref's new file before its entry.
 
@@ -75,7 +85,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +93,7 @@ from typing import Any
 from vfs._os.program import command_line
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex, hash_bytes
-from vfs.store.durable import put_in_place, storage_error, write_beside
+from vfs.store.durable import put_in_place, storage_error, write_atomic, write_beside
 
 LOG = "audit.log"
 HEAD = "audit.head"
@@ -156,6 +166,28 @@ def _last_line(fd: int) -> tuple[bytes | None, int]:
     )
 
 
+Change = tuple[str, str, bytes | None, bytes | None, str]  # op, ref, old, new, note
+
+# How the note of each entry of a batch ends (record_many): the log's readers know a
+# batch by it.
+_BATCH = re.compile(r"(?:^|; )change ([1-9][0-9]*) of ([1-9][0-9]*) made together$")
+
+
+def batch_note(note: str, i: int, n: int) -> str:
+    """``note`` as entry ``i`` (from 1) of a batch of ``n`` changes logged together
+    records it: what it says, then which of the batch it is."""
+    return f"{note}{'; ' if note else ''}change {i} of {n} made together"
+
+
+def batch_place(note: str) -> tuple[int, int] | None:
+    """(I, N) if ``note`` is an entry's of a batch (:func:`batch_note`), else None."""
+    m = _BATCH.search(note)
+    if m is None:
+        return None
+    i, n = int(m[1]), int(m[2])
+    return (i, n) if i <= n else None
+
+
 def record(
     dvfs_dir: Path,
     op: str,
@@ -165,44 +197,72 @@ def record(
     note: str = "",
 ) -> None:
     """Append an entry; the caller holds ``refs.lock`` (or the repository lock)."""
+    record_many(dvfs_dir, [(op, ref, old, new, note)])
+
+
+def record_many(dvfs_dir: Path, changes: Sequence[Change]) -> None:
+    """Append an entry for each of ``changes`` with one write and one fsync, and write
+    the head once, for the last (the caller holds ``refs.lock``). Two or more are a
+    batch: each entry's note says which of it it is (:func:`batch_note`), so that a
+    head a crash left before the batch is told from entries added by hand."""
+    if not changes:
+        return
+    if len(changes) > 1:
+        n = len(changes)
+        changes = [
+            (op, ref, old, new, batch_note(note, i, n))
+            for i, (op, ref, old, new, note) in enumerate(changes, 1)
+        ]
     fd = _open(dvfs_dir, LOG, os.O_RDWR | os.O_CREAT | os.O_APPEND)
     try:
         last, end = _last_line(fd)
         if end != os.fstat(fd).st_size:
             os.ftruncate(fd, end)  # a torn line of a crashed append
         seq, prev = 1, ZERO
+        behind = 1  # how far behind the log a crash may leave the head
         if last is not None:
             try:
-                got = json.loads(last)["seq"]
+                rec = json.loads(last)
+                got = rec["seq"]
             except (ValueError, KeyError, TypeError):
-                got = None
+                rec, got = None, None
             if type(got) is int and got >= 1:
                 seq = got + 1
             else:  # edited (no number, or 1e400 read as infinity): verify will say so
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
+            note = rec.get("note") if isinstance(rec, dict) else None
+            place = batch_place(note) if type(note) is str else None
+            if place is not None:
+                behind = max(1, place[0])  # (the head may be just before the batch)
             prev = hash_bytes(last).hex()
         head = _head(dvfs_dir)
         # Entries added by hand, a head damaged (no crash leaves one: it is written
         # whole or not at all), or one deleted beside two entries or more (a crash
-        # leaves none only beside the first): verify names them, so they stay so.
-        added = (head is None and seq > 2) or (
-            head is not None and (head[0] < 0 or head[0] < seq - 2)
+        # leaves none only beside the first entry, or the first batch): verify names
+        # them, so they stay so.
+        added = (head is None and seq - 1 > behind) or (
+            head is not None and (head[0] < 0 or head[0] < seq - 1 - behind)
         )
+        if not added and seq > 1 and (head is None or head[0] < seq - 1):
+            # A crash left the head behind (before the last entry, or the last batch's
+            # first): it names the log's end again before more is appended, so that a
+            # crash during this append leaves one run past it, never two.
+            write_atomic(dvfs_dir / HEAD, f"{seq - 1} {prev}\n".encode())
         if head is not None and (head[0] >= seq or (head[0] == seq - 1 and head[1] != prev)):
             # The log was cut or its last entry edited since the head was written: the new
-            # entry follows the head, so that verify still names what was lost.
+            # entries follow the head, so that verify still names what was lost.
             seq, prev = head[0] + 1, head[1]
-        line = encode_entry(make_entry(seq, prev, op, ref, old, new, note))
-        # The head's new bytes go to disk first, and the entry is cut off again if it
-        # cannot be written whole: a full disk leaves log and head as they were, never
-        # a head behind the log (which reads as entries added by hand).
-        tmp = (
-            None
-            if added
-            else write_beside(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
-        )
+        lines = []
+        for op, ref, old, new, note in changes:
+            line = encode_entry(make_entry(seq, prev, op, ref, old, new, note))
+            lines.append(line)
+            seq, prev = seq + 1, hash_bytes(line).hex()
+        # The head's new bytes go to disk first, and the entries are cut off again if
+        # they cannot be written whole: a full disk leaves log and head as they were,
+        # never a head behind the log (which reads as entries added by hand).
+        tmp = None if added else write_beside(dvfs_dir / HEAD, f"{seq - 1} {prev}\n".encode())
         try:
-            _append(fd, line + b"\n", end, dvfs_dir / LOG)
+            _append(fd, b"".join(line + b"\n" for line in lines), end, dvfs_dir / LOG)
         except BaseException:
             if tmp is not None:
                 with contextlib.suppress(OSError):
@@ -228,6 +288,52 @@ def last_entry(dvfs_dir: Path) -> Entry | None:
         return None
     finally:
         os.close(fd)
+
+
+def last_batch(dvfs_dir: Path) -> list[Entry]:
+    """The log's last entries made together (:func:`record_many`): the last entry
+    alone unless it is entry I of a batch, then the I entries of that batch that end
+    the log (fewer if the log does not hold them: an edited log). Empty if there is no
+    entry, or the last line is none."""
+    last = last_entry(dvfs_dir)
+    if last is None:
+        return []
+    place = batch_place(last.note)
+    if place is None or place[0] == 1:
+        return [last]
+    out: list[Entry] = []
+    for line in _last_lines(dvfs_dir, place[0]):
+        try:
+            out.append(parse_entry(line, 0)[0])
+        except FormatError:
+            out.clear()  # (an edited line: only what follows it is of the batch)
+    return out
+
+
+def _last_lines(dvfs_dir: Path, count: int) -> list[bytes]:
+    """The last ``count`` complete lines of the log (fewer if it holds fewer), read
+    back from its end a block at a time: a log of years of changes is not read whole
+    for the last batch of a fetch."""
+    try:
+        fd = _open(dvfs_dir, LOG, os.O_RDONLY)
+    except FileNotFoundError:
+        return []
+    try:
+        start = end = _end(fd, os.fstat(fd).st_size)
+        parts: list[bytes] = []
+        newlines = 0
+        while start > 0 and newlines <= count:  # (one more: where the first line starts)
+            at = max(0, start - TAIL)
+            block = os.pread(fd, start - at, at)
+            parts.append(block)
+            newlines += block.count(b"\n")
+            start = at
+    finally:
+        os.close(fd)
+    lines = b"".join(reversed(parts)).split(b"\n")[:-1]  # (nothing after the last newline)
+    if start > 0:
+        lines = lines[1:]  # (the first may be the end of a line not read whole)
+    return lines[-count:] if end else []
 
 
 def _append(fd: int, data: bytes, end: int, path: Path) -> None:
@@ -467,11 +573,14 @@ def lost_refs(
     leaves no file, and is no evidence (a move or a deletion cut short leaves the file
     as it was). ``every``: the refs' folder was emptied (``fsck --repair`` replaced a
     link), so the last entry counts too."""
-    final = max((e.seq for e in last.values()), default=0)
+    final = max(last.values(), key=lambda e: e.seq, default=None)
+    place = None if final is None else batch_place(final.note)
+    # (the log's last batch: every creation of it may have been cut short)
+    first = 0 if final is None else final.seq - (place[0] - 1 if place else 0)
     out = []
     for ref, e in sorted(last.items()):
         kind = ref.removeprefix("refs/").partition("/")[0]
-        cut_short = e.seq == final and e.old is None and not every
+        cut_short = e.seq >= first and e.old is None and not every
         if kind not in ("heads", "tags") or e.new is None or cut_short:
             continue
         try:
@@ -561,14 +670,26 @@ def verify(dvfs_dir: Path) -> Verdict:
             problems.append(f"entries {n + 1}..{seq} are missing: deleted from the end")
         elif seq >= 1 and parsed[seq - 1][2] != digest:
             problems.append(f"entry {seq} was edited: {HEAD} holds the hash of another")
-        elif seq < n - 1:  # (a crash between an append and the head's rewrite: one)
+        elif seq < n - 1 and not _batch_run(parsed, seq):
+            # (a crash between an append and the head's rewrite: one entry, or a batch)
             problems.append(
                 f"entries after {seq + 1} were added by hand: {HEAD} names entry {seq} "
                 "as the last one written"
             )
-    elif n:
+    elif n > 1 and not _batch_run(parsed, 0):
         problems.append(f"{HEAD} is missing: the last entries cannot be checked")
     return Verdict(n, problems, torn)
+
+
+def _batch_run(parsed: list[tuple[Entry, str, str]], head: int) -> bool:
+    """Whether the entries after entry ``head`` (0: none) are the first ones of one
+    batch (:func:`record_many`), counting on from ``change 1 of N``: what a crash
+    during its append, or before the head's rewrite, leaves past the head."""
+    after = [batch_place(e.note) for e, _, _ in parsed[head:]]
+    if not after or after[0] is None:
+        return False
+    n = after[0][1]
+    return all(p == (i, n) for i, p in enumerate(after, 1))
 
 
 def _missing(seqs: list[int], limit: int) -> tuple[list[int], bool]:

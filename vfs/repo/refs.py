@@ -16,7 +16,8 @@ A branch with no versions yet has no file. Every change is written atomically an
 fsynced (``vfs.store.durable.write_atomic``), and made under ``refs.lock`` after checking
 that the ref still holds the value the caller saw, so a concurrent writer is never
 silently overwritten. Every change of a ref or of HEAD is first appended to the
-audit log (``vfs.repo.audit``), under the same lock. HEAD and refs are read only as
+audit log (``vfs.repo.audit``), under the same lock; the many changes of one command
+(a fetch's tags) are one durable step (:meth:`Refs.update_many`). HEAD and refs are read only as
 regular files (:func:`_read`): a link or a FIFO there is unreadable (FormatError),
 never followed nor waited on.
 """
@@ -37,7 +38,13 @@ from typing import TYPE_CHECKING
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
 from vfs.quoting import quote_given
-from vfs.store.durable import put_in_place, write_atomic, write_beside
+from vfs.store.durable import (
+    fsync_dir,
+    put_in_place,
+    storage_error,
+    write_atomic,
+    write_beside,
+)
 from vfs.store.lock import open_lock_file
 
 if TYPE_CHECKING:
@@ -140,37 +147,84 @@ def _op(ref: str, old: bytes | None, new: bytes | None) -> str:
 def _audit(
     dvfs_dir: Path, op: str, ref: str, old: bytes | None, new: bytes | None, note: str = ""
 ) -> None:
-    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds ``refs.lock``).
+    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds ``refs.lock``)."""
+    _audit_many(dvfs_dir, [(op, ref, old, new, note)])
+
+
+def _audit_many(dvfs_dir: Path, changes: Sequence[audit.Change]) -> None:
+    """Append the entries of ``changes`` to the audit log as one batch (the caller
+    holds ``refs.lock``), after one entry for each creation of the log's last batch
+    that was never made (:func:`_never_made`).
 
     The audit module is loaded by the first change of a ref: a command that only reads
     refs (a plain ``dvfs status``) never loads it, nor what it imports.
     """
     from vfs.repo import audit
 
-    last = audit.last_entry(dvfs_dir)
-    if last is not None and _never_made(dvfs_dir, last):
-        why = f"never made: the command that logged its creation (entry {last.seq}) was cut short"
-        audit.record(dvfs_dir, _op(last.ref, b"", None), last.ref, None, None, why)
-    audit.record(dvfs_dir, op, ref, old, new, note)
+    refs = Refs(dvfs_dir)
+    refs._checked = set()  # (the folders of a batch of 2,000 tags looked at once)
+    never = [e for e in audit.last_batch(dvfs_dir) if _never_made(refs, e)]
+    if never:
+        audit.record_many(
+            dvfs_dir,
+            [
+                (
+                    _op(e.ref, b"", None), e.ref, None, None,
+                    f"never made: the command that logged its creation (entry {e.seq}) "
+                    "was cut short",
+                )
+                for e in never
+            ],
+        )  # fmt: skip
+    audit.record_many(dvfs_dir, changes)
 
 
-def _never_made(dvfs_dir: Path, last: audit.Entry) -> bool:
-    """Whether ``last``, the log's last entry, is the creation of a branch or tag whose
-    file is not there: a command that died (or failed) between logging the creation
-    and putting the file in place, as the caller holds ``refs.lock`` both are done
-    under. ``dvfs fsck`` passes over such an entry while it is the log's last, and
+def _never_made(refs: Refs, last: audit.Entry) -> bool:
+    """Whether ``last``, of the log's last batch (its last entry, or the entries a
+    command logged together with it), is the creation of a branch or tag whose file
+    is not there: a command that died (or failed) between logging the creation and
+    putting the file in place, as the caller holds ``refs.lock`` both are done under.
+    ``dvfs fsck`` passes over such an entry while it is of the log's last batch, and
     would take the ref for one lost (a file deleted by hand) once another change is
-    logged after it: :func:`_audit` logs first that the ref was never made."""
+    logged after it: :func:`_audit_many` logs first that the ref was never made."""
     parts = last.ref.split("/")
     if last.old is not None or last.new is None or len(parts) < 3:
         return False
     if parts[0] != "refs" or parts[1] not in ("heads", "tags"):
         return False
-    refs = Refs(dvfs_dir)
     try:
-        return refs.get(last.ref) is None and not refs._path(last.ref).exists()
+        return not os.path.lexists(refs._path(last.ref))  # (nothing there: get finds None)
     except (FormatError, UsageError, OSError):
         return False  # (unreadable, or a name no ref has: fsck says what is wrong)
+
+
+def _sync_files(paths: Sequence[Path]) -> None:
+    """fsync each of ``paths`` (new files, not yet synced), many at once: the disk
+    commits the fsyncs that wait together as one, where 2,000 one after the other
+    took a disk round trip each. A full disk raises as the store says it."""
+
+    def sync(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(exc, str(path)) from exc
+
+    if len(paths) < 2:
+        for path in paths:
+            sync(path)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), "dvfs-refsync") as pool:
+        for _ in pool.map(sync, paths):
+            pass
+
+
+SYNC_THREADS = 16  # fsyncs of a batch's files waiting at once
 
 
 REF_LIMIT = 4096  # bytes: a ref or HEAD is one short line
@@ -261,6 +315,9 @@ class Refs:
         # Where a warning about what the refs hold goes (the CLI prints it); dropped
         # unless set.
         self.warn: Callable[[str], None] = _drop
+        # The folders found no link while :meth:`update_many` runs (None otherwise): a
+        # batch of 2,000 tags looked at refs/ and refs/tags 14,000 times.
+        self._checked: set[tuple[str, ...]] | None = None
 
     @staticmethod
     def create(dvfs_dir: Path, branch: str) -> Refs:
@@ -344,6 +401,9 @@ class Refs:
         """FormatError if a folder on the way to a ref (``refs``, ``refs/heads``,
         ``refs/heads/feature``...) is a symbolic link: refs are never read nor written
         through one, which could lead out of the repository."""
+        checked = self._checked
+        if checked is not None and tuple(parts) in checked:
+            return
         at = self.dir
         for i, part in enumerate(parts):
             at = at / part
@@ -357,6 +417,8 @@ class Refs:
                     "dvfs never follows: `dvfs fsck --repair` makes it a directory again "
                     "and writes its refs back as the audit log last recorded them"
                 )
+        if checked is not None:
+            checked.add(tuple(parts))
 
     def linked_folders(self) -> list[str]:
         """The folders of refs that are symbolic links: ``refs`` and ``refs/KIND``
@@ -448,6 +510,85 @@ class Refs:
                 path, (new.hex() + "\n").encode(),
                 lambda: _audit(self.dir, _op(ref, current, new), ref, current, new),
             )  # fmt: skip
+
+    def update_many(
+        self, changes: Sequence[tuple[str, bytes | None, bytes | None]]
+    ) -> dict[str, str]:
+        """:meth:`update` of each ``(ref, new, expected)`` as one durable step: the new
+        files written and fsynced beside their refs, their audit entries appended as
+        one batch, then the files renamed into place (deletions first) and each of
+        their directories fsynced once (``docs/architecture.md``, "Many refs at once":
+        what a kill at each point leaves). A ref that no longer holds ``expected``, or
+        that cannot be made beside another ref or one of the batch, is left as it is:
+        the refs so refused, each with why (as :class:`RefConflict` says it)."""
+        refused: dict[str, str] = {}
+        with self._locked():
+            self._checked = set()
+            try:
+                self._update_many(changes, refused)
+            finally:
+                self._checked = None
+        return refused
+
+    def _update_many(
+        self, changes: Sequence[tuple[str, bytes | None, bytes | None]], refused: dict[str, str]
+    ) -> None:
+        """:meth:`update_many` under ``refs.lock``; ``refused`` gets the refs left out."""
+        todo: list[tuple[str, bytes | None, bytes | None]] = []  # ref, new, current
+        made: set[str] = set()  # the refs the batch makes
+        folders: set[str] = set()  # and each folder above them
+        for ref, new, expected in changes:
+            current = self.get(ref)
+            name = ref.split("/", 2)[-1]
+            if current != expected:
+                refused[ref] = f"{name} moved while this command ran: run it again"
+                continue
+            if new == current:
+                continue
+            if new is not None:
+                parts = ref.split("/")
+                above = ["/".join(parts[:i]) for i in range(3, len(parts))]
+                clash = self.clash(ref) or (ref + "/..." if ref in folders else None)
+                clash = clash or next((a for a in above if a in made), None)
+                if clash is not None:
+                    refused[ref] = (
+                        f"{name} cannot be made: {clash.split('/', 2)[-1]} exists, and a "
+                        "name cannot be both a ref and the folder of others"
+                    )
+                    continue
+                made.add(ref)
+                folders.update(above)
+            todo.append((ref, new, current))
+        if not todo:
+            return
+        tmps: dict[str, Path] = {}
+        try:
+            for ref, new, _ in todo:
+                if new is not None:
+                    path = self._path(ref)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmps[ref] = write_beside(path, (new.hex() + "\n").encode(), sync=False)
+            _sync_files(list(tmps.values()))
+            _audit_many(self.dir, [(_op(r, c, n), r, c, n, "") for r, n, c in todo])
+        except BaseException:
+            for tmp in tmps.values():
+                with suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        synced: set[Path] = set()  # the directories to fsync
+        for ref, new, _ in todo:
+            if new is None:
+                path = self._path(ref)
+                path.unlink(missing_ok=True)
+                synced.add(path.parent)
+                self._drop_empty_folders(ref)
+        for ref, tmp in tmps.items():
+            path = self._path(ref)
+            put_in_place(tmp, path, sync=False)
+            synced.add(path.parent)
+        for folder in sorted(synced):
+            with suppress(FileNotFoundError):  # (a folder a deletion left empty)
+                fsync_dir(folder)
 
     def delete_unreadable(self, ref: str) -> bool:
         """Delete ``ref`` if its file holds no id (a damaged ref :meth:`get` refuses);
