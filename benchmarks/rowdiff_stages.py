@@ -1,32 +1,39 @@
 """Where the time of one ``dvfs diff --rows`` goes, stage by stage, beside DuckDB alone.
 
-    python benchmarks/rowdiff_stages.py REPO OLD NEW PATH [--key id] [--plain A B]
+    python benchmarks/rowdiff_stages.py REPO OLD NEW PATH [--key id] [--plain A B] [--cold]
 
 Runs the diff in this process (``vfs.tables.rowdiff.diff_path``, as the CLI calls
 it) with a timer around each stage: the copies of the two sides out of the store
-(the sniffs begin within them, ``Engine.sniff_early``), what the sniffing still
+(the sniffs begin within them, ``Engine.sniff_early``), each side's copy or read in
+place on the thread that makes it, what the sniffing still
 takes after them, the fast path's plan and key check, and every engine query (those
 run beside another, ``Engine.run_beside``, are timed within the stage that waits for
 them: the line join and ``_parts``, where the old file's key check is waited for, or
 ``_checked_beside``). Each line gives wall and CPU seconds
-(the process's CPU time, DuckDB's and the copy's threads included) and the load when
-the stage ended. With ``--plain A B`` (the same two
+(the process's CPU time, DuckDB's and the copy's threads included), when it ended
+(seconds since the diff began) and the load then. A query run beside
+(``Engine.run_beside``: the old file's key check) gets a line of its own, from its
+start to its end: its CPU is the process's over that time, shared with what ran
+beside it. ``--cold`` empties the repository's ``.dvfs/rowcache`` first, for a
+first diff. With ``--plain A B`` (the same two
 versions as plain files, as ``bench_rowdiff.py --keep`` leaves them), DuckDB alone
 then reads A, reads both, and runs ``bench_rowdiff.REFERENCE``'s join, in the same
 process: the floor each dvfs stage can be held against.
 
 A tool to find the stage to cut next, not a figure of record: the targets are
 measured by ``bench_rowdiff.py``. Several runs in a row use the repository's
-``.dvfs/rowcache`` (``vfs.tables.checks``): remove it to time a first diff.
+``.dvfs/rowcache`` (``vfs.tables.checks``): ``--cold`` removes it, to time a first diff.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from vfs.repo.repository import Repository
 from vfs.tables import engine, rowdiff
 
-Stage = tuple[str, float, float, float]  # name, wall s, CPU s, load at its end
+Stage = tuple[str, float, float, float, float]  # name, wall s, CPU s, end s, load at its end
+BEGUN = time.perf_counter()  # what the ends are counted from (main: the diff's start)
 
 
 @contextmanager
@@ -47,8 +55,9 @@ def timer(stages: list[Stage], name: str) -> Iterator[None]:
     try:
         yield
     finally:
+        end = time.perf_counter()
         stages.append(
-            (name, time.perf_counter() - wall, time.process_time() - cpu, os.getloadavg()[0])
+            (name, end - wall, time.process_time() - cpu, end - BEGUN, os.getloadavg()[0])
         )
 
 
@@ -61,9 +70,9 @@ def timed(stages: list[Stage], name: str, fn: Callable[..., Any]) -> Callable[..
 
 
 def show(stages: list[Stage]) -> None:
-    print(f"  {'stage':<64} {'wall':>7} {'CPU':>7} {'load':>5}")
-    for name, wall, cpu, load in stages:
-        print(f"  {name[:64]:<64} {wall:7.3f} {cpu:7.3f} {load:5.2f}")
+    print(f"  {'stage':<64} {'wall':>7} {'CPU':>7} {'end':>7} {'load':>5}")
+    for name, wall, cpu, end, load in stages:
+        print(f"  {name[:64]:<64} {wall:7.3f} {cpu:7.3f} {end:7.3f} {load:5.2f}")
 
 
 def main() -> int:
@@ -74,7 +83,10 @@ def main() -> int:
     ap.add_argument("path")
     ap.add_argument("--key", default="id", help="comma-separated; '' for none")
     ap.add_argument("--plain", nargs=2, type=Path, metavar=("A", "B"))
+    ap.add_argument("--cold", action="store_true", help="empty .dvfs/rowcache first")
     args = ap.parse_args()
+    if args.cold:
+        shutil.rmtree(Repository.find(args.repo.resolve()).dir / "rowcache", ignore_errors=True)
 
     stages: list[Stage] = []
     stages_of = (
@@ -83,6 +95,15 @@ def main() -> int:
     )  # fmt: skip
     for name in (*stages_of, "unkeyed"):
         setattr(rowdiff, name, timed(stages, name, getattr(rowdiff, name)))
+    for name, at in (("from_version", 2), ("from_tree_file", 3)):  # where the label is
+        made = getattr(rowdiff, name)
+
+        def side(*rest: Any, _made: Any = made, _name: str = name, _at: int = at, **kw: Any) -> Any:
+            # each copy, or file read in place, on the thread that makes it
+            with timer(stages, f"  {_name} ({rest[_at]})"):
+                return _made(*rest, **kw)
+
+        setattr(rowdiff, name, side)
     run = engine.Engine.run
 
     def query(self: engine.Engine, sql: str) -> list[tuple[Any, ...]]:
@@ -90,6 +111,22 @@ def main() -> int:
             return run(self, sql)
 
     engine.Engine.run = query  # type: ignore[method-assign]
+    beside = engine.Engine.run_beside
+
+    def begun(self: engine.Engine, sql: str) -> Future[list[tuple[Any, ...]]]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        name = "  beside: " + " ".join(sql.split())
+
+        def ended(_: object) -> None:
+            end = time.perf_counter()
+            load = os.getloadavg()[0]
+            stages.append((name, end - wall, time.process_time() - cpu, end - BEGUN, load))
+
+        job = beside(self, sql)
+        job.add_done_callback(ended)
+        return job
+
+    engine.Engine.run_beside = begun  # type: ignore[method-assign]
     pair = engine.Engine.sniff_pair
 
     def sniffs(self: engine.Engine, *rest: Any, **named: Any) -> Any:
@@ -101,6 +138,8 @@ def main() -> int:
     engine.Engine.sniff_pair = sniffs  # type: ignore[method-assign]
     key = [k for k in args.key.split(",") if k]
     print(f"load {os.getloadavg()[0]:.2f}; dvfs diff {args.old} {args.new} {args.path} --rows")
+    global BEGUN
+    BEGUN = time.perf_counter()
     with timer(stages, "whole diff (repository open to answer)"):
         repo = Repository.find(args.repo.resolve())
         result = rowdiff.diff_path(
