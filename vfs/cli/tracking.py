@@ -16,8 +16,16 @@ from pathlib import Path
 import click
 
 from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText, once, paragraphs
-from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
-from vfs.cli.store import keep_within_max_size
+from vfs.cli.output import (
+    count,
+    emit_json,
+    human,
+    keep_within_max_size,
+    quoted,
+    repo_here,
+    warn,
+    workers,
+)
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.quoting import escape_text, quote_name
