@@ -38,3 +38,17 @@ def test_listing_branches_tags_and_remotes_loads_nothing_that_changes_them(
         got = loaded(repo.root, *args)
         assert "vfs.cli" in got and not got & set(HEAVY), (args, sorted(got & set(HEAVY)))
     repo.fsck_clean()
+
+
+def test_log_and_ls_load_no_pipeline_code(tmp_path: Path) -> None:
+    """`dvfs log` and `dvfs ls` loaded the pipeline's records (runs, content, gitlink)
+    for `dvfs show`'s description of a version's stages."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    pipeline = {"vfs.pipeline.record", "vfs.pipeline.content", "vfs.pipeline.runs"}
+    for args in (("log",), ("ls", "d"), ("log", "--oneline")):
+        got = loaded(repo.root, *args)
+        assert "vfs.repo.history" in got and not got & pipeline, (args, sorted(got & pipeline))
+    shown = repo.ok("show", "--json").json()  # (which describes the stages: none here)
+    assert shown["message"] == "one" and shown["pipeline"] == []
+    repo.fsck_clean()
