@@ -52,3 +52,18 @@ def test_log_and_ls_load_no_pipeline_code(tmp_path: Path) -> None:
     shown = repo.ok("show", "--json").json()  # (which describes the stages: none here)
     assert shown["message"] == "one" and shown["pipeline"] == []
     repo.fsck_clean()
+
+
+def test_restore_and_checkout_load_no_mount_or_transport_code(tmp_path: Path) -> None:
+    """`dvfs restore` and `dvfs checkout REV` loaded the branch switching code and with
+    it the mounts' and the remotes' (subprocess, socket) for `checkout -b` alone."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    commit_files(repo, {"d/x": b"two\n"}, "two")
+    (repo.root / "d/x").write_bytes(b"changed\n")
+    unused = set(HEAVY) - {"vfs.ops.checkout"}
+    for args in (("restore", "d/x"), ("checkout", "v1"), ("checkout", "main")):
+        got = loaded(repo.root, *args)
+        assert "vfs.ops.checkout" in got and not got & unused, (args, sorted(got & unused))
+    assert (repo.root / "d/x").read_bytes() == b"two\n"
+    repo.fsck_clean()
