@@ -139,11 +139,12 @@ def defer_inspect() -> None:
     :mod:`dataclasses` imports it for one purpose, the docstring of a class that has
     none, and the modules of every command define dataclasses: loading ``inspect`` and
     what it imports (``ast``, ``dis``, ``tokenize``...) was 6 ms of CPU of a plain
-    ``status``, a twentieth of a clean one of 20,000 files. (Click's commands load it
-    all the same: an option cleans its help with ``inspect.cleandoc``.) The module
-    object is the one an import makes (``module_from_spec``); the first attribute it
-    lacks (PEP 562 ``__getattr__``) runs its code in it (``exec_module``), once, under a
-    lock, as the import would have. (``importlib.util.LazyLoader`` cannot do it on
+    ``status``, a twentieth of a clean one of 20,000 files. Click cleans every
+    option's help with ``inspect.cleandoc`` as the commands are built: the module
+    answers that one without running (:func:`cleandoc`). The module object is the
+    one an import makes (``module_from_spec``); the first attribute it lacks (PEP 562
+    ``__getattr__``) runs its code in it (``exec_module``), once, under a lock, as the
+    import would have. (``importlib.util.LazyLoader`` cannot do it on
     Python 3.11: an ``import`` statement reads ``__spec__``, which loads the module at
     once.)
     """
