@@ -24,3 +24,53 @@ def test_add_and_commit_load_no_row_diff(tmp_path: Path) -> None:
     got = loaded(repo.root, "commit", "-m", "big")
     assert "vfs.ops.commit" in got and not got & ROW_DIFF, sorted(got & ROW_DIFF)
     repo.fsck_clean()
+
+
+# What the commands never use: `inspect`'s source tools (click cleaned every option's
+# help with `inspect.cleandoc`), difflib (click's "did you mean" for `-m`, looked up as
+# a long option first) and the `dvfs store`/`fsck`/`gc` commands (for one helper).
+UNUSED = {"ast", "dis", "difflib", "vfs.cli.store"}
+# What `add` alone never uses: a version's parameters, the user name of a ref change.
+UNUSED_BY_ADD = {"vfs.model.params", "getpass", "termios"}
+
+
+def test_add_and_commit_load_no_source_tools_suggestions_or_store_commands(
+    tmp_path: Path,
+) -> None:
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    (repo.root / "new.txt").write_bytes(b"two\n")
+    got = loaded(repo.root, "add", "new.txt")
+    unused = UNUSED | UNUSED_BY_ADD
+    assert "vfs.worktree.ingest" in got and not got & unused, sorted(got & unused)
+    got = loaded(repo.root, "commit", "-m", "two")
+    assert "vfs.ops.commit" in got and not got & UNUSED, sorted(got & UNUSED)
+    assert [line.split()[-1] for line in repo.ok("log", "--oneline").out.splitlines()] == [
+        "two",
+        "one",
+    ]
+    repo.fsck_clean()
+
+
+def test_help_is_cleaned_as_inspect_cleans_it() -> None:
+    """The copy of ``inspect.cleandoc`` the CLI hands click gives what the original gives,
+    for every command's and option's help and for text shaped otherwise."""
+    import inspect
+
+    import click
+
+    from vfs.cli import cleandoc
+    from vfs.cli.root import COMMANDS, cli
+
+    texts = ["", "\n", "one", "  one\n\n", "a\n\tb\n  c\n", "\n\n  x\n    y\n\n", " a\n \n  b"]
+
+    def gather(cmd: click.Command) -> None:
+        texts.extend(t for t in (cmd.help, cmd.short_help, cmd.epilog) if t)
+        texts.extend(p.help for p in cmd.params if isinstance(p, click.Option) and p.help)
+        for sub in getattr(cmd, "commands", {}).values():
+            gather(sub)
+
+    gather(cli)
+    assert len(texts) > 4 * len(COMMANDS)
+    for text in texts:
+        assert cleandoc(text) == inspect.cleandoc(text), text

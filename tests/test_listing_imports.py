@@ -38,3 +38,32 @@ def test_listing_branches_tags_and_remotes_loads_nothing_that_changes_them(
         got = loaded(repo.root, *args)
         assert "vfs.cli" in got and not got & set(HEAVY), (args, sorted(got & set(HEAVY)))
     repo.fsck_clean()
+
+
+def test_log_and_ls_load_no_pipeline_code(tmp_path: Path) -> None:
+    """`dvfs log` and `dvfs ls` loaded the pipeline's records (runs, content, gitlink)
+    for `dvfs show`'s description of a version's stages."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    pipeline = {"vfs.pipeline.record", "vfs.pipeline.content", "vfs.pipeline.runs"}
+    for args in (("log",), ("ls", "d"), ("log", "--oneline")):
+        got = loaded(repo.root, *args)
+        assert "vfs.repo.history" in got and not got & pipeline, (args, sorted(got & pipeline))
+    shown = repo.ok("show", "--json").json()  # (which describes the stages: none here)
+    assert shown["message"] == "one" and shown["pipeline"] == []
+    repo.fsck_clean()
+
+
+def test_restore_and_checkout_load_no_mount_or_transport_code(tmp_path: Path) -> None:
+    """`dvfs restore` and `dvfs checkout REV` loaded the branch switching code and with
+    it the mounts' and the remotes' (subprocess, socket) for `checkout -b` alone."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    commit_files(repo, {"d/x": b"two\n"}, "two")
+    (repo.root / "d/x").write_bytes(b"changed\n")
+    unused = set(HEAVY) - {"vfs.ops.checkout"}
+    for args in (("restore", "d/x"), ("checkout", "v1"), ("checkout", "main")):
+        got = loaded(repo.root, *args)
+        assert "vfs.ops.checkout" in got and not got & unused, (args, sorted(got & unused))
+    assert (repo.root / "d/x").read_bytes() == b"two\n"
+    repo.fsck_clean()

@@ -22,8 +22,7 @@ from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, work
 from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
 from vfs.cli.targets import DASHDASH
 from vfs.errors import RevisionNotFound, UsageError
-from vfs.model import params as version_params
-from vfs.ops import branches, checkout, merging
+from vfs.ops import checkout, merging
 from vfs.ops.restore import restore as restore_paths
 from vfs.quoting import escape_text
 from vfs.worktree.scan import show
@@ -151,6 +150,8 @@ def checkout_cmd(
     repo = repo_here()
     with workers() as w:
         if new_branch is not None:
+            from vfs.ops import branches  # (and the mounts' and remotes' modules: -b alone)
+
             r = branches.switch_create(
                 repo, new_branch, rev, w, force=force, warn=warn, offline=offline, yes=yes
             )
@@ -312,6 +313,8 @@ def switch(
     """
     if rev is not None and not create:
         raise UsageError(f"switch takes a branch; to start one at {rev}: dvfs switch -c NAME {rev}")
+    from vfs.ops import branches  # (and the mounts' and remotes' modules: see checkout)
+
     repo = repo_here()
     with workers() as w:
         if create:
@@ -377,6 +380,8 @@ def merge_cmd(
         if rev or side or abort or force:
             raise UsageError("--continue takes no revision, side, --abort nor --force")
         if message is not None:
+            from vfs.model import params as version_params  # (a merge's message alone)
+
             version_params.message(message)
         made = merge.finish(repo, message, warn)
         if as_json:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.parser import _OptionParser
 
 from vfs import settings
 from vfs.cli.output import ClosedPipe
@@ -19,7 +20,7 @@ from vfs.repo.repository import Repository
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from click.parser import _OptionParser
+    from click.parser import _ParsingState
     from click.shell_completion import CompletionItem
 
 
@@ -221,6 +222,22 @@ def parse_in(
         raise
 
 
+class ShortFirstParser(_OptionParser):
+    """click's parser, taking ``-m`` for what it is, a short option, at once.
+
+    click looks every option up as a long one first; for ``-m`` the miss raised
+    ``NoSuchOption``, whose "did you mean" suggestions import and run :mod:`difflib`
+    (1 ms of every ``dvfs commit -m``), before the error was caught and ``-m`` tried as
+    short options, as here. Anything else, ``-m=x`` and long options alike, is click's.
+    """
+
+    def _process_opts(self, arg: str, state: _ParsingState) -> None:
+        if arg[:2] in self._opt_prefixes or "=" in arg or arg in self._long_opt:
+            super()._process_opts(arg, state)
+        else:
+            self._match_short_opt(arg, state)
+
+
 class DvfsCommand(click.Command):
     """A dvfs command: no argument or option value may be empty, unless it is FreeText."""
 
@@ -232,6 +249,12 @@ class DvfsCommand(click.Command):
                 p.type, FreeText
             ):
                 p.type = NotEmpty(p.type)
+
+    def make_parser(self, ctx: click.Context) -> _OptionParser:
+        parser = ShortFirstParser(ctx)
+        for param in self.get_params(ctx):
+            param.add_to_parser(parser, ctx)
+        return parser
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return parse_in(ctx, args, super().parse_args)

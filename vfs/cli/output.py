@@ -91,3 +91,28 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print one error line (whatever names it holds) and exit."""
     echo(f"dvfs: error: {escape_text(message)}", err=True)
     sys.exit(code)
+
+
+def keep_within_max_size(repo: Repository) -> None:
+    """With ``store.max-size`` set: drop the least recently used data the remote holds
+    (``vfs.ops.store_limit``), and say what went on standard error."""
+    from vfs.ops.store_limit import MAX_SIZE_KEY  # (add, commit, pull)
+    from vfs.ops.store_limit import keep_within_max_size as keep
+
+    got = keep(repo, warn)
+    if got is None:
+        return
+    r, text = got.report, got.setting
+    over = ""
+    if r.gc.bytes_after > got.limit:  # say why, or the setting looks ignored
+        over = (
+            f"; it stays above {text}: the rest is data {r.remote} lacks (`dvfs push` "
+            "sends it) or that the newest version, the working tree, the index or a "
+            "mount needs"
+        )
+    echo(
+        f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
+        f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
+        f"{human(r.gc.bytes_after)}){over}",
+        err=True,
+    )

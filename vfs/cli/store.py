@@ -8,12 +8,19 @@ import sys
 import click
 
 from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
-from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
+from vfs.cli.output import (
+    count,
+    emit_json,
+    human,
+    keep_within_max_size,
+    quoted,
+    repo_here,
+    warn,
+    workers,
+)
 from vfs.errors import UsageError
-from vfs.ops import store_limit
-from vfs.ops.store_limit import MAX_SIZE_KEY, parse_store_size
+from vfs.ops.store_limit import parse_store_size
 from vfs.quoting import escape_text, quote_given, shell_word
-from vfs.repo.repository import Repository
 
 
 @click.command(cls=DvfsCommand, name="fsck")
@@ -349,28 +356,6 @@ def store_prune(
 
 
 CONFIG_KEYS = ("store.max-size",)
-
-
-def keep_within_max_size(repo: Repository) -> None:
-    """With ``store.max-size`` set: drop the least recently used data the remote holds
-    (``vfs.ops.store_limit``), and say what went on standard error."""
-    got = store_limit.keep_within_max_size(repo, warn)
-    if got is None:
-        return
-    r, text = got.report, got.setting
-    over = ""
-    if r.gc.bytes_after > got.limit:  # say why, or the setting looks ignored
-        over = (
-            f"; it stays above {text}: the rest is data {r.remote} lacks (`dvfs push` "
-            "sends it) or that the newest version, the working tree, the index or a "
-            "mount needs"
-        )
-    click.echo(
-        f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
-        f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
-        f"{human(r.gc.bytes_after)}){over}",
-        err=True,
-    )
 
 
 @click.command(cls=DvfsCommand, name="config")

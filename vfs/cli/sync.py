@@ -23,8 +23,15 @@ if TYPE_CHECKING:
 
 from vfs._os.malloc import large_buffers_to_os
 from vfs.cli.options import AS_JSON, JOBS, REMOTE, YES, DvfsCommand, DvfsGroup, OnOff, Token
-from vfs.cli.output import emit_json, human, quoted, repo_here, warn, workers
-from vfs.cli.store import keep_within_max_size
+from vfs.cli.output import (
+    emit_json,
+    human,
+    keep_within_max_size,
+    quoted,
+    repo_here,
+    warn,
+    workers,
+)
 
 
 def transfer_line(verb: str, t: sync.Transfer) -> str:

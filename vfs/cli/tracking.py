@@ -16,10 +16,17 @@ from pathlib import Path
 import click
 
 from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText, once, paragraphs
-from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
-from vfs.cli.store import keep_within_max_size
+from vfs.cli.output import (
+    count,
+    emit_json,
+    human,
+    keep_within_max_size,
+    quoted,
+    repo_here,
+    warn,
+    workers,
+)
 from vfs.errors import UsageError
-from vfs.model import params as version_params
 from vfs.quoting import escape_text, quote_name
 from vfs.repo.repository import DEFAULT_BRANCH, Repository
 from vfs.worktree.scan import lstat_or_none, show
@@ -232,6 +239,7 @@ def commit(
       dvfs commit -m "tuned" --params-file params.yaml
       dvfs commit --amend -m "raw data, fixed"
     """
+    from vfs.model import params as version_params  # (commit alone records them)
     from vfs.ops import merging
     from vfs.ops.commit import check_message, committable
     from vfs.ops.commit import commit as commit_staged

@@ -29,7 +29,6 @@ from vfs.ops.diff import (
     under,
 )
 from vfs.ops.status import head_files, quiet, work_state
-from vfs.pipeline.record import describe_all
 from vfs.quoting import quote_name
 from vfs.repo.history import History, split_rev_path
 from vfs.repo.repository import Repository
@@ -203,6 +202,8 @@ def show_version(
 ) -> dict[str, Any]:
     """:func:`show` of the version ``oid``; without ``changes`` (see
     :func:`version_changes`) if not ``changes``."""
+    from vfs.pipeline.record import describe_all  # (and the pipeline's modules: for this alone)
+
     v = hist.version(oid)
     extent = hist.extent(v.tree)
     data: dict[str, Any] = {

@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import getpass
 import json
 import os
 import re
@@ -131,6 +130,8 @@ def acting(cmd: list[str]) -> Iterator[None]:
 
 
 def _user() -> str:
+    import getpass  # (and termios: only a change of a ref names its user)
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
