@@ -30,8 +30,9 @@ def test_add_and_commit_load_no_row_diff(tmp_path: Path) -> None:
 # help with `inspect.cleandoc`), difflib (click's "did you mean" for `-m`, looked up as
 # a long option first) and the `dvfs store`/`fsck`/`gc` commands (for one helper).
 UNUSED = {"ast", "dis", "difflib", "vfs.cli.store"}
-# What `add` alone never uses: a version's parameters, the user name of a ref change.
-UNUSED_BY_ADD = {"vfs.model.params", "getpass", "termios"}
+# What `add` alone never uses: a version's parameters, the user name of a ref change,
+# the audit log of ref changes (where the CLI kept the command line it records).
+UNUSED_BY_ADD = {"vfs.model.params", "getpass", "termios", "vfs.repo.audit"}
 
 
 def test_add_and_commit_load_no_source_tools_suggestions_or_store_commands(

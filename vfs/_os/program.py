@@ -14,6 +14,19 @@ import sys
 
 CODE_CHARS = 80  # of ``python -c CODE``'s code, recorded; longer code is cut ("…")
 KERNEL_LAUNCHERS = ("ipykernel_launcher.py", "ipykernel/__main__.py")
+_given: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """The command line this process's records name (the CLI sets ``dvfs ARGS``): kept
+    here, not in the audit module, so that a command sets it without loading that."""
+    global _given
+    _given = list(argv)
+
+
+def given_command() -> list[str] | None:
+    """The command line :func:`set_command` set, if it was."""
+    return None if _given is None else list(_given)
 
 
 def command_line() -> list[str]:

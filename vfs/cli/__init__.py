@@ -117,7 +117,7 @@ def main() -> None:
             flags = quick_status(args)
             if flags is not None:
                 quick(flags)
-            from vfs.repo.audit import set_command  # (a plain status changes no ref)
+            from vfs._os.program import set_command
 
             set_command(["dvfs", *args])
             run = quick_row_diff(args) or importlib.import_module("vfs.cli.root").run

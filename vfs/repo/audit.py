@@ -14,7 +14,7 @@ never a change without its entry. Each line is compact JSON with sorted keys::
 its newline; 64 zeros for the first). ``op`` is ``<branch|tag|remote branch|HEAD>
 <create|delete|move>``, or ``gc``; ``note`` says more where a ref alone does not
 (HEAD's branch, bytes gc freed). ``cmd`` is the command line that made the change
-(:func:`set_command`; else the process's own), or what a long-running process did on
+(``vfs._os.program.set_command``; else the process's own), or what a long-running process did on
 someone's behalf (:func:`acting`: ``["dvfs", "ui", "tag", NAME, REV]`` for the
 dashboard's actions; a mount's daemon records the ``dvfs snapshot`` command line its
 client sent). A line is written with one ``write``
@@ -89,7 +89,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vfs._os.program import command_line
+from vfs._os.program import command_line, given_command
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex, hash_bytes
 from vfs.store.durable import put_in_place, storage_error, write_atomic, write_beside
@@ -104,15 +104,6 @@ CMD_BYTES = 16 << 10  # a command line longer than this (as JSON) is shortened (
 ARG_CHARS = 1024
 _HEX = re.compile("(?:[0-9a-f]{2})*")  # an entry's old and new: bytes.hex()
 _KEYS = {"v", "seq", "time_ns", "user", "host", "cmd", "op", "ref", "old", "new", "note", "prev"}
-_command: list[str] | None = None
-
-
-def set_command(argv: list[str]) -> None:
-    """The command line entries of this process record (the CLI sets it)."""
-    global _command
-    _command = list(argv)
-
-
 _acting = threading.local()  # .cmd: what this thread records instead (acting)
 
 
@@ -357,7 +348,7 @@ def command() -> list[str]:
     is acting for, else the CLI's command line, else the process's own
     (``vfs._os.program.command_line``: a script's name and arguments, ``python -c
     CODE`` with its code cut, ``jupyter NOTEBOOK``)."""
-    cmd = getattr(_acting, "cmd", None) or _command
+    cmd = getattr(_acting, "cmd", None) or given_command()
     if cmd is None:
         cmd = command_line()
         cmd[0] = os.path.basename(cmd[0])
