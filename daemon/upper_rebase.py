@@ -34,8 +34,10 @@ def rebase(layers: Layers, trees: Trees, root_of: Callable[[bytes | None], Entry
     for d in walk(layers.upper, trees, base, head):
         if d.head is None:
             continue
-        shown = d.visible()
-        gone = [e.name for e in d.head.entries if e.name not in shown]
+        # (a name already whited out, over a file of the old lower layer or by a rebase
+        # cut short, stays hidden by that whiteout over the new one)
+        kept = d.visible() | d.whiteouts
+        gone = [e.name for e in d.head.entries if e.name not in kept]
         if d.opaque or not gone:
             continue
         dir_path = layers.upper / os.fsdecode(d.rel) if d.rel else layers.upper

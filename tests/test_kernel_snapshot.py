@@ -274,3 +274,31 @@ def test_names_no_version_may_hold_are_reported(layer: Layer) -> None:
     os.unlink(layer.upper / ".versions")
     shutil.rmtree(layer.upper / "data/deep/.GIT")
     assert layer.build(got.root, got.recorded).reserved == []
+
+
+def test_a_version_s_file_deleted_after_a_snapshot_stays_deleted_at_the_next_mount(
+    tmp_path: Path,
+) -> None:
+    """Through the kernel's overlay: a file the working tree began with, still in the
+    snapshot, then deleted, leaves a whiteout over the old lower layer; the next mount,
+    which puts the snapshot under the working tree, mounts with the file still deleted."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a\n")
+    write(root, "data/b.txt", b"b\n")
+    commit(repo, "base")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(root), mnt, home, overlay="kernel") as m:
+        (m.path / "data" / "new.txt").write_bytes(b"new\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "new"))
+        os.unlink(m.path / "data" / "a.txt")
+    with mounted(str(root), mnt, home, overlay="kernel") as m:
+        assert sorted(os.listdir(m.path / "data")) == ["b.txt", "new.txt"]
+        st = assert_ok(dvfs(root, home, "status", str(mnt), "--json")).json()
+        assert (st["added"], st["modified"], st["deleted"]) == ([], [], ["data/a.txt"])
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "rm"))
+    hist = Repository(root).history
+    v2, v3 = (hist.version(hist.resolve(f"v{n}")) for n in (2, 3))
+    changes = diff_trees(hist, v2.tree, v3.tree)
+    assert [(c.status, c.path) for c in changes] == [("removed", b"data/a.txt")]
+    fsck_clean(root)

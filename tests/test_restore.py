@@ -139,6 +139,23 @@ def test_restore_never_replaces_an_untracked_file_where_a_directory_goes(repo: R
     repo.fsck_clean()
 
 
+def test_restore_source_of_a_file_where_tracked_files_are_says_what_they_are(
+    repo: Repo,
+) -> None:
+    """Where REV has a file and the working tree a directory of tracked files, the
+    line calls them tracked (not untracked), and what it says to do lets restore go."""
+    committed(repo, {"d/x": b"old\n"}, "v1")
+    (repo.root / "d" / "x").unlink()
+    committed(repo, {"d/x/a": b"a\n", "d/x/b": b"b\n"}, "v2")
+    line = repo.fail("restore", "--source", "HEAD~1", "d/x", fragments=("d/x", "dvfs rm -r"))
+    assert "not tracked" not in line and "nothing was restored" in line, line
+    assert repo.read("d/x/a") == b"a\n"
+    repo.ok("rm", "-r", "d/x")
+    repo.ok("restore", "--source", "HEAD~1", "d/x")
+    assert repo.read("d/x") == b"old\n"
+    repo.fsck_clean()
+
+
 def test_restore_staged_unstages_and_keeps_the_files(repo: Repo) -> None:
     committed(repo, {"d/a.txt": b"a1\n", "d/b.txt": b"b1\n"}, "v1")
     repo.write("d/a.txt", b"a2\n")

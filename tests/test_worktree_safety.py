@@ -919,3 +919,28 @@ def test_a_damaged_index_is_rebuilt_keeping_the_working_files(repo: Repo) -> Non
     repo.ok("commit", "-m", "two")
     assert repo.cat("HEAD:d/a.txt") == b"my uncommitted work"
     repo.fsck_clean()
+
+
+def test_a_name_that_is_not_utf8_is_added_moved_restored_and_removed_by_name(
+    repo: Repo,
+) -> None:
+    """A file named in bytes no encoding reads (``d/\\xff\\xfe``) is named on the command
+    line like any other: every command taking the repository's lock works on it."""
+    name = os.fsdecode(b"d/\xff\xfe")  # as the shell passes it to Python
+    moved = os.fsdecode(b"d/\xfe\xff")
+    os.makedirs(repo.root / "d")
+    with open(os.fsencode(repo.root / name), "wb") as f:
+        f.write(b"one\n")
+    repo.ok("add", name)
+    repo.ok("commit", "-m", "one")
+    repo.ok("mv", name, moved)
+    repo.ok("commit", "-m", "moved")
+    with open(os.fsencode(repo.root / moved), "wb") as f:
+        f.write(b"changed\n")
+    repo.ok("restore", moved)
+    assert (repo.root / moved).read_bytes() == b"one\n"
+    repo.ok("rm", moved)
+    assert not (repo.root / moved).exists()
+    repo.ok("commit", "-m", "removed")
+    assert "Nothing to commit, working tree clean." in repo.ok("status").out
+    repo.fsck_clean()

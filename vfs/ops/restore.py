@@ -364,6 +364,12 @@ def _restore_files(
         for p in want:
             if p not in sub.entries and (st := walker.lstat(p)) is not None:
                 if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                    if statmod.S_ISDIR(st.st_mode) and index.under(p):
+                        raise UsageError(
+                            f"{show(p)} is a directory of tracked files where restore "
+                            "writes a file, and restore never deletes a file: `dvfs rm -r` "
+                            "it first; nothing was restored"
+                        )
                     what = special_kind(st.st_mode) or "a directory"
                     raise UsageError(
                         f"{show(p)} is {what}, not tracked, where restore writes a file: "

@@ -158,7 +158,8 @@ def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
             OSError
         ):  # who holds it is a courtesy; a full disk is no reason to fail
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}: {cmd}\n".encode(), 0)
+            # (an argument in bytes no encoding reads is written escaped, never a crash)
+            os.pwrite(fd, f"pid {os.getpid()}: {cmd}\n".encode(errors="backslashreplace"), 0)
         try:
             yield
         finally:
