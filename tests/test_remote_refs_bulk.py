@@ -140,3 +140,22 @@ def test_pushing_many_new_tags_costs_two_requests_a_tag(tmp_path: Path, s3_env: 
     assert Repository(tmp_path / "c").refs.tags() == Repository(b.root).refs.tags()
     assert len(Repository(b.root).refs.tags()) == 150
     b.fsck_clean()
+
+
+def test_a_clone_of_a_directory_remote_reads_its_refs_folder_by_folder(tmp_path: Path) -> None:
+    """A clone of a directory remote of 300 tags read each tag as a request of its own
+    (its folders opened again from the remote's root, 16 threads at a time): 311
+    requests. Each folder of refs is opened once now and its files read in turn. A
+    link among them is still skipped with a warning, never followed."""
+    forge = Forge(tmp_path / "remote")
+    v1 = forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", forge.chunk(b"v\n"), 2)]))
+    forge.publish({"main": v1}, tags={f"t-{n:03}": v1 for n in range(300)})
+    (tmp_path / "secret").write_text("0" * 64 + "\n")
+    (tmp_path / "remote" / "refs" / "tags" / "linked").symlink_to(tmp_path / "secret")
+    r = assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    assert requests_of(r.out + r.err) < 30, r  # was 311
+    said = warnings_of(r)
+    assert len(said) == 1 and "linked" in said[0] and "symbolic link" in said[0], said
+    tags = Repository(tmp_path / "b").refs.tags()
+    assert len(tags) == 300 and set(tags.values()) == {v1}
+    Repo(tmp_path / "b").fsck_clean()

@@ -62,6 +62,7 @@ import abc
 import os
 import re
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -182,6 +183,34 @@ class Backend(abc.ABC):
         if len(data) > limit:
             raise too_large(key, self.url, limit)
         return data
+
+    reads_in_bulk: bool = False
+    """True where :meth:`get_small_many` reads many keys as one step (a directory
+    remote: each folder opened once, the files read in turn), not one request each."""
+
+    def get_small_many(
+        self, keys: Sequence[str], limit: int, jobs: int = 16
+    ) -> list[bytes | RemoteError | None]:
+        """:meth:`get_small` of each of ``keys``: its bytes, why it cannot be read
+        (RemoteError), or None for a key that is not there; ``jobs`` at once.
+
+        Wrappers forward it where the store reads in bulk (``reads_in_bulk``), so
+        that a directory remote's many refs cost no thread hop and no walk from the
+        root each; elsewhere this default runs each through ``get_small``.
+        """
+
+        def one(key: str) -> bytes | RemoteError | None:
+            try:
+                return self.get_small(key, limit)
+            except RemoteNotFound:
+                return None
+            except RemoteError as exc:
+                return exc
+
+        if len(keys) < 2 or jobs < 2:
+            return [one(key) for key in keys]
+        with ThreadPoolExecutor(min(jobs, len(keys))) as pool:
+            return list(pool.map(one, keys))
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]

@@ -121,6 +121,49 @@ class LocalBackend(Backend):
                 raise too_large(key, self.url, limit)
             return _read(fd, 0, size)
 
+    reads_in_bulk = True
+
+    def get_small_many(
+        self, keys: Sequence[str], limit: int, jobs: int = 16
+    ) -> list[bytes | RemoteError | None]:
+        """:meth:`get_small` of each key, in this thread: each folder is opened once
+        (from the root, without following a link) and its files read in turn from its
+        descriptor, each checked as :meth:`_object` checks it and refused past
+        ``limit`` from its size. A clone of 2,000 tags opened the folders above each
+        tag again for each, 16 threads at a time."""
+        got: dict[str, bytes | RemoteError | None] = {}
+        by_folder: dict[str, list[str]] = {}
+        for key in keys:
+            folder, _, name = validate_key(key).rpartition("/")
+            by_folder.setdefault(folder, []).append(name)
+        for folder, names in by_folder.items():
+            base = f"{folder}/" if folder else ""
+            try:
+                with self._mapped(folder or "the directory"):
+                    fd = self._descend(folder.split("/") if folder else [], make=False)
+            except RemoteNotFound:
+                got.update(dict.fromkeys((base + n for n in names), None))
+                continue
+            except RemoteError as exc:  # (a link where a folder belongs)
+                got.update(dict.fromkeys((base + n for n in names), exc))
+                continue
+            try:
+                for name in names:
+                    key = base + name
+                    try:
+                        with self._mapped(key), self._object_at(fd, name, key) as file:
+                            size = os.fstat(file).st_size
+                            if size > limit:
+                                raise too_large(key, self.url, limit)
+                            got[key] = _read(file, 0, size)
+                    except RemoteNotFound:
+                        got[key] = None
+                    except RemoteError as exc:
+                        got[key] = exc
+            finally:
+                os.close(fd)
+        return [got[key] for key in keys]
+
     def head(self, key: str) -> ObjectInfo:
         with self._mapped(key), self._object(key) as fd:
             st = os.fstat(fd)
@@ -285,25 +328,30 @@ class LocalBackend(Backend):
     @contextlib.contextmanager
     def _object(self, key: str) -> Iterator[int]:
         """A read descriptor of the regular file at ``key`` (see the module docstring)."""
-        with self._parent(key) as (parent, name):
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                raise _link(key, self.url)
-            if stat.S_ISDIR(st.st_mode) and key.count("/") >= MAX_DEPTH:
-                raise RemoteError(
-                    f"{key} in {self.url} is a folder deeper than {MAX_DEPTH} folders, "
-                    "where no key lies: refusing to read it"
-                )
-            if stat.S_ISDIR(st.st_mode):
-                raise FileNotFoundError(errno.ENOENT, "a directory is no object", key)
-            if not stat.S_ISREG(st.st_mode):
-                raise _not_regular(key, self.url)
-            try:
-                fd = os.open(name, _FILE, dir_fd=parent)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:  # swapped for a link since the check
-                    raise _link(key, self.url) from None
-                raise
+        with self._parent(key) as (parent, name), self._object_at(parent, name, key) as fd:
+            yield fd
+
+    @contextlib.contextmanager
+    def _object_at(self, parent: int, name: str, key: str) -> Iterator[int]:
+        """:meth:`_object` of ``name`` in the directory ``parent`` (``key``'s folder)."""
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise _link(key, self.url)
+        if stat.S_ISDIR(st.st_mode) and key.count("/") >= MAX_DEPTH:
+            raise RemoteError(
+                f"{key} in {self.url} is a folder deeper than {MAX_DEPTH} folders, "
+                "where no key lies: refusing to read it"
+            )
+        if stat.S_ISDIR(st.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "a directory is no object", key)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(key, self.url)
+        try:
+            fd = os.open(name, _FILE, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # swapped for a link since the check
+                raise _link(key, self.url) from None
+            raise
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the check
                 raise _not_regular(key, self.url)
