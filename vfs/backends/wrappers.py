@@ -232,6 +232,7 @@ class LimitedBackend(Backend):
         self.inner = inner
         self.url = inner.url
         self.reads_in_bulk = inner.reads_in_bulk
+        self.writes_in_bulk = inner.writes_in_bulk
         self._slots = threading.BoundedSemaphore(max_concurrency)
 
     def put(self, key: str, data: bytes) -> None:
@@ -291,6 +292,14 @@ class LimitedBackend(Backend):
     def delete_conditional(self, key: str, *, if_match: str) -> None:
         with self._slots:
             self.inner.delete_conditional(key, if_match=if_match)
+
+    def create_many(
+        self, items: Sequence[tuple[str, bytes]], *, in_order: bool = False, jobs: int = 1
+    ) -> Sequence[bool]:
+        if not self.inner.writes_in_bulk:
+            return super().create_many(items, in_order=in_order, jobs=jobs)  # each in a slot
+        with self._slots:
+            return self.inner.create_many(items, in_order=in_order, jobs=jobs)
 
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         with self._slots:

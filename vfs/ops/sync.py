@@ -34,8 +34,7 @@ import shlex
 import shutil
 import signal
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -330,22 +329,17 @@ def push(
     return report
 
 
-def _create_refs(meter: Meter, kind: str, refs: list[tuple[str, bytes]], jobs: int) -> list[bool]:
+def _create_refs(
+    meter: Meter, kind: str, refs: list[tuple[str, bytes]], jobs: int
+) -> Sequence[bool]:
     """Create each of the remote's ``kind`` refs ``refs`` (name, version) that it does
-    not hold (If-None-Match: a directory remote's exclusive create), ``jobs`` at once;
-    for each, whether it was made (False: there already)."""
+    not hold (If-None-Match: a directory remote's exclusive create, its folder fsynced
+    once for all), ``jobs`` at once; for each, whether it was made (False: there
+    already)."""
 
-    def create(item: tuple[str, bytes]) -> bool:
-        try:
-            meter.put_conditional(ref_key(kind, item[0]), encode_ref(item[1]), if_none_match=True)
-            return True
-        except PreconditionFailed:
-            return False
-
-    if len(refs) < 2:
-        return [create(item) for item in refs]
-    with ThreadPoolExecutor(max(1, min(jobs, len(refs)))) as pool:
-        return list(pool.map(create, refs))
+    return meter.create_many(
+        [(ref_key(kind, name), encode_ref(oid)) for name, oid in refs], jobs=max(1, jobs)
+    )
 
 
 _WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it

@@ -913,6 +913,7 @@ class Meter(Backend):
         self.inner = inner
         self.url = inner.url
         self.reads_in_bulk = inner.reads_in_bulk
+        self.writes_in_bulk = inner.writes_in_bulk
         self.requests = 0
         self.sent = 0
         self.received = 0
@@ -987,6 +988,17 @@ class Meter(Backend):
 
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         return self.inner.remove_temporaries(older_than)
+
+    def create_many(
+        self, items: Sequence[tuple[str, bytes]], *, in_order: bool = False, jobs: int = 1
+    ) -> Sequence[bool]:
+        """Counted as one request for a store that writes them in bulk (a directory
+        remote), else one each."""
+        if not self.inner.writes_in_bulk:
+            return super().create_many(items, in_order=in_order, jobs=jobs)
+        made = self.inner.create_many(items, in_order=in_order, jobs=jobs)
+        self._count(sent=sum(len(data) for _, data in items[: len(made)]))
+        return made
 
     def put_conditional(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
