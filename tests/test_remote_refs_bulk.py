@@ -159,3 +159,26 @@ def test_a_clone_of_a_directory_remote_reads_its_refs_folder_by_folder(tmp_path:
     tags = Repository(tmp_path / "b").refs.tags()
     assert len(tags) == 300 and set(tags.values()) == {v1}
     Repo(tmp_path / "b").fsck_clean()
+
+
+def test_pushing_many_new_branches_finds_the_audit_chains_end_once(tmp_path: Path) -> None:
+    """`dvfs push --all` of 40 new branches asked where the remote's audit chain ends
+    again for each branch (two probes and a read of the last entry, then the entry):
+    244 requests. The entries are appended as one batch now, before any branch moves;
+    each branch still moves only if absent there. The chain stays intact, each branch
+    with its entry, and a clone has them all."""
+    forge = Forge(tmp_path / "remote")
+    v1 = forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", forge.chunk(b"v\n"), 2)]))
+    forge.publish({"main": v1})
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    Repository(b.root).refs.update_many([(f"refs/heads/b-{n:02}", v1, None) for n in range(40)])
+    r = b.ok("push", "--all")
+    assert requests_of(r.out + r.err) < 3 * 40 + 30, r  # was 244
+    assert b.ok("audit", "verify", "--remote", "origin").out.strip().endswith("intact")
+    pushed = [e for e in b.json("audit", "--remote", "origin", "--json") if "/heads/b-" in e["ref"]]
+    assert sorted(e["ref"] for e in pushed) == [f"refs/heads/b-{n:02}" for n in range(40)]
+    assert len(Repository(b.root).refs.names("remotes")) == 41
+    assert_ok(run(tmp_path, "clone", forge.url, "c"))
+    assert len(Repository(tmp_path / "c").refs.names("remotes")) == 41
+    b.fsck_clean()

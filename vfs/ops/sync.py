@@ -273,24 +273,38 @@ def push(
                 "no branch was moved; run `dvfs push` again (what was uploaded is reused)"
             )
         chain = chain_head(repo, spec.name)
+        # The remote's audit chain gets the branches' entries before any of them moves
+        # (vfs.repo.audit), all at once: its end is found once, not again for each branch.
+        remote_audit.append_remote_many(
+            meter,
+            chain,
+            [("push", ref_key("heads", b), theirs, tip, "") for b, tip, theirs, _ in plan],
+        )
+        lost: list[str] = []
+        moved: list[tuple[str, bytes, bytes | None]] = []
         for b, tip, theirs, etag in plan:
             data = encode_ref(tip)
             key = ref_key("heads", b)
-            # The remote's audit chain gets its entry before the ref moves (vfs.repo.audit).
-            remote_audit.append_remote(meter, chain, "push", key, theirs, tip)
             try:
                 if theirs is None:
                     meter.put_conditional(key, data, if_none_match=True)
                 else:
                     meter.put_conditional(key, data, if_match=etag)
             except PreconditionFailed:
-                raise RefConflict(
-                    f"remote {b} has versions you don't have: run `dvfs pull` "
-                    "(it moved while pushing; your data is uploaded, the branch was not moved)"
-                ) from None
+                lost.append(b)  # (its entry names a move that lost its race)
+                continue
             ref = f"refs/remotes/{spec.name}/{b}"
-            repo.refs.update(ref, tip, repo.refs.get(ref))
+            moved.append((ref, tip, repo.refs.get(ref)))
             report.notes.append(f"{b}: {hist.label(tip)} {tip.hex()[:10]}")
+        refused = repo.refs.update_many(moved)
+        if lost:
+            more = f" (and {len(lost) - 1} more branches)" if len(lost) > 1 else ""
+            raise RefConflict(
+                f"remote {lost[0]}{more} has versions you don't have: run `dvfs pull` "
+                "(it moved while pushing; your data is uploaded, the branch was not moved)"
+            )
+        if refused:
+            raise RefConflict(next(iter(refused.values())))
 
         def differs(t: str, oid: bytes, theirs: bytes | None) -> None:
             there, here = _version_label(repo, theirs), _version_label(repo, oid)
