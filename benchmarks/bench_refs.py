@@ -8,6 +8,7 @@ A repository of one version and ``--tags`` tags is made once under WORKDIR (the 
 written in one batch, not timed). Then, ``--runs`` times each, as commands:
 
 - ``dvfs push --tags`` to a new directory remote, then ``dvfs clone`` of it;
+- ``dvfs push --all`` of ``--branches`` new branches to another new directory remote;
 - ``dvfs push --tags`` to a new prefix of a bucket on a local SeaweedFS started for the
   run (``seaweed.py``).
 
@@ -73,6 +74,7 @@ def dvfs(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tags", type=int, default=2000)
+    parser.add_argument("--branches", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dvfs-bench-refs"))
     parser.add_argument("--dvfs-path", type=Path, help="a tree whose vfs the commands run")
@@ -93,6 +95,7 @@ def main() -> None:
     tip = refs.head_id()
     assert tip is not None
     refs.update_many([(f"refs/tags/t-{n:05}", tip, None) for n in range(args.tags)])
+    refs.update_many([(f"refs/heads/b-{n:05}", tip, None) for n in range(args.branches)])
     server = SeaweedFS(work / "seaweedfs")
     server.start()
     try:
@@ -104,11 +107,13 @@ def main() -> None:
             shutil.copytree(repo, clone, symlinks=True)
             url = (work / f"remote-{run}").as_uri()
             dvfs(clone, env, "remote", "add", "dir", url)
+            dvfs(clone, env, "remote", "add", "all", (work / f"branches-{run}").as_uri())
             dvfs(clone, s3_env, "remote", "add", "s3", f"s3://bench/run-{run}",
                  "--endpoint-url", server.endpoint)  # fmt: skip
             steps = {
                 "push --tags, directory": (clone, env, ["push", "--tags", "--remote", "dir"]),
                 "clone, directory": (work, env, ["clone", url, f"cloned-{run}"]),
+                "push --all, directory": (clone, env, ["push", "--all", "--remote", "all"]),
                 "push --tags, SeaweedFS": (clone, s3_env, ["push", "--tags", "--remote", "s3"]),
             }
             for title, (cwd, step_env, argv) in steps.items():
@@ -116,7 +121,10 @@ def main() -> None:
     finally:
         server.stop()
     load = os.getloadavg()[0]
-    print(f"{args.tags:,} tags, median of {args.runs} runs (load {load:.1f}):")
+    print(
+        f"{args.tags:,} tags, {args.branches:,} branches, median of {args.runs} runs "
+        f"(load {load:.1f}):"
+    )
     for title, got in rows.items():
         wall, cpu, requests, fsyncs = (statistics.median(col) for col in zip(*got, strict=True))
         print(

@@ -227,6 +227,32 @@ def test_concurrent_compare_and_swap_has_one_winner(backend: Backend) -> None:
         etag = str(results[winners[0]])
 
 
+def test_create_many_makes_only_the_absent_keys(backend: Backend) -> None:
+    """A batch of exclusive creates (the tags of a push, the entries of an audit chain):
+    a key already there is left as it is and reported not made; in order, the first one
+    there ends the batch."""
+    backend.put_conditional("refs/tags/b", b"theirs", if_none_match=True)
+    made = backend.create_many([(f"refs/tags/{k}", k.encode()) for k in "abc"], jobs=4)
+    assert list(made) == [True, False, True]
+    assert [backend.get(f"refs/tags/{k}") for k in "abc"] == [b"a", b"theirs", b"c"]
+    batch = [("audit/1", b"1"), ("refs/tags/b", b"x"), ("audit/3", b"3")]
+    assert list(backend.create_many(batch, in_order=True)) == [True, False]
+    assert sorted(backend.list("audit/")) == ["audit/1"] and backend.get("refs/tags/b") == b"theirs"
+
+
+def test_concurrent_create_many_has_one_winner_a_key(backend: Backend) -> None:
+    keys = [f"refs/tags/t{n}" for n in range(6)]
+
+    def create(i: int) -> list[bool]:
+        return list(backend.create_many([(k, f"w{i}".encode()) for k in keys], jobs=2))
+
+    results = race(4, create)
+    for n, key in enumerate(keys):
+        winners = [i for i, r in enumerate(results) if isinstance(r, list) and r[n]]
+        assert len(winners) == 1, results
+        assert backend.get(key) == f"w{winners[0]}".encode()
+
+
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_bad_keys_are_rejected(backend: Backend, key: str) -> None:
     for call in (
@@ -333,6 +359,27 @@ while done < int(sys.argv[2]):
     except PreconditionFailed:
         pass
 """
+
+
+def test_local_create_many_follows_no_link_and_leaves_no_temporary(
+    local_backend: Backend, tmp_path: Path
+) -> None:
+    """A batch of creates refuses a link, folder or FIFO at a key as one create does,
+    writes nothing through the link, and leaves no temporary file behind."""
+    assert isinstance(local_backend, LocalBackend)
+    local_backend.put("refs/tags/a", b"a")
+    tags = local_backend.root / "refs" / "tags"
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"mine")
+    (tags / "link").symlink_to(outside)
+    (tags / "folder").mkdir()
+    os.mkfifo(tags / "fifo")
+    for name, said in [("link", "symbolic link"), ("folder", "clash"), ("fifo", "not a regular")]:
+        with pytest.raises(RemoteError, match=said):
+            local_backend.create_many([("refs/tags/new", b"n"), (f"refs/tags/{name}", b"x")])
+    assert outside.read_bytes() == b"mine"
+    assert local_backend.get("refs/tags/new") == b"n"  # made before the refusal, and kept
+    assert sorted(p.name for p in tags.iterdir()) == ["a", "fifo", "folder", "link", "new"]
 
 
 def test_local_compare_and_swap_across_processes(local_backend: Backend) -> None:

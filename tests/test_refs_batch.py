@@ -211,3 +211,24 @@ def test_renaming_or_removing_a_remote_of_many_branches_is_one_batch(tmp_path: P
     assert Repository(b.root).refs.names("remotes") == []
     assert b.ok("audit", "verify").out.strip().endswith("intact")
     b.fsck_clean()
+
+
+def test_pushing_many_new_tags_to_a_directory_remote_syncs_each_folder_once(
+    tmp_path: Path,
+) -> None:
+    """`dvfs push --tags` of 200 new tags to a directory remote made 826 fsyncs: each
+    audit entry and each tag a conditional write of its own (the file, then its folder).
+    Each of the two is one batch now: every file fsynced, then its folder once. The
+    remote's chain stays intact, each tag with its entry, and a clone has them all."""
+    forge, v1 = remote_of(tmp_path / "remote", 0)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    Repository(b.root).refs.update_many([(f"refs/tags/t-{n:03}", v1, None) for n in range(150)])
+    assert fsyncs_of(b.root, "push", "--tags") < 2 * 150 + 40  # was 604
+    assert b.ok("audit", "verify", "--remote", "origin").out.strip().endswith("intact")
+    pushed = [e for e in b.json("audit", "--remote", "origin", "--json") if "/tags/" in e["ref"]]
+    assert sorted(e["ref"] for e in pushed) == [f"refs/tags/t-{n:03}" for n in range(150)]
+    assert_ok(run(tmp_path, "clone", forge.url, "c"))
+    assert Repository(tmp_path / "c").refs.tags() == Repository(b.root).refs.tags()
+    assert not list((tmp_path / "remote").rglob(".tmp-*"))
+    b.fsck_clean()

@@ -140,3 +140,45 @@ def test_pushing_many_new_tags_costs_two_requests_a_tag(tmp_path: Path, s3_env: 
     assert Repository(tmp_path / "c").refs.tags() == Repository(b.root).refs.tags()
     assert len(Repository(b.root).refs.tags()) == 150
     b.fsck_clean()
+
+
+def test_a_clone_of_a_directory_remote_reads_its_refs_folder_by_folder(tmp_path: Path) -> None:
+    """A clone of a directory remote of 300 tags read each tag as a request of its own
+    (its folders opened again from the remote's root, 16 threads at a time): 311
+    requests. Each folder of refs is opened once now and its files read in turn. A
+    link among them is still skipped with a warning, never followed."""
+    forge = Forge(tmp_path / "remote")
+    v1 = forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", forge.chunk(b"v\n"), 2)]))
+    forge.publish({"main": v1}, tags={f"t-{n:03}": v1 for n in range(300)})
+    (tmp_path / "secret").write_text("0" * 64 + "\n")
+    (tmp_path / "remote" / "refs" / "tags" / "linked").symlink_to(tmp_path / "secret")
+    r = assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    assert requests_of(r.out + r.err) < 30, r  # was 311
+    said = warnings_of(r)
+    assert len(said) == 1 and "linked" in said[0] and "symbolic link" in said[0], said
+    tags = Repository(tmp_path / "b").refs.tags()
+    assert len(tags) == 300 and set(tags.values()) == {v1}
+    Repo(tmp_path / "b").fsck_clean()
+
+
+def test_pushing_many_new_branches_finds_the_audit_chains_end_once(tmp_path: Path) -> None:
+    """`dvfs push --all` of 40 new branches asked where the remote's audit chain ends
+    again for each branch (two probes and a read of the last entry, then the entry):
+    244 requests. The entries are appended as one batch now, before any branch moves;
+    each branch still moves only if absent there. The chain stays intact, each branch
+    with its entry, and a clone has them all."""
+    forge = Forge(tmp_path / "remote")
+    v1 = forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", forge.chunk(b"v\n"), 2)]))
+    forge.publish({"main": v1})
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    Repository(b.root).refs.update_many([(f"refs/heads/b-{n:02}", v1, None) for n in range(40)])
+    r = b.ok("push", "--all")
+    assert requests_of(r.out + r.err) < 3 * 40 + 30, r  # was 244
+    assert b.ok("audit", "verify", "--remote", "origin").out.strip().endswith("intact")
+    pushed = [e for e in b.json("audit", "--remote", "origin", "--json") if "/heads/b-" in e["ref"]]
+    assert sorted(e["ref"] for e in pushed) == [f"refs/heads/b-{n:02}" for n in range(40)]
+    assert len(Repository(b.root).refs.names("remotes")) == 41
+    assert_ok(run(tmp_path, "clone", forge.url, "c"))
+    assert len(Repository(tmp_path / "c").refs.names("remotes")) == 41
+    b.fsck_clean()

@@ -777,6 +777,40 @@ def test_a_nas_unmounted_while_a_push_runs_gets_nothing_of_the_rest(
     b.fsck_clean()
 
 
+def test_a_branch_that_loses_its_race_leaves_the_others_of_push_all_pushed(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs push --all`: someone makes one of the new branches on the remote while the
+    push uploads. That branch is left as they made it and named (exit 1); the other
+    branches, whose audit entries are written with its, still move, here and there."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    nas = tmp_path / "nas"
+    a.ok("remote", "add", "origin", str(nas))
+    a.ok("push")
+    a.ok("branch", "p")
+    a.ok("branch", "q")
+    proc = subprocess.Popen(
+        cli_command("push", "--all"),
+        cwd=a.root,
+        env=cli_env({STOP_ENV: "uploaded"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
+    theirs = (nas / "refs" / "heads" / "main").read_bytes()
+    (nas / "refs" / "heads" / "p").write_bytes(theirs)  # someone else's p
+    os.kill(proc.pid, signal.SIGCONT)
+    r = finish(proc, ("push", "--all"))
+    assert_error(r, "remote p has versions you don't have", "the branch was not moved")
+    assert (nas / "refs" / "heads" / "q").read_bytes() == theirs  # was not pushed at all
+    tracking = Repository(a.root).refs.names("remotes")
+    assert "origin/q" in tracking and "origin/p" not in tracking
+    assert a.ok("audit", "verify", "--remote", "origin").out.strip().endswith("intact")
+    a.fsck_clean()
+
+
 def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -62,10 +62,11 @@ import abc
 import os
 import re
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from vfs.errors import RemoteError, RemoteNotFound, UsageError
+from vfs.errors import PreconditionFailed, RemoteError, RemoteNotFound, UsageError
 from vfs.quoting import quote_given
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -183,6 +184,34 @@ class Backend(abc.ABC):
             raise too_large(key, self.url, limit)
         return data
 
+    reads_in_bulk: bool = False
+    """True where :meth:`get_small_many` reads many keys as one step (a directory
+    remote: each folder opened once, the files read in turn), not one request each."""
+
+    def get_small_many(
+        self, keys: Sequence[str], limit: int, jobs: int = 16
+    ) -> list[bytes | RemoteError | None]:
+        """:meth:`get_small` of each of ``keys``: its bytes, why it cannot be read
+        (RemoteError), or None for a key that is not there; ``jobs`` at once.
+
+        Wrappers forward it where the store reads in bulk (``reads_in_bulk``), so
+        that a directory remote's many refs cost no thread hop and no walk from the
+        root each; elsewhere this default runs each through ``get_small``.
+        """
+
+        def one(key: str) -> bytes | RemoteError | None:
+            try:
+                return self.get_small(key, limit)
+            except RemoteNotFound:
+                return None
+            except RemoteError as exc:
+                return exc
+
+        if len(keys) < 2 or jobs < 2:
+            return [one(key) for key in keys]
+        with ThreadPoolExecutor(min(jobs, len(keys))) as pool:
+            return list(pool.map(one, keys))
+
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
     ) -> Generator[bytes | memoryview, None, None]:
@@ -255,6 +284,44 @@ class Backend(abc.ABC):
         if_none_match: bool = False,
     ) -> str:
         """Store ``data`` only if ``key`` is absent / has ETag ``if_match``; return the ETag."""
+
+    writes_in_bulk: bool = False
+    """True where :meth:`create_many` makes many keys durable together (a directory
+    remote: one fsync of each folder), not one conditional write each."""
+
+    def create_many(
+        self, items: Sequence[tuple[str, bytes]], *, in_order: bool = False, jobs: int = 1
+    ) -> Sequence[bool]:
+        """Create each ``(key, data)`` of ``items`` whose key is absent, as
+        ``put_conditional(key, data, if_none_match=True)`` does; for each key tried,
+        whether it was made (False: it was there already). Every key made is durable
+        when this returns.
+
+        With ``in_order`` they are tried one after the other and the first key found
+        there ends it: the list ends with that False, the keys after it untried (the
+        entries of an audit chain, each linked to the one before). Otherwise ``jobs`` at
+        once. This default makes one conditional write each; wrappers forward the call
+        where the store writes in bulk (``writes_in_bulk``).
+        """
+
+        def one(item: tuple[str, bytes]) -> bool:
+            try:
+                self.put_conditional(item[0], item[1], if_none_match=True)
+                return True
+            except PreconditionFailed:
+                return False
+
+        if in_order:
+            made: list[bool] = []
+            for item in items:
+                made.append(one(item))
+                if not made[-1]:
+                    break
+            return made
+        if len(items) < 2 or jobs < 2:
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(min(jobs, len(items))) as pool:
+            return list(pool.map(one, items))
 
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         """Delete what interrupted writes left behind, last modified before

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TypeVar
 
 from vfs.backends.base import Backend, ObjectInfo
-from vfs.errors import PreconditionFailed, RemoteNotFound, RemoteUnreachable
+from vfs.errors import PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnreachable
 
 T = TypeVar("T")
 
@@ -231,6 +231,8 @@ class LimitedBackend(Backend):
             raise ValueError("max_concurrency must be at least 1")
         self.inner = inner
         self.url = inner.url
+        self.reads_in_bulk = inner.reads_in_bulk
+        self.writes_in_bulk = inner.writes_in_bulk
         self._slots = threading.BoundedSemaphore(max_concurrency)
 
     def put(self, key: str, data: bytes) -> None:
@@ -244,6 +246,14 @@ class LimitedBackend(Backend):
     def get_small(self, key: str, limit: int) -> bytes:
         with self._slots:
             return self.inner.get_small(key, limit)
+
+    def get_small_many(
+        self, keys: Sequence[str], limit: int, jobs: int = 16
+    ) -> list[bytes | RemoteError | None]:
+        if not self.inner.reads_in_bulk:
+            return super().get_small_many(keys, limit, jobs)  # each in a slot
+        with self._slots:
+            return self.inner.get_small_many(keys, limit, jobs)
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
@@ -282,6 +292,14 @@ class LimitedBackend(Backend):
     def delete_conditional(self, key: str, *, if_match: str) -> None:
         with self._slots:
             self.inner.delete_conditional(key, if_match=if_match)
+
+    def create_many(
+        self, items: Sequence[tuple[str, bytes]], *, in_order: bool = False, jobs: int = 1
+    ) -> Sequence[bool]:
+        if not self.inner.writes_in_bulk:
+            return super().create_many(items, in_order=in_order, jobs=jobs)  # each in a slot
+        with self._slots:
+            return self.inner.create_many(items, in_order=in_order, jobs=jobs)
 
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         with self._slots:

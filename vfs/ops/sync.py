@@ -34,8 +34,7 @@ import shlex
 import shutil
 import signal
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,24 +273,38 @@ def push(
                 "no branch was moved; run `dvfs push` again (what was uploaded is reused)"
             )
         chain = chain_head(repo, spec.name)
+        # The remote's audit chain gets the branches' entries before any of them moves
+        # (vfs.repo.audit), all at once: its end is found once, not again for each branch.
+        remote_audit.append_remote_many(
+            meter,
+            chain,
+            [("push", ref_key("heads", b), theirs, tip, "") for b, tip, theirs, _ in plan],
+        )
+        lost: list[str] = []
+        moved: list[tuple[str, bytes, bytes | None]] = []
         for b, tip, theirs, etag in plan:
             data = encode_ref(tip)
             key = ref_key("heads", b)
-            # The remote's audit chain gets its entry before the ref moves (vfs.repo.audit).
-            remote_audit.append_remote(meter, chain, "push", key, theirs, tip)
             try:
                 if theirs is None:
                     meter.put_conditional(key, data, if_none_match=True)
                 else:
                     meter.put_conditional(key, data, if_match=etag)
             except PreconditionFailed:
-                raise RefConflict(
-                    f"remote {b} has versions you don't have: run `dvfs pull` "
-                    "(it moved while pushing; your data is uploaded, the branch was not moved)"
-                ) from None
+                lost.append(b)  # (its entry names a move that lost its race)
+                continue
             ref = f"refs/remotes/{spec.name}/{b}"
-            repo.refs.update(ref, tip, repo.refs.get(ref))
+            moved.append((ref, tip, repo.refs.get(ref)))
             report.notes.append(f"{b}: {hist.label(tip)} {tip.hex()[:10]}")
+        refused = repo.refs.update_many(moved)
+        if lost:
+            more = f" (and {len(lost) - 1} more branches)" if len(lost) > 1 else ""
+            raise RefConflict(
+                f"remote {lost[0]}{more} has versions you don't have: run `dvfs pull` "
+                "(it moved while pushing; your data is uploaded, the branch was not moved)"
+            )
+        if refused:
+            raise RefConflict(next(iter(refused.values())))
 
         def differs(t: str, oid: bytes, theirs: bytes | None) -> None:
             there, here = _version_label(repo, theirs), _version_label(repo, oid)
@@ -330,22 +343,17 @@ def push(
     return report
 
 
-def _create_refs(meter: Meter, kind: str, refs: list[tuple[str, bytes]], jobs: int) -> list[bool]:
+def _create_refs(
+    meter: Meter, kind: str, refs: list[tuple[str, bytes]], jobs: int
+) -> Sequence[bool]:
     """Create each of the remote's ``kind`` refs ``refs`` (name, version) that it does
-    not hold (If-None-Match: a directory remote's exclusive create), ``jobs`` at once;
-    for each, whether it was made (False: there already)."""
+    not hold (If-None-Match: a directory remote's exclusive create, its folder fsynced
+    once for all), ``jobs`` at once; for each, whether it was made (False: there
+    already)."""
 
-    def create(item: tuple[str, bytes]) -> bool:
-        try:
-            meter.put_conditional(ref_key(kind, item[0]), encode_ref(item[1]), if_none_match=True)
-            return True
-        except PreconditionFailed:
-            return False
-
-    if len(refs) < 2:
-        return [create(item) for item in refs]
-    with ThreadPoolExecutor(max(1, min(jobs, len(refs)))) as pool:
-        return list(pool.map(create, refs))
+    return meter.create_many(
+        [(ref_key(kind, name), encode_ref(oid)) for name, oid in refs], jobs=max(1, jobs)
+    )
 
 
 _WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it

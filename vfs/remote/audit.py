@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from vfs._os.beneath import open_kept
 from vfs.backends.base import Backend
-from vfs.errors import FormatError, PreconditionFailed, RemoteNotFound
+from vfs.errors import FormatError, RemoteNotFound
 from vfs.model.ids import hash_bytes
 from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq, bounded
 from vfs.repo.audit import (
@@ -143,9 +143,11 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
 
     Where the chain ends is found once: each entry after the first is written at the
     number after the one before, linked to it, with one PUT (a push of 2,000 new tags
-    probed and read the chain's end again for each, four requests a tag). Only a lost
-    race for a number reads the winner's entry to link to it. Nothing is asked of the
-    remote when there is nothing to append (0).
+    probed and read the chain's end again for each, four requests a tag), all of them
+    by one ``Backend.create_many`` in order (a directory remote fsyncs the folder once
+    for all). Only a lost race for a number reads the winner's entry to link to it,
+    and writes the rest after it. Nothing is asked of the remote when there is
+    nothing to append (0).
     """
     if not changes:
         return 0
@@ -153,31 +155,34 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
     n = _last_seq(backend, hint)
     follow = hint is not None and n <= hint[0]
     prev: str | None = None  # the hash of entry n, once known
-    for op, ref, old, new, note in changes:
-        for _ in range(APPEND_TRIES):
-            if prev is None:
-                prev = (
-                    ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
+    done = lost = 0
+    while done < len(changes):
+        if prev is None:
+            prev = ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
+        if follow and hint is not None and (n < hint[0] or prev != hint[1]):
+            # Entries this clone saw were cut off the end, or the last one edited: the
+            # new entry follows what this clone saw, so that verify (here and in every
+            # clone) still names the gap or the broken link, not only until this append.
+            n, prev = hint
+        follow = False
+        batch: list[tuple[str, bytes]] = []
+        link = prev
+        for op, ref, old, new, note in changes[done:]:
+            data = encode_entry(make_entry(n + 1 + len(batch), link, op, ref, old, new, note))
+            batch.append((audit_key(n + 1 + len(batch)), data))
+            link = hash_bytes(data).hex()
+        made = backend.create_many(batch, in_order=True)
+        kept = made.index(False) if False in made else len(made)
+        if kept:
+            n, prev, done, lost = n + kept, hash_bytes(batch[kept - 1][1]).hex(), done + kept, 0
+        if done < len(changes):
+            lost += 1  # another writer took number n + 1: link to its entry
+            if lost >= APPEND_TRIES:
+                raise FormatError(
+                    f"{backend.url}: {APPEND_TRIES} audit entries were written while this "
+                    "one waited: try again"
                 )
-            if follow and hint is not None and (n < hint[0] or prev != hint[1]):
-                # Entries this clone saw were cut off the end, or the last one edited: the
-                # new entry follows what this clone saw, so that verify (here and in every
-                # clone) still names the gap or the broken link, not only until this append.
-                n, prev = hint
-            follow = False
-            data = encode_entry(make_entry(n + 1, prev, op, ref, old, new, note))
-            try:
-                backend.put_conditional(audit_key(n + 1), data, if_none_match=True)
-            except PreconditionFailed:
-                n, prev = n + 1, None  # another writer took that number: link to its entry
-                continue
-            n, prev = n + 1, hash_bytes(data).hex()
-            break
-        else:
-            raise FormatError(
-                f"{backend.url}: {APPEND_TRIES} audit entries were written while this one "
-                "waited: try again"
-            )
+            n, prev = n + 1, None
     if prev is not None:
         _write_head(head_path, n, prev)
     return n

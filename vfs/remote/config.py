@@ -42,7 +42,7 @@ from vfs.backends import (
     parse_url,
     redact_url,
 )
-from vfs.errors import DvfsError, FormatError, RefConflict, RemoteNotFound, UsageError
+from vfs.errors import DvfsError, FormatError, RefConflict, RemoteError, RemoteNotFound, UsageError
 from vfs.model.codec import decode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import decode_version
@@ -912,6 +912,8 @@ class Meter(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.url = inner.url
+        self.reads_in_bulk = inner.reads_in_bulk
+        self.writes_in_bulk = inner.writes_in_bulk
         self.requests = 0
         self.sent = 0
         self.received = 0
@@ -944,6 +946,17 @@ class Meter(Backend):
             self._count_bytes(len(piece))
             yield piece
 
+    def get_small_many(
+        self, keys: Sequence[str], limit: int, jobs: int = 16
+    ) -> list[bytes | RemoteError | None]:
+        """Counted as one request for a store that reads them in bulk (a directory
+        remote's walk), else one each."""
+        if not self.inner.reads_in_bulk:
+            return super().get_small_many(keys, limit, jobs)  # each through get_small
+        got = self.inner.get_small_many(keys, limit, jobs)
+        self._count(received=sum(len(g) for g in got if isinstance(g, bytes)))
+        return got
+
     def head(self, key: str) -> ObjectInfo:
         self._count()
         return self.inner.head(key)
@@ -975,6 +988,17 @@ class Meter(Backend):
 
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         return self.inner.remove_temporaries(older_than)
+
+    def create_many(
+        self, items: Sequence[tuple[str, bytes]], *, in_order: bool = False, jobs: int = 1
+    ) -> Sequence[bool]:
+        """Counted as one request for a store that writes them in bulk (a directory
+        remote), else one each."""
+        if not self.inner.writes_in_bulk:
+            return super().create_many(items, in_order=in_order, jobs=jobs)
+        made = self.inner.create_many(items, in_order=in_order, jobs=jobs)
+        self._count(sent=sum(len(data) for _, data in items[: len(made)]))
+        return made
 
     def put_conditional(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False

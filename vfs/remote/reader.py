@@ -15,7 +15,8 @@ is read from one is bounded before it is read and checked before it is used
   (``main`` beside ``main/x`` keeps ``main``); a ref that does not hold a version id
   is skipped too. Each skipped ref gives one warning; the rest are used;
 - refs are read in bulk where the listing tells each one's bytes by its ETag (S3):
-  thousands of refs naming a few versions cost a few GETs (``RemoteRepo.refs``).
+  thousands of refs naming a few versions cost a few GETs (``RemoteRepo.refs``); a
+  directory remote's are read a folder at a time (``Backend.get_small_many``).
 
 A segment listed but gone when read was replaced by a remote gc: the listing is read
 again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
@@ -347,25 +348,22 @@ class RemoteRepo:
     def _read_refs(
         self, base: str, names: Sequence[str]
     ) -> dict[str, tuple[bytes, bytes] | DvfsError]:
-        """Refs ``names`` under ``base``, ``REF_READERS`` GETs at a time: each one's version
-        id and bytes, or why it holds none; a ref deleted since it was listed is left out."""
-
-        def read(name: str) -> tuple[bytes, bytes] | DvfsError | None:
-            key = base + name
-            try:
-                data = self.backend.get_small(key, REF_LIMIT)
-                return parse_ref(data, key), data
-            except RemoteNotFound:
-                return None  # deleted since it was listed
-            except (FormatError, RemoteError) as exc:
-                return exc
-
-        if len(names) < 2:
-            results = [read(name) for name in names]
-        else:
-            with ThreadPoolExecutor(min(REF_READERS, len(names))) as pool:
-                results = list(pool.map(read, names))
-        return {name: got for name, got in zip(names, results, strict=True) if got is not None}
+        """Refs ``names`` under ``base`` (``Backend.get_small_many``: ``REF_READERS`` GETs
+        at a time, or a directory remote's folders read in turn): each one's version id
+        and bytes, or why it holds none; a ref deleted since it was listed is left out."""
+        keys = [base + name for name in names]
+        out: dict[str, tuple[bytes, bytes] | DvfsError] = {}
+        for name, key, got in zip(
+            names, keys, self.backend.get_small_many(keys, REF_LIMIT, REF_READERS), strict=True
+        ):
+            if isinstance(got, bytes):
+                try:
+                    out[name] = parse_ref(got, key), got
+                except FormatError as exc:
+                    out[name] = exc
+            elif got is not None:  # (None: deleted since it was listed)
+                out[name] = got
+        return out
 
     def ref_with_etag(self, kind: str, name: str) -> tuple[bytes | None, str | None]:
         """A ref's value and ETag, or (None, None) if it does not exist."""
