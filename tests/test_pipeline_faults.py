@@ -90,7 +90,15 @@ def slow_fixture(slow_template: tuple[Repo, Path], tmp_path: Path) -> tuple[Repo
     return Repo(tmp_path / "repo"), marker
 
 
+def _as_from_a_terminal() -> None:
+    """The signals a command typed at a terminal starts with: SIGHUP as the default,
+    whatever the test runner inherited (the suite may itself run under ``nohup``,
+    whose ignored SIGHUP a child inherits, and dvfs keeps ignored)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _ignore_sigint() -> None:
+    _as_from_a_terminal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -103,7 +111,7 @@ def start_repro(
     proc = subprocess.Popen(
         cli_command(*(args or ("repro",))), cwd=repo.root, env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=_ignore_sigint if sigint_ignored else None,
+        preexec_fn=_ignore_sigint if sigint_ignored else _as_from_a_terminal,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not marker.exists() or not marker.read_text():
