@@ -182,13 +182,37 @@ def test_retry_gives_up_after_its_attempts() -> None:
     assert fake.calls == 4
 
 
-def test_retry_deadline_bounds_the_time() -> None:
-    fake = Fake()
+class Clock:
+    """The retry wrapper's ``time``: a clock that moves only when it sleeps, plus the
+    time each failing call takes, so the deadline is judged without the machine's load."""
+
+    def __init__(self, per_call: float) -> None:
+        self.now, self.per_call = 0.0, per_call
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_retry_deadline_bounds_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vfs.backends.wrappers as wrappers
+
+    clock = Clock(per_call=0.02)
+
+    class Slow(Fake):
+        def _fault(self) -> None:
+            clock.now += clock.per_call  # (each failing call takes a while)
+            super()._fault()
+
+    fake = Slow()
     fake.faults = [RemoteUnreachable("down")] * 1000
-    started = time.monotonic()
+    monkeypatch.setattr(wrappers, "time", clock)
     with pytest.raises(RemoteUnreachable, match=r"after \d+ attempts"):
         quick(fake, attempts=1000, deadline=0.3).head("k")
-    assert time.monotonic() - started < 1.0
+    # it gave up before a wait would have ended past the deadline, not after 1,000 tries
+    assert clock.now <= 0.3 + clock.per_call
     assert 3 < fake.calls < 1000
 
 
