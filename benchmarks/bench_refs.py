@@ -33,23 +33,8 @@ from pathlib import Path
 
 from seaweed import SeaweedFS
 
+from tests.support.fsyncs import COUNTING
 from vfs.repo.repository import Repository
-
-# ``dvfs ARGS`` counting its fsyncs, printed last on stderr as "FSYNCS N".
-COUNTING = """
-import atexit, os, sys
-from vfs.cli import main
-calls = [0]
-def counted(real):
-    def call(fd):
-        calls[0] += 1
-        return real(fd)
-    return call
-os.fsync, os.fdatasync = counted(os.fsync), counted(os.fdatasync)
-atexit.register(lambda: print(f"FSYNCS {calls[0]}", file=sys.stderr))
-sys.argv = ["dvfs", *sys.argv[1:]]
-main()
-"""
 
 
 def dvfs(

@@ -14,25 +14,9 @@ import pytest
 
 from tests.support.cli import Repo, assert_ok, cli_env, run
 from tests.support.forge import Forge, file_entry, nested
+from tests.support.fsyncs import COUNTING
 from vfs.repo import audit
 from vfs.repo.repository import Repository
-
-# ``dvfs ARGS`` counting its fsyncs (and fdatasyncs), printed last on stderr as
-# "FSYNCS N".
-COUNTING = """
-import atexit, os, sys
-from vfs.cli import main
-calls = [0]
-def counted(real):
-    def call(fd):
-        calls[0] += 1
-        return real(fd)
-    return call
-os.fsync, os.fdatasync = counted(os.fsync), counted(os.fdatasync)
-atexit.register(lambda: print(f"FSYNCS {calls[0]}", file=sys.stderr))
-sys.argv = ["dvfs", *sys.argv[1:]]
-main()
-"""
 
 
 def remote_of(root: Path, tags: int) -> tuple[Forge, bytes]:
