@@ -8,11 +8,11 @@ it) with a timer around each stage: the copies of the two sides out of the store
 place on the thread that makes it, what the sniffing still
 takes after them, the fast path's plan and key check, and every engine query (those
 run beside another, ``Engine.run_beside``, are timed within the stage that waits for
-them: the line join and ``_parts``, where the old file's key check is waited for, or
-``_checked_beside``). Each line gives wall and CPU seconds
+them: the line join and ``_parts``, where the old file's keys read beside are waited
+for, or ``_checked_beside``). Each line gives wall and CPU seconds
 (the process's CPU time, DuckDB's and the copy's threads included), when it ended
 (seconds since the diff began) and the load then. A query run beside
-(``Engine.run_beside``: the old file's key check) gets a line of its own, from its
+(``Engine.run_beside``: the old file's keys read, or its key check) gets a line of its own, from its
 start to its end: its CPU is the process's over that time, shared with what ran
 beside it. ``--cold`` empties the repository's ``.dvfs/rowcache`` first, for a
 first diff. With ``--plain A B`` (the same two

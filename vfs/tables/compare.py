@@ -135,29 +135,6 @@ def key_totals_query(
     )
 
 
-def key_check_query(
-    key: Sequence[str], relation: str, convert: Sequence[str], bounded: bool
-) -> str:
-    """The key check of one file alone (``relation``, with ``convert`` as in
-    ``key_totals``'s sources), whose one row ``key_totals_answer`` reads as
-    ``key_totals``'s of a source weighted (1, 0): its rows, a key that names
-    several of them, and with ``bounded`` the least and greatest of the key's first
-    column. One count a key where ``key_totals`` keeps three: on the benchmark's
-    2M-row file, 0.60-0.67 CPU-s instead of 0.68-0.74 (four runs each, interleaved,
-    load 7)."""
-    keys = ", ".join(f"{ident(k)} AS k{i}" for i, k in enumerate(key))
-    where = f" WHERE hash({', '.join(map(ident, convert))}) IS NOT NULL" if convert else ""
-    ks = ", ".join(f"k{i}" for i in range(len(key)))
-    example = ", ".join(f"k{i} := k{i}" for i in range(len(key)))
-    return (
-        f"WITH g AS (SELECT {ks}, count(*) AS na FROM (SELECT {keys} FROM {relation}{where}) "
-        "GROUP BY ALL) SELECT coalesce(sum(na), 0), 0, "
-        f"first(struct_pack({example}, na := na, nb := 0)) FILTER (WHERE na > 1)"
-        + (", min(k0), max(k0), NULL, NULL" if bounded else "")
-        + " FROM g"
-    )
-
-
 def key_totals_answer(
     out: RowDiff, key: Sequence[str], row: tuple[Any, ...],
     bounds: list[tuple[int, int] | None] | None = None,

@@ -57,13 +57,10 @@ before. Headers that differ, first lines that mostly differ (every row rewritten
 checked on the sides' first bytes before anything is read), a line the engine cannot
 read as text, or more than ``LINE_SHARE`` of the rows differing: the full path.
 
-On both paths, the old file's key check runs while the changed rows are found
-(``_old_keys``), on a cursor of its own: on two cores, one query alone leaves one
-idle part of the time. Once it passes, the new side's keys are checked as if an
-earlier diff had proved the old file (``_collisions``). Where the two sides are read
-as different tables, only the old file's keys are read then, and the check runs
-while the changed rows are compared (``_checked_beside``). What the key check finds
-still comes first.
+On both paths, the key check's read of the old file runs while the changed rows are
+found (``_old_keys``), and the check itself while the changed rows are compared
+(``_checked_beside``), each on a cursor of its own: on two cores, one query alone
+leaves one idle part of the time. What the key check finds still comes first.
 
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
 prove (different headers or dialects, quotes, nothing shared) takes the full path;
@@ -88,7 +85,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +98,7 @@ from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
-from vfs.tables.compare import (
-    key_check_query,
-    key_totals,
-    key_totals_answer,
-    key_totals_query,
-    keyed,
-    unkeyed,
-)
+from vfs.tables.compare import key_totals, key_totals_answer, key_totals_query, keyed, unkeyed
 from vfs.tables.engine import (
     Engine,
     EngineError,
@@ -239,7 +229,7 @@ def _diff_rows(
 def _compared(
     engine: Engine, fmt: Format, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     key: Sequence[str], limit: int, cache: Path | None, plan: regions.Plan | None,
-    parts: tuple[Path, Path] | None, early: _Early | None,
+    parts: tuple[Path, Path] | None, early: Future[Any] | None,
 ) -> RowDiff:  # fmt: skip
     """``_diff_rows`` once the path is chosen: the fast path (``plan``), the line path
     (``parts``) or the full path, reading every value as text where a value does not
@@ -667,7 +657,7 @@ def _alike(old: bytes, new: bytes) -> bool:
 def _fast(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     plan: regions.Plan, key: Sequence[str], limit: int, text: bool, cache: Path | None,
-    early: _Early | None = None,
+    early: Future[Any] | None = None,
 ) -> list[checks.Bounds | None]:  # fmt: skip
     """Write the changed rows out and compare only them; the key's bounds (``_parts``).
 
@@ -695,14 +685,13 @@ def _fast(
 def _parts(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     files: tuple[Path, Path], key: Sequence[str], limit: int, text: bool, cache: Path | None,
-    early: _Early | None = None,
+    early: Future[Any] | None = None,
 ) -> list[checks.Bounds | None]:  # fmt: skip
     """Compare the changed rows CA and CB (``files``, each with the old file's header)
     and count the shared ones from the old file (module doc): the fast paths' common
     part. Returns bounds of the key on each side, where they were found on the way
-    (``vfs.tables.checks``). ``early``: the old file read beside (``_old_keys``):
-    its key check's answer, taken as an earlier diff's proof, or its keys in
-    ``OLD_KEYS``, which the key check then reads instead of the file."""
+    (``vfs.tables.checks``). ``early``: the old file's keys being read into
+    ``OLD_KEYS`` (``_old_keys``), which the key check then reads instead of the file."""
 
     def whole() -> str:  # the old file: whole in its copy once asked for (Side.file)
         return ot.relation(old.file, text, _lines(engine, old, ot))
@@ -713,19 +702,13 @@ def _parts(
     bounds: list[checks.Bounds | None] = [None, None]
     if key:
         kind, proved = _proof(cache, old, ot, nt, key, text)
-        if proved is None and early is not None and early.proof:
-            # the old file's key check, run beside (_old_keys): it holds as a proof
-            found: list[checks.Bounds | None] = [None, None]
-            answer = early.future.result()[0]
-            rows, _ = key_totals_answer(out, key, answer, found if kind is not None else None)
-            proved = rows, found[0]
         if proved is not None:
             counts = _collisions(
                 engine, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds, text
             )
         else:
             if early is not None:
-                early.future.result()  # its error is the one reading the old file here gives
+                early.result()  # its error is the one reading the old file here gives
                 first: tuple[str, int, int, Sequence[str]] = (OLD_KEYS, 1, 1, ())
             else:
                 first = (whole(), 1, 1, checked)
@@ -778,55 +761,28 @@ def _proof(
 
 def _old_keys(
     engine: Engine, old: Side, ot: Table, nt: Table, key: Sequence[str], cache: Path | None
-) -> _Early | None:
-    """Start reading the old file's keys beside (``Engine.run_beside``), every value
-    converted on the way as the key check converts it (``_checked``), while the fast
-    or line path finds the changed rows: on two cores, each whole read alone leaves
-    one idle part of the time.
-
-    Where both sides are read as one table (no key column retyped), the old file's
-    key check itself runs beside (``_Early.proof``): its rows, a key that names
-    several of them, the key's bounds. Once it passes, the new side's keys are
-    checked as an earlier diff's proof would let them be (``_collisions``): of the
-    old file, at most its key column again, for the rows whose key a changed row of
-    the new side has. On the benchmark's random 1% with nothing kept, the key check
-    (0.5-0.6 s of wall time after the line join, at about one core) then runs
-    within the line join. Otherwise the key columns are read into ``OLD_KEYS`` for
-    ``_parts`` to check, for a file of at most ``BESIDE_MAX`` bytes: for a larger one
-    that held more memory (the benchmark's 2M-row file: 423 MiB at its peak
-    instead of 374) at the same wall time.
-
+) -> Future[Any] | None:
+    """Start reading the key columns of the old file into ``OLD_KEYS`` (``Engine.
+    run_beside``), every value converted on the way as the key check converts it
+    (``_checked``), while the fast or line path finds the changed rows: the key
+    check (``_parts``) then reads that table instead of the file, and the two whole
+    reads keep both cores busy where each alone leaves one idle part of the time.
     None where the key check would not read the old file whole (no key, or one an
-    earlier diff proved: ``_collisions``)."""
-    if not key or ot.empty:
+    earlier diff proved: ``_collisions``), or where the file is larger than
+    ``BESIDE_MAX``: each query then keeps both cores busy alone, and the two at once
+    held more memory (the benchmark's 2M-row file, nothing kept: 423 MiB at its
+    peak instead of 374, at the same wall time)."""
+    if not key or ot.empty or old.size > BESIDE_MAX:
         return None
     if _proof(cache, old, ot, nt, key, False)[1] is not None:
         return None
     checked = _checked(old, ot, False)
-    whole = ot.relation(old.file, False, _lines(engine, old, ot))
-    if ot == nt:
-        bounded = checks.bounded(ot, key, False) is not None
-        return _Early(engine.run_beside(key_check_query(key, whole, checked, bounded)), True)
-    if old.size > BESIDE_MAX:
-        return None
     where = f" WHERE hash({', '.join(map(ident, checked))}) IS NOT NULL" if checked else ""
+    whole = ot.relation(old.file, False, _lines(engine, old, ot))
     cols = ", ".join(ident(k) for k in key)
-    return _Early(
-        engine.run_beside(
-            f"CREATE OR REPLACE TABLE {OLD_KEYS} AS SELECT {cols} FROM {whole}{where}"
-        ),
-        False,
+    return engine.run_beside(
+        f"CREATE OR REPLACE TABLE {OLD_KEYS} AS SELECT {cols} FROM {whole}{where}"
     )
-
-
-@dataclass(frozen=True)
-class _Early:
-    """The old file read beside (``_old_keys``): ``proof``, its key check's answer
-    (the row of ``key_totals_query`` over the old file alone), else its keys read
-    into ``OLD_KEYS``."""
-
-    future: Future[Any]
-    proof: bool
 
 
 def _collisions(
