@@ -66,7 +66,12 @@ class Proxy:
                 c.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )
-                c.close()  # linger 0: the peer sees a reset
+                # A pump blocked in recv holds the socket: closing it alone would send
+                # nothing until the peer spoke again (a client awaiting an answer waited
+                # out its read timeout). Shutting its reading wakes that recv, and the
+                # socket goes with linger 0 once released: the peer sees a reset.
+                c.shutdown(socket.SHUT_RD)
+                c.close()
             except OSError:
                 pass
 
