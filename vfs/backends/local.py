@@ -54,7 +54,6 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -76,7 +75,7 @@ from vfs.errors import (
     StorageFull,
 )
 from vfs.quoting import quote_name
-from vfs.store.durable import fsync_dir, storage_error, tmp_leaf
+from vfs.store.durable import fsync_dir, many_at_once, storage_error, tmp_leaf
 
 _LOCK_NAME = ".cas.lock"
 _READ_BLOCK = 1 << 20
@@ -261,7 +260,7 @@ class LocalBackend(Backend):
         """``put_conditional(if_none_match=True)`` of each, made durable together.
 
         Under the lock every conditional write holds: each file is written to a
-        temporary file beside its key and fsynced (``SYNC_THREADS`` at once: the disk
+        temporary file beside its key and fsynced (``many_at_once``: the disk
         commits the fsyncs that wait together as one); then each is linked to its key in
         turn, which fails where the key is there (the exclusive create: a file there is
         "not made", a link, folder or FIFO refused as ``put_conditional`` refuses it);
@@ -639,12 +638,9 @@ def _write_at(dir_fd: int, name: str, data: bytes) -> None:
     os.fsync(dir_fd)
 
 
-SYNC_THREADS = 16  # temporary files of create_many written and fsynced at once
-
-
 def _write_temps(items: Sequence[tuple[str, bytes]], folders: Sequence[int]) -> list[str | OSError]:
     """:func:`_write_temp` of each ``(key, data)`` in its folder's descriptor,
-    ``SYNC_THREADS`` at once: each temporary file's name, or why it was not written
+    many at once (``many_at_once``): each temporary file's name, or why it was not written
     (each one written is named, so that none is left behind)."""
 
     def write(item: tuple[tuple[str, bytes], int]) -> str | OSError:
@@ -654,11 +650,7 @@ def _write_temps(items: Sequence[tuple[str, bytes]], folders: Sequence[int]) -> 
         except OSError as exc:
             return exc
 
-    pairs = list(zip(items, folders, strict=True))
-    if len(pairs) < 2:
-        return [write(pair) for pair in pairs]
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(pairs)), "dvfs-cas-sync") as pool:
-        return list(pool.map(write, pairs))
+    return many_at_once(write, list(zip(items, folders, strict=True)), "dvfs-cas-sync")
 
 
 def _write_temp(dir_fd: int, name: str, data: bytes) -> str:

@@ -40,6 +40,7 @@ from vfs.model.ids import from_hex
 from vfs.quoting import quote_given
 from vfs.store.durable import (
     fsync_dir,
+    many_at_once,
     put_in_place,
     storage_error,
     write_atomic,
@@ -199,9 +200,8 @@ def _never_made(refs: Refs, last: audit.Entry) -> bool:
 
 
 def _sync_files(paths: Sequence[Path]) -> None:
-    """fsync each of ``paths`` (new files, not yet synced), many at once: the disk
-    commits the fsyncs that wait together as one, where 2,000 one after the other
-    took a disk round trip each. A full disk raises as the store says it."""
+    """fsync each of ``paths`` (new files, not yet synced), many at once
+    (``many_at_once``). A full disk raises as the store says it."""
 
     def sync(path: Path) -> None:
         try:
@@ -213,18 +213,7 @@ def _sync_files(paths: Sequence[Path]) -> None:
         except OSError as exc:
             raise storage_error(exc, str(path)) from exc
 
-    if len(paths) < 2:
-        for path in paths:
-            sync(path)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(min(SYNC_THREADS, len(paths)), "dvfs-refsync") as pool:
-        for _ in pool.map(sync, paths):
-            pass
-
-
-SYNC_THREADS = 16  # fsyncs of a batch's files waiting at once
+    many_at_once(sync, paths, "dvfs-refsync")
 
 
 REF_LIMIT = 4096  # bytes: a ref or HEAD is one short line

@@ -16,9 +16,15 @@ import errno
 import itertools
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from vfs.errors import StorageFull
+
+T = TypeVar("T")
+R = TypeVar("R")
+SYNC_AT_ONCE = 16  # small files written or fsynced at once by many_at_once
 
 TMP_PREFIX = ".tmp-"
 NAME_MAX = 255  # bytes in one file name, on every Linux filesystem we write to
@@ -177,3 +183,16 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def many_at_once(work: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
+    """``work`` of each of ``items`` (small files' writes and fsyncs), ``SYNC_AT_ONCE``
+    at once on threads named ``name``, in order: the disk commits fsyncs that wait
+    together as one, where 2,000 one after the other took a round trip each. Fewer
+    than two run in this thread (no pool, nor its import, for one ref)."""
+    if len(items) < 2:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(SYNC_AT_ONCE, len(items)), name) as pool:
+        return list(pool.map(work, items))
