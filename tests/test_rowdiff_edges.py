@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +355,11 @@ def test_a_sample_without_quotes_is_sniffed_as_duckdb_sniffs_it_on_its_own(
             with pytest.raises(engine.NotTabular):
                 eng.sniff("csv", path, path.stat().st_size)
             return
-        assert eng.sniff("csv", path, path.stat().st_size) == searched
+        got = eng.sniff("csv", path, path.stat().st_size)
+        # (a header name is kept as the file writes it, spaces around it too, where
+        # DuckDB's search strips them: `--key " qty"`; all else is the search's)
+        got = replace(got, columns=tuple((n.strip(), t) for n, t in got.columns))
+        assert got == searched
     finally:
         eng.close()
 
