@@ -169,6 +169,42 @@ def test_a_kill_after_a_batch_and_another_in_the_next_change_leave_the_log_clean
     b.fsck_clean()
 
 
+def test_a_kill_mid_rename_then_one_mid_logging_the_never_made_tags_leave_none_lost(
+    tmp_path: Path,
+) -> None:
+    """A fetch killed while it renamed its tags left 39 logged but never made; the next
+    change, killed halfway through logging them as never made, left the other half
+    with their creation as their last word, which `fsck` named lost tags to write back.
+    The change after that logs the rest as never made."""
+    forge, v1 = remote_of(tmp_path / "remote", 1)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    forge.publish({"main": v1}, tags={f"t-{n:04}": v1 for n in range(60)})
+    for command, at, after in ((["fetch"], "rename", 20), (["tag", "mine"], "torn append", 0)):
+        killed = subprocess.run(
+            [sys.executable, "-P", "-c", KILLED_IN_A_BATCH, *command], cwd=b.root,
+            env=cli_env({"KILL_AT": at, "KILL_AFTER": str(after)}), capture_output=True,
+            check=False,
+        )  # fmt: skip
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert b.ok("audit", "verify").out.strip().endswith("intact")
+        b.fsck_clean()
+    made = set(Repository(b.root).refs.tags())
+    assert len(made) == 21  # (each tag as it was, or made whole)
+    missing = sorted(f"refs/tags/t-{n:04}" for n in range(60) if f"t-{n:04}" not in made)
+    never = [e for e in audit.entries(b.root / ".dvfs") if "never made" in e.note]
+    assert 0 < len(never) < len(missing)  # (the second kill cut the run short)
+    b.ok("tag", "mine")
+    never = [e for e in audit.entries(b.root / ".dvfs") if "never made" in e.note]
+    assert sorted(e.ref for e in never) == missing
+    assert b.ok("audit", "verify").out.strip().endswith("intact")
+    b.fsck_clean()
+    b.ok("fetch")
+    assert len(Repository(b.root).refs.tags()) == 61
+    assert b.ok("audit", "verify").out.strip().endswith("intact")
+    b.fsck_clean()
+
+
 def fsyncs_of(cwd: Path, *args: str) -> int:
     """``dvfs ARGS`` run in ``cwd`` (it must succeed): how many fsyncs it made."""
     r = subprocess.run(

@@ -180,6 +180,22 @@ def batch_place(note: str) -> tuple[int, int] | None:
     return (i, n) if i <= n else None
 
 
+# The note of an entry logging that a creation was never made (``vfs.repo.refs``):
+# which entry logged the creation.
+_NEVER = re.compile(r"^never made: the command that logged its creation \(entry ([1-9][0-9]*)\)")
+
+
+def never_made_note(seq: int) -> str:
+    """The note of an entry logging that the creation of entry ``seq`` was never made."""
+    return f"never made: the command that logged its creation (entry {seq}) was cut short"
+
+
+def never_made_of(note: str) -> int | None:
+    """The entry whose creation an entry of ``note`` logs as never made, if it does."""
+    m = _NEVER.match(note)
+    return None if m is None else int(m[1])
+
+
 def record(
     dvfs_dir: Path,
     op: str,
@@ -300,6 +316,28 @@ def last_batch(dvfs_dir: Path) -> list[Entry]:
         except FormatError:
             out.clear()  # (an edited line: only what follows it is of the batch)
     return out
+
+
+def maybe_cut_short(dvfs_dir: Path) -> list[Entry]:
+    """The entries whose change a kill may have cut short: the log's last batch
+    (:func:`last_batch`), and when its last entry logs a creation as never made (the
+    change after a batch cut short logs these first, and may itself be killed while
+    it does), every entry after the creation that entry names: the rest of the batch
+    cut short, which the run of "never made" entries did not reach."""
+    batch = last_batch(dvfs_dir)
+    named = never_made_of(batch[-1].note) if batch else None
+    if named is None or not 0 < batch[-1].seq - named <= MAX_CUT_SHORT:
+        return batch
+    out: list[Entry] = []
+    for line in _last_lines(dvfs_dir, batch[-1].seq - named):
+        try:
+            out.append(parse_entry(line, 0)[0])
+        except FormatError:
+            out.clear()  # (an edited line: only what follows it is of the run)
+    return [e for e in out if e.seq > named]
+
+
+MAX_CUT_SHORT = 1_000_000  # entries read back for :func:`maybe_cut_short` at most
 
 
 def _last_lines(dvfs_dir: Path, count: int) -> list[bytes]:
@@ -567,8 +605,13 @@ def lost_refs(
     link), so the last entry counts too."""
     final = max(last.values(), key=lambda e: e.seq, default=None)
     place = None if final is None else batch_place(final.note)
-    # (the log's last batch: every creation of it may have been cut short)
+    # (the log's last batch: every creation of it may have been cut short; and if it
+    # logs creations as never made, the creations after the last it names: a kill
+    # cut that run short too, :func:`maybe_cut_short`)
     first = 0 if final is None else final.seq - (place[0] - 1 if place else 0)
+    named = None if final is None else never_made_of(final.note)
+    if named is not None and named < first:
+        first = named + 1
     out = []
     for ref, e in sorted(last.items()):
         kind = ref.removeprefix("refs/").partition("/")[0]

@@ -154,8 +154,9 @@ def _audit(
 
 def _audit_many(dvfs_dir: Path, changes: Sequence[audit.Change]) -> None:
     """Append the entries of ``changes`` to the audit log as one batch (the caller
-    holds ``refs.lock``), after one entry for each creation of the log's last batch
-    that was never made (:func:`_never_made`).
+    holds ``refs.lock``), after one entry for each creation a kill cut short, of the
+    log's last batch or of the one before a run of such entries a kill cut short too
+    (``audit.maybe_cut_short``), that was never made (:func:`_never_made`).
 
     The audit module is loaded by the first change of a ref: a command that only reads
     refs (a plain ``dvfs status``) never loads it, nor what it imports.
@@ -164,27 +165,22 @@ def _audit_many(dvfs_dir: Path, changes: Sequence[audit.Change]) -> None:
 
     refs = Refs(dvfs_dir)
     refs._checked = set()  # (the folders of a batch of 2,000 tags looked at once)
-    never = [e for e in audit.last_batch(dvfs_dir) if _never_made(refs, e)]
+    never = [e for e in audit.maybe_cut_short(dvfs_dir) if _never_made(refs, e)]
     if never:
         audit.record_many(
             dvfs_dir,
-            [
-                (
-                    _op(e.ref, b"", None), e.ref, None, None,
-                    f"never made: the command that logged its creation (entry {e.seq}) "
-                    "was cut short",
-                )
-                for e in never
-            ],
+            [(_op(e.ref, b"", None), e.ref, None, None, audit.never_made_note(e.seq))
+             for e in never],
         )  # fmt: skip
     audit.record_many(dvfs_dir, changes)
 
 
 def _never_made(refs: Refs, last: audit.Entry) -> bool:
     """Whether ``last``, of the log's last batch (its last entry, or the entries a
-    command logged together with it), is the creation of a branch or tag whose file
-    is not there: a command that died (or failed) between logging the creation and
-    putting the file in place, as the caller holds ``refs.lock`` both are done under.
+    command logged together with it, ``audit.maybe_cut_short``), is the creation of
+    a branch or tag whose file is not there: a command that died (or failed) between
+    logging the creation and putting the file in place, as the caller holds
+    ``refs.lock`` both are done under.
     ``dvfs fsck`` passes over such an entry while it is of the log's last batch, and
     would take the ref for one lost (a file deleted by hand) once another change is
     logged after it: :func:`_audit_many` logs first that the ref was never made."""
