@@ -63,7 +63,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("command", ["add"])
+@pytest.mark.parametrize("command", ["add", "commit"])
 def test_the_fsyncs_before_the_index_names_the_objects_run_at_once(
     repo: Repo, command: str
 ) -> None:
