@@ -411,16 +411,20 @@ def commit_locked(
 
     # The index names the new version before the branch does: killed in between,
     # it names a version the branch never got, which is ignored (``vfs.ops.status``);
-    # the other way round, the next commit would seem to undo this one.
-    def noted(oid: bytes) -> None:
+    # the other way round, the next commit would seem to undo this one. It is written
+    # and fsynced beside the old one while the objects are made durable, and takes
+    # its name once they are (``ready``); nothing is read from the store meanwhile.
+    number = hist.version(parents[0]).number + 1 if parents else 1  # (record_version's)
+
+    def noting(oid: bytes, ready: Callable[[], object]) -> None:
         index.head = index.base = oid
-        index.numbers[oid] = hist.version(oid).number  # (status names it without reading it)
+        index.numbers[oid] = number  # (status names it without reading it)
         index.removed_absent.clear()  # (their removal is this version's)
-        index.save()
+        index.save(ready=ready)
 
     made = record_version(
         repo, tree, message, params, branch=head.branch, parents=parents,
-        expect=parent, files=files, size=total, tag=tag, noted=noted, warn=warn,
+        expect=parent, files=files, size=total, tag=tag, noting=noting, warn=warn,
     )  # fmt: skip
     if amend and parent is not None:
         _amended(repo, head.branch, parent, warn)

@@ -15,7 +15,9 @@ once their trees are stored. It owns, in this order:
    ``vfs.store.pack_files.Durability``);
 3. the caller's note that this version is being made (the staging index of a
    commit, the journal's ``S`` record of a snapshot), after the data it names is
-   durable and before the branch names the version;
+   durable and before the branch names the version (a commit writes and fsyncs the
+   new index beside the old one while step 2 runs on a thread, and renames it into
+   place only once step 2 is done: ``noting``);
 4. the branch moved last, by compare-and-swap from where the caller found it
    (``Refs.update``: fsynced file, rename, directory fsync);
 5. after the branch moved, nothing can undo the version: the tag and ``dvfs.lock``
@@ -94,6 +96,7 @@ def record_version(
     git: bool = True,
     move: bool = True,
     noted: Callable[[bytes], None] | None = None,
+    noting: Callable[[bytes, Callable[[], object]], None] | None = None,
     step: Callable[[str], None] = _nothing,
     warn: Warn = _quiet,
 ) -> Made:
@@ -106,7 +109,10 @@ def record_version(
     git commit and ``dvfs.lock`` (False for a mount's cache of a remote). ``move``:
     False leaves the branch, the tag and ``dvfs.lock`` to the caller, which publishes
     the version itself (a mount of a URL moves the remote's branch once the
-    repository lock is released). ``noted`` is step 3; ``step`` is told ``stored``,
+    repository lock is released). ``noted`` is step 3; or ``noting``, called while
+    step 2 runs on a thread of its own, with a function that returns once it is done
+    (raising its error): the note is prepared meanwhile and published only after
+    that function returns. ``step`` is told ``stored``,
     ``flushed`` and ``moved`` (after step 5) as they are done (the daemon's
     fault-injection hook). Warnings of the lineage and of step 5 go to ``warn``.
     """
@@ -129,16 +135,62 @@ def record_version(
     )
     oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
     step("stored")
-    repo.store.sync()
-    step("flushed")
-    if noted is not None:
-        noted(oid)
+    if noting is None:
+        repo.store.sync()
+        step("flushed")
+        if noted is not None:
+            noted(oid)
+    else:
+        _note_while_syncing(repo, oid, noting, step)
     if not move:
         return Made(oid, version)
     repo.refs.update(f"refs/heads/{branch}", oid, expect)
     _after_move(repo, branch, oid, version, tag, checked_out, warn)
     step("moved")
     return Made(oid, version)
+
+
+def _note_while_syncing(
+    repo: Repository,
+    oid: bytes,
+    noting: Callable[[bytes, Callable[[], object]], None],
+    step: Callable[[str], None],
+) -> None:
+    """Steps 2 and 3 at once: ``ObjectStore.sync`` on a thread while ``noting`` writes
+    its note beside the old one, which it publishes only after the sync is done.
+
+    Each fsync is a round trip to the disk: a commit's index written and fsynced
+    after the sync waited for one more in a row."""
+    import threading
+
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            repo.store.sync()
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            done.set()
+
+    told = False
+
+    def ready() -> None:
+        nonlocal told
+        done.wait()
+        if failed:
+            raise failed[0]
+        if not told:
+            told = True
+            step("flushed")
+
+    threading.Thread(target=sync, name="dvfs-sync", daemon=True).start()
+    try:
+        noting(oid, ready)
+    finally:
+        done.wait()  # (nothing goes on while the store syncs)
+    ready()  # (the sync's error, had ``noting`` not asked)
 
 
 def _after_move(
