@@ -673,27 +673,45 @@ def test_many_rows_keyed_by_lines_agree_with_the_full_diff(workdir: Path) -> Non
     edited = [r for r in edited if r[0] % 1001 != 3] + [(n + 5, "new", "1")]
     assert compare.perfect_bits(*(TABLE,) * 2, ["id"], n) is not None
     assert compare.perfect_bits(*(TABLE,) * 2, ["a"], n) is None  # text: a hash table
-    cases = {
-        "clean": (rows, edited),
-        "old repeats a key": ([*rows, (77, "again", "1")], edited),
-        "new repeats a shared key": (rows, [*edited, (5000, "again", "1")]),
-        "new repeats an added key": (rows, [*edited, (n + 5, "again", "2")]),
-        "new reuses a removed key twice": (rows, [*edited, (3, "x", "1"), (3, "y", "2")]),
+    none: list[bytes] = []
+    cases = {  # (old rows, new rows, lines appended to the old file, to the new)
+        "clean": (rows, edited, none, none),
+        "old repeats a key": ([*rows, (77, "again", "1")], edited, none, none),
+        "new repeats a shared key": (rows, [*edited, (5000, "again", "1")], none, none),
+        "new repeats an added key": (rows, [*edited, (n + 5, "again", "2")], none, none),
+        "new reuses a removed key twice": (
+            rows,
+            [*edited, (3, "x", "1"), (3, "y", "2")],
+            none,
+            none,
+        ),
+        "an empty key on each side": (rows, edited, [b",a,1"], [b",a,2"]),
+        "old repeats the empty key": (rows, edited, [b",a,1", b",b,2"], none),
+        "new repeats the empty key": (rows, edited, [b",a,1"], [b",a,2", b",b,1"]),
     }
     for crlf in (False, True):
-        for name, (old, new) in cases.items():
-            a = side(workdir, "old", render(old, "csv", crlf), "csv")
-            b = side(workdir, "new", render(new, "csv", crlf), "csv")
-            for key in (["id"], ["id", "b"], ["a", "id"]):
+        nl = b"\r\n" if crlf else b"\n"
+        for name, (old, new, more_old, more_new) in cases.items():
+            if crlf and name not in ("clean", "new repeats a shared key"):
+                continue  # (each diff of these files takes a second)
+            old_bytes = render(old, "csv", crlf) + b"".join(line + nl for line in more_old)
+            new_bytes = render(new, "csv", crlf) + b"".join(line + nl for line in more_new)
+            if name == "clean":
+                assert lines_taken(workdir, "csv", old_bytes, new_bytes)
+            a = side(workdir, "old", old_bytes, "csv")
+            b = side(workdir, "new", new_bytes, "csv")
+            # a key of two integers takes the perfect hash table too; with a text, not
+            for key in (["id"], ["id", "b"], ["a", "id"])[: 3 if name == "clean" else 2]:
                 full, lines = (
                     diff_once(workdir, "csv", a, b, key, s, None) for s in (None, NO_CHUNKS)
                 )
                 assert seen(lines) == seen(full), (name, key, crlf)
                 if key != ["id"]:
                     continue
-                if name == "clean":
-                    assert isinstance(full, RowDiff) and full.method == "full"
+                if name in ("clean", "an empty key on each side"):
+                    assert isinstance(full, RowDiff), name
                     changed = sum(1 for i in range(n) if i % 97 == 0 and i % 1001 != 3)
+                    changed += name != "clean"
                     assert (full.added, full.removed, full.changed) == (1, 71, changed)
                 else:
                     assert isinstance(full, KeyNotUnique), name
