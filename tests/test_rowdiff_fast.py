@@ -28,14 +28,15 @@ from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
-from vfs.tables import checks, rowdiff, source
+from vfs.tables import checks, compare, rowdiff, source
 from vfs.tables import engine as engine_module
-from vfs.tables.engine import Engine, NotTabular
+from vfs.tables.engine import Engine, NotTabular, Table
 from vfs.tables.formats import Format
 from vfs.tables.result import KeyNotUnique, RowDiff
 from vfs.tables.rowdiff import diff_rows
 from vfs.tables.source import Facts, Side, from_version, from_working
 
+TABLE = Table("csv", (("id", "BIGINT"), ("a", "VARCHAR"), ("b", "BIGINT")))
 TINY = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
 WORDS = ["a", "bb", "ccc", "north", "south", "x y", "", "üñï", "tab\there"]
 
@@ -655,6 +656,65 @@ def test_a_sample_the_engine_refuses_early_is_refused_as_without_it(
             finally:
                 engine.close()
     assert len(set(messages)) == 1, messages
+
+
+def seen(result: RowDiff | KeyNotUnique) -> Any:
+    """What a user sees of a diff, a repeated key's error with the example it names."""
+    return str(result) if isinstance(result, KeyNotUnique) else outcome(result)
+
+
+def test_many_rows_keyed_by_lines_agree_with_the_full_diff(workdir: Path) -> None:
+    # Past PERFECT_ROWS rows, the old file's keys (integers) are counted in a perfect
+    # hash table and the new side's follow from them (compare.shared_totals_query):
+    # the answer, and a repeated key's error, are the full path's.
+    n = compare.PERFECT_ROWS + 5000
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(n)]
+    edited = [(i, a, str(int(b) + 1)) if i % 97 == 0 else (i, a, b) for i, a, b in rows]
+    edited = [r for r in edited if r[0] % 1001 != 3] + [(n + 5, "new", "1")]
+    assert compare.perfect_bits(*(TABLE,) * 2, ["id"], n) is not None
+    assert compare.perfect_bits(*(TABLE,) * 2, ["a"], n) is None  # text: a hash table
+    none: list[bytes] = []
+    cases = {  # (old rows, new rows, lines appended to the old file, to the new)
+        "clean": (rows, edited, none, none),
+        "old repeats a key": ([*rows, (77, "again", "1")], edited, none, none),
+        "new repeats a shared key": (rows, [*edited, (5000, "again", "1")], none, none),
+        "new repeats an added key": (rows, [*edited, (n + 5, "again", "2")], none, none),
+        "new reuses a removed key twice": (
+            rows,
+            [*edited, (3, "x", "1"), (3, "y", "2")],
+            none,
+            none,
+        ),
+        "an empty key on each side": (rows, edited, [b",a,1"], [b",a,2"]),
+        "old repeats the empty key": (rows, edited, [b",a,1", b",b,2"], none),
+        "new repeats the empty key": (rows, edited, [b",a,1"], [b",a,2", b",b,1"]),
+    }
+    for crlf in (False, True):
+        nl = b"\r\n" if crlf else b"\n"
+        for name, (old, new, more_old, more_new) in cases.items():
+            if crlf and name not in ("clean", "new repeats a shared key"):
+                continue  # (each diff of these files takes a second)
+            old_bytes = render(old, "csv", crlf) + b"".join(line + nl for line in more_old)
+            new_bytes = render(new, "csv", crlf) + b"".join(line + nl for line in more_new)
+            if name == "clean":
+                assert lines_taken(workdir, "csv", old_bytes, new_bytes)
+            a = side(workdir, "old", old_bytes, "csv")
+            b = side(workdir, "new", new_bytes, "csv")
+            # a key of two integers takes the perfect hash table too; with a text, not
+            for key in (["id"], ["id", "b"], ["a", "id"])[: 3 if name == "clean" else 2]:
+                full, lines = (
+                    diff_once(workdir, "csv", a, b, key, s, None) for s in (None, NO_CHUNKS)
+                )
+                assert seen(lines) == seen(full), (name, key, crlf)
+                if key != ["id"]:
+                    continue
+                if name in ("clean", "an empty key on each side"):
+                    assert isinstance(full, RowDiff), name
+                    changed = sum(1 for i in range(n) if i % 97 == 0 and i % 1001 != 3)
+                    changed += name != "clean"
+                    assert (full.added, full.removed, full.changed) == (1, 71, changed)
+                else:
+                    assert isinstance(full, KeyNotUnique), name
 
 
 def test_quoted_fields_take_the_full_path(workdir: Path) -> None:

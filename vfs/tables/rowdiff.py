@@ -30,10 +30,11 @@ shared chunks, ``vfs.tables.regions`` splits each file into the rows both share 
 the changed rows. Then:
 
 - the shared rows are one multiset S, on both sides; old = S + CA, new = S + CB;
-- keyed: uniqueness is checked over S + CA and S + CB = old - CA + CB (one
-  aggregation reading the old file, every value converted, so a value that does not
-  fit its type is found as the full path finds it; ``_checked`` says when text
-  columns can be left out); when keys are unique, a row of S
+- keyed: uniqueness is checked over S + CA and S + CB = old - CA + CB (one read of
+  the old file, every value converted, so a value that does not fit its type is
+  found as the full path finds it; ``_checked`` says when text columns can be left
+  out; its keys are counted alone, and the new side's follow from them and CB's:
+  ``compare.shared_totals_query``); when keys are unique, a row of S
   has a key that no row of CA or CB has, so matching CA against CB gives exactly the
   full diff. Only CA and CB are written out for the engine. When an earlier keyed
   diff proved the old file's values and key (``vfs.tables.checks``), only the old
@@ -98,7 +99,13 @@ from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
-from vfs.tables.compare import key_totals, key_totals_answer, key_totals_query, keyed, unkeyed
+from vfs.tables.compare import (
+    key_totals,
+    keyed,
+    shared_totals_answer,
+    shared_totals_query,
+    unkeyed,
+)
 from vfs.tables.engine import (
     Engine,
     EngineError,
@@ -730,14 +737,27 @@ def _checked_beside(
     b_rel: str, limit: int, text: bool, counted: tuple[int | None, int | None],
     sources: list[tuple[str, int, int, Sequence[str]]], bounds: list[checks.Bounds | None] | None,
 ) -> None:  # fmt: skip
-    """``keyed`` on the changed rows, with ``key_totals`` over ``sources`` run beside it
-    (``Engine.run_beside``): each is a few small queries that leave a core idle.
-    What the key check finds comes first, as when it ran before: a key that names
-    several rows, or its error, rather than the join's."""
-    check = engine.run_beside(key_totals_query(ot, nt, key, sources, bounds is not None, text))
+    """``keyed`` on the changed rows, with the key check over ``sources`` (the old file,
+    CA, CB) run beside it (``Engine.run_beside``): each is a few small queries that
+    leave a core idle. The check is ``compare.shared_totals_query``; where it finds a
+    key naming several rows, ``key_totals`` names one. What the key check finds comes
+    first, as when it ran before: a key that names several rows, or its error,
+    rather than the join's."""
+    (old_rel, _, _, convert), (ca, *_), (cb, *_) = sources
+    check = engine.run_beside(
+        shared_totals_query(
+            ot, nt, key, (old_rel, convert), ca, cb, bounds is not None, text, counted[0]
+        )
+    )  # (a cursor of its own, as the query needs)
+    found: list[tuple[int, int]] = []
 
     def counts() -> tuple[int, int]:
-        return key_totals_answer(out, key, check.result()[0], bounds)
+        if not found:
+            got = shared_totals_answer(check.result()[0], bounds)
+            if got is None:  # a key names several rows: the whole check names one
+                got = key_totals(engine, out, ot, nt, key, sources, bounds, text)
+            found.append(got)
+        return found[0]
 
     try:
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, counts, counted)
