@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from vfs import settings
@@ -28,6 +28,9 @@ from vfs.backends.local import LocalBackend
 from vfs.backends.wrappers import LimitedBackend, RetryingBackend
 from vfs.errors import UsageError
 from vfs.quoting import quote_given, shell_word
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future  # (loaded by the one that makes one)
 
 __all__ = [
     "Backend",
@@ -186,6 +189,8 @@ def preconnect(url: str, endpoint_url: str | None = None) -> None:
         return
     bucket, _, prefix = url[len("s3://") :].partition("/")
     key = (bucket, prefix.strip("/"), endpoint_url)
+    from concurrent.futures import Future
+
     made: Future[Backend] = Future()
     with _EARLY_LOCK:
         _EARLY[key] = made

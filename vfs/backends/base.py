@@ -62,7 +62,6 @@ import abc
 import os
 import re
 from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -209,6 +208,8 @@ class Backend(abc.ABC):
 
         if len(keys) < 2 or jobs < 2:
             return [one(key) for key in keys]
+        from concurrent.futures import ThreadPoolExecutor  # (loaded when used)
+
         with ThreadPoolExecutor(min(jobs, len(keys))) as pool:
             return list(pool.map(one, keys))
 
@@ -320,6 +321,8 @@ class Backend(abc.ABC):
             return made
         if len(items) < 2 or jobs < 2:
             return [one(item) for item in items]
+        from concurrent.futures import ThreadPoolExecutor  # (loaded when used)
+
         with ThreadPoolExecutor(min(jobs, len(items))) as pool:
             return list(pool.map(one, items))
 

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -202,6 +201,8 @@ def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | 
 
     size = max(64, -(-len(seqs) // max(1, jobs)))  # one task a run: no per-entry future
     parts = [seqs[i : i + size] for i in range(0, len(seqs), size)]
+    from concurrent.futures import ThreadPoolExecutor  # (only when entries are read)
+
     with ThreadPoolExecutor(max(1, min(jobs, len(parts)))) as pool:
         return [data for got in pool.map(run, parts) for data in got]
 
