@@ -197,10 +197,13 @@ class Repro:
         warn: Warn,
         output: Output,
         copy: bool = False,
+        by: str = "`dvfs repro`",
     ) -> None:
         """``copy``: ``ws`` is a copy of the working tree, deleted after (an
         experiment's): a failure's message speaks of the working tree's outputs, which
-        no stage touched, not of the copy's."""
+        no stage touched, not of the copy's. ``by``: the command running it, as the list
+        of outputs being written names it (``dvfs add`` refused meanwhile says who
+        writes them: ``dvfs run`` runs its stage as ``repro`` does)."""
         self.ws = ws
         self.copy = copy
         self.dag = dag
@@ -222,7 +225,7 @@ class Repro:
         self.out = Outcome()
         # what add must not stage meanwhile, or a mount's snapshot record (vfs.pipeline.writing)
         listed = ws.writing_list()
-        self.writing = Writing(listed) if listed is not None else None
+        self.writing = Writing(listed, by) if listed is not None else None
         self.stops = _Stops()
 
     # reading ---------------------------------------------------------------------
