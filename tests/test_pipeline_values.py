@@ -655,3 +655,24 @@ def test_exp_run_says_what_stands_where_its_params_file_should_be(repo: Repo) ->
     assert "exp/e" not in repo.ok("branch").out
     repo.ok("restore", "params.yaml")
     repo.fsck_clean()
+
+
+def test_compare_of_thousands_of_metrics_shows_a_table_a_terminal_can_hold(repo: Repo) -> None:
+    """A version of 1,000 metrics made `dvfs compare` print 1,003 columns, each cut to
+    nothing (a line of `┃┃┃┃`), after seconds of layout. The table shows 40 of them and
+    says how many it left out and how to see them all; the JSON has every one."""
+    repo.write("src.json", json.dumps({f"m{i:04d}": i for i in range(1000)}))
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit("one")
+    r = repo.ok("compare")
+    header = r.out.splitlines()[0].split()
+    assert header[:3] == ["rev", "┃", "created"] and "m0000" in header and "m0039" in header
+    assert "m0040" not in header and len([h for h in header if h != "┃"]) == 3 + 40
+    assert r.err.splitlines() == [
+        "note: the table shows 40 of the 1,000 parameter and metric columns (960 left out): "
+        "`dvfs compare --json` or `--csv` gives every one, and `--sort NAME` shows the "
+        "column it sorts by"
+    ]
+    assert "m0999" in repo.ok("compare", "--sort", "-m0999").out.splitlines()[0]
+    assert len(repo.json("compare", "--json")[0]["metrics"]) == 1000
+    repo.fsck_clean()
