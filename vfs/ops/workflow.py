@@ -653,6 +653,13 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 raise UsageError(_missing_source(a, tracked, index))
             is_dir = statmod.S_ISDIR(st.st_mode)
             entry = index.get(src)  # (a file or link; an empty directory's entry is one too)
+            if (kind := special_kind(st.st_mode)) is not None:  # moved, it would be staged
+                was = "a directory" if entry is None or entry.kind == Kind.DIR else "a file"
+                raise UsageError(  # as what it replaced, which no working file holds
+                    f"{quote_given(a)} is {kind} now, where dvfs tracks {was}, and dvfs stores "
+                    f"no {kind.partition(' ')[2]}: move it away (`dvfs restore {shell_word(a)}` "
+                    "then brings back what is tracked); nothing was moved"
+                )
             if is_dir == (entry is not None and entry.kind != Kind.DIR):  # a file now a dir, or
                 now, was = ("a directory", "a file") if is_dir else ("a file", "a directory")
                 raise UsageError(
