@@ -259,6 +259,9 @@ def add(
             for rel in rels:
                 if rel in settled and lstat_or_none(repo.root, rel) is None:
                     continue
+                if paths is not None and _file_now_a_directory(repo, index, rel):
+                    continue  # (commit -a: the file's removal; what the directory holds
+                    # is untracked, and stays so, as status lists it)
                 # A directory's files at a time: its path checked once, the names of its
                 # files screened together, the ignore rules for them gathered once.
                 enter_dir, pass_over = (None, None) if force else (enter, passed_over)
@@ -374,6 +377,15 @@ def _started(work: Callable[[], object]) -> Future[None]:
 
     threading.Thread(target=run, name="dvfs-sync", daemon=True).start()
     return done
+
+
+def _file_now_a_directory(repo: Repository, index: Index, rel: bytes) -> bool:
+    """Whether ``rel`` is tracked as a file or link and a directory stands there now."""
+    entry = index.get(rel)
+    if entry is None or entry.kind == Kind.DIR:
+        return False
+    st = lstat_or_none(repo.root, rel)
+    return st is not None and statmod.S_ISDIR(st.st_mode)
 
 
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
