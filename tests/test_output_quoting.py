@@ -349,3 +349,25 @@ def test_mv_rm_add_and_restore_quote_the_names_they_refuse(repo: Repo) -> None:
         'dvfs: warning: skipping "d/f\\377": not a regular file, directory or link'
     ]
     repo.fsck_clean()
+
+
+def test_ignore_files_and_stage_paths_refused_are_named_as_every_other_name_is(
+    repo: Repo,
+) -> None:
+    """A .dvfsignore in a directory named with an escape was warned about as
+    `d\\033x/.dvfsignore is a symbolic link`, and `dvfs run -o '../o<newline>x'` said
+    `out ../o\\nx is outside the working tree`: escaped, not quoted as names are."""
+    d = repo.root / "d\x1bx"
+    d.mkdir()
+    (d / ".dvfsignore").symlink_to("/etc/passwd")
+    (d / "a").write_text("a")
+    r = repo.ok("add", ".")
+    assert_safe(r)
+    assert warnings_of(r) == [
+        'dvfs: warning: "d\\033x/.dvfsignore" is a symbolic link, which dvfs does not '
+        "follow: not used"
+    ]
+    r = repo.run("run", "-n", "s", "-o", "../o\nx", "--", "true")
+    assert_safe(r)
+    assert_error(r, 'out "../o\\nx" is outside the working tree')
+    repo.fsck_clean()
