@@ -49,3 +49,26 @@ def test_a_name_that_names_nothing_exits_2_whatever_its_kind(repo: Repo) -> None
         assert_error(repo.run(*args), said, code=2)
     assert repo.show()["version"] == "v1" and repo.status()["branch"] == "main"
     repo.fsck_clean()
+
+
+def test_a_name_longer_than_a_file_name_names_nothing_as_any_other(repo: Repo) -> None:
+    """`dvfs diff`, `show`, `log`, `checkout`, `switch`, `branch`... of a 300-character
+    name (a path pasted whole, say) said "File name too long: .../.dvfs/refs/heads/xxx"
+    and exited 1: looking it up as a branch, the system refused the ref's file name.
+    No ref can have such a name: it is an unknown name, exit 2, as a short one is."""
+    commit_files(repo, {"d/a": "one"}, "v1")
+    long = "x" * 300
+    for args, said in (
+        (("diff", long), f"{long} is neither a revision nor a path"),
+        (("log", long), f"{long} is neither a revision nor a path"),
+        (("show", long), f"unknown revision {long}"),
+        (("checkout", long), f"unknown revision {long}"),
+        (("cat", f"{long}:d/a"), f"unknown revision {long}"),
+        (("switch", long), f"no branch named {long}"),
+        (("branch", "-d", long), f"no branch named {long}"),
+        (("tag", "-d", long), f"no tag named {long}"),
+    ):
+        line = assert_error(repo.run(*args), said, code=2)
+        assert "File name too long" not in line and ".dvfs" not in line, line
+    assert repo.show()["version"] == "v1" and repo.status()["branch"] == "main"
+    repo.fsck_clean()

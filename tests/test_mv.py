@@ -163,6 +163,26 @@ def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     repo.fsck_clean()
 
 
+def test_a_tracked_file_now_a_fifo_is_not_moved(repo: Repo) -> None:
+    """`dvfs mv data/labels.csv x.csv` with labels.csv replaced by a FIFO said "renamed
+    data/labels.csv -> x.csv": it moved the FIFO and staged x.csv with the old file's
+    content, which no working file held (and the next `commit -a` dropped it). It is
+    refused, saying what is there and what brings the tracked file back."""
+    committed(repo)
+    fifo = repo.root / "data" / "labels.csv"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    line = repo.fail("mv", "data/labels.csv", "x.csv", code=2)
+    assert "data/labels.csv is a FIFO now, where dvfs tracks a file" in line, line
+    assert "`dvfs restore data/labels.csv` then brings back" in line, line
+    assert staged(repo) == set() and not (repo.root / "x.csv").exists()
+    fifo.unlink()
+    repo.ok("restore", "data/labels.csv")  # what it says to run
+    repo.ok("mv", "data/labels.csv", "x.csv")
+    assert repo.read("x.csv") == b"labels"
+    repo.fsck_clean()
+
+
 def test_a_destination_tracked_but_deleted_is_named_so(repo: Repo) -> None:
     """`dvfs mv data/labels.csv data/raw/2.csv` with 2.csv deleted from the working tree
     said "data/raw/2.csv already exists (tracked)", though nothing was there, and not

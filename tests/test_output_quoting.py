@@ -22,6 +22,7 @@ from tests.support.cli import (
     Result,
     assert_error,
     assert_ok,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -89,7 +90,7 @@ def test_hostile_names_in_every_human_output(repo: Repo) -> None:
     r = repo.ok("add", "d")
     assert_safe(r)
     assert warnings_of(r) == [
-        "dvfs: warning: skipping d/fifo\\n  deleted: IMPORTANT.csv: not a regular file, "
+        'dvfs: warning: skipping "d/fifo\\n  deleted: IMPORTANT.csv": not a regular file, '
         "directory or link"
     ]
     st = assert_safe(repo.ok("status"))
@@ -308,4 +309,65 @@ def test_a_damaged_head_is_shown_as_names_are(repo: Repo) -> None:
     (repo.root / ".dvfs" / "HEAD").write_text(f"{v1} a\x1bb\n")
     assert_error(repo.run("status"), f'HEAD is unreadable ("{v1} a\\033b"): run `dvfs fsck')
     repo.ok("fsck", "--repair")
+    repo.fsck_clean()
+
+
+def test_mv_rm_add_and_restore_quote_the_names_they_refuse(repo: Repo) -> None:
+    """`dvfs mv`, `rm`, `add` and `restore` said `d/\\377\\376 is already there` and
+    `d/n\\not is not tracked`: a hostile name escaped but not quoted, where every other
+    output quotes it (a name holding `\\n` or a space could not be told from the
+    message around it). Each now names it as status does."""
+    root = os.fsencode(repo.root)
+    commit_files(repo, {"d/keep": "k"}, "one")
+    for i, name in enumerate(HOSTILE):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(b"x%d" % i)
+    repo.ok("add", "d")
+    repo.commit("two")
+    arg = {name: os.fsdecode(name) for name in HOSTILE}
+    missing = "d/n\not"
+    shown = '"d/n\\not"'
+
+    def refused(*args: str) -> str:
+        r = repo.run(*args)
+        assert_safe(r)
+        return assert_error(r)
+
+    assert f"{q(FORGE)} already exists (tracked)" in refused("mv", arg[ESCAPE], arg[FORGE])
+    assert f"{q(NOT_UTF8)} is already there" in refused("mv", arg[NOT_UTF8], arg[NOT_UTF8])
+    assert f"{shown} does not exist and is not tracked" in refused("mv", missing, "d/x")
+    assert f"{shown} is not tracked: nothing was removed" in refused("rm", missing)
+    assert f"{shown} does not exist and is not tracked" in refused("add", missing)
+    assert f"{shown} is not tracked: nothing was restored" in refused("restore", missing)
+    with open(os.path.join(root, C1), "ab") as f:
+        f.write(b"changed")
+    assert f"uncommitted changes in {q(C1)}:" in refused("rm", arg[C1])
+    os.mkfifo(os.path.join(root, b"d/f\xff"))
+    assert '"d/f\\377" is a FIFO and is not tracked' in refused("add", "d/f\udcff")
+    r = repo.ok("add", "d")
+    assert warnings_of(r) == [
+        'dvfs: warning: skipping "d/f\\377": not a regular file, directory or link'
+    ]
+    repo.fsck_clean()
+
+
+def test_ignore_files_and_stage_paths_refused_are_named_as_every_other_name_is(
+    repo: Repo,
+) -> None:
+    """A .dvfsignore in a directory named with an escape was warned about as
+    `d\\033x/.dvfsignore is a symbolic link`, and `dvfs run -o '../o<newline>x'` said
+    `out ../o\\nx is outside the working tree`: escaped, not quoted as names are."""
+    d = repo.root / "d\x1bx"
+    d.mkdir()
+    (d / ".dvfsignore").symlink_to("/etc/passwd")
+    (d / "a").write_text("a")
+    r = repo.ok("add", ".")
+    assert_safe(r)
+    assert warnings_of(r) == [
+        'dvfs: warning: "d\\033x/.dvfsignore" is a symbolic link, which dvfs does not '
+        "follow: not used"
+    ]
+    r = repo.run("run", "-n", "s", "-o", "../o\nx", "--", "true")
+    assert_safe(r)
+    assert_error(r, 'out "../o\\nx" is outside the working tree')
     repo.fsck_clean()

@@ -211,6 +211,39 @@ def test_after_kill_9_a_command_left_running_is_named_not_run_beside(
     repo.fsck_clean()
 
 
+def test_a_stage_dvfs_run_is_running_is_said_to_be_dvfs_run_s(slow: tuple[Repo, Path]) -> None:
+    """While `dvfs run` ran its stage, `dvfs add` of its output said "`dvfs repro` (pid
+    N) is writing"; once it was killed -9, `dvfs run` and `repro` said the command
+    writing on was "left running by `dvfs repro`": the user looked for a repro that
+    never ran. They name `dvfs run`, the command that did."""
+    repo, marker = slow
+    proc = start_repro(
+        repo, marker, "run", "--force", "-n", "slow", "-d", "first.out", "-d", "slow.py",
+        "-o", "slow.out", "--", PY, "slow.py", str(marker), "again",  # (a new command)
+    )  # fmt: skip
+    stage = int(marker.read_text())
+    listed = repo.root / ".dvfs" / "pipeline.writing"
+    try:
+        line = assert_error(repo.run("add", "slow.out"), "is writing slow.out")
+        assert line.startswith(f"dvfs: error: `dvfs run` (pid {proc.pid}) is writing"), line
+        deadline = time.monotonic() + 30
+        while "slow" not in unpack(listed.read_bytes(), "list").get("groups", {}):
+            assert time.monotonic() < deadline, "the command's group was never listed"
+        proc.kill()
+        proc.communicate(timeout=60)
+        for args in (("run", "-n", "more", "--", "true"), ("repro",)):
+            line = assert_error(repo.run(*args), "is writing slow.out")
+            assert f"left running by `dvfs run` (pid {proc.pid}), which was killed" in line
+    finally:
+        os.killpg(stage, signal.SIGTERM)
+        proc.kill()
+        proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while repo.run("add", "slow.out").code != 0:  # once its group has gone
+        assert time.monotonic() < deadline, "the command never stopped"
+    repo.fsck_clean()
+
+
 @pytest.mark.parametrize("command", [("repro",), ("exp", "run", "-n", "e1")])
 @pytest.mark.parametrize(
     "sig",

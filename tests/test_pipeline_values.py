@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import sys
 
@@ -622,4 +623,56 @@ def test_yaml_keys_true_1_and_1_0_are_three_keys_as_yaml_reads_them(repo: Repo) 
     assert repo.json("log", "-n", "1", "--json")[0]["parameters"] == {"opt": {"true": 1, "1": 2}}
     repo.write("p.yaml", "opt:\n  true: 1\n  True: 2\n")  # one key, twice
     assert_error(repo.run("commit", "-m", "x", "--params-file", "p.yaml"), "the key true twice")
+    repo.fsck_clean()
+
+
+def test_exp_run_says_what_stands_where_its_params_file_should_be(repo: Repo) -> None:
+    """`dvfs exp run -S lr=2` with params.yaml a FIFO or a directory said "params.yaml
+    does not exist", and with it a link out of the repository "params.yaml cannot be
+    read (a symbolic link)" without naming the -S that needed it. It names what is
+    there, in one line, and runs nothing (nor opens the FIFO, which would hang)."""
+    repo.write("params.yaml", "lr: 1\n")
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: echo hi > o\n    params: [lr]\n"
+               "    outs: [o]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "params.yaml", "dvfs.yaml", "o")
+    repo.commit("base")
+    params = repo.root / "params.yaml"
+    outside = repo.root.parent / "outside.yaml"
+    outside.write_text("lr: 5\n")
+    params.unlink()
+    for what in ("a FIFO", "a directory", "a symbolic link"):
+        if what == "a FIFO":
+            os.mkfifo(params)
+        elif what == "a directory":
+            params.mkdir()
+        else:
+            params.symlink_to(outside)
+        line = repo.fail("exp", "run", "-S", "lr=2", "-n", "e", code=2)
+        assert f"-S lr=2: params.yaml is {what}, not a regular file" in line, line
+        params.rmdir() if what == "a directory" else params.unlink()
+    assert outside.read_text() == "lr: 5\n"
+    assert "exp/e" not in repo.ok("branch").out
+    repo.ok("restore", "params.yaml")
+    repo.fsck_clean()
+
+
+def test_compare_of_thousands_of_metrics_shows_a_table_a_terminal_can_hold(repo: Repo) -> None:
+    """A version of 1,000 metrics made `dvfs compare` print 1,003 columns, each cut to
+    nothing (a line of `┃┃┃┃`), after seconds of layout. The table shows 40 of them and
+    says how many it left out and how to see them all; the JSON has every one."""
+    repo.write("src.json", json.dumps({f"m{i:04d}": i for i in range(1000)}))
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit("one")
+    r = repo.ok("compare")
+    header = r.out.splitlines()[0].split()
+    assert header[:3] == ["rev", "┃", "created"] and "m0000" in header and "m0039" in header
+    assert "m0040" not in header and len([h for h in header if h != "┃"]) == 3 + 40
+    assert r.err.splitlines() == [
+        "note: the table shows 40 of the 1,000 parameter and metric columns (960 left out): "
+        "`dvfs compare --json` or `--csv` gives every one, and `--sort NAME` shows the "
+        "column it sorts by"
+    ]
+    assert "m0999" in repo.ok("compare", "--sort", "-m0999").out.splitlines()[0]
+    assert len(repo.json("compare", "--json")[0]["metrics"]) == 1000
     repo.fsck_clean()

@@ -737,6 +737,27 @@ def test_status_of_a_tracked_file_or_link_at_the_root_that_became_a_directory(re
     repo.fsck_clean()
 
 
+def test_commit_a_records_a_file_now_a_directory_as_deleted_not_what_it_holds(
+    repo: Repo,
+) -> None:
+    """`dvfs commit -am` with a tracked file replaced by a directory committed the
+    files in that directory, untracked, which status had not listed and `-a` says it
+    leaves alone. It records the file's removal; the directory's files stay untracked."""
+    repo.write("f.txt", "a file")
+    repo.write("d/g.txt", "below")
+    repo.write("d/keep.txt", "kept")
+    repo.ok("add", ".")
+    repo.commit("v1")
+    for rel in ("f.txt", "d/g.txt"):
+        (repo.root / rel).unlink()
+        repo.write(f"{rel}/inner", "untracked")
+    repo.ok("commit", "-am", "v2")
+    assert set(repo.show()["files"]) == {"d/keep.txt"}
+    st = repo.status()
+    assert st["untracked"] == ["d/g.txt/inner"] and st["staged"] == st["deleted"] == []
+    repo.fsck_clean()
+
+
 # -------------------------------------------------------------------------------------- parameters
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
-from vfs.cli.output import emit_json, quoted, warn, workers
+from vfs.cli.output import echo, emit_json, quoted, warn, workers
 from vfs.cli.pipeline import history_of, path_arg, plain_table, say_to, stage_output
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_name
@@ -312,12 +312,42 @@ def compare(
     done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes, unreadable)
     for n in notes:
         warn(n)
-    _show_compared(done, as_csv, as_json)
+    _show_compared(done, as_csv, as_json, sort_by)
     if unreadable:  # each named in a warning, its metrics shown as missing
         sys.exit(1)
 
 
-def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
+TABLE_COLUMNS = 40  # parameter and metric columns the table shows (CSV and JSON: all)
+
+
+def table_columns(
+    pcols: list[str], mcols: list[str], sort_by: str | None = None
+) -> tuple[list[str], list[str]]:
+    """The parameter and metric columns a table of ``dvfs compare`` shows: all of them,
+    or past ``TABLE_COLUMNS`` the first of each kind, half of it each (the rest to the
+    other kind if one has fewer), and the column sorted by wherever it stands.
+
+    A version may hold 100,000 values: a table of that many columns was thousands of
+    columns no terminal shows, each cut to nothing, after seconds of layout."""
+    if len(pcols) + len(mcols) <= TABLE_COLUMNS:
+        return pcols, mcols
+    n_p = min(len(pcols), max(TABLE_COLUMNS // 2, TABLE_COLUMNS - len(mcols)))
+    keep_p, keep_m = pcols[:n_p], mcols[: TABLE_COLUMNS - n_p]
+    for name in (sort_by, sort_by[1:] if sort_by and sort_by[0] == "-" else None):
+        if name is None:
+            continue
+        if name in mcols:  # (as report.compare reads --sort: a metric first)
+            if name not in keep_m:
+                keep_m.append(name)
+            break
+        if name in pcols:
+            if name not in keep_p:
+                keep_p.append(name)
+            break
+    return keep_p, keep_m
+
+
+def _show_compared(done: Compared, as_csv: bool, as_json: bool, sort_by: str | None = None) -> None:
     """Print ``dvfs compare``'s table, CSV or JSON."""
     from vfs.pipeline import report
 
@@ -355,6 +385,8 @@ def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    pcols, mcols = table_columns(pcols, mcols, sort_by)
+    left = len(done.params) + len(done.metrics) - len(pcols) - len(mcols)
     t = Table(show_edge=False, pad_edge=False, header_style="bold")
     for h in ["rev", "created", "message"]:
         t.add_column(h, no_wrap=True, overflow="ellipsis", max_width=40 if h == "message" else None)
@@ -365,10 +397,19 @@ def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
     for r, cells in table:
         t.add_row(
             Text(escape_text(r.label)), Text(r.created), Text(escape_text(r.message)),
-            *(Text(report.shown(v)) for v in cells.values()),
+            *(Text(report.shown(cells[f"param:{k}"])) for k in pcols),
+            *(Text(report.shown(cells[f"metric:{k}"])) for k in mcols),
         )  # fmt: skip
     console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 1000)
     console.print(t)
+    if left:
+        total = len(done.params) + len(done.metrics)
+        echo(
+            f"note: the table shows {len(pcols) + len(mcols):,} of the {total:,} parameter "
+            f"and metric columns ({left:,} left out): `dvfs compare --json` or `--csv` gives "
+            "every one, and `--sort NAME` shows the column it sorts by",
+            err=True,
+        )
 
 
 @click.group(cls=DvfsGroup, name="exp")

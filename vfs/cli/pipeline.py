@@ -57,13 +57,14 @@ def _from_here(ws: Any, paths: list[bytes]) -> list[bytes]:
     return [posixpath.relpath(p, here) for p in paths]
 
 
-def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
-    """Reproduce with ``opts`` and report: stage lines, failures, then one summary line."""
+def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool, by: str = "`dvfs repro`") -> None:
+    """Reproduce with ``opts`` and report: stage lines, failures, then one summary line.
+    ``by``: the command, as a refusal of ``add`` meanwhile names it."""
     from vfs.pipeline import repro
 
     output = stage_output(as_json)
     with workers() as w, ws.exclusive():
-        job = repro.Repro(ws, dag, w, say_to(output, as_json), warn, output)
+        job = repro.Repro(ws, dag, w, say_to(output, as_json), warn, output, by=by)
         out = job.run(opts)
     if out.interrupted and not as_json:
         raise repro.Interrupted(interrupted_line(out))
@@ -281,7 +282,7 @@ def run_cmd(
     if no_exec:
         return
     try:
-        run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False)
+        run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False, "`dvfs run`")
     except repro.StageFailed as exc:  # (its run is not recorded; the stage itself is)
         raise repro.StageFailed(
             f"{exc}; stage {name} stays in {PIPELINE_FILE}: `dvfs repro {name}` runs it once "

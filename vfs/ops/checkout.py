@@ -71,7 +71,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
 from vfs.worktree.restore import ensure_dir, restore_many
-from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
+from vfs.worktree.scan import Found, Warn, lstat_or_none, quoted, special_kind
 
 # Test hook: ``DVFS_TEST_CHECKOUT_KILL_AT=written`` kills the process (SIGKILL) once a
 # checkout has written its files, before the index and HEAD say so.
@@ -215,7 +215,7 @@ def restore_version(
     carry: set[bytes] = set()
     if not force:
         if blocked:
-            shown = ", ".join(f"{show(p)} ({why})" for p, why in blocked[:5])
+            shown = ", ".join(f"{quoted(p)} ({why})" for p, why in blocked[:5])
             more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
             raise UsageError(
                 f"{action} would replace {shown}{more}: move it away, or use --force to "
@@ -268,7 +268,7 @@ def restore_version(
                     conflicts.append(p)
                     removals.add(p)
         if unreadable:
-            shown = ", ".join(show(p) for p in sorted(unreadable)[:10])
+            shown = ", ".join(quoted(p) for p in sorted(unreadable)[:10])
             raise UsageError(
                 f"{action} cannot read {shown} to check for uncommitted changes: "
                 "nothing was changed; make it readable"
@@ -287,9 +287,9 @@ def restore_version(
                 )
             raise UncommittedChanges(
                 action,
-                sorted({show(p) for p in conflicts}),
-                [show(p) for p in loose],
-                removed=[show(p) for p in removals],
+                sorted({quoted(p) for p in conflicts}),
+                [quoted(p) for p in loose],
+                removed=[quoted(p) for p in removals],
                 what=advice,
             )
     report = CheckoutReport(label, None if paths else attach, bool(paths), carried=sorted(carry))
@@ -373,7 +373,9 @@ def restore_version(
                 try:
                     ensure_dir(walker, p, lambda _: False)
                 except UsageError:
-                    warn(f"{show(p)}: not made as an empty directory: something else is in the way")
+                    warn(
+                        f"{quoted(p)}: not made as an empty directory: something else is in the way"
+                    )
     for p, _ in todo:
         if p in stats:
             index.entries[p] = stats[p]
@@ -572,7 +574,7 @@ def _in_merge(repo: Repository) -> str | None:
     left = [] if merge is None else merge.unresolved()
     if not left:
         return None
-    shown = ", ".join(show(p) for p in left[:5]) + (
+    shown = ", ".join(quoted(p) for p in left[:5]) + (
         f" and {len(left) - 5} more" if len(left) > 5 else ""
     )
     return (
@@ -593,13 +595,13 @@ def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) 
     bad = reserved_path(chain(wanted, empty))
     if bad is not None:
         raise FormatError(
-            f"{label} holds {show(bad)}, a name dvfs never writes into a working tree "
+            f"{label} holds {quoted(bad)}, a name dvfs never writes into a working tree "
             "(.git, .dvfs or a lookalike, or .versions at the top): nothing was changed"
         )
     deep = next((p for p in chain(wanted, empty) if p.count(b"/") > MAX_DEPTH), None)
     if deep is not None:
         raise FormatError(
-            f"{label} holds {show(deep)[:200]}..., nested more than {MAX_DEPTH} directories "
+            f"{label} holds {quoted(deep[:200])}..., nested more than {MAX_DEPTH} directories "
             "deep: nothing was changed"
         )
 
@@ -722,7 +724,7 @@ def fetch_missing(
 
 def names_of(paths: Sequence[bytes]) -> str:
     """Some paths for a message, and how many more."""
-    shown = ", ".join(show(p) for p in paths[:5])
+    shown = ", ".join(quoted(p) for p in paths[:5])
     return shown + (f" and {len(paths) - 5:,} more" if len(paths) > 5 else "")
 
 

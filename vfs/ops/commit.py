@@ -42,6 +42,7 @@ from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.scan import (
     SKIP_DIRS,
     Warn,
+    quoted,
     reserved_in,
     reserved_message,
     show,
@@ -230,7 +231,7 @@ def _store_tree(
         path = d + b"/" + bad[0] if d else bad[0]
         raise UsageError(
             f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
-            f"{show(path)}`, then commit"
+            f"{shell_word(show(path))}`, then commit"
         )
     twice = next((a for a, b in itertools.pairwise(names) if a == b), None)
     if twice is not None:  # a file and paths below it: no tree may hold the name twice
@@ -241,7 +242,7 @@ def _store_tree(
 def both_message(path: bytes) -> str:
     """What to do about an index that stages ``path`` as a file and paths below it."""
     return (
-        f"the index stages {show(path)} both as a file and as a directory: run "
+        f"the index stages {quoted(path)} both as a file and as a directory: run "
         f"`dvfs add {shell_word(path)}` to stage what the working tree holds there"
     )
 
@@ -376,7 +377,7 @@ def commit_locked(
             f"does not hold it: `dvfs merge --abort`, then `dvfs merge {merge.rev}` again"
         )
     if merge is not None and (left := merge.unresolved()):
-        shown = ", ".join(show(p) for p in left[:5]) + (
+        shown = ", ".join(quoted(p) for p in left[:5]) + (
             f" and {len(left) - 5} more" if len(left) > 5 else ""
         )
         raise UsageError(

@@ -75,7 +75,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
-from vfs.worktree.scan import Found, Warn, show
+from vfs.worktree.scan import Found, Warn, quoted
 
 
 @dataclass
@@ -343,7 +343,7 @@ def _refuse_changes(repo: Repository, workers: Workers, warn: Warn) -> None:
     changed.update(state.modified, state.deleted, state.unreadable)
     if changed:
         paths = sorted(changed)
-        shown = ", ".join(show(p) for p in paths[:10])
+        shown = ", ".join(quoted(p) for p in paths[:10])
         more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
         raise UsageError(
             f"merge needs a clean working tree; uncommitted changes in {shown}{more}: "
@@ -509,7 +509,7 @@ def abort(
                 if work.modified or work.unreadable:
                     paths = sorted(work.modified + work.unreadable)
                     raise UncommittedChanges(
-                        "merge --abort", [show(p) for p in paths],
+                        "merge --abort", [quoted(p) for p in paths],
                         what="copy them elsewhere first (no commit is made while the merge "
                         "record is damaged), or use --force to discard them",
                     ) from None  # fmt: skip
@@ -572,7 +572,7 @@ def _refuse_edited(repo: Repository, theirs: bytes, workers: Workers, warn: Warn
     ]
     if edited or work.unreadable:
         paths = sorted(edited + work.unreadable)
-        raise UncommittedChanges("merge --abort", [show(p) for p in paths])
+        raise UncommittedChanges("merge --abort", [quoted(p) for p in paths])
 
 
 def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> int:

@@ -23,7 +23,7 @@ from vfs.ops.checkout import (
     under_any,
 )
 from vfs.ops.status import WorkState, head_files, quiet, work_state
-from vfs.quoting import shell_word
+from vfs.quoting import quote_given, shell_word
 from vfs.repo import cut_short
 from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository
@@ -32,7 +32,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
-from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
+from vfs.worktree.scan import Found, Warn, lstat_or_none, quoted, show, special_kind
 
 
 @dataclass
@@ -129,12 +129,12 @@ def restore(
             in_src = src is not None and any(under_any(q, [rel]) for q in src)
             if not index.under(rel) and not in_src:
                 where = "" if src is None or not label else f" and not in {label}"
-                raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
+                raise UsageError(f"{quote_given(arg)} is not tracked{where}: nothing was restored")
             if source is not None and not staged and not in_src:
                 # (restore never deletes a file: nothing would be written for it)
                 raise UsageError(
-                    f"{arg} is not in {label}: nothing was restored (restore never deletes "
-                    f"a file; `dvfs rm {shell_word(arg)}` does)"
+                    f"{quote_given(arg)} is not in {label}: nothing was restored (restore "
+                    f"never deletes a file; `dvfs rm {shell_word(arg)}` does)"
                 )
         report = RestoreReport(label or None)
         unstaged: set[bytes] = set()  # unchanged tracked files unstaged: may be replaced
@@ -325,7 +325,7 @@ def _refuse_in_the_way(repo: Repository, d: bytes, replace: Callable[[bytes], bo
                 if (kind := special_kind(st.st_mode)) is not None:
                     what = f"{kind}, not tracked,"
                 raise UsageError(
-                    f"{show(cur)} is {what} where restore needs a directory: move it away; "
+                    f"{quoted(cur)} is {what} where restore needs a directory: move it away; "
                     "nothing was restored"
                 )
             return
@@ -366,13 +366,13 @@ def _restore_files(
                 if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
                     if statmod.S_ISDIR(st.st_mode) and index.under(p):
                         raise UsageError(
-                            f"{show(p)} is a directory of tracked files where restore "
+                            f"{quoted(p)} is a directory of tracked files where restore "
                             "writes a file, and restore never deletes a file: `dvfs rm -r` "
                             "it first; nothing was restored"
                         )
                     what = special_kind(st.st_mode) or "a directory"
                     raise UsageError(
-                        f"{show(p)} is {what}, not tracked, where restore writes a file: "
+                        f"{quoted(p)} is {what}, not tracked, where restore writes a file: "
                         "move it away; nothing was restored"
                     )
                 untracked.append(Found(p, st))
@@ -401,7 +401,7 @@ def _restore_files(
     unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command="restore",
         gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
-        + " ".join(show(p) for p, _ in todo[:5]),
+        + " ".join(shell_word(show(p)) for p, _ in todo[:5]),
         offline=offline, expansion=None if yes else (),
     )  # fmt: skip
     for p, why in unavailable.items():
@@ -423,7 +423,7 @@ def _restore_files(
         st = lstat_or_none(repo.root, p) if p in changed or p not in sub.entries else None
         if st is not None and statmod.S_ISDIR(st.st_mode) and not replace(p):
             raise UsageError(
-                f"{show(p)} is a directory holding untracked files where restore writes a "
+                f"{quoted(p)} is a directory holding untracked files where restore writes a "
                 "file: move it away; nothing was restored"
             )
     with restoring(repo) if todo else contextlib.nullcontext():

@@ -10,7 +10,6 @@ import bisect
 import contextlib
 import errno
 import os
-import shlex
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ from vfs.model.names import (
 from vfs.ops import merging
 from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
-from vfs.quoting import shell_word
+from vfs.quoting import quote_given, shell_word
 from vfs.repo import cut_short
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import DVFS_DIR, Repository
@@ -43,6 +42,7 @@ from vfs.worktree.scan import (
     Found,
     Warn,
     lstat_or_none,
+    quoted,
     reserved_message,
     scan_lists,
     show,
@@ -124,20 +124,19 @@ def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> Non
             nested_note(nested).partition(", ")[2] if nested == rel else f"in {nested_note(nested)}"
         )
         raise UsageError(
-            f"{arg} is {where}: `dvfs add --force {shell_word(arg)}` adds it here all the "
-            "same; nothing was staged"
+            f"{quote_given(arg)} is {where}: `dvfs add --force {shell_word(arg)}` adds it "
+            "here all the same; nothing was staged"
         )
     if rule is not None:
         raise UsageError(
-            f"{arg} is ignored by {rule}: `dvfs add --force {shell_word(arg)}` adds it all the "
-            "same; "
-            "nothing was staged"
+            f"{quote_given(arg)} is ignored by {rule}: `dvfs add --force {shell_word(arg)}` "
+            "adds it all the same; nothing was staged"
         )
 
 
 def nested_note(d: bytes) -> str:
     """A directory that is a dvfs repository of its own, named for a message."""
-    return f"{show(d)}/, a dvfs repository of its own (`dvfs add` inside it tracks its files)"
+    return f"{quoted(d)}/, a dvfs repository of its own (`dvfs add` inside it tracks its files)"
 
 
 UNREADABLE = (
@@ -214,10 +213,12 @@ def add(
             if st is None:
                 if rel in settled:
                     continue  # a conflict the merge left deleted: staged as it is
-                raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
+                raise UsageError(
+                    f"{quote_given(a)} does not exist and is not tracked: nothing was staged"
+                )
             if (kind := special_kind(st.st_mode)) is not None:
                 raise UsageError(
-                    f"{a} is {kind} and is not tracked: dvfs stores regular "
+                    f"{quote_given(a)} is {kind} and is not tracked: dvfs stores regular "
                     "files, directories and symbolic links; nothing was staged"
                 )
         found: dict[bytes, Found] = {}
@@ -258,6 +259,9 @@ def add(
             for rel in rels:
                 if rel in settled and lstat_or_none(repo.root, rel) is None:
                     continue
+                if paths is not None and _file_now_a_directory(repo, index, rel):
+                    continue  # (commit -a: the file's removal; what the directory holds
+                    # is untracked, and stays so, as status lists it)
                 # A directory's files at a time: its path checked once, the names of its
                 # files screened together, the ignore rules for them gathered once.
                 enter_dir, pass_over = (None, None) if force else (enter, passed_over)
@@ -375,6 +379,15 @@ def _started(work: Callable[[], object]) -> Future[None]:
     return done
 
 
+def _file_now_a_directory(repo: Repository, index: Index, rel: bytes) -> bool:
+    """Whether ``rel`` is tracked as a file or link and a directory stands there now."""
+    entry = index.get(rel)
+    if entry is None or entry.kind == Kind.DIR:
+        return False
+    st = lstat_or_none(repo.root, rel)
+    return st is not None and statmod.S_ISDIR(st.st_mode)
+
+
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
     """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay.
 
@@ -390,7 +403,7 @@ def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet
     if work.unreadable:
         its, them = ("its", "it") if len(work.unreadable) == 1 else ("their", "them")
         more = len(work.unreadable) - 5
-        shown = ", ".join(show(p) for p in work.unreadable[:5]) + (
+        shown = ", ".join(quoted(p) for p in work.unreadable[:5]) + (
             f" and {more} more" if more > 0 else ""
         )
         raise FileUnreadable(
@@ -424,7 +437,7 @@ def rm(
         for a, rel in zip(args, rels, strict=True):
             under = index.under(rel)
             if not under and rel not in settled:
-                raise UsageError(f"{a} is not tracked: nothing was removed")
+                raise UsageError(f"{quote_given(a)} is not tracked: nothing was removed")
             targets.extend(under)
         if not cached and not force:
             sub = Index(index.path)
@@ -432,7 +445,7 @@ def rm(
             sub.entries = {p: s for p in targets if (s := index.get(p)) is not None}
             state = work_state(repo, sub, workers)
             if state.unreadable:
-                shown = ", ".join(show(p) for p in state.unreadable[:10])
+                shown = ", ".join(quoted(p) for p in state.unreadable[:10])
                 raise UsageError(
                     f"cannot read {shown} to check for unstaged changes: "
                     "nothing was removed; use --force to remove anyway"
@@ -441,7 +454,7 @@ def rm(
             changed.update(staged_since_head(repo, sub, rels))
             if changed:
                 raise UncommittedChanges(
-                    "rm", [show(p) for p in sorted(changed)], verb="delete",
+                    "rm", [quoted(p) for p in sorted(changed)], verb="delete",
                     what="nothing was removed; commit them first, or use --cached to stop "
                     "tracking and keep the files, or --force to delete them anyway",
                 )  # fmt: skip
@@ -524,9 +537,11 @@ class Move:
 def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
     """Refuse moving ``src`` to ``dst`` unless the result can be staged as it is."""
     if dst == src:
-        raise UsageError(f"{show(src)} is already there: nothing was moved")
+        raise UsageError(f"{quoted(src)} is already there: nothing was moved")
     if under_path(dst, src):
-        raise UsageError(f"cannot move {show(src)} into itself ({show(dst)}): nothing was moved")
+        raise UsageError(
+            f"cannot move {quoted(src)} into itself ({quoted(dst)}): nothing was moved"
+        )
     bad = reserved_path([dst])
     if bad is not None:
         raise UsageError(f"cannot move to {reserved_message(bad)}; nothing was moved")
@@ -534,40 +549,40 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
         raise UsageError(f"{LOCK_FILE} is dvfs's own record for git: nothing was moved")
     if any(len(n) > NAME_MAX for n in dst.split(b"/")):
         raise UsageError(
-            f"cannot move to {show(dst)[:200]}{'...' if len(dst) > 200 else ''}: a name "
+            f"cannot move to {quoted(dst[:200])}{'...' if len(dst) > 200 else ''}: a name "
             f"there is longer than {NAME_MAX} bytes, which no filesystem takes; nothing "
             "was moved"
         )
     try:
         check_path(dst)
     except DvfsError as exc:
-        raise UsageError(f"cannot move to {show(dst)} ({exc}); nothing was moved") from None
+        raise UsageError(f"cannot move to {quoted(dst)} ({exc}); nothing was moved") from None
     deepest = max((p.count(b"/") - src.count(b"/") for p in index.under(src)), default=0)
     if dst.count(b"/") + deepest > MAX_DEPTH:
         raise UsageError(f"cannot move to {too_deep_message(dst)}; nothing was moved")
     if walker.lstat(dst) is None and index.under(dst):  # tracked, not in the working tree
         how = "never checked out" if all(map(index.is_absent, index.under(dst))) else "deleted"
         raise UsageError(
-            f"{show(dst)} is tracked, though not in the working tree ({how}): mv never "
+            f"{quoted(dst)} is tracked, though not in the working tree ({how}): mv never "
             f"replaces anything; `dvfs rm {shell_word(show(dst))}` first drops it; nothing "
             "was moved"
         )
     if walker.lstat(dst) is not None:
         raise UsageError(
-            f"{show(dst)} already exists{' (tracked)' if index.under(dst) else ''}: "
+            f"{quoted(dst)} already exists{' (tracked)' if index.under(dst) else ''}: "
             "mv never replaces anything; nothing was moved"
         )
     parent = dst.rpartition(b"/")[0]
     st = walker.lstat(parent)
     if st is None or not statmod.S_ISDIR(st.st_mode):
         raise UsageError(
-            f"{show(parent)} is not a directory of the working tree: create it first "
+            f"{quoted(parent)} is not a directory of the working tree: create it first "
             "(`mkdir -p`); nothing was moved"
         )
     nested = _repository_above(walker, parent)
     if nested is not None:  # (whose files that one tracks: as add, which asks --force)
         raise UsageError(
-            f"cannot move to {show(dst)}: it is in {nested_note(nested)}; nothing was "
+            f"cannot move to {quoted(dst)}: it is in {nested_note(nested)}; nothing was "
             "moved (to track it there all the same: mv it, then `dvfs add --force` both paths)"
         )
 
@@ -589,12 +604,12 @@ def _missing_source(arg: str, tracked: Sequence[bytes], index: Index) -> str:
     working tree, and what brings it back."""
     if all(index.is_absent(p) for p in tracked):
         return (
-            f"{arg} is tracked but was never checked out (not in the working tree): "
+            f"{quote_given(arg)} is tracked but was never checked out (not in the working tree): "
             f"`dvfs restore {shell_word(arg)}` checks it out, then it can be moved; nothing was "
             "moved"
         )
     return (
-        f"{arg} is tracked but not in the working tree (deleted): `dvfs restore "
+        f"{quote_given(arg)} is tracked but not in the working tree (deleted): `dvfs restore "
         f"{shell_word(arg)}` brings it back to move it, or `dvfs rm {shell_word(arg)}` stages "
         "its removal; nothing was moved"
     )
@@ -624,7 +639,9 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
         st = walker.lstat(dst)
         into = st is not None and statmod.S_ISDIR(st.st_mode) and not index.get(dst)
         if len(sources) > 1 and not into:
-            raise UsageError(f"moving several paths needs a directory: {dest} is not one")
+            raise UsageError(
+                f"moving several paths needs a directory: {quote_given(dest)} is not one"
+            )
         plan: list[Move] = []
         for a in sources:
             src = repo.rel(a, index)
@@ -632,32 +649,47 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 raise UsageError("cannot move the repository itself: nothing was moved")
             tracked = index.under(src)
             if any(src == m.src or under_path(src, m.src) or under_path(m.src, src) for m in plan):
-                raise UsageError(f"{a} is given twice, or inside another source: nothing was moved")
+                raise UsageError(
+                    f"{quote_given(a)} is given twice, or inside another source: nothing was moved"
+                )
             st = walker.lstat(src)
             if not tracked and st is None:
-                raise UsageError(f"{a} does not exist and is not tracked: nothing was moved")
+                raise UsageError(
+                    f"{quote_given(a)} does not exist and is not tracked: nothing was moved"
+                )
             if not tracked:
-                raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
+                raise UsageError(
+                    f"{quote_given(a)} is not tracked: move it with mv, then `dvfs add` it"
+                )
             if st is None:
                 raise UsageError(_missing_source(a, tracked, index))
             is_dir = statmod.S_ISDIR(st.st_mode)
             entry = index.get(src)  # (a file or link; an empty directory's entry is one too)
+            if (kind := special_kind(st.st_mode)) is not None:  # moved, it would be staged
+                was = "a directory" if entry is None or entry.kind == Kind.DIR else "a file"
+                raise UsageError(  # as what it replaced, which no working file holds
+                    f"{quote_given(a)} is {kind} now, where dvfs tracks {was}, and dvfs stores "
+                    f"no {kind.partition(' ')[2]}: move it away (`dvfs restore {shell_word(a)}` "
+                    "then brings back what is tracked); nothing was moved"
+                )
             if is_dir == (entry is not None and entry.kind != Kind.DIR):  # a file now a dir, or
                 now, was = ("a directory", "a file") if is_dir else ("a file", "a directory")
                 raise UsageError(
-                    f"{a} is {now} now, where dvfs tracks {was}: `dvfs add {shlex.quote(a)}` "
-                    "records what is there, then move it; nothing was moved"
+                    f"{quote_given(a)} is {now} now, where dvfs tracks {was}: "
+                    f"`dvfs add {shell_word(a)}` records what is there, then move it; nothing "
+                    "was moved"
                 )
             if dest.endswith("/") and not into and not statmod.S_ISDIR(st.st_mode):
                 # (as git: a file moves into DST/, which must be a directory)
                 raise UsageError(
-                    f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
+                    f"{quote_given(dest)} is not a directory: create it first (`mkdir -p`); "
+                    "nothing was moved"
                 )
             target = dst + b"/" + src.rpartition(b"/")[2] if into and dst else (
                 src.rpartition(b"/")[2] if into else dst
             )  # fmt: skip
             if any(target == m.dst or under_path(target, m.dst) for m in plan):
-                raise UsageError(f"two paths would move to {show(target)}: nothing was moved")
+                raise UsageError(f"two paths would move to {quoted(target)}: nothing was moved")
             _move_target(index, walker, src, target)
             plan.append(Move(src, target, len(tracked)))
         _refuse_conflicts(repo, [m.src for m in plan])
@@ -682,7 +714,7 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                     if exc.errno != errno.EXDEV:
                         raise
                     raise UsageError(
-                        f"cannot move {show(m.src)} to {show(m.dst)}: they are on different "
+                        f"cannot move {quoted(m.src)} to {quoted(m.dst)}: they are on different "
                         "filesystems (a mount point lies between), where mv only renames; "
                         "nothing was moved (move it with mv, then `dvfs add` both paths)"
                     ) from None
@@ -715,7 +747,7 @@ def _refuse_conflicts(repo: Repository, sources: list[bytes]) -> None:
     left = merge.unresolved()
     hit = sorted(p for p in left if any(p == s or under_path(p, s) for s in sources))
     if hit:
-        shown = ", ".join(show(p) for p in hit[:5]) + (
+        shown = ", ".join(quoted(p) for p in hit[:5]) + (
             f" and {len(hit) - 5:,} more" if len(hit) > 5 else ""
         )
         it = "it" if len(hit) == 1 else "them"

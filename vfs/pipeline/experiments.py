@@ -71,7 +71,7 @@ from vfs.store.pins import release, take
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import ensure_dir
-from vfs.worktree.scan import Warn, show
+from vfs.worktree.scan import Warn, quoted, special_kind
 
 EXP_DIR = "exp"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -142,6 +142,30 @@ def _copy(src: Walker, dst: Walker, rel: bytes, st: os.stat_result) -> None:
         os.close(fin)
 
 
+def _not_settable(ws: Workspace, rel: bytes) -> str | None:
+    """Why -S cannot set a value in ``rel`` if the working tree holds there no regular
+    file (a FIFO, a directory or a link is never copied into the experiment's tree as
+    a file, and never opened: a FIFO would hang the read); None if it holds one."""
+    try:
+        st = ws.lstat(rel)
+    except OSError as exc:
+        return f"{quoted(rel)} cannot be read ({exc.strerror})"
+    if st is None:
+        return f"{quoted(rel)} does not exist"
+    if statmod.S_ISREG(st.st_mode):
+        return None
+    if statmod.S_ISLNK(st.st_mode):
+        what = "a symbolic link"
+    elif statmod.S_ISDIR(st.st_mode):
+        what = "a directory"
+    else:
+        what = special_kind(st.st_mode) or "not a file"
+    return (
+        f"{quoted(rel)} is {what}, not a regular file: -S sets a value in a YAML or JSON "
+        "file of the working tree; make it one, or name the file the value is in"
+    )
+
+
 def _populate(
     ws: Workspace, tree: Path, paths: list[bytes], deps: list[bytes], workers: Workers,
     warn: Warn,
@@ -174,11 +198,11 @@ def _check_link(ws: Workspace, src: Walker, rel: bytes, paths: list[bytes]) -> N
     if not os.path.exists(ws.root / os.fsdecode(where)):
         return  # (leading nowhere in the working tree too)
     raise UsageError(
-        f"{show(rel)}, a dep, is a symbolic link to {quote_name(os.fsdecode(target))}, "
+        f"{quoted(rel)}, a dep, is a symbolic link to {quote_name(os.fsdecode(target))}, "
         + ("outside the working tree" if out else "which no selected stage reads or makes")
         + ": from the experiment's copy of the working tree it would lead elsewhere; make "
         "the link absolute"
-        + ("" if out else f", or make {show(where)} a dep of the stage that reads it")
+        + ("" if out else f", or make {quoted(where)} a dep of the stage that reads it")
     )
 
 
@@ -290,10 +314,15 @@ def run(
             _populate(ws, tree, wanted, deps, workers, warn)
             exp_ws = Workspace(tree, repo, own_index=False)
             for s in settings:
-                data = exp_ws.read(s.file, values.MAX_FILE)
+                try:
+                    data = exp_ws.read(s.file, values.MAX_FILE)
+                except UsageError as exc:  # (what the working tree holds says why)
+                    why = _not_settable(ws, s.file) or str(exc)
+                    raise UsageError(f"-S {quote_name(s.text)}: {why}") from None
                 if data is None:
-                    raise UsageError(f"-S {quote_name(s.text)}: {show(s.file)} does not exist")
-                exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
+                    why = _not_settable(ws, s.file) or f"{quoted(s.file)} does not exist"
+                    raise UsageError(f"-S {quote_name(s.text)}: {why}")
+                exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, quoted(s.file)))
             _check_read(dag, names, settings)
             _, exp_dag = load_pipeline(exp_ws)
             runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output, copy=True)
@@ -344,9 +373,9 @@ def _check_read(dag: Dag, names: list[str], settings: list[Setting]) -> None:
             for f, k in read
         ):
             continue
-        shown = ", ".join(dict.fromkeys(f"{show(f)}:{k}" for f, k in read)) or "none"
+        shown = ", ".join(dict.fromkeys(f"{quoted(f)}:{k}" for f, k in read)) or "none"
         raise UsageError(
-            f"-S {quote_name(s.text)}: no stage reads {show(s.file)}:{quote_name(s.key)}, so the "
+            f"-S {quote_name(s.text)}: no stage reads {quoted(s.file)}:{quote_name(s.key)}, so the "
             f"experiment would not use it (the stages read {shown}; -S FILE:KEY=VALUE names "
             "another file)"
         )
@@ -360,9 +389,9 @@ def _check_made(dag: Dag, names: list[str], settings: list[Setting]) -> None:
         for n in names:
             out = next((o for o in dag.stages[n].outs if inside(s.file, o)), None)
             if out is not None:
-                within = f" (in its out {show(out)})" if out != s.file else ""
+                within = f" (in its out {quoted(out)})" if out != s.file else ""
                 raise UsageError(
-                    f"-S {quote_name(s.text)}: {show(s.file)} is made by stage {n}{within}, "
+                    f"-S {quote_name(s.text)}: {quoted(s.file)} is made by stage {n}{within}, "
                     f"which would write it again: set what stage {n} makes it from instead"
                 )
 
@@ -408,7 +437,7 @@ def _record(
             for f in untracked:
                 add = "dvfs add --force" if f in ignored else "dvfs add"  # (else refused)
                 warn(
-                    f"{show(f)} is not tracked: experiment {name} records the values it set "
+                    f"{quoted(f)} is not tracked: experiment {name} records the values it set "
                     f"in its runs, not the file (`{add} {shell_word(f)}` and commit it to "
                     f"have `dvfs switch {branch}` bring it)"
                 )

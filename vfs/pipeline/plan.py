@@ -15,7 +15,7 @@ from vfs.pipeline.spec import Stage
 from vfs.pipeline.workspace import Workspace, ignored_outs
 from vfs.quoting import quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE
-from vfs.worktree.scan import show
+from vfs.worktree.scan import quoted
 
 
 @dataclass
@@ -116,9 +116,9 @@ def _file_above(ws: Workspace, rel: bytes) -> bytes | None:
 
 def _through_link(name: str, what: str, path: bytes, link: bytes) -> UsageError:
     return UsageError(
-        f"stage {name}: {what} {show(path)} is reached through the symbolic link "
-        f"{show(link)}, and dvfs does not follow links to a stage's deps and outs: "
-        f"make {show(link)} a directory, or name the path it points to"
+        f"stage {name}: {what} {quoted(path)} is reached through the symbolic link "
+        f"{quoted(link)}, and dvfs does not follow links to a stage's deps and outs: "
+        f"make {quoted(link)} a directory, or name the path it points to"
     )
 
 
@@ -135,13 +135,13 @@ def check_outs(ws: Workspace, stages: list[Stage]) -> None:
             in_file = _file_above(ws, o)
             if in_file is not None:
                 raise UsageError(
-                    f"stage {n}: out {show(o)} cannot be made: {show(in_file)} is a file, "
-                    f"not a directory: move {show(in_file)} away, or name another out"
+                    f"stage {n}: out {quoted(o)} cannot be made: {quoted(in_file)} is a file, "
+                    f"not a directory: move {quoted(in_file)} away, or name another out"
                 )
     for stage in stages:
         for o, rule in ignored_outs(ws, stage.outs)[:1]:
             raise UsageError(
-                f"stage {stage.name}: out {show(o)} is kept out by the ignore rule {rule}, "
+                f"stage {stage.name}: out {quoted(o)} is kept out by the ignore rule {rule}, "
                 "so it would not be versioned (`dvfs add` refuses it, `status` does not show "
                 "it): remove or narrow that rule (a ! line can undo it), or name another out"
             )
@@ -179,7 +179,7 @@ def check_inputs(
                 if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
                         or stat.S_ISLNK(st.st_mode)):  # fmt: skip
                     raise UsageError(
-                        f"stage {n}: dep {show(d)} is not a file, a directory or a link (a "
+                        f"stage {n}: dep {quoted(d)} is not a file, a directory or a link (a "
                         "FIFO, socket or device): dvfs cannot tell its content"
                     )
                 continue
@@ -200,11 +200,11 @@ def check_inputs(
                 )
                 if not makers and not_checked_out(ws, d):  # a partial working tree
                     raise UsageError(
-                        f"stage {n} needs {show(d)}, which is tracked but not checked out: "
+                        f"stage {n} needs {quoted(d)}, which is tracked but not checked out: "
                         f"`dvfs pull {shell_word(d)}` or `dvfs checkout HEAD {shell_word(d)}` "
                         "brings it"
                     )
-            raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
+            raise UsageError(f"stage {n} needs {quoted(d)}, which does not exist; {hint}")
         for f, _ in stage.params:
             if dag.maker_of(f) in others:
                 continue

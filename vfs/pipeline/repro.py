@@ -76,7 +76,7 @@ from vfs.repo.stage import Staged
 from vfs.store.pins import pinned
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import ensure_dir, restore_many
-from vfs.worktree.scan import Warn, show
+from vfs.worktree.scan import Warn, quoted
 
 Say = Callable[[str], None]
 
@@ -99,7 +99,7 @@ def not_kept(kept: Sequence[tuple[bytes, bytes, str]]) -> str:
     said = []
     held = [(o, at, why) for o, at, why in kept if at]
     if held:
-        where = ", ".join(f"{show(o)} as {show(at)}" for o, at, _ in held)
+        where = ", ".join(f"{quoted(o)} as {quoted(at)}" for o, at, _ in held)
         said.append(
             "the previous outputs could not be put back, as what the command left there "
             f"cannot be removed ({held[0][2]}): they are kept ({where}); remove what is left "
@@ -108,7 +108,7 @@ def not_kept(kept: Sequence[tuple[bytes, bytes, str]]) -> str:
     gone = [o for o, at, _ in kept if not at]
     if gone:
         names = ", ".join(
-            f"{show(o)} (moved aside to {show(backups.backup_name(o))})" for o in gone
+            f"{quoted(o)} (moved aside to {quoted(backups.backup_name(o))})" for o in gone
         )
         said.append(
             f"the previous outputs {names} are no longer there: the command moved or removed "
@@ -172,14 +172,16 @@ def param_values(
                 data = ws.read(f, values.MAX_FILE)
                 if data is None and not_checked_out(ws, f):  # a partial working tree
                     raise UsageError(
-                        f"{show(f)}, which it reads parameters from, is tracked but not checked "
+                        f"{quoted(f)}, which it reads parameters from, is tracked but not checked "
                         f"out: `dvfs pull {shell_word(f)}` or `dvfs checkout HEAD "
                         f"{shell_word(f)}` brings it"
                     )
                 if data is None:
-                    raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
-                docs[f] = values.load(data, f, show(f))
-            out[(f, k)] = values.get(docs[f], k, show(f))
+                    raise UsageError(
+                        f"{quoted(f)} does not exist (a stage reads parameters from it)"
+                    )
+                docs[f] = values.load(data, f, quoted(f))
+            out[(f, k)] = values.get(docs[f], k, quoted(f))
         except UsageError as exc:
             raise UsageError(f"stage {stage.name}: {exc}") from None
     return out
@@ -197,10 +199,13 @@ class Repro:
         warn: Warn,
         output: Output,
         copy: bool = False,
+        by: str = "`dvfs repro`",
     ) -> None:
         """``copy``: ``ws`` is a copy of the working tree, deleted after (an
         experiment's): a failure's message speaks of the working tree's outputs, which
-        no stage touched, not of the copy's."""
+        no stage touched, not of the copy's. ``by``: the command running it, as the list
+        of outputs being written names it (``dvfs add`` refused meanwhile says who
+        writes them: ``dvfs run`` runs its stage as ``repro`` does)."""
         self.ws = ws
         self.copy = copy
         self.dag = dag
@@ -222,7 +227,7 @@ class Repro:
         self.out = Outcome()
         # what add must not stage meanwhile, or a mount's snapshot record (vfs.pipeline.writing)
         listed = ws.writing_list()
-        self.writing = Writing(listed) if listed is not None else None
+        self.writing = Writing(listed, by) if listed is not None else None
         self.stops = _Stops()
 
     # reading ---------------------------------------------------------------------
@@ -248,8 +253,10 @@ class Repro:
         missing = [d for d in stage.deps if ids[d] is None]
         if missing:
             if self.ws.lstat(missing[0]) is not None:
-                raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, {_ODD}")
-            raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, which does not exist")
+                raise StageFailed(f"stage {stage.name} needs {quoted(missing[0])}, {_ODD}")
+            raise StageFailed(
+                f"stage {stage.name} needs {quoted(missing[0])}, which does not exist"
+            )
         deps = {d: ids[d] for d in stage.deps}
         params = self.param_values(stage)
         outs = {o: ids[o] for o in stage.outs}
@@ -297,7 +304,7 @@ class Repro:
                 continue  # as staged
             if tree is None or tree_path_id(hist, tree, o, memo) != outs[o]:
                 raise StageFailed(
-                    f"stage {stage.name} would replace {show(o)}, which no run made and which "
+                    f"stage {stage.name} would replace {quoted(o)}, which no run made and which "
                     "holds changes neither staged nor committed: they would be lost; commit "
                     f"them first (`dvfs add {shell_word(o)}`, `dvfs commit`), move it away, or "
                     "name another out; nothing ran"
@@ -316,7 +323,7 @@ class Repro:
             why = "a symbolic link or not a directory" if exc.errno in (
                 errno.ELOOP, errno.ENOTDIR) else exc.strerror or str(exc)  # fmt: skip
             raise StageFailed(
-                f"stage {stage.name} cannot run in its wdir {show(stage.wdir)} ({why}): "
+                f"stage {stage.name} cannot run in its wdir {quoted(stage.wdir)} ({why}): "
                 "a wdir is a directory inside the working tree, reached without a link"
             ) from None
 
@@ -361,16 +368,16 @@ class Repro:
             self.state.forget([backup])
             if at == backup:
                 raise StageFailed(
-                    f"stage {stage.name} did not run: {show(backup)} holds a previous output "
-                    f"of {show(o)} that neither the index nor the last version holds, and it "
-                    f"cannot be renamed to {show(o + backups.KEPT_SUFFIX)}: move it away (or "
+                    f"stage {stage.name} did not run: {quoted(backup)} holds a previous output "
+                    f"of {quoted(o)} that neither the index nor the last version holds, and it "
+                    f"cannot be renamed to {quoted(o + backups.KEPT_SUFFIX)}: move it away (or "
                     "back in place) and run again"
                 )
             if at is not None:
                 self.state.forget([at])
                 self.warn(
-                    f"{show(backup)}, a previous output of {show(o)} that an earlier run left "
-                    f"and neither the index nor the last version holds, is kept as {show(at)}"
+                    f"{quoted(backup)}, a previous output of {quoted(o)} that an earlier run left "
+                    f"and neither the index nor the last version holds, is kept as {quoted(at)}"
                 )
 
     def _saved(self, out: bytes, backup: bytes) -> bool:
@@ -412,12 +419,12 @@ class Repro:
         if odd:
             kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
-                f"stage {stage.name} made {show(odd[0])}, {_ODD}: nothing of it was recorded "
+                f"stage {stage.name} made {quoted(odd[0])}, {_ODD}: nothing of it was recorded "
                 f"and {self._previous(started.backups, kept)}"
             )
         if missing:
             kept = self.cleanup_failed(stage, started.backups)
-            names = ", ".join(show(o) for o in missing)
+            names = ", ".join(quoted(o) for o in missing)
             raise StageFailed(
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
                 f"of it was recorded and {self._previous(started.backups, kept)}"
@@ -429,7 +436,7 @@ class Repro:
             made = "a directory" if st is not None and stat.S_ISDIR(st.st_mode) else "a file"
             kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
-                f"stage {stage.name} made {show(out)}, {made} the ignore rule {rule} "
+                f"stage {stage.name} made {quoted(out)}, {made} the ignore rule {rule} "
                 "keeps out, so it would not be versioned: nothing of it was "
                 f"recorded{self._not_back(kept)}; remove that rule, or undo it with a ! pattern"
             )
@@ -437,14 +444,14 @@ class Repro:
         if changed:
             kept = self.cleanup_failed(stage, started.backups)
             end = (  # (an experiment's copy: the working tree's dep was not touched)
-                f"; the working tree's outputs and {show(changed[0])} are as they were (the "
+                f"; the working tree's outputs and {quoted(changed[0])} are as they were (the "
                 "stage ran in a copy): fix the command"
                 if self.copy
                 else f"{self._not_back(kept)} (fix the command, and restore the dep: "
                 f"`dvfs restore {shell_word(changed[0])}` if it is tracked)"
             )
             raise StageFailed(
-                f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
+                f"stage {stage.name} changed its own dep {quoted(changed[0])} while it ran: "
                 f"a stage may only read its deps; nothing of it was recorded{end}"
             )
         records = self.state.stage_records(stage.outs, store=True)

@@ -57,7 +57,7 @@ from vfs.model.version_codec import (
     MAX_STAGES,
     STAGE_NAME,
 )
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.gitlink import LOCK_FILE, PIPELINE_FILE, RUNS_FILE, SHARED_FILE
 
 MAX_FILE = 1 << 20
@@ -185,31 +185,32 @@ def repo_path(text: str, wdir: bytes, line: int | None, key: str, what: str = "p
     Refused: absolute paths, paths leaving the working tree, the root itself, and
     reserved names (``.git``, ``.dvfs`` and lookalikes anywhere, ``.versions`` at the top).
     """
+    shown = quote_given(text)
     if any("\udc80" <= c <= "\udcff" for c in text):  # bytes os.fsdecode could not decode
         raise _err(line, key, f"{what} {quote_name(text)} is not UTF-8, which "
                    f"{PIPELINE_FILE} is: rename it")  # fmt: skip
     raw = os.fsencode(text)
     if raw.startswith(b"/"):
         base = "the root" if what == "wdir" else "the wdir"
-        raise _err(line, key, f"{what} {text} is absolute: write it relative to {base}")
+        raise _err(line, key, f"{what} {shown} is absolute: write it relative to {base}")
     joined = posixpath.normpath(posixpath.join(wdir, raw) if wdir else raw)
     if joined == b"..":
-        raise _err(line, key, f"{what} {text} is outside the working tree")
+        raise _err(line, key, f"{what} {shown} is outside the working tree")
     if joined.startswith(b"../"):
-        raise _err(line, key, f"{what} {text} is outside the working tree")
+        raise _err(line, key, f"{what} {shown} is outside the working tree")
     if joined in (b"", b"."):
-        raise _err(line, key, f"{what} {text} is the whole working tree: name what is in it")
+        raise _err(line, key, f"{what} {shown} is the whole working tree: name what is in it")
     if len(joined) > MAX_PATH_BYTES:
         raise _err(line, key, f"{what} is longer than {MAX_PATH_BYTES:,} bytes")
     parts = joined.split(b"/")
     for part in parts:
         if len(part) > 255:
-            raise _err(line, key, f"{what} {text} has a name longer than 255 bytes")
+            raise _err(line, key, f"{what} {shown} has a name longer than 255 bytes")
         if is_reserved(part):
-            raise _err(line, key, f"{what} {text} is inside {os.fsdecode(part)}, which "
+            raise _err(line, key, f"{what} {shown} is inside {quote_name(part)}, which "
                        "git or dvfs keeps for itself")  # fmt: skip
     if is_reserved_at_root(parts[0]):
-        raise _err(line, key, f"{what} {text} is inside {os.fsdecode(parts[0])}, which "
+        raise _err(line, key, f"{what} {shown} is inside {quote_name(parts[0])}, which "
                    "the mount keeps for its versions")  # fmt: skip
     return joined
 
@@ -224,7 +225,7 @@ def _unique(paths: list[tuple[bytes, int]], key: str) -> tuple[bytes, ...]:
     seen: set[bytes] = set()
     for p, line in paths:
         if p in seen:
-            raise _err(line, key, f"{os.fsdecode(p)} is listed twice")
+            raise _err(line, key, f"{quote_name(p)} is listed twice")
         seen.add(p)
     return tuple(p for p, _ in paths)
 
@@ -249,7 +250,7 @@ def _params(r: _Reader, node: yaml.Node, wdir: bytes, key: str) -> tuple[tuple[b
     seen: set[tuple[bytes, str]] = set()
     for ref, line in out:
         if ref in seen:
-            raise _err(line, key, f"{os.fsdecode(ref[0])}:{ref[1]} is listed twice")
+            raise _err(line, key, f"{quote_name(ref[0])}:{escape_text(ref[1])} is listed twice")
         if len(ref[1]) > 256 or escape_text(ref[1]) != ref[1] or "" in ref[1].split("."):
             shown = quote_name(ref[1][:60]) if ref[1] else '""'
             raise _err(
@@ -307,7 +308,7 @@ def _stage(r: _Reader, name: str, node: yaml.Node, line: int) -> Stage:
     params = _params(r, fields["params"][0], wdir, f"{key}.params") if "params" in fields else ()
     for p in (*outs, *metrics):
         if p in OWN_FILES:
-            raise _err(line, key, f"{os.fsdecode(p)} is dvfs's own file: it cannot be an output")
+            raise _err(line, key, f"{quote_name(p)} is dvfs's own file: it cannot be an output")
     both = set(outs) & set(metrics)
     if both:
         twice = os.fsdecode(min(both))

@@ -46,7 +46,7 @@ from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.lock import repository_lock
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.scan import Found, Warn, scan, show
+from vfs.worktree.scan import Found, Warn, quoted, scan
 
 if TYPE_CHECKING:  # (imported where used: `dvfs dag` and `stage list` need neither)
     from vfs.model.version_codec import StageRecord
@@ -102,7 +102,7 @@ class Workspace:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # not there
                 return None
             why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-            raise UsageError(f"{show(rel)} cannot be read ({why})") from None
+            raise UsageError(f"{quoted(rel)} cannot be read ({why})") from None
 
     def write(self, rel: bytes, data: bytes) -> None:
         """Replace file ``rel`` with ``data`` atomically (its directory must exist)."""
@@ -121,7 +121,7 @@ class Workspace:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
-            raise storage_error(exc, show(rel)) from exc
+            raise storage_error(exc, quoted(rel)) from exc
 
     def lstat(self, rel: bytes) -> os.stat_result | None:
         """lstat of ``rel`` beneath the root; None if absent (or below a non-directory)."""

@@ -27,7 +27,7 @@ before it stages them itself).
 
 Format version 1, msgpack: ``{"v": 1, "pid": <int>, "by": <text>, "unit": <text>,
 "stages": {name: [out, ...]}, "groups": {name: [pgid, start], ...}}``: who writes
-(``dvfs repro``, ``vfs.track``), what its names name (``stage``, ``run``), outs as
+(``dvfs repro``, ``dvfs run``, ``vfs.track``), what its names name (``stage``, ``run``), outs as
 repository paths (bytes), and the process group of each stage's command once it
 started (``start``: its leader's start time in clock ticks after boot, field 22 of
 ``/proc/PID/stat``; ``groups`` absent or not decoding: none known); at most

@@ -446,6 +446,10 @@ class Refs:
             return None
         except _NotAFile as exc:
             raise FormatError(f"ref {ref} is {exc}: {_way_out(ref)}") from None
+        except OSError as exc:  # a name longer than a file's (`dvfs diff LONG-PATH`): none
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            return None
         try:
             return from_hex(text)
         except ValueError:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker, read_regular
+from vfs.quoting import quote_name
 
 if TYPE_CHECKING:  # imported when an ignore file is first compiled: a clean `status` compiles none
     import pathspec
@@ -123,6 +124,7 @@ class _Compiled:
 
 
 def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
+    shown = quote_name(source)  # (the file's path, in warnings)
     kept: list[str] = []
     where: list[tuple[int, str]] = []
     for number, raw in enumerate(lines, 1):
@@ -130,13 +132,13 @@ def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
         if not line.strip() or line.startswith("#"):
             continue
         if len(where) >= MAX_PATTERNS:
-            warn(f"{source}: only its first {MAX_PATTERNS} patterns are used")
+            warn(f"{shown}: only its first {MAX_PATTERNS} patterns are used")
             break
         if len(line) > MAX_LINE:
-            warn(f"{source}:{number}: a pattern longer than {MAX_LINE} characters is skipped")
+            warn(f"{shown}:{number}: a pattern longer than {MAX_LINE} characters is skipped")
             continue
         if re.sub(r"\*\*+", "", line).count("*") > MAX_STARS:
-            warn(f"{source}:{number}: a pattern with more than {MAX_STARS} '*' is skipped")
+            warn(f"{shown}:{number}: a pattern with more than {MAX_STARS} '*' is skipped")
             continue
         kept.append(line)
         where.append((number, line.strip()))
@@ -145,7 +147,7 @@ def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
     try:
         spec = pathspec.GitIgnoreSpec.from_lines(kept)
     except (ValueError, TypeError) as exc:  # pathspec's error for a pattern it refuses
-        warn(f"{source}: skipped ({exc})")
+        warn(f"{shown}: skipped ({exc})")
         spec, where = pathspec.GitIgnoreSpec.from_lines([]), []
     negates = any(p.include is False for p in spec.patterns)
     return _Compiled(spec, _any_of(spec), where, negates)
@@ -265,6 +267,7 @@ class Ignores:
         if d in self._files:
             return self._files[d]
         source = os.fsdecode(d + b"/" + IGNORE_FILE.encode() if d else IGNORE_FILE.encode())
+        shown = quote_name(source)
         rules = None
         try:
             if self._walker is None:
@@ -273,11 +276,11 @@ class Ignores:
         except OSError as exc:
             raw = None
             if exc.errno == errno.ELOOP:
-                self.warn(f"{source} is a symbolic link, which dvfs does not follow: not used")
+                self.warn(f"{shown} is a symbolic link, which dvfs does not follow: not used")
             elif exc.errno == errno.EFBIG:
-                self.warn(f"{source} holds more than {MAX_FILE:,} bytes: not used")
+                self.warn(f"{shown} holds more than {MAX_FILE:,} bytes: not used")
             elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                self.warn(f"{source} cannot be read ({exc.strerror}): not used")
+                self.warn(f"{shown} cannot be read ({exc.strerror}): not used")
         if raw is not None:
             text = raw.decode("utf-8", "surrogateescape")
             compiled = self._compiled.get(text)

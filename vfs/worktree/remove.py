@@ -15,7 +15,7 @@ from vfs.errors import DvfsError
 from vfs.model.names import MAX_DEPTH
 from vfs.store.durable import TMP_PREFIX, is_tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
-from vfs.worktree.scan import SKIP_DIRS, scan, show
+from vfs.worktree.scan import SKIP_DIRS, quoted, scan
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future
@@ -36,9 +36,9 @@ def not_writable(exc: BaseException, rel: bytes, verb: str) -> BaseException:
     if not isinstance(exc, OSError) or isinstance(exc, DvfsError) or exc.errno not in DENIED:
         return exc
     parent = rel.rpartition(b"/")[0]
-    where = show(parent) if parent else "the top directory of the working tree"
+    where = quoted(parent) if parent else "the top directory of the working tree"
     return DvfsError(
-        f"cannot {verb} {show(rel)}: {exc.strerror}: let this user write in {where} "
+        f"cannot {verb} {quoted(rel)}: {exc.strerror}: let this user write in {where} "
         "(or mount it read-write) and run the command again"
     )
 

@@ -23,7 +23,7 @@ from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import not_writable, remove_tree
-from vfs.worktree.scan import show
+from vfs.worktree.scan import quoted
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future
@@ -67,7 +67,7 @@ def ensure_dir(walker: Walker, rel_dir: bytes, replace: Replace) -> int:
             if not replace(cur):
                 what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "an untracked file"
                 raise UsageError(
-                    f"{show(cur)} is {what} where the version has a directory: "
+                    f"{quoted(cur)} is {what} where the version has a directory: "
                     "move it away, or use --force to replace it"
                 )
             # Several restore threads or processes may get here for the same one at once.
@@ -85,7 +85,7 @@ def ensure_dir(walker: Walker, rel_dir: bytes, replace: Replace) -> int:
             if exc.errno not in ABSENT:
                 raise
             raise UsageError(
-                f"{show(cur)} changed while it was being restored: try again"
+                f"{quoted(cur)} changed while it was being restored: try again"
             ) from None
     return walker.dir(rel_dir)
 
@@ -175,7 +175,7 @@ def write_entry(
         except IsADirectoryError:
             if not replace(rel):
                 raise UsageError(
-                    f"{show(rel)} is a directory with untracked files where the version has "
+                    f"{quoted(rel)} is a directory with untracked files where the version has "
                     "a file: move it away, or use --force to replace it"
                 ) from None
             remove_tree(walker, rel)
@@ -187,7 +187,7 @@ def write_entry(
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=walker.dir(parent))
         if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
-            raise not_writable(storage_error(exc, show(rel)), rel, "write") from exc
+            raise not_writable(storage_error(exc, quoted(rel)), rel, "write") from exc
         raise
     finally:
         if fd >= 0:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from vfs._os.beneath import ABSENT, Walker, listing
 from vfs.errors import FileUnreadable, UsageError
 from vfs.model.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
+from vfs.quoting import quote_name
 from vfs.store.durable import TMP_PREFIX
 
 _TMP_PREFIX = TMP_PREFIX.encode()
@@ -23,8 +24,16 @@ Warn = Callable[[str], None]
 
 
 def show(path: bytes) -> str:
-    """A repository path as text for messages (undecodable bytes escaped)."""
+    """A repository path as text, exact (undecodable bytes held as surrogates): for
+    JSON, or for :func:`vfs.quoting.shell_word`. A message shows :func:`quoted`."""
     return os.fsdecode(path) if path else "."
+
+
+def quoted(path: bytes) -> str:
+    """A repository path as a message shows it: quoted as ``vfs.quoting`` quotes names
+    (a newline, an escape sequence or a byte that is not UTF-8 can never pass for
+    other text), ``.`` for the root."""
+    return quote_name(path) if path else "."
 
 
 class Found(NamedTuple):
@@ -54,7 +63,7 @@ def list_dir(walker: Walker, d: bytes) -> Listing:
     try:
         fd = walker.dir(d, listable=True)  # (held by the walker)
     except PermissionError:
-        raise FileUnreadable(f"cannot read directory {show(d)}: permission denied") from None
+        raise FileUnreadable(f"cannot read directory {quoted(d)}: permission denied") from None
     except OSError as exc:
         if exc.errno in ABSENT:  # removed, or replaced by a link: nothing of ours is there
             return Listing([], [], [], [])
@@ -126,7 +135,7 @@ def special_kind(mode: int) -> str | None:
 
 def odd_warning(path: bytes) -> str:
     """The warning for a path that is not a regular file, directory or link."""
-    return f"skipping {show(path)}: not a regular file, directory or link"
+    return f"skipping {quoted(path)}: not a regular file, directory or link"
 
 
 RESERVED_HINT = ": rename it, or keep it out with a .dvfsignore rule"
@@ -136,12 +145,12 @@ def reserved_message(path: bytes) -> str:
     """Why a path with a reserved name is never stored."""
     name = path.rpartition(b"/")[2]
     what = "the mount's list of versions" if name == VERSIONS_DIR else "git's and dvfs's own"
-    return f"{show(path)}: dvfs never stores the name {show(name)} ({what})"
+    return f"{quoted(path)}: dvfs never stores the name {quoted(name)} ({what})"
 
 
 def too_deep_message(path: bytes) -> str:
     """Why a directory nested too deeply is never stored."""
-    return f"{show(path)[:200]}...: nested more than {MAX_DEPTH} directories deep"
+    return f"{quoted(path[:200])}...: nested more than {MAX_DEPTH} directories deep"
 
 
 def scan(
