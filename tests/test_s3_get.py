@@ -1,5 +1,6 @@
-"""Ranged GETs sent without boto3 (``vfs.backends.s3_get``): the bytes asked for or an
-error, whatever a server in front of the real one answers.
+"""Ranged GETs sent without boto3 (``vfs.backends.s3_get``: ``get`` of a range and
+``get_parts``): the bytes asked for or an error, whatever a server in front of the
+real one answers.
 
 A relay on loopback answers the first GETs itself, as a broken or hostile server
 would, and passes every later connection on to the real SeaweedFS: the backend must
@@ -137,11 +138,15 @@ BAD_ANSWERS = {
 
 @pytest.mark.parametrize("answer", list(BAD_ANSWERS.values()), ids=list(BAD_ANSWERS))
 def test_a_bad_answer_is_asked_again_through_boto3(s3_env: S3Server, answer: bytes) -> None:
-    with tampered(s3_env, [answer]) as (relay, bucket):
-        backend = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
-        assert b"".join(backend.get_parts("k", 10, [40, 60])) == DATA[10:110]
-        assert len(relay.requests) == 1  # the bad answer was this way's, the good boto3's
-        assert relay.requests[0].startswith(b"GET /" + bucket.encode() + b"/k HTTP/1.1\r\n")
+    for how in ("get_parts", "get"):
+        with tampered(s3_env, [answer]) as (relay, bucket):
+            backend = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
+            if how == "get":
+                assert backend.get("k", 10, 100) == DATA[10:110]
+            else:
+                assert b"".join(backend.get_parts("k", 10, [40, 60])) == DATA[10:110]
+            assert len(relay.requests) == 1  # the bad answer was this way's, the good boto3's
+            assert relay.requests[0].startswith(b"GET /" + bucket.encode() + b"/k HTTP/1.1\r\n")
 
 
 def test_a_body_cut_short_is_unreachable_and_retried(s3_env: S3Server) -> None:
@@ -170,6 +175,11 @@ def test_good_answers_are_read_this_way_and_errors_mapped_as_before(s3_env: S3Se
         b"",
     ]  # past the end: short, then empty
     assert list(backend.get_parts("k", 300_000, [3])) == [b""]  # starts past the end
+    assert backend.get("k", 5, 10) == DATA[5:15]
+    assert backend.get("k", 199_990, 50) == DATA[199_990:]
+    assert backend.get("k", 300_000, 5) == b""
+    with pytest.raises(RemoteNotFound):
+        backend.get("missing", 0, 10)
     with pytest.raises(RemoteNotFound):
         list(backend.get_parts("missing", 0, [10]))
 

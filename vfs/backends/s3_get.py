@@ -1,7 +1,8 @@
 """Ranged GETs of an S3 object over plain HTTP without botocore's request machinery.
 
-A cold sequential read through a URL mount issues one ranged GET per pack; through
-boto3 each cost the client about 2.1 ms of CPU before the first byte of the body
+A cold sequential read through a URL mount issues one ranged GET per pack, a random
+reader one per chunk, a download one per range of chunks; through boto3 each cost
+the client about 2.1 ms of CPU before the first byte of the body
 (building, signing and sending the request, parsing the answer into a dict), as much
 as receiving 7 MiB of it. Here the request is signed by botocore's own SigV4 signer
 (``S3SigV4Auth``, about 60 us) and written on a kept-alive socket; the answer's
