@@ -47,11 +47,11 @@ load stuck in its thread is abandoned, so a hung remote cannot hold up an unmoun
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
 the worker threads run only ``_read_local``, ``_fetch_remote`` and ``_fetch_run``,
 which touch the store, the cache and the remote (each thread-safe) and nothing else
-here; a run's thread queues each chunk for the trio thread (``run_sync_soon``). At
-most ``disk_threads`` + ``net_threads`` threads block at once, plus the cache's
-writers; read-ahead is capped at
-``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
-without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept,
+here; a run's thread queues the chunks of each piece for the trio thread at once
+(``run_sync_soon``). At most ``disk_threads`` + ``net_threads`` threads block at
+once, plus the cache's writers; read-ahead is capped at ``MAX_INFLIGHT`` single loads
+and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue without bound behind a slow
+remote. Memory: ``MEMORY_BYTES`` of chunks kept,
 ``AHEAD_BYTES`` loaded ahead, one chunk per run under way (the one being read), and
 the cache's ``pending_limit`` of chunks not written yet (``MAX_INFLIGHT_BYTES``
 counts the bytes of runs not arrived yet).
@@ -350,28 +350,31 @@ class Fetcher:
     ) -> None:
         released = 0  # stored bytes of the run's chunks handed over so far
 
-        def arrived(i: int, item: bytes | memoryview | ObjectCorrupt) -> None:
-            """One chunk of the run is in (trio thread): its readers are answered now.
+        def arrived(first: int, items: list[bytes | memoryview | ObjectCorrupt]) -> None:
+            """The chunks of a piece of the run are in (trio thread), ``items`` from its
+            ``first`` chunk on: their readers are answered now.
 
             Called by ``run_sync_soon``, where an exception would end the daemon: none
             can escape ``_settle``, and a load given up on (the daemon stops) is left.
             """
             nonlocal released
-            (ref, obj), load = run[i], loads[i]
-            if load.done.is_set():
-                return
-            released += obj.stored_len
-            self._run_bytes -= obj.stored_len
-            if not isinstance(item, Exception):
-                self.stats.remote_chunks += 1
-                self.stats.remote_bytes += len(item)
-            self._settle(ref, load, item)
+            for i, item in enumerate(items, first):
+                (ref, obj), load = run[i], loads[i]
+                if load.done.is_set():
+                    continue
+                released += obj.stored_len
+                self._run_bytes -= obj.stored_len
+                if not isinstance(item, Exception):
+                    self.stats.remote_chunks += 1
+                    self.stats.remote_bytes += len(item)
+                self._settle(ref, load, item)
 
         token = trio.lowlevel.current_trio_token()
 
-        def hand(i: int, item: bytes | memoryview | ObjectCorrupt) -> None:
-            """From the fetching thread: queue ``arrived`` in the trio thread, no wait."""
-            token.run_sync_soon(arrived, i, item)
+        def hand(first: int, items: list[bytes | memoryview | ObjectCorrupt]) -> None:
+            """From the fetching thread: queue ``arrived`` in the trio thread, no wait (once
+            a piece, not once a chunk: each wakes the trio thread)."""
+            token.run_sync_soon(arrived, first, items)
 
         failure: Exception | None = None
         finished = False
@@ -456,12 +459,12 @@ class Fetcher:
         self,
         pack_id: str,
         run: list[tuple[ChunkRef, PackedObject]],
-        hand: Callable[[int, bytes | memoryview | ObjectCorrupt], None],
+        hand: Callable[[int, list[bytes | memoryview | ObjectCorrupt]], None],
     ) -> None:
         """One ranged GET for a run, read piece by piece (``RemoteChunks.stream_run``):
-        the good chunks of each piece handed to the cache's writers, then every chunk
-        given to ``hand`` (its index in ``run``), which queues it for the trio thread
-        without waiting. Blocking.
+        the good chunks of each piece handed to the cache's writers, then the piece's
+        chunks given to ``hand`` at once (with the index in ``run`` of the first), which
+        queues them for the trio thread without waiting. Blocking.
 
         The good chunks a piece holds as received go to the cache with the piece,
         written whole in one write (``ChunkCache.put_group_later``), unless they are
@@ -488,9 +491,8 @@ class Fetcher:
                         else:
                             held.append((ref.oid, at, item))
                     _cache_piece(cache, piece, held)
-                for item, _ in chunks:
-                    hand(i, item)
-                    i += 1
+                hand(i, [item for item, _ in chunks])
+                i += len(chunks)
 
 
 def _cache_piece(

@@ -41,6 +41,7 @@ import contextlib
 import datetime
 import hashlib
 import re
+import threading
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 from xml.etree import ElementTree
@@ -75,6 +76,7 @@ from vfs.backends.base import (
     validate_key,
     validate_prefix,
 )
+from vfs.backends.s3_get import Answer, RawGetter
 from vfs.errors import (
     DvfsError,
     PreconditionFailed,
@@ -130,6 +132,10 @@ class S3Backend(Backend):
         self._base = f"{prefix}/" if prefix else ""
         self._server = endpoint or "AWS"
         self.url = f"s3://{bucket}/{prefix}" + (f" at {self._server}" if endpoint else "")
+        self._raw: RawGetter | None = None  # ranged GETs without boto3 (s3_get), made on first use
+        self._raw_lock = threading.Lock()
+        self._raw_wanted = RawGetter.usable(endpoint)
+        self._timeouts = (connect_timeout, read_timeout, max_connections)
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -151,6 +157,7 @@ class S3Backend(Backend):
                 profile_name=profile, region_name=region, botocore_session=core
             )
             self._client: Any = session.client("s3", endpoint_url=endpoint, config=config)
+            self._session = session
             self._client.meta.events.unregister("before-call.s3", add_expect_header)
             events = self._client.meta.events
             events.unregister("before-parse.s3.*", _handle_200_error)
@@ -174,6 +181,15 @@ class S3Backend(Backend):
         if length == 0:
             self.head(key)  # a missing key is an error even for an empty range
             return b""
+        answer = self._raw_get(name, start, length) if length is not None else None
+        if answer is not None:  # (a chunk a random reader wants, a download's range)
+            got = bytearray(answer.left)
+            try:
+                if got:
+                    answer.read_into(memoryview(got))
+            finally:
+                answer.close()
+            return bytes(got)
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
         if start or length is not None:
             end = "" if length is None else str(start + length - 1)
@@ -212,6 +228,18 @@ class S3Backend(Backend):
             self.head(key)  # a missing key is an error even for an empty range
             yield from (b"" for _ in lengths)
             return
+        answer = self._raw_get(self._name(key), start, total)
+        if answer is not None:
+            try:
+                for n in lengths:
+                    take = min(n, answer.left)
+                    piece: bytes | memoryview = aligned_buffer(take) if take else b""
+                    if take:
+                        answer.read_into(piece)  # type: ignore[arg-type]
+                    yield piece
+            finally:
+                answer.close()
+            return
         request = {
             "Bucket": self.bucket,
             "Key": self._name(key),
@@ -236,7 +264,7 @@ class S3Backend(Backend):
                 take = min(n, left)
                 if stream is None or not take:
                     with self._mapped(key):
-                        piece: bytes | memoryview = body.read(n) if take else b""
+                        piece = body.read(n) if take else b""
                 else:
                     piece = aligned_buffer(take)
                     self._receive(stream, piece, key)
@@ -244,6 +272,35 @@ class S3Backend(Backend):
                 yield piece
         finally:
             _finish(body, stream, left)
+
+    def _raw_get(self, name: str, start: int, length: int) -> Answer | None:
+        """The body of a ranged GET sent without boto3 (``vfs.backends.s3_get``), or None
+        where that way is not taken or the answer was not the bytes asked for (the
+        caller then asks through boto3, which maps what went wrong)."""
+        if not self._raw_wanted:
+            return None
+        raw = self._raw
+        if raw is None:
+            with self._raw_lock:
+                if self._raw is None and self._raw_wanted:
+                    credentials = None
+                    with contextlib.suppress(Exception):  # boto3 says why, on its own path
+                        credentials = self._session.get_credentials()
+                    if credentials is None:
+                        self._raw_wanted = False
+                        return None
+                    connect_timeout, read_timeout, pool = self._timeouts
+                    assert self._server != "AWS"
+                    self._raw = RawGetter(
+                        self._server, self.bucket, credentials,
+                        self._client.meta.region_name or "us-east-1",
+                        connect_timeout=connect_timeout, read_timeout=read_timeout,
+                        max_idle=pool,
+                    )  # fmt: skip
+                raw = self._raw
+            if raw is None:
+                return None
+        return raw.open(name, start, length)
 
     def _receive(self, stream: Any, into: memoryview, key: str) -> None:
         """Fill ``into`` from the HTTP response ``stream`` (``readinto``); a timeout, a
