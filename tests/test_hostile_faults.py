@@ -1,0 +1,85 @@
+"""Faults a hostile remote could cause that ``tests/support/hostile.py`` found, one test
+each: every one ends in one clear line and a non-zero exit (or a verdict naming what is
+wrong), never an internal error, with the repository ``dvfs fsck`` clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import (
+    Repo,
+    RepoFactory,
+    assert_error,
+    commit_files,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from tests.support.forge import Forge, file_entry, files_under, nested
+from vfs.errors import FormatError
+from vfs.remote.layout import GC_LOCK, audit_key
+
+NESTED = b"[" * 60_000  # JSON nested past Python's stack, well inside any record's bound
+
+
+def pushed(make_repo: RepoFactory, tmp_path: Path) -> tuple[Repo, Path]:
+    """A repository pushed twice to a directory remote (two audit entries there)."""
+    repo = make_repo()
+    remote = tmp_path / "remote"
+    commit_files(repo, {"a": "1"}, "one")
+    repo.ok("remote", "add", "origin", str(remote))
+    repo.ok("push")
+    commit_files(repo, {"a": "2"}, "two")
+    repo.ok("push")
+    return repo, remote
+
+
+def test_a_format_record_nested_past_the_stack_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A remote whose ``format`` record was 60,000 ``[`` made clone, fetch, push and
+    mount say "internal error (RecursionError ...)", and ``vfs.Repo.remote`` raise
+    RecursionError; it is a damaged format record like any other now."""
+    import vfs
+
+    forge = Forge(tmp_path / "evil")
+    v1 = forge.version(nested(forge, [b"d"], [file_entry(b"a", forge.chunk(b"x"), 1)]))
+    forge.publish(v1)
+    forge.raw("format", NESTED)
+    before = files_under(tmp_path)
+    r = run(tmp_path, "clone", forge.url, "victim")
+    assert_error(r, "format is damaged: it is not a dvfs format record")
+    assert files_under(tmp_path) == before
+    with pytest.raises(FormatError, match="not a dvfs format record"):
+        vfs.Repo.remote(forge.url, cache_dir=tmp_path / "cache")
+
+
+def test_an_audit_entry_nested_past_the_stack_is_named_as_edited(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """``dvfs audit verify --remote`` and ``dvfs audit --remote`` said "internal error
+    (RecursionError ...)" for a remote entry of 200,000 ``[``; the verdict names the
+    entry as edited, and the listing lists the others and names it."""
+    repo, remote = pushed(make_repo, tmp_path)
+    (remote / audit_key(2)).write_bytes(b"[" * 200_000)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.code == 1, str(r)
+    assert r.json()["problems"] == ["entry 2 is not an entry: it was edited"], str(r)
+    r = repo.run("audit", "--remote", "origin")
+    assert_error(r, "entry 2 of remote origin's audit chain is not an entry", code=1)
+    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1"]
+    repo.fsck_clean()
+
+
+def test_a_gc_lock_nested_past_the_stack_is_a_lock_of_unknown_holder(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """``dvfs gc --remote`` said "internal error (RecursionError ...)" when the remote's
+    ``gc/lock`` held JSON nested past the stack: it is a lock held by an unknown
+    process now, refused as any fresh lock is."""
+    repo, remote = pushed(make_repo, tmp_path)
+    (remote / GC_LOCK).parent.mkdir(exist_ok=True)
+    (remote / GC_LOCK).write_bytes(b"[" * 4000)  # (a lock is read up to 4 KiB)
+    before = {p: p.read_bytes() for p in files_under(remote) if p.is_file()}
+    assert_error(repo.run("gc", "--remote", "origin"), "is running (unknown)")
+    assert {p: p.read_bytes() for p in files_under(remote) if p.is_file()} == before
+    repo.fsck_clean()
