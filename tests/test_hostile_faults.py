@@ -83,3 +83,19 @@ def test_a_gc_lock_nested_past_the_stack_is_a_lock_of_unknown_holder(
     assert_error(repo.run("gc", "--remote", "origin"), "is running (unknown)")
     assert {p: p.read_bytes() for p in files_under(remote) if p.is_file()} == before
     repo.fsck_clean()
+
+
+def test_a_16_tib_sparse_ref_is_refused_from_its_size_by_push(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A directory remote's branch file made a 16 TiB sparse file kept ``dvfs push``
+    reading it to its end (its ETag hashed every byte, hours of zeros); the push now
+    refuses the ref from its size in one line and moves nothing."""
+    repo, remote = pushed(make_repo, tmp_path)
+    commit_files(repo, {"a": "3"}, "three")
+    with open(remote / "refs/heads/main", "wb") as f:
+        f.truncate((1 << 44) - (1 << 20))  # (ext4's largest file)
+    line = assert_error(repo.run("push", timeout=60), "refs/heads/main", "holds more than")
+    assert "damaged or hostile" in line
+    assert (remote / "refs/heads/main").stat().st_size == (1 << 44) - (1 << 20)
+    repo.fsck_clean()
