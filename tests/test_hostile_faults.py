@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import hostile
 from tests.support.cli import (
     Repo,
     RepoFactory,
@@ -18,7 +19,11 @@ from tests.support.cli import (
 )
 from tests.support.forge import Forge, file_entry, files_under, nested
 from vfs.errors import FormatError
+from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import Version, decode_version, encode_version
 from vfs.remote.layout import GC_LOCK, audit_key
+from vfs.repo.repository import Repository
+from vfs.store.objects import ObjKind
 
 NESTED = b"[" * 60_000  # JSON nested past Python's stack, well inside any record's bound
 
@@ -98,4 +103,54 @@ def test_a_16_tib_sparse_ref_is_refused_from_its_size_by_push(
     line = assert_error(repo.run("push", timeout=60), "refs/heads/main", "holds more than")
     assert "damaged or hostile" in line
     assert (remote / "refs/heads/main").stat().st_size == (1 << 44) - (1 << 20)
+    repo.fsck_clean()
+
+
+def remote_main(repo: Repo) -> bytes | None:
+    found = Repository(repo.root)
+    try:
+        return found.refs.get("refs/remotes/origin/main")
+    finally:
+        found.close()
+
+
+def test_a_remote_branch_naming_a_tree_held_here_is_refused(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote's ``main`` rewritten to name the tree of its version (an object this
+    clone holds, as a tree) was kept by ``dvfs fetch`` as ``origin/main``, unchecked
+    because it was already stored: ``dvfs fsck`` then found the ref malformed and a
+    pull failed. The fetch refuses it now and moves no ref."""
+    repo, remote = pushed(make_repo, tmp_path)
+    head = bytes.fromhex(repo.head_id())
+    found = Repository(repo.root)
+    try:
+        tree = decode_version(found.store.get(head)).tree
+    finally:
+        found.close()
+    (remote / "refs/heads/main").write_text(tree.hex() + "\n")
+    line = assert_error(repo.run("fetch"), "as a version, but it is a tree here")
+    assert tree.hex()[:12] in line
+    assert remote_main(repo) == head
+    repo.fsck_clean()
+
+
+def test_a_folder_naming_a_chunk_held_here_is_refused(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A forged version holding a folder whose subtree is a chunk this clone holds (the
+    bytes of a file) was stored by ``dvfs fetch`` (the subtree was "already here") and
+    ``origin/main`` moved to it, so ``dvfs fsck`` found the clone damaged. The fetch
+    refuses it now, stores nothing and moves no ref."""
+    repo, remote = pushed(make_repo, tmp_path)
+    head = bytes.fromhex(repo.head_id())
+    objects: hostile.Objects = []
+    folder = [b"d", 1, 0o755, 1, 0, hash_bytes(b"2")]  # the chunk of file a
+    root = hostile._tree(objects, [folder])
+    forged = encode_version(Version(root, (head,), 3, "forged", "m <m@x>", 1))
+    objects.append((hash_bytes(forged), ObjKind.VERSION, forged))
+    hostile.publish(remote, objects)
+    (remote / "refs/heads/main").write_text(hash_bytes(forged).hex() + "\n")
+    assert_error(repo.run("fetch"), "as a tree, but it is a chunk here")
+    assert remote_main(repo) == head
     repo.fsck_clean()
