@@ -18,6 +18,8 @@ from tests.support.cli import (
     run,
 )
 from tests.support.forge import Forge, file_entry, files_under, nested
+from tests.support.remote import Remote
+from tests.support.remote import remote_fixture as remote_fixture
 from vfs.errors import FormatError
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import Version, decode_version, encode_version
@@ -115,20 +117,24 @@ def remote_main(repo: Repo) -> bytes | None:
 
 
 def test_a_remote_branch_naming_a_tree_held_here_is_refused(
-    make_repo: RepoFactory, tmp_path: Path
+    make_repo: RepoFactory, remote: Remote
 ) -> None:
     """A remote's ``main`` rewritten to name the tree of its version (an object this
     clone holds, as a tree) was kept by ``dvfs fetch`` as ``origin/main``, unchecked
     because it was already stored: ``dvfs fsck`` then found the ref malformed and a
-    pull failed. The fetch refuses it now and moves no ref."""
-    repo, remote = pushed(make_repo, tmp_path)
+    pull failed. The fetch refuses it now and moves no ref (a directory remote and
+    S3 alike)."""
+    repo = make_repo()
+    commit_files(repo, {"a": "1"}, "one")
+    remote.add_to(repo)
+    repo.ok("push")
     head = bytes.fromhex(repo.head_id())
     found = Repository(repo.root)
     try:
         tree = decode_version(found.store.get(head)).tree
     finally:
         found.close()
-    (remote / "refs/heads/main").write_text(tree.hex() + "\n")
+    remote.backend.put("refs/heads/main", tree.hex().encode() + b"\n")
     line = assert_error(repo.run("fetch"), "as a version, but it is a tree here")
     assert tree.hex()[:12] in line
     assert remote_main(repo) == head
