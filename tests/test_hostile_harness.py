@@ -18,6 +18,7 @@ CASES = [
     (1, "tree", "clone"),
     (3, "version", "fetch"),
     (4, "ref", "fetch"),
+    (14, "ref", "pull"),
     (5, "link", "clone"),
     (6, "audit", "push"),
     (7, "index", "api"),
