@@ -160,3 +160,22 @@ def test_a_folder_naming_a_chunk_held_here_is_refused(
     assert_error(repo.run("fetch"), "as a tree, but it is a chunk here")
     assert remote_main(repo) == head
     repo.fsck_clean()
+
+
+def test_an_audit_entry_longer_than_any_is_named_as_edited(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote audit entry made an 8 GiB sparse file made ``dvfs audit verify --remote``
+    and ``dvfs audit --remote`` fail whole ("holds more than 1,048,576 bytes"), where
+    checking the chain is what they are for: the verdict names the entry as edited now,
+    and the listing lists the others and names it."""
+    repo, remote = pushed(make_repo, tmp_path)
+    with open(remote / audit_key(2), "r+b") as f:
+        f.truncate(8 << 30)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.code == 1, str(r)
+    assert r.json()["problems"] == ["entry 2 is not an entry: it was edited"], str(r)
+    r = repo.run("audit", "--remote", "origin")
+    assert_error(r, "entry 2 of remote origin's audit chain is not an entry", code=1)
+    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1"]
+    repo.fsck_clean()
