@@ -188,15 +188,21 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
 
 
 def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | None]:
-    """The entries' bytes (None: deleted since listed), ``jobs`` runs of them at once."""
+    """The entries' bytes (None: deleted since listed), ``jobs`` runs of them at once.
+
+    At most ``MAX_LINE + 1`` bytes of each are read; one longer than any entry is
+    given as no bytes, which no entry is: the verdict names it as edited, the listing
+    as not an entry (it made both fail whole, naming the object's size instead)."""
 
     def run(part: list[int]) -> list[bytes | None]:
         out: list[bytes | None] = []
         for seq in part:
             try:
-                out.append(backend.get_small(audit_key(seq), MAX_LINE))
+                data = backend.get(audit_key(seq), 0, MAX_LINE + 1)
             except RemoteNotFound:
                 out.append(None)
+                continue
+            out.append(data if len(data) <= MAX_LINE else b"")
         return out
 
     size = max(64, -(-len(seqs) // max(1, jobs)))  # one task a run: no per-entry future

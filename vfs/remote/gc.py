@@ -137,7 +137,7 @@ def _lock_is_stale(backend: Backend) -> tuple[bool, str]:
     except RemoteNotFound:
         return True, "nobody"
     holder: dict[str, Any] = {}
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # (nested past the stack)
         rec = json.loads(raw)
         if isinstance(rec, dict):
             holder = rec

@@ -10,7 +10,10 @@ stored or a ref moves, :func:`fetch_records` refuses a version when
 - its root tree holds ``.versions``, the name under which a mount lists versions;
 - a file's chunk sizes disagree with what the remote's index says of the chunks;
 - its number is not its first parent's plus one (or 1 without a parent), so that
-  ``vN`` names one version and counting along a chain stays bounded.
+  ``vN`` names one version and counting along a chain stays bounded;
+- a ref, a version or a tree names as a version or a tree an object that is not one:
+  a branch naming a tree, a folder naming a chunk. An object stored here already is
+  checked too (:meth:`_Fetch.check_local`), not taken as what the remote calls it.
 
 A refusal stores nothing of what the fetch downloaded and moves no ref.
 
@@ -78,14 +81,41 @@ class _Fetch:
         if reached is not None:
             self.reached.setdefault(oid, reached)
         if oid in self.below:
+            if version != (oid in self.versions):  # (no record decodes as both)
+                raise FormatError(
+                    f"{self.remote.url} names object {oid.hex()[:12]} both as a version "
+                    "and as a tree: refused, nothing was fetched"
+                )
             return True
         if self.store.has(oid):
+            self.check_local(oid, version)
             return False
         if version:
             self.versions.add(oid)
         self.below[oid] = []
         self.queue.append(oid)
         return True
+
+    def check_local(self, oid: bytes, version: bool) -> None:
+        """Refuse a record that names ``oid``, stored here, as a version (``version``) or
+        a tree when it is not one: a remote's branch naming a tree, a version whose tree
+        is a chunk, were kept, and the ref moved to them (``dvfs fsck``: malformed). The
+        kind the store records is checked; an object recorded as another kind (a
+        chunk whose bytes are a tree record: kinds are not part of an id) is decoded."""
+        want = ObjKind.VERSION if version else ObjKind.TREE
+        kind = self.store.kind(oid)
+        if kind == want:
+            return
+        try:
+            data = self.store.get(oid)
+            decode_version(data) if version else decode_tree(data)
+        except FormatError:
+            what = "a version" if version else "a tree"
+            kinds = {int(k): f"a {k.name.lower()}" for k in ObjKind}
+            raise FormatError(
+                f"{self.remote.url} names object {oid.hex()[:12]} as {what}, but it is "
+                f"{kinds.get(kind, 'another object')} here: refused, nothing was fetched"
+            ) from None
 
     def run(self, tips: list[bytes], jobs: int) -> None:
         """Download everything missing below ``tips``, decoding each record on arrival."""
@@ -227,7 +257,11 @@ def fetch_records(
     before it), so that a record present locally always has everything below it.
     """
     fetch = _Fetch(store, remote, index)
-    wanted = list(dict.fromkeys(t for t in tips if not store.has(t)))  # tags repeat heads
+    tips = list(dict.fromkeys(tips))  # (tags repeat heads)
+    for t in tips:
+        if store.has(t):
+            fetch.check_local(t, True)
+    wanted = [t for t in tips if not store.has(t)]
     fetch.run(wanted, jobs)
     fetch.check()
     fetch.store_all(wanted, report)

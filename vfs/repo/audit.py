@@ -471,7 +471,7 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
             rec["op"], rec["ref"], rec["old"], rec["new"], rec["note"], line,
         )  # fmt: skip
         return e, str(rec["prev"])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # (nested past the stack)
         raise FormatError(f"line {where} of the audit log is not an entry") from None
 
 

@@ -211,7 +211,7 @@ def parse_format(text: str, where: str) -> ChunkerParams:
     """Check a format record; return its chunking parameters or raise FormatError."""
     try:
         rec = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # (a remote's: nested past Python's stack)
         rec = None
     if not isinstance(rec, dict) or type(rec.get("format")) is not int:
         # (no newer dvfs would read it either: "upgrade dvfs" would send the user astray)
