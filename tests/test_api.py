@@ -859,11 +859,11 @@ def test_api_errors_and_warnings_escape_control_characters_as_the_cli_does(
             with pytest.raises(vfs.DvfsError) as caught:
                 repo.add([str(root / name)])
             said = str(caught.value)
-            assert said == f"{root}/{shown} does not exist and is not tracked: nothing was staged"
+            assert said == f'"{root}/{shown}" does not exist and is not tracked: nothing was staged'
             line = assert_error(run(root, "add", name), code=2)
             assert (
                 line
-                == f"dvfs: error: {shown} does not exist and is not tracked: nothing was staged"
+                == f'dvfs: error: "{shown}" does not exist and is not tracked: nothing was staged'
             )
         (root / ".dvfsignore").write_text("*.bin\n")
         with pytest.warns(vfs.DvfsWarning) as warned, vfs.track(repo, message="x") as r:
