@@ -179,3 +179,32 @@ def test_an_audit_entry_longer_than_any_is_named_as_edited(
     assert_error(r, "entry 2 of remote origin's audit chain is not an entry", code=1)
     assert [ln.split()[0] for ln in r.out.splitlines()] == ["1"]
     repo.fsck_clean()
+
+
+def test_chunks_a_remote_lacks_read_its_index_again_once_not_once_each(tmp_path: Path) -> None:
+    """A forged tree naming thousands of chunks the remote lacks made a mount (or
+    ``vfs.Repo.remote``) list and decode the remote's whole index again for each chunk
+    read: 300 reads, 300 readings. A reading that finds the index as it was holds for
+    the chunks missing after it (for ``read.REREAD_GAP`` seconds)."""
+    from vfs.errors import ObjectMissing
+    from vfs.remote.config import RemoteSpec, connect
+    from vfs.remote.read import RemoteChunks
+    from vfs.remote.reader import Located, RemoteRepo
+
+    forge = Forge(tmp_path / "evil")
+    held = forge.chunk(b"held")
+    forge.publish(forge.version(nested(forge, [b"d"], [file_entry(b"a", held, 4)])))
+    readings: list[int] = []
+
+    class Counting(RemoteRepo):
+        def index(self) -> dict[bytes, Located]:
+            readings.append(1)
+            return super().index()
+
+    chunks = RemoteChunks(lambda: Counting(connect(RemoteSpec("origin", forge.url), 2), None))
+    assert chunks.fetch(held) == b"held"
+    for n in range(300):
+        with pytest.raises(ObjectMissing):
+            chunks.fetch(hash_bytes(b"missing %d" % n))
+    assert len(readings) <= 3, len(readings)  # (the first, one that found nothing new)
+    assert chunks.fetch(held) == b"held"

@@ -16,7 +16,10 @@ is checked.
   each chunk decompressed and checked against its id here, so nothing unverified
   leaves this module. The remote is connected on first use. Its index (object id ->
   pack, offset, stored length) is merged from its index segments on first use, and
-  again when a chunk is not in it (versions pushed since).
+  again when a chunk is not in it (versions pushed since); but not within
+  ``REREAD_GAP`` seconds of a reading for a chunk missing that found the index as it
+  was: a forged tree naming thousands of chunks the remote lacks made a mount list
+  and decode the whole index again for each.
 - :func:`repository_chunks`: a repository's remotes as one :class:`RemoteChunks`, as
   commands fetch (``vfs.remote.ondemand``): the default remote first, then, for a
   chunk it lacks or cannot give, each other remote whose index, as last read, lists
@@ -33,6 +36,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Generator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +51,7 @@ from vfs.store.packs import PackedObject
 
 log = logging.getLogger(__name__)
 GROUP_BYTES = 4 * 1024 * 1024  # stored bytes of a run received into one buffer, at most
+REREAD_GAP = 2.0  # seconds after a reading of the index that found nothing new (_locate)
 
 
 class OtherSource(UsageError):
@@ -106,7 +111,9 @@ class RemoteChunks:
         self._opener = opener
         self._remote: RemoteRepo | None = None
         self._index: dict[bytes, Located] | None = None
+        self._quiet_until = 0.0  # (time.monotonic() before which a miss is not read again)
         self._lock = threading.Lock()
+        self._rereading = threading.Lock()  # (one reading of the index at a time)
         self._also = also
         self._listed: list[Collection[bytes]] | None = None
 
@@ -120,17 +127,27 @@ class RemoteChunks:
     def set_index(self, index: dict[bytes, Located]) -> None:
         """Use a freshly merged index (after a metadata refresh)."""
         with self._lock:
-            self._index = index
+            self._index, self._quiet_until = index, 0.0
 
     def _locate(self, oid: bytes) -> Located:
+        """Where the remote holds ``oid``: from the index in memory, else from the index
+        read again, unless a reading for a missing chunk found nothing new less than
+        ``REREAD_GAP`` seconds ago (readers missing chunks at once wait for one)."""
         with self._lock:
             index = self._index
         hit = index.get(oid) if index is not None else None
         if hit is None:
-            fresh = self._open().index()
-            with self._lock:
-                self._index = fresh
-            hit = fresh.get(oid)
+            with self._rereading:
+                with self._lock:
+                    index, quiet_until = self._index, self._quiet_until
+                hit = index.get(oid) if index is not None else None
+                if hit is None and (index is None or time.monotonic() >= quiet_until):
+                    fresh = self._open().index()
+                    same = index is not None and len(fresh) == len(index)
+                    with self._lock:
+                        self._index = fresh
+                        self._quiet_until = time.monotonic() + REREAD_GAP if same else 0.0
+                    hit = fresh.get(oid)
         if hit is None:
             raise ObjectMissing(oid.hex(), f"a file; it is not on {self._open().url} either")
         return hit
