@@ -408,9 +408,17 @@ class Repo:
         return self.ok("cat", target).raw
 
     def commit(self, message: str, *extra: str) -> str:
-        """Commit; return the new version's id."""
-        self.ok("commit", "-m", message, *extra)
-        return self.head_id()
+        """Commit; return the new version's id.
+
+        A plain commit (no options) runs in this process (:func:`commit_in_process`):
+        it makes the versions a test then looks at, and ``dvfs commit`` itself is
+        tested as a process (``ok("commit", ...)``). With options, or while the test
+        has patched code of this process, it runs as a ``dvfs commit`` process.
+        """
+        if extra or _PATCHING:
+            self.ok("commit", "-m", message, *extra)
+            return self.head_id()
+        return commit_in_process(self, message)
 
     def objects_size(self) -> int:
         """Bytes stored in the local object cache."""
