@@ -42,6 +42,18 @@ def pushed(make_repo: RepoFactory, tmp_path: Path) -> tuple[Repo, Path]:
     return repo, remote
 
 
+def entry_2_named_edited(repo: Repo) -> None:
+    """`audit verify --remote` names entry 2 of origin's chain as edited, `audit
+    --remote` lists entry 1 and names entry 2 as no entry; fsck is clean."""
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.code == 1, str(r)
+    assert r.json()["problems"] == ["entry 2 is not an entry: it was edited"], str(r)
+    r = repo.run("audit", "--remote", "origin")
+    assert_error(r, "entry 2 of remote origin's audit chain is not an entry", code=1)
+    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1"]
+    repo.fsck_clean()
+
+
 def test_a_format_record_nested_past_the_stack_is_refused_in_one_line(tmp_path: Path) -> None:
     """A remote whose ``format`` record was 60,000 ``[`` made clone, fetch, push and
     mount say "internal error (RecursionError ...)", and ``vfs.Repo.remote`` raise
@@ -68,13 +80,7 @@ def test_an_audit_entry_nested_past_the_stack_is_named_as_edited(
     entry as edited, and the listing lists the others and names it."""
     repo, remote = pushed(make_repo, tmp_path)
     (remote / audit_key(2)).write_bytes(b"[" * 200_000)
-    r = repo.run("audit", "verify", "--remote", "origin", "--json")
-    assert r.code == 1, str(r)
-    assert r.json()["problems"] == ["entry 2 is not an entry: it was edited"], str(r)
-    r = repo.run("audit", "--remote", "origin")
-    assert_error(r, "entry 2 of remote origin's audit chain is not an entry", code=1)
-    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1"]
-    repo.fsck_clean()
+    entry_2_named_edited(repo)
 
 
 def test_a_gc_lock_nested_past_the_stack_is_a_lock_of_unknown_holder(
@@ -172,13 +178,7 @@ def test_an_audit_entry_longer_than_any_is_named_as_edited(
     repo, remote = pushed(make_repo, tmp_path)
     with open(remote / audit_key(2), "r+b") as f:
         f.truncate(8 << 30)
-    r = repo.run("audit", "verify", "--remote", "origin", "--json")
-    assert r.code == 1, str(r)
-    assert r.json()["problems"] == ["entry 2 is not an entry: it was edited"], str(r)
-    r = repo.run("audit", "--remote", "origin")
-    assert_error(r, "entry 2 of remote origin's audit chain is not an entry", code=1)
-    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1"]
-    repo.fsck_clean()
+    entry_2_named_edited(repo)
 
 
 def test_chunks_a_remote_lacks_read_its_index_again_once_not_once_each(tmp_path: Path) -> None:

@@ -42,8 +42,7 @@ def test_a_clone_of_many_tags_syncs_the_disk_once_per_tag_not_five_times(tmp_pat
     b = Repo(tmp_path / "b")
     assert set(Repository(b.root).refs.tags().values()) == {v1}
     assert len(Repository(b.root).refs.tags()) == 300
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
+    intact(b)
 
 
 # ``dvfs ARGS`` killed with SIGKILL at one point of writing a batch of refs: KILL_AT
@@ -85,6 +84,19 @@ main()
 """
 
 
+def intact(b: Repo) -> None:
+    """`audit verify` finds the log intact, and `fsck` the repository clean."""
+    assert b.ok("audit", "verify").out.strip().endswith("intact")
+    b.fsck_clean()
+
+
+def fetch_the_rest(b: Repo) -> None:
+    """The next fetch makes the 60 tags a killed one did not; all is still clean."""
+    b.ok("fetch")
+    assert len(Repository(b.root).refs.tags()) == 61
+    intact(b)
+
+
 @pytest.mark.parametrize(
     ("at", "after"),
     [("ref file", 20), ("torn append", 0), ("append", 0), ("rename", 20)],
@@ -108,15 +120,10 @@ def test_a_fetch_killed_while_it_writes_its_tags_leaves_fsck_and_the_log_clean(
     if at == "rename":
         assert len(tags) == 1 + after  # (each tag as it was, or made whole)
     assert set(tags.values()) == {v1}
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
+    intact(b)
     b.ok("tag", "mine")  # a change after the batch: no tag of it named lost since
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
-    b.ok("fetch")
-    assert len(Repository(b.root).refs.tags()) == 61
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
+    intact(b)
+    fetch_the_rest(b)
     never = [e for e in audit.entries(b.root / ".dvfs") if "never made" in e.note]
     if at in ("ref file",):
         assert not never  # (nothing was logged)
@@ -159,14 +166,10 @@ def test_a_kill_after_a_batch_and_another_in_the_next_change_leave_the_log_clean
             check=False,
         )  # fmt: skip
         assert killed.returncode == -signal.SIGKILL, killed.stderr
-        assert b.ok("audit", "verify").out.strip().endswith("intact")
-        b.fsck_clean()
+        intact(b)
     assert len(Repository(b.root).refs.tags()) == 1
     b.ok("tag", "mine")
-    b.ok("fetch")
-    assert len(Repository(b.root).refs.tags()) == 61
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
+    fetch_the_rest(b)
 
 
 def test_a_kill_mid_rename_then_one_mid_logging_the_never_made_tags_leave_none_lost(
@@ -187,8 +190,7 @@ def test_a_kill_mid_rename_then_one_mid_logging_the_never_made_tags_leave_none_l
             check=False,
         )  # fmt: skip
         assert killed.returncode == -signal.SIGKILL, killed.stderr
-        assert b.ok("audit", "verify").out.strip().endswith("intact")
-        b.fsck_clean()
+        intact(b)
     made = set(Repository(b.root).refs.tags())
     assert len(made) == 21  # (each tag as it was, or made whole)
     missing = sorted(f"refs/tags/t-{n:04}" for n in range(60) if f"t-{n:04}" not in made)
@@ -197,12 +199,8 @@ def test_a_kill_mid_rename_then_one_mid_logging_the_never_made_tags_leave_none_l
     b.ok("tag", "mine")
     never = [e for e in audit.entries(b.root / ".dvfs") if "never made" in e.note]
     assert sorted(e.ref for e in never) == missing
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
-    b.ok("fetch")
-    assert len(Repository(b.root).refs.tags()) == 61
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
+    intact(b)
+    fetch_the_rest(b)
 
 
 def fsyncs_of(cwd: Path, *args: str) -> int:
@@ -229,8 +227,7 @@ def test_renaming_or_removing_a_remote_of_many_branches_is_one_batch(tmp_path: P
     assert all(n.startswith("up/") for n in Repository(b.root).refs.names("remotes"))
     assert fsyncs_of(b.root, "remote", "remove", "up") < 40  # was 605
     assert Repository(b.root).refs.names("remotes") == []
-    assert b.ok("audit", "verify").out.strip().endswith("intact")
-    b.fsck_clean()
+    intact(b)
 
 
 def test_pushing_many_new_tags_to_a_directory_remote_syncs_each_folder_once(
