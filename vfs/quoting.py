@@ -95,6 +95,12 @@ def quote_name(name: str | bytes) -> str:
     return '"' + unsafe.sub(_escape, text) + '"'
 
 
+def quoted(path: str | bytes | None) -> str:
+    """A repository path or name for a message: :func:`quote_name`'s form, ``.`` for
+    the root (an empty path)."""
+    return quote_name(path) if path else "."
+
+
 def quote_given(text: str | bytes) -> str:
     """A name or value as given by the user, for a message: :func:`quote_name`'s form,
     and ``""`` when it is empty (so that the message still shows where it stands)."""

@@ -14,7 +14,8 @@ from typing import Any, NoReturn
 
 from vfs import settings
 from vfs.progress_bar import TerminalProgress, human_size
-from vfs.quoting import escape_text, quote_name, safe_json
+from vfs.quoting import escape_text, safe_json
+from vfs.quoting import quoted as quoted  # (the commands' name for it)
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
@@ -36,11 +37,6 @@ def human(n: int | None) -> str:
 def count(n: int, noun: str) -> str:
     """``1 file``, ``2 files``, ``12,345 files``."""
     return f"{n:,} {noun}{'s' if n != 1 else ''}"
-
-
-def quoted(path: bytes | str | None) -> str:
-    """A path or name for human output: quoted if it must be, ``.`` for the root."""
-    return quote_name(path) if path else "."
 
 
 def warn(msg: str) -> None:

@@ -58,7 +58,7 @@ from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
 from vfs.ops.workflow import resolved
-from vfs.quoting import shell_word
+from vfs.quoting import quoted, shell_word
 from vfs.repo import cut_short
 from vfs.repo.gitlink import GITIGNORE, LockPointer, ignore_paths, read_lock, write_lock
 from vfs.repo.history import History
@@ -71,7 +71,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
 from vfs.worktree.restore import ensure_dir, restore_many
-from vfs.worktree.scan import Found, Warn, lstat_or_none, quoted, special_kind
+from vfs.worktree.scan import Found, Warn, lstat_or_none, special_kind
 
 # Test hook: ``DVFS_TEST_CHECKOUT_KILL_AT=written`` kills the process (SIGKILL) once a
 # checkout has written its files, before the index and HEAD say so.

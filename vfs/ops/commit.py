@@ -33,7 +33,7 @@ from vfs.model.codec import (
 from vfs.model.ids import hash_bytes
 from vfs.ops import merging
 from vfs.ops.status import moved_past, quiet
-from vfs.quoting import shell_word
+from vfs.quoting import quoted, shell_word
 from vfs.repo.record import record_version, tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository
@@ -42,7 +42,6 @@ from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.scan import (
     SKIP_DIRS,
     Warn,
-    quoted,
     reserved_in,
     reserved_message,
     show,

@@ -65,7 +65,7 @@ from vfs.ops.commit import CommitResult, commit, commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
-from vfs.quoting import shell_word
+from vfs.quoting import quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -75,7 +75,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
-from vfs.worktree.scan import Found, Warn, quoted
+from vfs.worktree.scan import Found, Warn
 
 
 @dataclass

@@ -23,7 +23,7 @@ from vfs.ops.checkout import (
     under_any,
 )
 from vfs.ops.status import WorkState, head_files, quiet, work_state
-from vfs.quoting import quote_given, shell_word
+from vfs.quoting import quote_given, quoted, shell_word
 from vfs.repo import cut_short
 from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository
@@ -32,7 +32,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
-from vfs.worktree.scan import Found, Warn, lstat_or_none, quoted, show, special_kind
+from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
 
 
 @dataclass

@@ -29,7 +29,7 @@ from vfs.model.names import (
 from vfs.ops import merging
 from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
-from vfs.quoting import quote_given, shell_word
+from vfs.quoting import quote_given, quoted, shell_word
 from vfs.repo import cut_short
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import DVFS_DIR, Repository
@@ -42,7 +42,6 @@ from vfs.worktree.scan import (
     Found,
     Warn,
     lstat_or_none,
-    quoted,
     reserved_message,
     scan_lists,
     show,

@@ -61,7 +61,7 @@ from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, ignored_outs, load_pipeline
-from vfs.quoting import escape_text, quote_name, shell_word
+from vfs.quoting import escape_text, quote_name, quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
 from vfs.repo.refs import check_ref_name
@@ -71,7 +71,7 @@ from vfs.store.pins import release, take
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import ensure_dir
-from vfs.worktree.scan import Warn, quoted, special_kind
+from vfs.worktree.scan import Warn, special_kind
 
 EXP_DIR = "exp"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -13,9 +13,8 @@ from vfs.errors import UsageError
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.workspace import Workspace, ignored_outs
-from vfs.quoting import quote_name, shell_word
+from vfs.quoting import quote_name, quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE
-from vfs.worktree.scan import quoted
 
 
 @dataclass

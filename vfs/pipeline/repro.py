@@ -70,13 +70,13 @@ from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
 from vfs.pipeline.writing import Writing, refuse_left_running
-from vfs.quoting import shell_word
+from vfs.quoting import quoted, shell_word
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
 from vfs.store.pins import pinned
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import ensure_dir, restore_many
-from vfs.worktree.scan import Warn, quoted
+from vfs.worktree.scan import Warn
 
 Say = Callable[[str], None]
 

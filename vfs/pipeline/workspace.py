@@ -37,7 +37,7 @@ from vfs.pipeline.content import dir_id, leaf_id
 from vfs.pipeline.graph import Dag
 from vfs.pipeline.spec import Pipeline
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
-from vfs.quoting import quote_name
+from vfs.quoting import quote_name, quoted
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.refs import Head, Refs
 from vfs.repo.repository import DVFS_DIR, Repository
@@ -46,7 +46,7 @@ from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.lock import repository_lock
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.scan import Found, Warn, quoted, scan
+from vfs.worktree.scan import Found, Warn, scan
 
 if TYPE_CHECKING:  # (imported where used: `dvfs dag` and `stage list` need neither)
     from vfs.model.version_codec import StageRecord

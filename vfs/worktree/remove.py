@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import ABSENT, LIST, Walker, listing
 from vfs.errors import DvfsError
 from vfs.model.names import MAX_DEPTH
+from vfs.quoting import quoted
 from vfs.store.durable import TMP_PREFIX, is_tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
-from vfs.worktree.scan import SKIP_DIRS, quoted, scan
+from vfs.worktree.scan import SKIP_DIRS, scan
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future

@@ -18,12 +18,12 @@ from vfs._os.direct_io import ALIGN, GATHER, WRITE_DEPTH, DirectAppender, preall
 from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.errors import DvfsError, ObjectError, UsageError
 from vfs.model.codec import PERM_BITS, Entry, Kind
+from vfs.quoting import quoted
 from vfs.repo.stage import Staged, staged_from_entry, staged_with_stat
 from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import not_writable, remove_tree
-from vfs.worktree.scan import quoted
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from vfs._os.beneath import ABSENT, Walker, listing
 from vfs.errors import FileUnreadable, UsageError
 from vfs.model.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
-from vfs.quoting import quote_name
+from vfs.quoting import quoted
 from vfs.store.durable import TMP_PREFIX
 
 _TMP_PREFIX = TMP_PREFIX.encode()
@@ -25,15 +25,8 @@ Warn = Callable[[str], None]
 
 def show(path: bytes) -> str:
     """A repository path as text, exact (undecodable bytes held as surrogates): for
-    JSON, or for :func:`vfs.quoting.shell_word`. A message shows :func:`quoted`."""
+    JSON, or for :func:`vfs.quoting.shell_word`. A message shows ``vfs.quoting.quoted``."""
     return os.fsdecode(path) if path else "."
-
-
-def quoted(path: bytes) -> str:
-    """A repository path as a message shows it: quoted as ``vfs.quoting`` quotes names
-    (a newline, an escape sequence or a byte that is not UTF-8 can never pass for
-    other text), ``.`` for the root."""
-    return quote_name(path) if path else "."
 
 
 class Found(NamedTuple):
