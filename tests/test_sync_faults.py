@@ -740,6 +740,18 @@ def test_a_push_never_makes_anew_a_remote_that_held_versions(
     a.fsck_clean()
 
 
+def stopped_at(repo: Repo, point: str, *args: str) -> subprocess.Popen[bytes]:
+    """``dvfs ARGS`` in ``repo``, started and stopped (SIGSTOP) at ``point`` of a push
+    (``STOP_ENV``): the test changes the remote meanwhile, then sends SIGCONT."""
+    proc = subprocess.Popen(
+        cli_command(*args), cwd=repo.root, env=cli_env({STOP_ENV: point}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
+    return proc
+
+
 def test_a_nas_unmounted_while_a_push_runs_gets_nothing_of_the_rest(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -752,15 +764,7 @@ def test_a_nas_unmounted_while_a_push_runs_gets_nothing_of_the_rest(
     a.ok("remote", "add", "origin", str(nas))
     a.ok("push")
     commit_files(a, {"d/y": rand(200 * KiB, 7)}, "y")
-    proc = subprocess.Popen(
-        cli_command("push"),
-        cwd=a.root,
-        env=cli_env({STOP_ENV: "indexed"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _, status = os.waitpid(proc.pid, os.WUNTRACED)
-    assert os.WIFSTOPPED(status), status
+    proc = stopped_at(a, "indexed", "push")
     nas.rename(tmp_path / "away")
     nas.mkdir()  # the mount point, empty
     os.kill(proc.pid, signal.SIGCONT)
@@ -790,15 +794,7 @@ def test_a_branch_that_loses_its_race_leaves_the_others_of_push_all_pushed(
     a.ok("push")
     a.ok("branch", "p")
     a.ok("branch", "q")
-    proc = subprocess.Popen(
-        cli_command("push", "--all"),
-        cwd=a.root,
-        env=cli_env({STOP_ENV: "uploaded"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _, status = os.waitpid(proc.pid, os.WUNTRACED)
-    assert os.WIFSTOPPED(status), status
+    proc = stopped_at(a, "uploaded", "push", "--all")
     theirs = (nas / "refs" / "heads" / "main").read_bytes()
     (nas / "refs" / "heads" / "p").write_bytes(theirs)  # someone else's p
     os.kill(proc.pid, signal.SIGCONT)

@@ -85,8 +85,13 @@ class Base:
 
 def run(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``dvfs ARGS`` in ``cwd`` under the memory limit and timeout, caches in ``home``."""
+    return limited(cli_command(*args), cwd, home)
+
+
+def limited(command: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """``command`` in ``cwd`` under the memory limit and timeout, caches in ``home``."""
     return subprocess.run(
-        cli_command(*args),
+        command,
         cwd=cwd,
         env=cli_env(home_env(home)),
         capture_output=True,
@@ -572,17 +577,8 @@ def op_push(base: Base, work: Path, url: str) -> subprocess.CompletedProcess[str
 
 
 def op_api(base: Base, work: Path, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-P", "-c", _REMOTE_READ, url, str(work / "api-cache")],
-        cwd=work,
-        env=cli_env(home_env(work / "home")),
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=TIMEOUT,
-        preexec_fn=_limit,
-        check=False,
-    )
+    command = [sys.executable, "-P", "-c", _REMOTE_READ, url, str(work / "api-cache")]
+    return limited(command, work, work / "home")
 
 
 def op_mount(base: Base, work: Path, url: str) -> subprocess.CompletedProcess[str]:
