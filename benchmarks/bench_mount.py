@@ -39,7 +39,12 @@ In order, each on a fresh daemon:
    N ratios with their spread;
 6. ``cat`` of the big file from the chunk cache (fresh daemon, page cache dropped)
    against ``cat`` of the local file with the page cache dropped; then a second
-   ``cat`` of each (the kernel's page cache);
+   ``cat`` of each (the kernel's page cache), with the CPU seconds each ``cat``
+   used (steadier than its time where others load the machine), and the same
+   second ``cat`` of the local file copied to a tmpfs mounted for it with
+   ``huge=never``: the kernel's page cache in 4 KiB pages, as a FUSE file's is on
+   kernels that give FUSE no large folios (6.18 among them), against the ext4 file's
+   large folios: the ceiling of the page-cache ratio that no daemon can pass;
 7. 100 random 4 KiB reads of the big file (``POSIX_FADV_RANDOM``, so the kernel
    reads no more than the page), cold: the requests and bytes the server sent,
    against the chunks those pages lie in (at most one chunk fetched per read).
@@ -57,6 +62,7 @@ import contextlib
 import itertools
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -339,6 +345,63 @@ class Timeline:
         ]
 
 
+def timed_cpu(cmd: list[str]) -> tuple[float, float]:
+    """Seconds a command takes (output discarded) and the CPU seconds (user + system)
+    it used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = timed(cmd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+@contextmanager
+def small_page_tmpfs(where: Path, size: int) -> Iterator[Path | None]:
+    """A tmpfs at ``where`` for ``size`` bytes that keeps its files in 4 KiB pages
+    (``huge=never``), unmounted afterwards; None where it cannot be mounted."""
+    where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size + MIB},huge=never,mode=0700"
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "dvfs-bench", str(where)], capture_output=True
+    )
+    if made.returncode:
+        yield None
+        return
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False, capture_output=True)
+
+
+def small_page_rows(
+    work: Path, local: Path, size: int, page_s: float, page_cpu: float
+) -> list[Row]:
+    """The second ``cat`` of ``local`` from a tmpfs of 4 KiB pages, against the page-cache
+    ``cat`` of ``local`` itself (``page_s`` seconds, ``page_cpu`` CPU seconds)."""
+    with small_page_tmpfs(work / "tmpfs", size) as tmp:
+        if tmp is None:
+            return [Row("  the local file on a tmpfs of 4 KiB pages", "could not mount one")]
+        copy = tmp / local.name
+        shutil.copyfile(local, copy)
+        timed(["cat", str(copy)])
+        small_s, small_cpu = timed_cpu(["cat", str(copy)])
+        copy.unlink()
+    return [
+        Row(
+            "  the local file on a tmpfs of 4 KiB pages (as FUSE's page cache here), "
+            "second read; its CPU s",
+            f"{size / MIB / small_s:.0f} MiB/s; {small_cpu:.2f} s",
+            "(the page-cache ceiling)",
+            f"{page_s / small_s:.2f}",
+        ),
+        Row(
+            "    the same against the local file's page-cache cat, in CPU seconds",
+            f"{small_cpu:.2f} s; {page_cpu:.2f} s",
+            "",
+            f"{page_cpu / small_cpu:.2f}" if small_cpu else "",
+        ),
+    ]
+
+
 def timed_with_timeline(cmd: list[str], daemon: int, server: int) -> tuple[float, Timeline]:
     """Seconds ``cmd`` takes (output discarded), and the CPU time line of the daemon, the
     server and ``cmd`` meanwhile (a thread of this process samples ``/proc``; its own
@@ -577,11 +640,11 @@ def run(bench: Bench, data: Path, repo_dir: Path, rounds: int = 1) -> list[Row]:
     local = data / "big.bin"
     drop_caches()
     disk_s = timed(["cat", str(local)])
-    page_s = timed(["cat", str(local)])
+    page_s, page_cpu = timed_cpu(["cat", str(local)])
     with bench.mount(cache, drop_caches) as d:
         drop_caches()
         cached_s = timed(["cat", str(mnt / "big.bin")])
-        again_s = timed(["cat", str(mnt / "big.bin")])
+        again_s, again_cpu = timed_cpu(["cat", str(mnt / "big.bin")])
         warm_rss = peak_rss(d.pid)
     rows.append(
         rate_row(
@@ -596,6 +659,15 @@ def run(bench: Bench, data: Path, repo_dir: Path, rounds: int = 1) -> list[Row]:
     rows.append(
         rate_row("  second read (page cache)", size, again_s, page_s, "page-cache cat", 0.6)
     )
+    rows.append(
+        Row(
+            "  CPU seconds of that cat; of the local file's page-cache cat",
+            f"{again_cpu:.2f} s; {page_cpu:.2f} s",
+            "",
+            f"{page_cpu / again_cpu:.2f}" if again_cpu else "",
+        )
+    )
+    rows += small_page_rows(bench.work, local, size, page_s, page_cpu)
     rows.append(Row("  daemon peak RSS, chunk cache", f"{warm_rss / MIB:.0f} MiB"))
 
     # 7. random 4 KiB reads, cold
