@@ -18,6 +18,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vfs._os.gc_pause import paused_gc
@@ -416,11 +417,12 @@ def commit_locked(
     # its name once they are (``ready``); nothing is read from the store meanwhile.
     number = hist.version(parents[0]).number + 1 if parents else 1  # (record_version's)
 
-    def noting(oid: bytes, ready: Callable[[], object]) -> None:
+    def noting(oid: bytes, ready: Callable[[], object]) -> Path:
         index.head = index.base = oid
         index.numbers[oid] = number  # (status names it without reading it)
         index.removed_absent.clear()  # (their removal is this version's)
-        index.save(ready=ready)
+        index.save(ready=ready, settle=False)  # (its folder fsynced with the branch's file)
+        return index.path.parent
 
     made = record_version(
         repo, tree, message, params, branch=head.branch, parents=parents,
