@@ -157,3 +157,35 @@ def test_a_failed_fsync_before_the_branch_moves_commits_nothing(
     assert repo.ok("status").out.count("data/a.csv") == 0
     assert _audit_entries(repo)[-1]["op"] == f"branch {'move' if branch == 'moved' else 'create'}"
     fsck_clean(repo.root)
+
+
+# ``python -c KILLED ARGS``: ``dvfs ARGS`` killed with SIGKILL once the first round is
+# done (the entry logged, the index renamed), as the branch's new file is renamed.
+KILLED = """
+import os, signal, sys
+from vfs.cli import main
+from vfs.repo import refs
+refs.put_in_place = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_first_commit_killed_before_its_branch_is_renamed_is_made_again(repo: Repo) -> None:
+    """Killed after its entry and its index were written, before its branch exists,
+    a first commit leaves the repository clean; the commit run again makes the branch,
+    and the log says the first creation was never made."""
+    repo.write("data/a.csv", "x,y\n1,2\n")
+    add_in_process(repo, "data")
+    killed = _dvfs(repo, KILLED, "commit", "-m", "first")
+    assert killed.returncode == -9, killed.stderr
+    assert not (repo.root / ".dvfs" / "refs" / "heads" / "main").exists()
+    fsck_clean(repo.root)
+    assert _audit_entries(repo)[-1]["op"] == "branch create"
+    repo.ok("commit", "-m", "first")
+    assert "first" in repo.ok("log").out
+    assert repo.ok("status").out.count("data/a.csv") == 0
+    entries = _audit_entries(repo)
+    assert [e["op"] for e in entries[-3:]] == ["branch create", "branch delete", "branch create"]
+    assert "never made" in str(entries[-2]["note"])
+    fsck_clean(repo.root)
