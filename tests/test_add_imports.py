@@ -75,3 +75,18 @@ def test_help_is_cleaned_as_inspect_cleans_it() -> None:
     assert len(texts) > 4 * len(COMMANDS)
     for text in texts:
         assert cleandoc(text) == inspect.cleandoc(text), text
+
+
+def test_add_and_commit_outside_a_merge_load_no_merge_code(tmp_path: Path) -> None:
+    """`dvfs add` and `dvfs commit` loaded the merge's code (`vfs.ops.merging`, about
+    2 ms of start-up each) only to find no merge in progress; it is loaded where
+    `.dvfs` holds a merge record, as `dvfs status` does."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    (repo.root / "new.txt").write_bytes(b"two\n")
+    got = loaded(repo.root, "add", "new.txt")
+    assert "vfs.worktree.ingest" in got and "vfs.ops.merging" not in got
+    got = loaded(repo.root, "commit", "-m", "two")
+    assert "vfs.ops.commit" in got and "vfs.ops.merging" not in got
+    assert "two" in repo.ok("log", "--oneline").out
+    repo.fsck_clean()

@@ -446,7 +446,7 @@ KILLED_AFTER_THE_ENTRY = """
 import os, signal, sys
 from vfs.cli import main
 from vfs.repo import refs
-refs.put_in_place = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+refs.put_in_place = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 sys.argv = ["dvfs", *sys.argv[1:]]
 main()
 """

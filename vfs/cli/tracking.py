@@ -240,13 +240,13 @@ def commit(
       dvfs commit --amend -m "raw data, fixed"
     """
     from vfs.model import params as version_params  # (commit alone records them)
-    from vfs.ops import merging
     from vfs.ops.commit import check_message, committable
     from vfs.ops.commit import commit as commit_staged
+    from vfs.ops.status import merge_in_progress  # (vfs.ops.merging only in a merge)
 
     repo = repo_here()
     # (all is checked before -a stages anything; a merge's commit takes its message)
-    in_merge = message is None and merging.live(repo.dir, repo.refs) is not None
+    in_merge = message is None and merge_in_progress(repo) is not None
     check_message(message, amend=amend, merge=in_merge)
     recorded = version_params.collect(params, params_file)
     if stage_all:

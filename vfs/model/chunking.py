@@ -184,6 +184,10 @@ class Chunker:
             pending.append(fut)
             return fut
 
+        if spawn is not None and self._made is None:
+            # (pyfastcdc loaded there while region 0 is read, not after: 4-7 ms, its
+            # ``inspect`` and ``typing_extensions``, before the first chunk is known)
+            spawn(lambda: self._cdc)
         try:
             k = 0
             cur: tuple[int, int, bool] | None = read_next(0)

@@ -18,6 +18,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vfs._os.gc_pause import paused_gc
@@ -31,8 +32,7 @@ from vfs.model.codec import (
     encode_tree_rows,
 )
 from vfs.model.ids import hash_bytes
-from vfs.ops import merging
-from vfs.ops.status import moved_past, quiet
+from vfs.ops.status import merge_in_progress, moved_past, quiet
 from vfs.quoting import quoted, shell_word
 from vfs.repo.record import record_version, tag_free
 from vfs.repo.refs import check_ref_name
@@ -291,7 +291,7 @@ def commit(
     latest one: it gets that version's parents (so its number), its message unless
     ``message`` is given, and its parameters updated with ``params``.
     """
-    in_merge = message is None and merging.live(repo.dir, repo.refs) is not None
+    in_merge = message is None and merge_in_progress(repo) is not None
     check_message(message, amend=amend, merge=in_merge)
     params = version_params.check(params)
     if tag is not None:
@@ -364,7 +364,7 @@ def commit_locked(
     tag_free(repo, tag)
     if index.count() == 0 and parent is None:
         raise UsageError("nothing to commit: run `dvfs add PATH` first")
-    merge = merging.live(repo.dir, repo.refs)
+    merge = merge_in_progress(repo)  # (vfs.ops.merging is loaded only where there is one)
     if merge is not None and amend:
         raise UsageError(
             f"a merge of {merge.rev} is in progress: commit it (without --amend) or give it "
@@ -416,11 +416,12 @@ def commit_locked(
     # its name once they are (``ready``); nothing is read from the store meanwhile.
     number = hist.version(parents[0]).number + 1 if parents else 1  # (record_version's)
 
-    def noting(oid: bytes, ready: Callable[[], object]) -> None:
+    def noting(oid: bytes, ready: Callable[[], object]) -> Path:
         index.head = index.base = oid
         index.numbers[oid] = number  # (status names it without reading it)
         index.removed_absent.clear()  # (their removal is this version's)
-        index.save(ready=ready)
+        index.save(ready=ready, settle=False)  # (its folder fsynced with the branch's file)
+        return index.path.parent
 
     made = record_version(
         repo, tree, message, params, branch=head.branch, parents=parents,
@@ -429,6 +430,8 @@ def commit_locked(
     if amend and parent is not None:
         _amended(repo, head.branch, parent, warn)
     if merge is not None:
+        from vfs.ops import merging
+
         merging.reached("moved")
         merging.remove(repo.dir)  # (killed before this, the record is stale: ignored)
     return CommitResult(made.oid, made.version.number, files, total)

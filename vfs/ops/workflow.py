@@ -26,8 +26,7 @@ from vfs.model.names import (
     is_reserved_at_root,
     reserved_path,
 )
-from vfs.ops import merging
-from vfs.ops.status import quiet, status, work_state
+from vfs.ops.status import merge_in_progress, quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import quote_given, quoted, shell_word
 from vfs.repo import cut_short
@@ -505,7 +504,7 @@ def deleted_conflicts(repo: Repository, index: Index, rels: Sequence[bytes]) -> 
     """Those of ``rels`` that hold an unresolved conflict of the merge in progress and
     nothing tracked: the side the merge kept deleted the path (``ours: deleted``), so
     ``rm`` or ``add`` of it settles the conflict as it stands, as ``git rm`` does."""
-    merge = merging.live(repo.dir, repo.refs)
+    merge = merge_in_progress(repo)  # (vfs.ops.merging loaded only in a merge)
     if merge is None:
         return set()
     left = merge.unresolved()
@@ -519,8 +518,10 @@ def deleted_conflicts(repo: Repository, index: Index, rels: Sequence[bytes]) -> 
 def resolved(repo: Repository, paths: Sequence[bytes]) -> None:
     """Mark the conflicts of a merge in progress at or below ``paths`` resolved (the
     caller holds the lock and has staged what they hold now)."""
-    merge = merging.live(repo.dir, repo.refs)
+    merge = merge_in_progress(repo)  # (vfs.ops.merging loaded only in a merge)
     if merge is not None and merge.unresolved():
+        from vfs.ops import merging
+
         merging.save(repo.dir, merge.resolving(paths))
 
 
@@ -740,7 +741,7 @@ def _refuse_conflicts(repo: Repository, sources: list[bytes]) -> None:
     """UsageError if a conflict of the merge in progress lies at or below one of
     ``sources``: moved, it would stay a conflict under a name nothing holds (as git,
     which refuses to move an unmerged path)."""
-    merge = merging.live(repo.dir, repo.refs)
+    merge = merge_in_progress(repo)  # (vfs.ops.merging loaded only in a merge)
     if merge is None:
         return
     left = merge.unresolved()

@@ -92,7 +92,14 @@ from typing import Any
 from vfs._os.program import command_line, given_command
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex, hash_bytes
-from vfs.store.durable import put_in_place, storage_error, write_atomic, write_beside
+from vfs.store.durable import (
+    at_once,
+    fsync_file,
+    put_in_place,
+    storage_error,
+    write_atomic,
+    write_beside,
+)
 
 LOG = "audit.log"
 HEAD = "audit.head"
@@ -120,13 +127,32 @@ def acting(cmd: list[str]) -> Iterator[None]:
         _acting.cmd = before
 
 
-def _user() -> str:
-    import getpass  # (and termios: only a change of a ref names its user)
+_users: dict[int, str] = {}  # uid: name in the password file, looked up once
 
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+
+def _user() -> str:
+    """The user's name as ``getpass.getuser`` finds it (the environment, else the
+    password file, read once a process)."""
+    for key in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if name := os.environ.get(key):
+            return name
+    uid = os.getuid()
+    if (name := _users.get(uid)) is None:
+        import pwd
+
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except (KeyError, OSError):
+            name = "unknown"
+        _users[uid] = name
+    return name
+
+
+def warm() -> None:
+    """Look up now what an entry needs and costs time to find (this module loaded, the
+    user's name): a commit calls it while the disk makes its objects durable, so that
+    moving the branch after that waits for the disk alone."""
+    _user()
 
 
 def encode_entry(entry: dict[str, Any]) -> bytes:
@@ -208,11 +234,25 @@ def record(
     record_many(dvfs_dir, [(op, ref, old, new, note)])
 
 
-def record_many(dvfs_dir: Path, changes: Sequence[Change]) -> None:
+def record_many(
+    dvfs_dir: Path,
+    changes: Sequence[Change],
+    *,
+    alongside: Sequence[Callable[[], object]] = (),
+    settle: bool = True,
+) -> None:
     """Append an entry for each of ``changes`` with one write and one fsync, and write
     the head once, for the last (the caller holds ``refs.lock``). Two or more are a
     batch: each entry's note says which of it it is (:func:`batch_note`), so that a
-    head a crash left before the batch is told from entries added by hand."""
+    head a crash left before the batch is told from entries added by hand.
+
+    The log's fsync, the head's new file's and ``alongside`` (the fsyncs of the change
+    the entries record: a ref's new file, a commit's index) run at once, a disk round
+    trip in all (``docs/architecture.md``, "One ref and its entry"). If any of them
+    fails, the entries are cut off the log again and the head left as it was: the
+    change is not made, and the log does not say it was. ``settle``: False leaves the
+    fsync of ``.dvfs`` after the head's rename to the caller, which makes it with the
+    ref's own folder's."""
     if not changes:
         return
     if len(changes) > 1:
@@ -268,18 +308,37 @@ def record_many(dvfs_dir: Path, changes: Sequence[Change]) -> None:
         # The head's new bytes go to disk first, and the entries are cut off again if
         # they cannot be written whole: a full disk leaves log and head as they were,
         # never a head behind the log (which reads as entries added by hand).
-        tmp = None if added else write_beside(dvfs_dir / HEAD, f"{seq - 1} {prev}\n".encode())
-        try:
-            _append(fd, b"".join(line + b"\n" for line in lines), end, dvfs_dir / LOG)
-        except BaseException:
+        head_bytes = f"{seq - 1} {prev}\n".encode()
+        tmp = None if added else write_beside(dvfs_dir / HEAD, head_bytes, sync=False)
+        data = b"".join(line + b"\n" for line in lines)
+        jobs: list[Callable[[], object]] = [lambda: _append(fd, data, end, dvfs_dir / LOG)]
+        if tmp is not None:
+            jobs.append(lambda: fsync_file(tmp))
+        jobs.extend(alongside)
+        errors = at_once(jobs, "dvfs-audit") if len(jobs) > 1 else [_run(jobs[0])]
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            raise
+            if errors[0] is None:  # (the entries are on disk: taken back, the change failed)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                    os.fsync(fd)
+            raise failed
     finally:
         os.close(fd)
     if tmp is not None:
-        put_in_place(tmp, dvfs_dir / HEAD)
+        put_in_place(tmp, dvfs_dir / HEAD, sync=settle)
+
+
+def _run(job: Callable[[], object]) -> BaseException | None:
+    """What ``job`` raised (None: done), as :func:`vfs.store.durable.at_once` says it."""
+    try:
+        job()
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def last_entry(dvfs_dir: Path) -> Entry | None:

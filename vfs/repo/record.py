@@ -17,9 +17,11 @@ once their trees are stored. It owns, in this order:
    commit, the journal's ``S`` record of a snapshot), after the data it names is
    durable and before the branch names the version (a commit writes and fsyncs the
    new index beside the old one while step 2 runs on a thread, and renames it into
-   place only once step 2 is done: ``noting``);
+   place only once step 2 is done: ``noting``; the fsync of its folder after that
+   rename is made with step 4's first ones);
 4. the branch moved last, by compare-and-swap from where the caller found it
-   (``Refs.update``: fsynced file, rename, directory fsync);
+   (``Refs.update``: its new file, its audit entry and the note's folder fsynced at
+   once, then the rename and the folders' fsyncs at once: two disk round trips);
 5. after the branch moved, nothing can undo the version: the tag and ``dvfs.lock``
    (rewritten inside a git work tree when the version goes on the branch HEAD names)
    are written, and a failure there is a warning saying what to run, never an error
@@ -41,6 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vfs.errors import DvfsError, StorageFull, UsageError
@@ -49,6 +52,7 @@ from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
 from vfs.repo.refs import twin_refused
 from vfs.repo.repository import Repository
+from vfs.store.durable import fsync_dir
 from vfs.store.objects import ObjKind
 
 Warn = Callable[[str], None]
@@ -96,7 +100,7 @@ def record_version(
     git: bool = True,
     move: bool = True,
     noted: Callable[[bytes], None] | None = None,
-    noting: Callable[[bytes, Callable[[], object]], None] | None = None,
+    noting: Callable[[bytes, Callable[[], object]], Path | None] | None = None,
     step: Callable[[str], None] = _nothing,
     warn: Warn = _quiet,
 ) -> Made:
@@ -112,7 +116,9 @@ def record_version(
     repository lock is released). ``noted`` is step 3; or ``noting``, called while
     step 2 runs on a thread of its own, with a function that returns once it is done
     (raising its error): the note is prepared meanwhile and published only after
-    that function returns. ``step`` is told ``stored``,
+    that function returns; it may return a folder whose fsync is still to be made
+    (its note renamed into place), which is made with the branch's first fsyncs
+    (``Refs.update``: ``also``). ``step`` is told ``stored``,
     ``flushed`` and ``moved`` (after step 5) as they are done (the daemon's
     fault-injection hook). Warnings of the lineage and of step 5 go to ``warn``.
     """
@@ -135,16 +141,20 @@ def record_version(
     )
     oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
     step("stored")
+    unsynced: Path | None = None
     if noting is None:
         repo.store.sync()
         step("flushed")
         if noted is not None:
             noted(oid)
     else:
-        _note_while_syncing(repo, oid, noting, step)
+        unsynced = _note_while_syncing(repo, oid, noting, step)
     if not move:
+        if unsynced is not None:
+            fsync_dir(unsynced)
         return Made(oid, version)
-    repo.refs.update(f"refs/heads/{branch}", oid, expect)
+    also = () if unsynced is None else (unsynced,)
+    repo.refs.update(f"refs/heads/{branch}", oid, expect, also=also)
     _after_move(repo, branch, oid, version, tag, checked_out, warn)
     step("moved")
     return Made(oid, version)
@@ -153,11 +163,12 @@ def record_version(
 def _note_while_syncing(
     repo: Repository,
     oid: bytes,
-    noting: Callable[[bytes, Callable[[], object]], None],
+    noting: Callable[[bytes, Callable[[], object]], Path | None],
     step: Callable[[str], None],
-) -> None:
+) -> Path | None:
     """Steps 2 and 3 at once: ``ObjectStore.sync`` on a thread while ``noting`` writes
-    its note beside the old one, which it publishes only after the sync is done.
+    its note beside the old one, which it publishes only after the sync is done; what
+    ``noting`` returns (a folder still to fsync).
 
     Each fsync is a round trip to the disk: a commit's index written and fsynced
     after the sync waited for one more in a row."""
@@ -178,6 +189,10 @@ def _note_while_syncing(
 
     def ready() -> None:
         nonlocal told
+        if not done.is_set():  # (while the disk works: what moving the branch needs)
+            from vfs.repo import audit
+
+            audit.warm()
         done.wait()
         if failed:
             raise failed[0]
@@ -187,10 +202,11 @@ def _note_while_syncing(
 
     threading.Thread(target=sync, name="dvfs-sync", daemon=True).start()
     try:
-        noting(oid, ready)
+        unsynced = noting(oid, ready)
     finally:
         done.wait()  # (nothing goes on while the store syncs)
     ready()  # (the sync's error, had ``noting`` not asked)
+    return unsynced
 
 
 def _after_move(

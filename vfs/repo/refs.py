@@ -32,6 +32,7 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,9 @@ from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
 from vfs.quoting import quote_given
 from vfs.store.durable import (
+    at_once,
     fsync_dir,
+    fsync_file,
     many_at_once,
     put_in_place,
     storage_error,
@@ -146,17 +149,27 @@ def _op(ref: str, old: bytes | None, new: bytes | None) -> str:
 
 
 def _audit(
-    dvfs_dir: Path, op: str, ref: str, old: bytes | None, new: bytes | None, note: str = ""
+    dvfs_dir: Path, op: str, ref: str, old: bytes | None, new: bytes | None, note: str = "",
+    alongside: Sequence[Callable[[], object]] = (),
+) -> None:  # fmt: skip
+    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds
+    ``refs.lock``); ``alongside``: as :func:`_audit_many`."""
+    _audit_many(dvfs_dir, [(op, ref, old, new, note)], alongside)
+
+
+def _audit_many(
+    dvfs_dir: Path,
+    changes: Sequence[audit.Change],
+    alongside: Sequence[Callable[[], object]] = (),
 ) -> None:
-    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds ``refs.lock``)."""
-    _audit_many(dvfs_dir, [(op, ref, old, new, note)])
-
-
-def _audit_many(dvfs_dir: Path, changes: Sequence[audit.Change]) -> None:
     """Append the entries of ``changes`` to the audit log as one batch (the caller
     holds ``refs.lock``), after one entry for each creation a kill cut short, of the
     log's last batch or of the one before a run of such entries a kill cut short too
     (``audit.maybe_cut_short``), that was never made (:func:`_never_made`).
+
+    ``alongside``: the fsyncs of the change itself, run with the log's
+    (``audit.record_many``: if one fails, the entries are taken back and the error
+    raised); the fsync of ``.dvfs`` after the head's rename is then the caller's.
 
     The audit module is loaded by the first change of a ref: a command that only reads
     refs (a plain ``dvfs status``) never loads it, nor what it imports.
@@ -172,7 +185,7 @@ def _audit_many(dvfs_dir: Path, changes: Sequence[audit.Change]) -> None:
             [(_op(e.ref, b"", None), e.ref, None, None, audit.never_made_note(e.seq))
              for e in never],
         )  # fmt: skip
-    audit.record_many(dvfs_dir, changes)
+    audit.record_many(dvfs_dir, changes, alongside=alongside, settle=not alongside)
 
 
 def _never_made(refs: Refs, last: audit.Entry) -> bool:
@@ -364,7 +377,8 @@ class Refs:
             note = f"{short[0]} -> {short[1]}".strip()
             self._write_audited(
                 self.dir / "HEAD", text.encode(),
-                lambda: _audit(self.dir, "HEAD move", "HEAD", None, head.detached, note),
+                lambda also: _audit(self.dir, "HEAD move", "HEAD", None, head.detached, note,
+                                    also),
             )  # fmt: skip
 
     # refs -----------------------------------------------------------------
@@ -470,9 +484,15 @@ class Refs:
         finally:
             os.close(fd)
 
-    def update(self, ref: str, new: bytes | None, expected: bytes | None) -> None:
+    def update(
+        self, ref: str, new: bytes | None, expected: bytes | None, also: Sequence[Path] = ()
+    ) -> None:
         """Set ``ref`` to ``new`` (None deletes) if it still holds ``expected``;
-        a ref that already holds ``new`` is not written again, nor audited."""
+        a ref that already holds ``new`` is not written again, nor audited.
+
+        ``also``: folders whose fsync must be done before ``ref`` names ``new`` (a
+        commit's index renamed into place, naming the version first): they are made
+        with the ref's new file's and its entry's (:meth:`_write_audited`)."""
         with self._locked():
             current = self.get(ref)
             if current != expected:
@@ -497,7 +517,9 @@ class Refs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._write_audited(
                 path, (new.hex() + "\n").encode(),
-                lambda: _audit(self.dir, _op(ref, current, new), ref, current, new),
+                lambda more: _audit(self.dir, _op(ref, current, new), ref, current, new, "",
+                                    more),
+                also,
             )  # fmt: skip
 
     def update_many(
@@ -601,23 +623,42 @@ class Refs:
             path.parent.mkdir(parents=True, exist_ok=True)  # (its folder may be gone too)
             self._write_audited(
                 path, (new.hex() + "\n").encode(),
-                lambda: _audit(self.dir, _op(ref, new, new), ref, None, new, note),
+                lambda also: _audit(self.dir, _op(ref, new, new), ref, None, new, note, also),
             )  # fmt: skip
 
-    @staticmethod
-    def _write_audited(path: Path, data: bytes, audit: Callable[[], None]) -> None:
-        """Write ``data`` to ``path`` atomically, making its audit entry (``audit``)
-        once the new bytes are on disk and before they replace the old: a full disk
-        stops the change before its entry, so the log never records a move that was
-        not made (``dvfs fsck`` would name the ref as lost)."""
-        tmp = write_beside(path, data)
+    def _write_audited(
+        self,
+        path: Path,
+        data: bytes,
+        audit: Callable[[Sequence[Callable[[], object]]], None],
+        also: Sequence[Path] = (),
+    ) -> None:
+        """Write ``data`` to ``path`` atomically, making its audit entry (``audit``,
+        given the fsyncs to run with the log's) once the new bytes are written and
+        before they replace the old: a full disk stops the change before its entry, so
+        the log never records a move that was not made (``dvfs fsck`` would name the
+        ref as lost).
+
+        Two disk round trips, not five in a row (``docs/architecture.md``, "One ref
+        and its entry"): the fsyncs of the new file, of the folders ``also``, of the
+        log and of its head's new file at once (if one fails, the entry is taken
+        back and the file deleted: nothing changed); then, once the new file has
+        replaced the old, those of its folder and of ``.dvfs`` (the head's rename)."""
+        tmp = write_beside(path, data, sync=False)
+        jobs: list[Callable[[], object]] = [lambda: fsync_file(tmp)]
+        jobs += [partial(fsync_dir, f) for f in also]
         try:
-            audit()
+            audit(jobs)
         except BaseException:
             with suppress(OSError):
                 os.unlink(tmp)
             raise
-        put_in_place(tmp, path)
+        put_in_place(tmp, path, sync=False)
+        folders = sorted({path.parent, self.dir})
+        errors = at_once([partial(fsync_dir, f) for f in folders], "dvfs-refsync")
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:
+            raise storage_error(failed, str(path)) if isinstance(failed, OSError) else failed
 
     def record(self, op: str, note: str) -> None:
         """An audit entry for a change that moves no ref (``gc``)."""

@@ -1008,7 +1008,7 @@ class Index:
         self.version = rec["v"]
         self._note_racy()
 
-    def save(self, ready: Callable[[], object] | None = None) -> None:
+    def save(self, ready: Callable[[], object] | None = None, *, settle: bool = True) -> None:
         """Write the index atomically and fsync it, in format 4.
 
         Rows unchanged since a file of format 4 was loaded are written as read (a
@@ -1018,7 +1018,9 @@ class Index:
         ``ready``: called once the new file is written and fsynced beside the old one,
         before it takes the old one's name; if it raises, the new file is deleted and
         the old one left as it was. ``add`` waits there for the objects the index
-        names to be durable, which they become meanwhile.
+        names to be durable, which they become meanwhile. ``settle``: False leaves the
+        fsync of the folder after the rename to the caller (a commit makes it with
+        the branch's new file's: ``vfs.repo.record``).
         """
         now = time.time_ns()
         cols = self._cols
@@ -1065,7 +1067,7 @@ class Index:
                 with suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
-            put_in_place(tmp, self.path)
+            put_in_place(tmp, self.path, sync=settle)
         if self._entries is None:  # (records may be changed through ``entries`` unseen)
             self._loaded = body
         self.written_ns = now

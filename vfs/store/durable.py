@@ -185,6 +185,48 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """fsync the file at ``path`` (one :func:`write_beside` wrote with ``sync=False``),
+    never through a link; a full disk raises as the store says it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise storage_error(exc, str(path)) from exc
+
+
+def at_once(jobs: Sequence[Callable[[], object]], name: str) -> list[BaseException | None]:
+    """Run ``jobs`` (fsyncs: a disk round trip each) at the same time, the first in this
+    thread and the others on threads named ``name``, and return what each raised (None:
+    done), in order. Every job runs to its end, whatever another does: the caller
+    must know which were done to take back what a failure leaves half made."""
+    import threading
+
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        try:
+            jobs[i]()
+        except BaseException as exc:
+            errors[i] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i,), name=name, daemon=True) for i in range(1, len(jobs))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        if jobs:
+            run(0)
+    finally:
+        for t in threads:
+            t.join()
+    return errors
+
+
 def many_at_once(work: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
     """``work`` of each of ``items`` (small files' writes and fsyncs), ``SYNC_AT_ONCE``
     at once on threads named ``name``, in order: the disk commits fsyncs that wait
