@@ -247,6 +247,37 @@ def test_an_experiment_on_a_toml_date_runs_with_a_date(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_exp_run_writes_a_number_as_the_number_the_file_reads_back(repo: Repo) -> None:
+    """`dvfs exp run -S n=99999999999999999999` wrote the quoted text '9...9' into the
+    params file, so the stage read a str where it had read an int; `-S lr=1e999` wrote
+    the text '1e999' where a number was written. An integer of any size is written as
+    the integer a YAML file holds; a number no float holds, or an integer past TOML's
+    64 bits in a TOML file, is refused in one line, the file left as it was."""
+    big = "9" * 20
+    repo.write("params.yaml", "n: 3\nlr: 0.1\n")
+    repo.write("c.toml", "n = 3\n")
+    script = (
+        "import yaml; p = yaml.safe_load(open('params.yaml')); "
+        "open('o', 'w').write(repr(p['n']) + ' ' + repr(p['lr']))"
+    )
+    repo.ok("run", "-n", "s", "-p", "n,lr", "-p", "c.toml:n", "-o", "o", "--", sys.executable,
+            "-c", script)  # fmt: skip
+    repo.ok("add", "params.yaml", "c.toml")
+    repo.commit("one")
+    repo.ok("exp", "run", "-S", f"n={big}", "-S", "lr=.inf", "-n", "big")
+    assert repo.cat("exp/big:params.yaml") == f"n: {big}\nlr: .inf\n".encode()
+    assert repo.cat("exp/big:o") == f"{big} inf".encode()  # (was '{big}' 0.1: a str)
+    for arg, wanted in [
+        ("lr=1e999", "-S lr=1e999: 1e999 is beyond what a float holds"),
+        ("lr=-1e999", "would read as -.inf: give -.inf for it"),
+        (f"c.toml:n={big}", "c.toml is TOML, whose integers are 64-bit"),
+    ]:
+        assert_error(repo.run("exp", "run", "-S", arg, "-n", "no"), wanted)
+    assert_error(repo.run("commit", "-m", "x", "--param", "lr=1e999"), "--param lr=1e999: 1e999")
+    assert "exp/no" not in repo.ok("branch").out
+    repo.fsck_clean()
+
+
 def test_metrics_are_flattened_to_dotted_keys_and_bounded() -> None:
     doc = {"acc": 0.9, "loss": {"train": 1, "val": [0.5, "t"]}, "ok": True, "x": "y" * 201}
     assert values.flatten(doc) == {

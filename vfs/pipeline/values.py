@@ -550,6 +550,11 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
             f"{shown} is JSON, which cannot hold {finite(value)}: give a number, or set "
             f"{quote_name(key)} in a YAML or TOML file"
         )
+    if kind == "toml" and (big := _past_64_bits(value)) is not None:
+        raise ValuesError(
+            f"{shown} is TOML, whose integers are 64-bit, and cannot hold {big}: give a "
+            f"smaller one, or set {quote_name(key)} in a YAML or JSON file"
+        )
     if kind == "json":
         new = _set_json(text, key, value, shown)
     elif kind == "toml":
@@ -567,6 +572,14 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
             "edit the file by hand"
         )
     return out
+
+
+def _past_64_bits(value: Any) -> int | None:
+    """The first integer in ``value`` (at any depth) that 64 bits cannot hold, if any."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if not -(1 << 63) <= value < 1 << 63 else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((b for v in items if (b := _past_64_bits(v)) is not None), None)
 
 
 def _toml_date(key: str, value: Any, shown: str) -> dt.date | dt.time:
