@@ -21,7 +21,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from vfs.model.params import TomlDate, from_record, to_record
+from vfs.model.params import FloatText, TomlDate, from_record, to_record
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -525,9 +525,13 @@ def test_params_records_escape_one_key_mappings_and_read_old_records_as_before()
         assert from_record(old) == old and to_record(old) == old  # recorded as always
 
 
-_KEYS = st.sampled_from(["a", "!", "!k", "!!k", "!toml-date", "!!toml-date", "\0k", "\0"])
+_KEYS = st.sampled_from(["a", "!", "!k", "!!k", "!toml-date", "!!toml-date", "!text", "\0k", "\0"])
 _VALUES = st.recursive(
-    st.none() | st.integers() | st.text(max_size=3) | st.just(TomlDate("2024-01-02")),
+    st.none()
+    | st.integers()
+    | st.text(max_size=3)
+    | st.just(TomlDate("2024-01-02"))
+    | st.sampled_from([".inf", FloatText(".inf"), FloatText(".nan")]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=2),
     max_leaves=8,
 )
@@ -638,6 +642,25 @@ def test_a_text_that_reads_as_a_number_is_shown_quoted_beside_the_number(repo: R
     assert '"2"' in compared and '"true"' in compared
     assert 'param changed:  lr: 2 -> "2"' in repo.ok("diff", "v1", "v2").out
     assert 'lr = "2"' in repo.ok("log", "--params", "-n", "1").out
+    repo.fsck_clean()
+
+
+def test_a_parameter_that_is_the_text_inf_is_told_from_the_float(repo: Repo) -> None:
+    """A stage's parameter `b: '.inf'` (text) showed as `.inf` in `compare` and `params
+    diff`, as the float `a: .inf` beside it did, and changing one to the other left the
+    stage fresh: both were recorded as the text ".inf". The text is recorded as its own
+    type now, shown in double quotes, and a change between them runs the stage."""
+    repo.write("params.yaml", "a: .inf\nb: '.inf'\nc: .nan\n")
+    repo.ok("run", "-n", "s", "-p", "a,b,c", "-o", "o", "--", "cat params.yaml > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    row = repo.ok("compare").out.splitlines()[-1]
+    assert row.split("│")[-3:] == [" .inf ", ' ".inf" ', " .nan"]
+    assert repo.json("compare", "--json")[0]["param_texts"] == ["b"]
+    repo.write("params.yaml", "a: '.inf'\nb: .inf\nc: .nan\n")
+    rows = [ln.split() for ln in repo.ok("params", "diff").out.splitlines()[1:]]
+    assert rows == [["a", ".inf", '".inf"'], ["b", '".inf"', ".inf"]]
+    assert repo.ok("repro").out.startswith("Running stage s")  # (it stayed fresh)
     repo.fsck_clean()
 
 

@@ -292,7 +292,10 @@ def reads_as_other(text: str) -> bool:
     value (empty, or ``-``: a table's empty cell), or hides spaces around it: such text
     is shown in double quotes (``"2"``), so that the text ``"2"`` and the number ``2``
     are not shown alike. (``.inf`` is not quoted: a record holds an infinite float as
-    that text; a metric that is this text is ``vfs.pipeline.values.FloatText``.)"""
+    that text; a metric or a stage's parameter that is this text is a
+    :class:`FloatText`, which is.)"""
+    if isinstance(text, FloatText):
+        return True
     if text and text[0] not in _MAY_TYPE and text[-1] not in _MAY_TYPE:
         return False
     try:
@@ -474,7 +477,20 @@ class TomlDate(str):
     __slots__ = ()
 
 
+class FloatText(str):
+    """Text that YAML reads as NaN or an infinity (``".inf"``), as a metric or a stage's
+    parameter: the float of that value is held as the plain text (``vfs.quoting.finite``:
+    JSON cannot hold it), so this text is a value of its own type, shown quoted and
+    changed from the float. Records keep it as a mapping of one key, :data:`TEXT_KEY`
+    (``{"!text": ".inf"}``), escaped and decoded as a date's (see :class:`TomlDate`);
+    a record written before it holds the text as the float's, and reads as the float.
+    """
+
+    __slots__ = ()
+
+
 DATE_KEY = "!toml-date"
+TEXT_KEY = "!text"
 ESCAPE = "\0"  # (in front of a key of a mapping of one key: see TomlDate)
 _RECORD_DEPTH = 64  # (values nest at most MAX_DEPTH levels; records are checked for it)
 
@@ -490,8 +506,8 @@ def _to_escape(value: dict[Any, Any]) -> bool:
     if len(value) != 1:
         return False
     k, v = next(iter(value.items()))
-    date = k == DATE_KEY and isinstance(v, str) and not isinstance(v, TomlDate)
-    return date or (isinstance(k, str) and k.startswith(ESCAPE))
+    typed = k in (DATE_KEY, TEXT_KEY) and isinstance(v, str) and type(v) is str
+    return typed or (isinstance(k, str) and k.startswith(ESCAPE))
 
 
 def to_record(value: Any, depth: int = 0) -> Any:
@@ -499,6 +515,8 @@ def to_record(value: Any, depth: int = 0) -> Any:
     one key that would read as one escaped (see the class)."""
     if isinstance(value, TomlDate):
         return {DATE_KEY: str(value)}
+    if isinstance(value, FloatText):
+        return {TEXT_KEY: str(value)}
     if depth > _RECORD_DEPTH:
         return value
     if isinstance(value, dict):
@@ -516,6 +534,8 @@ def from_record(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get(DATE_KEY), str):
             return TomlDate(value[DATE_KEY])
+        if len(value) == 1 and isinstance(value.get(TEXT_KEY), str):
+            return FloatText(value[TEXT_KEY])
         if depth > _RECORD_DEPTH:
             return value
         if _escaped(value):

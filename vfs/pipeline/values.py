@@ -203,15 +203,28 @@ def is_missing(value: Any) -> bool:
     return value is _MISSING
 
 
-class FloatText(str):
-    """A metric that is text YAML reads as NaN or an infinity (``".inf"``): a float
-    metric of that value is held as this same text (``vfs.quoting.finite``), so the
-    text is a value of its own type, shown quoted and changed from the float."""
+FloatText = version_params.FloatText  # (a metric or a stage's parameter: see the class)
 
 
 def plain(value: Any) -> Any:
-    """``value`` as it is recorded: checked and bounded (see ``vfs.model.params``)."""
-    return version_params.check({"v": value})["v"]
+    """``value`` as it is recorded: checked and bounded (see ``vfs.model.params``); a
+    text that YAML reads as NaN or an infinity is a :class:`FloatText`, as the float of
+    that spelling is recorded as the plain text."""
+    return version_params.check({"v": _texts_apart(value)})["v"]
+
+
+def _texts_apart(value: Any, depth: int = 0) -> Any:
+    """``value`` with each plain text that YAML reads as NaN or an infinity a FloatText
+    (deeper than values may nest: left for ``check`` to refuse)."""
+    if type(value) is str:
+        return FloatText(value) if version_params.NON_FINITE.fullmatch(value) else value
+    if depth > version_params.MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _texts_apart(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_texts_apart(v, depth + 1) for v in value]
+    return value
 
 
 def same(a: Any, b: Any) -> bool:
