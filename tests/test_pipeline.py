@@ -782,6 +782,26 @@ def test_an_out_naming_tracked_data_with_unsaved_changes_is_refused_before_it_ru
     repo.fsck_clean()
 
 
+def test_a_stage_renamed_takes_over_its_outputs_and_the_old_run_is_dropped(repo: Repo) -> None:
+    """A run recorded for an output another stage now makes is dropped from dvfs.runs
+    when that stage runs (two runs claiming one output would make the file unreadable),
+    and a changed output the old run made is the pipeline's to replace."""
+    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: echo 1 > o\n    outs: [o]\n"
+               "  k:\n    cmd: echo k > p\n    outs: [p]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a")
+    repo.write("o", "by hand\n")
+    repo.write("dvfs.yaml", "stages:\n  b:\n    cmd: echo 2 > o\n    outs: [o]\n"
+               "  k:\n    cmd: echo k > p\n    outs: [p]\n")  # fmt: skip
+    assert "Running stage b" in repo.ok("repro").out
+    assert repo.read("o") == b"2\n"
+    recorded = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    assert sorted(recorded) == ["b", "k"] and list(recorded["b"]["outs"]) == ["o"]
+    assert repo.ok("repro").out.endswith("2 fresh\n")
+    repo.fsck_clean()
+
+
 def test_the_command_a_refusal_suggests_runs_as_typed_for_a_name_with_a_space(
     repo: Repo,
 ) -> None:

@@ -21,7 +21,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from vfs.model.params import TomlDate, from_record, to_record
+from vfs.model.params import FloatText, TomlDate, from_record, to_record
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -244,6 +244,37 @@ def test_an_experiment_on_a_toml_date_runs_with_a_date(repo: Repo) -> None:
          "new": "2024-01-02 10:00:00+00:00", "changed": False},
         {"name": "c.toml:start", "old": "2024-01-02", "new": "2024-03-03", "changed": True},
     ]  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_exp_run_writes_a_number_as_the_number_the_file_reads_back(repo: Repo) -> None:
+    """`dvfs exp run -S n=99999999999999999999` wrote the quoted text '9...9' into the
+    params file, so the stage read a str where it had read an int; `-S lr=1e999` wrote
+    the text '1e999' where a number was written. An integer of any size is written as
+    the integer a YAML file holds; a number no float holds, or an integer past TOML's
+    64 bits in a TOML file, is refused in one line, the file left as it was."""
+    big = "9" * 20
+    repo.write("params.yaml", "n: 3\nlr: 0.1\n")
+    repo.write("c.toml", "n = 3\n")
+    script = (
+        "import yaml; p = yaml.safe_load(open('params.yaml')); "
+        "open('o', 'w').write(repr(p['n']) + ' ' + repr(p['lr']))"
+    )
+    repo.ok("run", "-n", "s", "-p", "n,lr", "-p", "c.toml:n", "-o", "o", "--", sys.executable,
+            "-c", script)  # fmt: skip
+    repo.ok("add", "params.yaml", "c.toml")
+    repo.commit("one")
+    repo.ok("exp", "run", "-S", f"n={big}", "-S", "lr=.inf", "-n", "big")
+    assert repo.cat("exp/big:params.yaml") == f"n: {big}\nlr: .inf\n".encode()
+    assert repo.cat("exp/big:o") == f"{big} inf".encode()  # (was '{big}' 0.1: a str)
+    for arg, wanted in [
+        ("lr=1e999", "-S lr=1e999: 1e999 is beyond what a float holds"),
+        ("lr=-1e999", "would read as -.inf: give -.inf for it"),
+        (f"c.toml:n={big}", "c.toml is TOML, whose integers are 64-bit"),
+    ]:
+        assert_error(repo.run("exp", "run", "-S", arg, "-n", "no"), wanted)
+    assert_error(repo.run("commit", "-m", "x", "--param", "lr=1e999"), "--param lr=1e999: 1e999")
+    assert "exp/no" not in repo.ok("branch").out
     repo.fsck_clean()
 
 
@@ -494,9 +525,13 @@ def test_params_records_escape_one_key_mappings_and_read_old_records_as_before()
         assert from_record(old) == old and to_record(old) == old  # recorded as always
 
 
-_KEYS = st.sampled_from(["a", "!", "!k", "!!k", "!toml-date", "!!toml-date", "\0k", "\0"])
+_KEYS = st.sampled_from(["a", "!", "!k", "!!k", "!toml-date", "!!toml-date", "!text", "\0k", "\0"])
 _VALUES = st.recursive(
-    st.none() | st.integers() | st.text(max_size=3) | st.just(TomlDate("2024-01-02")),
+    st.none()
+    | st.integers()
+    | st.text(max_size=3)
+    | st.just(TomlDate("2024-01-02"))
+    | st.sampled_from([".inf", FloatText(".inf"), FloatText(".nan")]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=2),
     max_leaves=8,
 )
@@ -607,6 +642,25 @@ def test_a_text_that_reads_as_a_number_is_shown_quoted_beside_the_number(repo: R
     assert '"2"' in compared and '"true"' in compared
     assert 'param changed:  lr: 2 -> "2"' in repo.ok("diff", "v1", "v2").out
     assert 'lr = "2"' in repo.ok("log", "--params", "-n", "1").out
+    repo.fsck_clean()
+
+
+def test_a_parameter_that_is_the_text_inf_is_told_from_the_float(repo: Repo) -> None:
+    """A stage's parameter `b: '.inf'` (text) showed as `.inf` in `compare` and `params
+    diff`, as the float `a: .inf` beside it did, and changing one to the other left the
+    stage fresh: both were recorded as the text ".inf". The text is recorded as its own
+    type now, shown in double quotes, and a change between them runs the stage."""
+    repo.write("params.yaml", "a: .inf\nb: '.inf'\nc: .nan\n")
+    repo.ok("run", "-n", "s", "-p", "a,b,c", "-o", "o", "--", "cat params.yaml > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    row = repo.ok("compare").out.splitlines()[-1]
+    assert row.split("│")[-3:] == [" .inf ", ' ".inf" ', " .nan"]
+    assert repo.json("compare", "--json")[0]["param_texts"] == ["b"]
+    repo.write("params.yaml", "a: '.inf'\nb: .inf\nc: .nan\n")
+    rows = [ln.split() for ln in repo.ok("params", "diff").out.splitlines()[1:]]
+    assert rows == [["a", ".inf", '".inf"'], ["b", '".inf"', ".inf"]]
+    assert repo.ok("repro").out.startswith("Running stage s")  # (it stayed fresh)
     repo.fsck_clean()
 
 

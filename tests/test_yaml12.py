@@ -111,7 +111,7 @@ def test_a_key_given_twice_is_an_error() -> None:
         ("a: b", "a: b"),  # a block mapping: the text a user meant
         ("- a", "- a"),
         ("[1", "[1"),  # not YAML: kept as given
-        ("1e400", "1e400"),  # not finite: kept as given
+        ("-.inf", "-.inf"),  # not finite: kept as given
         (".nan", ".nan"),
         ("9" * 30, "9" * 30),  # beyond 64 bits
         ("", None),
@@ -120,6 +120,12 @@ def test_a_key_given_twice_is_an_error() -> None:
 def test_param_values(text: str, wanted: Any) -> None:
     got = params.value(text)
     assert got == wanted and type(got) is type(wanted)
+
+
+def test_a_param_past_the_largest_float_is_refused() -> None:
+    # it was kept as the text "1e400", where a file holding it reads the float .inf
+    with pytest.raises(UsageError, match=r"--param x=1e400: 1e400 is beyond what a float holds"):
+        params.value("1e400", "--param x=1e400")
 
 
 def test_param_lists_and_maps_keep_the_bounds() -> None:

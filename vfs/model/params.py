@@ -25,7 +25,10 @@ written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: 
 so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
 exactly, or JSON cannot show, are kept as text (and ``-0.0`` as ``0.0``, the value it
 equals): integers outside 64 bits, NaN and the
-infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given).
+infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given). A
+number past the largest float (``1e999``), which YAML reads as infinity, is refused as
+a ``--param`` (and as a ``dvfs exp run -S``, which writes a parameters file: there an
+integer of any size stays an integer, and ``.inf`` a float, as the file reads back).
 A value with an explicit YAML tag outside the 1.2 core schema (``!!binary``,
 ``!!timestamp``, ``!!set``, ``!!python/...``, ``!local``) is refused, naming its file
 and key: it was once kept as the text Python prints for it (``b'hello'``), which the
@@ -233,12 +236,30 @@ def load_file(path: Path) -> dict[str, Any]:
 def value(text: str, given: str = "") -> Any:
     """A ``--param`` value typed as YAML 1.2 (3e-4 -> float, yes -> text, [1, 2] -> list).
 
-    A list or mapping only in flow style; text that is not valid YAML, or a number
-    that would not be kept exactly (a 100-digit integer, ``.nan``, ``1e400``), stays
-    the text as given. A value with a tag outside YAML 1.2's core schema
-    (``!!binary``, ``!!timestamp``) is refused, as in a parameters file, with a
+    A list or mapping only in flow style; text that is not valid YAML stays the text
+    as given, and so does a number a version's record cannot keep exactly (an integer
+    past 64 bits, ``.nan``, ``.inf``): the record holds such a number as that text. A
+    number past the largest float (``1e999``) is refused (see :func:`typed`), as is a
+    value with a tag outside YAML 1.2's core schema (``!!binary``, ``!!timestamp``):
     UsageError naming ``given`` (the argument, ``--param K=V``).
     """
+    parsed = typed(text, given)
+    if isinstance(parsed, bool):
+        return parsed
+    if isinstance(parsed, int):
+        return parsed if _INT64[0] <= parsed <= _INT64[1] else text
+    if isinstance(parsed, float):
+        return parsed if math.isfinite(parsed) else text
+    return parsed
+
+
+def typed(text: str, given: str = "") -> Any:
+    """``text`` as YAML 1.2 reads it, as a parameters file would hold it: a list or
+    mapping only in flow style, text that is not valid YAML as given, and numbers of
+    any size (``.inf`` the float). A number past the largest float (``1e999``) is
+    refused in one line: YAML reads it as infinity, which is not what was written, and
+    keeping it as text would make a number a string; a tag outside the core schema
+    is refused too (UsageError naming ``given``)."""
     import yaml  # see load_file
 
     from vfs.model import yaml12
@@ -252,12 +273,15 @@ def value(text: str, given: str = "") -> Any:
         return text  # not UTF-8: check() says so
     if isinstance(parsed, (list, dict)):
         return parsed if text.lstrip()[:1] in ("[", "{") else text
-    if isinstance(parsed, bool) or parsed is None or isinstance(parsed, str):
+    if isinstance(parsed, float) and math.isinf(parsed) and not NON_FINITE.fullmatch(text.strip()):
+        number, inf = text.strip(), ".inf" if parsed > 0 else "-.inf"
+        raise UsageError(
+            f"{quote_given(given or text)}: {quote_given(number)} is beyond what a float holds "
+            f"(1.8e308) and would read as {inf}: give {inf} for it, or '{number}' in quotes "
+            "for the text"
+        )
+    if isinstance(parsed, (bool, int, float, str)) or parsed is None:
         return parsed
-    if isinstance(parsed, int):
-        return parsed if _INT64[0] <= parsed <= _INT64[1] else text
-    if isinstance(parsed, float):
-        return parsed if math.isfinite(parsed) else text
     return text
 
 
@@ -268,7 +292,10 @@ def reads_as_other(text: str) -> bool:
     value (empty, or ``-``: a table's empty cell), or hides spaces around it: such text
     is shown in double quotes (``"2"``), so that the text ``"2"`` and the number ``2``
     are not shown alike. (``.inf`` is not quoted: a record holds an infinite float as
-    that text; a metric that is this text is ``vfs.pipeline.values.FloatText``.)"""
+    that text; a metric or a stage's parameter that is this text is a
+    :class:`FloatText`, which is.)"""
+    if isinstance(text, FloatText):
+        return True
     if text and text[0] not in _MAY_TYPE and text[-1] not in _MAY_TYPE:
         return False
     try:
@@ -279,12 +306,12 @@ def reads_as_other(text: str) -> bool:
 
 
 def setting(text: str, given: str = "") -> Any:
-    """A value ``dvfs exp run -S`` writes into a parameters file: :func:`value`, but
-    YAML's infinities and NaN are the floats they spell (``lr=.inf``), which a file
-    holds as such (a version's record keeps them as text)."""
-    if NON_FINITE.fullmatch(text.strip()):
-        return float(text.strip().replace(".", "", 1))  # float("-inf"), float("nan")
-    return value(text, given)
+    """A value ``dvfs exp run -S`` writes into a parameters file: :func:`typed`, so that
+    it reads back from the file as the value given (``lr=.inf`` the float, ``n=`` an
+    integer past 64 bits the integer), where a version's record keeps such numbers as
+    text (:func:`value`). A file that cannot hold it refuses it when written
+    (``vfs.pipeline.values.set_value``)."""
+    return typed(text, given)
 
 
 # what YAML 1.2 reads as an infinity or NaN
@@ -450,7 +477,20 @@ class TomlDate(str):
     __slots__ = ()
 
 
+class FloatText(str):
+    """Text that YAML reads as NaN or an infinity (``".inf"``), as a metric or a stage's
+    parameter: the float of that value is held as the plain text (``vfs.quoting.finite``:
+    JSON cannot hold it), so this text is a value of its own type, shown quoted and
+    changed from the float. Records keep it as a mapping of one key, :data:`TEXT_KEY`
+    (``{"!text": ".inf"}``), escaped and decoded as a date's (see :class:`TomlDate`);
+    a record written before it holds the text as the float's, and reads as the float.
+    """
+
+    __slots__ = ()
+
+
 DATE_KEY = "!toml-date"
+TEXT_KEY = "!text"
 ESCAPE = "\0"  # (in front of a key of a mapping of one key: see TomlDate)
 _RECORD_DEPTH = 64  # (values nest at most MAX_DEPTH levels; records are checked for it)
 
@@ -466,8 +506,8 @@ def _to_escape(value: dict[Any, Any]) -> bool:
     if len(value) != 1:
         return False
     k, v = next(iter(value.items()))
-    date = k == DATE_KEY and isinstance(v, str) and not isinstance(v, TomlDate)
-    return date or (isinstance(k, str) and k.startswith(ESCAPE))
+    typed = k in (DATE_KEY, TEXT_KEY) and isinstance(v, str) and type(v) is str
+    return typed or (isinstance(k, str) and k.startswith(ESCAPE))
 
 
 def to_record(value: Any, depth: int = 0) -> Any:
@@ -475,6 +515,8 @@ def to_record(value: Any, depth: int = 0) -> Any:
     one key that would read as one escaped (see the class)."""
     if isinstance(value, TomlDate):
         return {DATE_KEY: str(value)}
+    if isinstance(value, FloatText):
+        return {TEXT_KEY: str(value)}
     if depth > _RECORD_DEPTH:
         return value
     if isinstance(value, dict):
@@ -492,6 +534,8 @@ def from_record(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get(DATE_KEY), str):
             return TomlDate(value[DATE_KEY])
+        if len(value) == 1 and isinstance(value.get(TEXT_KEY), str):
+            return FloatText(value[TEXT_KEY])
         if depth > _RECORD_DEPTH:
             return value
         if _escaped(value):

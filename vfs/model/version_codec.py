@@ -30,9 +30,11 @@ stage whose outputs the version holds as its last run made them, sorted by name:
     digest of a directory's listing); deps, outs and metrics are sorted by path
     without repeats, params by (file, key); metrics are paths among the outs; value
     is any parameter value (as in ``params``; a TOML date a stage read is the map
-    ``{"!toml-date": TEXT}``, decoded as ``vfs.model.params.TomlDate``; the user's
-    mapping of one key ``!toml-date`` and a text value, or of one key starting with
-    NUL, has a NUL in front of that key); run is the
+    ``{"!toml-date": TEXT}``, decoded as ``vfs.model.params.TomlDate``, and a text
+    that YAML reads as NaN or an infinity ``{"!text": TEXT}``, decoded as
+    ``vfs.model.params.FloatText``; the user's mapping of one key ``!toml-date`` or
+    ``!text`` and a text value, or of one key starting with NUL, has a NUL in front
+    of that key); run is the
     run that made the outs:
     exit status, start time, duration (ns), host, dvfs and Python versions, and the
     git commit around the working tree, if any. At most ``MAX_STAGES`` stages, each

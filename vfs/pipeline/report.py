@@ -509,13 +509,16 @@ def compare_json(c: Compared) -> list[dict[str, Any]]:
     """``dvfs compare --json``: one object per row (a name the row lacks is left out;
     a null value is null). JSON gives a NaN or infinite float metric as YAML spells it
     (``".inf"``), as it gives the text ``".inf"``: ``texts`` names the row's metrics that
-    are such text (``values.FloatText``), present only when there are any."""
+    are such text (``values.FloatText``), and ``param_texts`` the row's stage
+    parameters that are, each present only when there are any."""
     rows = []
     for r, cells in c.rows:
         row = {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
                "params": present({k: cells[f"param:{k}"] for k in c.params}),
                "metrics": present({k: cells[f"metric:{k}"] for k in c.metrics})}  # fmt: skip
         row.update(texts_of({k: cells[f"metric:{k}"] for k in c.metrics}))
+        if texts := texts_of({k: cells[f"param:{k}"] for k in c.params}):
+            row["param_texts"] = texts["texts"]
         rows.append(row)
     return rows
 

@@ -216,6 +216,12 @@ class Repro:
         self.state = TreeState(ws, workers, self.warn)
         self.cache = RunCache(ws.repo) if ws.repo is not None else None
         self.runs = self._load_runs()
+        # which recorded runs made each output path: what record() and check_unsaved()
+        # look up after each stage, where a pass over every run made a long chain's
+        # repro quadratic
+        self.made: dict[bytes, set[str]] = {}
+        for r in self.runs.values():
+            self._claim(r)
         self.runs_writer = runs_file.Writer()  # (dvfs.runs is written after each stage)
         self.facts: RunFacts | None = None
         self.params_docs: dict[bytes, Any] = {}
@@ -240,6 +246,26 @@ class Repro:
                 f"{exc}: delete {RUNS_FILE} (every stage then runs again) or restore it "
                 f"(`dvfs restore {RUNS_FILE}`: as last staged)"
             ) from None
+
+    def _claim(self, record: StageRecord) -> None:
+        for p, _ in record.outs:
+            self.made.setdefault(p, set()).add(record.name)
+
+    def _unclaim(self, record: StageRecord) -> None:
+        for p, _ in record.outs:
+            names = self.made.get(p)
+            if names is not None:
+                names.discard(record.name)
+                if not names:
+                    del self.made[p]
+
+    def _put_run(self, record: StageRecord) -> None:
+        """``record`` as its stage's run (in the place of the one before, if any)."""
+        old = self.runs.get(record.name)
+        if old is not None:
+            self._unclaim(old)
+        self.runs[record.name] = record
+        self._claim(record)
 
     def param_values(self, stage: Stage) -> dict[tuple[bytes, str], Any]:
         """The values of a stage's params, now; UsageError if a file or key is missing."""
@@ -286,10 +312,9 @@ class Repro:
         repo, index = self.ws.repo, self.state.index
         if repo is None or index is None or not self.ws.own_index:
             return
-        made = {p for r in self.runs.values() for p, _ in r.outs}
         theirs = [
             o for o, i in outs.items()
-            if i not in (None, EMPTY_DIR_ID) and o not in made and index.under(o)
+            if i not in (None, EMPTY_DIR_ID) and o not in self.made and index.under(o)
             and self.ws.lstat(backups.backup_name(o)) is None  # (else a killed run's output)
         ]  # fmt: skip
         if not theirs:
@@ -485,10 +510,10 @@ class Repro:
     def record(self, record: StageRecord, records: dict[bytes, Staged]) -> None:
         """Write a run into ``dvfs.runs`` and the run cache; its outputs wait to be staged."""
         outs = {p for p, _ in record.outs}
-        for name, other in list(self.runs.items()):  # a run elsewhere claiming these outputs
-            if name != record.name and any(p in outs for p, _ in other.outs):
-                del self.runs[name]
-        self.runs[record.name] = record
+        others = {n for p in outs for n in self.made.get(p, ()) if n != record.name}
+        for name in others:  # a run elsewhere claiming these outputs
+            self._unclaim(self.runs.pop(name))
+        self._put_run(record)
         self.ws.write(RUNS_FILE.encode(), self.runs_writer.dump(self.runs))
         self.recorded = True
         self.state.forget([RUNS_FILE.encode()])
@@ -538,7 +563,7 @@ class Repro:
             stage.name, stage.cmd, stage.wdir, tuple(sorted(d.deps.items())), hit.outs,
             hit.params, tuple(sorted(stage.metrics)), hit.run,
         )  # fmt: skip
-        self.runs[stage.name] = record
+        self._put_run(record)
         self.ws.write(RUNS_FILE.encode(), self.runs_writer.dump(self.runs))
         self.recorded = True
         self.state.forget([RUNS_FILE.encode()])

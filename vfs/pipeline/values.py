@@ -203,15 +203,28 @@ def is_missing(value: Any) -> bool:
     return value is _MISSING
 
 
-class FloatText(str):
-    """A metric that is text YAML reads as NaN or an infinity (``".inf"``): a float
-    metric of that value is held as this same text (``vfs.quoting.finite``), so the
-    text is a value of its own type, shown quoted and changed from the float."""
+FloatText = version_params.FloatText  # (a metric or a stage's parameter: see the class)
 
 
 def plain(value: Any) -> Any:
-    """``value`` as it is recorded: checked and bounded (see ``vfs.model.params``)."""
-    return version_params.check({"v": value})["v"]
+    """``value`` as it is recorded: checked and bounded (see ``vfs.model.params``); a
+    text that YAML reads as NaN or an infinity is a :class:`FloatText`, as the float of
+    that spelling is recorded as the plain text."""
+    return version_params.check({"v": _texts_apart(value)})["v"]
+
+
+def _texts_apart(value: Any, depth: int = 0) -> Any:
+    """``value`` with each plain text that YAML reads as NaN or an infinity a FloatText
+    (deeper than values may nest: left for ``check`` to refuse)."""
+    if type(value) is str:
+        return FloatText(value) if version_params.NON_FINITE.fullmatch(value) else value
+    if depth > version_params.MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _texts_apart(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_texts_apart(v, depth + 1) for v in value]
+    return value
 
 
 def same(a: Any, b: Any) -> bool:
@@ -550,6 +563,11 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
             f"{shown} is JSON, which cannot hold {finite(value)}: give a number, or set "
             f"{quote_name(key)} in a YAML or TOML file"
         )
+    if kind == "toml" and (big := _past_64_bits(value)) is not None:
+        raise ValuesError(
+            f"{shown} is TOML, whose integers are 64-bit, and cannot hold {big}: give a "
+            f"smaller one, or set {quote_name(key)} in a YAML or JSON file"
+        )
     if kind == "json":
         new = _set_json(text, key, value, shown)
     elif kind == "toml":
@@ -567,6 +585,14 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
             "edit the file by hand"
         )
     return out
+
+
+def _past_64_bits(value: Any) -> int | None:
+    """The first integer in ``value`` (at any depth) that 64 bits cannot hold, if any."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if not -(1 << 63) <= value < 1 << 63 else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((b for v in items if (b := _past_64_bits(v)) is not None), None)
 
 
 def _toml_date(key: str, value: Any, shown: str) -> dt.date | dt.time:
