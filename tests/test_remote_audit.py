@@ -20,6 +20,7 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.remote import Remote
+from tests.support.remote import dir_remote_fixture as dir_remote_fixture
 from tests.support.remote import remote_fixture as remote_fixture
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
@@ -354,4 +355,28 @@ def test_a_last_entry_no_one_can_read_stops_no_push(
         assert r.json()["intact"] is True, str(r)
     else:
         assert "entry 2 was edited, or entry 3 inserted" in " ".join(r.json()["problems"])
+    repo.fsck_clean()
+
+
+def test_an_entry_numbered_last_of_all_refuses_the_push_in_one_line(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A remote holding ``audit/999999999999`` made a clone with no record of the chain's
+    end write its entry at ``audit/1000000000000``, a key no listing reads as an entry
+    (verify called it inserted), and each push after it another. Entry numbers have 12
+    digits: the push is refused in one line naming the key and what to do, before any
+    entry is written or ref moved."""
+    repo = make_repo()
+    one = commit_files(repo, {"a": "1"}, "one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    dir_remote.backend.put(audit_key(999_999_999_999), dir_remote.backend.get(audit_key(1)))
+    (repo.root / ".dvfs/remotes/origin" / remote_audit.REMOTE_HEAD).unlink()
+    commit_files(repo, {"a": "2"}, "two")
+    line = repo.fail("push", fragments=("audit/999999999999", "no ref was moved", "owner"))
+    assert "check its audit/ folder" in line
+    assert dir_remote.list_keys("audit/") == {audit_key(1), audit_key(999_999_999_999)}
+    assert dir_remote.ref() == one
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.json()["problems"] == ["entries 2..999999999998 are missing: deleted"], str(r)
     repo.fsck_clean()

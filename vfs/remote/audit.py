@@ -32,7 +32,14 @@ from vfs.errors import (
     RemoteUnreachable,
 )
 from vfs.model.ids import hash_bytes
-from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq, bounded
+from vfs.remote.layout import (
+    AUDIT,
+    MAX_AUDIT_ENTRIES,
+    MAX_AUDIT_SEQ,
+    audit_key,
+    audit_seq,
+    bounded,
+)
 from vfs.repo.audit import (
     MAX_LINE,
     ZERO,
@@ -136,7 +143,7 @@ def _read_head(path: Path | None) -> tuple[int, str] | None:
     data = read_file(path.parent, path.name)  # (never through a link: FormatError)
     with contextlib.suppress(ValueError, UnicodeDecodeError):
         seq, digest = (data or b"").decode().split()
-        if int(seq) > 0 and len(digest) == 64:
+        if 0 < int(seq) <= MAX_AUDIT_SEQ and len(digest) == 64:
             return int(seq), digest
     return None
 
@@ -166,7 +173,7 @@ def _last_seq(backend: Backend, hint: tuple[int, str] | None) -> int:
     """The number of the last entry: probed forward from ``hint``, else listed."""
     if hint is not None and _exists(backend, hint[0]):
         n = hint[0]
-        while _exists(backend, n + 1):
+        while n < MAX_AUDIT_SEQ and _exists(backend, n + 1):
             n += 1
         return n
     seqs, _ = _remote_seqs(backend)
@@ -219,6 +226,8 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
         n, prev = hint
     done = lost = 0
     while done < len(changes):
+        if n + len(changes) - done > MAX_AUDIT_SEQ:
+            raise RemoteError(_no_number(backend, n))
         if prev is None:
             prev = ZERO if n == 0 else _entry_hash(backend, n)
         batch: list[tuple[str, bytes]] = []
@@ -242,6 +251,17 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
     if prev is not None:
         _write_head(head_path, n, prev)
     return n
+
+
+def _no_number(backend: Backend, n: int) -> str:
+    """Why no entry can follow entry ``n`` (a key past ``MAX_AUDIT_SEQ`` is no entry,
+    read by no listing), and what to do."""
+    return (
+        f"{backend.url} holds {audit_key(n)}, the last number an audit entry can have, so "
+        "no entry can be added after it and no ref was moved: the chain is damaged or "
+        f"hostile (none grows that long); ask the remote's owner to check its {AUDIT} "
+        "folder (`dvfs audit verify --remote` names the damage)"
+    )
 
 
 def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | None]:
@@ -396,8 +416,8 @@ def verify_remote(
     now: dict[int, _Checked] = {}
     for seq in seqs:
         if seq != expect:
-            gone = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
-            problems.append(f"entry {gone} {'is' if seq == expect + 1 else 'are'} missing: deleted")
+            gone = f"entry {expect} is" if seq == expect + 1 else f"entries {expect}..{seq - 1} are"
+            problems.append(f"{gone} missing: deleted")
             return Verdict(n, problems)
         expect = seq + 1
         if seq in fetched:
