@@ -380,3 +380,25 @@ def test_an_entry_numbered_last_of_all_refuses_the_push_in_one_line(
     r = repo.run("audit", "verify", "--remote", "origin", "--json")
     assert r.json()["problems"] == ["entries 2..999999999998 are missing: deleted"], str(r)
     repo.fsck_clean()
+
+
+def test_an_entry_under_another_number_is_not_listed_as_its_copy(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """An entry copied (or moved) to another key of the chain was listed by `dvfs audit
+    --remote` as what it claims, so the listing showed entry 1 twice without a word
+    (verify named it inserted). It is left out of the listing now, which names it as
+    no entry and the command that checks the chain (exit 1), as an edited one."""
+    repo = make_repo()
+    commit_files(repo, {"a": "1"}, "one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    commit_files(repo, {"a": "2"}, "two")
+    repo.ok("push")
+    dir_remote.backend.put(audit_key(3), dir_remote.backend.get(audit_key(1)))
+    r = repo.run("audit", "--remote", "origin")
+    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1", "2"], str(r)
+    assert_error(r, "entry 3 of remote origin's audit chain is not an entry", code=1)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.json()["problems"] == ["entry 3 holds entry 1's number: it was inserted or moved"]
+    repo.fsck_clean()

@@ -299,16 +299,20 @@ def remote_entries(
     backend: Backend, jobs: int = 16, skipped: list[int] | None = None
 ) -> list[Entry]:
     """Every entry of a remote's chain in order (not verified; odd objects skipped, and
-    the numbers of those that are no entry added to ``skipped``)."""
+    the numbers of those that are no entry added to ``skipped``: one holding another
+    number than its key's too, a copy of another entry or one moved)."""
     seqs, _ = _remote_seqs(backend)
     out = []
     for seq, data in zip(seqs, _fetch_remote(backend, seqs, jobs), strict=True):
         if data is not None:
             try:
-                out.append(parse_entry(data, seq)[0])
+                entry = parse_entry(data, seq)[0]
             except FormatError:
-                if skipped is not None:
-                    skipped.append(seq)
+                entry = None
+            if entry is not None and entry.seq == seq:
+                out.append(entry)
+            elif skipped is not None:
+                skipped.append(seq)
     return out
 
 
