@@ -16,6 +16,7 @@ from tests.support.cli import (
     add_in_process,
     assert_error,
     assert_ok,
+    commit_files,
     commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -789,6 +790,30 @@ def test_restoring_a_file_of_theirs_directory_settles_the_file_it_replaced(repo:
     repo.ok("restore", "--theirs", "x/f")
     st = repo.status()
     assert all(c["resolved"] for c in st["merging"]["conflicts"]), st
+    assert "every conflict settled" in repo.ok("status").out
+    repo.commit("took the directory")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    repo.fsck_clean()
+
+
+def test_restoring_one_file_of_theirs_directory_leaves_its_other_files_in_conflict(
+    repo: Repo,
+) -> None:
+    """Ours a file x, theirs a directory of x/f and x/g: `restore --theirs x/f` settled
+    the file x it replaced, and with it every conflict below x: status said "every
+    conflict settled" while x/g was in neither the tree nor the index, and the commit
+    dropped it. x/g stays a conflict now, as in git, until it is settled itself."""
+    file_against_directory(repo)
+    repo.ok("switch", "other")
+    commit_files(repo, {"x/g": "beside f"}, "another file")
+    repo.ok("switch", "main")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "x/f")
+    st = repo.status()
+    assert [c["path"] for c in st["merging"]["conflicts"] if not c["resolved"]] == ["x/g"], st
+    assert "conflict: x/g" in repo.ok("status").out
+    repo.fail("commit", "-m", "merged", fragments=("still in conflict (x/g)",))
+    repo.ok("restore", "--theirs", "x/g")
     assert "every conflict settled" in repo.ok("status").out
     repo.commit("took the directory")
     assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")

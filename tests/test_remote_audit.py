@@ -4,6 +4,8 @@ fork it, and `dvfs audit verify --remote` names an edited, deleted or inserted e
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -18,8 +20,11 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.remote import Remote
+from tests.support.remote import dir_remote_fixture as dir_remote_fixture
+from tests.support.remote import remote_fixture as remote_fixture
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
+from vfs.model.ids import hash_bytes
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import Meter
 from vfs.remote.layout import audit_key
@@ -275,4 +280,125 @@ def test_an_entry_whose_fields_are_of_another_type_is_not_an_entry(
             "damaged), so not listed: `dvfs audit verify --remote origin` checks the chain"
         ), r
     assert [e["seq"] for e in r.json()] == [2]
+    repo.fsck_clean()
+
+
+def spoil(remote: Remote, key: str, how: str) -> None:
+    """Put in ``key``'s place on ``remote`` what no entry can be read from."""
+    if how == "too large":
+        remote.backend.put(key, b"x" * ((1 << 20) + 1))
+        return
+    remote.backend.delete(key)
+    if remote.kind == "s3":  # (a "folder": a key below it)
+        assert how == "folder"
+        remote.backend.put(f"{key}/x", b"x")
+        return
+    path = Path(remote.url.removeprefix("file://")) / key
+    {"FIFO": os.mkfifo, "folder": os.mkdir}.get(how, lambda p: p.symlink_to("/etc/passwd"))(path)
+
+
+def mend(remote: Remote, key: str, data: bytes) -> None:
+    if remote.kind == "s3":
+        remote.backend.delete(f"{key}/x")
+    else:
+        path = Path(remote.url.removeprefix("file://")) / key
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    remote.backend.put(key, data)
+
+
+@pytest.mark.parametrize(
+    ("remote", "how", "seen"),
+    [
+        ("dir", "too large", True),
+        ("dir", "FIFO", False),
+        ("dir", "link", True),
+        ("dir", "folder", False),
+        ("s3", "too large", True),
+        ("s3", "folder", False),
+    ],
+    indirect=["remote"],
+)
+def test_a_last_entry_no_one_can_read_stops_no_push(
+    remote: Remote, make_repo: RepoFactory, how: str, seen: bool
+) -> None:
+    """A remote whose last audit entry could not be read (larger than any entry; on a
+    directory remote a FIFO, a link or a folder) refused every push in one line, for
+    every clone: the remote was stuck. The push goes on now: its entry follows what
+    this clone saw of the chain's end (the hash of no bytes where it saw nothing), and
+    verify still names the damage; once the entry is put back, a chain this clone saw
+    whole is whole again."""
+    repo = make_repo()
+    commit_files(repo, {"a": "1"}, "one")
+    remote.add_to(repo)
+    repo.ok("push")
+    commit_files(repo, {"a": "2"}, "two")
+    repo.ok("push")
+    second = remote.backend.get(audit_key(2))
+    if not seen:  # a clone that has no record of the chain's end
+        (repo.root / ".dvfs/remotes/origin" / remote_audit.REMOTE_HEAD).unlink()
+    spoil(remote, audit_key(2), how)
+    three = commit_files(repo, {"a": "3"}, "three")
+    repo.ok("push")
+    assert remote.ref() == three
+    entry = json.loads(remote.backend.get(audit_key(3)))
+    assert entry["new"] == three
+    assert entry["prev"] == (hash_bytes(second).hex() if seen else remote_audit.UNREADABLE)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    problem = "entry 2 is missing" if how == "folder" else "entry 2 is not an entry"
+    assert r.code == 1 and problem in " ".join(r.json()["problems"]), str(r)
+    mend(remote, audit_key(2), second)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    if seen:
+        assert r.json()["intact"] is True, str(r)
+    else:
+        assert "entry 2 was edited, or entry 3 inserted" in " ".join(r.json()["problems"])
+    repo.fsck_clean()
+
+
+def test_an_entry_numbered_last_of_all_refuses_the_push_in_one_line(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A remote holding ``audit/999999999999`` made a clone with no record of the chain's
+    end write its entry at ``audit/1000000000000``, a key no listing reads as an entry
+    (verify called it inserted), and each push after it another. Entry numbers have 12
+    digits: the push is refused in one line naming the key and what to do, before any
+    entry is written or ref moved."""
+    repo = make_repo()
+    one = commit_files(repo, {"a": "1"}, "one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    dir_remote.backend.put(audit_key(999_999_999_999), dir_remote.backend.get(audit_key(1)))
+    (repo.root / ".dvfs/remotes/origin" / remote_audit.REMOTE_HEAD).unlink()
+    commit_files(repo, {"a": "2"}, "two")
+    line = repo.fail("push", fragments=("audit/999999999999", "no ref was moved", "owner"))
+    assert "check its audit/ folder" in line
+    assert dir_remote.list_keys("audit/") == {audit_key(1), audit_key(999_999_999_999)}
+    assert dir_remote.ref() == one
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.json()["problems"] == ["entries 2..999999999998 are missing: deleted"], str(r)
+    repo.fsck_clean()
+
+
+def test_an_entry_under_another_number_is_not_listed_as_its_copy(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """An entry copied (or moved) to another key of the chain was listed by `dvfs audit
+    --remote` as what it claims, so the listing showed entry 1 twice without a word
+    (verify named it inserted). It is left out of the listing now, which names it as
+    no entry and the command that checks the chain (exit 1), as an edited one."""
+    repo = make_repo()
+    commit_files(repo, {"a": "1"}, "one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    commit_files(repo, {"a": "2"}, "two")
+    repo.ok("push")
+    dir_remote.backend.put(audit_key(3), dir_remote.backend.get(audit_key(1)))
+    r = repo.run("audit", "--remote", "origin")
+    assert [ln.split()[0] for ln in r.out.splitlines()] == ["1", "2"], str(r)
+    assert_error(r, "entry 3 of remote origin's audit chain is not an entry", code=1)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.json()["problems"] == ["entry 3 holds entry 1's number: it was inserted or moved"]
     repo.fsck_clean()

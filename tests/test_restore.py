@@ -9,6 +9,7 @@ is printed (PATH replaced by a real path) and must do what the hint says.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -486,4 +487,47 @@ def test_an_index_that_is_a_directory_is_rebuilt_as_its_message_says(repo: Repo)
     assert index.is_file() and (repo.root / ".dvfs" / "index.not-a-file").is_dir()
     st = repo.status()
     assert (st["staged"], st["modified"], st["untracked"]) == ([], [], [])
+    repo.fsck_clean()
+
+
+# Put on PYTHONPATH (as sitecustomize) for a `python -m vfs.cli` process: the Ctrl-C of
+# a user lands, as a real SIGINT to the process, where code made by `exec` of a string
+# runs (the methods of a dataclass) while the command's module is imported.
+CTRL_C_IN_EXEC = """
+import os, signal, sys
+
+def _trace(frame, event, arg):
+    if frame.f_code.co_filename == "<string>" and os.environ["AFTER"] in sys.modules:
+        sys.settrace(None)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.settrace(_trace)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "module"), [(("gc",), "vfs.cli.store"), (("restore", "d"), "vfs.cli.checkout")]
+)
+def test_ctrl_c_while_a_command_loads_exits_130_not_by_the_signal(
+    make_repo: RepoFactory, tmp_path: Path, args: tuple[str, ...], module: str
+) -> None:
+    """A Ctrl-C to `python -m vfs.cli gc` or `restore` as the command's modules loaded
+    printed the "interrupted" line, then the process killed itself with SIGINT: Python
+    took the Ctrl-C, caught where it interrupted code made by `exec` (a dataclass's
+    methods), for one never caught. It ends with exit status 130 now, that one line,
+    nothing changed."""
+    repo = make_repo()
+    commit_files(repo, {"d/a": "1", "d/b": "2"}, "one")
+    shutil.rmtree(repo.root / "d")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CTRL_C_IN_EXEC)
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    r = repo.run(*args, env={"PYTHONPATH": path, "AFTER": module})
+    assert r.code == 130, str(r)  # (-2: killed by SIGINT)
+    assert_error(r, "interrupted; nothing half-written is visible", code=130)
+    assert [ln for ln in r.err.splitlines() if ln.strip()] == [
+        "dvfs: error: interrupted; nothing half-written is visible, run the command again"
+    ]
+    assert r.out == "" and not (repo.root / "d").exists()
     repo.fsck_clean()

@@ -123,7 +123,10 @@ def main() -> None:
             run = quick_row_diff(args) or importlib.import_module("vfs.cli.root").run
     except KeyboardInterrupt:
         interrupted_at_start()
-    guarded(run)
+    try:
+        guarded(run)
+    finally:
+        settle()
     if args and args[0] in QUICK_EXIT:
         try:
             flush()
@@ -192,6 +195,25 @@ def cleandoc(doc: str) -> str:
     while lines and not lines[0]:
         lines.pop(0)
     return "\n".join(lines)
+
+
+def settle() -> None:
+    """Once the command has ended and said how: a Ctrl-C has nothing left to stop.
+
+    It is ignored from then on. The interpreter's teardown gives SIGINT its default
+    action back before its last steps, so a Ctrl-C landing there killed the process
+    (exit "by SIGINT", not its code) after it had done its work, or said it was
+    interrupted. And a Ctrl-C caught where it interrupted code run by ``exec`` of a
+    string (the methods of a dataclass, made as a command's modules are imported)
+    stays marked as never caught in CPython 3.11: run as ``python -m vfs.cli``, the
+    process then killed itself with SIGINT after its "interrupted" line. The next
+    ``exec`` of a string clears that mark.
+    """
+    import signal  # (loaded by then)
+
+    with contextlib.suppress(ValueError):  # (not the main thread: nothing to ignore)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exec("")  # (a string: see above)
 
 
 def interrupted_at_start() -> NoReturn:

@@ -677,5 +677,8 @@ def resolve(
             left = set(report.unsettled)
             done = [c.path for c in (*hits, *made_way) if c.path not in left]
             report.settled = len(done)
-            merging.save(repo.dir, now.resolving(done))
+            # Each at its path alone: the conflicts below the file d that made way (theirs'
+            # d/g beside the d/f restored), or below one whose file failed, stay until
+            # settled themselves (they were marked settled with it, unwritten).
+            merging.save(repo.dir, now.resolving(done, below=False))
     return report

@@ -99,11 +99,15 @@ class MergeState:
         """The paths still in conflict."""
         return [c.path for c in self.conflicts if not c.resolved]
 
-    def resolving(self, paths: Iterable[bytes]) -> MergeState:
-        """This state with the conflicts at or below ``paths`` marked resolved."""
+    def resolving(self, paths: Iterable[bytes], *, below: bool = True) -> MergeState:
+        """This state with the conflicts at or below ``paths`` marked resolved (at
+        them alone, without ``below``)."""
         tops = [p for p in paths]
+        at = set(tops)
 
         def hit(p: bytes) -> bool:
+            if not below:
+                return p in at
             return any(not t or p == t or p.startswith(t + b"/") for t in tops)
 
         return replace(

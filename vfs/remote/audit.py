@@ -8,6 +8,8 @@ the chain ended for this clone, so that a chain cut or edited at its end shows a
 next :func:`verify_remote`. The key names are :mod:`vfs.remote.layout`'s. A listing of
 more than ``MAX_AUDIT_ENTRIES`` keys under ``audit/`` is refused (RemoteError), as
 one of too many refs or segments is: each entry is read at most ``MAX_LINE`` bytes.
+An object no entry can be (larger than that; on a directory remote a FIFO, a link or
+a folder) is read as no bytes: named as edited by a verify, linked past by an append.
 """
 
 from __future__ import annotations
@@ -22,9 +24,22 @@ from typing import TypeVar
 
 from vfs._os.beneath import open_kept
 from vfs.backends.base import Backend
-from vfs.errors import FormatError, RemoteNotFound
+from vfs.errors import (
+    FormatError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFound,
+    RemoteUnreachable,
+)
 from vfs.model.ids import hash_bytes
-from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq, bounded
+from vfs.remote.layout import (
+    AUDIT,
+    MAX_AUDIT_ENTRIES,
+    MAX_AUDIT_SEQ,
+    audit_key,
+    audit_seq,
+    bounded,
+)
 from vfs.repo.audit import (
     MAX_LINE,
     ZERO,
@@ -42,6 +57,10 @@ REMOTE_HEAD = "audit.head"  # in .dvfs/remotes/<name>/
 VERIFIED = "audit.verified"  # beside it: the entries already checked, by ETag (verify_remote)
 MAX_CHECKED = 1 << 30  # bytes of that record read at most (some 5 million entries)
 APPEND_TRIES = 1000  # entries other writers may add while one append goes on
+# What an object that cannot be read as an entry (too large; a FIFO, a link or a folder
+# on a directory remote) hashes as when an entry must link to it: the hash of no bytes,
+# which no entry is.
+UNREADABLE = hash_bytes(b"").hex()
 
 
 _Listed = TypeVar("_Listed")
@@ -66,12 +85,56 @@ def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:
     return sorted(seqs), sorted(odd)
 
 
+def _refused(exc: RemoteError) -> bool:
+    """Whether ``exc`` refuses one object (too large, no regular file, a link, a folder
+    where a key is written), not the remote as a whole (unreachable, credentials)."""
+    return not isinstance(exc, RemoteUnreachable | RemoteAuthError)
+
+
 def _exists(backend: Backend, seq: int) -> bool:
+    """Whether something is at entry ``seq``'s key: an entry, or an object refused."""
     try:
         backend.head(audit_key(seq))
         return True
     except RemoteNotFound:
         return False
+    except RemoteError as exc:
+        if _refused(exc):
+            return True  # (a FIFO or a link there: the number is taken all the same)
+        raise
+
+
+def _entry_hash(backend: Backend, seq: int) -> str:
+    """The hash of entry ``seq``'s bytes, for the next entry to link to; ``UNREADABLE``
+    if no entry can be read there (too large, not a file, gone since listed)."""
+    try:
+        return hash_bytes(backend.get_small(audit_key(seq), MAX_LINE)).hex()
+    except RemoteError as exc:
+        if _refused(exc):
+            return UNREADABLE
+        raise
+
+
+def _create(backend: Backend, batch: list[tuple[str, bytes]]) -> Sequence[bool]:
+    """``backend.create_many(batch, in_order=True)``. A directory remote refuses to write
+    where a folder, a link or a FIFO holds a key (an S3 store answers "there"): the
+    entries written before it are found by reading them back, and that key is taken."""
+    try:
+        return backend.create_many(batch, in_order=True)
+    except RemoteError as exc:
+        if not _refused(exc):
+            raise
+    made: list[bool] = []
+    for key, data in batch:
+        try:
+            made.append(backend.get_small(key, MAX_LINE) == data)
+        except RemoteError as exc:
+            if not _refused(exc):
+                raise
+            made.append(False)
+        if not made[-1]:
+            break
+    return made
 
 
 def _read_head(path: Path | None) -> tuple[int, str] | None:
@@ -80,7 +143,7 @@ def _read_head(path: Path | None) -> tuple[int, str] | None:
     data = read_file(path.parent, path.name)  # (never through a link: FormatError)
     with contextlib.suppress(ValueError, UnicodeDecodeError):
         seq, digest = (data or b"").decode().split()
-        if int(seq) > 0 and len(digest) == 64:
+        if 0 < int(seq) <= MAX_AUDIT_SEQ and len(digest) == 64:
             return int(seq), digest
     return None
 
@@ -110,7 +173,7 @@ def _last_seq(backend: Backend, hint: tuple[int, str] | None) -> int:
     """The number of the last entry: probed forward from ``hint``, else listed."""
     if hint is not None and _exists(backend, hint[0]):
         n = hint[0]
-        while _exists(backend, n + 1):
+        while n < MAX_AUDIT_SEQ and _exists(backend, n + 1):
             n += 1
         return n
     seqs, _ = _remote_seqs(backend)
@@ -131,8 +194,9 @@ def append_remote(
     ``head_path`` (``.dvfs/remotes/<name>/audit.head``) remembers where the chain
     ended for this clone. A lost race for a number is retried at the next one. A chain
     that ends before that entry, or whose entry there no longer hashes as recorded
-    (cut or edited since this clone saw it), is appended to after what this clone
-    saw: its number, and its hash as ``prev``.
+    (cut, edited or made unreadable since this clone saw it), is appended to after
+    what this clone saw: its number, and its hash as ``prev``. An end this clone never
+    saw that cannot be read is linked to as ``UNREADABLE``.
     """
     return append_remote_many(backend, head_path, [(op, ref, old, new, note)])
 
@@ -152,25 +216,27 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
         return 0
     hint = _read_head(head_path)
     n = _last_seq(backend, hint)
-    follow = hint is not None and n <= hint[0]
     prev: str | None = None  # the hash of entry n, once known
+    if hint is not None and n <= hint[0]:
+        # The chain ends where this clone saw it end, or before: the new entry follows
+        # what this clone saw, whatever entry n holds now. Entries cut off the end, or
+        # the last one edited or made unreadable (too large, a FIFO, a link), so stay
+        # for verify (here and in every clone) to name, not only until this append;
+        # and no remote is stuck refusing every push for an end no one can read.
+        n, prev = hint
     done = lost = 0
     while done < len(changes):
+        if n + len(changes) - done > MAX_AUDIT_SEQ:
+            raise RemoteError(_no_number(backend, n))
         if prev is None:
-            prev = ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
-        if follow and hint is not None and (n < hint[0] or prev != hint[1]):
-            # Entries this clone saw were cut off the end, or the last one edited: the
-            # new entry follows what this clone saw, so that verify (here and in every
-            # clone) still names the gap or the broken link, not only until this append.
-            n, prev = hint
-        follow = False
+            prev = ZERO if n == 0 else _entry_hash(backend, n)
         batch: list[tuple[str, bytes]] = []
         link = prev
         for op, ref, old, new, note in changes[done:]:
             data = encode_entry(make_entry(n + 1 + len(batch), link, op, ref, old, new, note))
             batch.append((audit_key(n + 1 + len(batch)), data))
             link = hash_bytes(data).hex()
-        made = backend.create_many(batch, in_order=True)
+        made = _create(backend, batch)
         kept = made.index(False) if False in made else len(made)
         if kept:
             n, prev, done, lost = n + kept, hash_bytes(batch[kept - 1][1]).hex(), done + kept, 0
@@ -187,12 +253,24 @@ def append_remote_many(backend: Backend, head_path: Path | None, changes: Sequen
     return n
 
 
+def _no_number(backend: Backend, n: int) -> str:
+    """Why no entry can follow entry ``n`` (a key past ``MAX_AUDIT_SEQ`` is no entry,
+    read by no listing), and what to do."""
+    return (
+        f"{backend.url} holds {audit_key(n)}, the last number an audit entry can have, so "
+        "no entry can be added after it and no ref was moved: the chain is damaged or "
+        f"hostile (none grows that long); ask the remote's owner to check its {AUDIT} "
+        "folder (`dvfs audit verify --remote` names the damage)"
+    )
+
+
 def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | None]:
     """The entries' bytes (None: deleted since listed), ``jobs`` runs of them at once.
 
-    At most ``MAX_LINE + 1`` bytes of each are read; one longer than any entry is
-    given as no bytes, which no entry is: the verdict names it as edited, the listing
-    as not an entry (it made both fail whole, naming the object's size instead)."""
+    At most ``MAX_LINE + 1`` bytes of each are read; one longer than any entry, or
+    refused (a FIFO or a link on a directory remote), is given as no bytes, which no
+    entry is: the verdict names it as edited, the listing as not an entry (it made
+    both fail whole, naming the object's size or kind instead)."""
 
     def run(part: list[int]) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -202,6 +280,10 @@ def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | 
             except RemoteNotFound:
                 out.append(None)
                 continue
+            except RemoteError as exc:
+                if not _refused(exc):
+                    raise
+                data = b""  # a FIFO or a link on a directory remote: no entry either
             out.append(data if len(data) <= MAX_LINE else b"")
         return out
 
@@ -217,30 +299,57 @@ def remote_entries(
     backend: Backend, jobs: int = 16, skipped: list[int] | None = None
 ) -> list[Entry]:
     """Every entry of a remote's chain in order (not verified; odd objects skipped, and
-    the numbers of those that are no entry added to ``skipped``)."""
+    the numbers of those that are no entry added to ``skipped``: one holding another
+    number than its key's too, a copy of another entry or one moved)."""
     seqs, _ = _remote_seqs(backend)
     out = []
     for seq, data in zip(seqs, _fetch_remote(backend, seqs, jobs), strict=True):
         if data is not None:
             try:
-                out.append(parse_entry(data, seq)[0])
+                entry = parse_entry(data, seq)[0]
             except FormatError:
-                if skipped is not None:
-                    skipped.append(seq)
+                entry = None
+            if entry is not None and entry.seq == seq:
+                out.append(entry)
+            elif skipped is not None:
+                skipped.append(seq)
     return out
 
 
 def _listing(backend: Backend) -> tuple[dict[int, tuple[str, float]], list[str]]:
-    """Each entry's number -> (ETag, LastModified), from one listing; the odd keys."""
+    """Each entry's number -> (ETag, LastModified), from one listing; the odd keys.
+
+    Where the listing asks for each key's ETag and one is refused (a FIFO or a link on
+    a directory remote), each key is asked for again, that one given no ETag: it is
+    then read, as no bytes, and named as edited."""
+    try:
+        listed = [
+            (key, (i.etag, i.modified)) for key, i in _bounded(backend, backend.list_info(AUDIT))
+        ]
+    except RemoteError as exc:
+        if not _refused(exc) or isinstance(exc, RemoteNotFound):
+            raise
+        listed = [(key, _info(backend, key)) for key in _bounded(backend, backend.list(AUDIT))]
     seqs: dict[int, tuple[str, float]] = {}
     odd: list[str] = []
-    for key, info in _bounded(backend, backend.list_info(AUDIT)):
+    for key, info in listed:
         seq = audit_seq(key)
         if seq is not None:
-            seqs[seq] = (info.etag, info.modified)
+            seqs[seq] = info
         else:
             odd.append(key)
     return seqs, sorted(odd)
+
+
+def _info(backend: Backend, key: str) -> tuple[str, float]:
+    """``key``'s (ETag, LastModified); ("", 0) if it is refused or gone."""
+    try:
+        info = backend.head(key)
+    except RemoteError as exc:
+        if not _refused(exc):
+            raise
+        return "", 0.0
+    return info.etag, info.modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +420,8 @@ def verify_remote(
     now: dict[int, _Checked] = {}
     for seq in seqs:
         if seq != expect:
-            gone = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
-            problems.append(f"entry {gone} {'is' if seq == expect + 1 else 'are'} missing: deleted")
+            gone = f"entry {expect} is" if seq == expect + 1 else f"entries {expect}..{seq - 1} are"
+            problems.append(f"{gone} missing: deleted")
             return Verdict(n, problems)
         expect = seq + 1
         if seq in fetched:

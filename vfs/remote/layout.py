@@ -11,7 +11,8 @@ A remote is a key-value store (``vfs.backends``); under the URL's prefix it hold
     refs/heads/<branch>    ref text: "<64 hex>\\n"
     refs/tags/<tag>        ref text: "<64 hex>\\n"
     audit/<seq>            the remote's audit chain, ``seq`` in 12 digits from
-                           ``audit/000000000001`` (``vfs.repo.audit``)
+                           ``audit/000000000001`` to ``audit/999999999999``, the
+                           last (``vfs.repo.audit``); a wider key is no entry
     gc/lock                a running remote gc's lock (``vfs.remote.gc``)
     gc/condemned-<16 hex>  a remote gc's condemnation manifest (``vfs.remote.manifests``)
     gc/probe-<16 hex>      written and removed at once: the server's clock (``vfs.remote.gc``)
@@ -56,6 +57,7 @@ AUDIT = "audit/"
 GC_LOCK = "gc/lock"
 MANIFESTS = "gc/condemned-"
 AUDIT_DIGITS = 12
+MAX_AUDIT_SEQ = 10**AUDIT_DIGITS - 1  # the last entry number a key can hold
 
 SEGMENT_FORMAT = 1
 # No object a remote describes may claim more than this (chunks are at most 16 MiB,
@@ -122,7 +124,10 @@ def ref_key(kind: str, name: str) -> str:
 
 
 def audit_key(seq: int) -> str:
-    """The key of entry ``seq`` of the remote's audit chain."""
+    """The key of entry ``seq`` of the remote's audit chain (1 to ``MAX_AUDIT_SEQ``: a
+    wider key is listed as no entry, so none is ever made)."""
+    if not 0 < seq <= MAX_AUDIT_SEQ:
+        raise ValueError(f"audit entry number {seq} has no key")
     return f"{AUDIT}{seq:0{AUDIT_DIGITS}d}"
 
 
