@@ -462,8 +462,9 @@ def _interrupted(label: str, again: str, report: CheckoutReport) -> Iterator[Non
     Each file is replaced whole (never half-written), but some of ``label``'s files
     are there and others not (files it does not have may be deleted already), and
     the index and HEAD, written last, still describe what was there before: so
-    ``status`` lists the files written as changed (and, for a whole checkout, that
-    it was cut short: ``vfs.repo.cut_short``), and the next checkout refuses to
+    ``status`` lists the files written as changed (and that the checkout was cut
+    short, naming its paths if it was given any: ``vfs.repo.cut_short``), and the
+    next checkout refuses to
     overwrite them. The line says so, and what finishes the checkout (``again``) or,
     for a whole checkout, what puts HEAD's files back.
     """
