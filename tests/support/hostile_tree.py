@@ -141,6 +141,7 @@ class Scene:
     repo: Path
     outside: Path
     base: Base
+    canary: bytes
 
     def rel(self, p: bytes) -> bytes:
         return p
@@ -415,9 +416,11 @@ def hostile_ignore(s: Scene) -> Attacked:
 
 
 def hostile_yaml(s: Scene) -> Attacked:
-    how = s.rng.randrange(9)
+    how = s.rng.randrange(14)
     out = os.fspath(s.outside)
     path = b"dvfs.yaml"
+    if how >= 9:
+        return _hostile_pipeline_file(s, how - 9)
     if how == 0:
         text = pipeline_yaml(["../outside/secret.txt"], ["count.txt"])
         what = "a dep ../outside/secret.txt"
@@ -457,6 +460,49 @@ def hostile_yaml(s: Scene) -> Attacked:
         with open(s.at(path), "w") as f:
             f.write(text)
     return Attacked(f"dvfs.yaml: {what}", [path])
+
+
+def _hostile_pipeline_file(s: Scene, how: int) -> Attacked:
+    """``dvfs.yaml`` nested 50,000 deep or of 200 MiB; a stage's ``params.yaml``
+    nested 30,000 deep or a link to a file outside; ``dvfs.runs`` (the record of the
+    last runs, read by ``repro``) a FIFO, a link out, or garbage."""
+    if how == 0:
+        with open(s.at(b"dvfs.yaml"), "w") as f:
+            f.write("stages: " + "[" * 50_000 + "]" * 50_000 + "\n")
+        return Attacked("dvfs.yaml nested 50,000 deep", [b"dvfs.yaml"])
+    if how == 1:
+        with open(s.at(b"dvfs.yaml"), "r+b") as f:
+            f.truncate(200 << 20)
+        return Attacked("dvfs.yaml of 200 MiB", [b"dvfs.yaml"])
+    if how in (2, 3):
+        text = pipeline_yaml(["data"], ["count.txt"]).replace(
+            "    outs:", "    params: [train.lr]\n    outs:"
+        )
+        with open(s.at(b"dvfs.yaml"), "w") as f:
+            f.write(text)
+        if how == 2:
+            with open(s.at(b"params.yaml"), "w") as f:
+                f.write("train:\n  lr: " + "[" * 30_000 + "]" * 30_000 + "\n")
+            return Attacked("params.yaml nested 30,000 deep", [b"params.yaml"])
+        with open(s.outside / "params.yaml", "wb") as f:
+            f.write(b"train:\n  lr: " + s.canary + b"\n")
+        os.symlink(os.fsencode(s.outside / "params.yaml"), s.at(b"params.yaml"))
+        return Attacked("params.yaml a link to a file outside", [b"params.yaml"])
+    kind = s.rng.choice(["fifo", "link", "junk", "huge"])
+    runs = s.at(b"dvfs.runs")
+    if os.path.lexists(runs):
+        os.unlink(runs)
+    if kind == "fifo":
+        os.mkfifo(runs)
+    elif kind == "link":
+        os.symlink(os.fsencode(s.outside / "secret.txt"), runs)
+    elif kind == "junk":
+        with open(runs, "wb") as f:
+            f.write(s.rng.randbytes(5000))
+    else:
+        with open(runs, "wb") as f:
+            f.truncate(300 << 20)
+    return Attacked(f"dvfs.runs: {kind}", [b"dvfs.runs"])
 
 
 MUTATIONS: dict[str, Callable[[Scene], Attacked]] = {
@@ -688,7 +734,7 @@ def attack(base: Base, seed: int, op: str | None = None, mutation: str | None = 
         outside = work / "outside"
         plant_outside(outside, canary)
         (work / "home").mkdir()
-        scene = Scene(rng, repo, outside, base)
+        scene = Scene(rng, repo, outside, base, canary)
         a = MUTATIONS[mutation](scene)
         if rng.random() < 0.4:  # and a second one
             other = rng.choice(sorted(MUTATIONS))
