@@ -582,11 +582,13 @@ def op_mv(repo: Path, home: Path, rng: random.Random, a: Attacked) -> Result:
 
 
 def op_restore(repo: Path, home: Path, rng: random.Random, a: Attacked) -> Result:
-    return run(repo, home, "restore", *rng.choice([[], ["--staged"]]), _target(rng, a))
+    how = rng.choice([[], ["--staged"], ["--source", "first"], ["--source", "first", "--staged"]])
+    return run(repo, home, "restore", *how, _target(rng, a))
 
 
 def op_checkout(repo: Path, home: Path, rng: random.Random, a: Attacked) -> Result:
-    return run(repo, home, "checkout", *rng.choice([[], ["-f"]]), "first")
+    paths = [_target(rng, a)] if rng.random() < 0.4 else []  # (a checkout of paths)
+    return run(repo, home, "checkout", *rng.choice([[], ["-f"]]), "first", *paths)
 
 
 def op_diff(repo: Path, home: Path, rng: random.Random, a: Attacked) -> Result:
