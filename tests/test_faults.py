@@ -267,6 +267,8 @@ def test_an_untracked_fifo_in_the_way_is_named_as_one(repo: Repo) -> None:
     assert "e/b.txt is a FIFO, not tracked, where restore writes a file" in line, line
     line = repo.fail("checkout", "HEAD", "e")
     assert "e/b.txt (a FIFO, not tracked, where v1 has a file)" in line, line
+    # the line went on "(a symbolic link is replaced, never followed)": no link is there
+    assert line.endswith("use --force to replace it"), line
     assert stat.S_ISFIFO(os.lstat(repo.root / "d").st_mode)
     os.unlink(repo.root / "d")
     os.unlink(repo.root / "e/b.txt")

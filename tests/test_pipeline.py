@@ -976,6 +976,20 @@ def test_pipeline_files_that_are_links_are_refused_saying_what_to_do(
     repo.fsck_clean()
 
 
+def test_a_runs_file_of_bytes_that_are_not_utf8_is_refused_naming_the_line(repo: Repo) -> None:
+    # the line said "dvfs.runs is not valid YAML ('utf-8' codec can't encode character
+    # '\\udcff' in position 11: surrogates not allowed)"
+    repo.ok("run", "-n", "s", "-o", "o", "--", "echo > o")
+    kept = repo.read("dvfs.runs")
+    repo.write("dvfs.runs", b"version: 1\n\xff\xfe stages\n")
+    err = repo.fail("repro", fragments=("dvfs.runs is not valid YAML (line 2: not UTF-8 text)",
+                                       "delete dvfs.runs"), code=2)  # fmt: skip
+    assert "codec" not in err and "surrogate" not in err
+    repo.write("dvfs.runs", kept)
+    repo.ok("repro")
+    repo.fsck_clean()
+
+
 def test_dag_of_a_deep_chain_bounds_its_indentation_and_numbers_the_levels(repo: Repo) -> None:
     # each level was indented by 4 more: the last lines of a chain 1023 stages deep
     # were some 4,000 spaces wide

@@ -217,9 +217,12 @@ def restore_version(
         if blocked:
             shown = ", ".join(f"{quoted(p)} ({why})" for p, why in blocked[:5])
             more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+            # (said of a link alone: of a FIFO or a file it is no answer to anything)
+            links = any(why.startswith("a symbolic link") for _, why in blocked[:5])
+            note = " (a symbolic link is replaced, never followed)" if links else ""
             raise UsageError(
                 f"{action} would replace {shown}{more}: move it away, or use --force to "
-                "replace it (a symbolic link is replaced, never followed)"
+                f"replace it{note}"
                 if forcible
                 else f"{action} would replace {shown}{more}: move it away; nothing was changed"
             )

@@ -217,7 +217,12 @@ def parse(data: bytes, where: str = RUNS_FILE) -> dict[str, StageRecord]:
 
     _need(len(data) <= MAX_FILE, where, f"larger than {MAX_FILE >> 20} MiB")
     try:
-        doc = yaml12.load(data.decode("utf-8", "surrogateescape"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # (as dvfs.yaml's: the line, not the codec's words)
+        line = data[: exc.start].count(b"\n") + 1
+        raise FormatError(f"{where} is not valid YAML (line {line}: not UTF-8 text)") from None
+    try:
+        doc = yaml12.load(text)
     except (yaml.YAMLError, RecursionError, UnicodeError) as exc:
         problem = yaml_error(exc) if str(exc) else type(exc).__name__
         raise FormatError(f"{where} is not valid YAML ({problem})") from None

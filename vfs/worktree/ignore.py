@@ -39,7 +39,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -293,13 +293,16 @@ class Ignores:
     # matching -----------------------------------------------------------------------
 
     @staticmethod
-    def _above(d: bytes) -> list[bytes]:
-        """``d`` and the directories above it up to the root (b""), nearest first."""
-        out = [d]
+    def _above(d: bytes) -> Iterator[bytes]:
+        """``d`` and the directories above it up to the root (b""), nearest first.
+
+        One at a time: its callers stop at the first one they know, most often ``d``'s
+        parent, where a whole list would cost a scan 2,048 directories deep as many
+        times over (a second of a refused ``add`` of a tree that deep)."""
+        yield d
         while d:
             d = d.rpartition(b"/")[0]
-            out.append(d)
-        return out
+            yield d
 
     def _chain(self, parent: bytes) -> list[_Rules]:
         """The rule files that apply to the entries of directory ``parent``, first to last.
@@ -352,7 +355,9 @@ class Ignores:
             return self._dirs[d]
         todo = []
         above: Match | None = None
-        for a in self._above(d)[:-1]:  # (the root itself is never matched)
+        for a in self._above(d):
+            if not a:  # (the root itself is never matched)
+                break
             if a in self._dirs:
                 above = self._dirs[a]
                 break
