@@ -339,6 +339,7 @@ def test_mv_rm_add_and_restore_quote_the_names_they_refuse(repo: Repo) -> None:
     assert f"{shown} is not tracked: nothing was removed" in refused("rm", missing)
     assert f"{shown} does not exist and is not tracked" in refused("add", missing)
     assert f"{shown} is not tracked: nothing was restored" in refused("restore", missing)
+    assert '" leading" is not tracked: nothing was removed' in refused("rm", " leading")
     with open(os.path.join(root, C1), "ab") as f:
         f.write(b"changed")
     assert f"uncommitted changes in {q(C1)}:" in refused("rm", arg[C1])

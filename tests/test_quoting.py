@@ -67,6 +67,18 @@ def test_ordinary_names_print_as_they_are() -> None:
         assert escape_text(name) == name
 
 
+def test_a_name_that_begins_or_ends_with_a_space_is_quoted() -> None:
+    """`dvfs: error:  data is not tracked` could not be told from the name `data`
+    (the message's own space beside the name's): such a name is quoted."""
+    assert quote_name(" data") == '" data"'
+    assert quote_name("data ") == '"data "'
+    assert quote_name(b" caf\xc3\xa9 ") == '" caf\xe9 "'
+    assert quote_name(" ") == '" "'
+    assert quote_name("d/ x") == "d/ x"  # (inside a path, the space is no edge)
+    for name in (" data", "data ", " \n"):
+        assert unquote(quote_name(name)) == name.encode()
+
+
 def test_free_text_is_escaped_in_place() -> None:
     assert escape_text("m1\n\x1b[31mred") == "m1\\n\\033[31mred"
     assert escape_text('fix "bug" in C:\\data') == 'fix "bug" in C:\\data'

@@ -21,8 +21,9 @@ and ``日本`` included, prints as it is.
   controls and bytes that are not UTF-8 raw; here they are escaped too):
   ``\\a \\b \\t \\n \\v \\f \\r``, ``\\"``, ``\\\\``, and every other unsafe byte of its
   UTF-8 form as a three-digit octal escape (``\\033``, ``\\302\\233``, ``\\377``). Any
-  name can be recovered from its quoted form; a name that needs no quoting is shown
-  unchanged. :func:`quote_given` shows an empty one as ``""``.
+  name can be recovered from its quoted form; a name that begins or ends with a space
+  is quoted too (bare, `` data`` in a message reads as ``data``); a name that needs
+  no quoting is shown unchanged. :func:`quote_given` shows an empty one as ``""``.
 - :func:`escape_text` (messages, authors, parameter values, whole error lines): the
   same escapes in place, without surrounding quotes; ``"`` and ``\\`` stay as they are.
 """
@@ -87,10 +88,11 @@ def quote_name(name: str | bytes) -> str:
     surrogates, which stand for the bytes they replaced.
     """
     text = _text(name)
-    if _plain(text) and '"' not in text and "\\" not in text:
+    edged = text[:1] == " " or text[-1:] == " "  # (`` x`` read bare is ``x``)
+    if _plain(text) and '"' not in text and "\\" not in text and not edged:
         return text
     unsafe = _name_unsafe()
-    if unsafe.search(text) is None:
+    if unsafe.search(text) is None and not edged:
         return text
     return '"' + unsafe.sub(_escape, text) + '"'
 
