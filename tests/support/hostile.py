@@ -20,7 +20,6 @@ mutation and the command, and ``--seed S --op OP`` replays it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import re
@@ -47,6 +46,7 @@ from tests.support.cli import (
     init_repo,
 )
 from tests.support.mount import home_env, push_to
+from tests.support.seeded import Outcome, answer_faults, seeds_main
 from vfs.model.codec import Kind
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import Version, encode_version
@@ -622,24 +622,6 @@ OPERATIONS: dict[str, Callable[[Base, Path, str], subprocess.CompletedProcess[st
 # --------------------------------------------------------------------------- one attack
 
 
-@dataclass
-class Outcome:
-    seed: int
-    mutation: str
-    what: str
-    op: str
-    code: int
-    err: str
-    faults: list[str]
-
-    def __str__(self) -> str:
-        return (
-            f"seed {self.seed}: {self.mutation} ({self.what}); {self.op} -> exit {self.code}\n"
-            + "".join(f"  FAULT: {f}\n" for f in self.faults)
-            + textwrap.indent(self.err[-3000:], "  | ")
-        )
-
-
 def attack(base: Base, seed: int, op: str | None = None, mutation: str | None = None) -> Outcome:
     """Copy the remote and the victim, mutate the copy of the remote as ``seed`` says,
     run one command; what went wrong (``Outcome.faults`` empty: nothing)."""
@@ -702,17 +684,7 @@ def check(
     held: set[bytes],
 ) -> list[str]:
     """What went wrong in ``r`` (one line each): see the module docstring."""
-    faults = []
-    if "Traceback" in r.stderr:
-        faults.append("a traceback")
-    if "internal error" in r.stderr.lower():
-        faults.append("an internal error")
-    if r.returncode < 0:
-        faults.append(f"killed by signal {-r.returncode}")
-    if r.returncode != 0:
-        lines = [ln for ln in r.stderr.splitlines() if ln.startswith(ERROR_PREFIX)]
-        if len(lines) != 1:
-            faults.append(f"{len(lines)} error lines")
+    faults = answer_faults(r.returncode, r.stderr)
     written = {p for p in paths_under(work) - before if not _inside(p, victim, remote, work)}
     if written:
         faults.append(f"written outside: {sorted(map(str, written))[:5]}")
@@ -770,30 +742,7 @@ def _victim_faults(victim: Path, local: str, held: set[bytes]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, default=50, help="how many seeds to run")
-    parser.add_argument("--first", type=int, default=0, help="the first seed")
-    parser.add_argument("--seed", type=int, help="run this one seed")
-    parser.add_argument("--op", choices=sorted(OPERATIONS), help="the command to run")
-    parser.add_argument("--mutation", choices=sorted(MUTATIONS), help="the mutation")
-    parser.add_argument("--dir", type=Path, help="where to work (default: a temporary folder)")
-    args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="hostile-", dir=args.dir))
-    base = build(root)
-    seeds = [args.seed] if args.seed is not None else range(args.first, args.first + args.seeds)
-    failed = 0
-    for seed in seeds:
-        out = attack(base, seed, args.op, args.mutation)
-        if out.faults:
-            failed += 1
-            print(out, flush=True)
-        else:
-            print(f"seed {seed}: ok ({out.mutation}: {out.what}; {out.op} -> {out.code})")
-    shutil.rmtree(root, ignore_errors=True)
-    print(f"{failed} of {len(seeds)} seeds found a fault")
-    return 1 if failed else 0
+    return seeds_main(__doc__, "hostile-", OPERATIONS, MUTATIONS, build, attack, argv)
 
 
 if __name__ == "__main__":

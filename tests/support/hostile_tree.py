@@ -30,7 +30,6 @@ mutation and the command, and ``--seed S --op OP --mutation M`` replays it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -44,7 +43,6 @@ import stat as statmod
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +50,6 @@ from typing import Any
 
 from tests.support.cli import (
     ERROR_PREFIX,
-    WARNING_PREFIX,
     cli_command,
     cli_env,
     commit_files,
@@ -61,6 +58,7 @@ from tests.support.cli import (
     init_repo,
 )
 from tests.support.mount import home_env
+from tests.support.seeded import Outcome, answer_faults, seeds_main
 from vfs.repo.repository import Repository
 
 MEMORY = 3 << 30  # bytes of address space a command may map (RLIMIT_AS)
@@ -642,24 +640,6 @@ OPERATIONS: dict[str, Op] = {
 # --------------------------------------------------------------------------- one attack
 
 
-@dataclass
-class Outcome:
-    seed: int
-    mutation: str
-    what: str
-    op: str
-    code: int
-    err: str
-    faults: list[str]
-
-    def __str__(self) -> str:
-        return (
-            f"seed {self.seed}: {self.mutation} ({self.what}); {self.op} -> exit {self.code}\n"
-            + "".join(f"  FAULT: {f}\n" for f in self.faults)
-            + textwrap.indent(self.err[-3000:], "  | ")
-        )
-
-
 def plant_outside(outside: Path, canary: bytes) -> None:
     """The folder beside the repository that nothing may touch, holding the canary."""
     (outside / "dir" / "inner").mkdir(parents=True)
@@ -799,7 +779,7 @@ def check(
     """What went wrong in ``r`` (one line each): see the module docstring."""
     faults = []
     err = r.stderr.decode(errors="replace")
-    faults.extend(_answer_faults(r.returncode, err))
+    faults.extend(answer_faults(r.returncode, err, warned_exit=True))
     for name, stream in (("stdout", r.stdout), ("stderr", r.stderr)):
         if m := _CONTROL.search(stream):
             faults.append(f"a control character {m.group()!r} unquoted on {name}")
@@ -821,7 +801,7 @@ def check(
         faults.append("the canary in a file of .dvfs")
     faults.extend(_repository_faults(repo, base, canary))
     st = run(repo, work / "home", "status", "--json")
-    for f in _answer_faults(st.returncode, st.stderr.decode(errors="replace")):
+    for f in answer_faults(st.returncode, st.stderr.decode(errors="replace"), warned_exit=True):
         faults.append(f"status after: {f}")
     if st.returncode in (0, 1):
         faults.extend(f"status after: {f}" for f in untruthful(repo, json.loads(st.stdout)))
@@ -908,22 +888,6 @@ def _outside(
     return {p: v for p, v in state.items() if not p.startswith(own)}
 
 
-def _answer_faults(code: int, err: str) -> list[str]:
-    faults = []
-    if "Traceback" in err:
-        faults.append("a traceback")
-    if "internal error" in err.lower():
-        faults.append("an internal error")
-    if code < 0:
-        faults.append(f"killed by signal {-code}")
-    elif code != 0:
-        errors = [ln for ln in err.splitlines() if ln.startswith(ERROR_PREFIX)]
-        warned = any(ln.startswith(WARNING_PREFIX) for ln in err.splitlines())
-        if len(errors) != 1 and not (code == 1 and not errors and warned):
-            faults.append(f"exit {code} with {len(errors)} error lines")
-    return faults
-
-
 def _own(work: Path) -> frozenset[bytes]:
     """The folders of ``work`` a command may write in (the repository, its home)."""
     return frozenset(os.fsencode(work / name) for name in ("repo", "home"))
@@ -986,39 +950,8 @@ def _lost(repo: Path, base: Base) -> list[str]:
     return faults
 
 
-def _seeds(args: argparse.Namespace) -> Iterator[int]:
-    if args.seed is not None:
-        yield args.seed
-    else:
-        yield from range(args.first, args.first + args.seeds)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, default=50, help="how many seeds to run")
-    parser.add_argument("--first", type=int, default=0, help="the first seed")
-    parser.add_argument("--seed", type=int, help="run this one seed")
-    parser.add_argument("--op", choices=sorted(OPERATIONS), help="the command to run")
-    parser.add_argument("--mutation", choices=sorted(MUTATIONS), help="the mutation")
-    parser.add_argument("--dir", type=Path, help="where to work (default: a temporary folder)")
-    args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="hostile-tree-", dir=args.dir))
-    base = build(root)
-    failed = total = 0
-    for seed in _seeds(args):
-        total += 1
-        out = attack(base, seed, args.op, args.mutation)
-        if out.faults:
-            failed += 1
-            print(out, flush=True)
-        else:
-            print(f"seed {seed}: ok ({out.mutation}: {out.what}; {out.op} -> {out.code})",
-                  flush=True)  # fmt: skip
-    shutil.rmtree(root, ignore_errors=True)
-    print(f"{failed} of {total} seeds found a fault")
-    return 1 if failed else 0
+    return seeds_main(__doc__, "hostile-tree-", OPERATIONS, MUTATIONS, build, attack, argv)
 
 
 if __name__ == "__main__":
