@@ -20,6 +20,7 @@ from tests.support.cli import (
     assert_error,
     assert_ok,
     cli_env,
+    commit_files,
     git,
     init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
@@ -32,10 +33,8 @@ from vfs.repo.repository import Repository
 
 
 def two_files(repo: Repo) -> None:
-    repo.write("a.txt", "a")
-    repo.write("d/b.txt", "b")
-    repo.ok("add", "a.txt", "d")
-    repo.ok("commit", "-m", "one\nwith a second line")
+    """v1: a.txt and d/b.txt (added and committed in this process: the set-up)."""
+    commit_files(repo, {"a.txt": "a", "d/b.txt": "b"}, "one\nwith a second line")
 
 
 def test_commit_all_stages_changed_and_deleted_tracked_files(repo: Repo) -> None:

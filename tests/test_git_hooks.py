@@ -20,6 +20,7 @@ from tests.support.cli import (
     GIT_ENV,
     Repo,
     RepoFactory,
+    commit_files,
     fsck_clean,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -64,16 +65,15 @@ def own_files(repo: Repo) -> dict[str, str]:
 
 def data_repo(make_repo: RepoFactory, tmp_path: Path) -> Repo:
     """A git work tree with code, data at v1 and v2 (a git commit each), a dvfs remote and
-    a git remote (a bare repository), everything pushed."""
+    a git remote (a bare repository), everything pushed. The data is added and committed
+    in this process: the set-up, not what the hooks are tested on."""
     repo = make_repo("work", git_repo=True)
     ok(tmp_path, "git", "init", "-q", "--bare", "-b", "master", "code.git")
     ok(repo.root, "git", "remote", "add", "origin", str(tmp_path / "code.git"))
     repo.ok("remote", "add", "origin", str(tmp_path / "store"))
     (repo.root / "train.py").write_text("print('train')\n")
     for n in (1, 2):
-        repo.write("data/labels.csv", f"id,label\n{n},cat\n")
-        repo.ok("add", "data")
-        repo.ok("commit", "-m", f"data {n}")
+        commit_files(repo, {"data/labels.csv": f"id,label\n{n},cat\n"}, f"data {n}")
         ok(repo.root, "git", "add", "-A")
         ok(repo.root, "git", "commit", "-q", "-m", f"code with data v{n}")
     repo.ok("push")
@@ -172,9 +172,7 @@ def test_git_pull_brings_the_new_data_and_a_clone_without_store_is_told(
 
 
 def new_data_commit(repo: Repo, n: int) -> None:
-    repo.write("data/labels.csv", f"id,label\n{n},dog\n")
-    repo.ok("add", "data")
-    repo.ok("commit", "-m", f"data {n}")
+    commit_files(repo, {"data/labels.csv": f"id,label\n{n},dog\n"}, f"data {n}")
     ok(repo.root, "git", "commit", "-q", "-am", f"code with data v{n}")
 
 

@@ -21,6 +21,7 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    switch_in_process,
     warnings_of,
 )
 from tests.support.remote import (  # noqa: F401 (fixtures)
@@ -35,18 +36,19 @@ from vfs.worktree.pools import Workers
 
 
 def diverge(repo: Repo) -> None:
-    """main and `other` share v1 (a, b, c) and then change different paths."""
+    """main and `other` share v1 (a, b, c) and then change different paths (made in
+    this process: the set-up of the merges tested)."""
     repo.write("a", "a")
     repo.write("b", "b")
     repo.write("c", "c")
     add_in_process(repo, ".")
     commit_in_process(repo, "base")
-    repo.ok("switch", "-c", "other")
+    switch_in_process(repo, "other", create=True)
     repo.write("b", "b from other")
     repo.write("d/e", "new in other")
     add_in_process(repo, ".")
     commit_in_process(repo, "other")
-    repo.ok("switch", "main")
+    switch_in_process(repo, "main")
     repo.write("a", "a from main")
     (repo.root / "c").unlink()
     add_in_process(repo, ".")
@@ -142,12 +144,12 @@ def test_a_fast_forward_keeps_offline_and_names_merge_in_its_refusals(
 
 def conflicting(repo: Repo) -> None:
     diverge(repo)
-    repo.ok("switch", "other")
+    switch_in_process(repo, "other")
     repo.write("a", "a from other, longer")
     (repo.root / "b").unlink()
     add_in_process(repo, ".")
     commit_in_process(repo, "other 2")
-    repo.ok("switch", "main")
+    switch_in_process(repo, "main")
     repo.write("b", "b from main")
     add_in_process(repo, ".")
     commit_in_process(repo, "main 2")
@@ -710,12 +712,12 @@ def file_against_directory(repo: Repo) -> None:
     repo.write("k", "k")
     add_in_process(repo, ".")
     commit_in_process(repo, "base")
-    repo.ok("switch", "-c", "other")
+    switch_in_process(repo, "other", create=True)
     (repo.root / "x").unlink()
     repo.write("x/f", "in a directory")
     add_in_process(repo, ".")
     commit_in_process(repo, "a directory")
-    repo.ok("switch", "main")
+    switch_in_process(repo, "main")
     repo.write("x", "x from main")
     add_in_process(repo, "x")
     commit_in_process(repo, "a file")

@@ -27,7 +27,7 @@ def requests_of(out: str) -> int:
 
 def forged(tmp_path: Path, s3_env: S3Server, versions: int) -> tuple[Forge, str, list[bytes]]:
     """An S3 remote holding ``versions`` distinct versions (not yet published)."""
-    url = f"s3://{s3_env.make_bucket()}/refs"
+    url = f"s3://{s3_env.make_prefix()}/refs"
     forge = Forge(tmp_path / "unused", open_backend(url, endpoint_url=s3_env.endpoint))
     ids = []
     for n in range(versions):

@@ -382,7 +382,7 @@ def git_clone(src: Repo, dst: Path) -> Repo:
 def test_git_clone_then_pull_restores_the_data_in_one_step(
     make_repo: RepoFactory, s3_env: S3Server, tmp_path: Path
 ) -> None:
-    url = f"s3://{s3_env.make_bucket()}/datasets/cats"
+    url = f"s3://{s3_env.make_prefix()}/datasets/cats"
     src = team_repo(make_repo, url, "--endpoint-url", s3_env.endpoint)
     mate = git_clone(src, tmp_path / "mate")
     assert sorted(p.name for p in mate.root.iterdir()) == [

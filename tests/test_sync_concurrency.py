@@ -43,7 +43,7 @@ def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, tup
     if request.param == "dir":
         return (tmp_path / "remote").as_uri(), ()
     server: S3Server = request.getfixturevalue("s3_env")
-    return f"s3://{server.make_bucket()}/shared", ("--endpoint-url", server.endpoint)
+    return f"s3://{server.make_prefix()}/shared", ("--endpoint-url", server.endpoint)
 
 
 def in_parallel(*jobs: tuple[Repo, tuple[str, ...]]) -> list[Result]:

@@ -558,7 +558,7 @@ def test_a_remote_read_without_cloning_it(
 ) -> None:
     """`dvfs ui s3://...`: the pushed versions, files and previews, read from SeaweedFS;
     what needs a repository's own store says so; nothing can be written."""
-    url = f"s3://{s3_env.make_bucket()}/project"
+    url = f"s3://{s3_env.make_prefix()}/project"
     push_to(Repository(repo.root), url, "s3", s3_env.endpoint)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serving(url, "--endpoint-url", s3_env.endpoint, cwd=tmp_path) as s:

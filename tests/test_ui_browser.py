@@ -302,7 +302,7 @@ def test_a_remote_on_seaweedfs(
     page: Page, repo: Repo, s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`dvfs ui s3://...`: the versions and a table's preview, read from the remote."""
-    url = f"s3://{s3_env.make_bucket()}/project"
+    url = f"s3://{s3_env.make_prefix()}/project"
     push_to(Repository(repo.root), url, "s3", s3_env.endpoint)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serving(url, "--endpoint-url", s3_env.endpoint, cwd=tmp_path) as s:
@@ -1038,7 +1038,7 @@ def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
     downloaded from the remote, as `dvfs cat` and `dvfs compare` download them (they
     showed as "not in the local store"), into the clone's store; so are the rows and
     the image of v1 a diff shows."""
-    url = f"s3://{s3_env.make_bucket()}/project"
+    url = f"s3://{s3_env.make_prefix()}/project"
     push_to(Repository(make_repo(tmp_path / "src")), url, "origin", s3_env.endpoint)
     assert_ok(run(tmp_path, "clone", url, "clone", "--endpoint-url", s3_env.endpoint))
     clone = tmp_path / "clone"

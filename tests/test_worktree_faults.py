@@ -532,11 +532,11 @@ def test_a_snapshot_recorded_says_so_when_versions_cannot_be_rebuilt(
 
 @pytest.fixture(name="remote", params=["file", "s3"])
 def remote_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[str]]:
-    """(URL, the options that reach it) of an empty remote: a directory or an S3 bucket."""
+    """(URL, the options that reach it) of an empty remote: a directory or a new S3 prefix."""
     if request.param == "file":
         return "file://" + str(tmp_path / "remote"), []
     s3: S3Server = request.getfixturevalue("s3_env")
-    return f"s3://{s3.make_bucket()}/ds", ["--endpoint-url", s3.endpoint]
+    return f"s3://{s3.make_prefix()}/ds", ["--endpoint-url", s3.endpoint]
 
 
 def test_a_url_mount_snapshot_is_pushed(

@@ -88,8 +88,8 @@ def make_data(root: Path) -> Data:
 
 
 def push_all(root: Path, s3_server: S3Server) -> str:
-    """Push every branch and tag of ``root`` to a fresh bucket; its URL."""
-    url = f"s3://{s3_server.make_bucket()}/ds"
+    """Push every branch and tag of ``root`` to a fresh prefix of the shared bucket; its URL."""
+    url = f"s3://{s3_server.make_prefix()}/ds"
     keys = {"AWS_ACCESS_KEY_ID": s3_server.access_key,
             "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}  # fmt: skip
     assert_ok(run(root, "remote", "add", "origin", url,

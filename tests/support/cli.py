@@ -3,10 +3,11 @@
 Every call starts ``python -m vfs.cli`` in a fresh process with a fixed environment
 (author, thread count), so each test sees exactly what a user at a shell would see:
 exit code, standard output and standard error. ``commit_files`` (and
-``add_in_process``/``commit_in_process``) make the state a test starts from in the
-test's own process, through the commands' own steps. The fixtures at the bottom
-(``repo``, ``make_repo``) are imported by the test modules that use them, under the
-names ``repo_fixture`` and ``make_repo_fixture`` so that they do not shadow arguments.
+``add_in_process``/``commit_in_process``/``switch_in_process``) make the state a
+test starts from in the test's own process, through the commands' own steps. The
+fixtures at the bottom (``repo``, ``make_repo``) are imported by the test modules that
+use them, under the names ``repo_fixture`` and ``make_repo_fixture`` so that they do
+not shadow arguments.
 """
 
 from __future__ import annotations
@@ -465,6 +466,22 @@ def _warn(message: str) -> None:
     print(f"{WARNING_PREFIX} {escape_text(message)}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def no_helper_fork() -> Iterator[None]:
+    """For the block, one more thread in this process, so that it is never forked: a
+    process with another thread hashes small files in its own threads
+    (``vfs._os.helper_process.spare_cpus``), the same path whatever runs the test,
+    where a lone thread would fork a helper."""
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, name="no-helper-fork", daemon=True)
+    other.start()
+    try:
+        yield
+    finally:
+        idle.set()
+        other.join()
+
+
 def add_in_process(repo: Repo, *paths: str) -> None:
     """``dvfs add PATHS`` at the repository root, run in this process.
 
@@ -476,25 +493,15 @@ def add_in_process(repo: Repo, *paths: str) -> None:
     """
     from vfs.ops import store_limit, workflow
 
-    # The test's process is never forked: a process with another thread hashes small
-    # files in its own threads (``vfs._os.helper_process.spare_cpus``), the same
-    # path whatever runs the test, where a lone thread would fork a helper.
-    idle = threading.Event()
-    other = threading.Thread(target=idle.wait, name="no-helper-fork", daemon=True)
-    other.start()
-    try:
-        with as_command(["dvfs", "add", *paths]):
-            found = Repository.find(repo.root)
-            found.refs.warn = _warn
-            try:
-                with Workers(settings.threads()) as w:
-                    workflow.add(found, [os.path.join(repo.root, p) for p in paths], w, _warn)
-                store_limit.keep_within_max_size(found, _warn)
-            finally:
-                found.close()
-    finally:
-        idle.set()
-        other.join()
+    with no_helper_fork(), as_command(["dvfs", "add", *paths]):
+        found = Repository.find(repo.root)
+        found.refs.warn = _warn
+        try:
+            with Workers(settings.threads()) as w:
+                workflow.add(found, [os.path.join(repo.root, p) for p in paths], w, _warn)
+            store_limit.keep_within_max_size(found, _warn)
+        finally:
+            found.close()
 
 
 def commit_in_process(repo: Repo, message: str) -> str:
@@ -516,6 +523,27 @@ def commit_in_process(repo: Repo, message: str) -> str:
         finally:
             found.close()
     return made.oid.hex()
+
+
+def switch_in_process(repo: Repo, name: str, *, create: bool = False) -> None:
+    """``dvfs switch [-c] NAME`` at the repository root, run in this process (as
+    :func:`add_in_process`: ``vfs.cli.checkout.switch``'s steps), for tests whose
+    subject comes after the switch; a file it could not restore fails the test."""
+    from vfs.ops import branches
+
+    argv = ["dvfs", "switch", *(["-c"] if create else []), name]
+    with no_helper_fork(), as_command(argv):
+        found = Repository.find(repo.root)
+        found.refs.warn = _warn
+        try:
+            with Workers(settings.threads()) as w:
+                if create:
+                    r = branches.switch_create(found, name, None, w, warn=_warn)
+                else:
+                    r = branches.switch(found, name, w, warn=_warn)
+        finally:
+            found.close()
+    assert not r.failed, r
 
 
 def commit_files(repo: Repo, files: Mapping[str, bytes | str], message: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Repo, init_repo
+from tests.support.cli import Repo, add_in_process, init_repo
 
 PY = sys.executable
 
@@ -51,7 +51,7 @@ def pipeline_repo(repo: Repo, log: Path, commit: bool = True) -> Repo:
     """Data committed as v1, the scripts and params written, the two stages defined."""
     for i in range(3):
         repo.write(f"data/f{i}.csv", f"row {i}\n")
-    repo.ok("add", "data")
+    add_in_process(repo, "data")
     if commit:
         repo.commit("raw data")
     repo.write("prep.py", PREPARE)
