@@ -54,7 +54,7 @@ MORE = rand(200 * KiB, 3)
 
 @pytest.fixture(name="s3_remote")
 def s3_remote_fixture(s3_env: S3Server) -> Remote:
-    url = f"s3://{s3_env.make_bucket()}/team/data"
+    url = f"s3://{s3_env.make_prefix()}/team/data"
     backend = open_backend(url, endpoint_url=s3_env.endpoint)
     return Remote("s3", url, ("--endpoint-url", s3_env.endpoint), backend)
 
