@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from tests.support.remote import dir_remote_fixture as dir_remote_fixture
 from tests.support.remote import remote_fixture as remote_fixture
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
+from vfs.errors import RemoteError
 from vfs.model.ids import hash_bytes
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import Meter
@@ -402,3 +404,36 @@ def test_an_entry_under_another_number_is_not_listed_as_its_copy(
     r = repo.run("audit", "verify", "--remote", "origin", "--json")
     assert r.json()["problems"] == ["entry 3 holds entry 1's number: it was inserted or moved"]
     repo.fsck_clean()
+
+
+def test_a_remote_failing_whole_is_not_taken_for_one_entry_refused(
+    dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A remote that fails for a reason of its own (here TLS, mid-push) was taken, by
+    the append, for one entry refused as what it is (a link, a FIFO): it passed over
+    the number and tried the next, a thousand times, three requests each, and then
+    said that "1000 audit entries were written while this one waited". The error now
+    stops the append at once, saying what it is."""
+    tls = "TLS failed talking to the server: check http vs https in the endpoint URL"
+
+    class FailingTLS(Meter):
+        def create_many(self, items: Any, **kw: Any) -> Any:
+            self._count()
+            raise RemoteError(tls)
+
+        def get_small(self, key: str, limit: int) -> bytes:
+            self._count()
+            raise RemoteError(tls)
+
+        def head(self, key: str) -> Any:
+            self._count()
+            raise RemoteError(tls)
+
+    remote_audit.append_remote(dir_remote.backend, None, "push", "refs/heads/a", None, None)
+    failing = FailingTLS(dir_remote.backend)
+    with pytest.raises(RemoteError, match="TLS failed"):
+        remote_audit.append_remote(
+            failing, tmp_path / "audit.head", "push", "refs/heads/b", None, None
+        )
+    assert failing.requests <= 3, failing.requests
+    assert sorted(dir_remote.list_keys("audit/")) == [audit_key(1)]  # the one entry made

@@ -30,6 +30,7 @@ Each message is written for the user: what happened, what was kept safe, what to
         ├── RemoteUnreachable       network down, server not answering
         ├── RemoteAuthError         wrong credentials or no permission
         ├── RemoteNotFound          missing bucket/directory or key
+        ├── RemoteObjectRefused     one object refused as what it is (a link, too large)
         └── PreconditionFailed      a conditional write lost the race
 """
 
@@ -261,6 +262,12 @@ class RemoteAuthError(RemoteError):
 
 class RemoteNotFound(RemoteError):
     """The bucket, directory or key does not exist."""
+
+
+class RemoteObjectRefused(RemoteError):
+    """One object of the remote refused as what it is: a link, not a regular file,
+    larger than its kind ever is, a key clashing with a folder. The rest of the remote
+    may be fine: unlike an unreachable remote, a caller may pass over that one object."""
 
 
 class PreconditionFailed(RemoteError):

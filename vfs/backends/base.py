@@ -65,7 +65,13 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from vfs.errors import PreconditionFailed, RemoteError, RemoteNotFound, UsageError
+from vfs.errors import (
+    PreconditionFailed,
+    RemoteError,
+    RemoteNotFound,
+    RemoteObjectRefused,
+    UsageError,
+)
 from vfs.quoting import quote_given
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -337,7 +343,7 @@ class Backend(abc.ABC):
 
 def too_large(key: str, url: str, limit: int) -> RemoteError:
     """The error for an object larger than what its kind may hold."""
-    return RemoteError(
+    return RemoteObjectRefused(
         f"{key} in {url} holds more than {limit:,} bytes, far more than such a record "
         "ever needs: refusing to read it (the remote is damaged or hostile)"
     )

@@ -74,6 +74,7 @@ from vfs.errors import (
     RemoteAuthError,
     RemoteError,
     RemoteNotFound,
+    RemoteObjectRefused,
     StorageFull,
 )
 from vfs.quoting import quote_name
@@ -432,7 +433,7 @@ class LocalBackend(Backend):
         if stat.S_ISLNK(st.st_mode):
             raise _link(key, self.url)
         if stat.S_ISDIR(st.st_mode) and key.count("/") >= MAX_DEPTH:
-            raise RemoteError(
+            raise RemoteObjectRefused(
                 f"{key} in {self.url} is a folder deeper than {MAX_DEPTH} folders, "
                 "where no key lies: refusing to read it"
             )
@@ -572,14 +573,14 @@ class LocalBackend(Backend):
 
 
 def _clash(key: str, url: str) -> RemoteError:
-    return RemoteError(
+    return RemoteObjectRefused(
         f"cannot store {key} in {url}: a key and a folder of the same name clash "
         "(like 'a' and 'a/b'); use another name"
     )
 
 
 def _link(where: str, url: str) -> RemoteError:
-    return RemoteError(
+    return RemoteObjectRefused(
         f"{where} in {url} is a symbolic link: dvfs follows no link inside a directory "
         "remote; replace it with the directory or file itself"
     )
@@ -611,7 +612,7 @@ def _refused_link(exc: OSError, name: str, dir_fd: int) -> bool:
 
 
 def _not_regular(key: str, url: str) -> RemoteError:
-    return RemoteError(
+    return RemoteObjectRefused(
         f"{key} in {url} is not a regular file (a FIFO, socket or device): refusing to read it"
     )
 

@@ -24,13 +24,7 @@ from typing import TypeVar
 
 from vfs._os.beneath import open_kept
 from vfs.backends.base import Backend
-from vfs.errors import (
-    FormatError,
-    RemoteAuthError,
-    RemoteError,
-    RemoteNotFound,
-    RemoteUnreachable,
-)
+from vfs.errors import FormatError, RemoteError, RemoteNotFound, RemoteObjectRefused
 from vfs.model.ids import hash_bytes
 from vfs.remote.layout import (
     AUDIT,
@@ -86,9 +80,10 @@ def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:
 
 
 def _refused(exc: RemoteError) -> bool:
-    """Whether ``exc`` refuses one object (too large, no regular file, a link, a folder
-    where a key is written), not the remote as a whole (unreachable, credentials)."""
-    return not isinstance(exc, RemoteUnreachable | RemoteAuthError)
+    """Whether ``exc`` is about one object (too large, no regular file, a link, a folder
+    where a key is written; or gone), not the remote as a whole (unreachable,
+    credentials, a TLS failure, a directory remote that is no longer the one it was)."""
+    return isinstance(exc, RemoteObjectRefused | RemoteNotFound)
 
 
 def _exists(backend: Backend, seq: int) -> bool:
