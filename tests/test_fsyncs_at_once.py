@@ -13,15 +13,13 @@ gives up).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Repo, add_in_process, cli_env, fsck_clean
+from tests.support.cli import Repo, add_in_process, fsck_clean, run_as_dvfs
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 from vfs.store import pack_files as pack_io
@@ -77,15 +75,7 @@ def test_the_fsyncs_before_the_index_names_the_objects_run_at_once(
         args = ["commit", "-m", "first"]
     else:
         args = ["add", "data"]
-    proc = subprocess.run(
-        [sys.executable, "-P", "-c", AT_ONCE, *args],
-        cwd=repo.root,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_as_dvfs(repo.root, AT_ONCE, *args)
     assert proc.returncode == 0, proc.stderr
     if command == "commit":
         assert "first" in repo.ok("log").out

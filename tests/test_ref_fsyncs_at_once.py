@@ -11,12 +11,10 @@ under way at once; or one of them fails with EIO, as a disk does.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.cli import ERROR_PREFIX, Repo, add_in_process, cli_env, fsck_clean
+from tests.support.cli import ERROR_PREFIX, Repo, add_in_process, fsck_clean, run_as_dvfs
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 
@@ -92,19 +90,6 @@ main()
 )
 
 
-def _dvfs(repo: Repo, code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -c CODE ARGS`` at the repository root, as the user's ``dvfs`` runs."""
-    return subprocess.run(
-        [sys.executable, "-P", "-c", code, *args],
-        cwd=repo.root,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _audit_entries(repo: Repo) -> list[dict[str, object]]:
     """The audit log's entries, after checking its chain is intact."""
     assert repo.json("audit", "verify", "--json")["intact"] is True
@@ -119,7 +104,7 @@ def test_a_commit_moves_its_branch_in_two_round_trips(repo: Repo) -> None:
     round trip to the disk of 3-8 ms on the benchmark machine)."""
     repo.write("data/a.csv", "x,y\n1,2\n" * 1000)
     add_in_process(repo, "data")
-    proc = _dvfs(repo, AT_ONCE, "commit", "-m", "first")
+    proc = run_as_dvfs(repo.root, AT_ONCE, "commit", "-m", "first")
     assert proc.returncode == 0, proc.stderr
     assert "first" in repo.ok("log").out
     assert _audit_entries(repo)[-1]["op"] == "branch create"
@@ -142,7 +127,7 @@ def test_a_failed_fsync_before_the_branch_moves_commits_nothing(
         repo.write("data/a.csv", "x,y\n3,4\n")
     add_in_process(repo, "data")
     before = _audit_entries(repo)
-    proc = _dvfs(repo, FAILING, kind, "commit", "-m", "second")
+    proc = run_as_dvfs(repo.root, FAILING, kind, "commit", "-m", "second")
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith(ERROR_PREFIX)], proc.stderr
@@ -177,7 +162,7 @@ def test_a_first_commit_killed_before_its_branch_is_renamed_is_made_again(repo: 
     and the log says the first creation was never made."""
     repo.write("data/a.csv", "x,y\n1,2\n")
     add_in_process(repo, "data")
-    killed = _dvfs(repo, KILLED, "commit", "-m", "first")
+    killed = run_as_dvfs(repo.root, KILLED, "commit", "-m", "first")
     assert killed.returncode == -9, killed.stderr
     assert not (repo.root / ".dvfs" / "refs" / "heads" / "main").exists()
     fsck_clean(repo.root)

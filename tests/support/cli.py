@@ -122,6 +122,20 @@ def cli_command(*args: str) -> list[str]:
     return [*CLI, *args]
 
 
+def run_as_dvfs(cwd: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -P -c CODE ARGS`` in ``cwd``, with dvfs's environment: a dvfs process
+    whose code first patches something (a failing fsync, a barrier) before ``main()``."""
+    return subprocess.run(
+        [sys.executable, "-P", "-c", code, *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def run(
     cwd: Path,
     *args: str,

@@ -212,17 +212,7 @@ def _sync_files(paths: Sequence[Path]) -> None:
     """fsync each of ``paths`` (new files, not yet synced), many at once
     (``many_at_once``). A full disk raises as the store says it."""
 
-    def sync(path: Path) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise storage_error(exc, str(path)) from exc
-
-    many_at_once(sync, paths, "dvfs-refsync")
+    many_at_once(fsync_file, paths, "dvfs-refsync")
 
 
 REF_LIMIT = 4096  # bytes: a ref or HEAD is one short line
