@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.data import rand
-from tests.support.loopback import free_ports
+from tests.support.relay import Proxy
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.backends.s3 import S3Backend
@@ -25,48 +25,20 @@ from vfs.backends.s3_get import HEAD_LIMIT
 from vfs.errors import RemoteNotFound, RemoteUnreachable
 
 
-class Tamper:
+class Tamper(Proxy):
     """A loopback relay to the real server whose first connections get ``answers``
     instead (each sent after the request's headers, then the connection closed)."""
 
     def __init__(self, target_port: int, answers: list[bytes]) -> None:
-        self.target = ("127.0.0.1", target_port)
         self.answers = list(answers)
         self.requests: list[bytes] = []
-        self.relayed: list[socket.socket] = []  # client sides of the connections passed on
-        (self.port,) = free_ports(1)
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def drop(self) -> None:
-        """Close the connections passed on, as a server does with idle kept-alive ones."""
-        for c in self.relayed:
-            with contextlib.suppress(OSError):
-                c.shutdown(socket.SHUT_RDWR)
-        self.relayed.clear()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.answers:
-                threading.Thread(target=self._answer, args=(client, self.answers.pop(0))).start()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.relayed.append(client)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+    def _answered_here(self, client: socket.socket) -> bool:
+        if not self.answers:
+            return False
+        threading.Thread(target=self._answer, args=(client, self.answers.pop(0))).start()
+        return True
 
     def _answer(self, client: socket.socket, answer: bytes) -> None:
         with client:
@@ -82,17 +54,6 @@ class Tamper:
                 client.shutdown(socket.SHUT_WR)
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(1 << 16):
-            dst.sendall(data)
-    except OSError:
-        pass
-    for s in (src, dst):
-        with contextlib.suppress(OSError):
-            s.shutdown(socket.SHUT_RDWR)
-
-
 @contextlib.contextmanager
 def tampered(s3_env: S3Server, answers: list[bytes]) -> Iterator[tuple[Tamper, str]]:
     """A relay in front of ``s3_env`` and a bucket holding ``k`` (its bytes: ``DATA``)."""
@@ -102,7 +63,7 @@ def tampered(s3_env: S3Server, answers: list[bytes]) -> Iterator[tuple[Tamper, s
     try:
         yield relay, bucket
     finally:
-        relay.close()
+        relay.cut()
 
 
 DATA = rand(200_000, seed=7)

@@ -54,6 +54,19 @@ class Proxy:
         self._listener = sock
         threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
 
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def drop(self) -> None:
+        """Close every open connection, going on listening: as a server does with idle
+        kept-alive connections (the peer sees the end of the stream, not a reset)."""
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+
     def cut(self) -> None:
         if self._listener is not None:
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
@@ -81,6 +94,8 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self._answered_here(client):
+                continue
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
@@ -90,6 +105,11 @@ class Proxy:
                 self._conns |= {client, upstream}
             for a, b, down in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(target=self._pump, args=(a, b, down), daemon=True).start()
+
+    def _answered_here(self, client: socket.socket) -> bool:
+        """Whether ``client`` is answered by the relay itself, not passed on (a
+        subclass's choice; none here)."""
+        return False
 
     def _pump(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
         try:
