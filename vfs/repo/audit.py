@@ -315,7 +315,7 @@ def record_many(
         if tmp is not None:
             jobs.append(lambda: fsync_file(tmp))
         jobs.extend(alongside)
-        errors = at_once(jobs, "dvfs-audit") if len(jobs) > 1 else [_run(jobs[0])]
+        errors = at_once(jobs, "dvfs-audit")  # (one job: run here, no thread)
         failed = next((e for e in errors if e is not None), None)
         if failed is not None:
             if tmp is not None:
@@ -330,15 +330,6 @@ def record_many(
         os.close(fd)
     if tmp is not None:
         put_in_place(tmp, dvfs_dir / HEAD, sync=settle)
-
-
-def _run(job: Callable[[], object]) -> BaseException | None:
-    """What ``job`` raised (None: done), as :func:`vfs.store.durable.at_once` says it."""
-    try:
-        job()
-    except BaseException as exc:
-        return exc
-    return None
 
 
 def last_entry(dvfs_dir: Path) -> Entry | None:
