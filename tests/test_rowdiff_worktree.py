@@ -451,6 +451,18 @@ def test_the_old_files_keys_are_read_while_the_newer_side_is_copied(
     events = _events(monkeypatch)
     expected = json.dumps(render.as_json(diff_in_process(repo)))
     assert events == ["copy v1", "copied v1", "keys", "copy v2", "copied v2"]
+    # v1 proved by that diff: none of its keys are read, and v2's copy does not wait
+    firsts: list[Any] = []
+    copy_sides = rowdiff._copy_sides
+
+    def copying(*args: Any) -> Any:
+        firsts.append(args[12])  # (first)
+        return copy_sides(*args)
+
+    monkeypatch.setattr(rowdiff, "_copy_sides", copying)
+    events.clear()
+    assert json.dumps(render.as_json(diff_in_process(repo))) == expected
+    assert firsts == [None] and "keys" not in events
     shutil.rmtree(repo.root / ".dvfs" / "rowcache")
     monkeypatch.setattr(rowdiff, "read_ahead", lambda *a: None)
     events.clear()

@@ -1076,7 +1076,7 @@ def diff_path(
             soon = _sniffer(engine, fmt, entries, dvfs_dir) if len(names) == 2 else None
             sides: tuple[Side, ...] = ()
             ahead: list[Ahead] = []
-            ahead_worth = len(names) == 2 and bool(key) and fmt in ("csv", "tsv")
+            ahead_worth = len(names) == 2 and _ahead_worth(engine, fmt, entries, key, dvfs_dir)
 
             def first(old: Side, engine: Engine = engine, ahead: list[Ahead] = ahead) -> None:
                 total = sum(e.size for e in entries if e is not None)
@@ -1141,6 +1141,26 @@ def _sniffer(
             engine.sniff_early(fmt, path, sizes[i], keys[i])
 
     return soon
+
+
+def _ahead_worth(
+    engine: Engine, fmt: Format, entries: Sequence[Entry | None], key: Sequence[str],
+    cache: Path | None,
+) -> bool:  # fmt: skip
+    """Whether the older of two versions' keys may be read ahead (``read_ahead``), so
+    that its copy is made first (``_copy_sides``): a CSV or TSV, a key, and no proof
+    an earlier diff kept of the older file under the dialect it kept (a proved file
+    has no keys read, and its copy waiting would only delay the newer one's)."""
+    if len(entries) != 2 or not key or fmt not in ("csv", "tsv") or entries[0] is None:
+        return False
+    chunks = entries[0].chunks
+    kept = checks.KeptSniffs(cache) if cache is not None else None
+    ot = engine.sniffed(fmt, prefix_key(chunks, engine_module.SNIFF_BYTES), kept)
+    if ot is None or ot.empty:
+        return ot is None
+    cols = keys.columns(key, set(ot.names))
+    entry = checks.name(chunks, ot, False, cols)
+    return checks.proof(cache, entry, checks.bounded(ot, cols, False)) is None
 
 
 class _Moved(Exception):
