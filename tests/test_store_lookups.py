@@ -1,4 +1,5 @@
-"""Whether an object is stored, asked of a store whose pack indexes are not merged.
+"""Whether an object is stored, asked of a store whose pack indexes are not merged;
+and files written from parts (the staging index).
 
 The first ``PROBE_IDS`` ids asked about are looked for by bisecting each pack's index
 file, the rest in the set of all their ids: either way a stored object is found (and
@@ -33,3 +34,17 @@ def test_stored_objects_are_found_before_and_after_the_set_of_ids_is_built(
     assert again.put(ObjKind.CHUNK, b"new") == (hash_bytes(b"new"), 3)
     again.close()
     assert ObjectStore(root).has(hash_bytes(b"new"))
+
+
+def test_a_file_written_from_parts_holds_them_joined(tmp_path: Path) -> None:
+    """``write_atomic`` of parts (the staging index's header, names, columns and rows)
+    writes the bytes joining them gives, empty parts and views included."""
+    from vfs.store.durable import write_atomic
+
+    parts: list[bytes | memoryview] = [
+        b"head", b"", memoryview(b"x" * 70_000)[1:], memoryview(bytearray(3)), b"end",
+    ]  # fmt: skip
+    write_atomic(tmp_path / "f", parts)
+    assert (tmp_path / "f").read_bytes() == b"".join(parts)
+    write_atomic(tmp_path / "f", [memoryview(b"%d," % i) for i in range(3000)])  # > IOV_MAX
+    assert (tmp_path / "f").read_bytes() == b"".join(b"%d," % i for i in range(3000))

@@ -566,12 +566,19 @@ def _splice(cols: _Columns, over: dict[bytes, Sequence[Any] | None]) -> _Body:
 def _file(body: _Body, written_ns: int, ids: dict[str, Any]) -> bytes:
     """An index file of format 4 of encoded rows and the ``ids`` of its meta part, with
     the checksum of the rows (``sum``) added."""
+    return b"".join(_file_parts(body, written_ns, ids))
+
+
+def _file_parts(
+    body: _Body, written_ns: int, ids: dict[str, Any]
+) -> tuple[bytes | memoryview, ...]:
+    """:func:`_file` in the parts it is joined from, to be written as they are."""
     n, names, columns, content = body
     meta = msgpack.packb({**ids, "sum": _checksum(names, columns, content)}, use_bin_type=True)
     lengths = (len(meta), len(names), len(content))
     pad = b"\0" * (-(HEADER.size + len(meta) + len(names)) % 8)
     head = HEADER.pack(MAGIC, INDEX_FORMAT, n, written_ns, *lengths)
-    return b"".join((head, meta, names, pad, columns, content))
+    return head, meta, names, pad, columns, content
 
 
 def _checksum(names: bytes, columns: bytes, content: bytes | memoryview) -> bytes:
@@ -1066,9 +1073,9 @@ class Index:
         if self.damaged is not None:
             _set_aside(self.path)
         if ready is None:
-            write_atomic(self.path, _file(body, now, ids))
+            write_atomic(self.path, _file_parts(body, now, ids))
         else:
-            tmp = write_beside(self.path, _file(body, now, ids))
+            tmp = write_beside(self.path, _file_parts(body, now, ids))
             try:
                 ready()
             except BaseException:
