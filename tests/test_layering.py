@@ -60,6 +60,7 @@ LAYERS = [
     {"tables", "ops.changed"},  # row diffs of data files; what each version changed (kept)
     {"repo.repository"},  # the repository handle: layout, format record, lock
     {
+        "ops.behind",
         "ops.status",
         "ops.workflow",
         "ops.commit",

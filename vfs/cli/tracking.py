@@ -240,9 +240,9 @@ def commit(
       dvfs commit --amend -m "raw data, fixed"
     """
     from vfs.model import params as version_params  # (commit alone records them)
+    from vfs.ops.behind import merge_in_progress  # (vfs.ops.merging only in a merge)
     from vfs.ops.commit import check_message, committable
     from vfs.ops.commit import commit as commit_staged
-    from vfs.ops.status import merge_in_progress  # (vfs.ops.merging only in a merge)
 
     repo = repo_here()
     # (all is checked before -a stages anything; a merge's commit takes its message)

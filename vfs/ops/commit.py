@@ -32,7 +32,7 @@ from vfs.model.codec import (
     encode_tree_rows,
 )
 from vfs.model.ids import hash_bytes
-from vfs.ops.status import merge_in_progress, moved_past, quiet
+from vfs.ops.behind import merge_in_progress, moved_past, quiet
 from vfs.quoting import quoted, shell_word
 from vfs.repo.record import record_version, tag_free
 from vfs.repo.refs import check_ref_name

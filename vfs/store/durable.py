@@ -101,11 +101,15 @@ def storage_error(exc: OSError, what: str) -> Exception:
     return exc
 
 
+# Parts given to writev at most (the kernel's limit is 1024).
+_IOV_MAX = 1024
 # A temporary file is always new: never an existing file, never through a link.
 _CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o644) -> None:
+def write_atomic(
+    path: Path, data: bytes | Sequence[bytes | memoryview], *, sync: bool = True, mode: int = 0o644
+) -> None:
     """Write ``data`` to ``path`` atomically (temp + optional fsync + rename).
 
     Whatever ``path`` was (a link, say) is replaced by the new file, never written
@@ -114,7 +118,9 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o64
     put_in_place(write_beside(path, data, sync=sync, mode=mode), path, sync=sync)
 
 
-def write_beside(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o644) -> Path:
+def write_beside(
+    path: Path, data: bytes | Sequence[bytes | memoryview], *, sync: bool = True, mode: int = 0o644
+) -> Path:
     """The first half of :func:`write_atomic`: ``data`` in a new temporary file beside
     ``path`` (fsynced unless not ``sync``), returned; :func:`put_in_place` is the second.
 
@@ -131,14 +137,28 @@ def write_beside(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o64
     return tmp
 
 
-def _fill(fd: int, data: bytes, sync: bool) -> None:
-    """Write all of ``data`` to the new file open at ``fd`` (fsynced if ``sync``), and
-    close it."""
+def _fill(fd: int, data: bytes | Sequence[bytes | memoryview], sync: bool) -> None:
+    """Write all of ``data`` (bytes, or parts written one after the other) to the new
+    file open at ``fd`` (fsynced if ``sync``), and close it.
+
+    Parts go out by ``writev``: the staging index is written as its header, names,
+    columns and rows, which joining first copied into 3 MB of fresh memory for 20,000
+    paths (about 2 ms of CPU, mostly page faults).
+    """
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        else:
+            parts = [v for v in (memoryview(p).cast("B") for p in data) if v.nbytes]
+            while parts:
+                n = os.writev(fd, parts[:_IOV_MAX])
+                while n and n >= parts[0].nbytes:
+                    n -= parts.pop(0).nbytes
+                if n:
+                    parts[0] = parts[0][n:]
         if sync:
             os.fsync(fd)
     finally:

@@ -108,6 +108,11 @@ READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache whe
 LOCAL_PACK_SIZE = 64 * 1024 * 1024
 # Lookups answered by bisecting index files before they are merged into one dict.
 MERGE_AFTER = 64
+# Ids asked whether stored (``has``, a put) answered by bisecting the index files not
+# merged before the set of all their ids is built: a commit asks about two or three
+# trees and its version, and a set of the 21,000 ids of a repository of 20,000 files
+# cost it 3-7 ms of CPU where bisecting its 22 index files costs tens of microseconds.
+PROBE_IDS = 64
 # Ids found stored in index files not merged, remembered to tell which packs a sync
 # must make durable (``_relied_on``); past this many, every candidate pack is synced.
 RELIED_IDS = 1024
@@ -154,6 +159,7 @@ class ObjectStore:
         self._ids: set[bytes] | None = None
         self._merged = False
         self._lookups = 0
+        self._probes = 0  # ids asked about by bisection (see PROBE_IDS)
         self._dead: set[int] = set()  # slots of packs found deleted (see _vanished)
         # Objects found stored, which this process may name without storing them: the
         # slots of their packs, and the ids found in index files not merged (None: too
@@ -357,9 +363,28 @@ class ObjectStore:
                     self._ids.update(index_ids(data, count))
             return self._ids
 
+    def _raw_has(self, count: int) -> Callable[[bytes], bool]:
+        """A test of whether an id is in the index files not merged yet, for ``count``
+        ids to be tested: bisecting each file while few ids have been asked about
+        (``PROBE_IDS``), then in the set of their ids (:meth:`_raw_ids`, built once)."""
+        with self._lock:
+            if not self._loaded:
+                self._scan()
+            if self._merged:
+                return _never
+            if self._ids is None and self._probes + count <= PROBE_IDS:
+                self._probes += count
+                return self._bisect_raw
+        ids = self._raw_ids()
+        return _never if ids is None else ids.__contains__
+
+    def _bisect_raw(self, oid: bytes) -> bool:
+        """Whether ``oid`` is in an index file not merged, found by bisection."""
+        return any(search_index(data, count, oid) is not None for _, data, count in self._raw)
+
     def has(self, oid: bytes) -> bool:
         """True if the object is stored (not verified); noted as relied on if so."""
-        if oid in self._entries or oid in (self._raw_ids() or ()):
+        if oid in self._entries or self._raw_has(1)(oid):
             self._rely(oid)
             return True
         return False
@@ -538,9 +563,9 @@ class ObjectStore:
         """
         written = 0
         with self._changing():
-            ids = self._raw_ids() or set()
+            stored = self._raw_has(len(todo))
             for oid, kind, method, payload, raw_len in todo:
-                if oid in self._entries or oid in ids:
+                if oid in self._entries or stored(oid):
                     self._rely(oid)
                     continue
                 w = self._writer or self._new_writer()
@@ -1106,4 +1131,9 @@ def _being_written(folder: int, name: str) -> bool:
         return False
     finally:
         os.close(fd)
+    return False
+
+
+def _never(_: bytes) -> bool:
+    """The test of :meth:`ObjectStore._raw_has` once no index file is left unmerged."""
     return False

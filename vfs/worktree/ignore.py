@@ -80,6 +80,9 @@ MAX_FILE = 256 * 1024
 MAX_PATTERNS = 4096
 MAX_LINE = 1024
 MAX_STARS = 3
+# Questions of `Ignores.is_tracked` answered by bisecting the sorted tracked paths
+# before a set of them is built.
+BISECT_FIRST = 32
 
 Warn = Callable[[str], None]
 
@@ -240,6 +243,7 @@ class Ignores:
         self._get_tracked = tracked
         self._tracked: Sequence[bytes] | None = None
         self._tracked_set: set[bytes] | None = None
+        self._bisected = 0  # questions of is_tracked answered by bisection
         self.warn = warn
         self._walker: Walker | None = None
         self._files: dict[bytes, _Rules | None] = {}  # directory -> its .dvfsignore
@@ -385,8 +389,15 @@ class Ignores:
         return self._tracked
 
     def is_tracked(self, rel: bytes) -> bool:
-        """True if ``rel`` is a tracked path."""
+        """True if ``rel`` is a tracked path: found by bisecting the sorted paths for
+        the first ``BISECT_FIRST`` questions (an ``add`` of one file asks one, and a set
+        of 20,000 paths took it 1.5-2 ms), then in a set of them."""
         if self._tracked_set is None:
+            if self._bisected < BISECT_FIRST:
+                self._bisected += 1
+                tracked = self.tracked
+                i = bisect.bisect_left(tracked, rel)
+                return i < len(tracked) and tracked[i] == rel
             self._tracked_set = set(self.tracked)
         return rel in self._tracked_set
 
