@@ -185,6 +185,76 @@ def write_entry(
             os.close(fd)
 
 
+def write_batch(
+    walker: Walker,
+    batch: list[tuple[bytes, Entry]],
+    store: ObjectStore,
+    replace: Replace,
+    have: Mapping[bytes, bytes | memoryview],
+) -> list[os.stat_result | ObjectError]:
+    """:func:`write_entry` of each entry of ``batch``, files of one directory
+    (:func:`_restore_batches`) whose chunks :func:`read_batch` read into ``have``: the
+    new stat of each, or the ObjectError that failed it.
+
+    The usual case, a small file where nothing stands, is written here with the
+    directory resolved once for the whole batch (:func:`_write_unnamed`); anything
+    else (a link, something in the way, a chunk to read, an error) goes through
+    :func:`write_entry`, which deals with it as for a file alone.
+    """
+    out: list[os.stat_result | ObjectError] = []
+    dir_fd = -1
+    for rel, e in batch:
+        st = None
+        if e.kind == Kind.FILE and e.size < WRITE_DIRECT and _anonymous[0]:
+            parent, _, leaf = rel.rpartition(b"/")
+            if dir_fd < 0:
+                dir_fd = ensure_dir(walker, parent, replace)
+            st = _write_unnamed(dir_fd, leaf, e, have)
+        if st is None:
+            dir_fd = -1  # (the walker moves on: the directory is resolved again)
+            try:
+                st = write_entry(walker, rel, e, store, replace, have)
+            except ObjectError as exc:
+                out.append(exc)
+                continue
+        out.append(st)
+    return out
+
+
+def _write_unnamed(
+    dir_fd: int, leaf: bytes, e: Entry, have: Mapping[bytes, bytes | memoryview]
+) -> os.stat_result | None:
+    """Write small file ``e`` as ``leaf`` in ``dir_fd`` from the chunks in ``have``:
+    unnamed, written, given its mtime, then linked in; its new stat.
+
+    None where that is not all it takes: a chunk not in ``have``, something standing
+    at ``leaf``, or any error. Nothing is then left (the file had no name), and the
+    caller writes it with :func:`write_entry`, which meets the error itself.
+    """
+    data = []
+    for c in e.chunks:
+        got = have.get(c.oid)
+        if got is None:
+            return None
+        data.append(got)
+    try:
+        fd = os.open(b".", _ANONYMOUS, e.mode & PERM_BITS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        for d in data:
+            view = memoryview(d)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+        os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
+        return os.fstat(fd)  # (after the link, which changed the ctime)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _rename_over(walker: Walker, rel: bytes, dir_fd: int, tmp: bytes, replace: Replace) -> int:
     """Rename ``tmp`` over ``rel``'s name in ``dir_fd``, its directory; return that
     directory's descriptor (opened again if a directory at ``rel`` had to go).
@@ -518,12 +588,9 @@ def restore_many(
         out: list[Staged | DvfsError] = []
         for piece in _restore_batches(batch):  # (what is read at once stays bounded)
             have = read_batch(store, piece)
-            for rel, e in piece:
-                try:
-                    st = write_entry(walker, rel, e, store, replace, have)
-                    out.append(staged_from_entry(e, st))
-                except ObjectError as exc:
-                    out.append(exc)
+            wrote = write_batch(walker, piece, store, replace, have)
+            for (_, e), st in zip(piece, wrote, strict=True):
+                out.append(st if isinstance(st, ObjectError) else staged_from_entry(e, st))
         return out
 
     def record(batch: list[tuple[bytes, Entry]], results: list[Staged | DvfsError]) -> None:
@@ -666,14 +733,13 @@ def _restore_share(
     with Walker(root) as walker:
         while (pieces := tickets.claim()) is not None:
             for k in pieces:
-                restored = []
-                have = read_batch(store, batches[k])
-                for i, (rel, e) in enumerate(batches[k]):
-                    try:
-                        st = write_entry(walker, rel, e, store, replace, have)
-                    except ObjectError:
-                        continue
-                    restored.append((first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                batch = batches[k]
+                have = read_batch(store, batch)
+                restored = [
+                    (first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                    for i, st in enumerate(write_batch(walker, batch, store, replace, have))
+                    if not isinstance(st, ObjectError)
+                ]
                 if not channel.send(restored):
                     return
     channel.send(None)
