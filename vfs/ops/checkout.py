@@ -307,9 +307,10 @@ def _decide_and_write(
                 else:
                     conflicts.append(p)
         if not paths:  # staged removals (`rm --cached`, `mv`'s old name): the same rule
+            staged = index.entries
             for p, c in committed.items():
                 e = wanted.get(p)
-                if p in index.entries or e is None:
+                if p in staged or e is None:
                     continue  # (not removed, or the version lacks it too: stays removed)
                 if moving and _same(c, e):
                     carry.add(p)
@@ -427,9 +428,10 @@ def _decide_and_write(
                     warn(
                         f"{quoted(p)}: not made as an empty directory: something else is in the way"
                     )
+    entries = index.entries  # (one lookup: the property is not free, 20,000 times)
     for p, _ in todo:
         if p in stats:
-            index.entries[p] = stats[p]
+            entries[p] = stats[p]
             report.written += 1
     if not paths:
         # A file that could not be restored is not checked out: whatever stood there
@@ -442,9 +444,8 @@ def _decide_and_write(
                 if st is not None and not statmod.S_ISDIR(st.st_mode):
                     remove_path(walker, p)
                 index.entries[p] = not_checked_out(wanted[p])
-        for p in list(index.entries):
-            if p not in wanted and p not in carry:
-                del index.entries[p]
+        for p in [p for p in entries if p not in wanted and p not in carry]:
+            del entries[p]
         index.head = None if carry else target
         index.base = target
         index.removed_absent.clear()  # (the index is the version's now: see vfs.repo.stage)
