@@ -411,11 +411,6 @@ class WrittenAhead:
         self._written: dict[int, bool] = {}  # as the helper reported them
         self._lock = threading.Lock()
 
-    def paths(self) -> list[bytes]:
-        """The files being written ahead and not yet taken."""
-        with self._lock:
-            return list(self._at)
-
     def take(self, rel: bytes, entry: Entry) -> int:
         """The descriptor of ``rel`` written whole as ``entry``, for the caller to name
         and close; -1 if it is not written ahead, or its writing failed (the caller
