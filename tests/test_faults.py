@@ -1486,10 +1486,12 @@ def test_small_files_are_restored_alike_with_and_without_unnamed_files(repo: Rep
 
 def test_temporaries_of_a_killed_checkout_are_removed_by_the_next_one(repo: Repo) -> None:
     """kill -9 while checkout writes a large file: its temporary file stays beside it,
-    hidden from status; the next checkout removes it (so does fsck), and nothing else."""
+    hidden from status; the next checkout removes it (so does fsck), and nothing else.
+    (In a directory the checkout makes: into one that is there, a large file is written
+    unnamed, and a kill leaves nothing: tests/test_checkout_ahead.py.)"""
     big = rand(6 * WRITE_DIRECT, seed=5)  # written past the page cache: slow enough
-    committed(repo, {"d/big.bin": big, "d/small.txt": "small"})
-    (repo.root / "d" / "big.bin").unlink()
+    committed(repo, {"d/e/big.bin": big, "d/small.txt": "small"})
+    shutil.rmtree(repo.root / "d" / "e")
     repo.write("d/.tmp-notes", "mine")  # a user's file of a similar name stays
     repo.write("d/.tmp-x.bin.0123abcd", "mine too")  # (no serial: not dvfs's form)
     proc = spawn_ready(repo.root, "checkout", "HEAD")
@@ -1503,12 +1505,12 @@ def test_temporaries_of_a_killed_checkout_are_removed_by_the_next_one(repo: Repo
     proc.communicate()
     assert left and all(n.startswith(".tmp-big.bin.") for n in left), left
     st = repo.status()  # the temporary file is not the user's: not listed
-    assert st["untracked"] == [] and st["deleted"] == ["d/big.bin"]
+    assert st["untracked"] == [] and st["deleted"] == ["d/e/big.bin"]
     r = repo.ok("checkout", "HEAD")
     assert any("removed 1 temporary files" in w for w in warnings_of(r)), str(r)
     assert _temporaries(repo, ours=True) == []
     assert sorted(_temporaries(repo)) == [".tmp-notes", ".tmp-x.bin.0123abcd"]
-    assert repo.read("d/big.bin") == big
+    assert repo.read("d/e/big.bin") == big
     st = repo.status()
     assert st["deleted"] == [] and st["modified"] == []
     # and fsck removes one whatever left it (an older dvfs, a crash before the marker)

@@ -197,6 +197,12 @@ class Helper(Channel):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
 
+    def kill(self) -> None:
+        """End the helper at once (SIGKILL): for work that leaves nothing to undo."""
+        if self.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
     def close(self) -> None:
         """Close the pipes and reap the helper (one still writing to them ends there)."""
         super().close()

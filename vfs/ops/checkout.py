@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
@@ -70,8 +71,11 @@ from vfs.store.pins import live_pins
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
-from vfs.worktree.restore import ensure_dir, restore_many
+from vfs.worktree.restore import WrittenAhead, ensure_dir, restore_many, write_ahead
 from vfs.worktree.scan import Found, Warn, lstat_or_none, special_kind
+
+if TYPE_CHECKING:
+    from vfs.model.version_codec import Version
 
 # Test hook: ``DVFS_TEST_CHECKOUT_KILL_AT=written`` kills the process (SIGKILL) once a
 # checkout has written its files, before the index and HEAD say so.
@@ -163,6 +167,48 @@ def restore_version(
                 raise UsageError(f"{arg} is not in {label} and is not tracked")
         wanted = {p: e for p, e in wanted.items() if under_any(p, rels)}
         empty = [p for p in empty if under_any(p, rels)]
+    # Large files nothing stands at are written unnamed meanwhile (vfs.worktree.restore)
+    ahead = write_ahead(repo.root, wanted, repo.store)
+    try:
+        return _decide_and_write(
+            repo, target, workers, version, label, wanted, whole, empty, index, rels, ahead,
+            attach=attach, paths=paths, force=force, warn=warn, action=action, source=source,
+            offline=offline, yes=yes, detached_on=detached_on, move_branch=move_branch,
+            forcible=forcible,
+        )  # fmt: skip
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _decide_and_write(
+    repo: Repository,
+    target: bytes,
+    workers: Workers,
+    version: Version,
+    label: str,
+    wanted: dict[bytes, Entry],
+    whole: dict[bytes, Entry],
+    empty: list[bytes],
+    index: Index,
+    rels: list[bytes],
+    ahead: WrittenAhead | None,
+    *,
+    attach: str | None,
+    paths: Sequence[str],
+    force: bool,
+    warn: Warn,
+    action: str,
+    source: str | None,
+    offline: bool,
+    yes: bool,
+    detached_on: str | None,
+    move_branch: Callable[[], None] | None,
+    forcible: bool,
+) -> CheckoutReport:
+    """The rest of :func:`restore_version`, once the version's files are known."""
+    hist = repo.history
+    if rels:
         scope = {p: s for p, s in index.entries.items() if under_any(p, rels)}
         # a file tracked where the paths need a directory (d/x, for d/x/y) goes with
         # them: the index never stages a path both as a file and as a directory
@@ -261,9 +307,10 @@ def restore_version(
                 else:
                     conflicts.append(p)
         if not paths:  # staged removals (`rm --cached`, `mv`'s old name): the same rule
+            staged = index.entries
             for p, c in committed.items():
                 e = wanted.get(p)
-                if p in index.entries or e is None:
+                if p in staged or e is None:
                     continue  # (not removed, or the version lacks it too: stays removed)
                 if moving and _same(c, e):
                     carry.add(p)
@@ -327,6 +374,8 @@ def restore_version(
     for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
+    if ahead is not None:
+        ahead.only(p for p, _ in todo)  # (the others written ahead stop now)
     again = "dvfs pull" if action == "pull" else (
         f"dvfs {action} {source or label}{''.join(' ' + a for a in paths)}"
     )  # fmt: skip
@@ -368,7 +417,7 @@ def restore_version(
             return tracked(rel)
 
         with restoring(repo) if todo else contextlib.nullcontext():
-            stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+            stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead)
         _reached("written")
         report.failed.update(failed)
         with Walker(repo.root) as walker:
@@ -379,9 +428,10 @@ def restore_version(
                     warn(
                         f"{quoted(p)}: not made as an empty directory: something else is in the way"
                     )
+    entries = index.entries  # (one lookup: the property is not free, 20,000 times)
     for p, _ in todo:
         if p in stats:
-            index.entries[p] = stats[p]
+            entries[p] = stats[p]
             report.written += 1
     if not paths:
         # A file that could not be restored is not checked out: whatever stood there
@@ -394,9 +444,8 @@ def restore_version(
                 if st is not None and not statmod.S_ISDIR(st.st_mode):
                     remove_path(walker, p)
                 index.entries[p] = not_checked_out(wanted[p])
-        for p in list(index.entries):
-            if p not in wanted and p not in carry:
-                del index.entries[p]
+        for p in [p for p in entries if p not in wanted and p not in carry]:
+            del entries[p]
         index.head = None if carry else target
         index.base = target
         index.removed_absent.clear()  # (the index is the version's now: see vfs.repo.stage)

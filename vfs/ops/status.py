@@ -166,10 +166,21 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
         st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
     if st.deleted or st.not_checked_out:
+        # (a directory found missing is not looked into again for each path below it:
+        # a checkout of 20,000 files moved away spent 0.1 CPU-s failing to open it)
+        gone, looked = b"\0", b""
         with Walker(repo.root) as walker:
             for p in chain(st.deleted, st.not_checked_out):
+                if p.startswith(gone):
+                    continue
                 found = walker.lstat(p)
-                if found is not None and (kind := special_kind(found.st_mode)) is not None:
+                if found is None:
+                    parent = p.rpartition(b"/")[0]
+                    if parent and parent != looked:
+                        looked = parent
+                        if walker.lstat(parent) is None:
+                            gone = parent + b"/"
+                elif (kind := special_kind(found.st_mode)) is not None:
                     st.special[p] = kind
     failed: dict[bytes, DvfsError] = {}
     if to_hash:

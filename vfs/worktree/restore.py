@@ -8,6 +8,7 @@ import itertools
 import os
 import select
 import stat as statmod
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -166,21 +167,11 @@ def write_entry(
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             if not named:
                 try:
-                    os.link(b"/proc/self/fd/%d" % fd, leaf, dst_dir_fd=dir_fd)
+                    os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
                     return os.fstat(fd)  # (after the link, which changed the ctime)
                 except FileExistsError:  # something stands there: renamed over it below
-                    os.link(b"/proc/self/fd/%d" % fd, tmp, dst_dir_fd=dir_fd)
-        try:
-            os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except IsADirectoryError:
-            if not replace(rel):
-                raise UsageError(
-                    f"{quoted(rel)} is a directory with untracked files where the version has "
-                    "a file: move it away, or use --force to replace it"
-                ) from None
-            remove_tree(walker, rel)
-            dir_fd = walker.dir(parent)
-            os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                    os.link(_PROC_FD % fd, tmp, dst_dir_fd=dir_fd)
+        dir_fd = _rename_over(walker, rel, dir_fd, tmp, replace)
         # The rename changed the ctime: stat after it, so the index records the final one.
         return os.fstat(fd) if fd >= 0 else os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
     except BaseException as exc:
@@ -192,6 +183,132 @@ def write_entry(
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def write_batch(
+    walker: Walker,
+    batch: list[tuple[bytes, Entry]],
+    store: ObjectStore,
+    replace: Replace,
+    have: Mapping[bytes, bytes | memoryview],
+) -> list[os.stat_result | ObjectError]:
+    """:func:`write_entry` of each entry of ``batch``, files of one directory
+    (:func:`_restore_batches`) whose chunks :func:`read_batch` read into ``have``: the
+    new stat of each, or the ObjectError that failed it.
+
+    The usual case, a small file where nothing stands, is written here with the
+    directory resolved once for the whole batch (:func:`_write_unnamed`); anything
+    else (a link, something in the way, a chunk to read, an error) goes through
+    :func:`write_entry`, which deals with it as for a file alone.
+    """
+    out: list[os.stat_result | ObjectError] = []
+    dir_fd = -1
+    for rel, e in batch:
+        st = None
+        if e.kind == Kind.FILE and e.size < WRITE_DIRECT and _anonymous[0]:
+            parent, _, leaf = rel.rpartition(b"/")
+            if dir_fd < 0:
+                dir_fd = ensure_dir(walker, parent, replace)
+            st = _write_unnamed(dir_fd, leaf, e, have)
+        if st is None:
+            dir_fd = -1  # (the walker moves on: the directory is resolved again)
+            try:
+                st = write_entry(walker, rel, e, store, replace, have)
+            except ObjectError as exc:
+                out.append(exc)
+                continue
+        out.append(st)
+    return out
+
+
+def _write_unnamed(
+    dir_fd: int, leaf: bytes, e: Entry, have: Mapping[bytes, bytes | memoryview]
+) -> os.stat_result | None:
+    """Write small file ``e`` as ``leaf`` in ``dir_fd`` from the chunks in ``have``:
+    unnamed, written, given its mtime, then linked in; its new stat.
+
+    None where that is not all it takes: a chunk not in ``have``, something standing
+    at ``leaf``, or any error. Nothing is then left (the file had no name), and the
+    caller writes it with :func:`write_entry`, which meets the error itself.
+    """
+    data = []
+    for c in e.chunks:
+        got = have.get(c.oid)
+        if got is None:
+            return None
+        data.append(got)
+    try:
+        fd = os.open(b".", _ANONYMOUS, e.mode & PERM_BITS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        for d in data:
+            view = memoryview(d)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+        os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
+        return os.fstat(fd)  # (after the link, which changed the ctime)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _rename_over(walker: Walker, rel: bytes, dir_fd: int, tmp: bytes, replace: Replace) -> int:
+    """Rename ``tmp`` over ``rel``'s name in ``dir_fd``, its directory; return that
+    directory's descriptor (opened again if a directory at ``rel`` had to go).
+
+    A directory at ``rel`` is removed first only if ``replace(rel)`` says so, else
+    UsageError.
+    """
+    parent, _, leaf = rel.rpartition(b"/")
+    try:
+        os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except IsADirectoryError:
+        if not replace(rel):
+            raise UsageError(
+                f"{quoted(rel)} is a directory with untracked files where the version has "
+                "a file: move it away, or use --force to replace it"
+            ) from None
+        remove_tree(walker, rel)
+        dir_fd = walker.dir(parent)
+        os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    return dir_fd
+
+
+def place_unnamed(walker: Walker, rel: bytes, fd: int, replace: Replace) -> os.stat_result | None:
+    """Give ``fd``, a whole file written without a name (:class:`WrittenAhead`), the
+    name ``rel``; return its new stat, or None where it cannot be linked there (its
+    directory is now on another filesystem: the caller writes the file anew).
+
+    As :func:`write_entry` names its unnamed files: where something stands at ``rel``
+    the file is linked under a temporary name and renamed over it (never written
+    through), a directory there only if ``replace(rel)`` says so; the directories on
+    the way are resolved (and made) now, without following a link.
+    """
+    parent, _, leaf = rel.rpartition(b"/")
+    dir_fd = ensure_dir(walker, parent, replace)
+    tmp = tmp_leaf(leaf)
+    try:
+        try:
+            os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
+            return os.fstat(fd)  # (after the link, which changed the ctime)
+        except FileExistsError:
+            os.link(_PROC_FD % fd, tmp, dst_dir_fd=dir_fd)
+        _rename_over(walker, rel, dir_fd, tmp, replace)
+        return os.fstat(fd)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=walker.dir(parent))
+        if isinstance(exc, OSError) and exc.errno == errno.EXDEV:
+            return None
+        if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
+            raise not_writable(storage_error(exc, quoted(rel)), rel, "write") from exc
+        raise
+
+
+_PROC_FD = b"/proc/self/fd/%d"  # a descriptor's file, for linkat: how an unnamed file gets a name
 
 
 def read_batch(
@@ -274,12 +391,157 @@ def _append_chunk(out: DirectAppender, fut: Future[bytes | memoryview]) -> None:
             data.release()
 
 
+WRITE_AHEAD_MAX = 64  # large files written ahead at most (each holds a descriptor till named)
+
+
+class WrittenAhead:
+    """Large files of a version written without a name by a helper process, while the
+    checkout is still deciding what to write (:func:`write_ahead`).
+
+    Nothing of them is seen in the working tree until :func:`restore_many` names one
+    (:func:`place_unnamed`); those it does not name go when :meth:`close` kills the
+    helper and closes their descriptors, and a kill of the command frees them too (the
+    helper dies with it; the kernel frees a file nobody named or holds).
+    """
+
+    def __init__(self, helper: Helper, files: list[tuple[bytes, Entry, int]]) -> None:
+        self._helper: Helper | None = helper
+        self._files = files  # (path, entry, descriptor; -1 once handed out or closed)
+        self._at = {rel: k for k, (rel, _, _) in enumerate(files)}
+        self._written: dict[int, bool] = {}  # as the helper reported them
+        self._lock = threading.Lock()
+
+    def take(self, rel: bytes, entry: Entry) -> int:
+        """The descriptor of ``rel`` written whole as ``entry``, for the caller to name
+        and close; -1 if it is not written ahead, or its writing failed (the caller
+        writes it as usual, and meets the error itself). Waits for the helper to
+        report it."""
+        with self._lock:
+            k = self._at.pop(rel, None)
+            if k is None:
+                return -1
+            _, wrote, fd = self._files[k]
+            self._files[k] = (rel, wrote, -1)
+            while k not in self._written and self._helper is not None:
+                ok, frame = self._helper.receive()
+                if not ok or frame is None:  # (ended: whatever it did not report failed)
+                    self._stop()
+                    break
+                at, whole = frame
+                self._written[at] = bool(whole)
+            if wrote is entry and self._written.get(k, False):
+                return fd
+            os.close(fd)  # (an unnamed file: closing it frees what was written)
+            return -1
+
+    def only(self, wanted: Iterable[bytes]) -> None:
+        """The checkout writes only ``wanted`` of these: if none, stop the helper now."""
+        with self._lock:
+            if self._at.keys().isdisjoint(wanted):
+                self._stop()
+
+    def close(self) -> None:
+        """Stop the helper if it runs, and free every file not taken."""
+        with self._lock:
+            self._stop()
+            for k, (rel, entry, fd) in enumerate(self._files):
+                if fd >= 0:
+                    os.close(fd)
+                    self._files[k] = (rel, entry, -1)
+            self._at.clear()
+
+    def _stop(self) -> None:
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.kill()  # (what it writes has no name: nothing to clean up)
+            helper.close()
+
+
+def write_ahead(
+    root: Path, wanted: Mapping[bytes, Entry], store: ObjectStore
+) -> WrittenAhead | None:
+    """Start writing the version's large files that nothing stands at yet, unnamed.
+
+    A checkout spends its first moments deciding (the index, the working tree's
+    state, what would be overwritten), on one core, before it writes anything; a large
+    file then takes the disk longest. So a forked helper writes each large file
+    (WRITE_DIRECT or more) whose directory exists, where nothing stands at its name,
+    and whose chunks are all here, into a file without a name in that directory
+    (``O_TMPFILE``), while the checkout decides: nothing in the working tree changes
+    until :func:`restore_many` links one in, and only if the checkout writes it.
+    None when there is nothing to write so, no second CPU, other threads run (a fork
+    now could leave their locks held in the helper), or no unnamed files can be made.
+    """
+    large = [(p, e) for p, e in wanted.items() if e.kind == Kind.FILE and e.size >= WRITE_DIRECT]
+    if not large or not spare_cpus(1):
+        return None
+    files: list[tuple[bytes, Entry, int]] = []
+    try:
+        with Walker(root) as walker:
+            for rel, e in large[:WRITE_AHEAD_MAX]:
+                try:
+                    dir_fd, leaf = walker.parent(rel)
+                    if _exists(dir_fd, leaf) or store.missing(c.oid for c in e.chunks):
+                        continue
+                    fd = _open_anonymous(dir_fd, e.mode & PERM_BITS)
+                except OSError:  # (no directory there, say: the checkout sees to it)
+                    continue
+                if fd < 0:
+                    break
+                files.append((rel, e, fd))
+        if not files:
+            return None
+        import concurrent.futures.thread  # noqa: F401  (once, for both processes)
+
+        helper = Helper.start(lambda ch: _write_ahead_share(ch, files, store))
+    except BaseException:
+        for _, _, fd in files:
+            os.close(fd)
+        raise
+    if helper is None:
+        for _, _, fd in files:
+            os.close(fd)
+        return None
+    return WrittenAhead(helper, files)
+
+
+def _exists(dir_fd: int, name: bytes) -> bool:
+    """Whether anything (a link too) stands at ``name`` in ``dir_fd``."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _write_ahead_share(
+    channel: Channel, files: list[tuple[bytes, Entry, int]], store: ObjectStore
+) -> None:
+    """The write-ahead helper's work: each file, then a frame (its position, whether it
+    was written whole and given its mtime). A file that failed is left for the parent
+    to write as usual. The last frame is None."""
+    for k, (_, e, fd) in enumerate(files):
+        whole = False
+        try:
+            _write_direct(fd, e, store)
+            os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+            whole = True
+        except Exception:  # (the parent meets it again, and reports it)
+            pass
+        finally:
+            os.close(fd)
+        if not channel.send((k, whole)):
+            return
+    channel.send(None)
+
+
 def restore_many(
     root: Path,
     entries: Iterable[tuple[bytes, Entry]],
     store: ObjectStore,
     workers: Workers,
     replace: Replace,
+    ahead: WrittenAhead | None = None,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
 
@@ -292,7 +554,8 @@ def restore_many(
     to spare does more, and the helper reports each directory's records as it goes.
     Whatever it did not report (it failed, or an object of a file was bad) is
     restored here again. Files of WRITE_DIRECT and more go on a thread beside: they
-    mostly wait for the disk (see :func:`_write_direct`).
+    mostly wait for the disk (see :func:`_write_direct`); one in ``ahead`` is only
+    waited for and linked in (:func:`write_ahead`).
 
     The records carry the restored files' new stat; a stat result itself is not
     kept (about 600 bytes each: 12 MB for 20,000 files).
@@ -320,12 +583,9 @@ def restore_many(
         out: list[Staged | DvfsError] = []
         for piece in _restore_batches(batch):  # (what is read at once stays bounded)
             have = read_batch(store, piece)
-            for rel, e in piece:
-                try:
-                    st = write_entry(walker, rel, e, store, replace, have)
-                    out.append(staged_from_entry(e, st))
-                except ObjectError as exc:
-                    out.append(exc)
+            wrote = write_batch(walker, piece, store, replace, have)
+            for (_, e), st in zip(piece, wrote, strict=True):
+                out.append(st if isinstance(st, ObjectError) else staged_from_entry(e, st))
         return out
 
     def record(batch: list[tuple[bytes, Entry]], results: list[Staged | DvfsError]) -> None:
@@ -386,8 +646,25 @@ def restore_many(
     workers.progress.start("restoring", len(todo), sum(e.size for _, e in todo))
     from concurrent.futures import FIRST_COMPLETED, wait
 
+    stopping = False  # (the large files' thread starts no file once this is over)
+
+    def run_large(item: tuple[bytes, Entry]) -> list[Staged | DvfsError]:
+        rel, e = item
+        fd = ahead.take(rel, e) if ahead is not None else -1
+        if fd >= 0:
+            try:
+                with Walker(root) as own:
+                    st = place_unnamed(own, rel, fd, replace)
+            finally:
+                os.close(fd)
+            if st is not None:
+                return [staged_from_entry(e, st)]
+        if stopping:
+            return []
+        return run([item], None)
+
     large = {
-        workers.restore_large.submit(run, [item], None): [item]
+        workers.restore_large.submit(run_large, item): [item]
         for item in todo
         if item[1].size >= WRITE_DIRECT
     }
@@ -417,6 +694,7 @@ def restore_many(
         left = [item for item, ok in zip(flat, restored, strict=True) if not ok]
         record(left, run(left, walker))
     finally:
+        stopping = True
         walker.close()
         for fut in large:  # on failure: let running work end before we do
             if not fut.cancel():
@@ -450,14 +728,13 @@ def _restore_share(
     with Walker(root) as walker:
         while (pieces := tickets.claim()) is not None:
             for k in pieces:
-                restored = []
-                have = read_batch(store, batches[k])
-                for i, (rel, e) in enumerate(batches[k]):
-                    try:
-                        st = write_entry(walker, rel, e, store, replace, have)
-                    except ObjectError:
-                        continue
-                    restored.append((first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                batch = batches[k]
+                have = read_batch(store, batch)
+                restored = [
+                    (first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                    for i, st in enumerate(write_batch(walker, batch, store, replace, have))
+                    if not isinstance(st, ObjectError)
+                ]
                 if not channel.send(restored):
                     return
     channel.send(None)

@@ -1,0 +1,145 @@
+"""Large files a checkout writes ahead, unnamed, while it decides (vfs.worktree.restore).
+
+A checkout starts writing a large file that nothing stands at before it has decided
+whether it may write anything at all. Until it has decided, that file has no name in
+the working tree: a kill leaves nothing behind, a refusal leaves the tree as it was,
+and a file whose data is damaged is reported as if it had been written the usual way.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from tests.support.cli import (
+    Repo,
+    add_in_process,
+    assert_error,
+    commit_files,
+    commit_in_process,
+    go,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    spawn_ready,
+)
+from tests.support.data import rand
+from tests.test_faults import flip_back, flip_byte_of
+from vfs.store.durable import is_tmp_leaf
+from vfs.worktree.restore import WRITE_DIRECT
+
+MiB = 1 << 20
+
+
+def _temporaries(root: Path) -> list[str]:
+    """dvfs's temporary files in the working tree."""
+    return [
+        p.name
+        for p in root.rglob(".tmp-*")
+        if ".dvfs" not in p.parts and is_tmp_leaf(p.name.encode())
+    ]
+
+
+def _being_written(pid: int, directory: Path) -> bool:
+    """Whether process ``pid`` holds a file of ``directory`` that has no name yet
+    (an ``O_TMPFILE``: "DIR/#INODE (deleted)" in /proc), or a temporary file of dvfs
+    is there: either way, a large file is being written into it."""
+    if _temporaries(directory):
+        return True
+    prefix = f"{directory}/#"
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        names = os.listdir(fds)
+    except FileNotFoundError:
+        return False
+    for n in names:
+        try:
+            target = os.readlink(fds / n)
+        except OSError:
+            continue
+        if target.startswith(prefix) and target.endswith(" (deleted)"):
+            return True
+    return False
+
+
+def test_a_checkout_killed_while_it_writes_a_large_file_leaves_nothing_behind(repo: Repo) -> None:
+    """kill -9 while the large file is being written: no temporary file stays in the
+    working tree (the file had no name yet), status says what is there, fsck is clean,
+    and the next checkout restores it."""
+    big = rand(6 * WRITE_DIRECT, seed=11)  # written past the page cache: slow enough
+    commit_files(repo, {"d/big.bin": big, "d/small.txt": "small"}, "base")
+    (repo.root / "d" / "big.bin").unlink()
+    proc = spawn_ready(repo.root, "checkout", "HEAD")
+    go(proc)
+    while not _being_written(proc.pid, repo.root / "d"):
+        assert proc.poll() is None, proc.communicate()
+    proc.kill()
+    proc.communicate()
+    assert _temporaries(repo.root) == []
+    there = (repo.root / "d" / "big.bin").exists()
+    assert not there or repo.read("d/big.bin") == big  # (named only once whole)
+    st = repo.status()
+    assert st["untracked"] == [] and st["modified"] == []
+    assert st["deleted"] == ([] if there else ["d/big.bin"])
+    repo.fsck_clean()
+    repo.ok("checkout", "HEAD")
+    assert repo.read("d/big.bin") == big
+    st = repo.status()
+    assert st["deleted"] == [] and st["modified"] == [] and st["untracked"] == []
+    repo.fsck_clean()
+
+
+def test_a_refused_checkout_leaves_no_large_file(repo: Repo) -> None:
+    """A checkout refused over an uncommitted change writes nothing: the large file it
+    began to write ahead is not in the tree, nor any temporary file."""
+    big = rand(WRITE_DIRECT + MiB, seed=12)
+    commit_files(repo, {"d/big.bin": big, "d/a.txt": "committed"}, "base")
+    (repo.root / "d" / "big.bin").unlink()
+    repo.write("d/a.txt", "my change")
+    r = repo.run("checkout", "HEAD")
+    assert_error(r, "d/a.txt")
+    assert not (repo.root / "d" / "big.bin").exists()
+    assert _temporaries(repo.root) == []
+    assert repo.read("d/a.txt") == b"my change"
+    st = repo.status()
+    assert st["deleted"] == ["d/big.bin"] and st["modified"] == ["d/a.txt"]
+    repo.fsck_clean()
+
+
+def test_a_large_file_restored_keeps_its_mode_and_mtime(repo: Repo) -> None:
+    """The file is named with the version's permission bits and mtime, and the index
+    records its stat: status after the checkout is clean."""
+    big = rand(WRITE_DIRECT + MiB, seed=13)
+    path = repo.write("run.bin", big)
+    path.chmod(0o755)
+    os.utime(path, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    add_in_process(repo, "run.bin")
+    commit_in_process(repo, "big")
+    path.unlink()
+    repo.ok("checkout", "HEAD")
+    st = path.stat()
+    assert stat.S_IMODE(st.st_mode) & 0o100, oct(st.st_mode)
+    assert st.st_mtime_ns == 1_600_000_000_123_456_789
+    assert path.read_bytes() == big
+    s = repo.status()
+    assert s["deleted"] == [] and s["modified"] == [] and s["untracked"] == []
+    repo.fsck_clean()
+
+
+def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo) -> None:
+    """A chunk of the large file that reads back wrong fails that file alone, with the
+    usual line naming it; the other files are restored and no temporary file stays."""
+    big = rand(WRITE_DIRECT + MiB, seed=14)
+    commit_files(repo, {"d/big.bin": big, "d/a.txt": "a"}, "base")
+    for rel in ("d/big.bin", "d/a.txt"):
+        (repo.root / rel).unlink()
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", big[4 * MiB : 4 * MiB + 4096])
+    r = repo.run("checkout", "HEAD")
+    assert_error(r, "could not restore", "d/big.bin")
+    assert not (repo.root / "d" / "big.bin").exists()
+    assert repo.read("d/a.txt") == b"a"
+    assert _temporaries(repo.root) == []
+    flip_back(*where)
+    repo.ok("checkout", "HEAD")
+    assert repo.read("d/big.bin") == big
+    repo.fsck_clean()
