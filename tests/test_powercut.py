@@ -335,6 +335,28 @@ def test_power_cut_leaves_a_whole_repository(name: str, tmp_path: Path) -> None:
     assert counts["old"] + counts["new"] >= 1
 
 
+def after_store_fsyncs(log: list[tuple[str, str]]) -> list[int]:
+    """The operations just after each fsync of ``.dvfs/objects``."""
+    return [i + 2 for i, (op, where) in enumerate(log) if (op, where) == ("fsyncdir", STORE)]
+
+
+STORE = "repo/.dvfs/objects"
+
+
+def test_power_cut_after_the_store_folder_is_synced(tmp_path: Path) -> None:
+    """A pack's name is made durable only once its data is.
+
+    The packs a command finished were fsynced at the same time as their folder; a
+    disk answering the folder's fsync first (here: each file's fsync answered 0.5 s
+    after it was asked, while the folder's goes on) made the pack's name durable
+    without its bytes, and a power cut then left a truncated pack under its real
+    name, its ``.idx`` perhaps whole: fsck named it, and a later ``dvfs add`` of the
+    same bytes stored nothing, the store counting them as held.
+    """
+    counts = run_scenario(tmp_path, add_scenario, after_store_fsyncs, fsync_delay=0.5)
+    assert counts["old"] >= 1
+
+
 def run_seeds(seeds: int, names: list[str], variant: str, fsync_delay: float = 0) -> int:
     """The scenarios ``names`` (all if empty) with ``seeds`` seeded cut points (and
     the last few ops) each."""

@@ -248,12 +248,12 @@ class Durability:
     a ``tar x`` just made), 0.4 to 0.7 s of a ``dvfs add`` on the shared benchmark
     machine against 5 to 13 ms alone.
 
-    Every fsync a pack needs is started at once, not one after the other: its data
-    and its index file as soon as it is finished (two threads), and the folder
-    naming it, with the packs of other processes, by :meth:`wait` while those run.
-    Each fsync is a round trip to the disk (its cache flushed: on the benchmark
-    machine 3 to 8 ms apiece); the last pack of an ``add`` and a commit's one pack
-    waited for three in a row before anything could name their objects.
+    The fsyncs a pack needs take two round trips to the disk (its cache flushed: on
+    the benchmark machine 3 to 8 ms apiece), not three in a row: its data and its
+    index file as soon as it is finished (two threads), with the packs of other
+    processes by :meth:`wait` while those run; then the folder naming them. Not the
+    folder at the same time: a power cut could then find the name durable and not
+    the bytes, a truncated pack whose objects a whole index file says are stored.
     """
 
     def __init__(self, root: Path) -> None:
@@ -293,6 +293,9 @@ class Durability:
             failed = settled(pending)
         if failed is not None:
             raise failed
+        # The folder last: a name made durable before the bytes it names would come
+        # back from a power cut as a truncated pack, its index file perhaps whole.
+        fsync_dir(self.root)
         with self._lock:
             self._known = durable
             self._ours -= durable
@@ -303,8 +306,8 @@ class Durability:
         ours: set[str],
         relied: Callable[[list[str]], set[str] | None] | None,
     ) -> set[str]:
-        """fsync the packs of other processes that :meth:`wait` must make durable, and the
-        folder, all at once; the packs durable once those and ours are (the listed ones)."""
+        """fsync the packs of other processes that :meth:`wait` must make durable, all at
+        once; the packs durable once those, ours and the folder are (the listed ones)."""
         listed = _packs_in(self.root)
         recent = time.time() - RECENT_PACKS
         durable = set() if known is None else known & listed.keys()
@@ -317,7 +320,7 @@ class Durability:
             else:
                 todo.append(name)
         named = relied(todo) if relied is not None and todo else None
-        items = [(self.root, True)]
+        items: list[tuple[Path, bool]] = []
         for name in todo:
             if named is not None and name not in named:
                 continue  # none of its objects found here: whoever names them syncs it
