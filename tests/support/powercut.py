@@ -30,6 +30,10 @@ this filesystem to be counted: it asks the kernel for no writeback cache, so eve
 ``write``, ``pwritev`` and ``O_DIRECT`` write is sent as it is made (dvfs writes
 files through descriptors only; it maps files only to read them).
 
+``fsync_delay``: each file's fsync is answered that many seconds after it was asked
+(other operations go on meanwhile), so that fsyncs a command runs at the same time
+complete in another order than they were asked in, as a disk may complete them.
+
 ``python -m tests.support.powercut serve BACKING MNT --out DIR --cut-at N`` serves one
 mount (foreground, until unmounted) and prints ``{"ops": count, "cut": bool}`` when it
 ends. ``python -m tests.support.powercut --seeds N`` runs the scenarios of
@@ -98,6 +102,7 @@ def _group(pid: int) -> int:
 
 
 def _renameat2(old_fd: int, old: bytes, new_fd: int, new: bytes, flags: int) -> None:
+    """``renameat2`` (RENAME_NOREPLACE, RENAME_EXCHANGE), which os has not."""
     if _libc.syscall(316, old_fd, old, new_fd, new, flags) != 0:  # SYS_renameat2, x86_64
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -119,8 +124,8 @@ class PowerCutFs(pyfuse3.Operations):
         self.frozen = False
         self.nodes: dict[int, Node] = {}
         self.live: dict[tuple[int, int], Node] = {}
-        self.dirs: dict[int, tuple[Node, int]] = {}  # directory handle: node, opener's pid
-        self.handles: dict[int, tuple[Node, int]] = {}  # file handle: node, opener's pid
+        self.dirs: dict[int, tuple[Node, int]] = {}  # directory handle: node, opener's group
+        self.handles: dict[int, tuple[Node, int]] = {}  # file handle: node, opener's process group
         self.synced: set[int] = set()  # handles opened O_SYNC or O_DSYNC
         self.next_ino = pyfuse3.ROOT_INODE
         self.next_dir = 1
