@@ -1,15 +1,15 @@
 """The fsyncs that stand between an ``add`` or a ``commit`` and the record naming
-its objects run at the same time, not one after the other, but for the folder's.
+its objects run at the same time, not one after the other, but for the pack's data.
 
-Each fsync is a round trip to the disk (its cache flushed); those a record must wait
-for (the pack's data, its index file and the new staging index written beside the old
-one) are all started before any is waited for, and the folder naming the pack is
-fsynced once the pack's data is durable (at the same time, a power cut could find the
-name durable without the bytes). Told without timing anything: in the command's own
-process, each of those three fsyncs waits at a barrier of three before it goes on, so
-the command ends only if all three were under way at once (one after the other, the
-first waits alone and the barrier gives up), and the folder's fails the command if
-the pack's has not returned.
+Each fsync is a round trip to the disk (its cache flushed); the pack's data is fsynced
+before the pack is renamed into place (a name durable before the bytes would come back
+from a power cut as a truncated pack), and those a record must then wait for (the
+pack's index file, the folder naming them, and the new staging index written beside
+the old one) are all started before any is waited for. Told without timing anything:
+in the command's own process, each of those three fsyncs waits at a barrier of three
+before it goes on, so the command ends only if all three were under way at once (one
+after the other, the first waits alone and the barrier gives up); an fsync of a pack
+under its final name, or of the folder before the pack's data, fails the command.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from vfs.store import pack_files as pack_io
 from vfs.store.objects import ObjectStore, ObjKind
 
 # ``python -c AT_ONCE ARGS``: ``dvfs ARGS`` whose fsyncs of a finished pack, its index
-# file and a new staging index each wait for the two others (once each); a barrier
-# that gives up fails the command, as does an fsync of the objects folder before the
-# pack's returned.
+# file, the objects folder and a new staging index each wait for the two others
+# (once each); a barrier that gives up fails the command, as does an fsync of a pack
+# under its final name or of the folder before a pack's data.
 AT_ONCE = """
 import os, re, sys, threading
 from vfs.cli import main
@@ -41,6 +41,8 @@ lock = threading.Lock()
 def kind(path):
     name = os.path.basename(path)
     if re.fullmatch(r"pack-[0-9a-f]{64}[.]pack", name):
+        return "renamed pack"
+    if name.startswith(".tmp-pack-"):
         return "pack"
     if re.fullmatch(r"pack-[0-9a-f]{64}[.]idx", name):
         return "index file"
@@ -52,10 +54,10 @@ def kind(path):
 def waiting(real):
     def call(fd):
         k = kind(os.readlink(f"/proc/self/fd/{fd}"))
-        if k == "folder" and "pack" not in synced:
-            raise OSError("the folder is fsynced before the pack's data")
+        if k == "renamed pack" or (k == "folder" and "pack" not in synced):
+            raise OSError(f"{k} fsynced before the pack's data")
         with lock:
-            first = k not in (None, "folder") and k not in met
+            first = k not in (None, "pack") and k not in met
             met.add(k)
         if first:
             meet.wait()
@@ -72,11 +74,11 @@ main()
 def test_the_fsyncs_before_the_index_names_the_objects_run_at_once(
     repo: Repo, command: str
 ) -> None:
-    """``dvfs add`` makes its pack durable (data, index file, folder) while it writes
-    the new index beside the old one; ``dvfs commit`` does the same with the pack of
-    its trees and version: three fsyncs under way at once, where the pack's went one
-    after the other (each a disk round trip, 3-8 ms on the benchmark machine), then
-    the folder's."""
+    """``dvfs add`` makes its pack durable (data, then index file and folder) while it
+    writes the new index beside the old one; ``dvfs commit`` does the same with the
+    pack of its trees and version: after the pack's data, three fsyncs under way at
+    once, where the pack's went one after the other (each a disk round trip, 3-8 ms
+    on the benchmark machine)."""
     repo.write("data/a.csv", "x,y\n1,2\n" * 1000)
     if command == "commit":
         add_in_process(repo, "data")
@@ -92,12 +94,12 @@ def test_the_fsyncs_before_the_index_names_the_objects_run_at_once(
     fsck_clean(repo.root)
 
 
-def test_a_store_syncs_a_pack_and_its_index_file_at_once_then_its_folder(
+def test_a_store_syncs_a_pack_then_its_index_file_and_its_folder_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``ObjectStore.sync`` of a finished pack: its data and its index file are fsynced
-    at the same time (a barrier of two, as above), the folder once the data is durable,
-    and the pack reads back whole afterwards."""
+    """``ObjectStore.sync`` of a finished pack: its data under its temporary name, then
+    its index file and the folder at the same time (a barrier of two, as above), and
+    the pack reads back whole afterwards."""
     root = tmp_path / "objects"
     store = ObjectStore.create(root)
     oid, _ = store.put(ObjKind.CHUNK, os.urandom(100_000))
@@ -110,11 +112,15 @@ def test_a_store_syncs_a_pack_and_its_index_file_at_once_then_its_folder(
     def waiting(real: Callable[[int], None]) -> Callable[[int], None]:
         def call(fd: int) -> None:
             path = os.readlink(f"/proc/self/fd/{fd}")
+            name = os.path.basename(path)
             k = "folder" if path == folder else os.path.splitext(path)[1]
+            if name.startswith(".tmp-pack-"):
+                k = "data"
+            assert k != ".pack", "a pack fsynced under its final name"
             if k == "folder":
-                assert ".pack" in synced, "the folder is fsynced before the pack's data"
+                assert "data" in synced, "the folder is fsynced before the pack's data"
             with lock:
-                first = k in (".pack", ".idx") and k not in met
+                first = k in ("folder", ".idx") and k not in met
                 met.add(k)
             if first:
                 meet.wait()
@@ -127,7 +133,7 @@ def test_a_store_syncs_a_pack_and_its_index_file_at_once_then_its_folder(
     monkeypatch.setattr(os, "fdatasync", waiting(os.fdatasync))
     store.sync()
     monkeypatch.undo()
-    assert {"folder", ".pack", ".idx"} <= met
+    assert {"folder", "data", ".idx"} <= met
     store.close()
     (pack,) = root.glob("pack-*.pack")
     assert pack_io.check_pack(pack) is None

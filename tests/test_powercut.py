@@ -357,6 +357,19 @@ def test_power_cut_after_the_store_folder_is_synced(tmp_path: Path) -> None:
     assert counts["old"] >= 1
 
 
+def after_renames(log: list[tuple[str, str]]) -> list[int]:
+    """The operations just after each rename."""
+    return [i + 2 for i, (op, _) in enumerate(log) if op == "rename"]
+
+
+def test_power_cut_with_every_rename_written_back(tmp_path: Path) -> None:
+    """A filesystem may write a rename back before the renamed file's data (here:
+    every name as the command left it, data only as last fsynced): a pack renamed into
+    place before its data was fsynced came back truncated under its real name."""
+    counts = run_scenario(tmp_path, add_scenario, after_renames, variant="names")
+    assert counts["old"] >= 1
+
+
 def run_seeds(seeds: int, names: list[str], variant: str, fsync_delay: float = 0) -> int:
     """The scenarios ``names`` (all if empty) with ``seeds`` seeded cut points (and
     the last few ops) each."""

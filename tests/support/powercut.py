@@ -18,7 +18,9 @@ of ext4, not the journal committing a new file's name with its fsync). What ext4
 ``data=ordered`` may lose after a crash is a subset: it loses whole unsynced
 operations in order, never more than this model does. Two variants of the data of
 files: ``lost`` (the default: unsynced data is gone) and ``kept`` (every completed
-write is there, as after ``kill -9``, but names are still only the durable ones).
+write is there, as after ``kill -9``, but names are still only the durable ones); and
+``names``: every name as the command left it (a filesystem may write a rename back
+before the data), data only as last fsynced.
 Metadata besides mode and mtime (owner, times of directories) is taken as it is.
 
 A power cut happens before the ``cut_at``-th mutating operation (create, mkdir,
@@ -245,6 +247,9 @@ class PowerCutFs(pyfuse3.Operations):
     def cut(self, group: int) -> None:
         """Freeze, write the durable state to ``out``, kill process group ``group``."""
         self.frozen = True
+        if self.variant == "names":  # every name written back, as the command left it
+            for node in {id(n): n for n in self.live.values() if n.kind == "d"}.values():
+                self._sync_dir(node)
         tmp = self.out.with_name(self.out.name + ".partial")
         write_durable(self.root, tmp, self.variant, self._current)
         os.rename(tmp, self.out)
@@ -667,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.powercut")
     parser.add_argument("--seeds", type=int, default=0, help="cut points per scenario")
     parser.add_argument("--scenario", action="append", default=[], help="only these")
-    parser.add_argument("--data", choices=("lost", "kept"), default="lost", help="variant")
+    parser.add_argument("--data", choices=("lost", "kept", "names"), default="lost", help="variant")
     parser.add_argument("--fsync-delay", type=float, default=0, help="seconds")
     sub = parser.add_subparsers(dest="cmd")
     s = sub.add_parser("serve")
@@ -675,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("mnt", type=Path)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--cut-at", type=int, default=0)
-    s.add_argument("--variant", choices=("lost", "kept"), default="lost")
+    s.add_argument("--variant", choices=("lost", "kept", "names"), default="lost")
     s.add_argument("--fsync-delay", type=float, default=0)
     args = parser.parse_args(argv)
     if args.cmd == "serve":

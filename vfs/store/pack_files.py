@@ -206,15 +206,19 @@ class PackWriter:
         return root / f"pack-{trailer_id(self._trailer).hex()}.pack"
 
     def finish(self, root: Path) -> tuple[Path, int]:
-        """Write the header, wait for every write, rename to the pack's id, write the index.
+        """Write the header, wait for every write, fsync, rename to the pack's id, write
+        the index.
 
-        Returns the path and the still open descriptor, for the caller to start its
-        write-back and close it.
+        Returns the path and the still open descriptor, for the caller to close.
         """
         final = self.seal(root)
         assert self._trailer is not None
         self.out.write(self._trailer)
         self.out.finish()
+        # The bytes durable before the name: a filesystem may write the rename back
+        # before the data, and a power cut would then leave a truncated pack under
+        # its real name, which a whole index file would say holds its objects.
+        os.fdatasync(self.fd)
         os.replace(self.tmp, final)
         write_atomic(final.with_suffix(".idx"), encode_index(self.objs), sync=False)
         return final, self.fd
@@ -249,11 +253,13 @@ class Durability:
     machine against 5 to 13 ms alone.
 
     The fsyncs a pack needs take two round trips to the disk (its cache flushed: on
-    the benchmark machine 3 to 8 ms apiece), not three in a row: its data and its
-    index file as soon as it is finished (two threads), with the packs of other
-    processes by :meth:`wait` while those run; then the folder naming them. Not the
-    folder at the same time: a power cut could then find the name durable and not
-    the bytes, a truncated pack whose objects a whole index file says are stored.
+    the benchmark machine 3 to 8 ms apiece), not three in a row: its data before its
+    rename (``PackWriter.finish``: a name made durable before the bytes, by the
+    folder's fsync or by the filesystem writing the rename back on its own, would
+    come back from a power cut as a truncated pack, its index file perhaps whole);
+    then its index file as soon as it is finished (a thread), and the folder naming
+    it, with the packs of other processes, by :meth:`wait` while that runs (an index
+    file cut short is rebuilt from the pack's header).
     """
 
     def __init__(self, root: Path) -> None:
@@ -265,7 +271,8 @@ class Durability:
         self._lock = threading.Lock()
 
     def finished(self, fd: int, pack: Path) -> None:
-        """Start making ``pack`` durable; ``fd`` (open on it) is closed once that is done."""
+        """Start making ``pack``'s index file durable (its data is: ``PackWriter.finish``);
+        ``fd`` (open on the pack) is closed."""
         with self._lock:
             if self._thread is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -274,8 +281,8 @@ class Durability:
             self._ours.add(pack.name)
             # Those done without an error are dropped: a daemon's store never waits.
             self._pending = [f for f in self._pending if not f.done() or f.exception()]
-            self._pending.append(self._thread.submit(_sync_data, fd))
             self._pending.append(self._thread.submit(_sync_index, pack))
+        os.close(fd)  # (its data was made durable before its rename: PackWriter.finish)
 
     def wait(self, relied: Callable[[list[str]], set[str] | None] | None = None) -> None:
         """Return once everything finished so far is durable (see the class doc); OSError if not.
@@ -293,9 +300,6 @@ class Durability:
             failed = settled(pending)
         if failed is not None:
             raise failed
-        # The folder last: a name made durable before the bytes it names would come
-        # back from a power cut as a truncated pack, its index file perhaps whole.
-        fsync_dir(self.root)
         with self._lock:
             self._known = durable
             self._ours -= durable
@@ -306,8 +310,8 @@ class Durability:
         ours: set[str],
         relied: Callable[[list[str]], set[str] | None] | None,
     ) -> set[str]:
-        """fsync the packs of other processes that :meth:`wait` must make durable, all at
-        once; the packs durable once those, ours and the folder are (the listed ones)."""
+        """fsync the packs of other processes that :meth:`wait` must make durable, and the
+        folder, all at once; the packs durable once those and ours are (the listed ones)."""
         listed = _packs_in(self.root)
         recent = time.time() - RECENT_PACKS
         durable = set() if known is None else known & listed.keys()
@@ -320,7 +324,7 @@ class Durability:
             else:
                 todo.append(name)
         named = relied(todo) if relied is not None and todo else None
-        items: list[tuple[Path, bool]] = []
+        items = [(self.root, True)]
         for name in todo:
             if named is not None and name not in named:
                 continue  # none of its objects found here: whoever names them syncs it
@@ -336,14 +340,6 @@ class Durability:
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.shutdown()
-
-
-def _sync_data(fd: int) -> None:
-    """Runs on a durability thread: fsync a finished pack's data, and close it."""
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_index(pack: Path) -> None:
