@@ -206,15 +206,19 @@ class PackWriter:
         return root / f"pack-{trailer_id(self._trailer).hex()}.pack"
 
     def finish(self, root: Path) -> tuple[Path, int]:
-        """Write the header, wait for every write, rename to the pack's id, write the index.
+        """Write the header, wait for every write, fsync, rename to the pack's id, write
+        the index.
 
-        Returns the path and the still open descriptor, for the caller to start its
-        write-back and close it.
+        Returns the path and the still open descriptor, for the caller to close.
         """
         final = self.seal(root)
         assert self._trailer is not None
         self.out.write(self._trailer)
         self.out.finish()
+        # The bytes durable before the name: a filesystem may write the rename back
+        # before the data, and a power cut would then leave a truncated pack under
+        # its real name, which a whole index file would say holds its objects.
+        os.fdatasync(self.fd)
         os.replace(self.tmp, final)
         write_atomic(final.with_suffix(".idx"), encode_index(self.objs), sync=False)
         return final, self.fd
@@ -248,12 +252,14 @@ class Durability:
     a ``tar x`` just made), 0.4 to 0.7 s of a ``dvfs add`` on the shared benchmark
     machine against 5 to 13 ms alone.
 
-    Every fsync a pack needs is started at once, not one after the other: its data
-    and its index file as soon as it is finished (two threads), and the folder
-    naming it, with the packs of other processes, by :meth:`wait` while those run.
-    Each fsync is a round trip to the disk (its cache flushed: on the benchmark
-    machine 3 to 8 ms apiece); the last pack of an ``add`` and a commit's one pack
-    waited for three in a row before anything could name their objects.
+    The fsyncs a pack needs take two round trips to the disk (its cache flushed: on
+    the benchmark machine 3 to 8 ms apiece), not three in a row: its data before its
+    rename (``PackWriter.finish``: a name made durable before the bytes, by the
+    folder's fsync or by the filesystem writing the rename back on its own, would
+    come back from a power cut as a truncated pack, its index file perhaps whole);
+    then its index file as soon as it is finished (a thread), and the folder naming
+    it, with the packs of other processes, by :meth:`wait` while that runs (an index
+    file cut short is rebuilt from the pack's header).
     """
 
     def __init__(self, root: Path) -> None:
@@ -265,7 +271,8 @@ class Durability:
         self._lock = threading.Lock()
 
     def finished(self, fd: int, pack: Path) -> None:
-        """Start making ``pack`` durable; ``fd`` (open on it) is closed once that is done."""
+        """Start making ``pack``'s index file durable (its data is: ``PackWriter.finish``);
+        ``fd`` (open on the pack) is closed."""
         with self._lock:
             if self._thread is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -274,8 +281,8 @@ class Durability:
             self._ours.add(pack.name)
             # Those done without an error are dropped: a daemon's store never waits.
             self._pending = [f for f in self._pending if not f.done() or f.exception()]
-            self._pending.append(self._thread.submit(_sync_data, fd))
             self._pending.append(self._thread.submit(_sync_index, pack))
+        os.close(fd)  # (its data was made durable before its rename: PackWriter.finish)
 
     def wait(self, relied: Callable[[list[str]], set[str] | None] | None = None) -> None:
         """Return once everything finished so far is durable (see the class doc); OSError if not.
@@ -333,14 +340,6 @@ class Durability:
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.shutdown()
-
-
-def _sync_data(fd: int) -> None:
-    """Runs on a durability thread: fsync a finished pack's data, and close it."""
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_index(pack: Path) -> None:
