@@ -852,9 +852,7 @@ def test_a_toml_params_file_is_read_as_toml(repo: Repo) -> None:
 
 def test_every_revision_form(repo: Repo) -> None:
     for i in range(1, 4):
-        repo.write("f.txt", f"content {i}")
-        repo.ok("add", "f.txt")
-        repo.ok("commit", "-m", f"version {i}")
+        commit_files(repo, {"f.txt": f"content {i}"}, f"version {i}")
     v3, v2, v1 = (v["id"] for v in repo.json("log", "--json"))
     repo.ok("tag", "t1", "v1")
     repo.ok("branch", "side", "v2")
