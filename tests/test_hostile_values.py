@@ -18,6 +18,7 @@ import pytest
 import vfs
 from tests.support.cli import (
     Repo,
+    add_in_process,
     assert_ok,
     cli_env,
     commit_files,
@@ -194,14 +195,20 @@ def test_a_tagged_value_in_a_params_file_is_refused_naming_file_and_key(
     """``data: !!binary aGVsbG8=`` was recorded as the text ``b'hello'``: a version
     given that text plainly recorded the same parameter."""
     repo.write("f.txt", "x\n")
-    repo.ok("add", "f.txt")
+    add_in_process(repo, "f.txt")
     repo.write("p.yaml", f"lr: 0.1\nopt:\n  data: {value}\n")
     repo.fail("commit", "-m", "x", "--params-file", "p.yaml",
               fragments=(f"p.yaml: the value of opt.data is tagged {tag}", "(line 3"))  # fmt: skip
     repo.fail("commit", "-m", "x", "--param", f"data={value}",
               fragments=(f"--param data={value}: the value is tagged {tag}",))  # fmt: skip
     assert repo.run("log").out == ""  # nothing recorded
-    # the core schema's own tags say what the plain value would: they are kept
+    repo.fsck_clean()
+
+
+def test_the_core_schema_s_own_tags_in_a_params_file_are_kept(repo: Repo) -> None:
+    """The core schema's own tags say what the plain value would: they are kept."""
+    repo.write("f.txt", "x\n")
+    add_in_process(repo, "f.txt")
     repo.write("p.yaml", "a: !!str 3\nb: !!float 1\nc: !!int '7'\n")
     repo.commit("plain", "--params-file", "p.yaml")
     assert repo.show()["parameters"] == {"a": "3", "b": 1.0, "c": 7}
