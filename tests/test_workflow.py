@@ -11,11 +11,11 @@ import json
 import os
 import random
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import blake3
+import pytest
 import yaml
 
 from tests.support.cli import (
@@ -27,6 +27,7 @@ from tests.support.cli import (
     commit_files,
     fsck_clean,
     git,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -851,9 +852,7 @@ def test_a_toml_params_file_is_read_as_toml(repo: Repo) -> None:
 
 def test_every_revision_form(repo: Repo) -> None:
     for i in range(1, 4):
-        repo.write("f.txt", f"content {i}")
-        repo.ok("add", "f.txt")
-        repo.ok("commit", "-m", f"version {i}")
+        commit_files(repo, {"f.txt": f"content {i}"}, f"version {i}")
     v3, v2, v1 = (v["id"] for v in repo.json("log", "--json"))
     repo.ok("tag", "t1", "v1")
     repo.ok("branch", "side", "v2")
@@ -1075,9 +1074,13 @@ def head_tree(repo: Repo) -> bytes:
     return Repository(repo.root).history.version(bytes.fromhex(repo.head_id())).tree
 
 
+SMALL_FILES_TIME = 1_700_000_000 * 10**9  # every file's and link's mtime (ns): trees record it
+
+
 def _many_small_to_add(repo: Repo) -> dict[str, bytes]:
     """More small files than one process hashes alone (a helper takes a share): some
-    alike, an empty one, links, and a large file among them."""
+    alike, an empty one, links, and a large file among them; each with the same
+    modification time, so that any repository holding them makes the same tree."""
     from vfs.worktree.ingest import HASH_SPLIT
 
     files = {
@@ -1089,9 +1092,11 @@ def _many_small_to_add(repo: Repo) -> dict[str, bytes]:
     files["data/empty.txt"] = b""
     files["data/big.bin"] = rand(3 * MiB + 17, seed=99)
     for rel, data in files.items():
-        repo.write(rel, data)
+        os.utime(repo.write(rel, data), ns=(SMALL_FILES_TIME, SMALL_FILES_TIME))
     os.symlink("f00001.txt", repo.root / "data/d01/link")
     os.symlink("../nowhere", repo.root / "data/d02/dangling")
+    for link in ("data/d01/link", "data/d02/dangling"):
+        os.utime(repo.root / link, ns=(SMALL_FILES_TIME,) * 2, follow_symlinks=False)
     return files
 
 
@@ -1104,44 +1109,48 @@ def _added_apart(repo: Repo, how: str) -> dict[str, Any]:
     return got
 
 
+@pytest.fixture(scope="module")
+def added_alone(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """The files of :func:`_many_small_to_add` added by one process alone and
+    committed: the tree each split add must make. Read only, shared by the tests."""
+    alone = init_repo(tmp_path_factory.mktemp("alone") / "repo")
+    _many_small_to_add(alone)
+    assert _added_apart(alone, "alone")["forked"] == []
+    return alone
+
+
 def test_many_small_files_hashed_by_two_processes_make_the_same_trees(
-    make_repo: RepoFactory,
+    make_repo: RepoFactory, added_alone: Repo
 ) -> None:
     """Past HASH_SPLIT small files a forked helper hashes a share of them into packs of
     its own: the version is the one a single process makes, every file reads back and
     the store checks clean."""
     split = make_repo("split")
     files = _many_small_to_add(split)
-    alone = make_repo("alone")  # a copy, with the same modification times
-    shutil.copytree(split.root / "data", alone.root / "data", symlinks=True)
     got = _added_apart(split, "split")
     assert got["forked"] == [True], "the split was not exercised"
     assert got["files"] == len(files) + 2
     assert got["read"] == sum(len(d) for d in files.values())  # (links are not read)
-    assert _added_apart(alone, "alone")["forked"] == []
-    assert head_tree(split) == head_tree(alone)
+    assert head_tree(split) == head_tree(added_alone)
     for rel, data in list(files.items())[::97]:
         assert split.cat(f"HEAD:{rel}") == data
     assert split.status()["staged"] == []
     split.fsck_clean()
-    alone.fsck_clean()
+    added_alone.fsck_clean()
 
 
 def test_a_small_file_helper_that_dies_leaves_its_files_to_the_parent(
-    make_repo: RepoFactory,
+    make_repo: RepoFactory, added_alone: Repo
 ) -> None:
     """A helper that fails after hashing and storing some batches reports nothing:
     this process hashes all it claimed again, the version is whole, and the pack the
     helper was writing is gone."""
     split = make_repo("split")
     files = _many_small_to_add(split)
-    alone = make_repo("alone")
-    shutil.copytree(split.root / "data", alone.root / "data", symlinks=True)
     got = _added_apart(split, "dies")
     assert got["forked"] == [True], "the split was not exercised"
     assert got["files"] == len(files) + 2
-    _added_apart(alone, "alone")
-    assert head_tree(split) == head_tree(alone)
+    assert head_tree(split) == head_tree(added_alone)
     objects = split.root / ".dvfs" / "objects"
     assert [p.name for p in objects.iterdir() if p.name.startswith(".tmp")] == []
     for rel, data in list(files.items())[::89]:
@@ -1150,20 +1159,17 @@ def test_a_small_file_helper_that_dies_leaves_its_files_to_the_parent(
 
 
 def test_files_a_small_file_helper_cannot_read_are_hashed_by_the_parent(
-    make_repo: RepoFactory,
+    make_repo: RepoFactory, added_alone: Repo
 ) -> None:
     """A file the helper finds changing is left to this process, which reads it (and
     would give the error itself): every file is staged, as one process would."""
     split = make_repo("split")
     files = _many_small_to_add(split)
-    alone = make_repo("alone")
-    shutil.copytree(split.root / "data", alone.root / "data", symlinks=True)
     got = _added_apart(split, "refuses")
     assert got["forked"] == [True] and got["refused"] > 0, f"the split was not exercised: {got}"
     assert got["files"] == len(files) + 2
     assert got["read"] == sum(len(d) for d in files.values())
-    _added_apart(alone, "alone")
-    assert head_tree(split) == head_tree(alone)
+    assert head_tree(split) == head_tree(added_alone)
     assert split.status()["staged"] == []
     split.fsck_clean()
 
