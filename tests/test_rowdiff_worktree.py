@@ -12,7 +12,6 @@ of one's chunks gives the copies those chunks.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -26,9 +25,9 @@ from vfs.errors import UsageError
 from vfs.model.chunking import ChunkerParams
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
-from vfs.tables import engine, render, rowdiff, source
+from vfs.tables import engine, rowdiff, source
 from vfs.tables.engine import Engine
-from vfs.tables.result import KeyNotUnique, RowDiff
+from vfs.tables.result import RowDiff
 from vfs.tables.source import Side
 
 HEADER = "id,name,score\n"
@@ -214,8 +213,9 @@ def test_a_working_path_that_is_no_file_is_named(tmp_path: Path, kind: str) -> N
     repo.ok("fsck")
 
 
-# Every tenth row changed: v2 shares almost no chunk with v1, and both are copied
-# (vfs.tables.rowdiff._apart) without one taking chunks from the other.
+# Every tenth row changed: v2 shares almost no chunk with v1, and both are copied at
+# once (vfs.tables.rowdiff._apart), v2's from the start, before the working tree's
+# file is read for v1's copy.
 SCATTERED = HEADER + "".join(f"{i},n{i % 7},{i * 3 + (i % 10 == 0)}\n" for i in range(3000))
 
 
@@ -398,108 +398,3 @@ def test_a_diff_that_lingers_leaves_its_connection_open_and_no_scratch(
     assert len(lingering) == 1
     assert not [p for p in r.dir.iterdir() if p.name.startswith("rows-")]
     lingering[0].close()
-
-
-def _three(root: Path, v2: str) -> Repo:
-    """v1, ``v2`` and v3 (v1 with one row edited) of t.csv, the working tree v3's,
-    vouched for by the index; small chunks."""
-    Repository.init(root, chunker=ChunkerParams(min_size=64, avg_size=256, max_size=1024))
-    repo = Repo(root)
-    for text in (V1, v2, V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n")):
-        path = repo.write("t.csv", text)
-        past = time.time_ns() - 2_000_000_000
-        os.utime(path, ns=(past, past))
-        add_in_process(repo, "t.csv")
-        commit_in_process(repo, "t")
-    return repo
-
-
-def _events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Each copy of a version begun and ended, and each read of the old file's keys
-    begun beside the diff's other work, in order."""
-    events: list[str] = []
-    copy, beside = source.from_version, Engine.run_beside
-
-    def copied(store: ObjectStore, entry: Any, label: str, *rest: Any, **kw: Any) -> Side:
-        events.append(f"copy {label}")
-        side = copy(store, entry, label, *rest, **kw)
-        events.append(f"copied {label}")
-        return side
-
-    def started(self: Engine, sql: str) -> Any:
-        if sql.startswith(f"CREATE OR REPLACE TABLE {rowdiff.OLD_KEYS} "):
-            events.append("keys")
-        return beside(self, sql)
-
-    monkeypatch.setattr(rowdiff, "from_version", copied)
-    monkeypatch.setattr(Engine, "run_beside", started)
-    return events
-
-
-@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
-def test_the_old_files_keys_are_read_while_the_newer_side_is_copied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, large: bool
-) -> None:
-    # v1 against v2, which shares almost nothing with it, while the working tree
-    # holds v3, a small edit of v1: v1's copy (v3's chunks) is made first, and its
-    # keys are read for the key check while v2 is copied out of the store, not once
-    # both copies are made; a file too large to have them read beside the line join
-    # (BESIDE_MAX) gets them read so too, once. The same answer as without.
-    repo = _three(tmp_path / "repo", SCATTERED)
-    if large:
-        monkeypatch.setattr(rowdiff, "BESIDE_MAX", 0)
-    events = _events(monkeypatch)
-    expected = json.dumps(render.as_json(diff_in_process(repo)))
-    assert events == ["copy v1", "copied v1", "keys", "copy v2", "copied v2"]
-    # v1 proved by that diff: none of its keys are read, and v2's copy does not wait
-    firsts: list[Any] = []
-    copy_sides = rowdiff._copy_sides
-
-    def copying(*args: Any) -> Any:
-        firsts.append(args[12])  # (first)
-        return copy_sides(*args)
-
-    monkeypatch.setattr(rowdiff, "_copy_sides", copying)
-    events.clear()
-    assert json.dumps(render.as_json(diff_in_process(repo))) == expected
-    assert firsts == [None] and "keys" not in events
-    shutil.rmtree(repo.root / ".dvfs" / "rowcache")
-    monkeypatch.setattr(rowdiff, "read_ahead", lambda *a: None)
-    events.clear()
-    alone = diff_in_process(repo)
-    assert json.dumps(render.as_json(alone)) == expected and counts(alone) == (0, 0, 300, 2700)
-    assert events == ["copy v1", "copied v1", "copy v2", "copied v2"] + ([] if large else ["keys"])
-    repo.ok("fsck")
-
-
-@pytest.mark.parametrize(
-    "v2",
-    [
-        V1.replace("id,name,score", "id,name,points").replace("0\n", "1\n"),  # other columns
-        V1.replace("0\n", "1\n") + "7,again,1\n",  # a key naming two rows
-        V1.replace("0,n", '0,"n'),  # quoted: the full path
-        SCATTERED.replace("id,", "ident,"),  # no key column on the newer side
-    ],
-    ids=["columns", "repeated", "quoted", "no-key"],
-)
-def test_keys_read_ahead_for_nothing_change_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v2: str
-) -> None:
-    # where the diff does not read the old file's keys as they were read ahead (the
-    # newer side's columns differ, the full path), the read is stopped and the diff
-    # gives what it gives without it, its error included
-    repo = _three(tmp_path / "repo", v2)
-    events = _events(monkeypatch)
-
-    def answer() -> str:
-        shutil.rmtree(repo.root / ".dvfs" / "rowcache", ignore_errors=True)
-        try:
-            return json.dumps(render.as_json(diff_in_process(repo)))
-        except (UsageError, KeyNotUnique) as exc:
-            return f"{type(exc).__name__}: {exc}"
-
-    got = answer()
-    assert events[:3] == ["copy v1", "copied v1", "keys"]
-    monkeypatch.setattr(rowdiff, "read_ahead", lambda *a: None)
-    assert answer() == got
-    repo.ok("fsck")

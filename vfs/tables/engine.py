@@ -555,24 +555,6 @@ class Engine:
                 if sample != paths[i]:
                     sample.unlink(missing_ok=True)
 
-    def sniffed(self, fmt: Format, key: bytes, kept: Sniffs | None = None) -> Table | None:
-        """The Table ``sniff_pair`` gives the CSV or TSV file whose first ``SNIFF_BYTES``
-        ``key`` identifies (``Side.prefix``), where ``kept`` holds its sniff or one begun
-        early (``sniff_early``) answered (waited for here); None where neither did."""
-        if fmt not in ("csv", "tsv"):
-            return None
-        row = kept.get(fmt, key) if kept is not None else None
-        if row is None:
-            with self._early_lock:
-                started = self._early.get((fmt, key))
-            if started is None:
-                return None
-            try:
-                row = started.result()
-            except Exception:  # sniff_pair says what is wrong with it
-                return None
-        return self._csv_table(fmt, row)
-
     def sniff_early(self, fmt: Format, path: Path, size: int, key: bytes) -> None:
         """Start sniffing the CSV or TSV ``path`` (a file of ``size`` bytes whose first
         ``SNIFF_BYTES`` are written, the rest maybe not yet) while the caller goes on,

@@ -61,10 +61,7 @@ read as text, or more than ``LINE_SHARE`` of the rows differing: the full path.
 On both paths, the key check's read of the old file runs while the changed rows are
 found (``_old_keys``), and the check itself while the changed rows are compared
 (``_checked_beside``), each on a cursor of its own: on two cores, one query alone
-leaves one idle part of the time. What the key check finds still comes first. Of two
-versions of a CSV or TSV, that read begins as soon as the older side is made and its
-dialect known, while the newer side is still being copied (``read_ahead``), and is
-used only where the diff then asks for that very query.
+leaves one idle part of the time. What the key check finds still comes first.
 
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
 prove (different headers or dialects, quotes, nothing shared) takes the full path;
@@ -89,7 +86,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +156,6 @@ def diff_rows(
     fast_share: float | None = FAST_SHARE,
     cache: Path | None = None,
     words: Words = CLI,
-    ahead: Ahead | None = None,
 ) -> RowDiff:
     """Compare the rows of two sides of one file (see the module doc).
 
@@ -170,38 +166,24 @@ def diff_rows(
     A ``limit`` past ``MAX_LIMIT`` shows every row, as ``MAX_LIMIT`` does. ``key`` is
     as the user gave it (``vfs.tables.keys``: ``["id, v"]`` is id and v); a key the
     files refuse is named in ``words`` (the CLI's options, or a page's controls).
-    ``ahead``: the old file's keys being read already (``read_ahead``), taken where
-    the diff would read them so, else stopped.
     """
+    keys.check(key, words)
+    limit = min(limit, MAX_LIMIT)
     try:
-        keys.check(key, words)
-        limit = min(limit, MAX_LIMIT)
         try:
-            return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words, ahead)
+            return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
         except PiecesRefused:
             if not engine.pieces:
                 raise
             engine.pieces = False
-            _stop(engine, ahead)
             return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
     except KeyNotUnique as exc:
         raise exc.worded(words) from None
-    finally:
-        _stop(engine, ahead)
-
-
-def _stop(engine: Engine, ahead: Ahead | None) -> None:
-    """Stop the keys read ahead, if it still runs, and drop what it made."""
-    if ahead is not None and ahead.live:
-        ahead.live = False
-        engine.cancel_beside()
-        with contextlib.suppress(NotTabular, TypeMismatch, EngineError):
-            engine.run(f"DROP TABLE IF EXISTS {OLD_KEYS}")
 
 
 def _diff_rows(
     engine: Engine, fmt: Format, old: Side, new: Side, key: Sequence[str], limit: int,
-    fast_share: float | None, cache: Path | None, words: Words, ahead: Ahead | None = None,
+    fast_share: float | None, cache: Path | None, words: Words,
 ) -> RowDiff:  # fmt: skip
     out = RowDiff(new.path, old.label, new.label, fmt, tuple(keys.columns(key)))
     for side in (old, new):
@@ -237,9 +219,7 @@ def _diff_rows(
     if fast_share is not None:
         plan = fast_plan(old, new, ot, nt, fast_share)
         if plan is not None or (key and _lines_are_rows(old, new, ot, nt)):
-            early = _old_keys(engine, old, ot, nt, key, cache, ahead)
-    if ahead is not None and early is not ahead.job:
-        _stop(engine, ahead)  # read for nothing: the diff reads the old file otherwise
+            early = _old_keys(engine, old, ot, nt, key, cache)
     try:
         if fast_share is not None and plan is None and key:
             parts = line_parts(engine, old, new, ot, nt)
@@ -800,9 +780,8 @@ def _proof(
 
 
 def _old_keys(
-    engine: Engine, old: Side, ot: Table, nt: Table, key: Sequence[str], cache: Path | None,
-    ahead: Ahead | None = None,
-) -> Future[Any] | None:  # fmt: skip
+    engine: Engine, old: Side, ot: Table, nt: Table, key: Sequence[str], cache: Path | None
+) -> Future[Any] | None:
     """Start reading the key columns of the old file into ``OLD_KEYS`` (``Engine.
     run_beside``), every value converted on the way as the key check converts it
     (``_checked``), while the fast or line path finds the changed rows: the key
@@ -812,79 +791,18 @@ def _old_keys(
     earlier diff proved: ``_collisions``), or where the file is larger than
     ``BESIDE_MAX``: each query then keeps both cores busy alone, and the two at once
     held more memory (the benchmark's 2M-row file, nothing kept: 423 MiB at its
-    peak instead of 374, at the same wall time).
-
-    ``ahead``: the same read begun while the newer side was still being copied
-    (``read_ahead``), of any size: taken when its query is this one to the byte (the
-    same file read as the same table, the same columns converted), so its table is
-    the one this read would make; otherwise it is stopped by the caller. Of a file
-    over ``BESIDE_MAX`` it is waited for here, so that it never runs beside the line
-    join (the memory of both at once, as above)."""
-    if not key or ot.empty:
+    peak instead of 374, at the same wall time)."""
+    if not key or ot.empty or old.size > BESIDE_MAX:
         return None
     if _proof(cache, old, ot, nt, key, False)[1] is not None:
         return None
-    sql = _old_keys_query(engine, old, ot, key)
-    if ahead is not None and ahead.live and ahead.sql == sql:
-        ahead.live = False  # taken: stopped and dropped as a read begun here is
-        if old.size > BESIDE_MAX:
-            ahead.job.exception()  # done before the line join: one whole read at a time
-        return ahead.job
-    if old.size > BESIDE_MAX:
-        return None
-    _stop(engine, ahead)  # (before another read beside: one runs at a time)
-    return engine.run_beside(sql)
-
-
-def _old_keys_query(engine: Engine, old: Side, ot: Table, key: Sequence[str]) -> str:
-    """The query that reads the old file's ``key`` columns into ``OLD_KEYS`` (``_old_keys``)."""
     checked = _checked(old, ot, False)
     where = f" WHERE hash({', '.join(map(ident, checked))}) IS NOT NULL" if checked else ""
     whole = ot.relation(old.file, False, _lines(engine, old, ot))
     cols = ", ".join(ident(k) for k in key)
-    return f"CREATE OR REPLACE TABLE {OLD_KEYS} AS SELECT {cols} FROM {whole}{where}"
-
-
-@dataclass
-class Ahead:
-    """The old file's keys being read into ``OLD_KEYS`` by ``sql`` (``read_ahead``)."""
-
-    sql: str
-    job: Future[Any]
-    live: bool = True  # not stopped yet (``_stop``)
-
-
-def read_ahead(
-    engine: Engine, fmt: Format, old: Side, key: Sequence[str], cache: Path | None, total: int
-) -> Ahead | None:
-    """Begin reading the key columns of ``old`` (the older version's file, copied whole)
-    as ``_old_keys`` would, while the newer side is still being copied: on two cores
-    the copy (mostly one thread's work) and the read then overlap, where both ran
-    after it. Only where the dialect is known already (kept, or sniffed early: an
-    answer is waited for here) and an earlier diff proved nothing of the file's key;
-    ``total``: the bytes of both sides, which bound what the engine may spill
-    (``Engine.bound_spill``), set as the diff sets it. None where the read is not
-    begun. What it reads is used only if the diff asks for the same query
-    (``_old_keys``): anything that turns out otherwise (the newer side's columns,
-    another path) stops it."""
-    if not key or fmt not in ("csv", "tsv") or not old.present or not old.size or old.holes:
-        return None
-    if refusal(fmt, old.head, old.tail, old.size, old.longest_line):
-        return None
-    prefix = old.prefix(engine_module.SNIFF_BYTES)
-    ot = engine.sniffed(fmt, prefix, checks.KeptSniffs(cache) if cache is not None else None)
-    if ot is None or ot.empty or _header_only(old, ot) or not ot.plain:
-        return None
-    if ot.quote and old.holds.get(ot.quote.encode(), True):
-        return None  # the line path and the fast path take no such file
-    cols = keys.columns(key, set(ot.names))
-    if any(c not in ot.names for c in cols) or len(set(cols)) != len(cols):
-        return None
-    if _proof(cache, old, ot, ot, cols, False)[1] is not None:
-        return None
-    sql = _old_keys_query(engine, old, ot, cols)
-    engine.bound_spill(total)
-    return Ahead(sql, engine.run_beside(sql))
+    return engine.run_beside(
+        f"CREATE OR REPLACE TABLE {OLD_KEYS} AS SELECT {cols} FROM {whole}{where}"
+    )
 
 
 def _collisions(
@@ -1075,27 +993,17 @@ def diff_path(
             engine = Engine(work, threads)  # it starts while the sides are copied
             soon = _sniffer(engine, fmt, entries, dvfs_dir) if len(names) == 2 else None
             sides: tuple[Side, ...] = ()
-            ahead: list[Ahead] = []
-            ahead_worth = len(names) == 2 and _ahead_worth(engine, fmt, entries, key, dvfs_dir)
-
-            def first(old: Side, engine: Engine = engine, ahead: list[Ahead] = ahead) -> None:
-                total = sum(e.size for e in entries if e is not None)
-                with contextlib.suppress(DvfsError, NotTabular, TypeMismatch, OSError):
-                    if (got := read_ahead(engine, fmt, old, key, dvfs_dir, total)) is not None:
-                        ahead.append(got)  # (the diff takes it or stops it)
-
             try:
                 with checks.held() as holding:
                     try:
                         sides = _copy_sides(
                             store, chunker, root, work, ext, names, entries, path, threads,
-                            dvfs_dir, vouched, soon, first if ahead_worth else None,
+                            dvfs_dir, vouched, soon,
                         )  # fmt: skip
                         engine.bound_spill(sum(s.size for s in sides))
                         result = diff_rows(
-                            engine, fmt, *sides, key, limit, fast_share, dvfs_dir, words,
-                            ahead[0] if ahead else None,
-                        )  # fmt: skip
+                            engine, fmt, *sides, key, limit, fast_share, dvfs_dir, words
+                        )
                     except _Moved:
                         continue
                     except Exception:
@@ -1141,26 +1049,6 @@ def _sniffer(
             engine.sniff_early(fmt, path, sizes[i], keys[i])
 
     return soon
-
-
-def _ahead_worth(
-    engine: Engine, fmt: Format, entries: Sequence[Entry | None], key: Sequence[str],
-    cache: Path | None,
-) -> bool:  # fmt: skip
-    """Whether the older of two versions' keys may be read ahead (``read_ahead``), so
-    that its copy is made first (``_copy_sides``): a CSV or TSV, a key, and no proof
-    an earlier diff kept of the older file under the dialect it kept (a proved file
-    has no keys read, and its copy waiting would only delay the newer one's)."""
-    if len(entries) != 2 or not key or fmt not in ("csv", "tsv") or entries[0] is None:
-        return False
-    chunks = entries[0].chunks
-    kept = checks.KeptSniffs(cache) if cache is not None else None
-    ot = engine.sniffed(fmt, prefix_key(chunks, engine_module.SNIFF_BYTES), kept)
-    if ot is None or ot.empty:
-        return ot is None
-    cols = keys.columns(key, set(ot.names))
-    entry = checks.name(chunks, ot, False, cols)
-    return checks.proof(cache, entry, checks.bounded(ot, cols, False)) is None
 
 
 class _Moved(Exception):
@@ -1272,7 +1160,6 @@ def _copy_sides(
     store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
     entries: list[Entry | None], path: bytes, threads: int | None, cache: Path | None = None,
     vouched: _Vouching | None = None, soon: Callable[[int, Path], None] | None = None,
-    first: Callable[[Side], None] | None = None,
 ) -> tuple[Side, Side]:  # fmt: skip
     """Both sides of ``path`` copied into ``tmp``: the versions ``names`` name, and the
     working tree's file when there is one name. ``cache``: the ``.dvfs`` directory whose
@@ -1297,16 +1184,7 @@ def _copy_sides(
 
     ``soon(i, path)``: side ``i`` (0 old, 1 new) holds its first ``SNIFF_BYTES`` at
     ``path`` (the rest may still be written): its dialect may be detected meanwhile
-    (``Engine.sniff_early``).
-
-    ``first(side)``: called once the older side is made, with it, before the newer
-    side is (``read_ahead``). Where two versions would be copied at the same time
-    (``_apart``), the newer side's copy then begins only once the older one is made:
-    the older file's keys are read while the newer side is copied, rather than both
-    copies sharing the cores first (on the benchmark's random 1% with nothing kept,
-    v1's copy, waiting for v3 to be scanned for its chunk facts, ended with v2's,
-    the copies keeping about one and a half cores busy, and the old file's keys were
-    read after the line join)."""
+    (``Engine.sniff_early``)."""
     sides: list[Side] = []
     placed: dict[int, Side] = {}
     pool = ThreadPoolExecutor(2, thread_name_prefix="rows-copy")
@@ -1323,8 +1201,6 @@ def _copy_sides(
             largest = max((e.size for e in entries if e is not None), default=0)
             working = vouched.working(largest) if vouched is not None else None
             for i, e in enumerate(entries):
-                if i == 1 and first is not None:
-                    break  # copied once the older side is made (first)
                 if e is not None and (
                     vouched is None or (not vouched.may_hold(e) and _alone(working, e))
                 ):
@@ -1379,11 +1255,7 @@ def _copy_sides(
                         ready=ready(i),
                     )  # fmt: skip
                     jobs.append(job)
-                if i == 0 and first is not None:
-                    sides.append(placed[0] if jobs[0] is None else jobs[0].result())
-                    first(sides[0])  # its keys read while the newer side is copied
-            for i, j in enumerate(jobs[len(sides) :], len(sides)):
-                sides.append(placed[i] if j is None else j.result())
+            sides = [placed[i] if j is None else j.result() for i, j in enumerate(jobs)]
         else:
             # the file read in place, else the copy made before, else the donor
             reuse = next((placed[i] for i in (0, 1) if i in placed), None)
@@ -1399,8 +1271,6 @@ def _copy_sides(
                         ready=ready(i),
                     )  # fmt: skip
                     sides.append(side)
-                if i == 0 and first is not None:
-                    first(sides[0])  # before the newer side is copied
         if len(names) == 1:
             dest = tmp / f"new{ext}"
             if 1 in placed:

@@ -202,11 +202,6 @@ class Side:
     _seen: tuple[int, ...] = ()  # its identity when it was vouched for
 
     @property
-    def holes(self) -> bool:
-        """True if some chunk of a lazy copy is not written yet (``fill``)."""
-        return bool(self._holes)
-
-    @property
     def in_place(self) -> bool:
         """True if the engine reads the working-tree file itself (``from_tree_file``)."""
         return self._fd >= 0
