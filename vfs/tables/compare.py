@@ -311,13 +311,19 @@ def keyed(
         "CASE WHEN o.__o IS NULL THEN 'added' WHEN n.__n IS NULL THEN 'removed' "
         f"WHEN {differ} THEN 'changed' ELSE 'same' END"
     )
-    kept = ", ".join(f"CASE WHEN __st = 'same' THEN NULL ELSE {c} END AS {c}" for c in cols)
+    # Identical pairs fold into one ``same`` row: its values are one NULL, a struct of
+    # the pair, so that the status is tested once a row. Tested once per column, the
+    # engine's optimizer copied the status (a term per column) into each test and
+    # then searched the copies for common parts: 9.4 s for 3 rows of 250 columns.
+    packed = ", ".join(f"{c} := {c}" for c in cols)
     engine.run(
-        f"CREATE OR REPLACE TEMP TABLE d AS SELECT __st, {', '.join(cols)}, count(*) AS __k "
-        f"FROM (SELECT __st, {kept} FROM (SELECT {status} AS __st, "
-        "o.* EXCLUDE (__o), n.* EXCLUDE (__n) "
+        "CREATE OR REPLACE TEMP TABLE d AS SELECT __st, "
+        f"{', '.join(f'__r.{c} AS {c}' for c in cols)}, count(*) AS __k "
+        f"FROM (SELECT __st, CASE WHEN __st = 'same' THEN NULL ELSE struct_pack({packed}) "
+        f"END AS __r FROM (SELECT {status} AS __st, o.* EXCLUDE (__o), n.* EXCLUDE (__n) "
         f"FROM (SELECT true AS __o, {oproj} FROM {a_rel}) o "
-        f"FULL OUTER JOIN (SELECT true AS __n, {nproj} FROM {b_rel}) n ON {on})) GROUP BY ALL"
+        f"FULL OUTER JOIN (SELECT true AS __n, {nproj} FROM {b_rel}) n ON {on})) "
+        "GROUP BY __st, __r"
     )
     alone = ", ".join(
         f"coalesce({a}, {b})" for a, b in (pair(k, alias=False) for k in key)
