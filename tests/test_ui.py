@@ -423,6 +423,9 @@ def test_binds_that_are_refused(repo: Repo, tmp_path: Path) -> None:
     assert_error(r, "--host 0.0.0.0", "--token", code=2)
     assert_error(run(repo.root, "ui", "--token", "short"), "--token needs", code=2)
     assert_error(run(tmp_path, "ui"), "not", code=1)  # no repository here
+    # refused before the source is opened: a remote's versions are not fetched first
+    r = run(tmp_path, "ui", (tmp_path / "nowhere").as_uri(), "--host", "0.0.0.0")
+    assert_error(r, "--host 0.0.0.0", "--token", code=2)
     r = run(repo.root, "ui", "s3://bucket/x", "--allow-write")
     assert_error(r, "s3://bucket/x is a remote", "read-only", code=2)
     # --refresh was taken and ignored for a repository, which each page reads anew

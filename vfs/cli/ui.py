@@ -56,6 +56,9 @@ def ui_cmd(
       dvfs ui --allow-write
       dvfs ui s3://bucket/project --endpoint-url http://127.0.0.1:9000
     """
+    from vfs.ui.binds import check_bind
+
+    check_bind(host, token)  # (before the server loads and the source opens)
     try:  # the server is an optional dependency: only `dvfs ui` loads it
         from vfs.ui import serve
         from vfs.ui import source as sources

@@ -7,7 +7,9 @@
   :mod:`vfs.ui.arguments`: a request's path and page, checked.
 - :mod:`vfs.ui.app`: the Starlette application: the JSON API (docs/ui.md), the token
   check, errors turned into HTTP statuses, the static front end of ``static/``.
-- :mod:`vfs.ui.serve`: binding (loopback unless a token guards it) and running uvicorn.
+- :mod:`vfs.ui.binds`: the checks of ``--host`` and ``--token`` (loopback unless a token
+  guards it), made before anything else loads;
+  :mod:`vfs.ui.serve`: binding and running uvicorn.
 
 Starlette and uvicorn are the optional extra ``dvfs[ui]``: only ``dvfs ui`` imports
 this package.

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import json
 import secrets
 import urllib.parse
@@ -94,6 +93,7 @@ from vfs.errors import (
 from vfs.quoting import quote_name, safe_json
 from vfs.tables.result import KeyNotUnique
 from vfs.ui import actions, arguments, data, files
+from vfs.ui.binds import is_loopback
 from vfs.ui.source import Source
 
 STATIC = Path(__file__).parent / "static"
@@ -113,16 +113,6 @@ SECURITY_HEADERS = [
     ),
 ]
 T = TypeVar("T")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import socket
 import threading
@@ -26,12 +25,10 @@ import uvicorn
 from vfs.errors import UsageError
 from vfs.quoting import quote_name
 from vfs.ui import background, data
-from vfs.ui.app import is_loopback, make_app
+from vfs.ui.app import make_app
+from vfs.ui.binds import check_bind, is_loopback
 from vfs.ui.source import Source
 
-MIN_TOKEN = 16
-_TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")
-MAKE_TOKEN = "openssl rand -hex 24"
 STOP_WAIT = 2.0  # seconds a stop waits for answers under way (a download) before cutting them
 
 
@@ -71,20 +68,6 @@ class Server(uvicorn.Server):
         finally:
             for sig, handler in before.items():
                 signal.signal(sig, handler)
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse a token that is too weak, and a non-loopback host without a token."""
-    if token is not None and (len(token) < MIN_TOKEN or not _TOKEN.match(token)):
-        raise UsageError(
-            f"--token needs at least {MIN_TOKEN} letters, digits or -._~: make one with "
-            f"`{MAKE_TOKEN}`"
-        )
-    if token is None and not is_loopback(host):
-        raise UsageError(
-            f"--host {host} lets other machines reach the repository: give --token T too "
-            "(or leave --host out to stay on 127.0.0.1)"
-        )
 
 
 def bind(host: str, port: int) -> socket.socket:
