@@ -202,13 +202,13 @@ def write_batch(
     :func:`write_entry`, which deals with it as for a file alone.
     """
     out: list[os.stat_result | ObjectError] = []
-    dir_fd = -1
+    dir_fd, dir_of = -1, b""
     for rel, e in batch:
         st = None
         if e.kind == Kind.FILE and e.size < WRITE_DIRECT and _anonymous[0]:
             parent, _, leaf = rel.rpartition(b"/")
-            if dir_fd < 0:
-                dir_fd = ensure_dir(walker, parent, replace)
+            if dir_fd < 0 or parent != dir_of:  # (a batch given more than one directory)
+                dir_fd, dir_of = ensure_dir(walker, parent, replace), parent
             st = _write_unnamed(dir_fd, leaf, e, have)
         if st is None:
             dir_fd = -1  # (the walker moves on: the directory is resolved again)
