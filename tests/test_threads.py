@@ -4,6 +4,7 @@ finishing and their fsyncs rely on, as they relied on ``concurrent.futures``."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,22 @@ def test_many_at_once_raises_the_first_error_after_every_item_ended() -> None:
     with pytest.raises(OSError) as info:
         many_at_once(work, list(range(8)), "t")
     assert info.value.errno == 2 and sorted(ended) == [0, 1, 3, 4, 6, 7]
+
+
+def test_calls_queued_when_the_interpreter_exits_run_to_their_end(tmp_path: Path) -> None:
+    """A command that never shuts its store's pools down (the CLI leaves the process
+    to end) still has what it queued done, as ``concurrent.futures``' pools had."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "lines"
+    code = (
+        "import sys\n"
+        "from vfs._os.threads import Threads\n"
+        "pool = Threads(1, 't')\n"
+        "f = open(sys.argv[1], 'a', buffering=1)\n"
+        "for i in range(500):\n"
+        "    pool.submit(f.write, f'{i}\\n')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=60)
+    assert out.read_text().split() == [str(i) for i in range(500)]

@@ -10,15 +10,17 @@ asks. They have the methods of ``ThreadPoolExecutor`` and ``Future`` that the st
 its callers use, and :class:`Submits` and :class:`Waitable` name those, so code given
 either kind (``vfs._os.direct_io.DirectAppender``) works with both.
 
-Threads are started as calls come, up to N, and never stop while the pool is open;
-they are daemon threads (a process that ends without :meth:`Threads.shutdown` leaves
-their work unfinished, as a power cut would: what the store writes is named only
-once a sync has waited for it).
+Threads are started as calls come, up to N, and never stop while the pool is open.
+As ``concurrent.futures``' pools are, the pools still open when the interpreter exits
+are shut down first: the calls queued run to their end (a full pack handed to the
+thread that finishes it is finished, as before, by a command that never closed its
+store).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
@@ -100,12 +102,28 @@ class Task(Generic[T]):
         return self._value
 
 
+_open: weakref.WeakSet[Threads] = weakref.WeakSet()  # pools to shut down at exit
+_hooked: list[bool] = []  # the exit hook registered
+
+
+def _shut_all() -> None:
+    """At exit: shut every pool still open down (what is queued runs first)."""
+    for pool in list(_open):
+        pool.shutdown()
+
+
 class Threads:
     """Up to ``threads`` threads named ``name`` running the calls submitted, each
     taken in the order submitted; an error ends the call's :class:`Task`, not the
     thread."""
 
     def __init__(self, threads: int, name: str) -> None:
+        if not _hooked:
+            import atexit
+
+            _hooked.append(True)
+            atexit.register(_shut_all)
+        _open.add(self)
         self._most = threads
         self._name = name
         self._queue: deque[tuple[Task[Any], Callable[[], Any]]] = deque()
@@ -151,6 +169,7 @@ class Threads:
 
     def shutdown(self) -> None:
         """Run what is queued, then stop the threads; return once they have."""
+        _open.discard(self)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
