@@ -95,3 +95,21 @@ def test_calls_queued_when_the_interpreter_exits_run_to_their_end(tmp_path: Path
     )
     subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=60)
     assert out.read_text().split() == [str(i) for i in range(500)]
+
+
+def test_a_pool_dropped_unclosed_stops_its_threads() -> None:
+    """A store its user never closed (``vfs.Repo`` without ``close``) drops its pools:
+    their threads end once the calls queued have run, rather than wait for ever (a
+    process opening repositories again and again would gather them)."""
+    import gc
+
+    pool = Threads(2, "dropped")
+    tasks = [pool.submit(sum, [i, i]) for i in range(4)]
+    threads = [t for t in threading.enumerate() if t.name.startswith("dropped_")]
+    assert threads
+    del pool
+    gc.collect()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert [t.result() for t in tasks] == [0, 2, 4, 6]

@@ -112,6 +112,47 @@ def _shut_all() -> None:
         pool.shutdown()
 
 
+class _Calls:
+    """What a pool's threads share with it: the calls queued and the state of the pool.
+    The threads hold this, not the pool, so that a pool dropped unclosed (a store its
+    user never closed) stops its threads once it is collected, as ``concurrent.futures``'
+    do, instead of leaving them waiting for ever."""
+
+    __slots__ = ("cond", "idle", "queue", "stopping")
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[Task[Any], Callable[[], Any]]] = deque()
+        self.cond = threading.Condition(threading.Lock())
+        self.idle = 0  # threads waiting for a call and not yet woken for one
+        self.stopping = False
+
+
+def _work(calls: _Calls) -> None:
+    """A pool's thread: run the calls queued, in order, until the pool stops."""
+    while True:
+        with calls.cond:
+            while not calls.queue:
+                if calls.stopping:
+                    return
+                calls.idle += 1
+                calls.cond.wait()
+            task, call = calls.queue.popleft()
+        try:
+            value = call()
+        except BaseException as exc:
+            task.set_exception(exc)
+        else:
+            task.set_result(value)
+        del task, call  # (nothing held while waiting for the next)
+
+
+def _stop(calls: _Calls) -> None:
+    """Let the threads end once the calls queued have run."""
+    with calls.cond:
+        calls.stopping = True
+        calls.cond.notify_all()
+
+
 class Threads:
     """Up to ``threads`` threads named ``name`` running the calls submitted, each
     taken in the order submitted; an error ends the call's :class:`Task`, not the
@@ -126,54 +167,34 @@ class Threads:
         _open.add(self)
         self._most = threads
         self._name = name
-        self._queue: deque[tuple[Task[Any], Callable[[], Any]]] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._calls = _Calls()
         self._threads: list[threading.Thread] = []
-        self._idle = 0  # threads waiting for a call and not yet woken for one
-        self._stopping = False
+        weakref.finalize(self, _stop, self._calls)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]:
         """Queue ``fn(*args, **kwargs)``; its task."""
         task: Task[T] = Task()
-        with self._cond:
-            if self._stopping:
+        calls = self._calls
+        with calls.cond:
+            if calls.stopping:
                 raise RuntimeError(f"{self._name}: submitted after shutdown")
-            self._queue.append((task, lambda: fn(*args, **kwargs)))
-            if self._idle:
-                self._idle -= 1
-                self._cond.notify()
+            calls.queue.append((task, lambda: fn(*args, **kwargs)))
+            if calls.idle:
+                calls.idle -= 1
+                calls.cond.notify()
             elif len(self._threads) < self._most:
                 t = threading.Thread(
-                    target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
-                )
+                    target=_work, args=(calls,), name=f"{self._name}_{len(self._threads)}",
+                    daemon=True,
+                )  # fmt: skip
                 self._threads.append(t)
                 t.start()
         return task
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    if self._stopping:
-                        return
-                    self._idle += 1
-                    self._cond.wait()
-                task, call = self._queue.popleft()
-            try:
-                value = call()
-            except BaseException as exc:
-                task.set_exception(exc)
-            else:
-                task.set_result(value)
-            del task, call  # (nothing held while waiting for the next)
-
     def shutdown(self) -> None:
         """Run what is queued, then stop the threads; return once they have."""
         _open.discard(self)
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            threads = list(self._threads)
-        for t in threads:
+        _stop(self._calls)
+        for t in list(self._threads):
             if t is not threading.current_thread():
                 t.join()
