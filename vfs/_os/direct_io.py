@@ -58,8 +58,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vfs._os.threads import Task
+
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from collections.abc import Iterable
+
+    from vfs._os.threads import Submits, Waitable
 
 # 4 blocks of 2 MiB: a 1 GiB add in 1.25 s, against 1.5 s with 2 of 4 MiB. Single
 # direct writes of 4 MiB ran faster than of 2 MiB (`dd oflag=direct` of 512 MiB, three
@@ -77,7 +81,7 @@ KEEP = 4  # free blocks kept for the next appender
 WRITE_DEPTH = 2
 
 Consumer = Callable[[memoryview], object]
-Piece = tuple["mmap.mmap | memoryview", int, int, "Future[None]"]  # see DirectAppender._queued
+Piece = tuple["mmap.mmap | memoryview", int, int, "Task[None]"]  # see DirectAppender._queued
 
 
 class _Pool:
@@ -228,9 +232,9 @@ class DirectAppender:
     def __init__(
         self,
         fd: int,
-        executor: ThreadPoolExecutor,
+        executor: Submits,
         consumer: Consumer | None = None,
-        consumer_executor: ThreadPoolExecutor | None = None,
+        consumer_executor: Submits | None = None,
         gather: int = 1,
     ) -> None:
         self.fd = fd
@@ -251,7 +255,7 @@ class DirectAppender:
         # stretch written after block[:_shipped] moves the rest of the block past it.
         self._base = 0
         # Writes in flight and the block each writes (None: a lent stretch).
-        self._flying: deque[tuple[list[Future[None]], mmap.mmap | None]] = deque()
+        self._flying: deque[tuple[list[Waitable[None]], mmap.mmap | None]] = deque()
 
     @property
     def size(self) -> int:
@@ -270,7 +274,7 @@ class DirectAppender:
             if self._fill == BLOCK:
                 self._ship(BLOCK, last=False)
 
-    def lend(self, view: memoryview, phase: int) -> Future[None] | None:
+    def lend(self, view: memoryview, phase: int) -> Waitable[None] | None:
         """Append ``view`` writing its whole pages from the caller's memory, uncopied.
 
         ``phase`` is where ``view`` starts within a page of its buffer (its address
@@ -366,6 +370,7 @@ class DirectAppender:
         ALIGN unless ``last``)."""
         block = self._current()
         start = self._shipped  # (0 unless stretches were lent: never with a consumer)
+        futs: list[Waitable[None]]
         if self._gather > 1 and not last:
             piece = memoryview(block)[start:n] if start else block
             futs = self._queue([(piece, n - start, self._base + start)])
@@ -446,15 +451,13 @@ class DirectAppender:
                 for view in views:
                     view.release()
 
-    def _queue(self, pieces: list[tuple[mmap.mmap | memoryview, int, int]]) -> list[Future[None]]:
-        """Queue pieces (buffer, length, offset) for the gathering writer; their futures."""
-        from concurrent.futures import Future
-
-        futs: list[Future[None]] = [Future() for _ in pieces]
+    def _queue(self, pieces: list[tuple[mmap.mmap | memoryview, int, int]]) -> list[Waitable[None]]:
+        """Queue pieces (buffer, length, offset) for the gathering writer; their tasks."""
+        tasks: list[Task[None]] = [Task() for _ in pieces]
         with self._queued_lock:
-            self._queued.extend((*p, f) for p, f in zip(pieces, futs, strict=True))
+            self._queued.extend((*p, t) for p, t in zip(pieces, tasks, strict=True))
         self._executor.submit(self._put_gathered)
-        return futs
+        return [*tasks]
 
     def _consume(self, block: mmap.mmap, n: int) -> None:
         """Runs on the consumer's executor: hand ``block[:n]`` to the consumer."""
@@ -477,7 +480,7 @@ class DirectAppender:
                 _pool.give(block)
 
 
-def settled(futs: list[Future[None]]) -> BaseException | None:
+def settled(futs: Iterable[Waitable[object]]) -> BaseException | None:
     """Wait for every future (all may use the same block); the first error, if any."""
     failed: BaseException | None = None
     for fut in futs:

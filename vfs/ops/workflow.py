@@ -26,17 +26,15 @@ from vfs.model.names import (
     is_reserved_at_root,
     reserved_path,
 )
-from vfs.ops.status import merge_in_progress, quiet, status, work_state
+from vfs.ops.behind import merge_in_progress, quiet
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import quote_given, quoted, shell_word
-from vfs.repo import cut_short
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, Staged, check_path
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import remove_path
 from vfs.worktree.scan import (
     Found,
     Warn,
@@ -397,6 +395,9 @@ def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet
     why): whether it changed is unknown, and a commit without it would pass for one of
     every change, as ``add`` of its directory is refused too.
     """
+    from vfs.ops.status import status  # (not `add`'s: 2.5 ms of its start-up)
+    from vfs.repo import cut_short
+
     work = status(repo, workers, warn).work
     if work.unreadable:
         its, them = ("its", "it") if len(work.unreadable) == 1 else ("their", "them")
@@ -438,6 +439,8 @@ def rm(
                 raise UsageError(f"{quote_given(a)} is not tracked: nothing was removed")
             targets.extend(under)
         if not cached and not force:
+            from vfs.ops.status import work_state
+
             sub = Index(index.path)
             sub.written_ns = index.written_ns
             sub.entries = {p: s for p in targets if (s := index.get(p)) is not None}
@@ -469,6 +472,8 @@ def rm(
         # where it was, tracked as before; a file left after it is saved is untracked.
         index.save()
         if not cached:
+            from vfs.worktree.remove import remove_path
+
             with Walker(repo.root) as walker:
                 for p in targets:
                     remove_path(walker, p)

@@ -251,10 +251,15 @@ def many_at_once(work: Callable[[T], R], items: Sequence[T], name: str) -> list[
     """``work`` of each of ``items`` (small files' writes and fsyncs), ``SYNC_AT_ONCE``
     at once on threads named ``name``, in order: the disk commits fsyncs that wait
     together as one, where 2,000 one after the other took a round trip each. Fewer
-    than two run in this thread (no pool, nor its import, for one ref)."""
+    than two run in this thread (no threads for one ref). The first error, in order,
+    is raised once every one has ended."""
     if len(items) < 2:
         return [work(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
+    from vfs._os.threads import Threads
 
-    with ThreadPoolExecutor(min(SYNC_AT_ONCE, len(items)), name) as pool:
-        return list(pool.map(work, items))
+    pool = Threads(min(SYNC_AT_ONCE, len(items)), name)
+    try:
+        tasks = [pool.submit(work, item) for item in items]
+    finally:
+        pool.shutdown()
+    return [t.result() for t in tasks]

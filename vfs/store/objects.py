@@ -96,7 +96,8 @@ from vfs.store.packs import (
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
     import mmap
-    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from vfs._os.threads import Threads, Waitable
 
 
 READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache when not in it
@@ -143,12 +144,12 @@ class ObjectStore:
         self._unreadable: list[Path] = []  # packs neither whose index nor header reads
         self._fds = Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
         self._writer: PackWriter | None = None
-        self._writing: ThreadPoolExecutor | None = None  # writes the open pack's blocks
+        self._writing: Threads | None = None  # writes the open pack's blocks
         self._closing: list[tuple[int, Path]] = []  # finished packs, to make durable
         # Packs full and sealed, being finished on the ``_finisher`` thread while the
         # next one fills (see :meth:`_finish`): slot -> the future of that work.
-        self._finishing: dict[int, Future[None]] = {}
-        self._finisher: ThreadPoolExecutor | None = None
+        self._finishing: dict[int, Waitable[None]] = {}
+        self._finisher: Threads | None = None
         self._failed: list[tuple[PackWriter, BaseException]] = []  # finishes that failed
         self._durable = Durability(root)
         self._loaded = False
@@ -423,7 +424,7 @@ class ObjectStore:
 
     def put_lent(
         self, kind: ObjKind, data: memoryview, oid: bytes, phase: int
-    ) -> tuple[int, Future[None] | None]:
+    ) -> tuple[int, Waitable[None] | None]:
         """:meth:`put_lent_many` of one payload ``data`` (already hashed to ``oid``),
         starting ``phase`` bytes into a page of its page-aligned buffer: the bytes
         written, and the future of the write of its lent pages (None if none were)."""
@@ -436,7 +437,7 @@ class ObjectStore:
         block: memoryview,
         pieces: Sequence[tuple[bytes, int, int]],
         phase: int = 0,
-    ) -> tuple[int, list[Future[None]]]:
+    ) -> tuple[int, list[Waitable[None]]]:
         """Store the payloads ``block[start:end]`` of ``pieces`` (id, start, end; already
         hashed, in order) unless present, writing the whole pages of raw ones from the
         caller's memory. ``block`` starts ``phase`` bytes into a page of a page-aligned
@@ -453,7 +454,7 @@ class ObjectStore:
         the writer found the queue empty.
         """
         written = 0
-        futs: list[Future[None]] = []
+        futs: list[Waitable[None]] = []
         run: list[tuple[bytes, int, int]] = []  # raw payloads back to back, to lend as one
         try:
             for oid, start, end in pieces:
@@ -480,7 +481,7 @@ class ObjectStore:
         block: memoryview,
         phase: int,
         run: list[tuple[bytes, int, int]],
-        futs: list[Future[None]],
+        futs: list[Waitable[None]],
     ) -> int:
         """Append the raw payloads of ``run`` (id, start, end; back to back in ``block``)
         to the open pack, lent as one stretch, or as several around those stored
@@ -596,10 +597,10 @@ class ObjectStore:
     def _new_writer(self) -> PackWriter:
         """Start a pack (and, the first time, the threads that write packs)."""
         if self._writing is None:
-            from concurrent.futures import ThreadPoolExecutor
+            from vfs._os.threads import Threads
 
-            self._writing = ThreadPoolExecutor(WRITE_DEPTH, "dvfs-packwrite")
-            self._finisher = ThreadPoolExecutor(1, "dvfs-packfinish")
+            self._writing = Threads(WRITE_DEPTH, "dvfs-packwrite")
+            self._finisher = Threads(1, "dvfs-packfinish")
         self._writer = PackWriter(self.root, len(self._packs), self._writing)
         self._packs.append(self._writer.tmp)
         return self._writer

@@ -40,7 +40,7 @@ from vfs.store.packs import (
 )
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from vfs._os.threads import Threads, Waitable
 
 
 OPEN_PACKS = 256  # pack descriptors kept open at most (see Descriptors)
@@ -150,7 +150,7 @@ class PackWriter:
     whoever stored them.
     """
 
-    def __init__(self, root: Path, slot: int, writing: ThreadPoolExecutor) -> None:
+    def __init__(self, root: Path, slot: int, writing: Threads) -> None:
         self.slot = slot
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -182,7 +182,7 @@ class PackWriter:
 
     def lend(
         self, kind: int, payload: memoryview, phase: int, pieces: list[tuple[bytes, int, int]]
-    ) -> tuple[list[PackedObject], Future[None] | None]:
+    ) -> tuple[list[PackedObject], Waitable[None] | None]:
         """Append raw payloads lying back to back in a page-aligned buffer as one
         stretch, its whole pages uncopied (``DirectAppender.lend``: up to ALIGN - 1 zero
         bytes may come before it; readers take offsets from the header). ``payload``
@@ -264,8 +264,8 @@ class Durability:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._thread: ThreadPoolExecutor | None = None
-        self._pending: list[Future[None]] = []
+        self._thread: Threads | None = None
+        self._pending: list[Waitable[None]] = []
         self._ours: set[str] = set()  # finished here, not listed by a wait yet
         self._known: set[str] | None = None  # packs the last wait found (None: no wait yet)
         self._lock = threading.Lock()
@@ -275,9 +275,9 @@ class Durability:
         ``fd`` (open on the pack) is closed."""
         with self._lock:
             if self._thread is None:
-                from concurrent.futures import ThreadPoolExecutor
+                from vfs._os.threads import Threads
 
-                self._thread = ThreadPoolExecutor(2, "dvfs-packsync")
+                self._thread = Threads(2, "dvfs-packsync")
             self._ours.add(pack.name)
             # Those done without an error are dropped: a daemon's store never waits.
             self._pending = [f for f in self._pending if not f.done() or f.exception()]

@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes 
     import mmap
     from concurrent.futures import Future
 
+    from vfs._os.threads import Waitable
+
 
 READ_RETRIES = 3
 BLOCK_BYTES = 4 << 20  # a large file is read this many bytes per region (Chunker.ring_size)
@@ -83,7 +85,7 @@ HASH_SPLIT = 2048
 
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 # The chunks of a region, stored: their refs, and the writes still reading the buffer.
-Lent = tuple[list[ChunkRef], list["Future[None]"]]
+Lent = tuple[list[ChunkRef], list["Waitable[None]"]]
 
 
 def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRef:
