@@ -220,7 +220,7 @@ def _decide_and_write(
     sub = Index(index.path)
     sub.written_ns = index.written_ns
     sub.entries = scope
-    state = work_state(repo, sub, workers, warn)
+    state = work_state(repo, sub, workers, warn, valid=whole)
     index.entries.update(sub.entries)  # stats refreshed by work_state
     unknown = set(state.unreadable)  # tracked, changed, and not readable: content unknown
 
