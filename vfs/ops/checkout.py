@@ -107,7 +107,7 @@ def under_any(path: bytes, prefixes: Sequence[bytes]) -> bool:
     return any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
 
 
-@paused_gc()
+@paused_gc(kept=True)
 def restore_version(
     repo: Repository,
     target: bytes,
@@ -146,7 +146,9 @@ def restore_version(
     The cyclic garbage collector is paused throughout (``paused_gc``): a checkout
     makes a few objects per file, and its collections walked them all again and
     again (about 4% of the CPU time of restoring 20,000 files and 1 GiB). The
-    restore helper process inherits the pause.
+    restore helper process inherits the pause. The objects are handed to the
+    collector's oldest generation when it ends (``kept``): its first collection
+    walked them all otherwise, after the last file was written.
     """
     hist = repo.history
     version = hist.version(target)
@@ -220,7 +222,7 @@ def _decide_and_write(
     sub = Index(index.path)
     sub.written_ns = index.written_ns
     sub.entries = scope
-    state = work_state(repo, sub, workers, warn)
+    state = work_state(repo, sub, workers, warn, valid=whole)
     index.entries.update(sub.entries)  # stats refreshed by work_state
     unknown = set(state.unreadable)  # tracked, changed, and not readable: content unknown
 

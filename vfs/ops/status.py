@@ -44,6 +44,8 @@ from vfs.worktree.scan import (
 from vfs.worktree.status import triage_tree
 
 if TYPE_CHECKING:
+    from collections.abc import Container
+
     from vfs.model.codec import Entry
     from vfs.ops import merging
     from vfs.ops.diff import Change
@@ -96,7 +98,13 @@ def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
     return dirs, files
 
 
-def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = quiet) -> WorkState:
+def work_state(
+    repo: Repository,
+    index: Index,
+    workers: Workers,
+    warn: Warn = quiet,
+    valid: Container[bytes] = (),
+) -> WorkState:
     """Compare the working tree with the index, hashing only files whose stat changed.
 
     ``WorkState.current`` holds the files that had to be hashed; a tracked path that is
@@ -107,7 +115,10 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     stat changed but content did not get their index entry refreshed in ``index`` (in
     memory; ``WorkState.refreshed`` counts them). A file that cannot be read (or kept
     changing while it was) gets one warning and is listed in ``unreadable``; the
-    others are compared all the same.
+    others are compared all the same. ``valid``: paths known to be ones a tree may
+    hold (a version's, whose names were checked when its trees were decoded), which
+    are not checked again where found deleted (a checkout of 20,000 files moved away
+    spent 55 ms checking each name of each).
     """
     st = WorkState()
     dirs, root_files = tracked_tops(index)
@@ -157,7 +168,8 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
 
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
             st.untracked = ign.keep(st.untracked)
-    index.check_paths(st.deleted)  # (the other paths were found in the working tree)
+    # (the other paths were found in the working tree)
+    index.check_paths([p for p in st.deleted if p not in valid] if valid else st.deleted)
     if st.deleted and (absent := set(index.absent())):
         st.not_checked_out = [p for p in st.deleted if p in absent]
         st.deleted = [p for p in st.deleted if p not in absent]

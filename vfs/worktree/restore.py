@@ -576,12 +576,16 @@ def restore_many(
     if not todo:
         return done, failed
 
-    def run(batch: list[tuple[bytes, Entry]], walker: Walker | None) -> list[Staged | DvfsError]:
+    def run(
+        batch: list[tuple[bytes, Entry]], walker: Walker | None, one: bool = False
+    ) -> list[Staged | DvfsError]:
+        """Restore ``batch`` (``one``: one of ``small``, a batch already)."""
         if walker is None:  # on the large files' thread: a walker of its own
             with Walker(root) as own:
                 return run(batch, own)
         out: list[Staged | DvfsError] = []
-        for piece in _restore_batches(batch):  # (what is read at once stays bounded)
+        # (what is read at once stays bounded)
+        for piece in [batch] if one else _restore_batches(batch):
             have = read_batch(store, piece)
             wrote = write_batch(walker, piece, store, replace, have)
             for (_, e), st in zip(piece, wrote, strict=True):
@@ -589,12 +593,14 @@ def restore_many(
         return out
 
     def record(batch: list[tuple[bytes, Entry]], results: list[Staged | DvfsError]) -> None:
+        size = 0
         for (rel, e), res in zip(batch, results, strict=True):
             if isinstance(res, DvfsError):
                 failed[rel] = res
             else:
                 done[rel] = res
-            workers.progress.advance(1, e.size)
+            size += e.size
+        workers.progress.advance(len(batch), size)
 
     small = list(_restore_batches([item for item in todo if item[1].size < WRITE_DIRECT]))
     first = list(itertools.accumulate(map(len, small), initial=0))  # of each batch, in flat
@@ -679,7 +685,7 @@ def restore_many(
         # way: asking for them first held those back (the call may wait for the disk).
         store.read_ahead_packs(where)
         for k in mine():
-            record(small[k], run(small[k], walker))
+            record(small[k], run(small[k], walker, True))
             restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
             listen(0)
             collect()
