@@ -96,7 +96,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,6 +176,33 @@ class Staged:
     target: bytes = b""
     checked_out: bool = True  # False: not in the working tree by design (NOT_CHECKED_OUT)
 
+    def __init__(
+        self,
+        kind: Kind,
+        mode: int,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        ino: int,
+        digest: bytes = b"",
+        chunks: tuple[ChunkRef, ...] = (),
+        target: bytes = b"",
+        checked_out: bool = True,
+    ) -> None:
+        """The fields set through their slots (``_SET_*``), not through
+        ``object.__setattr__`` once each as a frozen dataclass's ``__init__`` does: half
+        the time, and ``add`` makes one per file (and one per file a helper hashed)."""
+        _SET_KIND(self, kind)
+        _SET_MODE(self, mode)
+        _SET_SIZE(self, size)
+        _SET_MTIME(self, mtime_ns)
+        _SET_CTIME(self, ctime_ns)
+        _SET_INO(self, ino)
+        _SET_DIGEST(self, digest)
+        _SET_CHUNKS(self, chunks)
+        _SET_TARGET(self, target)
+        _SET_CHECKED_OUT(self, checked_out)
+
     def same_content(self, other: Staged | Entry) -> bool:
         """True if both describe the same bytes, kind and permission bits."""
         return (
@@ -215,6 +242,12 @@ class Staged:
             name, self.kind, self.mode, self.size, self.mtime_ns,
             digest=self.digest, chunks=self.chunks, target=self.target,
         )  # fmt: skip
+
+
+(
+    _SET_KIND, _SET_MODE, _SET_SIZE, _SET_MTIME, _SET_CTIME, _SET_INO, _SET_DIGEST,
+    _SET_CHUNKS, _SET_TARGET, _SET_CHECKED_OUT,
+) = (getattr(Staged, f.name).__set__ for f in fields(Staged))  # fmt: skip
 
 
 def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
