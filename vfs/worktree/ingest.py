@@ -405,26 +405,80 @@ class Hasher:
         1-32 KiB file does; a batch pays that once. With ``failed``, a file that cannot
         be read or kept changing is put there (and None in the result) instead of
         failing the batch.
+
+        A small regular file is read here at once, as :meth:`_read_file` reads one
+        it trusts the scan's lstat of (open, one read, ``fstat``, close): the same
+        checks, without the three calls and the loop around them per file, and the
+        descriptor of its directory asked of the walker once per directory, not once
+        per file (5-6 us of a file's 20 in all). Anything else, and any file that
+        fails a check or a system call here, goes the usual way (:meth:`stage_one`),
+        which reads it again and says what went wrong.
         """
         out: list[Staged | None] = []
         sink: list[Pending] = []
         held = 0
+        store = self.store
+        min_size = self.chunker.params.min_size
+        is_reg, open_, read, fstat, close = statmod.S_ISREG, os.open, os.read, os.fstat, os.close
+        chunk, file = ObjKind.CHUNK, Kind.FILE
+        head: bytes | None = None  # the directory ``dir_fd`` is (None: ask the walker)
+        dir_fd = -1
         with Walker(self.root) as walker:
             for f in batch:
-                try:
-                    out.append(self.stage_one(f, sink, walker))
-                except (FileUnreadable, FileChanged) as exc:
-                    if failed is None:
-                        raise
-                    failed[f.rel] = exc
-                    out.append(None)
-                held += f.st.st_size
-                if held >= BATCH_BYTES and self.store is not None:
-                    self.store.put_many(sink)
+                st = f.st
+                size = st.st_size
+                staged = None
+                if 0 < size <= min_size and is_reg(st.st_mode):
+                    d, _, leaf = f.rel.rpartition(b"/")
+                    after = data = None
+                    try:
+                        if d != head:
+                            head = None
+                            dir_fd = walker.dir(d)
+                            head = d
+                        if leaf and leaf != b"." and leaf != b"..":
+                            fd = open_(leaf, READ, dir_fd=dir_fd)
+                            try:  # at most size + 1 bytes: bounded whatever the file is now
+                                data = read(fd, size + 1)
+                                after = fstat(fd)
+                            finally:
+                                close(fd)
+                    except OSError:
+                        pass
+                    if (
+                        after is not None
+                        and data is not None
+                        and len(data) == size == after.st_size
+                        and after.st_mtime_ns == st.st_mtime_ns
+                        and after.st_ctime_ns == st.st_ctime_ns
+                        and after.st_ino == st.st_ino
+                        and after.st_dev == st.st_dev
+                        and is_reg(after.st_mode)
+                    ):
+                        oid = hash_bytes(data)
+                        if store is not None:
+                            sink.append((oid, chunk, data))
+                        self.bytes_read += size
+                        staged = Staged(
+                            file, after.st_mode & PERM_BITS, size, after.st_mtime_ns,
+                            after.st_ctime_ns, after.st_ino, oid, (ChunkRef(oid, size),),
+                        )  # fmt: skip
+                if staged is None:
+                    head = None  # (the walker is asked again: its descriptor may change)
+                    try:
+                        staged = self.stage_one(f, sink, walker)
+                    except (FileUnreadable, FileChanged) as exc:
+                        if failed is None:
+                            raise
+                        failed[f.rel] = exc
+                out.append(staged)
+                held += size
+                if held >= BATCH_BYTES and store is not None:
+                    store.put_many(sink)
                     sink.clear()
                     held = 0
-        if sink and self.store is not None:
-            self.store.put_many(sink)
+        if sink and store is not None:
+            store.put_many(sink)
         return out
 
     def stage_many(
