@@ -32,7 +32,7 @@ from vfs.quoting import quote_given, quoted, shell_word
 from vfs.repo import cut_short
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import DVFS_DIR, Repository
-from vfs.repo.stage import Index, Staged, check_path
+from vfs.repo.stage import Index, Row, check_path
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -222,6 +222,10 @@ def add(
                     "files, directories and symbolic links; nothing was staged"
                 )
         found: dict[bytes, Found] = {}
+        # The files to hash are handed over as the scan finds them (ingest.Feed).
+        hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
+        feed = hasher.feed()
+        fresh = index.fresh
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
             nested: set[bytes] = set()  # repositories of their own warned about
 
@@ -291,18 +295,21 @@ def add(
                     if len(leaves) == 1 or any_reserved(leaves) is not None:
                         for leaf in leaves:
                             check_name(leaf)
+                    to_hash = []
                     for f in files:
-                        found[f.rel] = f
-        to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
-        let_go = sum(f.st.st_size for f in to_hash) >= LET_GO_BYTES
+                        if f.rel not in found:  # (found before: a path given twice)
+                            found[f.rel] = f
+                            if not fresh(f.rel, f.st):
+                                to_hash.append(f)
+                    feed.add(to_hash)
+        let_go = feed.nbytes >= LET_GO_BYTES
         if let_go:
             # The index and the ignore rules' set of tracked paths (about 450 bytes a
             # path) wait unused while large files are hashed: freed, that memory holds
             # the buffer the files are read into (vfs.worktree.ingest.REGIONS) instead.
-            del index, ign, enter
-        hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
+            del index, ign, enter, fresh
         try:
-            new = dict(hasher.stage_many(to_hash))
+            new = dict(feed.stage_rows())
         except BaseException as exc:
             repo.store.discard()
             if isinstance(exc, FileUnreadable):
@@ -329,17 +336,18 @@ def add(
         ignore_paths(repo.root, [r for r in rels if r], warn)
         all_long_lived()  # (before the collector resumes: see the docstring)
     report.files = len(found)
-    report.hashed = len(to_hash)
+    report.hashed = feed.files
     report.bytes_read = hasher.bytes_read
     return report
 
 
 def _put_staged(
-    index: Index, rels: list[bytes], found: dict[bytes, Found], new: dict[bytes, Staged]
+    index: Index, rels: list[bytes], found: dict[bytes, Found], new: dict[bytes, Row]
 ) -> int:
-    """Change ``index`` in one go for an ``add`` of ``rels``: the files hashed (``new``)
-    put in, the tracked paths below ``rels`` that the scan no longer ``found`` taken
-    out; how many were. Through put/remove, so its other records are never built."""
+    """Change ``index`` in one go for an ``add`` of ``rels``: the files hashed (``new``,
+    their rows) put in, the tracked paths below ``rels`` that the scan no longer
+    ``found`` taken out; how many were. Through put_row/remove, so its other records
+    are never built."""
     removed = 0
     for rel in rels:
         for p in index.under(rel):
@@ -353,11 +361,11 @@ def _put_staged(
         if d:
             for anc in (d, *_ancestors(d)):
                 index.remove(anc)
-    for rel, staged in new.items():
+    for rel, row in new.items():
         if is_dir(rel):  # a file now where a tracked directory was
             for p in index.under(rel):
                 index.remove(p)
-        index.put(rel, staged)
+        index.put_row(rel, row)
     return removed
 
 

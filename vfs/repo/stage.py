@@ -159,6 +159,9 @@ RowAt = Callable[[int], Sequence[Any]]  # row i of the sorted paths (Index.tree_
 # The cache-tree: directory (b"" the root) -> (paths below it, their bytes, their newest
 # mtime, the id of the tree they make): see Index.trees.
 CacheTree = dict[bytes, tuple[int, int, int, bytes]]
+# A staged path as a row (:func:`as_row`): path, kind, mode, size, mtime_ns, ctime_ns,
+# ino, digest, ((chunk id, length), ...), target (, flags).
+Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -854,6 +857,30 @@ class Index:
                 self._absent.add(path)
         else:
             self._entries[path] = staged
+
+    def put_row(self, path: bytes, row: Row) -> None:
+        """:meth:`put` of the record whose row (:func:`as_row`) is ``row``, a row
+        being what the index keeps: an index with nothing staged yet takes rows from
+        then on rather than :class:`Staged` records (``add`` of 20,000 files made a
+        record of each row, then a row of each record again to write it)."""
+        if self._entries is not None and not self._entries and not self._exposed:
+            self._entries = None  # (empty: the rows are the form kept from now on)
+        if self._entries is not None:
+            self.put(path, _staged(row))
+            return
+        self._loaded = None
+        if self._trees or self._trees_read is not None:
+            self._invalidate(path)
+        cols = self._cols
+        if cols is not None and cols.at is not None and len(self._over) < OVERLAY_MAX:
+            self._over[path] = row
+            return
+        self._decode()
+        self._rows[path] = row
+        if _absent_row(row):
+            self._absent.add(path)
+        else:
+            self._absent.discard(path)
 
     def remove(self, path: bytes) -> bool:
         """Unstage ``path``; True if it was staged."""
