@@ -762,11 +762,11 @@ def test_ctrl_c_in_any_command_says_a_rerun_finishes_it(repo: Repo, tmp_path: Pa
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import signal\n"
-        "from vfs.worktree.ingest import Hasher\n"
+        "from vfs.worktree.ingest import Feed\n"
         "def stopped(*args, **kw):\n"
         "    signal.raise_signal(signal.SIGINT)\n"
         "    raise AssertionError('not reached')\n"
-        "Hasher.stage_many = stopped\n"
+        "Feed._stage = stopped\n"
     )
     ctrl_c = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
     line = assert_error(repo.run("add", "d", env=ctrl_c), code=130)

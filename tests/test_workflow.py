@@ -1057,9 +1057,22 @@ def stage_one(self, found, *rest):
         raise FileChanged("changed")
     return real_stage_one(self, found, *rest)
 
+real_stage_batch = ingest.Hasher.stage_batch
+
+def stage_batch(self, batch, failed=None):
+    if how == "refuses" and os.getpid() != parent:  # (the lstat the scan took of these
+        # is no longer what the helper finds: each is read the careful way, stage_one)
+        batch = [
+            f._replace(st=os.stat_result(tuple(f.st[:7]) + (0, 0, 0)))
+            if f.rel.endswith(b"3.txt") else f
+            for f in batch
+        ]
+    return real_stage_batch(self, batch, failed)
+
 Helper.start = start
 ingest._hash_share = share
 ingest.Hasher.stage_one = stage_one
+ingest.Hasher.stage_batch = stage_batch
 ingest.spare_cpus = (lambda limit: 0) if how == "alone" else (lambda limit: 1)
 handle = Repository.find(Path(sys.argv[1]))
 with Workers() as workers:

@@ -96,7 +96,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, TypeVar
@@ -159,6 +159,9 @@ RowAt = Callable[[int], Sequence[Any]]  # row i of the sorted paths (Index.tree_
 # The cache-tree: directory (b"" the root) -> (paths below it, their bytes, their newest
 # mtime, the id of the tree they make): see Index.trees.
 CacheTree = dict[bytes, tuple[int, int, int, bytes]]
+# A staged path as a row (:func:`as_row`): path, kind, mode, size, mtime_ns, ctime_ns,
+# ino, digest, ((chunk id, length), ...), target (, flags).
+Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,33 @@ class Staged:
     chunks: tuple[ChunkRef, ...] = ()
     target: bytes = b""
     checked_out: bool = True  # False: not in the working tree by design (NOT_CHECKED_OUT)
+
+    def __init__(
+        self,
+        kind: Kind,
+        mode: int,
+        size: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        ino: int,
+        digest: bytes = b"",
+        chunks: tuple[ChunkRef, ...] = (),
+        target: bytes = b"",
+        checked_out: bool = True,
+    ) -> None:
+        """The fields set through their slots (``_SET_*``), not through
+        ``object.__setattr__`` once each as a frozen dataclass's ``__init__`` does: half
+        the time, and ``add`` makes one per file (and one per file a helper hashed)."""
+        _SET_KIND(self, kind)
+        _SET_MODE(self, mode)
+        _SET_SIZE(self, size)
+        _SET_MTIME(self, mtime_ns)
+        _SET_CTIME(self, ctime_ns)
+        _SET_INO(self, ino)
+        _SET_DIGEST(self, digest)
+        _SET_CHUNKS(self, chunks)
+        _SET_TARGET(self, target)
+        _SET_CHECKED_OUT(self, checked_out)
 
     def same_content(self, other: Staged | Entry) -> bool:
         """True if both describe the same bytes, kind and permission bits."""
@@ -215,6 +245,12 @@ class Staged:
             name, self.kind, self.mode, self.size, self.mtime_ns,
             digest=self.digest, chunks=self.chunks, target=self.target,
         )  # fmt: skip
+
+
+(
+    _SET_KIND, _SET_MODE, _SET_SIZE, _SET_MTIME, _SET_CTIME, _SET_INO, _SET_DIGEST,
+    _SET_CHUNKS, _SET_TARGET, _SET_CHECKED_OUT,
+) = (getattr(Staged, f.name).__set__ for f in fields(Staged))  # fmt: skip
 
 
 def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
@@ -821,6 +857,30 @@ class Index:
                 self._absent.add(path)
         else:
             self._entries[path] = staged
+
+    def put_row(self, path: bytes, row: Row) -> None:
+        """:meth:`put` of the record whose row (:func:`as_row`) is ``row``, a row
+        being what the index keeps: an index with nothing staged yet takes rows from
+        then on rather than :class:`Staged` records (``add`` of 20,000 files made a
+        record of each row, then a row of each record again to write it)."""
+        if self._entries is not None and not self._entries and not self._exposed:
+            self._entries = None  # (empty: the rows are the form kept from now on)
+        if self._entries is not None:
+            self.put(path, _staged(row))
+            return
+        self._loaded = None
+        if self._trees or self._trees_read is not None:
+            self._invalidate(path)
+        cols = self._cols
+        if cols is not None and cols.at is not None and len(self._over) < OVERLAY_MAX:
+            self._over[path] = row
+            return
+        self._decode()
+        self._rows[path] = row
+        if _absent_row(row):
+            self._absent.add(path)
+        else:
+            self._absent.discard(path)
 
     def remove(self, path: bytes) -> bool:
         """Unstage ``path``; True if it was staged."""
