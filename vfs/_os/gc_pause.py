@@ -31,14 +31,3 @@ def paused_gc(*, kept: bool = False) -> Iterator[None]:
             gc.unfreeze()
         if was:
             gc.enable()
-
-
-def all_long_lived() -> None:
-    """Count every object the collector tracks as long-lived (its oldest generation).
-
-    Before the collector resumes after a burst of objects that are not garbage: its
-    first pass would walk every one of them (15 ms after ``add`` of 20,000 files); in
-    the oldest generation only a whole collection looks at them, as at any other.
-    """
-    gc.freeze()
-    gc.unfreeze()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker, rename_noreplace
-from vfs._os.gc_pause import all_long_lived, paused_gc
+from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
 from vfs.model.codec import Entry, Kind, check_name
 from vfs.model.names import (
@@ -188,7 +188,7 @@ def add(
     """
     report = AddReport()
     args = list(args)
-    with repo.locked(), paused_gc():  # (see the docstring)
+    with repo.locked(), paused_gc(kept=True):  # (see the docstring)
         index = repo.index()
         rels = [repo.rel(a, index) for a in args] if paths is None else list(paths)
         for rel in rels:
@@ -332,7 +332,6 @@ def add(
             syncing.exception()  # (waits: nothing goes on while the store syncs)
         resolved(repo, rels)
         ignore_paths(repo.root, [r for r in rels if r], warn)
-        all_long_lived()  # (before the collector resumes: see the docstring)
     report.files = len(found)
     report.hashed = feed.files
     report.bytes_read = hasher.bytes_read

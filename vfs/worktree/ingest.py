@@ -900,12 +900,14 @@ def _hash_share(
 
             syncing = threading.Thread(target=sync, name="dvfs-sync")
             syncing.start()
-        sent = all(
-            channel.send((k, [None if s is None else _encode(s) for s in records]))
-            for k, records in done
-        )
-        if syncing is not None:
-            syncing.join()
+        try:
+            sent = all(
+                channel.send((k, [None if s is None else _encode(s) for s in records]))
+                for k, records in done
+            )
+        finally:
+            if syncing is not None:
+                syncing.join()  # (before the store is discarded below, on an error)
         if failed:
             raise failed[0]
     except BaseException:
