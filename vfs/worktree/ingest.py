@@ -183,8 +183,14 @@ class Hasher:
         self.chunker = chunker
         self.store = store
         self.workers = workers
-        self.bytes_read = 0
+        self.bytes_read = 0  # (added to through :meth:`_count`: threads hash at once)
+        self._counting = threading.Lock()
         self._blocks = _Blocks()
+
+    def _count(self, nbytes: int) -> None:
+        """Add ``nbytes`` read to ``bytes_read``, from any of the hashing threads."""
+        with self._counting:
+            self.bytes_read += nbytes
 
     def _read_file(
         self,
@@ -257,7 +263,7 @@ class Hasher:
                     and after.st_dev == before.st_dev
                 ):
                     continue  # read again, the careful way
-            self.bytes_read += total
+            self._count(total)
             if stable:
                 return Staged(
                     Kind.FILE, after.st_mode & PERM_BITS, total, after.st_mtime_ns,
@@ -419,7 +425,7 @@ class Hasher:
         """
         out: list[Staged | None] = []
         sink: list[Pending] = []
-        held = 0
+        held = nread = 0
         store = self.store
         min_size = self.chunker.params.min_size
         is_reg, open_, read, fstat, close = statmod.S_ISREG, os.open, os.read, os.fstat, os.close
@@ -461,7 +467,7 @@ class Hasher:
                         oid = hash_bytes(data)
                         if store is not None:
                             sink.append((oid, chunk, data))
-                        self.bytes_read += size
+                        nread += size
                         staged = Staged(
                             file, after.st_mode & PERM_BITS, size, after.st_mtime_ns,
                             after.st_ctime_ns, after.st_ino, oid, (ChunkRef(oid, size),),
@@ -482,6 +488,7 @@ class Hasher:
                     held = 0
         if sink and store is not None:
             store.put_many(sink)
+        self._count(nread)
         return out
 
     def stage_many(
