@@ -842,20 +842,10 @@ class Index:
 
     def put(self, path: bytes, staged: Staged) -> None:
         """Stage ``staged`` at ``path``, without building the other records."""
-        self._loaded = None
-        if self._trees or self._trees_read is not None:
-            self._invalidate(path)
-        cols = self._cols
-        if cols is not None and cols.at is not None and len(self._over) < OVERLAY_MAX:
-            self._over[path] = as_row(path, staged)
-        elif self._entries is None:
-            self._decode()
-            self._rows[path] = as_row(path, staged)
-            if staged.checked_out:
-                self._absent.discard(path)
-            else:
-                self._absent.add(path)
+        if self._entries is None or self._overlays():
+            self._put_row(path, as_row(path, staged))
         else:
+            self._changed(path)
             self._entries[path] = staged
 
     def put_row(self, path: bytes, row: Row) -> None:
@@ -867,12 +857,25 @@ class Index:
             self._entries = None  # (empty: the rows are the form kept from now on)
         if self._entries is not None:
             self.put(path, _staged(row))
-            return
+        else:
+            self._put_row(path, row)
+
+    def _overlays(self) -> bool:
+        """Whether a path staged now goes on the overlay of the rows read (``_over``)."""
+        cols = self._cols
+        return cols is not None and cols.at is not None and len(self._over) < OVERLAY_MAX
+
+    def _changed(self, path: bytes) -> None:
+        """Forget what staging ``path`` makes stale: the records built, its directories'
+        trees."""
         self._loaded = None
         if self._trees or self._trees_read is not None:
             self._invalidate(path)
-        cols = self._cols
-        if cols is not None and cols.at is not None and len(self._over) < OVERLAY_MAX:
+
+    def _put_row(self, path: bytes, row: Row) -> None:
+        """Stage ``row`` at ``path`` where records are kept as rows."""
+        self._changed(path)
+        if self._overlays():
             self._over[path] = row
             return
         self._decode()
@@ -885,7 +888,7 @@ class Index:
     def remove(self, path: bytes) -> bool:
         """Unstage ``path``; True if it was staged."""
         cols = self._cols
-        if cols is not None and cols.at is not None and len(self._over) < OVERLAY_MAX:
+        if cols is not None and self._overlays():
             over = self._over
             if not (over[path] is not None if path in over else path in cols.pos):
                 return False  # not staged
@@ -893,18 +896,14 @@ class Index:
                 over[path] = None
             else:
                 del over[path]
-            self._loaded = None
-            if self._trees or self._trees_read is not None:
-                self._invalidate(path)
+            self._changed(path)
             return True
         self._decode()
         table: dict[bytes, Any] = self._rows if self._entries is None else self._entries
         if table.pop(path, None) is None:
             return False
-        self._loaded = None
         self._absent.discard(path)
-        if self._trees or self._trees_read is not None:
-            self._invalidate(path)
+        self._changed(path)
         return True
 
     def _invalidate(self, path: bytes) -> None:
