@@ -57,7 +57,8 @@ from vfs.errors import (
 from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
-from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
+from vfs.ops.behind import same_entry
+from vfs.ops.status import base_files, moved_past, quiet, work_state
 from vfs.ops.workflow import resolved
 from vfs.quoting import quoted, shell_word
 from vfs.repo import cut_short

@@ -61,10 +61,11 @@ from vfs.model.ids import hash_bytes
 from vfs.ops import checkout as co
 from vfs.ops import merging
 from vfs.ops import restore as rs
+from vfs.ops.behind import same_entry
 from vfs.ops.commit import CommitResult, commit, commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
-from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
+from vfs.ops.status import base_files, moved_past, quiet, work_state
 from vfs.quoting import quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History

@@ -23,12 +23,9 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, UsageError
-from vfs.ops.behind import may_be_behind as may_be_behind
-from vfs.ops.behind import merge_in_progress as merge_in_progress
+from vfs.ops.behind import may_be_behind, merge_in_progress, past_base
 from vfs.ops.behind import moved_past as moved_past
-from vfs.ops.behind import past_base
 from vfs.ops.behind import quiet as quiet
-from vfs.ops.behind import same_entry as same_entry
 from vfs.repo import cut_short
 from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository

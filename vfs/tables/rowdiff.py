@@ -744,17 +744,16 @@ def _held(engine: Engine, files: tuple[Path, Path], a_rel: str, b_rel: str) -> t
     if any(f.stat().st_size > BESIDE_MAX for f in files):
         return a_rel, b_rel
     beside = engine.run_beside(f"CREATE OR REPLACE TABLE {PARTS[0]} AS SELECT * FROM {a_rel}")
+    read = True
     try:
         engine.run(f"CREATE OR REPLACE TABLE {PARTS[1]} AS SELECT * FROM {b_rel}")
     except (NotTabular, TypeMismatch):
-        with contextlib.suppress(NotTabular, TypeMismatch):
-            beside.result()
-        return a_rel, b_rel
+        read = False
     try:
-        beside.result()
+        beside.result()  # (waited for either way: nothing still reads when this returns)
     except (NotTabular, TypeMismatch):
-        return a_rel, b_rel
-    return PARTS
+        read = False
+    return PARTS if read else (a_rel, b_rel)
 
 
 def _checked_beside(

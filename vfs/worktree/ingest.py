@@ -588,7 +588,7 @@ class Hasher:
             progress.advance(len(batch), sum(f.st.st_size for f in batch))
             helper.report_progress(progress)
         yield from helper.results(theirs)
-        self.bytes_read += helper.bytes_read
+        self._count(helper.bytes_read)
         helper.report_progress(progress)
         left = helper.left()
         for batch in _batches(left):
