@@ -1,6 +1,7 @@
 """Where the time of one ``dvfs diff --rows`` goes, stage by stage, beside DuckDB alone.
 
     python benchmarks/rowdiff_stages.py REPO OLD NEW PATH [--key id] [--plain A B] [--cold]
+                                        [--chunks]
 
 Runs the diff in this process (``vfs.tables.rowdiff.diff_path``, as the CLI calls
 it) with a timer around each stage: the copies of the two sides out of the store
@@ -20,6 +21,13 @@ versions as plain files, as ``bench_rowdiff.py --keep`` leaves them), DuckDB alo
 then reads A, reads both, and runs ``bench_rowdiff.REFERENCE``'s join, in the same
 process: the floor each dvfs stage can be held against.
 
+With ``--chunks``, each thread's
+chunk work during the copies is summed too: ``ObjectStore.get`` (read, decompress,
+verify) and ``Facts.of``, wall time against the thread's own CPU time. Both hold
+the GIL only in part (``get`` lets it go to decompress and hash, ``Facts.of`` holds
+it throughout), so wall time well above CPU time is a thread waiting for the GIL
+(or, on a loaded machine, for a core).
+
 A tool to find the stage to cut next, not a figure of record: the targets are
 measured by ``bench_rowdiff.py``. Several runs in a row use the repository's
 ``.dvfs/rowcache`` (``vfs.tables.checks``): ``--cold`` removes it, to time a first diff.
@@ -31,6 +39,7 @@ import argparse
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -43,7 +52,8 @@ from tools import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT))
 
 from vfs.repo.repository import Repository
-from vfs.tables import engine, rowdiff
+from vfs.store.objects import ObjectStore
+from vfs.tables import engine, rowdiff, source
 
 Stage = tuple[str, float, float, float, float]  # name, wall s, CPU s, end s, load at its end
 BEGUN = time.perf_counter()  # what the ends are counted from (main: the diff's start)
@@ -75,6 +85,29 @@ def show(stages: list[Stage]) -> None:
         print(f"  {name[:64]:<64} {wall:7.3f} {cpu:7.3f} {end:7.3f} {load:5.2f}")
 
 
+def chunk_work(work: dict[tuple[str, str], list[float]]) -> None:
+    """Sum, by thread, the wall and thread CPU time of each chunk's fetch and facts."""
+    lock = threading.Lock()
+
+    def summed(what: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                row = [time.perf_counter() - wall, time.thread_time() - cpu, 1.0]
+                with lock:
+                    got = work.setdefault((what, threading.current_thread().name), [0, 0, 0])
+                    for i, v in enumerate(row):
+                        got[i] += v
+
+        return wrapper
+
+    ObjectStore.get = summed("get  ", ObjectStore.get)  # type: ignore[method-assign]
+    facts_of = source.Facts.of
+    source.Facts.of = summed("facts", facts_of)  # type: ignore[method-assign]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("repo", type=Path)
@@ -84,6 +117,7 @@ def main() -> int:
     ap.add_argument("--key", default="id", help="comma-separated; '' for none")
     ap.add_argument("--plain", nargs=2, type=Path, metavar=("A", "B"))
     ap.add_argument("--cold", action="store_true", help="empty .dvfs/rowcache first")
+    ap.add_argument("--chunks", action="store_true", help="sum each thread's chunk work")
     args = ap.parse_args()
     if args.cold:
         shutil.rmtree(Repository.find(args.repo.resolve()).dir / "rowcache", ignore_errors=True)
@@ -136,6 +170,9 @@ def main() -> int:
             return pair(self, *rest, **named)
 
     engine.Engine.sniff_pair = sniffs  # type: ignore[method-assign]
+    work: dict[tuple[str, str], list[float]] = {}  # (what, thread): [wall, CPU, calls]
+    if args.chunks:
+        chunk_work(work)
     key = [k for k in args.key.split(",") if k]
     print(f"load {os.getloadavg()[0]:.2f}; dvfs diff {args.old} {args.new} {args.path} --rows")
     global BEGUN
@@ -147,6 +184,8 @@ def main() -> int:
             [args.old, args.new], os.fsencode(args.path), key, 20,
         )  # fmt: skip
     show(stages)
+    for (what, thread), (wall, cpu, calls) in sorted(work.items()):
+        print(f"  {what} on {thread:<32} {int(calls):5d} calls {wall:7.3f} s {cpu:7.3f} CPU-s")
     print(
         f"  method {result.method}: {result.added:,} added, {result.removed:,} removed, "
         f"{result.changed:,} changed, {result.unchanged:,} unchanged"

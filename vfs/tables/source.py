@@ -13,7 +13,9 @@ know (``Facts``: quote characters, where its newlines are), so that deciding cos
 second read. The newer side copies the chunks it shares with the older one from the
 older one's copy (``copy_file_range``) rather than decompressing them again; two
 sides that share less than half their bytes are copied at the same time instead
-(``vfs.tables.rowdiff``).
+(``vfs.tables.rowdiff``). A copy that takes chunks from a working-tree file holding
+neither version scans them there for their facts as it copies them, on its fetch
+threads, rather than after a scan of that whole file.
 
 Those facts depend on a chunk's bytes alone, so a version's file keeps them for the
 next diff that copies it (``.dvfs/rowcache/<64 hex>.facts``, the hex the BLAKE3 hash
@@ -525,6 +527,12 @@ def from_version(
         data = verified(c)
         return data, known[i] if known is not None else Facts.of(data)
 
+    def scanned(src: int, at: int, size: int) -> Facts:  # a shared chunk's, from ``reuse``
+        data = os.pread(src, size, at)
+        if len(data) != size:
+            raise OSError(f"the file copied from ended at byte {at + len(data):,}")
+        return Facts.of(data)
+
     if (
         not (lazy and known is not None)
         and (kept := kept_copy(cache, entry.chunks, dest, known)) is not None
@@ -553,23 +561,38 @@ def from_version(
         fd = out.fileno()
         src = os.open(reuse.copy, os.O_RDONLY | os.O_CLOEXEC) if reuse is not None else -1
         try:
-            pending: deque[tuple[ChunkRef, Future[tuple[bytes, Facts]] | None]] = deque()
+            # each chunk: fetched out of the store (bytes and facts), or shared with
+            # ``reuse`` (copied by the kernel, its facts ``reuse``'s, else scanned
+            # from its bytes there on the pool while the chunks before it are copied)
+            pending: deque[
+                tuple[int, ChunkRef, Future[tuple[bytes, Facts]] | None, Future[Facts] | None]
+            ] = deque()
             todo = enumerate(entry.chunks)
             every: list[Facts] = []
             while True:
                 while len(pending) < AHEAD and (nxt := next(todo, None)) is not None:
                     i, ref = nxt
-                    shared = reuse is not None and ref.oid in reuse.offsets
-                    pending.append((ref, None if shared else pool.submit(fetch, ref, i)))
+                    if reuse is None or ref.oid not in reuse.offsets:
+                        pending.append((i, ref, pool.submit(fetch, ref, i), None))
+                    elif known is None and ref.oid not in reuse.facts:
+                        at = reuse.offsets[ref.oid]
+                        reuse.fill(at, at + ref.size)  # (before it is read)
+                        pending.append((i, ref, None, pool.submit(scanned, src, at, ref.size)))
+                    else:
+                        pending.append((i, ref, None, None))
                 if not pending:
                     break
-                ref, fut = pending.popleft()
+                i, ref, fut, scan = pending.popleft()
                 if fut is None:
                     assert reuse is not None
                     at = reuse.offsets[ref.oid]
                     reuse.fill(at, at + ref.size)  # a lazy copy: written now if not yet
                     copy_range(src, at, ref.size, fd)
-                    facts = reuse.facts[ref.oid]
+                    shared = scan.result() if scan is not None else reuse.facts.get(ref.oid)
+                    if shared is None:  # (not scanned: kept)
+                        assert known is not None
+                        shared = known[i]
+                    facts = shared
                 else:
                     data, facts = fut.result()
                     out.write(data)
@@ -578,9 +601,10 @@ def from_version(
                 every.append(facts)
                 written()
         finally:
-            for _, f in pending:
-                if f is not None:
-                    f.cancel()
+            for _, _, f, g in pending:
+                for job in (f, g):
+                    if job is not None:
+                        job.cancel()
             if src >= 0:
                 os.close(src)
         side._ends(fd)
@@ -623,7 +647,7 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 def from_tree_file(
     root: Path, rel: bytes, entry: Entry, label: str,
     vouched: Callable[[os.stat_result], bool], cache: Path | None = None,
-    ready: Callable[[Path], None] | None = None,
+    ready: Callable[[Path], None] | None = None, scan: bool = True,
 ) -> Side | None:  # fmt: skip
     """The working tree's file ``rel`` as the side of version ``label``, whose file
     ``entry`` describes, read in place rather than copied (module doc); None where it
@@ -637,7 +661,12 @@ def from_tree_file(
     file, before its chunks are scanned for their facts (the file is whole: its
     dialect may be detected meanwhile). Where it was called and the file then
     turns out not to be the version's after all (it changed meanwhile), None is
-    still returned: the caller must not trust what ``ready`` began."""
+    still returned: the caller must not trust what ``ready`` began.
+
+    ``scan`` False: the file is only where another version's copy takes the chunks
+    the two share (``from_version``'s ``reuse``), which scans them for its own facts
+    as it copies them: where each chunk lies is noted, its facts are not (unless
+    kept), so that the copy need not wait for a scan of the whole file first."""
     try:
         with Walker(root) as walker:
             dir_fd, leaf = walker.parent(rel)
@@ -662,6 +691,16 @@ def from_tree_file(
             ready(side.copy)
         known = kept_facts(cache, entry.chunks)
         scanned: list[Facts] = []
+        if known is None and not scan:
+            for ref in entry.chunks:
+                side.offsets.setdefault(ref.oid, side.size)
+                side._starts.append(side.size)
+                side.chunks.append(ref)
+                side.size += ref.size
+            if side.moved():
+                side.close()
+                return None
+            return side
         if known is None:
             view = memoryview(bytearray(max((c.size for c in entry.chunks), default=0)))
             pos = 0
