@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar, cast
 
 if TYPE_CHECKING:
     import mmap
-    from concurrent.futures import Future
 
     import pyfastcdc
 
+    from vfs._os.threads import Cancellable
+
 Block = TypeVar("Block", bytearray, "mmap.mmap")  # a writable buffer a file is read into
-# Runs a function on another thread: an executor's ``submit`` (for Chunker.ring's cuts).
-Spawn = Callable[..., "Future[list[int]]"]
+# Runs a function on another thread: a pool's ``submit`` (for Chunker.ring's cuts).
+Spawn = Callable[..., "Cancellable[list[int]]"]
 # What Chunker.ring yields per region read: (k, first, chunk ends, region start, end).
 Batch = tuple[int, int, list[int], int, int]
 
@@ -146,7 +147,7 @@ class Chunker:
         is), as :meth:`stream` cuts it, so each byte is cut once and the cut points
         are exactly the stream's.
 
-        With ``spawn`` (an executor's ``submit``), each region is cut on another
+        With ``spawn`` (a pool's ``submit``), each region is cut on another
         thread while the caller reads the next; a cut starts once the cut before it
         is known (it says where the first chunk begins).
         """
@@ -157,7 +158,7 @@ class Chunker:
                 f"{regions} regions of {size:,} bytes: at least 3 of whole pages, each at "
                 f"least the maximum chunk size ({self.params.max_size:,})"
             )
-        pending: list[Future[list[int]]] = []  # cuts running on other threads
+        pending: list[Cancellable[list[int]]] = []  # cuts running on other threads
 
         def read_next(k: int) -> tuple[int, int, bool]:
             take(k)
@@ -175,7 +176,7 @@ class Chunker:
                 view.release()
             return start, start + filled, eof
 
-        def cut(first: int, filled: int, eof: bool) -> Future[list[int]] | list[int]:
+        def cut(first: int, filled: int, eof: bool) -> Cancellable[list[int]] | list[int]:
             view = memoryview(ring)
             if spawn is None:
                 return self._whole_chunks(view, first, filled, eof)

@@ -47,7 +47,7 @@ from vfs.worktree.scan import (
 )
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from vfs._os.threads import Task
 
 NAME_MAX = 255  # bytes of one name (Linux's NAME_MAX; vfs.model.codec.check_name)
 FEW_NEW = 64  # files staged by an add up to which _tracked_dirs bisects rather than sets
@@ -366,12 +366,13 @@ def _put_staged(
     return removed
 
 
-def _started(work: Callable[[], object]) -> Future[None]:
-    """``work()`` running on a thread of its own; the future of its end."""
+def _started(work: Callable[[], object]) -> Task[None]:
+    """``work()`` running on a thread of its own; the end of it."""
     import threading
-    from concurrent.futures import Future
 
-    done: Future[None] = Future()
+    from vfs._os.threads import Task
+
+    done: Task[None] = Task()
 
     def run() -> None:
         try:
