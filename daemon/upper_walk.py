@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import stat as statmod
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from vfs import (
     Kind,
     ObjKind,
     Pending,
+    Task,
     Tree,
     Walker,
     any_reserved,
@@ -93,7 +93,7 @@ class Walk:
         self.firsts: dict[tuple[int, int], bytes] = {}  # (dev, ino) -> the path hashed
         self.twins: dict[bytes, bytes] = {}  # another name of an inode -> that path
         self.failed: Failed = {}
-        self.futures: list[tuple[bytes, Batch, Future[list[Hashed | None]]]] = []
+        self.futures: list[tuple[bytes, Batch, Task[list[Hashed | None]]]] = []
 
     def trusted(self, s: Stamp) -> bool:
         """True if a stamp will tell a later change (see the module docstring)."""

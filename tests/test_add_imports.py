@@ -102,6 +102,26 @@ def test_add_and_commit_outside_a_merge_load_no_merge_code(tmp_path: Path) -> No
     repo.fsck_clean()
 
 
+def test_add_loads_no_thread_pool_code(tmp_path: Path) -> None:
+    """`dvfs add` hashed on ``concurrent.futures``' pools, and so loaded ``logging``
+    with it (about 4.5 ms of CPU before the first byte was read); its pools are the
+    store's own threads now, for a large file's pipeline (cut, chunks, digest) and the
+    batches of small files beside it alike."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    big = bytes(range(251)) * (12 * 4096)  # several chunks and regions (about 12 MiB)
+    (repo.root / "big.bin").write_bytes(big)
+    for i in range(40):
+        (repo.root / "d" / f"s{i}").write_bytes(b"small %d\n" % i)
+    got = loaded(repo.root, "add", "big.bin", "d")
+    pools = {"concurrent.futures", "logging"}
+    assert "vfs.worktree.ingest" in got and not got & pools, sorted(got & pools)
+    repo.ok("commit", "-m", "two")
+    assert repo.cat("HEAD:d/s7") == b"small 7\n"
+    assert repo.cat("HEAD:big.bin") == big
+    repo.fsck_clean()
+
+
 def test_commit_loads_no_thread_pool_code(tmp_path: Path) -> None:
     """`dvfs commit` wrote its few trees' pack and fsynced it and the ref's files on
     ``concurrent.futures``' pools, and so loaded ``logging`` with it (4.4-6.1 ms of

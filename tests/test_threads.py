@@ -113,3 +113,58 @@ def test_a_pool_dropped_unclosed_stops_its_threads() -> None:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert [t.result() for t in tasks] == [0, 2, 4, 6]
+
+
+def test_a_task_still_queued_is_cancelled_and_never_runs() -> None:
+    """``dvfs add`` cancels the hashing tasks still queued when one before them failed,
+    as it did with ``Future.cancel``: a cancelled call never runs (it would read a
+    buffer given back), a running or ended one is not cancelled, and the pool's
+    threads go on with the calls after it."""
+    from vfs._os.threads import Cancelled
+
+    pool = Threads(1, "c")
+    started, gate = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 0:
+            started.set()
+            gate.wait()
+        ran.append(i)
+        return i
+
+    tasks = [pool.submit(work, i) for i in range(4)]
+    started.wait()  # (the one thread runs the first call: the others wait in the queue)
+    assert not tasks[0].cancel()  # running
+    assert tasks[2].cancel() and tasks[2].cancel() and tasks[2].cancelled()
+    assert tasks[2].done() and not tasks[1].cancelled()
+    gate.set()
+    assert [tasks[i].result() for i in (0, 1, 3)] == [0, 1, 3]
+    with pytest.raises(Cancelled):
+        tasks[2].result()
+    with pytest.raises(Cancelled):
+        tasks[2].exception()
+    assert not tasks[3].cancel() and not tasks[3].cancelled()  # ended
+    pool.shutdown()
+    assert ran == [0, 1, 3]
+
+
+def test_cancelling_and_taking_calls_at_once_runs_each_call_at_most_once() -> None:
+    """Each task ends once: cancelled (its call never runs) or with its call's result,
+    however cancels and the threads taking calls interleave."""
+    pool = Threads(2, "race")
+    runs: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            runs[i] = runs.get(i, 0) + 1
+        return i
+
+    tasks = [pool.submit(work, i) for i in range(2000)]
+    cancelled = {i for i, t in enumerate(tasks) if i % 3 == 0 and t.cancel()}
+    pool.shutdown()
+    assert all(n == 1 for n in runs.values())
+    assert set(runs) == set(range(2000)) - cancelled
+    assert all(t.done() and t.cancelled() == (i in cancelled) for i, t in enumerate(tasks))
+    assert all(tasks[i].result() == i for i in runs)

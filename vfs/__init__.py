@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs._os.beneath import open_kept as open_kept, remove_tree as remove_tree
     from vfs._os.beneath import ABSENT as _ABSENT_ERRNOS
     from vfs._os.beneath import READ as _READ_BENEATH
+    from vfs._os.threads import Task as Task
     from vfs._os.direct_io import (
         open_direct as open_direct,
         read_range as read_range,
@@ -251,6 +252,7 @@ PUBLIC: dict[str, str] = {
     "Repository": "vfs.repo.repository",
     "Staged": "vfs.repo.stage",
     "StorageFull": "vfs.errors",
+    "Task": "vfs._os.threads",
     "Tree": "vfs.model.codec",
     "UsageError": "vfs.errors",
     "MAX_DEPTH": "vfs.model.names",

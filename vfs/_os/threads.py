@@ -8,7 +8,10 @@ and ``tokenize``): 4.4-6.1 ms of CPU in a commit whose other modules were loaded
 :class:`Task` is the end of one call, its result or its error, waited for by whoever
 asks. They have the methods of ``ThreadPoolExecutor`` and ``Future`` that the store and
 its callers use, and :class:`Submits` and :class:`Waitable` name those, so code given
-either kind (``vfs._os.direct_io.DirectAppender``) works with both.
+either kind (``vfs._os.direct_io.DirectAppender``) works with both. ``dvfs add``'s
+hashing pools (``vfs.worktree.pools.Workers``) run on them too, so a task still queued
+can be cancelled (:meth:`Task.cancel`), as a ``Future`` can, when the work before it
+failed.
 
 Threads are started as calls come, up to N, and never stop while the pool is open.
 As ``concurrent.futures``' pools are, the pools still open when the interpreter exits
@@ -46,6 +49,15 @@ class Waitable(Protocol[T_co]):
         ...
 
 
+class Cancellable(Waitable[T_co], Protocol[T_co]):
+    """The end of a call that may still be queued (a :class:`Task` of a pool or a
+    ``Future``): it can be kept from running."""
+
+    def cancel(self) -> bool:
+        """Keep the call from running if it has not started: True if so."""
+        ...
+
+
 class Submits(Protocol):
     """Something that runs calls elsewhere (:class:`Threads`, a ``ThreadPoolExecutor``)."""
 
@@ -54,17 +66,24 @@ class Submits(Protocol):
         ...
 
 
+class Cancelled(Exception):
+    """What the result of a task cancelled before it started raises."""
+
+
 class Task(Generic[T]):
     """The end of one call: set once (:meth:`set_result` or :meth:`set_exception`),
-    waited for by any number of threads."""
+    waited for by any number of threads. A task of a :class:`Threads` pool can be
+    cancelled while it is queued (:meth:`cancel`)."""
 
-    __slots__ = ("_done", "_error", "_gate", "_value")
+    __slots__ = ("_calls", "_done", "_error", "_gate", "_started", "_value")
     _value: T
 
-    def __init__(self) -> None:
+    def __init__(self, calls: _Calls | None = None) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()  # let go once the end is set: waiting is acquiring it
         self._done = False
+        self._started = calls is None  # (a task of no pool is never cancelled)
+        self._calls = calls  # the pool's queue, whose lock orders a start and a cancel
         self._error: BaseException | None = None
 
     def set_result(self, value: T) -> None:
@@ -84,6 +103,28 @@ class Task(Generic[T]):
     def done(self) -> bool:
         return self._done
 
+    def cancel(self) -> bool:
+        """Keep the call from running if no thread has taken it yet: True if so (or
+        if it was cancelled before), False if it has started or ended. A cancelled
+        task's :meth:`result` and :meth:`exception` raise :class:`Cancelled`."""
+        calls = self._calls
+        if calls is None:
+            return False
+        with calls.cond:
+            if self._started:
+                return isinstance(self._error, Cancelled)
+            self._started = True
+            for i, queued in enumerate(calls.queue):  # (a few: the callers bound them)
+                if queued[0] is self:
+                    del calls.queue[i]  # (and the call, with what it holds)
+                    break
+        self.set_exception(Cancelled())
+        return True
+
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` kept the call from running."""
+        return self._done and isinstance(self._error, Cancelled)
+
     def _wait(self, timeout: float | None) -> None:
         if self._done:
             return
@@ -93,6 +134,8 @@ class Task(Generic[T]):
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait(timeout)
+        if isinstance(self._error, Cancelled):
+            raise self._error
         return self._error
 
     def result(self, timeout: float | None = None) -> T:
@@ -137,6 +180,7 @@ def _work(calls: _Calls) -> None:
                 calls.idle += 1
                 calls.cond.wait()
             task, call = calls.queue.popleft()
+            task._started = True  # (under the lock :meth:`Task.cancel` takes)
         try:
             value = call()
         except BaseException as exc:
@@ -173,8 +217,8 @@ class Threads:
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]:
         """Queue ``fn(*args, **kwargs)``; its task."""
-        task: Task[T] = Task()
         calls = self._calls
+        task: Task[T] = Task(calls)
         with calls.cond:
             if calls.stopping:
                 raise RuntimeError(f"{self._name}: submitted after shutdown")

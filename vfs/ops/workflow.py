@@ -13,7 +13,7 @@ import os
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vfs._os.beneath import Walker, rename_noreplace
 from vfs._os.gc_pause import paused_gc
@@ -47,7 +47,7 @@ from vfs.worktree.scan import (
 )
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from vfs._os.threads import Task
 
 NAME_MAX = 255  # bytes of one name (Linux's NAME_MAX; vfs.model.codec.check_name)
 FEW_NEW = 64  # files staged by an add up to which _tracked_dirs bisects rather than sets
@@ -366,12 +366,13 @@ def _put_staged(
     return removed
 
 
-def _started(work: Callable[[], object]) -> Future[None]:
-    """``work()`` running on a thread of its own; the future of its end."""
+def _started(work: Callable[[], object]) -> Task[None]:
+    """``work()`` running on a thread of its own; the end of it."""
     import threading
-    from concurrent.futures import Future
 
-    done: Future[None] = Future()
+    from vfs._os.threads import Task
+
+    done: Task[None] = Task()
 
     def run() -> None:
         try:
@@ -540,9 +541,9 @@ def resolved(repo: Repository, paths: Sequence[bytes]) -> None:
         merging.save(repo.dir, merge.resolving(paths))
 
 
-@dataclass(frozen=True)
-class Move:
-    """One path ``dvfs mv`` moved, and how many tracked paths it held."""
+class Move(NamedTuple):
+    """One path ``dvfs mv`` moved, and how many tracked paths it held (a named tuple:
+    made at less cost than a dataclass by every ``add``, which never uses it)."""
 
     src: bytes
     dst: bytes

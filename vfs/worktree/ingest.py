@@ -57,9 +57,8 @@ from vfs.worktree.scan import Found, show
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     import mmap
-    from concurrent.futures import Future
 
-    from vfs._os.threads import Waitable
+    from vfs._os.threads import Task, Waitable
 
 
 READ_RETRIES = 3
@@ -321,7 +320,7 @@ class Hasher:
         whole = hasher()
         chunker = self.chunker
         ring = self._blocks.take(chunker.ring_size(BLOCK_BYTES, REGIONS), chunker.reserve)
-        inflight: deque[tuple[int, Future[Lent], Future[Any]]] = deque()
+        inflight: deque[tuple[int, Task[Lent], Task[Any]]] = deque()
         refs: list[ChunkRef] = []
         total = 0
 
@@ -539,7 +538,7 @@ class Hasher:
         # small files). The ``chunks`` pool has that size; its tasks never wait.
         pool = self.workers.chunks
         window = 2 * self.workers.threads
-        futures: deque[tuple[list[Found], Future[list[Staged | None]]]] = deque()
+        futures: deque[tuple[list[Found], Task[list[Staged | None]]]] = deque()
         try:
             for batch in batches:  # small files start while the large ones are read
                 futures.append((batch, pool.submit(self.stage_batch, batch, failed)))

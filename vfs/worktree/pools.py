@@ -10,7 +10,12 @@ and stores its chunks and the one-thread ``digest`` pool hashes the whole conten
 order, so memory stays
 bounded whatever the file size. Restoring files uses the calling thread, a forked
 helper and the ``restore_large`` pool (see :func:`vfs.worktree.restore.restore_many`).
-No task waits for another task, so the pools cannot deadlock."""
+No task waits for another task, so the pools cannot deadlock.
+
+The pools that ``add`` and ``commit`` use run on the store's own threads
+(``vfs._os.threads``): as ``concurrent.futures``' pools they loaded ``logging`` with
+it (about 4.5 ms of CPU) before the first byte was read. ``restore_large`` stays a
+``ThreadPoolExecutor``: its caller waits on it with ``concurrent.futures.wait``."""
 
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ import os
 import threading
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
+from vfs._os.threads import Threads
+
+if TYPE_CHECKING:  # imported when that pool is first made: only a restore makes it
     from concurrent.futures import ThreadPoolExecutor
 
 
@@ -60,58 +67,65 @@ class Workers:
     def __init__(self, threads: int | None = None, progress: Progress | None = None) -> None:
         self.threads = threads or max(2, os.cpu_count() or 2)
         self.progress: Progress = progress or NoProgress()
-        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pools: dict[str, Threads] = {}
+        self._restore_large: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def _pool(self, name: str, threads: int) -> ThreadPoolExecutor:
+    def _pool(self, name: str, threads: int) -> Threads:
         pool = self._pools.get(name)
         if pool is None:
             with self._lock:  # file threads may ask for `chunks` at the same moment
                 pool = self._pools.get(name)
                 if pool is None:
-                    from concurrent.futures import ThreadPoolExecutor
-
-                    pool = ThreadPoolExecutor(threads, thread_name_prefix=f"dvfs-{name}")
+                    pool = Threads(threads, f"dvfs-{name}")
                     self._pools[name] = pool
         return pool
 
     @property
-    def files(self) -> ThreadPoolExecutor:
+    def files(self) -> Threads:
         """Objects verified in parallel (``dvfs fsck``)."""
         return self._pool("file", self.threads * 2)
 
     @property
-    def chunks(self) -> ThreadPoolExecutor:
+    def chunks(self) -> Threads:
         """Chunks of large files."""
         return self._pool("chunk", self.threads)
 
     @property
-    def cuts(self) -> ThreadPoolExecutor:
+    def cuts(self) -> Threads:
         """One thread, so a large file's blocks are cut (FastCDC) in order, each as soon
         as the cut of the block before is known, never queued behind chunk work."""
         return self._pool("cut", 1)
 
     @property
-    def digest(self) -> ThreadPoolExecutor:
+    def digest(self) -> Threads:
         """One thread, so whole-file digests are updated in order, beside the chunk work."""
         return self._pool("digest", 1)
 
     @property
-    def deletes(self) -> ThreadPoolExecutor:
+    def deletes(self) -> Threads:
         """Files unlinked in parallel (see :func:`remove_many`)."""
         return self._pool("delete", DELETE_THREADS)
 
     @property
     def restore_large(self) -> ThreadPoolExecutor:
         """One thread restoring large files, beside the small ones (see :func:`restore_many`)."""
-        return self._pool("restore-large", 1)
+        with self._lock:
+            if self._restore_large is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._restore_large = ThreadPoolExecutor(1, "dvfs-restore-large")
+            return self._restore_large
 
     def close(self) -> None:
         """Stop the pools made (pending work is finished first)."""
         with self._lock:
             pools = list(self._pools.values())
+            large = self._restore_large
         for pool in pools:
             pool.shutdown()
+        if large is not None:
+            large.shutdown()
 
     def __enter__(self) -> Workers:
         return self

@@ -18,8 +18,8 @@ from vfs.store.durable import TMP_PREFIX, is_tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
 from vfs.worktree.scan import SKIP_DIRS, scan
 
-if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
-    from concurrent.futures import Future
+if TYPE_CHECKING:
+    from vfs._os.threads import Task
 
 
 _TMP_PREFIX = TMP_PREFIX.encode()
@@ -160,7 +160,7 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
     progress.start("deleting", total, 0)
     removed = 0
     emptied: set[bytes] = set()
-    pending: deque[tuple[bytes, int, int, Future[int]]] = deque()  # (dir, fd, files, task)
+    pending: deque[tuple[bytes, int, int, Task[int]]] = deque()  # (dir, fd, files, task)
 
     def settle() -> None:
         nonlocal removed
