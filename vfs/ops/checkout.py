@@ -39,6 +39,7 @@ import signal
 import stat as statmod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,7 +68,14 @@ from vfs.repo.history import History
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
-from vfs.store.durable import write_atomic
+from vfs.store.durable import (
+    at_once,
+    fsync_dir,
+    fsync_file,
+    put_in_place,
+    write_atomic,
+    write_beside,
+)
 from vfs.store.pins import live_pins
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -391,14 +399,10 @@ def _decide_and_write(
         and all(under_any(q, rels) for q in prior.paths)
     )  # fmt: skip
     recorded = bool(doomed or retime or todo) and (prior is None or finishes)
-    if recorded:
-        cut_short.begin(
-            repo.dir,
-            cut_short.CutShort(
-                action, target, label, index.base, _again(action, source or label, paths),
-                tuple(rels),
-            ),
-        )  # fmt: skip
+    record = cut_short.CutShort(
+        action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
+    ) if recorded else None  # fmt: skip
+    _mark_writing(repo, record, restoring=bool(todo))
     with _interrupted(label, again, report):
         report.deleted = remove_many(repo.root, doomed, workers)
         for p in doomed:
@@ -419,8 +423,9 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
-        with restoring(repo) if todo else contextlib.nullcontext():
-            stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead)
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead)
+        if todo:
+            drop_marker(repo.dir / RESTORING)
         _reached("written")
         report.failed.update(failed)
         with Walker(repo.root) as walker:
@@ -561,6 +566,44 @@ def restoring(repo: Repository) -> Iterator[None]:
     write_atomic(marker, b"")
     yield
     drop_marker(marker)
+
+
+def _mark_writing(repo: Repository, record: cut_short.CutShort | None, *, restoring: bool) -> None:
+    """Write ``record`` (``vfs.repo.cut_short``) and, if ``restoring``, the
+    ``.dvfs/restoring`` marker (see :func:`restoring`), durably, before the first
+    file of the working tree changes.
+
+    Each is written beside its name, both fsynced at once, renamed in, and the
+    directory fsynced once: two disk round trips, where writing them one after the
+    other took four. Those waited behind the large file's direct writes, which have
+    begun by then (:func:`~vfs.worktree.restore.write_ahead`), with nothing else to
+    do meanwhile: 0.03-0.17 s on the benchmark's disk, 0.35-0.47 s on a loop device,
+    before the first small file.
+    """
+    items: list[tuple[Path, bytes]] = []
+    if restoring:
+        marker = repo.dir / RESTORING
+        drop_marker(marker)  # (one of another kind fails here, before any file is written)
+        items.append((marker, b""))
+    if record is not None:
+        items.append((repo.dir / cut_short.RECORD, cut_short.encoded(record)))
+    if not items:
+        return
+    beside: list[Path] = []
+    try:
+        for path, data in items:
+            beside.append(write_beside(path, data, sync=False))
+        failed = [e for e in at_once([partial(fsync_file, t) for t in beside], "dvfs-mark") if e]
+        if failed:
+            raise failed[0]
+    except BaseException:
+        for tmp in beside:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for (path, _), tmp in zip(items, beside, strict=True):
+        put_in_place(tmp, path, sync=False)
+    fsync_dir(repo.dir)
 
 
 def drop_marker(marker: Path) -> None:
