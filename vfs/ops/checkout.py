@@ -37,6 +37,7 @@ import contextlib
 import os
 import signal
 import stat as statmod
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -180,14 +181,22 @@ def restore_version(
         empty = [p for p in empty if under_any(p, rels)]
     # Large files nothing stands at are written unnamed meanwhile (vfs.worktree.restore)
     ahead = write_ahead(repo.root, wanted, repo.store)
+    marks = None
     try:
+        if ahead is not None:  # (a checkout that writes: its marks are fsynced meanwhile)
+            marks = _Marks(repo, cut_short.CutShort(
+                action, target, label, index.base, _again(action, source or label, paths),
+                tuple(rels),
+            ))  # fmt: skip
         return _decide_and_write(
             repo, target, workers, version, label, wanted, whole, empty, index, rels, ahead,
-            attach=attach, paths=paths, force=force, warn=warn, action=action, source=source,
-            offline=offline, yes=yes, detached_on=detached_on, move_branch=move_branch,
-            forcible=forcible,
+            marks, attach=attach, paths=paths, force=force, warn=warn, action=action,
+            source=source, offline=offline, yes=yes, detached_on=detached_on,
+            move_branch=move_branch, forcible=forcible,
         )  # fmt: skip
     finally:
+        if marks is not None:
+            marks.close()
         if ahead is not None:
             ahead.close()
 
@@ -204,6 +213,7 @@ def _decide_and_write(
     index: Index,
     rels: list[bytes],
     ahead: WrittenAhead | None,
+    marks: _Marks | None,
     *,
     attach: str | None,
     paths: Sequence[str],
@@ -228,6 +238,8 @@ def _decide_and_write(
     else:
         scope = dict(index.entries)
     remove_temporaries_after_crash(repo, warn)
+    if marks is not None:
+        marks.join()  # (no other thread may run where work_state forks its helpers)
     sub = Index(index.path)
     sub.written_ns = index.written_ns
     sub.entries = scope
@@ -399,10 +411,13 @@ def _decide_and_write(
         and all(under_any(q, rels) for q in prior.paths)
     )  # fmt: skip
     recorded = bool(doomed or retime or todo) and (prior is None or finishes)
-    record = cut_short.CutShort(
-        action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
-    ) if recorded else None  # fmt: skip
-    _mark_writing(repo, record, restoring=bool(todo))
+    if marks is not None:
+        marks.place(record=recorded, restoring=bool(todo))
+    else:
+        record = cut_short.CutShort(
+            action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
+        ) if recorded else None  # fmt: skip
+        _mark_writing(repo, record, restoring=bool(todo))
     with _interrupted(label, again, report):
         report.deleted = remove_many(repo.root, doomed, workers)
         for p in doomed:
@@ -604,6 +619,76 @@ def _mark_writing(repo: Repository, record: cut_short.CutShort | None, *, restor
     for (path, _), tmp in zip(items, beside, strict=True):
         put_in_place(tmp, path, sync=False)
     fsync_dir(repo.dir)
+
+
+class _Marks:
+    """What :func:`_mark_writing` writes, begun while the checkout decides.
+
+    A checkout that writes a large file ahead (:func:`~vfs.worktree.restore.write_ahead`)
+    has its direct writes queued by the time it has decided, and each fsync waits
+    behind them. So the record (as :func:`~vfs.repo.cut_short.begin` writes it) and
+    the marker are written beside their names at once, and fsynced on a thread while
+    the index's records are read; :meth:`place` renames in those the checkout needs
+    and fsyncs the directory, the one round trip left before the first file. Until
+    then nothing is seen under their names: a checkout that stops, or writes
+    nothing, leaves neither (:meth:`close` removes the temporary files).
+    """
+
+    def __init__(self, repo: Repository, record: cut_short.CutShort) -> None:
+        self._dir = repo.dir
+        self._items = [
+            (repo.dir / RESTORING, b""),
+            (repo.dir / cut_short.RECORD, cut_short.encoded(record)),
+        ]
+        self._beside: list[Path] = []
+        self._failed: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        try:
+            for path, data in self._items:
+                self._beside.append(write_beside(path, data, sync=False))
+        except BaseException:
+            self.close()
+            raise
+        self._thread = threading.Thread(target=self._sync, name="dvfs-mark", daemon=True)
+        self._thread.start()
+
+    def _sync(self) -> None:
+        errors = at_once([partial(fsync_file, t) for t in self._beside], "dvfs-mark")
+        self._failed = next((e for e in errors if e is not None), None)
+
+    def join(self) -> None:
+        """Wait for the fsyncs: before a helper process may be forked (no other
+        thread may run then: ``vfs._os.helper_process``)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def place(self, *, record: bool, restoring: bool) -> None:
+        """Put the record and the marker (each if asked) in place, durably."""
+        self.join()
+        try:
+            if self._failed is not None:
+                raise self._failed
+            if not (record or restoring):
+                return
+            if restoring:
+                drop_marker(self._items[0][0])  # (one of another kind fails here)
+            for (path, _), tmp, wanted in zip(
+                self._items, self._beside, (restoring, record), strict=True
+            ):
+                if wanted:
+                    put_in_place(tmp, path, sync=False)
+            fsync_dir(self._dir)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the temporary files not put in place."""
+        self.join()
+        for tmp in self._beside:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._beside = []
 
 
 def drop_marker(marker: Path) -> None:
