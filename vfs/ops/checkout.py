@@ -411,14 +411,18 @@ def _decide_and_write(
         and all(under_any(q, rels) for q in prior.paths)
     )  # fmt: skip
     recorded = bool(doomed or retime or todo) and (prior is None or finishes)
+    ready = _durable
     if marks is not None:
         marks.place(record=recorded, restoring=bool(todo))
+        ready = marks.wait
     else:
         record = cut_short.CutShort(
             action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
         ) if recorded else None  # fmt: skip
         _mark_writing(repo, record, restoring=bool(todo))
     with _interrupted(label, again, report):
+        if doomed or retime:
+            ready()
         report.deleted = remove_many(repo.root, doomed, workers)
         for p in doomed:
             index.entries.pop(p, None)
@@ -438,7 +442,8 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead)
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead, ready)
+        ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
             drop_marker(repo.dir / RESTORING)
         _reached("written")
@@ -583,6 +588,10 @@ def restoring(repo: Repository) -> Iterator[None]:
     drop_marker(marker)
 
 
+def _durable() -> None:
+    """Nothing to wait for: :func:`_mark_writing` made its marks durable already."""
+
+
 def _mark_writing(repo: Repository, record: cut_short.CutShort | None, *, restoring: bool) -> None:
     """Write ``record`` (``vfs.repo.cut_short``) and, if ``restoring``, the
     ``.dvfs/restoring`` marker (see :func:`restoring`), durably, before the first
@@ -629,9 +638,11 @@ class _Marks:
     behind them. So the record (as :func:`~vfs.repo.cut_short.begin` writes it) and
     the marker are written beside their names at once, and fsynced on a thread while
     the index's records are read; :meth:`place` renames in those the checkout needs
-    and fsyncs the directory, the one round trip left before the first file. Until
-    then nothing is seen under their names: a checkout that stops, or writes
-    nothing, leaves neither (:meth:`close` removes the temporary files).
+    and fsyncs the directory on a thread, while the small files are sorted and
+    batched; :meth:`wait` returns once that is done, before the first file changes.
+    Until :meth:`place` nothing is seen under their names: a checkout that stops,
+    or writes nothing, leaves neither (:meth:`close` removes the temporary files; a
+    kill leaves them to ``dvfs fsck``, as it does those of any atomic write).
     """
 
     def __init__(self, repo: Repository, record: cut_short.CutShort) -> None:
@@ -664,7 +675,8 @@ class _Marks:
             self._thread = None
 
     def place(self, *, record: bool, restoring: bool) -> None:
-        """Put the record and the marker (each if asked) in place, durably."""
+        """Put the record and the marker (each if asked) in place; the directory's
+        fsync, which makes them durable, runs on a thread till :meth:`wait`."""
         self.join()
         try:
             if self._failed is not None:
@@ -678,9 +690,24 @@ class _Marks:
             ):
                 if wanted:
                     put_in_place(tmp, path, sync=False)
-            fsync_dir(self._dir)
         finally:
             self.close()
+        self._thread = threading.Thread(target=self._sync_dir, name="dvfs-mark", daemon=True)
+        self._thread.start()
+
+    def _sync_dir(self) -> None:
+        try:
+            fsync_dir(self._dir)
+        except BaseException as exc:
+            self._failed = exc
+
+    def wait(self) -> None:
+        """Wait till what :meth:`place` put in place is durable: before the first
+        file changes (the small files' order is worked out meanwhile:
+        :func:`~vfs.worktree.restore.restore_many`'s ``ready``)."""
+        self.join()
+        if self._failed is not None:
+            raise self._failed
 
     def close(self) -> None:
         """Remove the temporary files not put in place."""
