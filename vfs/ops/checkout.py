@@ -37,8 +37,10 @@ import contextlib
 import os
 import signal
 import stat as statmod
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,7 +69,14 @@ from vfs.repo.history import History
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
-from vfs.store.durable import write_atomic
+from vfs.store.durable import (
+    at_once,
+    fsync_dir,
+    fsync_file,
+    put_in_place,
+    write_atomic,
+    write_beside,
+)
 from vfs.store.pins import live_pins
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -172,14 +181,22 @@ def restore_version(
         empty = [p for p in empty if under_any(p, rels)]
     # Large files nothing stands at are written unnamed meanwhile (vfs.worktree.restore)
     ahead = write_ahead(repo.root, wanted, repo.store)
+    marks = None
     try:
+        if ahead is not None:  # (a checkout that writes: its marks are fsynced meanwhile)
+            marks = _Marks(repo, cut_short.CutShort(
+                action, target, label, index.base, _again(action, source or label, paths),
+                tuple(rels),
+            ))  # fmt: skip
         return _decide_and_write(
             repo, target, workers, version, label, wanted, whole, empty, index, rels, ahead,
-            attach=attach, paths=paths, force=force, warn=warn, action=action, source=source,
-            offline=offline, yes=yes, detached_on=detached_on, move_branch=move_branch,
-            forcible=forcible,
+            marks, attach=attach, paths=paths, force=force, warn=warn, action=action,
+            source=source, offline=offline, yes=yes, detached_on=detached_on,
+            move_branch=move_branch, forcible=forcible,
         )  # fmt: skip
     finally:
+        if marks is not None:
+            marks.close()
         if ahead is not None:
             ahead.close()
 
@@ -196,6 +213,7 @@ def _decide_and_write(
     index: Index,
     rels: list[bytes],
     ahead: WrittenAhead | None,
+    marks: _Marks | None,
     *,
     attach: str | None,
     paths: Sequence[str],
@@ -220,6 +238,8 @@ def _decide_and_write(
     else:
         scope = dict(index.entries)
     remove_temporaries_after_crash(repo, warn)
+    if marks is not None:
+        marks.join()  # (no other thread may run where work_state forks its helpers)
     sub = Index(index.path)
     sub.written_ns = index.written_ns
     sub.entries = scope
@@ -391,15 +411,18 @@ def _decide_and_write(
         and all(under_any(q, rels) for q in prior.paths)
     )  # fmt: skip
     recorded = bool(doomed or retime or todo) and (prior is None or finishes)
-    if recorded:
-        cut_short.begin(
-            repo.dir,
-            cut_short.CutShort(
-                action, target, label, index.base, _again(action, source or label, paths),
-                tuple(rels),
-            ),
-        )  # fmt: skip
+    ready = _durable
+    if marks is not None:
+        marks.place(record=recorded, restoring=bool(todo))
+        ready = marks.wait
+    else:
+        record = cut_short.CutShort(
+            action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
+        ) if recorded else None  # fmt: skip
+        _mark_writing(repo, record, restoring=bool(todo))
     with _interrupted(label, again, report):
+        if doomed or retime:
+            ready()
         report.deleted = remove_many(repo.root, doomed, workers)
         for p in doomed:
             index.entries.pop(p, None)
@@ -419,8 +442,10 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
-        with restoring(repo) if todo else contextlib.nullcontext():
-            stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead)
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead, ready)
+        ready()  # (restore_many has called it, unless it had nothing to write)
+        if todo:
+            drop_marker(repo.dir / RESTORING)
         _reached("written")
         report.failed.update(failed)
         with Walker(repo.root) as walker:
@@ -561,6 +586,136 @@ def restoring(repo: Repository) -> Iterator[None]:
     write_atomic(marker, b"")
     yield
     drop_marker(marker)
+
+
+def _durable() -> None:
+    """Nothing to wait for: :func:`_mark_writing` made its marks durable already."""
+
+
+def _mark_writing(repo: Repository, record: cut_short.CutShort | None, *, restoring: bool) -> None:
+    """Write ``record`` (``vfs.repo.cut_short``) and, if ``restoring``, the
+    ``.dvfs/restoring`` marker (see :func:`restoring`), durably, before the first
+    file of the working tree changes.
+
+    Each is written beside its name, both fsynced at once, renamed in, and the
+    directory fsynced once: two disk round trips, where writing them one after the
+    other took four. Those waited behind the large file's direct writes, which have
+    begun by then (:func:`~vfs.worktree.restore.write_ahead`), with nothing else to
+    do meanwhile: 0.03-0.17 s on the benchmark's disk, 0.35-0.47 s on a loop device,
+    before the first small file.
+    """
+    items: list[tuple[Path, bytes]] = []
+    if restoring:
+        marker = repo.dir / RESTORING
+        drop_marker(marker)  # (one of another kind fails here, before any file is written)
+        items.append((marker, b""))
+    if record is not None:
+        items.append((repo.dir / cut_short.RECORD, cut_short.encoded(record)))
+    if not items:
+        return
+    beside: list[Path] = []
+    try:
+        for path, data in items:
+            beside.append(write_beside(path, data, sync=False))
+        failed = [e for e in at_once([partial(fsync_file, t) for t in beside], "dvfs-mark") if e]
+        if failed:
+            raise failed[0]
+    except BaseException:
+        for tmp in beside:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for (path, _), tmp in zip(items, beside, strict=True):
+        put_in_place(tmp, path, sync=False)
+    fsync_dir(repo.dir)
+
+
+class _Marks:
+    """What :func:`_mark_writing` writes, begun while the checkout decides.
+
+    A checkout that writes a large file ahead (:func:`~vfs.worktree.restore.write_ahead`)
+    has its direct writes queued by the time it has decided, and each fsync waits
+    behind them. So the record (as :func:`~vfs.repo.cut_short.begin` writes it) and
+    the marker are written beside their names at once, and fsynced on a thread while
+    the index's records are read; :meth:`place` renames in those the checkout needs
+    and fsyncs the directory on a thread, while the small files are sorted and
+    batched; :meth:`wait` returns once that is done, before the first file changes.
+    Until :meth:`place` nothing is seen under their names: a checkout that stops,
+    or writes nothing, leaves neither (:meth:`close` removes the temporary files; a
+    kill leaves them to ``dvfs fsck``, as it does those of any atomic write).
+    """
+
+    def __init__(self, repo: Repository, record: cut_short.CutShort) -> None:
+        self._dir = repo.dir
+        self._items = [
+            (repo.dir / RESTORING, b""),
+            (repo.dir / cut_short.RECORD, cut_short.encoded(record)),
+        ]
+        self._beside: list[Path] = []
+        self._failed: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        try:
+            for path, data in self._items:
+                self._beside.append(write_beside(path, data, sync=False))
+        except BaseException:
+            self.close()
+            raise
+        self._thread = threading.Thread(target=self._sync, name="dvfs-mark", daemon=True)
+        self._thread.start()
+
+    def _sync(self) -> None:
+        errors = at_once([partial(fsync_file, t) for t in self._beside], "dvfs-mark")
+        self._failed = next((e for e in errors if e is not None), None)
+
+    def join(self) -> None:
+        """Wait for the fsyncs: before a helper process may be forked (no other
+        thread may run then: ``vfs._os.helper_process``)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def place(self, *, record: bool, restoring: bool) -> None:
+        """Put the record and the marker (each if asked) in place; the directory's
+        fsync, which makes them durable, runs on a thread till :meth:`wait`."""
+        self.join()
+        try:
+            if self._failed is not None:
+                raise self._failed
+            if not (record or restoring):
+                return
+            if restoring:
+                drop_marker(self._items[0][0])  # (one of another kind fails here)
+            for (path, _), tmp, wanted in zip(
+                self._items, self._beside, (restoring, record), strict=True
+            ):
+                if wanted:
+                    put_in_place(tmp, path, sync=False)
+        finally:
+            self.close()
+        self._thread = threading.Thread(target=self._sync_dir, name="dvfs-mark", daemon=True)
+        self._thread.start()
+
+    def _sync_dir(self) -> None:
+        try:
+            fsync_dir(self._dir)
+        except BaseException as exc:
+            self._failed = exc
+
+    def wait(self) -> None:
+        """Wait till what :meth:`place` put in place is durable: before the first
+        file changes (the small files' order is worked out meanwhile:
+        :func:`~vfs.worktree.restore.restore_many`'s ``ready``)."""
+        self.join()
+        if self._failed is not None:
+            raise self._failed
+
+    def close(self) -> None:
+        """Remove the temporary files not put in place."""
+        self.join()
+        for tmp in self._beside:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._beside = []
 
 
 def drop_marker(marker: Path) -> None:

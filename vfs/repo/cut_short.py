@@ -56,6 +56,12 @@ class CutShort:
 
 def begin(dvfs_dir: Path, rec: CutShort) -> None:
     """Write the record (before the first file is touched)."""
+    write_atomic(dvfs_dir / RECORD, encoded(rec))
+
+
+def encoded(rec: CutShort) -> bytes:
+    """The record's bytes, as :func:`begin` writes them (a checkout writes them
+    together with its other marker: ``vfs.ops.checkout``)."""
     data: dict[str, object] = {
         "format": FORMAT,
         "action": rec.action,
@@ -67,7 +73,7 @@ def begin(dvfs_dir: Path, rec: CutShort) -> None:
     named = [os.fsdecode(p) for p in rec.paths]
     if named and len(json.dumps(named)) <= MAX_PATHS:
         data["paths"] = named
-    write_atomic(dvfs_dir / RECORD, json.dumps(data).encode() + b"\n")
+    return json.dumps(data).encode() + b"\n"
 
 
 def end(dvfs_dir: Path) -> None:

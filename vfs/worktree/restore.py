@@ -542,8 +542,13 @@ def restore_many(
     workers: Workers,
     replace: Replace,
     ahead: WrittenAhead | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
+
+    ``ready``, if given, is called once the files are sorted and batched, before
+    anything changes (a checkout's marks become durable meanwhile:
+    ``vfs.ops.checkout``); not when there is nothing to restore.
 
     Small files are restored directory by directory in the order of their objects in
     the packs, on this thread: creating one is a few short system calls with Python
@@ -606,6 +611,8 @@ def restore_many(
     first = list(itertools.accumulate(map(len, small), initial=0))  # of each batch, in flat
     flat = [item for batch in small for item in batch]
     restored = bytearray(len(flat))  # 1: restored here, or by the helper as it reported
+    if ready is not None:
+        ready()
     helper = tickets = None
     if len(flat) >= RESTORE_SPLIT and spare_cpus(1):  # before any thread starts
         tickets = Tickets.share(len(small))
