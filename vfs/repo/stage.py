@@ -99,7 +99,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields, replace
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 
@@ -155,6 +155,13 @@ def same_mode(disk: int, recorded: int) -> bool:
 
 
 _F = TypeVar("_F", bound=tuple[bytes, os.stat_result])
+if TYPE_CHECKING:  # (an array is not subscriptable at run time)
+    # Index.sieve: a path's row (or None), its size, mtime, ctime, inode and mode columns,
+    # the mtime from which a row proves nothing, the permission bits a mode may be cut to.
+    Sieve = tuple[
+        Callable[[bytes], int | None], array[int], array[int], array[int], array[int],
+        array[int], int, int,
+    ]  # fmt: skip
 RowAt = Callable[[int], Sequence[Any]]  # row i of the sorted paths (Index.tree_columns)
 # The cache-tree: directory (b"" the root) -> (paths below it, their bytes, their newest
 # mtime, the id of the tree they make): see Index.trees.
@@ -1210,6 +1217,19 @@ class Index:
             for p in doomed:
                 r = rows[p]
                 rows[p] = (*r[:6], -1, *r[7:])
+
+    def sieve(self) -> Sieve | None:
+        """What :meth:`triage` holds a file's lstat against, for a caller that sorts the
+        files of a directory as it lists them (``vfs.worktree.status``): the row of a
+        path (``pos.get``), the size, mtime, ctime, inode and mode columns, the mtime at
+        or after which a row proves nothing (racily clean), and the permission bits a
+        recorded mode may be cut to (:func:`same_mode`). None unless the rows are held
+        as a file's columns: :meth:`triage` then sorts them."""
+        self._settle()
+        if (cols := self._cols) is None:
+            return None
+        limit = self.written_ns - RACY_NS
+        return cols.pos.get, cols.size, cols.mtime, cols.ctime, cols.ino, cols.mode, limit, _KEEP
 
     def triage(self, found: Iterable[_F]) -> tuple[list[_F], list[_F], list[bytes]]:
         """Sort (path, lstat) pairs: (untracked, maybe changed, paths of tracked ones).
