@@ -26,8 +26,6 @@ from vfs.errors import DvfsError, UsageError
 from vfs.ops.behind import may_be_behind, merge_in_progress, past_base
 from vfs.ops.behind import moved_past as moved_past
 from vfs.ops.behind import quiet as quiet
-from vfs.repo import cut_short
-from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository
 from vfs.repo.stage import INDEX_FORMAT, Index, Staged
 from vfs.worktree.pools import Workers
@@ -46,6 +44,7 @@ if TYPE_CHECKING:
     from vfs.model.codec import Entry
     from vfs.ops import merging
     from vfs.ops.diff import Change
+    from vfs.repo.cut_short import CutShort
     from vfs.repo.gitlink import LockPointer
     from vfs.repo.history import History
     from vfs.worktree.ignore import Ignores
@@ -53,6 +52,7 @@ if TYPE_CHECKING:
     Flat = tuple[bytes, dict[bytes, Entry]]  # a tree id and its files (History.flatten)
 
 LOCK_FILE = "dvfs.lock"  # (vfs.repo.gitlink's: that module is imported only where one is)
+CUT_SHORT = "checking-out"  # (vfs.repo.cut_short's record: imported only where there is one)
 
 
 @dataclass
@@ -308,8 +308,19 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         renamed=_renamed(repo, merge) if merge is not None else {},
         index=index,
         lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
-        cut_short=cut_short.read(repo.dir, index.base),
+        cut_short=_cut_short(repo, index),
     )
+
+
+def _cut_short(repo: Repository, index: Index) -> CutShort | None:
+    """The record of a checkout left unfinished (``vfs.repo.cut_short.read``), if there
+    is one: where there is none, that module (a dataclass made at import, 0.5 ms) is
+    not imported."""
+    if not os.path.lexists(repo.dir / CUT_SHORT):
+        return None
+    from vfs.repo import cut_short
+
+    return cut_short.read(repo.dir, index.base)
 
 
 def _untracked_unstaged(
