@@ -401,6 +401,7 @@ def test_a_clean_status_loads_nothing_only_other_states_need(repo: Repo) -> None
     assert "vfs.ops.status" in imported
     unneeded = {"dis", "tokenize", "shutil", "vfs.ops.merging", "vfs.repo.gitlink"}
     unneeded.add("vfs.repo.cut_short")  # (a checkout's record, where none is)
+    unneeded |= {"signal", "shlex"}  # (to stop a helper; to quote a path in a message)
     assert imported & (unneeded | {"pathspec", "vfs.worktree.ignore"}) == set()
     (repo.root / "dvfs.lock").write_text("branch: main\nversion: v9\nid: " + "ab" * 32 + "\n")
     assert repo.status()["lock"] == {"branch": "main", "version": "v9", "id": "ab" * 32}
