@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import stat as statmod
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def triage_tree(
     """
     helpers = _helpers_for(index)
     if helpers == 0:
-        untracked, stale, tracked = _sorted(index, [list(extra)])
+        untracked, stale, tracked = _sorted_few(index, list(extra))
         _add(
             _scanned_sorted(root, tops, index, warn, skipped, passed_over),
             untracked,
@@ -80,7 +81,7 @@ def triage_tree(
     listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn, skipped, passed_over)
     tickets = Tickets.share(len(dirs)) if dirs else None
     if tickets is None:  # (nothing left to share, or no pipe for it)
-        untracked, stale, tracked = _sorted(index, [list(extra), listed])
+        untracked, stale, tracked = _sorted_few(index, [*extra, *listed])
         _add(
             _scanned_sorted(root, dirs, index, warn, skipped, passed_over),
             untracked,
@@ -117,7 +118,7 @@ def _shared(
     """:func:`triage_tree` once the helpers run: this process's tickets, then their answers."""
     mine: list[int] = []
     claimed = _claimed(tickets, dirs, mine)
-    untracked, stale, tracked = _sorted(index, [list(extra), listed])
+    untracked, stale, tracked = _sorted_few(index, [*extra, *listed])
     _add(
         _scanned_sorted(root, claimed, index, warn, skipped, passed_over), untracked, stale, tracked
     )
@@ -220,7 +221,7 @@ def _scanned_sorted(
     sieve = index.sieve()
     if sieve is None:
         return _sorted(index, _scanned(root, dirs, warn, skipped, passed_over))
-    at, size, mtime, ctime, ino, mode, limit, keep_bits = sieve
+    paths, made, size, mtime, ctime, ino, mode, limit, keep_bits = sieve
     untracked: list[bytes] = []
     stale: list[Found] = []
     tracked: list[bytes] = []
@@ -258,6 +259,15 @@ def _scanned_sorted(
                     stack += enterable(listing, warn, passed_over=passed_over)
                     continue
                 prefix = d + b"/"
+                # Its tracked paths are one run of the sorted ones, looked up in a map
+                # of that run alone; where the run is far longer than the listing (the
+                # paths below its subdirectories), in the map of all the paths.
+                lo = bisect_left(paths, prefix)
+                hi = bisect_left(paths, d + b"0", lo)  # ("0" sorts right after "/")
+                if hi - lo <= _RUN * (len(names) + 1):
+                    at = dict(zip(paths[lo:hi], range(lo, hi), strict=True)).get
+                else:
+                    at = made().get
                 subdirs: list[bytes] = []
                 odd: list[bytes] = []
                 for name in names:
@@ -300,6 +310,40 @@ def _own_temporary(names: list[bytes]) -> bool:
     """Whether a name among ``names`` is one of dvfs's own temporaries (``.tmp-*``),
     which ``list_dir`` leaves out: one pass over them all."""
     return _TMP_NAME in b"\0" + b"\0".join(names)
+
+
+def _sorted_few(index: Index, files: list[Found]) -> Triaged:
+    """:func:`_sorted` of a few files (at the root, or in the directories listed before
+    the work is shared), each found among the sorted paths by bisection: the map of
+    every path to its row is not made for them (see ``Index.sieve``)."""
+    sieve = index.sieve()
+    if sieve is None or len(files) > _FEW:
+        return _sorted(index, [files])
+    paths, _, size, mtime, ctime, ino, mode, limit, keep_bits = sieve
+    untracked: list[bytes] = []
+    stale: list[Found] = []
+    tracked: list[bytes] = []
+    for f in files:
+        rel, st = f
+        i = bisect_left(paths, rel)
+        if i == len(paths) or paths[i] != rel:
+            untracked.append(rel)
+            continue
+        tracked.append(rel)
+        if not (  # Index.triage's test
+            st.st_mtime_ns == mtime[i] < limit
+            and st.st_size == size[i]
+            and st.st_ctime_ns == ctime[i]
+            and st.st_ino == ino[i]
+            and ((m := st.st_mode & PERM_BITS) == (r := mode[i]) or m == r & keep_bits)
+        ):
+            stale.append(f)
+    return untracked, stale, tracked
+
+
+_FEW = 64  # files sorted by bisection at most (more: in the map of all the paths)
+_RUN = 4  # a directory's run of tracked paths looked up in a map of its own: at most
+# this many times its entries (more: the run is mostly what its subdirectories hold)
 
 
 def _scanned(
