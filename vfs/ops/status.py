@@ -83,14 +83,8 @@ class WorkState(_Record):
     """How the working tree differs from the index."""
 
     __slots__ = (
-        "current",
-        "deleted",
-        "modified",
-        "not_checked_out",
-        "refreshed",
-        "special",
-        "unreadable",
-        "untracked",
+        "current", "deleted", "modified", "not_checked_out", "refreshed", "special",
+        "unreadable", "untracked",
     )  # fmt: skip
 
     def __init__(
@@ -287,17 +281,8 @@ class Status(_Record):
     """What ``dvfs status`` reports."""
 
     __slots__ = (
-        "behind",
-        "branch",
-        "cut_short",
-        "detached",
-        "head",
-        "index",
-        "lock",
-        "merge",
-        "renamed",
-        "staged",
-        "work",
+        "behind", "branch", "cut_short", "detached", "head", "index", "lock", "merge",
+        "renamed", "staged", "work",
     )  # fmt: skip
     _hidden = ("index",)
 

@@ -423,19 +423,8 @@ class _Columns:
     """
 
     __slots__ = (
-        "_pos",
-        "at",
-        "columns",
-        "content",
-        "ctime",
-        "flags",
-        "ino",
-        "mode",
-        "mtime",
-        "names",
-        "names_block",
-        "names_checked",
-        "size",
+        "_pos", "at", "columns", "content", "ctime", "flags", "ino", "mode", "mtime",
+        "names", "names_block", "names_checked", "size",
     )  # fmt: skip
 
     def __init__(
