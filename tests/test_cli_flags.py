@@ -381,10 +381,11 @@ def test_a_plain_status_says_the_same_without_click(repo: Repo) -> None:
 
 
 def test_a_clean_status_loads_nothing_only_other_states_need(repo: Repo) -> None:
-    """A clean status where no merge is under way, no ``dvfs.lock`` lies and nothing is
-    untracked imports none of the modules those need, nor ``inspect`` (``dis``,
-    ``tokenize``: what it loads) or ``shutil``: each was milliseconds of its start-up.
-    It still finds a merge record and a ``dvfs.lock`` when there is one."""
+    """A clean status where no merge is under way, no ``dvfs.lock`` lies, no checkout
+    was cut short and nothing is untracked imports none of the modules those need, nor
+    ``inspect`` (``dis``, ``tokenize``: what it loads) or ``shutil``: each was
+    milliseconds of its start-up. It still finds a merge record and a ``dvfs.lock``
+    when there is one."""
     # Written a minute ago: a file written within the index's racy window of the
     # commit (vfs.repo.stage.RACY_NS, reached on a loaded machine) is hashed again by
     # the first status, whose hashing threads load what a clean status need not.
@@ -399,6 +400,8 @@ def test_a_clean_status_loads_nothing_only_other_states_need(repo: Repo) -> None
     imported = {line.rpartition("|")[2].strip() for line in lines}
     assert "vfs.ops.status" in imported
     unneeded = {"dis", "tokenize", "shutil", "vfs.ops.merging", "vfs.repo.gitlink"}
+    unneeded.add("vfs.repo.cut_short")  # (a checkout's record, where none is)
+    unneeded |= {"signal", "shlex"}  # (to stop a helper; to quote a path in a message)
     assert imported & (unneeded | {"pathspec", "vfs.worktree.ignore"}) == set()
     (repo.root / "dvfs.lock").write_text("branch: main\nversion: v9\nid: " + "ab" * 32 + "\n")
     assert repo.status()["lock"] == {"branch": "main", "version": "v9", "id": "ab" * 32}

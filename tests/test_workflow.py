@@ -1575,3 +1575,40 @@ def test_fsck_counts_in_words_that_fit_the_numbers(repo: Repo) -> None:
     assert last == "checked 1 version, 1 tree, 1 chunk (2 B): no problems"
     commit_files(repo, {"two.txt": b"2\n"}, "two")
     assert repo.ok("fsck").out.splitlines()[-1].startswith("checked 2 versions, 2 trees, 2 chunks")
+
+
+def test_status_sorts_every_kind_of_entry_as_it_lists_it(repo: Repo) -> None:
+    """Each directory's entries are held against the index as they are listed: a file
+    changed in any way the stat shows, one turned into a link, a directory, a FIFO, a
+    new file, a ``.tmp-*`` directory (entered) and file (dvfs's own: left out), a
+    ``.git`` (left out) and a lookalike (never stored: a warning) are each what they
+    were before that sort was one pass."""
+    names = ["d/same", "d/grown", "d/chmod", "d/touched", "d/to_link", "d/to_dir", "d/to_fifo"]
+    names.append("d/t/f")  # (.tmp-* names are there: d's own entries are sorted in one pass)
+    for name in names:
+        repo.write(name, "content of " + name)
+    repo.ok("add", "d")
+    repo.commit("kinds")
+    repo.write("d/grown", "content of d/grown, and more")
+    (repo.root / "d/chmod").chmod(0o755)
+    os.utime(repo.root / "d/touched", ns=(1, 1))
+    (repo.root / "d/to_link").unlink()
+    (repo.root / "d/to_link").symlink_to("same")
+    (repo.root / "d/to_dir").unlink()
+    repo.write("d/to_dir/inside", "new below")
+    (repo.root / "d/to_fifo").unlink()
+    os.mkfifo(repo.root / "d/to_fifo")
+    repo.write("d/new", "new")
+    repo.write("d/t/.tmp-mine/kept", "a user's directory of that name is looked into")
+    repo.write("d/t/.tmp-x.0123abcd", "dvfs's own temporary: never listed")
+    repo.write("d/sub/.git", "gitdir: elsewhere")  # (git's own: left out without a word)
+    repo.write("d/sub/.GIT", "a lookalike")
+    r = repo.ok("status", "--json")
+    st = json.loads(r.out)
+    assert st["modified"] == ["d/chmod", "d/grown", "d/to_link"]
+    assert st["deleted"] == ["d/to_dir", "d/to_fifo"]
+    assert st["untracked"] == ["d/new", "d/t/.tmp-mine/kept", "d/to_dir/inside"]
+    assert "d/to_fifo" in r.err and "not a regular file" in r.err
+    assert "d/sub/.GIT" in r.err and "never stores" in r.err and ".git:" not in r.err
+    assert repo.status()["modified"] == st["modified"]  # d/touched: re-hashed, refreshed
+    repo.fsck_clean()

@@ -36,7 +36,6 @@ Each message is written for the user: what happened, what was kept safe, what to
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
 from vfs.quoting import escape_text, quote_given
@@ -176,6 +175,8 @@ class UncommittedChanges(DvfsError):
 
 def _unstage(paths: Sequence[str]) -> str:
     """The command that unstages the removal of ``paths`` (one named, more as PATH)."""
+    import shlex  # (here: every command imports this module, few say this)
+
     return f"dvfs restore --staged {shlex.quote(paths[0]) if len(paths) == 1 else 'PATH...'}"
 
 

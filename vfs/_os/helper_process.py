@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
-import signal
 import struct
 import threading
 from collections.abc import Callable
@@ -141,6 +140,7 @@ def _die_with(parent: int) -> None:
     the working tree after the command was gone.
     """
     import ctypes  # (in the helper alone: a clean ``status`` never loads it)
+    import signal  # (nor this: its enums are made at import, 0.5 ms)
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -194,12 +194,16 @@ class Helper(Channel):
         """Ask the helper to stop (SIGINT, not SIGTERM: it unwinds as from Ctrl-C,
         removing what it was writing). Its pipe then ends."""
         if self.pid > 0:
+            import signal  # (see _die_with)
+
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
 
     def kill(self) -> None:
         """End the helper at once (SIGKILL): for work that leaves nothing to undo."""
         if self.pid > 0:
+            import signal  # (see _die_with)
+
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 

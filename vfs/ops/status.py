@@ -16,7 +16,7 @@ import bisect
 import contextlib
 import os
 import stat as statmod
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -26,8 +26,6 @@ from vfs.errors import DvfsError, UsageError
 from vfs.ops.behind import may_be_behind, merge_in_progress, past_base
 from vfs.ops.behind import moved_past as moved_past
 from vfs.ops.behind import quiet as quiet
-from vfs.repo import cut_short
-from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository
 from vfs.repo.stage import INDEX_FORMAT, Index, Staged
 from vfs.worktree.pools import Workers
@@ -46,6 +44,7 @@ if TYPE_CHECKING:
     from vfs.model.codec import Entry
     from vfs.ops import merging
     from vfs.ops.diff import Change
+    from vfs.repo.cut_short import CutShort
     from vfs.repo.gitlink import LockPointer
     from vfs.repo.history import History
     from vfs.worktree.ignore import Ignores
@@ -53,23 +52,63 @@ if TYPE_CHECKING:
     Flat = tuple[bytes, dict[bytes, Entry]]  # a tree id and its files (History.flatten)
 
 LOCK_FILE = "dvfs.lock"  # (vfs.repo.gitlink's: that module is imported only where one is)
+CUT_SHORT = "checking-out"  # (vfs.repo.cut_short's record: imported only where there is one)
 
 
-@dataclass
-class WorkState:
+class _Record:
+    """Fields set from the constructor's arguments, compared and shown as a dataclass's
+    are. (A plain class: making the two dataclasses of this module was 1 ms of every
+    ``status``, generating and compiling their methods at import.)"""
+
+    __slots__: tuple[str, ...] = ()
+    _hidden: tuple[str, ...] = ()  # fields left out of ``==`` and ``repr``
+
+    def _shown(self) -> list[tuple[str, object]]:
+        return [(k, getattr(self, k)) for k in self.__slots__ if k not in self._hidden]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self._shown() == other._shown()
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as a dataclass with eq)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._shown())
+        return f"{self.__class__.__qualname__}({fields})"
+
+
+class WorkState(_Record):
     """How the working tree differs from the index."""
 
-    current: dict[bytes, Staged] = field(default_factory=dict)  # modified, as on disk
-    modified: list[bytes] = field(default_factory=list)
-    deleted: list[bytes] = field(default_factory=list)
-    not_checked_out: list[bytes] = field(default_factory=list)  # absent by design (vfs.repo.stage)
-    untracked: list[bytes] = field(default_factory=list)
-    unreadable: list[bytes] = field(default_factory=list)  # stat changed, content unknown
-    refreshed: int = 0  # entries whose stat changed but content did not
-    # Deleted (or not checked out) paths where a FIFO, socket or device is now, and
-    # what it is: never opened, never stored (``add`` stages the removal); checkout
-    # replaces one only with --force.
-    special: dict[bytes, str] = field(default_factory=dict)
+    __slots__ = (
+        "current", "deleted", "modified", "not_checked_out", "refreshed", "special",
+        "unreadable", "untracked",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        current: dict[bytes, Staged] | None = None,  # modified, as on disk
+        modified: list[bytes] | None = None,
+        deleted: list[bytes] | None = None,
+        not_checked_out: list[bytes] | None = None,  # absent by design (vfs.repo.stage)
+        untracked: list[bytes] | None = None,
+        unreadable: list[bytes] | None = None,  # stat changed, content unknown
+        refreshed: int = 0,  # entries whose stat changed but content did not
+        # Deleted (or not checked out) paths where a FIFO, socket or device is now, and
+        # what it is: never opened, never stored (``add`` stages the removal); checkout
+        # replaces one only with --force.
+        special: dict[bytes, str] | None = None,
+    ) -> None:
+        self.current: dict[bytes, Staged] = {} if current is None else current
+        self.modified: list[bytes] = [] if modified is None else modified
+        self.deleted: list[bytes] = [] if deleted is None else deleted
+        self.not_checked_out: list[bytes] = [] if not_checked_out is None else not_checked_out
+        self.untracked: list[bytes] = [] if untracked is None else untracked
+        self.unreadable: list[bytes] = [] if unreadable is None else unreadable
+        self.refreshed = refreshed
+        self.special: dict[bytes, str] = {} if special is None else special
 
 
 def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
@@ -238,21 +277,40 @@ def base_files(hist: History, index: Index, known: Flat | None = None) -> dict[b
     return head_files(hist, known) if behind is None else behind[1]
 
 
-@dataclass
-class Status:
+class Status(_Record):
     """What ``dvfs status`` reports."""
 
-    branch: str
-    detached: str | None
-    head: str | None
-    staged: list[Change]
-    work: WorkState
-    behind: str | None = None  # the working tree's version, if the branch moved past it
-    merge: merging.MergeState | None = None  # a merge in progress (vfs.ops.merging)
-    renamed: merging.Renames = field(default_factory=dict)  # its conflicts' (merging.renamed)
-    index: Index | None = field(default=None, repr=False, compare=False)  # as compared
-    lock: LockPointer | None = None  # what dvfs.lock names, if not what the tree holds
-    cut_short: CutShort | None = None  # a whole checkout left unfinished (vfs.repo.cut_short)
+    __slots__ = (
+        "behind", "branch", "cut_short", "detached", "head", "index", "lock", "merge",
+        "renamed", "staged", "work",
+    )  # fmt: skip
+    _hidden = ("index",)
+
+    def __init__(
+        self,
+        branch: str,
+        detached: str | None,
+        head: str | None,
+        staged: list[Change],
+        work: WorkState,
+        behind: str | None = None,  # the working tree's version, if the branch moved past it
+        merge: merging.MergeState | None = None,  # a merge in progress (vfs.ops.merging)
+        renamed: merging.Renames | None = None,  # its conflicts' (merging.renamed)
+        index: Index | None = None,  # as compared
+        lock: LockPointer | None = None,  # what dvfs.lock names, if not what the tree holds
+        cut_short: CutShort | None = None,  # a whole checkout left unfinished
+    ) -> None:
+        self.branch = branch
+        self.detached = detached
+        self.head = head
+        self.staged = staged
+        self.work = work
+        self.behind = behind
+        self.merge = merge
+        self.renamed: merging.Renames = {} if renamed is None else renamed
+        self.index = index
+        self.lock = lock
+        self.cut_short = cut_short
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -308,8 +366,19 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         renamed=_renamed(repo, merge) if merge is not None else {},
         index=index,
         lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
-        cut_short=cut_short.read(repo.dir, index.base),
+        cut_short=_cut_short(repo, index),
     )
+
+
+def _cut_short(repo: Repository, index: Index) -> CutShort | None:
+    """The record of a checkout left unfinished (``vfs.repo.cut_short.read``), if there
+    is one: where there is none, that module (a dataclass made at import, 0.5 ms) is
+    not imported."""
+    if not os.path.lexists(repo.dir / CUT_SHORT):
+        return None
+    from vfs.repo import cut_short
+
+    return cut_short.read(repo.dir, index.base)
 
 
 def _untracked_unstaged(

@@ -31,10 +31,9 @@ import re
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
@@ -286,9 +285,12 @@ def twin_refused(refs: Refs, kind: str, name: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Head:
-    """Where HEAD points: a branch (maybe without versions yet) or a detached version."""
+class Head(NamedTuple):
+    """Where HEAD points: a branch (maybe without versions yet) or a detached version.
+
+    (A named tuple: a frozen dataclass generates and compiles its methods at import,
+    0.5 ms of every command that reads HEAD, a clean ``status`` among them.)
+    """
 
     branch: str
     detached: bytes | None = None

@@ -88,6 +88,7 @@ from __future__ import annotations
 import bisect
 import errno
 import mmap
+import operator
 import os
 import stat as statmod
 import struct
@@ -97,9 +98,9 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields, replace
-from itertools import accumulate
+from itertools import accumulate, islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 
@@ -155,6 +156,14 @@ def same_mode(disk: int, recorded: int) -> bool:
 
 
 _F = TypeVar("_F", bound=tuple[bytes, os.stat_result])
+if TYPE_CHECKING:  # (an array is not subscriptable at run time)
+    # Index.sieve: the sorted paths, the map of each to its row, the size, mtime, ctime,
+    # inode and mode columns, the mtime from which a row proves nothing, the permission
+    # bits a mode may be cut to.
+    Sieve = tuple[
+        list[bytes], Callable[[], dict[bytes, int]], array[int], array[int], array[int],
+        array[int], array[int], int, int,
+    ]  # fmt: skip
 RowAt = Callable[[int], Sequence[Any]]  # row i of the sorted paths (Index.tree_columns)
 # The cache-tree: directory (b"" the root) -> (paths below it, their bytes, their newest
 # mtime, the id of the tree they make): see Index.trees.
@@ -405,15 +414,17 @@ class _Columns:
     """An index of format 3 or 4 as loaded: the paths and the stat columns, content
     still encoded.
 
-    ``pos`` maps each path to its row; the columns are arrays (indexing one costs what
-    indexing a tuple does). ``content`` is the encoded content block, decoded whole by
+    ``pos`` maps each path to its row, made on first use (20,000 paths hashed into a
+    dict: 2-3 ms that a clean ``status``, which looks paths up a directory at a time,
+    does without); the columns are arrays (indexing one costs what indexing a tuple
+    does). ``content`` is the encoded content block, decoded whole by
     :meth:`rows` or, in format 4, one row at a time by :meth:`row` (``at``: where each
     row's content starts; None in format 3).
     """
 
     __slots__ = (
-        "at", "columns", "content", "ctime", "flags", "ino", "mode", "mtime", "names",
-        "names_block", "names_checked", "pos", "size",
+        "_pos", "at", "columns", "content", "ctime", "flags", "ino", "mode", "mtime",
+        "names", "names_block", "names_checked", "size",
     )  # fmt: skip
 
     def __init__(
@@ -446,9 +457,17 @@ class _Columns:
         if version >= 4:
             self.at, at = _column(raw, at, _U64, n)
         self.content = bytes(raw[at:])
-        self.pos: dict[bytes, int] = dict(zip(self.names, range(n), strict=True))
-        if len(self.pos) != n or b"" in self.pos or self.names != sorted(self.names):
+        self._pos: dict[bytes, int] | None = None
+        names = self.names  # (each after the one before: sorted, none repeated, none empty)
+        if n and (not names[0] or not all(map(operator.lt, names, islice(names, 1, None)))):
             raise ValueError("paths not sorted, repeated or empty")
+
+    @property
+    def pos(self) -> dict[bytes, int]:
+        """Each path's row (made on first use)."""
+        if self._pos is None:
+            self._pos = dict(zip(self.names, range(len(self.names)), strict=True))
+        return self._pos
 
     def check_names(self) -> None:
         """:func:`_no_dot_names` of the paths, the first time only (a commit both
@@ -1210,6 +1229,24 @@ class Index:
             for p in doomed:
                 r = rows[p]
                 rows[p] = (*r[:6], -1, *r[7:])
+
+    def sieve(self) -> Sieve | None:
+        """What :meth:`triage` holds a file's lstat against, for a caller that sorts the
+        files of a directory as it lists them (``vfs.worktree.status``): the sorted
+        paths (row i is path i), what makes the map of each path to its row (once, on
+        first call: a caller that looks up a directory's paths among its run of the
+        sorted ones need not), the size, mtime, ctime, inode and mode columns, the
+        mtime at or after which a row proves nothing (racily clean), and the
+        permission bits a recorded mode may be cut to (:func:`same_mode`). None unless
+        the rows are held as a file's columns: :meth:`triage` then sorts them."""
+        self._settle()
+        if (cols := self._cols) is None:
+            return None
+        limit = self.written_ns - RACY_NS
+        return (
+            cols.names, lambda: cols.pos, cols.size, cols.mtime, cols.ctime, cols.ino,
+            cols.mode, limit, _KEEP,
+        )  # fmt: skip
 
     def triage(self, found: Iterable[_F]) -> tuple[list[_F], list[_F], list[bytes]]:
         """Sort (path, lstat) pairs: (untracked, maybe changed, paths of tracked ones).

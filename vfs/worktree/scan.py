@@ -53,14 +53,9 @@ def list_dir(walker: Walker, d: bytes) -> Listing:
     (dvfs's own temporaries); the other names dvfs never stores are listed apart, in
     ``reserved``.
     """
-    try:
-        fd = walker.dir(d, listable=True)  # (held by the walker)
-    except PermissionError:
-        raise FileUnreadable(f"cannot read directory {quoted(d)}: permission denied") from None
-    except OSError as exc:
-        if exc.errno in ABSENT:  # removed, or replaced by a link: nothing of ours is there
-            return Listing([], [], [], [])
-        raise
+    fd = open_listed(walker, d)
+    if fd is None:
+        return Listing([], [], [], [])
     prefix = d + b"/" if d else b""
     files: list[Found] = []
     subdirs: list[bytes] = []
@@ -100,6 +95,20 @@ def list_dir(walker: Walker, d: bytes) -> Listing:
         [p for p in odd if p not in skip],
         sorted(gone),
     )
+
+
+def open_listed(walker: Walker, d: bytes) -> int | None:
+    """A descriptor to list directory ``d`` by (held by the walker); None if ``d`` is
+    gone or not a directory now (removed, or replaced by a link: nothing of ours is
+    there). FileUnreadable if it may not be read."""
+    try:
+        return walker.dir(d, listable=True)
+    except PermissionError:
+        raise FileUnreadable(f"cannot read directory {quoted(d)}: permission denied") from None
+    except OSError as exc:
+        if exc.errno in ABSENT:
+            return None
+        raise
 
 
 def reserved_in(names: list[bytes], *, at_root: bool) -> list[bytes]:
