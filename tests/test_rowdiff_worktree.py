@@ -41,8 +41,13 @@ def committed(root: Path) -> Repo:
     """A repository whose v1 and v2 hold t.csv, the working tree v2's, with the index
     vouching for it: each file is written a second in the past, so that the index
     written after it holds it outside the racy window."""
-    repo = init_repo(root)
-    for text in (V1, V2):
+    return commit_texts(init_repo(root), V1, V2)
+
+
+def commit_texts(repo: Repo, *texts: str) -> Repo:
+    """``repo`` with a version of t.csv committed for each of ``texts``, each file
+    written a second in the past (see :func:`committed`)."""
+    for text in texts:
         path = repo.write("t.csv", text)
         past = time.time_ns() - 2_000_000_000
         os.utime(path, ns=(past, past))
@@ -230,14 +235,7 @@ def test_copies_take_the_chunks_the_working_tree_shares_from_there(
     # Changed while they are copied, the copies are made again from the store.
     root = tmp_path / "repo"
     Repository.init(root, chunker=ChunkerParams(min_size=64, avg_size=256, max_size=1024))
-    repo = Repo(root)
-    v3 = V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n")
-    for text in (V1, v2, v3):
-        path = repo.write("t.csv", text)
-        past = time.time_ns() - 2_000_000_000
-        os.utime(path, ns=(past, past))
-        add_in_process(repo, "t.csv")
-        commit_in_process(repo, "t")
+    repo = commit_texts(Repo(root), V1, v2, V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n"))
     r = Repository.find(root)
     v1 = r.history.lookup(r.history.version(r.history.resolve("v1")).tree, b"t.csv")
     held = r.history.lookup(r.history.version(r.history.resolve("v3")).tree, b"t.csv")
@@ -282,13 +280,7 @@ def test_a_copy_takes_the_working_trees_chunks_without_waiting_for_its_whole_sca
     # scanned first (on a 100 MiB file, a tenth of a second on one core)
     root = tmp_path / "repo"
     Repository.init(root, chunker=ChunkerParams(min_size=64, avg_size=256, max_size=1024))
-    repo = Repo(root)
-    for text in (V1, V2, V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n")):
-        path = repo.write("t.csv", text)
-        past = time.time_ns() - 2_000_000_000
-        os.utime(path, ns=(past, past))
-        add_in_process(repo, "t.csv")
-        commit_in_process(repo, "t")
+    repo = commit_texts(Repo(root), V1, V2, V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n"))
     r = Repository.find(root)
     held = r.history.lookup(r.history.version(r.history.resolve("v3")).tree, b"t.csv")
     assert held is not None and len(held.chunks) > 40
@@ -318,13 +310,7 @@ def test_a_copy_takes_the_working_trees_chunks_without_waiting_for_its_whole_sca
 def test_a_diff_that_stops_keeps_what_it_learned(tmp_path: Path) -> None:
     # The row cache's writes wait for the working-tree file to be found unchanged;
     # a diff that stops (a key naming two rows) keeps them as it did before.
-    repo = committed(tmp_path / "repo")
-    for text in (V1 + "7,twice,1\n", V2 + "7,twice,1\n"):
-        path = repo.write("t.csv", text)
-        past = time.time_ns() - 2_000_000_000
-        os.utime(path, ns=(past, past))
-        add_in_process(repo, "t.csv")
-        commit_in_process(repo, "t")
+    repo = commit_texts(committed(tmp_path / "repo"), V1 + "7,twice,1\n", V2 + "7,twice,1\n")
     repo.fail("diff", "v3", "v4", "t.csv", "--rows", "--key", "id", fragments=("not unique",))
     kept = cached(repo)
     assert any(n.endswith(".sniff") for n in kept) and any(n.endswith(".facts") for n in kept)
