@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -410,8 +410,21 @@ def record_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         sql.append(query)
         return aside(self, query)
 
+    beside = Engine.call_beside
+
+    def seen_beside(self: Engine, fn: Callable[[Callable[[str], Any]], Any]) -> Any:
+        def watched(run: Callable[[str], Any]) -> Any:
+            def recorded(query: str) -> Any:
+                sql.append(query)
+                return run(query)
+
+            return fn(recorded)
+
+        return beside(self, watched)
+
     monkeypatch.setattr(Engine, "run", seen)
     monkeypatch.setattr(Engine, "run_aside", seen_aside)
+    monkeypatch.setattr(Engine, "call_beside", seen_beside)
     return sql
 
 
