@@ -670,6 +670,7 @@ def _fast(
     early: Future[Any] | None = None,
 ) -> list[checks.Bounds | None]:  # fmt: skip
     """Write the changed rows out and compare only them; the key's bounds (``_parts``).
+    The changed chunks' rows are narrowed to those that differ (``regions.narrowed``).
 
     The shared rows S are never written out: where they must be read (the key check,
     the unkeyed count of unchanged rows), the old file (S + CA) is read and CA
@@ -684,7 +685,8 @@ def _fast(
             side.fill(start, end)
     with open(old.copy, "rb") as a, open(new.copy, "rb") as b:
         header = os.pread(a.fileno(), plan.old_header, 0)
-        for dest, src, ranges in ((files[0], a, plan.old_changed), (files[1], b, plan.new_changed)):
+        rows = regions.narrowed(plan, a.fileno(), old.size, b.fileno(), new.size)
+        for dest, src, ranges in ((files[0], a, rows.old_changed), (files[1], b, rows.new_changed)):
             with open(dest, "wb") as dst:
                 write_ranges(src.fileno(), ranges, dst.fileno(), header)
     out.method = "chunks"
