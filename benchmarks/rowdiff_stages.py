@@ -10,7 +10,8 @@ place on the thread that makes it, what the sniffing still
 takes after them, the fast path's plan and key check, and every engine query (those
 run beside another, ``Engine.run_beside``, are timed within the stage that waits for
 them: the line join and ``_parts``, where the old file's keys read beside are waited
-for, or ``_checked_beside``). Each line gives wall and CPU seconds
+for, or ``_checked_beside``; ``_collisions`` runs beside the keyed join,
+``Engine.call_beside``, its queries within its own line). Each line gives wall and CPU seconds
 (the process's CPU time, DuckDB's and the copy's threads included), when it ended
 (seconds since the diff began) and the load then. A query run beside
 (``Engine.run_beside``: the old file's keys read, or its key check) gets a line of its own, from its

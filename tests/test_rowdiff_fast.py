@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +316,41 @@ def test_a_block_edited_in_a_large_table_is_compared_by_chunks(workdir: Path) ->
         assert (added, removed, changed) == ((1, 1, 20) if key else (21, 21, 0))
 
 
+def test_rows_alike_in_the_changed_chunks_are_not_compared(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit of a few rows changes the chunks around them (of 16-64 KiB here, a few
+    thousand rows): only the rows edited, give or take a row at each end, go to the
+    engine, and the answer is the full diff's."""
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(20000)]
+    edited = list(rows)
+    for j in range(10000, 10010):
+        edited[j] = (j, "changed", "0")
+    edited.insert(15000, (50000, "new", "1"))
+    written: list[list[tuple[int, int]]] = []
+    write = source.write_ranges
+
+    def seen(src: int, ranges: Any, out: int, header: bytes = b"") -> None:
+        written.append(list(ranges))
+        write(src, ranges, out, header)
+
+    monkeypatch.setattr(rowdiff, "write_ranges", seen)
+    big = Chunker(ChunkerParams(min_size=16 << 10, avg_size=32 << 10, max_size=64 << 10))
+    old, new = render(rows, "csv", False), render(edited, "csv", False)
+    (workdir / "big-old.csv").write_bytes(old)
+    (workdir / "big-new.csv").write_bytes(new)
+    a = from_working(workdir, b"big-old.csv", big, workdir / "copy-big-old.csv")
+    b = from_working(workdir, b"big-new.csv", big, workdir / "copy-big-new.csv")
+    for key in (["id"], []):
+        written.clear()
+        fast = diff_once(workdir, "csv", a, b, key, 0.0, None)
+        assert isinstance(fast, RowDiff) and fast.method == "chunks"
+        assert outcome(fast) == outcome(diff_once(workdir, "csv", a, b, key, None, None))
+        assert (fast.added, fast.removed, fast.changed) == ((1, 0, 10) if key else (11, 10, 0))
+        sizes = [sum(e - s for s, e in ranges) for ranges in written]
+        assert len(sizes) == 2 and max(sizes) < 20 * 30  # rows of ~15 bytes, not chunks
+
+
 @pytest.mark.parametrize("crlf", [False, True])
 def test_edits_in_the_first_and_last_chunks_are_compared_by_chunks(
     workdir: Path, crlf: bool
@@ -410,8 +445,21 @@ def record_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         sql.append(query)
         return aside(self, query)
 
+    beside = Engine.call_beside
+
+    def seen_beside(self: Engine, fn: Callable[[Callable[[str], Any]], Any]) -> Any:
+        def watched(run: Callable[[str], Any]) -> Any:
+            def recorded(query: str) -> Any:
+                sql.append(query)
+                return run(query)
+
+            return fn(recorded)
+
+        return beside(self, watched)
+
     monkeypatch.setattr(Engine, "run", seen)
     monkeypatch.setattr(Engine, "run_aside", seen_aside)
+    monkeypatch.setattr(Engine, "call_beside", seen_beside)
     return sql
 
 

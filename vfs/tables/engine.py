@@ -358,18 +358,30 @@ class Engine:
         queries read (a table of the main schema: a cursor's temporary tables are
         its own), where one query alone leaves a core idle: on the benchmark's
         200,000-row cut, the old file's key check beside the line join."""
+        return self.call_beside(lambda run: run(sql))
+
+    def call_beside(self, fn: Callable[[Callable[[str], list[tuple[Any, ...]]]], T]) -> Future[T]:
+        """``run_beside`` for several queries in turn: ``fn`` runs on the thread beside,
+        given a ``run`` that answers each of its queries on one cursor of its own (the
+        errors this module's), and the future gives what it returns or raises: for a
+        few small queries each waiting for the answer of the one before, which the
+        engine's thread would otherwise run one after another with its own."""
         with self._early_lock:
             if self._beside is None:
                 self._beside = ThreadPoolExecutor(1, thread_name_prefix="engine-beside")
 
-            def beside(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            def beside(con: duckdb.DuckDBPyConnection) -> T:
                 with self._early_lock:
                     if self._shut:
                         raise EngineError("the table engine was closed")
                     cursor = con.cursor()
                     self._beside_cursors.append(cursor)
+
+                def run(sql: str) -> list[tuple[Any, ...]]:
+                    return self._guarded(lambda _: cursor.execute(sql).fetchall())
+
                 try:
-                    return cursor.execute(sql).fetchall()
+                    return fn(run)
                 finally:
                     with self._early_lock:
                         self._beside_cursors.remove(cursor)

@@ -206,3 +206,87 @@ def _outside(start: int, end: int, inside: list[Range]) -> list[Range]:
     if pos < end:
         out.append((pos, end))
     return out
+
+
+def narrowed(plan: Plan, old_fd: int, old_size: int, new_fd: int, new_size: int) -> Plan:
+    """``plan`` with each pair of changed ranges (the old and the new bytes between the
+    same two shared runs) rid of the whole rows both begin with alike and the whole
+    rows both end with alike: rows of both files as they are, like those of a shared
+    run, which the chunks alone do not show. An edit of a few rows changes a chunk or
+    two around them (about 1 MiB each with the default chunker); the engine then
+    compares the rows edited and a row or so around them, not every row of those
+    chunks. Each range starts and ends on a row boundary (module doc), so the rows
+    cut off are whole rows, found by comparing ``STEP`` blocks from each end. The
+    shared runs (and ``shared_bytes``) are left as the chunks gave them.
+    """
+    starts_a = [plan.old_header] + [s + n for s, _, n in plan.shared]
+    starts_b = [plan.new_header] + [s + n for _, s, n in plan.shared]
+    ends_a = [s for s, _, _ in plan.shared] + [old_size]
+    ends_b = [s for _, s, _ in plan.shared] + [new_size]
+    gaps = list(zip(starts_a, ends_a, starts_b, ends_b, strict=True))
+    if any(a1 < a0 or b1 < b0 for a0, a1, b0, b1 in gaps):
+        return plan  # (runs out of order: the ranges stay as _outside found them)
+    old_changed: list[Range] = []
+    new_changed: list[Range] = []
+    for a0, a1, b0, b1 in gaps:
+        if a1 > a0 and b1 > b0:
+            head = _alike_head(old_fd, a0, new_fd, b0, min(a1 - a0, b1 - b0))
+            a0, b0 = a0 + head, b0 + head
+            tail = _alike_tail(old_fd, a1, new_fd, b1, min(a1 - a0, b1 - b0))
+            a1, b1 = a1 - tail, b1 - tail
+        if a1 > a0:
+            old_changed.append((a0, a1))
+        if b1 > b0:
+            new_changed.append((b0, b1))
+    return Plan(plan.old_header, plan.new_header, plan.shared, old_changed, new_changed)
+
+
+def _differ_at(x: bytes, y: bytes) -> int:
+    """The first index at which ``x`` and ``y`` (unequal, of one length) differ."""
+    lo, hi = 0, len(x)  # x[:lo] == y[:lo]; they differ before hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if x[lo:mid] == y[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _alike_head(a_fd: int, a0: int, b_fd: int, b0: int, limit: int) -> int:
+    """The bytes of the whole rows both files hold alike from ``a0`` and ``b0`` (each a
+    row's start), within ``limit`` bytes: up to the last newline of the bytes alike."""
+    pos, cut = 0, 0
+    while pos < limit:
+        n = min(STEP, limit - pos)
+        x, y = os.pread(a_fd, n, a0 + pos), os.pread(b_fd, n, b0 + pos)
+        if len(x) != n or len(y) != n:
+            return cut  # (a file shorter than its plan: left to the engine)
+        same = n if x == y else _differ_at(x, y)
+        nl = x.rfind(b"\n", 0, same)
+        if nl >= 0:
+            cut = pos + nl + 1
+        if same < n:
+            break
+        pos += n
+    return cut
+
+
+def _alike_tail(a_fd: int, a1: int, b_fd: int, b1: int, limit: int) -> int:
+    """The bytes of the whole rows both files hold alike before ``a1`` and ``b1`` (each
+    a row's end), within ``limit`` bytes: from after the first newline of the bytes
+    alike (the row before it may begin otherwise in each file)."""
+    pos, cut = 0, 0  # pos: bytes alike so far, counted back from the ends
+    while pos < limit:
+        n = min(STEP, limit - pos)
+        x, y = os.pread(a_fd, n, a1 - pos - n), os.pread(b_fd, n, b1 - pos - n)
+        if len(x) != n or len(y) != n:
+            return cut
+        same = n if x == y else _differ_at(x[::-1], y[::-1])  # alike: x[n - same:]
+        nl = x.find(b"\n", n - same)
+        if nl >= 0:
+            cut = pos + n - nl - 1
+        if same < n:
+            break
+        pos += n
+    return cut

@@ -101,6 +101,8 @@ from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
 from vfs.tables.compare import (
     key_totals,
+    key_totals_answer,
+    key_totals_query,
     keyed,
     shared_totals_answer,
     shared_totals_query,
@@ -668,6 +670,7 @@ def _fast(
     early: Future[Any] | None = None,
 ) -> list[checks.Bounds | None]:  # fmt: skip
     """Write the changed rows out and compare only them; the key's bounds (``_parts``).
+    The changed chunks' rows are narrowed to those that differ (``regions.narrowed``).
 
     The shared rows S are never written out: where they must be read (the key check,
     the unkeyed count of unchanged rows), the old file (S + CA) is read and CA
@@ -682,7 +685,8 @@ def _fast(
             side.fill(start, end)
     with open(old.copy, "rb") as a, open(new.copy, "rb") as b:
         header = os.pread(a.fileno(), plan.old_header, 0)
-        for dest, src, ranges in ((files[0], a, plan.old_changed), (files[1], b, plan.new_changed)):
+        rows = regions.narrowed(plan, a.fileno(), old.size, b.fileno(), new.size)
+        for dest, src, ranges in ((files[0], a, rows.old_changed), (files[1], b, rows.new_changed)):
             with open(dest, "wb") as dst:
                 write_ranges(src.fileno(), ranges, dst.fileno(), header)
     out.method = "chunks"
@@ -711,25 +715,31 @@ def _parts(
     if key:
         kind, proved = _proof(cache, old, ot, nt, key, text)
         if proved is not None:
-            counts = _collisions(
-                engine, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds, text
+            check = engine.call_beside(
+                lambda run: _collisions(
+                    run, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds, text
+                )
             )
-        else:
-            if early is not None:
-                early.result()  # its error is the one reading the old file here gives
-                first: tuple[str, int, int, Sequence[str]] = (OLD_KEYS, 1, 1, ())
-            else:
-                first = (whole(), 1, 1, checked)
-            sources = [first, (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
-            _checked_beside(
-                engine, out, ot, nt, key, a_rel, b_rel, limit, text, counted, sources,
-                bounds if kind else None,
-            )  # fmt: skip
+            try:
+                keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, check.result, counted)
+            except Exception:
+                check.result()  # its error first, as when it ran before the join
+                raise
+            check.result()  # (keyed asks for it only where its own counts disagree)
             return bounds
-        keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
-    else:
-        shared = engine.count(whole(), checked) - engine.count(a_rel)
-        unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
+        if early is not None:
+            early.result()  # its error is the one reading the old file here gives
+            first: tuple[str, int, int, Sequence[str]] = (OLD_KEYS, 1, 1, ())
+        else:
+            first = (whole(), 1, 1, checked)
+        sources = [first, (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
+        _checked_beside(
+            engine, out, ot, nt, key, a_rel, b_rel, limit, text, counted, sources,
+            bounds if kind else None,
+        )  # fmt: skip
+        return bounds
+    shared = engine.count(whole(), checked) - engine.count(a_rel)
+    unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
     return bounds
 
 
@@ -830,7 +840,8 @@ def _old_keys(
 
 
 def _collisions(
-    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
+    run: Callable[[str], list[tuple[Any, ...]]], out: RowDiff, ot: Table, nt: Table,
+    key: Sequence[str],
     whole: Callable[[], str], a_rel: str, b_rel: str, proved: tuple[int, checks.Bounds | None],
     kind: str | None, bounds: list[checks.Bounds | None], text: bool,
 ) -> tuple[int, int]:  # fmt: skip
@@ -857,7 +868,7 @@ def _collisions(
         low, high = (f"CAST({literal(str(v))} AS {kind})" for v in known)
         within = f"{first} IS NULL OR {first} BETWEEN {low} AND {high}"
         extent = f", min({first}), max({first})"
-    row = engine.run(
+    row = run(
         f"SELECT count(*) FILTER (WHERE {within}){extent} FROM (SELECT {keys} FROM {b_rel}) __w "
         f"ANTI JOIN (SELECT {keys} FROM {a_rel}) __c ON {on}"
     )[0]
@@ -874,7 +885,8 @@ def _collisions(
     sources: list[tuple[str, int, int, Sequence[str]]] = [
         (hit, 1, 1, ()), (a_rel, 0, -1, ()), (b_rel, 0, 1, ()),
     ]  # fmt: skip
-    part, total_b = key_totals(engine, out, ot, nt, key, sources, text=text)
+    sql = key_totals_query(ot, nt, key, sources, False, text)
+    part, total_b = key_totals_answer(out, key, run(sql)[0])
     return proved[0], proved[0] - part + total_b
 
 
