@@ -389,10 +389,11 @@ def _decide_and_write(
                 retime.append((p, e))
     # The data the files need, fetched now if it is only on a remote: a remote that
     # fails, or --offline, stops the checkout here, before anything has changed.
+    where: dict[bytes, tuple[int, int]] = {}  # (the chunks' places, if all are here)
     unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command=f"{action} {source or label}",
         gets_them=f"dvfs pull {source or label}{''.join(' ' + a for a in paths)}",
-        offline=offline, expansion=None if yes else (target, rels, label),
+        offline=offline, expansion=None if yes else (target, rels, label), where=where,
     )  # fmt: skip
     for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
@@ -442,7 +443,9 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead, ready)
+        stats, failed = restore_many(
+            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None
+        )
         ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
             drop_marker(repo.dir / RESTORING)
@@ -904,6 +907,7 @@ def fetch_missing(
     gets_them: str,
     offline: bool,
     expansion: tuple[bytes, list[bytes], str] | tuple[()] | None,
+    where: dict[bytes, tuple[int, int]] | None = None,
 ) -> tuple[dict[bytes, str], int]:
     """Download the chunks of ``items`` that the local store lacks (``vfs.remote.ondemand``).
 
@@ -914,9 +918,16 @@ def fetch_missing(
     None (``--yes``) nothing. vfs.remote.ondemand, with the remotes and their backends, is
     imported only when something is missing: 25 ms that a checkout of local data, and
     every branch or tag command, do not pay.
+
+    The chunks are looked up in one pass (``ObjectStore.read_order``); when all are
+    here, ``where`` (if given) receives their places, for ``restore_many`` to read
+    them in pack order without looking them up again.
     """
-    has = repo.store.has
-    if all(has(c.oid) for _, e in items for c in e.chunks):
+    oids = {c.oid for _, e in items for c in e.chunks}
+    found = repo.store.read_order(oids)
+    if len(found) == len(oids):
+        if where is not None:
+            where.update(found)
         return {}, 0
     from vfs.remote import ondemand, receive
 
