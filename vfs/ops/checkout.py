@@ -38,12 +38,12 @@ import os
 import signal
 import stat as statmod
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
@@ -68,7 +68,13 @@ from vfs.repo.gitlink import GITIGNORE, LockPointer, ignore_paths, read_lock, wr
 from vfs.repo.history import History
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
-from vfs.repo.stage import Index, not_checked_out, staged_from_entry
+from vfs.repo.stage import (
+    Index,
+    Staged,
+    not_checked_out,
+    row_same_content,
+    staged_from_entry,
+)  # fmt: skip
 from vfs.store.durable import (
     at_once,
     fsync_dir,
@@ -229,26 +235,46 @@ def _decide_and_write(
 ) -> CheckoutReport:
     """The rest of :func:`restore_version`, once the version's files are known."""
     hist = repo.history
-    if rels:
+    # What is tracked in scope: records (PATHs), or, for the whole tree, the index's
+    # rows, whose records are built only for the files found in the working tree
+    # (``rows``; the index's records are replaced at the end: see ``fresh``).
+    rows = not rels and index.holds_rows()
+    scope: Mapping[bytes, Any] = {}
+    same_content: Callable[[Any, Entry], bool] = row_same_content
+    if rows:
+        pass  # (scope: the rows once work_state has refreshed them)
+    elif rels:
         scope = {p: s for p, s in index.entries.items() if under_any(p, rels)}
         # a file tracked where the paths need a directory (d/x, for d/x/y) goes with
         # them: the index never stages a path both as a file and as a directory
         entries = index.entries
         scope.update((d, entries[d]) for d in _directories(wanted, empty) if d in entries)
+        same_content = Staged.same_content
     else:
-        scope = dict(index.entries)
+        scope, same_content = dict(index.entries), Staged.same_content
     remove_temporaries_after_crash(repo, warn)
     if marks is not None:
         marks.join()  # (no other thread may run where work_state forks its helpers)
-    sub = Index(index.path)
-    sub.written_ns = index.written_ns
-    sub.entries = scope
-    state = work_state(repo, sub, workers, warn, valid=whole)
-    index.entries.update(sub.entries)  # stats refreshed by work_state
+    if rows:  # (untracked files are not looked for: they are no concern here)
+        untracked_tops, index.untracked_tops = index.untracked_tops, set()
+        try:
+            state = work_state(repo, index, workers, warn, valid=whole)  # (stats refreshed)
+        finally:
+            index.untracked_tops = untracked_tops
+        scope = index.row_table() or {}  # (as refreshed)
+        staged: Callable[[bytes], Staged | None] = index.get
+    else:
+        sub = Index(index.path)
+        sub.written_ns = index.written_ns
+        sub.entries = cast("dict[bytes, Staged]", scope)
+        state = work_state(repo, sub, workers, warn, valid=whole)
+        index.entries.update(sub.entries)  # stats refreshed by work_state
+        staged = cast("Callable[[bytes], Staged | None]", sub.entries.get)
     unknown = set(state.unreadable)  # tracked, changed, and not readable: content unknown
+    fresh: dict[bytes, Staged] = {}  # records made by this checkout (the whole tree: rows)
 
     def tracked(rel: bytes) -> bool:
-        return rel in index.entries or rel in scope
+        return rel in scope if rows else rel in index.entries or rel in scope
 
     # Untracked files where the version has something: adopt if equal, else conflict.
     # Untracked things that are not files where the version has a file or link, or not
@@ -276,7 +302,10 @@ def _decide_and_write(
             blocked.append((d, f"{what}, not tracked, where {label} has a directory"))
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
     deleted = set(state.deleted) | set(state.not_checked_out)
-    current = {p: s for p, s in sub.entries.items() if p not in deleted}
+    current: dict[bytes, Staged] = {}
+    for p in scope:
+        if p not in deleted and (rec := staged(p)) is not None:
+            current[p] = rec
     current.update(state.current)
     current.update(on_disk)
     # Moving to another version carries a local change to a path that version leaves
@@ -322,18 +351,18 @@ def _decide_and_write(
                     loose.add(p)
         for p, s in scope.items():  # staged but not committed, and would be replaced
             c = committed.get(p)
-            staged_new = c is None or not s.same_content(c)
+            staged_new = c is None or not same_content(s, c)
             e = wanted.get(p)
-            if staged_new and (e is None or not s.same_content(e)):
+            if staged_new and (e is None or not same_content(s, e)):
                 if moving and _same(c, e):
                     carry.add(p)
                 else:
                     conflicts.append(p)
         if not paths:  # staged removals (`rm --cached`, `mv`'s old name): the same rule
-            staged = index.entries
+            in_index = scope if rows else index.entries
             for p, c in committed.items():
                 e = wanted.get(p)
-                if p in staged or e is None:
+                if p in in_index or e is None:
                     continue  # (not removed, or the version lacks it too: stays removed)
                 if moving and _same(c, e):
                     carry.add(p)
@@ -381,7 +410,7 @@ def _decide_and_write(
             if cur is None or st is None or not cur.same_on_disk(e):
                 todo.append((p, e))
             elif st.st_mtime_ns == e.mtime_ns:
-                index.entries[p] = staged_from_entry(e, st)
+                fresh[p] = staged_from_entry(e, st)
                 report.unchanged += 1
             elif st.st_nlink > 1:
                 todo.append((p, e))  # same bytes, shared with another name: never changed
@@ -389,10 +418,11 @@ def _decide_and_write(
                 retime.append((p, e))
     # The data the files need, fetched now if it is only on a remote: a remote that
     # fails, or --offline, stops the checkout here, before anything has changed.
+    where: dict[bytes, tuple[int, int]] = {}  # (the chunks' places, if all are here)
     unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command=f"{action} {source or label}",
         gets_them=f"dvfs pull {source or label}{''.join(' ' + a for a in paths)}",
-        offline=offline, expansion=None if yes else (target, rels, label),
+        offline=offline, expansion=None if yes else (target, rels, label), where=where,
     )  # fmt: skip
     for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
@@ -424,14 +454,15 @@ def _decide_and_write(
         if doomed or retime:
             ready()
         report.deleted = remove_many(repo.root, doomed, workers)
-        for p in doomed:
-            index.entries.pop(p, None)
+        if not rows:
+            for p in doomed:
+                index.entries.pop(p, None)
         with Walker(repo.root) as walker:
             for p, e in retime:  # same bytes: only align the recorded mtime
                 dir_fd, leaf = walker.parent(p)
                 os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
                 st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
-                index.entries[p] = staged_from_entry(e, st)
+                fresh[p] = staged_from_entry(e, st)
                 report.unchanged += 1
 
         def replace(rel: bytes) -> bool:  # something else stands where the version has rel
@@ -442,7 +473,9 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, ahead, ready)
+        stats, failed = restore_many(
+            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None
+        )
         ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
             drop_marker(repo.dir / RESTORING)
@@ -456,10 +489,9 @@ def _decide_and_write(
                     warn(
                         f"{quoted(p)}: not made as an empty directory: something else is in the way"
                     )
-    entries = index.entries  # (one lookup: the property is not free, 20,000 times)
     for p, _ in todo:
         if p in stats:
-            entries[p] = stats[p]
+            fresh[p] = stats[p]
             report.written += 1
     if not paths:
         # A file that could not be restored is not checked out: whatever stood there
@@ -471,14 +503,19 @@ def _decide_and_write(
                 st = walker.lstat(p)
                 if st is not None and not statmod.S_ISDIR(st.st_mode):
                     remove_path(walker, p)
-                index.entries[p] = not_checked_out(wanted[p])
-        for p in [p for p in entries if p not in wanted and p not in carry]:
-            del entries[p]
+                fresh[p] = not_checked_out(wanted[p])
+        # The version's paths and those carried: as made here, else as staged before.
+        made: dict[bytes, Staged] = {}
+        for p in chain(wanted, carry):
+            if (rec := fresh.get(p)) is not None or (rec := staged(p)) is not None:
+                made[p] = rec
+        index.entries = made
         index.head = None if carry else target
         index.base = target
         index.removed_absent.clear()  # (the index is the version's now: see vfs.repo.stage)
         index.numbers[target] = version.number  # (status names it without reading it)
     else:
+        index.entries.update(fresh)
         index.head = None  # (a path not restored keeps its entry, and its file, as they were)
     if move_branch is not None:
         move_branch()
@@ -904,6 +941,7 @@ def fetch_missing(
     gets_them: str,
     offline: bool,
     expansion: tuple[bytes, list[bytes], str] | tuple[()] | None,
+    where: dict[bytes, tuple[int, int]] | None = None,
 ) -> tuple[dict[bytes, str], int]:
     """Download the chunks of ``items`` that the local store lacks (``vfs.remote.ondemand``).
 
@@ -914,9 +952,16 @@ def fetch_missing(
     None (``--yes``) nothing. vfs.remote.ondemand, with the remotes and their backends, is
     imported only when something is missing: 25 ms that a checkout of local data, and
     every branch or tag command, do not pay.
+
+    The chunks are looked up in one pass (``ObjectStore.read_order``); when all are
+    here, ``where`` (if given) receives their places, for ``restore_many`` to read
+    them in pack order without looking them up again.
     """
-    has = repo.store.has
-    if all(has(c.oid) for _, e in items for c in e.chunks):
+    oids = {c.oid for _, e in items for c in e.chunks}
+    found = repo.store.read_order(oids)
+    if len(found) == len(oids):
+        if where is not None:
+            where.update(found)
         return {}, 0
     from vfs.remote import ondemand, receive
 

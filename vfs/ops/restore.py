@@ -398,11 +398,12 @@ def _restore_files(
             report.unchanged += 1
         else:
             todo.append((p, e))
+    where: dict[bytes, tuple[int, int]] = {}  # (the chunks' places, if all are here)
     unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command="restore",
         gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
         + " ".join(shell_word(show(p)) for p, _ in todo[:5]),
-        offline=offline, expansion=None if yes else (),
+        offline=offline, expansion=None if yes else (), where=where,
     )  # fmt: skip
     for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
@@ -427,7 +428,9 @@ def _restore_files(
                 "file: move it away; nothing was restored"
             )
     with restoring(repo) if todo else contextlib.nullcontext():
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+        stats, failed = restore_many(
+            repo.root, todo, repo.store, workers, replace, where=where or None
+        )
     report.failed.update(failed)
     for p, _ in todo:
         got = stats.get(p)

@@ -891,13 +891,45 @@ class ObjectStore:
 
     def read_order(self, oids: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
         """(pack, offset) of each stored id, for reading many objects in file order
-        (:meth:`read_ahead_packs` then asks the kernel for their packs)."""
+        (:meth:`read_ahead_packs` then asks the kernel for their packs); an id left
+        out is not stored. Also the test of whether many ids are stored: each found
+        is noted as relied on (as :meth:`has` notes it).
+
+        One pass under the lock: the indexes merged first when there are more ids than
+        MERGE_AFTER (one by one, the lookups would merge them after as many), the
+        ids missed looked for again once after the folder is listed again (packs
+        another process wrote since). A checkout of 20,000 files asked :meth:`has`
+        once per chunk, then this again per file: 21,722 calls and two lock
+        acquisitions each (4-108 ms), and 33-60 ms more.
+        """
+        wanted = oids if isinstance(oids, (list, tuple, set, frozenset)) else list(oids)
         out: dict[bytes, tuple[int, int]] = {}
-        for oid in oids:
-            hit = self._find(oid)
-            if hit is not None:
-                out[oid] = (hit[0], hit[1].offset)
+        with self._lock:
+            if not self._loaded:
+                self._scan()
+            if not self._merged and len(wanted) > MERGE_AFTER:
+                self._merge()
+            missed = self._place(wanted, out)
+            if missed:
+                self._scan()
+                self._place(missed, out)
         return out
+
+    def _place(self, oids: Iterable[bytes], out: dict[bytes, tuple[int, int]]) -> list[bytes]:
+        """Put (pack, offset) of each of ``oids`` found into ``out``, noting its pack
+        as relied on; return the ids not found (:meth:`read_order`, lock held)."""
+        missed = []
+        slots = set()
+        lookup = self._entries.get if self._merged else self._lookup
+        for oid in oids:
+            hit = lookup(oid)
+            if hit is None:
+                missed.append(oid)
+            else:
+                out[oid] = (hit[0], hit[1].offset)
+                slots.add(hit[0])
+        self._relied |= slots
+        return missed
 
     def read_ahead_packs(self, where: Mapping[bytes, tuple[int, int]]) -> None:
         """Ask the kernel to read ahead the packs of ``where`` (from :meth:`read_order`).

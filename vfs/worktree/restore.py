@@ -543,8 +543,12 @@ def restore_many(
     replace: Replace,
     ahead: WrittenAhead | None = None,
     ready: Callable[[], None] | None = None,
+    where: Mapping[bytes, tuple[int, int]] | None = None,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
+
+    ``where``: the places of their chunks in the packs, if the caller looked them up
+    already (``ObjectStore.read_order``; ``vfs.ops.checkout.fetch_missing``).
 
     ``ready``, if given, is called once the files are sorted and batched, before
     anything changes (a checkout's marks become durable meanwhile:
@@ -572,9 +576,13 @@ def restore_many(
     todo = list(entries)
     # Small files in pack order, their packs read ahead; large files are read direct,
     # chunk by chunk (a readahead of their packs would read them twice).
-    where = store.read_order(e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT)
+    firsts = [e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT]
+    if where is None:
+        places = store.read_order(firsts)
+    else:  # (the small files' alone: their packs are the ones read ahead)
+        places = {oid: at for oid in firsts if (at := where.get(oid)) is not None}
     todo.sort(
-        key=lambda item: where.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
+        key=lambda item: places.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
     )
     done: dict[bytes, Staged] = {}
     failed: dict[bytes, DvfsError] = {}
@@ -690,7 +698,7 @@ def restore_many(
     try:
         # The small files' packs are read ahead once the large files' reads are under
         # way: asking for them first held those back (the call may wait for the disk).
-        store.read_ahead_packs(where)
+        store.read_ahead_packs(places)
         for k in mine():
             record(small[k], run(small[k], walker, True))
             restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
