@@ -201,3 +201,31 @@ def test_add_commit_and_log_compile_no_dataclass_of_their_records(tmp_path: Path
         "one",
     ]
     repo.fsck_clean()
+
+
+def test_commands_load_no_url_parsing(tmp_path: Path) -> None:
+    """`pathlib` imports `urllib.parse` (and it `ipaddress`) for `Path.as_uri`, which
+    no command calls: 10.7 M instructions of every command's start-up. It runs when
+    something first uses it; a path's URI is still right, and so is what the module
+    answers once it has run."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    (repo.root / "d/x").write_bytes(b"two\n")
+    url = {"urllib.parse", "ipaddress"}
+    for args in (("status",), ("add", "d/x"), ("commit", "-m", "two"), ("log", "-n", "1")):
+        got = loaded(repo.root, *args)
+        assert "vfs.cli" in got and not got & url, (args, sorted(got & url))
+    script = (
+        "import sys, vfs.cli; vfs.cli.defer_inspect()\n"  # (as vfs.cli.main does)
+        "import pathlib; from urllib.parse import quote_from_bytes as quote\n"
+        "assert 'ipaddress' not in sys.modules\n"
+        "print(pathlib.Path('/a b/\\u00e9').as_uri(), quote(b'/x y'), 'ipaddress' in sys.modules)\n"
+        "import urllib.parse as up\n"
+        "print(up.urlsplit('s3://b/k?x=1').netloc, up.quote_from_bytes(b'a b'))\n"
+    )
+    out = subprocess.run(
+        [*CLI[:2], "-c", script], env=cli_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "file:///a%20b/%C3%A9 /x%20y True\nb a%20b\n"
+    assert repo.ok("cat", "HEAD:d/x").out == "two\n"
+    repo.fsck_clean()
