@@ -152,8 +152,26 @@ def defer_inspect() -> None:
     for ``Path.as_uri`` alone, which no command calls: 10.7 M instructions of every
     command's start-up, a sixteenth of a clean ``status``. The one name pathlib takes
     from it, ``quote_from_bytes``, loads it when first called (:func:`defer`).
+
+    And :mod:`platform`: click imports :mod:`uuid` (for a parameter type dvfs does not
+    use), which asks ``platform.system()`` once as it is imported, and
+    :mod:`zstandard` asks ``platform.python_implementation()``: loading ``platform``
+    for those was 8 M instructions of every command click runs. The module answers
+    them from ``os.uname()`` and ``sys.implementation``, where its own looks too.
     """
     defer("inspect", cleandoc=cleandoc)
+    platform = defer("platform", system=system)
+    if platform is not None:
+        run = platform  # (not None, as mypy sees it from the closure)
+
+        def python_implementation() -> str:
+            """``platform.python_implementation()``: CPython's answered, else the module's."""
+            if sys.implementation.name == "cpython":
+                return "CPython"
+            real: Callable[[], str] = run("python_implementation")
+            return real()
+
+        sys.modules["platform"].__dict__["python_implementation"] = python_implementation
     parsing = defer("urllib.parse")
     if parsing is not None:
         fetch = parsing  # (not None, as mypy sees it from the closure)
@@ -164,6 +182,11 @@ def defer_inspect() -> None:
             return real(bs, safe)
 
         sys.modules["urllib.parse"].__dict__["quote_from_bytes"] = quote_from_bytes
+
+
+def system() -> str:
+    """``platform.system()``, as Linux answers it (``os.uname()``'s system name)."""
+    return os.uname().sysname
 
 
 def defer(name: str, **answers: object) -> Callable[[str], Any] | None:
