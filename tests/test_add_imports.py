@@ -7,9 +7,10 @@ first byte is read: `dvfs add` of a large file imported the row diff (`vfs.ops.d
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.support.cli import commit_files, init_repo
+from tests.support.cli import CLI, cli_env, commit_files, init_repo
 from tests.test_listing_imports import loaded
 
 ROW_DIFF = {"vfs.ops.diff", "vfs.ops.rows"}
@@ -139,4 +140,147 @@ def test_commit_loads_no_thread_pool_code(tmp_path: Path) -> None:
         "one",
     ]
     assert repo.ok("cat", "HEAD:d/x").out == "two\n"
+    repo.fsck_clean()
+
+
+# Runs `dvfs ARGS` as `main` does and prints each dataclass made on the way, one a line.
+_DATACLASS_DRIVER = """
+import dataclasses, os, sys
+made = dataclasses._process_class
+
+def process_class(cls, *args, **kwargs):
+    os.write(2, f"dataclass: {cls.__module__}.{cls.__qualname__}\\n".encode())
+    return made(cls, *args, **kwargs)
+
+dataclasses._process_class = process_class
+sys.argv = ["dvfs", *sys.argv[1:]]
+import vfs.cli
+vfs.cli.main()
+"""
+
+
+def dataclasses_made(root: Path, *args: str) -> set[str]:
+    """The dataclasses `dvfs ARGS` makes, run in ``root`` (it must succeed)."""
+    p = subprocess.run(
+        [*CLI[:2], "-c", _DATACLASS_DRIVER, *args],
+        cwd=root, env=cli_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    return {line.split()[-1] for line in p.stderr.splitlines() if line.startswith("dataclass:")}
+
+
+# The records of the tree format, built on hot paths through their slots: kept so.
+TREE_RECORDS = {
+    "vfs.model.codec.ChunkRef",
+    "vfs.model.codec.Entry",
+    "vfs.model.codec.Tree",
+    "vfs.repo.stage.Staged",
+}
+
+
+def test_add_commit_and_log_compile_no_dataclass_of_their_records(tmp_path: Path) -> None:
+    """A dataclass compiles its methods as it is made, about 4 M instructions each, in
+    every process that imports it: `dvfs commit` made eleven (a version and its
+    pipeline's records, the history's, the audit log's, the lock file's: 31 M
+    instructions of its 326 M) and `dvfs add` two it never uses. They are named
+    tuples now, made at a sixth of the cost; only the tree's records remain."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    (repo.root / "d/x").write_bytes(b"two\n")
+    made = dataclasses_made(repo.root, "add", "d/x")
+    unused = {"vfs.pipeline.writing.Writer", "vfs.repo.gitlink.LockPointer"}
+    unused |= {"vfs.worktree.ignore.Match", "vfs.worktree.ignore._Compiled"}  # (made, now tuples)
+    assert made >= TREE_RECORDS and not made & unused, sorted(made & unused)
+    made = dataclasses_made(repo.root, "commit", "-m", "two")
+    assert made == TREE_RECORDS, sorted(made - TREE_RECORDS)
+    made = dataclasses_made(repo.root, "log", "-n", "1")
+    records = {f"vfs.model.version_codec.{n}" for n in ("Version", "StageRecord", "StageRun")}
+    records |= {"vfs.model.version_codec.GitLink", "vfs.repo.history.Extent"}
+    records.add("vfs.ops.graph.GraphLine")  # (a line of `log --graph`)
+    assert not made & records, sorted(made & records)
+    assert [line.split()[-1] for line in repo.ok("log", "--oneline").out.splitlines()] == [
+        "two",
+        "one",
+    ]
+    repo.fsck_clean()
+
+
+def test_commands_load_no_url_parsing(tmp_path: Path) -> None:
+    """`pathlib` imports `urllib.parse` (and it `ipaddress`) for `Path.as_uri`, which
+    no command calls: 10.7 M instructions of every command's start-up. It runs when
+    something first uses it; a path's URI is still right, and so is what the module
+    answers once it has run."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    (repo.root / "d/x").write_bytes(b"two\n")
+    url = {"urllib.parse", "ipaddress"}
+    for args in (("status",), ("add", "d/x"), ("commit", "-m", "two"), ("log", "-n", "1")):
+        got = loaded(repo.root, *args)
+        assert "vfs.cli" in got and not got & url, (args, sorted(got & url))
+    script = (
+        "import sys, vfs.cli; vfs.cli.defer_inspect()\n"  # (as vfs.cli.main does)
+        "import pathlib; from urllib.parse import quote_from_bytes as quote\n"
+        "assert 'ipaddress' not in sys.modules\n"
+        "print(pathlib.Path('/a b/\\u00e9').as_uri(), quote(b'/x y'), 'ipaddress' in sys.modules)\n"
+        "import urllib.parse as up\n"
+        "print(up.urlsplit('s3://b/k?x=1').netloc, up.quote_from_bytes(b'a b'))\n"
+    )
+    out = subprocess.run(
+        [*CLI[:2], "-c", script], env=cli_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "file:///a%20b/%C3%A9 /x%20y True\nb a%20b\n"
+    assert repo.ok("cat", "HEAD:d/x").out == "two\n"
+    repo.fsck_clean()
+
+
+# Runs `dvfs ARGS` as `main` does and says at its end whether `platform`'s code ran (a
+# deferred module is in sys.modules before it has).
+_PLATFORM_DRIVER = """
+import sys, vfs.cli
+sys.argv = ["dvfs", *sys.argv[1:]]
+
+def report():
+    module = sys.modules.get("platform")
+    print("platform ran:", module is not None and "python_version" in vars(module))
+    sys.stdout.flush()
+
+end = vfs.cli.exit_now
+vfs.cli.exit_now = lambda code: (report(), end(code))
+try:
+    vfs.cli.main()
+finally:
+    report()
+"""
+
+
+def test_commands_through_click_run_no_platform_module(tmp_path: Path) -> None:
+    """Click imports `uuid`, which asks `platform.system()` as it is imported, and a
+    commit's `zstandard` asks `platform.python_implementation()`: loading `platform`
+    for those was 8 M instructions of every `add`, `commit` and `log`. The answers
+    come from `os.uname()` and `sys.implementation`; the module runs when something
+    else asks it."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    (repo.root / "d/x").write_bytes(b"two\n")
+    for args in (("add", "d/x"), ("commit", "-m", "two"), ("log", "-n", "1")):
+        p = subprocess.run(
+            [*CLI[:2], "-c", _PLATFORM_DRIVER, *args],
+            cwd=repo.root, env=cli_env(), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.endswith("platform ran: False\n"), (args, p.stdout)
+    script = (
+        "import os, vfs.cli; vfs.cli.defer_inspect()\n"  # (as vfs.cli.main does)
+        "import uuid, platform\n"
+        "assert uuid._LINUX and platform.python_implementation() == 'CPython'\n"
+        "print(platform.system(), platform.machine() == os.uname().machine)\n"
+    )
+    out = subprocess.run(
+        [*CLI[:2], "-c", script], env=cli_env(), capture_output=True, text=True, check=True
+    ).stdout
+    assert out == "Linux True\n"
+    assert [line.split()[-1] for line in repo.ok("log", "--oneline").out.splitlines()] == [
+        "two",
+        "one",
+    ]
     repo.fsck_clean()

@@ -4,7 +4,6 @@ parameters; ``show`` as a summary or every file; ``status`` of thousands of file
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import time
@@ -317,7 +316,7 @@ def two_versions_with_one_prefix(repo: Repo) -> str:
     seen: dict[str, bytes] = {}
     with r.locked():
         for i in range(20_000):
-            made = dataclasses.replace(head, message=f"twin {i}", parents=())
+            made = head._replace(message=f"twin {i}", parents=())
             oid, _ = r.store.put(ObjKind.VERSION, encode_version(made))
             if (prefix := oid.hex()[:4]) in seen:
                 break
@@ -364,9 +363,7 @@ def grow(root: Path, branch: str, count: int, label: str) -> None:
         top = r.history.version(tip)
         oid = tip
         for i in range(count):
-            made = dataclasses.replace(
-                top, number=top.number + i + 1, parents=(oid,), message=f"{label}{i}"
-            )
+            made = top._replace(number=top.number + i + 1, parents=(oid,), message=f"{label}{i}")
             oid, _ = r.store.put(ObjKind.VERSION, encode_version(made))
         r.store.sync()
         r.refs.update(f"refs/heads/{branch}", oid, tip)

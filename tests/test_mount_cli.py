@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -705,7 +704,7 @@ def test_names_not_valid_on_linux_are_refused(repo: Path, tmp_path: Path) -> Non
         Entry(b"bad", Kind.DIR, 0o755, 3, 0, subtree=bad_dir),
     ]
     root, _ = store.put(ObjKind.TREE, encode_tree(root_entries))
-    made = replace(v, tree=root, parents=(head,), number=v.number + 1, message="bad")
+    made = v._replace(tree=root, parents=(head,), number=v.number + 1, message="bad")
     oid, _ = store.put(ObjKind.VERSION, encode_version(made))
     store.flush()
     r.refs.update("refs/heads/main", oid, head)

@@ -434,7 +434,7 @@ def _forge(repo: Repository, head: bytes, extra: dict[bytes, Entry]) -> bytes:
     v = hist.version(head)
     entries = {e.name: e for e in hist.tree(v.tree).entries} | extra
     root, _ = store.put(ObjKind.TREE, encode_tree(list(entries.values())))
-    made = replace(v, tree=root, parents=(head,), number=v.number + 1, message="forged")
+    made = v._replace(tree=root, parents=(head,), number=v.number + 1, message="forged")
     oid, _ = store.put(ObjKind.VERSION, encode_version(made))
     store.flush()
     return oid

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vfs.model.version_codec import Version
 from vfs.repo.history import History
@@ -49,8 +49,7 @@ def topo_order(
                 heapq.heappush(ready, (-hist.version(p).time_ns, p))
 
 
-@dataclass(frozen=True)
-class GraphLine:
+class GraphLine(NamedTuple):
     """One line of the drawing: a version's (``oid`` set) or a connector's."""
 
     prefix: str

@@ -42,8 +42,8 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from vfs.errors import FormatError, LockBusy
 from vfs.model.codec import pack, unpack
@@ -56,8 +56,7 @@ MAX_FILE = 16 << 20
 _OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-@dataclass(frozen=True)
-class Writer:
+class Writer(NamedTuple):
     """A stage writing an output, in process ``pid`` (0 when the list does not decode)."""
 
     stage: str

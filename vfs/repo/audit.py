@@ -85,9 +85,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vfs._os.program import command_line, given_command
 from vfs.errors import FormatError
@@ -475,8 +474,7 @@ def make_entry(
     }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One entry as read back."""
 
     seq: int
@@ -633,8 +631,7 @@ def last_entries(dvfs_dir: Path) -> dict[str, Entry]:
     return last
 
 
-@dataclass(frozen=True)
-class Lost:
+class Lost(NamedTuple):
     """A branch or tag whose file is gone though the log's last word on it is a version."""
 
     ref: str
@@ -678,8 +675,7 @@ def lost_refs(
     return out
 
 
-@dataclass
-class Verdict:
+class Verdict(NamedTuple):
     """What ``verify`` found: ``problems`` empty when the chain is intact."""
 
     entries: int

@@ -27,9 +27,8 @@ import errno
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vfs._os.beneath import read_regular
 from vfs.errors import UsageError
@@ -259,8 +258,7 @@ def _literal(name: str) -> str:
     return kept + "\\ " * (len(out) - len(kept))
 
 
-@dataclass(frozen=True)
-class LockPointer:
+class LockPointer(NamedTuple):
     """What ``dvfs.lock`` names."""
 
     branch: str

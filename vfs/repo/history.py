@@ -29,10 +29,9 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FormatError, RevisionNotFound, UsageError
@@ -538,8 +537,7 @@ class History:
         return None
 
 
-@dataclass(frozen=True)
-class Extent:
+class Extent(NamedTuple):
     """The size of a tree as a checkout would make it, and of what it is made of.
 
     ``files`` counts files and links at every path, ``bytes`` their sizes, ``dirs``
@@ -556,8 +554,7 @@ class Extent:
     distinct_bytes: int
 
 
-@dataclass(frozen=True)
-class RevPath:
+class RevPath(NamedTuple):
     """A ``REV:PATH`` argument split in two (PATH may be empty)."""
 
     rev: str

@@ -42,9 +42,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vfs.errors import DvfsError, StorageFull, UsageError
 from vfs.model.version_codec import Version, encode_version
@@ -66,8 +65,7 @@ def _nothing(_: str) -> None:
     """No hook at a step."""
 
 
-@dataclass(frozen=True)
-class Made:
+class Made(NamedTuple):
     """A version :func:`record_version` stored (and, unless told not to, put on its branch)."""
 
     oid: bytes

@@ -40,9 +40,8 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vfs._os.beneath import Walker, read_regular
 from vfs.quoting import quote_name
@@ -87,8 +86,7 @@ BISECT_FIRST = 32
 Warn = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
     """The rule that decided about a path: where it is written, and whether it ignores."""
 
     ignored: bool
@@ -106,8 +104,7 @@ def _quiet(_: str) -> None:
     """Drops a warning."""
 
 
-@dataclass(frozen=True)
-class _Compiled:
+class _Compiled(NamedTuple):
     """The patterns of an ignore file's text, compiled (shared by files with equal text)."""
 
     spec: pathspec.GitIgnoreSpec | None  # None: the built-in rules (see :func:`_builtin`)
