@@ -8,8 +8,15 @@ first byte is read: `dvfs add` of a large file imported the row diff (`vfs.ops.d
 from __future__ import annotations
 
 import subprocess
+import sys
+import threading
+import time
+import types
 from pathlib import Path
 
+import pytest
+
+import vfs.cli
 from tests.support.cli import CLI, cli_env, commit_files, init_repo
 from tests.test_listing_imports import loaded
 
@@ -284,3 +291,51 @@ def test_commands_through_click_run_no_platform_module(tmp_path: Path) -> None:
         "one",
     ]
     repo.fsck_clean()
+
+
+def test_a_deferred_module_asked_from_two_threads_is_whole_for_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module deferred by `vfs.cli.defer` runs on the first thread that asks it for a
+    name; another thread asking meanwhile waits for it to have run, as it would wait
+    on an import's lock, rather than find names missing (a push's transfer threads
+    may be the first to use `urllib.parse`)."""
+    (tmp_path / "dvfs_slow_module.py").write_text(
+        "import dvfs_gate\ndvfs_gate.running.set()\ndvfs_gate.go.wait()\nLATE = 'made'\n"
+    )
+    gate = types.ModuleType("dvfs_gate")
+    gate.running, gate.go = threading.Event(), threading.Event()  # type: ignore[attr-defined]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "dvfs_gate", gate)
+    monkeypatch.delitem(sys.modules, "dvfs_slow_module", raising=False)
+    assert vfs.cli.defer("dvfs_slow_module") is not None
+    module = sys.modules["dvfs_slow_module"]
+    got: dict[str, object] = {}
+    first = threading.Thread(target=lambda: got.setdefault("first", module.LATE))
+    first.start()
+    gate.running.wait()  # the module's code runs on `first`, till `go`
+    me = threading.get_ident()
+
+    def release_once_waiting() -> None:  # `go` once this thread waits in the module's lookup
+        while not gate.go.is_set():
+            frame = sys._current_frames().get(me)
+            if (
+                frame is not None
+                and frame.f_code.co_name == "load"
+                and (frame.f_code.co_filename == vfs.cli.__file__)
+            ):
+                break
+            time.sleep(0.001)
+        gate.go.set()
+
+    releaser = threading.Thread(target=release_once_waiting)
+    releaser.start()
+    try:
+        got["second"] = module.LATE
+    except AttributeError as exc:
+        got["second"] = exc
+    finally:
+        gate.go.set()
+        first.join()
+        releaser.join()
+    assert got == {"first": "made", "second": "made"}

@@ -199,11 +199,13 @@ def defer(name: str, **answers: object) -> Callable[[str], Any] | None:
     The module object is the one an import makes (``module_from_spec``); the first
     attribute it lacks (PEP 562 ``__getattr__``) runs its code in it
     (``exec_module``), once, under a lock, as the import would have, replacing the
-    answers with its own names. A submodule is set on its package, as an import sets
-    it. ``__path__``, which an ``import`` statement asks every module for (a package
-    has one), is refused without running it. (``importlib.util.LazyLoader`` cannot do
-    it on Python 3.11: an ``import`` statement reads ``__spec__``, which loads the
-    module at once.)
+    answers with its own names. Another thread asking for a name meanwhile waits for
+    the code to have run, as it would wait on the import's lock, rather than find the
+    module half made: ``__getattr__`` goes only once it has. A submodule is set on its
+    package, as an import sets it. ``__path__``, which an ``import`` statement asks
+    every module for (a package has one), is refused without running it.
+    (``importlib.util.LazyLoader`` cannot do it on Python 3.11: an ``import``
+    statement reads ``__spec__``, which loads the module at once.)
     """
     if name in sys.modules:
         return None
@@ -215,15 +217,18 @@ def defer(name: str, **answers: object) -> Callable[[str], Any] | None:
         return None
     loader = spec.loader
     module = importlib.util.module_from_spec(spec)
-    lock = _thread.allocate_lock()
+    lock = _thread.RLock()  # (re-entered if the module's own code asks it for a name)
+    ran: list[bool] = []
 
     def load(attr: str) -> Any:
         if attr == "__path__":  # (not a package: asked by `from name import ...`)
             raise AttributeError(f"module {name!r} has no attribute {attr!r}")
         with lock:
-            if module.__dict__.get("__getattr__") is load:
-                del module.__dict__["__getattr__"]
+            if not ran:
+                ran.append(True)
                 loader.exec_module(module)
+                if module.__dict__.get("__getattr__") is load:
+                    del module.__dict__["__getattr__"]
         try:
             return module.__dict__[attr]
         except KeyError:
