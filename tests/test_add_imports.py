@@ -212,6 +212,15 @@ def test_add_commit_and_log_compile_no_dataclass_of_their_records(tmp_path: Path
     repo.fsck_clean()
 
 
+def deferred_run(body: str) -> str:
+    """What a fresh interpreter prints running ``body`` after deferring modules as
+    ``vfs.cli.main`` does (``os`` and ``sys`` imported)."""
+    script = "import os, sys, vfs.cli; vfs.cli.defer_inspect()\n" + body
+    return subprocess.run(
+        [*CLI[:2], "-c", script], env=cli_env(), capture_output=True, text=True, check=True
+    ).stdout
+
+
 def test_commands_load_no_url_parsing(tmp_path: Path) -> None:
     """`pathlib` imports `urllib.parse` (and it `ipaddress`) for `Path.as_uri`, which
     no command calls: 10.7 M instructions of every command's start-up. It runs when
@@ -224,17 +233,13 @@ def test_commands_load_no_url_parsing(tmp_path: Path) -> None:
     for args in (("status",), ("add", "d/x"), ("commit", "-m", "two"), ("log", "-n", "1")):
         got = loaded(repo.root, *args)
         assert "vfs.cli" in got and not got & url, (args, sorted(got & url))
-    script = (
-        "import sys, vfs.cli; vfs.cli.defer_inspect()\n"  # (as vfs.cli.main does)
+    out = deferred_run(
         "import pathlib; from urllib.parse import quote_from_bytes as quote\n"
         "assert 'ipaddress' not in sys.modules\n"
         "print(pathlib.Path('/a b/\\u00e9').as_uri(), quote(b'/x y'), 'ipaddress' in sys.modules)\n"
         "import urllib.parse as up\n"
         "print(up.urlsplit('s3://b/k?x=1').netloc, up.quote_from_bytes(b'a b'))\n"
     )
-    out = subprocess.run(
-        [*CLI[:2], "-c", script], env=cli_env(), capture_output=True, text=True, check=True
-    ).stdout
     assert out == "file:///a%20b/%C3%A9 /x%20y True\nb a%20b\n"
     assert repo.ok("cat", "HEAD:d/x").out == "two\n"
     repo.fsck_clean()
@@ -276,15 +281,11 @@ def test_commands_through_click_run_no_platform_module(tmp_path: Path) -> None:
         )  # fmt: skip
         assert p.returncode == 0, p.stderr
         assert p.stdout.endswith("platform ran: False\n"), (args, p.stdout)
-    script = (
-        "import os, vfs.cli; vfs.cli.defer_inspect()\n"  # (as vfs.cli.main does)
+    out = deferred_run(
         "import uuid, platform\n"
         "assert uuid._LINUX and platform.python_implementation() == 'CPython'\n"
         "print(platform.system(), platform.machine() == os.uname().machine)\n"
     )
-    out = subprocess.run(
-        [*CLI[:2], "-c", script], env=cli_env(), capture_output=True, text=True, check=True
-    ).stdout
     assert out == "Linux True\n"
     assert [line.split()[-1] for line in repo.ok("log", "--oneline").out.splitlines()] == [
         "two",
