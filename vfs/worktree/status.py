@@ -225,15 +225,13 @@ def _scanned_sorted(
     untracked: list[bytes] = []
     stale: list[Found] = []
     tracked: list[bytes] = []
+    found = untracked, stale, tracked
     keep, new, lstat = tracked.append, tuple.__new__, os.stat
     with Walker(root) as walker:
         for top in dirs:
             st = walker.lstat(top)
             if st is None or not statmod.S_ISDIR(st.st_mode):  # (a file: as scan finds it)
-                u, s, t = index.triage(scan(root, top, warn, skipped=skipped))
-                untracked += [f.rel for f in u]
-                stale += s
-                tracked += t
+                _add(_sorted(index, [list(scan(root, top, warn, skipped=skipped))]), *found)
                 continue
             stack = [top]
             while stack:
@@ -248,14 +246,11 @@ def _scanned_sorted(
                     continue
                 if fd is None:
                     continue
-                names = names_in(fd)
+                names = names_in(fd) if d else []  # (the root, which holds .dvfs: below)
                 if not d or any_reserved(names) is not None or _own_temporary(names):
                     # (a rare name, or the root: listed and sorted as anywhere else)
                     listing = list_dir(walker, d)
-                    u, s, t = index.triage(listing.files)
-                    untracked += [f.rel for f in u]
-                    stale += s
-                    tracked += t
+                    _add(_sorted(index, [listing.files]), *found)
                     stack += enterable(listing, warn, passed_over=passed_over)
                     continue
                 prefix = d + b"/"
