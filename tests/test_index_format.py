@@ -9,7 +9,6 @@ rewritten, and damage refused with the one line that says how to rebuild.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -423,8 +422,8 @@ def forge_racy(repo: Repo, rel: str, data: str, monkeypatch: pytest.MonkeyPatch)
     index = Index.load(repo.root / ".dvfs" / "index")
     old = index.entries[rel.encode()]
     assert old.size == st.st_size
-    index.entries[rel.encode()] = replace(
-        old, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino
+    index.entries[rel.encode()] = old._replace(
+        mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino
     )
     stamp = st.st_mtime_ns + 1_000_000  # within RACY_NS of it
     with monkeypatch.context() as m:
