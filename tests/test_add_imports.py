@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import vfs.cli
 from tests.support.cli import CLI, cli_env, commit_files, init_repo
 from tests.test_listing_imports import loaded
+from vfs._os import deferred
 
 ROW_DIFF = {"vfs.ops.diff", "vfs.ops.rows"}
 
@@ -126,6 +126,23 @@ def test_add_loads_no_thread_pool_code(tmp_path: Path) -> None:
     assert "vfs.worktree.ingest" in got and not got & pools, sorted(got & pools)
     repo.ok("commit", "-m", "two")
     assert repo.cat("HEAD:d/s7") == b"small 7\n"
+    assert repo.cat("HEAD:big.bin") == big
+    repo.fsck_clean()
+
+
+def test_add_of_a_large_file_loads_no_typing_extensions(tmp_path: Path) -> None:
+    """`pyfastcdc` imports `typing_extensions` for two type names of its annotations,
+    and with it `inspect` (`ast`, `dis`, `tokenize`): 37 M instructions on the cut
+    thread before the first chunk of a large file was known. The module stands in
+    unrun while pyfastcdc is imported; the chunks are the same."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/x": b"one\n"}, "one")
+    big = bytes(range(251)) * (12 * 4096)  # several chunks and regions (about 12 MiB)
+    (repo.root / "big.bin").write_bytes(big)
+    got = loaded(repo.root, "add", "big.bin")
+    unused = {"typing_extensions", "ast", "dis", "tokenize"}
+    assert "pyfastcdc" in got and not got & unused, sorted(got & unused)
+    repo.ok("commit", "-m", "two")
     assert repo.cat("HEAD:big.bin") == big
     repo.fsck_clean()
 
@@ -300,7 +317,7 @@ def test_commands_through_click_run_no_platform_module(tmp_path: Path) -> None:
 def test_a_deferred_module_asked_from_two_threads_is_whole_for_both(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A module deferred by `vfs.cli.defer` runs on the first thread that asks it for a
+    """A module deferred by `vfs._os.deferred.defer` runs on the first thread that asks it for a
     name; another thread asking meanwhile waits for it to have run, as it would wait
     on an import's lock, rather than find names missing (a push's transfer threads
     may be the first to use `urllib.parse`)."""
@@ -312,7 +329,7 @@ def test_a_deferred_module_asked_from_two_threads_is_whole_for_both(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "dvfs_gate", gate)
     monkeypatch.delitem(sys.modules, "dvfs_slow_module", raising=False)
-    assert vfs.cli.defer("dvfs_slow_module") is not None
+    assert deferred.defer("dvfs_slow_module") is not None
     module = sys.modules["dvfs_slow_module"]
     got: dict[str, object] = {}
     first = threading.Thread(target=lambda: got.setdefault("first", module.LATE))
@@ -326,7 +343,7 @@ def test_a_deferred_module_asked_from_two_threads_is_whole_for_both(
             if (
                 frame is not None
                 and frame.f_code.co_name == "load"
-                and (frame.f_code.co_filename == vfs.cli.__file__)
+                and (frame.f_code.co_filename == deferred.__file__)
             ):
                 break
             time.sleep(0.001)
