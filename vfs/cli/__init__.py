@@ -220,11 +220,14 @@ def settle() -> None:
     stays marked as never caught in CPython 3.11: run as ``python -m vfs.cli``, the
     process then killed itself with SIGINT after its "interrupted" line. The next
     ``exec`` of a string clears that mark.
-    """
-    import signal  # (loaded by then)
 
+    Through :mod:`_signal`, which the interpreter loads as it starts: ``add`` and
+    ``commit`` did not load :mod:`signal` otherwise, and its enums cost 3.3 M
+    instructions to make.
+    """
+    signals = importlib.import_module("_signal")  # (the same function, without enums)
     with contextlib.suppress(ValueError):  # (not the main thread: nothing to ignore)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signals.signal(signals.SIGINT, signals.SIG_IGN)
     exec("")  # (a string: see above)
 
 
