@@ -15,7 +15,9 @@ The commands are click commands, in :mod:`vfs.cli.root` and the modules it names
 Importing click and building the commands is a third of what a clean ``dvfs status``
 of 20,000 files costs, so :func:`main` runs ``dvfs status`` with no argument but
 ``-v``/``--verbose`` and ``--json`` without click (:func:`quick_status`): the same
-code prints the same report (:mod:`vfs.cli.status_report`). Any other command line,
+code prints the same report (:mod:`vfs.cli.status_report`); likewise a plain ``dvfs
+add`` or ``dvfs commit -m`` (:mod:`vfs.cli.staging`) and ``dvfs diff --rows``
+(:mod:`vfs.cli.rows`). Any other command line,
 ``--help``, a mount point, an option spelled otherwise or a mistake, goes to click,
 which says what it always said. This module imports neither; ``vfs.cli.cli`` (the root
 group), ``COMMANDS`` and ``NotEmpty`` load :mod:`vfs.cli.root` on first use (PEP 562).
@@ -100,6 +102,16 @@ def quick_row_diff(args: Sequence[str]) -> Callable[[], None] | None:
     return run
 
 
+def quick_tracking(args: Sequence[str]) -> Callable[[], None] | None:
+    """What runs ``dvfs ARGS`` if it is a plain ``dvfs add`` or ``dvfs commit`` (without
+    click: :mod:`vfs.cli.staging`), else None."""
+    if not args or args[0] not in ("add", "commit") or os.environ.get(COMPLETE_VAR):
+        return None
+    staging = importlib.import_module("vfs.cli.staging")
+    run: Callable[[], None] | None = staging.quick_tracking(args)
+    return run
+
+
 def main() -> None:
     """Console entry point: run the command, turning every error into one line.
 
@@ -123,7 +135,11 @@ def main() -> None:
             from vfs._os.program import set_command
 
             set_command(["dvfs", *args])
-            run = quick_row_diff(args) or importlib.import_module("vfs.cli.root").run
+            run = (
+                quick_row_diff(args)
+                or quick_tracking(args)
+                or importlib.import_module("vfs.cli.root").run
+            )
     except KeyboardInterrupt:
         interrupted_at_start()
     try:
