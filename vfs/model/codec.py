@@ -168,6 +168,23 @@ class Entry(Record):
         _subtree(self, subtree)
         _target(self, target)
 
+    def __eq__(self, other: Any) -> bool:  # (field by field: faster than Record's)
+        if other.__class__ is not Entry:
+            return NotImplemented
+        return (
+            self.name, self.kind, self.mode, self.size, self.mtime_ns, self.digest,
+            self.chunks, self.subtree, self.target,
+        ) == (
+            other.name, other.kind, other.mode, other.size, other.mtime_ns, other.digest,
+            other.chunks, other.subtree, other.target,
+        )  # fmt: skip
+
+    def __hash__(self) -> int:
+        return hash(
+            (self.name, self.kind, self.mode, self.size, self.mtime_ns, self.digest,
+             self.chunks, self.subtree, self.target)
+        )  # fmt: skip
+
 
 class Tree(Record):
     """A directory: entries sorted by name."""
