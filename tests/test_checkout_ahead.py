@@ -4,6 +4,8 @@ A checkout starts writing a large file that nothing stands at before it has deci
 whether it may write anything at all. Until it has decided, that file has no name in
 the working tree: a kill leaves nothing behind, a refusal leaves the tree as it was,
 and a file whose data is damaged is reported as if it had been written the usual way.
+Small files' chunks are read while the checkout's marks are synced, and nothing is
+written before they are durable.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
+from vfs.repo.repository import Repository
 from vfs.store.durable import is_tmp_leaf
-from vfs.worktree.restore import WRITE_DIRECT
+from vfs.worktree.pools import Workers
+from vfs.worktree.restore import WRITE_DIRECT, restore_many
 
 MiB = 1 << 20
 
@@ -146,4 +150,47 @@ def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo) ->
     flip_back(*where)
     repo.ok("checkout", "HEAD")
     assert repo.read("d/big.bin") == big
+    repo.fsck_clean()
+
+
+def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable(
+    repo: Repo,
+) -> None:
+    """While a checkout's marks are still being made durable (``pending``), the small
+    files' chunks are read ahead, but no file appears in the working tree before
+    ``ready`` returns; then every file is restored with its bytes, and the records
+    returned hold the stat the files have."""
+    files = {f"d{i % 3}/f{i:03d}.txt": f"file {i} ".encode() * (i + 1) for i in range(300)}
+    commit_files(repo, files, "base")
+    for rel in files:
+        (repo.root / rel).unlink()
+    r = Repository(repo.root)
+    try:
+        hist = r.history
+        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
+        asked: list[int] = []
+
+        def pending() -> bool:
+            asked.append(len(asked))
+            return len(asked) < 4  # (the marks sync while three batches are read)
+
+        def ready() -> None:
+            assert len(asked) == 4
+            assert [p for p in files if (repo.root / p).exists()] == []
+
+        with Workers() as workers:
+            done, failed = restore_many(
+                r.root, sorted(wanted.items()), r.store, workers, lambda _: False,
+                ready=ready, pending=pending,
+            )  # fmt: skip
+    finally:
+        r.close()
+    assert failed == {}
+    assert sorted(done) == sorted(p.encode() for p in files)
+    for rel, data in files.items():
+        assert repo.read(rel) == data
+        st = os.lstat(repo.root / rel)
+        rec = done[rel.encode()]
+        assert (rec.mtime_ns, rec.ctime_ns, rec.ino) == (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    assert repo.status()["deleted"] == []
     repo.fsck_clean()

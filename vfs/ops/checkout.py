@@ -442,9 +442,10 @@ def _decide_and_write(
     )  # fmt: skip
     recorded = bool(doomed or retime or todo) and (prior is None or finishes)
     ready = _durable
+    pending = None
     if marks is not None:
         marks.place(record=recorded, restoring=bool(todo))
-        ready = marks.wait
+        ready, pending = marks.wait, marks.pending
     else:
         record = cut_short.CutShort(
             action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
@@ -474,7 +475,7 @@ def _decide_and_write(
             return tracked(rel)
 
         stats, failed = restore_many(
-            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None
+            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None, pending
         )
         ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
@@ -737,6 +738,10 @@ class _Marks:
             fsync_dir(self._dir)
         except BaseException as exc:
             self._failed = exc
+
+    def pending(self) -> bool:
+        """Whether :meth:`wait` would still wait for the fsyncs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def wait(self) -> None:
         """Wait till what :meth:`place` put in place is durable: before the first
