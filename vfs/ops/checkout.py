@@ -474,9 +474,24 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
+        def encode_ahead(done: Mapping[bytes, Staged]) -> None:
+            """Encode the index's records as they will most likely be (see the end),
+            while the large files' last writes are in flight."""
+            writing = dict(todo)
+            guess: dict[bytes, Staged] = {}
+            for p in chain(wanted, carry):
+                rec = done.get(p) or fresh.get(p)
+                if rec is None:
+                    e = writing.get(p)
+                    rec = staged(p) if e is None else staged_from_entry(e, None)
+                if rec is not None:
+                    guess[p] = rec
+            index.encode_ahead(guess)
+
         stats, failed = restore_many(
-            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None, pending
-        )
+            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None, pending,
+            None if paths else encode_ahead,
+        )  # fmt: skip
         ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
             drop_marker(repo.dir / RESTORING)

@@ -549,6 +549,7 @@ def restore_many(
     ready: Callable[[], None] | None = None,
     where: Mapping[bytes, tuple[int, int]] | None = None,
     pending: Callable[[], bool] | None = None,
+    idle: Callable[[Mapping[bytes, Staged]], None] | None = None,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
 
@@ -561,7 +562,10 @@ def restore_many(
     says that ``ready`` would still wait, the chunks of the first batches this
     process restores are read, decompressed and verified (up to PREFETCH_BYTES),
     which changes nothing: that fsync queues behind a large file's direct writes
-    (0-260 ms on the benchmark's disk) with this process otherwise idle.
+    (0-260 ms on the benchmark's disk) with this process otherwise idle. ``idle``,
+    if given, is called once with the records made so far when this process has no
+    small file left to write but a large file is still being written (a checkout
+    encodes its index meanwhile: ``Index.encode_ahead``).
 
     Small files are restored directory by directory in the order of their objects in
     the packs, on this thread: creating one is a few short system calls with Python
@@ -742,6 +746,8 @@ def restore_many(
             restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
             listen(0)
             collect()
+        if idle is not None and large:
+            idle(done)
         while listening or large:
             if listening:
                 listen(0.005 if large else None)
