@@ -14,6 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import (
     Repo,
     add_in_process,
@@ -93,16 +95,18 @@ def test_a_checkout_killed_while_it_writes_a_large_file_leaves_nothing_behind(re
     repo.fsck_clean()
 
 
-def test_a_refused_checkout_leaves_no_large_file(repo: Repo) -> None:
+@pytest.mark.parametrize("name", ["d/big.bin", "big.bin"])
+def test_a_refused_checkout_leaves_no_large_file(repo: Repo, name: str) -> None:
     """A checkout refused over an uncommitted change writes nothing: the large file it
-    began to write ahead is not in the tree, nor any temporary file."""
+    began to write ahead (in a directory, or at the top) is not in the tree, nor any
+    temporary file."""
     big = rand(WRITE_DIRECT + MiB, seed=12)
-    commit_files(repo, {"d/big.bin": big, "d/a.txt": "committed"}, "base")
-    (repo.root / "d" / "big.bin").unlink()
+    commit_files(repo, {name: big, "d/a.txt": "committed"}, "base")
+    (repo.root / name).unlink()
     repo.write("d/a.txt", "my change")
     r = repo.run("checkout", "HEAD")
     assert_error(r, "d/a.txt")
-    assert not (repo.root / "d" / "big.bin").exists()
+    assert not (repo.root / name).exists()
     assert _temporaries(repo.root) == []
     # nor the record of a checkout under way, its marker, or their temporary files
     # (written while it decided: vfs.ops.checkout._Marks)
@@ -110,7 +114,7 @@ def test_a_refused_checkout_leaves_no_large_file(repo: Repo) -> None:
     assert not {n for n in left if n.startswith(".tmp-")} | (left & {"checking-out", "restoring"})
     assert repo.read("d/a.txt") == b"my change"
     st = repo.status()
-    assert st["deleted"] == ["d/big.bin"] and st["modified"] == ["d/a.txt"]
+    assert st["deleted"] == [name] and st["modified"] == ["d/a.txt"]
     repo.fsck_clean()
 
 
@@ -134,22 +138,23 @@ def test_a_large_file_restored_keeps_its_mode_and_mtime(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo) -> None:
+@pytest.mark.parametrize("name", ["d/big.bin", "big.bin"])
+def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo, name: str) -> None:
     """A chunk of the large file that reads back wrong fails that file alone, with the
     usual line naming it; the other files are restored and no temporary file stays."""
     big = rand(WRITE_DIRECT + MiB, seed=14)
-    commit_files(repo, {"d/big.bin": big, "d/a.txt": "a"}, "base")
-    for rel in ("d/big.bin", "d/a.txt"):
+    commit_files(repo, {name: big, "d/a.txt": "a"}, "base")
+    for rel in (name, "d/a.txt"):
         (repo.root / rel).unlink()
     where = flip_byte_of(repo.root / ".dvfs" / "objects", big[4 * MiB : 4 * MiB + 4096])
     r = repo.run("checkout", "HEAD")
-    assert_error(r, "could not restore", "d/big.bin")
-    assert not (repo.root / "d" / "big.bin").exists()
+    assert_error(r, "could not restore", name)
+    assert not (repo.root / name).exists()
     assert repo.read("d/a.txt") == b"a"
     assert _temporaries(repo.root) == []
     flip_back(*where)
     repo.ok("checkout", "HEAD")
-    assert repo.read("d/big.bin") == big
+    assert repo.read(name) == big
     repo.fsck_clean()
 
 
