@@ -13,13 +13,14 @@ them: the line join and ``_parts``, where the old file's keys read beside are wa
 for, or ``_checked_beside``; ``_collisions`` runs beside the keyed join,
 ``Engine.call_beside``, its queries within its own line). Each line gives wall and CPU seconds
 (the process's CPU time, DuckDB's and the copy's threads included), when it ended
-(seconds since the diff began) and the load then. A query run beside
-(``Engine.run_beside``: the old file's keys read, or its key check) gets a line of its own, from its
-start to its end: its CPU is the process's over that time, shared with what ran
-beside it. ``--cold`` empties the repository's ``.dvfs/rowcache`` first, for a
-first diff. With ``--plain A B`` (the same two
-versions as plain files, as ``bench_rowdiff.py --keep`` leaves them), DuckDB alone
-then reads A, reads both, and runs ``bench_rowdiff.REFERENCE``'s join, in the same
+(seconds since the diff began) and the load then. Queries run beside
+(``Engine.run_beside``, ``Engine.call_beside``: the old file's keys read, or its
+key check) get a line of their own, named by the first, from their start to their
+end: its CPU is the process's over that time, shared with what ran beside it.
+``--cold`` empties the repository's ``.dvfs/rowcache`` first, for a first diff.
+With ``--plain A B`` (the same two versions as plain files, as ``bench_rowdiff.py
+--keep`` leaves them), DuckDB alone then reads A, reads both, and runs
+``bench_rowdiff.REFERENCE``'s join, in the same
 process: the floor each dvfs stage can be held against.
 
 With ``--chunks``, each thread's
@@ -146,22 +147,31 @@ def main() -> int:
             return run(self, sql)
 
     engine.Engine.run = query  # type: ignore[method-assign]
-    beside = engine.Engine.run_beside
+    beside = engine.Engine.call_beside
 
-    def begun(self: engine.Engine, sql: str) -> Future[list[tuple[Any, ...]]]:
+    def begun(self: engine.Engine, fn: Callable[[Any], Any]) -> Future[Any]:
+        # run_beside goes through call_beside: one line for each, named by its first query
         wall, cpu = time.perf_counter(), time.process_time()
-        name = "  beside: " + " ".join(sql.split())
+        first: list[str] = []
+
+        def watched(run: Callable[[str], Any]) -> Any:
+            def recorded(sql: str) -> Any:
+                first.append(sql)
+                return run(sql)
+
+            return fn(recorded)
 
         def ended(_: object) -> None:
             end = time.perf_counter()
             load = os.getloadavg()[0]
+            name = "  beside: " + " ".join((first[0] if first else "").split())
             stages.append((name, end - wall, time.process_time() - cpu, end - BEGUN, load))
 
-        job = beside(self, sql)
+        job = beside(self, watched)
         job.add_done_callback(ended)
         return job
 
-    engine.Engine.run_beside = begun  # type: ignore[method-assign]
+    engine.Engine.call_beside = begun  # type: ignore[method-assign]
     pair = engine.Engine.sniff_pair
 
     def sniffs(self: engine.Engine, *rest: Any, **named: Any) -> Any:

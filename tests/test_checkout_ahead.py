@@ -4,6 +4,8 @@ A checkout starts writing a large file that nothing stands at before it has deci
 whether it may write anything at all. Until it has decided, that file has no name in
 the working tree: a kill leaves nothing behind, a refusal leaves the tree as it was,
 and a file whose data is damaged is reported as if it had been written the usual way.
+Small files' chunks are read while the checkout's marks are synced, and nothing is
+written before they are durable.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+
+import pytest
 
 from tests.support.cli import (
     Repo,
@@ -25,8 +29,10 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
+from vfs.repo.repository import Repository
 from vfs.store.durable import is_tmp_leaf
-from vfs.worktree.restore import WRITE_DIRECT
+from vfs.worktree.pools import Workers
+from vfs.worktree.restore import WRITE_DIRECT, restore_many
 
 MiB = 1 << 20
 
@@ -89,16 +95,18 @@ def test_a_checkout_killed_while_it_writes_a_large_file_leaves_nothing_behind(re
     repo.fsck_clean()
 
 
-def test_a_refused_checkout_leaves_no_large_file(repo: Repo) -> None:
+@pytest.mark.parametrize("name", ["d/big.bin", "big.bin"])
+def test_a_refused_checkout_leaves_no_large_file(repo: Repo, name: str) -> None:
     """A checkout refused over an uncommitted change writes nothing: the large file it
-    began to write ahead is not in the tree, nor any temporary file."""
+    began to write ahead (in a directory, or at the top) is not in the tree, nor any
+    temporary file."""
     big = rand(WRITE_DIRECT + MiB, seed=12)
-    commit_files(repo, {"d/big.bin": big, "d/a.txt": "committed"}, "base")
-    (repo.root / "d" / "big.bin").unlink()
+    commit_files(repo, {name: big, "d/a.txt": "committed"}, "base")
+    (repo.root / name).unlink()
     repo.write("d/a.txt", "my change")
     r = repo.run("checkout", "HEAD")
     assert_error(r, "d/a.txt")
-    assert not (repo.root / "d" / "big.bin").exists()
+    assert not (repo.root / name).exists()
     assert _temporaries(repo.root) == []
     # nor the record of a checkout under way, its marker, or their temporary files
     # (written while it decided: vfs.ops.checkout._Marks)
@@ -106,7 +114,7 @@ def test_a_refused_checkout_leaves_no_large_file(repo: Repo) -> None:
     assert not {n for n in left if n.startswith(".tmp-")} | (left & {"checking-out", "restoring"})
     assert repo.read("d/a.txt") == b"my change"
     st = repo.status()
-    assert st["deleted"] == ["d/big.bin"] and st["modified"] == ["d/a.txt"]
+    assert st["deleted"] == [name] and st["modified"] == ["d/a.txt"]
     repo.fsck_clean()
 
 
@@ -130,20 +138,64 @@ def test_a_large_file_restored_keeps_its_mode_and_mtime(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo) -> None:
+@pytest.mark.parametrize("name", ["d/big.bin", "big.bin"])
+def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo, name: str) -> None:
     """A chunk of the large file that reads back wrong fails that file alone, with the
     usual line naming it; the other files are restored and no temporary file stays."""
     big = rand(WRITE_DIRECT + MiB, seed=14)
-    commit_files(repo, {"d/big.bin": big, "d/a.txt": "a"}, "base")
-    for rel in ("d/big.bin", "d/a.txt"):
+    commit_files(repo, {name: big, "d/a.txt": "a"}, "base")
+    for rel in (name, "d/a.txt"):
         (repo.root / rel).unlink()
     where = flip_byte_of(repo.root / ".dvfs" / "objects", big[4 * MiB : 4 * MiB + 4096])
     r = repo.run("checkout", "HEAD")
-    assert_error(r, "could not restore", "d/big.bin")
-    assert not (repo.root / "d" / "big.bin").exists()
+    assert_error(r, "could not restore", name)
+    assert not (repo.root / name).exists()
     assert repo.read("d/a.txt") == b"a"
     assert _temporaries(repo.root) == []
     flip_back(*where)
     repo.ok("checkout", "HEAD")
-    assert repo.read("d/big.bin") == big
+    assert repo.read(name) == big
+    repo.fsck_clean()
+
+
+def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable(
+    repo: Repo,
+) -> None:
+    """While a checkout's marks are still being made durable (``pending``), the small
+    files' chunks are read ahead, but no file appears in the working tree before
+    ``ready`` returns; then every file is restored with its bytes, and the records
+    returned hold the stat the files have."""
+    files = {f"d{i % 3}/f{i:03d}.txt": f"file {i} ".encode() * (i + 1) for i in range(300)}
+    commit_files(repo, files, "base")
+    for rel in files:
+        (repo.root / rel).unlink()
+    r = Repository(repo.root)
+    try:
+        hist = r.history
+        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
+        asked: list[int] = []
+
+        def pending() -> bool:
+            asked.append(len(asked))
+            return len(asked) < 4  # (the marks sync while three batches are read)
+
+        def ready() -> None:
+            assert len(asked) == 4
+            assert [p for p in files if (repo.root / p).exists()] == []
+
+        with Workers() as workers:
+            done, failed = restore_many(
+                r.root, sorted(wanted.items()), r.store, workers, lambda _: False,
+                ready=ready, pending=pending,
+            )  # fmt: skip
+    finally:
+        r.close()
+    assert failed == {}
+    assert sorted(done) == sorted(p.encode() for p in files)
+    for rel, data in files.items():
+        assert repo.read(rel) == data
+        st = os.lstat(repo.root / rel)
+        rec = done[rel.encode()]
+        assert (rec.mtime_ns, rec.ctime_ns, rec.ino) == (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    assert repo.status()["deleted"] == []
     repo.fsck_clean()

@@ -59,3 +59,34 @@ def test_text_is_compressed_and_random_bytes_are_not(repo: Repo) -> None:
         want = Compression.ZSTD if name.startswith("text") and len(data) > 64 else Compression.NONE
         assert methods[hash_bytes(data)] == want, name
     repo.fsck_clean()
+
+
+def test_a_damaged_or_truncated_payload_is_reported_corrupt_by_its_id() -> None:
+    """Reading a stored payload checks it whole: a compressed one that does not
+    decompress, one cut short and one that decompresses to other bytes each raise
+    ``ObjectCorrupt`` naming the object, which `dvfs fsck` and every read report."""
+    import pytest
+    import zstandard
+
+    from vfs.errors import ObjectCorrupt
+    from vfs.store.compression import decode_payload
+    from vfs.store.packs import PackedObject
+
+    data = csv_like(random.Random(3), 8 * KiB)
+    packed = zstandard.ZstdCompressor().compress(data)
+    oid = hash_bytes(data)
+
+    def obj(stored: int, raw: int = len(data)) -> PackedObject:
+        return PackedObject(oid, 0, Compression.ZSTD, 0, stored, raw)
+
+    assert bytes(decode_payload(obj(len(packed)), packed)) == data
+    other = zstandard.ZstdCompressor().compress(data[:-1] + b"!")
+    cases = [
+        (b"\0" * len(packed), "does not decompress"),
+        (packed[:-1], "truncated"),
+        (other, "is corrupt"),
+    ]
+    for payload, said in cases:
+        with pytest.raises(ObjectCorrupt, match=said) as got:
+            decode_payload(obj(len(payload)) if said != "truncated" else obj(len(packed)), payload)
+        assert oid.hex() in str(got.value)

@@ -188,6 +188,46 @@ def test_changes_kept_over_the_columns_save_the_bytes_a_full_encoding_does(tmp_p
     assert again.get(b"m/150x") == recs[b"a/file.bin"] and again.get(b"0first") is None
 
 
+def test_records_encoded_ahead_save_the_bytes_a_full_encoding_does(tmp_path: Path) -> None:
+    # A whole checkout encodes the records it expects while its large file's last
+    # writes are in flight, and the save reuses those bytes for the records that are
+    # the same objects, putting in the stat, size, mode and flags of the others: the
+    # file must be the one that encoding the final records gives, whatever changed
+    # (the stat of a file written last, one not checked out, a different content, a
+    # path more or less).
+    here = tmp_path / "here"
+    here.write_bytes(b"x" * 15)
+    os.utime(here, ns=(1, 1))  # (old enough to be trusted: a slow run smudges no row)
+    recs = records(here)
+    base = {**recs, **{b"m/%03d" % i: recs[b"big-inode"]._replace(ino=i) for i in range(300)}}
+    big = recs[b"a/file.bin"]
+    finals: dict[str, dict[bytes, Staged]] = {
+        "same": base,
+        "stat": {**base, b"a/file.bin": big._replace(size=99, mtime_ns=7, ctime_ns=8, ino=9)},
+        "mode and flags": {
+            **base,
+            b"m/007": base[b"m/007"]._replace(mode=0o600, checked_out=False),
+            b"absent/x": recs[b"absent/x"]._replace(checked_out=True, ino=-1),
+        },
+        "content": {**base, b"m/010": base[b"m/010"]._replace(digest=b"\x07" * 32)},
+        "a path less": {p: r for p, r in base.items() if p != b"m/299"},
+        "a path more": {**base, b"m/299x": big},
+    }
+    for name, final in finals.items():
+        plain = Index(tmp_path / f"{name}-plain")
+        plain.entries = dict(final)
+        plain.save()
+        ahead = Index(tmp_path / f"{name}-ahead")
+        ahead.encode_ahead(base)
+        ahead.entries = dict(final)
+        ahead.save()
+        raw = (tmp_path / f"{name}-ahead").read_bytes()
+        assert rows_part(raw) == rows_part((tmp_path / f"{name}-plain").read_bytes()), name
+        again = Index.load(tmp_path / f"{name}-ahead")
+        again.check()
+        assert again.entries == final, name
+
+
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_older_index_is_read_and_status_rewrites_it(repo: Repo, version: int) -> None:
     repo.write("d/a.txt", "a")

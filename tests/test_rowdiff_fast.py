@@ -711,10 +711,14 @@ def seen(result: RowDiff | KeyNotUnique) -> Any:
     return str(result) if isinstance(result, KeyNotUnique) else outcome(result)
 
 
-def test_many_rows_keyed_by_lines_agree_with_the_full_diff(workdir: Path) -> None:
+def test_many_rows_keyed_by_lines_agree_with_the_full_diff(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Past PERFECT_ROWS rows, the old file's keys (integers) are counted in a perfect
-    # hash table and the new side's follow from them (compare.shared_totals_query):
-    # the answer, and a repeated key's error, are the full path's.
+    # hash table, or one integer column's checked by a bitmap (past BITMAP_ROWS),
+    # and the new side's follow from them (compare.shared_totals): the answer, and a
+    # repeated key's error, are the full path's.
+    monkeypatch.setattr(compare, "BITMAP_ROWS", compare.PERFECT_ROWS)
     n = compare.PERFECT_ROWS + 5000
     rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(n)]
     edited = [(i, a, str(int(b) + 1)) if i % 97 == 0 else (i, a, b) for i, a, b in rows]
@@ -763,6 +767,50 @@ def test_many_rows_keyed_by_lines_agree_with_the_full_diff(workdir: Path) -> Non
                     assert (full.added, full.removed, full.changed) == (1, 71, changed)
                 else:
                     assert isinstance(full, KeyNotUnique), name
+
+
+def test_a_dense_integer_key_is_checked_without_grouping_the_old_files_keys(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past PERFECT_ROWS rows, a key of one integer column whose values span few more
+    # than its rows is checked for repeats by a bitmap of its values, not by grouping
+    # every key of the old file (compare.shared_totals); the new side's bounds are
+    # found without the old keys' anti-join where CA holds neither extreme key. The
+    # answer and the bounds kept (vfs.tables.checks) are those of every key counted.
+    monkeypatch.setattr(compare, "BITMAP_ROWS", compare.PERFECT_ROWS)  # (a smaller file)
+    n = compare.PERFECT_ROWS + 1000
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(n)]
+
+    def edit(row: Row) -> Row:
+        return (row[0], row[1], str(int(row[2]) + 1))
+
+    middle = [edit(r) if r[0] % 97 == 5 else r for r in rows if r[0] % 1001 != 3]
+    cases = {  # the new rows; CA holding neither old extreme, one, or both
+        "middle, keys added beyond both ends": [(-4, "low", "1"), *middle, (n + 9, "high", "2")],
+        "middle only": middle,
+        "the last row removed": middle[:-1],
+        "the first row changed": [edit(middle[0]), *middle[1:]],
+        "both ends changed": [edit(middle[0]), *middle[1:-1], edit(middle[-1])],
+    }
+    sql = record_queries(monkeypatch)
+    a = side(workdir, "old", render(rows, "csv", False), "csv")
+    for name, new in cases.items():
+        b = side(workdir, "new", render(new, "csv", False), "csv")
+        full = diff_once(workdir, "csv", a, b, ["id"], None, None)
+        with tempfile.TemporaryDirectory(dir=workdir) as cache:
+            sql.clear()
+            lines = diff_once(workdir, "csv", a, b, ["id"], NO_CHUNKS, cache)
+            kept = {p.read_bytes() for p in (Path(cache) / "rowcache").iterdir()}
+        assert isinstance(lines, RowDiff) and lines.method == "full", name
+        assert outcome(lines) == outcome(full), name
+        ids = [r[0] for r in new]
+        assert {
+            b"dvfs-rows 1 %d 0 %d\n" % (n, n - 1),
+            b"dvfs-rows 1 %d %d %d\n" % (len(new), min(ids), max(ids)),
+        } <= kept, name
+        keys_read = [q for q in sql if compare.KEYS_TABLE in q]
+        assert keys_read, name  # the old file's keys were read into their table
+        assert not any(f"FROM {compare.KEYS_TABLE} GROUP BY" in q for q in keys_read), name
 
 
 def test_quoted_fields_take_the_full_path(workdir: Path) -> None:

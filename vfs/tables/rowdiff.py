@@ -34,7 +34,7 @@ the changed rows. Then:
   the old file, every value converted, so a value that does not fit its type is
   found as the full path finds it; ``_checked`` says when text columns can be left
   out; its keys are counted alone, and the new side's follow from them and CB's:
-  ``compare.shared_totals_query``); when keys are unique, a row of S
+  ``compare.shared_totals``); when keys are unique, a row of S
   has a key that no row of CA or CB has, so matching CA against CB gives exactly the
   full diff. Only CA and CB are written out for the engine. When an earlier keyed
   diff proved the old file's values and key (``vfs.tables.checks``), only the old
@@ -104,8 +104,8 @@ from vfs.tables.compare import (
     key_totals_answer,
     key_totals_query,
     keyed,
+    shared_totals,
     shared_totals_answer,
-    shared_totals_query,
     unkeyed,
 )
 from vfs.tables.engine import (
@@ -773,21 +773,21 @@ def _checked_beside(
 ) -> None:  # fmt: skip
     """``keyed`` on the changed rows, with the key check over ``sources`` (the old file,
     CA, CB) run beside it (``Engine.run_beside``): each is a few small queries that
-    leave a core idle. The check is ``compare.shared_totals_query``; where it finds a
+    leave a core idle. The check is ``compare.shared_totals``; where it finds a
     key naming several rows, ``key_totals`` names one. What the key check finds comes
     first, as when it ran before: a key that names several rows, or its error,
     rather than the join's."""
     (old_rel, _, _, convert), (ca, *_), (cb, *_) = sources
-    check = engine.run_beside(
-        shared_totals_query(
-            ot, nt, key, (old_rel, convert), ca, cb, bounds is not None, text, counted[0]
+    check = engine.call_beside(
+        lambda run: shared_totals(
+            run, ot, nt, key, (old_rel, convert), ca, cb, bounds is not None, text, counted[0]
         )
-    )  # (a cursor of its own, as the query needs)
+    )  # (a cursor of its own, as the queries need)
     found: list[tuple[int, int]] = []
 
     def counts() -> tuple[int, int]:
         if not found:
-            got = shared_totals_answer(check.result()[0], bounds)
+            got = shared_totals_answer(check.result(), bounds)
             if got is None:  # a key names several rows: the whole check names one
                 got = key_totals(engine, out, ot, nt, key, sources, bounds, text)
             found.append(got)

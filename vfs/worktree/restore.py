@@ -11,6 +11,7 @@ import stat as statmod
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,9 @@ RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shar
 WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs._os.direct_io)
 READ_AHEAD = 3  # chunks of such a file read ahead while the current one is written
 READERS = 4  # threads reading them: direct reads in parallel keep the disk's queue full
+# Small files' chunks read ahead of their writes while a checkout's marks are synced
+# (restore_many's ``pending``): about 1,000 of the benchmark's files, 20-40 ms of work.
+PREFETCH_BYTES = 16 << 20
 
 Replace = Callable[[bytes], bool]
 
@@ -544,6 +548,8 @@ def restore_many(
     ahead: WrittenAhead | None = None,
     ready: Callable[[], None] | None = None,
     where: Mapping[bytes, tuple[int, int]] | None = None,
+    pending: Callable[[], bool] | None = None,
+    idle: Callable[[Mapping[bytes, Staged]], None] | None = None,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
 
@@ -552,7 +558,14 @@ def restore_many(
 
     ``ready``, if given, is called once the files are sorted and batched, before
     anything changes (a checkout's marks become durable meanwhile:
-    ``vfs.ops.checkout``); not when there is nothing to restore.
+    ``vfs.ops.checkout``); not when there is nothing to restore. While ``pending()``
+    says that ``ready`` would still wait, the chunks of the first batches this
+    process restores are read, decompressed and verified (up to PREFETCH_BYTES),
+    which changes nothing: that fsync queues behind a large file's direct writes
+    (0-260 ms on the benchmark's disk) with this process otherwise idle. ``idle``,
+    if given, is called once with the records made so far when this process has no
+    small file left to write but a large file is still being written (a checkout
+    encodes its index meanwhile: ``Index.encode_ahead``).
 
     Small files are restored directory by directory in the order of their objects in
     the packs, on this thread: creating one is a few short system calls with Python
@@ -576,13 +589,17 @@ def restore_many(
     todo = list(entries)
     # Small files in pack order, their packs read ahead; large files are read direct,
     # chunk by chunk (a readahead of their packs would read them twice).
-    firsts = [e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT]
+    large_items = [item for item in todo if item[1].size >= WRITE_DIRECT]
+    small_items = [item for item in todo if item[1].size < WRITE_DIRECT] if large_items else todo
+    firsts = [e.chunks[0].oid for _, e in small_items if e.chunks]
     if where is None:
         places = store.read_order(firsts)
     else:  # (the small files' alone: their packs are the ones read ahead)
         places = {oid: at for oid in firsts if (at := where.get(oid)) is not None}
-    todo.sort(
-        key=lambda item: places.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
+    nowhere = (-1, 0)
+    place_of = places.get
+    small_items.sort(
+        key=lambda item: place_of(item[1].chunks[0].oid, nowhere) if item[1].chunks else nowhere
     )
     done: dict[bytes, Staged] = {}
     failed: dict[bytes, DvfsError] = {}
@@ -590,17 +607,23 @@ def restore_many(
         return done, failed
 
     def run(
-        batch: list[tuple[bytes, Entry]], walker: Walker | None, one: bool = False
+        batch: list[tuple[bytes, Entry]],
+        walker: Walker | None,
+        one: bool = False,
+        have: dict[bytes, bytes | memoryview] | None = None,
     ) -> list[Staged | DvfsError]:
-        """Restore ``batch`` (``one``: one of ``small``, a batch already)."""
+        """Restore ``batch`` (``one``: one of ``small``, a batch already, whose
+        chunks are ``have`` if read before)."""
         if walker is None:  # on the large files' thread: a walker of its own
             with Walker(root) as own:
                 return run(batch, own)
         out: list[Staged | DvfsError] = []
         # (what is read at once stays bounded)
         for piece in [batch] if one else _restore_batches(batch):
-            have = read_batch(store, piece)
+            if have is None:
+                have = read_batch(store, piece)
             wrote = write_batch(walker, piece, store, replace, have)
+            have = None
             for (_, e), st in zip(piece, wrote, strict=True):
                 out.append(st if isinstance(st, ObjectError) else staged_from_entry(e, st))
         return out
@@ -615,20 +638,49 @@ def restore_many(
             size += e.size
         workers.progress.advance(len(batch), size)
 
-    small = list(_restore_batches([item for item in todo if item[1].size < WRITE_DIRECT]))
+    small = list(_restore_batches(small_items))
     first = list(itertools.accumulate(map(len, small), initial=0))  # of each batch, in flat
-    flat = [item for batch in small for item in batch]
+    flat = small_items  # (the batches' files, in order)
     restored = bytearray(len(flat))  # 1: restored here, or by the helper as it reported
-    if ready is not None:
-        ready()
-    helper = tickets = None
-    if len(flat) >= RESTORE_SPLIT and spare_cpus(1):  # before any thread starts
-        tickets = Tickets.share(len(small))
+    helper = None
+    # (the tickets before ``ready``, whose thread may run yet: the helper after it)
+    tickets = Tickets.share(len(small)) if len(flat) >= RESTORE_SPLIT and _cpus() > 1 else None
+
+    def claims() -> Iterator[int]:
+        """The batches this process restores: all, or those it claims first."""
+        if tickets is None:
+            yield from range(len(small))
+            return
+        while (pieces := tickets.claim()) is not None:
+            yield from pieces
+
+    mine = claims()
+    early: list[tuple[int, dict[bytes, bytes | memoryview]]] = []  # (read while waiting)
+    packs_asked = False
+    try:
+        if ready is not None:
+            if pending is not None and small and pending():
+                # The small files' packs are read ahead from here on (the large files'
+                # reads are under way by now: asking first held those back).
+                store.read_ahead_packs(places)
+                packs_asked = True
+                held = 0
+                while held < PREFETCH_BYTES and pending():
+                    k = next(mine, None)
+                    if k is None:
+                        break
+                    early.append((k, read_batch(store, small[k])))
+                    held += sum(e.size for _, e in small[k])
+            ready()
+    except BaseException:
         if tickets is not None:
-            shared = tickets
-            helper = Helper.start(
-                lambda ch: _restore_share(ch, shared, small, first, root, store, replace)
-            )
+            tickets.close()
+        raise
+    if tickets is not None and spare_cpus(1):  # (before any thread starts)
+        shared = tickets
+        helper = Helper.start(
+            lambda ch: _restore_share(ch, shared, small, first, root, store, replace)
+        )
     listening = helper is not None  # frames may still come
     helper_done = False
 
@@ -641,11 +693,13 @@ def restore_many(
             if not ok or frame is None:  # ended: whole (None) or failed
                 listening, helper_done = False, ok
                 return
+            size = 0
             for at, mtime_ns, ctime_ns, ino in frame:
                 rel, e = flat[at]
                 done[rel] = staged_with_stat(e, mtime_ns, ctime_ns, ino)
                 restored[at] = 1
-                workers.progress.advance(1, e.size)
+                size += e.size
+            workers.progress.advance(len(frame), size)  # (once a frame: a directory)
 
     def stop_helper() -> None:  # for good, before any of its files is restored here
         if helper is not None:
@@ -654,15 +708,6 @@ def restore_many(
             helper.close()
         if tickets is not None:
             tickets.close()
-
-    def mine() -> Iterator[int]:
-        """The batches this process restores: all, or those it claims first."""
-        if helper is None:
-            yield from range(len(small))
-            return
-        assert tickets is not None
-        while (pieces := tickets.claim()) is not None:
-            yield from pieces
 
     workers.progress.start("restoring", len(todo), sum(e.size for _, e in todo))
     from concurrent.futures import FIRST_COMPLETED, wait
@@ -684,11 +729,7 @@ def restore_many(
             return []
         return run([item], None)
 
-    large = {
-        workers.restore_large.submit(run_large, item): [item]
-        for item in todo
-        if item[1].size >= WRITE_DIRECT
-    }
+    large = {workers.restore_large.submit(run_large, item): [item] for item in large_items}
 
     def collect() -> None:
         for fut in [f for f in large if f.done()]:
@@ -698,12 +739,15 @@ def restore_many(
     try:
         # The small files' packs are read ahead once the large files' reads are under
         # way: asking for them first held those back (the call may wait for the disk).
-        store.read_ahead_packs(places)
-        for k in mine():
-            record(small[k], run(small[k], walker, True))
+        if not packs_asked:
+            store.read_ahead_packs(places)
+        for k, have in chain(early, ((k, None) for k in mine)):
+            record(small[k], run(small[k], walker, True, have))
             restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
             listen(0)
             collect()
+        if idle is not None and large:
+            idle(done)
         while listening or large:
             if listening:
                 listen(0.005 if large else None)
@@ -724,6 +768,14 @@ def restore_many(
         stop_helper()
         workers.progress.done()
     return done, failed
+
+
+def _cpus() -> int:
+    """How many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:
+        return os.cpu_count() or 1
 
 
 def _readable(fd: int, timeout: float | None) -> bool:
