@@ -157,7 +157,10 @@ def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) 
     repo.write("d/new.txt", "untracked")
     repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
     repo.ok("push")
-    before, status = snapshot_of(repo), repo.status()
+    # (status first: one run within RACY_NS of the last write of the index writes it
+    # again, its racy rows checked, and the snapshot must hold that)
+    status = repo.status()
+    before = snapshot_of(repo)
     cases = [
         ("rm", ""), ("rm", "--cached", ""), ("rm", "--force", "d/b.txt", ""), ("add", ""),
         ("checkout", "v1", ""), ("checkout", "--force", "v1", "d", ""), ("pull", "v1", ""),
@@ -225,7 +228,10 @@ def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     repo.ok("add", "d")
     repo.ok("commit", "-m", "one")
     repo.write("d/a", "changed")
-    before, status = snapshot_of(repo), repo.status()
+    # (status first: one run within RACY_NS of the last write of the index writes it
+    # again, its racy rows checked, and the snapshot must hold that)
+    status = repo.status()
+    before = snapshot_of(repo)
     cases = [
         ("add", "d/a/"), ("rm", "--force", "d/a/"), ("mv", "d/a/", "d/c"),
         ("mv", "d/b", "d/a/"), ("restore", "d/a/"), ("checkout", "HEAD", "d/a/"),
@@ -256,7 +262,10 @@ def test_a_name_too_long_for_any_filesystem_is_one_line_that_says_so(repo: Repo)
     repo.write("d/a", "a")
     repo.ok("add", "d")
     repo.ok("commit", "-m", "one")
-    before, status = snapshot_of(repo), repo.status()
+    # (status first: one run within RACY_NS of the last write of the index writes it
+    # again, its racy rows checked, and the snapshot must hold that)
+    status = repo.status()
+    before = snapshot_of(repo)
     long = "x" * 300
     for args, wanted in [
         (("add", f"d/{long}"), "does not exist and is not tracked"),

@@ -794,7 +794,7 @@ def test_ctrl_c_while_the_command_starts_is_one_line(
         "import signal, sys\n"
         "class Stop:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'vfs.cli.root':\n"
+        "        if name in ('vfs.cli.root', 'vfs.cli.staging'):\n"
         "            signal.raise_signal(signal.SIGINT)\n"
         "sys.meta_path.insert(0, Stop())\n"
     )

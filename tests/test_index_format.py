@@ -9,7 +9,6 @@ rewritten, and damage refused with the one line that says how to rebuild.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -200,17 +199,17 @@ def test_records_encoded_ahead_save_the_bytes_a_full_encoding_does(tmp_path: Pat
     here.write_bytes(b"x" * 15)
     os.utime(here, ns=(1, 1))  # (old enough to be trusted: a slow run smudges no row)
     recs = records(here)
-    base = {**recs, **{b"m/%03d" % i: replace(recs[b"big-inode"], ino=i) for i in range(300)}}
+    base = {**recs, **{b"m/%03d" % i: recs[b"big-inode"]._replace(ino=i) for i in range(300)}}
     big = recs[b"a/file.bin"]
     finals: dict[str, dict[bytes, Staged]] = {
         "same": base,
-        "stat": {**base, b"a/file.bin": replace(big, size=99, mtime_ns=7, ctime_ns=8, ino=9)},
+        "stat": {**base, b"a/file.bin": big._replace(size=99, mtime_ns=7, ctime_ns=8, ino=9)},
         "mode and flags": {
             **base,
-            b"m/007": replace(base[b"m/007"], mode=0o600, checked_out=False),
-            b"absent/x": replace(recs[b"absent/x"], checked_out=True, ino=-1),
+            b"m/007": base[b"m/007"]._replace(mode=0o600, checked_out=False),
+            b"absent/x": recs[b"absent/x"]._replace(checked_out=True, ino=-1),
         },
-        "content": {**base, b"m/010": replace(base[b"m/010"], digest=b"\x07" * 32)},
+        "content": {**base, b"m/010": base[b"m/010"]._replace(digest=b"\x07" * 32)},
         "a path less": {p: r for p, r in base.items() if p != b"m/299"},
         "a path more": {**base, b"m/299x": big},
     }
@@ -463,8 +462,8 @@ def forge_racy(repo: Repo, rel: str, data: str, monkeypatch: pytest.MonkeyPatch)
     index = Index.load(repo.root / ".dvfs" / "index")
     old = index.entries[rel.encode()]
     assert old.size == st.st_size
-    index.entries[rel.encode()] = replace(
-        old, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino
+    index.entries[rel.encode()] = old._replace(
+        mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino
     )
     stamp = st.st_mtime_ns + 1_000_000  # within RACY_NS of it
     with monkeypatch.context() as m:

@@ -500,7 +500,7 @@ def add_in_process(repo: Repo, *paths: str) -> None:
     """``dvfs add PATHS`` at the repository root, run in this process.
 
     For tests whose subject comes after the add (``dvfs add`` itself is tested through
-    the command line): the command's own steps (``vfs.cli.tracking.add``), the same
+    the command line): the command's own steps (``vfs.cli.staging.add_paths``), the same
     repository lookup, worker threads, ignore rules, lock, ``.gitignore`` additions,
     store limit and audit command line, without the start of a process. Warnings go
     to standard error as the command prints them; an error fails the test.
@@ -520,7 +520,7 @@ def add_in_process(repo: Repo, *paths: str) -> None:
 
 def commit_in_process(repo: Repo, message: str) -> str:
     """``dvfs commit -m MESSAGE`` at the repository root, run in this process (as
-    :func:`add_in_process`: ``vfs.cli.tracking.commit``'s steps); the new version's id."""
+    :func:`add_in_process`: ``vfs.cli.staging.commit_staged``'s steps); the new version's id."""
     from vfs.model import params as version_params
     from vfs.ops import merging, store_limit
     from vfs.ops.commit import check_message, commit

@@ -15,7 +15,9 @@ The commands are click commands, in :mod:`vfs.cli.root` and the modules it names
 Importing click and building the commands is a third of what a clean ``dvfs status``
 of 20,000 files costs, so :func:`main` runs ``dvfs status`` with no argument but
 ``-v``/``--verbose`` and ``--json`` without click (:func:`quick_status`): the same
-code prints the same report (:mod:`vfs.cli.status_report`). Any other command line,
+code prints the same report (:mod:`vfs.cli.status_report`); likewise a plain ``dvfs
+add`` or ``dvfs commit -m`` (:mod:`vfs.cli.staging`) and ``dvfs diff --rows``
+(:mod:`vfs.cli.rows`). Any other command line,
 ``--help``, a mount point, an option spelled otherwise or a mistake, goes to click,
 which says what it always said. This module imports neither; ``vfs.cli.cli`` (the root
 group), ``COMMANDS`` and ``NotEmpty`` load :mod:`vfs.cli.root` on first use (PEP 562).
@@ -32,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from vfs import settings
+from vfs._os.deferred import defer
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, NotARepository
 from vfs.quoting import quote_name
@@ -99,6 +102,16 @@ def quick_row_diff(args: Sequence[str]) -> Callable[[], None] | None:
     return run
 
 
+def quick_tracking(args: Sequence[str]) -> Callable[[], None] | None:
+    """What runs ``dvfs ARGS`` if it is a plain ``dvfs add`` or ``dvfs commit`` (without
+    click: :mod:`vfs.cli.staging`), else None."""
+    if not args or args[0] not in ("add", "commit") or os.environ.get(COMPLETE_VAR):
+        return None
+    staging = importlib.import_module("vfs.cli.staging")
+    run: Callable[[], None] | None = staging.quick_tracking(args)
+    return run
+
+
 def main() -> None:
     """Console entry point: run the command, turning every error into one line.
 
@@ -122,7 +135,11 @@ def main() -> None:
             from vfs._os.program import set_command
 
             set_command(["dvfs", *args])
-            run = quick_row_diff(args) or importlib.import_module("vfs.cli.root").run
+            run = (
+                quick_row_diff(args)
+                or quick_tracking(args)
+                or importlib.import_module("vfs.cli.root").run
+            )
     except KeyboardInterrupt:
         interrupted_at_start()
     try:
@@ -189,60 +206,6 @@ def system() -> str:
     return os.uname().sysname
 
 
-def defer(name: str, **answers: object) -> Callable[[str], Any] | None:
-    """Put module ``name`` in ``sys.modules`` unrun: its code runs in it when something
-    first asks it for a name it lacks (``answers``, given beforehand, need not run it).
-    None if it is loaded already, or not found (nothing to defer: ``import`` will say
-    why); else a function that runs it if it has not run and returns one of its names
-    (its own, not an answer).
-
-    The module object is the one an import makes (``module_from_spec``); the first
-    attribute it lacks (PEP 562 ``__getattr__``) runs its code in it
-    (``exec_module``), once, under a lock, as the import would have, replacing the
-    answers with its own names. Another thread asking for a name meanwhile waits for
-    the code to have run, as it would wait on the import's lock, rather than find the
-    module half made: ``__getattr__`` goes only once it has. A submodule is set on its
-    package, as an import sets it. ``__path__``, which an ``import`` statement asks
-    every module for (a package has one), is refused without running it.
-    (``importlib.util.LazyLoader`` cannot do it on Python 3.11: an ``import``
-    statement reads ``__spec__``, which loads the module at once.)
-    """
-    if name in sys.modules:
-        return None
-    import _thread
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)  # (a submodule's: imports its package)
-    if spec is None or spec.loader is None:
-        return None
-    loader = spec.loader
-    module = importlib.util.module_from_spec(spec)
-    lock = _thread.RLock()  # (re-entered if the module's own code asks it for a name)
-    ran: list[bool] = []
-
-    def load(attr: str) -> Any:
-        if attr == "__path__":  # (not a package: asked by `from name import ...`)
-            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
-        with lock:
-            if not ran:
-                ran.append(True)
-                loader.exec_module(module)
-                if module.__dict__.get("__getattr__") is load:
-                    del module.__dict__["__getattr__"]
-        try:
-            return module.__dict__[attr]
-        except KeyError:
-            raise AttributeError(f"module {name!r} has no attribute {attr!r}") from None
-
-    module.__dict__["__getattr__"] = load
-    module.__dict__.update(answers)
-    sys.modules[name] = module
-    parent, _, child = name.rpartition(".")
-    if parent:
-        setattr(sys.modules[parent], child, module)
-    return load
-
-
 def cleandoc(doc: str) -> str:
     """``inspect.cleandoc`` (Python 3.11's), answered without loading :mod:`inspect`.
 
@@ -273,11 +236,14 @@ def settle() -> None:
     stays marked as never caught in CPython 3.11: run as ``python -m vfs.cli``, the
     process then killed itself with SIGINT after its "interrupted" line. The next
     ``exec`` of a string clears that mark.
-    """
-    import signal  # (loaded by then)
 
+    Through :mod:`_signal`, which the interpreter loads as it starts: ``add`` and
+    ``commit`` did not load :mod:`signal` otherwise, and its enums cost 3.3 M
+    instructions to make.
+    """
+    signals = importlib.import_module("_signal")  # (the same function, without enums)
     with contextlib.suppress(ValueError):  # (not the main thread: nothing to ignore)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signals.signal(signals.SIGINT, signals.SIG_IGN)
     exec("")  # (a string: see above)
 
 

@@ -3,12 +3,12 @@
 ``vfs.ops.workflow`` (and the hashing, ignore and removal modules it brings) is
 imported by the commands that use it: a plain ``commit`` needs none of them; and
 ``vfs.ops.commit`` (with the version records and pipelines it brings) by ``commit``
-alone: ``add`` spent 15 ms importing it.
+alone: ``add`` spent 15 ms importing it. What ``add`` and ``commit`` do is in
+:mod:`vfs.cli.staging`, which runs their plain command lines without click.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import stat as statmod
 import sys
 from pathlib import Path
@@ -19,13 +19,12 @@ from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText, 
 from vfs.cli.output import (
     count,
     emit_json,
-    human,
-    keep_within_max_size,
     quoted,
     repo_here,
     warn,
     workers,
 )
+from vfs.cli.staging import add_paths, commit_staged
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_name
 from vfs.repo.repository import DEFAULT_BRANCH, Repository
@@ -72,23 +71,7 @@ def add(paths: tuple[str, ...], force: bool, as_json: bool) -> None:
       dvfs add labels.csv images/train
       dvfs add --force data/cache/keep.pyc
     """
-    from vfs.ops import workflow
-
-    repo = repo_here()
-    with workers() as w:
-        r = workflow.add(repo, paths, w, warn, force=force)
-    keep_within_max_size(repo)
-    if as_json:
-        emit_json(dataclasses.asdict(r))
-        return
-    parts = [f"staged {count(r.files, 'file')}"]
-    if r.hashed:
-        parts.append(f"read {r.hashed:,} ({human(r.bytes_read)})")
-    if r.removed:
-        parts.append(count(r.removed, "deletion"))
-    if r.ignored:
-        parts.append(f"skipped {count(r.ignored, 'ignored path')}")
-    click.echo(", ".join(parts))
+    add_paths(paths, force, as_json, click.echo)
 
 
 @click.command(cls=DvfsCommand, name="check-ignore")
@@ -239,42 +222,4 @@ def commit(
       dvfs commit -m "tuned" --params-file params.yaml
       dvfs commit --amend -m "raw data, fixed"
     """
-    from vfs.model import params as version_params  # (commit alone records them)
-    from vfs.ops.behind import merge_in_progress  # (vfs.ops.merging only in a merge)
-    from vfs.ops.commit import check_message, committable
-    from vfs.ops.commit import commit as commit_staged
-
-    repo = repo_here()
-    # (all is checked before -a stages anything; a merge's commit takes its message)
-    in_merge = message is None and merge_in_progress(repo) is not None
-    check_message(message, amend=amend, merge=in_merge)
-    recorded = version_params.collect(params, params_file)
-    if stage_all:
-        from vfs.ops import workflow
-        from vfs.repo.record import tag_free
-        from vfs.repo.refs import check_ref_name
-
-        # what the commit would refuse, refused before -a stages
-        committable(repo, amend)
-        if tag is not None:
-            check_ref_name(tag, "tag")
-            tag_free(repo, tag)
-
-        with workers() as w:
-            workflow.stage_tracked_changes(repo, w, warn)
-    old = repo.history.head_id() if amend else None
-    r = commit_staged(repo, message, recorded, tag, warn, amend=amend)
-    keep_within_max_size(repo)
-    if as_json:
-        emit_json(
-            {"version": f"v{r.number}", "id": r.oid.hex(), "branch": repo.refs.head().branch,
-             "tag": tag, "files": r.files, "bytes": r.bytes}
-            | ({"amended": old.hex()} if old is not None else {})
-        )  # fmt: skip
-        return
-    tagged = f" (tag {quote_name(tag)})" if tag else ""
-    said = message if message is not None else repo.history.version(r.oid).message
-    click.echo(
-        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {count(r.files, 'file')}, {human(r.bytes)} - "
-        f"{escape_text(said)}{' (amended)' if amend else ''}"
-    )
+    commit_staged(message, params, params_file, tag, stage_all, amend, as_json, click.echo)

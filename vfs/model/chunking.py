@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple, TypeVar, cast
 
 if TYPE_CHECKING:
     import mmap
+    from types import ModuleType
 
     import pyfastcdc
 
@@ -91,6 +92,37 @@ class ChunkerParams(NamedTuple):
         return params
 
 
+def import_pyfastcdc() -> ModuleType:
+    """:mod:`pyfastcdc`, imported without running :mod:`typing_extensions` if nothing has.
+
+    Its ``pyfastcdc.common`` takes two names from ``typing_extensions`` for its
+    annotations (``Literal``, ``Protocol``), and loading that module (and ``inspect``,
+    which it runs) was 37 M instructions, about 8 ms of the cut thread before the first
+    chunk of every large file. While pyfastcdc is imported, ``typing_extensions`` stands
+    in ``sys.modules`` unrun (:func:`~vfs._os.deferred.defer`), answering those two with
+    :mod:`typing`'s (any other name runs it); still unrun after, it is taken out again,
+    so that a later import loads the module itself.
+    """
+    import sys
+
+    if "pyfastcdc" not in sys.modules:
+        import typing
+
+        from vfs._os.deferred import defer
+
+        run = defer("typing_extensions", Literal=typing.Literal, Protocol=typing.Protocol)
+        try:
+            import pyfastcdc
+        finally:
+            stand_in = sys.modules.get("typing_extensions")
+            unrun = stand_in is not None and vars(stand_in).get("__getattr__") is run
+            if run is not None and unrun:
+                del sys.modules["typing_extensions"]
+    import pyfastcdc
+
+    return pyfastcdc
+
+
 class Chunker:
     """Cuts byte streams into chunks with one repository's parameters."""
 
@@ -105,8 +137,7 @@ class Chunker:
         Commands that cut nothing, such as a clean ``status``, skip the import.
         """
         if self._made is None:
-            import pyfastcdc
-
+            pyfastcdc = import_pyfastcdc()
             p = self.params
             self._made = pyfastcdc.FastCDC(
                 avg_size=p.avg_size,
@@ -188,8 +219,8 @@ class Chunker:
             return fut
 
         if spawn is not None and self._made is None:
-            # (pyfastcdc loaded there while region 0 is read, not after: 4-7 ms, its
-            # ``inspect`` and ``typing_extensions``, before the first chunk is known)
+            # (pyfastcdc loaded there while region 0 is read, not after: before the
+            # first chunk is known; without ``typing_extensions``: import_pyfastcdc)
             spawn(lambda: self._cdc)
         try:
             k = 0

@@ -29,9 +29,9 @@ names that are empty, contain ``/`` or NUL, are ``.``/``..``, or are reserved
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any, NoReturn, TypeVar
 
 import msgpack
 
@@ -57,34 +57,144 @@ class Kind(enum.IntEnum):
     SYMLINK = 2
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkRef:
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """A frozen record of named fields (its ``__slots__``), behaving as a frozen,
+    slotted dataclass does: made by position or keyword, compared (``==``) and hashed
+    by its fields in order, shown as ``Name(field=value, ...)``, refusing assignment
+    and deletion (``dataclasses.FrozenInstanceError``), pickled and copied whole.
+
+    Plain classes rather than dataclasses: a dataclass compiles the methods it makes
+    (``exec`` of their source) in every process that defines it, about 4 M
+    instructions each, and every ``dvfs add`` and ``commit`` defined four. A record is
+    copied with changes by ``_replace`` (``dataclasses.replace`` takes dataclasses
+    only).
+    """
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()  # a record's: its slots, in the order it takes them
+    _values: Callable[[Any], tuple[Any, ...]]
+    __match_args__: tuple[str, ...] = ()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        names = cls._fields
+        many = attrgetter(*names)
+        one = len(names) == 1
+        cls._values = staticmethod((lambda r: (many(r),)) if one else many)
+        cls.__match_args__ = names  # type: ignore[misc]  # (as a dataclass sets it)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values(self) == self._values(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values(self))
+
+    def __repr__(self) -> str:
+        pairs = zip(self._fields, self._values(self), strict=True)
+        shown = ", ".join(f"{n}={v!r}" for n, v in pairs)
+        return f"{self.__class__.__qualname__}({shown})"
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        from dataclasses import FrozenInstanceError  # (only when refusing)
+
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        from dataclasses import FrozenInstanceError  # (only when refusing)
+
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[type[Record], tuple[Any, ...]]:
+        return self.__class__, self._values(self)
+
+    def _replace(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` (field name to value), as ``dataclasses.replace``."""
+        given = dict(zip(self._fields, self._values(self), strict=True))
+        return self.__class__(**(given | changes))
+
+
+class ChunkRef(Record):
     """One piece of a file: the chunk's id and its length in bytes."""
 
+    _fields = ("oid", "size")
+    __slots__ = _fields
     oid: bytes
     size: int
 
+    def __init__(self, oid: bytes, size: int) -> None:
+        _ref_oid(self, oid)
+        _ref_size(self, size)
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+
+class Entry(Record):
     """One name in a directory."""
 
+    _fields = ("name", "kind", "mode", "size", "mtime_ns", "digest", "chunks", "subtree", "target")
+    __slots__ = _fields
     name: bytes
     kind: Kind
     mode: int
     size: int
     mtime_ns: int
-    digest: bytes = b""  # files: BLAKE3 of the whole content
-    chunks: tuple[ChunkRef, ...] = ()  # files
-    subtree: bytes = b""  # dirs
-    target: bytes = b""  # symlinks
+    digest: bytes  # files: BLAKE3 of the whole content
+    chunks: tuple[ChunkRef, ...]  # files
+    subtree: bytes  # dirs
+    target: bytes  # symlinks
+
+    def __init__(
+        self,
+        name: bytes,
+        kind: Kind,
+        mode: int,
+        size: int,
+        mtime_ns: int,
+        digest: bytes = b"",
+        chunks: tuple[ChunkRef, ...] = (),
+        subtree: bytes = b"",
+        target: bytes = b"",
+    ) -> None:
+        _name(self, name)
+        _kind(self, kind)
+        _mode(self, mode)
+        _size(self, size)
+        _mtime(self, mtime_ns)
+        _digest(self, digest)
+        _chunks(self, chunks)
+        _subtree(self, subtree)
+        _target(self, target)
+
+    def __eq__(self, other: Any) -> bool:  # (field by field: faster than Record's)
+        if other.__class__ is not Entry:
+            return NotImplemented
+        return (
+            self.name, self.kind, self.mode, self.size, self.mtime_ns, self.digest,
+            self.chunks, self.subtree, self.target,
+        ) == (
+            other.name, other.kind, other.mode, other.size, other.mtime_ns, other.digest,
+            other.chunks, other.subtree, other.target,
+        )  # fmt: skip
+
+    def __hash__(self) -> int:
+        return hash(
+            (self.name, self.kind, self.mode, self.size, self.mtime_ns, self.digest,
+             self.chunks, self.subtree, self.target)
+        )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Tree:
+class Tree(Record):
     """A directory: entries sorted by name."""
 
+    _fields = ("entries",)
+    __slots__ = _fields
     entries: tuple[Entry, ...]
+
+    def __init__(self, entries: tuple[Entry, ...]) -> None:
+        _entries(self, entries)
 
     def get(self, name: bytes) -> Entry | None:
         """The entry called ``name``, or None (binary search: entries are sorted)."""
@@ -276,12 +386,12 @@ def decode_tree(data: bytes) -> Tree:
     return Tree(tuple(out))
 
 
-# A file's Entry and ChunkRef made by setting their slots (each a ``__set__`` of the
-# slot's descriptor), not through the frozen dataclass's ``__init__`` (which calls
-# ``object.__setattr__`` per field): the same objects, equal and hashed alike, in
-# 0.54 us instead of 1.04 for an Entry and 0.28 instead of 0.44 for a ChunkRef. The
-# benchmark's version (20,202 entries) decoded in 59 ms of CPU before, 13 ms less
-# now, on the way to every checkout's first write.
+# A record's fields set through their slots (each a ``__set__`` of the slot's
+# descriptor: assignment is refused), by its ``__init__`` and, without the call, by
+# the tree's decoding: a frozen dataclass's ``__init__`` called ``object.__setattr__``
+# per field, 1.04 us for an Entry against 0.54 and 0.44 for a ChunkRef against 0.28.
+# The benchmark's version (20,202 entries) decoded in 59 ms of CPU so, 13 ms less
+# by slot, on the way to every checkout's first write.
 _new = object.__new__
 _ref_oid = ChunkRef.__dict__["oid"].__set__
 _ref_size = ChunkRef.__dict__["size"].__set__
@@ -294,6 +404,7 @@ _digest = Entry.__dict__["digest"].__set__
 _chunks = Entry.__dict__["chunks"].__set__
 _subtree = Entry.__dict__["subtree"].__set__
 _target = Entry.__dict__["target"].__set__
+_entries = Tree.__dict__["entries"].__set__
 
 
 def root_refusal(tree: Tree) -> bytes | None:

@@ -116,10 +116,10 @@ def _mode_and_content(b: Entry | None, o: Entry | None, t: Entry | None) -> Entr
     (as git merges them), or None when the two sides' changes overlap."""
     if b is None or o is None or t is None or not b.kind == o.kind == t.kind == Kind.FILE:
         return None
-    if t.mode == b.mode and _same(b, dataclasses.replace(o, mode=b.mode)):
-        return dataclasses.replace(t, mode=o.mode)  # ours: mode only; theirs: content
-    if o.mode == b.mode and _same(b, dataclasses.replace(t, mode=b.mode)):
-        return dataclasses.replace(o, mode=t.mode)  # theirs: mode only; ours: content
+    if t.mode == b.mode and _same(b, o._replace(mode=b.mode)):
+        return t._replace(mode=o.mode)  # ours: mode only; theirs: content
+    if o.mode == b.mode and _same(b, t._replace(mode=b.mode)):
+        return o._replace(mode=t.mode)  # theirs: mode only; ours: content
     return None
 
 
@@ -225,8 +225,8 @@ def _merge_pipeline_files(
         for piece in repo.chunker.stream(io.BytesIO(data)):
             oid, _ = repo.store.put(ObjKind.CHUNK, piece)
             chunks.append(ChunkRef(oid, len(piece)))
-        merged[p] = dataclasses.replace(
-            o, size=len(data), mtime_ns=time.time_ns(), digest=hash_bytes(data),
+        merged[p] = o._replace(
+            size=len(data), mtime_ns=time.time_ns(), digest=hash_bytes(data),
             chunks=tuple(chunks),
         )  # fmt: skip
     if len(left) < len(clashing):

@@ -16,7 +16,6 @@ import bisect
 import contextlib
 import os
 import stat as statmod
-from dataclasses import replace
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -240,7 +239,7 @@ def work_state(
     for rel, staged in hashed:
         old = index.get(rel)
         if old is not None and staged.same_on_disk(old):
-            index.put(rel, replace(staged, mode=old.mode))
+            index.put(rel, staged._replace(mode=old.mode))
             st.refreshed += 1
         else:
             st.current[rel] = staged

@@ -12,7 +12,7 @@ import errno
 import os
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from vfs._os.beneath import Walker, rename_noreplace
@@ -793,5 +793,5 @@ def _restage(index: Index, walker: Walker, m: Move, before: os.stat_result) -> N
         if p == m.src and index.unchanged(staged, before):
             after = walker.lstat(new)
             if after is not None and after.st_ino == staged.ino:
-                staged = replace(staged, ctime_ns=after.st_ctime_ns)
+                staged = staged._replace(ctime_ns=after.st_ctime_ns)
         index.put(new, staged)

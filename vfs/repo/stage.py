@@ -97,7 +97,6 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields, replace
 from itertools import accumulate, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -106,7 +105,7 @@ import msgpack
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError
-from vfs.model.codec import PERM_BITS, ChunkRef, Entry, Kind, check_name
+from vfs.model.codec import PERM_BITS, ChunkRef, Entry, Kind, Record, check_name
 from vfs.model.ids import ID_BYTES, hasher
 from vfs.quoting import quote_given
 from vfs.store.durable import put_in_place, write_atomic, write_beside
@@ -173,20 +172,26 @@ CacheTree = dict[bytes, tuple[int, int, int, bytes]]
 Row = tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Staged:
-    """One tracked path: its content as staged and the stat it had when hashed."""
+class Staged(Record):
+    """One tracked path: its content as staged and the stat it had when hashed.
 
+    A frozen record (:class:`~vfs.model.codec.Record`, as a tree's entries are)."""
+
+    _fields = (
+        "kind", "mode", "size", "mtime_ns", "ctime_ns", "ino", "digest", "chunks", "target",
+        "checked_out",
+    )  # fmt: skip
+    __slots__ = _fields
     kind: Kind
     mode: int
     size: int
     mtime_ns: int
     ctime_ns: int
     ino: int
-    digest: bytes = b""
-    chunks: tuple[ChunkRef, ...] = ()
-    target: bytes = b""
-    checked_out: bool = True  # False: not in the working tree by design (NOT_CHECKED_OUT)
+    digest: bytes
+    chunks: tuple[ChunkRef, ...]
+    target: bytes
+    checked_out: bool  # False: not in the working tree by design (NOT_CHECKED_OUT)
 
     def __init__(
         self,
@@ -202,7 +207,7 @@ class Staged:
         checked_out: bool = True,
     ) -> None:
         """The fields set through their slots (``_SET_*``), not through
-        ``object.__setattr__`` once each as a frozen dataclass's ``__init__`` does: half
+        ``object.__setattr__`` once each as a frozen dataclass's ``__init__`` did: half
         the time, and ``add`` makes one per file (and one per file a helper hashed)."""
         _SET_KIND(self, kind)
         _SET_MODE(self, mode)
@@ -214,6 +219,23 @@ class Staged:
         _SET_CHUNKS(self, chunks)
         _SET_TARGET(self, target)
         _SET_CHECKED_OUT(self, checked_out)
+
+    def __eq__(self, other: Any) -> bool:  # (field by field: faster than Record's)
+        if other.__class__ is not Staged:
+            return NotImplemented
+        return (
+            self.kind, self.mode, self.size, self.mtime_ns, self.ctime_ns, self.ino,
+            self.digest, self.chunks, self.target, self.checked_out,
+        ) == (
+            other.kind, other.mode, other.size, other.mtime_ns, other.ctime_ns, other.ino,
+            other.digest, other.chunks, other.target, other.checked_out,
+        )  # fmt: skip
+
+    def __hash__(self) -> int:
+        return hash(
+            (self.kind, self.mode, self.size, self.mtime_ns, self.ctime_ns, self.ino,
+             self.digest, self.chunks, self.target, self.checked_out)
+        )  # fmt: skip
 
     def same_content(self, other: Staged | Entry) -> bool:
         """True if both describe the same bytes, kind and permission bits."""
@@ -259,7 +281,7 @@ class Staged:
 (
     _SET_KIND, _SET_MODE, _SET_SIZE, _SET_MTIME, _SET_CTIME, _SET_INO, _SET_DIGEST,
     _SET_CHUNKS, _SET_TARGET, _SET_CHECKED_OUT,
-) = (getattr(Staged, f.name).__set__ for f in fields(Staged))  # fmt: skip
+) = (getattr(Staged, name).__set__ for name in Staged._fields)  # fmt: skip
 
 
 def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
@@ -1291,7 +1313,7 @@ class Index:
         if self._entries is not None:
             entries = self._entries
             for p in doomed:
-                entries[p] = replace(entries[p], ino=-1)
+                entries[p] = entries[p]._replace(ino=-1)
         else:
             rows = self._rows
             for p in doomed:
