@@ -55,51 +55,16 @@ UNUSED_BY_ADD = {
 }
 
 
-# Runs `dvfs ARGS` as `main` does and prints, as it ends, every module in sys.modules
-# (those imported through `importlib.import_module`, as the CLI's commands are, never
-# show in `-X importtime`; a deferred module shows unrun).
-_MODULES_DRIVER = """
-import os, sys, vfs.cli
-sys.argv = ["dvfs", *sys.argv[1:]]
-
-def report():
-    os.write(2, ("modules: " + " ".join(sorted(sys.modules)) + "\\n").encode())
-
-end = vfs.cli.exit_now
-vfs.cli.exit_now = lambda code: (report(), end(code))
-try:
-    vfs.cli.main()
-finally:
-    report()
-"""
-
-
-def loaded_by_its_end(root: Path, *args: str) -> set[str]:
-    """The modules of ``dvfs ARGS`` in ``root`` (it must succeed) as it ends, those
-    :func:`loaded` cannot see with them."""
-    p = subprocess.run(
-        [*CLI[:2], "-c", _MODULES_DRIVER, *args],
-        cwd=root, env=cli_env(), capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert p.returncode == 0, p.stderr
-    last = [ln for ln in p.stderr.splitlines() if ln.startswith("modules: ")][-1]
-    return set(last.split()[1:])
-
-
 def test_add_and_commit_load_no_source_tools_suggestions_or_store_commands(
     tmp_path: Path,
 ) -> None:
     repo = init_repo(tmp_path / "repo")
     commit_files(repo, {"d/x": b"one\n"}, "one")
-    for name in ("new.txt", "other.txt"):
-        (repo.root / name).write_bytes(b"two\n")
-    for got in (
-        loaded(repo.root, "add", "new.txt"),
-        loaded_by_its_end(repo.root, "add", "other.txt"),
-    ):
-        unused = UNUSED | UNUSED_BY_ADD
-        assert "vfs.worktree.ingest" in got and not got & unused, sorted(got & unused)
-    got = loaded_by_its_end(repo.root, "commit", "-m", "two")
+    (repo.root / "new.txt").write_bytes(b"two\n")
+    got = loaded(repo.root, "add", "new.txt")
+    unused = UNUSED | UNUSED_BY_ADD
+    assert "vfs.worktree.ingest" in got and not got & unused, sorted(got & unused)
+    got = loaded(repo.root, "commit", "-m", "two")
     assert "vfs.ops.commit" in got and not got & UNUSED, sorted(got & UNUSED)
     assert [line.split()[-1] for line in repo.ok("log", "--oneline").out.splitlines()] == [
         "two",
@@ -445,7 +410,7 @@ def test_plain_add_and_commit_run_without_click_as_click_runs_them(tmp_path: Pat
         code, out, err, got = run_cli(quick.root, *args, click=False)
         assert "vfs.cli.output" in got and "click" not in got, args
         if args[0] == "add":  # (again, looking at what it holds as it ends)
-            got = loaded_by_its_end(quick.root, *args)
+            got = loaded(quick.root, *args)
             assert "vfs.cli.staging" in got and not got & {"click", "vfs.cli.root"}, args
         want = run_cli(slow.root, *args, click=True)
         assert "click" in want[3]
