@@ -753,20 +753,21 @@ def test_a_download_while_another_command_holds_the_lock_is_shown_then_stored(
     tmp_path: Path,
 ) -> None:
     """While another command holds the repository lock, the dashboard shows the data
-    it downloaded (it does not wait for the lock, nor fail); once the lock is free it
-    stores it, so that `dvfs cat --offline` reads it."""
+    it downloaded (it does not wait for the lock, nor fail) and stores nothing; once
+    the lock is free it stores it (at the latest as it stops), so that `dvfs cat
+    --offline` reads it."""
     src = init_repo(tmp_path / "src")
     commit_files(src, {"a.txt": b"first\n"}, "first")
     commit_files(src, {"a.txt": b"second\n"}, "second")
     push_to(Repository(src.root), str(tmp_path / "remote"), "origin")
     clone = tmp_path / "clone"
     assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "clone"))
-    with serving(clone) as s:
-        with Repository(clone).locked():
-            status, body = status_of(s, "preview", rev="v1", path="a.txt")
-            assert (status, body.get("text")) == (200, "first\n"), body
+    with serving(clone) as s, Repository(clone).locked():
+        status, body = status_of(s, "preview", rev="v1", path="a.txt")
+        assert (status, body.get("text")) == (200, "first\n"), body
+        # (checked under the lock: once it is free, the store may be written)
         assert_error(run(clone, "cat", "--offline", "v1:a.txt"), "--offline")
-    assert run(clone, "cat", "--offline", "v1:a.txt").raw == b"first\n"  # stored at the stop
+    assert run(clone, "cat", "--offline", "v1:a.txt").raw == b"first\n"
     fsck_clean(clone)
 
 
