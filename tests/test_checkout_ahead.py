@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,11 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
+from vfs._os.helper_process import Channel, Helper
 from vfs.repo.repository import Repository
 from vfs.store.durable import is_tmp_leaf
 from vfs.worktree.pools import Workers
-from vfs.worktree.restore import WRITE_DIRECT, restore_many
+from vfs.worktree.restore import RESTORE_SPLIT, WRITE_DIRECT, restore_many
 
 MiB = 1 << 20
 
@@ -196,6 +198,52 @@ def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable
         assert repo.read(rel) == data
         st = os.lstat(repo.root / rel)
         rec = done[rel.encode()]
+        assert (rec.mtime_ns, rec.ctime_ns, rec.ino) == (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    assert repo.status()["deleted"] == []
+    repo.fsck_clean()
+
+
+def test_small_files_restored_by_both_processes_hold_their_bytes_and_leave_no_descriptor(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past RESTORE_SPLIT small files a forked helper restores some of them too; each
+    process names its unnamed files through its own ``/proc/self/fd``, opened per
+    batch: every file holds its own bytes and mtime (a name taken from the other
+    process's descriptors would link another file), the records hold the stat the
+    files have, and no descriptor is left open once the restore returns."""
+    files = {f"d{i % 7}/f{i:04d}.txt": b"%d " % i * (1 + i % 5) for i in range(RESTORE_SPLIT + 300)}
+    commit_files(repo, files, "base")
+    for rel in files:
+        (repo.root / rel).unlink()
+    forked: list[object] = []
+    start = Helper.start
+
+    def counted(work: Callable[[Channel], None]) -> Helper | None:
+        helper = start(work)
+        forked.append(helper)
+        return helper
+
+    monkeypatch.setattr(Helper, "start", staticmethod(counted))
+    before = sorted(os.listdir("/proc/self/fd"))
+    r = Repository(repo.root)
+    try:
+        hist = r.history
+        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
+        with Workers() as workers:
+            done, failed = restore_many(
+                r.root, sorted(wanted.items()), r.store, workers, lambda _: False
+            )
+    finally:
+        r.close()
+    assert sorted(os.listdir("/proc/self/fd")) == before  # (the packs' closed with the store)
+    assert [h is not None for h in forked] == [True]  # (the helper restored some)
+    assert failed == {}
+    assert sorted(done) == sorted(p.encode() for p in files)
+    for rel, data in files.items():
+        assert repo.read(rel) == data
+        st = os.lstat(repo.root / rel)
+        rec = done[rel.encode()]
+        assert st.st_mtime_ns == wanted[rel.encode()].mtime_ns
         assert (rec.mtime_ns, rec.ctime_ns, rec.ino) == (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     assert repo.status()["deleted"] == []
     repo.fsck_clean()

@@ -207,29 +207,52 @@ def write_batch(
     """
     out: list[os.stat_result | ObjectError] = []
     dir_fd, dir_of = -1, b""
-    for rel, e in batch:
-        st = None
-        if e.kind == Kind.FILE and e.size < WRITE_DIRECT and _anonymous[0]:
-            parent, _, leaf = rel.rpartition(b"/")
-            if dir_fd < 0 or parent != dir_of:  # (a batch given more than one directory)
-                dir_fd, dir_of = ensure_dir(walker, parent, replace), parent
-            st = _write_unnamed(dir_fd, leaf, e, have)
-        if st is None:
-            dir_fd = -1  # (the walker moves on: the directory is resolved again)
-            try:
-                st = write_entry(walker, rel, e, store, replace, have)
-            except ObjectError as exc:
-                out.append(exc)
-                continue
-        out.append(st)
+    fds = _descriptors() if _anonymous[0] else -1
+    try:
+        for rel, e in batch:
+            st = None
+            if e.kind == Kind.FILE and e.size < WRITE_DIRECT and _anonymous[0]:
+                parent, _, leaf = rel.rpartition(b"/")
+                if dir_fd < 0 or parent != dir_of:  # (a batch given more than one directory)
+                    dir_fd, dir_of = ensure_dir(walker, parent, replace), parent
+                st = _write_unnamed(dir_fd, leaf, e, have, fds)
+            if st is None:
+                dir_fd = -1  # (the walker moves on: the directory is resolved again)
+                try:
+                    st = write_entry(walker, rel, e, store, replace, have)
+                except ObjectError as exc:
+                    out.append(exc)
+                    continue
+            out.append(st)
+    finally:
+        if fds >= 0:
+            os.close(fds)
     return out
 
 
+def _descriptors() -> int:
+    """A descriptor of this process's ``/proc/self/fd`` (-1 if it cannot be opened),
+    for :func:`_write_unnamed` to name each unnamed file by its number there.
+
+    ``linkat`` of ``/proc/self/fd/N`` walks four names for every file, ``self`` a
+    link to this process's directory; from this descriptor it looks up ``N`` alone:
+    6.0 µs a link against 7.0 (a file linked 3,000 times each way, alternating). It
+    is opened per batch, by the process that writes it (a forked helper's
+    ``/proc/self`` is not its parent's), and closed with the batch: a library that
+    restores files holds no descriptor once it returns.
+    """
+    try:
+        return os.open(b"/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
 def _write_unnamed(
-    dir_fd: int, leaf: bytes, e: Entry, have: Mapping[bytes, bytes | memoryview]
+    dir_fd: int, leaf: bytes, e: Entry, have: Mapping[bytes, bytes | memoryview], fds: int = -1
 ) -> os.stat_result | None:
     """Write small file ``e`` as ``leaf`` in ``dir_fd`` from the chunks in ``have``:
-    unnamed, written, given its mtime, then linked in; its new stat.
+    unnamed, written, given its mtime, then linked in (through ``fds``, this
+    process's ``/proc/self/fd`` from :func:`_descriptors`, if given); its new stat.
 
     None where that is not all it takes: a chunk not in ``have``, something standing
     at ``leaf``, or any error. Nothing is then left (the file had no name), and the
@@ -251,7 +274,10 @@ def _write_unnamed(
             while view:
                 view = view[os.write(fd, view) :]
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-        os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
+        if fds >= 0:
+            os.link(b"%d" % fd, leaf, src_dir_fd=fds, dst_dir_fd=dir_fd)
+        else:
+            os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
         return os.fstat(fd)  # (after the link, which changed the ctime)
     except OSError:
         return None
