@@ -37,8 +37,10 @@ WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs
 READ_AHEAD = 3  # chunks of such a file read ahead while the current one is written
 READERS = 4  # threads reading them: direct reads in parallel keep the disk's queue full
 # Small files' chunks read ahead of their writes while a checkout's marks are synced
-# (restore_many's ``pending``): about 1,000 of the benchmark's files, 20-40 ms of work.
-PREFETCH_BYTES = 16 << 20
+# (restore_many's ``pending``): about 250 of the benchmark's files, 5-10 ms of work.
+# Held until written, they add to the checkout's peak memory: 16 MiB put it 8 MiB
+# over DVC's in slow-disk runs of the benchmark (102 MiB against 94).
+PREFETCH_BYTES = 4 << 20
 
 Replace = Callable[[bytes], bool]
 
