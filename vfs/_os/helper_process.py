@@ -77,6 +77,14 @@ def tag_alive(tag: str) -> bool | None:
     return process_start(int(pid)) == int(start)
 
 
+def cpus() -> int:
+    """How many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:
+        return os.cpu_count() or 1
+
+
 def spare_cpus(limit: int) -> int:
     """How many helpers to fork now: the CPUs beyond this one, at most ``limit``.
 
@@ -84,11 +92,7 @@ def spare_cpus(limit: int) -> int:
     """
     if threading.active_count() != 1:
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except OSError:
-        cpus = os.cpu_count() or 1
-    return max(0, min(cpus - 1, limit))
+    return max(0, min(cpus() - 1, limit))
 
 
 class Channel:

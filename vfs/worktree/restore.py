@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from vfs._os.beneath import ABSENT, Walker
 from vfs._os.direct_io import ALIGN, GATHER, WRITE_DEPTH, DirectAppender, preallocate
-from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
+from vfs._os.helper_process import Channel, Helper, Tickets, cpus, spare_cpus
 from vfs.errors import DvfsError, ObjectError, UsageError
 from vfs.model.codec import PERM_BITS, Entry, Kind
 from vfs.quoting import quoted
@@ -672,7 +672,7 @@ def restore_many(
     restored = bytearray(len(flat))  # 1: restored here, or by the helper as it reported
     helper = None
     # (the tickets before ``ready``, whose thread may run yet: the helper after it)
-    tickets = Tickets.share(len(small)) if len(flat) >= RESTORE_SPLIT and _cpus() > 1 else None
+    tickets = Tickets.share(len(small)) if len(flat) >= RESTORE_SPLIT and cpus() > 1 else None
 
     def claims() -> Iterator[int]:
         """The batches this process restores: all, or those it claims first."""
@@ -796,14 +796,6 @@ def restore_many(
         stop_helper()
         workers.progress.done()
     return done, failed
-
-
-def _cpus() -> int:
-    """How many CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except OSError:
-        return os.cpu_count() or 1
 
 
 def _readable(fd: int, timeout: float | None) -> bool:
