@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from tests.support.cli import (
     go,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run_python,
     spawn_ready,
 )
 from tests.support.data import rand
@@ -260,12 +259,7 @@ def test_small_files_restored_by_both_processes_hold_their_bytes_and_leave_no_de
     commit_files(repo, files, "base")
     for rel in files:
         (repo.root / rel).unlink()
-    ran = subprocess.run(
-        [sys.executable, "-c", _RESTORE_ALL, str(repo.root)],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    got = json.loads(ran.stdout)
+    got = json.loads(run_python(_RESTORE_ALL, str(repo.root)))  # (fails the test if it fails)
     assert got["forked"] == [True]  # (the helper restored some)
     assert got["descriptors"]  # (the packs' closed with the store, none left)
     assert got["failed"] == []
