@@ -31,9 +31,22 @@ NAME_MAX = 255  # bytes in one file name, on every Linux filesystem we write to
 
 
 _serial = itertools.count()
-_PROCESS_TAG = os.urandom(4).hex()  # not the secrets module: it costs 4 ms to import
 _TMP_PREFIX_BYTES = TMP_PREFIX.encode()
-_PROCESS_TAG_BYTES = _PROCESS_TAG.encode()
+_PROCESS_TAG_BYTES = b""
+
+
+def _new_process_tag() -> None:
+    """Draw this process's tag for temporary names (:func:`tmp_leaf`), and start its
+    counter again: at import, and in the child of every ``fork``, which would otherwise
+    name its temporary files exactly as its parent and its siblings do (two workers of
+    a forked pool writing the same file would meet at ``O_EXCL``)."""
+    global _PROCESS_TAG_BYTES, _serial
+    _PROCESS_TAG_BYTES = os.urandom(4).hex().encode()  # not secrets: 4 ms to import
+    _serial = itertools.count()
+
+
+_new_process_tag()
+os.register_at_fork(after_in_child=_new_process_tag)
 
 
 def tmp_name(path: Path) -> Path:
