@@ -1,8 +1,9 @@
 """Running the ``dvfs`` command line as a real process, for the workflow and fault tests.
 
-Every call starts ``python -m vfs.cli`` in a fresh process with a fixed environment
+Every call runs ``python -m vfs.cli`` in a process of its own with a fixed environment
 (author, thread count), so each test sees exactly what a user at a shell would see:
-exit code, standard output and standard error. ``commit_files`` (and
+exit code, standard output and standard error. :func:`run` forks that process from
+one that has imported the command line already (:mod:`tests.support.forks`). ``commit_files`` (and
 ``add_in_process``/``commit_in_process``/``switch_in_process``) make the state a
 test starts from in the test's own process, through the commands' own steps. The
 fixtures at the bottom (``repo``, ``make_repo``) are imported by the test modules that
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import forks
 from vfs import settings
 from vfs.quoting import escape_text
 from vfs.repo import audit
@@ -146,18 +148,23 @@ def run(
 ) -> Result:
     """Run ``dvfs ARGS`` in ``cwd`` and wait for it.
 
-    ``unprivileged`` drops root's file-permission override (see drop_file_override).
+    The process is forked by :mod:`tests.support.forks`'s server, or started anew
+    where a fork would differ (see there). ``unprivileged`` drops root's
+    file-permission override (see drop_file_override).
     """
-    proc = subprocess.run(
-        cli_command(*args),
-        cwd=cwd,
-        env=cli_env(env),
-        input=input,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-        preexec_fn=drop_file_override if unprivileged else None,
-    )
+    full_env = cli_env(env)
+    proc = None if unprivileged else forks.run(args, cwd, full_env, cli_env(), input, timeout)
+    if proc is None:
+        proc = subprocess.run(
+            cli_command(*args),
+            cwd=cwd,
+            env=full_env,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            preexec_fn=drop_file_override if unprivileged else None,
+        )
     return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
 
 
