@@ -39,6 +39,9 @@ import traceback
 
 HEADER = struct.Struct("!I")  # length of the JSON request that follows the descriptors
 MAX_REQUEST = 64 << 20
+# Seconds a caller has to send its whole request: one that stops half-way (its thread
+# gone) must not hold up every other.
+RECEIVE_TIMEOUT = 30.0
 
 # Loaded before the first fork, so that each command finds them imported: the click
 # commands, and the modules of the repository, the working tree and the remotes that
@@ -68,26 +71,34 @@ def preload() -> None:
 
 
 def receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
-    """One request from ``conn``: its fields, and the three descriptors sent with it."""
+    """One request from ``conn``: its fields, and the three descriptors sent with it
+    (closed again if the rest of the request does not follow)."""
     head, fds, _flags, _addr = socket.recv_fds(conn, HEADER.size, 3)
-    while len(head) < HEADER.size:
-        more = conn.recv(HEADER.size - len(head))
-        if not more:
-            raise EOFError("request cut short")
-        head += more
-    (size,) = HEADER.unpack(head)
-    if size > MAX_REQUEST or len(fds) != 3:
-        raise ValueError("malformed request")
-    body = bytearray()
-    while len(body) < size:
-        more = conn.recv(min(size - len(body), 1 << 20))
-        if not more:
-            raise EOFError("request cut short")
-        body += more
-    request = json.loads(body)
-    if not isinstance(request, dict):
-        raise ValueError("malformed request")
+    try:
+        while len(head) < HEADER.size:
+            head += _more(conn, HEADER.size - len(head))
+        (size,) = HEADER.unpack(head)
+        if size > MAX_REQUEST or len(fds) != 3:
+            raise ValueError("malformed request")
+        body = bytearray()
+        while len(body) < size:
+            body += _more(conn, min(size - len(body), 1 << 20))
+        request = json.loads(body)
+        if not isinstance(request, dict):
+            raise ValueError("malformed request")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     return request, fds
+
+
+def _more(conn: socket.socket, most: int) -> bytes:
+    """Up to ``most`` more bytes of a request; EOFError if it ended."""
+    got = conn.recv(most)
+    if not got:
+        raise EOFError("request cut short")
+    return got
 
 
 def become_command(
@@ -169,11 +180,13 @@ def serve(listener: socket.socket, lifeline: int) -> None:
         for key, _events in selector.select():
             if key.fileobj is listener:
                 conn, _addr = listener.accept()
+                conn.settimeout(RECEIVE_TIMEOUT)
                 try:
                     request, fds = receive(conn)
                 except (OSError, EOFError, ValueError):
                     conn.close()
                     continue
+                conn.settimeout(None)
                 pid = os.fork()
                 if pid == 0:
                     become_command(
