@@ -14,8 +14,9 @@ temporary directory), and runs ``vfs.cli``'s ``__main__`` through :mod:`runpy` a
 ``-m`` would. It then ends as the interpreter would (threads joined, atexit handlers
 run, buffers flushed) but without freeing every object (:func:`end`).
 
-This process runs no thread (it checks, after its imports), so a fork copies no lock
-that some other thread holds.
+This process runs no thread, not even one a library started natively (it checks
+``/proc/self/task`` after its imports), so a fork copies no lock that some other thread
+holds.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ def serve(listener: socket.socket, lifeline: int) -> None:
 if __name__ == "__main__":
     gc.disable()
     preload()
-    if threading.active_count() != 1:
-        raise SystemExit(f"fork server: {threading.enumerate()} running after the imports")
+    if len(os.listdir("/proc/self/task")) != 1:  # (a library's native threads count too)
+        raise SystemExit(f"fork server: threads running after the imports: {threading.enumerate()}")
     gc.freeze()  # what the children share stays shared: their collector never walks it
     serve(socket.socket(fileno=int(sys.argv[1])), sys.stdin.fileno())
