@@ -144,16 +144,19 @@ def test_a_command_under_another_umask_is_started_anew(
 
 
 def test_the_server_goes_with_the_process_that_started_it() -> None:
-    """The server watches a pipe only its starter writes: it ends with it, killed or not."""
+    """The server watches a pipe only its starter writes: it ends with it, killed or not,
+    and removes its socket's directory."""
     code = (
         "import os\n"
         "from tests.support import forks\n"
-        "print(forks.server(dict(os.environ)).proc.pid, flush=True)\n"
+        "server = forks.server(dict(os.environ))\n"
+        "print(server.proc.pid, server.dir, flush=True)\n"
         "os._exit(0)\n"  # no atexit handler: as a test process that was killed
     )
     root = Path(forks.__file__).parents[2]
-    pid = int(run_python(code, cwd=root, env={"PYTHONPATH": str(root)}).split()[0])
-    _wait_until(lambda: not _alive(pid), f"the fork server (pid {pid}) to end")
+    pid, home = run_python(code, cwd=root, env={"PYTHONPATH": str(root)}).split()
+    _wait_until(lambda: not _alive(int(pid)), f"the fork server (pid {pid}) to end")
+    assert not os.path.exists(home), "the server left its socket's directory"
 
 
 def _wait_until(cond: Callable[[], bool], what: str, timeout: float = 10) -> None:

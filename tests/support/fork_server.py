@@ -1,11 +1,11 @@
 """The process that forks ``dvfs`` commands for :mod:`tests.support.forks` (run as a script).
 
-Started once per test process with ``python -P fork_server.py FD``, FD a listening Unix
-socket it inherits. It imports the command line and the modules most commands load,
-then, for every connection, reads one request (argv, directory, environment, and the
-command's standard input, output and error as descriptors), forks, and tells the
-caller the child's pid and, once the child has ended, its exit code as
-``subprocess`` gives it (``-N`` for signal N).
+Started once per test process with ``python -P fork_server.py FD DIR``, FD a listening
+Unix socket it inherits, bound in DIR. It imports the command line and the modules
+most commands load, then, for every connection, reads one request (argv, directory,
+environment, and the command's standard input, output and error as descriptors),
+forks, and tells the caller the child's pid and, once the child has ended, its exit
+code as ``subprocess`` gives it (``-N`` for signal N).
 
 The child becomes ``python -P -m vfs.cli ARGS``: it takes the three descriptors as
 0, 1 and 2, closes every other one it inherited, takes the caller's directory and
@@ -29,6 +29,7 @@ import json
 import os
 import runpy
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -171,8 +172,10 @@ def end(code: object) -> int:
     return status
 
 
-def serve(listener: socket.socket, lifeline: int) -> None:
-    """Answer requests until ``lifeline`` (a pipe only the test process writes) ends."""
+def serve(listener: socket.socket, lifeline: int, home: str) -> None:
+    """Answer requests until ``lifeline`` (a pipe only the test process writes) ends;
+    then remove ``home``, the directory of the listening socket (its starter may have
+    been killed without a chance to)."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(lifeline, selectors.EVENT_READ)
@@ -201,6 +204,7 @@ def serve(listener: socket.socket, lifeline: int) -> None:
                 selector.register(pidfd, selectors.EVENT_READ)
             elif key.fileobj == lifeline:
                 if not os.read(lifeline, 1 << 10):
+                    shutil.rmtree(home, ignore_errors=True)
                     return
             else:
                 assert isinstance(key.fileobj, int)
@@ -220,4 +224,4 @@ if __name__ == "__main__":
     if len(os.listdir("/proc/self/task")) != 1:  # (a library's native threads count too)
         raise SystemExit(f"fork server: threads running after the imports: {threading.enumerate()}")
     gc.freeze()  # what the children share stays shared: their collector never walks it
-    serve(socket.socket(fileno=int(sys.argv[1])), sys.stdin.fileno())
+    serve(socket.socket(fileno=int(sys.argv[1])), sys.stdin.fileno(), sys.argv[2])

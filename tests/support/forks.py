@@ -14,8 +14,8 @@ environment changes what Python reads as it starts (``PYTHON*``, the locale), on
 started with another umask than the server's (dvfs reads it at import), and every
 command when ``DVFS_TESTS_EXEC`` is set (to compare both ways).
 
-The server ends when the test process does: it watches a pipe whose other end only
-the test process holds.
+The server ends when the test process does, and removes its socket's directory: it
+watches a pipe whose other end only the test process holds.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.support.fork_server import HEADER
+from tests.support.scratch import scratch_dir
 
 SERVER = Path(__file__).with_name("fork_server.py")
 EXEC_VAR = "DVFS_TESTS_EXEC"
@@ -62,13 +62,13 @@ class Server:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
-        self.dir = tempfile.mkdtemp(prefix="dvfs-forks-")
+        self.dir = str(scratch_dir("forks"))
         self.path = os.path.join(self.dir, "socket")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.path)
         listener.listen(128)
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", str(SERVER), str(listener.fileno())],
+            [sys.executable, "-P", str(SERVER), str(listener.fileno()), self.dir],
             env=self.env,
             stdin=subprocess.PIPE,  # its lifeline: EOF when this process is gone
             stdout=subprocess.DEVNULL,

@@ -16,7 +16,6 @@ import functools
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from daemon.overlay import work_dir_name
 from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
+from tests.support.scratch import scratch_dir
 from vfs._os.mount_table import mount_table
 from vfs.mount import launch
 from vfs.ops import branches, sync, workflow
@@ -38,7 +38,7 @@ MTIME = 1_600_000_000
 
 # Mount records and control sockets of this test session (not the machine's /run/dvfs,
 # which other sessions share); a short path, since a socket's path must fit 108 bytes.
-RUNTIME = Path(tempfile.mkdtemp(prefix="dvfs-run-"))
+RUNTIME = scratch_dir("run", outlived=True)
 atexit.register(shutil.rmtree, RUNTIME, True)
 
 

@@ -17,7 +17,6 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -29,6 +28,7 @@ from typing import Any
 
 import vfs
 from tests.support.cli import assert_ok, cli_command, cli_env, drop_file_override, run
+from tests.support.scratch import scratch_dir
 from vfs.repo.repository import Repository
 
 
@@ -70,7 +70,7 @@ def write(root: Path, files: dict[str, bytes | str]) -> None:
 # The repository is built once per test process (three commits, three pipeline commands
 # and 6 MiB to chunk) and copied for each test that asks, as a user may copy one with
 # `cp -a`: the copy holds the same versions, refs and pipeline records.
-_BUILT = Path(tempfile.mkdtemp(prefix="dvfs-ui-"))
+_BUILT = scratch_dir("ui")
 atexit.register(shutil.rmtree, _BUILT, True)
 
 
