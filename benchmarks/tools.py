@@ -231,16 +231,23 @@ def ensure_dvc(venv: Path, extra: str | None = None) -> None:
     dvc = venv / "bin" / "dvc"
     python = venv / "bin" / "python"
     probe = [str(python), "-c", f"import dvc_{extra}"] if extra else None
+    broken = False  # a venv whose dvc does not run is made again from scratch
     if dvc.exists():
-        p = subprocess.run([dvc, "--version"], capture_output=True, text=True, check=False)
-        has_extra = probe is None or subprocess.run(probe, capture_output=True).returncode == 0
-        if p.returncode == 0 and p.stdout.strip() == DVC_VERSION and has_extra:
-            return
+        try:
+            p = subprocess.run([dvc, "--version"], capture_output=True, text=True, check=False)
+        except OSError:  # copied from elsewhere: its scripts name an interpreter not here
+            broken = True
+        else:
+            broken = p.returncode != 0
+            has_extra = probe is None or subprocess.run(probe, capture_output=True).returncode == 0
+            if not broken and p.stdout.strip() == DVC_VERSION and has_extra:
+                return
     spec = f"dvc[{extra}]=={DVC_VERSION}" if extra else f"dvc=={DVC_VERSION}"
     print(f"installing {spec} into {venv} ...", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for argv in (
-        [sys.executable, "-m", "venv", str(venv)],
+        # (pip would leave a copied venv's scripts as they are: --clear starts anew)
+        [sys.executable, "-m", "venv", *(["--clear"] if broken else []), str(venv)],
         [str(python), "-m", "pip", "install", "-q", spec],
     ):
         p = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
