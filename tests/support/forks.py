@@ -1,7 +1,8 @@
 """Running ``dvfs`` commands as processes forked from one that has already imported them.
 
-Starting ``python -m vfs.cli`` costs 60-70 ms of CPU before a command does anything,
-most of it importing; the suite runs thousands of commands. Each test process
+Starting ``python -m vfs.cli`` costs 50-110 ms before a command does anything (a plain
+``status`` 53-66 ms, a ``log`` 96-117 ms), most of it importing, and the suite runs
+thousands of commands: it took 850-918 s on two cores. Each test process
 therefore starts one server (:mod:`tests.support.fork_server`) that imports the
 command line once and forks a child per command. The child is a process of its own,
 with the command's argv, directory, environment and standard streams, that runs the
