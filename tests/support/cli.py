@@ -3,12 +3,12 @@
 Every call runs ``python -m vfs.cli`` in a process of its own with a fixed environment
 (author, thread count), so each test sees exactly what a user at a shell would see:
 exit code, standard output and standard error. :func:`run` forks that process from
-one that has imported the command line already (:mod:`tests.support.forks`). ``commit_files`` (and
-``add_in_process``/``commit_in_process``/``switch_in_process``) make the state a
-test starts from in the test's own process, through the commands' own steps. The
-fixtures at the bottom (``repo``, ``make_repo``) are imported by the test modules that
-use them, under the names ``repo_fixture`` and ``make_repo_fixture`` so that they do
-not shadow arguments.
+one that has imported the command line already (:mod:`tests.support.forks`).
+``commit_files`` (and ``add_in_process``/``commit_in_process``/``switch_in_process``)
+make the state a test starts from in the test's own process, through the commands'
+own steps. The fixtures at the bottom (``repo``, ``make_repo``) are imported by the
+test modules that use them, under the names ``repo_fixture`` and ``make_repo_fixture``
+so that they do not shadow arguments.
 """
 
 from __future__ import annotations

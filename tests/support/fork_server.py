@@ -8,11 +8,12 @@ forks, and tells the caller the child's pid and, once the child has ended, its e
 code as ``subprocess`` gives it (``-N`` for signal N).
 
 The child becomes ``python -P -m vfs.cli ARGS``: it takes the three descriptors as
-0, 1 and 2, closes every other one it inherited, takes the caller's directory and
-umask, replaces its environment (and what was read from it: the time zone, the
-temporary directory), and runs ``vfs.cli``'s ``__main__`` through :mod:`runpy` as
-``-m`` would. It then ends as the interpreter would (threads joined, atexit handlers
-run, buffers flushed) but without freeing every object (:func:`end`).
+0, 1 and 2, closes every other one it inherited, takes the caller's directory (its
+umask is the server's: a caller forks only under the same one), replaces its
+environment (and what was read from it: the time zone, the temporary directory), and
+runs ``vfs.cli``'s ``__main__`` through :mod:`runpy` as ``-m`` would. It then ends as
+the interpreter would (threads joined, atexit handlers run, buffers flushed) but
+without freeing every object (:func:`end`).
 
 This process runs no thread, not even one a library started natively (it checks
 ``/proc/self/task`` after its imports), so a fork copies no lock that some other thread
@@ -63,13 +64,9 @@ PRELOAD = (
 
 
 def preload() -> None:
-    """Import what :data:`PRELOAD` names (one that does not exist is skipped)."""
+    """Import what :data:`PRELOAD` names."""
     for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+        importlib.import_module(name)
 
 
 def receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
@@ -118,11 +115,9 @@ def become_command(
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        args, env, cwd, umask = (request[k] for k in ("args", "env", "cwd", "umask"))
+        args, env, cwd = (request[k] for k in ("args", "env", "cwd"))
         assert isinstance(args, list) and isinstance(env, dict) and isinstance(cwd, str)
-        assert isinstance(umask, int)
         os.chdir(cwd)
-        os.umask(umask)
         os.environ.clear()
         os.environ.update(env)
         time.tzset()

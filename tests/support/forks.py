@@ -101,7 +101,7 @@ class Server:
         """``dvfs ARGS`` in ``cwd`` with ``env`` in a forked child, as ``subprocess.run``
         with ``capture_output`` would run it (``TimeoutExpired`` after ``timeout``)."""
         deadline = time.monotonic() + timeout
-        fields = {"args": list(args), "cwd": os.fspath(cwd), "env": dict(env), "umask": umask()}
+        fields = {"args": list(args), "cwd": os.fspath(cwd), "env": dict(env)}
         request = json.dumps(fields).encode()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
