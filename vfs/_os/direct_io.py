@@ -5,7 +5,11 @@ buffered write gives each 4 KiB of them a page of the page cache. Taking fresh p
 is not free: on virtual machines that hand free memory back to the host (virtio
 balloon free page reporting), every such page costs the host a fault, and writing
 1 GiB buffered then ran at 320 MB/s where ``O_DIRECT`` ran at 1.5 GB/s on the same
-disk. Direct writes also leave the user's cached data where it is.
+disk. Direct writes also leave the user's cached data where it is. On a machine whose
+disk is slow next to what a fresh page costs, a checkout (which reads its packs and
+writes its file on the one disk) would gain from the page cache, but the add would
+then pay for every pack's pages: both ways are measured in ``benchmarks/README.md``
+(the EPYC without AVX-512).
 
 :class:`DirectAppender` copies what it is given into page-aligned blocks, reused
 from a small process-wide pool, and a thread writes each full block with ``O_DIRECT``
