@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 need=()
 # chromium: the browser tests of `dvfs ui` drive Debian's build (no browser download).
-for pkg in fuse3 libfuse3-dev pkg-config gcc git python3-venv python3-dev rsync chromium; do
+# xfsprogs, e2fsprogs: the tests of restoring by shared blocks make an XFS (mkfs.xfs)
+# and look at a file's extents (filefrag).
+for pkg in fuse3 libfuse3-dev pkg-config gcc git python3-venv python3-dev rsync chromium \
+    xfsprogs e2fsprogs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

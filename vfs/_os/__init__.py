@@ -23,6 +23,8 @@ each one, with the measurement that justified it, in one place:
   ctypes), which the S3 backend receives a URL mount's chunks into, so that the chunk
   cache writes them with ``O_DIRECT`` without a copy;
 - ``tmpfile``: files made without a name (``O_TMPFILE``) and linked later;
+- ``reflink``: a file's range made of another's blocks (``FICLONERANGE``), where the
+  filesystem shares blocks (XFS, Btrfs);
 - ``mount_api``: the kernel's mount API (``fsopen``, ``fsmount``, ``move_mount``,
   ``open_tree``) and ``umount2``, by ctypes.
 - ``mount_table``: the kernel's mount table and the dvfs mounts in it, read without

@@ -62,6 +62,7 @@ from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vfs._os import reflink
 from vfs._os.direct_io import (
     ALIGN,
     WRITE_DEPTH,
@@ -71,6 +72,7 @@ from vfs._os.direct_io import (
     settled,
 )
 from vfs._os.page_cache import cached, read_cached
+from vfs._os.reflink import BLOCK
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing, StorageFull
 from vfs.model.ids import hash_bytes
 from vfs.store.compression import Compression, compress, compress_many, decode_payload
@@ -1036,6 +1038,67 @@ class ObjectStore:
                     continue  # (get() raises it, for the file that uses it)
         return out
 
+    def share_into(self, fd: int, oids: Sequence[bytes]) -> bool:
+        """Make the empty file ``fd`` hold the objects' bytes back to back by sharing the
+        packs' blocks (``vfs._os.reflink``), where its filesystem can; False, with the
+        file left empty, where it cannot.
+
+        Only objects stored whole (not compressed) in finished packs are shared: a large
+        file's raw chunks are (:meth:`put_lent_many`), each at the same place within a
+        block of its pack as within a block of the file (``DirectAppender.lend``). So
+        the whole blocks of each run of objects lying back to back in one pack are
+        shared, and the partial blocks at the run's ends copied. Nothing is read or
+        verified beyond those: the caller reads the file back. False where an object is
+        missing, compressed or in the pack being written, where a run of more than two
+        blocks lies at another place within a block (packs written otherwise), where a
+        pack vanished (gc), and where the filesystem refuses (asked once per process:
+        ``reflink.refused``).
+        """
+        if reflink.refused(fd):
+            return False
+        if not self._loaded:
+            self._scan()
+        w = self._writer
+        runs: list[list[int]] = []  # [pack slot, offset there, length, offset in the file]
+        size = 0
+        for oid in oids:
+            hit = self._lookup(oid)
+            if hit is None:
+                return False
+            slot, obj = hit
+            if obj.compression != Compression.NONE or (w is not None and w.slot == slot):
+                return False
+            last = runs[-1] if runs else None
+            if last is not None and last[0] == slot and last[1] + last[2] == obj.offset:
+                last[2] += obj.stored_len
+            else:
+                runs.append([slot, obj.offset, obj.stored_len, size])
+            size += obj.stored_len
+        if any(n > 2 * BLOCK and at % BLOCK != start % BLOCK for _, at, n, start in runs):
+            return False
+        os.ftruncate(fd, size)
+        shared = False
+        try:
+            for slot, at, n, start in runs:
+                self._ready(slot)
+                with self._fd(slot) as src:
+                    head = min(n, -start % BLOCK)
+                    whole = (n - head) // BLOCK * BLOCK if at % BLOCK == start % BLOCK else 0
+                    if whole and reflink.clone_range(src, at + head, whole, fd, start + head):
+                        shared = True
+                        _copy_range(src, at, head, fd, start)
+                        tail = head + whole
+                        _copy_range(src, at + tail, n - tail, fd, start + tail)
+                    elif shared or not whole:
+                        _copy_range(src, at, n, fd, start)
+                    else:  # the filesystem refused the first run: nothing is shared
+                        os.ftruncate(fd, 0)
+                        return False
+        except FileNotFoundError:  # a pack deleted by gc: the caller reads where they are now
+            os.ftruncate(fd, 0)
+            return False
+        return shared
+
     def stored_lengths(self, oids: Iterable[bytes]) -> dict[bytes, int]:
         """The stored (compressed) length of each of ``oids`` held here (absent: not held).
 
@@ -1170,3 +1233,17 @@ def _being_written(folder: int, name: str) -> bool:
 def _never(_: bytes) -> bool:
     """The test of :meth:`ObjectStore._raw_has` once no index file is left unmerged."""
     return False
+
+
+def _copy_range(src: int, at: int, n: int, dst: int, start: int) -> None:
+    """Copy ``n`` bytes at ``at`` of file ``src`` to ``start`` of file ``dst``, a MiB at a
+    time; a source that ends early leaves the rest a hole (a reader checking the bytes
+    against their ids finds it)."""
+    while n > 0:
+        data = os.pread(src, min(n, 1 << 20), at)
+        if not data:
+            return
+        done = 0
+        while done < len(data):
+            done += os.pwrite(dst, memoryview(data)[done:], start + done)
+        at, start, n = at + len(data), start + len(data), n - len(data)

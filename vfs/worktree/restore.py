@@ -16,10 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import ABSENT, Walker
-from vfs._os.direct_io import ALIGN, GATHER, WRITE_DEPTH, DirectAppender, preallocate
+from vfs._os.direct_io import (
+    ALIGN,
+    GATHER,
+    WRITE_DEPTH,
+    DirectAppender,
+    open_direct,
+    preallocate,
+    read_range_into,
+)
 from vfs._os.helper_process import Channel, Helper, Tickets, cpus, spare_cpus
-from vfs.errors import DvfsError, ObjectError, UsageError
+from vfs.errors import DvfsError, ObjectCorrupt, ObjectError, UsageError
 from vfs.model.codec import PERM_BITS, Entry, Kind
+from vfs.model.ids import hash_bytes
 from vfs.quoting import quoted
 from vfs.repo.stage import Staged, staged_from_entry, staged_with_stat
 from vfs.store.durable import storage_error, tmp_leaf
@@ -163,7 +172,7 @@ def write_entry(
             if named:
                 fd = os.open(tmp, _CREATE, entry.mode & PERM_BITS, dir_fd=dir_fd)
             if not small:
-                _write_direct(fd, entry, store)
+                _write_large(fd, entry, store)
             else:
                 for c in entry.chunks:
                     got = have.get(c.oid) if have is not None else None
@@ -356,6 +365,82 @@ def read_batch(
     return store.read_many(
         c.oid for _, e in batch if e.kind == Kind.FILE and e.size < WRITE_DIRECT for c in e.chunks
     )
+
+
+def _write_large(fd: int, entry: Entry, store: ObjectStore) -> None:
+    """Restore a large file into the empty file at ``fd``.
+
+    Where the filesystem shares blocks between files (XFS, Btrfs) the file is made of
+    its chunks' blocks in the packs (``ObjectStore.share_into``): only the partial
+    blocks at the ends of each run of chunks are written, the file takes no room of
+    its own until it is changed, and a change to it copies the block it touches
+    first, leaving the pack as it was. Every chunk is then read back from the file
+    and checked against its id (:func:`_check_shared`), so a damaged pack fails the
+    file as it does when the file is written. Elsewhere (ext4, tmpfs) the file is
+    written past the page cache (:func:`_write_direct`).
+    """
+    if sum(c.size for c in entry.chunks) == entry.size and store.share_into(
+        fd, [c.oid for c in entry.chunks]
+    ):
+        if _check_shared(fd, entry):
+            return
+        os.ftruncate(fd, 0)  # (no second descriptor to read it back with: written instead)
+    _write_direct(fd, entry, store)
+
+
+def _check_shared(fd: int, entry: Entry) -> bool:
+    """Read back the file at ``fd`` that :func:`_write_large` made of shared blocks,
+    checking each chunk against its id (ObjectCorrupt names the first that is not),
+    past the page cache where the filesystem allows, on READERS threads. False,
+    having read nothing, where no descriptor to read it with can be had (``fd`` only
+    writes; a second one is opened through ``/proc``)."""
+    import mmap
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = _PROC_FD % fd
+    try:
+        rfd = open_direct(path, os.O_RDONLY | os.O_CLOEXEC)
+        direct = rfd >= 0
+        if not direct:
+            rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    room = max(c.size for c in entry.chunks) + 2 * ALIGN
+    local = threading.local()
+
+    def check(oid: bytes, at: int, size: int) -> None:
+        view = None
+        if direct:
+            buf = getattr(local, "buf", None)
+            if buf is None:
+                buf = local.buf = mmap.mmap(-1, room)
+            view = read_range_into(rfd, at, size, buf)
+        data: bytes | memoryview = view if view is not None else os.pread(rfd, size, at)
+        try:
+            if len(data) != size or hash_bytes(data) != oid:
+                raise ObjectCorrupt(oid.hex(), "the pack's blocks do not hold it")
+        finally:
+            if view is not None:
+                view.release()
+
+    try:
+        with ThreadPoolExecutor(READERS, "dvfs-check") as pool:
+            flying: deque[Future[None]] = deque()
+            at = 0
+            try:
+                for c in entry.chunks:
+                    flying.append(pool.submit(check, c.oid, at, c.size))
+                    at += c.size
+                    if len(flying) > 2 * READERS:
+                        flying.popleft().result()
+                while flying:
+                    flying.popleft().result()
+            finally:
+                for fut in flying:
+                    fut.cancel()
+    finally:
+        os.close(rfd)
+    return True
 
 
 def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
@@ -555,7 +640,7 @@ def _write_ahead_share(
     for k, (_, e, fd) in enumerate(files):
         whole = False
         try:
-            _write_direct(fd, e, store)
+            _write_large(fd, e, store)
             os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
             whole = True
         except Exception:  # (the parent meets it again, and reports it)
