@@ -25,6 +25,7 @@ from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
 from vfs._os import reflink
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.restore import WRITE_DIRECT
 
 MiB = 1 << 20
@@ -159,10 +160,33 @@ def test_share_into_says_no_on_a_filesystem_without_shared_blocks(tmp_path: Path
             entry = hist.flatten(hist.version(hist.head_id()).tree, [])[b"big.bin"]
             fd = os.open(mnt / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                assert not repo.store.share_into(fd, [c.oid for c in entry.chunks])
+                assert not repo.store.share_into(fd, [(c.oid, c.size) for c in entry.chunks])
                 assert os.fstat(fd).st_size == 0
                 assert reflink.refused(fd)
             finally:
                 os.close(fd)
         finally:
             repo.close()
+
+
+def test_share_into_leaves_the_file_empty_where_it_shares_nothing(xfs: Path) -> None:
+    """On XFS too, a length that is not the stored one, or objects with no whole block
+    to share between them, get False and an empty file, for the caller to write."""
+    root = xfs / "store-only"
+    store = ObjectStore.create(root / "objects")
+    try:
+        small = [rand(3000 + i, seed=40 + i) for i in range(2)]
+        ids = [store.put(ObjKind.CHUNK, d)[0] for d in small]
+        store.flush()
+        fd = os.open(root / "out", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            assert not store.share_into(fd, [(i, len(d)) for i, d in zip(ids, small, strict=True)])
+            assert os.fstat(fd).st_size == 0
+            assert not store.share_into(fd, [(ids[0], len(small[0]) + 1)])
+            assert os.fstat(fd).st_size == 0
+            assert not reflink.refused(fd)  # (XFS was not asked to share, so not refused)
+        finally:
+            os.close(fd)
+    finally:
+        store.close()
+        shutil.rmtree(root)

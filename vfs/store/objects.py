@@ -1038,10 +1038,10 @@ class ObjectStore:
                     continue  # (get() raises it, for the file that uses it)
         return out
 
-    def share_into(self, fd: int, oids: Sequence[bytes]) -> bool:
-        """Make the empty file ``fd`` hold the objects' bytes back to back by sharing the
-        packs' blocks (``vfs._os.reflink``), where its filesystem can; False, with the
-        file left empty, where it cannot.
+    def share_into(self, fd: int, objects: Sequence[tuple[bytes, int]]) -> bool:
+        """Make the empty file ``fd`` hold the bytes of ``objects`` (id, length) back to
+        back by sharing the packs' blocks (``vfs._os.reflink``), where its filesystem
+        can; False, with the file left empty, where it cannot.
 
         Only objects stored whole (not compressed) in finished packs are shared: a large
         file's raw chunks are (:meth:`put_lent_many`), each at the same place within a
@@ -1049,9 +1049,10 @@ class ObjectStore:
         the whole blocks of each run of objects lying back to back in one pack are
         shared, and the partial blocks at the run's ends copied. Nothing is read or
         verified beyond those: the caller reads the file back. False where an object is
-        missing, compressed or in the pack being written, where a run of more than two
-        blocks lies at another place within a block (packs written otherwise), where a
-        pack vanished (gc), and where the filesystem refuses (asked once per process:
+        missing, compressed, of another length or in the pack being written, where a
+        run of more than two blocks lies at another place within a block (packs written
+        otherwise), where no run has a whole block to share, where a pack vanished
+        (gc), and where the filesystem refuses (asked once per process:
         ``reflink.refused``).
         """
         if reflink.refused(fd):
@@ -1061,12 +1062,14 @@ class ObjectStore:
         w = self._writer
         runs: list[list[int]] = []  # [pack slot, offset there, length, offset in the file]
         size = 0
-        for oid in oids:
+        for oid, length in objects:
             hit = self._lookup(oid)
             if hit is None:
                 return False
             slot, obj = hit
-            if obj.compression != Compression.NONE or (w is not None and w.slot == slot):
+            if obj.compression != Compression.NONE or obj.stored_len != length:
+                return False
+            if w is not None and w.slot == slot:
                 return False
             last = runs[-1] if runs else None
             if last is not None and last[0] == slot and last[1] + last[2] == obj.offset:
@@ -1095,8 +1098,9 @@ class ObjectStore:
                         os.ftruncate(fd, 0)
                         return False
         except FileNotFoundError:  # a pack deleted by gc: the caller reads where they are now
+            shared = False
+        if not shared:
             os.ftruncate(fd, 0)
-            return False
         return shared
 
     def stored_lengths(self, oids: Iterable[bytes]) -> dict[bytes, int]:

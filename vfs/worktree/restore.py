@@ -380,7 +380,7 @@ def _write_large(fd: int, entry: Entry, store: ObjectStore) -> None:
     written past the page cache (:func:`_write_direct`).
     """
     if sum(c.size for c in entry.chunks) == entry.size and store.share_into(
-        fd, [c.oid for c in entry.chunks]
+        fd, [(c.oid, c.size) for c in entry.chunks]
     ):
         if _check_shared(fd, entry):
             return
