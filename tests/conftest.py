@@ -48,15 +48,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @contextlib.contextmanager
-def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (as mount takes it: "8m") mounted at ``mnt`` for the block."""
+def mounted(mnt: Path, *args: str) -> Iterator[Path]:
+    """``mount ARGS MNT`` (``mnt`` made first) for the block, unmounted after it (lazily
+    if something still holds it)."""
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", *args, str(mnt)], check=True)
     try:
         yield mnt
     finally:
         if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def tmpfs(mnt: Path, size: str) -> contextlib.AbstractContextManager[Path]:
+    """A tmpfs of ``size`` (as mount takes it: "8m") mounted at ``mnt`` for the block."""
+    return mounted(mnt, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
 
 
 @pytest.fixture

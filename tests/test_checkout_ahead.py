@@ -144,6 +144,14 @@ def test_a_large_file_restored_keeps_its_mode_and_mtime(repo: Repo) -> None:
 def test_a_damaged_large_file_is_reported_and_the_others_restored(repo: Repo, name: str) -> None:
     """A chunk of the large file that reads back wrong fails that file alone, with the
     usual line naming it; the other files are restored and no temporary file stays."""
+    damaged_large_file_is_reported(repo, name)
+
+
+def damaged_large_file_is_reported(repo: Repo, name: str) -> None:
+    """The damaged large file's check (also run on a filesystem that shares blocks:
+    test_restore_shared): a byte of a pack flipped, the checkout fails that file alone
+    and restores the others, leaves no temporary file, and brings the file back once
+    the pack is mended."""
     big = rand(WRITE_DIRECT + MiB, seed=14)
     commit_files(repo, {name: big, "d/a.txt": "a"}, "base")
     for rel in (name, "d/a.txt"):

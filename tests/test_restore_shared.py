@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tmpfs
-from tests.support.cli import Repo, assert_error, commit_files, init_repo
+from tests.conftest import mounted, tmpfs
+from tests.support.cli import Repo, commit_files, init_repo
 from tests.support.data import rand
-from tests.test_faults import flip_back, flip_byte_of
+from tests.test_checkout_ahead import damaged_large_file_is_reported
 from vfs._os import reflink
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore, ObjKind
@@ -41,13 +41,8 @@ def xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with open(image, "wb") as fh:
         fh.truncate(512 * MiB)
     subprocess.run([mkfs, "-q", "-m", "reflink=1", str(image)], check=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    with mounted(mnt, "-o", "loop", str(image)):
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 @pytest.fixture
@@ -118,20 +113,8 @@ def test_a_shared_file_changed_in_place_leaves_the_pack_as_it_was(repo: Repo) ->
 def test_a_damaged_pack_fails_the_shared_file_as_a_written_one(repo: Repo, name: str) -> None:
     """A byte flipped in a chunk the file would share is found when the file is read
     back: the file is reported as not restored, with the usual line, and comes back
-    whole once the pack is mended."""
-    big = rand(WRITE_DIRECT + MiB, seed=34)
-    commit_files(repo, {name: big, "d/a.txt": "a"}, "base")
-    for rel in (name, "d/a.txt"):
-        (repo.root / rel).unlink()
-    where = flip_byte_of(repo.root / ".dvfs" / "objects", big[4 * MiB : 4 * MiB + 4096])
-    r = repo.run("checkout", "HEAD")
-    assert_error(r, "could not restore", name)
-    assert not (repo.root / name).exists()
-    assert repo.read("d/a.txt") == b"a"
-    flip_back(*where)
-    repo.ok("checkout", "HEAD")
-    assert repo.read(name) == big
-    repo.fsck_clean()
+    whole once the pack is mended (as on any filesystem: test_checkout_ahead)."""
+    damaged_large_file_is_reported(repo, name)
 
 
 def test_a_file_with_compressed_chunks_is_written_and_shares_nothing(repo: Repo) -> None:
