@@ -399,23 +399,24 @@ def _check_shared(fd: int, entry: Entry) -> bool:
 
     path = _PROC_FD % fd
     try:
-        rfd = open_direct(path, os.O_RDONLY | os.O_CLOEXEC)
-        direct = rfd >= 0
-        if not direct:
-            rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        plain = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        direct = open_direct(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        direct = -1
     room = max(c.size for c in entry.chunks) + 2 * ALIGN
     local = threading.local()
 
     def check(oid: bytes, at: int, size: int) -> None:
         view = None
-        if direct:
+        if direct >= 0:  # (None: an alignment the filesystem refuses, read plainly)
             buf = getattr(local, "buf", None)
             if buf is None:
                 buf = local.buf = mmap.mmap(-1, room)
-            view = read_range_into(rfd, at, size, buf)
-        data: bytes | memoryview = view if view is not None else os.pread(rfd, size, at)
+            view = read_range_into(direct, at, size, buf)
+        data: bytes | memoryview = view if view is not None else os.pread(plain, size, at)
         try:
             if len(data) != size or hash_bytes(data) != oid:
                 raise ObjectCorrupt(oid.hex(), "the pack's blocks do not hold it")
@@ -439,7 +440,9 @@ def _check_shared(fd: int, entry: Entry) -> bool:
                 for fut in flying:
                     fut.cancel()
     finally:
-        os.close(rfd)
+        os.close(plain)
+        if direct >= 0:
+            os.close(direct)
     return True
 
 
