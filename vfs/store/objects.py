@@ -1095,8 +1095,7 @@ class ObjectStore:
                     elif shared or not whole:
                         _copy_range(src, at, n, fd, start)
                     else:  # the filesystem refused the first run: nothing is shared
-                        os.ftruncate(fd, 0)
-                        return False
+                        break
         except FileNotFoundError:  # a pack deleted by gc: the caller reads where they are now
             shared = False
         if not shared:

@@ -419,7 +419,7 @@ def _check_shared(fd: int, entry: Entry) -> bool:
         data: bytes | memoryview = view if view is not None else os.pread(plain, size, at)
         try:
             if len(data) != size or hash_bytes(data) != oid:
-                raise ObjectCorrupt(oid.hex(), "the pack's blocks do not hold it")
+                raise ObjectCorrupt(oid.hex())  # (the line a written file's damage gives)
         finally:
             if view is not None:
                 view.release()
