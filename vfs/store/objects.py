@@ -1057,13 +1057,11 @@ class ObjectStore:
         """
         if reflink.refused(fd):
             return False
-        if not self._loaded:
-            self._scan()
         w = self._writer
         runs: list[list[int]] = []  # [pack slot, offset there, length, offset in the file]
         size = 0
         for oid, length in objects:
-            hit = self._lookup(oid)
+            hit = self._find(oid)  # (as every read finds an object)
             if hit is None:
                 return False
             slot, obj = hit
