@@ -59,6 +59,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "mixed.jsonl": '{"id": 1, "v": "a"}\n{"id": 3, "v": {"x": [1, 2]}}\n',
         "keys.csv": "k\n1\n2\n",
         "retyped.csv": "id,x\n1,3\n2,4\n",
+        "texts.jsonl": '{"id": 1, "v": 2}\n{"id": 2, "v": "x"}\n{"id": 3, "v": true}\n',
+        "codes.csv": "id,c\n1,7\n2,8\n",
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -80,6 +82,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         '{"id": 3, "v": {"x": [1, 3]}}\n',
         "keys.csv": "k\n2\n3\n",
         "retyped.csv": "id,x\n1,3\n2,4.5\n3,6\n",
+        "texts.jsonl": '{"id": 1, "v": "2"}\n{"id": 2, "v": "true"}\n{"id": 3, "v": true}\n',
+        "codes.csv": "id,c\n1,7\n2,x8\n3,9\n",
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -283,7 +287,37 @@ def test_fields_of_mixed_types_are_their_json_values_not_their_text(data: Repo) 
          "changes": {"v": {"old": {"x": [1, 2]}, "new": {"x": [1, 3]}}}, "count": 1},
     ]))  # fmt: skip
     out = data.ok("diff", "v1", "v2", "mixed.jsonl", "--rows", "--key", "id").out
-    assert "added    id=2  v=[true]" in out and "v: a -> b" in out
+    assert 'added    id="2"  v=[true]' in out and "v: a -> b" in out
+
+
+def test_a_text_that_reads_as_a_number_is_quoted_where_numbers_stand_beside_it(
+    data: Repo,
+) -> None:
+    """A JSON Lines field holding the number 2 in one version and the text "2" in the
+    next was shown as ``v: 2 -> 2``; in a column whose values may be texts beside
+    numbers, booleans or lists (a JSON field, a retyped column), such a text is quoted,
+    as parameters are. A column of texts alone shows its texts as they are."""
+    d = rows_json(data, "texts.jsonl", "--key", "id")
+    assert d["mixed_columns"] == ["v"]
+    assert [r["changes"]["v"] for r in d["rows"]] == [
+        {"old": 2, "new": "2"}, {"old": "x", "new": "true"},
+    ]  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "texts.jsonl", "--rows", "--key", "id").out.splitlines()
+    assert out[-2:] == ['changed  id=1  v: 2 -> "2"', 'changed  id=2  v: x -> "true"']
+    out = data.ok("diff", "v1", "v2", "texts.jsonl", "--rows").out.splitlines()
+    assert sorted(out[-4:]) == [
+        'added    id=1, v="2"', 'added    id=2, v="true"',
+        "removed  id=1, v=2", "removed  id=2, v=x",
+    ]  # fmt: skip
+    # a CSV column of integers that became text: the new side's "9" is a text
+    codes = rows_json(data, "codes.csv", "--key", "id")
+    assert codes["mixed_columns"] == ["c"]
+    out = data.ok("diff", "v1", "v2", "codes.csv", "--rows", "--key", "id").out.splitlines()
+    assert out[-2:] == ["changed  id=2  c: 8 -> x8", 'added    id=3  c="9"']
+    # texts beside texts only: no quotes
+    plain = data.ok("diff", "v1", "v2", "people.csv", "--rows", "--key", "id").out
+    assert rows_json(data, "people.csv")["mixed_columns"] == []
+    assert "added    id=5  name=eve, age=19" in plain
 
 
 def test_a_row_of_its_key_alone_ends_with_the_key(data: Repo) -> None:

@@ -830,6 +830,25 @@ def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path
     r.fsck_clean()
 
 
+def test_a_row_diffs_text_that_reads_as_a_number_is_quoted_beside_numbers(
+    page: Page, tmp_path: Path
+) -> None:
+    """A JSON Lines field that held the number 2 and then the text "2" read "2 2" in
+    its changed cell; it reads as `dvfs diff --rows` prints it: 2, then "2"."""
+    r = init_repo(tmp_path / "texts")
+    commit_files(r, {"t.jsonl": b'{"id": 1, "v": 2}\n{"id": 2, "v": "x"}\n'}, "first")
+    commit_files(r, {"t.jsonl": b'{"id": 1, "v": "2"}\n{"id": 2, "v": true}\n'}, "second")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.jsonl")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill("id")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows.locator("tr.row.changed td")).to_have_text(
+            ["~", "1", '2 "2"', "~", "2", "x true"]
+        )
+    r.fsck_clean()
+
+
 def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_path: Path) -> None:
     """60 rows changed: the page shows 50 and says how many more, and a button shows
     them (up to the route's 500), where it only said "… and 10 more rows"."""

@@ -30,7 +30,12 @@ JSON::
      "rows": [{"status", "key": {...}, "values": {...} | "changes": {col: {"old", "new"}},
                "count"}],
      "more": n, "shared_bytes": n, "notes": [...],
-     "bytes": null | {"old_size", "new_size", "shared_bytes"}}
+     "bytes": null | {"old_size", "new_size", "shared_bytes"},
+     "mixed_columns": [...]}
+
+``mixed_columns`` names the columns where a text may stand beside a number, a boolean
+or a list (retyped, or JSON on a side); there, human output quotes a text that reads as
+another value (``k="2"`` beside ``k=2``), and so does the dashboard.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from vfs.model.params import reads_as_other
 from vfs.model.params import shown as cut
 from vfs.quoting import escape_text, quote_name
 from vfs.tables.engine import plain_value
@@ -52,17 +58,24 @@ JSON_ROW = 64 << 10  # characters of a row's values given in JSON (then each is 
 JSON_NAME = 1024  # characters of a column's name given in JSON
 
 
-def value(v: Any) -> str:
-    """One value for people: NULL, quoted when it must be, cut when very long."""
+def value(v: Any, mixed: bool = False) -> str:
+    """One value for people: NULL, quoted when it must be, cut when very long. In a
+    ``mixed`` column (``RowDiff.mixed``) a text that reads as another value (``2``,
+    ``true``, ``[1]``: ``vfs.model.params.reads_as_other``) is quoted as parameters
+    are, so that the text ``"2"`` and the number ``2`` are not shown alike."""
     if v is None:
         return "NULL"
     p = plain_value(v)
     text = p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
     if isinstance(p, str) and (text == "" or text == "NULL"):
         return '"' + text + '"'
+    quote = isinstance(p, str) and mixed and reads_as_other(p)
     if len(text) > MAX_VALUE:
         text = text[:MAX_VALUE] + "..."
-    return shown(text) if isinstance(p, str) else quote_name(text)
+    if not isinstance(p, str):
+        return quote_name(text)
+    text = shown(text)
+    return f'"{text}"' if quote and not text.startswith('"') else text
 
 
 def label(name: str) -> str:
@@ -76,8 +89,8 @@ def column_type(name: str | None) -> str:
     return escape_text(cut(name or "", MAX_VALUE))
 
 
-def _pairs(d: dict[str, Any]) -> str:
-    return ", ".join(f"{label(k)}={value(v)}" for k, v in d.items())
+def _pairs(d: dict[str, Any], mixed: frozenset[str]) -> str:
+    return ", ".join(f"{label(k)}={value(v, k in mixed)}" for k, v in d.items())
 
 
 def _size(n: int) -> str:
@@ -119,7 +132,7 @@ def lines(d: RowDiff) -> Iterator[str]:
             f"{label(n)} ({c:,})" for n, c in sorted(d.columns.items(), key=lambda x: -x[1])
         )
     for r in d.rows:
-        yield _row_line(r)
+        yield _row_line(r, d.mixed)
     if d.more:
         yield f"... {d.more:,} more (--limit N shows more)"
     if d.method == "chunks":
@@ -129,16 +142,17 @@ def lines(d: RowDiff) -> Iterator[str]:
         )
 
 
-def _row_line(r: RowChange) -> str:
-    key = f"  {_pairs(r.key)}" if r.key else ""
+def _row_line(r: RowChange, mixed: frozenset[str]) -> str:
+    key = f"  {_pairs(r.key, mixed)}" if r.key else ""
     times = f" (x{r.count:,})" if r.count != 1 else ""
     if r.status == "changed":
         changes = ", ".join(
-            f"{label(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
+            f"{label(n)}: {value(a, n in mixed)} -> {value(b, n in mixed)}"
+            for n, (a, b) in r.changes.items()
         )
         return f"changed{key}  {changes}"
     rest = {k: v for k, v in r.values.items() if k not in r.key}
-    values = f"  {_pairs(rest)}" if rest else ""  # a row of its key alone: nothing after
+    values = f"  {_pairs(rest, mixed)}" if rest else ""  # a row of its key alone: nothing after
     return f"{r.status + times:<7}{key}{values}"
 
 
@@ -158,6 +172,7 @@ def as_json(d: RowDiff) -> dict[str, Any]:
         },
         "rows": [_row_json(r) for r in d.rows], "more": d.more,
         "shared_bytes": d.shared_bytes, "notes": d.notes, "bytes": None,
+        "mixed_columns": sorted(_name(n) for n in d.mixed),
     }  # fmt: skip
     if d.bytes_only is not None:
         b = d.bytes_only

@@ -217,6 +217,7 @@ def _diff_rows(
         elif _header_only(new, nt) and not _header_only(old, ot):
             nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
+    out.mixed = mixed_columns(ot, nt)
     _check_key(key, old, ot, new, nt, words)
     plan, parts, early = None, None, None
     if fast_share is not None:
@@ -522,6 +523,18 @@ def _bytes_only(out: RowDiff, old: Side, new: Side, reason: str) -> RowDiff:
     out.bytes_only = ByteSummary(reason, old.size, new.size, shared)
     out.notes.append(f"{reason}: byte-level summary")
     return out
+
+
+def mixed_columns(ot: Table, nt: Table) -> frozenset[str]:
+    """The columns whose values of the two sides may be texts beside other kinds of
+    value: retyped ones (``BIGINT -> VARCHAR``: ``2`` and ``"2"``) and JSON ones, whose
+    rows may each hold a text, a number, a boolean or a list."""
+    old, new = ot.types(), nt.types()
+    return frozenset(
+        n
+        for n, t in (*ot.columns, *nt.columns)
+        if t == "JSON" or (n in old and n in new and old[n] != new[n])
+    )
 
 
 def schema_changes(ot: Table, nt: Table) -> list[SchemaChange]:

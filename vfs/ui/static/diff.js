@@ -1,6 +1,6 @@
 // Diff of two versions: files added, removed, modified, renamed with size deltas,
 // parameters, and for a tabular file its rows (`dvfs diff --rows`), changes marked.
-import { api, cell, errorBox, h, human, link, pager, rawUrl, signed, put, swap } from "./dom.js";
+import { api, cell, errorBox, h, human, link, pager, rawUrl, rowCell, signed, put, swap } from "./dom.js";
 
 const LIMIT = 200;
 
@@ -108,6 +108,8 @@ async function showRows(box, d, path, key = "", limit = ROWS) {
     return;
   }
   const s = r.summary;
+  const mixed = new Set(r.mixed_columns);
+  const shown = (v, c) => rowCell(v, mixed.has(c));
   const cols = [];
   for (const row of r.rows) {
     for (const c of [...Object.keys(row.key || {}), ...Object.keys(row.values || {}), ...Object.keys(row.changes || {})]) {
@@ -131,11 +133,11 @@ async function showRows(box, d, path, key = "", limit = ROWS) {
           if (row.status === "changed") {
             if (Object.hasOwn(row.changes, c)) {
               const ch = row.changes[c];
-              return h("td", { class: "cell-changed" }, h("del", {}, cell(ch.old)), " ", h("ins", {}, cell(ch.new)));
+              return h("td", { class: "cell-changed" }, h("del", {}, shown(ch.old, c)), " ", h("ins", {}, shown(ch.new, c)));
             }
-            return h("td", {}, cell(row.key && Object.hasOwn(row.key, c) ? row.key[c] : ""));
+            return h("td", {}, row.key && Object.hasOwn(row.key, c) ? shown(row.key[c], c) : "");
           }
-          return h("td", {}, cell(row.values && Object.hasOwn(row.values, c) ? row.values[c] : ""));
+          return h("td", {}, row.values && Object.hasOwn(row.values, c) ? shown(row.values[c], c) : "");
         })))))),
     r.more ? h("p", { class: "muted more" }, `… and ${r.more.toLocaleString()} more rows `,
       limit < ROWS_MAX ? h("button", { onclick: () => showRows(box, d, path, key, ROWS_MAX) }, `Show up to ${ROWS_MAX}`)
