@@ -61,6 +61,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "retyped.csv": "id,x\n1,3\n2,4\n",
         "texts.jsonl": '{"id": 1, "v": 2}\n{"id": 2, "v": "x"}\n{"id": 3, "v": true}\n',
         "codes.csv": "id,c\n1,7\n2,8\n",
+        "kinds.jsonl": '{"id": 1, "v": 2}\n{"id": 2, "v": 3}\n{"id": 3, "v": 4}\n',
+        "kinds.parquet": parquet(scratch / "t4.parquet", "(1, 2), (2, 3)"),
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -84,6 +86,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "retyped.csv": "id,x\n1,3\n2,4.5\n3,6\n",
         "texts.jsonl": '{"id": 1, "v": "2"}\n{"id": 2, "v": "true"}\n{"id": 3, "v": true}\n',
         "codes.csv": "id,c\n1,7\n2,x8\n3,9\n",
+        "kinds.jsonl": '{"id": 1, "v": "2"}\n{"id": 2, "v": "3"}\n{"id": 3, "v": "x"}\n',
+        "kinds.parquet": parquet(scratch / "t5.parquet", "(1, '2'), (2, 'x')"),
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -263,6 +267,42 @@ def test_a_header_without_rows_retypes_no_column(data: Repo) -> None:
     assert back["schema"] == [] and back["summary"]["removed"] == 1
 
 
+def test_a_number_that_became_a_text_in_json_lines_or_parquet_is_a_change(
+    data: Repo,
+) -> None:
+    """A JSON Lines field or a Parquet column whose numbers became texts was compared
+    as text, as a CSV column is, and the number 2 that became the text "2" was no
+    change (0 changed, 2 unchanged). Their values carry their types: now it is one,
+    while a CSV field written alike stays the same field."""
+    d = rows_json(data, "kinds.jsonl", "--key", "id")
+    assert d["schema"] == [
+        {"status": "retyped", "column": "v", "old_type": "BIGINT", "new_type": "VARCHAR"},
+    ]  # fmt: skip
+    assert d["summary"] == {
+        "added": 0, "removed": 0, "changed": 3, "unchanged": 0, "columns": {"v": 3},
+    }  # fmt: skip
+    assert [r["changes"] for r in d["rows"]] == [
+        {"v": {"old": 2, "new": "2"}}, {"v": {"old": 3, "new": "3"}},
+        {"v": {"old": 4, "new": "x"}},
+    ]  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "kinds.jsonl", "--rows", "--key", "id").out.splitlines()
+    assert out[-3:] == [
+        'changed  id=1  v: 2 -> "2"', 'changed  id=2  v: 3 -> "3"', "changed  id=3  v: 4 -> x",
+    ]  # fmt: skip
+    bag = rows_json(data, "kinds.jsonl")
+    assert (bag["summary"]["added"], bag["summary"]["removed"]) == (3, 3)
+    pq = rows_json(data, "kinds.parquet", "--key", "id")
+    assert pq["schema"] == [
+        {"status": "retyped", "column": "v", "old_type": "INTEGER", "new_type": "VARCHAR"},
+    ]  # fmt: skip
+    assert [r["changes"] for r in pq["rows"]] == [
+        {"v": {"old": 2, "new": "2"}}, {"v": {"old": 3, "new": "x"}},
+    ]  # fmt: skip
+    # a text key no longer matches the number it spells
+    by_v = rows_json(data, "kinds.parquet", "--key", "v")
+    assert (by_v["summary"]["added"], by_v["summary"]["removed"]) == (2, 2)
+
+
 def test_rows_of_sides_without_a_common_column_are_shown_with_their_own(data: Repo) -> None:
     # no row was shown, and "... 3 more (--limit N shows more)" whatever the limit
     d = rows_json(data, "renamed.csv")
@@ -314,6 +354,7 @@ def test_a_text_that_reads_as_a_number_is_quoted_where_numbers_stand_beside_it(
     assert codes["mixed_columns"] == ["c"]
     out = data.ok("diff", "v1", "v2", "codes.csv", "--rows", "--key", "id").out.splitlines()
     assert out[-2:] == ["changed  id=2  c: 8 -> x8", 'added    id=3  c="9"']
+    assert codes["summary"]["changed"] == 1  # 7 -> 7: the same field of the CSV file
     # texts beside texts only: no quotes
     plain = data.ok("diff", "v1", "v2", "people.csv", "--rows", "--key", "id").out
     assert rows_json(data, "people.csv")["mixed_columns"] == []

@@ -9,6 +9,7 @@ they read (the fast or the full path) and states what they compute.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +38,10 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     column written again as DOUBLE holds the same ``0.1``: FLOAT, else DOUBLE); two
     integer types as their text, which is exact (64-bit ids past 2**53 are not one
     DOUBLE); a DATE and a TIMESTAMP as timestamps (a day is its midnight); any others
-    as text."""
+    as text in a CSV or TSV file, whose fields are text whatever type was detected
+    (``7`` and ``7`` are the same field), and in JSON Lines and Parquet, whose values
+    carry their types, as the JSON values they are (``JSON_VALUE``: the number ``2``
+    that became the text ``"2"`` is a change)."""
     if text:
         return None
     a, b = ot.types()[name], nt.types()[name]
@@ -49,18 +53,28 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
         return "FLOAT" if "FLOAT" in (a, b) else "DOUBLE"
     if {a, b} == {"DATE", "TIMESTAMP"}:  # a date column that gained a time: same days
         return "TIMESTAMP"
-    return "VARCHAR"
+    return JSON_VALUE if ot.fmt in ("jsonl", "parquet") else "VARCHAR"
+
+
+# What _retyped names to compare values as their JSON text (``to_json``): a text is
+# quoted there, a number is not.
+JSON_VALUE = "JSON_VALUE"
 
 
 def _expr(alias: str, col: str, cast: str | None) -> str:
     e = f"{alias}.{col}" if alias else col
+    if cast == JSON_VALUE:
+        return f"CAST(to_json({e}) AS VARCHAR)"
     return f"CAST({e} AS {cast})" if cast else e
 
 
-def _as(v: Any, cast: str | None) -> Any:
-    """A value the engine gave, as :func:`_retyped`'s type compares it."""
+def _as(v: Any, cast: str | None, kind: str) -> Any:
+    """A value the engine gave from a column of type ``kind``, as :func:`_retyped`'s
+    type compares it."""
     if v is None or cast is None:
         return v
+    if cast == JSON_VALUE:
+        return _tagged(json.loads(v) if kind == "JSON" else plain_value(v))
     if cast == "FLOAT":
         try:
             return struct.unpack("f", struct.pack("f", float(v)))[0]  # as the engine casts
@@ -462,9 +476,20 @@ def keyed(
             for n in values:
                 a, b = ov[oi[n]], nv[ni[n]]
                 cast = _retyped(ot, nt, n, text)
-                if not _same(_as(a, cast), _as(b, cast)):
+                if not _same(_as(a, cast, ot.types()[n]), _as(b, cast, nt.types()[n])):
                     ch[n] = (a, b)
             out.rows.append(RowChange(st, kv, changes=ch))
+
+
+def _tagged(v: Any) -> Any:
+    """A JSON value with the kind of each part beside it, so that equal parts are the
+    same JSON (the engine's ``to_json`` texts): the text ``"2"`` is not the number
+    ``2``, nor the integer ``2`` the float ``2.0``, nor ``true`` the number ``1``."""
+    if isinstance(v, dict):
+        return ("object", tuple((k, _tagged(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return ("array", tuple(_tagged(x) for x in v))
+    return (type(v).__name__, v)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -8,8 +8,10 @@ rows, in key order (or row order of their values without a key).
   row on each side; otherwise the diff stops with an example of a key that names
   several. A matched pair is changed when a column both sides have differs; a column
   whose type changed is compared as numbers if both types are numbers (an integer
-  column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text. Columns
-  only one side has are listed as schema changes, never as row changes.
+  column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text in CSV
+  and TSV files and as JSON values in JSON Lines and Parquet, whose values carry
+  their types (``vfs.tables.compare``). Columns only one side has are listed as
+  schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
   or added that many times.
