@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 import vfs
 from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_repo, run
@@ -811,6 +811,16 @@ def test_an_empty_repository_says_there_is_no_version_yet(page: Page, tmp_path: 
     r.fsck_clean()
 
 
+def rows_by_key(page: Page, url: str, path: str, key: str) -> Locator:
+    """Open the diff of v1 and v2 at ``url`` and diff the rows of ``path`` by ``key``,
+    as a user types it; the rows' section."""
+    page.goto(url + f"#/diff?old=v1&new=v2&rows={path}")
+    rows = page.locator("section.rowdiff")
+    rows.locator('input[name="key"]').fill(key)
+    rows.get_by_role("button", name="Diff rows").click()
+    return rows
+
+
 def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path: Path) -> None:
     """A table whose columns are named constructor and toString: a changed row marks
     the cell that changed only, and an added row shows its own values."""
@@ -818,10 +828,7 @@ def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path
     commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,x\n2,b,y\n"}, "first")
     commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,z\n2,b,y\n3,c,w\n"}, "second")
     with serving(r.root) as s:
-        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.csv")
-        rows = page.locator("section.rowdiff")
-        rows.locator('input[name="key"]').fill("id")
-        rows.get_by_role("button", name="Diff rows").click()
+        rows = rows_by_key(page, s.url, "t.csv", "id")
         expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 1 unchanged")
         expect(rows.locator("td.cell-changed")).to_have_count(1)
         # (columns in the order the rows name them: id, toString, constructor)
@@ -839,10 +846,7 @@ def test_a_row_diffs_text_that_reads_as_a_number_is_quoted_beside_numbers(
     commit_files(r, {"t.jsonl": b'{"id": 1, "v": 2}\n{"id": 2, "v": "x"}\n'}, "first")
     commit_files(r, {"t.jsonl": b'{"id": 1, "v": "2"}\n{"id": 2, "v": true}\n'}, "second")
     with serving(r.root) as s:
-        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.jsonl")
-        rows = page.locator("section.rowdiff")
-        rows.locator('input[name="key"]').fill("id")
-        rows.get_by_role("button", name="Diff rows").click()
+        rows = rows_by_key(page, s.url, "t.jsonl", "id")
         expect(rows.locator("tr.row.changed td")).to_have_text(
             ["~", "1", '2 "2"', "~", "2", "x true"]
         )
@@ -857,10 +861,7 @@ def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_pat
     commit_files(r, {"t.csv": head + b"".join(b"%d,0\n" % i for i in range(60))}, "first")
     commit_files(r, {"t.csv": head + b"".join(b"%d,1\n" % i for i in range(60))}, "second")
     with serving(r.root) as s:
-        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.csv")
-        rows = page.locator("section.rowdiff")
-        rows.locator('input[name="key"]').fill("id")
-        rows.get_by_role("button", name="Diff rows").click()
+        rows = rows_by_key(page, s.url, "t.csv", "id")
         expect(rows.locator("tr.row")).to_have_count(50)
         expect(rows.locator(".more")).to_contain_text("… and 10 more rows")
         rows.get_by_role("button", name="Show up to 500").click()
@@ -878,10 +879,7 @@ def test_a_key_column_named_with_a_blank_is_told_from_another(page: Page, tmp_pa
     commit_files(r, {"t.jsonl": "".join(line.format(i, i, 0) for i in range(3)).encode()}, "a")
     commit_files(r, {"t.jsonl": "".join(line.format(i, i, i) for i in range(3)).encode()}, "b")
     with serving(r.root) as s:
-        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.jsonl")
-        rows = page.locator("section.rowdiff")
-        rows.locator('input[name="key"]').fill(" v")
-        rows.get_by_role("button", name="Diff rows").click()
+        rows = rows_by_key(page, s.url, "t.jsonl", " v")
         expect(rows.locator("p.summary")).to_have_text(
             '0 added, 0 removed, 2 changed, 1 unchanged (key " v")'
         )
