@@ -63,6 +63,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "codes.csv": "id,c\n1,7\n2,8\n",
         "kinds.jsonl": '{"id": 1, "v": 2}\n{"id": 2, "v": 3}\n{"id": 3, "v": 4}\n',
         "kinds.parquet": parquet(scratch / "t4.parquet", "(1, 2), (2, 3)"),
+        "fields.csv": "id,x,d\n1,2.50,2024-1-5\n2,3.0,2024-01-06\n",
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -88,6 +89,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "codes.csv": "id,c\n1,7\n2,x8\n3,9\n",
         "kinds.jsonl": '{"id": 1, "v": "2"}\n{"id": 2, "v": "3"}\n{"id": 3, "v": "x"}\n',
         "kinds.parquet": parquet(scratch / "t5.parquet", "(1, '2'), (2, 'x')"),
+        "fields.csv": "id,x,d\n1,2.50,2024-1-5\n2,abc,soon\n",
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -267,6 +269,23 @@ def test_a_header_without_rows_retypes_no_column(data: Repo) -> None:
     assert back["schema"] == [] and back["summary"]["removed"] == 1
 
 
+def test_an_unchanged_csv_field_of_a_retyped_column_is_no_change(data: Repo) -> None:
+    """A CSV column read as numbers (or dates) in one version and as text in the next
+    was compared as the text of the values read: the field ``2.50``, unchanged, became
+    ``2.5`` on one side, and ``2024-1-5`` became ``2024-01-05``, each a change. Such a
+    column is compared as its fields' text, and shown as it."""
+    d = rows_json(data, "fields.csv", "--key", "id")
+    assert [c["status"] for c in d["schema"]] == ["retyped", "retyped"]
+    assert d["summary"] == {
+        "added": 0, "removed": 0, "changed": 1, "unchanged": 1, "columns": {"x": 1, "d": 1},
+    }  # fmt: skip
+    assert d["rows"][0]["changes"] == {
+        "x": {"old": "3.0", "new": "abc"}, "d": {"old": "2024-01-06", "new": "soon"},
+    }  # fmt: skip
+    bag = rows_json(data, "fields.csv")
+    assert (bag["summary"]["added"], bag["summary"]["unchanged"]) == (1, 1)
+
+
 def test_a_number_that_became_a_text_in_json_lines_or_parquet_is_a_change(
     data: Repo,
 ) -> None:
@@ -349,11 +368,11 @@ def test_a_text_that_reads_as_a_number_is_quoted_where_numbers_stand_beside_it(
         'added    id=1, v="2"', 'added    id=2, v="true"',
         "removed  id=1, v=2", "removed  id=2, v=x",
     ]  # fmt: skip
-    # a CSV column of integers that became text: the new side's "9" is a text
+    # a CSV column of integers that became text is compared as its fields' text
     codes = rows_json(data, "codes.csv", "--key", "id")
-    assert codes["mixed_columns"] == ["c"]
+    assert codes["mixed_columns"] == []
     out = data.ok("diff", "v1", "v2", "codes.csv", "--rows", "--key", "id").out.splitlines()
-    assert out[-2:] == ["changed  id=2  c: 8 -> x8", 'added    id=3  c="9"']
+    assert out[-2:] == ["changed  id=2  c: 8 -> x8", "added    id=3  c=9"]
     assert codes["summary"]["changed"] == 1  # 7 -> 7: the same field of the CSV file
     # texts beside texts only: no quotes
     plain = data.ok("diff", "v1", "v2", "people.csv", "--rows", "--key", "id").out

@@ -38,8 +38,9 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     column written again as DOUBLE holds the same ``0.1``: FLOAT, else DOUBLE); two
     integer types as their text, which is exact (64-bit ids past 2**53 are not one
     DOUBLE); a DATE and a TIMESTAMP as timestamps (a day is its midnight); any others
-    as text in a CSV or TSV file, whose fields are text whatever type was detected
-    (``7`` and ``7`` are the same field), and in JSON Lines and Parquet, whose values
+    (:func:`as_text`) as text in a CSV or TSV file, whose fields are text whatever type
+    was detected (``vfs.tables.rowdiff`` reads such a column as its fields' text on
+    both sides: ``2.50`` stays ``2.50``), and in JSON Lines and Parquet, whose values
     carry their types, as the JSON values they are (``JSON_VALUE``: the number ``2``
     that became the text ``"2"`` is a change)."""
     if text:
@@ -54,6 +55,13 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     if {a, b} == {"DATE", "TIMESTAMP"}:  # a date column that gained a time: same days
         return "TIMESTAMP"
     return JSON_VALUE if ot.fmt in ("jsonl", "parquet") else "VARCHAR"
+
+
+def as_text(a: str, b: str) -> bool:
+    """Whether a column read as type ``a`` on one side and ``b`` on the other is
+    compared as text (CSV, TSV; JSON values in JSON Lines and Parquet): unless both are
+    number types, or one a DATE and the other a TIMESTAMP (:func:`_retyped`)."""
+    return a != b and not (_number(a) and _number(b)) and {a, b} != {"DATE", "TIMESTAMP"}
 
 
 # What _retyped names to compare values as their JSON text (``to_json``): a text is

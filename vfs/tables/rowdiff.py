@@ -9,7 +9,8 @@ rows, in key order (or row order of their values without a key).
   several. A matched pair is changed when a column both sides have differs; a column
   whose type changed is compared as numbers if both types are numbers (an integer
   column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text in CSV
-  and TSV files and as JSON values in JSON Lines and Parquet, whose values carry
+  and TSV files (each field's own text: ``2.50`` in a column of numbers is not the
+  text of 2.5) and as JSON values in JSON Lines and Parquet, whose values carry
   their types (``vfs.tables.compare``). Columns only one side has are listed as
   schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
@@ -102,6 +103,7 @@ from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
 from vfs.tables.compare import (
+    as_text,
     key_totals,
     key_totals_answer,
     key_totals_query,
@@ -219,6 +221,8 @@ def _diff_rows(
         elif _header_only(new, nt) and not _header_only(old, ot):
             nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
+        if fmt in ("csv", "tsv"):
+            ot, nt = _fields_as_text(ot, nt)
     out.mixed = mixed_columns(ot, nt)
     _check_key(key, old, ot, new, nt, words)
     plan, parts, early = None, None, None
@@ -413,6 +417,23 @@ def _typed_as(table: Table, other: Table) -> Table:
     """``table`` with the types ``other`` gives the columns of the same name."""
     types = other.types()
     return replace(table, columns=tuple((n, types.get(n, t)) for n, t in table.columns))
+
+
+def _fields_as_text(ot: Table, nt: Table) -> tuple[Table, Table]:
+    """The two sides of a CSV or TSV file with each column that is compared as text
+    (retyped, :func:`vfs.tables.compare.as_text`) read as its fields' text on both:
+    the field ``2.50`` of a column read as DOUBLE on one side is ``2.50``, not the
+    text of the number 2.5, and ``2024-1-5`` not ``2024-01-05``; an unchanged field
+    is not a change."""
+    old, new = ot.types(), nt.types()
+    text = {n for n in old.keys() & new.keys() if as_text(old[n], new[n])}
+    if not text:
+        return ot, nt
+
+    def read(t: Table) -> Table:
+        return replace(t, columns=tuple((n, "VARCHAR" if n in text else k) for n, k in t.columns))
+
+    return read(ot), read(nt)
 
 
 def _sniffed(side: Side, fmt: Format) -> Path:
