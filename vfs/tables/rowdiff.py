@@ -11,7 +11,8 @@ rows, in key order (or row order of their values without a key).
   column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text in CSV
   and TSV files (each field's own text: ``2.50`` in a column of numbers is not the
   text of 2.5) and as JSON values in JSON Lines and Parquet, whose values carry
-  their types (``vfs.tables.compare``). Columns only one side has are listed as
+  their types (``vfs.tables.compare``), a JSON Lines string read as a date, a time
+  or a UUID being the string it is (``_read_as_text``). Columns only one side has are listed as
   schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
@@ -221,8 +222,8 @@ def _diff_rows(
         elif _header_only(new, nt) and not _header_only(old, ot):
             nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
-        if fmt in ("csv", "tsv"):
-            ot, nt = _fields_as_text(ot, nt)
+        if fmt != "parquet":
+            ot, nt = _read_as_text(ot, nt)
     out.mixed = mixed_columns(ot, nt)
     _check_key(key, old, ot, new, nt, words)
     plan, parts, early = None, None, None
@@ -419,19 +420,36 @@ def _typed_as(table: Table, other: Table) -> Table:
     return replace(table, columns=tuple((n, types.get(n, t)) for n, t in table.columns))
 
 
-def _fields_as_text(ot: Table, nt: Table) -> tuple[Table, Table]:
-    """The two sides of a CSV or TSV file with each column that is compared as text
-    (retyped, :func:`vfs.tables.compare.as_text`) read as its fields' text on both:
-    the field ``2.50`` of a column read as DOUBLE on one side is ``2.50``, not the
-    text of the number 2.5, and ``2024-1-5`` not ``2024-01-05``; an unchanged field
-    is not a change."""
+# The types the engine reads JSON strings as when they all spell one (a JSON Lines
+# field of dates is read as DATE): the file holds strings all the same.
+FROM_STRINGS = frozenset({
+    "DATE", "TIME", "TIME WITH TIME ZONE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "UUID",
+})  # fmt: skip
+
+
+def _read_as_text(ot: Table, nt: Table) -> tuple[Table, Table]:
+    """The two sides of a CSV, TSV or JSON Lines file with the columns compared as
+    text (retyped, :func:`vfs.tables.compare.as_text`) read as the text the file holds:
+    a CSV column as its fields on both sides (the field ``2.50`` of a column read as
+    DOUBLE is ``2.50``, not the text of 2.5; ``2024-1-5`` not ``2024-01-05``), a JSON
+    Lines field on a side that read its strings as dates, times or UUIDs
+    (``FROM_STRINGS``) as those strings (``"2024-01-05T10:00:00Z"``, not the
+    timestamp's text). An unchanged field or string is then no change."""
     old, new = ot.types(), nt.types()
     text = {n for n in old.keys() & new.keys() if as_text(old[n], new[n])}
     if not text:
         return ot, nt
+    every = ot.fmt != "jsonl"
 
     def read(t: Table) -> Table:
-        return replace(t, columns=tuple((n, "VARCHAR" if n in text else k) for n, k in t.columns))
+        return replace(
+            t,
+            columns=tuple(
+                (n, "VARCHAR" if n in text and (every or k in FROM_STRINGS) else k)
+                for n, k in t.columns
+            ),
+        )
 
     return read(ot), read(nt)
 
