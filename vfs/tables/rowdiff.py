@@ -11,9 +11,9 @@ rows, in key order (or row order of their values without a key).
   column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text in CSV
   and TSV files (each field's own text: ``2.50`` in a column of numbers is not the
   text of 2.5) and as JSON values in JSON Lines and Parquet, whose values carry
-  their types (``vfs.tables.compare``), a JSON Lines string read as a date, a time
-  or a UUID being the string it is (``_read_as_text``). Columns only one side has are listed as
-  schema changes, never as row changes.
+  their types (``vfs.tables.compare``); a JSON Lines string read as a date, a time
+  or a UUID is the string it is (``_read_as_text``). Columns only one side has are
+  listed as schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
   or added that many times.
