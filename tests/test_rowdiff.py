@@ -375,8 +375,9 @@ def test_a_text_that_reads_as_a_number_is_quoted_where_numbers_stand_beside_it(
 ) -> None:
     """A JSON Lines field holding the number 2 in one version and the text "2" in the
     next was shown as ``v: 2 -> 2``; in a column whose values may be texts beside
-    numbers, booleans or lists (a JSON field, a retyped column), such a text is quoted,
-    as parameters are. A column of texts alone shows its texts as they are."""
+    numbers, booleans or lists (a JSON field, a JSON Lines or Parquet column whose type
+    changed), such a text is quoted, as parameters are. A column of texts alone, and a
+    CSV column compared as its fields' text, show their texts as they are."""
     d = rows_json(data, "texts.jsonl", "--key", "id")
     assert d["mixed_columns"] == ["v"]
     assert [r["changes"]["v"] for r in d["rows"]] == [

@@ -568,8 +568,9 @@ def _bytes_only(out: RowDiff, old: Side, new: Side, reason: str) -> RowDiff:
 
 def mixed_columns(ot: Table, nt: Table) -> frozenset[str]:
     """The columns whose values of the two sides may be texts beside other kinds of
-    value: retyped ones (``BIGINT -> VARCHAR``: ``2`` and ``"2"``) and JSON ones, whose
-    rows may each hold a text, a number, a boolean or a list."""
+    value: retyped ones as the sides are compared (a JSON Lines ``BIGINT -> VARCHAR``:
+    ``2`` and ``"2"``; not a CSV column read as text on both, ``_read_as_text``) and
+    JSON ones, whose rows may each hold a text, a number, a boolean or a list."""
     old, new = ot.types(), nt.types()
     return frozenset(
         n
