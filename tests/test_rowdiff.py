@@ -64,8 +64,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "kinds.jsonl": '{"id": 1, "v": 2}\n{"id": 2, "v": 3}\n{"id": 3, "v": 4}\n',
         "kinds.parquet": parquet(scratch / "t4.parquet", "(1, 2), (2, 3)"),
         "fields.csv": "id,x,d\n1,2.50,2024-1-5\n2,3.0,2024-01-06\n",
-        "stamps.jsonl": '{"id": 1, "t": "2024-01-05T10:00:00Z", "u": "2024-01-05"}\n'
-        '{"id": 2, "t": "2024-01-06T11:00:00Z", "u": "2024-01-06"}\n',
+        "stamps.jsonl": '{"id": 1, "t": "2024-01-05T10:00:00Z", "u": "2024-01-05", '
+        '"m": {"at": "2024-01-05T10:00:00Z"}}\n'
+        '{"id": 2, "t": "2024-01-06T11:00:00Z", "u": "2024-01-06", '
+        '"m": {"at": "2024-01-06T11:00:00Z"}}\n',
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -92,8 +94,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "kinds.jsonl": '{"id": 1, "v": "2"}\n{"id": 2, "v": "3"}\n{"id": 3, "v": "x"}\n',
         "kinds.parquet": parquet(scratch / "t5.parquet", "(1, '2'), (2, 'x')"),
         "fields.csv": "id,x,d\n1,2.50,2024-1-5\n2,abc,soon\n",
-        "stamps.jsonl": '{"id": 1, "t": "2024-01-05T10:00:00Z", "u": "2024-01-05"}\n'
-        '{"id": 2, "t": "later", "u": 6}\n',
+        "stamps.jsonl": '{"id": 1, "t": "2024-01-05T10:00:00Z", "u": "2024-01-05", '
+        '"m": {"at": "2024-01-05T10:00:00Z"}}\n'
+        '{"id": 2, "t": "later", "u": 6, "m": {"at": "never"}}\n',
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -294,17 +297,20 @@ def test_json_strings_read_as_timestamps_are_compared_as_the_strings(data: Repo)
     """The engine reads a JSON Lines field whose strings all spell timestamps as
     TIMESTAMP: when one became "later", the unchanged "2024-01-05T10:00:00Z" was
     compared as the timestamp's text (2024-01-05 10:00:00+00) and called changed. The
-    file holds strings: they are compared and shown as those; a string that became
-    the number 6 is still a change."""
+    file holds strings: they are compared and shown as those, inside an object too; a
+    string that became the number 6 is still a change."""
     d = rows_json(data, "stamps.jsonl", "--key", "id")
     assert [(c["column"], c["new_type"]) for c in d["schema"]] == [
-        ("t", "VARCHAR"), ("u", "JSON"),
+        ("t", "VARCHAR"), ("u", "JSON"), ("m", "STRUCT(\"at\" VARCHAR)"),
     ]  # fmt: skip
     assert (d["summary"]["changed"], d["summary"]["unchanged"]) == (1, 1)
     assert d["rows"][0]["changes"] == {
         "t": {"old": "2024-01-06T11:00:00Z", "new": "later"},
         "u": {"old": "2024-01-06", "new": 6},
+        "m": {"old": {"at": "2024-01-06T11:00:00Z"}, "new": {"at": "never"}},
     }  # fmt: skip
+    bag = rows_json(data, "stamps.jsonl")
+    assert (bag["summary"]["added"], bag["summary"]["unchanged"]) == (1, 1)
 
 
 def test_a_number_that_became_a_text_in_json_lines_or_parquet_is_a_change(

@@ -39,10 +39,11 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     integer types as their text, which is exact (64-bit ids past 2**53 are not one
     DOUBLE); a DATE and a TIMESTAMP as timestamps (a day is its midnight); any others
     (:func:`as_text`) as text in a CSV or TSV file, whose fields are text whatever type
-    was detected (``vfs.tables.rowdiff`` reads such a column as its fields' text on
-    both sides: ``2.50`` stays ``2.50``), and in JSON Lines and Parquet, whose values
-    carry their types, as the JSON values they are (``JSON_VALUE``: the number ``2``
-    that became the text ``"2"`` is a change)."""
+    was detected, and in JSON Lines and Parquet, whose values carry their types, as the
+    JSON values they are (the number ``2`` that became the text ``"2"`` is a change).
+    ``vfs.tables.rowdiff`` reads such a column of a CSV or JSON Lines file as the text
+    or the JSON the file holds on both sides (``2.50`` stays ``2.50``), so that this
+    compares a Parquet column's values alone: as their ``to_json`` (``JSON_VALUE``)."""
     if text:
         return None
     a, b = ot.types()[name], nt.types()[name]

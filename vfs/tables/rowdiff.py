@@ -11,9 +11,9 @@ rows, in key order (or row order of their values without a key).
   column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text in CSV
   and TSV files (each field's own text: ``2.50`` in a column of numbers is not the
   text of 2.5) and as JSON values in JSON Lines and Parquet, whose values carry
-  their types (``vfs.tables.compare``); a JSON Lines string read as a date, a time
-  or a UUID is the string it is (``_read_as_text``). Columns only one side has are
-  listed as schema changes, never as row changes.
+  their types (a JSON Lines field read as the JSON the file holds, ``_read_as_text``:
+  a string the engine read as a timestamp is that string). Columns only one side has
+  are listed as schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
   or added that many times.
@@ -420,36 +420,22 @@ def _typed_as(table: Table, other: Table) -> Table:
     return replace(table, columns=tuple((n, types.get(n, t)) for n, t in table.columns))
 
 
-# The types the engine reads JSON strings as when they all spell one (a JSON Lines
-# field of dates is read as DATE): the file holds strings all the same.
-FROM_STRINGS = frozenset({
-    "DATE", "TIME", "TIME WITH TIME ZONE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE",
-    "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "UUID",
-})  # fmt: skip
-
-
 def _read_as_text(ot: Table, nt: Table) -> tuple[Table, Table]:
     """The two sides of a CSV, TSV or JSON Lines file with the columns compared as
-    text (retyped, :func:`vfs.tables.compare.as_text`) read as the text the file holds:
-    a CSV column as its fields on both sides (the field ``2.50`` of a column read as
+    text (retyped, :func:`vfs.tables.compare.as_text`) read as what the file holds, on
+    both sides: a CSV column as its fields' text (the field ``2.50`` of a column read as
     DOUBLE is ``2.50``, not the text of 2.5; ``2024-1-5`` not ``2024-01-05``), a JSON
-    Lines field on a side that read its strings as dates, times or UUIDs
-    (``FROM_STRINGS``) as those strings (``"2024-01-05T10:00:00Z"``, not the
-    timestamp's text). An unchanged field or string is then no change."""
+    Lines field as its JSON values (the string ``"2024-01-05T10:00:00Z"`` that the
+    engine read as a timestamp is that string, in an object too; the number ``2`` is
+    not the string ``"2"``). An unchanged field or value is then no change."""
     old, new = ot.types(), nt.types()
     text = {n for n in old.keys() & new.keys() if as_text(old[n], new[n])}
     if not text:
         return ot, nt
-    every = ot.fmt != "jsonl"
+    kind = "JSON" if ot.fmt == "jsonl" else "VARCHAR"
 
     def read(t: Table) -> Table:
-        return replace(
-            t,
-            columns=tuple(
-                (n, "VARCHAR" if n in text and (every or k in FROM_STRINGS) else k)
-                for n, k in t.columns
-            ),
-        )
+        return replace(t, columns=tuple((n, kind if n in text else k) for n, k in t.columns))
 
     return read(ot), read(nt)
 
@@ -568,9 +554,10 @@ def _bytes_only(out: RowDiff, old: Side, new: Side, reason: str) -> RowDiff:
 
 def mixed_columns(ot: Table, nt: Table) -> frozenset[str]:
     """The columns whose values of the two sides may be texts beside other kinds of
-    value: retyped ones as the sides are compared (a JSON Lines ``BIGINT -> VARCHAR``:
+    value: retyped ones as the sides are compared (a Parquet ``INTEGER -> VARCHAR``:
     ``2`` and ``"2"``; not a CSV column read as text on both, ``_read_as_text``) and
-    JSON ones, whose rows may each hold a text, a number, a boolean or a list."""
+    JSON ones (a JSON Lines field of mixed types, or one read as JSON on both sides),
+    whose rows may each hold a text, a number, a boolean or a list."""
     old, new = ot.types(), nt.types()
     return frozenset(
         n
