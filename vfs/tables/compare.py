@@ -38,12 +38,11 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     column written again as DOUBLE holds the same ``0.1``: FLOAT, else DOUBLE); two
     integer types as their text, which is exact (64-bit ids past 2**53 are not one
     DOUBLE); a DATE and a TIMESTAMP as timestamps (a day is its midnight); any others
-    (:func:`as_text`) as text in a CSV or TSV file, whose fields are text whatever type
-    was detected, and in JSON Lines and Parquet, whose values carry their types, as the
-    JSON values they are (the number ``2`` that became the text ``"2"`` is a change).
-    ``vfs.tables.rowdiff`` reads such a column of a CSV or JSON Lines file as the text
-    or the JSON the file holds on both sides (``2.50`` stays ``2.50``), so that this
-    compares a Parquet column's values alone: as their ``to_json`` (``JSON_VALUE``)."""
+    (:func:`as_text`) as the JSON values they are in Parquet, whose values carry their
+    types (``JSON_VALUE``: the number ``2`` that became the text ``"2"`` is a change),
+    and as text elsewhere. (``vfs.tables.rowdiff`` reads such a column of a CSV or
+    JSON Lines file as the text or the JSON the file holds on both sides, so that it
+    reaches here with one type.)"""
     if text:
         return None
     a, b = ot.types()[name], nt.types()[name]
@@ -55,7 +54,7 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
         return "FLOAT" if "FLOAT" in (a, b) else "DOUBLE"
     if {a, b} == {"DATE", "TIMESTAMP"}:  # a date column that gained a time: same days
         return "TIMESTAMP"
-    return JSON_VALUE if ot.fmt in ("jsonl", "parquet") else "VARCHAR"
+    return JSON_VALUE if ot.fmt == "parquet" else "VARCHAR"
 
 
 def as_text(a: str, b: str) -> bool:
@@ -471,6 +470,8 @@ def keyed(
         f"coalesce({a}, {b}) NULLS FIRST" for a, b in (pair(k, alias=False) for k in key)
     )
     m = len(ot.names)
+    otypes, ntypes = ot.types(), nt.types()
+    casts = {n: _retyped(ot, nt, n, text) for n in values}
     for r in engine.run(
         f"SELECT __st, {', '.join(cols)} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
     ):
@@ -484,8 +485,7 @@ def keyed(
             ch = {}
             for n in values:
                 a, b = ov[oi[n]], nv[ni[n]]
-                cast = _retyped(ot, nt, n, text)
-                if not _same(_as(a, cast, ot.types()[n]), _as(b, cast, nt.types()[n])):
+                if not _same(_as(a, casts[n], otypes[n]), _as(b, casts[n], ntypes[n])):
                     ch[n] = (a, b)
             out.rows.append(RowChange(st, kv, changes=ch))
 

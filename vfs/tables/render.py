@@ -34,8 +34,9 @@ JSON::
      "mixed_columns": [...]}
 
 ``mixed_columns`` names the columns where a text may stand beside a number, a boolean
-or a list (retyped, or JSON on a side); there, human output quotes a text that reads as
-another value (``k="2"`` beside ``k=2``), and so does the dashboard.
+or a list (``rowdiff.mixed_columns``: JSON on a side, or a Parquet column whose type
+changed); there, human output quotes a text that reads as another value (``k="2"``
+beside ``k=2``), and so does the dashboard.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ class RowDiff:
     shared_bytes: int = 0  # bytes of rows the fast path did not compare
     notes: list[str] = field(default_factory=list)
     bytes_only: ByteSummary | None = None
-    # Columns where a text may stand beside a number, a boolean or a list (retyped, or
-    # JSON on a side): a text reading as one is quoted when shown (``render.value``).
+    # Columns where a text may stand beside a number, a boolean or a list
+    # (``rowdiff.mixed_columns``): a text reading as one is quoted when shown.
     mixed: frozenset[str] = frozenset()
 
     @property

@@ -222,8 +222,7 @@ def _diff_rows(
         elif _header_only(new, nt) and not _header_only(old, ot):
             nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
-        if fmt != "parquet":
-            ot, nt = _read_as_text(ot, nt)
+        ot, nt = _read_as_text(ot, nt)
     out.mixed = mixed_columns(ot, nt)
     _check_key(key, old, ot, new, nt, words)
     plan, parts, early = None, None, None
@@ -427,10 +426,12 @@ def _read_as_text(ot: Table, nt: Table) -> tuple[Table, Table]:
     DOUBLE is ``2.50``, not the text of 2.5; ``2024-1-5`` not ``2024-01-05``), a JSON
     Lines field as its JSON values (the string ``"2024-01-05T10:00:00Z"`` that the
     engine read as a timestamp is that string, in an object too; the number ``2`` is
-    not the string ``"2"``). An unchanged field or value is then no change."""
+    not the string ``"2"``). An unchanged field or value is then no change. A Parquet
+    file is read as it is (its columns' types are its own): ``compare`` compares such a
+    column's values as JSON."""
     old, new = ot.types(), nt.types()
     text = {n for n in old.keys() & new.keys() if as_text(old[n], new[n])}
-    if not text:
+    if not text or ot.fmt == "parquet":
         return ot, nt
     kind = "JSON" if ot.fmt == "jsonl" else "VARCHAR"
 

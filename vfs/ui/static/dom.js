@@ -173,7 +173,7 @@ const TYPED = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[
 const NON_FINITE = /^(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$/; // (vfs.model.params.NON_FINITE)
 
 // A value of a row diff: as `cell` shows it, but in a column where a text may stand
-// beside a number, a boolean or a list (the diff's `mixed_columns`: retyped, or JSON), a
+// beside a number, a boolean or a list (the diff's `mixed_columns`), a
 // text that reads as another value is quoted, as `dvfs diff --rows` shows it ("2" beside 2).
 export function rowCell(v, mixed) {
   return mixed && typeof v === "string" && readsAsOther(v) ? JSON.stringify(v) : cell(v);
