@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,15 @@ import pytest
 
 import vfs
 from tests.support.api import Data, make_data, push_all
-from tests.support.cli import assert_ok, commit_files, fsck_clean, init_repo, run
+from tests.support.cli import (
+    add_in_process,
+    assert_ok,
+    commit_files,
+    commit_in_process,
+    fsck_clean,
+    init_repo,
+    run,
+)
 from tests.support.s3server import S3Server
 from tests.support.workers import cat_labels
 from vfs.filesystem import DvfsFileSystem, ReadOnlyError
@@ -482,4 +492,33 @@ def test_a_directory_holding_one_of_its_own_name_is_listed_and_walked(tmp_path: 
         "b"
     ].tolist() == [2]
     api.close()
+    fsck_clean(repo.root)
+
+
+def test_a_checksum_changes_with_what_the_path_reads(tmp_path: Path) -> None:
+    # a link's checksum hashed the link alone (its path and target), with Python's
+    # hash(), which each process seeds anew: the link read the changed file of v2 under
+    # the checksum it had in v1, and another process gave another number for the same
+    # entry of the same version
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"d/a.txt": "one\n", "d/sub/s.txt": "s\n"}, "one")
+    (repo.root / "d" / "to-a").symlink_to("a.txt")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "link")
+    commit_files(repo, {"d/a.txt": "two\n", "d/sub/s.txt": "t\n"}, "two")
+    v2, v3 = (DvfsFileSystem(repo=str(repo.root), rev=rev) for rev in ("v2", "v3"))
+    for fs in (v2, v3):
+        assert fs.checksum("/d/to-a") == fs.checksum("/d/a.txt")  # the file it reads
+    assert v2.checksum("/d/to-a") != v3.checksum("/d/to-a")
+    assert v2.checksum("/d/sub") != v3.checksum("/d/sub")  # a directory whose file changed
+    code = (
+        "import sys; from vfs.filesystem import DvfsFileSystem; "
+        "fs = DvfsFileSystem(repo=sys.argv[1], rev='v3'); print(fs.checksum('/d/sub'))"
+    )
+    for seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(repo.root)], capture_output=True, text=True,
+            check=True, env={**os.environ, "PYTHONHASHSEED": seed},
+        )  # fmt: skip
+        assert out.stdout == f"{v3.checksum('/d/sub')}\n"
     fsck_clean(repo.root)

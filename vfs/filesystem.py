@@ -89,7 +89,7 @@ from fsspec import AbstractFileSystem
 from fsspec.caching import caches
 from fsspec.json import FilesystemJSONEncoder
 from fsspec.spec import AbstractBufferedFile, make_instance
-from fsspec.utils import stringify_path
+from fsspec.utils import stringify_path, tokenize
 
 from vfs.api import Repo
 from vfs.api_types import FileInfo, RevArg, repo_path, rev_text
@@ -463,12 +463,14 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def modified(self, path: Any) -> dt.datetime:
         return self.repo.info(self._path(path), self._at).mtime
 
-    @_then_idle
-    @_as_asked
     def checksum(self, path: Any) -> int:
-        """A file's content id (its first 64 bits); another entry's fields, hashed."""
-        f = self.repo.info(self._path(path), self._at)
-        return int(f.hash[:16], 16) if f.hash else hash((f.path, f.type, f.size, f.target))
+        """The content id (its first 64 bits) of the file ``path`` reads, a link to one
+        included (as ``info`` gives it); for another entry, its ``info`` and the
+        version hashed: the same in every process, and another in another version."""
+        info = self.info(path)
+        if "blake3" in info:
+            return int(info["blake3"][:16], 16)
+        return int(tokenize(self._at, info), 16)
 
     # writing: refused ------------------------------------------------------------------
 
