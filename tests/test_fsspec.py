@@ -522,3 +522,23 @@ def test_a_checksum_changes_with_what_the_path_reads(tmp_path: Path) -> None:
         )  # fmt: skip
         assert out.stdout == f"{v3.checksum('/d/sub')}\n"
     fsck_clean(repo.root)
+
+
+def test_modified_is_the_mtime_info_gives(tmp_path: Path) -> None:
+    # modified() of a link to a file gave the link's own time, where info() (and
+    # fsspec's local filesystem) gives that of the file it reads
+    root = tmp_path / "repo"
+    assert_ok(run(tmp_path, "init", str(root)))
+    (root / "d").mkdir()
+    (root / "d" / "a.txt").write_bytes(b"a\n")
+    (root / "d" / "to-a").symlink_to("a.txt")
+    os.utime(root / "d" / "a.txt", (1_600_000_000, 1_600_000_000))
+    os.utime(root / "d" / "to-a", (1_700_000_000, 1_700_000_000), follow_symlinks=False)
+    assert_ok(run(root, "add", "."))
+    assert_ok(run(root, "commit", "-m", "link"))
+    fs = fsspec.filesystem("dvfs", repo=str(root))
+    for path in ("/d/to-a", "/d/a.txt", "/d"):
+        assert fs.modified(path).timestamp() == fs.info(path)["mtime"], path
+    assert fs.modified("/d/to-a") == fs.modified("/d/a.txt")
+    assert fs.modified("/d/to-a").tzinfo is not None
+    fsck_clean(root)

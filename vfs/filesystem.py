@@ -367,15 +367,22 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
         return closed
 
+    def _shown(self, f: FileInfo) -> FileInfo:
+        """The entry the filesystem shows for ``f`` (module docstring): a link to a file
+        is that file, as the local filesystem says; a link to a directory is that
+        directory, unless it loops; any other entry is itself."""
+        if f.type == "link":
+            to = self.repo.target(f.path, self._at)
+            if to is not None:
+                return to
+            if (d := self._linked_dir(f.path)) is not None:
+                return d
+        return f
+
     def _entry(self, f: FileInfo, prefix: str) -> dict[str, Any]:
         name = prefix + _clean(f.path)
         link = f.target
-        if f.type == "link":
-            to = self.repo.target(f.path, self._at)
-            if to is not None:  # a link to a file: that file, as the local filesystem says
-                f = to
-            elif (d := self._linked_dir(f.path)) is not None:
-                f = d  # a link to a directory: that directory, unless it loops
+        f = self._shown(f)
         out: dict[str, Any] = {
             "name": name,
             "type": {"dir": "directory"}.get(f.type, f.type),
@@ -461,7 +468,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     @_then_idle
     @_as_asked
     def modified(self, path: Any) -> dt.datetime:
-        return self.repo.info(self._path(path), self._at).mtime
+        """The ``mtime`` of ``info``: of the file or directory a link leads to."""
+        return self._shown(self.repo.info(self._path(path), self._at)).mtime
 
     def checksum(self, path: Any) -> int:
         """The content id (its first 64 bits) of the file ``path`` reads, a link to one
