@@ -542,3 +542,15 @@ def test_modified_is_the_mtime_info_gives(tmp_path: Path) -> None:
     assert fs.modified("/d/to-a") == fs.modified("/d/a.txt")
     assert fs.modified("/d/to-a").tzinfo is not None
     fsck_clean(root)
+
+
+def test_a_path_of_another_revision_is_named_with_its_controls_escaped(data: Data) -> None:
+    # the error printed the path raw: a name holding an escape sequence rewrote the
+    # terminal that showed it, and one holding a newline forged a line
+    fs = fsspec.filesystem("dvfs", repo=str(data.root), rev="v2")
+    with pytest.raises(ValueError) as other:
+        fs.cat_file("v1@/data/\x1b[2Jx\n.csv")
+    assert str(other.value) == (
+        '"v1@/data/\\033[2Jx\\n.csv" is in revision v1, but this dvfs filesystem reads v2: '
+        "make one with rev='v1'"
+    )

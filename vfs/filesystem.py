@@ -335,8 +335,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 raise _unknown(rev, rest.lstrip("/"), exc) from None
         if rev is not None and rev != self.rev and other != self.version:
             raise ValueError(
-                f"{path} is in revision {rev}, but this dvfs filesystem reads {self.rev}: "
-                f"make one with rev={rev!r}"
+                f"{quote_given(stringify_path(path))} is in revision {quote_given(rev)}, but "
+                f"this dvfs filesystem reads {quote_given(self.rev)}: make one with rev={rev!r}"
             )
         return ("" if rev is None else f"{rev}@"), rest.lstrip("/")
 
