@@ -16,6 +16,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -554,3 +555,19 @@ def test_a_path_of_another_revision_is_named_with_its_controls_escaped(data: Dat
         '"v1@/data/\\033[2Jx\\n.csv" is in revision v1, but this dvfs filesystem reads v2: '
         "make one with rev='v1'"
     )
+
+
+def test_an_option_dvfs_does_not_take_is_named_in_a_warning(data: Data) -> None:
+    # an option was kept and ignored in silence: revision="v1" (as hf:// names it) read
+    # HEAD
+    options = {"repo": str(data.root), "revision": "v1"}
+    with pytest.warns(vfs.DvfsWarning, match=r"^dvfs:// ignores the option 'revision': its "):
+        assert len(pd.read_csv("dvfs://data/train.csv", storage_options=options)) == 32_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # fsspec's own options are every filesystem's, and pandas tries a failed write
+        # again with anon=True: the write's own error is what it raises
+        fs = fsspec.filesystem("dvfs", repo=str(data.root), use_listings_cache=False)
+        assert fs.cat_file("/notes.txt") == data.v2["notes.txt"]
+        with pytest.raises(ReadOnlyError):
+            pd.DataFrame({"a": [1]}).to_csv("dvfs://o.csv", storage_options={"repo": data.repo})

@@ -34,6 +34,10 @@ Storage options (``storage_options=`` in pandas, keywords of ``fsspec.filesystem
 - ``endpoint_url``: the S3 endpoint of a remote (MinIO, SeaweedFS, ...); ``cache_dir``:
   where a remote's versions are kept (see ``vfs.api``).
 
+Any other option, but fsspec's own (``use_listings_cache``...), is ignored with a
+``DvfsWarning`` naming it: a misspelt ``rev`` (``revision=``) reads another version.
+(Not an error: readers add options of their own, as pandas adds ``anon``.)
+
 The repository is never part of the URL: a repository is a directory or a remote URL,
 which a URL cannot hold unambiguously (fsspec's ``::`` chaining would hand the inner
 URL to a filesystem of its own, s3fs for ``s3://``). DVC's ``dvc://`` does the same
@@ -92,12 +96,18 @@ from fsspec.spec import AbstractBufferedFile, make_instance
 from fsspec.utils import stringify_path, tokenize
 
 from vfs.api import Repo
-from vfs.api_types import FileInfo, RevArg, repo_path, rev_text
+from vfs.api_types import FileInfo, RevArg, repo_path, rev_text, warn
 from vfs.errors import PathNotFound, RevisionNotFound
 from vfs.quoting import quote_given
 from vfs.store.reader import ChunkedFile, open_chunks
 
 PROTOCOL = "dvfs"
+# what AbstractFileSystem itself takes (its listings cache, async and instance options),
+# and the anon=True pandas adds when it tries again after a PermissionError (a write)
+FSSPEC_OPTIONS = frozenset({
+    "use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache",
+    "asynchronous", "loop", "add_docs", "add_aliases", "anon",
+})  # fmt: skip
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -233,6 +243,11 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         endpoint_url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
         _url_rev: str | None = None, _pinned: str | None = None, **storage_options: Any,
     ) -> None:  # fmt: skip
+        for name in sorted(storage_options.keys() - FSSPEC_OPTIONS):
+            warn(
+                f"dvfs:// ignores the option {name!r}: its options are repo, rev, "
+                "endpoint_url and cache_dir"
+            )
         super().__init__(**storage_options)
         if isinstance(repo, Repo):
             self.repo = repo
