@@ -873,3 +873,26 @@ def test_api_errors_and_warnings_escape_control_characters_as_the_cli_does(
         [w] = warned
         assert "\n" not in str(w.message) and "m\\nx.bin" in str(w.message)
     fsck_clean(root)
+
+
+def test_a_file_named_with_a_trailing_slash_is_refused_by_add_as_by_the_cli(
+    data: Data, tmp_path: Path
+) -> None:
+    # repo.add("notes.txt/") staged the file (the path was joined as a pathlib.Path,
+    # which drops the "/"), where `dvfs add notes.txt/` refuses it: the "/" names a directory
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"changed\n"})
+    repo = vfs.Repo(root)
+    staged = dict(repo.repository.index().entries)
+    cli = assert_error(run(root, "add", "notes.txt/"))
+    for path in ("notes.txt/", "notes.txt/.", "data/link.csv/"):
+        with pytest.raises(vfs.UsageError, match=r"is (a file|a symbolic link), not a directory"):
+            repo.add(path)
+    with pytest.raises(vfs.UsageError) as refused:
+        repo.add(["notes.txt/"])
+    assert f"dvfs: error: {refused.value}" == cli
+    assert dict(repo.repository.index().entries) == staged  # nothing staged
+    repo.add("data/")  # a directory's "/" is taken as a directory's
+    assert repo.add("notes.txt").files == 1
+    fsck_clean(root)

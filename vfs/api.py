@@ -783,7 +783,9 @@ class Repo:
             repo.add(["data/train.csv", "data/images"])
         """
         root = self._writable()
-        args = [str(root / os.fspath(p)) for p in _each(paths)]  # an absolute one stays so
+        # an absolute one stays so; a "/" at the end too (it names a directory, which
+        # add checks: a Path, root / p, drops it)
+        args = [os.path.join(root, os.fspath(p)) for p in _each(paths)]
         with Workers(settings.threads()) as w:
             report = workflow.add(self._repo, args, w, _warn, force=force)
         keep_within_max_size(self._repo, _warn)  # as after `dvfs add`
@@ -887,7 +889,7 @@ class Repo:
         """
         root = self._writable()
         named = None if rev is None else rev_text(rev)  # a version's number too, as for reads
-        args = [str(root / os.fspath(p)) for p in _each(paths)]
+        args = [os.path.join(root, os.fspath(p)) for p in _each(paths)]  # (as add's)
         spec = self._remote_spec(remote)
         with Workers(settings.threads()) as w:
             r = sync.pull(self._repo, spec, named, args, w, jobs=jobs, force=force, yes=yes,
