@@ -896,3 +896,23 @@ def test_a_file_named_with_a_trailing_slash_is_refused_by_add_as_by_the_cli(
     repo.add("data/")  # a directory's "/" is taken as a directory's
     assert repo.add("notes.txt").files == 1
     fsck_clean(root)
+
+
+def test_the_first_commit_refuses_a_tag_named_as_its_branch(tmp_path: Path) -> None:
+    # before the branch had a version, commit(tag="main") made tag main beside branch
+    # main, which `main` then never reads (the CLI's `commit --tag main` did too)
+    for how in ("api", "cli"):
+        root = tmp_path / how
+        assert_ok(run(tmp_path, "init", str(root)))
+        write(root, {"a.txt": b"a\n"})
+        repo = vfs.Repo(root)
+        repo.add("a.txt")
+        message = "tag main would share its name with branch main"
+        if how == "api":
+            with pytest.raises(vfs.UsageError, match=message):
+                repo.commit("first", tag="main")
+        else:
+            assert message in assert_error(run(root, "commit", "-m", "first", "--tag", "main"))
+        assert repo.versions() == [] and not (root / ".dvfs" / "refs" / "tags" / "main").exists()
+        assert repo.commit("first", tag="first").tags == ("first",)
+        fsck_clean(root)

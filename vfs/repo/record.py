@@ -49,7 +49,7 @@ from vfs.errors import DvfsError, StorageFull, UsageError
 from vfs.model.version_codec import Version, encode_version
 from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
-from vfs.repo.refs import twin_refused
+from vfs.repo.refs import twin_message, twin_refused
 from vfs.repo.repository import Repository
 from vfs.store.durable import fsync_dir
 from vfs.store.objects import ObjKind
@@ -73,14 +73,17 @@ class Made(NamedTuple):
 
 
 def tag_free(repo: Repository, tag: str | None) -> None:
-    """UsageError if ``tag`` exists already, or names a branch (checked before
-    anything is stored)."""
+    """UsageError if ``tag`` exists already, or names a branch, the one HEAD names
+    before its first version included (checked before anything is stored)."""
     if tag is None:
         return
     if repo.refs.get(f"refs/tags/{tag}") is not None:
         raise UsageError(f"tag {tag} already exists: choose another name")
     if why := twin_refused(repo.refs, "tag", tag):
         raise UsageError(why)
+    head = repo.refs.head()
+    if head.detached is None and head.branch == tag:  # (a first commit makes the branch)
+        raise UsageError(twin_message("tag", tag))
 
 
 def record_version(

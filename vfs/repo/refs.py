@@ -272,13 +272,19 @@ def twin_refused(refs: Refs, kind: str, name: str) -> str:
     or branch of that name, or "" if there is none: a revision ``name`` reads the
     branch (:meth:`vfs.repo.history.History.resolve`), and would silently hide the tag.
     """
-    other = "tag" if kind == "branch" else "branch"
-    ref = f"refs/{'tags' if other == 'tag' else 'heads'}/{name}"
+    ref = f"refs/{'tags' if kind == 'branch' else 'heads'}/{name}"
     try:
         if refs.get(ref) is None:
             return ""
     except FormatError:
         pass  # (a damaged ref of that name is there all the same)
+    return twin_message(kind, name)
+
+
+def twin_message(kind: str, name: str) -> str:
+    """Why a ``kind`` ("branch" or "tag") ``name`` cannot be made beside the other kind's
+    ``name`` (:func:`twin_refused`)."""
+    other = "tag" if kind == "branch" else "branch"
     return (
         f"{kind} {name} would share its name with {other} {name}, and `{name}` would read "
         f"as the branch wherever a revision is read: name the {kind} otherwise"
