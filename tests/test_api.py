@@ -916,3 +916,24 @@ def test_the_first_commit_refuses_a_tag_named_as_its_branch(tmp_path: Path) -> N
         assert repo.versions() == [] and not (root / ".dvfs" / "refs" / "tags" / "main").exists()
         assert repo.commit("first", tag="first").tags == ("first",)
         fsck_clean(root)
+
+
+def test_an_array_of_objects_is_refused_as_a_parameter_not_recorded_by_address(
+    data: Data, tmp_path: Path
+) -> None:
+    # numpy.array([object()]) was taken as a number array, and recorded as the text
+    # of its member: "<object object at 0x7f...>", an address that changes every run
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"arrays\n"})
+    repo = vfs.Repo(root)
+    head = repo.versions(limit=1)
+    bad = np.array([1, object()], dtype=object)
+    with pytest.raises(TypeError, match=r"^parameter w\[1\] is a object, which a version cannot"):
+        repo.commit("arrays", params={"w": bad}, all=True)
+    with pytest.raises(TypeError, match=r"^parameter m\.w\[0\]\[0\] is a complex"):
+        repo.commit("arrays", params={"m": {"w": np.array([[1j]])}}, all=True)
+    assert repo.versions(limit=1) == head
+    v = repo.commit("arrays", params={"w": np.array([[1, 2]]), "n": np.array(["a"])}, all=True)
+    assert v.params == {"w": [[1, 2]], "n": ["a"]}
+    fsck_clean(root)

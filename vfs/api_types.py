@@ -243,6 +243,7 @@ def _param_value(name: str, value: Any) -> None:
             _param_value(f"{name}[{i}]", v)
         return
     if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
+        _param_value(name, value.tolist())  # (what they hold: an array of objects too)
         return
     raise TypeError(
         f"parameter {name} is a {type(value).__name__}, which a version cannot record: "
