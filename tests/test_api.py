@@ -21,6 +21,7 @@ import threading
 import types
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -936,4 +937,29 @@ def test_an_array_of_objects_is_refused_as_a_parameter_not_recorded_by_address(
     assert repo.versions(limit=1) == head
     v = repo.commit("arrays", params={"w": np.array([[1, 2]]), "n": np.array(["a"])}, all=True)
     assert v.params == {"w": [[1, 2]], "n": ["a"]}
+    fsck_clean(root)
+
+
+def test_two_parameter_names_recorded_alike_are_refused_not_one_dropped(
+    data: Data, tmp_path: Path
+) -> None:
+    # {1: "a", "1": "b"}: both names are recorded as "1", and the version kept only
+    # "b", without a word; so did `dvfs commit --params-file` of `1: a` and `"1": b`
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"keys\n"})
+    repo = vfs.Repo(root)
+    head = repo.versions(limit=1)
+    given: list[dict[Any, Any]] = [{1: "a", "1": "b"}, {"opt": {"2": "x", 2: "y"}}]
+    for params in given:  # (names that are not text: a config's, as Python allows)
+        with pytest.raises(vfs.UsageError, match=r"parameter name \d is given twice \("):
+            repo.commit("keys", params=params, all=True)
+    (tmp_path / "p.yaml").write_text('1: a\n"1": b\n')
+    line = assert_error(
+        run(root, "commit", "-a", "-m", "keys", "--params-file", str(tmp_path / "p.yaml"))
+    )
+    assert "parameter name 1 is given twice (1 and '1', recorded as one name)" in line
+    assert repo.versions(limit=1) == head
+    ok: dict[Any, Any] = {1: "a", "2": "b"}
+    assert repo.commit("keys", params=ok, all=True).params == {"1": "a", "2": "b"}
     fsck_clean(root)

@@ -12,7 +12,8 @@ what may be recorded is bounded, and checked before anything is written:
   is read by its name);
 - keys are 1 to ``MAX_KEY`` (256) characters without control characters, and no
   part of one between dots is empty (``..``, ``.a``, ``a.`` and ``a..b`` are refused:
-  nested names are shown dotted, ``opt.lr``);
+  nested names are shown dotted, ``opt.lr``); a key that is not text is recorded as
+  its text, and two that would be recorded alike (``1`` and ``"1"``) are refused;
 - values nest at most ``MAX_DEPTH`` (32) mappings or lists deep;
 - all parameters together hold at most ``MAX_TOTAL`` (64 KiB): the UTF-8 bytes of
   every key and text value, plus 8 for every other value. A YAML alias counts each
@@ -380,7 +381,18 @@ def _plain(value: Any, depth: int, budget: _Budget) -> Any:
         if depth >= MAX_DEPTH:
             raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
         budget.spend(1)
-        return {_key(k, budget): _plain(v, depth + 1, budget) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        given: dict[str, Any] = {}  # (each name as given: 1 and "1" are both "1")
+        for k, v in value.items():
+            key = _key(k, budget)
+            if key in given:
+                raise UsageError(
+                    f"parameter name {quote_name(key)} is given twice "
+                    f"({escape_text(repr(given[key]))} and {escape_text(repr(k))}, recorded "
+                    "as one name): give it once"
+                )
+            given[key], out[key] = k, _plain(v, depth + 1, budget)
+        return out
     if isinstance(value, (list, tuple, set, frozenset)):
         if depth >= MAX_DEPTH:
             raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
