@@ -8,6 +8,7 @@ the requests that reach the server.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -21,7 +22,7 @@ import threading
 import types
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import numpy as np
@@ -963,3 +964,23 @@ def test_two_parameter_names_recorded_alike_are_refused_not_one_dropped(
     ok: dict[Any, Any] = {1: "a", "2": "b"}
     assert repo.commit("keys", params=ok, all=True).params == {"1": "a", "2": "b"}
     fsck_clean(root)
+
+
+def test_a_closed_file_answers_every_call_with_value_error_as_open_files_do(
+    data: Data, tmp_path: Path
+) -> None:
+    # readable() and seekable() of a closed file said True, where a file of open() (and
+    # io.BytesIO) raise ValueError: a closed file is no longer readable
+    (tmp_path / "real").write_bytes(b"x")
+    for mode in ("rb", "r"):
+        with open(tmp_path / "real", mode) as real:
+            pass
+        files: list[IO[Any] | io.IOBase] = [
+            real, data.repo.open("notes.txt", mode=mode), data.repo.file("notes.txt"),
+        ]  # fmt: skip
+        for f in files:
+            f.close()
+            for call in (f.readable, f.seekable, f.tell, f.read, functools.partial(f.seek, 0)):
+                with pytest.raises(ValueError):
+                    call()
+            assert f.closed and not f.writable()

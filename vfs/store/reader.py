@@ -87,9 +87,11 @@ class ChunkedFile(io.RawIOBase):
     # io.RawIOBase -----------------------------------------------------------------
 
     def readable(self) -> bool:
+        self._check_closed()  # (as a file of open() says, not True)
         return True
 
     def seekable(self) -> bool:
+        self._check_closed()
         return True
 
     def tell(self) -> int:
