@@ -984,3 +984,21 @@ def test_a_closed_file_answers_every_call_with_value_error_as_open_files_do(
                 with pytest.raises(ValueError):
                     call()
             assert f.closed and not f.writable()
+
+
+def test_the_raw_file_seeks_to_whole_offsets_only_as_io_files_do(data: Data) -> None:
+    # Repo.file(...).seek(1.5) moved to 1.5, and the next read failed inside ("slice
+    # indices must be integers"); io.FileIO and io.BytesIO refuse the offset itself
+    want = data.v2["notes.txt"]
+    with data.repo.file("notes.txt") as f:
+        assert f.seek(2) == 2
+        for bad in (1.5, "1", None):
+            with pytest.raises(TypeError):
+                f.seek(bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError):
+                io.BytesIO(want).seek(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            f.seek(0, 1.0)  # type: ignore[arg-type]
+        assert f.tell() == 2 and f.read(3) == want[2:5]
+        assert f.seek(np.int64(1)) == 1 and f.read(2) == want[1:3]  # an index is an offset
+        assert f.seek(-1, io.SEEK_END) == len(want) - 1

@@ -19,9 +19,10 @@ from __future__ import annotations
 import bisect
 import errno
 import io
+import operator
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, SupportsIndex
 
 from vfs.errors import FormatError
 from vfs.model.chunking import MAX_SIZE_RANGE
@@ -98,8 +99,9 @@ class ChunkedFile(io.RawIOBase):
         self._check_closed()
         return self._pos
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+    def seek(self, offset: SupportsIndex, whence: SupportsIndex = io.SEEK_SET) -> int:
         self._check_closed()
+        offset, whence = operator.index(offset), operator.index(whence)  # (1.5: TypeError)
         if whence == io.SEEK_SET:
             pos = offset
         elif whence == io.SEEK_CUR:
