@@ -8,6 +8,7 @@ the requests that reach the server.
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import json
@@ -1002,3 +1003,20 @@ def test_the_raw_file_seeks_to_whole_offsets_only_as_io_files_do(data: Data) -> 
         assert f.tell() == 2 and f.read(3) == want[2:5]
         assert f.seek(np.int64(1)) == 1 and f.read(2) == want[1:3]  # an index is an offset
         assert f.seek(-1, io.SEEK_END) == len(want) - 1
+
+
+def test_a_missing_path_is_an_os_error_with_the_errno_the_kernel_gives(data: Data) -> None:
+    # FileNotFoundError("data/nope.csv does not exist in v1") had errno None: code that
+    # tells a missing file by `exc.errno == errno.ENOENT`, as for open(), missed it
+    for call, code in (
+        (lambda: data.repo.open("data/nope.csv", "v1"), errno.ENOENT),
+        (lambda: vfs.read_bytes("data", repo=data.repo), errno.EISDIR),
+        (lambda: data.repo.read_bytes("notes.txt/"), errno.ENOTDIR),
+    ):
+        with pytest.raises(OSError) as raised:
+            call()
+        assert raised.value.errno == code
+        assert not str(raised.value).startswith("[Errno")  # the message, as before
+    assert str(raised.value) == "notes.txt/: notes.txt is a file in v2, not a directory"
+    sent = vfs.errors.from_kind("PathNotFound", "x")  # as the mount's control socket makes it
+    assert isinstance(sent, FileNotFoundError) and sent.errno == errno.ENOENT

@@ -12,6 +12,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     │   ├── PathNotFound            a path a version does not hold (FileNotFoundError)
     │   ├── NotAFile                a directory asked for as a file (IsADirectoryError)
     │   ├── NotADirectory           a file asked for as a directory (NotADirectoryError)
+    │   │                           (these three carry the errno the kernel gives)
     │   └── FileUnreadable          a working file dvfs is not allowed to read
     ├── RevisionNotFound            unknown revision; carries close names (exit 2)
     ├── RefConflict                 a ref moved under us (compare-and-swap failed)
@@ -37,6 +38,7 @@ Each message is written for the user: what happened, what was kept safe, what to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from errno import EISDIR, ENOENT, ENOTDIR
 
 from vfs.quoting import escape_text, quote_given
 
@@ -75,15 +77,23 @@ class NameInUse(UsageError):
 
 
 class PathNotFound(UsageError, FileNotFoundError):
-    """A path a version does not hold (a FileNotFoundError too, for Python callers)."""
+    """A path a version does not hold (a FileNotFoundError too, for Python callers,
+    whose ``errno`` is ENOENT, as open()'s: ``str(exc)`` stays the message alone)."""
+
+    errno = ENOENT
 
 
 class NotAFile(UsageError, IsADirectoryError):
-    """A directory where a file was asked for (an IsADirectoryError too)."""
+    """A directory where a file was asked for (an IsADirectoryError too, EISDIR)."""
+
+    errno = EISDIR
 
 
 class NotADirectory(UsageError, NotADirectoryError):
-    """A file where a directory was asked for (``data/x.csv/``; a NotADirectoryError too)."""
+    """A file where a directory was asked for (``data/x.csv/``; a NotADirectoryError
+    too, ENOTDIR)."""
+
+    errno = ENOTDIR
 
 
 class FileUnreadable(UsageError):
