@@ -1020,3 +1020,23 @@ def test_a_missing_path_is_an_os_error_with_the_errno_the_kernel_gives(data: Dat
     assert str(raised.value) == "notes.txt/: notes.txt is a file in v2, not a directory"
     sent = vfs.errors.from_kind("PathNotFound", "x")  # as the mount's control socket makes it
     assert isinstance(sent, FileNotFoundError) and sent.errno == errno.ENOENT
+
+
+def test_parameters_holding_themselves_are_refused_in_one_line(data: Data, tmp_path: Path) -> None:
+    # a mapping that holds itself (a config's back-reference), or lists nested 5,000
+    # deep, failed with RecursionError ("maximum recursion depth exceeded")
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"loops\n"})
+    repo = vfs.Repo(root)
+    head = repo.versions(limit=1)
+    loop: dict[str, Any] = {"lr": 0.1}
+    loop["self"] = loop
+    deep: list[Any] = []
+    for _ in range(5_000):
+        deep = [deep]
+    for params in ({"opt": loop}, {"deep": deep}):
+        with pytest.raises(vfs.UsageError, match=r"^parameters nest deeper than 32 levels$"):
+            repo.commit("loops", params=params, all=True)
+    assert repo.versions(limit=1) == head
+    fsck_clean(root)

@@ -15,6 +15,7 @@ from typing import Any
 
 from vfs.errors import UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.params import MAX_DEPTH
 from vfs.ops.diff import Change
 from vfs.quoting import escape_text, quote_given
 
@@ -231,19 +232,21 @@ def params_arg(params: object) -> dict[Any, Any]:
     return dict(params)
 
 
-def _param_value(name: str, value: Any) -> None:
+def _param_value(name: str, value: Any, depth: int = 0) -> None:
     if value is None or isinstance(value, (str, bool, int, float, *_AS_TEXT)):
         return
+    if depth > MAX_DEPTH:  # (a mapping holding itself): the bound vfs.model.params sets
+        raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         for k, v in value.items():
-            _param_value(f"{name}.{k}", v)
+            _param_value(f"{name}.{k}", v, depth + 1)
         return
     if isinstance(value, (list, tuple, set, frozenset)):
         for i, v in enumerate(value):
-            _param_value(f"{name}[{i}]", v)
+            _param_value(f"{name}[{i}]", v, depth + 1)
         return
     if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
-        _param_value(name, value.tolist())  # (what they hold: an array of objects too)
+        _param_value(name, value.tolist(), depth)  # (what they hold: an array of objects too)
         return
     raise TypeError(
         f"parameter {name} is a {type(value).__name__}, which a version cannot record: "
