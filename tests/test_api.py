@@ -1040,3 +1040,26 @@ def test_parameters_holding_themselves_are_refused_in_one_line(data: Data, tmp_p
             repo.commit("loops", params=params, all=True)
     assert repo.versions(limit=1) == head
     fsck_clean(root)
+
+
+def test_a_tag_named_as_a_remotes_branch_is_refused_by_commit_as_by_dvfs_tag(
+    data: Data, tmp_path: Path
+) -> None:
+    # with a remote origin, commit(tag="origin/main") made a tag that `origin/main`
+    # never reads (the remote's branch comes first), where `dvfs tag origin/main`
+    # refuses the name; `dvfs commit --tag origin/main` took it too
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    assert_ok(run(root, "remote", "add", "backup", str(tmp_path / "remote")))
+    write(root, {"notes.txt": b"tagged\n"})
+    repo = vfs.Repo(root)
+    head = repo.versions(limit=1)
+    message = "tag backup/main would share its name with remote backup's branch main"
+    assert message in assert_error(run(root, "tag", "backup/main"))
+    with pytest.raises(vfs.UsageError, match=message):
+        repo.commit("tagged", tag="backup/main", all=True)
+    line = assert_error(run(root, "commit", "-a", "-m", "tagged", "--tag", "backup/x"))
+    assert "tag backup/x would share its name with remote backup's branch x" in line
+    assert repo.versions(limit=1) == head and not (root / ".dvfs/refs/tags/backup").exists()
+    assert repo.commit("tagged", tag="backups/x", all=True).tags == ("backups/x",)
+    fsck_clean(root)

@@ -26,7 +26,7 @@ from vfs.quoting import quote_name, shell_word
 from vfs.remote.config import remotes, unconfigured_copies
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.history import History
-from vfs.repo.refs import Head, check_ref_name, twin_refused
+from vfs.repo.refs import Head, check_ref_name, remote_twin, twin_refused
 from vfs.repo.repository import Repository
 from vfs.store.lock import claim_for_life
 from vfs.worktree.pools import Workers
@@ -502,12 +502,8 @@ def _check_new_name(repo: Repository, kind: str, name: str) -> None:
     """UsageError if ``name`` cannot be a new branch or tag (``kind``): not a valid ref
     name, or one that reads as a remote's branch."""
     check_ref_name(name, kind)
-    top, slash, rest = name.partition("/")
-    if slash and top in remotes(repo):
-        raise UsageError(
-            f"{kind} {name} would share its name with remote {top}'s branch {rest}, and "
-            f"one would hide the other wherever a revision is read: name the {kind} otherwise"
-        )
+    if why := remote_twin(kind, name, remotes(repo)):
+        raise UsageError(why)
 
 
 def delete_tag(repo: Repository, name: str) -> bytes:

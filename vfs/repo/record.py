@@ -49,8 +49,9 @@ from vfs.errors import DvfsError, StorageFull, UsageError
 from vfs.model.version_codec import Version, encode_version
 from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
-from vfs.repo.refs import twin_message, twin_refused
+from vfs.repo.refs import remote_twin, twin_message, twin_refused
 from vfs.repo.repository import Repository
+from vfs.repo.shared import remote_names
 from vfs.store.durable import fsync_dir
 from vfs.store.objects import ObjKind
 
@@ -74,7 +75,8 @@ class Made(NamedTuple):
 
 def tag_free(repo: Repository, tag: str | None) -> None:
     """UsageError if ``tag`` exists already, or names a branch, the one HEAD names
-    before its first version included (checked before anything is stored)."""
+    before its first version included, or a remote's branch (``origin/x``), as ``dvfs
+    tag`` refuses them (checked before anything is stored)."""
     if tag is None:
         return
     if repo.refs.get(f"refs/tags/{tag}") is not None:
@@ -84,6 +86,15 @@ def tag_free(repo: Repository, tag: str | None) -> None:
     head = repo.refs.head()
     if head.detached is None and head.branch == tag:  # (a first commit makes the branch)
         raise UsageError(twin_message("tag", tag))
+    if "/" in tag and (why := remote_twin("tag", tag, _remote_names(repo))):
+        raise UsageError(why)
+
+
+def _remote_names(repo: Repository) -> set[str]:
+    """The remotes the shared and this clone's settings name (``vfs.remote.config``
+    reads and checks their settings; a tag's name needs only the names)."""
+    local = repo.config().get("remotes") or {}
+    return remote_names(repo.root) | (set(local) if isinstance(local, dict) else set())
 
 
 def record_version(

@@ -29,7 +29,7 @@ import fcntl
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -288,6 +288,18 @@ def twin_message(kind: str, name: str) -> str:
     return (
         f"{kind} {name} would share its name with {other} {name}, and `{name}` would read "
         f"as the branch wherever a revision is read: name the {kind} otherwise"
+    )
+
+
+def remote_twin(kind: str, name: str, remotes: Collection[str]) -> str:
+    """Why a new ``kind`` ("branch" or "tag") ``name`` cannot be made, or "": it would
+    read as a branch of one of ``remotes`` (``origin/x``, with a remote ``origin``)."""
+    top, slash, rest = name.partition("/")
+    if not slash or top not in remotes:
+        return ""
+    return (
+        f"{kind} {name} would share its name with remote {top}'s branch {rest}, and "
+        f"one would hide the other wherever a revision is read: name the {kind} otherwise"
     )
 
 
