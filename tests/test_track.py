@@ -786,3 +786,54 @@ def test_a_run_records_the_code_of_python_c_and_the_notebook_it_ran_in(
         assert list(stage.cmd) == recorded
         assert assert_ok(run(root, "audit", "--json")).json()[-1]["cmd"] == recorded
     fsck_clean(root)
+
+
+def test_changes_staged_apart_from_the_run_stay_out_of_its_version(repo: vfs.Repo) -> None:
+    # the version held data/notes.txt, staged by the user for a commit of their own,
+    # as if the run had made it; and during a merge the run's commit was the merge's
+    root = repo.root
+    assert root is not None
+    (root / "data" / "notes.txt").write_text("mine\n")
+    assert_ok(run(root, "add", "data/notes.txt"))
+    staged = r"data/notes\.txt is staged: .*commit"
+    with pytest.raises(vfs.UsageError, match=staged), track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+    assert_ok(run(root, "commit", "-m", "notes"))
+    meanwhile = r"data/notes\.txt was staged while run train ran"
+    with pytest.raises(vfs.UsageError, match=meanwhile), track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+        r.output("model.bin").write_bytes(b"w")
+        (root / "data" / "notes.txt").write_text("changed\n")
+        assert_ok(run(root, "add", "data/notes.txt"))
+    assert [v.number for v in repo.versions()] == [2, 1]
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
+    staged = assert_ok(run(root, "status", "--json")).json()["staged"]
+    assert [c["path"] for c in staged] == ["data/notes.txt"]  # as the user left it
+    assert_ok(run(root, "restore", "--staged", "data/notes.txt"))
+    with track(repo) as r:  # nothing else staged: the run alone
+        r.output("model.bin").write_bytes(b"w")
+    assert r.version is not None and r.version.number == 3
+    assert [c.path for c in repo.diff("v2", "v3")] == ["dvfs.runs", "model.bin"]
+    fsck_clean(root)
+
+
+def test_a_run_is_refused_while_a_merge_is_in_progress(repo: vfs.Repo) -> None:
+    # at the end of the block the merge's commit refused the conflict, after the
+    # outputs, metrics and dvfs.runs had been staged; settled, the run was the merge
+    root = repo.root
+    assert root is not None
+    assert_ok(run(root, "switch", "-c", "other"))
+    (root / "data" / "train" / "a.csv").write_text("theirs\n")
+    assert_ok(run(root, "commit", "-a", "-m", "theirs"))
+    assert_ok(run(root, "switch", "main"))
+    (root / "data" / "train" / "a.csv").write_text("ours\n")
+    assert_ok(run(root, "commit", "-a", "-m", "ours"))
+    assert run(root, "merge", "other").code == 1  # a conflict
+    with pytest.raises(vfs.UsageError, match="a merge of other is in progress"), track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+    assert_ok(run(root, "restore", "--ours", "data/train/a.csv"))
+    with pytest.raises(vfs.UsageError, match="a merge of other is in progress"), track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+    assert [v.number for v in repo.versions()] == [2, 1]
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
+    fsck_clean(root)

@@ -49,8 +49,11 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 The message, parameters and tag (its name, and that no tag has it yet) are checked
 when the run is made and when the block starts, not after hours of training; a tag
-made meanwhile stops the recording before anything is written. A metrics file that
-ignore rules keep out is refused when the first metrics are logged. While the block runs
+made meanwhile stops the recording before anything is written. So does a change
+staged apart from the run, or a merge in progress (the version would hold the
+change, or be the merge, as if the run had made it): a block starts with neither.
+A metrics file that ignore rules keep out is refused when the first metrics are
+logged. While the block runs
 the working tree's pipeline lock is held (as by ``dvfs repro``: another ``repro`` or
 ``track`` waits for nothing and is refused; a ``track`` nested in the block is told
 so), and the outputs declared are listed as being written (``vfs.pipeline.writing``:
@@ -97,6 +100,9 @@ from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import STAGE_NAME, StageRecord, StageRun
 from vfs.ops import commit, workflow
+from vfs.ops.behind import merge_in_progress
+from vfs.ops.diff import diff_maps
+from vfs.ops.status import base_files
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
@@ -215,6 +221,7 @@ class Run:
                 "HEAD is detached: the run could not be committed; run `dvfs switch -c NAME` "
                 "to record it on a new branch"
             )
+        self._alone(during=False)
         ws = workspace.find(self.root)
         if not ws.own_index or ws.root != self.root:
             ws.close()
@@ -516,8 +523,43 @@ class Run:
                     "write it inside the repository"
                 )
 
+    def _alone(self, during: bool) -> None:
+        """UsageError unless a commit now would record the run alone (``during``: at
+        the end of the block): refused as ``dvfs commit`` refuses it, a merge in
+        progress (the run's version would be the merge), or changes staged in the
+        index (the version would hold them as if the run had made them)."""
+        repo = self.repo.repository
+        _, index = commit.committable(repo)
+        merge = merge_in_progress(repo)
+        if merge is not None:
+            raise UsageError(
+                f"a merge of {merge.rev} is in progress: the run's version would be the "
+                "merge; commit the merge (or give it up: `dvfs merge --abort`) first"
+                + (", nothing was recorded" if during else "")
+            )
+        head = repo.history.head_id()
+        if head is not None and index.head == head:
+            return  # (the index was made equal to HEAD and not staged since)
+        staged = [c.path for c in diff_maps(base_files(repo.history, index), index.entries)]
+        if not staged:
+            return
+        more = f" and {len(staged) - 1:,} more" if len(staged) > 1 else ""
+        if during:
+            raise UsageError(
+                f"{quote_name(staged[0])}{more} was staged while run {self.name} ran: the "
+                "run's version would hold it as if the run had made it, so nothing was "
+                "recorded (the outputs are in place); commit or unstage it "
+                "(`dvfs restore --staged PATH`) before the next run"
+            )
+        raise UsageError(
+            f"{quote_name(staged[0])}{more} is staged: the run's version would hold it as "
+            "if the run had made it; commit it (`dvfs commit`) or unstage it (`dvfs restore "
+            "--staged PATH`) first"
+        )
+
     def _record(self) -> None:
         tag_free(self.repo.repository, self.tag)  # made while the run ran
+        self._alone(during=True)
         outs = list(self.outputs)
         for rel in [*outs, *self.inputs]:  # made links while the run ran
             self._no_link_out(rel)
