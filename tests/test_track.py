@@ -837,3 +837,25 @@ def test_a_run_is_refused_while_a_merge_is_in_progress(repo: vfs.Repo) -> None:
     assert [v.number for v in repo.versions()] == [2, 1]
     assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
     fsck_clean(root)
+
+
+def test_a_busy_repository_lock_at_the_end_of_the_block_leaves_nothing_written(
+    repo: vfs.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # staging took the lock after metrics.json and its history had been written into
+    # the working tree (over the previous run's metrics there), and left them
+    root = repo.root
+    assert root is not None
+    with track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+    before = (root / "metrics.json").read_bytes()
+    monkeypatch.setenv("DVFS_LOCK_TIMEOUT", "0")
+    with pytest.raises(vfs.DvfsError, match="lock"), repo.repository.locked(), track(repo) as r:
+        r.log_metrics({"loss": 0.5}, step=1)
+        r.output("model.bin").write_bytes(b"w")
+    assert (root / "metrics.json").read_bytes() == before
+    assert json.loads((root / "metrics.steps.jsonl").read_text()) == {"loss": 1.0, "step": 0}
+    assert [v.number for v in repo.versions()] == [2, 1]
+    status = assert_ok(run(root, "status", "--json")).json()
+    assert status["staged"] == [] and status["modified"] == []
+    fsck_clean(root)

@@ -47,6 +47,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
    so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it.
 
+Steps 2 to 4 hold the repository lock throughout: a lock another command holds
+past ``DVFS_LOCK_TIMEOUT`` stops the recording (``LockBusy``) before anything is
+written, and nothing is staged or committed between the checks and the commit.
+
 The message, parameters and tag (its name, and that no tag has it yet) are checked
 when the run is made and when the block starts, not after hours of training; a tag
 made meanwhile stops the recording before anything is written. So does a change
@@ -188,6 +192,7 @@ class Run:
         self.stride = 1  # doubled each time the history passes MAX_STEPS rows
         self.last_row: dict[str, Any] | None = None  # the last call's, kept in the history
         self.version: VersionInfo | None = None  # set when the block has been recorded
+        self.committed: bytes | None = None  # its id, once committed
         self.stage_outs: dict[bytes, str] = {}  # outputs of dvfs.yaml's stages (at the start)
         self._started = 0
         self._state = "new"  # "running" inside the block, "ended" after it
@@ -558,6 +563,17 @@ class Run:
         )
 
     def _record(self) -> None:
+        """Check, write, stage and commit under one hold of the repository lock: a
+        lock another command holds is found before anything is written, and nothing
+        can be staged or committed between the checks and the commit."""
+        repo = self.repo.repository
+        with repo.locked():
+            self._record_locked()
+        keep_within_max_size(repo, _warn)  # as after `dvfs commit`
+        assert self.committed is not None
+        self.version = self.repo.versions(self.committed.hex(), limit=1)[0]
+
+    def _record_locked(self) -> None:
         tag_free(self.repo.repository, self.tag)  # made while the run ran
         self._alone(during=True)
         outs = list(self.outputs)
@@ -620,12 +636,12 @@ class Run:
         runs[self.name] = record
         repo = self.repo.repository
         self.writing.close()  # (written: staged now, by this run)
-        workflow.add(repo, [str(self.root / os.fsdecode(o)) for o in outs], self.workers, _warn)
+        paths = [str(self.root / os.fsdecode(o)) for o in outs]
+        workflow.add(repo, paths, self.workers, _warn, locked=True)
         self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
-        workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn)
-        result = commit.commit(repo, self.message, self.params, self.tag, _warn)
-        keep_within_max_size(repo, _warn)  # as after `dvfs commit`
-        self.version = self.repo.versions(result.oid.hex(), limit=1)[0]
+        workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn, locked=True)
+        result = commit.commit(repo, self.message, self.params, self.tag, _warn, locked=True)
+        self.committed = result.oid
 
 
 def _not_own_file(rel: bytes, what: str) -> None:

@@ -278,6 +278,7 @@ def commit(
     warn: Warn = quiet,
     *,
     amend: bool = False,
+    locked: bool = False,
 ) -> CommitResult:
     """Record the staged data as a new version on the current branch.
 
@@ -288,14 +289,15 @@ def commit(
 
     With ``amend`` (git's ``commit --amend``) the new version replaces the branch's
     latest one: it gets that version's parents (so its number), its message unless
-    ``message`` is given, and its parameters updated with ``params``.
+    ``message`` is given, and its parameters updated with ``params``. ``locked``: the
+    caller holds the repository lock.
     """
     in_merge = message is None and merge_in_progress(repo) is not None
     check_message(message, amend=amend, merge=in_merge)
     params = version_params.check(params)
     if tag is not None:
         check_ref_name(tag, "tag")
-    with repo.locked():
+    with contextlib.nullcontext() if locked else repo.locked():
         try:
             return commit_locked(repo, message, params, tag, warn, amend=amend)
         except StorageFull as exc:  # (raised before the branch moved: see above)

@@ -168,12 +168,15 @@ def add(
     *,
     force: bool = False,
     paths: Sequence[bytes] | None = None,
+    locked: bool = False,
 ) -> AddReport:
     """Stage files, directories or links (or the deletion of vanished tracked paths).
 
     ``paths``: the repository paths ``args`` name, as a scan found them (``commit -a``),
     taken as they are: a tracked file whose directory became a link is then staged as
     deleted, where an argument naming it is refused (the link is not followed).
+    ``locked``: the caller holds the repository lock (``vfs.track``, which stages and
+    commits under one hold).
 
     Untracked paths that ignore rules (``vfs.worktree.ignore``) match are left out of the
     directories given, and counted; one given by name is refused. ``force`` adds them
@@ -188,7 +191,8 @@ def add(
     """
     report = AddReport()
     args = list(args)
-    with repo.locked(), paused_gc(kept=True):  # (see the docstring)
+    held = contextlib.nullcontext() if locked else repo.locked()
+    with held, paused_gc(kept=True):  # (see the docstring)
         index = repo.index()
         rels = [repo.rel(a, index) for a in args] if paths is None else list(paths)
         for rel in rels:
