@@ -859,3 +859,28 @@ def test_a_busy_repository_lock_at_the_end_of_the_block_leaves_nothing_written(
     status = assert_ok(run(root, "status", "--json")).json()
     assert status["staged"] == [] and status["modified"] == []
     fsck_clean(root)
+
+
+def test_an_input_the_version_does_not_hold_is_warned_of(repo: vfs.Repo) -> None:
+    # the run read data/train as changed in the working tree, and its version held
+    # the data committed before: its lineage named content no version holds, unsaid
+    root = repo.root
+    assert root is not None
+    (root / "data" / "train" / "a.csv").write_text("x,y\n5,6\n")  # changed, not staged
+    (root / "extra.csv").write_text("x\n1\n")  # not tracked
+    with pytest.warns(vfs.DvfsWarning) as warned, track(repo) as r:
+        r.input("data/train")
+        r.input("extra.csv")
+        r.input("data/train/b.csv")  # as committed
+        r.output("model.bin").write_bytes(b"w")
+    said = [str(w.message) for w in warned]
+    assert len(said) == 2, said
+    assert said[0].startswith("input data/train of run train is not in v2 as the run read it")
+    assert said[1].startswith("input extra.csv of run train is not in v2 as the run read it")
+    assert "in no version" in assert_ok(run(root, "lineage", "model.bin")).out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", vfs.DvfsWarning)
+        with track(repo) as r:  # its inputs as the version holds them: nothing to say
+            r.input("data/train/b.csv")
+            r.output("model.bin").write_bytes(b"w2")
+    fsck_clean(root)

@@ -45,7 +45,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    A run of another stage that claimed one of these outputs is dropped from it;
 4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.commit.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
-   so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it.
+   so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it. An input
+   the version does not hold as ``input()`` took it (untracked, or changed and not
+   staged: its lineage names content "in no version") is named in a warning, as
+   ``dvfs repro`` notes one.
 
 Steps 2 to 4 hold the repository lock throughout: a lock another command holds
 past ``DVFS_LOCK_TIMEOUT`` stops the recording (``LockBusy``) before anything is
@@ -115,7 +118,7 @@ from vfs.pipeline.spec import OWN_FILES, Stage
 from vfs.pipeline.values import MAX_METRIC_TEXT, kind_of
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
-from vfs.quoting import escape_text, finite, quote_given, quote_name
+from vfs.quoting import escape_text, finite, quote_given, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
@@ -636,12 +639,31 @@ class Run:
         runs[self.name] = record
         repo = self.repo.repository
         self.writing.close()  # (written: staged now, by this run)
+        apart = self._inputs_apart()
         paths = [str(self.root / os.fsdecode(o)) for o in outs]
         workflow.add(repo, paths, self.workers, _warn, locked=True)
         self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
         workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn, locked=True)
         result = commit.commit(repo, self.message, self.params, self.tag, _warn, locked=True)
         self.committed = result.oid
+        for rel in apart:
+            _warn(
+                f"input {quote_name(rel)} of run {self.name} is not in v{result.number} as "
+                "the run read it (untracked, or changed and not staged): its lineage names "
+                f"content no version holds; `dvfs add {shell_word(rel)}` and commit it to "
+                "keep what the outputs were made from"
+            )
+
+    def _inputs_apart(self) -> list[bytes]:
+        """The inputs whose content, as ``input()`` took it, is not what the index holds
+        (nothing else is staged: :meth:`_alone`), so not what the version will hold."""
+        index = self.repo.repository.index()
+        apart = []
+        for rel, was in self.inputs.items():
+            below = {r: s for r in index.under(rel) if (s := index.get(r)) is not None}
+            if not below or workspace.ids_of_records([rel], below)[rel] != was:
+                apart.append(rel)
+        return apart
 
 
 def _not_own_file(rel: bytes, what: str) -> None:
