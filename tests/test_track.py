@@ -884,3 +884,20 @@ def test_an_input_the_version_does_not_hold_is_warned_of(repo: vfs.Repo) -> None
             r.input("data/train/b.csv")
             r.output("model.bin").write_bytes(b"w2")
     fsck_clean(root)
+
+
+def test_a_block_nested_through_a_link_to_the_repository_is_told_so(
+    repo: vfs.Repo, tmp_path: Path
+) -> None:
+    # the tree was known by the path given: through a link, the inner run found the
+    # pipeline lock taken and blamed "another dvfs command" with this process's own pid
+    root = repo.root
+    assert root is not None
+    (tmp_path / "link").symlink_to(root)
+    with vfs.track(repo, message="outer") as outer:
+        inner = vfs.track(tmp_path / "link", message="inner", name="inner")
+        with pytest.raises(vfs.UsageError, match=r"already being tracked .* do not nest"), inner:
+            pass
+        outer.output("model.bin").write_bytes(b"w")
+    assert outer.version is not None and outer.version.number == 2
+    fsck_clean(root)

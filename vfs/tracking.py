@@ -132,7 +132,7 @@ MAX_METRICS = 1_000  # distinct metric names
 MAX_NAME = 256  # characters of a metric name
 
 
-_LIVE: set[Path] = set()  # working trees with a run in its block, in this process
+_LIVE: set[Path] = set()  # working trees with a run in its block, in this process (real paths)
 _LIVE_LOCK = threading.Lock()
 
 
@@ -169,6 +169,7 @@ class Run:
             if self.repo.root is None:
                 raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
             self.root: Path = self.repo.root
+            self._live = self.root.resolve()  # (one tree by any path: through a link too)
             tag_free(self.repo.repository, tag)
             self.message, self.name, self.tag = message, name, tag
             self.metrics_path = repo_path(self._inside(metrics))
@@ -206,17 +207,17 @@ class Run:
         if self._state != "new":
             raise UsageError(f"run {self.name} was already used: make another with vfs.track()")
         with _LIVE_LOCK:
-            if self.root in _LIVE:
+            if self._live in _LIVE:
                 raise UsageError(
                     f"a run is already being tracked in {self.root}: vfs.track blocks do not "
                     "nest; log to that run, or start this one after its block"
                 )
-            _LIVE.add(self.root)
+            _LIVE.add(self._live)
         try:
             self._enter()
         except BaseException:
             with _LIVE_LOCK:
-                _LIVE.discard(self.root)
+                _LIVE.discard(self._live)
             raise
         self._state = "running"
         return self
@@ -275,7 +276,7 @@ class Run:
                 self._stack.close()
             finally:
                 with _LIVE_LOCK:
-                    _LIVE.discard(self.root)
+                    _LIVE.discard(self._live)
 
     def _running(self, what: str) -> None:
         if self._state == "new":
