@@ -901,3 +901,24 @@ def test_a_block_nested_through_a_link_to_the_repository_is_told_so(
         outer.output("model.bin").write_bytes(b"w")
     assert outer.version is not None and outer.version.number == 2
     fsck_clean(root)
+
+
+def test_an_absolute_path_through_a_link_to_the_repository_is_inside_it(
+    repo: vfs.Repo, tmp_path: Path
+) -> None:
+    # a repository known through a link (a home directory on a cluster) was said to
+    # lie outside itself, where `repo.add` and the commands take the same path
+    root = repo.root
+    assert root is not None
+    (tmp_path / "link").symlink_to(root)
+    with vfs.track(tmp_path / "link", message="through the link") as r:
+        r.input(root / "data" / "train")  # as os.getcwd() gives it: the real path
+        r.output(root / "model.bin").write_bytes(b"w")
+    with vfs.track(repo, message="to the link", name="back") as r:
+        r.input(tmp_path / "link" / "data" / "train")
+        r.output(tmp_path / "link" / "model2.bin").write_bytes(b"w")
+    assert repo.read_bytes("model2.bin") == b"w" and repo.read_bytes("model.bin", "v2") == b"w"
+    outside = tmp_path / "elsewhere.bin"
+    with pytest.raises(vfs.UsageError, match="is outside the repository"), track(repo) as r:
+        r.output(outside)
+    fsck_clean(root)

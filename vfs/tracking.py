@@ -122,7 +122,7 @@ from vfs.quoting import escape_text, finite, quote_given, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
-from vfs.repo.repository import DVFS_DIR
+from vfs.repo.repository import DVFS_DIR, entering
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import scan
@@ -479,10 +479,13 @@ class Run:
             )
 
     def _inside(self, path: PathArg) -> str:
-        """``path`` from the root: an absolute one must lie inside the repository."""
+        """``path`` from the root: an absolute one must lie inside the repository
+        (reached through a link outside it, as ``os.getcwd()`` gives a path, too)."""
         text = os.fspath(path)
         if os.path.isabs(text):
             rel = os.path.relpath(text, self.root)
+            if rel == ".." or rel.startswith("../"):
+                rel = os.path.relpath(entering(text, str(self.root)) or text, self.root)
             if rel == ".." or rel.startswith("../"):
                 raise UsageError(
                     f"{quote_name(text)} is outside the repository {quote_name(str(self.root))}: "

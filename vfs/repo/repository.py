@@ -113,7 +113,7 @@ def _refuse_non_directory(root: Path, rel: str, index: Index) -> None:
         raise UsageError(f"{rel} is a file, not a directory: name it without the trailing '/'")
 
 
-def _entering(absolute: str, root: str) -> str | None:
+def entering(absolute: str, root: str) -> str | None:
     """``absolute`` with its shortest leading part that resolves to ``root`` (through
     links outside the repository: a home directory reached through a link, a shell's
     logical ``$PWD``) replaced by ``root``, as git reads such a path; None if no part
@@ -147,7 +147,7 @@ def user_path(root_path: Path, arg: str, index: Index | None = None) -> bytes:
     absolute = os.path.abspath(arg)
     root = str(root_path)
     if not _within(absolute, root):
-        absolute = _entering(absolute, root) or absolute
+        absolute = entering(absolute, root) or absolute
     if not _within(absolute, root):
         raise UsageError(f"{arg} is outside the repository {root}")
     rel = os.path.relpath(absolute, root)
