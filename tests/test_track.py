@@ -922,3 +922,26 @@ def test_an_absolute_path_through_a_link_to_the_repository_is_inside_it(
     with pytest.raises(vfs.UsageError, match="is outside the repository"), track(repo) as r:
         r.output(outside)
     fsck_clean(root)
+
+
+def test_a_damaged_runs_file_is_found_before_the_block_and_before_anything_is_written(
+    repo: vfs.Repo,
+) -> None:
+    # it was read after metrics.json and its history had been written, at the end of
+    # the block: hours of training, then FormatError, the new metrics files left there
+    root = repo.root
+    assert root is not None
+    (root / "dvfs.runs").write_text("garbage\n")
+    ran = False
+    with pytest.raises(vfs.DvfsError, match=r"dvfs\.runs"), track(repo) as r:
+        ran = True
+    assert not ran
+    (root / "dvfs.runs").unlink()
+    with pytest.raises(vfs.DvfsError, match=r"dvfs\.runs"), track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+        r.output("model.bin").write_bytes(b"w")
+        (root / "dvfs.runs").write_text("garbage\n")  # damaged while the run ran
+    assert not (root / "metrics.json").exists() and not (root / "metrics.steps.jsonl").exists()
+    assert [v.number for v in repo.versions()] == [1]
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    fsck_clean(root)

@@ -59,6 +59,8 @@ when the run is made and when the block starts, not after hours of training; a t
 made meanwhile stops the recording before anything is written. So does a change
 staged apart from the run, or a merge in progress (the version would hold the
 change, or be the merge, as if the run had made it): a block starts with neither.
+A ``dvfs.runs`` that cannot be read is refused when the block starts, and, damaged
+meanwhile, before anything is written.
 A metrics file that ignore rules keep out is refused when the first metrics are
 logged. While the block runs
 the working tree's pipeline lock is held (as by ``dvfs repro``: another ``repro`` or
@@ -245,6 +247,7 @@ class Run:
             stages = _stages(ws)
             # every output of a stage of dvfs.yaml, and the stage: an output is one stage's
             self.stage_outs = {o: st.name for st in stages.values() for o in st.outs}
+            workspace.load_runs(ws)  # (a damaged one refused now, not after the training)
             if self.name in stages:
                 raise UsageError(
                     f"stage {self.name} is defined in {PIPELINE_FILE}: this run would "
@@ -604,6 +607,7 @@ class Run:
         for rel in own:
             self._writable(rel)  # made meanwhile: before anything is written
         self._refuse_ignored([*outs, *own])  # before anything is written or staged
+        runs = workspace.load_runs(self.ws)  # (damaged: refused before anything is written)
         self._warn_left_out(outs)
         if self.steps:
             doc = dict(self.latest)
@@ -636,7 +640,6 @@ class Run:
                 facts.python, facts.git,
             ),
         )  # fmt: skip
-        runs = workspace.load_runs(self.ws)
         claimed = {o for o, _ in record.outs}
         for other in [n for n, r in runs.items() if any(o in claimed for o, _ in r.outs)]:
             del runs[other]  # a run elsewhere that claimed these outputs
