@@ -25,6 +25,7 @@ import vfs
 from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
 from vfs import tracking
 from vfs._os import program
+from vfs.model import version_codec
 
 
 @pytest.fixture(scope="module")
@@ -944,4 +945,32 @@ def test_a_damaged_runs_file_is_found_before_the_block_and_before_anything_is_wr
     assert not (root / "metrics.json").exists() and not (root / "metrics.steps.jsonl").exists()
     assert [v.number for v in repo.versions()] == [1]
     assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    fsck_clean(root)
+
+
+def test_more_inputs_or_outputs_than_a_run_records_are_refused_when_given(
+    repo: vfs.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the bound of a stage's record was met at the end of the block, after the outputs
+    # and metrics had been staged: "malformed pipeline: deps is not a list of at most
+    # 10,000", and nothing recorded
+    root = repo.root
+    assert root is not None
+    monkeypatch.setattr(version_codec, "MAX_PATHS", 4)  # (10,000: as many files to make)
+    for i in range(5):
+        (root / "data" / "train" / f"{i}.csv").write_text(f"{i}\n")
+    assert_ok(run(root, "add", "data"))
+    assert_ok(run(root, "commit", "-m", "more"))
+    with track(repo) as r:
+        for i in range(4):
+            r.input(f"data/train/{i}.csv")
+        with pytest.raises(vfs.UsageError, match=r"more than 4 inputs: give their directory"):
+            r.input("data/train/4.csv")
+        r.input("data/train/3.csv")  # (given again: still one)
+        r.log_metrics({"loss": 1.0}, step=0)
+        r.output("a.bin").write_bytes(b"a")
+        r.output("b.bin").write_bytes(b"b")
+        with pytest.raises(vfs.UsageError, match=r"more than 4 outputs, its metrics files incl"):
+            r.output("c.bin")
+    assert r.version is not None and r.version.number == 3
     fsck_clean(root)

@@ -42,7 +42,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    starts: the run would replace that stage's record; so is an output, or metrics
    file, that overlaps an output of one of its stages, when given: an output belongs
    to one stage, and ``dvfs repro`` would make it again over the run's).
-   A run of another stage that claimed one of these outputs is dropped from it;
+   A run of another stage that claimed one of these outputs is dropped from it.
+   A run records at most ``MAX_PATHS`` (10,000) inputs, and as many outputs with its
+   metrics files (a stage's bound, ``vfs.model.version_codec``): one more is refused
+   when ``input()`` or ``output()`` is given it;
 4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.commit.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
    so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it. An input
@@ -107,6 +110,7 @@ from vfs.api_types import (
 )
 from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
+from vfs.model import version_codec
 from vfs.model.version_codec import STAGE_NAME, StageRecord, StageRun
 from vfs.ops import commit, workflow
 from vfs.ops.behind import merge_in_progress
@@ -311,6 +315,11 @@ class Run:
                 f"{self.name}: the run writes it when the block ends, so the input would "
                 "change under it (its lineage would be false); give the run another metrics="
             )
+        if rel not in self.inputs and len(self.inputs) >= version_codec.MAX_PATHS:
+            raise UsageError(
+                f"run {self.name} would record more than {version_codec.MAX_PATHS:,} "
+                f"inputs: give their directory as one input ({quote_name(rel)} was not taken)"
+            )
         found = self.state.ids([rel])[rel]
         if found is None:
             raise PathNotFound(f"{quote_name(rel)} (an input of run {self.name}) does not exist")
@@ -334,6 +343,12 @@ class Run:
         self._refuse_stage_output(rel, "")
         self._refuse_ignored([rel], is_dir=names_dir(path))
         if rel not in self.outputs:
+            if len(self.outputs) + len(self._own_files()) >= version_codec.MAX_PATHS:
+                raise UsageError(
+                    f"run {self.name} would record more than {version_codec.MAX_PATHS:,} "
+                    "outputs, its metrics files included: give their directory as one "
+                    f"output ({quote_name(rel)} was not taken)"
+                )
             self.outputs.append(rel)
             self.writing.start(self.name, self.outputs)  # `dvfs add` refuses it meanwhile
         return self.root / os.fsdecode(rel)
@@ -644,12 +659,13 @@ class Run:
         for other in [n for n, r in runs.items() if any(o in claimed for o, _ in r.outs)]:
             del runs[other]  # a run elsewhere that claimed these outputs
         runs[self.name] = record
+        runs_data = runs_file.dump(runs)  # (a bound broken: found before anything is staged)
         repo = self.repo.repository
         self.writing.close()  # (written: staged now, by this run)
         apart = self._inputs_apart()
         paths = [str(self.root / os.fsdecode(o)) for o in outs]
         workflow.add(repo, paths, self.workers, _warn, locked=True)
-        self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
+        self.ws.write(RUNS_FILE.encode(), runs_data)
         workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn, locked=True)
         result = commit.commit(repo, self.message, self.params, self.tag, _warn, locked=True)
         self.committed = result.oid
