@@ -974,3 +974,30 @@ def test_more_inputs_or_outputs_than_a_run_records_are_refused_when_given(
             r.output("c.bin")
     assert r.version is not None and r.version.number == 3
     fsck_clean(root)
+
+
+def test_a_name_no_version_holds_is_refused_when_given_not_after_the_run(
+    repo: vfs.Repo,
+) -> None:
+    # `.versions` at the top, or `.git` in any spelling, were found when dvfs.runs was
+    # written at the end of the block (ReservedName, the metrics files left there)
+    root = repo.root
+    assert root is not None
+    (root / "sub" / ".git").mkdir(parents=True)
+    (root / "sub" / ".git" / "HEAD").write_text("ref\n")
+    (root / ".versions").mkdir()
+    (root / ".versions" / "x").write_text("v\n")
+    with track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+        for given in (".versions/x", "sub/.git/HEAD", "sub/.GIT/HEAD"):
+            with pytest.raises(vfs.UsageError, match="dvfs never stores the name"):
+                r.input(given)
+        for given in (".versions/o.bin", ".Git/o.bin"):
+            with pytest.raises(vfs.UsageError, match="dvfs never stores the name"):
+                r.output(given)
+        r.output("model.bin").write_bytes(b"w")
+    assert r.version is not None and r.version.number == 2
+    for given in (".versions/m.json", "sub/.git/m.json", ".dvfs/m.json"):
+        with pytest.raises(vfs.UsageError, match="dvfs never stores the name"):
+            vfs.track(repo, message="x", metrics=given)
+    fsck_clean(root)

@@ -111,6 +111,7 @@ from vfs.api_types import (
 from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model import version_codec
+from vfs.model.names import is_reserved, is_reserved_at_root, reserved_path
 from vfs.model.version_codec import STAGE_NAME, StageRecord, StageRun
 from vfs.ops import commit, workflow
 from vfs.ops.behind import merge_in_progress
@@ -131,7 +132,7 @@ from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import DVFS_DIR, entering
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
-from vfs.worktree.scan import scan
+from vfs.worktree.scan import reserved_message, scan
 
 MAX_STEPS = 100_000  # rows of the history file: past it, every other one is kept
 MAX_METRICS = 1_000  # distinct metric names
@@ -181,6 +182,7 @@ class Run:
             self.metrics_path = repo_path(self._inside(metrics))
             if not self.metrics_path:
                 raise UsageError("metrics= names a file, not the root")
+            _not_reserved(self.metrics_path)
             self.history_path = history_name(self.metrics_path)
             for rel in (self.metrics_path, self.history_path):
                 _not_own_file(rel, "metrics=")
@@ -521,6 +523,7 @@ class Run:
                 f"{quote_name(rel)} is inside dvfs's own directory {DVFS_DIR}: a run's inputs "
                 "and outputs are files of the working tree"
             )
+        _not_reserved(rel)
         self._no_link_out(rel)
         return rel
 
@@ -687,6 +690,21 @@ class Run:
             if not below or workspace.ids_of_records([rel], below)[rel] != was:
                 apart.append(rel)
         return apart
+
+
+def _not_reserved(rel: bytes) -> None:
+    """UsageError if ``rel`` holds a name no version holds (``.git`` or ``.dvfs`` in any
+    spelling, ``.versions`` at the top), as ``dvfs add`` refuses it: the run could not
+    record it."""
+    if reserved_path([rel]) is None:
+        return
+    parts = rel.split(b"/")
+    at = next(
+        i for i, n in enumerate(parts) if is_reserved(n) or (not i and is_reserved_at_root(n))
+    )
+    raise UsageError(
+        f"{reserved_message(b'/'.join(parts[: at + 1]))}: a run could not record {quote_name(rel)}"
+    )
 
 
 def _not_own_file(rel: bytes, what: str) -> None:
