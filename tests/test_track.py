@@ -13,6 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
 from vfs import tracking
 from vfs._os import program
 from vfs.model import version_codec
+from vfs.store import lock
 
 
 @pytest.fixture(scope="module")
@@ -1000,4 +1003,28 @@ def test_a_name_no_version_holds_is_refused_when_given_not_after_the_run(
     for given in (".versions/m.json", "sub/.git/m.json", ".dvfs/m.json"):
         with pytest.raises(vfs.UsageError, match="dvfs never stores the name"):
             vfs.track(repo, message="x", metrics=given)
+    fsck_clean(root)
+
+
+def test_ctrl_c_while_the_run_waits_for_the_repository_lock_stops_the_wait(
+    repo: vfs.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the Ctrl-C was held while the run waited for another command's lock, as long as
+    # DVFS_LOCK_TIMEOUT says (the wait then failed with LockBusy, the Ctrl-C lost)
+    root = repo.root
+    assert root is not None
+
+    def interrupted(seconds: float) -> None:  # the lock's wait, between two tries
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(
+        lock, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=interrupted)
+    )
+    monkeypatch.setenv("DVFS_LOCK_TIMEOUT", "2")
+    with pytest.raises(KeyboardInterrupt), repo.repository.locked(), track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+        r.output("model.bin").write_bytes(b"w")
+    monkeypatch.undo()
+    assert [v.number for v in repo.versions()] == [1]
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
     fsck_clean(root)

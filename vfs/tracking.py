@@ -77,7 +77,9 @@ rather than drop it. A Run is used once.
 An exception in the block (Ctrl-C included) records nothing: no metrics file, no
 ``dvfs.runs`` change, nothing staged, no version; the exception propagates. A Ctrl-C
 that arrives while the version is being recorded is held until it is (a few
-seconds at most: the outputs are already written), then raised.
+seconds at most: the outputs are already written), then raised; one that arrives
+while the run waits for another command's repository lock stops the wait, with
+nothing recorded.
 """
 
 from __future__ import annotations
@@ -277,8 +279,7 @@ class Run:
     ) -> None:
         try:
             if kind is None:
-                with _sigint_held():
-                    self._record()
+                self._record()
         finally:
             self._state = "ended"
             try:
@@ -593,13 +594,16 @@ class Run:
     def _record(self) -> None:
         """Check, write, stage and commit under one hold of the repository lock: a
         lock another command holds is found before anything is written, and nothing
-        can be staged or committed between the checks and the commit."""
+        can be staged or committed between the checks and the commit. A Ctrl-C stops
+        the wait for the lock, and is held from when it is taken to the end."""
         repo = self.repo.repository
-        with repo.locked():
-            self._record_locked()
-        keep_within_max_size(repo, _warn)  # as after `dvfs commit`
-        assert self.committed is not None
-        self.version = self.repo.versions(self.committed.hex(), limit=1)[0]
+        with ExitStack() as held:
+            with repo.locked():
+                held.enter_context(_sigint_held())
+                self._record_locked()
+            keep_within_max_size(repo, _warn)  # as after `dvfs commit`
+            assert self.committed is not None
+            self.version = self.repo.versions(self.committed.hex(), limit=1)[0]
 
     def _record_locked(self) -> None:
         tag_free(self.repo.repository, self.tag)  # made while the run ran
