@@ -1028,3 +1028,18 @@ def test_ctrl_c_while_the_run_waits_for_the_repository_lock_stops_the_wait(
     assert [v.number for v in repo.versions()] == [1]
     assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
     fsck_clean(root)
+
+
+def test_two_metrics_of_one_name_in_one_call_are_refused_not_one_dropped(
+    repo: vfs.Repo,
+) -> None:
+    # names are recorded as text: {1: 0.5, "1": 0.6} recorded 1 = 0.6, the 0.5 dropped
+    with track(repo) as r:
+        with pytest.raises(vfs.UsageError, match=r"metric 1 is given twice \(as 1 and '1'\)"):
+            r.log_metrics({1: 0.5, "1": 0.6})  # type: ignore[dict-item]
+        r.log_metrics({1: 0.5}, step=0)  # type: ignore[dict-item]
+        r.log_metrics({"1": 0.6}, step=1)  # (in two calls: the later value is the last)
+    assert r.version is not None
+    assert json.loads(repo.read_text("metrics.json")) == {"1": 0.6, "step": 1}
+    assert repo.root is not None
+    fsck_clean(repo.root)

@@ -379,8 +379,15 @@ class Run:
             )
         at = None if step is None else _step(step)
         row: dict[str, Any] = {} if at is None else {"step": at}
+        given: dict[str, Any] = {}  # each name as the caller gave it
         for k, v in values.items():
             key = str(k)
+            if key in given:  # (1 and "1": one name in the metrics file)
+                raise UsageError(
+                    f"metric {quote_name(key)} is given twice (as {quote_given(repr(given[key]))} "
+                    f"and {quote_given(repr(k))}): give each metric once"
+                )
+            given[key] = k
             if key == "step":  # (the metrics file's own key: the last step logged)
                 raise UsageError(
                     "step is not a metric: give it as run.log_metrics(values, step=N), "
