@@ -792,7 +792,7 @@ def test_a_run_records_the_code_of_python_c_and_the_notebook_it_ran_in(
     fsck_clean(root)
 
 
-def test_changes_staged_apart_from_the_run_stay_out_of_its_version(repo: vfs.Repo) -> None:
+def test_a_change_staged_apart_from_a_run_stops_its_start_or_is_named(repo: vfs.Repo) -> None:
     # the version held data/notes.txt, staged by the user for a commit of their own,
     # as if the run had made it; and during a merge the run's commit was the merge's
     root = repo.root
@@ -803,21 +803,27 @@ def test_changes_staged_apart_from_the_run_stay_out_of_its_version(repo: vfs.Rep
     with pytest.raises(vfs.UsageError, match=staged), track(repo) as r:
         r.log_metrics({"loss": 1.0}, step=0)
     assert_ok(run(root, "commit", "-m", "notes"))
-    meanwhile = r"data/notes\.txt was staged while run train ran"
-    with pytest.raises(vfs.UsageError, match=meanwhile), track(repo) as r:
-        r.log_metrics({"loss": 1.0}, step=0)
-        r.output("model.bin").write_bytes(b"w")
-        (root / "data" / "notes.txt").write_text("changed\n")
-        assert_ok(run(root, "add", "data/notes.txt"))
-    assert [v.number for v in repo.versions()] == [2, 1]
-    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
-    staged = assert_ok(run(root, "status", "--json")).json()["staged"]
-    assert [c["path"] for c in staged] == ["data/notes.txt"]  # as the user left it
-    assert_ok(run(root, "restore", "--staged", "data/notes.txt"))
     with track(repo) as r:  # nothing else staged: the run alone
         r.output("model.bin").write_bytes(b"w")
     assert r.version is not None and r.version.number == 3
     assert [c.path for c in repo.diff("v2", "v3")] == ["dvfs.runs", "model.bin"]
+    # staged while the block ran: the run is kept, and the warning names what joined it
+    meanwhile = r"data/notes\.txt was staged while run train ran: v4 holds it too"
+    with pytest.warns(vfs.DvfsWarning, match=meanwhile), track(repo) as r:
+        r.log_metrics({"loss": 0.5}, step=0)
+        r.output("model.bin").write_bytes(b"w2")
+        (root / "data" / "notes.txt").write_text("changed\n")
+        assert_ok(run(root, "add", "data/notes.txt"))
+    assert r.version is not None and r.version.number == 4
+    changed = [c.path for c in repo.diff("v3", "v4")]
+    assert changed == [
+        "data/notes.txt",
+        "dvfs.runs",
+        "metrics.json",
+        "metrics.steps.jsonl",
+        "model.bin",
+    ], changed
+    assert not assert_ok(run(root, "status", "--json")).json()["staged"]
     fsck_clean(root)
 
 

@@ -59,9 +59,11 @@ written, and nothing is staged or committed between the checks and the commit.
 
 The message, parameters and tag (its name, and that no tag has it yet) are checked
 when the run is made and when the block starts, not after hours of training; a tag
-made meanwhile stops the recording before anything is written. So does a change
-staged apart from the run, or a merge in progress (the version would hold the
-change, or be the merge, as if the run had made it): a block starts with neither.
+made meanwhile stops the recording before anything is written. So does a merge in
+progress (the version would be the merge); a change staged apart from the run (which
+the version would hold as if the run had made it) keeps the block from starting, and
+one staged while it ran goes into the version with a warning naming it (the run is
+not thrown away for it).
 A ``dvfs.runs`` that cannot be read is refused when the block starts, and, damaged
 meanwhile, before anything is written.
 A metrics file that ignore rules keep out is refused when the first metrics are
@@ -564,11 +566,13 @@ class Run:
                     "write it inside the repository"
                 )
 
-    def _alone(self, during: bool) -> None:
-        """UsageError unless a commit now would record the run alone (``during``: at
-        the end of the block): refused as ``dvfs commit`` refuses it, a merge in
-        progress (the run's version would be the merge), or changes staged in the
-        index (the version would hold them as if the run had made them)."""
+    def _alone(self, during: bool) -> list[bytes]:
+        """UsageError unless a commit now would record the run alone: refused as ``dvfs
+        commit`` refuses it, a merge in progress (the run's version would be the merge),
+        or changes staged in the index (the version would hold them as if the run had
+        made them). ``during``, at the end of the block, the paths staged meanwhile are
+        returned instead: hours of training are not thrown away for them, and the
+        version holds them, which a warning says."""
         repo = self.repo.repository
         _, index = commit.committable(repo)
         merge = merge_in_progress(repo)
@@ -580,18 +584,11 @@ class Run:
             )
         head = repo.history.head_id()
         if head is not None and index.head == head:
-            return  # (the index was made equal to HEAD and not staged since)
+            return []  # (the index was made equal to HEAD and not staged since)
         staged = [c.path for c in diff_maps(base_files(repo.history, index), index.entries)]
-        if not staged:
-            return
+        if not staged or during:
+            return staged
         more = f" and {len(staged) - 1:,} more" if len(staged) > 1 else ""
-        if during:
-            raise UsageError(
-                f"{quote_name(staged[0])}{more} was staged while run {self.name} ran: the "
-                "run's version would hold it as if the run had made it, so nothing was "
-                "recorded (the outputs are in place); commit or unstage it "
-                "(`dvfs restore --staged PATH`) before the next run"
-            )
         raise UsageError(
             f"{quote_name(staged[0])}{more} is staged: the run's version would hold it as "
             "if the run had made it; commit it (`dvfs commit`) or unstage it (`dvfs restore "
@@ -614,7 +611,7 @@ class Run:
 
     def _record_locked(self) -> None:
         tag_free(self.repo.repository, self.tag)  # made while the run ran
-        self._alone(during=True)
+        meanwhile = self._alone(during=True)
         outs = list(self.outputs)
         for rel in [*outs, *self.inputs]:  # made links while the run ran
             self._no_link_out(rel)
@@ -683,6 +680,13 @@ class Run:
         workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn, locked=True)
         result = commit.commit(repo, self.message, self.params, self.tag, _warn, locked=True)
         self.committed = result.oid
+        if meanwhile:
+            more = f" and {len(meanwhile) - 1:,} more" if len(meanwhile) > 1 else ""
+            _warn(
+                f"{quote_name(meanwhile[0])}{more} was staged while run {self.name} ran: "
+                f"v{result.number} holds it too (`dvfs show v{result.number}` lists what "
+                "the version changed)"
+            )
         for rel in apart:
             _warn(
                 f"input {quote_name(rel)} of run {self.name} is not in v{result.number} as "
