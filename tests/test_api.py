@@ -901,6 +901,21 @@ def test_a_file_named_with_a_trailing_slash_is_refused_by_add_as_by_the_cli(
     fsck_clean(root)
 
 
+def test_add_given_no_path_is_refused_as_by_the_cli(data: Data, tmp_path: Path) -> None:
+    # repo.add([]) (a filter that matched nothing) returned as if it had staged
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"changed\n"})
+    repo = vfs.Repo(root)
+    staged = dict(repo.repository.index().entries)
+    assert run(root, "add").code != 0
+    for nothing in ([], (), iter([])):
+        with pytest.raises(vfs.UsageError, match=r"repo\.add\(\) was given no path"):
+            repo.add(nothing)
+    assert dict(repo.repository.index().entries) == staged
+    fsck_clean(root)
+
+
 def test_the_first_commit_refuses_a_tag_named_as_its_branch(tmp_path: Path) -> None:
     # before the branch had a version, commit(tag="main") made tag main beside branch
     # main, which `main` then never reads (the CLI's `commit --tag main` did too)

@@ -783,9 +783,13 @@ class Repo:
             repo.add(["data/train.csv", "data/images"])
         """
         root = self._writable()
+        named = _each(paths)
+        if not named:  # (`dvfs add` without a path is refused too: an empty list from a
+            # filter that matched nothing would otherwise look like a success)
+            raise UsageError("repo.add() was given no path: name the files to stage")
         # an absolute one stays so; a "/" at the end too (it names a directory, which
         # add checks: a Path, root / p, drops it)
-        args = [os.path.join(root, os.fspath(p)) for p in _each(paths)]
+        args = [os.path.join(root, os.fspath(p)) for p in named]
         with Workers(settings.threads()) as w:
             report = workflow.add(self._repo, args, w, _warn, force=force)
         keep_within_max_size(self._repo, _warn)  # as after `dvfs add`
