@@ -127,6 +127,8 @@ def test_writes_are_refused_with_a_way_out(data: Data) -> None:
     for attempt in attempts:
         with pytest.raises(ReadOnlyError, match=r"read-only .*repo\.add\(\) and repo\.commit\(\)"):
             attempt()
+    with fs.open("/notes.txt", "br") as f:  # a read, the letters in either order
+        assert f.read() == data.v2["notes.txt"]
     with pytest.raises(PermissionError):
         pd.DataFrame({"a": [1]}).to_csv("dvfs://out.csv", storage_options={"repo": str(data.root)})
     assert vfs.Repo(data.root).versions()[0].number == 2  # nothing was recorded

@@ -448,7 +448,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         self, path: Any, mode: str = "rb", block_size: int | None = None,
         autocommit: bool = True, cache_options: dict[str, Any] | None = None, **kwargs: Any,
     ) -> Any:  # fmt: skip
-        if mode != "rb":
+        if mode not in ("rb", "br"):  # (the order of the letters is free, as for open())
             raise ReadOnlyError(f"open({path!r}, {mode!r})")
         buffered = block_size is not None or "cache_type" in kwargs
         if buffered:
