@@ -909,7 +909,8 @@ def test_add_given_no_path_is_refused_as_by_the_cli(data: Data, tmp_path: Path) 
     repo = vfs.Repo(root)
     staged = dict(repo.repository.index().entries)
     assert run(root, "add").code != 0
-    for nothing in ([], (), iter([])):
+    empty: list[str] = []
+    for nothing in (empty, tuple(empty), iter(empty)):
         with pytest.raises(vfs.UsageError, match=r"repo\.add\(\) was given no path"):
             repo.add(nothing)
     assert dict(repo.repository.index().entries) == staged
