@@ -5,6 +5,8 @@ real one answers.
 A relay on loopback answers the first GETs itself, as a broken or hostile server
 would, and passes every later connection on to the real SeaweedFS: the backend must
 refuse each bad answer, ask again through boto3 and give the object's true bytes.
+A server that answers boto3 as badly is refused there too (RemoteError), never read
+past the bytes asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.backends.s3 import S3Backend
 from vfs.backends.s3_get import HEAD_LIMIT
-from vfs.errors import RemoteNotFound, RemoteUnreachable
+from vfs.errors import RemoteError, RemoteNotFound, RemoteUnreachable
 
 
 class Tamper(Proxy):
@@ -108,6 +110,34 @@ def test_a_bad_answer_is_asked_again_through_boto3(s3_env: S3Server, answer: byt
                 assert b"".join(backend.get_parts("k", 10, [40, 60])) == DATA[10:110]
             assert len(relay.requests) == 1  # the bad answer was this way's, the good boto3's
             assert relay.requests[0].startswith(b"GET /" + bucket.encode() + b"/k HTTP/1.1\r\n")
+
+
+HUGE = 64 * 1024 * 1024  # what a hostile server says it sends for 100 bytes asked
+OTHER_RANGES = {
+    "another range": BAD_ANSWERS["another range"],
+    "longer than asked": b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\n"
+    b"Content-Range: bytes 10-%d/200000000\r\n\r\n" % (HUGE, HUGE + 9) + bytes(1 << 20),
+    "whole object for a range": BAD_ANSWERS["whole object for a range"],
+}
+
+
+@pytest.mark.parametrize("answer", list(OTHER_RANGES.values()), ids=list(OTHER_RANGES))
+def test_a_server_answering_boto3_with_other_bytes_is_refused(
+    s3_env: S3Server, answer: bytes
+) -> None:
+    """Neither the raw way nor boto3 takes another range (or more of it) for the bytes
+    asked: the object's bytes 0-99 are not those from 10, and a body of 64 MiB for 100
+    bytes asked is not read into memory."""
+    for how in ("get_parts", "get"):
+        with tampered(s3_env, [answer, answer]) as (relay, bucket):
+            backend = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
+            with pytest.raises(RemoteError, match=r"answered .*bytes 10-109 of k") as raised:
+                if how == "get":
+                    backend.get("k", 10, 100)
+                else:
+                    b"".join(backend.get_parts("k", 10, [40, 60]))
+            assert not isinstance(raised.value, RemoteUnreachable)  # the same if asked again
+            assert len(relay.requests) == 2  # the raw way's, then boto3's
 
 
 def test_a_body_cut_short_is_unreachable_and_retried(s3_env: S3Server) -> None:

@@ -21,7 +21,9 @@ answers -> RemoteUnreachable; rejected keys or signatures -> RemoteAuthError (wr
 credentials); AccessDenied -> RemoteAuthError (no permission); NoSuchBucket ->
 RemoteNotFound naming the bucket; NoSuchKey/404 -> RemoteNotFound; 412 and 409
 ConditionalRequestConflict -> PreconditionFailed. A ranged GET that starts past the
-end (416) returns ``b""``, as the contract says.
+end (416) returns ``b""``, as the contract says; one answered with other bytes than
+the range asked (another start, more than asked, the whole object for a range not
+from 0) is RemoteError, and nothing past the bytes asked is read.
 
 botocore's ``Expect: 100-continue`` on PutObject is switched off: SeaweedFS holds a
 conditional PUT while it waits for the key's lock, and botocore then stalls a full
@@ -88,6 +90,7 @@ from vfs.errors import (
 )
 from vfs.quoting import quote_given
 
+_CONTENT_RANGE = re.compile(r"bytes (\d{1,19})-(\d{1,19})/(?:\d{1,19}|\*)")
 _WRONG_CREDENTIALS = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -201,7 +204,23 @@ class S3Backend(Backend):
                 if _code(exc) == "InvalidRange":
                     return b""
                 raise
-            data: bytes = response["Body"].read()
+            body = response["Body"]
+            if "Range" not in request:
+                data: bytes = body.read()
+                return data
+            size: int | None = response.get("ContentLength")
+            data = b""
+            try:
+                take = self._answered(response, key, start, length)
+                data = body.read(take)
+            finally:  # a body not read to its end is closed with its connection
+                left = 1 if size is None else size - len(data)
+                _finish(body, _plain_stream(body, response), left)
+            if size is not None and take is not None and len(data) < take:
+                raise RemoteUnreachable(
+                    f"{self._server} ended its answer for {key} after {len(data)} of its "
+                    f"{take} bytes"
+                )
             return data
 
     def get_parts(
@@ -258,7 +277,12 @@ class S3Backend(Backend):
             return
         body = response["Body"]
         stream = _plain_stream(body, response)
-        left = int(response.get("ContentLength", total))  # less where the object ends
+        try:
+            told = self._answered(response, key, start, total)  # less where the object ends
+            left = total if told is None else told
+        except RemoteError:
+            body.close()
+            raise
         try:
             for n in lengths:
                 take = min(n, left)
@@ -272,6 +296,39 @@ class S3Backend(Backend):
                 yield piece
         finally:
             _finish(body, stream, left)
+
+    def _answered(
+        self, response: dict[str, Any], key: str, start: int, length: int | None
+    ) -> int | None:
+        """How many bytes of boto3's answer to a GET of ``length`` bytes (None: to the
+        end) of ``key`` from ``start`` to read: those asked for, fewer where the object
+        ends; None for all there are (the whole object, its length untold).
+
+        RemoteError if the answer holds other bytes: a range starting elsewhere, the
+        whole object for a range from past its start (a server or proxy that ignored
+        the Range header), or more than was asked, which is never read (a body of any
+        length would otherwise be read into memory whole).
+        """
+        size: int | None = response.get("ContentLength")
+        told = response.get("ContentRange")
+        if told is None:  # the whole object: its first bytes are those asked from 0
+            ok = start == 0
+        else:
+            got = _CONTENT_RANGE.fullmatch(told)
+            span = int(got[2]) - start + 1 if got is not None else 0
+            ok = got is not None and int(got[1]) == start and span > 0 and size in (None, span)
+            ok = ok and (length is None or span <= length)
+            size = span
+        if not ok:
+            asked = f"{start}-{start + length - 1}" if length is not None else f"{start}-"
+            raise RemoteError(
+                f"{self._server} answered a GET of bytes {asked} of {key} with "
+                f"{quote_given(told) if told is not None else 'the whole object'}: refused; "
+                "check the endpoint URL (a proxy in the way?)"
+            )
+        if size is None or length is None:
+            return length if size is None else size
+        return min(size, length)
 
     def _raw_get(self, name: str, start: int, length: int) -> Answer | None:
         """The body of a ranged GET sent without boto3 (``vfs.backends.s3_get``), or None
