@@ -346,6 +346,32 @@ def test_a_cache_left_by_a_killed_daemon_is_only_missing_chunks(tmp_path: Path) 
     assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}  # whole again
 
 
+def test_a_cached_segment_that_cannot_be_read_is_fetched_again(tmp_path: Path) -> None:
+    """A segment whose file fails to read (an I/O error of the cache's disk; here a
+    directory where the segment was) is a damaged one: dropped, its chunks fetched
+    from the remote and cached again, never a read failing with the cache's error."""
+    refs, chunks = make_chunks(2, 64 * KiB)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, MiB)
+    for r in refs:  # a segment each
+        assert cache.put(r.oid, chunks[r.oid])
+    (unreadable,) = [f for f, held in sealed(root).items() if refs[0].oid.hex() in held]
+    unreadable.unlink()
+    unreadable.mkdir()
+    remote = FakeRemote(chunks)
+    fetcher = Fetcher(None, cache, remote, timeout=5)
+
+    async def scenario(f: Fetcher) -> None:
+        for r in refs:
+            assert await f.get(r) == chunks[r.oid]
+
+    with_fetcher(fetcher, scenario)
+    assert remote.calls == [refs[0].oid]  # the unreadable chunk alone came from the remote
+    unreadable.rmdir()
+    cache.close()
+    assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}  # whole again
+
+
 def test_chunks_written_behind_share_segments_that_outlive_the_cache(tmp_path: Path) -> None:
     """Written behind by one writer, chunks land in one segment (one file, not one per
     chunk), found again by the next cache from the segment's index."""

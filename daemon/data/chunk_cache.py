@@ -33,8 +33,9 @@ limit or a small disk), when its room is needed, and at
 :meth:`ChunkCache.close`. Crashes: a segment without a whole, matching footer and index
 (a daemon killed while it was open, a torn write) is deleted at start-up, so a kill
 leaves only missing chunks; every chunk is verified against its id when it is read
-back, and a sealed segment holding one that fails is deleted whole (and logged with
-the chunk's id), never served. An older layout (``<2 hex>/<64 hex>`` files, one per
+back, and a sealed segment holding one that fails, or whose file fails to read (an
+I/O error of the disk), is deleted whole (and logged with the chunk's id), never
+served: its chunks are fetched again. An older layout (``<2 hex>/<64 hex>`` files, one per
 chunk) and leftover ``.tmp-*`` files are removed at start-up.
 
 The files are 0600 in a 0700 directory, whatever the modes of the files they come
@@ -373,6 +374,11 @@ class ChunkCache:
             data = _read_at(seg.path, offset, length, seg.sealed)
         except FileNotFoundError:  # evicted meanwhile
             return None
+        except OSError as exc:  # (an I/O error of the disk): as damaged as a wrong byte
+            log.error("cached chunk %s could not be read (%s): deleted, it will be fetched "
+                      "again", oid.hex(), exc.strerror or exc)  # fmt: skip
+            self._discard(seg, oid)
+            return None
         if data is None or hash_bytes(data) != oid:
             log.error("cached chunk %s failed verification: deleted, it will be fetched again",
                       oid.hex())  # fmt: skip
@@ -392,7 +398,8 @@ class ChunkCache:
                 return
             self._forget(seg)
             self._landed.notify_all()
-        seg.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (forgotten whatever it is now)
+            seg.path.unlink()
 
     def _forget(self, seg: _Segment) -> None:
         """Drop a sealed segment's chunks and bytes from the accounting (lock held)."""
