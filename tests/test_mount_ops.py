@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +25,7 @@ import trio
 
 from daemon.data import fetcher as fetcher_module
 from daemon.data.chunk_cache import ChunkCache
-from daemon.data.fetcher import Fetcher
+from daemon.data.fetcher import MAX_INFLIGHT_BYTES, MAX_RUN, Fetcher
 from daemon.data.open_files import AHEAD_AFTER, MAX_AHEAD, OpenFile
 from daemon.data.record_cache import Records
 from daemon.fs import inodes
@@ -37,8 +37,11 @@ from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.forge import content_entry
 from tests.support.mount import commit, write
 from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
-from vfs.remote.read import RemoteChunks
+from vfs.remote.read import RemoteChunks, RunPiece
 from vfs.repo.repository import Repository
+from vfs.store.compression import Compression
+from vfs.store.objects import ObjKind
+from vfs.store.packs import PackedObject
 
 CTX = cast(pyfuse3.RequestContext, None)
 KiB = 1024
@@ -509,6 +512,51 @@ def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
     assert f.window() == AHEAD_AFTER
     f.streak = 1 << 40
     assert f.window() == MAX_AHEAD
+
+
+class StalledRuns(FakeRemote):
+    """A remote whose index places the chunks given in 16 MiB packs, one after the
+    other, and whose runs never arrive (until the gate opens): read-ahead's GETs are
+    seen as they are started."""
+
+    def __init__(self, chunks: dict[bytes, bytes], refs: Sequence[ChunkRef]) -> None:
+        super().__init__(chunks)
+        self.runs: list[tuple[str, int]] = []  # (pack, stored bytes) of each run started
+        self.at: dict[bytes, tuple[str, PackedObject]] = {}
+        for i, r in enumerate(refs):
+            offset = (i % 16) * MiB
+            obj = PackedObject(r.oid, ObjKind.CHUNK, Compression.NONE, offset, MiB, MiB)
+            self.at[r.oid] = (f"pack{i // 16}", obj)
+
+    def where(self, oid: bytes) -> tuple[str, PackedObject] | None:
+        return self.at.get(oid)
+
+    def stream_run(
+        self, pack_id: str, objs: Sequence[PackedObject]
+    ) -> Generator[RunPiece, None, None]:
+        self.runs.append((pack_id, objs[-1].offset + objs[-1].stored_len - objs[0].offset))
+        self.gate.wait(timeout=30)
+        yield from ()
+
+
+def test_runs_on_their_way_stay_within_their_bound() -> None:
+    """Read-ahead starts a run while less than MAX_INFLIGHT_BYTES are on their way, and
+    takes it whole (a pack is one GET): at most MAX_INFLIGHT_BYTES + MAX_RUN at once."""
+    refs = [ChunkRef(hash_bytes(b"%d" % i), MiB) for i in range(128)]
+    remote = StalledRuns({}, refs)
+    remote.gate.clear()
+    fetcher = Fetcher(None, None, remote, timeout=5)
+
+    async def scenario(f: Fetcher) -> None:
+        dealt = f.prefetch(refs, 0, len(refs), extend=True)
+        assert dealt % 16 == 0  # whole packs; the next one waits, whole
+        assert MAX_INFLIGHT_BYTES < dealt * MiB <= MAX_INFLIGHT_BYTES + MAX_RUN
+        remote.gate.set()
+        while f.pending:
+            await trio.sleep(0.01)
+        assert sorted(remote.runs) == [(f"pack{n}", 16 * MiB) for n in range(dealt // 16)]
+
+    with_fetcher(fetcher, scenario)
 
 
 def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path) -> None:

@@ -16,11 +16,13 @@ to be fetched from the remote that lie next to each other in one pack are a *run
 fetched with one ranged GET of up to ``MAX_RUN`` bytes, and a run the window reaches
 into is taken whole, to the end of the pack, so that a sequential read costs one GET
 per pack, two for the pack it starts in (its first chunk is read alone, then the
-rest in one GET). Runs of several packs go in parallel (up to the network limiter),
-at most ``MAX_INFLIGHT_BYTES`` stored bytes not arrived yet at once; a pack is not
-cut into parallel halves: every GET costs the daemon and the server CPU (signing,
-parsing, answering), which a cold read on two cores is short of, and a run costs
-memory only for the chunk being read, so more packs in flight cost no more RSS.
+rest in one GET). Runs of several packs go in parallel (up to the network limiter):
+a run is started while the runs under way have less than ``MAX_INFLIGHT_BYTES``
+stored bytes still to arrive, and is taken whole, so at most that plus ``MAX_RUN``
+are on their way at once (three 16 MiB packs); a pack is not cut into parallel
+halves: every GET costs the daemon and the server CPU (signing, parsing,
+answering), which a cold read on two cores is short of, and a run costs
+memory only for the piece being read, so more packs in flight cost no more RSS.
 Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
 else. A run's answer is read in pieces of a few MiB as it streams in (never held
@@ -52,7 +54,7 @@ here; a run's thread queues the chunks of each piece for the trio thread at once
 once, plus the cache's writers; read-ahead is capped at ``MAX_INFLIGHT`` single loads
 and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue without bound behind a slow
 remote. Memory: ``MEMORY_BYTES`` of chunks kept,
-``AHEAD_BYTES`` loaded ahead, one chunk per run under way (the one being read), and
+``AHEAD_BYTES`` loaded ahead, one piece per run under way (the one being read), and
 the cache's ``pending_limit`` of chunks not written yet (``MAX_INFLIGHT_BYTES``
 counts the bytes of runs not arrived yet).
 """
@@ -81,10 +83,10 @@ from vfs import (
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 8 * 1024 * 1024  # chunks read last: the kernel asks for one in pieces
-AHEAD_BYTES = 48 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
+AHEAD_BYTES = 48 * 1024 * 1024  # loaded, not read yet: the oldest go first past it
 MAX_INFLIGHT = 64
 MAX_RUN = 24 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
-MAX_INFLIGHT_BYTES = 40 * 1024 * 1024  # stored bytes of runs not arrived yet: 2-3 packs
+MAX_INFLIGHT_BYTES = 40 * 1024 * 1024  # runs not arrived yet, below which one is started
 RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)
 
 
