@@ -360,3 +360,28 @@ def test_a_directory_remote_not_mounted_is_named_so_by_prune_and_by_reads_of_its
     (tmp_path / "unmounted").rename(where)
     assert repo.cat("v1:data.bin") == DATA[0]
     repo.fsck_clean()
+
+
+def test_a_repository_mount_reads_from_another_remote_what_the_default_holds_damaged(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """The default remote's copy of a chunk the local store lacks fails verification,
+    another remote holds it whole: `cat` reads it from there, and so must a mount
+    (it failed with EIO, the other remote never asked)."""
+    repo = three_pushed(make_repo, dir_remote)
+    repo.ok("remote", "add", "backup", str(tmp_path / "backup"))
+    repo.ok("push", "--remote", "backup", "--all", "--tags")
+    repo.ok("fetch", "--remote", "backup")  # (its index as last read lists the data)
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 2
+    packs = sorted((tmp_path / "remote" / "packs").iterdir())
+    damaged = next(p for p in packs if DATA[0][1000:1100] in p.read_bytes())
+    raw = bytearray(damaged.read_bytes())
+    raw[raw.index(DATA[0][1000:1100]) + 50] ^= 0xFF
+    damaged.chmod(0o644)
+    damaged.write_bytes(bytes(raw))
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.ok("store", "prune")  # (cat kept what it fetched)
+    with mounted(str(repo.root), tmp_path / "mnt", tmp_path / "home", "--read-only") as m:
+        assert (m.versions / "v1" / "data.bin").read_bytes() == DATA[0]
+        assert (m.versions / "v2" / "data.bin").read_bytes() == DATA[1]
+    repo.fsck_clean()

@@ -22,8 +22,9 @@ is checked.
   and decode the whole index again for each.
 - :func:`repository_chunks`: a repository's remotes as one :class:`RemoteChunks`, as
   commands fetch (``vfs.remote.ondemand``): the default remote first, then, for a
-  chunk it lacks or cannot give, each other remote whose index, as last read, lists
-  it (``store prune --remote NAME`` may have dropped data only NAME holds).
+  chunk it lacks or cannot give (a failure, or its copy damaged), each other remote
+  whose index, as last read, lists it (``store prune --remote NAME`` may have dropped
+  data only NAME holds).
 
 Threading: ``RemoteChunks.fetch`` and ``stream_run`` block (network)
 and may be called from several threads at once; the index is replaced whole under a
@@ -154,10 +155,11 @@ class RemoteChunks:
 
     def fetch(self, oid: bytes) -> bytes:
         """The chunk's bytes: one ranged GET, decompressed and verified (ObjectCorrupt if
-        not); from another remote (``also``) if this one lacks it or fails."""
+        not); from another remote (``also``) if this one lacks it, fails or holds it
+        damaged."""
         try:
             return self._fetch_here(oid)
-        except (ObjectMissing, RemoteError):
+        except (ObjectMissing, ObjectCorrupt, RemoteError):
             other = self._other_for(oid)
             if other is None:
                 raise
