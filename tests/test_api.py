@@ -34,7 +34,7 @@ from tests.support.api import Data, make_data, push_all, write
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
 from tests.support.s3server import S3Server
 from vfs.errors import RemoteNotFound
-from vfs.remote.config import default_remote
+from vfs.remote.read import RemoteChunks, repository_chunks
 from vfs.repo.repository import Repository
 
 
@@ -485,15 +485,15 @@ def test_threads_reading_a_clone_without_checkout_at_once_all_reach_its_remote(
     clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
     other: list[bytes] = []
 
-    def meanwhile(repo: Repository) -> str | None:
+    def meanwhile(repo: Repository, jobs: int) -> RemoteChunks | None:
         if not other:  # the first reader, looking: another thread reads now
             other.append(b"")
             t = threading.Thread(target=lambda: other.append(clone.read_bytes("notes.txt")))
             t.start()
             t.join()
-        return default_remote(repo)
+        return repository_chunks(repo, jobs)
 
-    monkeypatch.setattr(vfs.api, "default_remote", meanwhile)
+    monkeypatch.setattr(vfs.api, "repository_chunks", meanwhile)
     assert clone.read_bytes("data/labels.csv") == data.v2["data/labels.csv"]
     assert other == [b"", data.v2["notes.txt"]]
     fsck_clean(tmp_path / "clone")

@@ -138,6 +138,21 @@ def test_a_repository_mount_reads_data_pruned_for_a_remote_other_than_the_defaul
     repo.fsck_clean()
 
 
+def test_the_python_api_reads_data_pruned_for_a_remote_other_than_the_default(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """``vfs.Repo`` asked the default remote alone for the data the local store lacks:
+    after `store prune --remote origin` while team, the default, lacks it, reading an
+    old version raised ObjectMissing where `cat` gave it. origin is asked next."""
+    repo = with_a_default_lacking_the_data(make_repo, dir_remote, tmp_path)
+    assert repo.json("store", "prune", "--remote", "origin", "--json")["chunks_dropped"] == 2
+    api = vfs.Repo(repo.root)
+    assert api.read_bytes("data.bin", rev="v1") == DATA[0]
+    with api.open("data.bin", rev="v2") as f:
+        assert f.read() == DATA[1]
+    repo.fsck_clean()
+
+
 def test_prune_refusals(make_repo: RepoFactory, dir_remote: Remote) -> None:
     repo = three_pushed(make_repo, dir_remote)
     assert_error(repo.run("store", "prune", "--keep-last", "0"), "--keep-last", code=2)

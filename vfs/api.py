@@ -103,9 +103,9 @@ from vfs.ops.commit import commit as commit_staged
 from vfs.ops.commit import committable
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote, remotes
+from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote
 from vfs.remote.layout import FORMAT_KEY, PACKS, pack_key
-from vfs.remote.read import OtherSource, RemoteChunks, open_meta
+from vfs.remote.read import OtherSource, RemoteChunks, open_meta, repository_chunks
 from vfs.remote.reader import RemoteRepo, mend_hint, repository_at
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
@@ -760,15 +760,14 @@ class Repo:
         return chunks.fetch(oid)
 
     def _fallback(self) -> RemoteChunks | None:
-        """Where chunks missing locally come from: the default remote, if there is one.
+        """Where chunks missing locally come from: the default remote, if there is one,
+        then what it lacks or cannot give from each other remote whose index, as last
+        read, lists it (as for commands: ``vfs.remote.read.repository_chunks``).
 
         Threads may read at once: the answer is known only once it is set (a thread
         that finds it unknown works it out too, rather than taking "none" meanwhile)."""
         if not self._fallback_known:
-            name = default_remote(self._repo)
-            if name is not None:
-                spec = remotes(self._repo)[name]
-                self._chunks = RemoteChunks(lambda: RemoteRepo(connect(spec, JOBS), None))
+            self._chunks = repository_chunks(self._repo, JOBS)
             self._fallback_known = True
         return self._chunks
 
