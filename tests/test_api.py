@@ -32,8 +32,10 @@ import pytest
 import vfs
 from tests.support.api import Data, make_data, push_all, write
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
+from tests.support.forge import Forge, content_entry, file_entry
 from tests.support.s3server import S3Server
 from vfs.errors import RemoteNotFound
+from vfs.model.ids import hash_bytes
 from vfs.remote.read import RemoteChunks, repository_chunks
 from vfs.repo.repository import Repository
 
@@ -712,6 +714,28 @@ def test_a_chunk_a_remote_holds_damaged_is_named_on_the_remote(tmp_path: Path) -
         assert f"in pack {pack.name[:12]}: nothing of it was kept; a push cannot mend" in said
         assert "dvfs fsck" not in said
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_chunk_a_remote_lacks_is_named_with_the_file_and_the_remote(tmp_path: Path) -> None:
+    # it said "object ... is not in the local store (needed by a file; it is not on URL
+    # either): `dvfs pull` it from a remote, or run `dvfs fsck`", also of a remote read
+    # in place, which has no local store, and naming no file
+    forge = Forge(tmp_path / "remote")
+    ghost = hash_bytes(b"never stored")
+    tree = forge.tree([file_entry(b"ghost.bin", ghost, 12), content_entry(b"ok.txt", b"ok\n")])
+    forge.chunk(b"ok\n")
+    forge.publish(forge.version(tree))
+    clone = vfs.Repo.clone(forge.url, tmp_path / "clone", no_checkout=True)
+    for reader, lacks in (
+        (vfs.Repo.remote(forge.url, cache_dir=tmp_path / "mirror"), f"that {forge.url} lacks"),
+        (clone, "neither in the local store nor on remote origin"),
+    ):
+        assert reader.read_bytes("ok.txt") == b"ok\n"
+        with pytest.raises(vfs.ObjectMissing) as caught:
+            reader.read_bytes("ghost.bin")
+        said = str(caught.value)
+        assert said.startswith(f"reading v1:ghost.bin needs data {lacks} (object {ghost.hex()})")
+        assert "push it" in said and "dvfs pull" not in said and "dvfs fsck" not in said
 
 
 def test_a_commit_refused_for_its_tag_or_params_stages_nothing_first(

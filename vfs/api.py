@@ -724,9 +724,23 @@ class Repo:
 
     def _chunk_of(self, name: str, oid: bytes) -> bytes:
         """:meth:`_get`, a remote's failure saying which file needed the chunk; a chunk
-        the remote holds damaged is named there (`dvfs fsck` here would find nothing)."""
+        the remote holds damaged is named there (`dvfs fsck` here would find nothing),
+        and one it lacks too (no `dvfs pull` brings it)."""
         try:
             return self._get(oid)
+        except ObjectMissing as exc:
+            if self._chunks is None:
+                raise  # asked of the local store alone: its message says what to do
+            if self._spec is not None:
+                how = (
+                    f"that {self._where()} lacks (object {oid.hex()}), though its versions name it"
+                )
+            else:
+                how = f"neither in the local store nor on {self._where()} (object {oid.hex()})"
+            raise from_kind(
+                error_kind(exc),
+                f"reading {name} needs data {how}: push it from a repository that has it",
+            ) from None
         except RemoteError as exc:
             where = self._where()
             raise from_kind(
