@@ -185,6 +185,9 @@ def test_a_corrupt_byte_in_a_coalesced_range_is_caught(pushed: Bucket, tmp_path:
             assert all(times[c.oid.hex()] == 1 for c in inside if c != bad)
             assert f"chunk {bad.oid.hex()} could not be read" in log
             assert "corrupt" in log
+            assert f"pack {pack_id[:12]} on {pushed.url} at " in log  # (and the endpoint)
+            assert "holds it damaged; a push cannot mend it in place" in log
+            assert "dvfs fsck" not in log
             client.put_object(Bucket=pushed.bucket, Key=key, Body=original)
             assert (m.path / "data" / "big.bin").read_bytes() == DATA  # a new open tries again
             wait_for(lambda: bad.oid.hex() in cached(m), m.proc, "the chunk was cached")

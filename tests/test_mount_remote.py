@@ -330,6 +330,9 @@ def test_a_corrupt_chunk_is_never_served_or_cached(pushed: Pushed, url_mount: Mo
         log = url_mount.log_text()
         assert f"chunk {bad.oid.hex()} could not be read" in log
         assert "corrupt" in log
+        # the remote's pack is named, and how it is mended (`dvfs fsck` sees no remote)
+        assert f"pack {pack.name[:12]} on {pushed.url} holds it damaged" in log
+        assert "dvfs fsck" not in log
     finally:
         pack.write_bytes(original)
     assert (url_mount.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER

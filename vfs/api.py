@@ -750,7 +750,7 @@ class Repo:
             at = self._chunks.where(oid) if self._chunks is not None else None
             if at is None or (self._spec is None and self._repo.store.has(oid)):
                 raise  # the local store's copy: `dvfs fsck` finds it
-            how = str(exc).removesuffix(": run `dvfs fsck`")  # fsck here cannot see it
+            how = f"object {oid.hex()} is corrupt ({exc.detail})"  # fsck here cannot see it
             raise from_kind(
                 error_kind(exc),
                 f"reading {name} needs data from {self._where()}, whose {how} in pack "

@@ -217,15 +217,22 @@ class ObjectMissing(ObjectError):
 
 class ObjectCorrupt(ObjectError):
     """Stored bytes do not match their id or cannot be decoded; ``what`` names the
-    file that needs them, when known."""
+    file that needs them, when known; ``advice`` what to do (a remote's damage is
+    not the local store's, which ``dvfs fsck`` checks)."""
 
     detail = "hash mismatch"  # (what ``from_kind`` gives: the message alone crosses)
 
-    def __init__(self, oid: str, detail: str = "hash mismatch", what: str = "") -> None:
+    def __init__(
+        self,
+        oid: str,
+        detail: str = "hash mismatch",
+        what: str = "",
+        advice: str = "run `dvfs fsck`",
+    ) -> None:
         self.oid = oid
         self.detail = detail
         where = f", needed by {what}" if what else ""
-        super().__init__(f"object {oid} is corrupt ({detail}{where}): run `dvfs fsck`")
+        super().__init__(f"object {oid} is corrupt ({detail}{where}): {advice}")
 
 
 class FormatError(ObjectError):

@@ -45,7 +45,8 @@ from typing import NamedTuple
 from vfs.backends import same_location
 from vfs.errors import ObjectCorrupt, ObjectMissing, RemoteError, UsageError
 from vfs.remote.config import RemoteSpec, add_remote, connect, default_remote, remotes
-from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids
+from vfs.remote.layout import pack_key
+from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids, mend_hint
 from vfs.repo.repository import DVFS_DIR, Repository, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.packs import PackedObject
@@ -183,7 +184,20 @@ class RemoteChunks:
         payload = self._open().pack_bytes(pack_id, obj.offset, obj.stored_len)
         log.debug("ranged GET of pack %s: 1 chunks, %d bytes", pack_id, len(payload))
         log.debug("fetched chunk %s: %d bytes from pack %s", oid.hex(), len(payload), pack_id)
-        return decode_payload(obj, payload)
+        try:
+            return decode_payload(obj, payload)
+        except ObjectCorrupt as exc:
+            raise self._damaged(pack_id, exc) from None
+
+    def _damaged(self, pack_id: str, exc: ObjectCorrupt) -> ObjectCorrupt:
+        """``exc``, of a chunk read from pack ``pack_id``, saying where the damage lies and
+        how it is mended: ``dvfs fsck`` checks a local store, not a remote's packs."""
+        return ObjectCorrupt(
+            exc.oid,
+            exc.detail,
+            advice=f"pack {pack_id[:12]} on {self._open().url} holds it damaged; "
+            + mend_hint(pack_key(pack_id)),
+        )
 
     def where(self, oid: bytes) -> Located | None:
         """Where the remote holds ``oid``, if the index in memory says (no I/O: any thread)."""
@@ -241,7 +255,7 @@ class RemoteChunks:
                     try:
                         good: bytes | memoryview | ObjectCorrupt = decode_payload(chunk, payload)
                     except ObjectCorrupt as exc:
-                        good = exc
+                        good = self._damaged(pack_id, exc)
                     chunks.append((good, where if good is payload else -1))
                 yield RunPiece(view, chunks)
         finally:
