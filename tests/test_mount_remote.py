@@ -29,11 +29,12 @@ import pytest
 
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.cli import assert_error, assert_ok, fsck_clean
+from tests.support.forge import Forge, content_entry, file_entry
 from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server
 from tests.support.waiting import wait_for
-from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
+from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect, hash_bytes
 from vfs.repo.repository import Repository
 
 MiB = 1024 * 1024
@@ -339,6 +340,24 @@ def test_a_corrupt_chunk_is_never_served_or_cached(pushed: Pushed, url_mount: Mo
     wait_for(
         lambda: bad.oid.hex() in cached(url_mount), url_mount.proc, "the good chunk was cached"
     )
+
+
+def test_a_chunk_the_remote_lacks_fails_its_read_and_is_named(tmp_path: Path) -> None:
+    """A version names a chunk the remote's index does not list (a push cut short, a
+    damaged remote): its reads fail (EIO), the others' do not, and the log says what
+    mends it (no `dvfs pull` brings what the remote lacks)."""
+    forge = Forge(tmp_path / "remote")
+    ghost = hash_bytes(b"never stored")
+    tree = forge.tree([file_entry(b"ghost.bin", ghost, 12), content_entry(b"ok.txt", b"ok\n")])
+    forge.chunk(b"ok\n")
+    forge.publish(forge.version(tree))
+    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home") as m:
+        assert (m.path / "ok.txt").read_bytes() == b"ok\n"
+        assert read_error(m.path / "ghost.bin") == errno.EIO
+        log = m.log_text()
+    assert f"object {ghost.hex()} is not" in log and f"not on {forge.url}" in log
+    assert "push it there from a repository that has it" in log
+    assert "dvfs pull" not in log and "dvfs fsck" not in log
 
 
 def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:

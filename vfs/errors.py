@@ -204,15 +204,18 @@ class ObjectError(DvfsError):
 
 
 class ObjectMissing(ObjectError):
-    """A record names an object that is not stored."""
+    """A record names an object that is not stored; ``advice`` says what to do (what a
+    remote lacks too, no pull brings)."""
 
-    def __init__(self, oid: str, what: str = "") -> None:
+    def __init__(
+        self,
+        oid: str,
+        what: str = "",
+        advice: str = "`dvfs pull` it from a remote, or run `dvfs fsck` if it should be here",
+    ) -> None:
         self.oid = oid
         where = f" (needed by {what})" if what else ""
-        super().__init__(
-            f"object {oid} is not in the local store{where}: `dvfs pull` it from a remote, "
-            "or run `dvfs fsck` if it should be here"
-        )
+        super().__init__(f"object {oid} is not in the local store{where}: {advice}")
 
 
 class ObjectCorrupt(ObjectError):

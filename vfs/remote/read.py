@@ -151,7 +151,11 @@ class RemoteChunks:
                         self._quiet_until = time.monotonic() + REREAD_GAP if same else 0.0
                     hit = fresh.get(oid)
         if hit is None:
-            raise ObjectMissing(oid.hex(), f"a file; it is not on {self._open().url} either")
+            raise ObjectMissing(
+                oid.hex(),
+                f"a file; it is not on {self._open().url} either",
+                "push it there from a repository that has it",
+            )
         return hit
 
     def fetch(self, oid: bytes) -> bytes:
