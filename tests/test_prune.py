@@ -400,3 +400,26 @@ def test_a_repository_mount_reads_from_another_remote_what_the_default_holds_dam
         assert (m.versions / "v1" / "data.bin").read_bytes() == DATA[0]
         assert (m.versions / "v2" / "data.bin").read_bytes() == DATA[1]
     repo.fsck_clean()
+
+
+def test_what_a_push_wrote_to_another_remote_is_known_there_without_a_fetch(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """After `push --remote backup`, data the default remote holds damaged came from
+    nowhere ("not in the local store") until a `fetch --remote backup` read backup's
+    index: the push had not kept the index segment it wrote there."""
+    repo = three_pushed(make_repo, dir_remote)
+    repo.ok("remote", "add", "backup", str(tmp_path / "backup"))
+    repo.ok("push", "--remote", "backup", "--all", "--tags")
+    cached = repo.root / ".dvfs" / "remotes" / "backup" / "index"
+    written = {p.name for p in (tmp_path / "backup" / "index").iterdir()}
+    assert written and {p.name for p in cached.iterdir()} == written
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 2
+    packs = sorted((tmp_path / "remote" / "packs").iterdir())
+    damaged = next(p for p in packs if DATA[0][1000:1100] in p.read_bytes())
+    raw = bytearray(damaged.read_bytes())
+    raw[raw.index(DATA[0][1000:1100]) + 50] ^= 0xFF
+    damaged.chmod(0o644)
+    damaged.write_bytes(bytes(raw))
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.fsck_clean()

@@ -17,7 +17,8 @@ and stops if a gc condemned something meanwhile. Test hook:
 ``DVFS_TEST_PUSH_STOP_AT=indexed|uploaded`` makes the push stop itself (SIGSTOP)
 after reading the index, or after writing its segments, before any ref moves.
 Readers merge every segment (cached locally under
-``.dvfs/remotes/<name>/index``, since segments never change).
+``.dvfs/remotes/<name>/index``, since segments never change; a push caches those it
+writes, so that what the remote holds is known here before any fetch).
 
 Everything downloaded is checked against its id before it is stored, versions and
 trees are checked before any is kept (``vfs.remote.receive``: reserved names such as
@@ -79,6 +80,7 @@ from vfs.remote.layout import (
     parse_ref,
     ref_key,
     refs_prefix,
+    segment_of,
 )
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, left_unreached, missing_chunks
@@ -266,6 +268,8 @@ def push(
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
         for key, segment in upload(repo, remote, ids, workers, jobs, report, shun.packs):
             meter.put(key, segment)
+            if (seg_id := segment_of(key)) is not None:  # (what the remote now holds is
+                remote.keep_segment(seg_id, segment)  # known here without a fetch)
         _stop_at("uploaded")
         if time.monotonic() - read_at > PUSH_WINDOW and new_manifests(meter, shun.keys):
             raise UsageError(

@@ -455,16 +455,22 @@ class RemoteRepo:
                 f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing "
                 "it; " + mend_hint(key)
             )
-        if cached is not None:
-            # (a directory in its place, a full disk, a link on the way: not cached, read
-            # again next time; written through a descriptor, never through a link)
-            with contextlib.suppress(OSError, StorageFull):
-                fd = open_kept(cached.parent, make=True)
-                try:
-                    write_atomic_at(fd, seg_id, data, sync=False)
-                finally:
-                    os.close(fd)
+        self.keep_segment(seg_id, data)
         return data
+
+    def keep_segment(self, seg_id: str, data: bytes) -> None:
+        """Cache the segment ``seg_id`` (verified, or written by this clone's push, which
+        then needs no read of it to know what the remote holds). A directory in its place,
+        a full disk, a link on the way: not cached, read again next time; written through
+        a descriptor, never through a link."""
+        if self.cache is None:
+            return
+        with contextlib.suppress(OSError, StorageFull):
+            fd = open_kept(self.cache, make=True)
+            try:
+                write_atomic_at(fd, seg_id, data, sync=False)
+            finally:
+                os.close(fd)
 
     def ranges(
         self, wanted: Iterable[bytes], index: dict[bytes, Located]
