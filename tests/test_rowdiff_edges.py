@@ -36,6 +36,7 @@ def floats(kind: pa.DataType, values: list[float]) -> bytes:
 
 
 LONG = "x" * 3000  # a key's value
+BIG = 2**64  # past every integer type the engine reads JSON numbers as
 
 
 def wide(changed: int) -> str:
@@ -64,6 +65,8 @@ V1: dict[str, str | bytes] = {
     "gaps.jsonl": '{"id": 1}\n',
     "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "y", "v": 2}}\n',
     "wide.jsonl": wide(-1),
+    "big.jsonl": f'{{"id": {BIG}, "v": {BIG}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
+    '{"id": 1, "v": 2.5}\n',
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -89,6 +92,9 @@ V2: dict[str, str | bytes] = {
     "gaps.jsonl": '{"id": 1}\n\n\n{id: 4}\n',  # after two blank lines, line 4
     "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "{LONG}", "v": 2}}\n',
     "wide.jsonl": wide(1),
+    # the value one more; 2**53 + 1 beside 2.5 is no DOUBLE either
+    "big.jsonl": f'{{"id": {BIG}, "v": {BIG + 1}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
+    '{"id": 1, "v": 9007199254740993}\n',
 }
 
 
@@ -186,6 +192,24 @@ def test_json_nested_in_an_object_is_its_json_values_not_their_text(data: Repo) 
     assert {"status": "removed", "values": {"id": 1, "v": {"a": 1}}} in [
         {k: r[k] for k in ("status", "values")} for r in d["rows"]
     ]
+
+
+def test_json_integers_past_64_bits_are_compared_as_the_integers_they_are(data: Repo) -> None:
+    """The engine reads a JSON Lines field of integers past 2**64 as DOUBLE: the change
+    of v from 2**64 to 2**64 + 1 was no change ("0 changed, 3 unchanged"), and the
+    keys 2**64 and 2**64 + 1 one key ("id=1.8446744073709552e+19 names 2 rows")."""
+    d = rows_json(data, "big.jsonl", "--key", "id")
+    assert (d["summary"]["changed"], d["summary"]["unchanged"]) == (2, 1), d["summary"]
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 1},
+         "changes": {"v": {"old": 2.5, "new": 9007199254740993}}, "count": 1},
+        {"status": "changed", "key": {"id": BIG},
+         "changes": {"v": {"old": BIG, "new": BIG + 1}}, "count": 1},
+    ]  # fmt: skip
+    s = rows_json(data, "big.jsonl")["summary"]
+    assert (s["added"], s["removed"], s["unchanged"]) == (2, 2, 1), s
+    out = data.ok("diff", "v1", "v2", "big.jsonl", "--rows", "--key", "id").out
+    assert f"changed  id={BIG}  v: {BIG} -> {BIG + 1}" in out.splitlines()
 
 
 def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:

@@ -11,7 +11,8 @@ its join and cannot detect a delimiter.
 
 Every file is read with parameters fixed here (``Table``): the dialect, header and
 types that ``sniff_csv`` found in the file's first ``SNIFF_BYTES``, or for JSON Lines
-the columns DuckDB finds reading the whole file, or Parquet's own schema. The same
+the columns DuckDB finds reading the whole file (a DOUBLE one holding an integer past
+2**53 read as JSON: ``Engine._exact``), or Parquet's own schema. The same
 parameters read a whole file or a part of it (the fast path's shared and changed
 rows), so both paths parse every row the same way. A CSV value that does not fit
 its column's detected type raises ``TypeMismatch``, and the diff is made again with
@@ -491,13 +492,39 @@ class Engine:
                 f"DESCRIBE SELECT * FROM read_json({literal(str(path))}, sample_size=-1"
                 + "".join(f", {k}={v}" for k, v in opts) + ")"
             )  # fmt: skip
-            return Table(fmt, tuple((str(r[0]), str(r[1])) for r in rows), opts)
+            return self._exact(Table(fmt, tuple((str(r[0]), str(r[1])) for r in rows), opts), path)
         sample, head = self._sample(path, size)
         try:
             return self._csv_table(fmt, self._sniff_csv([(sample, head)], fmt)[0])
         finally:
             if sample != path:
                 sample.unlink(missing_ok=True)
+
+    def _exact(self, table: Table, path: Path) -> Table:
+        """``table`` (a JSON Lines file's) with each DOUBLE column that holds an integer
+        past 2**53 (where DOUBLE stops holding every integer) read as JSON, which keeps
+        its digits: the engine reads a field of integers past 64 bits (or one beside a
+        ``2.5``) as DOUBLE, where ``2**64`` and ``2**64 + 1`` are one number."""
+        doubles = [n for n, t in table.columns if t == "DOUBLE"]
+        if not doubles:
+            return table
+        probe = dataclasses.replace(table, columns=tuple((n, "JSON") for n in doubles))
+
+        def inexact(name: str) -> str:
+            text = f"CAST({ident(name)} AS VARCHAR)"
+            n = f"TRY_CAST({text} AS HUGEINT)"
+            return (
+                f"bool_or(regexp_full_match({text}, '-?[0-9]+') AND ({n} IS NULL OR "
+                f"abs({n}) > {1 << 53}))"
+            )
+
+        found = self.run(f"SELECT {', '.join(map(inexact, doubles))} FROM {probe.relation(path)}")
+        json_ = {n for n, hit in zip(doubles, found[0], strict=True) if hit}
+        if not json_:
+            return table
+        return dataclasses.replace(
+            table, columns=tuple((n, "JSON" if n in json_ else t) for n, t in table.columns)
+        )
 
     def sniff_pair(self, fmt: Format, old: Path | Callable[[], Path], old_size: int,
                    new: Path | Callable[[], Path], new_size: int, kept: Sniffs | None = None,
