@@ -67,6 +67,8 @@ V1: dict[str, str | bytes] = {
     "wide.jsonl": wide(-1),
     "big.jsonl": f'{{"id": {BIG}, "v": {BIG}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
     '{"id": 1, "v": 2.5}\n',
+    "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
+    "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -95,6 +97,8 @@ V2: dict[str, str | bytes] = {
     # the value one more; 2**53 + 1 beside 2.5 is no DOUBLE either
     "big.jsonl": f'{{"id": {BIG}, "v": {BIG + 1}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
     '{"id": 1, "v": 9007199254740993}\n',
+    "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
+    "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
 }
 
 
@@ -210,6 +214,27 @@ def test_json_integers_past_64_bits_are_compared_as_the_integers_they_are(data: 
     assert (s["added"], s["removed"], s["unchanged"]) == (2, 2, 1), s
     out = data.ok("diff", "v1", "v2", "big.jsonl", "--rows", "--key", "id").out
     assert f"changed  id={BIG}  v: {BIG} -> {BIG + 1}" in out.splitlines()
+
+
+def test_lines_the_engine_does_not_read_as_rows_are_said_to_be_left_out(data: Repo) -> None:
+    """The engine's reader skips the lines it takes for lines before the table (here,
+    for a header followed by a row wider than it) and comment lines: "1 added, 0
+    removed, 1 unchanged" for a file whose row 1,a became 1,x, and "2 unchanged" for
+    one whose line #2,b became #2,x, without a word of the lines left out."""
+    d = rows_json(data, "ragged.csv")
+    assert d["notes"] == [
+        "ragged.csv: the engine reads no row from its first 2 lines, "
+        "which it takes for lines before the table: they are not compared"
+    ]
+    d = rows_json(data, "comments.csv")
+    assert d["notes"] == [
+        "comments.csv: the engine reads no row from its first line, which it takes "
+        "for lines before the table, nor from lines beginning with #, which it takes "
+        "for comments: they are not compared"
+    ]
+    out = data.ok("diff", "v1", "v2", "comments.csv", "--rows").out
+    assert out.startswith("note: comments.csv: the engine reads no row from its first line")
+    assert rows_json(data, "people.csv")["notes"] == []
 
 
 def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:

@@ -211,7 +211,7 @@ def _diff_rows(
     out.key = tuple(key)
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
-    out.notes += _renamed(old, ot, new, nt)
+    out.notes += _renamed(old, ot, new, nt) + _skipped(old, ot, new, nt)
     if ot.empty and not nt.empty:
         ot = Table(fmt, nt.columns, empty=True)
     elif nt.empty and not ot.empty:
@@ -468,6 +468,40 @@ def _renamed(old: Side, ot: Table, new: Side, nt: Table) -> list[str]:
         for w, renames in zip(where, found, strict=True)
         for i, name, shown in renames
     ]
+
+
+def _skipped(old: Side, ot: Table, new: Side, nt: Table) -> list[str]:
+    """Notes for the lines of a CSV or TSV side that the engine reads no row from: the
+    lines it took for lines before the table (a title, or a header followed by a row
+    wider than it) and comment lines. Their rows are in no count: they are not
+    compared."""
+    found = [_unread_lines(t) for t in (ot, nt)]
+    if found[0] == found[1]:
+        found, where = found[:1], [quote_name(new.path)]
+    else:
+        where = [_where(old), _where(new)]
+    notes = []
+    for w, (skip, comment) in zip(where, found, strict=True):
+        parts = []
+        if skip:
+            lines = "its first line" if skip == 1 else f"its first {skip:,} lines"
+            parts.append(f"{lines}, which it takes for lines before the table")
+        if comment:
+            parts.append(f"lines beginning with {comment}, which it takes for comments")
+        if parts:
+            notes.append(
+                f"{w}: the engine reads no row from {', nor from '.join(parts)}: "
+                "they are not compared"
+            )
+    return notes
+
+
+def _unread_lines(table: Table) -> tuple[int, str]:
+    """The lines before the table that ``table`` skips, and its comment character."""
+    if table.fmt not in ("csv", "tsv") or table.empty:
+        return 0, ""
+    options = dict(table.options)
+    return int(options.get("skip", "0")), _unquoted(options.get("comment", "''"))
 
 
 def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str]]:
