@@ -553,8 +553,31 @@ def test_a_value_in_the_shared_rows_is_checked_as_the_full_path_checks_it(
         assert (seen or "no note") in (notes or "no note")
 
 
+def test_a_value_that_does_not_fit_is_placed_in_its_file_not_in_the_changed_rows(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note said where the engine met the value, by its line in the file it read:
+    on the fast and line paths, the changed rows written out, so "CSV Error on Line:
+    2" for a value on line 3,002 of the new file; and no path named which file."""
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
+    rows = [(i, "w" * 40, str(i * 7)) for i in range(4000)]
+    old = render(rows, "csv", False)
+    new = old.replace(f"\n3000,{'w' * 40},21000\n".encode(), b"\n3000,w,many\n")
+    for key in (["id"], []):
+        full, fast, lines = (
+            diff_rows_notes(workdir, old, new, key, s) for s in (None, 0.0, NO_CHUNKS)
+        )
+        for notes in (full, fast, lines):
+            assert len(notes) == 1 and "compared as text" in notes[0], notes
+            assert 'Could not convert string "many"' in notes[0]
+            assert "in new.csv in the working tree" in notes[0]
+        assert "Line: 3002;" in full[0]
+        assert "Line" not in fast[0]
+        assert "Line" not in lines[0] if key else lines == full  # (keyed diffs only)
+
+
 def diff_rows_notes(
-    root: Path, old: bytes, new: bytes, key: list[str], share: float = 0.0
+    root: Path, old: bytes, new: bytes, key: list[str], share: float | None = 0.0
 ) -> list[str]:
     """The notes of the fast attempt at a diff of two CSVs."""
     a, b = side(root, "old", old, "csv"), side(root, "new", new, "csv")

@@ -105,7 +105,12 @@ class PiecesRefused(NotTabular):
 
 
 class TypeMismatch(Exception):
-    """A CSV value does not fit the type detected for its column."""
+    """A CSV value does not fit the type detected for its column; ``file``: the file
+    the engine read it in, where its message names one."""
+
+    def __init__(self, message: str, file: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
 
 
 class EngineError(DvfsError):
@@ -439,7 +444,7 @@ class Engine:
         try:
             return fn(self._con)
         except duckdb.ConversionException as exc:
-            raise TypeMismatch(first_line(exc, 2)) from None
+            raise TypeMismatch(first_line(exc, 2), _error_file(str(exc))) from None
         except duckdb.InvalidInputException as exc:
             message = first_line(_json_line(str(exc)), 3)
             if self.pieces and "Maximum line size" in message:
@@ -809,6 +814,14 @@ def _parses(record: bytes) -> bool:
 
 
 _QUERY_PART = re.compile(r"\s*(LINE \d+:|\^+\s*$)")  # the query an error quotes
+_FILE_PART = re.compile(r"^  file = (.+)$", re.MULTILINE)  # the file a CSV error names
+
+
+def _error_file(text: str) -> str | None:
+    """The file an engine's error about a CSV file names (in its list of the reader's
+    options, which ``first_line`` leaves out), or None."""
+    found = _FILE_PART.search(text)
+    return found.group(1) if found else None
 
 
 def first_line(exc: BaseException | str, lines: int = 1) -> str:
