@@ -8,9 +8,6 @@ they read (the fast or the full path) and states what they compute.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,24 +71,6 @@ def _expr(alias: str, col: str, cast: str | None) -> str:
     if cast == JSON_VALUE:
         return f"CAST(to_json({e}) AS VARCHAR)"
     return f"CAST({e} AS {cast})" if cast else e
-
-
-def _as(v: Any, cast: str | None, kind: str) -> Any:
-    """A value the engine gave from a column of type ``kind``, as :func:`_retyped`'s
-    type compares it."""
-    if v is None or cast is None:
-        return v
-    if cast == JSON_VALUE:
-        return _tagged(json.loads(v) if kind == "JSON" else plain_value(v))
-    if cast == "FLOAT":
-        try:
-            return struct.unpack("f", struct.pack("f", float(v)))[0]  # as the engine casts
-        except OverflowError:
-            return float(v)
-    if cast == "TIMESTAMP":
-        is_day = isinstance(v, dt.date) and not isinstance(v, dt.datetime)
-        return dt.datetime.combine(v, dt.time()) if is_day else v
-    return float(v) if cast == "DOUBLE" else str(v)
 
 
 def key_totals(
@@ -469,45 +448,25 @@ def keyed(
     order = ", ".join(
         f"coalesce({a}, {b}) NULLS FIRST" for a, b in (pair(k, alias=False) for k in key)
     )
-    m = len(ot.names)
-    otypes, ntypes = ot.types(), nt.types()
-    casts = {n: _retyped(ot, nt, n, text) for n in values}
+    m, w = len(ot.names), len(cols)
+    # which columns of a changed row differ, as the engine found the row changed
+    flags = "".join(
+        f", __st = 'changed' AND {a} IS DISTINCT FROM {b}"
+        for a, b in (pair(n, alias=False) for n in values)
+    )
     for r in engine.run(
-        f"SELECT __st, {', '.join(cols)} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
+        f"SELECT __st, {', '.join(cols)}{flags} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
     ):
-        st, ov, nv = r[0], r[1 : 1 + m], r[1 + m :]
+        st, ov, nv = r[0], r[1 : 1 + m], r[1 + m : 1 + w]
         kv = {k: (nv[ni[k]] if st == "added" else ov[oi[k]]) for k in key}
         if st == "added":
             out.rows.append(RowChange(st, kv, dict(zip(nt.names, nv, strict=True))))
         elif st == "removed":
             out.rows.append(RowChange(st, kv, dict(zip(ot.names, ov, strict=True))))
         else:
-            ch = {}
-            for n in values:
-                a, b = ov[oi[n]], nv[ni[n]]
-                if not _same(_as(a, casts[n], otypes[n]), _as(b, casts[n], ntypes[n])):
-                    ch[n] = (a, b)
+            flagged = zip(values, r[1 + w :], strict=True)
+            ch = {n: (ov[oi[n]], nv[ni[n]]) for n, flag in flagged if flag}
             out.rows.append(RowChange(st, kv, changes=ch))
-
-
-def _tagged(v: Any) -> Any:
-    """A JSON value with the kind of each part beside it, so that equal parts are the
-    same JSON (the engine's ``to_json`` texts): the text ``"2"`` is not the number
-    ``2``, nor the integer ``2`` the float ``2.0``, nor ``true`` the number ``1``."""
-    if isinstance(v, dict):
-        return ("object", tuple((k, _tagged(x)) for k, x in v.items()))
-    if isinstance(v, (list, tuple)):
-        return ("array", tuple(_tagged(x) for x in v))
-    return (type(v).__name__, v)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as the engine's IS NOT DISTINCT FROM says (NaN equals NaN there)."""
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return True
-    return bool(a == b)
 
 
 def unkeyed(
