@@ -270,6 +270,20 @@ def test_a_changed_row_lists_the_columns_the_engine_found_changed(data: Repo) ->
     assert "[NaN] -> [NaN]" not in out
 
 
+def test_a_value_that_became_a_text_of_its_look_is_told_from_it(data: Repo) -> None:
+    """A Parquet decimal was shown as a text ("d: "1.10" -> "1.10""): quoted as a text
+    reading as a number is, though it is the number; and a timestamp that became the
+    text it looks like was shown twice alike ("t: 2024-01-01T00:00:00 ->
+    2024-01-01T00:00:00"). The text is the one in quotes."""
+    out = data.ok("diff", "v1", "v2", "retyped.parquet", "--rows", "--key", "id").out
+    lines = out.splitlines()
+    assert lines[-1].startswith('changed  id=2  d: 2.00 -> "2.00", t: 2024-01-01T00:00:00 -> ')
+    assert 't: 2024-01-01T00:00:00 -> "2024-01-01T00:00:00", x: 1 -> 2' in lines[-1]
+    out = data.ok("diff", "v1", "v2", "retyped.parquet", "--rows").out
+    assert "removed  id=1, d=1.10, t=2024-01-01T00:00:00, " in out
+    assert 'added    id=1, d="1.10", t=2024-01-01T00:00:00, ' in out
+
+
 def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:
     # the engine calls the second v "v_1", a name the file does not hold: it was shown
     # without a word, as if the file had such a column

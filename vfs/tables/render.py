@@ -59,18 +59,19 @@ JSON_ROW = 64 << 10  # characters of a row's values given in JSON (then each is 
 JSON_NAME = 1024  # characters of a column's name given in JSON
 
 
-def value(v: Any, mixed: bool = False) -> str:
+def value(v: Any, mixed: bool = False, texts: bool = False) -> str:
     """One value for people: NULL, quoted when it must be, cut when very long. In a
     ``mixed`` column (``RowDiff.mixed``) a text that reads as another value (``2``,
-    ``true``, ``[1]``: ``vfs.model.params.reads_as_other``) is quoted as parameters
-    are, so that the text ``"2"`` and the number ``2`` are not shown alike."""
+    ``true``, ``[1]``: ``vfs.model.params.reads_as_other``), or any text if ``texts``,
+    is quoted as parameters are, so that the text ``"2"`` and the number ``2`` are
+    not shown alike (a decimal or a timestamp, shown by its text, is not a text)."""
     if v is None:
         return "NULL"
     p = plain_value(v)
     text = p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
     if isinstance(p, str) and (text == "" or text == "NULL"):
         return '"' + text + '"'
-    quote = isinstance(p, str) and mixed and reads_as_other(p)
+    quote = isinstance(v, str) and mixed and (texts or reads_as_other(p))
     if len(text) > MAX_VALUE:
         text = text[:MAX_VALUE] + "..."
     if not isinstance(p, str):
@@ -148,13 +149,21 @@ def _row_line(r: RowChange, mixed: frozenset[str]) -> str:
     times = f" (x{r.count:,})" if r.count != 1 else ""
     if r.status == "changed":
         changes = ", ".join(
-            f"{label(n)}: {value(a, n in mixed)} -> {value(b, n in mixed)}"
-            for n, (a, b) in r.changes.items()
+            f"{label(n)}: {_change(a, b, n in mixed)}" for n, (a, b) in r.changes.items()
         )
         return f"changed{key}  {changes}"
     rest = {k: v for k, v in r.values.items() if k not in r.key}
     values = f"  {_pairs(rest, mixed)}" if rest else ""  # a row of its key alone: nothing after
     return f"{r.status + times:<7}{key}{values}"
+
+
+def _change(a: Any, b: Any, mixed: bool) -> str:
+    """``a -> b`` for a changed value; where the two look alike in a ``mixed`` column
+    (the timestamp and the text of it), the text among them is the one in quotes."""
+    old, new = value(a, mixed), value(b, mixed)
+    if old == new and mixed:
+        old, new = value(a, mixed, True), value(b, mixed, True)
+    return f"{old} -> {new}"
 
 
 def as_json(d: RowDiff) -> dict[str, Any]:
