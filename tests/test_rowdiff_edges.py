@@ -86,6 +86,7 @@ V1: dict[str, str | bytes] = {
     "big.jsonl": f'{{"id": {BIG}, "v": {BIG}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
     '{"id": 1, "v": 2.5}\n',
     "retyped.parquet": RETYPED_OLD,
+    "long.csv": f"id,v\n1,{'x' * 300}a\n",
     "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
     "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
 }
@@ -117,6 +118,7 @@ V2: dict[str, str | bytes] = {
     "big.jsonl": f'{{"id": {BIG}, "v": {BIG + 1}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
     '{"id": 1, "v": 9007199254740993}\n',
     "retyped.parquet": RETYPED_NEW,
+    "long.csv": f"id,v\n1,{'x' * 300}b\n",  # a change past the 200 characters shown
     "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
     "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
 }
@@ -282,6 +284,12 @@ def test_a_value_that_became_a_text_of_its_look_is_told_from_it(data: Repo) -> N
     out = data.ok("diff", "v1", "v2", "retyped.parquet", "--rows").out
     assert "removed  id=1, d=1.10, t=2024-01-01T00:00:00, " in out
     assert 'added    id=1, d="1.10", t=2024-01-01T00:00:00, ' in out
+
+
+def test_a_long_value_changed_past_what_is_shown_is_shown_where_it_changed(data: Repo) -> None:
+    # its first 200 characters were shown on both sides: "v: xxx...xxx... -> xxx...xxx..."
+    out = data.ok("diff", "v1", "v2", "long.csv", "--rows", "--key", "id").out
+    assert out.splitlines()[-1] == f"changed  id=1  v: ...{'x' * 20}a -> ...{'x' * 20}b"
 
 
 def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:

@@ -54,30 +54,39 @@ from vfs.tables.formats import NAMES
 from vfs.tables.result import RowChange, RowDiff, shown
 
 MAX_VALUE = 200  # characters of one value shown in human output
+BEFORE = 20  # characters shown before where two long values alike that far part
 JSON_VALUE = 4096  # characters of one value given in JSON
 JSON_ROW = 64 << 10  # characters of a row's values given in JSON (then each is cut to none)
 JSON_NAME = 1024  # characters of a column's name given in JSON
 
 
-def value(v: Any, mixed: bool = False, texts: bool = False) -> str:
-    """One value for people: NULL, quoted when it must be, cut when very long. In a
-    ``mixed`` column (``RowDiff.mixed``) a text that reads as another value (``2``,
-    ``true``, ``[1]``: ``vfs.model.params.reads_as_other``), or any text if ``texts``,
-    is quoted as parameters are, so that the text ``"2"`` and the number ``2`` are
-    not shown alike (a decimal or a timestamp, shown by its text, is not a text)."""
+def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> str:
+    """One value for people: NULL, quoted when it must be, cut when very long (and
+    its first ``skip`` characters left out, marked). In a ``mixed`` column
+    (``RowDiff.mixed``) a text that reads as another value (``2``, ``true``, ``[1]``:
+    ``vfs.model.params.reads_as_other``), or any text if ``texts``, is quoted as
+    parameters are, so that the text ``"2"`` and the number ``2`` are not shown alike
+    (a decimal or a timestamp, shown by its text, is not a text)."""
     if v is None:
         return "NULL"
     p = plain_value(v)
-    text = p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
+    text = _text(p)
     if isinstance(p, str) and (text == "" or text == "NULL"):
         return '"' + text + '"'
     quote = isinstance(v, str) and mixed and (texts or reads_as_other(p))
+    if skip:
+        text = "..." + text[skip:]
     if len(text) > MAX_VALUE:
         text = text[:MAX_VALUE] + "..."
     if not isinstance(p, str):
         return quote_name(text)
     text = shown(text)
     return f'"{text}"' if quote and not text.startswith('"') else text
+
+
+def _text(p: Any) -> str:
+    """The text of a value as ``plain_value`` gives it."""
+    return p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
 
 
 def label(name: str) -> str:
@@ -159,10 +168,20 @@ def _row_line(r: RowChange, mixed: frozenset[str]) -> str:
 
 def _change(a: Any, b: Any, mixed: bool) -> str:
     """``a -> b`` for a changed value; where the two look alike in a ``mixed`` column
-    (the timestamp and the text of it), the text among them is the one in quotes."""
+    (the timestamp and the text of it), the text among them is the one in quotes, and
+    where they are alike in the ``MAX_VALUE`` characters shown, they are shown from
+    ``BEFORE`` characters before the first that differs."""
     old, new = value(a, mixed), value(b, mixed)
     if old == new and mixed:
         old, new = value(a, mixed, True), value(b, mixed, True)
+    if old == new and a is not None and b is not None:
+        # alike in the characters shown: shown from a little before where they part
+        ta, tb = _text(plain_value(a)), _text(plain_value(b))
+        n = min(len(ta), len(tb))
+        same = next((i for i in range(n) if ta[i] != tb[i]), n)
+        if same > BEFORE:
+            skip = same - BEFORE
+            old, new = value(a, mixed, True, skip), value(b, mixed, True, skip)
     return f"{old} -> {new}"
 
 
