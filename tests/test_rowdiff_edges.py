@@ -87,6 +87,7 @@ V1: dict[str, str | bytes] = {
     '{"id": 1, "v": 2.5}\n',
     "retyped.parquet": RETYPED_OLD,
     "long.csv": f"id,v\n1,{'x' * 300}a\n",
+    "case.jsonl": '{"id": 1, "ID": 2, "ID_1": 0}\n{"id": 2, "Id": 5}\n',
     "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
     "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
 }
@@ -119,6 +120,7 @@ V2: dict[str, str | bytes] = {
     '{"id": 1, "v": 9007199254740993}\n',
     "retyped.parquet": RETYPED_NEW,
     "long.csv": f"id,v\n1,{'x' * 300}b\n",  # a change past the 200 characters shown
+    "case.jsonl": '{"id": 1, "ID": 3, "ID_1": 0}\n{"id": 2, "Id": 6}\n',
     "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
     "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
 }
@@ -290,6 +292,18 @@ def test_a_long_value_changed_past_what_is_shown_is_shown_where_it_changed(data:
     # its first 200 characters were shown on both sides: "v: xxx...xxx... -> xxx...xxx..."
     out = data.ok("diff", "v1", "v2", "long.csv", "--rows", "--key", "id").out
     assert out.splitlines()[-1] == f"changed  id=1  v: ...{'x' * 20}a -> ...{'x' * 20}b"
+
+
+def test_json_keys_that_differ_only_in_case_are_not_read_as_other_columns(data: Repo) -> None:
+    """The engine takes a key for the same column whatever its case, so it names the
+    second "ID_2" (after a key "ID_1"), a key no record holds, read as NULL in every
+    row: the ID changed from 2 to 3 and the Id from 5 to 6 were "0 changed, 2
+    unchanged". Such a file is not read as a table."""
+    for key in ((), ("--key", "id")):
+        d = rows_json(data, "case.jsonl", *key)
+        assert d["method"] == "bytes", d
+        [note] = d["notes"]
+        assert "case.jsonl in v1 holds keys that differ only in case (ID, Id, id)" in note
 
 
 def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:

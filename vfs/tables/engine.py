@@ -497,13 +497,42 @@ class Engine:
                 f"DESCRIBE SELECT * FROM read_json({literal(str(path))}, sample_size=-1"
                 + "".join(f", {k}={v}" for k, v in opts) + ")"
             )  # fmt: skip
-            return self._exact(Table(fmt, tuple((str(r[0]), str(r[1])) for r in rows), opts), path)
+            table = Table(fmt, tuple((str(r[0]), str(r[1])) for r in rows), opts)
+            self._one_case(table, path)
+            return self._exact(table, path)
         sample, head = self._sample(path, size)
         try:
             return self._csv_table(fmt, self._sniff_csv([(sample, head)], fmt)[0])
         finally:
             if sample != path:
                 sample.unlink(missing_ok=True)
+
+    def _one_case(self, table: Table, path: Path) -> None:
+        """NotTabular if the JSON Lines file ``path`` holds keys that differ only in case
+        (``id`` and ``ID``): the engine takes them for one column, names the others
+        ``ID_1`` (the next a number up), a key no record holds, and reads NULL there in
+        every row. Only a file with such a name among its columns is read for its keys."""
+        lower = {n.lower() for n in table.names}
+        if not any(
+            (m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower for n in table.names
+        ):
+            return
+        opts = "".join(f", {k}={v}" for k, v in table.options if k != "map_inference_threshold")
+        rows = self.run(
+            "SELECT DISTINCT unnest(json_keys(json)) FROM "
+            f"read_json_objects({literal(str(path))}{opts})"
+        )
+        held = {str(r[0]) for r in rows}
+        if set(table.names) <= held:
+            return
+        cased: dict[str, list[str]] = {}
+        for k in held:
+            cased.setdefault(k.lower(), []).append(k)
+        clash = sorted(k for ks in cased.values() if len(ks) > 1 for k in ks)
+        raise NotTabular(
+            f"{path} holds keys that differ only in case ({', '.join(map(_quoted, clash))}), "
+            "which the engine reads as one column"
+        )
 
     def _exact(self, table: Table, path: Path) -> Table:
         """``table`` (a JSON Lines file's) with each DOUBLE column that holds an integer
@@ -814,6 +843,17 @@ def _parses(record: bytes) -> bool:
 
 
 _QUERY_PART = re.compile(r"\s*(LINE \d+:|\^+\s*$)")  # the query an error quotes
+_NUMBERED = re.compile(r"(.+)_[0-9]+", re.DOTALL)  # a name the engine gave a column
+
+
+def _quoted(name: str) -> str:
+    """A key's name in a message: in double quotes where it holds a comma, a quote or
+    blanks at its ends (escape sequences are the message printer's)."""
+    if name != name.strip() or any(c in name for c in ',"()'):
+        return json.dumps(name, ensure_ascii=False)
+    return name
+
+
 _FILE_PART = re.compile(r"^  file = (.+)$", re.MULTILINE)  # the file a CSV error names
 
 
