@@ -88,6 +88,7 @@ V1: dict[str, str | bytes] = {
     "retyped.parquet": RETYPED_OLD,
     "long.csv": f"id,v\n1,{'x' * 300}a\n",
     "case.jsonl": '{"id": 1, "ID": 2, "ID_1": 0}\n{"id": 2, "Id": 5}\n',
+    "cased.csv": "id,ID,v\n1,2,a\n",
     "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
     "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
 }
@@ -121,6 +122,7 @@ V2: dict[str, str | bytes] = {
     "retyped.parquet": RETYPED_NEW,
     "long.csv": f"id,v\n1,{'x' * 300}b\n",  # a change past the 200 characters shown
     "case.jsonl": '{"id": 1, "ID": 3, "ID_1": 0}\n{"id": 2, "Id": 6}\n',
+    "cased.csv": "id,ID,v\n1,3,a\n",
     "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
     "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
 }
@@ -318,6 +320,14 @@ def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) ->
     out = data.ok("diff", "v1", "v2", "dup.csv", "--rows").out
     assert out.startswith("note: dup.csv names more than one column v: column 3 is shown as v_1\n")
     assert rows_json(data, "people.csv")["notes"] == []
+    # nor was a name that an earlier one holds but for case (the engine's names are
+    # one whatever their case): "--key column ID is not in ... (its columns: id, ID_1)"
+    d = rows_json(data, "cased.csv", "--key", "id")
+    assert d["notes"] == [
+        "cased.csv names column 2 ID as an earlier one but for its case, which the "
+        "engine does not tell apart: it is shown as ID_1"
+    ]
+    assert d["summary"]["columns"] == {"ID_1": 1}
 
 
 def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -> None:

@@ -466,8 +466,11 @@ def _renamed(old: Side, ot: Table, new: Side, nt: Table) -> list[str]:
     return [
         f"{w} names more than one column {quote_name(name)}: column {i + 1} is shown as "
         f"{quote_name(shown)}"
+        if exact
+        else f"{w} names column {i + 1} {quote_name(name)} as an earlier one but for its "
+        f"case, which the engine does not tell apart: it is shown as {quote_name(shown)}"
         for w, renames in zip(where, found, strict=True)
-        for i, name, shown in renames
+        for i, name, shown, exact in renames
     ]
 
 
@@ -505,9 +508,11 @@ def _unread_lines(table: Table) -> tuple[int, str]:
     return int(options.get("skip", "0")), _unquoted(options.get("comment", "''"))
 
 
-def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str]]:
-    """(index, name in the header, name the engine gives) of each column whose name
-    an earlier column of ``side``'s header has; none where that cannot be told."""
+def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str, bool]]:
+    """(index, name in the header, name the engine gives, whether an earlier name is
+    this one exactly) of each column whose name an earlier column of ``side``'s
+    header has, but maybe for its case (the engine's names are one whatever their
+    case: ``ID`` after ``id`` is ``ID_1``); none where that cannot be told."""
     options = dict(table.options)
     delim, quote = (_unquoted(options.get(k, "''")) for k in ("delim", "quote"))
     if table.fmt not in ("csv", "tsv") or not table.has_header or table.empty:
@@ -526,9 +531,9 @@ def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str]]:
     if len(header) != len(table.columns):
         return []
     return [
-        (i, h, shown)
+        (i, h, shown, h in header[:i])
         for i, (h, (shown, _)) in enumerate(zip(header, table.columns, strict=True))
-        if h != shown and h in header[:i]
+        if h != shown and h.lower() in {e.lower() for e in header[:i]}
     ]
 
 
