@@ -83,6 +83,7 @@ V1: dict[str, str | bytes] = {
     "gaps.jsonl": '{"id": 1}\n',
     "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "y", "v": 2}}\n',
     "wide.jsonl": wide(-1),
+    "nested_big.jsonl": f'{{"id": 1, "v": {{"a": [{BIG}]}}}}\n{{"id": 2, "v": {{"a": [1.5]}}}}\n',
     "big.jsonl": f'{{"id": {BIG}, "v": {BIG}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
     '{"id": 1, "v": 2.5}\n',
     "retyped.parquet": RETYPED_OLD,
@@ -117,6 +118,8 @@ V2: dict[str, str | bytes] = {
     "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "{LONG}", "v": 2}}\n',
     "wide.jsonl": wide(1),
     # the value one more; 2**53 + 1 beside 2.5 is no DOUBLE either
+    "nested_big.jsonl": f'{{"id": 1, "v": {{"a": [{BIG + 1}]}}}}\n'
+    '{"id": 2, "v": {"a": [1.5]}}\n',
     "big.jsonl": f'{{"id": {BIG}, "v": {BIG + 1}}}\n{{"id": {BIG + 1}, "v": 1}}\n'
     '{"id": 1, "v": 9007199254740993}\n',
     "retyped.parquet": RETYPED_NEW,
@@ -240,6 +243,12 @@ def test_json_integers_past_64_bits_are_compared_as_the_integers_they_are(data: 
     assert (s["added"], s["removed"], s["unchanged"]) == (2, 2, 1), s
     out = data.ok("diff", "v1", "v2", "big.jsonl", "--rows", "--key", "id").out
     assert f"changed  id={BIG}  v: {BIG} -> {BIG + 1}" in out.splitlines()
+    # so inside an object or a list ("v": {"a": [DOUBLE]})
+    d = rows_json(data, "nested_big.jsonl", "--key", "id")
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 1},
+         "changes": {"v": {"old": {"a": [BIG]}, "new": {"a": [BIG + 1]}}}, "count": 1},
+    ]  # fmt: skip
 
 
 def test_lines_the_engine_does_not_read_as_rows_are_said_to_be_left_out(data: Repo) -> None:

@@ -538,14 +538,18 @@ class Engine:
         """``table`` (a JSON Lines file's) with each DOUBLE column that holds an integer
         past 2**53 (where DOUBLE stops holding every integer) read as JSON, which keeps
         its digits: the engine reads a field of integers past 64 bits (or one beside a
-        ``2.5``) as DOUBLE, where ``2**64`` and ``2**64 + 1`` are one number."""
-        doubles = [n for n, t in table.columns if t == "DOUBLE"]
+        ``2.5``) as DOUBLE, where ``2**64`` and ``2**64 + 1`` are one number. So is a
+        column holding DOUBLE values in objects or lists (``STRUCT(a DOUBLE[])``) where
+        one of them is an integer of 16 digits or more."""
+        doubles = {n: t for n, t in table.columns if "DOUBLE" in t}
         if not doubles:
             return table
         probe = dataclasses.replace(table, columns=tuple((n, "JSON") for n in doubles))
 
         def inexact(name: str) -> str:
             text = f"CAST({ident(name)} AS VARCHAR)"
+            if doubles[name] != "DOUBLE":  # (a string holding such digits: read as JSON too)
+                return f"bool_or(regexp_matches({text}, '[\\[,:]-?[0-9]{{16,}}[,\\]}}]'))"
             n = f"TRY_CAST({text} AS HUGEINT)"
             return (
                 f"bool_or(regexp_full_match({text}, '-?[0-9]+') AND ({n} IS NULL OR "
