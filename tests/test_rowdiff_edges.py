@@ -90,6 +90,7 @@ V1: dict[str, str | bytes] = {
     "long.csv": f"id,v\n1,{'x' * 300}a\n",
     "case.jsonl": '{"id": 1, "ID": 2, "ID_1": 0}\n{"id": 2, "Id": 5}\n',
     "cased.csv": "id,ID,v\n1,2,a\n",
+    "blanks.jsonl": '{"id": 1, "v": "a"}\n  \n{"id": 2, "v": "b"}\n',
     "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
     "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
 }
@@ -126,6 +127,7 @@ V2: dict[str, str | bytes] = {
     "long.csv": f"id,v\n1,{'x' * 300}b\n",  # a change past the 200 characters shown
     "case.jsonl": '{"id": 1, "ID": 3, "ID_1": 0}\n{"id": 2, "Id": 6}\n',
     "cased.csv": "id,ID,v\n1,3,a\n",
+    "blanks.jsonl": '{"id": 1, "v": "a"}\n{"id": 2, "v": "c"}\n\t\n',
     "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
     "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
 }
@@ -315,6 +317,18 @@ def test_json_keys_that_differ_only_in_case_are_not_read_as_other_columns(data: 
         assert d["method"] == "bytes", d
         [note] = d["notes"]
         assert "case.jsonl in v1 holds keys that differ only in case (ID, Id, id)" in note
+
+
+def test_json_lines_with_a_line_of_blanks_are_compared(data: Repo) -> None:
+    """The rows counted from the newlines took a line of spaces for a row, which the
+    engine skips as it skips an empty line: the file got the byte-level summary, "the
+    engine read 2 rows of the old file, which has 3"."""
+    d = rows_json(data, "blanks.jsonl", "--key", "id")
+    assert d["notes"] == [] and d["method"] == "full", d
+    s = d["summary"]
+    assert (s["added"], s["removed"], s["changed"], s["unchanged"]) == (0, 0, 1, 1)
+    s = rows_json(data, "blanks.jsonl")["summary"]
+    assert (s["added"], s["removed"], s["unchanged"]) == (1, 1, 1)
 
 
 def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:

@@ -369,6 +369,22 @@ def test_edits_in_the_first_and_last_chunks_are_compared_by_chunks(
         assert full[1:4] == ((1, 0, 2) if key else (3, 2, 0))
 
 
+def test_json_lines_with_lines_of_blanks_are_compared_by_chunks(workdir: Path) -> None:
+    # A line of spaces (or a tab) is no record, as an empty line is not: the rows
+    # counted from the newlines took it for one, and the file got a byte summary.
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    edited = list(rows)
+    edited[2000] = (2000, "changed", "1")
+    old, new = (render(r, "jsonl", False) for r in (rows, edited))
+    old = old.replace(b'\n{"id": 1000,', b'\n  \n{"id": 1000,')
+    new = new.replace(b'\n{"id": 1000,', b'\n  \n{"id": 1000,') + b"\t\n"
+    for key in (["id"], []):
+        full, fast, method = both(workdir, "jsonl", old, new, key)
+        assert method == "chunks"
+        assert fast == full
+        assert full[1:5] == ((0, 0, 1, 2999) if key else (1, 1, 0, 2999))
+
+
 def test_a_changed_row_reusing_a_shared_rows_key_is_found(workdir: Path) -> None:
     # The old rows are read whole for the key check: a key the new side repeats
     # between its changed rows and the rows both sides share is an error on both paths.

@@ -339,8 +339,12 @@ def key_totals_answer(
     return int(total_a), int(total_b)
 
 
+class Miscounted(NotTabular):
+    """The engine read another number of rows than the lines counted (``_check_rows``)."""
+
+
 def _check_rows(counted: tuple[int | None, int | None], read: tuple[int, int]) -> None:
-    """NotTabular if the engine read another number of rows than the lines counted.
+    """Miscounted if the engine read another number of rows than the lines counted.
 
     A count from newlines is exact where it is made (``Side.rows``), so a difference
     means the engine misread the file (it has dropped lines before): better a
@@ -348,7 +352,7 @@ def _check_rows(counted: tuple[int | None, int | None], read: tuple[int, int]) -
     """
     for side, n, m in zip(("old", "new"), counted, read, strict=True):
         if n is not None and n != m:
-            raise NotTabular(f"the engine read {m:,} rows of the {side} file, which has {n:,}")
+            raise Miscounted(f"the engine read {m:,} rows of the {side} file, which has {n:,}")
 
 
 _EXAMPLE_CHARS = 80  # of a key's value in an error: the first, then "..."

@@ -78,7 +78,10 @@ equal the rows counted from the files' newlines while they were copied (where th
 count is exact, ``Side.rows``), and no key repeats among the rows one side alone has,
 every key named one row on each side; otherwise the uniqueness check reads every key
 of both files and stops with an example. The newline counts also catch an engine
-that reads fewer rows than the file has: that file gets the byte-level summary.
+that reads fewer rows than the file has: that file gets the byte-level summary; but a
+JSON Lines file's fewer rows are its lines of blanks, which the engine skips as it
+skips empty ones (the chunk facts see the empty ones only): the diff is made again
+with the rows counted by the engine (``Side.uncount``).
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
 from vfs.tables.compare import (
+    Miscounted,
     as_text,
     key_totals,
     key_totals_answer,
@@ -178,14 +182,23 @@ def diff_rows(
     """
     keys.check(key, words)
     limit = min(limit, MAX_LIMIT)
-    try:
+
+    def attempt() -> RowDiff:
         try:
             return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
+        except Miscounted:  # (JSON Lines only: a line of blanks, which is no record)
+            old.uncount()
+            new.uncount()
+            return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
+
+    try:
+        try:
+            return attempt()
         except PiecesRefused:
             if not engine.pieces:
                 raise
             engine.pieces = False
-            return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
+            return attempt()
     except KeyNotUnique as exc:
         raise exc.worded(words) from None
 
@@ -286,6 +299,10 @@ def _compared(
             )
         except PiecesRefused:
             raise
+        except Miscounted as exc:
+            if fmt == "jsonl" and (_rows(old, ot), _rows(new, nt)) != (None, None):
+                raise  # counted with the engine instead (diff_rows)
+            return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
         except NotTabular as exc:
             return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
     return out  # not reached: the text pass returns or raises

@@ -194,6 +194,7 @@ class Side:
     _newlines: int = 0
     _lone_cr: int = 0
     _blank: bool = False
+    _uncounted: bool = False  # its lines are not all rows, whatever the facts say
     _last2: bytes = b""
     _starts: list[int] = field(default_factory=list)  # each chunk's offset, in file order
     _holes: set[int] = field(default_factory=set)  # the chunks not written yet, by index
@@ -306,13 +307,19 @@ class Side:
         """
         if not self.present or self.size == 0:
             return 0
-        if self._blank or self._lone_cr:
+        if self._blank or self._lone_cr or self._uncounted:
             return None
         mark = quote.encode() if quote else b""
         if mark and self.holds.get(mark, True):
             return None
         unended = 0 if self._last2[-1:] == b"\n" else 1
         return self._newlines + unended - (1 if has_header else 0)
+
+    def uncount(self) -> None:
+        """Count this file's rows with the engine from now on (``rows`` gives None): the
+        engine read fewer than its newlines say (a JSON Lines line of blanks, which it
+        skips as it skips an empty one, and which the facts do not see)."""
+        self._uncounted = True
 
     def _ends(self, fd: int) -> None:
         """Keep the first and last LOOK bytes of the written copy."""
