@@ -550,10 +550,11 @@ class Engine:
             text = f"CAST({ident(name)} AS VARCHAR)"
             if doubles[name] != "DOUBLE":  # (a string holding such digits: read as JSON too)
                 return f"bool_or(regexp_matches({text}, '[\\[,:]-?[0-9]{{16,}}[,\\]}}]'))"
-            n = f"TRY_CAST({text} AS HUGEINT)"
+            n = f"TRY_CAST({text} AS HUGEINT)"  # (asked of 16 digits or more only: 0.3 s,
+            # not 0.9, for the two DOUBLE columns of 1M rows)
             return (
-                f"bool_or(regexp_full_match({text}, '-?[0-9]+') AND ({n} IS NULL OR "
-                f"abs({n}) > {1 << 53}))"
+                f"bool_or(CASE WHEN regexp_full_match({text}, '-?[0-9]{{16,}}') "
+                f"THEN {n} IS NULL OR abs({n}) > {1 << 53} ELSE false END)"
             )
 
         found = self.run(f"SELECT {', '.join(map(inexact, doubles))} FROM {probe.relation(path)}")
