@@ -51,7 +51,6 @@ from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
 from vfs.repo.refs import remote_twin, twin_message, twin_refused
 from vfs.repo.repository import Repository
-from vfs.repo.shared import remote_names
 from vfs.store.durable import fsync_dir
 from vfs.store.objects import ObjKind
 
@@ -93,6 +92,10 @@ def tag_free(repo: Repository, tag: str | None) -> None:
 def _remote_names(repo: Repository) -> set[str]:
     """The remotes the shared and this clone's settings name (``vfs.remote.config``
     reads and checks their settings; a tag's name needs only the names)."""
+    # (imported here: a commit without such a tag reads no dvfs.toml, and its start
+    # stays free of that module's imports and its settings record, as status's is)
+    from vfs.repo.shared import remote_names
+
     local = repo.config().get("remotes") or {}
     return remote_names(repo.root) | (set(local) if isinstance(local, dict) else set())
 
