@@ -942,6 +942,42 @@ def test_abort_never_drops_a_file_edited_since_the_merge_unless_forced(repo: Rep
     repo.fsck_clean()
 
 
+def test_abort_never_replaces_an_untracked_file_made_during_the_merge_unless_forced(
+    repo: Repo,
+) -> None:
+    """`restore --theirs b` (other deleted b), then notes written to a new b: `merge
+    --abort` wrote main's b over them without a word (git refuses: the file is
+    untracked). It now refuses, naming it, and `--abort --force` replaces it."""
+    conflicting(repo)
+    before = repo.head_id()
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "b")
+    repo.write("b", "my notes")
+    line = repo.fail("merge", "--abort", fragments=("merge --abort would replace", "--force"))
+    assert "b (an untracked file)" in line, line
+    assert repo.read("b") == b"my notes" and repo.status()["merging"] is not None
+    repo.ok("merge", "--abort", "--force")
+    assert repo.head_id() == before and repo.read("b") == b"b from main"
+    assert repo.status()["merging"] is None
+    repo.fsck_clean()
+
+
+def test_abort_never_deletes_untracked_files_in_a_directory_the_merge_made(repo: Repo) -> None:
+    """Ours a file x, theirs a directory x/f: after `restore --theirs x` and notes
+    written into x/, `merge --abort` deleted x/notes to put the file x back."""
+    file_against_directory(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "x")
+    repo.write("x/notes", "my notes")
+    line = repo.fail("merge", "--abort", fragments=("merge --abort would replace", "--force"))
+    assert "x (a directory with untracked files)" in line, line
+    assert repo.read("x/notes") == b"my notes" and repo.status()["merging"] is not None
+    (repo.root / "x/notes").rename(repo.root / "notes")
+    repo.ok("merge", "--abort")
+    assert repo.read("x") == b"x from main" and repo.read("notes") == b"my notes"
+    repo.fsck_clean()
+
+
 def test_abort_leaves_a_merge_whose_record_is_damaged(repo: Repo) -> None:
     """The damaged-record line says to run `dvfs merge --abort`: that works, and says
     what it could not know (which added files were the merge's)."""

@@ -141,6 +141,7 @@ def restore_version(
     detached_on: str | None = None,
     move_branch: Callable[[], None] | None = None,
     forcible: bool = True,
+    keep_untracked: str | None = None,
 ) -> CheckoutReport:
     """The shared body of checkout, switch and pull (caller holds the lock).
 
@@ -157,7 +158,10 @@ def restore_version(
     wrote it, for hints (default: vN); ``forcible``: whether that command has
     ``--force`` (a merge's fast-forward has not), which refusals name only then.
     ``rebuild_index``: a damaged index is read as absent and written anew
-    (``checkout --force`` of the whole tree), not refused.
+    (``checkout --force`` of the whole tree), not refused. ``keep_untracked`` (the
+    command, for its message: ``merge --abort``): with ``force``, tracked changes are
+    replaced but an untracked file of other content, or a directory holding one, where
+    the version has something is still refused, naming them.
 
     The cyclic garbage collector is paused throughout (``paused_gc``): a checkout
     makes a few objects per file, and its collections walked them all again and
@@ -198,7 +202,7 @@ def restore_version(
             repo, target, workers, version, label, wanted, whole, empty, index, rels, ahead,
             marks, attach=attach, paths=paths, force=force, warn=warn, action=action,
             source=source, offline=offline, yes=yes, detached_on=detached_on,
-            move_branch=move_branch, forcible=forcible,
+            move_branch=move_branch, forcible=forcible, keep_untracked=keep_untracked,
         )  # fmt: skip
     finally:
         if marks is not None:
@@ -232,6 +236,7 @@ def _decide_and_write(
     detached_on: str | None,
     move_branch: Callable[[], None] | None,
     forcible: bool,
+    keep_untracked: str | None,
 ) -> CheckoutReport:
     """The rest of :func:`restore_version`, once the version's files are known."""
     hist = repo.history
@@ -308,6 +313,19 @@ def _decide_and_write(
             current[p] = rec
     current.update(state.current)
     current.update(on_disk)
+    if force and keep_untracked is not None:
+        in_way = [
+            (f.rel, "an untracked file")
+            for f in untracked_here
+            if f.rel not in on_disk or not on_disk[f.rel].same_on_disk(wanted[f.rel])
+        ] + blocked
+        if in_way:
+            shown = ", ".join(f"{quoted(p)} ({why})" for p, why in sorted(in_way)[:5])
+            more = f" and {len(in_way) - 5:,} more" if len(in_way) > 5 else ""
+            raise UsageError(
+                f"{keep_untracked} would replace {shown}{more}: move them away first, or "
+                "use --force to replace them"
+            )
     # Moving to another version carries a local change to a path that version leaves
     # as it was (git's rule); restoring the version itself overwrites nothing unasked.
     carry: set[bytes] = set()
@@ -896,6 +914,7 @@ def checkout(
     offline: bool = False,
     yes: bool = False,
     action: str = "checkout",
+    keep_untracked: str | None = None,
 ) -> CheckoutReport:
     """Restore the working tree (or just ``paths``) to a revision.
 
@@ -906,6 +925,7 @@ def checkout(
     (``vfs.remote.receive.check_expansion``). ``action``: the command messages name
     (``pull`` checks out this way too). PATHs of a merge in progress are staged as
     REV holds them, so their conflicts are settled, as git's ``checkout REV -- PATH``.
+    ``keep_untracked``: as :func:`restore_version`'s.
     """
     with repo.locked():
         hist = repo.history
@@ -932,7 +952,7 @@ def checkout(
             detached_on=branch if from_lock else None,
             source=rev if rev is not None and not _is_id(rev, target) else None,
             offline=offline, yes=yes, action=action,
-            rebuild_index=force and not paths,
+            rebuild_index=force and not paths, keep_untracked=keep_untracked,
         )  # fmt: skip
         if paths:  # staged as REV holds them: a merge's conflicts there are settled,
             # but for one a file of which was not restored (its entry and file as they were)

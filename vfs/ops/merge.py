@@ -497,8 +497,10 @@ def abort(
 
     A file edited since the merge wrote it, and not staged, is the user's work (an
     edit to a file the merge never touched, a resolution not yet added): the abort
-    is refused, naming them, unless ``force``. A merge starts from a clean working
-    tree, so only such edits can be lost.
+    is refused, naming them, unless ``force``; so is an untracked file (or a
+    directory holding one) made where the branch's version has something, as git's
+    abort refuses it. A merge starts from a clean working tree, so only such files
+    can be lost.
     """
     removed = 0  # files a killed merge wrote, deleted here (the checkout does not see them)
     with repo.locked():
@@ -529,7 +531,10 @@ def abort(
                 _refuse_edited(repo, state.theirs, workers, warn)
             removed = _remove_unrecorded(repo, state.ours, state.theirs, workers)
     # Killed from here on, the record stays and `--abort` runs again.
-    report = co.checkout(repo, "HEAD", (), workers, force=True, warn=warn)
+    report = co.checkout(
+        repo, "HEAD", (), workers, force=True, warn=warn,
+        keep_untracked=None if force else "merge --abort",
+    )  # fmt: skip
     report.deleted += removed
     with repo.locked():
         merging.remove(repo.dir)
