@@ -8,6 +8,7 @@ HEAD's version is listed), and the merge can be done again (``merge --abort`` th
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -218,4 +219,41 @@ def test_a_merge_stopped_by_a_full_disk_names_what_finishes_it(small_disk: Path)
     assert repo.read("big.bin") == rand(2 << 20, seed=7) and repo.read("b") == b"b"
     st = repo.status()
     assert st["merging"] is None and st["modified"] == [] and st["staged"] == []
+    fsck_clean(repo.root)
+
+
+def test_abort_after_a_kill_takes_back_the_files_the_merge_combined(tmp_path: Path) -> None:
+    """Killed once it had written its files, a merge that combined both sides in a file
+    (a mode changed on one side and the content on the other; dvfs.yaml merged stage
+    by stage) left `merge --abort` refused: "would overwrite uncommitted changes in
+    dvfs.yaml, run.sh, tool.sh", files the user never touched, as the status line
+    before it said to run."""
+    repo = init_repo(tmp_path / "repo")
+    stage = "  {0}:\n    cmd: echo {0} > {0}.txt\n    outs: [{0}.txt]\n"
+    repo.write("run.sh", "echo 1\n")
+    repo.write("tool.sh", "echo t\n")
+    repo.write("dvfs.yaml", "stages:\n" + stage.format("a"))
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "run.sh").chmod(0o755)
+    repo.write("tool.sh", "echo t2\n")
+    repo.write("dvfs.yaml", "stages:\n" + stage.format("a") + stage.format("b"))
+    repo.ok("commit", "-a", "-m", "other")
+    repo.ok("switch", "main")
+    repo.write("run.sh", "echo 2\n")
+    (repo.root / "tool.sh").chmod(0o755)
+    repo.write("dvfs.yaml", "stages:\n" + stage.format("a") + stage.format("c"))
+    repo.ok("commit", "-a", "-m", "main")
+    before = {p: (repo.root / p).read_bytes() for p in ("run.sh", "tool.sh", "dvfs.yaml")}
+    assert repo.run("merge", "other", env={KILL_ENV: "written"}).code == -9
+    assert (repo.root / "dvfs.yaml").read_bytes() != before["dvfs.yaml"]  # (combined)
+    repo.ok("merge", "--abort")
+    assert {p: (repo.root / p).read_bytes() for p in before} == before
+    assert not os.access(repo.root / "run.sh", os.X_OK)
+    assert os.access(repo.root / "tool.sh", os.X_OK)
+    st = repo.status()
+    assert st["merging"] is None and st["modified"] == [] and st["staged"] == []
+    assert repo.json("merge", "other", "--json")["outcome"] == "merged"
+    assert os.access(repo.root / "run.sh", os.X_OK) and repo.read("run.sh") == b"echo 2\n"
     fsck_clean(repo.root)

@@ -70,7 +70,7 @@ from vfs.quoting import quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
-from vfs.repo.stage import not_checked_out
+from vfs.repo.stage import not_checked_out, same_mode
 from vfs.store.objects import ObjKind
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -197,28 +197,11 @@ def _merge_pipeline_files(
     sides changed takes that side's, the other stages merged all the same."""
     if not any(p in PIPELINE_FILES for p in clashing):
         return clashing
-    from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
-
-    merger = dict(zip(PIPELINE_FILES, (merge_spec, merge_runs), strict=True))
     left = []
     for p in clashing:
-        how = merger.get(p)
-        o, t, b = ours.get(p), theirs.get(p), base.get(p)
-        files = [e for e in (o, t, b) if e is not None]
-        if (
-            how is None or o is None or t is None or b is UNKNOWN
-            or any(e.kind != Kind.FILE for e in files)
-        ):  # fmt: skip
-            left.append(p)
-            continue
-        try:
-            data = how(
-                None if b is None else _content(repo, b), _content(repo, o), _content(repo, t),
-                side,
-            )  # fmt: skip
-        except DvfsError:
-            data = None
-        if data is None:
+        o = ours.get(p)
+        data = _pipeline_merged(repo, p, base.get(p), o, theirs.get(p), side)
+        if o is None or data is None:
             left.append(p)
             continue
         chunks = []
@@ -232,6 +215,30 @@ def _merge_pipeline_files(
     if len(left) < len(clashing):
         repo.store.sync()  # before the index or a version names them
     return left
+
+
+def _pipeline_merged(
+    repo: Repository, p: bytes, b: Entry | None, o: Entry | None, t: Entry | None,
+    side: str | None,
+) -> bytes | None:  # fmt: skip
+    """``dvfs.yaml`` or ``dvfs.runs`` (``p``) merged stage by stage, or None where it stays
+    a conflict (another path, a side that deleted it or holds no file, a stage both
+    sides changed without ``side``, its data not here)."""
+    from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
+
+    how = dict(zip(PIPELINE_FILES, (merge_spec, merge_runs), strict=True)).get(p)
+    files = [e for e in (o, t, b) if e is not None]
+    if (
+        how is None or o is None or t is None or b is UNKNOWN
+        or any(e.kind != Kind.FILE for e in files)
+    ):  # fmt: skip
+        return None
+    try:
+        return how(
+            None if b is None else _content(repo, b), _content(repo, o), _content(repo, t), side
+        )
+    except DvfsError:
+        return None
 
 
 def _content(repo: Repository, e: Entry) -> bytes:
@@ -528,7 +535,7 @@ def abort(
                 merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
                 raise UsageError(f"no merge is in progress: {why}")
             if not force:
-                _refuse_edited(repo, state.theirs, workers, warn)
+                _refuse_edited(repo, state, workers, warn)
             removed = _remove_unrecorded(repo, state.ours, state.theirs, workers)
     # Killed from here on, the record stays and `--abort` runs again.
     report = co.checkout(
@@ -563,19 +570,35 @@ def _stale(repo: Repository, state: merging.MergeState) -> str:
     return f"{what} was given up when {state.branch} moved on from where it began; {here}"
 
 
-def _refuse_edited(repo: Repository, theirs: bytes, workers: Workers, warn: Warn) -> None:
+def _refuse_edited(repo: Repository, state: MergeState, workers: Workers, warn: Warn) -> None:
     """UncommittedChanges if a tracked file differs from the index, and not because the
-    merge wrote theirs' content there (a merge killed before it saved the index)."""
+    merge wrote its content there (a merge killed before it saved the index): theirs',
+    or both sides' changes combined (a mode and a content; ``dvfs.yaml`` and
+    ``dvfs.runs`` merged stage by stage, with or without a side)."""
     work = work_state(repo, repo.index(), workers, warn)
     if not (work.modified or work.unreadable):
         return
     hist = repo.history
-    other = hist.flatten(hist.version(theirs).tree)
-    edited = [
-        p
-        for p in work.modified
-        if not (p in other and p in work.current and work.current[p].same_on_disk(other[p]))
-    ]
+    mine = hist.flatten(hist.version(state.ours).tree)
+    other = hist.flatten(hist.version(state.theirs).tree)
+    before = merge_base_files(hist, state.ours, state.theirs, state.base)
+    merged, _ = three_way(before, mine, other)
+
+    def wrote(p: bytes) -> bool:
+        now = work.current.get(p)
+        if now is None:
+            return False
+        if any(e is not None and now.same_on_disk(e) for e in (other.get(p), merged.get(p))):
+            return True
+        if p not in PIPELINE_FILES or (o := mine.get(p)) is None or not same_mode(now.mode, o.mode):
+            return False
+        b, t = before.get(p), other.get(p)
+        return any(
+            data is not None and now.kind == Kind.FILE and now.digest == hash_bytes(data)
+            for data in (_pipeline_merged(repo, p, b, o, t, s) for s in (None, "ours", "theirs"))
+        )
+
+    edited = [p for p in work.modified if not wrote(p)]
     if edited or work.unreadable:
         paths = sorted(edited + work.unreadable)
         raise UncommittedChanges("merge --abort", [quoted(p) for p in paths])
