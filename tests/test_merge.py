@@ -550,6 +550,39 @@ def test_rm_or_add_of_a_file_this_side_deleted_settles_its_conflict(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_restore_of_the_side_that_deleted_a_path_it_never_had_settles_it(repo: Repo) -> None:
+    """a deleted on main and edited on other: `restore --ours a`, as the merge's own
+    listing says to settle each conflict, was refused: "a is not tracked and not in
+    ours: nothing was restored" (nor did `restore --ours a b` restore b)."""
+    repo.write("a", "a")
+    repo.write("b", "b")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
+    repo.ok("switch", "-c", "other")
+    repo.write("a", "a from other")
+    repo.write("b", "b from other")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "other")
+    repo.ok("switch", "main")
+    repo.ok("rm", "a")
+    repo.write("b", "b from main")
+    add_in_process(repo, "b")
+    commit_in_process(repo, "main")
+    r = repo.run("merge", "other")
+    assert r.code == 1 and "dvfs restore --ours PATH" in r.out
+    repo.ok("restore", "--ours", "a")
+    assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True, False]
+    assert not (repo.root / "a").exists()
+    repo.ok("merge", "--abort")
+    assert repo.run("merge", "other").code == 1
+    out = repo.json("restore", "--ours", "a", "b", "--json")
+    assert (out["source"], out["unchanged"]) == ("ours", 1), out
+    assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True, True]
+    repo.commit("merged, a stays deleted")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "HEAD^1", "-r", "--json")
+    repo.fsck_clean()
+
+
 def test_rm_of_a_directory_settles_the_deleted_conflicts_below_it(repo: Repo) -> None:
     """`dvfs rm d` in a merge where main deleted d/a and other edited it removed d/b and
     left d/a in conflict: only the files it removed were settled."""

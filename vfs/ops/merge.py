@@ -675,10 +675,19 @@ def resolve(
         )  # fmt: skip
         report.unsettled = [p for p in state.unresolved() if co.under_any(p, named)]
         return report
+    with repo.locked():  # PATHs of conflicts the side deleted, that ours did too:
+        hist, index = repo.history, repo.index()  # nothing to restore, settled below
+        tree = hist.version(hist.resolve(rev)).tree
+        gone = {
+            r for r in named
+            if any(co.under_any(c, [r]) for c in clashing)
+            and not index.under(r) and hist.lookup(tree, r) is None
+        }  # fmt: skip
+    rest = [p for p, r in zip(paths, named, strict=True) if r not in gone]
     report = rs.restore(
-        repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
+        repo, rest, workers, staged=True, worktree=True, source=rev, offline=offline,
         yes=yes, warn=warn, only=only, named=source, unstage_failed=True,
-    )  # fmt: skip
+    ) if rest else rs.RestoreReport(source)  # fmt: skip
     with repo.locked():
         hist = repo.history
         rels = [repo.rel(p) for p in paths]
