@@ -975,6 +975,18 @@ def test_abort_never_drops_a_file_edited_since_the_merge_unless_forced(repo: Rep
     repo.fsck_clean()
 
 
+def test_abort_refused_over_edits_says_how_to_keep_them(repo: Repo) -> None:
+    """`merge --abort` over an edit not staged said "commit them, or use --force":
+    a commit is refused while conflicts are left, and once they are settled it
+    records the merge, the opposite of an abort."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.write("d/e", "my edit of what the merge wrote")
+    line = repo.fail("merge", "--abort", fragments=("uncommitted changes in d/e", "--force"))
+    assert "commit them" not in line and "copy them elsewhere" in line, line
+    repo.fsck_clean()
+
+
 def test_abort_never_replaces_an_untracked_file_made_during_the_merge_unless_forced(
     repo: Repo,
 ) -> None:

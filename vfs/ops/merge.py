@@ -601,7 +601,11 @@ def _refuse_edited(repo: Repository, state: MergeState, workers: Workers, warn: 
     edited = [p for p in work.modified if not wrote(p)]
     if edited or work.unreadable:
         paths = sorted(edited + work.unreadable)
-        raise UncommittedChanges("merge --abort", [quoted(p) for p in paths])
+        raise UncommittedChanges(
+            "merge --abort", [quoted(p) for p in paths],
+            what="copy them elsewhere first (the abort drops what the merge staged, and a "
+            "commit would record the merge), or use --force to discard them",
+        )  # fmt: skip
 
 
 def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> int:
