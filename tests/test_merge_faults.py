@@ -257,3 +257,30 @@ def test_abort_after_a_kill_takes_back_the_files_the_merge_combined(tmp_path: Pa
     assert repo.json("merge", "other", "--json")["outcome"] == "merged"
     assert os.access(repo.root / "run.sh", os.X_OK) and repo.read("run.sh") == b"echo 2\n"
     fsck_clean(repo.root)
+
+
+def test_a_switch_over_a_merge_killed_midway_names_the_way_out(tmp_path: Path) -> None:
+    """A merge killed before it staged its files (a conflict left, theirs' x written),
+    then `dvfs switch third` over x: the refusal said to settle each conflict and
+    `dvfs commit`, which a merge stopped midway refuses. It names `merge --abort`."""
+    repo = init_repo(tmp_path / "repo")
+    repo.write("a", "a")
+    repo.write("x", "x")
+    repo.ok("add", ".")
+    repo.commit("base")
+    for name, content in (("third", "x3"), ("other", "x2")):
+        repo.ok("switch", "-c", name, "main")
+        repo.write("x", content)
+        repo.write("a", f"a from {name}")
+        repo.ok("commit", "-a", "-m", name)
+    repo.ok("switch", "main")
+    repo.write("a", "a from main")
+    repo.ok("commit", "-a", "-m", "main")
+    assert repo.run("merge", "other", env={KILL_ENV: "written"}).code == -9
+    assert repo.read("x") == b"x2"
+    line = repo.fail("switch", "third", fragments=("x", "stopped midway", "dvfs merge --abort"))
+    assert "dvfs commit" not in line and "settle" not in line, line
+    repo.ok("merge", "--abort")  # what the line says, as typed
+    repo.ok("switch", "third")
+    assert repo.read("x") == b"x3" and repo.status()["merging"] is None
+    fsck_clean(repo.root)

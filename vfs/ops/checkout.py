@@ -855,8 +855,15 @@ def _behind(hist: History, index: Index, branch: str, target: bytes) -> str | No
 
 def _in_merge(repo: Repository) -> str | None:
     """What keeps changes a checkout would overwrite while a merge with conflicts is in
-    progress (no commit is taken until they are settled), or None if there is none."""
+    progress (no commit is taken until they are settled), or one stopped midway (no
+    commit is taken at all: ``merge --abort`` leaves it), or None if there is none."""
     merge = merging.live(repo.dir, repo.refs)
+    if merge is not None and not merge.ready:
+        return (
+            "the merge in progress stopped midway, so no commit can keep them: `dvfs merge "
+            "--abort` goes back to the branch's version (then `dvfs merge "
+            f"{shell_word(merge.rev)}` again); or use --force to discard them"
+        )
     left = [] if merge is None else merge.unresolved()
     if not left:
         return None
