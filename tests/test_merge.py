@@ -643,6 +643,34 @@ def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Rep
     repo.fsck_clean()
 
 
+def test_a_mode_change_made_on_both_sides_and_an_edit_on_one_merge(repo: Repo) -> None:
+    """run.sh made executable on both branches and edited on other (tool.sh: on main)
+    was a conflict, where git takes the edit with the mode both gave it."""
+    repo.write("run.sh", "echo 1\n")
+    repo.write("tool.sh", "echo t\n")
+    repo.write("k", "k")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
+    repo.ok("switch", "-c", "other")
+    repo.write("run.sh", "echo 2\n")
+    for name in ("run.sh", "tool.sh"):
+        (repo.root / name).chmod(0o755)
+    repo.ok("commit", "-a", "-m", "other")
+    repo.ok("switch", "main")
+    repo.write("tool.sh", "echo t2\n")
+    for name in ("run.sh", "tool.sh"):
+        (repo.root / name).chmod(0o755)
+    repo.ok("commit", "-a", "-m", "main")
+    out = repo.json("merge", "other", "--json")
+    assert out["outcome"] == "merged" and out["conflicts"] == [], out
+    for name, data in (("run.sh", b"echo 2\n"), ("tool.sh", b"echo t2\n")):
+        assert repo.read(name) == data and os.access(repo.root / name, os.X_OK), name
+        assert repo.cat(f"HEAD:{name}") == data
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["merging"] is None
+    repo.fsck_clean()
+
+
 def test_theirs_on_a_directory_settles_its_conflicts_and_keeps_what_merged(repo: Repo) -> None:
     """`restore --theirs d` took theirs' whole d: a file only ours had changed went back
     to its old content and a file only ours had added was unstaged, in the merge."""

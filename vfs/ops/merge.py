@@ -7,8 +7,9 @@ parent; in a criss-cross history, its several bases merged together:
 
 - the same on both sides: kept;
 - changed on one side only (added, modified, deleted): that side's;
-- one side changed a file's mode only (the executable bit) and the other its
-  content: both changes, as git merges them;
+- a file's mode (the executable bit) and content merge apart: changed on one side
+  only, or the same way on both, each takes that change (made executable on one side
+  or both, edited on the other), as git merges them;
 - changed on both sides, differently: a **conflict** (with ``--ours`` or ``--theirs``
   that side wins at once). So is a file on one side where the other has a directory
   (the file's path and the paths below it on the other side). ``dvfs.yaml`` and
@@ -112,14 +113,22 @@ def _above(path: bytes) -> list[bytes]:
 
 
 def _mode_and_content(b: Entry | None, o: Entry | None, t: Entry | None) -> Entry | None:
-    """A file whose mode one side changed and whose content the other did: both changes
-    (as git merges them), or None when the two sides' changes overlap."""
+    """A file whose mode and content merge apart, each changed on one side only or the
+    same way on both (made executable on one side, or both, and edited on the other):
+    both changes (as git merges them), or None when the two sides' changes overlap."""
     if b is None or o is None or t is None or not b.kind == o.kind == t.kind == Kind.FILE:
         return None
-    if t.mode == b.mode and _same(b, o._replace(mode=b.mode)):
-        return t._replace(mode=o.mode)  # ours: mode only; theirs: content
-    if o.mode == b.mode and _same(b, t._replace(mode=b.mode)):
-        return o._replace(mode=t.mode)  # theirs: mode only; ours: content
+    if o.mode == t.mode or o.mode == b.mode:
+        mode = t.mode
+    elif t.mode == b.mode:
+        mode = o.mode
+    else:
+        return None
+    o_content, t_content = o._replace(mode=b.mode), t._replace(mode=b.mode)
+    if _same(b, o_content):
+        return t._replace(mode=mode)  # the content theirs alone changed
+    if _same(b, t_content) or _same(o_content, t_content):
+        return o._replace(mode=mode)
     return None
 
 
