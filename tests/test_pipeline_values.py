@@ -730,3 +730,19 @@ def test_compare_of_thousands_of_metrics_shows_a_table_a_terminal_can_hold(repo:
     assert "m0999" in repo.ok("compare", "--sort", "-m0999").out.splitlines()[0]
     assert len(repo.json("compare", "--json")[0]["metrics"]) == 1000
     repo.fsck_clean()
+
+
+def test_repro_quotes_a_parameter_changed_to_text_that_reads_as_its_old_value(
+    repo: Repo,
+) -> None:
+    """`repro` said `param lr 2 -> 2` when the number 2 became the text "2" (and `.inf ->
+    .inf`, `null -> null`): a change it ran the stage for, shown as none. The text is
+    quoted, as `params diff` shows it."""
+    repo.write("params.yaml", "a: 2\nb: .inf\nc: null\n")
+    repo.ok("run", "-n", "s", "-p", "a,b,c", "-o", "o", "--", "cat params.yaml > o")
+    repo.write("params.yaml", "a: '2'\nb: '.inf'\nc: 'null'\n")
+    said = repo.ok("repro", "--dry-run").out
+    assert 'param a 2 -> "2"; param b .inf -> ".inf"; param c null -> "null"' in said
+    repo.write("params.yaml", "a: x\nb: .inf\nc: null\n")
+    assert repo.ok("repro", "--dry-run").out == "Would run stage s: param a 2 -> x\n"
+    repo.fsck_clean()

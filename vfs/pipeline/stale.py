@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from vfs.model.params import TomlDate
+from vfs.model.params import TomlDate, reads_as_other
 from vfs.model.version_codec import StageRecord
 from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
@@ -21,12 +21,13 @@ from vfs.worktree.scan import show
 
 
 def value_text(v: Any) -> str:
-    """A parameter value in a message: text as it is, a TOML date as its text and
-    what it is, anything else as JSON."""
+    """A parameter value in a message: text as it is (in double quotes if it would read
+    as another value, ``"2"`` beside the number ``2``, as ``params diff`` shows it), a
+    TOML date as its text and what it is, anything else as JSON."""
     if isinstance(v, TomlDate):
         return f"{v} (a TOML date)"
     if isinstance(v, str):
-        return v
+        return json.dumps(v, ensure_ascii=False) if reads_as_other(v) else v
     return json.dumps(v, ensure_ascii=False, sort_keys=True)
 
 
