@@ -746,3 +746,33 @@ def test_repro_quotes_a_parameter_changed_to_text_that_reads_as_its_old_value(
     repo.write("params.yaml", "a: x\nb: .inf\nc: null\n")
     assert repo.ok("repro", "--dry-run").out == "Would run stage s: param a 2 -> x\n"
     repo.fsck_clean()
+
+
+def test_metrics_and_params_diff_json_tell_the_text_inf_from_the_float(repo: Repo) -> None:
+    """`metrics diff --json` of the float NaN against the text ".nan" gave `"old": ".nan",
+    "new": ".nan"`, a change that read as none (with --all, as an unchanged row), and
+    `params diff --json` likewise: a row's `texts` names the sides that are such text, as
+    `compare --json` rows do."""
+    repo.write("params.yaml", "lr: .inf\nwd: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr,wd", "-m", "m.json", "--",
+            "echo '{\"acc\": NaN, \"loss\": \".inf\"}' > m.json")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.write("params.yaml", "lr: '.inf'\nwd: 1\n")
+    repo.ok("run", "-f", "-n", "s", "-p", "lr,wd", "-m", "m.json", "--",
+            "echo '{\"acc\": \".nan\", \"loss\": \".inf\"}' > m.json")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("two")
+    moved = repo.json("metrics", "diff", "v1", "v2", "--all", "--json")["metrics"]
+    assert moved == [
+        {"name": "acc", "old": ".nan", "new": ".nan", "change": None, "texts": ["new"]},
+        {"name": "loss", "old": ".inf", "new": ".inf", "change": None, "texts": ["old", "new"]},
+    ]
+    params = repo.json("params", "diff", "v1", "v2", "--all", "--json")["params"]
+    assert params == [
+        {"name": "lr", "old": ".inf", "new": ".inf", "changed": True, "texts": ["new"]},
+        {"name": "wd", "old": 1, "new": 1, "changed": False},
+    ]
+    against_tree = repo.json("params", "diff", "v1", "--json")["params"]  # (v2's params)
+    assert against_tree == [{**params[0], "changed": True}]
+    repo.fsck_clean()

@@ -129,7 +129,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
         emit_json({
             "old": left, "new": right,
             "params": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
-                        "changed": c.changed} for c in changes],
+                        "changed": c.changed, **report.side_texts(c)} for c in changes],
             "missing_files": [{"file": os.fsdecode(g.file), "side": g.side, "note": g.note}
                               for g in gaps],
             "unreadable": [{"file": os.fsdecode(f), "side": "new"} for f in unreadable],
@@ -250,7 +250,7 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
         emit_json({
             "old": left, "new": right,
             "metrics": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
-                         "change": c.delta} for c in changes],
+                         "change": c.delta, **report.side_texts(c)} for c in changes],
             "unreadable": [{"file": os.fsdecode(f), "side": side}
                            for side, gone in (("old", gone_old), ("new", gone_new))
                            for f in gone],

@@ -523,6 +523,14 @@ def compare_json(c: Compared) -> list[dict[str, Any]]:
     return rows
 
 
+def side_texts(c: Change) -> dict[str, list[str]]:
+    """``{"texts": [...]}`` naming the sides of a ``metrics diff`` or ``params diff``
+    row (``old``, ``new``) that are text reading as a NaN or an infinity, which JSON
+    gives as it gives such a float (see :func:`texts_of`); empty when there are none."""
+    sides = [k for k, v in (("old", c.old), ("new", c.new)) if isinstance(v, values.FloatText)]
+    return {"texts": sides} if sides else {}
+
+
 def texts_of(metrics: Mapping[str, Any]) -> dict[str, list[str]]:
     """``{"texts": [...]}`` naming the metrics that are text reading as a NaN or an
     infinity (``values.FloatText``), which JSON gives as it gives such a float; empty when
