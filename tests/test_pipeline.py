@@ -479,6 +479,27 @@ def test_run_and_stage_remove_edit_dvfs_yaml_only_while_no_repro_runs(repo: Repo
     assert list(yaml.safe_load(repo.read("dvfs.yaml"))["stages"]) == ["b"]
 
 
+def test_an_edit_that_would_break_another_stage_leaves_dvfs_yaml_as_it_was(
+    repo: Repo,
+) -> None:
+    """`stage remove a`, where stage b's deps were a YAML alias of an anchor in a, wrote a
+    dvfs.yaml every pipeline command then refused ("found undefined alias"), and said
+    "Removed 1 stage"; `run -f` replacing stage a refused with the line of a file it had
+    not written. The edit is refused, saying so, and the file kept."""
+    text = (
+        "stages:\n  a:\n    cmd: x\n    deps: &d [in1, in2]\n    outs: [a.out]\n"
+        "  b:\n    cmd: y\n    deps: *d\n    outs: [b.out]\n"
+    )
+    repo.write("dvfs.yaml", text)
+    for args in (("stage", "remove", "a"),
+                 ("run", "-f", "--no-exec", "-n", "a", "-o", "a.out", "--", "z")):  # fmt: skip
+        line = repo.fail(*args, fragments=("a YAML anchor of it", "dvfs.yaml is left as it was"))
+        assert "found undefined alias" in line
+        assert repo.read("dvfs.yaml").decode() == text
+    repo.ok("stage", "remove", "a", "b")  # (both: no alias is left without its anchor)
+    assert yaml.safe_load(repo.read("dvfs.yaml")) == {"stages": None}
+
+
 def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -262,7 +262,8 @@ def run_cmd(
                 "use --force to replace it"
             )
         text = spec.with_stage(p, stage)
-        new = spec.parse(text)  # the file as it will be: valid, and its graph too
+        # the file as it will be: valid, and its graph too
+        new = spec.edited(text, name, "replacing" if name in p.stages else "adding")
         try:
             dag = graph.build(new)
         except UsageError as exc:  # (its line numbers are those of the file not written)
@@ -415,9 +416,12 @@ def stage_remove(names: tuple[str, ...]) -> None:
             raise UsageError(
                 f"no stage {quote_name(missing[0])} in {PIPELINE_FILE}: nothing was removed"
             )
+        # each edit checked (another stage may use a YAML anchor of it), the last stage
+        # first: an alias names an anchor above it, so a stage and one using its anchor
+        # removed together leave no alias without its anchor on the way
+        for n in sorted(names, key=lambda n: -p.stages[n].line):
+            p = spec.edited(spec.without_stage(p, n), n, "removing")
         text = p.text
-        for n in names:
-            text = spec.without_stage(spec.parse(text), n)
         raw = ws.read(RUNS_FILE.encode(), runs_file.MAX_FILE)
         if raw is not None:
             try:

@@ -32,7 +32,8 @@ what it expands to is bounded (``MAX_NODES`` YAML nodes, the pipeline bounds of
 
 Editing (``dvfs run``, ``dvfs stage remove``) changes only the lines of the stage
 concerned, so comments and layout elsewhere are kept; a file whose ``stages`` is
-written in flow style (``stages: {...}``) is written anew.
+written in flow style (``stages: {...}``) is written anew. An edit that would take away
+a YAML anchor another stage names (``deps: *d``) is refused, the file left as it was.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import yaml
 from vfs.errors import UsageError
 from vfs.model import yaml12
 from vfs.model.names import is_reserved, is_reserved_at_root
+from vfs.model.params import yaml_error
 from vfs.model.version_codec import (
     MAX_ARGS,
     MAX_CMD,
@@ -461,6 +463,31 @@ def with_stage(p: Pipeline, stage: Stage) -> str:
             return text[:lo] + new + text[hi:]
     _, hi = _span(text, starts, node.value[-1][0], node.value[-1][1])
     return text[:hi] + new + text[hi:]
+
+
+def edited(text: str, name: str, what: str) -> Pipeline:
+    """The stages of ``text``: the file with stage ``name`` replaced, added or removed
+    (``what``: ``removing``, ``replacing``, ``adding``); SpecError if it is not valid.
+
+    Editing copies the lines of the other stages as they are, but a stage may use a
+    YAML anchor of the one edited (``deps: *d``), which the file would then lack: the
+    error says so, and that the file is left as it was."""
+    try:
+        return parse(text)
+    except SpecError:
+        try:
+            yaml.compose(text, Loader=yaml12.Loader)
+        except yaml.composer.ComposerError as exc:
+            if str(exc.problem).startswith("found undefined alias"):
+                raise SpecError(
+                    f"{what} stage {name} would leave {PIPELINE_FILE} not valid: another stage "
+                    f"uses a YAML anchor of it (&NAME, named by *NAME; {yaml_error(exc)} in the "
+                    f"file as it would be); {PIPELINE_FILE} is left as it was: write that value "
+                    "out in full there"
+                ) from None
+        except (yaml.YAMLError, RecursionError):
+            pass
+        raise
 
 
 def without_stage(p: Pipeline, name: str) -> str:
