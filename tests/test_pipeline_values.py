@@ -86,6 +86,27 @@ def test_a_broken_yaml_params_file_is_named_with_its_problem_and_line(repo: Repo
     repo.fsck_clean()
 
 
+def test_a_yaml_anchor_given_twice_is_named_as_such(repo: Repo) -> None:
+    """A params file, dvfs.yaml or dvfs.runs with an anchor written twice was refused as
+    "not valid YAML: second occurrence", which said neither what nor of what."""
+    repo.write("params.yaml", "a: &x 1\nb: &x 2\n")
+    repo.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [a]\n"
+               "    outs: [o]\n")  # fmt: skip
+    repo.fail("repro", fragments=("params.yaml is not valid YAML: found duplicate anchor (first "
+              "on line 1) (line 2, column 4)",))  # fmt: skip
+    repo.write("params.yaml", "a: 1\n")
+    repo.ok("repro")
+    runs = repo.read("dvfs.runs").decode()
+    repo.write(
+        "dvfs.runs", runs.replace("version: 1", "version: &x 1").replace("exit: 0", "exit: &x 0")
+    )
+    repo.fail("repro", fragments=("dvfs.runs is not valid YAML (found duplicate anchor (first on "
+              "line 4)",))  # fmt: skip
+    repo.write("dvfs.yaml", "stages:\n  t:\n    cmd: &c echo > o\n    outs: &c [o]\n")
+    repo.fail("repro", fragments=("dvfs.yaml:4: not valid YAML: found duplicate anchor (first on "
+              "line 3)",))  # fmt: skip
+
+
 def test_a_yaml_key_read_as_a_number_or_boolean_is_named_as_written(repo: Repo) -> None:
     """-p sched.1 said 'params.yaml has no parameter sched.1; did you mean sched.1, ...'."""
     doc = values.load(b"sched:\n  1: 10\n  2: 20\ntrue: 4\nnull: 5\n", b"p.yaml", "p.yaml")

@@ -190,9 +190,21 @@ def read_file(path: Path) -> str:
         raise UsageError(f"{shown} is not UTF-8 text") from None
 
 
+def yaml_problem(exc: Exception) -> str:
+    """What a YAML error says is wrong, on one line. An anchor written twice has the
+    problem "second occurrence" alone: what it is the second of, and where the first
+    is, are in its context."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, first = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if problem == "second occurrence" and isinstance(context, str):
+        what = context.removesuffix("; first occurrence")
+        return f"{what} (first on line {first.line + 1})" if first is not None else what
+    return str(problem)
+
+
 def yaml_error(exc: Exception) -> str:
     """A YAML error on one line: what is wrong and where."""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = yaml_problem(exc)
     mark = getattr(exc, "problem_mark", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
     return f"{problem}{where}"

@@ -50,7 +50,7 @@ import yaml
 from vfs.errors import UsageError
 from vfs.model import yaml12
 from vfs.model.names import is_reserved, is_reserved_at_root
-from vfs.model.params import yaml_error
+from vfs.model.params import yaml_error, yaml_problem
 from vfs.model.version_codec import (
     MAX_ARGS,
     MAX_CMD,
@@ -326,7 +326,7 @@ def parse(text: str) -> Pipeline:
         root = yaml.compose(text, Loader=yaml12.Loader)  # a safe loader (see vfs.model.yaml12)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = yaml_problem(exc)
         raise _err(mark.line + 1 if mark else 0, "", f"not valid YAML: {problem}") from None
     except RecursionError:
         raise _err(0, "", "nests too deeply") from None
