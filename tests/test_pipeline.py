@@ -931,6 +931,33 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     copy.fsck_clean()
 
 
+def test_the_command_that_brings_a_file_not_checked_out_is_one_a_shell_reads(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """`metrics show` and `params diff` said "`dvfs pull my m.json` brings it", which pulls
+    `my` and `m.json`: the name is written as a shell reads it, as `repro` writes it."""
+    repo.write("my p.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "my p.yaml:lr", "-m", "my m.json", "--",
+            "echo '{\"acc\": 1}' > 'my m.json'")  # fmt: skip
+    repo.ok("add", "my p.yaml")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("pull", "dvfs.yaml", "dvfs.runs")
+    assert warnings_of(copy.run("metrics", "show")) == [
+        "dvfs: warning: my m.json is tracked but not checked out: `dvfs pull 'my m.json'` or "
+        "`dvfs checkout HEAD 'my m.json'` brings it"
+    ]  # fmt: skip
+    assert warnings_of(copy.run("params", "diff")) == [
+        "dvfs: warning: my p.yaml is tracked but not checked out (`dvfs pull 'my p.yaml'` "
+        "brings it): its parameters are shown as removed"
+    ]  # fmt: skip
+    copy.fail("repro", fragments=("`dvfs pull 'my p.yaml'`",), code=2)
+    copy.fsck_clean()
+
+
 def test_a_stage_name_asked_for_with_a_control_character_is_quoted(repo: Repo) -> None:
     repo.ok("run", "-n", "one", "--no-exec", "--", "true")
     repo.ok("add", "dvfs.yaml")

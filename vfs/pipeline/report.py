@@ -36,7 +36,7 @@ from vfs.pipeline import values
 from vfs.pipeline.plan import not_checked_out
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
-from vfs.quoting import escape_text, finite, quote_name
+from vfs.quoting import escape_text, finite, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
@@ -113,7 +113,7 @@ def work_params(
                     files[f] = (
                         None if data is not None
                         else f"{quote_name(f)} is tracked but not checked out (`dvfs pull "
-                        f"{quote_name(f)}` brings it)" if not_checked_out(ws, f)
+                        f"{shell_word(f)}` brings it)" if not_checked_out(ws, f)
                         else f"{quote_name(f)} does not exist"
                     )  # fmt: skip
                 except DvfsError as exc:
@@ -275,7 +275,7 @@ def work_metrics(
             if data is None and not_checked_out(ws, m):  # a partial working tree
                 notes.append(
                     f"{quote_name(m)} is tracked but not checked out: `dvfs pull "
-                    f"{quote_name(m)}` or `dvfs checkout HEAD {quote_name(m)}` brings it"
+                    f"{shell_word(m)}` or `dvfs checkout HEAD {shell_word(m)}` brings it"
                 )
                 gone.append(m)
             elif data is None:
