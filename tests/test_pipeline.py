@@ -747,6 +747,22 @@ def test_params_diff_before_the_first_version_shows_the_working_trees_as_added(
     assert got["params"] == [{"name": "train.lr", "new": 0.01, "changed": True}], got
     assert got["old"] == "(no versions yet)" and got["unreadable"] == [], got
     repo.fail("params", "diff", "v1", fragments=("no versions yet",))
+    # a params file it cannot read made it exit 1 without a word
+    repo.write("params.yaml", "train: [\n")
+    r = repo.run("params", "diff")
+    assert r.code == 1 and warnings_of(r) == [
+        "dvfs: warning: params.yaml is not valid YAML: did not find expected node content "
+        "(line 2, column 1)"
+    ], r  # fmt: skip
+    got = repo.run("params", "diff", "--json").json()
+    assert got["missing_files"] == [
+        {
+            "file": "params.yaml",
+            "side": "new",
+            "note": warnings_of(r)[0].removeprefix("dvfs: warning: "),
+        }
+    ]
+    assert got["unreadable"] == [{"file": "params.yaml", "side": "new"}]
     repo.fsck_clean()
 
 

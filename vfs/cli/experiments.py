@@ -106,7 +106,9 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
         # shows the files of a first commit
         b, files = report.work_params(ws, workspace.load_pipeline(ws)[0])
         changes = report.diff({}, b, everything)
-        left, right, gaps = NO_VERSIONS_LABEL, "workspace", []
+        left, right = NO_VERSIONS_LABEL, "workspace"
+        # a file it cannot read is named (every file it reads is new: not said so)
+        gaps = [g for g in report.param_file_gaps({}, files, left, None) if g.side == "new"]
     else:
         old, new = _sides(revs, repo)
         sides = [repo.history.version(r) for r in (old, new) if r is not None]
