@@ -520,6 +520,21 @@ def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path
                  "symbolic link models", code=2)  # fmt: skip
     assert not (repo.root / "c").exists()
     (outside / "in.txt").unlink()
+    # So is a params file: it was said not to exist
+    (outside / "p.yaml").write_text("lr: 1\n")
+    repo.write("dvfs.yaml", "stages:\n  p:\n    cmd: cp models/p.yaml p\n"
+               "    params: [{models/p.yaml: [lr]}]\n    outs: [p]\n")  # fmt: skip
+    through = ("params file models/p.yaml is reached through the symbolic link models, and "
+               "dvfs does not follow links", "make models a directory")  # fmt: skip
+    assert_error(repo.run("repro"), "stage p: " + through[0], through[1], code=2)
+    r = repo.run("params", "diff")
+    assert r.code == 1 and through[0] in warnings_of(r)[0], r
+    assert not (repo.root / "p").exists()
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("one")  # (an experiment is made on top of a version)
+    assert_error(repo.run("exp", "run", "-S", "models/p.yaml:lr=2"), *through, code=2)
+    assert (outside / "p.yaml").read_text() == "lr: 1\n"
+    (outside / "p.yaml").unlink()
     # Nor does a command start in a wdir reached through a link.
     repo.write("dvfs.yaml", "stages:\n  b:\n    cmd: echo x > m.bin\n    wdir: models\n"
                "    outs: [m.bin]\n")  # fmt: skip

@@ -151,7 +151,10 @@ def _not_settable(ws: Workspace, rel: bytes) -> str | None:
     except OSError as exc:
         return f"{quoted(rel)} cannot be read ({exc.strerror})"
     if st is None:
-        return f"{quoted(rel)} does not exist"
+        link = plan.link_above(ws, rel)
+        return (
+            f"{quoted(rel)} does not exist" if link is None else plan.params_through_link(rel, link)
+        )
     if statmod.S_ISREG(st.st_mode):
         return None
     if statmod.S_ISLNK(st.st_mode):

@@ -85,9 +85,9 @@ def selection(dag: Dag, opts: Options) -> list[str]:
     return dag.order(names)
 
 
-def _link_above(ws: Workspace, stage: Stage, rel: bytes) -> bytes | None:
+def link_above(ws: Workspace, rel: bytes, wdir: bytes = b"") -> bytes | None:
     """The first directory on the way to ``rel`` that is a symbolic link, if any (one at
-    or above the stage's wdir is left to the runner, which refuses to start there)."""
+    or above a stage's ``wdir`` is left to the runner, which refuses to start there)."""
     parts = rel.split(b"/")[:-1]
     for i in range(1, len(parts) + 1):
         above = b"/".join(parts[:i])
@@ -95,7 +95,7 @@ def _link_above(ws: Workspace, stage: Stage, rel: bytes) -> bytes | None:
         if st is None or not stat.S_ISDIR(st.st_mode):
             if st is None or not stat.S_ISLNK(st.st_mode):
                 return None
-            return None if stage.wdir and inside(stage.wdir, above) else above
+            return None if wdir and inside(wdir, above) else above
     return None
 
 
@@ -113,6 +113,16 @@ def _file_above(ws: Workspace, rel: bytes) -> bytes | None:
     return None
 
 
+def params_through_link(path: bytes, link: bytes) -> str:
+    """Why a stage's params file ``path`` cannot be read: the link ``link``
+    (:func:`link_above`) is on the way to it."""
+    return (
+        f"params file {quoted(path)} is reached through the symbolic link {quoted(link)}, "
+        f"and dvfs does not follow links to a stage's files: make {quoted(link)} a "
+        "directory, or name the path it points to"
+    )
+
+
 def _through_link(name: str, what: str, path: bytes, link: bytes) -> UsageError:
     return UsageError(
         f"stage {name}: {what} {quoted(path)} is reached through the symbolic link "
@@ -128,7 +138,7 @@ def check_outs(ws: Workspace, stages: list[Stage]) -> None:
     for stage in stages:
         n = stage.name
         for o in stage.outs:
-            link = _link_above(ws, stage, o)
+            link = link_above(ws, o, stage.wdir)
             if link is not None:
                 raise _through_link(n, "out", o, link)
             in_file = _file_above(ws, o)
@@ -182,7 +192,7 @@ def check_inputs(
                         "FIFO, socket or device): dvfs cannot tell its content"
                     )
                 continue
-            link = _link_above(ws, stage, d)
+            link = link_above(ws, d, stage.wdir)
             if link is not None:
                 raise _through_link(n, "dep", d, link)
             maker = dag.maker_of(d)

@@ -33,7 +33,7 @@ from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
 from vfs.pipeline import values
-from vfs.pipeline.plan import not_checked_out
+from vfs.pipeline.plan import link_above, not_checked_out, params_through_link
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name, shell_word
@@ -110,10 +110,12 @@ def work_params(
                 try:
                     data = ws.read(f, values.MAX_FILE)
                     docs[f] = None if data is None else values.load(data, f, os.fsdecode(f))
+                    link = None if data is not None else link_above(ws, f, s.wdir)
                     files[f] = (
                         None if data is not None
                         else f"{quote_name(f)} is tracked but not checked out (`dvfs pull "
                         f"{shell_word(f)}` brings it)" if not_checked_out(ws, f)
+                        else params_through_link(f, link) if link is not None
                         else f"{quote_name(f)} does not exist"
                     )  # fmt: skip
                 except DvfsError as exc:

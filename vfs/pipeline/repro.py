@@ -63,7 +63,15 @@ from vfs.pipeline.backups import Kept
 from vfs.pipeline.cache import Hit, RunCache, key_of
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
-from vfs.pipeline.plan import Options, Outcome, check_inputs, not_checked_out, selection
+from vfs.pipeline.plan import (
+    Options,
+    Outcome,
+    check_inputs,
+    link_above,
+    not_checked_out,
+    params_through_link,
+    selection,
+)
 from vfs.pipeline.runner import Finished, Output, Running, stop_all
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
@@ -176,6 +184,8 @@ def param_values(
                         f"out: `dvfs pull {shell_word(f)}` or `dvfs checkout HEAD "
                         f"{shell_word(f)}` brings it"
                     )
+                if data is None and (link := link_above(ws, f, stage.wdir)) is not None:
+                    raise UsageError(params_through_link(f, link))
                 if data is None:
                     raise UsageError(
                         f"{quoted(f)} does not exist (a stage reads parameters from it)"
