@@ -500,6 +500,19 @@ def test_an_edit_that_would_break_another_stage_leaves_dvfs_yaml_as_it_was(
     assert yaml.safe_load(repo.read("dvfs.yaml")) == {"stages": None}
 
 
+def test_run_in_dvfs_s_or_git_s_directory_is_refused_naming_the_wdir(repo: Repo) -> None:
+    """`dvfs run` in .dvfs was refused as "dvfs.yaml:4: stages.x.wdir: ...", a line of a
+    file it had not written: the wdir is refused as a path given is."""
+    (repo.root / ".git").mkdir()
+    for where in (".dvfs", ".git"):
+        r = run(repo.root / where, "run", "-n", "x", "--", "touch", "evil")
+        line = assert_error(r, f"wdir {where} is inside {where}, which git or dvfs keeps for "
+                            "itself", code=2)  # fmt: skip
+        assert "dvfs.yaml" not in line
+    assert not (repo.root / "dvfs.yaml").exists()
+    assert not (repo.root / ".dvfs" / "evil").exists()
+
+
 def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

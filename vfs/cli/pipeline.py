@@ -233,7 +233,7 @@ def run_cmd(
     here = os.path.relpath(os.path.abspath("."), ws.root)
     if outside(here):
         raise UsageError("run dvfs run inside the working tree")
-    wdir = b"" if here == "." else os.fsencode(here)
+    wdir = b"" if here == "." else spec.repo_path(here, b"", None, "wdir", "wdir")
 
     def rel(arg: str, what: str = "path") -> bytes:
         if os.path.isabs(arg):  # taken as add takes it: inside the working tree, no link
