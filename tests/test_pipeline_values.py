@@ -191,6 +191,32 @@ def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
         values.set_value(YAML, b"params.yaml", "train.momentum", 0.9, "params.yaml")
 
 
+@pytest.mark.parametrize(
+    ("data", "key", "value", "wanted"),
+    [
+        (b"layers:\n  - 1\n  - 2\nlr: 1\n", "layers", [64, 64],
+         b"layers: [64, 64]\nlr: 1\n"),
+        (b"layers:  # widths\n- 1\n- 2  # two\n\n# next\nlr: 1\n", "layers", [3],
+         b"layers: [3]  # widths  # two\n\n# next\nlr: 1\n"),
+        (b"opt:\n  name: adam\n  beta: 1\nlr: 1\n", "opt", {"name": "sgd"},
+         b"opt: {name: sgd}\nlr: 1\n"),
+        (b"train:\n  layers:\n    - 1\n  lr: 1\n", "train.layers", [64],
+         b"train:\n  layers: [64]\n  lr: 1\n"),
+        (b"msg: |\n  hello\n  world\nn: 1\n", "msg", "x", b"msg: x\nn: 1\n"),
+        (b"opt:\n  name: adam\n", "opt", 3, b"opt: 3\n"),
+        (b"- name: a\n  n: 1\n- name: b\n", "0", {"name": "c"}, b"- {name: c}\n- name: b\n"),
+    ],
+)  # fmt: skip
+def test_setting_a_yaml_block_list_or_mapping_keeps_what_follows_it(
+    data: bytes, key: str, value: object, wanted: bytes
+) -> None:
+    """`exp run -S layers=[64,64]` on a list written one item a line (and a mapping, a
+    `|` text) was refused, "could not set layers in params.yaml: edit the file by hand":
+    the value was replaced up to the next key, which it ran into. Only its characters
+    are replaced now, the line breaks and comments after it kept."""
+    assert values.set_value(data, b"p.yaml", key, value, "p.yaml") == wanted
+
+
 def test_exp_run_changes_only_the_value_in_a_json_params_file(repo: Repo) -> None:
     """`dvfs exp run -S` wrote a JSON params file anew, indented by two: the user's
     layout (tabs, keys on one line, a compact list) was lost and the version's diff

@@ -23,7 +23,8 @@ though, which a run records as a date: a date changed to a string of the same te
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML, TOML or JSON file, so comments, layout, indentation and key
-order stay (a JSON value that is a list or a mapping is written on one line). The
+order stay (a JSON value that is a list or a mapping is written on one line, as is a
+YAML one, after its key's colon where it was written one item a line). The
 file is read back after the change, and the change refused unless it then holds
 exactly the new value. A date stays a date: a TOML date, time or date-time is set
 only to another (a text that is none is refused), and a YAML date written unquoted
@@ -431,23 +432,50 @@ def _yaml11_date(text: str) -> bool:
 def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
     root = yaml.compose(text, Loader=yaml12.Loader)
     node = root
+    key_node: yaml.Node | None = None  # the key of node, if it is a mapping's value
     for part in key.split("."):
         if isinstance(node, yaml.MappingNode):
-            found = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part]
-            node = found[-1] if found else None
+            found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)
+                     and k.value == part]  # fmt: skip
+            key_node, node = found[-1] if found else (None, None)
         elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
+            key_node, node = None, node.value[int(part)]
         else:
             node = None
         if node is None:
             break
     if node is None:
         raise ValuesError(f"{shown} has no parameter {quote_name(key)}: add it to the file first")
-    lo, hi = node.start_mark.index, node.end_mark.index
+    lo, hi = node.start_mark.index, _value_end(text, node)
+    block = isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and not node.flow_style
+    if block and key_node is not None and node.start_mark.line > key_node.end_mark.line:
+        # a list or mapping one item a line, below its key: the value written in flow
+        # style after the key's colon (where the lines of the items were, it could stand
+        # at the key's indentation, which YAML reads as the next key), the comment of the
+        # key's line after it
+        colon = text.find(":", key_node.end_mark.index, lo)
+        if colon >= 0:
+            line_end = text.find("\n", colon, lo)
+            rest = text[colon + 1 : line_end].rstrip() if line_end >= 0 else ""
+            return f"{text[: colon + 1]} {_yaml_scalar(value)}{rest}{text[hi:]}"
     plain_date = isinstance(node, yaml.ScalarNode) and not node.style  # unquoted
     if plain_date and _yaml11_date(node.value) and isinstance(value, str) and _yaml11_date(value):
         return text[:lo] + value + text[hi:]  # a date the file's own reader reads as one
     return text[:lo] + _yaml_scalar(value) + text[hi:]
+
+
+def _value_end(text: str, node: yaml.Node) -> int:
+    """Where the characters of ``node``'s value end in ``text``. A block list or
+    mapping, and a ``|`` or ``>`` text, end where the next token starts: after the
+    line breaks, comments and indentation that follow them, up to the next key. Their
+    last value's last character is the end."""
+    while isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and not node.flow_style:
+        last = node.value[-1]
+        node = last[1] if isinstance(node, yaml.MappingNode) else last
+    end = node.end_mark.index
+    while end > node.start_mark.index and text[end - 1] in " \t\r\n":
+        end -= 1
+    return end
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
