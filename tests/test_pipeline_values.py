@@ -217,6 +217,15 @@ def test_setting_a_yaml_block_list_or_mapping_keeps_what_follows_it(
     assert values.set_value(data, b"p.yaml", key, value, "p.yaml") == wanted
 
 
+def test_setting_a_value_in_a_yaml_file_that_starts_with_a_bom() -> None:
+    """A params.yaml saved with a byte order mark (as some Windows editors save UTF-8)
+    was read, but `exp run -S lr=0.5` refused it, "edit the file by hand": the value's
+    place was read one character off, `lr:0.51`."""
+    data = "\ufefflr: 0.1\nwd: 2\n".encode()
+    out = values.set_value(data, b"params.yaml", "lr", 0.5, "params.yaml")
+    assert out == "\ufefflr: 0.5\nwd: 2\n".encode()
+
+
 def test_exp_run_changes_only_the_value_in_a_json_params_file(repo: Repo) -> None:
     """`dvfs exp run -S` wrote a JSON params file anew, indented by two: the user's
     layout (tabs, keys on one line, a compact list) was lost and the version's diff

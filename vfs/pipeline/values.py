@@ -601,7 +601,8 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
     elif kind == "toml":
         new = _set_toml(text, key, value, shown)
     else:
-        new = _set_yaml(text, key, value, shown)
+        bom = "\ufeff" if text.startswith("\ufeff") else ""  # (libyaml's marks leave it out)
+        new = bom + _set_yaml(text[len(bom) :], key, value, shown)
     out = new.encode("utf-8")
     try:
         again = lookup(load(out, name, shown), key)
