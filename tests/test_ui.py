@@ -418,6 +418,18 @@ def test_a_token_guards_every_request(repo: Repo) -> None:
         assert get(f"{s.base}api/versions", {"Cookie": cookie}).status == 200
 
 
+def test_a_token_that_is_not_latin1_text_is_refused_as_a_wrong_one(repo: Repo) -> None:
+    """``?token=%FF`` (or any byte that is not UTF-8, or a character past Latin-1)
+    made the guard fail: 500 "Internal Server Error" in plain text, and a traceback
+    in the server's log (which ``serving`` checks for). It is a wrong token: 401."""
+    with serving(repo.root, "--token", TOKEN) as s:
+        for given in ("%FF", "%E2%82%AC", f"{TOKEN}%FF"):
+            a = get(f"{s.base}api/versions?token={given}")
+            assert a.status == 401, (given, a.status, a.body)
+            assert "needs its token" in a.json()["error"]
+        assert get(f"{s.base}api/versions?token=%FF&token={TOKEN}").status == 200
+
+
 def test_binds_that_are_refused(repo: Repo, tmp_path: Path) -> None:
     r = run(repo.root, "ui", "--host", "0.0.0.0")
     assert_error(r, "--host 0.0.0.0", "--token", code=2)

@@ -146,7 +146,9 @@ class Guard:
                 jar = SimpleCookie()
             if COOKIE in jar:
                 offered.append(jar[COOKIE].value.encode())
-        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        # (each byte as itself: %FF is a wrong token, not a character Latin-1 lacks)
+        text = scope.get("query_string", b"").decode("latin-1")
+        query = urllib.parse.parse_qs(text, encoding="latin-1")
         offered += [t.encode("latin-1") for t in query.get("token", [])]
         return any(hmac.compare_digest(o, want) for o in offered)
 
