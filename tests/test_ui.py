@@ -402,6 +402,19 @@ def test_a_method_a_route_does_not_take_is_refused_in_the_apis_form(server: Serv
     )
 
 
+def test_a_request_to_no_route_is_not_found_whatever_its_method(server: Server) -> None:
+    """A POST (or PUT, DELETE) to a path no route serves was answered 405, "send GET,
+    HEAD", and a GET then 404: the page is not there for any method. A POST to an
+    action's name misspelt with a slash was told to send GET."""
+    for method in ("POST", "PUT", "DELETE"):
+        a = get(f"{server.base}api/nothing", method=method)
+        assert (a.status, a.json()) == (404, {"error": "no such page: /api/nothing"}), method
+    a = post(f"{server.base}api/actions/tag/x", {"name": "x"})
+    assert (a.status, a.json()) == (404, {"error": "no such page: /api/actions/tag/x"})
+    assert get(f"{server.base}api/actions/tag/x").status == 404
+    assert get(f"{server.base}api/actions/nothing").status == 405  # (an action's route)
+
+
 def test_a_token_guards_every_request(repo: Repo) -> None:
     with serving(repo.root, "--token", TOKEN) as s:
         assert s.url.endswith(f"?token={TOKEN}")

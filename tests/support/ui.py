@@ -176,9 +176,9 @@ class Answer:
         return json.loads(self.body)
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> Answer:
-    """GET ``url``; the answer whatever its status."""
-    return _answer(urllib.request.Request(url, headers=headers or {}))
+def get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> Answer:
+    """GET ``url`` (or another ``method``, without a body); the answer whatever its status."""
+    return _answer(urllib.request.Request(url, headers=headers or {}, method=method))
 
 
 def post(url: str, body: Any, headers: dict[str, str] | None = None) -> Answer:

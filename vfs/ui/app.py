@@ -475,11 +475,6 @@ class Api:
     async def mounts(self, request: Request) -> Response:
         return json_response(await self.run(data.mounts, self.source.description))
 
-    async def not_found(self, request: Request) -> Response:
-        if request.url.path.startswith("/api/actions/"):  # (this route takes the rest)
-            raise HTTPException(405, headers={"Allow": "POST"})
-        return json_response({"error": f"no such page: {request.url.path[:200]}"}, 404)
-
 
 def make_app(
     source: Source, token: str | None = None, loopback: bool = True, allow_write: bool = False
@@ -511,8 +506,7 @@ def make_app(
             )
         ),
         Route("/api/actions/{name}", api.action, methods=["POST"]),
-        Route("/{rest:path}", api.not_found),
-    ]
+    ]  # (a path none of them serves is the router's 404, for any method: http_error)
     handlers = {DvfsError: error_response, HTTPException: http_error, Exception: internal_error}
 
     @contextlib.asynccontextmanager
