@@ -900,6 +900,10 @@ def test_an_actions_bad_argument_is_named_with_what_is_wrong(
     ]:
         a = post(f"{server.base}api/actions/tag", body, ours)
         assert (a.status, a.json()["error"]) == (400, said)
+    # a body nested past what the parser takes (within the 64 KiB a body may hold) was a
+    # 500 "internal error (RecursionError ...)" and a traceback in the server's log
+    deep = post(f"{server.base}api/actions/tag", b"[" * 30_000 + b"]" * 30_000, ours)
+    assert (deep.status, deep.json()) == (400, {"error": "an action's body is a JSON object"})
     assert [t["name"] for t in repo.json("tag", "--json")] == ["base"]
     fsck_clean(repo.root)
 

@@ -453,7 +453,7 @@ class Api:
                 raise UsageError(f"an action's body is at most {MAX_ACTION_BODY} bytes")
         try:
             args = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested past what it takes)
             raise UsageError("an action's body is a JSON object") from None
         if not isinstance(args, dict):
             raise UsageError("an action's body is a JSON object")
