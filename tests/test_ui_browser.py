@@ -294,6 +294,28 @@ def test_tag_a_version_and_delete_a_branch_with_allow_write(page: Page, tmp_path
     fsck_clean(repo.root)
 
 
+def test_two_dashboards_with_tokens_keep_each_their_own(page: Page, repo: Repo) -> None:
+    """Cookies do not tell ports apart: the token cookie that opening a second
+    dashboard's URL set replaced the first's, so the first dashboard's next page was
+    "this dashboard needs its token" (and the second's token was sent to it). Each
+    dashboard's cookie is named after its port now."""
+    with (
+        serving(repo.root, "--token", "first-token-0123456789") as first,
+        serving(repo.root, "--token", "second-token-0123456789") as second,
+    ):
+        page.goto(first.url)
+        expect(page.locator(".timeline .vlabel")).to_have_text(["v3", "v2", "v1"])
+        other = page.context.new_page()
+        other.goto(second.url)
+        expect(other.locator(".timeline .vlabel")).to_have_text(["v3", "v2", "v1"])
+        page.goto(first.base + "#/version?rev=v2")
+        expect(page.locator("h1")).to_contain_text("Version v2")
+        other.goto(second.base + "#/version?rev=v1")
+        expect(other.locator("h1")).to_contain_text("Version v1")
+        sent = {c["name"]: c["value"] for c in page.context.cookies()}
+        assert sorted(sent.values()) == ["first-token-0123456789", "second-token-0123456789"]
+
+
 def v2_id(repo: Repo) -> str:
     return str(repo.json("show", "v2", "--json")["id"])
 

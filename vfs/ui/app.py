@@ -97,7 +97,7 @@ from vfs.ui.binds import is_loopback
 from vfs.ui.source import Source
 
 STATIC = Path(__file__).parent / "static"
-COOKIE = "dvfs_ui_token"
+COOKIE = "dvfs_ui_token_{port}"  # named after the port: cookies do not tell ports apart
 CSRF_HEADER = "x-dvfs-csrf"
 SESSION_MARK = "<!-- dvfs:session -->"  # where index.html gets the page's CSRF token
 MAX_ACTION_BODY = 64 * 1024  # bytes of an action's JSON body, at most
@@ -119,6 +119,14 @@ def json_response(body: Any, status: int = 200) -> Response:
     """``body`` as exact JSON (names that are not UTF-8 escaped, as ``--json`` does)."""
     return Response(safe_json(body), status, media_type="application/json",
                     headers={"cache-control": "no-store"})  # fmt: skip
+
+
+def cookie_name(scope: Scope) -> str:
+    """The token cookie of the dashboard answering ``scope``: a browser sends a cookie
+    of 127.0.0.1 to every port of it, so one name for all would let a second
+    dashboard's token replace the first's (logging it out) and reach it."""
+    server = scope.get("server")
+    return COOKIE.format(port=server[1] if server else 0)
 
 
 class Guard:
@@ -144,8 +152,9 @@ class Guard:
                 jar.load(headers[b"cookie"].decode("latin-1"))
             except Exception:  # a malformed cookie header is no token
                 jar = SimpleCookie()
-            if COOKIE in jar:
-                offered.append(jar[COOKIE].value.encode())
+            name = cookie_name(scope)
+            if name in jar:
+                offered.append(jar[name].value.encode())
         # (each byte as itself: %FF is a wrong token, not a character Latin-1 lacks)
         text = scope.get("query_string", b"").decode("latin-1")
         query = urllib.parse.parse_qs(text, encoding="latin-1")
@@ -324,7 +333,9 @@ class Api:
             page = page.replace(SESSION_MARK, f'<meta name="dvfs-csrf" content="{self.csrf}">')
         response = HTMLResponse(page, headers={"cache-control": "no-store"})
         if self.token is not None and request.query_params.get("token") == self.token:
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
+            response.set_cookie(
+                cookie_name(request.scope), self.token, httponly=True, samesite="strict"
+            )
         return response
 
     async def versions(self, request: Request) -> Response:
