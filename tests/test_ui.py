@@ -431,6 +431,20 @@ def test_a_token_guards_every_request(repo: Repo) -> None:
         assert get(f"{s.base}api/versions", {"Cookie": cookie}).status == 200
 
 
+def test_the_token_cookie_is_read_beside_cookies_of_other_local_servers(repo: Repo) -> None:
+    """The browser sends the dashboard every cookie of its host, other local servers'
+    too; one that Python's strict cookie parser refuses (a JSON value, a value with a
+    blank, a name without a value) made it read no cookie at all, the token's
+    neither: every request but the printed URL was 401."""
+    with serving(repo.root, "--token", TOKEN) as s:
+        mine = get(s.url).headers["set-cookie"].split(";")[0]
+        for others in ('prefs={"theme":"dark"}', "a=b c", "flag", 'x="unterminated'):
+            for cookie in (f"{others}; {mine}", f"{mine}; {others}"):
+                a = get(f"{s.base}api/versions", {"Cookie": cookie})
+                assert a.status == 200, (cookie, a.status, a.body)
+        assert get(f"{s.base}api/versions", {"Cookie": 'prefs={"a":1}'}).status == 401
+
+
 def test_a_token_that_is_not_latin1_text_is_refused_as_a_wrong_one(repo: Repo) -> None:
     """``?token=%FF`` (or any byte that is not UTF-8, or a character past Latin-1)
     made the guard fail: 500 "Internal Server Error" in plain text, and a traceback

@@ -65,7 +65,6 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,7 +72,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -146,15 +145,12 @@ class Guard:
         auth = headers.get(b"authorization", b"")
         if auth.startswith(b"Bearer "):
             offered.append(auth[7:])
-        if b"cookie" in headers:
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(headers[b"cookie"].decode("latin-1"))
-            except Exception:  # a malformed cookie header is no token
-                jar = SimpleCookie()
+        if b"cookie" in headers:  # (Starlette's lenient parser: the browser sends the
+            # cookies of other servers of this host too, which SimpleCookie may refuse whole)
+            jar = cookie_parser(headers[b"cookie"].decode("latin-1"))
             name = cookie_name(scope)
             if name in jar:
-                offered.append(jar[name].value.encode())
+                offered.append(jar[name].encode())
         # (each byte as itself: %FF is a wrong token, not a character Latin-1 lacks)
         text = scope.get("query_string", b"").decode("latin-1")
         query = urllib.parse.parse_qs(text, encoding="latin-1")
