@@ -546,6 +546,36 @@ def test_lineage_draws_stages_named_like_object_properties(page: Page, tmp_path:
     repo.fsck_clean()
 
 
+def test_a_stages_command_is_shown_quoted_as_dvfs_lineage_shows_it(
+    page: Page, tmp_path: Path
+) -> None:
+    """A stage run as a list of arguments was shown with them joined by blanks:
+    ``sh -c "echo 'a b' > out"`` read ``sh -c echo 'a b' > out``, another command,
+    and ``touch "x y"`` read as ``touch x y``. The page quotes each as ``dvfs
+    lineage`` does (shlex.join); a command given as one shell line is shown as it is."""
+    repo = init_repo(tmp_path / "quoted")
+    repo.write("r", "r\n")
+    repo.ok("add", "r")
+    repo.ok("run", "-n", "echo", "-d", "r", "-o", "out", "--", "sh", "-c", "echo 'a b' > out")
+    repo.ok("run", "-n", "touch", "-o", "x y", "--", "touch", "x y")
+    repo.ok("run", "-n", "line", "-d", "r", "-o", "copy", "--", "cp r copy")
+    repo.commit("three stages")
+    lineage = repo.ok("lineage", "out").out
+    assert """sh -c 'echo '"'"'a b'"'"' > out'""" in lineage
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/lineage?rev=v1")
+        detail = page.locator("section.stage-detail code").first
+        for stage, shown in (
+            ("echo", """sh -c 'echo '"'"'a b'"'"' > out'"""),
+            ("touch", "touch 'x y'"),
+            ("line", "cp r copy"),
+        ):
+            page.locator(f'svg.dag .node[data-stage="{stage}"]').click()
+            expect(page.locator("section.stage-detail h2")).to_have_text(f"Stage {stage}")
+            expect(detail).to_have_text(shown)
+    repo.fsck_clean()
+
+
 def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path: Path) -> None:
     """A directory past ADDED_MAX entries: the listing comes without "added in", which
     the page asks for apart and fills in; a search out of time gives "vK or before"."""

@@ -183,6 +183,14 @@ function readsAsOther(text) {
   return TYPED.test(text) || /^\s|\s$/.test(text) || /^\[.*\]$|^\{.*\}$/s.test(text);
 }
 
+// An argument as a shell would need it, as `dvfs audit` and `dvfs lineage` show
+// commands (Python's shlex.quote): a message of two words reads as one argument, not two.
+export function shellQuote(arg) {
+  const s = String(arg);
+  if (!s) return "''";
+  return /[^\w@%+=:,./-]/.test(s) ? `'${s.replaceAll("'", "'\"'\"'")}'` : s;
+}
+
 // An error box; a 404 naming close revisions links to each.
 export function errorBox(err, route = "version", param = "rev") {
   const cands = (err.body && err.body.candidates) || [];

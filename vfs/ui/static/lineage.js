@@ -1,7 +1,7 @@
 // Lineage: the pipeline a version records, drawn as a graph laid out by dagre (each
 // stage below the stages it reads from); clicking a stage shows its command, inputs (with
 // the version that introduced each) and outputs.
-import { api, errorBox, h, link, put, swap, visible } from "./dom.js";
+import { api, errorBox, h, link, put, shellQuote, swap, visible } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 170, HGT = 44, GAPX = 60, GAPY = 40;
@@ -108,7 +108,8 @@ export async function lineagePage(el, params) {
 
 function showStage(box, g, st, svg, name) {
   for (const n of svg.querySelectorAll(".node")) n.classList.toggle("selected", n.dataset.stage === name);
-  const cmd = Array.isArray(st.command) ? st.command.join(" ") : st.command;
+  // (a list of arguments quoted as `dvfs lineage` shows it; a shell line as it is)
+  const cmd = Array.isArray(st.command) ? st.command.map(shellQuote).join(" ") : st.command;
   const file = (p, rev) => h("a", { href: link("version", { rev, dir: p.includes("/") ? p.slice(0, p.lastIndexOf("/")) : "", file: p }) }, p);
   swap(box, 
     h("h2", {}, `Stage ${st.stage}`),

@@ -1,5 +1,5 @@
 // Store: `dvfs du` figures and the audit log with `dvfs audit verify`'s verdict.
-import { api, errorBox, h, human, link, pager, put, swap } from "./dom.js";
+import { api, errorBox, h, human, link, pager, put, shellQuote, swap } from "./dom.js";
 
 export async function storePage(el, params) {
   const offset = params.offset || 0; // as given: the server refuses, by name, what is no number
@@ -35,12 +35,4 @@ export async function storePage(el, params) {
         h("td", {}, h("code", {}, (e.cmd || []).map(shellQuote).join(" "))))))),
     pager(log.total, log.offset, log.limit, (o) => { location.hash = link("store", { offset: o }); }),
   );
-}
-
-// An argument as a shell would need it, as `dvfs audit` shows commands (Python's
-// shlex.quote): a message of two words reads as one argument, not two.
-function shellQuote(arg) {
-  const s = String(arg);
-  if (!s) return "''";
-  return /[^\w@%+=:,./-]/.test(s) ? `'${s.replaceAll("'", "'\"'\"'")}'` : s;
 }
