@@ -14,6 +14,7 @@ import shlex
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -521,6 +522,45 @@ def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path:
         expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "2", "1"])
         page.goto(s.url + "#/version?rev=v1")  # a null parameter: "-" there too
         expect(page.locator("table.params tr")).to_have_text(["bnull", "c1"])
+    fsck_clean(root)
+
+
+def test_a_diffs_parameters_show_each_value_as_dvfs_diff_does(page: Page, tmp_path: Path) -> None:
+    """The diff page showed a parameter's values as the experiments table rounds a
+    metric, with "-" for null: ``lr: 2 -> "2"`` read ``2 → 2``, ``drop: null -> 1``
+    read as a parameter added, ``name: x -> "null"`` read ``x → null``, and a rate
+    changed in its seventh digit did not change at all. Each value is shown as
+    ``dvfs diff`` shows it, and "-" only on the side a parameter is not on."""
+    root = tmp_path / "params"
+    Repository.init(root)
+    r = vfs.Repo(root)
+    versions: list[dict[str, Any]] = [
+        {"lr": 2, "drop": None, "name": "x", "rate": 0.1234567},
+        {"lr": "2", "drop": 1, "name": "null", "rate": 0.1234568},
+        {"lr": "2", "name": "null", "rate": 0.1234568, "new": None},
+    ]
+    for i, params in enumerate(versions):
+        (root / "a.txt").write_text(f"{i}\n")
+        r.add(["a.txt"])
+        r.commit(f"run {i}", params=params)
+    r.close()
+    cli = run(root, "diff", "v1", "v2").out
+    assert 'param changed:  lr: 2 -> "2"' in cli and "drop: null -> 1" in cli
+    with serving(root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2")
+        rows = page.locator("table.changes").last.locator("tbody tr")
+        expect(rows).to_have_count(4)
+        expect(rows.nth(0).locator("td")).to_have_text(["changed", "drop", "null", "1"])
+        expect(rows.nth(1).locator("td")).to_have_text(["changed", "lr", "2", '"2"'])
+        expect(rows.nth(2).locator("td")).to_have_text(["changed", "name", "x", '"null"'])
+        expect(rows.nth(3).locator("td")).to_have_text(
+            ["changed", "rate", "0.1234567", "0.1234568"]
+        )
+        page.goto(s.url + "#/diff?old=v2&new=v3")
+        rows = page.locator("table.changes").last.locator("tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator("td")).to_have_text(["removed", "drop", "1", "-"])
+        expect(rows.nth(1).locator("td")).to_have_text(["added", "new", "-", "null"])
     fsck_clean(root)
 
 

@@ -1,6 +1,6 @@
 // Diff of two versions: files added, removed, modified, renamed with size deltas,
 // parameters, and for a tabular file its rows (`dvfs diff --rows`), changes marked.
-import { api, cell, errorBox, h, human, link, pager, rawUrl, rowCell, signed, put, swap } from "./dom.js";
+import { api, errorBox, h, human, link, pager, paramText, rawUrl, rowCell, signed, put, swap } from "./dom.js";
 
 const LIMIT = 200;
 
@@ -63,7 +63,9 @@ export async function diffPage(el, params) {
     put(el, h("h2", {}, "Parameters"), h("table", { class: "changes" },
       h("thead", {}, h("tr", {}, ["status", "name", "old", "new"].map((t) => h("th", {}, t)))),
       h("tbody", {}, d.parameters.map((p) => h("tr", { class: `change ${p.status}` },
-        h("td", {}, p.status), h("td", {}, p.name), h("td", {}, cell(p.old)), h("td", {}, cell(p.new)))))));
+        // ("-": the side the parameter is not on; the JSON names no value there)
+        h("td", {}, p.status), h("td", {}, p.name),
+        ["old", "new"].map((side) => h("td", {}, Object.hasOwn(p, side) ? paramText(p[side]) : "-")))))));
   }
   put(el, rowsBox);
   if (params.rows) await showRows(rowsBox, d, params.rows);

@@ -168,6 +168,14 @@ export function valueCell(v, text = false) {
   return v === null ? "null" : cell(v);
 }
 
+// A parameter's value in full, as `dvfs diff` shows it (vfs.cli.history.param_text):
+// a text as it is (in double quotes if it would read as another value: "2", "null"),
+// anything else as JSON (null as "null", a number with all its digits: a diff of
+// 0.1234567 and 0.1234568 is no diff rounded).
+export function paramText(v) {
+  return typeof v === "string" && !readsAsOther(v) ? v : JSON.stringify(v);
+}
+
 const TYPED = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|~|null|Null|NULL|true|True|TRUE|false|False|FALSE|-|)$/;
 
 const NON_FINITE = /^(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$/; // (vfs.model.params.NON_FINITE)
