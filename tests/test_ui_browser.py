@@ -564,6 +564,28 @@ def test_a_diffs_parameters_show_each_value_as_dvfs_diff_does(page: Page, tmp_pa
     fsck_clean(root)
 
 
+def test_a_versions_parameters_are_each_shown_whole(page: Page, tmp_path: Path) -> None:
+    """A version's parameters on its page: an empty mapping (``dvfs show``'s ``empty =
+    {}``) was left out, being no value once flattened, and a float was rounded to six
+    digits (0.1234567 read 0.123457, a value the run never had); one named
+    ``__proto__`` was no entry of the page's table at all."""
+    root = tmp_path / "whole"
+    Repository.init(root)
+    r = vfs.Repo(root)
+    (root / "a.txt").write_text("a\n")
+    r.add(["a.txt"])
+    r.commit("one", params={"a": {"b": 2}, "empty": {}, "f": 0.1234567, "s": "2", "__proto__": 5})
+    r.close()
+    shown = run(root, "show", "v1").out
+    assert "param    empty = {}" in shown and "param    f = 0.1234567" in shown
+    with serving(root) as s:
+        page.goto(s.url + "#/version?rev=v1")
+        expect(page.locator("table.params tr")).to_have_text(
+            ["__proto__5", "a.b2", "empty{}", "f0.1234567", 's"2"']
+        )
+    fsck_clean(root)
+
+
 def test_lineage_draws_stages_named_like_object_properties(page: Page, tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "props")
     repo.write("r", "r\n")

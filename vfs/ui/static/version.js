@@ -1,5 +1,5 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
-import { act, api, ApiError, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, lines, put, reload, swap, valueCell } from "./dom.js";
+import { act, api, ApiError, badges, CSRF, errorBox, h, human, link, pager, paramText, rawUrl, cell, lines, put, reload, swap } from "./dom.js";
 import { highlight } from "./highlight.js";
 
 const FILES = 200;
@@ -35,7 +35,7 @@ export async function versionPage(el, params) {
       h("dt", {}, "totals"), h("dd", {}, `${v.totals.files.toLocaleString()} files, ${human(v.totals.bytes)} in ${v.totals.directories.toLocaleString()} directories`),
       h("dt", {}, "changes"), changes,
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
-        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, valueCell(val))))))] : null,
+        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, paramText(val))))))] : null,
       v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
         h("a", { href: link("lineage", { rev: v.id }) }, `${v.pipeline.length} stages`))] : null,
     ),
@@ -134,10 +134,13 @@ async function fillAdded(box, rev, dir, listing) {
   }
 }
 
-function flat(obj, prefix = "", out = {}) {
+// Parameters as `dvfs show` names them: nested ones by their dotted names, an empty
+// mapping as the value {} (it is one: `empty = {}`). (No prototype: `__proto__` is a
+// name like any other.)
+function flat(obj, prefix = "", out = Object.create(null)) {
   for (const [k, v] of Object.entries(obj || {})) {
     const name = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === "object" && !Array.isArray(v)) flat(v, name, out);
+    if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length) flat(v, name, out);
     else out[name] = v;
   }
   return out;
