@@ -951,6 +951,33 @@ def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path
     r.fsck_clean()
 
 
+def test_numbers_are_shown_with_all_their_digits(page: Page, tmp_path: Path) -> None:
+    """Every number in a table was rounded to six digits: a row diff of 0.1234567 to
+    0.1234568 marked a changed cell "0.123457 0.123457", the preview showed the file
+    holding 0.123457, and a metric read a value its run never logged. Each is shown
+    as `dvfs diff --rows`, the file and `dvfs compare` have it."""
+    r = init_repo(tmp_path / "digits")
+    commit_files(r, {"t.csv": b"id,x\n1,0.1234567\n2,1.5\n"}, "first")
+    commit_files(r, {"t.csv": b"id,x\n1,0.1234568\n2,1.5\n"}, "second")
+    assert (
+        "x: 0.1234567 -> 0.1234568"
+        in r.ok("diff", "v1", "v2", "t.csv", "--rows", "--key", "id").out
+    )
+    r.ok("run", "-n", "s", "-m", "m.json", "--", "echo '{\"acc\": 0.9876543}' > m.json")
+    r.commit("a run")
+    assert "0.9876543" in r.ok("compare").out
+    with serving(r.root) as s:
+        rows = rows_by_key(page, s.url, "t.csv", "id")
+        expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "0.1234567 0.1234568"])
+        page.goto(s.url + "#/version?rev=v1&file=t.csv")
+        expect(page.locator("section.preview table.data tbody tr").first).to_have_text(
+            re.compile(r"^\s*1\s*0\.1234567\s*$")
+        )
+        page.goto(s.url + "#/experiments")
+        expect(page.locator('tr[data-rev="v3"] td.metric')).to_have_text("0.9876543")
+    r.fsck_clean()
+
+
 def test_a_row_diffs_text_that_reads_as_a_number_is_quoted_beside_numbers(
     page: Page, tmp_path: Path
 ) -> None:

@@ -153,7 +153,7 @@ export function signed(n) {
 
 export function cell(v) {
   if (v === null || v === undefined) return "-";
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(+v.toPrecision(6));
+  if (typeof v === "number") return String(v); // (all its digits: 0.1234567 is not 0.1234568)
   if (typeof v === "string") return v;
   return JSON.stringify(v);
 }
