@@ -978,6 +978,44 @@ def test_numbers_are_shown_with_all_their_digits(page: Page, tmp_path: Path) -> 
     r.fsck_clean()
 
 
+def test_whole_numbers_past_2_to_the_53_keep_their_digits(page: Page, tmp_path: Path) -> None:
+    """A whole number past 2**53 (an int64 id, a time in nanoseconds) was parsed by
+    the page as a double: ids 1234567890123456789 and ...790 both read
+    1234567890123456800 in a preview, a row diff's changed cell read the same on
+    both sides, and so did a parameter or a metric. Each keeps its digits."""
+    r = init_repo(tmp_path / "ints")
+    commit_files(r, {"t.csv": b"id,t\n1,1234567890123456789\n2,1234567890123456790\n"}, "one")
+    commit_files(r, {"t.csv": b"id,t\n1,1234567890123456790\n2,1234567890123456790\n"}, "two")
+    r.ok("run", "-n", "s", "-m", "m.json", "--", "echo '{\"seen\": 9007199254740993}' > m.json")
+    r.commit("a run", "--param", "seed=9007199254740995")
+    r.ok("run", "-f", "-n", "s", "-m", "m.json", "--", "echo '{\"seen\": 95}' > m.json")
+    r.commit("another run")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=t.csv")
+        expect(page.locator("section.preview table.data tbody td:last-child")).to_have_text(
+            ["1234567890123456789", "1234567890123456790"]
+        )
+        rows = rows_by_key(page, s.url, "t.csv", "id")
+        expect(rows.locator("tr.row.changed td")).to_have_text(
+            ["~", "1", "1234567890123456789 1234567890123456790"]
+        )
+        page.goto(s.url + "#/experiments")
+        expect(page.locator('tr[data-rev="v3"] td.param')).to_have_text("9007199254740995")
+        expect(page.locator('tr[data-rev="v3"] td.metric')).to_have_text("9007199254740993")
+        expect(page.locator(".chart .u-title")).to_have_text("seen over versions")
+        page.locator('th[data-col="metric:seen"]').click()  # as numbers: 95 first
+        expect(page.locator("table.experiments tbody tr td:first-child")).to_have_text(
+            ["v4", "v3", "v2", "v1"]
+        )
+        page.goto(s.url + "#/version?rev=v3")
+        expect(page.locator("table.params tr")).to_have_text(["seed9007199254740995"])
+        page.goto(s.url + "#/diff?old=v2&new=v3")
+        expect(page.locator("table.changes").last.locator("tbody tr td")).to_have_text(
+            ["added", "seed", "-", "9007199254740995"]
+        )
+    r.fsck_clean()
+
+
 def test_a_row_diffs_text_that_reads_as_a_number_is_quoted_beside_numbers(
     page: Page, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ export async function diffPage(el, params) {
   const offset = params.offset || 0; // as given: the server refuses, by name, what is no number
   let d;
   try {
-    d = await api("diff", { old: params.old, new: params.new, offset, limit: LIMIT });
+    d = await api("diff", { old: params.old, new: params.new, offset, limit: LIMIT }, true);
   } catch (err) {
     put(el, errorBox(err, "diff", "new"));
     return;
@@ -36,7 +36,7 @@ export async function diffPage(el, params) {
   const rowsBox = h("section", { class: "rowdiff" });
   const fileLink = (rev, path) => h("a", { href: link("version", { rev, dir: parentDir(path), file: path }) }, path);
   const body = d.changes.map((c) => {
-    const delta = (c.new_size ?? 0) - (c.old_size ?? 0);
+    const delta = Number(c.new_size ?? 0) - Number(c.old_size ?? 0);
     const where = c.status === "removed" ? fileLink(d.old.id, c.path) : c.kind === "dir" ? c.path + "/" : fileLink(d.new.id, c.path);
     return h("tr", { class: `change ${c.status}` },
       h("td", { class: "status" }, c.status),
@@ -104,7 +104,7 @@ async function showRows(box, d, path, key = "", limit = ROWS) {
     h("label", {}, "match rows by ", keyInput), h("button", { type: "submit" }, "Diff rows"));
   let r;
   try {
-    r = await api("rows", { old: d.old.id, new: d.new.id, path, key, limit });
+    r = await api("rows", { old: d.old.id, new: d.new.id, path, key, limit }, true);
   } catch (err) {
     swap(box, h("h2", {}, `Rows of ${path}`), keyForm, errorBox(err));
     return;

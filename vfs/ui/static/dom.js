@@ -122,11 +122,31 @@ export function queryParams(q) {
   return out;
 }
 
-export async function api(route, params = {}) {
+// A whole number past 2**53 (an int64 id, a time in nanoseconds) parsed as a double
+// reads as another: 1234567890123456789 and ...790 both as 1234567890123456800. The
+// routes whose values a page shows as text (`api(..., true)`) keep such a number as a
+// BigInt, read from its JSON text (where the browser gives a reviver that text);
+// `cell`, `paramText` and the experiments' sort take BigInts.
+function exactInts(key, value, context) {
+  return typeof value === "number" && !Number.isSafeInteger(value) && context
+    && /^-?[0-9]+$/.test(context.source) ? BigInt(context.source) : value;
+}
+
+export async function api(route, params = {}, exact = false) {
   const res = await fetch(`/api/${route}?${query(params)}`, { credentials: "same-origin" });
-  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  let body;
+  try {
+    body = JSON.parse(await res.text(), exact ? exactInts : undefined);
+  } catch {
+    body = { error: `HTTP ${res.status}` };
+  }
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
+}
+
+// JSON of a value that may hold BigInts (exactInts), each written with its digits.
+function jsonText(v) {
+  return JSON.stringify(v, (k, x) => (typeof x === "bigint" ? JSON.rawJSON(String(x)) : x));
 }
 
 export function rawUrl(rev, path, inline = false) {
@@ -142,7 +162,7 @@ export function link(route, params = {}) {
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 export function human(n) {
   if (n === null || n === undefined) return "-";
-  let v = n, i = 0;
+  let v = Number(n), i = 0; // (a BigInt too: exactInts)
   while (Math.abs(v) >= 1024 && i < UNITS.length - 1) { v /= 1024; i++; }
   return i === 0 ? `${v} B` : `${v.toFixed(1)} ${UNITS[i]}`;
 }
@@ -153,9 +173,9 @@ export function signed(n) {
 
 export function cell(v) {
   if (v === null || v === undefined) return "-";
-  if (typeof v === "number") return String(v); // (all its digits: 0.1234567 is not 0.1234568)
+  if (typeof v === "number" || typeof v === "bigint") return String(v); // (all its digits)
   if (typeof v === "string") return v;
-  return JSON.stringify(v);
+  return jsonText(v);
 }
 
 // A parameter or metric of a version: "null" for a null value, "-" where it has none,
@@ -173,7 +193,7 @@ export function valueCell(v, text = false) {
 // anything else as JSON (null as "null", a number with all its digits: a diff of
 // 0.1234567 and 0.1234568 is no diff rounded).
 export function paramText(v) {
-  return typeof v === "string" && !readsAsOther(v) ? v : JSON.stringify(v);
+  return typeof v === "string" && !readsAsOther(v) ? v : jsonText(v);
 }
 
 const TYPED = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|~|null|Null|NULL|true|True|TRUE|false|False|FALSE|-|)$/;

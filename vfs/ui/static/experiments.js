@@ -7,10 +7,13 @@ import uPlot from "./vendor/uPlot.esm.js";
 // "constructor" is no row's unless the row has it).
 const own = (values, name) => (Object.hasOwn(values, name) ? values[name] : undefined);
 
+// A number, or a whole number past 2**53 kept as a BigInt (dom.js api): compared as one.
+const isNumber = (x) => typeof x === "number" || typeof x === "bigint";
+
 export async function experimentsPage(el, params) {
   let d;
   try {
-    d = await api("experiments", { offset: params.offset || 0 });
+    d = await api("experiments", { offset: params.offset || 0 }, true);
   } catch (err) {
     put(el, h("h1", {}, "Experiments"), errorBox(err));
     return;
@@ -35,7 +38,7 @@ export async function experimentsPage(el, params) {
         const x = col.get(a), y = col.get(b);
         if (x === null || x === undefined) return 1;
         if (y === null || y === undefined) return -1;
-        const r = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+        const r = isNumber(x) && isNumber(y) ? (x < y ? -1 : x > y ? 1 : 0) : String(x).localeCompare(String(y));
         return desc ? -r : r;
       });
     }
@@ -57,7 +60,7 @@ export async function experimentsPage(el, params) {
   };
   render();
   const plot = h("div", { class: "chart" });
-  const numeric = d.metrics.filter((m) => d.rows.some((r) => typeof own(r.metrics, m) === "number"));
+  const numeric = d.metrics.filter((m) => d.rows.some((r) => isNumber(own(r.metrics, m))));
   const pickMetric = numeric.length ? h("select", {
     name: "metric", onchange: () => chart(plot, d.rows, pickMetric.value),
   }, numeric.map((m) => h("option", { value: m }, m))) : null;
@@ -152,7 +155,7 @@ function stepChart(box, version, f) {
 function chart(box, rows, metric) {
   const ordered = [...rows].sort((a, b) => a.created.localeCompare(b.created));
   const xs = ordered.map((_, i) => i);
-  const ys = ordered.map((r) => (typeof own(r.metrics, metric) === "number" ? r.metrics[metric] : null));
+  const ys = ordered.map((r) => (isNumber(own(r.metrics, metric)) ? Number(r.metrics[metric]) : null));
   swap(box);
   new uPlot({
     title: visible(`${metric} over versions`),

@@ -12,7 +12,7 @@ export async function versionPage(el, params) {
   let v, listing;
   try {
     [v, listing] = await Promise.all([
-      api("version", { rev }),
+      api("version", { rev }, true),
       api("files", { rev, dir, offset: params.offset || 0, limit: FILES }),
     ]);
   } catch (err) {
@@ -155,7 +155,7 @@ async function showPreview(el, rev, params, go) {
   // again, which may also find the file no table after all (a row of another width).
   let p;
   try {
-    p = await api("preview", { rev, path, offset, limit: ROWS, coffset, count: "later" });
+    p = await api("preview", { rev, path, offset, limit: ROWS, coffset, count: "later" }, true);
   } catch (err) {
     put(el, errorBox(err));
     return;
@@ -163,7 +163,7 @@ async function showPreview(el, rev, params, go) {
   await renderPreview(el, p, params, go);
   if (p.kind !== "table" || p.total !== null) return;
   try {
-    p = await api("preview", { rev, path, offset, limit: ROWS, coffset });
+    p = await api("preview", { rev, path, offset, limit: ROWS, coffset }, true);
   } catch (err) {
     swap(el, errorBox(err));
     return;
