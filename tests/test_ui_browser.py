@@ -790,6 +790,30 @@ def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path
     repo.fsck_clean()
 
 
+def test_a_long_branch_or_tag_name_keeps_the_versions_page_in_its_width(
+    page: Page, tmp_path: Path
+) -> None:
+    """A branch named with 200 letters made the branch filter's select 200 letters
+    wide, past the page's width, and its badge squeezed the version's label and id
+    beside it onto two lines ("v" above "1"). The select keeps to the page, and the
+    badge wraps beside a label and an id that stay whole."""
+    repo = init_repo(tmp_path / "longref")
+    commit_files(repo, {"a.txt": b"a\n"}, "one")
+    repo.ok("branch", "b" * 200)
+    repo.ok("tag", "t" * 200)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    with serving(repo.root) as s:
+        page.goto(s.url)
+        expect(page.locator(".timeline .badge.tag")).to_have_text("t" * 200)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        for whole in (".timeline .vlabel", ".timeline .line1 > .id"):
+            box = page.locator(whole).bounding_box()
+            line = page.locator(".timeline .message").bounding_box()
+            assert box is not None and line is not None
+            assert box["height"] <= line["height"] * 1.5, (whole, box, line)
+    repo.fsck_clean()
+
+
 def test_metrics_per_step_come_a_page_at_a_time(page: Page, tmp_path: Path) -> None:
     """A run of 2,500 steps: the route answers a bounded page, the latest steps unless
     asked for others, and the experiments page plots those with a way to the others."""
