@@ -8,8 +8,10 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -1321,3 +1323,35 @@ def test_the_line_dvfs_ui_prints_quotes_the_repositorys_path(tmp_path: Path) -> 
     assert '/evil\\033[2Jred\\342\\200\\256" at http://127.0.0.1:' in line, line
     assert "\x1b" not in line and "\u202e" not in line
     r.fsck_clean()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started that are running."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def test_the_work_started_beside_the_server_imports_nothing_from_the_repository(
+    tmp_path: Path,
+) -> None:
+    """The process the dashboard starts beside itself (``vfs.ui.background``) ran
+    ``python -m`` in the directory `dvfs ui` was run in, which Python puts first on
+    the import path: a repository whose files hold ``vfs/__init__.py`` ran that code
+    as soon as `dvfs ui` was started in it. It imports only dvfs's own (``-P``), as
+    the mount's daemon does."""
+    repo = Repo(make_repo(tmp_path / "repo"))
+    marker = tmp_path / "ran"
+    repo.write("vfs/__init__.py", f"open({str(marker)!r}, 'w').write('ran')\n")
+    with serving(repo.root) as s:
+        assert get(f"{s.base}api/versions").status == 200  # (serving: the work started)
+        for pid in _children(s.proc.pid):  # wait for it to finish its work
+            with contextlib.suppress(ProcessLookupError):
+                fd = os.pidfd_open(pid)
+                try:
+                    assert select.select([fd], [], [], 120)[0], "the work never finished"
+                finally:
+                    os.close(fd)
+    assert not marker.exists()
+    repo.fsck_clean()

@@ -21,9 +21,11 @@ from pathlib import Path
 
 
 def start(root: Path) -> subprocess.Popen[bytes]:
-    """Start working out, in a process of its own, what the versions of ``root`` changed."""
+    """Start working out, in a process of its own, what the versions of ``root`` changed.
+    (``-P``: ``python -m`` would import first from the directory `dvfs ui` runs in,
+    a repository's working tree, whose ``vfs/__init__.py`` would then run.)"""
     return subprocess.Popen(
-        [sys.executable, "-m", "vfs.ui.background", os.fspath(root)],
+        [sys.executable, "-P", "-m", "vfs.ui.background", os.fspath(root)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
