@@ -452,6 +452,21 @@ def test_a_text_that_reads_as_a_number_is_quoted_on_the_experiments_page(
     repo.fsck_clean()
 
 
+def test_an_experiments_message_is_shown_as_it_is(page: Page, tmp_path: Path) -> None:
+    """A message that reads as a value ("42", "true", " spaced") was quoted in the
+    experiments table as a text parameter is ("\"42\""), where `dvfs compare` shows it
+    as it is: a message is no parameter, and has no other type to be told from."""
+    r = init_repo(tmp_path / "messages")
+    commit_files(r, {"a.txt": b"a\n"}, "42")
+    commit_files(r, {"a.txt": b"b\n"}, "true")
+    assert "42" in r.ok("compare").out and '"42"' not in r.ok("compare").out
+    with serving(r.root) as s:
+        page.goto(s.url + "#/experiments")
+        cells = page.locator("table.experiments tbody tr td:nth-child(3)")
+        expect(cells).to_have_text(["true", "42"])
+    r.fsck_clean()
+
+
 def test_a_text_metric_spelling_an_infinity_is_quoted_beside_the_float(
     page: Page, tmp_path: Path
 ) -> None:

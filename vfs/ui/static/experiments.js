@@ -56,7 +56,9 @@ export async function experimentsPage(el, params) {
       },
     }, h("button", { type: "button", class: "sort" }, c.label))));
     tbody.replaceChildren(...rows.map((r) => h("tr", { "data-rev": r.rev }, cols.map((c) =>
-      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : valueCell(c.get(r), c.text && c.text(r)))))));
+      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev)
+        // (a parameter or metric as the CLI tells its types apart; the date and message as they are)
+        : c.cls ? valueCell(c.get(r), c.text && c.text(r)) : c.get(r))))));
   };
   render();
   const plot = h("div", { class: "chart" });
