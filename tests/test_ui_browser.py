@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
 import vfs
 from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_repo, run
@@ -732,6 +733,59 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
         expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
         page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
         expect(page.locator("pre.text")).to_have_text("x\n")
+    repo.fsck_clean()
+
+
+XSS = '<img src=x onerror=alert(1)>"onmouseover=alert(2) x="</textarea><script>alert(3)</script>'
+
+
+def test_markup_in_what_a_repository_holds_is_only_ever_text(page: Page, tmp_path: Path) -> None:
+    """Names, a message, an author, a parameter, a stage's command, a table's columns
+    and cells holding markup: every page shows them as text, no dialog opens and no
+    element of theirs is made."""
+    repo = init_repo(tmp_path / "markup")
+    repo.write(f"d{XSS.replace('/', '_')}/f{XSS.replace('/', '_')}.txt", "x\n")
+    csv = f'id,"{XSS.replace(chr(34), chr(34) * 2)}"\n1,"{XSS.replace(chr(34), chr(34) * 2)}"\n'
+    repo.write("t.csv", csv)
+    repo.ok("add", ".")
+    repo.commit("one")
+    repo.write("t.csv", csv.replace("1,", "2,"))
+    repo.ok("run", "-n", "stage", "-d", "t.csv", "-o", "o.txt", "--", f"echo '{XSS}' > o.txt")
+    repo.ok("add", ".")
+    env = {"DVFS_AUTHOR": f"{XSS} <a@b>"}
+    assert_ok(run(repo.root, "commit", "-m", XSS, "--param", f"p={XSS}", env=env))
+    dialogs: list[str] = []
+
+    def said(d: Dialog) -> None:
+        dialogs.append(d.message)
+        d.dismiss()
+
+    page.on("dialog", said)
+    with serving(repo.root) as s:
+        for where, shown, text in (
+            ("#/versions", ".timeline .meta", "alert(1)"),
+            ("#/version?rev=v2", "dd.message", "alert(3)"),
+            (
+                "#/version?rev=v1&dir=" + urllib.parse.quote(f"d{XSS.replace('/', '_')}"),
+                "a.entry",
+                "alert(1)",
+            ),
+            ("#/version?rev=v1&file=t.csv", "section.preview table.data", "alert(3)"),
+            ("#/diff?old=v1&new=v2&rows=t.csv", "section.rowdiff table", "alert(3)"),
+            ("#/experiments", "table.experiments", "alert(2)"),
+            ("#/lineage?rev=v2", "svg.dag .node", "stage"),
+        ):
+            page.goto(s.url + where)
+            expect(page.locator(shown).first).to_contain_text(text)
+            made = page.evaluate(
+                """() => [...document.querySelectorAll('main *')].filter((e) =>
+                     ['IMG', 'SCRIPT', 'TEXTAREA'].includes(e.tagName)
+                     || [...e.attributes].some((a) => a.name.startsWith('on'))).length"""
+            )
+            assert made == 0, where
+        page.locator("svg.dag .node").first.click()
+        expect(page.locator("section.stage-detail code").first).to_contain_text("alert(3)")
+    assert dialogs == []
     repo.fsck_clean()
 
 
