@@ -8,9 +8,12 @@ temporary directory), named after the test.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
 import shlex
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -787,6 +790,38 @@ def test_markup_in_what_a_repository_holds_is_only_ever_text(page: Page, tmp_pat
         expect(page.locator("section.stage-detail code").first).to_contain_text("alert(3)")
     assert dialogs == []
     repo.fsck_clean()
+
+
+def test_a_page_elsewhere_reaches_nothing_of_the_dashboard(
+    page: Page, server: Server, tmp_path: Path
+) -> None:
+    """A web page of another site (here another local server's, as the browser lets
+    one reach 127.0.0.1) could make the browser ask the dashboard, which listens
+    without a token, for anything it need not read: an image of the repository
+    loaded there, its size telling that the file exists and what it is, a download
+    from a remote or a remote's refresh set off. A request that a page of another
+    site makes is refused (403); a link from it still opens the dashboard."""
+    dashboard = server.base.rstrip("/")
+    (tmp_path / "probe.html").write_text(
+        f'<img id="probe" src="{dashboard}/api/raw?rev=v1&path=img/red.png&inline=1">'
+        f'<a id="link" href="{dashboard}/#/version?rev=v2">dashboard</a>'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://localhost:{elsewhere.server_address[1]}/probe.html")
+        page.wait_for_function("document.getElementById('probe').complete")
+        assert page.evaluate("document.getElementById('probe').naturalWidth") == 0  # was 20
+        page.locator("#link").click()
+        expect(page.locator("h1")).to_contain_text("Version v2")
+    finally:
+        elsewhere.shutdown()
+        elsewhere.server_close()
+    cross = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+    a = get(f"{server.base}api/versions", cross)
+    assert a.status == 403 and "another site" in a.json()["error"]
+    assert get(f"{server.base}api/versions", {"Sec-Fetch-Site": "same-origin"}).status == 200
 
 
 def test_an_images_alt_text_is_its_name_escaped_as_the_page_shows_it(

@@ -35,7 +35,9 @@ this server never grants. Each action runs the CLI's operation (``vfs.ui.actions
 Guard (:class:`Guard`, around everything): with a token, a request must carry it
 (``Authorization: Bearer T``, the cookie the page sets, or ``?token=T``) or gets 401;
 on a loopback address the ``Host`` header must name a loopback host too, so that a
-web page elsewhere cannot reach the dashboard through DNS rebinding. Every answer
+web page elsewhere cannot reach the dashboard through DNS rebinding; and what a page of
+another site makes the browser ask (``Sec-Fetch-Site``: an image, a fetch) is refused
+(403), a link to the dashboard (a navigation) still opening it. Every answer
 forbids sniffing, framing and any script or style not served here (CSP).
 
 Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
@@ -157,6 +159,16 @@ class Guard:
         offered += [t.encode("latin-1") for t in query.get("token", [])]
         return any(hmac.compare_digest(o, want) for o in offered)
 
+    @staticmethod
+    def _from_here(scope: Scope) -> bool:
+        """False for what a page of another site makes the browser ask (an image, a
+        script, a fetch: ``Sec-Fetch-Site`` cross-site or same-site, another port of
+        this host too), but a navigation (a link to the dashboard opens it)."""
+        headers = dict(scope["headers"])
+        if headers.get(b"sec-fetch-site", b"same-origin") in (b"same-origin", b"none"):
+            return True
+        return headers.get(b"sec-fetch-mode") == b"navigate" and scope["method"] in ("GET", "HEAD")
+
     def _host_ok(self, scope: Scope) -> bool:
         if not self.loopback:
             return True  # the token guards a non-loopback bind
@@ -177,6 +189,10 @@ class Guard:
         if not self._host_ok(scope):
             body = {"error": "unexpected Host header: open the address `dvfs ui` printed"}
             await json_response(body, 400)(scope, receive, send_guarded)
+            return
+        if not self._from_here(scope):
+            body = {"error": "refused: a request from a page of another site"}
+            await json_response(body, 403)(scope, receive, send_guarded)
             return
         if not self._authorised(scope):
             body = {"error": "this dashboard needs its token: open the URL `dvfs ui` printed"}
