@@ -873,6 +873,27 @@ def test_a_name_holding_a_newline_or_a_tab_is_not_shown_as_another(
     repo.fsck_clean()
 
 
+def test_a_carriage_return_that_ends_no_line_is_shown(page: Page, tmp_path: Path) -> None:
+    """A message or a text holding a carriage return that ends no line
+    (``safe\\rEVIL``, what a terminal shows as ``EVIL`` over ``safe``) showed nothing
+    of it on the page: ``safeEVIL``, where `dvfs log` prints ``safe\\rEVIL``. It is
+    shown as ``\\r``; a CRLF line ending still ends its line."""
+    repo = init_repo(tmp_path / "cr")
+    repo.write("cr.txt", "line1\rOVER\nline2\r\nline3\n")
+    repo.ok("add", ".")
+    repo.commit("safe\rEVIL")
+    assert "safe\\rEVIL" in repo.ok("log").out
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=cr.txt")
+        expect(page.locator("dd.message")).to_have_text("safe\\rEVIL")
+        expect(page.locator("pre.text")).to_contain_text("line1\\rOVER")
+        text = page.locator("pre.text").evaluate("e => e.textContent")
+        assert text == "line1\\rOVER\nline2\r\nline3\n"
+        page.goto(s.url)
+        expect(page.locator(".timeline .message")).to_have_text("safe\\rEVIL")
+    repo.fsck_clean()
+
+
 def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path) -> None:
     """Text without a space (a name of 250 characters, a message of 3,000) wraps: the
     page keeps its width, and the listing's columns stay in view."""

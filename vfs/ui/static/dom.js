@@ -32,9 +32,11 @@ export function visible(text) {
 }
 
 // Text read as lines (a message, a text preview), as a text node: `visible`, but its
-// tabs, newlines and carriage returns kept.
+// tabs and line endings kept (\n, \r\n). A carriage return that ends no line is shown
+// as `\r`, as the CLI prints it: the page would show nothing of it, and a terminal
+// `safe\rEVIL` as EVIL over safe.
 export function lines(text) {
-  return document.createTextNode(String(text).split(/([\t\n\r])/)
+  return document.createTextNode(String(text).split(/(\t|\r?\n)/)
     .map((part, i) => (i % 2 ? part : visible(part))).join(""));
 }
 
