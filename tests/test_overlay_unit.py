@@ -500,6 +500,29 @@ def test_a_file_unlinked_while_open_can_be_opened_again_for_writing(tmp_path: Pa
     fsck_clean(t.root)
 
 
+def test_a_file_unlinked_while_open_counts_no_link(tmp_path: Path) -> None:
+    """fstat of a file whose last name is gone says st_nlink 0, as a disk does (SQLite
+    and log followers tell a deleted file so); each name removed counts one less."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+
+    async def scenario(fs: WorkingFs) -> None:
+        data = await ino_of(fs, "data")
+        ino = await ino_of(fs, "data/a.txt")
+        await fs.link(ino, data, b"again", CTX)
+        assert (await fs.getattr(ino, CTX)).st_nlink == 2
+        reader = await fs.open(ino, os.O_RDONLY, CTX)
+        await fs.unlink(data, b"a.txt", CTX)
+        assert (await fs.getattr(ino, CTX)).st_nlink == 1
+        await fs.unlink(data, b"again", CTX)
+        assert (await fs.getattr(ino, CTX)).st_nlink == 0
+        assert await fs.read(reader.fh, 0, 100) == BASE["data/a.txt"]
+        await fs.release(reader.fh)
+
+    run(fs, scenario)
+    crash(overlay, lock)
+
+
 async def _expect_gone(fs: WorkingFs, name: str) -> None:
     assert name not in {
         os.fsdecode(n) for n in await fs.kids(fs.overlay.nodes[await ino_of(fs, "data")])

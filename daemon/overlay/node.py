@@ -64,8 +64,9 @@ class WNode:
 
     @property
     def nlink(self) -> int:
-        """Its names (1 for a directory: "unknown", as for versions' directories)."""
-        return 1 + len(self.links or ())
+        """Its names (0 once unlinked; 1 for a directory: "unknown", as for versions'
+        directories)."""
+        return len(self.names())
 
     def names(self) -> list[tuple[WNode, bytes]]:
         """Every (directory, name) it has (none once unlinked)."""
