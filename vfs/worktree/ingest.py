@@ -239,7 +239,7 @@ class Hasher:
                     if before.st_size <= min_size:
                         digest, chunks, total = self._read_small(fd, before.st_size, sink)
                     else:
-                        digest, chunks, total = self._read_large(fd)
+                        digest, chunks, total = self._read_large(fd, before.st_size + 1)
                 after = os.fstat(fd)
             except OSError as exc:
                 if exc.errno == errno.EIO:
@@ -306,8 +306,11 @@ class Hasher:
                 sink.append((oid, ObjKind.CHUNK, data))
         return oid, [ChunkRef(oid, len(data))], len(data)
 
-    def _read_large(self, fd: int) -> tuple[bytes, list[ChunkRef], int]:
+    def _read_large(self, fd: int, limit: int) -> tuple[bytes, list[ChunkRef], int]:
         """Read, cut, hash and store a large file, with the work spread over the pools.
+
+        At most ``limit`` bytes are read (its size and one more, to notice growth): a
+        file written faster than it is read is not followed to an end it never reaches.
 
         The file is read into the regions of one page-aligned buffer in turn
         (:meth:`Chunker.ring`) and each chunk is hashed and stored straight from
@@ -345,7 +348,7 @@ class Hasher:
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, asked, READ_AHEAD, os.POSIX_FADV_WILLNEED)
                 asked += READ_AHEAD
-            n = os.readv(fd, [view])
+            n = os.readv(fd, [view[: limit - pos]]) if pos < limit else 0
             pos += n
             return n
 
