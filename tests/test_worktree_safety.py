@@ -623,41 +623,35 @@ def test_fifos_where_files_are_read_never_block(make_repo: RepoFactory) -> None:
     repo.fsck_clean()
 
 
-def test_a_file_written_faster_than_it_is_read_is_given_up_on(repo: Repo) -> None:
+def test_a_file_written_faster_than_it_is_read_is_given_up_on(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A large file another process keeps appending to (a job writing at disk speed,
     faster than hashing goes): each try reads what its size was and one byte more,
     and the file is refused as changing after READ_RETRIES tries. It was read on
     to an end it never reached, for as long as the writer wrote (a snapshot of a root
-    mount went on while a disk filled)."""
+    mount went on while a disk filled). The writer here appends twice what each read
+    of the file took, up to ``cap``: the reader never catches up before it."""
     path = repo.write("data/log.bin", rand(1 << 20))
-    cap = 4 << 30  # (the writer's bound: on disk for a moment)
-    hashed = threading.Event()
-    wrote = 0
+    ino, cap = os.stat(path).st_ino, 256 << 20
+    read, appended = os.readv, 0
 
-    def writer() -> None:
-        nonlocal wrote
-        block = rand(1 << 20)
-        with open(path, "ab", buffering=0) as f:
-            while not hashed.is_set() and wrote < cap:
-                wrote += f.write(block)
+    def readv(fd: int, buffers: list[memoryview]) -> int:
+        nonlocal appended
+        n = read(fd, buffers)
+        if os.fstat(fd).st_ino == ino and appended < cap:
+            with open(path, "ab") as f:
+                appended += f.write(b"x" * (2 * n))
+        return n
 
+    monkeypatch.setattr(os, "readv", readv)
     handle = Repository(repo.root)
-    appending = threading.Thread(target=writer)
-    try:
-        with Workers(2) as w:
-            hasher = Hasher(handle.root, handle.chunker, None, w)
-            found = Found(b"data/log.bin", os.lstat(path))
-            appending.start()
-            with contextlib.suppress(FileChanged):
-                hasher.stage_one(found)
-            hashed.set()
-            appending.join()
-        assert wrote < cap, "the hasher read on until the writer stopped"
-    finally:
-        hashed.set()
-        if appending.is_alive():
-            appending.join()
-        path.unlink()
+    with Workers(2) as w:
+        hasher = Hasher(handle.root, handle.chunker, None, w)
+        with pytest.raises(FileChanged, match="changing"):
+            hasher.stage_one(Found(b"data/log.bin", os.lstat(path)))
+    assert appended < cap, "the hasher read on until the writer stopped"
+    path.unlink()
 
 
 @pytest.mark.parametrize("now", ["socket", "whiteout"])
