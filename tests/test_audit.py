@@ -440,6 +440,24 @@ def test_a_last_entry_numbered_as_no_number_stops_no_ref_change(repo: Repo) -> N
     repo.fsck_clean()
 
 
+def test_a_last_line_nested_past_the_stack_stops_no_ref_change(repo: Repo) -> None:
+    """A last line of the log edited to 100,000 opening brackets stopped every later
+    change of a ref with "internal error (RecursionError ...)"; it is an edited line
+    as any other now: the change is made and verify names the line."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    with log.open("ab") as f:
+        f.write(b"[" * 100_000 + b"\n")
+    repo.ok("tag", "t1")
+    assert "t1" in repo.ok("tag").out
+    out = assert_error_out(repo)
+    assert "line 3 of the audit log is not an entry: it was edited" in out
+    assert json.loads(log.read_bytes().splitlines()[-1])["seq"] == 4
+    repo.fsck_clean()
+
+
 # ``dvfs ARGS`` killed with SIGKILL once it has logged a ref's change, before the ref's
 # new file is put in place (a kill at an instant a user could hit, made exact).
 KILLED_AFTER_THE_ENTRY = """

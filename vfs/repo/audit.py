@@ -271,7 +271,7 @@ def record_many(
             try:
                 rec = json.loads(last)
                 got = rec["seq"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # (nested past the stack)
                 rec, got = None, None
             if type(got) is int and got >= 1:
                 seq = got + 1
