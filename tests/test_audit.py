@@ -458,6 +458,42 @@ def test_a_last_line_nested_past_the_stack_stops_no_ref_change(repo: Repo) -> No
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (b"x" * 1_500_000, "1,500,000 bytes that are no entry"),
+        (b"x" * 3_000_000 + b"\n", "last line is 3,000,000 bytes, longer than any entry"),
+        (b"x" * 2_500_000 + b"\n" + b"y" * 1000, "last line is 2,500,000 bytes, longer than any"),
+    ],
+)
+def test_a_log_ending_in_more_than_an_entry_is_refused_and_named_alike(
+    repo: Repo, damage: bytes, said: str
+) -> None:
+    """1.5 MB of junk after the last line (more than any entry, so no torn one) was cut
+    off without a word by the next change of a ref, while `audit verify` called it
+    damage no ref can change past; and a last line of 3 MB stopped every change while
+    fsck said "the log ends with 0 bytes that are no entry" and gave a `truncate` that
+    cut nothing. Each is refused now, and the append, verify or fsck name the `truncate`
+    that cuts the damage off."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    whole = log.read_bytes()
+    log.write_bytes(whole + damage)
+    hint = f"`truncate -s {len(whole)} .dvfs/{audit.LOG}`"
+    assert hint in assert_error(repo.run("tag", "t1"), said)
+    assert log.read_bytes() == whole + damage  # (nothing cut off, nothing appended)
+    r = repo.run("fsck")
+    assert r.code == 1 and "problem: audit log: " in r.out and said in r.out, str(r)
+    assert hint in r.out, str(r)
+    assert_error_out(repo)
+    os.truncate(log, len(whole))
+    repo.ok("tag", "t1")
+    assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
+    repo.fsck_clean()
+
+
 # ``dvfs ARGS`` killed with SIGKILL once it has logged a ref's change, before the ref's
 # new file is put in place (a kill at an instant a user could hit, made exact).
 KILLED_AFTER_THE_ENTRY = """

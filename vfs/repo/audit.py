@@ -163,6 +163,8 @@ def _last_line(fd: int) -> tuple[bytes | None, int]:
 
     The last ``TAIL`` bytes are read, and if the last line does not start inside them,
     up to ``MAX_LINE`` bytes before its end (a torn line after it may be as long).
+    FormatError (:func:`_damaged_end`) if more than ``MAX_LINE`` bytes follow the last
+    line, or it is too long to be found so.
     """
     size = os.fstat(fd).st_size
     for window in (TAIL, 2 * MAX_LINE + 2):
@@ -176,10 +178,24 @@ def _last_line(fd: int) -> tuple[bytes | None, int]:
         before = tail.rfind(b"\n", 0, end)
         if before < 0 and start > 0:
             continue
+        if size - (start + end + 1) > MAX_LINE:
+            break  # (no torn entry: damage)
         return tail[before + 1 : end], start + end + 1
-    raise FormatError(
-        f"the audit log's last entry is longer than any entry dvfs writes: "
-        f"`dvfs audit verify` says what is wrong with .dvfs/{LOG}"
+    raise FormatError(_damaged_end(fd, size))
+
+
+def _damaged_end(fd: int, size: int) -> str:
+    """What to tell a user whose log (``size`` bytes) ends in what no append can
+    follow: more bytes after the last line than any entry takes, or a last line too
+    long to be found from the end; and the ``truncate`` that cuts it off."""
+    end = _end(fd, size)
+    if size - end > MAX_LINE:
+        return _junk(size - end, end)
+    start = _end(fd, end - 1)
+    return (
+        f"the audit log's last line is {end - 1 - start:,} bytes, longer than any entry "
+        f"dvfs writes: it was damaged, and no ref can change until it is gone; cut it off "
+        f"with what follows it (`truncate -s {start} .dvfs/{LOG}`)"
     )
 
 
@@ -812,10 +828,8 @@ def blocked(dvfs_dir: Path) -> str | None:
     if fd >= 0:
         try:
             _last_line(fd)
-        except FormatError:
-            size = os.fstat(fd).st_size
-            end = _end(fd, size)
-            return _junk(size - end, end)
+        except FormatError as exc:
+            return str(exc)
         finally:
             os.close(fd)
     try:
