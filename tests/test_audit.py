@@ -100,6 +100,22 @@ def test_audit_rejects_a_bad_date(repo: Repo) -> None:
     assert repo.json("audit", "--since", "2000-01-01T10:30+02:00", "--json") != []
 
 
+@pytest.mark.parametrize("tz", ["UTC", "Pacific/Kiritimati", "Etc/GMT+12"])
+def test_a_date_at_the_calendars_edge_lists_all_or_nothing(repo: Repo, tz: str) -> None:
+    """`dvfs audit --since 0001-01-01` (local time) stopped with "internal error
+    (ValueError: year 0 is out of range)": a date before every entry lists them all, one
+    after every entry none, wherever the user's clock is."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    every = repo.json("audit", "--json")
+    for since in ("0001-01-01", "0001-01-01T00:00", "0001-01-01T00:00+14:00"):
+        r = repo.ok("audit", "--since", since, "--json", env={"TZ": tz})
+        assert r.json() == every, since
+    for since in ("9999-12-31", "9999-12-31T23:59:59", "9999-12-31T23:59:59-14:00"):
+        assert repo.ok("audit", "--since", since, "--json", env={"TZ": tz}).json() == [], since
+
+
 def test_a_pull_and_a_commit_on_a_branch_are_entries(repo: Repo, tmp_path: Path) -> None:
     repo.write("a.txt", "one\n")
     repo.ok("add", "a.txt")

@@ -69,9 +69,12 @@ def audit_cmd(
             raise UsageError(
                 f"--since {quote_given(since)} is not a date: write {SINCE_FORM}"
             ) from None
-        if when.tzinfo is None:
-            when = when.astimezone()
-        start = int(when.timestamp() * 1e9)
+        try:
+            if when.tzinfo is None:
+                when = when.astimezone()
+            start = int(when.timestamp() * 1e9)
+        except (ValueError, OverflowError):  # (at the calendar's edge: before or after all)
+            start = 0 if when.year < 1970 else 1 << 63
     bad: list[int] = []  # lines of the local log, or entries of the remote's, that are none
     if remote_name is not None:
         backend, _ = remote_chain(repo, remote_name)
