@@ -437,3 +437,28 @@ def test_a_remote_failing_whole_is_not_taken_for_one_entry_refused(
         )
     assert failing.requests <= 3, failing.requests
     assert sorted(dir_remote.list_keys("audit/")) == [audit_key(1)]  # the one entry made
+
+
+def test_an_audit_folder_replaced_by_a_link_refuses_the_push_in_one_line(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A directory remote whose audit/ folder a teammate replaced with a link (to a copy
+    of it elsewhere) made the next push of a clone that had seen the chain probe every
+    number up to the last an entry can have, each "taken" since refused, and run on
+    without end. The push is refused now in one line naming the link, before any entry
+    is written or ref moved, as verify and the listing are."""
+    repo = make_repo()
+    one = commit_files(repo, {"a": "1"}, "one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    folder = Path(dir_remote.url.removeprefix("file://")) / "audit"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(folder, elsewhere)
+    folder.symlink_to(elsewhere)
+    commit_files(repo, {"a": "2"}, "two")
+    assert_error(repo.run("push", timeout=60), "audit in", "is a symbolic link")
+    assert sorted(os.listdir(elsewhere)) == [audit_key(1).removeprefix("audit/")]
+    assert dir_remote.ref() == one
+    for args in (("audit", "--remote", "origin"), ("audit", "verify", "--remote", "origin")):
+        assert_error(repo.run(*args), "audit in", "is a symbolic link")
+    repo.fsck_clean()

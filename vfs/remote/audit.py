@@ -95,7 +95,11 @@ def _exists(backend: Backend, seq: int) -> bool:
         return False
     except RemoteError as exc:
         if _refused(exc):
-            return True  # (a FIFO or a link there: the number is taken all the same)
+            # A FIFO or a link there: the number is taken all the same. Unless it is the
+            # folder that is refused (audit/ a link), and so every key, each "taken":
+            # listing the key's name raises that, as a listing of audit/ does.
+            next(iter(backend.list(audit_key(seq))), None)
+            return True
         raise
 
 
