@@ -462,3 +462,31 @@ def test_an_audit_folder_replaced_by_a_link_refuses_the_push_in_one_line(
     for args in (("audit", "--remote", "origin"), ("audit", "verify", "--remote", "origin")):
         assert_error(repo.run(*args), "audit in", "is a symbolic link")
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_an_audit_folder_replaced_by_a_file_refuses_the_push_in_one_line(
+    dir_remote: Remote, make_repo: RepoFactory, kind: str
+) -> None:
+    """A directory remote whose audit/ folder was replaced by a file or a FIFO refused
+    the push after a thousand tries, saying "1000 audit entries were written while this
+    one waited: try again", though none was written and trying again never helps. The
+    push now stops at the first try, saying no entry can be written there and whom to
+    ask; no ref is moved."""
+    repo = make_repo()
+    one = commit_files(repo, {"a": "1"}, "one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    folder = Path(dir_remote.url.removeprefix("file://")) / "audit"
+    shutil.rmtree(folder)
+    if kind == "file":
+        folder.write_bytes(b"junk\n")
+    else:
+        os.mkfifo(folder)
+    commit_files(repo, {"a": "2"}, "two")
+    line = assert_error(
+        repo.run("push", timeout=60), "audit/000000000002", "no ref was moved", "owner"
+    )
+    assert "were written while this one waited" not in line
+    assert dir_remote.ref() == one
+    repo.fsck_clean()

@@ -103,6 +103,19 @@ def _exists(backend: Backend, seq: int) -> bool:
         raise
 
 
+def _exists_key(backend: Backend, key: str) -> bool:
+    """Whether something is at ``key``: an object, or one refused (a FIFO, a link)."""
+    try:
+        backend.head(key)
+        return True
+    except RemoteNotFound:
+        return False
+    except RemoteError as exc:
+        if _refused(exc):
+            return True
+        raise
+
+
 def _entry_hash(backend: Backend, seq: int) -> str:
     """The hash of entry ``seq``'s bytes, for the next entry to link to; ``UNREADABLE``
     if no entry can be read there (too large, not a file, gone since listed)."""
@@ -117,7 +130,9 @@ def _entry_hash(backend: Backend, seq: int) -> str:
 def _create(backend: Backend, batch: list[tuple[str, bytes]]) -> Sequence[bool]:
     """``backend.create_many(batch, in_order=True)``. A directory remote refuses to write
     where a folder, a link or a FIFO holds a key (an S3 store answers "there"): the
-    entries written before it are found by reading them back, and that key is taken."""
+    entries written before it are found by reading them back, and that key is taken.
+    A key refused because ``audit/`` itself is a file or a FIFO is no key taken, and
+    no other number would do better: RemoteError."""
     try:
         return backend.create_many(batch, in_order=True)
     except RemoteError as exc:
@@ -127,6 +142,15 @@ def _create(backend: Backend, batch: list[tuple[str, bytes]]) -> Sequence[bool]:
     for key, data in batch:
         try:
             made.append(backend.get_small(key, MAX_LINE) == data)
+        except RemoteNotFound:
+            if not _exists_key(backend, AUDIT.rstrip("/")):
+                made.append(False)  # (a folder at the key: no entry, the number taken)
+                break
+            raise RemoteError(
+                f"{backend.url} holds {AUDIT.rstrip('/')} as no folder, so no audit entry "
+                f"can be written ({key}) and no ref was moved: ask the remote's owner to "
+                f"put its {AUDIT} folder back"
+            ) from None
         except RemoteError as exc:
             if not _refused(exc):
                 raise
