@@ -51,6 +51,14 @@ def pushed(data: Data, s3_server: S3Server) -> str:
     return push_all(data.root, s3_server)
 
 
+def copied(data: Data, tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, vfs.Repo]:
+    """A copy of the module's repository with ``files`` written over it, and its Repo."""
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, files)
+    return root, vfs.Repo(root)
+
+
 def test_versions_and_show_are_what_log_and_show_print(data: Data) -> None:
     versions = data.repo.versions()
     assert [(v.number, v.message) for v in versions] == [(2, "more rows"), (1, "first data")]
@@ -554,10 +562,9 @@ def test_an_empty_path_is_refused_not_taken_as_the_whole_repository(
     data: Data, tmp_path: Path
 ) -> None:
     # repo.add("") (a path from an unset variable) staged every file of the repository
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"big.bin": b"not for the repository\n", "data/new.txt": b"new\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(
+        data, tmp_path, {"big.bin": b"not for the repository\n", "data/new.txt": b"new\n"}
+    )
     tracked = set(repo.repository.index().paths())
     for call in (
         lambda: repo.add(""),
@@ -612,10 +619,7 @@ def test_a_set_parameter_is_recorded_as_the_same_list_in_every_process(
         for seed in range(1, 6)
     }
     assert seen == {"{'c': ['cat', 'dog', 'emu', 'owl']}\n"}
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"sets\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"sets\n"})
     v = repo.commit("sets", params={"s": {8, 1}, "f": frozenset({"a"})}, all=True)
     assert v.params == {"s": [1, 8], "f": ["a"]}
     fsck_clean(root)
@@ -624,10 +628,7 @@ def test_a_set_parameter_is_recorded_as_the_same_list_in_every_process(
 def test_a_mapping_that_is_not_a_dict_is_recorded_as_a_mapping(data: Data, tmp_path: Path) -> None:
     # a mapping inside the parameters that is not a dict (a config object's, a
     # MappingProxyType) was recorded as its text: "{'lr': 0.1}"
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"config\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"config\n"})
     opt = types.MappingProxyType({"lr": 0.1, "betas": (0.9, 0.99)})
     v = repo.commit("config", params={"optimizer": opt}, all=True)
     assert v.params == {"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}}
@@ -672,10 +673,7 @@ def test_a_seek_before_the_start_is_the_error_a_file_on_disk_raises(
 ) -> None:
     # it was a ValueError only: zipfile.is_zipfile of a file shorter than a zip's end
     # record (which seeks 22 bytes back from the end and catches OSError) raised it
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"tiny.zip": b"PK"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"tiny.zip": b"PK"})
     repo.add("tiny.zip")
     repo.commit("tiny")
     assert zipfile.is_zipfile(repo.open("tiny.zip")) is False
@@ -907,10 +905,7 @@ def test_a_file_named_with_a_trailing_slash_is_refused_by_add_as_by_the_cli(
 ) -> None:
     # repo.add("notes.txt/") staged the file (the path was joined as a pathlib.Path,
     # which drops the "/"), where `dvfs add notes.txt/` refuses it: the "/" names a directory
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"changed\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"changed\n"})
     staged = dict(repo.repository.index().entries)
     cli = assert_error(run(root, "add", "notes.txt/"))
     for path in ("notes.txt/", "notes.txt/.", "data/link.csv/"):
@@ -927,10 +922,7 @@ def test_a_file_named_with_a_trailing_slash_is_refused_by_add_as_by_the_cli(
 
 def test_add_given_no_path_is_refused_as_by_the_cli(data: Data, tmp_path: Path) -> None:
     # repo.add([]) (a filter that matched nothing) returned as if it had staged
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"changed\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"changed\n"})
     staged = dict(repo.repository.index().entries)
     assert run(root, "add").code != 0
     empty: list[str] = []
@@ -966,10 +958,7 @@ def test_an_array_of_objects_is_refused_as_a_parameter_not_recorded_by_address(
 ) -> None:
     # numpy.array([object()]) was taken as a number array, and recorded as the text
     # of its member: "<object object at 0x7f...>", an address that changes every run
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"arrays\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"arrays\n"})
     head = repo.versions(limit=1)
     bad = np.array([1, object()], dtype=object)
     with pytest.raises(TypeError, match=r"^parameter w\[1\] is a object, which a version cannot"):
@@ -987,10 +976,7 @@ def test_two_parameter_names_recorded_alike_are_refused_not_one_dropped(
 ) -> None:
     # {1: "a", "1": "b"}: both names are recorded as "1", and the version kept only
     # "b", without a word; so did `dvfs commit --params-file` of `1: a` and `"1": b`
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"keys\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"keys\n"})
     head = repo.versions(limit=1)
     given: list[dict[Any, Any]] = [{1: "a", "1": "b"}, {"opt": {"2": "x", 2: "y"}}]
     for params in given:  # (names that are not text: a config's, as Python allows)
@@ -1065,10 +1051,7 @@ def test_a_missing_path_is_an_os_error_with_the_errno_the_kernel_gives(data: Dat
 def test_parameters_holding_themselves_are_refused_in_one_line(data: Data, tmp_path: Path) -> None:
     # a mapping that holds itself (a config's back-reference), or lists nested 5,000
     # deep, failed with RecursionError ("maximum recursion depth exceeded")
-    root = tmp_path / "copy"
-    shutil.copytree(data.root, root, symlinks=True)
-    write(root, {"notes.txt": b"loops\n"})
-    repo = vfs.Repo(root)
+    root, repo = copied(data, tmp_path, {"notes.txt": b"loops\n"})
     head = repo.versions(limit=1)
     loop: dict[str, Any] = {"lr": 0.1}
     loop["self"] = loop

@@ -377,6 +377,17 @@ def test_a_directory_remote_not_mounted_is_named_so_by_prune_and_by_reads_of_its
     repo.fsck_clean()
 
 
+def damage_on(remote: Path, data: bytes) -> None:
+    """Flip a byte of ``data`` (stored raw: random bytes) in the directory remote's pack
+    that holds it."""
+    packs = sorted((remote / "packs").iterdir())
+    damaged = next(p for p in packs if data[1000:1100] in p.read_bytes())
+    raw = bytearray(damaged.read_bytes())
+    raw[raw.index(data[1000:1100]) + 50] ^= 0xFF
+    damaged.chmod(0o644)
+    damaged.write_bytes(bytes(raw))
+
+
 def test_a_repository_mount_reads_from_another_remote_what_the_default_holds_damaged(
     make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
 ) -> None:
@@ -388,12 +399,7 @@ def test_a_repository_mount_reads_from_another_remote_what_the_default_holds_dam
     repo.ok("push", "--remote", "backup", "--all", "--tags")
     repo.ok("fetch", "--remote", "backup")  # (its index as last read lists the data)
     assert repo.json("store", "prune", "--json")["chunks_dropped"] == 2
-    packs = sorted((tmp_path / "remote" / "packs").iterdir())
-    damaged = next(p for p in packs if DATA[0][1000:1100] in p.read_bytes())
-    raw = bytearray(damaged.read_bytes())
-    raw[raw.index(DATA[0][1000:1100]) + 50] ^= 0xFF
-    damaged.chmod(0o644)
-    damaged.write_bytes(bytes(raw))
+    damage_on(tmp_path / "remote", DATA[0])
     assert repo.cat("v1:data.bin") == DATA[0]
     repo.ok("store", "prune")  # (cat kept what it fetched)
     with mounted(str(repo.root), tmp_path / "mnt", tmp_path / "home", "--read-only") as m:
@@ -415,11 +421,6 @@ def test_what_a_push_wrote_to_another_remote_is_known_there_without_a_fetch(
     written = {p.name for p in (tmp_path / "backup" / "index").iterdir()}
     assert written and {p.name for p in cached.iterdir()} == written
     assert repo.json("store", "prune", "--json")["chunks_dropped"] == 2
-    packs = sorted((tmp_path / "remote" / "packs").iterdir())
-    damaged = next(p for p in packs if DATA[0][1000:1100] in p.read_bytes())
-    raw = bytearray(damaged.read_bytes())
-    raw[raw.index(DATA[0][1000:1100]) + 50] ^= 0xFF
-    damaged.chmod(0o644)
-    damaged.write_bytes(bytes(raw))
+    damage_on(tmp_path / "remote", DATA[0])
     assert repo.cat("v1:data.bin") == DATA[0]
     repo.fsck_clean()
