@@ -934,6 +934,17 @@ def test_a_first_run_killed_over_tracked_data_runs_again(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def pipeline_only_clone(repo: Repo, tmp_path: Path) -> Repo:
+    """``repo`` pushed to a directory remote and cloned from it without a checkout,
+    then only ``dvfs.yaml`` and ``dvfs.runs`` pulled: the outputs are not checked out."""
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("pull", "dvfs.yaml", "dvfs.runs")
+    return copy
+
+
 def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_path: Path) -> None:
     repo.write("data/a", "1\n")
     repo.ok("add", "data")
@@ -942,11 +953,7 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("add", "params.yaml")
     repo.commit("one")
-    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
-    repo.ok("push")
-    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
-    copy = Repo(tmp_path / "copy")
-    copy.ok("pull", "dvfs.yaml", "dvfs.runs")
+    copy = pipeline_only_clone(repo, tmp_path)
     # it said "m.json does not exist (`dvfs repro` makes a stage's)"
     r = copy.run("metrics", "show")
     assert r.code == 1 and warnings_of(r) == [
@@ -985,11 +992,7 @@ def test_the_command_that_brings_a_file_not_checked_out_is_one_a_shell_reads(
             "echo '{\"acc\": 1}' > 'my m.json'")  # fmt: skip
     repo.ok("add", "my p.yaml")
     repo.commit("one")
-    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
-    repo.ok("push")
-    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
-    copy = Repo(tmp_path / "copy")
-    copy.ok("pull", "dvfs.yaml", "dvfs.runs")
+    copy = pipeline_only_clone(repo, tmp_path)
     assert warnings_of(copy.run("metrics", "show")) == [
         "dvfs: warning: my m.json is tracked but not checked out: `dvfs pull 'my m.json'` or "
         "`dvfs checkout HEAD 'my m.json'` brings it"
