@@ -469,7 +469,10 @@ def test_a_blank_merge_message_is_refused_as_a_commits_is(repo: Repo) -> None:
     diverge(repo)
     before = repo.head_id()
     for blank in ("", "  \n"):
-        repo.fail("merge", "other", "-m", blank, fragments=("message is empty",), code=2)
+        repo.fail(
+            "merge", "other", "-m", blank, code=2,
+            fragments=("message is empty", "leave it out for 'merge other into main'"),
+        )  # fmt: skip
     assert repo.head_id() == before and repo.status()["merging"] is None
     repo.fsck_clean()
 

@@ -277,7 +277,7 @@ def merge(
         if not message.strip():
             raise UsageError(
                 f"the merge's message is empty: give -m a text, or leave it out for "
-                f"'merge {rev} into BRANCH'; nothing was merged"
+                f"'merge {rev} into {repo.history.head().branch}'; nothing was merged"
             )
         version_params.message(message)
     with repo.locked():
