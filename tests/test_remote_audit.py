@@ -490,3 +490,29 @@ def test_an_audit_folder_replaced_by_a_file_refuses_the_push_in_one_line(
     assert "were written while this one waited" not in line
     assert dir_remote.ref() == one
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize("how", ["cut", "file"])
+def test_the_listing_says_a_chain_ends_before_what_this_clone_saw(
+    dir_remote: Remote, make_repo: RepoFactory, how: str
+) -> None:
+    """`dvfs audit --remote` of a chain whose last entries were deleted (or whose audit/
+    folder became a file) listed what was left, or nothing, and exited 0, though this
+    clone had seen the chain reach further. It now lists what is left and exits 1,
+    naming the entry it saw and `dvfs audit verify --remote`."""
+    repo = make_repo()
+    pushed_twice(repo, dir_remote)
+    folder = Path(dir_remote.url.removeprefix("file://")) / "audit"
+    if how == "cut":
+        (folder / audit_key(3).removeprefix("audit/")).unlink()
+        last = 2
+    else:
+        shutil.rmtree(folder)
+        folder.write_bytes(b"junk\n")
+        last = 0
+    r = repo.run("audit", "--remote", "origin")
+    assert_error(r, f"ends at entry {last}", "reach entry 3", "audit verify --remote origin")
+    assert len(r.out.splitlines()) == last  # what is left is still listed
+    r = repo.run("audit", "--remote", "origin", "--json")
+    assert r.code == 1 and [e["seq"] for e in json.loads(r.out)] == list(range(1, last + 1))
+    repo.fsck_clean()

@@ -76,9 +76,18 @@ def audit_cmd(
         except (ValueError, OverflowError):  # (at the calendar's edge: before or after all)
             start = 0 if when.year < 1970 else 1 << 63
     bad: list[int] = []  # lines of the local log, or entries of the remote's, that are none
+    cut = ""  # how a remote's chain ends before the entry this clone last saw of it
     if remote_name is not None:
-        backend, _ = remote_chain(repo, remote_name)
+        backend, head = remote_chain(repo, remote_name)
         found = remote_audit.remote_entries(backend, skipped=bad)
+        last = max([e.seq for e in found] + bad, default=0)
+        seen = remote_audit.seen_end(head)
+        if seen > last:
+            cut = (
+                f"remote {remote_name}'s audit chain ends at entry {last}, but this clone saw "
+                f"it reach entry {seen}: entries were deleted from its end; "
+                f"`dvfs audit verify --remote {remote_name}` checks the chain"
+            )
     else:
         found = list(audit.entries(repo.dir, skipped=bad))
     picked = [e for e in found if e.time_ns >= start]
@@ -86,6 +95,8 @@ def audit_cmd(
         emit_json([e.as_json() for e in picked])
     else:
         _show(picked)
+    if cut and not bad:
+        fail(cut)
     if bad:  # (the others are listed; the chain is not whole: exit 1, as verify does)
         many = len(bad) > 1
         numbers = ", ".join(map(str, bad[:5])) + (

@@ -160,6 +160,13 @@ def _create(backend: Backend, batch: list[tuple[str, bytes]]) -> Sequence[bool]:
     return made
 
 
+def seen_end(head_path: Path | None) -> int:
+    """The number of the last entry of a remote's chain this clone saw, at its last
+    push or verify (``head_path``, ``chain_head``); 0 where it recorded none."""
+    hint = _read_head(head_path)
+    return 0 if hint is None else hint[0]
+
+
 def _read_head(path: Path | None) -> tuple[int, str] | None:
     if path is None:
         return None
