@@ -140,6 +140,8 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
     )
     # one - is descending; two were taken as one, and sorted by acc
     assert_error(repo.run("compare", "--sort=--acc"), "no metric or parameter -acc to sort by")
+    # a lone - named "no metric or parameter  to sort by", a blank for the name
+    assert_error(repo.run("compare", "--sort", "-"), "--sort - names no column", "-NAME")
 
 
 def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(

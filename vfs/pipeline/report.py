@@ -483,6 +483,11 @@ def compare(
         col, desc = column(sort_by), False
         if col is None and sort_by.startswith("-"):
             col, desc = column(sort_by[1:]), True
+        if col is None and sort_by == "-":
+            raise UsageError(
+                "--sort - names no column: give a metric or parameter (NAME ascending, "
+                "-NAME descending)"
+            )
         if col is None:
             name = quote_name(sort_by.removeprefix("-"))
             names = [*all_p, *all_m]
