@@ -116,6 +116,27 @@ def test_an_exception_in_the_block_records_nothing(repo: vfs.Repo) -> None:
     fsck_clean(root)
 
 
+@pytest.mark.parametrize("code", [None, 0, 1, "failed"])
+def test_a_successful_exit_in_the_block_records_the_run(
+    repo: vfs.Repo, code: int | str | None
+) -> None:
+    """``sys.exit(0)`` in the block (a click command's ``main()`` ends so once it has
+    done its work) recorded nothing, silently: the training's record was lost. A
+    success exit now records the run, then goes on; any other exit records nothing."""
+    with pytest.raises(SystemExit) as raised, vfs.track(repo, message="by click") as r:
+        r.log_metrics({"acc": 0.9}, step=0)
+        r.output("model.bin").write_bytes(b"weights")
+        sys.exit(code)
+    assert raised.value.code == code
+    recorded = code in (None, 0)
+    assert sorted(v.number for v in repo.versions()) == ([1, 2] if recorded else [1])
+    assert (r.version is not None) == recorded
+    root = repo.root
+    assert root is not None
+    assert (root / "metrics.json").exists() == recorded
+    fsck_clean(root)
+
+
 def test_bad_runs_are_refused_before_or_instead_of_recording(repo: vfs.Repo) -> None:
     with pytest.raises(vfs.UsageError, match="parameter name"):
         vfs.track(repo, message="x", params={"": 1})

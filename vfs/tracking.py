@@ -77,7 +77,10 @@ it, what they would add could no longer be recorded, so they raise ``UsageError`
 rather than drop it. A Run is used once.
 
 An exception in the block (Ctrl-C included) records nothing: no metrics file, no
-``dvfs.runs`` change, nothing staged, no version; the exception propagates. A Ctrl-C
+``dvfs.runs`` change, nothing staged, no version; the exception propagates. But
+``sys.exit()`` and ``sys.exit(0)`` end the block as a success: the run is recorded,
+then the ``SystemExit`` propagates (a script's ``main()`` made with click exits so
+when it is done). A Ctrl-C
 that arrives while the version is being recorded is held until it is (a few
 seconds at most: the outputs are already written), then raised; one that arrives
 while the run waits for another command's repository lock stops the wait, with
@@ -152,6 +155,12 @@ def history_name(metrics: bytes) -> bytes:
     ``metrics.steps.jsonl``); ``dvfs ui`` plots it."""
     stem = metrics[:-5] if metrics.endswith(b".json") else metrics
     return stem + b".steps.jsonl"
+
+
+def _succeeded(exc: BaseException | None) -> bool:
+    """Whether ``exc`` ends the block as a success: ``sys.exit()`` or ``sys.exit(0)``
+    (a click command ends so, in standalone mode, once it has done its work)."""
+    return isinstance(exc, SystemExit) and exc.code in (None, 0)
 
 
 class Run:
@@ -280,7 +289,7 @@ class Run:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if kind is None:
+            if kind is None or _succeeded(exc):
                 self._record()
         finally:
             self._state = "ended"
