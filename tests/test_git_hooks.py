@@ -260,3 +260,27 @@ def test_hooks_without_dvfs_on_path_never_break_git(make_repo: RepoFactory, tmp_
     assert "dvfs command is not on PATH" in r.stderr
     assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"  # untouched
     fsck_clean(repo.root)
+
+
+def test_a_password_in_the_git_remote_url_is_never_recorded(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # git gives pre-push the remote's URL as written, password and all: a push the hook
+    # makes records its command line in the audit log, here and on the dvfs remote.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    ssh = tmp_path / "fake-ssh"  # runs the command git asks for, here
+    ssh.write_text('#!/bin/sh\nfor a; do last=$a; done\nexec sh -c "$last"\n')
+    ssh.chmod(0o755)
+    ok(repo.root, "git", "config", "core.sshCommand", str(ssh))
+    url = f"ssh://alice:s3cr3t-token@localhost{tmp_path / 'code.git'}"
+    ok(repo.root, "git", "remote", "set-url", "origin", url)
+    new_data_commit(repo, 3)
+    code, shown = push_at_a_terminal(repo.root, b"\n")
+    assert code == 0 and "main: v3 " in shown, shown
+    assert remote_tip(repo) == repo.head_id()
+    records = [repo.root / ".dvfs" / "audit.log", *(tmp_path / "store" / "audit").iterdir()]
+    assert any(b'"hook","pre-push"' in p.read_bytes() for p in records)  # what pushed
+    for p in records:
+        assert b"s3cr3t" not in p.read_bytes(), p
+    fsck_clean(repo.root)

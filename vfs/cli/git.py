@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from vfs._os.program import set_command
 from vfs.cli.checkout import report_checkout
 from vfs.cli.options import DvfsCommand
 from vfs.cli.output import quoted, repo_here, warn, workers
@@ -98,6 +99,9 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
 
     top = Path(git_output(Path.cwd(), "rev-parse", "--show-toplevel") or Path.cwd())
     if name == "pre-push":
+        # git's arguments are the remote's name and URL, which may hold a password: a
+        # push made here records the hook alone (its audit entries reach the dvfs remote)
+        set_command(["dvfs", "hook", name, *(arg for d in dirs for arg in ("--in", d))])
         lines = sys.stdin.read(HOOK_INPUT_LIMIT).splitlines()
         pre_push(ctx, top, dirs, githooks.pushed_commits(lines))
         return
