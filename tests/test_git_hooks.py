@@ -284,3 +284,22 @@ def test_a_password_in_the_git_remote_url_is_never_recorded(
     for p in records:
         assert b"s3cr3t" not in p.read_bytes(), p
     fsck_clean(repo.root)
+
+
+def test_a_dvfs_lock_that_is_not_text_never_stops_a_git_push(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # The commit pushed may hold any dvfs.lock a teammate committed: bytes that are not
+    # UTF-8, far more of them than a lock holds. It names no version: nothing to offer.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    for size in (300, 5 << 20):
+        (repo.root / "dvfs.lock").write_bytes(bytes(range(128, 256)) * (size // 128))
+        ok(repo.root, "git", "commit", "-q", "-am", f"a lock of {size} bytes")
+        r = ok(repo.root, "git", "push", "-q")
+        assert "dvfs" not in r.stderr, r.stderr
+    git_tip = ok(
+        tmp_path, "git", "--git-dir", str(tmp_path / "code.git"), "log", "-1", "--format=%s"
+    )
+    assert git_tip.stdout.strip() == f"a lock of {5 << 20} bytes"
+    fsck_clean(repo.root)

@@ -43,7 +43,15 @@ from vfs.errors import ObjectMissing, UsageError
 from vfs.ops import checkout as co
 from vfs.ops.sync import Transfer, download_data, fetch_locked
 from vfs.remote.config import connect, default_remote, get_remote, tracking_branches
-from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_output, parse_lock, read_lock
+from vfs.repo.gitlink import (
+    LOCK_FILE,
+    MAX_LOCK,
+    LockPointer,
+    git_file,
+    git_output,
+    parse_lock,
+    read_lock,
+)
 from vfs.repo.repository import Repository
 from vfs.store.durable import write_atomic
 from vfs.worktree.pools import Workers
@@ -220,11 +228,11 @@ def lock_changed(top: Path, repo_dir: str, old: str, new: str) -> bool:
 def lock_at(top: Path, repo_dir: str, commit: str) -> LockPointer | None:
     """What ``dvfs.lock`` of ``repo_dir`` names at ``commit`` (None if none, or unreadable)."""
     path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
-    text = git_output(top, "show", f"{commit}:{path}")
-    if not text:
+    raw = git_file(top, commit, path, MAX_LOCK)
+    if not raw:
         return None
     try:
-        return parse_lock(text.encode(), f"{commit[:10]}:{path}")
+        return parse_lock(raw, f"{commit[:10]}:{path}")
     except UsageError:
         return None
 

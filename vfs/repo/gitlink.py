@@ -83,6 +83,25 @@ def git_output(root: Path, *args: str) -> str | None:
     return _git(root, *args)
 
 
+def git_file(root: Path, commit: str, path: str, limit: int) -> bytes | None:
+    """The bytes of ``path`` at git commit ``commit``; None if there is none there, or it
+    holds more than ``limit`` bytes (a commit is anyone's: its size is asked first)."""
+    import subprocess  # (see _git_raw)
+
+    spec = f"{commit}:{path}"
+    size = _git(root, "cat-file", "-s", spec)
+    if size is None or not size.isdigit() or int(size) > limit:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "cat-file", "blob", spec], cwd=root, capture_output=True, timeout=30,
+            check=False, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def _no_git_around(root: Path) -> bool:
     """True if git would find no repository at or above ``root``, so need not be asked.
 
