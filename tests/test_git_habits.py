@@ -266,6 +266,26 @@ def test_status_says_when_git_checked_out_a_dvfs_lock_of_other_data(make_repo: R
     repo.fsck_clean()
 
 
+def test_a_commit_beside_a_git_file_whose_name_is_not_utf8_records_git_as_it_is(
+    make_repo: RepoFactory,
+) -> None:
+    """With ``core.quotePath`` off, git prints a tracked file's name as its bytes."""
+    repo = make_repo(git_repo=True)
+    odd = repo.root / os.fsdecode(b"notes-\xff.txt")
+    odd.write_text("one\n")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-q", "-m", "code")
+    git(repo.root, "config", "core.quotePath", "false")
+    odd.write_text("two\n")  # modified: `git status` lists it
+    repo.write("a.txt", "data")
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "data")
+    shown = repo.json("show", "--format", "json")
+    assert shown["git_commit"] == git(repo.root, "rev-parse", "HEAD")
+    assert shown["git_dirty"] is True
+    repo.fsck_clean()
+
+
 def test_add_of_many_paths_asks_git_which_it_tracks_once(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -397,6 +417,9 @@ def test_git_is_found_through_a_git_file_a_variable_and_not_where_there_is_none(
         ("[user]\n\tname = First\n\tname = Ada Lovelace\n\temail = ada@example.org\n",
          "Ada Lovelace <ada@example.org>"),
         ("[user]\n\tname = Ada Lovelace\n", "Ada Lovelace"),
+        # (not UTF-8: a name written in Latin-1; its byte is replaced, as the rest is kept)
+        ("[user]\n\tname = Jos\udce9\n\temail = jose@example.org\n",
+         "Jos\ufffd <jose@example.org>"),
     ],
 )  # fmt: skip
 def test_the_author_comes_from_git_config_without_dvfs_author(
@@ -406,7 +429,7 @@ def test_the_author_comes_from_git_config_without_dvfs_author(
     last value of each, as ``git config`` gives it) name the author."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / ".gitconfig").write_text(config)
+    (home / ".gitconfig").write_bytes(os.fsencode(config))
     env = {  # (an empty value removes the variable)
         "DVFS_AUTHOR": "", "GIT_CONFIG_GLOBAL": "", "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "xdg"), "GIT_CONFIG_NOSYSTEM": "1",

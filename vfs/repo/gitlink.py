@@ -60,7 +60,11 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def _git_raw(root: Path, *args: str) -> str | None:
-    """What ``git ARGS`` run in ``root`` prints, as it is; None if it fails or is missing."""
+    """What ``git ARGS`` run in ``root`` prints, as it is; None if it fails or is missing.
+
+    Decoded as file names are (bytes that are not UTF-8 kept as surrogates): git prints
+    paths as they are with ``core.quotePath`` off, and values as they were written.
+    """
     import subprocess  # here: most commands never run git, and it costs 4 ms to import
 
     try:
@@ -68,14 +72,13 @@ def _git_raw(root: Path, *args: str) -> str | None:
             ["git", *args],
             cwd=root,
             capture_output=True,
-            text=True,
             timeout=30,
             check=False,
             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout if out.returncode == 0 else None
+    return os.fsdecode(out.stdout) if out.returncode == 0 else None
 
 
 def git_output(root: Path, *args: str) -> str | None:
@@ -191,6 +194,8 @@ def git_author(root: Path) -> str | None:
         found = {}
         for entry in (out or "").split("\0"):
             key, _, value = entry.partition("\n")
+            # (a value written in another encoding than UTF-8: its bytes replaced)
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             found[key.lower()] = value.strip()
     name, email = found.get("user.name"), found.get("user.email")
     if name and email:
