@@ -303,3 +303,24 @@ def test_a_dvfs_lock_that_is_not_text_never_stops_a_git_push(
     )
     assert git_tip.stdout.strip() == f"a lock of {5 << 20} bytes"
     fsck_clean(repo.root)
+
+
+def test_git_checkout_of_a_commit_without_dvfs_lock_leaves_the_data_and_succeeds(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # A commit from before the data came into the project (git bisect, an old tag, a
+    # branch that dropped the file) names no data: nothing to restore, nothing failed.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    ok(repo.root, "git", "checkout", "-q", "-b", "code-only")
+    ok(repo.root, "git", "rm", "-q", "dvfs.lock")
+    ok(repo.root, "git", "commit", "-q", "-m", "code without data")
+    ok(repo.root, "git", "checkout", "-q", "master")
+    r = ok(repo.root, "git", "checkout", "-q", "code-only")
+    assert "names no data (it has no dvfs.lock): the data was left as it is" in r.stderr
+    assert "error" not in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    assert repo.status()["head"] == "v2"
+    r = ok(repo.root, "git", "checkout", "-q", "master")
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    fsck_clean(repo.root)

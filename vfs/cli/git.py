@@ -120,6 +120,13 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
             continue
         if githooks.lock_changed(top, d, old, new):
             where = "" if d == "." else f" of {quoted(d)}"
+            if not os.path.lexists(root / "dvfs.lock"):  # (a commit from before the data)
+                click.echo(
+                    f"dvfs: this commit names no data (it has no dvfs.lock{where}): the data "
+                    "was left as it is",
+                    err=True,
+                )
+                continue
             click.echo(f"dvfs: dvfs.lock{where} changed: restoring the data it names", err=True)
             with workers() as w:
                 done = githooks.follow_lock(Repository(root), w)

@@ -7,8 +7,9 @@ Three hooks are written to the git repository's hooks directory (``git rev-parse
   when the commit's ``dvfs.lock`` differs from the one before, the data is brought to
   the version it names (:func:`follow_lock`: what is missing is fetched from the
   default remote, then ``dvfs checkout --lock``, or a fast-forward of the branch when
-  the lock moved it ahead). A clone without a store is told to run ``dvfs pull``
-  instead; nothing else is done there;
+  the lock moved it ahead). A commit without a ``dvfs.lock`` names no data: the data
+  is left as it is. A clone without a store is told to run ``dvfs pull`` instead;
+  nothing else is done there;
 - ``pre-push``: when a commit being pushed has a ``dvfs.lock`` naming a version that
   the default dvfs remote is not known to have (no remote-tracking branch there
   holds it), it offers to ``dvfs push`` it first, asking on the terminal
