@@ -324,3 +324,46 @@ def test_git_checkout_of_a_commit_without_dvfs_lock_leaves_the_data_and_succeeds
     r = ok(repo.root, "git", "checkout", "-q", "master")
     assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
     fsck_clean(repo.root)
+
+
+def test_status_says_how_to_get_a_version_dvfs_lock_names_that_is_not_here(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # A teammate committed dvfs.lock for data they had not pushed: the first pull of a
+    # clone stops, as does a git pull's; status names what is missing and what gets it.
+    repo = data_repo(make_repo, tmp_path)
+    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "mate")
+    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "late")
+    mate, late = Repo(tmp_path / "mate"), Repo(tmp_path / "late")
+    mate.ok("pull")
+    new_data_commit(repo, 3)
+    ok(repo.root, "git", "push", "-q")
+    v3 = repo.head_id()[:10]
+    ok(mate.root, "git", "pull", "-q")
+    ok(late.root, "git", "pull", "-q")
+
+    late.fail("pull", fragments=("which remote origin does not have",))
+    said = late.ok("status").out
+    assert (
+        f"dvfs.lock (as git has it) names v3 {v3} of main, which this repository does not "
+        "have (this working tree holds no version yet): run `dvfs pull` to get it; if no "
+        "remote has it, whoever committed dvfs.lock must `dvfs push` it first." in said
+    ), said
+    said = mate.ok("status").out
+    assert (
+        f"names v3 {v3} of main, which this repository does not have (this working tree "
+        "holds v2): run `dvfs fetch`, then `dvfs checkout --lock` to get it" in said
+    ), said
+    mate.fail("checkout", "--lock", fragments=("`dvfs fetch` gets it from a remote",))
+    fsck_clean(late.root)
+    fsck_clean(mate.root)
+
+    repo.ok("push")  # what each says then works
+    late.ok("pull")
+    mate.ok("fetch")
+    assert "holds v2: run `dvfs checkout --lock`" in mate.ok("status").out
+    mate.ok("checkout", "--lock")
+    for r in (late, mate):
+        assert r.read("data/labels.csv") == b"id,label\n3,dog\n"
+        assert "dvfs.lock" not in r.ok("status").out
+        fsck_clean(r.root)

@@ -225,12 +225,7 @@ def show_status(
             f"`dvfs switch {branch}` to update it."
         )
     if st.lock is not None:
-        holds = st.behind or st.detached or st.head
-        echo(
-            f"dvfs.lock (as git has it) names v{st.lock.number} {st.lock.oid.hex()[:10]} of "
-            f"{quoted(st.lock.branch)}, but this working tree holds {quoted(holds)}: run "
-            "`dvfs checkout --lock` to check that version out."
-        )
+        lock_line(repo, st.lock, st.behind or st.detached or st.head)
     grouped = False
     at = from_here(repo)
     if st.merge is not None:
@@ -261,6 +256,31 @@ def show_status(
         else:
             echo("Nothing to commit, working tree clean.")
     return st
+
+
+def lock_line(repo: Repository, ptr: LockPointer, holds: str | None) -> None:
+    """What ``dvfs.lock`` names, which the working tree does not hold, and what brings it:
+    ``checkout --lock`` needs the version here (a git pull of a teammate's commit may
+    name one not fetched yet); a clone with nothing checked out gets it with ``pull``."""
+    try:
+        repo.history.version(ptr.oid)
+        stored = True
+    except DvfsError:  # (not here, or not readable: `checkout --lock` says which)
+        stored = False
+    names = f"dvfs.lock (as git has it) names v{ptr.number} {ptr.oid.hex()[:10]} of "
+    tree = "holds no version yet" if holds is None else f"holds {quoted(holds)}"
+    if stored:
+        echo(
+            f"{names}{quoted(ptr.branch)}, but this working tree {tree}: run "
+            "`dvfs checkout --lock` to check that version out."
+        )
+        return
+    todo = "`dvfs pull`" if holds is None else "`dvfs fetch`, then `dvfs checkout --lock`"
+    echo(
+        f"{names}{quoted(ptr.branch)}, which this repository does not have (this working "
+        f"tree {tree}): run {todo} to get it; if no remote has it, whoever committed "
+        "dvfs.lock must `dvfs push` it first."
+    )
 
 
 def lock_json(ptr: LockPointer | None) -> dict[str, str] | None:

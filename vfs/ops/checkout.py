@@ -945,7 +945,8 @@ def checkout(
             except ObjectMissing:
                 raise UsageError(
                     f"dvfs.lock names version {target.hex()[:12]} ({ptr.branch} v{ptr.number}), "
-                    "which this repository does not have: fetch it from a remote first"
+                    "which this repository does not have: `dvfs fetch` gets it from a remote "
+                    "that has it (if none has, whoever committed dvfs.lock must `dvfs push` it)"
                 ) from None
             branch = ptr.branch
         else:
