@@ -367,3 +367,31 @@ def test_status_says_how_to_get_a_version_dvfs_lock_names_that_is_not_here(
         assert r.read("data/labels.csv") == b"id,label\n3,dog\n"
         assert "dvfs.lock" not in r.ok("status").out
         fsck_clean(r.root)
+
+
+def test_a_dvfs_link_that_git_tracks_is_never_taken_for_the_store(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # A teammate commits `.dvfs` as a link (`git add -f`) to another project's store: a
+    # clone must not read, write or push that store as its own.
+    data_repo(make_repo, tmp_path)  # the code, its data pushed
+    other = make_repo("other")  # someone's other project, with data of its own
+    commit_files(other, {"secret.csv": "s3cret\n"}, "private")
+    before = sorted((p.relative_to(other.root), p.read_bytes())
+                    for p in (other.root / ".dvfs").rglob("*") if p.is_file())  # fmt: skip
+    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "evil")
+    (tmp_path / "evil" / ".dvfs").symlink_to(other.root / ".dvfs")
+    ok(tmp_path / "evil", "git", "add", "-f", ".dvfs")
+    ok(tmp_path / "evil", "git", "commit", "-q", "-m", "a store of our own")
+    ok(tmp_path / "evil", "git", "push", "-q")
+
+    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "mate")
+    mate = Repo(tmp_path / "mate")
+    for args in (["pull"], ["status"], ["push"], ["log"]):
+        mate.fail(*args, fragments=("is a symbolic link that git tracks", "git rm --cached"))
+    after = sorted((p.relative_to(other.root), p.read_bytes())
+                   for p in (other.root / ".dvfs").rglob("*") if p.is_file())  # fmt: skip
+    assert after == before
+    assert b"s3cret" not in b"".join(p.read_bytes() for p in (tmp_path / "store").rglob("*")
+                                    if p.is_file())  # fmt: skip
+    other.fsck_clean()

@@ -86,6 +86,25 @@ def _is_link(path: Path) -> bool:
         raise
 
 
+def _refuse_a_link_from_git(root: Path) -> None:
+    """UsageError if ``.dvfs`` at ``root``, a symbolic link, is one git tracks.
+
+    A link the user made keeps the repository elsewhere (docs/security.md); one that a
+    git commit brought (``git add -f .dvfs``) would have every command read, write and
+    push whatever store it points to (another project's, another user's) as this
+    clone's own. Git is asked only when ``.dvfs`` is a link.
+    """
+    from vfs.repo.gitlink import git_tracked  # (a process: only for a link)
+
+    if git_tracked(root, [DVFS_DIR.encode()]):
+        raise UsageError(
+            f"{quote_name(str(root / DVFS_DIR))} is a symbolic link that git tracks (to "
+            f"{quote_name(os.readlink(root / DVFS_DIR))}): a git commit made it, and dvfs "
+            "never takes a store from git; `git rm --cached .dvfs`, remove the link and "
+            "commit, then `dvfs pull` makes this clone's own store"
+        )
+
+
 def _refuse_non_directory(root: Path, rel: str, index: Index) -> None:
     """UsageError if ``rel``, given with a trailing ``/``, is not a directory (see
     :meth:`Repository.rel`)."""
@@ -273,6 +292,8 @@ class Repository:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dir = root / DVFS_DIR
+        if _is_link(self.dir):
+            _refuse_a_link_from_git(root)
         try:
             text = read_record(self.dir / "format")
         except FileNotFoundError:
