@@ -363,6 +363,22 @@ def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_
     assert "does not name a version" in out.stdout, out.stderr
 
 
+def test_a_lock_file_nested_deep_is_one_clear_error_and_status_goes_on(
+    make_repo: RepoFactory,
+) -> None:
+    """A commit's dvfs.lock of brackets in brackets, within the size a lock may have:
+    YAML's reader recursed until Python's stack ran out."""
+    repo = make_repo(git_repo=True)
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "one")
+    for deep in (b"[" * 30000 + b"]" * 30000, b"{a: " * 10000 + b"1" + b"}" * 10000):
+        (repo.root / "dvfs.lock").write_bytes(deep + b"\n")
+        repo.fail("checkout", "--lock", fragments=("dvfs.lock is not readable YAML",))
+        assert repo.ok("status").out.startswith("On branch main (v1)")
+    repo.fsck_clean()
+
+
 def test_a_lock_file_a_git_merge_stopped_on_says_how_to_settle_it() -> None:
     # it said "dvfs.lock is not readable YAML: restore it from git" in the middle of
     # a git merge, where git's own checkout of one side is what settles it

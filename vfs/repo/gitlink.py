@@ -348,7 +348,7 @@ def _as_yaml(raw: bytes, where: str) -> LockPointer:
         # Every value as the text written: a branch named yes, on, null or 1.0 stays that
         # name (a typing reader made them True, None and 1.0).
         rec = yaml.load(raw.decode("utf-8", "replace"), Loader=yaml.BaseLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # (the reader recurses: brackets nested deep)
         raise UsageError(f"{where} is not readable YAML: restore it from git") from None
     try:
         if not isinstance(rec, dict):
