@@ -112,6 +112,8 @@ HOSTILE = {
     ),
     "remotes not a table": ('remotes = "x"\n', "must be a table"),
     "not TOML": ("[remotes.origin\n", "not valid TOML"),
+    "arrays nested deep": ("x = " + "[" * 20000 + "]" * 20000 + "\n", "nested too deep"),
+    "tables nested deep": ("x = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n", "nested too deep"),
     "too many remotes": (
         "".join(f'[remotes.r{i}]\nurl = "s3://bucket/{i}"\n' for i in range(MAX_REMOTES + 1)),
         "more than",
@@ -327,6 +329,10 @@ def test_a_bad_dvfs_toml_stops_remote_commands_only(repo: Repo) -> None:
     repo.fail("push", fragments=("dvfs.toml",))
     repo.ok("commit", "-m", "one")  # the file is not read
     repo.ok("status")
+    (repo.root / "dvfs.toml").write_text("x = " + "[" * 20000 + "]" * 20000 + "\n")
+    repo.fail("remote", "list", fragments=("dvfs.toml", "nested too deep"))
+    assert repo.ok("status").out.startswith("On branch main (v1)")  # (it reads the names)
+    repo.ok("branch", "-a")
     repo.fsck_clean()
 
 

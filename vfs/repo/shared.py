@@ -97,10 +97,7 @@ def _no_secret(where: str, key: str) -> None:
 
 def parse(text: str, where: str = SHARED_FILE) -> SharedConfig:
     """Check the text of a ``dvfs.toml``; FormatError saying what is wrong."""
-    try:
-        rec = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _refuse(where, f"not valid TOML ({exc})") from None
+    rec = _toml(text, where)
     cfg = SharedConfig()
     for key in rec:
         _no_secret(where, key)
@@ -169,11 +166,19 @@ def remote_names(root: Path) -> set[str]:
     text = _text_of(root)
     if text is None:
         return set()
-    try:
-        table = tomllib.loads(text).get("remotes", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise _refuse(str(root / SHARED_FILE), f"not valid TOML ({exc})") from None
+    table = _toml(text, str(root / SHARED_FILE)).get("remotes", {})
     return {str(n) for n in table} if isinstance(table, dict) else set()
+
+
+def _toml(text: str, where: str) -> dict[str, Any]:
+    """The TOML ``text`` holds; FormatError if it is not TOML, or nests arrays or tables
+    so deep that the reader, which recurses, runs out of stack (64 KiB is enough)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _refuse(where, f"not valid TOML ({exc})") from None
+    except RecursionError:
+        raise _refuse(where, "arrays or tables nested too deep to read") from None
 
 
 def _text_of(root: Path) -> str | None:
