@@ -395,3 +395,25 @@ def test_a_dvfs_link_that_git_tracks_is_never_taken_for_the_store(
     assert b"s3cret" not in b"".join(p.read_bytes() for p in (tmp_path / "store").rglob("*")
                                     if p.is_file())  # fmt: skip
     other.fsck_clean()
+
+
+def test_a_branch_name_that_is_not_utf8_never_stops_a_git_push(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # git allows any bytes but a few in a ref name, and gives them to pre-push as they
+    # are; Python reads standard input strictly under a UTF-8 locale (set here as such a
+    # locale sets it: C.UTF-8 reads it leniently).
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    name = os.fsdecode(b"caf\xe9")
+    ok(repo.root, "git", "checkout", "-q", "-b", name)
+    new_data_commit(repo, 3)
+    r = subprocess.run(
+        ["git", "push", "-q", "origin", name], cwd=repo.root, capture_output=True,
+        env={**git_env(), "PYTHONIOENCODING": "utf-8:strict"}, stdin=subprocess.DEVNULL,
+        timeout=120, check=False,
+    )  # fmt: skip
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 0, err
+    assert "data the dvfs remote does not have: main v3 on origin" in err
+    fsck_clean(repo.root)

@@ -102,7 +102,8 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         # git's arguments are the remote's name and URL, which may hold a password: a
         # push made here records the hook alone (its audit entries reach the dvfs remote)
         set_command(["dvfs", "hook", name, *(arg for d in dirs for arg in ("--in", d))])
-        lines = sys.stdin.read(HOOK_INPUT_LIMIT).splitlines()
+        # (bytes: git's ref names need not be UTF-8, and the locale may read them strictly)
+        lines = os.fsdecode(sys.stdin.buffer.read(HOOK_INPUT_LIMIT)).splitlines()
         pre_push(ctx, top, dirs, githooks.pushed_commits(lines))
         return
     if name == "post-checkout":
