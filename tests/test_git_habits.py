@@ -379,6 +379,21 @@ def test_a_lock_file_nested_deep_is_one_clear_error_and_status_goes_on(
     repo.fsck_clean()
 
 
+def test_a_lock_file_of_yaml_aliases_is_refused_without_expanding_them() -> None:
+    """YAML's aliases name a node again: nine lines of ten make a branch "name" of 10**9
+    items from 600 bytes, which printing as text took minutes and gigabytes to do
+    (six levels here: a million, enough to tell)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    oid = "ab" * 32
+    for key in ("branch", "version", "id"):
+        rec = {"branch": "main", "version": "v1", "id": oid, key: "*a5"}
+        raw = "\n".join([*lines, *(f"{k}: {v}" for k, v in rec.items())]) + "\n"
+        with pytest.raises(UsageError, match="does not name a version") as caught:
+            parse_lock(raw.encode(), "dvfs.lock")
+        assert len(str(caught.value)) < 200
+
+
 def test_a_lock_file_a_git_merge_stopped_on_says_how_to_settle_it() -> None:
     # it said "dvfs.lock is not readable YAML: restore it from git" in the middle of
     # a git merge, where git's own checkout of one side is what settles it

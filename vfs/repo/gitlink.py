@@ -353,10 +353,14 @@ def _as_yaml(raw: bytes, where: str) -> LockPointer:
     try:
         if not isinstance(rec, dict):
             raise ValueError("not a mapping")
-        version = str(rec["version"])
+        # Each a line of text: a list is not made text, which an alias repeated in
+        # aliases (600 bytes naming 10**9 items) would make take minutes and gigabytes.
+        branch, version, oid = (rec[k] for k in ("branch", "version", "id"))
+        if not all(isinstance(v, str) for v in (branch, version, oid)):
+            raise ValueError("not text")
         if not version.startswith("v"):
             raise ValueError("not a version number")
-        return LockPointer(str(rec["branch"]), int(version[1:]), from_hex(str(rec["id"])))
+        return LockPointer(branch, int(version[1:]), from_hex(oid))
     except (KeyError, ValueError):
         raise UsageError(
             f"{where} does not name a version (needs branch, version and id): restore it from git"
