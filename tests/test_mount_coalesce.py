@@ -30,7 +30,7 @@ import pytest
 
 from tests.support.chunk_cache import ENTRY, FOOTER, chunks_on_disk, sealed
 from tests.support.mount import Mount, commit, mounted, push_to, write
-from tests.support.s3server import S3Server
+from tests.support.s3server import S3Server, use_aws_keys
 from tests.support.waiting import wait_for
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect, hash_bytes
 from vfs.remote.reader import Located
@@ -76,25 +76,45 @@ class Bucket:
         return out
 
 
-@pytest.fixture(name="pushed")
-def pushed_fixture(s3_env: S3Server, tmp_path: Path) -> Bucket:
-    root = tmp_path / "repo"
+def push(server: S3Server, root: Path) -> Bucket:
+    """Commit ``DATA`` as ``data/big.bin`` in a new repository at ``root`` and push it to
+    a new bucket of ``server`` (its admin keys in the environment)."""
     repo = Repository.init(root)
     write(root, "data/big.bin", DATA)
     commit(repo, "one")
-    bucket = s3_env.make_bucket()
+    bucket = server.make_bucket()
     url = f"s3://{bucket}/ds"
-    push_to(repo, url, "s3", s3_env.endpoint)
+    push_to(repo, url, "s3", server.endpoint)
     hist = repo.history
     head = hist.head_id()
     assert head is not None
     entry = hist.lookup(hist.version(head).tree, b"data/big.bin")
     assert entry is not None
-    index = RemoteRepo(connect(RemoteSpec("t", url, s3_env.endpoint), 1), None).index()
-    got = Bucket(s3_env, bucket, url, list(entry.chunks), index)
+    index = RemoteRepo(connect(RemoteSpec("t", url, server.endpoint), 1), None).index()
+    got = Bucket(server, bucket, url, list(entry.chunks), index)
     assert len(got.packs()) >= 3
     assert len(set(entry.chunks)) == len(entry.chunks)  # random data: no chunk repeats
     return got
+
+
+@pytest.fixture(scope="module")
+def pushed_once(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Bucket:
+    """The pushed file, for the tests that only read the bucket (each mounts it with a
+    cache of its own): chunking and pushing 36 MiB takes seconds."""
+    with pytest.MonkeyPatch.context() as mp:
+        use_aws_keys(mp, s3_server.access_key, s3_server.secret_key)
+        return push(s3_server, tmp_path_factory.mktemp("coalesce") / "repo")
+
+
+@pytest.fixture(name="pushed")
+def pushed_fixture(s3_env: S3Server, pushed_once: Bucket) -> Bucket:
+    return pushed_once
+
+
+@pytest.fixture(name="pushed_alone")
+def pushed_alone_fixture(s3_env: S3Server, tmp_path: Path) -> Bucket:
+    """The pushed file in a bucket of the test's own: for a test that changes the bucket."""
+    return push(s3_env, tmp_path / "repo")
 
 
 def gets(m: Mount) -> list[tuple[str, int]]:
@@ -149,7 +169,10 @@ def test_random_reads_fetch_one_chunk_each(pushed: Bucket, tmp_path: Path) -> No
     assert sorted(fetched) == sorted(touched)
 
 
-def test_a_corrupt_byte_in_a_coalesced_range_is_caught(pushed: Bucket, tmp_path: Path) -> None:
+def test_a_corrupt_byte_in_a_coalesced_range_is_caught(
+    pushed_alone: Bucket, tmp_path: Path
+) -> None:
+    pushed = pushed_alone
     packs = pushed.packs()
     pack_id, inside = list(packs.items())[1]  # the second pack: read whole, in one GET
     assert len(inside) >= 3
