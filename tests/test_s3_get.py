@@ -58,12 +58,13 @@ class Tamper(Proxy):
 
 @contextlib.contextmanager
 def tampered(s3_env: S3Server, answers: list[bytes]) -> Iterator[tuple[Tamper, str]]:
-    """A relay in front of ``s3_env`` and a bucket holding ``k`` (its bytes: ``DATA``)."""
-    bucket = s3_env.make_bucket()
-    open_backend(f"s3://{bucket}", endpoint_url=s3_env.endpoint).put("k", DATA)
+    """A relay in front of ``s3_env`` and a place (``BUCKET/PREFIX``, a new prefix of the
+    session's bucket) holding ``k`` (its bytes: ``DATA``)."""
+    where = s3_env.make_prefix()
+    open_backend(f"s3://{where}", endpoint_url=s3_env.endpoint).put("k", DATA)
     relay = Tamper(int(s3_env.endpoint.rsplit(":", 1)[1]), answers)
     try:
-        yield relay, bucket
+        yield relay, where
     finally:
         relay.cut()
 
@@ -102,14 +103,14 @@ BAD_ANSWERS = {
 @pytest.mark.parametrize("answer", list(BAD_ANSWERS.values()), ids=list(BAD_ANSWERS))
 def test_a_bad_answer_is_asked_again_through_boto3(s3_env: S3Server, answer: bytes) -> None:
     for how in ("get_parts", "get"):
-        with tampered(s3_env, [answer]) as (relay, bucket):
-            backend = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
+        with tampered(s3_env, [answer]) as (relay, where):
+            backend = open_backend(f"s3://{where}", endpoint_url=relay.endpoint, retry=False)
             if how == "get":
                 assert backend.get("k", 10, 100) == DATA[10:110]
             else:
                 assert b"".join(backend.get_parts("k", 10, [40, 60])) == DATA[10:110]
             assert len(relay.requests) == 1  # the bad answer was this way's, the good boto3's
-            assert relay.requests[0].startswith(b"GET /" + bucket.encode() + b"/k HTTP/1.1\r\n")
+            assert relay.requests[0].startswith(b"GET /" + where.encode() + b"/k HTTP/1.1\r\n")
 
 
 HUGE = 64 * 1024 * 1024  # what a hostile server says it sends for 100 bytes asked
@@ -129,8 +130,8 @@ def test_a_server_answering_boto3_with_other_bytes_is_refused(
     asked: the object's bytes 0-99 are not those from 10, and a body of 64 MiB for 100
     bytes asked is not read into memory."""
     for how in ("get_parts", "get"):
-        with tampered(s3_env, [answer, answer]) as (relay, bucket):
-            backend = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
+        with tampered(s3_env, [answer, answer]) as (relay, where):
+            backend = open_backend(f"s3://{where}", endpoint_url=relay.endpoint, retry=False)
             with pytest.raises(RemoteError, match=r"answered .*bytes 10-109 of k") as raised:
                 if how == "get":
                     backend.get("k", 10, 100)
@@ -142,20 +143,20 @@ def test_a_server_answering_boto3_with_other_bytes_is_refused(
 
 def test_a_body_cut_short_is_unreachable_and_retried(s3_env: S3Server) -> None:
     cut = _ok(10, DATA[10:110])[:-30]  # headers say 100 bytes; 70 come, then the end
-    with tampered(s3_env, [cut]) as (relay, bucket):
-        plain = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
+    with tampered(s3_env, [cut]) as (relay, where):
+        plain = open_backend(f"s3://{where}", endpoint_url=relay.endpoint, retry=False)
         pieces = plain.get_parts("k", 10, [40, 60])
         assert next(pieces) == DATA[10:50]  # (the first piece had come whole)
         with pytest.raises(RemoteUnreachable, match="ended its answer after 70 of 100 bytes"):
             next(pieces)
-    with tampered(s3_env, [cut]) as (relay, bucket):
-        retried = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint)
+    with tampered(s3_env, [cut]) as (relay, where):
+        retried = open_backend(f"s3://{where}", endpoint_url=relay.endpoint)
         assert b"".join(retried.get_parts("k", 10, [40, 60])) == DATA[10:110]
 
 
 def test_good_answers_are_read_this_way_and_errors_mapped_as_before(s3_env: S3Server) -> None:
-    bucket = s3_env.make_bucket()
-    backend = open_backend(f"s3://{bucket}", endpoint_url=s3_env.endpoint, retry=False)
+    where = s3_env.make_prefix()
+    backend = open_backend(f"s3://{where}", endpoint_url=s3_env.endpoint, retry=False)
     assert isinstance(backend, S3Backend)
     backend.put("k", DATA)
     assert b"".join(backend.get_parts("k", 0, [1, 99_999, 100_000])) == DATA
@@ -176,8 +177,8 @@ def test_good_answers_are_read_this_way_and_errors_mapped_as_before(s3_env: S3Se
 
 
 def test_a_kept_connection_the_server_closed_is_replaced(s3_env: S3Server) -> None:
-    with tampered(s3_env, []) as (relay, bucket):
-        backend = open_backend(f"s3://{bucket}", endpoint_url=relay.endpoint, retry=False)
+    with tampered(s3_env, []) as (relay, where):
+        backend = open_backend(f"s3://{where}", endpoint_url=relay.endpoint, retry=False)
         for _ in range(3):
             assert b"".join(backend.get_parts("k", 10, [40, 60])) == DATA[10:110]
             relay.drop()  # idle too long: the server hangs up
