@@ -409,6 +409,26 @@ def test_s3_keys_live_under_the_prefix(s3_env: S3Server) -> None:
     assert list(backend.list()) == ["refs/heads/main"]
 
 
+def test_s3_backends_made_at_once_in_threads_each_work(s3_env: S3Server) -> None:
+    """The backends of one process share botocore's data loader (each re-read the S3
+    model: 0.07-0.1 CPU-s a backend); eight made at once, each in its own thread,
+    each reads and writes its own prefix, and the loader's search path does not grow
+    with them."""
+    from vfs.backends import s3
+
+    prefix = s3_env.make_prefix()
+
+    def made(i: int) -> object:
+        b = open_backend(f"s3://{prefix}/b{i}", endpoint_url=s3_env.endpoint)
+        b.put("k", b"%d" % i)
+        return b.get("k")
+
+    assert race(8, made) == [b"%d" % i for i in range(8)]
+    loaders = list(s3._LOADERS.values())
+    assert len(loaders) == 1
+    assert len(loaders[0].search_paths) == len(set(loaders[0].search_paths))
+
+
 def _connections_to(port: int) -> set[int]:
     """Local ports of this process's established TCP connections to ``port``."""
     mine = set()

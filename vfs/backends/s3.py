@@ -152,13 +152,14 @@ class S3Backend(Backend):
         )
         try:
             core = botocore.session.Session()
-            _look_up_services_one_by_one(core.get_component("data_loader"))
+            loader = _shared_loader(core)
             core.get_component("response_parser_factory").set_parser_defaults(
                 timestamp_parser=_timestamp
             )
             session = boto3.session.Session(
                 profile_name=profile, region_name=region, botocore_session=core
             )
+            _one_of_each(loader.search_paths)  # (each boto3 session appends its own)
             self._client: Any = session.client("s3", endpoint_url=endpoint, config=config)
             self._session = session
             self._client.meta.events.unregister("before-call.s3", add_expect_header)
@@ -647,6 +648,33 @@ class _KnownServices:
 
     def __len__(self) -> int:
         return len(self._full(self._type_name))
+
+
+_LOADERS: dict[str, Any] = {}  # botocore's data loader, by data path, shared in the process
+_LOADERS_LOCK = threading.Lock()
+
+
+def _shared_loader(core: Any) -> Any:
+    """One data loader for every S3 backend of the process, registered in the new
+    botocore session ``core``: a loader of its own re-read botocore's JSON models (the
+    S3 service, its endpoint rules) for each backend, 0.07-0.1 CPU-s each (an API
+    script pushing in a loop, a fetch from several remotes). The loader keeps what it
+    read and is only read from after; it checks services one by one (see above)."""
+    path = str(core.get_config_variable("data_path") or "")
+    with _LOADERS_LOCK:
+        loader = _LOADERS.get(path)
+        if loader is None:
+            loader = _LOADERS[path] = core.get_component("data_loader")
+            _look_up_services_one_by_one(loader)
+        else:
+            core.register_component("data_loader", loader)
+    return loader
+
+
+def _one_of_each(paths: list[str]) -> None:
+    """Drop repeated entries of ``paths`` in place, keeping the first of each."""
+    with _LOADERS_LOCK:
+        paths[:] = list(dict.fromkeys(paths))
 
 
 def _look_up_services_one_by_one(loader: Any) -> None:
