@@ -36,12 +36,14 @@ from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.model.version_codec import Version, encode_version
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import RemoteSpec, connect
 from vfs.remote.layout import audit_key
 from vfs.remote.manifests import encode_manifest, shunned
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository, format_record
+from vfs.store.objects import ObjKind
 
 
 def good_v1(forge: Forge) -> bytes:
@@ -135,6 +137,40 @@ def test_a_version_naming_one_parent_again_is_refused(tmp_path: Path, count: int
     tree = forge.tree([file_entry(b"f", forge.chunk(b"f"), 1)])
     forge.publish(forge.version(tree, (v1,) * count, 2))
     refused_clone(tmp_path, forge, "malformed version record", "parents")
+
+
+@pytest.mark.parametrize(
+    ("files", "size", "claim"),
+    [(77, 16, "77 files of 16 bytes"), (3, 10**12, "3 files of 1,000,000,000,000 bytes")],
+)
+def test_a_version_lying_about_its_totals_is_refused(
+    tmp_path: Path, files: int, size: int, claim: str
+) -> None:
+    """A forged v2 claiming 77 files, or a terabyte, of a tree holding three files of 16
+    bytes was cloned and pulled, and `dvfs log`, `show` and `du` gave its claim as the
+    version's size. The totals of a version must be those of its tree, which a fetch
+    reads anyway; a subtree stored here already counts as it is stored."""
+    forge = Forge(tmp_path / "evil")
+    data = forge.tree([file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)])
+    v1 = forge.version(forge.tree([dir_entry(b"data", data)]))
+    forge.publish(v1)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    top = [dir_entry(b"data", data), file_entry(b"more.txt", forge.chunk(b"more\n"), 5)]
+    tree = forge.tree([*top, file_entry(b"z.txt", forge.chunk(b"last\n"), 5)])
+    assert forge.totals(tree) == {"files": 3, "bytes": 16}
+    record = Version(tree, (v1,), 2, "m", "m <m@x>", 1, files=files, bytes=size)
+    v2 = forge.add(ObjKind.VERSION, encode_version(record))
+    forge.publish(v2)
+    fragments = ("v2", v2.hex()[:12], forge.url, f"claims {claim}", "3 files of 16 bytes")
+    refused_clone(tmp_path, forge, *fragments)
+    b = Repo(tmp_path / "b")
+    objects = set(Repository(b.root).store.iter_ids())
+    for command in ("fetch", "pull"):
+        b.fail(command, fragments=fragments)
+    assert set(Repository(b.root).store.iter_ids()) == objects  # nothing of v2 was kept
+    assert b.head_id() == v1.hex()
+    assert Repository(b.root).refs.get("refs/remotes/origin/main") == v1
+    b.fsck_clean()
 
 
 # ------------------------------------------------------------------- ref names

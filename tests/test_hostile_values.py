@@ -46,7 +46,8 @@ def forged_chatter(
     forge = Forge(root)
     leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
     params = {"lr": 0.1} if params is None else params
-    v = Version(nested(forge, [b"data"], [leaf]), (), 1, message, author, 1, params=params)
+    tree = nested(forge, [b"data"], [leaf])
+    v = Version(tree, (), 1, message, author, 1, params=params, **forge.totals(tree))
     oid = forge.add(ObjKind.VERSION, encode_version(v))
     forge.publish({"main": oid, "exp/big": oid})
     return forge
@@ -127,7 +128,8 @@ def test_a_forged_pipeline_record_s_parameters_are_shown_cut_short(tmp_path: Pat
     leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
     read = tuple((b"p.yaml", f"k{i:05d}", "v" * 2000) for i in range(1000))
     stage = StageRecord("s", "echo", b"", (), (), read, (), StageRun(0, 1, 1, "h", "d", "p"))
-    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, pipeline=(stage,))
+    tree = nested(forge, [b"data"], [leaf])
+    v = Version(tree, (), 1, "m", "a", 1, pipeline=(stage,), **forge.totals(tree))
     forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
     assert_ok(run(tmp_path, "clone", forge.url, "b"))
     for args in (("show", "--json"), ("compare", "--json"), ("params", "diff", "v1")):
@@ -148,7 +150,8 @@ def test_a_forged_version_s_metrics_are_read_up_to_a_bound(tmp_path: Path) -> No
     outs = tuple((e.name, e.digest) for e in entries)
     run_ = StageRun(0, 1, 1, "h", "d", "p")
     stage = StageRecord("s", "echo", b"", (), outs, (), tuple(names), run_)
-    v = Version(forge.tree(entries), (), 1, "m", "a", 1, pipeline=(stage,))
+    tree = forge.tree(entries)
+    v = Version(tree, (), 1, "m", "a", 1, pipeline=(stage,), **forge.totals(tree))
     forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
     assert_ok(run(tmp_path, "clone", forge.url, "b"))
     for args in (("metrics", "show", "v1", "--json"), ("compare", "--json")):
@@ -168,7 +171,8 @@ def test_a_forged_git_commit_is_shown_cut_to_a_git_id_s_length(tmp_path: Path) -
     forge = Forge(tmp_path / "evil")
     leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
     link = GitLink("\x1b[31mevil" + "g" * (2 << 20), False)
-    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, git=link)
+    tree = nested(forge, [b"data"], [leaf])
+    v = Version(tree, (), 1, "m", "a", 1, git=link, **forge.totals(tree))
     forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
     assert_ok(run(tmp_path, "clone", forge.url, "b"))
     shown = assert_ok(run(tmp_path / "b", "show")).out
@@ -430,7 +434,8 @@ def test_a_forged_pipeline_record_s_commands_are_shown_cut_short(tmp_path: Path)
         for i in range(200)
     ]  # fmt: skip
     leaf = file_entry(b"0", chunk, 6)
-    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1, pipeline=tuple(stages))
+    tree = nested(forge, [b"data"], [leaf])
+    v = Version(tree, (), 1, "m", "a", 1, pipeline=tuple(stages), **forge.totals(tree))
     forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
     assert_ok(run(tmp_path, "clone", forge.url, "b"))
     b = tmp_path / "b"
@@ -476,7 +481,8 @@ def test_a_version_a_remote_gave_thousands_of_tags_names_some_in_log(tmp_path: P
     remote may hold); a row names 200 of them, and how many more."""
     forge = Forge(tmp_path / "evil")
     leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
-    v = Version(nested(forge, [b"data"], [leaf]), (), 1, "m", "a", 1)
+    tree = nested(forge, [b"data"], [leaf])
+    v = Version(tree, (), 1, "m", "a", 1, **forge.totals(tree))
     oid = forge.add(ObjKind.VERSION, encode_version(v))
     forge.publish({"main": oid}, {f"t{i:04d}": oid for i in range(1000)})
     assert_ok(run(tmp_path, "clone", forge.url, "b"))

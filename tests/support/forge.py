@@ -2,17 +2,18 @@
 
 A ``Forge`` lays out a remote directory (format record, one pack per ``publish``, its
 index segment, refs) holding whatever objects a test makes, under whatever ids and
-sizes it claims: nothing it writes is checked. Refs and the format record can be
-written raw, under names no backend would accept, or through a ``Backend`` (an S3
-remote) where the layout needs two keys a directory cannot hold (``main`` and
-``main/x``).
-"""
+sizes it claims: nothing it writes is checked (but a version's totals, its files and
+bytes, are those of the trees it was given, unless a test says otherwise). Refs and the
+format record can be written raw, under names no backend would accept, or through a
+``Backend`` (an S3 remote) where the layout needs two keys a directory cannot hold
+(``main`` and ``main/x``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import msgpack
 
@@ -30,6 +31,13 @@ from vfs.store.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
 Tip = bytes | str
 
 
+class Totals(TypedDict):
+    """A version's ``files`` and ``bytes`` (``Version(..., **totals)``)."""
+
+    files: int
+    bytes: int
+
+
 class Forge:
     """A remote written by hand, object by object, with whatever ids and sizes we claim."""
 
@@ -41,6 +49,7 @@ class Forge:
         self.raw("format", format_record(ChunkerParams()).encode())
         self.objects: list[tuple[bytes, int, bytes]] = []  # (claimed id, kind, bytes)
         self.lies: dict[bytes, dict[str, int]] = {}  # claimed id -> index fields to falsify
+        self.trees: dict[bytes, bytes] = {}  # every tree made, published or not: id -> record
 
     @property
     def url(self) -> str:
@@ -64,7 +73,41 @@ class Forge:
         return self.add(ObjKind.CHUNK, data)
 
     def tree(self, entries: list[Entry], oid: bytes | None = None) -> bytes:
-        return self.add(ObjKind.TREE, encode_tree(entries), oid)
+        data = encode_tree(entries)
+        tid = self.add(ObjKind.TREE, data, oid)
+        self.trees[tid] = data
+        return tid
+
+    def totals(self, tree: bytes) -> Totals:
+        """The ``files`` and ``bytes`` of a version of ``tree``, as dvfs counts them (files
+        and links, and their sizes, at every path), over the trees made here (each
+        distinct one read once: a tree may repeat one subtree at every level)."""
+        done: dict[bytes, tuple[int, int]] = {}
+        opened: set[bytes] = set()
+        stack = [tree]
+        while stack:
+            tid = stack[-1]
+            if tid in done:
+                stack.pop()
+                continue
+            data = self.trees.get(tid)  # (read raw: a forged tree may not decode)
+            rows = msgpack.unpackb(data)["entries"] if data is not None else []
+            entries = [(kind, size, payload) for _, kind, _, size, _, payload in rows]
+            subtrees = [payload for kind, _, payload in entries if kind == Kind.DIR]
+            if (missing := [t for t in subtrees if t not in done]) and tid not in opened:
+                opened.add(tid)
+                stack += missing
+                continue
+            if missing:  # (a forged tree that holds itself: counted as nothing)
+                done[stack.pop()] = (0, 0)
+                continue
+            files = sum(1 for kind, _, _ in entries if kind != Kind.DIR)
+            size = sum(size for kind, size, _ in entries if kind != Kind.DIR)
+            done[stack.pop()] = (
+                files + sum(done[t][0] for t in subtrees),
+                size + sum(done[t][1] for t in subtrees),
+            )
+        return {"files": done[tree][0], "bytes": done[tree][1]}
 
     def version(
         self,
@@ -73,7 +116,9 @@ class Forge:
         number: int = 1,
         oid: bytes | None = None,
     ) -> bytes:
-        v = Version(tree, parents, number, "forged", "mallory <m@example.org>", 1)
+        v = Version(
+            tree, parents, number, "forged", "mallory <m@example.org>", 1, **self.totals(tree)
+        )
         return self.add(ObjKind.VERSION, encode_version(v), oid)
 
     def publish(self, heads: Tip | Mapping[str, Tip], tags: Mapping[str, Tip] = {}) -> None:

@@ -11,6 +11,9 @@ stored or a ref moves, :func:`fetch_records` refuses a version when
 - a file's chunk sizes disagree with what the remote's index says of the chunks;
 - its number is not its first parent's plus one (or 1 without a parent), so that
   ``vN`` names one version and counting along a chain stays bounded;
+- its totals (files and bytes) are not those of its tree, which ``log``, ``show`` and
+  ``du`` give as the version's size: the tree is read anyway (a subtree stored here
+  already counts as it is stored, each distinct one read once);
 - a ref, a version or a tree names as a version or a tree an object that is not one:
   a branch naming a tree, a folder naming a chunk. An object stored here already is
   checked too (:meth:`_Fetch.check_local`), not taken as what the remote calls it.
@@ -33,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from vfs.errors import FormatError, ReservedName, UsageError
 from vfs.model.codec import Kind, Tree, decode_tree, root_refusal
@@ -75,6 +78,8 @@ class _Fetch:
         self.first_parent: dict[bytes, bytes] = {}
         self.roots: dict[bytes, bytes] = {}  # root tree -> a version decoded here with it
         self.refused_at_root: dict[bytes, bytes] = {}  # tree decoded here -> name it holds
+        self.claims: dict[bytes, tuple[bytes, int, int]] = {}  # version -> tree, files, bytes
+        self.shapes: dict[bytes, _Shape] = {}  # tree decoded here -> what it holds itself
 
     def want(self, oid: bytes, version: bool, reached: tuple[bytes, bytes] | None) -> bool:
         """Queue ``oid`` unless it is stored or already wanted; True if fetched here."""
@@ -146,6 +151,7 @@ class _Fetch:
             with self.refusing("version", oid):
                 v = decode_version(decode_payload(obj, payload))
             self.numbers[oid] = v.number
+            self.claims[oid] = (v.tree, v.files, v.bytes)
             if v.parents:
                 self.first_parent[oid] = v.parents[0]
             self.roots.setdefault(v.tree, oid)
@@ -159,6 +165,7 @@ class _Fetch:
         bad = root_refusal(tree)
         if bad is not None:
             self.refused_at_root[oid] = bad
+        self.shapes[oid] = _shape(tree)
         version, path = self.reached.get(oid, (b"", b""))
         for e in tree.entries:
             if e.kind == Kind.DIR:
@@ -193,7 +200,7 @@ class _Fetch:
         )
 
     def check(self) -> None:
-        """The checks that need every record: roots and numbers (module docstring)."""
+        """The checks that need every record: roots, numbers and totals (module docstring)."""
         for root, version in self.roots.items():
             if root in self.got:
                 bad = self.refused_at_root.get(root)
@@ -216,6 +223,43 @@ class _Fetch:
                     f"v{number}, but its place on its history makes it v{expected}: "
                     "refused, nothing was fetched"
                 )
+
+        totals: dict[bytes, tuple[int, int]] = {}
+        for version, (tree, files, size) in self.claims.items():
+            held = self.totals(tree, totals)
+            if held != (files, size):
+                raise FormatError(
+                    f"{self.label(version)} (version {version.hex()[:12]} on {self.remote.url}) "
+                    f"claims {_count(files, 'file')} of {size:,} bytes, but its tree holds "
+                    f"{_count(held[0], 'file')} of {held[1]:,} bytes: refused, nothing was fetched"
+                )
+
+    def totals(self, top: bytes, done: dict[bytes, tuple[int, int]]) -> tuple[int, int]:
+        """(files, bytes) below tree ``top``, as a version counts them: files and links at
+        every path. Each distinct tree is counted once (``done``), without recursion."""
+        opened: set[bytes] = set()
+        stack = [top]
+        while stack:
+            tid = stack[-1]
+            if tid in done:
+                stack.pop()
+                continue
+            shape = self.shapes.get(tid)
+            if shape is None:  # a tree stored before
+                shape = self.shapes[tid] = _shape(self.local_tree(tid))
+            missing = [t for t in shape.subtrees if t not in done]
+            if missing:
+                if tid in opened:
+                    raise FormatError(f"tree {tid.hex()[:12]} contains itself")
+                opened.add(tid)
+                stack += missing
+                continue
+            done[tid] = (
+                shape.files + sum(done[t][0] for t in shape.subtrees),
+                shape.size + sum(done[t][1] for t in shape.subtrees),
+            )
+            stack.pop()
+        return done[top]
 
     def number_of(self, version: bytes) -> int:
         if version in self.numbers:
@@ -265,6 +309,26 @@ def fetch_records(
     fetch.run(wanted, jobs)
     fetch.check()
     fetch.store_all(wanted, report)
+
+
+class _Shape(NamedTuple):
+    """What one tree holds itself: its files and links, their bytes, its subtrees."""
+
+    files: int
+    size: int
+    subtrees: list[bytes]
+
+
+def _shape(tree: Tree) -> _Shape:
+    files = size = 0
+    subtrees = []
+    for e in tree.entries:
+        if e.kind == Kind.DIR:
+            subtrees.append(e.subtree)
+        else:
+            files += 1
+            size += e.size
+    return _Shape(files, size, subtrees)
 
 
 def _children_first(tips: list[bytes], below: dict[bytes, list[bytes]]) -> list[bytes]:
