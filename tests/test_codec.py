@@ -38,7 +38,9 @@ def entries(draw: st.DrawFn) -> Entry:
     if kind == Kind.FILE:
         sizes = draw(st.lists(st.integers(1, 4 << 20), max_size=4))
         chunks = tuple(ChunkRef(hash_bytes(bytes([i])), s) for i, s in enumerate(sizes))
-        return Entry(name, kind, mode, sum(sizes), mtime, digest=ID, chunks=chunks)
+        # (the digest of one chunk's file is its id, of an empty file the hash of nothing)
+        digest = chunks[0].oid if len(chunks) == 1 else ID if chunks else hash_bytes(b"")
+        return Entry(name, kind, mode, sum(sizes), mtime, digest=digest, chunks=chunks)
     if kind == Kind.DIR:
         return Entry(name, kind, mode, draw(st.integers(0, 2**40)), mtime, subtree=ID)
     target = draw(st.binary(min_size=1, max_size=100).filter(lambda t: b"\0" not in t))

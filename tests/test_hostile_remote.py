@@ -36,6 +36,7 @@ from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import Version, encode_version
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import RemoteSpec, connect
@@ -171,6 +172,36 @@ def test_a_version_lying_about_its_totals_is_refused(
     assert b.head_id() == v1.hex()
     assert Repository(b.root).refs.get("refs/remotes/origin/main") == v1
     b.fsck_clean()
+
+
+def lying_entries(forge: Forge) -> dict[str, Entry]:
+    """Entries whose own size or digest a reader can see is false without their bytes."""
+    other = hash_bytes(b"other\n")
+    one = forge.chunk(b"hello\n")
+    return {
+        "one-chunk": Entry(b"a.txt", Kind.FILE, 0o644, 6, 0, other, (ChunkRef(one, 6),)),
+        "empty": Entry(b"empty", Kind.FILE, 0o644, 0, 0, other),
+        "link": Entry(b"ln", Kind.SYMLINK, 0o777, 999_999, 0, target=b"a.txt"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("lie", "name"), [("one-chunk", "a.txt"), ("empty", "empty"), ("link", "ln")]
+)
+def test_an_entry_lying_about_its_digest_or_size_is_refused(
+    tmp_path: Path, lie: str, name: str
+) -> None:
+    """A file of one chunk has that chunk's id as its digest (the BLAKE3 of the same
+    bytes), an empty file the BLAKE3 of nothing, and a link its target's length as its
+    size. A forged version breaking these was cloned: the checkout wrote files whose
+    bytes were not the digest `dvfs show` gives as their hash, and a link `dvfs status`
+    called modified at once. It is refused, naming the entry."""
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    entry = lying_entries(forge)[lie]
+    v2 = forge.version(nested(forge, [b"data"], [entry]), (v1,), 2)
+    forge.publish(v2)
+    refused_clone(tmp_path, forge, "malformed tree record", name, forge.url)
 
 
 # ------------------------------------------------------------------- ref names

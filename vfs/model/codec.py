@@ -13,9 +13,10 @@ Tree (one directory)::
          sticky bits, up to 0o7777, are accepted and dropped when decoded);
     payload: file    -> [digest, [[chunk_id, chunk_len], ...]]
                         digest is BLAKE3 of the whole content (equal to the chunk id
-                        for a one-chunk file)
+                        for a one-chunk file, to ``EMPTY`` for an empty one: both are
+                        checked on decode); the chunk lengths add up to size
              dir     -> subtree id (size is the subtree's total file bytes)
-             symlink -> link target bytes
+             symlink -> link target bytes (size is its length, checked on decode)
 
 Encoding is canonical (sorted entries, fixed key order, no floats in structure),
 so equal directories have equal bytes and therefore equal ids. Decoding rejects
@@ -36,7 +37,7 @@ from typing import Any, NoReturn, TypeVar
 import msgpack
 
 from vfs.errors import FormatError, ReservedName
-from vfs.model.ids import ID_BYTES
+from vfs.model.ids import ID_BYTES, hash_bytes
 from vfs.model.names import any_reserved, is_reserved, is_reserved_at_root
 from vfs.quoting import quote_given
 
@@ -47,6 +48,7 @@ DIR_MODE = 0o755  # the mode of every directory in a version (see dir_entry)
 # A sanity bound on sizes read from records, so a hostile record cannot ask for
 # absurd allocations (1 PiB).
 MAX_SIZE = 1 << 50
+EMPTY = hash_bytes(b"")  # the digest of an empty file
 
 
 class Kind(enum.IntEnum):
@@ -362,6 +364,8 @@ def decode_tree(data: bytes) -> Tree:
                 total += n
             if total != size:
                 _need(False, "chunk sizes do not add up to the file size")
+            if len(chunks) < 2 and digest != (chunks[0].oid if chunks else EMPTY):
+                _need(False, f"the digest of {quote_given(name)} is not the hash of its content")
             e = _new(Entry)
             _name(e, name)
             _kind(e, file)
@@ -379,6 +383,8 @@ def decode_tree(data: bytes) -> Tree:
         else:
             _need(isinstance(payload, bytes) and 0 < len(payload) <= 4096, "bad link target")
             _need(b"\0" not in payload, "NUL in link target")
+            if size != len(payload):
+                _need(False, f"the size of link {quote_given(name)} is not its target's length")
             out.append(Entry(name, link, mode & 0o777, size, mtime_ns, target=payload))
     bad = any_reserved(names)
     if bad is not None:
