@@ -174,6 +174,29 @@ def test_a_version_lying_about_its_totals_is_refused(
     b.fsck_clean()
 
 
+def test_fsck_names_a_stored_version_whose_totals_are_not_its_trees(repo: Repo) -> None:
+    """A version an older dvfs fetched without counting its tree (or one put in the
+    store by other means) kept its false totals, and `dvfs fsck` called the clone
+    clean while `log` and `show` gave them as the version's size."""
+    repo.write("data/a.txt", "hello\n")
+    repo.write("data/b.txt", "bye\n")
+    repo.ok("add", "data")
+    v1 = bytes.fromhex(repo.commit("v1"))
+    r = Repository(repo.root)
+    made = r.history.version(v1)
+    assert (made.files, made.bytes) == (2, 10)
+    record = Version(made.tree, (v1,), 2, "lies", "m <m@x>", 1, files=2, bytes=10**12)
+    oid, _ = r.store.put(ObjKind.VERSION, encode_version(record))
+    r.store.flush()
+    r.refs.update("refs/tags/big", oid, None)
+    report = repo.run("fsck", "--json").json()
+    assert not report["clean"]
+    assert report["problems"] == [
+        f"v2 {oid.hex()[:10]} claims 2 files of 1,000,000,000,000 bytes, but its "
+        "tree holds 2 files of 10 bytes: `log`, `show` and `du` give its claim as its size"
+    ]
+
+
 def lying_entries(forge: Forge) -> dict[str, Entry]:
     """Entries whose own size or digest a reader can see is false without their bytes."""
     other = hash_bytes(b"other\n")

@@ -3,7 +3,8 @@
 The staging index's cache-tree is checked against trees built afresh from its rows.
 Every pack is checked by its header and index (``vfs.store.pack_files.check_pack``: its
 name is its header's hash, its index lists what its header does) and every reachable
-object is read back and hashed once (chunks in parallel). When a
+object is read back and hashed once (chunks in parallel). A version whose totals (files
+and bytes) are not those of its tree is named (each distinct tree counted once). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
 harmless; they are counted and removed (under the repository lock), in the store, at
@@ -48,6 +49,7 @@ from typing import Any
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, UsageError
 from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
+from vfs.model.version_codec import Version
 from vfs.mount.work_dirs import check_work_dirs
 from vfs.ops import merging
 from vfs.ops.checkout import RESTORING, drop_marker
@@ -57,7 +59,7 @@ from vfs.quoting import quote_given, quote_name
 from vfs.remote.config import held_remotes, remotes
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
-from vfs.repo.history import History
+from vfs.repo.history import History, Shape, totals
 from vfs.repo.reach import reach
 from vfs.repo.refs import Head, check_ref_name, misnamed
 from vfs.repo.repository import Repository, preferred_branch
@@ -147,6 +149,30 @@ def _walk_paths(hist: History, tree: bytes, prefix: str) -> Iterator[tuple[str, 
     for path, e in hist.walk(tree):
         if e.kind == Kind.FILE:
             yield f"{prefix}:{os.fsdecode(path)}", [c.oid for c in e.chunks]
+
+
+def _wrong_totals(hist: History, versions: dict[bytes, Version]) -> list[str]:
+    """Each version whose files and bytes are not those of its tree (a fetch refuses
+    one, ``vfs.remote.receive``; an older dvfs did not). Each distinct tree is counted
+    once; one that cannot be read is skipped (reported as such)."""
+    done: dict[bytes, tuple[int, int]] = {}
+    out = []
+    for oid, v in versions.items():
+        try:
+            held = totals(v.tree, lambda t: Shape.of(hist.tree(t)), done)
+        except DvfsError:
+            continue
+        if held != (v.files, v.bytes):
+            claimed, holds = _files(v.files, v.bytes), _files(*held)
+            out.append(
+                f"v{v.number} {oid.hex()[:10]} claims {claimed}, but its tree holds {holds}: "
+                "`log`, `show` and `du` give its claim as its size"
+            )
+    return out
+
+
+def _files(files: int, size: int) -> str:
+    return f"{files:,} file{'s' if files != 1 else ''} of {size:,} bytes"
 
 
 def _staged_twice(repo: Repository) -> bytes | None:
@@ -414,6 +440,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             report.problems.append(f"{label}: version {rid}: {bad_record.error}")
         else:
             report.problems.append(f"tree {rid} ({label}) {bad_record.error}")
+    report.problems += _wrong_totals(hist, got.versions)
     report.versions = len(got.versions)
     chunks = got.chunks
     trees = len(got.trees) + sum(1 for bad in got.problems if bad.kind == "tree")

@@ -36,14 +36,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from vfs.errors import FormatError, ReservedName, UsageError
 from vfs.model.codec import Kind, Tree, decode_tree, root_refusal
 from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.reader import Located, RemoteRepo
-from vfs.repo.history import Extent, History
+from vfs.repo.history import Extent, History, Shape, totals
 from vfs.store.compression import decode_payload
 from vfs.store.objects import ObjectStore, ObjKind
 from vfs.store.packs import PackedObject
@@ -79,7 +79,7 @@ class _Fetch:
         self.roots: dict[bytes, bytes] = {}  # root tree -> a version decoded here with it
         self.refused_at_root: dict[bytes, bytes] = {}  # tree decoded here -> name it holds
         self.claims: dict[bytes, tuple[bytes, int, int]] = {}  # version -> tree, files, bytes
-        self.shapes: dict[bytes, _Shape] = {}  # tree decoded here -> what it holds itself
+        self.shapes: dict[bytes, Shape] = {}  # tree decoded here -> what it holds itself
 
     def want(self, oid: bytes, version: bool, reached: tuple[bytes, bytes] | None) -> bool:
         """Queue ``oid`` unless it is stored or already wanted; True if fetched here."""
@@ -165,7 +165,7 @@ class _Fetch:
         bad = root_refusal(tree)
         if bad is not None:
             self.refused_at_root[oid] = bad
-        self.shapes[oid] = _shape(tree)
+        self.shapes[oid] = Shape.of(tree)
         version, path = self.reached.get(oid, (b"", b""))
         for e in tree.entries:
             if e.kind == Kind.DIR:
@@ -224,9 +224,9 @@ class _Fetch:
                     "refused, nothing was fetched"
                 )
 
-        totals: dict[bytes, tuple[int, int]] = {}
+        done: dict[bytes, tuple[int, int]] = {}
         for version, (tree, files, size) in self.claims.items():
-            held = self.totals(tree, totals)
+            held = totals(tree, self.shape, done)
             if held != (files, size):
                 raise FormatError(
                     f"{self.label(version)} (version {version.hex()[:12]} on {self.remote.url}) "
@@ -234,32 +234,12 @@ class _Fetch:
                     f"{_count(held[0], 'file')} of {held[1]:,} bytes: refused, nothing was fetched"
                 )
 
-    def totals(self, top: bytes, done: dict[bytes, tuple[int, int]]) -> tuple[int, int]:
-        """(files, bytes) below tree ``top``, as a version counts them: files and links at
-        every path. Each distinct tree is counted once (``done``), without recursion."""
-        opened: set[bytes] = set()
-        stack = [top]
-        while stack:
-            tid = stack[-1]
-            if tid in done:
-                stack.pop()
-                continue
-            shape = self.shapes.get(tid)
-            if shape is None:  # a tree stored before
-                shape = self.shapes[tid] = _shape(self.local_tree(tid))
-            missing = [t for t in shape.subtrees if t not in done]
-            if missing:
-                if tid in opened:
-                    raise FormatError(f"tree {tid.hex()[:12]} contains itself")
-                opened.add(tid)
-                stack += missing
-                continue
-            done[tid] = (
-                shape.files + sum(done[t][0] for t in shape.subtrees),
-                shape.size + sum(done[t][1] for t in shape.subtrees),
-            )
-            stack.pop()
-        return done[top]
+    def shape(self, tree: bytes) -> Shape:
+        """What ``tree`` holds itself, fetched here or stored before."""
+        got = self.shapes.get(tree)
+        if got is None:
+            got = self.shapes[tree] = Shape.of(self.local_tree(tree))
+        return got
 
     def number_of(self, version: bytes) -> int:
         if version in self.numbers:
@@ -309,26 +289,6 @@ def fetch_records(
     fetch.run(wanted, jobs)
     fetch.check()
     fetch.store_all(wanted, report)
-
-
-class _Shape(NamedTuple):
-    """What one tree holds itself: its files and links, their bytes, its subtrees."""
-
-    files: int
-    size: int
-    subtrees: list[bytes]
-
-
-def _shape(tree: Tree) -> _Shape:
-    files = size = 0
-    subtrees = []
-    for e in tree.entries:
-        if e.kind == Kind.DIR:
-            subtrees.append(e.subtree)
-        else:
-            files += 1
-            size += e.size
-    return _Shape(files, size, subtrees)
 
 
 def _children_first(tips: list[bytes], below: dict[bytes, list[bytes]]) -> list[bytes]:

@@ -554,6 +554,56 @@ class Extent(NamedTuple):
     distinct_bytes: int
 
 
+class Shape(NamedTuple):
+    """What one tree holds itself: its files and links, their bytes, its subtrees."""
+
+    files: int
+    size: int
+    subtrees: list[bytes]
+
+    @classmethod
+    def of(cls, tree: Tree) -> Shape:
+        files = size = 0
+        subtrees = []
+        for e in tree.entries:
+            if e.kind == Kind.DIR:
+                subtrees.append(e.subtree)
+            else:
+                files += 1
+                size += e.size
+        return cls(files, size, subtrees)
+
+
+def totals(
+    top: bytes, shape: Callable[[bytes], Shape], done: dict[bytes, tuple[int, int]]
+) -> tuple[int, int]:
+    """(files, bytes) below tree ``top`` as a version records them: the files and links
+    at every path, and their sizes. Each distinct tree's ``shape`` is asked once and
+    its totals kept in ``done`` (shared between the versions a caller checks), without
+    recursion; FormatError if a tree holds itself."""
+    opened: set[bytes] = set()
+    stack = [top]
+    while stack:
+        tid = stack[-1]
+        if tid in done:
+            stack.pop()
+            continue
+        got = shape(tid)
+        missing = [t for t in got.subtrees if t not in done]
+        if missing:
+            if tid in opened:
+                raise FormatError(f"tree {tid.hex()[:12]} contains itself")
+            opened.add(tid)
+            stack += missing
+            continue
+        done[tid] = (
+            got.files + sum(done[t][0] for t in got.subtrees),
+            got.size + sum(done[t][1] for t in got.subtrees),
+        )
+        stack.pop()
+    return done[top]
+
+
 class RevPath(NamedTuple):
     """A ``REV:PATH`` argument split in two (PATH may be empty)."""
 
