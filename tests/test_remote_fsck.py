@@ -22,6 +22,7 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from tests.support.forge import Forge, dir_entry, file_entry
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
@@ -30,6 +31,7 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
 from tests.test_remote_gc import manifests
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
+from vfs.model.version_codec import Version, encode_version
 from vfs.remote.check import fsck_remote
 from vfs.remote.config import Meter, get_remote
 from vfs.remote.layout import decode_segment, encode_segments
@@ -162,6 +164,27 @@ def test_fsck_remote_names_each_damage(make_repo: RepoFactory, remote: Remote) -
     remote.backend.put("format", record)
     repo.ok("fsck", "--remote", "origin", "--data")
     repo.fsck_clean()
+
+
+def test_fsck_remote_names_a_version_whose_totals_are_not_its_trees(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote version claiming a terabyte of a tree holding 16 bytes, which clones
+    and fetches refuse, was no problem to `dvfs fsck --remote`."""
+    forge = Forge(tmp_path / "evil")
+    data = forge.tree([file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)])
+    v1 = forge.version(forge.tree([dir_entry(b"data", data)]))
+    top = [dir_entry(b"data", data), file_entry(b"more.txt", forge.chunk(b"more text\n"), 10)]
+    tree = forge.tree(top)
+    record = Version(tree, (v1,), 2, "m", "m <m@x>", 1, files=2, bytes=10**12)
+    v2 = forge.add(ObjKind.VERSION, encode_version(record))
+    forge.publish(v2)
+    repo = make_repo("here")
+    repo.ok("remote", "add", "origin", forge.url)
+    (line,) = problems(check(repo))
+    assert f"v2 {v2.hex()[:12]} (branch 'main') claims 2 files of 1,000,000,000,000 bytes" in line
+    assert "but its tree holds 2 files of 16 bytes: clones and fetches refuse it" in line
+    assert repo.run("fsck", "--remote", "origin", "--json").json()["problems"] == [line[9:]]
 
 
 def test_an_index_entry_outside_its_pack_names_the_segment_not_the_pack(

@@ -8,7 +8,8 @@ What a clone, fetch or push relies on is checked as they read it (``vfs.remote.r
   (versions and their parents, trees, chunks) is listed in the remote's index, where an
   object of a pack a gc manifest condemns, and a record a manifest condemns, count as
   gone (as a pusher counts them); versions and trees are read (ranged GETs) and
-  decoded to walk them, chunks are only looked up;
+  decoded to walk them, chunks are only looked up; a version's totals (files, bytes)
+  are those of its tree, as a fetch checks them (``vfs.remote.receive``);
 - every index segment is its id and decodes; every gc manifest decodes;
 - every pack the index names that no manifest condemns exists and is at least as long
   as its entries say (offset plus length of the last object, then a header record each
@@ -47,7 +48,7 @@ from vfs.errors import (
 )
 from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.ids import hash_bytes, hasher
-from vfs.model.version_codec import decode_version
+from vfs.model.version_codec import Version, decode_version
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import (
@@ -79,6 +80,7 @@ from vfs.remote.reader import (
     usable_ref_names,
     whole_pack,
 )
+from vfs.repo.history import Shape, totals
 from vfs.repo.repository import Repository, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.objects import ObjKind
@@ -254,6 +256,7 @@ def fsck_remote(
             "",
         )
     walk.run([(labels[oid], oid) for oid in labels if oid in home], jobs)
+    walk.check_totals()
     report.versions, report.trees, report.chunks = walk.versions, walk.trees, len(walk.chunks)
 
     sizes = _packs(meter, spec.name, report, problems, entries, condemned_packs, walk)
@@ -403,6 +406,8 @@ class _Walk:
         self.chunks: set[bytes] = set()  # reached and indexed
         self.records: set[bytes] = set()  # reached and indexed
         self._live: dict[str, int] | None = None
+        self.claims: list[tuple[str, bytes, Version]] = []  # (label, id, version) read
+        self.shapes: dict[bytes, Shape] = {}  # tree read -> what it holds itself
 
     def want(self, oid: bytes, version: bool, place: str) -> None:
         if oid in self.seen:
@@ -453,11 +458,14 @@ class _Walk:
                 v = decode_version(raw)
                 self.versions += 1
                 label = f"v{v.number}"
+                self.claims.append((f"{label} {oid.hex()[:12]} ({place})", oid, v))
                 for n, p in enumerate(v.parents):
                     self.want(p, True, f"parent {n + 1} of {label}")
                 self.want(v.tree, False, f"{label}:")
             elif raw is not None:
-                self.walk_tree(decode_tree(raw), place)
+                tree = decode_tree(raw)
+                self.shapes[oid] = Shape.of(tree)
+                self.walk_tree(tree, place)
         except DvfsError as exc:
             why = f"it does not decode ({exc})"
         if why:
@@ -466,6 +474,24 @@ class _Walk:
                 f"{what} {oid.hex()[:12]} ({place}) cannot be read: {why}; " + self.fix,
                 "versions or trees cannot be read",
             )
+
+    def check_totals(self) -> None:
+        """A problem for each version read whose files and bytes are not its tree's
+        (one whose tree could not all be read is named for that already)."""
+        done: dict[bytes, tuple[int, int]] = {}
+        for label, _, v in self.claims:
+            try:
+                held = totals(v.tree, self.shapes.__getitem__, done)
+            except (KeyError, FormatError):
+                continue
+            if held != (v.files, v.bytes):
+                self.problems.add(
+                    "totals",
+                    f"{label} claims {_files(v.files, v.bytes)}, but its tree holds "
+                    f"{_files(*held)}: clones and fetches refuse it; point the refs that reach "
+                    "it at other versions, or delete them",
+                    "versions claim totals their trees do not hold",
+                )
 
     def walk_tree(self, tree: Tree, place: str) -> None:
         self.trees += 1
@@ -506,6 +532,10 @@ class _Walk:
                 p = self.home[oid][0]
                 self._live[p] = self._live.get(p, 0) + 1
         return self._live.get(pack_id, 0)
+
+
+def _files(files: int, size: int) -> str:
+    return f"{files:,} file{'s' if files != 1 else ''} of {size:,} bytes"
 
 
 def _pack_hint(name: str, pack_id: str, live: int, gone: bool) -> str:
