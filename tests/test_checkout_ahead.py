@@ -31,8 +31,12 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
+from vfs.model.codec import encode_tree
+from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import encode_version
 from vfs.repo.repository import Repository
 from vfs.store.durable import is_tmp_leaf
+from vfs.store.objects import ObjKind
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import RESTORE_SPLIT, WRITE_DIRECT, restore_many
 
@@ -168,6 +172,75 @@ def damaged_large_file_is_reported(repo: Repo, name: str) -> None:
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize(
+    ("name", "size"), [("d/big.bin", WRITE_DIRECT + MiB), ("big.bin", WRITE_DIRECT + MiB),
+                       ("d/mid.bin", 3 * MiB)]
+)  # fmt: skip
+def test_a_file_whose_bytes_are_not_its_digest_is_not_written(
+    repo: Repo, name: str, size: int
+) -> None:
+    """A version whose file of several chunks claims a digest its bytes do not have (a
+    forged record an older dvfs fetched) was checked out silently: the file held bytes
+    that were not the hash `dvfs show` gave, and the index recorded that hash for them.
+    Each chunk is checked against its id as it is read; the whole file against its
+    digest on the way, with no second read."""
+    lying_digest_is_reported(repo, name, size)
+
+
+def lying_digest_is_reported(repo: Repo, name: str, size: int) -> None:
+    """The lying digest's check (also run on a filesystem that shares blocks:
+    test_restore_shared): a version holding ``name`` (``size`` bytes, several chunks)
+    under another digest; its checkout fails that file alone with a line naming it,
+    restores the others and leaves no temporary file; fsck names nothing (the chunks
+    are whole), and the honest version checks out whole."""
+    data = rand(size, seed=16)
+    commit_files(repo, {name: data, "d/a.txt": "a"}, "base")
+    r = Repository(repo.root)
+    head = r.history.head_id()
+    assert head is not None
+    lie = forge_digest(r, head, name.encode(), hash_bytes(b"other bytes"))
+    r.refs.update("refs/tags/lie", lie, None)
+    for rel in (name, "d/a.txt"):
+        (repo.root / rel).unlink()
+    line = assert_error(repo.run("checkout", "lie"), "could not restore", name)
+    assert "the digest the version records for it" in line, line
+    assert not (repo.root / name).exists()
+    assert repo.read("d/a.txt") == b"a"
+    assert _temporaries(repo.root) == []
+    assert repo.status()["modified"] == []
+    repo.ok("checkout", "--force", "main")
+    assert repo.read(name) == data
+    repo.ok("tag", "-d", "lie")
+    repo.fsck_clean()
+
+
+def forge_digest(repo: Repository, version: bytes, path: bytes, digest: bytes) -> bytes:
+    """A version of ``version``'s tree with the file at ``path`` given ``digest``, stored
+    past the fetch's checks (as an older dvfs kept one); its id."""
+    hist, store = repo.history, repo.store
+    v = hist.version(version)
+    trees = [v.tree]
+    parts = path.split(b"/")
+    for part in parts[:-1]:
+        e = hist.tree(trees[-1]).get(part)
+        assert e is not None
+        trees.append(e.subtree)
+    e = hist.tree(trees[-1]).get(parts[-1])
+    assert e is not None and len(e.chunks) > 1
+    new = e._replace(digest=digest)
+    for depth in range(len(trees) - 1, -1, -1):
+        entries = {x.name: x for x in hist.tree(trees[depth]).entries} | {new.name: new}
+        oid, _ = store.put(ObjKind.TREE, encode_tree(list(entries.values())))
+        if depth:
+            above = hist.tree(trees[depth - 1]).get(parts[depth - 1])
+            assert above is not None
+            new = above._replace(subtree=oid)
+    made = v._replace(tree=oid, parents=(version,), number=v.number + 1, message="lie")
+    lie, _ = store.put(ObjKind.VERSION, encode_version(made))
+    store.flush()
+    return lie
+
+
 def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable(
     repo: Repo,
 ) -> None:
@@ -219,7 +292,11 @@ _RESTORE_ALL = """
 import json, os, sys
 from pathlib import Path
 from vfs._os.helper_process import Helper
+from vfs.model.codec import encode_tree
+from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import encode_version
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjKind
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import restore_many
 

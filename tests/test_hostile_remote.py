@@ -36,7 +36,7 @@ from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
-from vfs.model.ids import hash_bytes
+from vfs.model.ids import hash_bytes, hasher
 from vfs.model.version_codec import Version, encode_version
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import RemoteSpec, connect
@@ -225,6 +225,24 @@ def test_an_entry_lying_about_its_digest_or_size_is_refused(
     v2 = forge.version(nested(forge, [b"data"], [entry]), (v1,), 2)
     forge.publish(v2)
     refused_clone(tmp_path, forge, "malformed tree record", name, forge.url)
+
+
+def test_a_clone_does_not_write_a_file_whose_bytes_are_not_its_digest(tmp_path: Path) -> None:
+    """A file of two chunks whose version claims another file's digest: each chunk is
+    its id, so the clone wrote the file, and `dvfs show` gave a hash its bytes do not
+    have. The clone restores the other files and fails that one, naming it."""
+    forge = Forge(tmp_path / "evil")
+    a, b = b"A" * 1000, b"B" * 1000
+    refs = (ChunkRef(forge.chunk(a), 1000), ChunkRef(forge.chunk(b), 1000))
+    two = Entry(b"two.bin", Kind.FILE, 0o644, 2000, 0, hash_bytes(b"A" * 2000), refs)
+    forge.publish(
+        forge.version(nested(forge, [b"data"], [two, file_entry(b"z", forge.chunk(b"z"), 1)]))
+    )
+    r = run(tmp_path, "clone", forge.url, "b")
+    line = assert_error(r, "could not restore data/two.bin", "the digest the version records")
+    assert "nothing was written" in line, line
+    assert not (tmp_path / "b" / "data" / "two.bin").exists()
+    assert (tmp_path / "b" / "data" / "z").read_bytes() == b"z"
 
 
 # ------------------------------------------------------------------- ref names
@@ -540,9 +558,13 @@ def test_a_tree_repeating_itself_at_every_level_is_not_expanded(tmp_path: Path) 
 
 def repeated_chunk(forge: Forge, size: int, times: int) -> bytes:
     """A version holding one file made of one chunk of ``size`` bytes, ``times`` over."""
-    block = forge.chunk(b"y" * size)
+    data = b"y" * size
+    block = forge.chunk(data)
     chunks = tuple(ChunkRef(block, size) for _ in range(times))
-    big = Entry(b"big", Kind.FILE, 0o644, size * times, 0, digest=bytes(32), chunks=chunks)
+    whole = hasher()
+    for _ in range(times):
+        whole.update(data)
+    big = Entry(b"big", Kind.FILE, 0o644, size * times, 0, whole.digest(), chunks)
     return forge.version(forge.tree([big]))
 
 

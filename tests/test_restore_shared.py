@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import mounted, tmpfs
 from tests.support.cli import Repo, commit_files, init_repo
 from tests.support.data import rand
-from tests.test_checkout_ahead import damaged_large_file_is_reported
+from tests.test_checkout_ahead import damaged_large_file_is_reported, lying_digest_is_reported
 from vfs._os import reflink
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore, ObjKind
@@ -115,6 +115,13 @@ def test_a_damaged_pack_fails_the_shared_file_as_a_written_one(repo: Repo, name:
     back: the file is reported as not restored, with the usual line, and comes back
     whole once the pack is mended (as on any filesystem: test_checkout_ahead)."""
     damaged_large_file_is_reported(repo, name)
+
+
+@pytest.mark.parametrize("name", ["d/big.bin", "big.bin"])
+def test_a_shared_file_whose_bytes_are_not_its_digest_is_not_kept(repo: Repo, name: str) -> None:
+    """A file made of shared blocks is checked against the version's digest as its
+    chunks are read back in order, as a written one is (test_checkout_ahead)."""
+    lying_digest_is_reported(repo, name, WRITE_DIRECT + MiB)
 
 
 def test_a_file_with_compressed_chunks_is_written_and_shares_nothing(repo: Repo) -> None:

@@ -26,9 +26,9 @@ from vfs._os.direct_io import (
     read_range_into,
 )
 from vfs._os.helper_process import Channel, Helper, Tickets, cpus, spare_cpus
-from vfs.errors import DvfsError, ObjectCorrupt, ObjectError, UsageError
+from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectError, UsageError
 from vfs.model.codec import PERM_BITS, Entry, Kind
-from vfs.model.ids import hash_bytes
+from vfs.model.ids import hash_bytes, hasher
 from vfs.quoting import quoted
 from vfs.repo.stage import Staged, staged_from_entry, staged_with_stat
 from vfs.store.durable import storage_error, tmp_leaf
@@ -38,6 +38,8 @@ from vfs.worktree.remove import not_writable, remove_tree
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future
+
+    import blake3
 
 
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per claim
@@ -174,11 +176,15 @@ def write_entry(
             if not small:
                 _write_large(fd, entry, store)
             else:
+                whole = _whole(entry)
                 for c in entry.chunks:
                     got = have.get(c.oid) if have is not None else None
                     view = memoryview(store.get(c.oid) if got is None else got)
+                    if whole is not None:
+                        whole.update(view)
                     while view:
                         view = view[os.write(fd, view) :]
+                _check_whole(entry, whole)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             if not named:
                 try:
@@ -266,8 +272,9 @@ def _write_unnamed(
     process's ``/proc/self/fd`` from :func:`_descriptors`, if given); its new stat.
 
     None where that is not all it takes: a chunk not in ``have``, something standing
-    at ``leaf``, or any error. Nothing is then left (the file had no name), and the
-    caller writes it with :func:`write_entry`, which meets the error itself.
+    at ``leaf``, chunks that do not make the file's digest (checked first), or any
+    error. Nothing is then left (the file had no name), and the caller writes it with
+    :func:`write_entry`, which meets the error itself.
     """
     data = []
     for c in e.chunks:
@@ -275,6 +282,12 @@ def _write_unnamed(
         if got is None:
             return None
         data.append(got)
+    whole = _whole(e)
+    if whole is not None:
+        for d in data:
+            whole.update(d)
+        if whole.digest() != e.digest:
+            return None
     try:
         fd = os.open(b".", _ANONYMOUS, e.mode & PERM_BITS, dir_fd=dir_fd)
     except OSError:
@@ -391,7 +404,8 @@ def _write_large(fd: int, entry: Entry, store: ObjectStore) -> None:
 def _check_shared(fd: int, entry: Entry) -> bool:
     """Read back the file at ``fd`` that :func:`_write_large` made of shared blocks,
     checking each chunk against its id (ObjectCorrupt names the first that is not),
-    past the page cache where the filesystem allows, on READERS threads. False,
+    past the page cache where the filesystem allows, on READERS threads, and the
+    whole file against its digest (:func:`_check_whole`) as the chunks come in order. False,
     having read nothing, where no descriptor to read it with can be had (``fd`` only
     writes; a second one is opened through ``/proc``)."""
     import mmap
@@ -407,35 +421,44 @@ def _check_shared(fd: int, entry: Entry) -> bool:
     except OSError:
         direct = -1
     room = max(c.size for c in entry.chunks) + 2 * ALIGN
-    local = threading.local()
+    whole = _whole(entry)
+    depth = READERS + 1  # chunks read ahead of the one the file's digest takes next
+    # Chunk k is read into slot k % (depth + 1): the one that used it last has been
+    # taken into the digest by the time chunk k is asked for.
+    slots = [mmap.mmap(-1, room) for _ in range(depth + 1)] if direct >= 0 else []
 
-    def check(oid: bytes, at: int, size: int) -> None:
+    def check(oid: bytes, at: int, size: int, k: int) -> bytes | memoryview:
         view = None
         if direct >= 0:  # (None: an alignment the filesystem refuses, read plainly)
-            buf = getattr(local, "buf", None)
-            if buf is None:
-                buf = local.buf = mmap.mmap(-1, room)
-            view = read_range_into(direct, at, size, buf)
+            view = read_range_into(direct, at, size, slots[k % len(slots)])
         data: bytes | memoryview = view if view is not None else os.pread(plain, size, at)
-        try:
-            if len(data) != size or hash_bytes(data) != oid:
-                raise ObjectCorrupt(oid.hex())  # (the line a written file's damage gives)
-        finally:
+        if len(data) != size or hash_bytes(data) != oid:
             if view is not None:
                 view.release()
+            raise ObjectCorrupt(oid.hex())  # (the line a written file's damage gives)
+        return data
+
+    def take(fut: Future[bytes | memoryview]) -> None:
+        data = fut.result()
+        try:
+            if whole is not None:
+                whole.update(data)
+        finally:
+            if isinstance(data, memoryview):
+                data.release()
 
     try:
         with ThreadPoolExecutor(READERS, "dvfs-check") as pool:
-            flying: deque[Future[None]] = deque()
+            flying: deque[Future[bytes | memoryview]] = deque()
             at = 0
             try:
-                for c in entry.chunks:
-                    flying.append(pool.submit(check, c.oid, at, c.size))
+                for k, c in enumerate(entry.chunks):
+                    flying.append(pool.submit(check, c.oid, at, c.size, k))
                     at += c.size
-                    if len(flying) > 2 * READERS:
-                        flying.popleft().result()
+                    if len(flying) > depth:
+                        take(flying.popleft())
                 while flying:
-                    flying.popleft().result()
+                    take(flying.popleft())
             finally:
                 for fut in flying:
                     fut.cancel()
@@ -443,7 +466,27 @@ def _check_shared(fd: int, entry: Entry) -> bool:
         os.close(plain)
         if direct >= 0:
             os.close(direct)
+    _check_whole(entry, whole)
     return True
+
+
+def _whole(entry: Entry) -> blake3.blake3 | None:
+    """A hasher for the digest of a file of several chunks, written in order; None for
+    one of one chunk or none, whose digest decoding checked (``vfs.model.codec``)."""
+    return hasher() if len(entry.chunks) > 1 else None
+
+
+def _check_whole(entry: Entry, whole: blake3.blake3 | None) -> None:
+    """FormatError, failing this file alone, if ``whole`` (the bytes written) is not the
+    digest the version records for ``entry``: its chunks are whole (each was checked
+    against its id), but the record is forged or damaged, and the index would record
+    that digest for bytes that do not have it."""
+    if whole is not None and whole.digest() != entry.digest:
+        raise FormatError(
+            f"its bytes hash to {whole.hexdigest()[:12]}, not to {entry.digest.hex()[:12]}, "
+            "the digest the version records for it (a forged or damaged record): nothing "
+            "was written"
+        )
 
 
 def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
@@ -486,12 +529,14 @@ def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
         try:
             # Chunk i goes into slot i % (READ_AHEAD + 1): the chunk that used it last
             # has been copied out by the time chunk i is asked for.
+            whole = _whole(entry)
             for i, c in enumerate(entry.chunks):
                 ahead.append(reader.submit(store.read_into, c.oid, slots[i % len(slots)]))
                 if len(ahead) > READ_AHEAD:
-                    _append_chunk(out, ahead.popleft())
+                    _append_chunk(out, ahead.popleft(), whole)
             while ahead:
-                _append_chunk(out, ahead.popleft())
+                _append_chunk(out, ahead.popleft(), whole)
+            _check_whole(entry, whole)
             out.finish()
         except BaseException:
             for fut in ahead:
@@ -501,10 +546,15 @@ def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
     # The slots are unmapped once the last view of them is gone, with this frame.
 
 
-def _append_chunk(out: DirectAppender, fut: Future[bytes | memoryview]) -> None:
-    """Append a chunk the reader has read, and let go of its buffer."""
+def _append_chunk(
+    out: DirectAppender, fut: Future[bytes | memoryview], whole: blake3.blake3 | None
+) -> None:
+    """Append a chunk the reader has read (to the file's digest too, if ``whole``), and
+    let go of its buffer."""
     data = fut.result()
     try:
+        if whole is not None:
+            whole.update(data)
         out.write(data)
     finally:
         if isinstance(data, memoryview):
