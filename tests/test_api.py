@@ -31,9 +31,11 @@ import pytest
 
 import vfs
 from tests.support.api import Data, make_data, push_all, write
-from tests.support.cli import assert_error, assert_ok, fsck_clean, run
+from tests.support.cli import assert_error, assert_ok, commit_files, fsck_clean, init_repo, run
+from tests.support.data import rand
 from tests.support.forge import Forge, content_entry, file_entry
 from tests.support.s3server import S3Server
+from tests.test_checkout_ahead import MiB, forge_digest
 from vfs.errors import RemoteNotFound
 from vfs.model.ids import hash_bytes
 from vfs.remote.read import RemoteChunks, repository_chunks
@@ -180,6 +182,36 @@ def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
         data.repo.ls(0)
     with pytest.raises(TypeError, match="not float"):
         data.repo.show(1.0)  # type: ignore[arg-type]
+
+
+def test_a_file_read_to_its_end_is_checked_against_its_digest(tmp_path: Path) -> None:
+    """A version whose file of several chunks claims a digest its bytes do not have (a
+    forged record an older dvfs fetched): `vfs.open` read it to its end, and fsspec's
+    `cat` gave it whole, as if they were the bytes of that hash. Reading to the end
+    now checks the digest on the way (no second read) and fails the read that gets
+    there; a part of the file, which cannot be checked, reads as before."""
+    root = tmp_path / "repo"
+    repo = init_repo(root)
+    data = rand(3 * MiB, seed=17)
+    commit_files(repo, {"d/mid.bin": data}, "base")
+    store = Repository(root)
+    head = store.history.head_id()
+    assert head is not None
+    store.refs.update("refs/tags/lie", forge_digest(store, head, b"d/mid.bin", bytes(32)), None)
+    store.close()
+    with vfs.Repo(root) as api:
+        assert api.read_range("d/mid.bin", 1000, 2000, rev="lie") == data[1000:2000]
+        with pytest.raises(vfs.FormatError, match="the digest the version records for it"):
+            api.read_bytes("d/mid.bin", rev="lie")
+        with api.open("d/mid.bin", rev="lie") as f, pytest.raises(vfs.FormatError, match="v2:d"):
+            while f.read(100_000):
+                pass
+        fs = fsspec.filesystem("dvfs", repo=api, rev="lie")
+        with pytest.raises(vfs.FormatError):
+            fs.cat_file("/d/mid.bin")
+        assert api.read_bytes("d/mid.bin") == data  # the honest version reads whole
+        with api.open("d/mid.bin") as f:
+            assert f.read() == data
 
 
 def fsspec_rev(data: Data, rev: int) -> bytes:

@@ -720,7 +720,10 @@ class Repo:
                 "not a directory"
             )
         name = f"{label}:{os.fsdecode(rel)}"
-        return ChunkedFile(name, e.chunks, lambda oid: self._chunk_of(name, oid), on_close=on_close)
+        return ChunkedFile(
+            name, e.chunks, lambda oid: self._chunk_of(name, oid), on_close=on_close,
+            digest=e.digest,
+        )  # fmt: skip
 
     def _chunk_of(self, name: str, oid: bytes) -> bytes:
         """:meth:`_get`, a remote's failure saying which file needed the chunk; a chunk

@@ -6,7 +6,11 @@ fetches only the chunks the range touches, through the function the caller gives
 against its id before returning it). The last chunks read are kept in a small LRU,
 at most ``CACHE_BYTES`` (and always the one being read), so a sequential read
 fetches each chunk once and a seek back into a recent chunk costs nothing; memory
-stays bounded whatever the file's size.
+stays bounded whatever the file's size. Given the file's digest, the chunks read in
+order from the first are hashed on the way (no second read), and the read that
+reaches the last fails if they do not make that digest: a forged or damaged version
+may name whole chunks under a digest their bytes do not have. A file of one chunk or
+none has the digest decoding checked (``vfs.model.codec``).
 
 :class:`ChunkedFile` is a raw stream (``io.RawIOBase``); :func:`open_chunks` wraps it
 as Python's ``open()`` would: an ``io.BufferedReader`` for ``"rb"`` (:class:`Reader`,
@@ -27,6 +31,7 @@ from typing import IO, Any, SupportsIndex
 from vfs.errors import FormatError
 from vfs.model.chunking import MAX_SIZE_RANGE
 from vfs.model.codec import ChunkRef
+from vfs.model.ids import hasher
 
 CACHE_BYTES = 32 * 1024 * 1024
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
@@ -45,7 +50,8 @@ class ChunkedFile(io.RawIOBase):
 
     ``get(oid)`` returns a chunk's verified bytes. ``name`` is what the object says it
     reads (``repr``, error messages). ``on_close`` is called once, when the file is
-    closed (or collected): to close what was opened for it alone.
+    closed (or collected): to close what was opened for it alone. ``digest``, if
+    given, is checked once the chunks have been read in order (module docstring).
     """
 
     def __init__(
@@ -55,9 +61,14 @@ class ChunkedFile(io.RawIOBase):
         get: Callable[[bytes], bytes],
         cache_bytes: int = CACHE_BYTES,
         on_close: Callable[[], None] | None = None,
+        digest: bytes | None = None,
     ) -> None:
         super().__init__()
         self.name = name
+        self._digest = digest if len(chunks) > 1 else None
+        self._whole = hasher() if self._digest is not None else None
+        self._hashed = 0  # chunks taken into ``_whole``, in order from the first
+        self._wrong: FormatError | None = None  # the digest, once found not to match
         self._on_close = on_close
         self._chunks = list(chunks)
         self._get = get
@@ -174,9 +185,12 @@ class ChunkedFile(io.RawIOBase):
         return b"".join(parts)
 
     def _chunk(self, i: int) -> bytes:
+        if self._wrong is not None:
+            raise self._wrong
         hit = self._cache.get(i)
         if hit is not None:
             self._cache.move_to_end(i)
+            self._take(i, hit)
             return hit
         ref = self._chunks[i]
         data = self._get(ref.oid)
@@ -190,7 +204,26 @@ class ChunkedFile(io.RawIOBase):
             self._cached -= len(old)
         self._cache[i] = data
         self._cached += len(data)
+        self._take(i, data)
         return data
+
+    def _take(self, i: int, data: bytes) -> None:
+        """Hash chunk ``i`` into the file's digest if it is the next in order; at the
+        last, FormatError (kept, for every read after) if they do not make it."""
+        if self._whole is None or i != self._hashed:
+            return
+        self._whole.update(data)
+        self._hashed += 1
+        if self._hashed < len(self._chunks):
+            return
+        got, self._whole = self._whole.digest(), None
+        if got != self._digest:
+            self._wrong = FormatError(
+                f"{self.name}: its bytes hash to {got.hex()[:12]}, not to "
+                f"{(self._digest or b'').hex()[:12]}, the digest the version records for it "
+                "(a forged or damaged record)"
+            )
+            raise self._wrong
 
     def _check_closed(self) -> None:
         if self.closed:
