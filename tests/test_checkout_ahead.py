@@ -187,6 +187,26 @@ def test_a_file_whose_bytes_are_not_its_digest_is_not_written(
     lying_digest_is_reported(repo, name, size)
 
 
+def test_cat_of_a_file_whose_bytes_are_not_its_digest_fails_before_its_end(repo: Repo) -> None:
+    """`dvfs cat` of such a file (see above) wrote it whole and exited 0, as if its
+    bytes were the digest `dvfs show` gives. Its chunks are hashed as they are written
+    out and the last is held back: the output is cut short, with one error line."""
+    data = rand(3 * MiB, seed=18)
+    commit_files(repo, {"d/mid.bin": data}, "base")
+    r = Repository(repo.root)
+    head = r.history.head_id()
+    assert head is not None
+    last = r.history.lookup(r.history.version(head).tree, b"d/mid.bin")
+    assert last is not None and len(last.chunks) > 1
+    r.refs.update("refs/tags/lie", forge_digest(r, head, b"d/mid.bin", bytes(32)), None)
+    got = repo.run("cat", "lie:d/mid.bin")
+    assert_error(got, "v2:d/mid.bin", "the digest the version records for it")
+    assert got.raw == data[: len(data) - last.chunks[-1].size]
+    assert repo.cat("HEAD:d/mid.bin") == data
+    repo.ok("tag", "-d", "lie")
+    repo.fsck_clean()
+
+
 def lying_digest_is_reported(repo: Repo, name: str, size: int) -> None:
     """The lying digest's check (also run on a filesystem that shares blocks:
     test_restore_shared): a version holding ``name`` (``size`` bytes, several chunks)

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from vfs.errors import NotADirectory, NotAFile, PathNotFound, UsageError
+from vfs.errors import FormatError, NotADirectory, NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.ids import hasher
 from vfs.model.params import shown_author, shown_git, shown_message, shown_params
 from vfs.model.version_codec import Version
 from vfs.ops.changed import first_seen
@@ -322,13 +323,16 @@ def ls_entries(
 def cat(
     repo: Repository, arg: str, before: Callable[[bytes, Entry], None] | None = None
 ) -> Iterator[bytes]:
-    """The content of ``REV:PATH``, chunk by chunk, each verified.
+    """The content of ``REV:PATH``, chunk by chunk, each verified; a file of several
+    chunks against its version's digest too, on the way: FormatError instead of its
+    last chunk if they do not make it (a file of one chunk or none has the digest
+    decoding checked, ``vfs.model.codec``).
 
     ``before`` is called with the path and entry of the file before its chunks are
     read (the CLI downloads those the local store lacks: ``vfs.remote.ondemand``).
     """
     rp = split_rev_path(arg)
-    _, e = lookup(repo, rp.rev, rp.path, directory=rp.directory)
+    oid, e = lookup(repo, rp.rev, rp.path, directory=rp.directory)
     if e.kind == Kind.DIR:
         raise NotAFile(f"{quote_name(rp.path) if rp.path else '.'} is a directory: use `dvfs ls`")
     if e.kind == Kind.SYMLINK:
@@ -336,8 +340,19 @@ def cat(
         return
     if before is not None:
         before(rp.path, e)
-    for c in e.chunks:
-        yield repo.store.get(c.oid)
+    whole = hasher() if len(e.chunks) > 1 else None
+    for k, c in enumerate(e.chunks, 1):
+        data = repo.store.get(c.oid)
+        if whole is not None:
+            whole.update(data)
+            if k == len(e.chunks) and whole.digest() != e.digest:
+                name = f"{repo.history.label(oid)}:{os.fsdecode(rp.path)}"
+                raise FormatError(
+                    f"{quote_name(name)}: its bytes hash to {whole.hexdigest()[:12]}, not to "
+                    f"{e.digest.hex()[:12]}, the digest the version records for it (a forged "
+                    "or damaged record): its last chunk was not written out"
+                )
+        yield data
 
 
 def working_files(
