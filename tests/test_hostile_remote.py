@@ -35,7 +35,7 @@ from tests.support.s3server import S3Server
 from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
-from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
 from vfs.model.ids import hash_bytes, hasher
 from vfs.model.version_codec import Version, encode_version
 from vfs.remote import audit as remote_audit
@@ -171,6 +171,30 @@ def test_a_version_lying_about_its_totals_is_refused(
     assert set(Repository(b.root).store.iter_ids()) == objects  # nothing of v2 was kept
     assert b.head_id() == v1.hex()
     assert Repository(b.root).refs.get("refs/remotes/origin/main") == v1
+    b.fsck_clean()
+
+
+def test_a_folder_lying_about_its_size_is_refused(tmp_path: Path) -> None:
+    """A forged v2 whose folder `data` claims 999 bytes, though the files below it hold
+    6, was pulled, and `dvfs ls` showed `data/` as 999 bytes. A folder's size is the
+    bytes of the files below it, counted as a version's totals are."""
+    forge = Forge(tmp_path / "evil")
+    data = forge.tree([file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)])
+    v1 = forge.version(forge.tree([dir_entry(b"data", data)]))
+    forge.publish(v1)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    assert Repo(tmp_path / "b").json("ls", "--json")[0]["size"] == 6
+    lie = Entry(b"data", Kind.DIR, 0o755, 999, 0, subtree=data)
+    top = forge.add(ObjKind.TREE, encode_tree([lie, file_entry(b"m", forge.chunk(b"m"), 1)]))
+    v2 = forge.add(
+        ObjKind.VERSION, encode_version(Version(top, (v1,), 2, "m", "a", 1, files=2, bytes=7))
+    )
+    forge.publish(v2)
+    fragments = ("v2", v2.hex()[:12], forge.url, "folder data/ holds 999 bytes", "hold 6")
+    refused_clone(tmp_path, forge, *fragments)
+    b = Repo(tmp_path / "b")
+    b.fail("pull", fragments=fragments)
+    assert b.head_id() == v1.hex()
     b.fsck_clean()
 
 

@@ -50,6 +50,7 @@ class Forge:
         self.objects: list[tuple[bytes, int, bytes]] = []  # (claimed id, kind, bytes)
         self.lies: dict[bytes, dict[str, int]] = {}  # claimed id -> index fields to falsify
         self.trees: dict[bytes, bytes] = {}  # every tree made, published or not: id -> record
+        self.sizes: dict[bytes, int] = {}  # and the bytes of the files below it
 
     @property
     def url(self) -> str:
@@ -73,9 +74,19 @@ class Forge:
         return self.add(ObjKind.CHUNK, data)
 
     def tree(self, entries: list[Entry], oid: bytes | None = None) -> bytes:
+        """A tree of ``entries``, each folder given the bytes below it as its size (as
+        dvfs writes them) where its subtree was made here: a test that wants another
+        size adds the tree record itself."""
+        entries = [
+            e._replace(size=self.sizes[e.subtree])
+            if e.kind == Kind.DIR and e.subtree in self.sizes
+            else e
+            for e in entries
+        ]
         data = encode_tree(entries)
         tid = self.add(ObjKind.TREE, data, oid)
         self.trees[tid] = data
+        self.sizes[tid] = sum(e.size for e in entries)
         return tid
 
     def totals(self, tree: bytes) -> Totals:

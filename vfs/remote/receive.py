@@ -12,8 +12,9 @@ stored or a ref moves, :func:`fetch_records` refuses a version when
 - its number is not its first parent's plus one (or 1 without a parent), so that
   ``vN`` names one version and counting along a chain stays bounded;
 - its totals (files and bytes) are not those of its tree, which ``log``, ``show`` and
-  ``du`` give as the version's size: the tree is read anyway (a subtree stored here
-  already counts as it is stored, each distinct one read once);
+  ``du`` give as the version's size, or a folder's size (``ls``) is not the bytes of
+  the files below it: the tree is read anyway (a subtree stored here already counts
+  as it is stored, each distinct one read once);
 - a ref, a version or a tree names as a version or a tree an object that is not one:
   a branch naming a tree, a folder naming a chunk. An object stored here already is
   checked too (:meth:`_Fetch.check_local`), not taken as what the remote calls it.
@@ -232,6 +233,18 @@ class _Fetch:
                     f"{self.label(version)} (version {version.hex()[:12]} on {self.remote.url}) "
                     f"claims {_count(files, 'file')} of {size:,} bytes, but its tree holds "
                     f"{_count(held[0], 'file')} of {held[1]:,} bytes: refused, nothing was fetched"
+                )
+        for tree in self.got.keys() - self.versions:
+            totals(tree, self.shape, done)
+            wrong = self.shapes[tree].wrong_folder(done)
+            if wrong is not None:
+                name, claimed, below = wrong
+                version, path = self.reached.get(tree, (b"", b""))
+                full = path + b"/" + name if path else name
+                raise FormatError(
+                    f"{self.label(version)} (version {version.hex()[:12]} on {self.remote.url}) "
+                    f"says folder {quote_name(full + b'/')} holds {claimed:,} bytes, but the "
+                    f"files below it hold {below:,}: refused, nothing was fetched"
                 )
 
     def shape(self, tree: bytes) -> Shape:

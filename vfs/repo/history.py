@@ -555,23 +555,35 @@ class Extent(NamedTuple):
 
 
 class Shape(NamedTuple):
-    """What one tree holds itself: its files and links, their bytes, its subtrees."""
+    """What one tree holds itself: its files and links, their bytes, its subtrees (and
+    the names and sizes its entries give them)."""
 
     files: int
     size: int
     subtrees: list[bytes]
+    folders: list[tuple[bytes, int]]  # (name, size the entry claims), as ``subtrees``
 
     @classmethod
     def of(cls, tree: Tree) -> Shape:
         files = size = 0
-        subtrees = []
+        subtrees, folders = [], []
         for e in tree.entries:
             if e.kind == Kind.DIR:
                 subtrees.append(e.subtree)
+                folders.append((e.name, e.size))
             else:
                 files += 1
                 size += e.size
-        return cls(files, size, subtrees)
+        return cls(files, size, subtrees, folders)
+
+    def wrong_folder(self, done: dict[bytes, tuple[int, int]]) -> tuple[bytes, int, int] | None:
+        """The first folder whose entry claims another size than the bytes below it
+        (counted in ``done``: :func:`totals`), as (name, claimed, held); None if none."""
+        for sub, (name, claimed) in zip(self.subtrees, self.folders, strict=True):
+            held = done[sub][1]
+            if held != claimed:
+                return name, claimed, held
+        return None
 
 
 def totals(
