@@ -221,6 +221,28 @@ def test_fsck_names_a_stored_version_whose_totals_are_not_its_trees(repo: Repo) 
     ]
 
 
+def test_fsck_names_a_stored_folder_whose_size_is_not_the_bytes_below_it(repo: Repo) -> None:
+    """A folder an older dvfs fetched without counting it kept its false size, which
+    `dvfs ls` shows, and `dvfs fsck` called the clone clean."""
+    repo.write("data/a.txt", "hello\n")
+    repo.ok("add", "data")
+    v1 = bytes.fromhex(repo.commit("v1"))
+    r = Repository(repo.root)
+    made = r.history.version(v1)
+    data = r.history.lookup(made.tree, b"data")
+    assert data is not None and data.size == 6
+    top, _ = r.store.put(ObjKind.TREE, encode_tree([data._replace(size=999)]))
+    record = Version(top, (v1,), 2, "lies", "m <m@x>", 1, files=1, bytes=6)
+    oid, _ = r.store.put(ObjKind.VERSION, encode_version(record))
+    r.store.flush()
+    r.refs.update("refs/tags/big", oid, None)
+    report = repo.run("fsck", "--json").json()
+    assert report["problems"] == [
+        f"tree {top.hex()[:12]}: folder data/ claims 999 bytes, but the files below it hold "
+        "6: `ls` gives its claim as its size"
+    ]
+
+
 def lying_entries(forge: Forge) -> dict[str, Entry]:
     """Entries whose own size or digest a reader can see is false without their bytes."""
     other = hash_bytes(b"other\n")

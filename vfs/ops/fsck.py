@@ -4,7 +4,8 @@ The staging index's cache-tree is checked against trees built afresh from its ro
 Every pack is checked by its header and index (``vfs.store.pack_files.check_pack``: its
 name is its header's hash, its index lists what its header does) and every reachable
 object is read back and hashed once (chunks in parallel). A version whose totals (files
-and bytes) are not those of its tree is named (each distinct tree counted once). When a
+and bytes) are not those of its tree is named, and a folder whose size is not the bytes
+below it (each distinct tree counted once). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
 harmless; they are counted and removed (under the repository lock), in the store, at
@@ -151,15 +152,24 @@ def _walk_paths(hist: History, tree: bytes, prefix: str) -> Iterator[tuple[str, 
             yield f"{prefix}:{os.fsdecode(path)}", [c.oid for c in e.chunks]
 
 
-def _wrong_totals(hist: History, versions: dict[bytes, Version]) -> list[str]:
-    """Each version whose files and bytes are not those of its tree (a fetch refuses
-    one, ``vfs.remote.receive``; an older dvfs did not). Each distinct tree is counted
-    once; one that cannot be read is skipped (reported as such)."""
+def _wrong_totals(hist: History, versions: dict[bytes, Version], trees: set[bytes]) -> list[str]:
+    """Each version whose files and bytes are not those of its tree, and each folder
+    of ``trees`` whose size is not the bytes below it (a fetch refuses both,
+    ``vfs.remote.receive``; an older dvfs did not). Each distinct tree is read and
+    counted once; one that cannot be read is skipped (reported as such)."""
     done: dict[bytes, tuple[int, int]] = {}
+    shapes: dict[bytes, Shape] = {}
+
+    def shape(tree: bytes) -> Shape:
+        got = shapes.get(tree)
+        if got is None:
+            got = shapes[tree] = Shape.of(hist.tree(tree))
+        return got
+
     out = []
     for oid, v in versions.items():
         try:
-            held = totals(v.tree, lambda t: Shape.of(hist.tree(t)), done)
+            held = totals(v.tree, shape, done)
         except DvfsError:
             continue
         if held != (v.files, v.bytes):
@@ -167,6 +177,17 @@ def _wrong_totals(hist: History, versions: dict[bytes, Version]) -> list[str]:
             out.append(
                 f"v{v.number} {oid.hex()[:10]} claims {claimed}, but its tree holds {holds}: "
                 "`log`, `show` and `du` give its claim as its size"
+            )
+    for tree in sorted(trees & shapes.keys()):
+        if tree not in done:  # (below a tree that cannot be read)
+            continue
+        wrong = shapes[tree].wrong_folder(done)
+        if wrong is not None:
+            name, claimed_bytes, below = wrong
+            out.append(
+                f"tree {tree.hex()[:12]}: folder {quote_name(name + b'/')} claims "
+                f"{claimed_bytes:,} bytes, but the files below it hold {below:,}: `ls` gives "
+                "its claim as its size"
             )
     return out
 
@@ -440,7 +461,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             report.problems.append(f"{label}: version {rid}: {bad_record.error}")
         else:
             report.problems.append(f"tree {rid} ({label}) {bad_record.error}")
-    report.problems += _wrong_totals(hist, got.versions)
+    report.problems += _wrong_totals(hist, got.versions, got.trees)
     report.versions = len(got.versions)
     chunks = got.chunks
     trees = len(got.trees) + sum(1 for bad in got.problems if bad.kind == "tree")
