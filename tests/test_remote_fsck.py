@@ -31,6 +31,7 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
 from tests.test_remote_gc import manifests
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
+from vfs.model.codec import Entry, Kind, encode_tree
 from vfs.model.version_codec import Version, encode_version
 from vfs.remote.check import fsck_remote
 from vfs.remote.config import Meter, get_remote
@@ -185,6 +186,24 @@ def test_fsck_remote_names_a_version_whose_totals_are_not_its_trees(
     assert f"v2 {v2.hex()[:12]} (branch 'main') claims 2 files of 1,000,000,000,000 bytes" in line
     assert "but its tree holds 2 files of 16 bytes: clones and fetches refuse it" in line
     assert repo.run("fsck", "--remote", "origin", "--json").json()["problems"] == [line[9:]]
+
+
+def test_fsck_remote_names_a_folder_whose_size_is_not_the_bytes_below_it(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote folder claiming 999 bytes above files of 6, which clones and fetches
+    refuse, was no problem to `dvfs fsck --remote`."""
+    forge = Forge(tmp_path / "evil")
+    data = forge.tree([file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)])
+    lie = Entry(b"data", Kind.DIR, 0o755, 999, 0, subtree=data)
+    top = forge.add(ObjKind.TREE, encode_tree([lie]))
+    v1 = Version(top, (), 1, "m", "m <m@x>", 1, files=1, bytes=6)
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v1)))
+    repo = make_repo("here")
+    repo.ok("remote", "add", "origin", forge.url)
+    (line,) = problems(check(repo))
+    assert f"tree {top.hex()[:12]} (v1:) says folder data/ holds 999 bytes" in line, line
+    assert "but the files below it hold 6: clones and fetches refuse it" in line, line
 
 
 def test_an_index_entry_outside_its_pack_names_the_segment_not_the_pack(

@@ -9,7 +9,8 @@ What a clone, fetch or push relies on is checked as they read it (``vfs.remote.r
   object of a pack a gc manifest condemns, and a record a manifest condemns, count as
   gone (as a pusher counts them); versions and trees are read (ranged GETs) and
   decoded to walk them, chunks are only looked up; a version's totals (files, bytes)
-  are those of its tree, as a fetch checks them (``vfs.remote.receive``);
+  are those of its tree, and a folder's size the bytes below it, as a fetch checks
+  them (``vfs.remote.receive``);
 - every index segment is its id and decodes; every gc manifest decodes;
 - every pack the index names that no manifest condemns exists and is at least as long
   as its entries say (offset plus length of the last object, then a header record each
@@ -476,8 +477,9 @@ class _Walk:
             )
 
     def check_totals(self) -> None:
-        """A problem for each version read whose files and bytes are not its tree's
-        (one whose tree could not all be read is named for that already)."""
+        """A problem for each version read whose files and bytes are not its tree's, and
+        each tree read holding a folder whose size is not the bytes below it (one whose
+        trees could not all be read is named for that already)."""
         done: dict[bytes, tuple[int, int]] = {}
         for label, _, v in self.claims:
             try:
@@ -490,6 +492,22 @@ class _Walk:
                     f"{label} claims {_files(v.files, v.bytes)}, but its tree holds "
                     f"{_files(*held)}: clones and fetches refuse it; point the refs that reach "
                     "it at other versions, or delete them",
+                    "versions claim totals their trees do not hold",
+                )
+        for tree, shape in self.shapes.items():
+            try:
+                totals(tree, self.shapes.__getitem__, done)
+            except (KeyError, FormatError):
+                continue  # (below it, a tree that could not be read: named already)
+            wrong = shape.wrong_folder(done)
+            if wrong is not None:
+                name, claimed, below = wrong
+                self.problems.add(
+                    "totals",
+                    f"tree {tree.hex()[:12]} ({self.place[tree]}) says folder "
+                    f"{quote_name(name + b'/')} holds {claimed:,} bytes, but the files below "
+                    f"it hold {below:,}: clones and fetches refuse it; point the refs that "
+                    "reach it at other versions, or delete them",
                     "versions claim totals their trees do not hold",
                 )
 
