@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from vfs.errors import FormatError, NotADirectory, NotAFile, PathNotFound, UsageError
@@ -340,19 +341,31 @@ def cat(
         return
     if before is not None:
         before(rp.path, e)
-    whole = hasher() if len(e.chunks) > 1 else None
-    for k, c in enumerate(e.chunks, 1):
-        data = repo.store.get(c.oid)
-        if whole is not None:
-            whole.update(data)
-            if k == len(e.chunks) and whole.digest() != e.digest:
-                name = f"{repo.history.label(oid)}:{os.fsdecode(rp.path)}"
-                raise FormatError(
-                    f"{quote_name(name)}: its bytes hash to {whole.hexdigest()[:12]}, not to "
-                    f"{e.digest.hex()[:12]}, the digest the version records for it (a forged "
-                    "or damaged record): its last chunk was not written out"
-                )
-        yield data
+    if len(e.chunks) < 2:
+        for c in e.chunks:
+            yield repo.store.get(c.oid)
+        return
+    whole = hasher()
+    # Each chunk is taken into the digest on a thread of its own (BLAKE3 lets the GIL
+    # go) while it is written out and the next is read: on the main thread, the hash
+    # made `cat` of 1 GiB 21% slower.
+    with ThreadPoolExecutor(1, "dvfs-digest") as pool:
+        hashing: Future[object] | None = None
+        for k, c in enumerate(e.chunks, 1):
+            data = repo.store.get(c.oid)
+            if hashing is not None:
+                hashing.result()
+            hashing = pool.submit(whole.update, data)
+            if k == len(e.chunks):
+                hashing.result()
+                if whole.digest() != e.digest:
+                    name = f"{repo.history.label(oid)}:{os.fsdecode(rp.path)}"
+                    raise FormatError(
+                        f"{quote_name(name)}: its bytes hash to {whole.hexdigest()[:12]}, not "
+                        f"to {e.digest.hex()[:12]}, the digest the version records for it (a "
+                        "forged or damaged record): its last chunk was not written out"
+                    )
+            yield data
 
 
 def working_files(

@@ -24,8 +24,10 @@ import bisect
 import errno
 import io
 import operator
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, SupportsIndex
 
 from vfs.errors import FormatError
@@ -43,6 +45,20 @@ class NegativeSeek(OSError, ValueError):
     raises, and a ValueError, as ``io.BytesIO`` raises, so that code catching either
     goes on (``zipfile.is_zipfile`` of a file shorter than a zip's end record seeks
     before its start and catches OSError)."""
+
+
+_DIGESTS: list[ThreadPoolExecutor] = []  # one thread hashing files' chunks, once needed
+_DIGESTS_LOCK = threading.Lock()
+
+
+def _digests() -> ThreadPoolExecutor:
+    """The thread that takes chunks into their file's digest while the reader goes on
+    (BLAKE3 lets the GIL go): on the reader's thread, a whole read of 1 GiB took 12%
+    longer. One thread for every file keeps each file's chunks in order."""
+    with _DIGESTS_LOCK:
+        if not _DIGESTS:
+            _DIGESTS.append(ThreadPoolExecutor(1, "dvfs-digest"))
+        return _DIGESTS[0]
 
 
 class ChunkedFile(io.RawIOBase):
@@ -68,6 +84,7 @@ class ChunkedFile(io.RawIOBase):
         self._digest = digest if len(chunks) > 1 else None
         self._whole = hasher() if self._digest is not None else None
         self._hashed = 0  # chunks taken into ``_whole``, in order from the first
+        self._hashing: Future[object] | None = None  # the last chunk being taken into it
         self._wrong: FormatError | None = None  # the digest, once found not to match
         self._on_close = on_close
         self._chunks = list(chunks)
@@ -212,10 +229,14 @@ class ChunkedFile(io.RawIOBase):
         last, FormatError (kept, for every read after) if they do not make it."""
         if self._whole is None or i != self._hashed:
             return
-        self._whole.update(data)
+        if self._hashing is not None:
+            self._hashing.result()
+        self._hashing = _digests().submit(self._whole.update, data)
         self._hashed += 1
         if self._hashed < len(self._chunks):
             return
+        self._hashing.result()
+        self._hashing = None
         got, self._whole = self._whole.digest(), None
         if got != self._digest:
             self._wrong = FormatError(
