@@ -22,9 +22,11 @@ from tests.support.cli import (
     RepoFactory,
     add_in_process,
     assert_error,
+    assert_ok,
     commit_in_process,
     init_repo,
     run,
+    switch_in_process,
 )
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
@@ -424,3 +426,60 @@ def test_what_a_push_wrote_to_another_remote_is_known_there_without_a_fetch(
     damage_on(tmp_path / "remote", DATA[0])
     assert repo.cat("v1:data.bin") == DATA[0]
     repo.fsck_clean()
+
+
+def exp_pruned_then_unreached(
+    make_repo: RepoFactory, remote: Remote, tmp_path: Path
+) -> tuple[Repo, set[str]]:
+    """Branch exp (two versions) pushed and its data pruned here; then another clone,
+    which relies on none of it, deletes exp on the remote. Returns exp's packs there."""
+    repo = make_repo()
+    remote.add_to(repo)
+    repo.write("base.txt", "base\n")
+    add_in_process(repo, "base.txt")
+    commit_in_process(repo, "base")
+    repo.ok("push")
+    before = remote.list_keys("packs/")
+    switch_in_process(repo, "exp", create=True)
+    for i in range(2):
+        repo.write("data.bin", DATA[i])
+        add_in_process(repo, "data.bin")
+        commit_in_process(repo, f"exp {i}")
+    repo.ok("push", "exp")
+    switch_in_process(repo, "main")
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 2
+    assert_ok(run(tmp_path, "clone", remote.url, "other"))
+    assert_ok(run(tmp_path / "other", "push", "--delete", "exp"))
+    return repo, remote.list_keys("packs/") - before
+
+
+def test_a_remote_gc_run_here_keeps_data_pruned_here_that_another_clone_unreached(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """Another clone deleted the remote branch whose data was pruned here (it relies on
+    none of it); `dvfs gc --remote` run from this clone then deleted the last copy of
+    data this clone's branch exp uses, though it could tell: `cat exp:data.bin` failed
+    and `dvfs fsck` named the chunks missing."""
+    repo, _ = exp_pruned_then_unreached(make_repo, dir_remote, tmp_path)
+    r = repo.ok("gc", "--remote", "origin", "--grace", "0")
+    assert "kept 2 chunk(s) (614,400 bytes) that no ref of origin reaches" in r.err, r.err
+    assert "`dvfs push --all`" in r.err
+    repo.ok("push", "--all")  # (what it advises: exp reaches them on the remote again)
+    assert "kept" not in repo.ok("gc", "--remote", "origin", "--grace", "0").err
+    assert repo.cat("exp~1:data.bin") == DATA[0]
+    assert repo.cat("exp:data.bin") == DATA[1]
+    repo.fsck_clean()
+
+
+def test_data_pruned_here_in_a_pack_the_remote_lost_does_not_stop_its_gc(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """What the remote's index lists in a pack it no longer holds is no copy to keep:
+    the gc drops those entries as before, rather than stopping for "pack(s) holding
+    objects the refs reach are missing" (no ref reaches them)."""
+    repo, packs = exp_pruned_then_unreached(make_repo, dir_remote, tmp_path)
+    for key in packs:
+        dir_remote.backend.delete(key)
+    r = repo.ok("gc", "--remote", "origin", "--grace", "0")
+    assert "kept" not in r.err, r.err
+    assert_error(repo.run("cat", "exp:data.bin"), "neither in the local store nor on remote")

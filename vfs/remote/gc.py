@@ -61,7 +61,15 @@ from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
 from vfs.remote import repack
-from vfs.remote.config import Meter, RemoteSpec, chain_head, connect, index_cache
+from vfs.remote.config import (
+    Meter,
+    RemoteSpec,
+    chain_head,
+    connect,
+    index_cache,
+    lacking_here,
+    remotes,
+)
 from vfs.remote.layout import (
     GC_LOCK,
     MAX_REFS,
@@ -374,7 +382,33 @@ def _mark(
     report.versions = len(reached.versions)
     report.trees = len(reached.trees)
     report.live_objects = len(live)
+    live |= _relied_on_here(repo, got, live, report)
     return live, {oid: n for n, oid in enumerate(reached.versions)}
+
+
+def _relied_on_here(
+    repo: Repository, got: _Remote, live: set[bytes], report: RemoteGcReport
+) -> set[bytes]:
+    """The chunks the remote holds that no ref of it reaches, and that versions here use,
+    the local store lacks and no other configured remote holds (dropped by ``dvfs store
+    prune`` while a ref reached them, which another clone moved or deleted since): kept
+    live, with a warning, since deleting them would lose the last copy this clone knows."""
+    used, lacking = lacking_here(repo, report.remote, remotes(repo))
+    kept: set[bytes] = set()
+    for c in lacking:
+        there = [p for p in got.where.get(c, ()) if p in got.packs]
+        if there and c not in live:
+            got.where[c] = there  # (a listing of it in a pack that is gone is no copy)
+            kept.add(c)
+    if kept:
+        report.warnings.append(
+            f"kept {len(kept):,} chunk(s) ({sum(used[c] for c in kept):,} bytes) that no ref "
+            f"of {report.remote} reaches: versions here use them, and the local store lacks "
+            "them (dropped by `dvfs store prune`, or never downloaded) and no other remote "
+            "holds them; push what uses them (`dvfs push --all`), or delete it here (`dvfs "
+            "branch -D NAME`), and a later gc frees them"
+        )
+    return kept
 
 
 # the whole gc -----------------------------------------------------------------------
