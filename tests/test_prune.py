@@ -9,6 +9,7 @@ record (``log``, ``show``), and the files come back on demand. Each test ends wi
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -197,6 +198,24 @@ def test_max_size_drops_the_least_recently_used_data_the_remote_holds(
     listed = repo.ok("config")
     assert listed.out == "" and "no setting is set (known: store.max-size)" in listed.err
     assert_error(repo.run("config", "--unset"), "needs the KEY", code=2)
+    repo.fsck_clean()
+
+
+def test_a_max_size_too_large_for_a_number_is_refused_in_one_line(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """A size of 400 digits: `dvfs config store.max-size` failed with "internal error
+    (OverflowError ...)", and so did every `dvfs add` once .dvfs/config held it."""
+    repo = three_pushed(make_repo, dir_remote)
+    huge = "9" * 400
+    for size in (huge, f"{huge}T", f"1{'0' * 400}.5K"):
+        assert_error(repo.run("config", "store.max-size", size), "is not a size", code=2)
+    (repo.root / ".dvfs" / "config").write_text(json.dumps({"store.max-size": huge}))
+    repo.write("more.bin", DATA[3])
+    r = repo.ok("add", "more.bin")  # (staged: the setting is only warned about)
+    assert "store.max-size 9999" in r.err and "is not a size" in r.err, r.err
+    repo.commit("v4")
+    assert repo.cat("v1:data.bin") == DATA[0]
     repo.fsck_clean()
 
 

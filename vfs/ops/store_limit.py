@@ -14,6 +14,7 @@ finds fewer, and nothing more is done).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from collections.abc import Callable
@@ -38,10 +39,11 @@ _STORE_SIZE = r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*"  # (compiled when a s
 def parse_store_size(text: str, what: str) -> int:
     """Bytes in ``50G``, ``512M``, ``1.5T`` or a plain number."""
     m = re.fullmatch(_STORE_SIZE, text, re.IGNORECASE)
-    if m is None:
+    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    size = float(m.group(1)) * unit[m.group(2).upper()] if m is not None else math.inf
+    if math.isinf(size):  # (not a size, or digits past any float: 400 nines)
         raise UsageError(f"{what} {quote_given(text)} is not a size: write e.g. 50G, 512M or 1T")
-    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
-    return int(float(m.group(1)) * unit)
+    return int(size)
 
 
 class Trimmed(NamedTuple):
