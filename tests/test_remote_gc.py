@@ -142,16 +142,21 @@ def test_remote_gc_condemns_then_sweeps_after_the_grace(
     assert young["condemned_packs"] == 0 and young["deleted_packs"] == 0
     assert set(s3_remote.packs()) == kept | junk and not manifests(s3_remote)
 
-    # a day later it is condemned, nothing is deleted yet
+    # a day later it is condemned, nothing is deleted yet (--grace 0 would delete it)
+    at_once = gc(repo, "--dry-run", "--grace", "0", clock=DAY + 60)
     first = gc(repo, clock=DAY + 60)
     assert first["condemned_packs"] == len(junk) and first["deleted_packs"] == 0
+    assert at_once["deleted_packs"] == len(junk)
+    assert at_once["bytes_freed"] == first["condemned_bytes"] > len(JUNK)
     assert len(manifests(s3_remote)) == 1
     assert set(s3_remote.packs()) == kept | junk
-    assert gc(repo, "--dry-run", clock=2 * DAY + 120)["deleted_packs"] == len(junk)
+    dry = gc(repo, "--dry-run", clock=2 * DAY + 120)  # (it said "would delete 1 pack (0 B)")
+    assert dry["deleted_packs"] == len(junk)
 
     # a day after that, the sweep deletes it and drops it from the index
     second = gc(repo, clock=2 * DAY + 120)
     assert second["deleted_packs"] == len(junk) and second["bytes_freed"] > len(JUNK)
+    assert dry["bytes_freed"] == second["bytes_freed"]
     assert second["manifests_swept"] == 1 and second["segments_replaced"] >= 1
     assert set(s3_remote.packs()) == kept and not manifests(s3_remote)
     assert "gc/lock" not in s3_remote.list_keys("gc/")

@@ -565,8 +565,10 @@ def _run(
         got.segments, got.segment_sizes, live, homes, got.packs - named - drop_packs
     )
     _reached("remote-marked")
-    if report.dry_run:
-        report.deleted_packs = len(drop_packs & got.packs)
+    if report.dry_run:  # (the sizes a run would read before deleting)
+        sizes = _heads(meter, [pack_key(p) for p in sorted(drop_packs & got.packs)], jobs)
+        report.deleted_packs = len(sizes)
+        report.deleted_bytes = sum(size for size, _ in sizes.values())
         report.dropped_records = len(drop_records)
         report.merged_packs = len(merging.packs)
         report.merged_bytes = sum(merging.sizes.values())
