@@ -34,6 +34,7 @@ from tests.support.mount import mounted
 from tests.support.remote import Remote
 from tests.support.remote import dir_remote_fixture as dir_remote_fixture
 from tests.test_faults import fill
+from vfs.store.packs import SMALL_PACKS_MERGE
 
 KiB = 1024
 DATA = [random.Random(i).randbytes(300 * KiB) for i in range(5)]
@@ -502,3 +503,31 @@ def test_data_pruned_here_in_a_pack_the_remote_lost_does_not_stop_its_gc(
     r = repo.ok("gc", "--remote", "origin", "--grace", "0")
     assert "kept" not in r.err, r.err
     assert_error(repo.run("cat", "exp:data.bin"), "neither in the local store nor on remote")
+
+
+def test_what_a_remote_gc_merged_is_still_known_here_to_be_on_the_remote(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """A remote gc run here merged the remote's small pushes and replaced their index
+    segments: it deleted the cached copies of those, and kept none of the one that
+    replaced them. Data pruned here then counted as held by no remote: `dvfs fsck`
+    named every pruned chunk "missing" (exit 1), and `dvfs remote remove origin` went
+    through without saying that origin alone held it."""
+    repo = make_repo()
+    dir_remote.add_to(repo)
+    api = vfs.Repo(repo.root)
+    small = [f"row {i}\n".encode() * 50 for i in range(SMALL_PACKS_MERGE + 1)]
+    try:
+        for i, data in enumerate(small):
+            repo.write("small.txt", data)
+            api.add("small.txt")
+            api.commit(f"small {i}")
+            api.push()
+    finally:
+        api.close()
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == SMALL_PACKS_MERGE
+    assert "merged" in repo.ok("gc", "--remote", "origin").out
+    assert repo.fsck_clean()["remote_only"] == SMALL_PACKS_MERGE
+    assert_error(repo.run("remote", "remove", "origin"), "alone holds the data of", code=2)
+    assert repo.cat("v1:small.txt") == small[0]
+    repo.fsck_clean()

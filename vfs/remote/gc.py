@@ -85,6 +85,7 @@ from vfs.remote.layout import (
     parse_ref,
     refs_prefix,
     segment_key,
+    segment_of,
 )
 from vfs.remote.manifests import (
     PUSH_WINDOW,
@@ -609,6 +610,9 @@ def _run(
     written = encode_segments(rows) if touched else []
     for key, data in written:
         meter.put(key, data)
+        seg_id = segment_of(key)
+        if seg_id is not None:  # (as a push keeps its own: what the remote holds is known)
+            remote.keep_segment(seg_id, data)
     report.segments_written = len(written)
     if touched:
         _reached("remote-indexed")
