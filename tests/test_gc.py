@@ -411,8 +411,9 @@ def test_gc_merges_the_small_packs_small_commits_leave(tmp_path: Path) -> None:
     assert set(packs(repo)) == before  # too few to merge: nothing moves
     commits(half - 1, half + 1)
     assert len(packs(repo)) == len(before) + 4
-    r = repo.json("gc", "--dry-run", "--json")
+    r = repo.json("gc", "--dry-run", "--json")  # (it said no pack would be written)
     assert (r["packs_rewritten"], r["dead_objects"]) == (len(before) + 3, 0)
+    assert (r["packs_written"], r["packs_after"]) == (1, 2)
     r = repo.json("gc", "--json")
     assert (r["packs_rewritten"], r["packs_written"], r["packs_after"]) == (len(before) + 3, 1, 2)
     assert set(big) < set(packs(repo))

@@ -849,7 +849,10 @@ def collect(
         report.bytes_after = sum(p.size for p in kept) + sum(
             p.live_bytes + 100 * len(p.live) for p in moved
         )
-        report.packs_after = len(kept) + (1 if moved else 0)
+        # new packs are closed once past LOCAL_PACK_SIZE
+        written = max(1, -(-report.bytes_copied // LOCAL_PACK_SIZE))
+        report.packs_written = written if moved else 0
+        report.packs_after = len(kept) + report.packs_written
     report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
     report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")
     return {o.oid for p in plans if p.action in ("keep", "damaged") for o in p.objects}
