@@ -531,3 +531,27 @@ def test_what_a_remote_gc_merged_is_still_known_here_to_be_on_the_remote(
     assert_error(repo.run("remote", "remove", "origin"), "alone holds the data of", code=2)
     assert repo.cat("v1:small.txt") == small[0]
     repo.fsck_clean()
+
+
+def test_a_forced_push_leaving_data_pruned_here_unreached_is_refused(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """`dvfs push --force` moving origin/main back, as `push --delete` of a ref: the
+    data of v2 was pruned here (origin/main reached it) and branch keep here still uses
+    it; the forced push went through, and the next `dvfs gc --remote` from any clone
+    deleted the last copy."""
+    repo = three_pushed(make_repo, dir_remote)
+    repo.ok("branch", "keep", "v2")
+    v1, v3 = repo.show("v1")["id"], repo.show("v3")["id"]
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 2
+    repo.ok("switch", "-c", "other", "v1")
+    repo.ok("branch", "-f", "main", "v1")
+    r = repo.run("push", "--force", "main")
+    assert_error(r, "forcing main on origin would leave 1 chunk(s)", "`dvfs branch -D", code=2)
+    assert "nothing was pushed" in r.err
+    assert dir_remote.ref("main") == v3
+    repo.ok("branch", "-D", "keep")
+    repo.ok("push", "--force", "main")  # nothing here uses v2's data any more
+    assert dir_remote.ref("main") == v1
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.fsck_clean()

@@ -244,6 +244,13 @@ def push(
                         "(nothing was changed on the remote)"
                     )
             plan.append((b, tip, theirs, etag))
+        forced: dict[tuple[str, str], bytes | None] = {
+            ("heads", b): tip
+            for b, tip, theirs, _ in plan
+            if theirs is not None and not hist.is_ancestor(theirs, tip)
+        }
+        if forced:  # (as a deletion, the versions it no longer reaches may be freed)
+            _refuse_leaving_data_unreached(repo, spec, remote, forced, "pushed")
         tag_plan = repo.refs.tags() if tags else {}
         tags_there = _listed(meter, "tags") if tag_plan else {}
         new = [("heads", b) for b, _, theirs, _ in plan if theirs is None]
@@ -469,7 +476,8 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
                 "was deleted; `dvfs fetch` and look at it first"
             )
         plan.append((kind, name, oid, etag))
-    _refuse_leaving_data_unreached(repo, spec, remote, plan)
+    gone: dict[tuple[str, str], bytes | None] = {(kind, name): None for kind, name, _, _ in plan}
+    _refuse_leaving_data_unreached(repo, spec, remote, gone, "deleted")
     report = Transfer()
     deleted: list[str] = []
     chain = chain_head(repo, spec.name)
@@ -501,27 +509,30 @@ def _refuse_leaving_data_unreached(
     repo: Repository,
     spec: RemoteSpec,
     remote: RemoteRepo,
-    plan: list[tuple[str, str, bytes | None, str]],
+    moved: dict[tuple[str, str], bytes | None],
+    doing: str,
 ) -> None:
-    """UsageError if deleting the refs of ``plan`` leaves data that versions here use,
-    and that only this remote holds (pruned here: ``dvfs store prune`` relies on the
-    remote's refs reaching it), reached by nothing on the remote: its next gc would
-    delete the last copy."""
-    going = {(kind, name) for kind, name, _, _ in plan}
+    """UsageError if moving the refs ``moved`` (kind and name -> the version it is to
+    name, None: deleted) leaves data that versions here use, and that only this remote
+    holds (pruned here: ``dvfs store prune`` relies on the remote's refs reaching it),
+    reached by nothing on the remote: its next gc would delete the last copy. ``doing``
+    says what is done (deleted, pushed)."""
     kept = [
         oid
         for kind in ("heads", "tags")
         for name, oid in remote.refs(kind).items()
-        if (kind, name) not in going
+        if (kind, name) not in moved
     ]
+    kept += [oid for oid in moved.values() if oid is not None]
     count, size = left_unreached(repo, spec.name, kept)
     if count:
-        names = ", ".join(quote_name(name) for _, name, _, _ in plan)
+        names = ", ".join(quote_name(name) for _, name in moved)
+        verb = "deleting" if doing == "deleted" else "forcing"
         raise UsageError(
-            f"deleting {names} on {quote_name(spec.name)} would leave {count:,} chunk(s) "
+            f"{verb} {names} on {quote_name(spec.name)} would leave {count:,} chunk(s) "
             f"({size:,} bytes) that versions here use, and that the local store lacks "
             "(dropped by `dvfs store prune`, or never downloaded), reached by nothing there: "
-            "its next `dvfs gc --remote` would delete them; nothing was deleted: delete "
+            f"its next `dvfs gc --remote` would delete them; nothing was {doing}: delete "
             "here first what uses them (`dvfs branch -D NAME`), or push it to another remote"
         )
 
