@@ -124,8 +124,10 @@ def test_remote_gc_merging_with_no_grace_deletes_the_small_packs_at_once(
     dir_remote.add_to(repo)
     files = small_pushes(repo)
     small = set(dir_remote.packs())
+    plan = gc(repo, "--grace", "0", "--dry-run")  # (it said it would delete none)
     got = gc(repo, "--grace", "0")
     assert got["merged_packs"] == PUSHES and got["deleted_packs"] == PUSHES
+    assert (plan["deleted_packs"], plan["bytes_freed"]) == (PUSHES, got["bytes_freed"])
     assert got["merged_into"] == 1 and got["merged_into_bytes"] < got["merged_bytes"]
     packs = set(dir_remote.packs())
     assert len(packs) == 1 and not packs & small and not manifests(dir_remote)
