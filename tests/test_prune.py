@@ -87,6 +87,8 @@ def test_prune_never_drops_data_the_remote_lacks(
         repo.commit(f"v{i + 1}")
     got = repo.json("store", "prune", "--json")
     assert got["chunks_dropped"] == 3  # v1..v3's; v4's data exists only here
+    assert (got["pruned_versions"], got["kept_versions"]) == (3, 2)  # (said 1: v5 alone)
+    assert "kept the data of 2 version(s)" in repo.ok("store", "prune", "--dry-run").out
     assert repo.cat("v4:data.bin") == DATA[3]
     # --pushed-only looks only at versions on the remote's history: the same here
     assert repo.json("store", "prune", "--pushed-only", "--json")["chunks_dropped"] == 0

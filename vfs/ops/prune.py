@@ -69,7 +69,7 @@ class PruneReport:
     remote: str
     dry_run: bool
     versions: int = 0  # versions whose data was looked at
-    kept_versions: int = 0  # whose data stays
+    kept_versions: int = 0  # whose data is all stored here after it
     pruned_versions: int = 0  # that lost at least one chunk here
     chunks: int = 0  # chunks dropped
     bytes: int = 0  # their stored bytes
@@ -202,8 +202,13 @@ class _Plan:
 
     live: set[bytes]  # everything gc keeps
     droppable: dict[bytes, set[bytes]]  # version -> chunks it alone (among candidates) frees
-    versions: int
-    kept: int
+    chunks: dict[bytes, set[bytes]]  # every version looked at -> its chunks
+    stored: set[bytes]  # those of them stored here now
+
+    def whole(self, gone: set[bytes]) -> int:
+        """The versions whose data is all stored here once ``gone`` is dropped."""
+        left = self.stored - gone
+        return sum(1 for chunks in self.chunks.values() if chunks <= left)
 
 
 def _plan(
@@ -258,7 +263,8 @@ def _plan(
             mine = {c for c in (chunks & safe) - protected if store.has(c)}
             if mine:
                 droppable[oid] = mine
-    return _Plan(live, droppable, len(everything), len(keep & set(everything)))
+    used = set().union(*everything.values())
+    return _Plan(live, droppable, everything, {c for c in used if store.has(c)})
 
 
 def _drop(
@@ -267,11 +273,11 @@ def _drop(
     live: set[bytes],
     droppable: dict[bytes, set[bytes]],
     why: str,
-) -> None:
+) -> set[bytes]:
     """Rewrite the store without the chunks ``droppable`` gives each version; audit
-    entry unless a dry run. Only what went is counted: a pack that could not be
-    rewritten (a full disk, a damaged object) keeps its chunks, and says why in
-    ``report.problems``."""
+    entry unless a dry run; the chunks that went (or would go). Only what went is
+    counted: a pack that could not be rewritten (a full disk, a damaged object) keeps
+    its chunks, and says why in ``report.problems``."""
     drop: set[bytes] = set()
     for chunks in droppable.values():
         drop |= chunks
@@ -292,6 +298,7 @@ def _drop(
             report.problems.append(
                 "the disk is full: the audit entry of this prune was not written"
             )
+    return gone
 
 
 def prune(
@@ -322,8 +329,9 @@ def prune(
             repo, report, view.tips, view.held, keep_last=keep_last, keep_tags=keep_tags,
             keep_branches=keep_branches, pushed_only=pushed_only,
         )  # fmt: skip
-        report.versions, report.kept_versions = plan.versions, plan.kept
-        _drop(repo, report, plan.live, plan.droppable, "")
+        report.versions = len(plan.chunks)
+        gone = _drop(repo, report, plan.live, plan.droppable, "")
+        report.kept_versions = plan.whole(gone)
     _lacking(report, view)
     return report
 
@@ -374,7 +382,7 @@ def shrink(repo: Repository, limit: int, *, jobs: int = 8) -> PruneReport | None
             repo, report, view.tips, view.held, keep_last=1, keep_tags=False,
             keep_branches=False, pushed_only=False,
         )  # fmt: skip
-        report.versions, report.kept_versions = plan.versions, plan.kept
+        report.versions = len(plan.chunks)
         used = _last_used(repo, list(plan.droppable))
         excess = size - limit
         drop: set[bytes] = set()
@@ -387,5 +395,6 @@ def shrink(repo: Repository, limit: int, *, jobs: int = 8) -> PruneReport | None
             drop |= new
             freed += sum(repo.store.locate(c)[1].stored_len for c in new)
             chosen[oid] = plan.droppable[oid]
-        _drop(repo, report, plan.live, chosen, f" ({MAX_SIZE_KEY} {limit})")
+        gone = _drop(repo, report, plan.live, chosen, f" ({MAX_SIZE_KEY} {limit})")
+        report.kept_versions = plan.whole(gone)
     return report
