@@ -11,7 +11,7 @@ format record can be written raw, under names no backend would accept, or throug
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypedDict
 
@@ -36,6 +36,40 @@ class Totals(TypedDict):
 
     files: int
     bytes: int
+
+
+def raw_totals(top: bytes, record: Callable[[bytes], bytes | None]) -> Totals:
+    """The ``files`` and ``bytes`` a version of tree ``top`` records, as dvfs counts
+    them (files and links at every path), from the raw tree records ``record`` gives
+    (None: not made here), each distinct tree read once (a tree may repeat one subtree
+    at every level). A forged tree that does not decode, or holds itself, counts as
+    nothing, so that a forged version is refused for what its tree holds, not for its
+    totals."""
+    done: dict[bytes, tuple[int, int]] = {}
+    opened: set[bytes] = set()
+    stack = [top]
+    while stack:
+        tid = stack[-1]
+        if tid in done:
+            stack.pop()
+            continue
+        data = record(tid)
+        try:
+            rows = msgpack.unpackb(data)["entries"] if data is not None else []
+            leaves = [r[3] for r in rows if r[1] != Kind.DIR]
+            subtrees = [r[5] for r in rows if r[1] == Kind.DIR]
+        except Exception:  # (a record made not to decode)
+            leaves, subtrees = [], []
+        missing = [t for t in subtrees if t not in done]
+        if missing and tid not in opened:
+            opened.add(tid)
+            stack += missing
+            continue
+        files = len(leaves) + sum(done[t][0] for t in subtrees)
+        size = sum(n for n in leaves if isinstance(n, int)) + sum(done[t][1] for t in subtrees)
+        done[stack.pop()] = (0, 0) if missing else (files, size)
+    files, size = done[top]
+    return {"files": files, "bytes": size if 0 <= size <= 1 << 62 else 0}
 
 
 class Forge:
@@ -93,32 +127,7 @@ class Forge:
         """The ``files`` and ``bytes`` of a version of ``tree``, as dvfs counts them (files
         and links, and their sizes, at every path), over the trees made here (each
         distinct one read once: a tree may repeat one subtree at every level)."""
-        done: dict[bytes, tuple[int, int]] = {}
-        opened: set[bytes] = set()
-        stack = [tree]
-        while stack:
-            tid = stack[-1]
-            if tid in done:
-                stack.pop()
-                continue
-            data = self.trees.get(tid)  # (read raw: a forged tree may not decode)
-            rows = msgpack.unpackb(data)["entries"] if data is not None else []
-            entries = [(kind, size, payload) for _, kind, _, size, _, payload in rows]
-            subtrees = [payload for kind, _, payload in entries if kind == Kind.DIR]
-            if (missing := [t for t in subtrees if t not in done]) and tid not in opened:
-                opened.add(tid)
-                stack += missing
-                continue
-            if missing:  # (a forged tree that holds itself: counted as nothing)
-                done[stack.pop()] = (0, 0)
-                continue
-            files = sum(1 for kind, _, _ in entries if kind != Kind.DIR)
-            size = sum(size for kind, size, _ in entries if kind != Kind.DIR)
-            done[stack.pop()] = (
-                files + sum(done[t][0] for t in subtrees),
-                size + sum(done[t][1] for t in subtrees),
-            )
-        return {"files": done[tree][0], "bytes": done[tree][1]}
+        return raw_totals(tree, self.trees.get)
 
     def version(
         self,

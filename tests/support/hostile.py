@@ -45,7 +45,7 @@ from tests.support.cli import (
     fsck_in_process,
     init_repo,
 )
-from tests.support.forge import Totals
+from tests.support.forge import Totals, raw_totals
 from tests.support.mount import home_env, push_to
 from tests.support.seeded import Outcome, answer_faults, seeds_main
 from vfs.model.codec import Kind
@@ -307,35 +307,10 @@ def _tree(objects: Objects, rows: list[list[object]]) -> bytes:
 
 
 def _totals(objects: Objects, top: bytes) -> Totals:
-    """The ``files`` and ``bytes`` a version of tree ``top`` of ``objects`` records, as
-    dvfs counts them (files and links at every path; each distinct tree counted once, a
-    tree that does not decode or holds itself as nothing), so that a forged version is
-    refused for what its tree holds, not for its totals."""
+    """The ``files`` and ``bytes`` a version of tree ``top`` of ``objects`` records
+    (``raw_totals``)."""
     records = {oid: data for oid, kind, data in objects if kind == ObjKind.TREE}
-    done: dict[bytes, tuple[int, int]] = {}
-    opened: set[bytes] = set()
-    stack = [top]
-    while stack:
-        tid = stack[-1]
-        if tid in done:
-            stack.pop()
-            continue
-        try:
-            rows = msgpack.unpackb(records[tid])["entries"]
-            leaves = [r[3] for r in rows if r[1] != Kind.DIR]
-            subtrees = [r[5] for r in rows if r[1] == Kind.DIR]
-        except Exception:  # (a record made not to decode: counted as nothing)
-            leaves, subtrees = [], []
-        missing = [t for t in subtrees if t not in done]
-        if missing and tid not in opened:
-            opened.add(tid)
-            stack += missing
-            continue
-        files = len(leaves) + sum(done[t][0] for t in subtrees)
-        size = sum(n for n in leaves if isinstance(n, int)) + sum(done[t][1] for t in subtrees)
-        done[stack.pop()] = (0, 0) if missing else (files, size)
-    files, size = done[top]
-    return Totals(files=files, bytes=size if 0 <= size <= 1 << 62 else 0)
+    return raw_totals(top, records.get)
 
 
 def _file_row(name: bytes, oid: bytes, size: int, mode: int = 0o644) -> list[object]:
