@@ -65,9 +65,12 @@ def raw_totals(top: bytes, record: Callable[[bytes], bytes | None]) -> Totals:
             opened.add(tid)
             stack += missing
             continue
+        if missing:  # (a forged tree that holds itself)
+            done[stack.pop()] = (0, 0)
+            continue
         files = len(leaves) + sum(done[t][0] for t in subtrees)
         size = sum(n for n in leaves if isinstance(n, int)) + sum(done[t][1] for t in subtrees)
-        done[stack.pop()] = (0, 0) if missing else (files, size)
+        done[stack.pop()] = (files, size)
     files, size = done[top]
     return {"files": files, "bytes": size if 0 <= size <= 1 << 62 else 0}
 
