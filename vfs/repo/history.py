@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +48,7 @@ _REV_RE = re.compile(r"(?P<base>[^~^]+)(?P<steps>(?:[~^][0-9]*)*)")
 _STEP_RE = re.compile(r"([~^])([0-9]*)")
 _VN_RE = re.compile(r"v([0-9]+)")  # whole names only (fullmatch)
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 NO_VERSIONS = "no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`"
@@ -477,24 +478,12 @@ class History:
         repeat: this is how a tree built to expand enormously is measured safely.
         """
         done: dict[bytes, Extent] = {}
-        opened: set[bytes] = set()
         chunks: dict[bytes, int] = {}
         entries_seen = 0
-        stack = [tree_id]
         folder = Kind.DIR
-        while stack:
-            tid = stack[-1]
-            if tid in done:
-                stack.pop()
-                continue
-            entries = self.tree(tid).entries
-            missing = [e.subtree for e in entries if e.kind == folder and e.subtree not in done]
-            if missing:
-                if tid in opened:
-                    raise FormatError(f"tree {tid.hex()[:12]} contains itself")
-                opened.add(tid)
-                stack += missing
-                continue
+
+        def finish(tid: bytes, entries: Sequence[Entry]) -> None:
+            nonlocal entries_seen
             files = size = dirs = depth = 0
             for e in entries:
                 if e.kind == folder:
@@ -510,7 +499,11 @@ class History:
                         chunks[c.oid] = c.size
             entries_seen += len(entries)
             done[tid] = Extent(files, size, dirs, depth, 0, 0)
-            stack.pop()
+
+        bottom_up(
+            tree_id, lambda t: self.tree(t).entries,
+            lambda entries: [e.subtree for e in entries if e.kind == folder], done, finish,
+        )  # fmt: skip
         top = done[tree_id]
         return Extent(top.files, top.bytes, top.dirs, top.depth, entries_seen, sum(chunks.values()))
 
@@ -586,13 +579,14 @@ class Shape(NamedTuple):
         return None
 
 
-def totals(
-    top: bytes, shape: Callable[[bytes], Shape], done: dict[bytes, tuple[int, int]]
-) -> tuple[int, int]:
-    """(files, bytes) below tree ``top`` as a version records them: the files and links
-    at every path, and their sizes. Each distinct tree's ``shape`` is asked once and
-    its totals kept in ``done`` (shared between the versions a caller checks), without
-    recursion; FormatError if a tree holds itself."""
+def bottom_up(
+    top: bytes, read: Callable[[bytes], T], subtrees: Callable[[T], Sequence[bytes]],
+    done: Container[bytes], finish: Callable[[bytes, T], None],
+) -> None:  # fmt: skip
+    """Visit tree ``top`` and each distinct tree below it once, every subtree before the
+    tree holding it, without recursion (a forged tree may nest a million deep): ``read``
+    gives what a tree holds, ``subtrees`` its subtrees' ids, and ``finish`` records the
+    tree in ``done`` once all of them are there. FormatError if a tree holds itself."""
     opened: set[bytes] = set()
     stack = [top]
     while stack:
@@ -600,19 +594,33 @@ def totals(
         if tid in done:
             stack.pop()
             continue
-        got = shape(tid)
-        missing = [t for t in got.subtrees if t not in done]
+        got = read(tid)
+        missing = [t for t in subtrees(got) if t not in done]
         if missing:
             if tid in opened:
                 raise FormatError(f"tree {tid.hex()[:12]} contains itself")
             opened.add(tid)
             stack += missing
             continue
+        finish(tid, got)
+        stack.pop()
+
+
+def totals(
+    top: bytes, shape: Callable[[bytes], Shape], done: dict[bytes, tuple[int, int]]
+) -> tuple[int, int]:
+    """(files, bytes) below tree ``top`` as a version records them: the files and links
+    at every path, and their sizes. Each distinct tree's ``shape`` is asked once and
+    its totals kept in ``done`` (shared between the versions a caller checks), without
+    recursion; FormatError if a tree holds itself."""
+
+    def finish(tid: bytes, got: Shape) -> None:
         done[tid] = (
             got.files + sum(done[t][0] for t in got.subtrees),
             got.size + sum(done[t][1] for t in got.subtrees),
         )
-        stack.pop()
+
+    bottom_up(top, shape, lambda got: got.subtrees, done, finish)
     return done[top]
 
 
