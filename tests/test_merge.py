@@ -557,15 +557,9 @@ def test_restore_of_the_side_that_deleted_a_path_it_never_had_settles_it(repo: R
     """a deleted on main and edited on other: `restore --ours a`, as the merge's own
     listing says to settle each conflict, was refused: "a is not tracked and not in
     ours: nothing was restored" (nor did `restore --ours a b` restore b)."""
-    repo.write("a", "a")
-    repo.write("b", "b")
-    add_in_process(repo, ".")
-    commit_in_process(repo, "base")
+    commit_files(repo, {"a": "a", "b": "b"}, "base")
     repo.ok("switch", "-c", "other")
-    repo.write("a", "a from other")
-    repo.write("b", "b from other")
-    add_in_process(repo, ".")
-    commit_in_process(repo, "other")
+    commit_files(repo, {"a": "a from other", "b": "b from other"}, "other")
     repo.ok("switch", "main")
     repo.ok("rm", "a")
     repo.write("b", "b from main")
@@ -649,11 +643,7 @@ def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Rep
 def test_a_mode_change_made_on_both_sides_and_an_edit_on_one_merge(repo: Repo) -> None:
     """run.sh made executable on both branches and edited on other (tool.sh: on main)
     was a conflict, where git takes the edit with the mode both gave it."""
-    repo.write("run.sh", "echo 1\n")
-    repo.write("tool.sh", "echo t\n")
-    repo.write("k", "k")
-    add_in_process(repo, ".")
-    commit_in_process(repo, "base")
+    commit_files(repo, {"run.sh": "echo 1\n", "tool.sh": "echo t\n", "k": "k"}, "base")
     repo.ok("switch", "-c", "other")
     repo.write("run.sh", "echo 2\n")
     for name in ("run.sh", "tool.sh"):
