@@ -12,48 +12,17 @@ past the bytes asked for.
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.data import rand
-from tests.support.relay import Proxy
+from tests.support.relay import Tamper
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.backends.s3 import S3Backend
 from vfs.backends.s3_get import HEAD_LIMIT
 from vfs.errors import RemoteError, RemoteNotFound, RemoteUnreachable
-
-
-class Tamper(Proxy):
-    """A loopback relay to the real server whose first connections get ``answers``
-    instead (each sent after the request's headers, then the connection closed)."""
-
-    def __init__(self, target_port: int, answers: list[bytes]) -> None:
-        self.answers = list(answers)
-        self.requests: list[bytes] = []
-        super().__init__(target_port)
-
-    def _answered_here(self, client: socket.socket) -> bool:
-        if not self.answers:
-            return False
-        threading.Thread(target=self._answer, args=(client, self.answers.pop(0))).start()
-        return True
-
-    def _answer(self, client: socket.socket, answer: bytes) -> None:
-        with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                block = client.recv(65536)
-                if not block:
-                    return
-                head += block
-            self.requests.append(head)
-            with contextlib.suppress(OSError):
-                client.sendall(answer)
-                client.shutdown(socket.SHUT_WR)
 
 
 @contextlib.contextmanager

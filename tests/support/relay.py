@@ -134,3 +134,32 @@ class Proxy:
                 return
             self._budget = None
         self.pause()
+
+
+class Tamper(Proxy):
+    """A loopback relay to the real server whose first connections get ``answers``
+    instead (each sent after the request's headers, then the connection closed)."""
+
+    def __init__(self, target_port: int, answers: list[bytes]) -> None:
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        super().__init__(target_port)
+
+    def _answered_here(self, client: socket.socket) -> bool:
+        if not self.answers:
+            return False
+        threading.Thread(target=self._answer, args=(client, self.answers.pop(0))).start()
+        return True
+
+    def _answer(self, client: socket.socket, answer: bytes) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                block = client.recv(65536)
+                if not block:
+                    return
+                head += block
+            self.requests.append(head)
+            with contextlib.suppress(OSError):
+                client.sendall(answer)
+                client.shutdown(socket.SHUT_WR)

@@ -90,6 +90,7 @@ from vfs.errors import (
 )
 from vfs.quoting import quote_given
 
+EMPTY_PAGES = 1000  # empty listing pages in a row that end a listing (list_info)
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,19})-(\d{1,19})/(?:\d{1,19}|\*)")
 _WRONG_CREDENTIALS = {
     "InvalidAccessKeyId",
@@ -401,15 +402,26 @@ class S3Backend(Backend):
             yield key
 
     def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+        """Each key under ``prefix`` with its size, ETag and time, page by page.
+
+        A server says where the next page starts (a token); one that names a page it
+        gave already, says more follows but not where, or gives ``EMPTY_PAGES`` empty
+        pages in a row would be asked again for ever: RemoteError, naming the remote
+        (a listing that repeats a key is left to the callers' bounds and to
+        ``RetryingBackend``, which gives each key once)."""
         validate_prefix(prefix)
         request: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": self._base + prefix,
             "MaxKeys": self.page_size,
         }
+        what = f"the listing of {quote_given(prefix)}" if prefix else "the listing"
+        tokens: set[int] = set()  # hashes of the tokens followed (a token may be long)
+        empty = 0
         while True:
             with self._mapped(prefix or "the listing"):
                 page = self._client.list_objects_v2(**request)
+            empty = 0 if page.get("Contents") else empty + 1
             for item in page.get("Contents", []):
                 key = str(item["Key"])[len(self._base) :]
                 try:
@@ -427,7 +439,21 @@ class S3Backend(Backend):
                 )
             if not page.get("IsTruncated"):
                 return
-            request["ContinuationToken"] = page["NextContinuationToken"]
+            token = page.get("NextContinuationToken")
+            if not isinstance(token, str) or not token:
+                raise RemoteError(
+                    f"{self.url} said more of {what} follows but named no next page (a "
+                    "broken server, or not an S3 one): check the endpoint URL"
+                )
+            if hash(token) in tokens or empty >= EMPTY_PAGES:
+                raise RemoteError(
+                    f"{self.url} repeats itself in {what}: it "
+                    + ("named a page it gave already" if hash(token) in tokens
+                       else f"gave {empty:,} empty pages in a row")
+                    + " (a broken server, or not an S3 one): check the endpoint URL"
+                )  # fmt: skip
+            tokens.add(hash(token))
+            request["ContinuationToken"] = token
 
     def delete(self, key: str) -> None:
         name = self._name(key)

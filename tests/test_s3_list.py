@@ -1,0 +1,105 @@
+"""Listing an S3 remote whatever its server answers: every key once, or one error.
+
+A relay on loopback answers the first ListObjectsV2 requests itself, as a broken or
+hostile server would: a page that says more follows and points back at a page
+already read, names no page at all, or one empty page after another, must end the
+listing with an error naming the remote, never loop for ever or fail with a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.relay import Tamper
+from tests.support.s3server import S3Server
+from vfs.backends import open_backend
+from vfs.backends import s3 as s3_backend
+from vfs.errors import RemoteError, RemoteUnreachable
+
+
+def _page(where: str, keys: list[str], token: str | None, truncated: bool = True) -> bytes:
+    bucket, prefix = where.split("/", 1)
+    contents = "".join(
+        f"<Contents><Key>{prefix}/{k}</Key><Size>3</Size><ETag>&quot;e&quot;</ETag>"
+        "<LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>"
+        for k in keys
+    )
+    nxt = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Name>{bucket}</Name><Prefix>{prefix}/packs/</Prefix><KeyCount>{len(keys)}</KeyCount>"
+        f"<MaxKeys>1000</MaxKeys><IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"
+        f"{nxt}{contents}</ListBucketResult>"
+    ).encode()
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+
+
+@contextlib.contextmanager
+def relayed(s3_env: S3Server, answers: list[bytes]) -> Iterator[Tamper]:
+    """A relay in front of ``s3_env`` whose first connections get ``answers``."""
+    relay = Tamper(int(s3_env.endpoint.rsplit(":", 1)[1]), answers)
+    try:
+        yield relay
+    finally:
+        relay.cut()
+
+
+def _listing(relay: Tamper, where: str) -> list[str]:
+    backend = open_backend(f"s3://{where}", endpoint_url=relay.endpoint, retry=False)
+    return list(backend.list("packs/"))
+
+
+def test_a_listing_that_points_back_at_a_page_read_ends_in_an_error(s3_env: S3Server) -> None:
+    """Page 1 says "more: t1", page 2 says "more: t1" again: a client that follows
+    the tokens would ask for page 2 for ever, each time with the same keys."""
+    where = s3_env.make_prefix()
+    pages = [_page(where, ["packs/a"], "t1"), *[_page(where, ["packs/b"], "t1")] * 20]
+    with relayed(s3_env, pages) as relay, pytest.raises(RemoteError) as raised:
+        _listing(relay, where)
+    assert "repeats" in str(raised.value) and relay.endpoint in str(raised.value)
+    assert not isinstance(raised.value, RemoteUnreachable)  # listing again would do the same
+    assert len(relay.requests) == 2
+
+
+def test_a_page_that_says_more_follows_but_not_where_ends_in_an_error(s3_env: S3Server) -> None:
+    where = s3_env.make_prefix()
+    with (
+        relayed(s3_env, [_page(where, ["packs/a"], None)]) as relay,
+        pytest.raises(RemoteError, match="no next page") as raised,
+    ):
+        _listing(relay, where)
+    assert relay.endpoint in str(raised.value)
+
+
+def test_a_listing_of_empty_pages_without_end_ends_in_an_error(
+    s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page names a new next one and holds no key: after ``EMPTY_PAGES`` (lowered
+    here) of them in a row, the listing ends in an error. Empty pages between pages
+    of keys, as a real server may give, end nothing."""
+    monkeypatch.setattr(s3_backend, "EMPTY_PAGES", 3)
+    where = s3_env.make_prefix()
+    pages = [
+        _page(where, [], "t1"),
+        _page(where, [], "t2"),
+        _page(where, ["packs/a"], "t3"),
+        _page(where, [], "t4"),
+        _page(where, [], "t5"),
+        _page(where, ["packs/b"], None, truncated=False),
+    ]
+    with relayed(s3_env, pages) as relay:
+        assert _listing(relay, where) == ["packs/a", "packs/b"]
+    endless = [_page(where, [], f"t{n}") for n in range(20)]
+    with (
+        relayed(s3_env, endless) as relay,
+        pytest.raises(RemoteError, match="3 empty pages in a row"),
+    ):
+        _listing(relay, where)
+    assert len(relay.requests) == 3
