@@ -9,7 +9,7 @@ listing with an error naming the remote, never loop for ever or fail with a trac
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -20,12 +20,17 @@ from vfs.backends import s3 as s3_backend
 from vfs.errors import RemoteError, RemoteUnreachable
 
 
-def _page(where: str, keys: list[str], token: str | None, truncated: bool = True) -> bytes:
+def _page(
+    where: str, keys: list[str], token: str | None, truncated: bool = True,
+    whole: Sequence[str] = (),
+) -> bytes:  # fmt: skip
+    """A ListObjectsV2 answer holding ``keys`` of the remote at ``where`` and ``whole``
+    keys of the bucket as they are."""
     bucket, prefix = where.split("/", 1)
     contents = "".join(
-        f"<Contents><Key>{prefix}/{k}</Key><Size>3</Size><ETag>&quot;e&quot;</ETag>"
+        f"<Contents><Key>{k}</Key><Size>3</Size><ETag>&quot;e&quot;</ETag>"
         "<LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>"
-        for k in keys
+        for k in [*(f"{prefix}/{k}" for k in keys), *whole]
     )
     nxt = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
     body = (
@@ -103,3 +108,15 @@ def test_a_listing_of_empty_pages_without_end_ends_in_an_error(
     ):
         _listing(relay, where)
     assert len(relay.requests) == 3
+
+
+def test_keys_outside_the_prefix_asked_for_are_not_listed(s3_env: S3Server) -> None:
+    """A server answering with keys under another prefix (another repository in the
+    bucket whose name is as long, or another folder of this one) gives none of them:
+    they are not what was asked for, and cut to the prefix's length they would read
+    as keys of it."""
+    where = s3_env.make_prefix()
+    prefix = where.split("/", 1)[1]
+    foreign = [f"{'x' * len(prefix)}/packs/b", f"{prefix}/refs/heads/c"]
+    with relayed(s3_env, [_page(where, ["packs/a"], None, False, foreign)]) as relay:
+        assert _listing(relay, where) == ["packs/a"]

@@ -408,13 +408,15 @@ class S3Backend(Backend):
         gave already, says more follows but not where, or gives ``EMPTY_PAGES`` empty
         pages in a row would be asked again for ever: RemoteError, naming the remote
         (a listing that repeats a key is left to the callers' bounds and to
-        ``RetryingBackend``, which gives each key once)."""
+        ``RetryingBackend``, which gives each key once). A key the server lists
+        outside ``prefix`` is not given: it is not what was asked for."""
         validate_prefix(prefix)
         request: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": self._base + prefix,
             "MaxKeys": self.page_size,
         }
+        asked = self._base + prefix
         what = f"the listing of {quote_given(prefix)}" if prefix else "the listing"
         tokens: set[int] = set()  # hashes of the tokens followed (a token may be long)
         empty = 0
@@ -423,7 +425,10 @@ class S3Backend(Backend):
                 page = self._client.list_objects_v2(**request)
             empty = 0 if page.get("Contents") else empty + 1
             for item in page.get("Contents", []):
-                key = str(item["Key"])[len(self._base) :]
+                name = str(item["Key"])
+                if not name.startswith(asked):  # not what was asked for: not ours
+                    continue
+                key = name[len(self._base) :]
                 try:
                     validate_key(key)
                 except UsageError:  # written by other tools: skip
