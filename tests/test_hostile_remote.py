@@ -22,12 +22,14 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    Result,
     assert_error,
     assert_ok,
     commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    run_as_dvfs,
     warnings_of,
 )
 from tests.support.forge import Forge, dir_entry, file_entry, files_under, nested
@@ -827,3 +829,30 @@ def test_a_1100_level_tree_committed_here_can_be_looked_at(repo: Repo) -> None:
         assert repo.fsck_clean()["trees"] == 2 * (depth + 1)  # the root and depth levels, twice
     finally:  # shutil.rmtree (pytest's clean-up) recurses, and would fail on this tree
         subprocess.run(["rm", "-rf", str(repo.root / "d")], check=True)
+
+
+def test_more_packs_than_any_remote_holds_are_refused_in_one_line(tmp_path: Path) -> None:
+    """The listing of packs/ read by ``fsck --remote``, ``gc --remote`` and ``store
+    prune`` is bounded (``MAX_PACKS``, lowered here in the dvfs process: ten million
+    files take long to make): past it each stops in one line naming the remote, and
+    nothing is changed."""
+    forge = Forge(tmp_path / "evil")
+    for n in range(3):
+        forge.chunk(bytes([n]) * 100)
+        forge.publish(good_v1(forge))
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    lowered = (
+        "import sys, vfs.remote.layout as layout\n"
+        "layout.MAX_PACKS = 2\n"
+        "from vfs.cli import main\n"
+        "sys.argv = ['dvfs', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    packs = sorted((forge.root / "packs").rglob("*"))
+    for args in (("fsck", "--remote"), ("gc", "--remote", "origin"), ("store", "prune")):
+        proc = run_as_dvfs(b.root, lowered, *args)
+        r = Result(args, proc.returncode, proc.stdout.encode(), proc.stderr)
+        assert_error(r, "more than 2 packs", forge.url)
+        assert sorted((forge.root / "packs").rglob("*")) == packs
+    b.fsck_clean()

@@ -52,7 +52,7 @@ from vfs.remote.config import (
     had_versions,
     index_cache,
 )
-from vfs.remote.layout import PACKS, pack_of
+from vfs.remote.layout import PACKS, pack_of, packs_listed
 from vfs.remote.manifests import shunned
 from vfs.remote.reader import RemoteRepo
 from vfs.repo import audit
@@ -167,7 +167,7 @@ def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
         visible = shun.visible(remote.index())
         sizes = {
             pack_id: info.size
-            for key, info in meter.list_info(PACKS)
+            for key, info in packs_listed(meter.list_info(PACKS), meter.url)
             if (pack_id := pack_of(key)) is not None
         }
     except RemoteError as exc:

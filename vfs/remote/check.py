@@ -65,6 +65,7 @@ from vfs.remote.layout import (
     decode_segment,
     pack_key,
     pack_of,
+    packs_listed,
     parse_ref,
     refs_prefix,
     segment_of,
@@ -586,7 +587,7 @@ def _packs(
     """Each pack the index names exists and is long enough (listing sizes only); the
     size of each pack listed."""
     sizes: dict[str, int] = {}
-    for key, info in meter.list_info(PACKS):
+    for key, info in packs_listed(meter.list_info(PACKS), meter.url):
         pack_id = pack_of(key)
         if pack_id is not None:
             sizes[pack_id] = info.size

@@ -82,6 +82,7 @@ from vfs.remote.layout import (
     new_probe_key,
     pack_key,
     pack_of,
+    packs_listed,
     parse_ref,
     refs_prefix,
     segment_key,
@@ -297,7 +298,7 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
         sizes[seg_id] = len(data)
     listed = {
         pack_id
-        for pack_id in map(pack_of, backend.list(PACKS))
+        for pack_id in map(pack_of, packs_listed(backend.list(PACKS), remote.url))
         if pack_id is not None  # anything else there is not ours to delete
     }
     return _Remote(manifests, bad, tips, segments, sizes, where, index, listed)

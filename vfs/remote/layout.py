@@ -80,6 +80,7 @@ SEGMENTS_TOTAL_LIMIT = 1024 * 1024 * 1024
 MAX_REFS = 100_000  # branches, or tags
 MAX_SEGMENTS = 1_000_000  # one per push (or per SEGMENT_TARGET of one)
 MAX_AUDIT_ENTRIES = 10_000_000  # one per ref a push moves, and per remote gc
+MAX_PACKS = 10_000_000  # a push writes one or a few; a remote gc merges small ones
 
 _PACK_KEY = re.compile(r"packs/([0-9a-f]{64})")
 _AUDIT_KEY = re.compile(r"audit/([0-9]{12})")  # AUDIT_DIGITS digits
@@ -238,3 +239,9 @@ def bounded(
                 f"is damaged or hostile){advice}"
             )
         yield item
+
+
+def packs_listed(listing: Iterable[_T], url: str) -> Iterator[_T]:
+    """A listing of ``packs/``, bounded by ``MAX_PACKS`` (``bounded``): the gc, the
+    prune and the remote check each hold every pack's name and size in memory."""
+    return bounded(listing, MAX_PACKS, url, "packs")
