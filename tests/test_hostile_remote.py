@@ -333,6 +333,37 @@ def test_more_refs_than_any_remote_holds_are_refused_in_plain_words(
         assert f"more than 3 {what}" in line and f"refs/{kind}/" in line, line
 
 
+def test_a_push_of_a_new_branch_lists_the_remote_branches_within_the_bound(
+    tmp_path: Path,
+) -> None:
+    """Pushing a new branch lists the remote's branches (a name and a folder of it
+    clash): that listing is bounded as every listing of refs is (``MAX_REFS``, lowered
+    here in the dvfs process), one line past it, nothing pushed."""
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    forge.publish({f"b{n}": v1 for n in range(4)})
+    (tmp_path / "a").mkdir()
+    a = Repo(tmp_path / "a")
+    a.ok("init")
+    a.ok("remote", "add", "origin", forge.url)
+    commit_files(a, {"f": "x"}, "first")
+    lowered = (
+        "import sys, vfs.remote.layout as layout\n"
+        "layout.MAX_REFS = 3\n"
+        "from vfs.cli import main\n"
+        "sys.argv = ['dvfs', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    proc = run_as_dvfs(a.root, lowered, "push")
+    assert_error(
+        Result(("push",), proc.returncode, proc.stdout.encode(), proc.stderr), "more than 3"
+    )
+    assert sorted(p.name for p in (forge.root / "refs" / "heads").iterdir()) == [
+        f"b{n}" for n in range(4)
+    ]
+    a.fsck_clean()
+
+
 def test_index_segments_past_their_total_bound_are_refused_unread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -397,7 +397,10 @@ def _refuse_clashes(
         there = (
             sorted(tags_there)
             if kind == "tags"
-            else sorted(key[len(base) :] for key in meter.list(base))
+            else sorted(
+                key[len(base) :]
+                for key in bounded(meter.list(base), MAX_REFS, meter.url, f"refs under {base}")
+            )
         )
         have = set(there)
         for k, name in refs:
