@@ -148,6 +148,11 @@ class _RemoteView:
     lacking: list[str]  # packs its index lists that it does not hold whole
 
 
+class Unverified(RemoteError):
+    """What the remote holds could not be read, so nothing was pruned (its message
+    says both)."""
+
+
 def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
     """The remote's ref tips, the ids it holds and the packs its index names in vain.
 
@@ -171,7 +176,7 @@ def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
             if (pack_id := pack_of(key)) is not None
         }
     except RemoteError as exc:
-        raise RemoteError(
+        raise Unverified(
             f"cannot verify what remote {spec.name} holds, so nothing was pruned: {exc}"
         ) from None
     held: set[bytes] = set()

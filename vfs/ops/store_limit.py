@@ -93,13 +93,14 @@ def keep_within_max_size(repo: Repository, warn: Callable[[str], None]) -> Trimm
     text = repo.config().get(MAX_SIZE_KEY)
     if not isinstance(text, str):
         return None
-    from vfs.ops.prune import shrink
+    from vfs.ops.prune import Unverified, shrink
 
     try:
         limit = parse_store_size(text, MAX_SIZE_KEY)
         r = shrink(repo, limit)
     except DvfsError as exc:
-        warn(f"{MAX_SIZE_KEY} {text}: nothing was pruned: {exc}")
+        said = "" if isinstance(exc, Unverified) else "nothing was pruned: "
+        warn(f"{MAX_SIZE_KEY} {text}: {said}{exc}")
         return None
     if r is None:
         return None
