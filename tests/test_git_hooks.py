@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -117,6 +118,17 @@ def test_install_chains_existing_hooks_and_uninstall_puts_them_back(
 
 def test_install_needs_git(repo: Repo) -> None:
     repo.fail("install", fragments=("not inside a git work tree",))
+
+
+def test_install_where_git_hooks_is_a_file_says_so(make_repo: RepoFactory) -> None:
+    """``.git/hooks`` a file (left by some tool) ended in "File exists": one line now
+    names it as not a folder and says what to do; the file is left as it was."""
+    repo = make_repo(git_repo=True)
+    shutil.rmtree(hooks_dir(repo))
+    hooks_dir(repo).write_text("not hooks\n")
+    repo.fail("install", fragments=("is not a folder", "core.hooksPath", "dvfs install"))
+    assert hooks_dir(repo).read_text() == "not hooks\n"
+    repo.fsck_clean()
 
 
 def test_git_checkout_brings_the_data_dvfs_lock_names(

@@ -43,6 +43,7 @@ from pathlib import Path
 from vfs.errors import ObjectMissing, UsageError
 from vfs.ops import checkout as co
 from vfs.ops.sync import Transfer, download_data, fetch_locked
+from vfs.quoting import quoted
 from vfs.remote.config import connect, default_remote, get_remote, tracking_branches
 from vfs.repo.gitlink import (
     LOCK_FILE,
@@ -157,6 +158,11 @@ def install(root: Path) -> HookChanges:
     """Add the hooks for the dvfs repository at ``root`` (see the module docstring)."""
     top, hooks = git_places(root)
     me = _where(top, root)
+    if os.path.lexists(hooks) and not hooks.is_dir():
+        raise UsageError(
+            f"{quoted(str(hooks))} is not a folder, and git looks for its hooks there: move "
+            "it away (or set core.hooksPath to a folder), then run `dvfs install` again"
+        )
     hooks.mkdir(parents=True, exist_ok=True)
     done = HookChanges(hooks)
     for name in HOOKS:
