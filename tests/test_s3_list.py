@@ -120,3 +120,46 @@ def test_keys_outside_the_prefix_asked_for_are_not_listed(s3_env: S3Server) -> N
     foreign = [f"{'x' * len(prefix)}/packs/b", f"{prefix}/refs/heads/c"]
     with relayed(s3_env, [_page(where, ["packs/a"], None, False, foreign)]) as relay:
         assert _listing(relay, where) == ["packs/a"]
+
+
+HUGE_ANSWERS = {
+    "a length past the bound": b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+    b"Content-Length: %d\r\n\r\n" % (1 << 40),
+    "no length, bytes until the end": b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+    b"Connection: close\r\n\r\n",
+    "an error past the bound": b"HTTP/1.1 500 Internal Server Error\r\n"
+    b"Content-Type: application/xml\r\nConnection: close\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("head", list(HUGE_ANSWERS.values()), ids=list(HUGE_ANSWERS))
+def test_an_answer_larger_than_any_listing_page_is_not_read_into_memory(
+    s3_env: S3Server, head: bytes
+) -> None:
+    """A page of 1,000 keys is under 2 MiB: a server answering a listing (or with an
+    error) of more than ``RESPONSE_LIMIT`` bytes is refused in one error naming the
+    remote, past the bound read no further, where the whole body was read into
+    memory before anything looked at it."""
+    where = s3_env.make_prefix()
+    body = b"<" + b"x" * (17 << 20)  # past RESPONSE_LIMIT, 16 MiB
+    with relayed(s3_env, [head + body]) as relay, pytest.raises(RemoteError) as raised:
+        _listing(relay, where)
+    line = str(raised.value)
+    assert "more than 16 MiB" in line and relay.endpoint in line, line
+    assert not isinstance(raised.value, RemoteUnreachable)  # asking again gets the same
+
+
+def test_a_listing_page_cut_short_is_unreachable_and_asked_again(s3_env: S3Server) -> None:
+    """A page whose connection ends before its length: the network's fault, so the
+    listing is asked for again (RetryingBackend), and the server's answer then is the
+    real one."""
+    where = s3_env.make_prefix()
+    open_backend(f"s3://{where}", endpoint_url=s3_env.endpoint).put("packs/a", b"x")
+    page = _page(where, ["packs/a"], None, truncated=False)
+    cut = page[: page.index(b"<Contents>")]
+    with relayed(s3_env, [cut]) as relay:
+        with pytest.raises(RemoteUnreachable):
+            _listing(relay, where)
+        relay.answers = [cut]
+        retrying = open_backend(f"s3://{where}", endpoint_url=relay.endpoint)
+        assert list(retrying.list("packs/")) == ["packs/a"]

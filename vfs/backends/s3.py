@@ -23,7 +23,10 @@ RemoteNotFound naming the bucket; NoSuchKey/404 -> RemoteNotFound; 412 and 409
 ConditionalRequestConflict -> PreconditionFailed. A ranged GET that starts past the
 end (416) returns ``b""``, as the contract says; one answered with other bytes than
 the range asked (another start, more than asked, the whole object for a range not
-from 0) is RemoteError, and nothing past the bytes asked is read.
+from 0) is RemoteError, and nothing past the bytes asked is read. Any other answer
+(a listing page, an error) is read up to ``RESPONSE_LIMIT`` bytes, not whole into
+memory as botocore reads it (``_bounded_send``); a listing that would go on for
+ever ends in RemoteError (``list_info``).
 
 botocore's ``Expect: 100-continue`` on PutObject is switched off: SeaweedFS holds a
 conditional PUT while it waits for the key's lock, and botocore then stalls a full
@@ -66,6 +69,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.handlers import _handle_200_error, add_expect_header
 from botocore.response import StreamingBody
 from botocore.utils import parse_timestamp
+from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
 
 from vfs._os.heap import aligned_buffer
 from vfs.backends.base import (
@@ -91,6 +95,7 @@ from vfs.errors import (
 from vfs.quoting import quote_given
 
 EMPTY_PAGES = 1000  # empty listing pages in a row that end a listing (list_info)
+RESPONSE_LIMIT = 16 << 20  # bytes of any answer but an object's (_bounded_send)
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,19})-(\d{1,19})/(?:\d{1,19}|\*)")
 _WRONG_CREDENTIALS = {
     "InvalidAccessKeyId",
@@ -167,6 +172,7 @@ class S3Backend(Backend):
             events = self._client.meta.events
             events.unregister("before-parse.s3.*", _handle_200_error)
             events.register_first("before-parse.s3.*", _before_parse)
+            events.register("before-send.s3", self._bounded_send)
         except ProfileNotFound as exc:
             raise UsageError(
                 f"AWS profile {quote_given(profile or '')} is not configured: check "
@@ -174,6 +180,44 @@ class S3Backend(Backend):
             ) from exc
         except ValueError as exc:
             raise UsageError(f"bad S3 endpoint or region for {self.url}: {exc}") from exc
+
+    def _bounded_send(self, request: Any, event_name: str, **_: Any) -> Any:
+        """Send ``request`` as botocore would, reading at most ``RESPONSE_LIMIT`` bytes of
+        the answer where botocore reads it whole into memory: every answer but an
+        object's bytes (GetObject's body, read by the caller within the range asked)
+        and error answers too. A page of 1,000 keys is under 2 MiB: a server answering
+        with more is broken or hostile, and RemoteError says so past the bound, read no
+        further. (botocore's hook for this, ``before-send``, takes the first answer a
+        handler gives instead of sending; its HTTP session is the client's own.)"""
+        streamed = request.stream_output
+        request.stream_output = True  # the session then leaves the body unread
+        answer = self._client._endpoint.http_session.send(request)
+        if (streamed and answer.status_code < 300) or request.method == "HEAD":
+            return answer  # (a HEAD's length is the object's, and it has no body)
+        what = event_name.rsplit(".", 1)[-1]
+        too_long = RemoteError(
+            f"{self.url} answered {what} with more than {RESPONSE_LIMIT >> 20} MiB: refusing "
+            "to read it (a broken server, or not an S3 one): check the endpoint URL"
+        )
+        length = answer.headers.get("content-length", "")
+        if length.isdigit() and int(length) > RESPONSE_LIMIT:
+            answer.raw.close()
+            raise too_long
+        body = bytearray()
+        try:
+            while block := answer.raw.read(1 << 16):
+                body += block
+                if len(body) > RESPONSE_LIMIT:
+                    answer.raw.close()
+                    raise too_long
+        except RemoteError:
+            raise
+        except URLLib3ReadTimeoutError as exc:  # mapped as botocore's session maps them
+            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from exc
+        except Exception as exc:
+            raise HTTPClientError(error=exc) from exc
+        answer._content = bytes(body)
+        return answer
 
     def put(self, key: str, data: bytes) -> None:
         name = self._name(key)
