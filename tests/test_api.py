@@ -1118,3 +1118,22 @@ def test_a_tag_named_as_a_remotes_branch_is_refused_by_commit_as_by_dvfs_tag(
     assert repo.versions(limit=1) == head and not (root / ".dvfs/refs/tags/backup").exists()
     assert repo.commit("tagged", tag="backups/x", all=True).tags == ("backups/x",)
     fsck_clean(root)
+
+
+def test_a_version_another_process_committed_is_read_by_its_id(data: Data, tmp_path: Path) -> None:
+    # a Repo opened before another process committed found the new version by HEAD or
+    # its branch, but not by its id ("unknown revision"), which names it exactly
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    repo = vfs.Repo(root)
+    assert repo.read_bytes("notes.txt", "HEAD") == data.v2["notes.txt"]
+    write(root, {"notes.txt": b"third\n"})
+    assert_ok(run(root, "commit", "-a", "-m", "third"))
+    with vfs.Repo(root) as other:
+        new = other.versions(limit=1)[0]
+    assert new.number == 3
+    for rev in (new.id, new.id[:8]):
+        assert repo.read_bytes("notes.txt", rev) == b"third\n"
+    assert repo.show(new.id[:8]).message == "third"
+    repo.close()
+    fsck_clean(root)

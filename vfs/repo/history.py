@@ -294,9 +294,18 @@ class History:
         return sorted(best, key=lambda c: (self.version(c).time_ns, [-b for b in c]), reverse=True)
 
     def _by_prefix(self, prefix: str) -> bytes | None:
-        hits = [
-            oid for oid in self.store.with_prefix(prefix) if self.store.kind(oid) == ObjKind.VERSION
-        ]
+        """The version whose id starts with ``prefix``, among the packs other processes
+        wrote since this store last looked too (a long-lived reader, ``vfs.Repo``, given
+        the id of a version committed since); None if there is none."""
+
+        def versions() -> list[bytes]:
+            found = self.store.with_prefix(prefix)
+            return [oid for oid in found if self.store.kind(oid) == ObjKind.VERSION]
+
+        hits = versions()
+        if not hits:
+            self.store.refresh()  # (one stat of the packs' folder when none was written)
+            hits = versions()
         if len(hits) > 1:
             raise UsageError(
                 f"id prefix {prefix} is ambiguous: "
