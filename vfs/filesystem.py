@@ -44,11 +44,16 @@ URL to a filesystem of its own, s3fs for ``s3://``). DVC's ``dvc://`` does the s
 (repository and revision as options); lakeFS puts both in the URL, its repositories
 being names on one server.
 
-The revision is resolved to a version when the filesystem is made, so every read of
-one filesystem sees the same version even if a branch moves meanwhile (a pickled
-filesystem too: the processes a DataLoader or a multiprocessing pool starts read
-the version of the filesystem they were given; so does its JSON form, ``to_json``,
-which names the repository by its root or remote URL); instances are
+A path is read in the revision it names, a path naming none in ``rev`` (HEAD if not
+given), whatever revision the URL the filesystem was made from named: fsspec makes
+one filesystem for a list of URLs (``fsspec.open_files``) from the first one's, and
+each URL of the list is read as it says (``dvfs:///PATH`` in HEAD beside
+``dvfs://v1@/PATH``). Each revision is resolved to a version when the filesystem
+first meets it (``rev`` and the URL's when it is made), so every read of one
+filesystem in one revision sees the same version even if a branch moves meanwhile
+(a pickled filesystem too: the processes a DataLoader or a multiprocessing pool
+starts read the versions of the filesystem they were given; so does its JSON form,
+``to_json``, which names the repository by its root or remote URL); instances are
 not cached (``cachable = False``), so each ``pandas.read_csv`` of ``dvfs://main@/...``
 reads the branch as it is then.
 
@@ -112,17 +117,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _as_asked(method: F) -> F:
-    """``method`` raising PathNotFound that names the version as the filesystem was
-    given it (``v1 (first)``), not by the id every read names it by."""
+    """``method`` raising PathNotFound that names the version as its path (its first
+    argument) or the filesystem was given it (``v1 (first)``), not by the id every
+    read names it by."""
 
     @functools.wraps(method)
     def named(self: DvfsFileSystem, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except PathNotFound as exc:
-            label = self.repo.repository.history.label(self.version)
-            asked = label if self.rev == label else f"{label} ({self.rev})"
-            text = str(exc).replace(f"{label} ({self._at[:10]})", asked)
+            path = args[0] if args else kwargs.get("path", "/")
+            rev = split_rev(self._strip_protocol(path))[0] or self.rev
+            version = self._version(rev)  # (resolved already: the error is past that)
+            label = self.repo.repository.history.label(version)
+            asked = label if rev == label else f"{label} ({rev})"
+            text = str(exc).replace(f"{label} ({version.hex()[:10]})", asked)
             raise PathNotFound(text) from None
 
     return named  # type: ignore[return-value]
@@ -241,7 +250,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def __init__(
         self, repo: Repo | str | os.PathLike[str] | None = None, rev: RevArg = None,
         endpoint_url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-        _url_rev: str | None = None, _pinned: str | None = None, **storage_options: Any,
+        _url_rev: str | None = None, _pinned: str | None = None,
+        _pins: dict[str, str] | None = None, **storage_options: Any,
     ) -> None:  # fmt: skip
         for name in sorted(storage_options.keys() - FSSPEC_OPTIONS):
             warn(
@@ -257,32 +267,62 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self.repo = Repo.remote(where, endpoint_url=endpoint_url, cache_dir=cache_dir)
             else:
                 self.repo = Repo(where)
-        history = self.repo.repository.history
-        self.rev = rev_text(rev) if rev not in (None, "") else (_url_rev or "HEAD")
-        try:
-            self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
-        except RevisionNotFound as exc:
-            if _pinned or rev not in (None, "") or _url_rev is None:
-                raise
-            raise _unknown(_url_rev, "...", exc) from None
-        if not _pinned and rev and _url_rev and history.resolve(_url_rev) != self.version:
-            raise ValueError(
-                f"the URL names revision {_url_rev} (dvfs://{_url_rev}@/...) but "
-                f"rev={rev!r} names another: give the revision one way"
-            )
-        self._at = self.version.hex()  # every read names the version, not the branch
+        self.rev = rev_text(rev) if rev not in (None, "") else "HEAD"
+        # each revision named, as the version it named when first named (every read
+        # names the version, not the branch); _pinned and _pins: __reduce__
+        self._pins = {k: bytes.fromhex(v) for k, v in (_pins or {}).items()}
+        self._pins_lock = threading.Lock()
+        if _pinned:
+            self._pins[self.rev] = bytes.fromhex(_pinned)
+        if _url_rev is not None:
+            try:
+                url_version = self._version(_url_rev)
+            except RevisionNotFound as exc:
+                raise _unknown(_url_rev, "...", exc) from None
+            if rev not in (None, "") and self._version(self.rev) != url_version:
+                raise ValueError(
+                    f"the URL names revision {_url_rev} (dvfs://{_url_rev}@/...) but "
+                    f"rev={rev!r} names another: give the revision one way"
+                )
+        if _url_rev is None or rev not in (None, ""):
+            self._version(self.rev)  # (an unknown one is an error now, not at a read)
         self._files = 0  # files opened and not closed yet
         self._files_lock = threading.Lock()
         self._idle()
 
+    @property
+    def version(self) -> bytes:
+        """The version a path naming no revision reads: ``rev``'s."""
+        return self._version(self.rev)
+
+    def _version(self, rev: str) -> bytes:
+        """The version ``rev`` names, as it named it when this filesystem first met it."""
+        with self._pins_lock:
+            found = self._pins.get(rev)
+        if found is None:
+            found = self.repo.repository.history.resolve(rev)
+            with self._pins_lock:
+                found = self._pins.setdefault(rev, found)
+        return found
+
+    def _pinning(self) -> dict[str, Any]:
+        """The options that make this filesystem again reading the same versions."""
+        with self._pins_lock:
+            pins = {k: v.hex() for k, v in self._pins.items() if k != self.rev}
+            default = self._pins.get(self.rev)
+        out: dict[str, Any] = {"_pins": pins}
+        if default is not None:
+            out["_pinned"] = default.hex()
+        return out
+
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled, the filesystem reads the same version of the same repository, even
-        if its branch moved since it was made (multiprocessing's workers each unpickle
+        """Pickled, the filesystem reads the same versions of the same repository, even
+        if a branch moved since it was made (multiprocessing's workers each unpickle
         one), or the process unpickling it works in another directory (Ray's workers
         do): a repository goes as its root, a remote as its Repo (URL and options)."""
         root = self.repo.root
         where: Repo | str = self.repo if root is None else str(root)
-        options = {**self.storage_options, "_pinned": self._at, "repo": where}
+        options = {**self.storage_options, **self._pinning(), "repo": where}
         return make_instance, (type(self), self.storage_args, options)
 
     def to_dict(self, *, include_password: bool = True) -> dict[str, Any]:
@@ -294,7 +334,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             k: v for k, v in self.storage_options.items()
             if k not in ("repo", "endpoint_url", "cache_dir")
         }  # fmt: skip
-        options.update(self.repo._options(), _pinned=self._at)
+        options.update(self.repo._options(), **self._pinning())
         encoder = FilesystemJSONEncoder()
         return {
             "cls": f"{type(self).__module__}:{type(self).__name__}",
@@ -333,27 +373,26 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return f"{rev}@{parent}" if rev is not None else parent
 
     def unstrip_protocol(self, name: str) -> str:
-        return f"{PROTOCOL}://{self._at[:12]}@{_clean(split_rev(name)[1])}"
+        at = self._named(name)[2]
+        return f"{PROTOCOL}://{at[:12]}@{_clean(split_rev(name)[1])}"
 
-    def _path(self, path: Any) -> str:
-        """``path`` as a repository path (no leading ``/``), after checking its revision."""
-        return self._named(path)[1]
+    def _path(self, path: Any) -> tuple[str, str]:
+        """(``path`` as a repository path, no leading ``/``; the id of the version it
+        names)."""
+        _, rel, at = self._named(path)
+        return rel, at
 
-    def _named(self, path: Any) -> tuple[str, str]:
-        """(``REV@`` as ``path`` names its revision, or nothing; the repository path),
-        after checking that revision is this filesystem's version."""
+    def _named(self, path: Any) -> tuple[str, str, str]:
+        """(``REV@`` as ``path`` names its revision, or nothing; the repository path;
+        the id of the version it reads: REV's, or ``rev``'s if it names none)."""
         rev, rest = split_rev(self._strip_protocol(path))
-        if rev is not None and rev != self.rev:
-            try:
-                other = self.repo.repository.history.resolve(rev)
-            except RevisionNotFound as exc:
-                raise _unknown(rev, rest.lstrip("/"), exc) from None
-        if rev is not None and rev != self.rev and other != self.version:
-            raise ValueError(
-                f"{quote_given(stringify_path(path))} is in revision {quote_given(rev)}, but "
-                f"this dvfs filesystem reads {quote_given(self.rev)}: make one with rev={rev!r}"
-            )
-        return ("" if rev is None else f"{rev}@"), rest.lstrip("/")
+        try:
+            version = self._version(self.rev if rev is None else rev)
+        except RevisionNotFound as exc:
+            if rev is None:
+                raise
+            raise _unknown(rev, rest.lstrip("/"), exc) from None
+        return ("" if rev is None else f"{rev}@"), rest.lstrip("/"), version.hex()
 
     # reading -------------------------------------------------------------------------
 
@@ -382,22 +421,22 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
         return closed
 
-    def _shown(self, f: FileInfo) -> FileInfo:
-        """The entry the filesystem shows for ``f`` (module docstring): a link to a file
-        is that file, as the local filesystem says; a link to a directory is that
-        directory, unless it loops; any other entry is itself."""
+    def _shown(self, f: FileInfo, at: str) -> FileInfo:
+        """The entry the filesystem shows for ``f`` of version ``at`` (module docstring):
+        a link to a file is that file, as the local filesystem says; a link to a
+        directory is that directory, unless it loops; any other entry is itself."""
         if f.type == "link":
-            to = self.repo.target(f.path, self._at)
+            to = self.repo.target(f.path, at)
             if to is not None:
                 return to
-            if (d := self._linked_dir(f.path)) is not None:
+            if (d := self._linked_dir(f.path, at)) is not None:
                 return d
         return f
 
-    def _entry(self, f: FileInfo, prefix: str) -> dict[str, Any]:
+    def _entry(self, f: FileInfo, prefix: str, at: str) -> dict[str, Any]:
         name = prefix + _clean(f.path)
         link = f.target
-        f = self._shown(f)
+        f = self._shown(f, at)
         out: dict[str, Any] = {
             "name": name,
             "type": {"dir": "directory"}.get(f.type, f.type),
@@ -412,35 +451,35 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             out["islink"] = True
         return out
 
-    def _linked_dir(self, path: str) -> FileInfo | None:
+    def _linked_dir(self, path: str, at: str) -> FileInfo | None:
         """The directory the link at ``path`` leads to, or None: if it leads to no
         directory, or to one that ``path`` already lies in or below (``loop -> ..``,
         or ``a/l1 -> ../b`` beside ``b/l2 -> ../a``), which a reader walking the
         tree would enter for ever."""
         repo, rel = self.repo, repo_path(path)
-        to = repo._real_dir(self._at, rel)
+        to = repo._real_dir(at, rel)
         if to is None:
             return None
         parts = rel.split(b"/")
         for i in range(len(parts)):  # every directory the path passes through
-            was = repo._real_dir(self._at, b"/".join(parts[:i]))
+            was = repo._real_dir(at, b"/".join(parts[:i]))
             if was is not None and (not to or was == to or was.startswith(to + b"/")):
                 return None
-        return repo.info(os.fsdecode(to), self._at)
+        return repo.info(os.fsdecode(to), at)
 
     @_then_idle
     @_as_asked
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Entries of a directory (or the file itself), named as the module docstring says."""
-        prefix, rel = self._named(path)
-        rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rel)]
+        prefix, rel, at = self._named(path)
+        rows = [self._entry(f, prefix, at) for f in self.repo.ls(at, rel)]
         return rows if detail else [r["name"] for r in rows]
 
     @_then_idle
     @_as_asked
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
-        prefix, rel = self._named(path)
-        return self._entry(self.repo.info(rel, self._at), prefix)
+        prefix, rel, at = self._named(path)
+        return self._entry(self.repo.info(rel, at), prefix, at)
 
     @_then_idle
     @_as_asked
@@ -455,7 +494,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             _check_buffering(block_size, kwargs.get("cache_type"))
         closed = self._opened()
         try:
-            raw = self.repo._raw(self._path(path), self._at, on_close=closed)
+            raw = self.repo._raw(*self._path(path), on_close=closed)
         except BaseException:
             closed()
             raise
@@ -473,7 +512,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> bytes:
         """The file's bytes [start, end) (negative: from the end); only the chunks the
         range lies in are read."""
-        f = self.repo.file(self._path(path), self._at)
+        f = self.repo.file(*self._path(path))
         with f:
             size = f.size
             lo = 0 if start is None else (max(0, size + start) if start < 0 else start)
@@ -484,7 +523,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     @_as_asked
     def modified(self, path: Any) -> dt.datetime:
         """The ``mtime`` of ``info``: of the file or directory a link leads to."""
-        return self._shown(self.repo.info(self._path(path), self._at)).mtime
+        rel, at = self._path(path)
+        return self._shown(self.repo.info(rel, at), at).mtime
 
     def checksum(self, path: Any) -> int:
         """The content id (its first 64 bits) of the file ``path`` reads, a link to one
@@ -493,7 +533,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         info = self.info(path)
         if "blake3" in info:
             return int(info["blake3"][:16], 16)
-        return int(tokenize(self._at, info), 16)
+        return int(tokenize(self._path(path)[1], info), 16)
 
     # writing: refused ------------------------------------------------------------------
 
