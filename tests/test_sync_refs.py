@@ -1270,3 +1270,30 @@ def test_a_remote_whose_endpoint_came_from_the_environment_is_moved_when_it_chan
     assert "is now s3://bkt/x http://new.example:9000" in r.err and "was dropped" in r.err
     assert a.json("branch", "-r", "--json") == []
     a.fsck_clean()
+
+
+def test_a_directory_remote_spelled_with_dot_dot_is_the_directory_it_names(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`file:///srv/missing/../rem` was opened as written, where `remote add` takes the
+    path `/srv/missing/../rem` as `/srv/rem`: a push made the directory `missing`, a
+    clone said the remote "does not exist", and `lnk/../rem`, `lnk` a link, was the
+    `rem` beside where the link leads, while `remote list` named `/srv/rem`."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    srv, far = tmp_path / "srv", tmp_path / "far"
+    (srv / "rem").mkdir(parents=True)
+    (far / "deep").mkdir(parents=True)
+    (srv / "lnk").symlink_to(far / "deep")
+    a.ok("remote", "add", "origin", f"file://{srv}/missing/../rem")
+    a.ok("push")
+    assert not (srv / "missing").exists() and (srv / "rem" / "refs").is_dir()
+    a.ok("remote", "add", "other", f"file://{srv}/lnk/../rem", "--local")
+    assert "nothing to push" in a.ok("push", "--remote", "other").out  # the same place
+    assert not (far / "rem").exists()
+    for i, url in enumerate((f"file://{srv}/missing/../rem", f"{srv}/missing/../rem")):
+        assert_ok(run(tmp_path, "clone", url, f"c{i}"))
+        assert (tmp_path / f"c{i}" / "d" / "x").read_bytes() == b"1"
+        Repo(tmp_path / f"c{i}").fsck_clean()
+    assert not (srv / "missing").exists()
+    a.fsck_clean()

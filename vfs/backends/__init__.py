@@ -6,6 +6,7 @@ contract are in ``vfs.backends.base``, the wrappers in ``vfs.backends.wrappers``
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def parse_url(url: str) -> RemoteUrl:
                 "(s3://bucket/prefix, file:///absolute/path); a directory of that name is "
                 f"written {shell_word('./' + url)}"
             )
-        return RemoteUrl(path=Path(url).expanduser())
+        return RemoteUrl(path=_lexical(Path(url).expanduser()))
     scheme = scheme.lower()
     if scheme == "file":
         parts = urlsplit(url)
@@ -102,7 +103,7 @@ def parse_url(url: str) -> RemoteUrl:
         extra = parts.query or parts.fragment
         if parts.netloc not in ("", "localhost") or not path.startswith("/") or extra:
             raise UsageError(f"bad file URL {quote_given(url)}: use file:///absolute/path")
-        return RemoteUrl(path=Path(path))
+        return RemoteUrl(path=_lexical(Path(path)))
     if scheme == "s3":
         bucket, _, prefix = rest.partition("/")
         if not valid_bucket(bucket):
@@ -120,6 +121,14 @@ def parse_url(url: str) -> RemoteUrl:
             ) from None
         return RemoteUrl(bucket=bucket, prefix=prefix)
     raise UsageError(f"unsupported remote URL {quote_given(url)}: {_FORMS}")
+
+
+def _lexical(path: Path) -> Path:
+    """``path`` with its ``.`` and ``..`` parts taken as written (``/srv/x/../rem`` is
+    ``/srv/rem``, whatever ``x`` is: missing, or a link elsewhere), as ``remote add``
+    records a directory (``os.path.abspath``) and a shell's ``cd`` reads one: every
+    spelling of a directory remote names one place."""
+    return Path(os.path.normpath(path))
 
 
 def same_location(a: str, b: str) -> bool:
