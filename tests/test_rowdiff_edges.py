@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.cli import Repo, assert_ok, init_repo
+from tests.support.cli import Repo, assert_error, assert_ok, init_repo
 from vfs._os.helper_process import process_start, process_tag
 from vfs.tables import engine, source
 from vfs.tables.formats import MAX_LINE
@@ -90,6 +90,8 @@ V1: dict[str, str | bytes] = {
     "long.csv": f"id,v\n1,{'x' * 300}a\n",
     "case.jsonl": '{"id": 1, "ID": 2, "ID_1": 0}\n{"id": 2, "Id": 5}\n',
     "cased.csv": "id,ID,v\n1,2,a\n",
+    "cased.parquet": parquet({"Id": [1, 2], "id": [7, 8], "v": ["a", "b"]}),
+    "recased.parquet": parquet({"Id": [1, 2], "v": ["a", "b"]}),
     "blanks.jsonl": '{"id": 1, "v": "a"}\n  \n{"id": 2, "v": "b"}\n',
     "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
     "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
@@ -127,6 +129,8 @@ V2: dict[str, str | bytes] = {
     "long.csv": f"id,v\n1,{'x' * 300}b\n",  # a change past the 200 characters shown
     "case.jsonl": '{"id": 1, "ID": 3, "ID_1": 0}\n{"id": 2, "Id": 6}\n',
     "cased.csv": "id,ID,v\n1,3,a\n",
+    "cased.parquet": parquet({"Id": [1, 2], "id": [7, 9], "v": ["a", "b"]}),
+    "recased.parquet": parquet({"Id": [1, 2], "id": [5, 6], "v": ["a", "c"]}),
     "blanks.jsonl": '{"id": 1, "v": "a"}\n{"id": 2, "v": "c"}\n\t\n',
     "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
     "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
@@ -351,6 +355,35 @@ def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) ->
         "engine does not tell apart: it is shown as ID_1"
     ]
     assert d["summary"]["columns"] == {"ID_1": 1}
+
+
+def test_parquet_columns_named_alike_but_for_case_are_said_to_be_shown_otherwise(
+    data: Repo,
+) -> None:
+    # a Parquet file's columns Id and id were shown as Id and id_1, a name the file
+    # does not hold, without a word: "column added: id_1", "id_1: 8 -> 9", and
+    # "--key column id is not in cased.parquet (its columns: Id, id_1, v)"
+    note = (
+        "cased.parquet names column 2 id as an earlier one but for its case, which the "
+        "engine does not tell apart: it is shown as id_1"
+    )
+    d = rows_json(data, "cased.parquet", "--key", "Id")
+    assert d["notes"] == [note]
+    assert d["rows"] == [
+        {"status": "changed", "key": {"Id": 2}, "changes": {"id_1": {"old": 8, "new": 9}},
+         "count": 1},
+    ]  # fmt: skip
+    line = assert_error(data.run("diff", "v1", "v2", "cased.parquet", "--rows", "--key", "id"))
+    assert line.endswith("(its columns: Id, id_1, v): its column 2 id is shown as id_1"), line
+    d = rows_json(data, "recased.parquet", "--key", "Id")
+    assert d["notes"] == [
+        "recased.parquet in v2 names column 2 id as an earlier one but for its case, which "
+        "the engine does not tell apart: it is shown as id_1"
+    ]
+    assert [(s["status"], s["column"]) for s in d["schema"]] == [("added", "id_1")]
+    assert d["summary"]["changed"] == 1 and d["rows"][0]["changes"] == {
+        "v": {"old": "b", "new": "c"}
+    }
 
 
 def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -> None:

@@ -507,6 +507,31 @@ class Engine:
             if sample != path:
                 sample.unlink(missing_ok=True)
 
+    def parquet_names(self, table: Table, path: Path) -> list[str] | None:
+        """The names of the Parquet file ``path``'s columns as its footer writes them,
+        where they are not those of ``table`` (the engine's): it names a column whose
+        name an earlier one has, but maybe for its case, ``NAME_1`` (``Id`` then
+        ``id`` read as ``Id`` and ``id_1``); None when every name is its own (the
+        footer is read only when a name of ``table`` could be such a one)."""
+        lower = {n.lower() for n in table.names}
+        if not any(
+            (m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower for n in table.names
+        ):
+            return None
+        rows = self.run(f"SELECT name, num_children FROM parquet_schema({literal(str(path))})")
+        names: list[str] = []
+        below: list[int] = []  # the fields still to come in each nested field open
+        for name, children in rows[1:]:  # (the first is the schema's root)
+            while below and below[-1] == 0:
+                below.pop()
+            if below:
+                below[-1] -= 1
+            else:
+                names.append(str(name))
+            if children:
+                below.append(int(children))
+        return None if names == list(table.names) else names
+
     def _one_case(self, table: Table, path: Path) -> None:
         """NotTabular if the JSON Lines file ``path`` holds keys that differ only in case
         (``id`` and ``ID``): the engine takes them for one column, names the others

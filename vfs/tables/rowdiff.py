@@ -225,7 +225,8 @@ def _diff_rows(
     out.key = tuple(key)
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
-    out.notes += _renamed(old, ot, new, nt) + _skipped(old, ot, new, nt)
+    renames = (_duplicates(engine, old, ot), _duplicates(engine, new, nt))
+    out.notes += _renamed(old, new, renames) + _skipped(old, ot, new, nt)
     if ot.empty and not nt.empty:
         ot = Table(fmt, nt.columns, empty=True)
     elif nt.empty and not ot.empty:
@@ -238,7 +239,7 @@ def _diff_rows(
         out.schema = schema_changes(ot, nt)
         ot, nt = _read_as_text(ot, nt)
     out.mixed = mixed_columns(ot, nt)
-    _check_key(key, old, ot, new, nt, words)
+    _check_key(key, old, ot, new, nt, words, renames)
     plan, parts, early = None, None, None
     if fast_share is not None:
         plan = fast_plan(old, new, ot, nt, fast_share)
@@ -472,10 +473,14 @@ def _where(side: Side) -> str:
     return f"{quote_name(side.path)} in {side.label}"
 
 
-def _renamed(old: Side, ot: Table, new: Side, nt: Table) -> list[str]:
-    """Notes for a CSV or TSV header naming a column more than once: the engine
-    shows (and ``--key`` takes) the second as ``v_1``, a name the file does not hold."""
-    found = [_duplicates(side, t) for side, t in ((old, ot), (new, nt))]
+Renames = tuple[list[tuple[int, str, str, bool]], ...]  # (_duplicates), old side's first
+
+
+def _renamed(old: Side, new: Side, renames: Renames) -> list[str]:
+    """Notes for a CSV or TSV header, or a Parquet file, naming a column more than
+    once (``renames``: :func:`_duplicates` of each side): the engine shows (and
+    ``--key`` takes) the second as ``v_1``, a name the file does not hold."""
+    found = list(renames)
     if found[0] == found[1]:
         found, where = found[:1], [quote_name(new.path)]
     else:
@@ -525,25 +530,19 @@ def _unread_lines(table: Table) -> tuple[int, str]:
     return int(options.get("skip", "0")), _unquoted(options.get("comment", "''"))
 
 
-def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str, bool]]:
+def _duplicates(engine: Engine, side: Side, table: Table) -> list[tuple[int, str, str, bool]]:
     """(index, name in the header, name the engine gives, whether an earlier name is
     this one exactly) of each column whose name an earlier column of ``side``'s
-    header has, but maybe for its case (the engine's names are one whatever their
-    case: ``ID`` after ``id`` is ``ID_1``); none where that cannot be told."""
-    options = dict(table.options)
-    delim, quote = (_unquoted(options.get(k, "''")) for k in ("delim", "quote"))
-    if table.fmt not in ("csv", "tsv") or not table.has_header or table.empty:
+    header (a Parquet file's: its footer's) has, but maybe for its case (the engine's
+    names are one whatever their case: ``ID`` after ``id`` is ``ID_1``); none where
+    that cannot be told."""
+    if table.empty:
         return []
-    if not table.plain or len(delim) != 1 or len(quote) > 1:
-        return []
-    text = side.head.decode("utf-8", "replace").lstrip("\ufeff")
-    if quote:
-        reader = csv.reader(io.StringIO(text), delimiter=delim, quotechar=quote)
+    if table.fmt == "parquet":
+        header = engine.parquet_names(table, side.file) or []
+    elif table.fmt in ("csv", "tsv") and table.has_header:
+        header = _csv_header(side, table)
     else:
-        reader = csv.reader(io.StringIO(text), delimiter=delim, quoting=csv.QUOTE_NONE)
-    try:
-        header = next(reader, [])
-    except csv.Error:
         return []
     if len(header) != len(table.columns):
         return []
@@ -552,6 +551,24 @@ def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str, bool]]:
         for i, (h, (shown, _)) in enumerate(zip(header, table.columns, strict=True))
         if h != shown and h.lower() in {e.lower() for e in header[:i]}
     ]
+
+
+def _csv_header(side: Side, table: Table) -> list[str]:
+    """The names in the header of the CSV or TSV ``side``, as written; none where
+    they cannot be told."""
+    options = dict(table.options)
+    delim, quote = (_unquoted(options.get(k, "''")) for k in ("delim", "quote"))
+    if not table.plain or len(delim) != 1 or len(quote) > 1:
+        return []
+    text = side.head.decode("utf-8", "replace").lstrip("\ufeff")
+    if quote:
+        reader = csv.reader(io.StringIO(text), delimiter=delim, quotechar=quote)
+    else:
+        reader = csv.reader(io.StringIO(text), delimiter=delim, quoting=csv.QUOTE_NONE)
+    try:
+        return next(reader, [])
+    except csv.Error:
+        return []
 
 
 def _unquoted(sql: str) -> str:
@@ -654,9 +671,10 @@ def schema_changes(ot: Table, nt: Table) -> list[SchemaChange]:
 
 
 def _check_key(
-    key: Sequence[str], old: Side, ot: Table, new: Side, nt: Table, words: Words
-) -> None:
-    for side, table in ((old, ot), (new, nt)):
+    key: Sequence[str], old: Side, ot: Table, new: Side, nt: Table, words: Words,
+    renames: Renames = ([], []),
+) -> None:  # fmt: skip
+    for side, table, renamed in zip((old, new), (ot, nt), renames, strict=True):
         missing = [k for k in key if k not in table.names]
         if missing:
             listed = ", ".join(shown(n) for n in table.names[:20])
@@ -671,10 +689,13 @@ def _check_key(
                         "on every one of its first lines (a line blank but for spaces, or "
                         "with fewer fields, hides it): mend that line"
                     )
+            other = next((r for r in renamed if r[1] == missing[0]), None)
             raise UsageError(
                 f"{words.key} column {shown(missing[0])} is not in {_where(side)} "
                 f"(its columns: {listed or 'none'}{more})"
-            )
+                + ("" if other is None else f": its column {other[0] + 1} "
+                   f"{shown(other[1])} is shown as {shown(other[2])}")
+            )  # fmt: skip
     if len(set(key)) != len(key):
         raise UsageError(f"{words.key} names a column twice")
 
