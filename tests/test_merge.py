@@ -814,6 +814,34 @@ def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_side_written_over_a_file_against_a_directory_can_be_taken_back(repo: Repo) -> None:
+    """Ours a file x, theirs a directory x/f: once `restore --theirs --worktree x` wrote
+    theirs' directory, `restore --ours --worktree x` and `restore --ours x` were
+    refused, "x is a directory holding untracked files where restore writes a file",
+    x/f being the file of the conflict x/f that restore itself wrote: the way back
+    was to delete it by hand. A file there holding what a side has is replaced; one
+    edited since, or another file, is still kept."""
+    file_against_directory(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "--worktree", "x")
+    assert repo.read("x/f") == b"in a directory"
+    repo.ok("restore", "--ours", "--worktree", "x")
+    assert repo.read("x") == b"x from main" and conflicts_left(repo) == ["x", "x/f"]
+    repo.ok("restore", "--theirs", "-W", "x")
+    repo.write("x/f", "edited")
+    repo.fail("restore", "--ours", "-W", "x", fragments=("x is a directory holding untracked",))
+    repo.write("x/f", "in a directory")
+    repo.write("x/new", "mine")
+    repo.fail("restore", "--ours", "x", fragments=("x is a directory holding untracked",))
+    (repo.root / "x" / "new").unlink()
+    repo.ok("restore", "--ours", "x")
+    assert repo.read("x") == b"x from main"
+    assert all(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.commit("kept the file")
+    assert repo.cat("HEAD:x") == b"x from main"
+    repo.fsck_clean()
+
+
 def test_a_file_against_a_directory_is_settled_path_by_path_from_below(repo: Repo) -> None:
     """`restore --theirs x/f` first (ours a file x, theirs a directory x) staged x/f
     beside the file x; `restore --theirs x` was then refused ("x changed since

@@ -643,6 +643,22 @@ def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Wo
     return removed
 
 
+def _side_files(
+    repo: Repository, state: merging.MergeState, named: Sequence[bytes]
+) -> dict[bytes, list[Entry]]:
+    """The files (and links) ours and theirs have at each conflict at or below
+    ``named``: what a restore may replace where the index tracks nothing (theirs'
+    ``x/f`` that ``restore --theirs --worktree x`` wrote over ours' file ``x``)."""
+    hist = repo.history
+    trees = [hist.version(v).tree for v in (state.ours, state.theirs)]
+    out: dict[bytes, list[Entry]] = {}
+    for c in state.conflicts:
+        if co.under_any(c.path, list(named)):
+            held = [hist.lookup(t, c.path) for t in trees]
+            out[c.path] = [e for e in held if e is not None and e.kind != Kind.DIR]
+    return out
+
+
 def resolve(
     repo: Repository,
     paths: Sequence[str],
@@ -681,10 +697,11 @@ def resolve(
         return any(q in conflicting for q in (p, *_above(p))) or not co.under_any(p, settled)
 
     conflicting = set(clashing)
+    sides = _side_files(repo, state, named)
     if worktree_only:
         report = rs.restore(
             repo, paths, workers, staged=False, worktree=True, source=rev, offline=offline,
-            yes=yes, warn=warn, only=only, named=source,
+            yes=yes, warn=warn, only=only, named=source, sides=sides,
         )  # fmt: skip
         report.unsettled = [p for p in state.unresolved() if co.under_any(p, named)]
         return report
@@ -699,7 +716,7 @@ def resolve(
     rest = [p for p, r in zip(paths, named, strict=True) if r not in gone]
     report = rs.restore(
         repo, rest, workers, staged=True, worktree=True, source=rev, offline=offline,
-        yes=yes, warn=warn, only=only, named=source, unstage_failed=True,
+        yes=yes, warn=warn, only=only, named=source, unstage_failed=True, sides=sides,
     ) if rest else rs.RestoreReport(source)  # fmt: skip
     with repo.locked():
         hist = repo.history

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import stat as statmod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
@@ -70,6 +70,7 @@ def restore(
     only: Callable[[bytes], bool] | None = None,
     named: str | None = None,
     unstage_failed: bool = False,
+    sides: Mapping[bytes, Sequence[Entry]] | None = None,
 ) -> RestoreReport:
     """``dvfs restore``: git's verbs to undo a change to PATHs.
 
@@ -86,7 +87,10 @@ def restore(
     ``unstage_failed``: with ``staged`` and ``worktree``, a file that could not be
     written (its data damaged, or on no remote) keeps its index entry as it was, so
     that what is staged is what the working tree holds (a merge's conflict there is
-    not settled: ``vfs.ops.merge.resolve``).
+    not settled: ``vfs.ops.merge.resolve``). ``sides``: paths the index does not
+    track and what each may hold (a merge's conflicts, and the files its sides have
+    there): a working file there holding one of them is replaced where it stands in
+    the way, as a tracked one unchanged is (its content is in a version).
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content, with one exception:
@@ -170,6 +174,8 @@ def restore(
                 index.removed_absent.discard(p)
             index.head = None
         if write:
+            if sides:
+                unstaged |= _holding(repo, index, sides, workers)
             if source is not None:
                 assert src is not None
                 want = {p: e for p, e in src.items() if chosen(p)}
@@ -233,6 +239,21 @@ def _remove_left_by(repo: Repository, index: Index, left: CutShort, workers: Wor
             if s.same_on_disk(files[p]) and remove_path(walker, p):
                 deleted += 1
     return deleted
+
+
+def _holding(
+    repo: Repository, index: Index, sides: Mapping[bytes, Sequence[Entry]], workers: Workers
+) -> set[bytes]:
+    """Those of the untracked paths of ``sides`` whose working file (or link) holds
+    one of the entries ``sides`` gives it (see :func:`restore`)."""
+    found: list[Found] = []
+    with Walker(repo.root) as walker:
+        for p, entries in sides.items():
+            st = walker.lstat(p) if index.get(p) is None and entries else None
+            if st is not None and (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                found.append(Found(p, st))
+    hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(found)
+    return {p for p, s in hashed if any(s.same_on_disk(e) for e in sides[p])}
 
 
 def _folders(path: bytes) -> Iterator[bytes]:
