@@ -92,6 +92,8 @@ V1: dict[str, str | bytes] = {
     "cased.csv": "id,ID,v\n1,2,a\n",
     "cased.parquet": parquet({"Id": [1, 2], "id": [7, 8], "v": ["a", "b"]}),
     "recased.parquet": parquet({"Id": [1, 2], "v": ["a", "b"]}),
+    "empties.csv": 'id,name,v\n1,"",a\n2,b,c\n3,,d\n',
+    "rewritten.jsonl": '{"id": 1, "v": 2.50}\n{"id": 2, "v": "b"}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n  \n{"id": 2, "v": "b"}\n',
     "ragged.csv": "id,v\n1,a\n2,b,c\n",  # read from line 3: the first two are skipped
     "comments.csv": "# exported\nid,v\n1,a\n#2,b\n3,c\n",  # "#" begins a comment
@@ -131,6 +133,8 @@ V2: dict[str, str | bytes] = {
     "cased.csv": "id,ID,v\n1,3,a\n",
     "cased.parquet": parquet({"Id": [1, 2], "id": [7, 9], "v": ["a", "b"]}),
     "recased.parquet": parquet({"Id": [1, 2], "id": [5, 6], "v": ["a", "c"]}),
+    "empties.csv": 'id,name,v\n1,,a\n2,"b",c\n3,"",d\n',  # the same fields, quoted otherwise
+    "rewritten.jsonl": '{"v":"b","id":2}\n{"id":1,"v":2.5}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n{"id": 2, "v": "c"}\n\t\n',
     "ragged.csv": "id,v\n1,x\n2,b,c\n3,d,e\n",
     "comments.csv": "# exported\nid,v\n1,a\n#2,x\n3,c\n",
@@ -355,6 +359,30 @@ def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) ->
         "engine does not tell apart: it is shown as ID_1"
     ]
     assert d["summary"]["columns"] == {"ID_1": 1}
+
+
+def test_a_file_whose_bytes_changed_but_no_row_says_so(data: Repo) -> None:
+    # "0 added, 0 removed, 0 changed, 3 unchanged" and nothing else, for a file that
+    # `dvfs diff` lists as modified: a quoted empty field "" and an empty one, both
+    # NULL as the engine (and pandas) reads them, or a field quoted otherwise
+    for key in ((), ("--key", "id")):
+        d = rows_json(data, "empties.csv", *key)
+        s = d["summary"]
+        assert (s["added"], s["removed"], s["changed"], s["unchanged"]) == (0, 0, 0, 3)
+        assert d["notes"] == [
+            "empties.csv changed, but none of its rows as read: only how they are written "
+            "(quoting, the spelling of numbers, line endings, the order of rows; an empty "
+            'field and a quoted empty one, "", both read as NULL)'
+        ], d
+    out = data.ok("diff", "v1", "v2", "rewritten.jsonl", "--rows", "--key", "id").out
+    assert out.splitlines() == [
+        "note: rewritten.jsonl changed, but none of its rows as read: only how they are "
+        "written (spacing, the order of keys, the spelling of numbers, the order of rows)",
+        "rows of rewritten.jsonl, v1 -> v2 (key id): 0 added, 0 removed, 0 changed, 2 unchanged",
+    ]
+    same = assert_ok(data.run("diff", "v1", "v1", "empties.csv", "--rows", "--json")).json()
+    assert same["notes"] == [] and same["summary"]["unchanged"] == 3
+    assert rows_json(data, "people.csv")["notes"] == []
 
 
 def test_parquet_columns_named_alike_but_for_case_are_said_to_be_shown_otherwise(
