@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
 from vfs import tracking
 from vfs._os import program
 from vfs.model import version_codec
+from vfs.pipeline import values
 from vfs.store import lock
 
 
@@ -225,14 +227,30 @@ def test_numpy_numbers_are_steps_metrics_and_params(repo: vfs.Repo) -> None:
     }  # fmt: skip
 
 
-def test_a_nan_metric_is_written_as_the_pipeline_commands_spell_it(repo: vfs.Repo) -> None:
-    with vfs.track(repo, message="nan") as r:
-        r.log_metrics({"loss": float("nan"), "top": float("inf")})
-    assert r.version is not None
-    # it wrote "nan" and "inf", which metrics show then printed beside its ".nan"
-    assert json.loads(repo.read_text("metrics.json", r.version.version)) == {
-        "loss": ".nan", "top": ".inf",
-    }  # fmt: skip
+def test_a_nan_metric_is_written_as_the_float_the_file_reads_back(repo: vfs.Repo) -> None:
+    # it wrote the text ".nan" (first it wrote "nan"), which every reader then took
+    # for a text: metrics show and compare printed it quoted, '".nan"', as the text it
+    # shows beside the float .nan, and compare --json named it under "texts"
+    root = repo.root
+    assert root is not None
+    for name in ("metrics.json", "m.yaml"):
+        with vfs.track(repo, message=name, metrics=name) as r:
+            r.log_metrics({"loss": float("nan"), "top": float("-inf"), "word": ".inf"})
+        assert r.version is not None
+        rev = f"v{r.version.number}"
+        doc = values.load(repo.read_bytes(name, rev), name.encode(), name)
+        assert math.isnan(doc["loss"]) and doc["top"] == -math.inf and doc["word"] == ".inf"
+        shown = assert_ok(run(root, "metrics", "show", rev)).out
+        assert re.search(r"loss +\.nan$", shown, re.M) and re.search(r"top +-\.inf$", shown, re.M)
+        assert re.search(r'word +"\.inf"$', shown, re.M), shown
+        [row] = [c for c in assert_ok(run(root, "compare", "--json")).json() if c["rev"] == rev]
+        named = {  # (a metric of several files' is named FILE:KEY)
+            k.removeprefix(f"{name}:"): k for k in row["metrics"] if k.startswith(f"{name}:")
+        } or {k: k for k in row["metrics"]}
+        got = {k: row["metrics"][named[k]] for k in ("loss", "top", "word")}
+        assert got == {"loss": ".nan", "top": "-.inf", "word": ".inf"}
+        assert [k for k in row["texts"] if k in named.values()] == [named["word"]], row
+    fsck_clean(root)
 
 
 def test_a_run_is_used_inside_its_block_once_and_blocks_do_not_nest(repo: vfs.Repo) -> None:

@@ -18,7 +18,8 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 1. the metrics go to ``metrics`` (default ``metrics.json``: the last value of each
    metric, and ``step``, the last step logged; written as JSON, so a ``.toml`` name,
-   which every reader would read as TOML, is refused) and their history, one JSON object
+   which every reader would read as TOML, is refused; NaN and the infinities as the
+   floats its readers read back: ``_metrics_text``) and their history, one JSON object
    per call of ``log_metrics``, to the same name with ``.steps.jsonl`` for
    ``.json``; both are outputs of the run. Past ``MAX_STEPS`` (100,000) calls the
    history keeps every 2nd call, then every 4th past twice that, and so on, and the
@@ -90,6 +91,7 @@ nothing recorded.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import os
 import signal
@@ -649,9 +651,13 @@ class Run:
             if self.last_step is not None:
                 doc["step"] = self.last_step
             rows = self.steps if self.steps[-1] is self.last_row else [*self.steps, self.last_row]
-            history = b"".join(json.dumps(s, sort_keys=True).encode() + b"\n" for s in rows)
+            history = b"".join(
+                json.dumps({k: _finite(v) for k, v in s.items()}, sort_keys=True).encode() + b"\n"
+                for s in rows
+                if s is not None
+            )  # fmt: skip
             written = [
-                (self.metrics_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"),
+                (self.metrics_path, _metrics_text(doc, kind_of(self.metrics_path) == "json")),
                 (self.history_path, history),
             ]
             for rel, data in written:
@@ -758,6 +764,28 @@ def track(
     return Run(repo, message, params, name, tag, metrics)
 
 
+def _finite(value: Any) -> Any:
+    """A metric's value in the history, standard JSON: NaN and the infinities as YAML
+    spells them (``.nan``), which no chart draws."""
+    return finite(value) if isinstance(value, float) else value
+
+
+def _metrics_text(doc: dict[str, Any], as_json: bool) -> bytes:
+    """The metrics file of a run: JSON, two spaces an indent, keys sorted; NaN and the
+    infinities as the file's readers read the float back (a text would be a text
+    metric, shown ``".nan"`` beside the float ``.nan``): ``NaN`` and ``Infinity`` in a
+    JSON file, as Python's ``json`` writes and reads them, ``.nan`` and ``.inf`` in a
+    YAML one, where ``NaN`` is a text."""
+    if as_json or not doc:
+        return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+
+    def value(v: Any) -> str:
+        return str(finite(v)) if isinstance(v, float) and not math.isfinite(v) else json.dumps(v)
+
+    lines = [f"  {json.dumps(k)}: {value(v)}" for k, v in sorted(doc.items())]
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
 def _step(step: Any) -> int:
     """``step`` as an int: a Python int or what stands for one (``numpy.int64``, a
     0-d integer tensor), never a boolean or a float."""
@@ -802,7 +830,7 @@ def _metric(key: str, value: Any) -> Any:
             ) from None
         return value
     if isinstance(value, float):
-        return finite(value)
+        return value  # (NaN and the infinities too: _metrics_text, _finite)
     if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
         try:
             plain = value.item()
