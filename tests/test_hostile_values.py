@@ -409,6 +409,13 @@ def test_a_row_diff_s_megabyte_cells_are_given_in_json_cut_and_marked(tmp_path: 
     )
     assert [n[:JSON_NAME] for n in first] == ["s", "l", "c" * JSON_NAME]
     assert doc["rows"][0]["key"] == {"id": 0}
+    # which values were cut is said apart: a text may end as the marker does
+    assert [row["cut"] for row in doc["rows"]] == [["s", "l"]] * 6
+    short = "a" + marker  # a value as long as it is, that reads like a cut one
+    commit_files(r, {"m.jsonl": json.dumps({"id": 1, "s": "b"}) + "\n"}, "three")
+    commit_files(r, {"m.jsonl": json.dumps({"id": 1, "s": short}) + "\n"}, "four")
+    row = r.json("diff", "v3", "v4", "m.jsonl", "--rows", "--key", "id", "--json")["rows"][0]
+    assert row["changes"]["s"]["new"] == short and "cut" not in row, row
     human = r.ok("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "id").out
     assert len(human) < 8 * JSON_ROW, len(human)
     worktree = r.json("diff", "v2", "t.jsonl", "--rows", "--key", "id", "--json")

@@ -18,7 +18,8 @@ so ``x, y=z`` cannot forge a column. NULL is shown as ``NULL`` (a text ``NULL`` 
 quoted). JSON output keeps values exact (``vfs.quoting.safe_json``) up to a bound:
 a value longer than ``JSON_VALUE`` characters (a nested one: its JSON text), or past
 a row's ``JSON_ROW`` characters, is cut and marked as a version's message is
-(``… [N more characters not shown]``), and a column's name past ``JSON_NAME``; a file
+(``… [N more characters not shown]``), its column named in the row's ``cut`` (a text
+may end as the marker does), and a column's name past ``JSON_NAME``; a file
 from a remote or a teammate may hold a cell of megabytes, and twenty such rows would
 otherwise be given out whole.
 
@@ -28,7 +29,7 @@ JSON::
      "schema": [{"status", "column", "old_type", "new_type"}],
      "summary": {"added", "removed", "changed", "unchanged", "columns": {name: n}},
      "rows": [{"status", "key": {...}, "values": {...} | "changes": {col: {"old", "new"}},
-               "count"}],
+               "count", "cut": [col, ...] (only when a value was cut)}],
      "more": n, "shared_bytes": n, "notes": [...],
      "bytes": null | {"old_size", "new_size", "shared_bytes"},
      "mixed_columns": [...]}
@@ -213,15 +214,19 @@ def as_json(d: RowDiff) -> dict[str, Any]:
 
 def _row_json(r: RowChange) -> dict[str, Any]:
     budget = [JSON_ROW]
-    out: dict[str, Any] = {"status": r.status, "key": _cells(r.key, budget)}
+    cut_names: dict[str, None] = {}  # the columns a value of which was cut, in order
+    out: dict[str, Any] = {"status": r.status, "key": _cells(r.key, budget, cut_names)}
     if r.status == "changed":
         out["changes"] = {
-            _name(n): {"old": _cell(a, budget), "new": _cell(b, budget)}
+            _name(n): {"old": _cell(a, budget, cut_names, n),
+                       "new": _cell(b, budget, cut_names, n)}
             for n, (a, b) in r.changes.items()
-        }
+        }  # fmt: skip
     else:
-        out["values"] = _cells(r.values, budget)
+        out["values"] = _cells(r.values, budget, cut_names)
     out["count"] = r.count
+    if cut_names:
+        out["cut"] = list(cut_names)
     return out
 
 
@@ -233,13 +238,14 @@ def _type(name: str | None) -> str | None:
     return None if name is None else cut(name, JSON_VALUE)
 
 
-def _cells(values: dict[str, Any], budget: list[int]) -> dict[str, Any]:
-    return {_name(n): _cell(v, budget) for n, v in values.items()}
+def _cells(values: dict[str, Any], budget: list[int], cut_names: dict[str, None]) -> dict[str, Any]:
+    return {_name(n): _cell(v, budget, cut_names, n) for n, v in values.items()}
 
 
-def _cell(v: Any, budget: list[int]) -> Any:
+def _cell(v: Any, budget: list[int], cut_names: dict[str, None], name: str) -> Any:
     """One value for JSON: exact when short; else its text (a list's or a struct's
-    JSON) cut to what is left of the row's ``budget`` (at most ``JSON_VALUE``), marked."""
+    JSON) cut to what is left of the row's ``budget`` (at most ``JSON_VALUE``), marked,
+    and its column ``name`` put in ``cut_names`` (a text may end as the marker does)."""
     p = plain_value(v)
     if p is None or isinstance(p, (bool, int, float)):
         return p
@@ -248,4 +254,5 @@ def _cell(v: Any, budget: list[int]) -> Any:
     budget[0] -= min(len(text), limit)
     if len(text) <= limit:
         return p
+    cut_names[_name(name)] = None
     return cut(text, limit)
