@@ -357,7 +357,8 @@ def test_the_system_call_check_sees_what_it_looks_for(tmp_path: Path) -> None:
 DAEMON_ORDER = [
     "logs", "errors",
     "fs.inodes", "fs.attrs", "fs.catalog",
-    "data.record_cache", "data.chunk_cache", "data.meta", "data.fetcher", "data.open_files",
+    "data.record_cache", "data.chunk_cache", "data.meta", "data.fetcher", "data.digests",
+    "data.open_files",
     "data",
     "overlay.node", "overlay.journal", "overlay.compaction", "overlay.workdir",
     "overlay.spares", "overlay.state", "overlay.changes", "overlay.copyup", "overlay.rebase",

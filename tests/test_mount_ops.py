@@ -22,9 +22,11 @@ from typing import Any, cast
 import pyfuse3
 import pytest
 import trio
+import trio.testing
 
 from daemon.data import fetcher as fetcher_module
 from daemon.data.chunk_cache import ChunkCache
+from daemon.data.digests import Digests
 from daemon.data.fetcher import MAX_INFLIGHT_BYTES, MAX_RUN, Fetcher
 from daemon.data.open_files import AHEAD_AFTER, MAX_AHEAD, OpenFile
 from daemon.data.record_cache import Records
@@ -36,7 +38,16 @@ from daemon.source import RepositorySource
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.forge import content_entry
 from tests.support.mount import commit, write
-from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
+from vfs import (
+    ChunkRef,
+    Entry,
+    FormatError,
+    Kind,
+    ObjectCorrupt,
+    RemoteRepo,
+    RemoteUnreachable,
+    hash_bytes,
+)
 from vfs.remote.read import RemoteChunks, RunPiece
 from vfs.repo.repository import Repository
 from vfs.store.compression import Compression
@@ -216,6 +227,14 @@ def make_chunks(n: int, size: int) -> tuple[list[ChunkRef], dict[bytes, bytes]]:
     datas = [rng.randbytes(size) for _ in range(n)]
     refs = [ChunkRef(hash_bytes(d), len(d)) for d in datas]
     return refs, {r.oid: d for r, d in zip(refs, datas, strict=True)}
+
+
+def file_of(refs: Sequence[ChunkRef], chunks: dict[bytes, bytes], digest: bytes = b"") -> Entry:
+    """A file ``f`` of ``refs`` (bytes in ``chunks``), with its true digest unless
+    another is given."""
+    data = b"".join(chunks[r.oid] for r in refs)
+    size = len(data)
+    return Entry(b"f", Kind.FILE, 0o644, size, 0, digest or hash_bytes(data), tuple(refs))
 
 
 class GatedWrites:
@@ -435,12 +454,12 @@ def test_a_read_of_several_stalled_chunks_fails_within_one_timeout(tmp_path: Pat
     """The chunks of one read share its deadline, and the kernel's re-sent read of a
     chunk that just failed on the same open file fails at once."""
     refs, chunks = make_chunks(4, 64 * KiB)
-    entry = Entry(b"f", Kind.FILE, 0o644, 4 * 64 * KiB, 0, b"\0" * 32, tuple(refs))
+    entry = file_of(refs, chunks)
     remote = FakeRemote(chunks)
     fetcher = Fetcher(None, None, remote, timeout=0.3)
 
     async def scenario(fetch: Fetcher) -> None:
-        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
         remote.gate.clear()
         started = trio.current_time()
         with pytest.raises(RemoteUnreachable):
@@ -450,13 +469,13 @@ def test_a_read_of_several_stalled_chunks_fails_within_one_timeout(tmp_path: Pat
         with pytest.raises(RemoteUnreachable):
             await f.read(fetch, 0, 4 * KiB)  # the page the reader wants, asked again
         assert trio.current_time() - started < 0.1
-        other = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        other = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
         started = trio.current_time()
         with pytest.raises(RemoteUnreachable):
             await other.read(fetch, 0, 4 * KiB)  # another open tries again
         assert trio.current_time() - started > 0.25
         remote.gate.set()
-        third = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        third = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
         assert await third.read(fetch, 0, 4 * 64 * KiB) == b"".join(chunks[r.oid] for r in refs)
 
     with_fetcher(fetcher, scenario)
@@ -478,13 +497,13 @@ def test_a_chunk_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
 def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
     refs, chunks = make_chunks(40, 256 * KiB)
     size = sum(r.size for r in refs)
-    entry = Entry(b"f", Kind.FILE, 0o644, size, 0, b"\0" * 32, tuple(refs))
+    entry = file_of(refs, chunks)
     data = b"".join(chunks[r.oid] for r in refs)
 
     def run(offsets: list[int]) -> FakeRemote:
         remote = FakeRemote(chunks)
         fetcher = Fetcher(None, None, remote, timeout=5)
-        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
 
         async def scenario(fetch: Fetcher) -> None:
             for off in offsets:
@@ -506,7 +525,7 @@ def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
         for i in (off // (256 * KiB), (off + 128 * KiB - 1) // (256 * KiB))
     }
     assert set(run(offsets).calls) == touched  # random reads: no read-ahead
-    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
     assert f.window() == 0
     f.streak = AHEAD_AFTER
     assert f.window() == AHEAD_AFTER
@@ -562,7 +581,7 @@ def test_runs_on_their_way_stay_within_their_bound() -> None:
 def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path) -> None:
     refs, chunks = make_chunks(24, 256 * KiB)
     size = sum(r.size for r in refs)
-    entry = Entry(b"f", Kind.FILE, 0o644, size, 0, b"\0" * 32, tuple(refs))
+    entry = file_of(refs, chunks)
     data = b"".join(chunks[r.oid] for r in refs)
     handed: list[bytes] = []
 
@@ -575,7 +594,7 @@ def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path)
             return done
 
     fetcher = Counting(None, None, FakeRemote(chunks), timeout=5)
-    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
 
     async def scenario(fetch: Fetcher) -> None:
         for off in range(0, size, 96 * KiB):  # reads that straddle chunk boundaries
@@ -586,6 +605,113 @@ def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path)
     with_fetcher(fetcher, scenario)
     # every chunk after the first, once, in order (the jump back read one chunk only)
     assert handed == [r.oid for r in refs[1:]]
+
+
+class HeldBack(FakeRemote):
+    """A remote that holds one chunk back until its gate opens."""
+
+    def __init__(self, chunks: dict[bytes, bytes], held: bytes) -> None:
+        super().__init__(chunks)
+        self.held = held
+        self.held_gate = threading.Event()
+
+    def fetch(self, oid: bytes) -> bytes:
+        if oid == self.held:
+            self.held_gate.wait(timeout=30)
+        return super().fetch(oid)
+
+
+def test_a_file_read_in_order_fails_its_last_read_if_its_digest_is_false() -> None:
+    """A version's file of several chunks whose digest is not its bytes' (each chunk is
+    its id: a forged or damaged record) was served whole. Read in order, its chunks are
+    taken into the digest as they are served: the read that reaches the last chunk
+    fails, and so does every read of that file after, in any open; parts of it read
+    out of order cannot be checked and read as before; the true file reads whole."""
+    refs, chunks = make_chunks(6, 64 * KiB)
+    data = b"".join(chunks[r.oid] for r in refs)
+    lie = file_of(refs, chunks, digest=hash_bytes(b"something else"))
+    last = len(data) - 64 * KiB
+
+    async def scenario(fetch: Fetcher) -> None:
+        digests = Digests()
+        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"d/f", lie), digests, lambda: "v2:d/f")
+        for off in range(0, last, 32 * KiB):  # every chunk but the last, in order
+            assert await f.read(fetch, off, 32 * KiB) == data[off : off + 32 * KiB]
+        with pytest.raises(FormatError, match=r"v2:d/f: its bytes hash to .*, not to "):
+            await f.read(fetch, last, 32 * KiB)
+        for read_from in (f, OpenFile.of(Node(b"f", NodeKind.FILE, b"f", lie), digests)):
+            assert await fuse_errno(read_from.read(fetch, 0, 4 * KiB)) == errno.EIO
+        # out of order, in a fresh daemon: read as before
+        g = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", lie), Digests())
+        assert await g.read(fetch, last, 64 * KiB) == data[last:]
+        assert await g.read(fetch, 64 * KiB, 64 * KiB) == data[64 * KiB : 128 * KiB]
+        true = file_of(refs, chunks)
+        h = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", true), digests)
+        assert await h.read(fetch, 0, len(data)) == data
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+
+
+def test_a_file_read_in_order_over_two_opens_is_checked() -> None:
+    """The kernel keeps a file's pages across opens: a second reader of the whole file
+    asks only for the pages the first did not read. The digest goes on from where
+    the first open left it, so the whole read still fails at the end."""
+    refs, chunks = make_chunks(6, 64 * KiB)
+    data = b"".join(chunks[r.oid] for r in refs)
+    lie = file_of(refs, chunks, digest=hash_bytes(b"something else"))
+
+    async def scenario(fetch: Fetcher) -> None:
+        digests = Digests()
+        node = Node(b"f", NodeKind.FILE, b"f", lie)
+        first = OpenFile.of(node, digests)
+        assert await first.read(fetch, 0, 128 * KiB) == data[: 128 * KiB]
+        first.close()
+        second = OpenFile.of(node, digests)
+        assert await second.read(fetch, 128 * KiB, 192 * KiB) == data[128 * KiB : 320 * KiB]
+        with pytest.raises(FormatError):
+            await second.read(fetch, 320 * KiB, 64 * KiB)
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+
+
+@pytest.mark.parametrize("true", [False, True])
+def test_the_last_read_waits_for_the_chunks_before_it_still_on_their_way(true: bool) -> None:
+    """The kernel sends a sequential reader's reads several at once: the read of the
+    last chunk may have it before the read of the chunk before it. It waits for that
+    read, then for the digest: it is not served unchecked."""
+    refs, chunks = make_chunks(6, 64 * KiB)
+    data = b"".join(chunks[r.oid] for r in refs)
+    entry = file_of(refs, chunks, digest=b"" if true else hash_bytes(b"something else"))
+    remote = HeldBack(chunks, refs[4].oid)
+    got: dict[int, bytes | int] = {}
+
+    async def read(f: OpenFile, fetch: Fetcher, i: int) -> None:
+        try:
+            got[i] = await f.read(fetch, i * 64 * KiB, 64 * KiB)
+        except FormatError:
+            got[i] = errno.EIO
+        except pyfuse3.FUSEError as exc:
+            got[i] = exc.errno
+
+    async def scenario(fetch: Fetcher) -> None:
+        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), Digests())
+        assert await f.read(fetch, 0, 4 * 64 * KiB) == data[: 4 * 64 * KiB]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read, f, fetch, 4)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(read, f, fetch, 5)
+            assert f.digest is not None
+            while 5 not in f.digest.held:  # the last chunk is here...
+                await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == {}  # ...but not served yet
+            remote.held_gate.set()
+        if true:
+            assert got == {4: data[4 * 64 * KiB : 5 * 64 * KiB], 5: data[5 * 64 * KiB :]}
+        else:
+            assert got == {4: data[4 * 64 * KiB : 5 * 64 * KiB], 5: errno.EIO}
+
+    with_fetcher(Fetcher(None, None, remote, timeout=5), scenario)
 
 
 # ---------------------------------------------------------------------------- handlers

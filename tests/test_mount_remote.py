@@ -34,7 +34,7 @@ from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, pu
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server
 from tests.support.waiting import wait_for
-from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect, hash_bytes
+from vfs import ChunkRef, Entry, Kind, RemoteRepo, RemoteSpec, connect, hash_bytes
 from vfs.repo.repository import Repository
 
 MiB = 1024 * 1024
@@ -358,6 +358,65 @@ def test_a_chunk_the_remote_lacks_fails_its_read_and_is_named(tmp_path: Path) ->
     assert f"object {ghost.hex()} is not" in log and f"not on {forge.url}" in log
     assert "push it there from a repository that has it" in log
     assert "dvfs pull" not in log and "dvfs fsck" not in log
+
+
+def read_until_error(path: Path) -> tuple[bytes, int]:
+    """The bytes read from ``path`` in order, 128 KiB at a time, and the errno that
+    stopped the reading (0: none, the end was reached)."""
+    got = bytearray()
+    with open(path, "rb", buffering=0) as f:
+        try:
+            while part := f.read(128 * 1024):
+                got += part
+        except OSError as exc:
+            return bytes(got), exc.errno or -1
+    return bytes(got), 0
+
+
+@pytest.mark.parametrize("overlay", ["auto", "daemon"])  # MNT: the kernel's overlay (root), ours
+def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
+    tmp_path: Path, overlay: str
+) -> None:
+    """A remote's version holds files of several chunks whose digest is not their
+    bytes' (each chunk is its id, so each was served): `cat` of one gave it whole.
+    Read in order, the read that reaches its end now fails (EIO), once again after
+    (the kernel keeps the pages read before), also after a first reader read only its
+    start, and under another path; one line of the log names it. A part read
+    out of order reads as before, and a true file of several chunks reads whole."""
+    forge = Forge(tmp_path / "remote")
+    files = {}
+    entries = []
+    for seed, name in enumerate((b"lie.bin", b"part.bin", b"later.bin", b"true.bin")):
+        data = random.Random(seed).randbytes(8 * MiB)
+        refs = []
+        for i in range(0, len(data), MiB):
+            refs.append(ChunkRef(forge.chunk(data[i : i + MiB]), MiB))
+        digest = hash_bytes(data) if name == b"true.bin" else hash_bytes(b"other " + name)
+        entries.append(Entry(name, Kind.FILE, 0o644, len(data), 0, digest, tuple(refs)))
+        files[name.decode()] = data
+    forge.publish(forge.version(forge.tree(entries)))
+    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home", overlay=overlay) as m:
+        lie = m.path / "lie.bin"
+        got, code = read_until_error(lie)
+        assert code == errno.EIO and files["lie.bin"].startswith(got)
+        assert len(got) < 8 * MiB
+        assert read_until_error(lie)[1] == errno.EIO
+        assert read_error(m.versions / "v1" / "lie.bin") == errno.EIO
+        with open(m.path / "part.bin", "rb") as f:
+            assert (
+                os.pread(f.fileno(), MiB + 10, 3 * MiB) == files["part.bin"][3 * MiB : 4 * MiB + 10]
+            )
+        later = m.path / "later.bin"
+        with open(later, "rb") as f:
+            assert f.read(4096) == files["later.bin"][:4096]
+        got, code = read_until_error(later)
+        assert code == errno.EIO and files["later.bin"].startswith(got)
+        assert (m.path / "true.bin").read_bytes() == files["true.bin"]
+        log = m.log_text()
+    lines = [line for line in log.splitlines() if "the digest its version records" in line]
+    assert len(lines) == 2, log
+    assert "v1:lie.bin: its bytes hash to" in lines[0]
+    assert "v1:later.bin: its bytes hash to" in lines[1]
 
 
 def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         error_kind as error_kind,
     )
     from vfs.repo.history import History as History
-    from vfs.model.ids import hash_bytes as hash_bytes
+    from vfs.model.ids import hash_bytes as hash_bytes, hasher as hasher
     from vfs.mount.launch import (
         DaemonArgs as DaemonArgs,
         MountSource as MountSource,
@@ -286,6 +286,7 @@ PUBLIC: dict[str, str] = {
     "fsopen": "vfs._os.mount_api",
     "fsync_dir": "vfs.store.durable",
     "hash_bytes": "vfs.model.ids",
+    "hasher": "vfs.model.ids",
     "human_size": "vfs.progress_bar",
     "identity": "vfs.mount.mounts",
     "is_mounted": "vfs.mount.mounts",

@@ -19,19 +19,25 @@ the application wanted (its read-ahead request failed; now it reads that page
 alone), so a chunk that failed on an open file is failed again at once for
 ``FAILED_FOR`` seconds: the application's read fails within ``timeout``, not twice
 that. Another open, or the same one a little later, tries again.
+
+Digest: the chunks served are taken into the file's digest in order, and the read
+that serves the last chunk of a file read in order fails (EIO) if the bytes are not
+that digest (``daemon.data.digests``).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
+from daemon.data.digests import Digests, FileDigest
 from daemon.data.fetcher import Fetcher
 from daemon.fs.inodes import Node
-from vfs import ChunkRef, DvfsError, adjoining
+from vfs import ChunkRef, DvfsError, adjoining, quote_name
 
 AHEAD_AFTER = 512 * 1024
 MAX_AHEAD = 32 * 1024 * 1024  # plus the rest of a pack run: about three packs ahead
@@ -41,24 +47,35 @@ FAILED_FOR = 1.0  # seconds a failed chunk fails again at once on the same open 
 
 @dataclass(eq=False)
 class OpenFile:
-    """One open file: its chunks and its reader's streak."""
+    """One open file: its chunks, its reader's streak and its digest's state."""
 
     node: Node
     chunks: tuple[ChunkRef, ...]
     size: int
     starts: list[int] = field(default_factory=list)
+    digest: FileDigest | None = None
+    shown: Callable[[], str] | None = None  # how messages name the file (default: its path)
     next_off: int = 0
     streak: int = 0  # bytes read sequentially so far
     asked: int = 0  # chunks before this index were handed to prefetch in this streak
     failed: dict[int, tuple[float, DvfsError]] = field(default_factory=dict)  # i -> until, why
 
     @staticmethod
-    def of(node: Node) -> OpenFile:
-        """Open a FILE node."""
+    def of(node: Node, digests: Digests, shown: Callable[[], str] | None = None) -> OpenFile:
+        """Open a FILE node; ``shown()`` names it in messages (default: its path)."""
         assert node.entry is not None
         e = node.entry
         starts = list(itertools.accumulate((c.size for c in e.chunks), initial=0))[:-1]
-        return OpenFile(node, e.chunks, e.size, starts)
+        digest = digests.of(e)
+        if digest is not None:
+            digest.opened()
+        return OpenFile(node, e.chunks, e.size, starts, digest, shown)
+
+    def close(self) -> None:
+        """The file is released."""
+        if self.digest is not None:
+            self.digest.closed()
+            self.digest = None
 
     def window(self) -> int:
         """Bytes to read ahead after the current read (0: not sequential enough)."""
@@ -105,20 +122,34 @@ class OpenFile:
                 known = self.failed.get(i)
                 if known is not None and known[0] > now:
                     raise known[1]
+        digest = self.digest
+        if digest is not None:
+            digest.refuse_if_false()
+            digest.taking(range(first, last + 1), True)
         deadline = now + fetcher.timeout
         parts = []
-        for i in range(first, last + 1):
-            try:
-                data = await fetcher.get(self.chunks[i], deadline)
-            except DvfsError as exc:
-                self.failed[i] = (trio.current_time() + FAILED_FOR, exc)
-                raise
-            if self.failed:
-                self.failed.pop(i, None)
-            start = self.starts[i]
-            lo, hi = max(off, start) - start, min(end, start + len(data)) - start
-            # a view, not a copy: pyfuse3 replies from any buffer
-            parts.append(data if lo == 0 and hi == len(data) else memoryview(data)[lo:hi])
+        try:
+            for i in range(first, last + 1):
+                try:
+                    data = await fetcher.get(self.chunks[i], deadline)
+                except DvfsError as exc:
+                    self.failed[i] = (trio.current_time() + FAILED_FOR, exc)
+                    raise
+                if self.failed:
+                    self.failed.pop(i, None)
+                if digest is not None:
+                    digest.take(i, data)
+                start = self.starts[i]
+                lo, hi = max(off, start) - start, min(end, start + len(data)) - start
+                # a view, not a copy: pyfuse3 replies from any buffer
+                parts.append(data if lo == 0 and hi == len(data) else memoryview(data)[lo:hi])
+        finally:
+            if digest is not None:
+                digest.taking(range(first, last + 1), False)
+        if digest is not None:
+            await digest.digests.keep_up()
+            if last == len(self.chunks) - 1:
+                await digest.settle(data, self.shown or (lambda: quote_name(self.node.path)))
         if len(parts) == 1:
             return parts[0]
         # chunks received in one piece lie back to back: one view of them, no join

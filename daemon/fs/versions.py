@@ -24,21 +24,22 @@ import itertools
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
 import pyfuse3
 import trio
 
+from daemon.data.digests import Digests
 from daemon.data.fetcher import Fetcher
 from daemon.data.open_files import OpenFile
 from daemon.errors import handler
 from daemon.fs import inodes
 from daemon.fs.catalog import Catalog
 from daemon.fs.inodes import InodeTable, Node, NodeKind
-from daemon.fs.namespace import Layout
-from vfs import Kind, set_bdi_read_ahead
+from daemon.fs.namespace import VERSIONS_NAME, Layout
+from vfs import Kind, quote_name, set_bdi_read_ahead
 
 log = logging.getLogger(__name__)
 LONG = 24 * 3600.0
@@ -110,6 +111,7 @@ class VersionsFs(pyfuse3.Operations):
         self.control_path = b""
         self._handles = itertools.count(1)
         self._files: dict[int, OpenFile] = {}
+        self.digests = Digests()  # of the files read, as their chunks are served
         self._dirs: dict[int, tuple[Node, list[tuple[bytes, Node]]]] = {}
 
     def init(self) -> None:
@@ -303,7 +305,8 @@ class VersionsFs(pyfuse3.Operations):
         if node.kind != NodeKind.FILE:
             raise pyfuse3.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
         fh = next(self._handles)
-        self._files[fh] = OpenFile.of(node)
+        version = self.layout.root_version if self.layout.pinned else self.layout.catalog.head
+        self._files[fh] = OpenFile.of(node, self.digests, self.shown(node.path, version))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @handler
@@ -325,7 +328,23 @@ class VersionsFs(pyfuse3.Operations):
 
     @handler
     async def release(self, fh: int) -> None:
-        self._files.pop(fh, None)
+        f = self._files.pop(fh, None)
+        if f is not None:
+            f.close()
+
+    def shown(self, path: bytes, version: bytes | None) -> Callable[[], str]:
+        """How messages name the file at ``path`` below MNT, a file of ``version``
+        unless the path names its version (``.versions/v2/a``): ``v3:a``."""
+
+        def name() -> str:
+            if version is None or path.startswith(VERSIONS_NAME + b"/"):
+                return quote_name(path)
+            numbers = {oid: n for n, oid in self.layout.catalog.numbered.items()}
+            n = numbers.get(version)
+            label = f"v{n}" if n is not None else version.hex()[:10]
+            return quote_name(f"{label}:{os.fsdecode(path)}")
+
+        return name
 
     # writing: refused ---------------------------------------------------------------------
 

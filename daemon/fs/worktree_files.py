@@ -62,7 +62,8 @@ class WorkingFiles(WorkingNodes):
         if n.upper:
             self.overlay.open_data(n)
         elif n.entry is not None:
-            h.lower = OpenFile.of(self._lower_node(n))
+            shown = self.shown(n.path if n.origin is None else n.origin, self.overlay.base)
+            h.lower = OpenFile.of(self._lower_node(n), self.digests, shown)
         n.opens += 1
         fh = next(self._handles)
         self._handles_w[fh] = h
@@ -201,6 +202,8 @@ class WorkingFiles(WorkingNodes):
         if h is None:
             await super().release(fh)
             return
+        if h.lower is not None:
+            h.lower.close()
         n = h.node
         n.opens -= 1
         self.overlay.release_fd(n)

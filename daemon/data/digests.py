@@ -1,0 +1,214 @@
+"""Files' digests, taken as their chunks are served in order.
+
+A file of several chunks carries a digest, BLAKE3 of its whole bytes, which checking
+each chunk against its own id does not check: a forged or damaged tree may name whole
+chunks under a digest their bytes do not have. Each chunk a read serves is taken into
+its file's digest if it is the next in order from the first, on a thread of its own
+(``dvfs-digest``: BLAKE3 lets the GIL go; no chunk is read twice). The read that
+serves the last chunk waits for the digest: if the bytes do not make it, that read
+fails (EIO) and one line is logged naming the file; from then on every read of the
+file fails (EIO, not logged again), in any open. A file of one chunk or none has
+its digest checked when its tree is decoded (``vfs.model.codec``).
+
+The state is kept per file content (its digest and chunks), not per open file: the
+kernel keeps a file's pages across opens (``keep_cache``), so a second reader asks
+the daemon only for the pages the first did not get, and the hashing goes on from
+where the first left it. That holds for ``KEEP`` files; a file whose bytes were
+found false is remembered among ``FALSE_KEEP``.
+
+Order: the kernel sends several reads of a sequential reader at once and their chunks
+may arrive in any order, so a chunk served ahead of the next in order is held until
+those before it are taken (if it starts within ``REORDER`` bytes of the next, within
+``HOLD_BYTES`` for every file, and only while the file is open). The read serving the
+last chunk waits for the digest while every chunk before it is taken, held, or being
+read by a read under way; if one is neither (a reader that skipped it, or a read that
+failed), it is served unchecked: random access, or any part of a file, cannot be
+checked. A read waits for the hashing thread when more than ``BEHIND_BYTES`` are
+queued for it.
+
+Threading: everything here belongs to the trio thread but the hashing, which only
+updates a file's hasher, in order (one thread for every file).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import blake3
+import pyfuse3
+import trio
+
+from vfs import ChunkRef, Entry, FormatError, hasher
+
+KEEP = 1024
+FALSE_KEEP = 65536
+REORDER = 16 * 1024 * 1024
+HOLD_BYTES = 64 * 1024 * 1024
+BEHIND_BYTES = 64 * 1024 * 1024
+
+_Key = tuple[bytes, tuple[ChunkRef, ...]]
+
+
+class Digests:
+    """The digest of every file being read, by content; the hashing thread."""
+
+    def __init__(self) -> None:
+        self._files: OrderedDict[_Key, FileDigest] = OrderedDict()
+        self._false: OrderedDict[_Key, None] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued: deque[tuple[Future[object], int]] = deque()
+        self._queued_bytes = 0
+        self.held_bytes = 0  # chunks held by every file, waiting for those before them
+
+    def of(self, entry: Entry) -> FileDigest | None:
+        """The digest state of ``entry``'s content (None for fewer than two chunks)."""
+        if len(entry.chunks) < 2:
+            return None
+        key = (entry.digest, entry.chunks)
+        d = self._files.get(key)
+        if d is not None:
+            self._files.move_to_end(key)
+            return d
+        d = self._files[key] = FileDigest(self, entry, key in self._false)
+        while len(self._files) > KEEP:
+            _, old = self._files.popitem(last=False)
+            old.drop_held()
+        return d
+
+    def found_false(self, d: FileDigest) -> None:
+        key = (d.digest, d.chunks)
+        self._false[key] = None
+        while len(self._false) > FALSE_KEEP:
+            self._false.popitem(last=False)
+
+    def submit(self, whole: blake3.blake3, data: bytes | memoryview) -> Future[object]:
+        """Queue ``data`` for ``whole`` on the hashing thread (after what is queued)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, "dvfs-digest")
+        done: Future[object] = self._pool.submit(whole.update, data)
+        self._queued.append((done, len(data)))
+        self._queued_bytes += len(data)
+        self._settled()
+        return done
+
+    def _settled(self) -> None:
+        while self._queued and self._queued[0][0].done():
+            _, size = self._queued.popleft()
+            self._queued_bytes -= size
+
+    async def keep_up(self) -> None:
+        """Wait while more than ``BEHIND_BYTES`` are queued for the hashing thread."""
+        while self._queued_bytes > BEHIND_BYTES:
+            await trio.to_thread.run_sync(self._queued[0][0].result)
+            self._settled()
+
+
+class FileDigest:
+    """One file content's digest, taken in order as its chunks are served."""
+
+    def __init__(self, digests: Digests, entry: Entry, known_false: bool) -> None:
+        self.digests = digests
+        self.digest = entry.digest
+        self.chunks: tuple[ChunkRef, ...] = entry.chunks
+        self.starts = list(itertools.accumulate((c.size for c in self.chunks), initial=0))
+        self.whole: blake3.blake3 | None = None if known_false else hasher()
+        self.next = 0  # chunks before it are taken into ``whole``
+        self.last: Future[object] | None = None  # the last chunk queued for the thread
+        self.held: dict[int, bytes | memoryview] = {}
+        self.reading: Counter[int] = Counter()  # chunk -> reads under way waiting for it
+        self.opens = 0
+        self.verdict: bool | None = False if known_false else None
+        self._finishing = False
+        self._changed = trio.Event()
+
+    def refuse_if_false(self) -> None:
+        """EIO (not logged again) if this file's bytes were found not to be its digest."""
+        if self.verdict is False:
+            raise pyfuse3.FUSEError(errno.EIO)
+
+    def taking(self, indexes: Sequence[int], add: bool) -> None:
+        """Count reads under way that wait for chunks ``indexes`` (``add``), or one less."""
+        for i in indexes:
+            self.reading[i] += 1 if add else -1
+            if not self.reading[i]:
+                del self.reading[i]
+        if not add:
+            self._poke()
+
+    def take(self, i: int, data: bytes | memoryview) -> None:
+        """Chunk ``i`` served: into the digest if it is the next, held if it is just ahead."""
+        if self.whole is None or i < self.next:
+            return
+        if i > self.next:
+            fits = self.digests.held_bytes + len(data) <= HOLD_BYTES
+            if i not in self.held and fits and self.starts[i] - self.starts[self.next] < REORDER:
+                self.held[i] = data
+                self.digests.held_bytes += len(data)
+            return
+        self.last = self.digests.submit(self.whole, data)
+        self.next += 1
+        while self.next in self.held:
+            later = self.held.pop(self.next)
+            self.digests.held_bytes -= len(later)
+            self.last = self.digests.submit(self.whole, later)
+            self.next += 1
+        self._poke()
+
+    async def settle(self, last: bytes | memoryview, shown: Callable[[], str]) -> None:
+        """Return once a read serving the last chunk (``last``, its bytes) may be
+        served: the digest known true, or the file not read in order; FormatError
+        naming ``shown()`` if the bytes are found false here, EIO if by another read."""
+        n = len(self.chunks)
+        while True:
+            self.refuse_if_false()
+            if self.verdict:
+                return
+            self.take(n - 1, last)  # (again: it may not have been held)
+            if self.next == n:
+                if not self._finishing:
+                    await self._finish(shown)
+                    return
+            elif not all(j in self.held or j in self.reading for j in range(self.next, n - 1)):
+                return  # a chunk before the last was skipped: this read cannot be checked
+            changed = self._changed
+            await changed.wait()
+
+    async def _finish(self, shown: Callable[[], str]) -> None:
+        assert self.whole is not None and self.last is not None
+        self._finishing = True
+        try:
+            await trio.to_thread.run_sync(self.last.result)
+        finally:
+            self._finishing = False
+        got, self.whole = self.whole.digest(), None
+        self.verdict = got == self.digest
+        self.drop_held()
+        self._poke()
+        if not self.verdict:
+            self.digests.found_false(self)
+            raise FormatError(
+                f"{shown()}: its bytes hash to {got.hex()[:12]}, not to {self.digest.hex()[:12]}, "
+                "the digest its version records for it (a forged or damaged record): "
+                "its reads fail from now on"
+            )
+
+    def opened(self) -> None:
+        self.opens += 1
+
+    def closed(self) -> None:
+        """One open file of it less; with none left, the chunks held are let go."""
+        self.opens -= 1
+        if self.opens <= 0:
+            self.drop_held()
+
+    def drop_held(self) -> None:
+        self.digests.held_bytes -= sum(len(d) for d in self.held.values())
+        self.held.clear()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
