@@ -9,6 +9,7 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import select
@@ -34,9 +35,11 @@ from tests.support.cli import (
     init_repo,
     run,
 )
+from tests.support.data import rand
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
+from tests.test_checkout_ahead import MiB, forge_digest
 from vfs.repo.repository import Repository
 from vfs.ui import files
 
@@ -173,6 +176,42 @@ def test_download_is_the_file(server: Server, repo: Repo) -> None:
     text = get(f"{server.base}api/raw?rev=v1&path=data/notes.txt&inline=1")
     assert text.headers["content-type"] == "application/octet-stream"
     assert text.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_download_whose_bytes_are_not_the_files_digest_is_cut_short(tmp_path: Path) -> None:
+    """A version whose file of several chunks claims a digest its bytes do not have (a
+    forged or damaged record; each chunk is its id): its download was sent whole, as
+    if its bytes were the hash the page shows. Its chunks are hashed as they are sent
+    and the last is held back: the download ends short of it (the client sees fewer
+    bytes than announced), and the server logs one line naming the file, no
+    traceback. A true file of several chunks downloads whole."""
+    r = init_repo(tmp_path / "lie")
+    data = rand(3 * MiB, seed=19)
+    commit_files(r, {"d/mid.bin": data}, "base")
+    store = Repository(r.root)
+    head = store.history.head_id()
+    assert head is not None
+    last = store.history.lookup(store.history.version(head).tree, b"d/mid.bin")
+    assert last is not None and len(last.chunks) > 1
+    store.refs.update("refs/tags/lie", forge_digest(store, head, b"d/mid.bin", bytes(32)), None)
+    store.close()
+    with serving(r.root) as s:
+        where = urllib.parse.urlsplit(s.base)
+        conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=60)
+        conn.request("GET", "/api/raw?rev=lie&path=d/mid.bin")
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.headers["content-length"] == str(len(data))
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            answer.read()
+        conn.close()
+        assert cut.value.partial == data[: len(data) - last.chunks[-1].size]
+        whole = get(f"{s.base}api/raw?rev=v1&path=d/mid.bin")
+        assert whole.status == 200 and whole.body == data
+    lines = [line for line in s.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, s.stderr
+    assert "d/mid.bin of v2" in lines[0] and "the digest the version records for it" in lines[0]
+    r.ok("tag", "-d", "lie")
+    r.fsck_clean()
 
 
 def test_diff_is_the_cli_diff_paginated(server: Server, repo: Repo) -> None:

@@ -130,6 +130,7 @@ class Server:
 
     proc: subprocess.Popen[bytes]
     url: str  # http://127.0.0.1:PORT/ (with ?token=T when it has one)
+    stderr: str = ""  # what it wrote there, once stopped
 
     @property
     def base(self) -> str:
@@ -154,12 +155,13 @@ def serving(
         proc.kill()
         raise AssertionError(f"dvfs ui printed {line!r}; stderr: {proc.stderr.read()!r}")
     url = line[line.index("http://") :].split()[0]
+    server = Server(proc, url)
     try:
-        yield Server(proc, url)
+        yield server
     finally:
         proc.terminate()
         code = proc.wait(timeout=30)
-        err = proc.stderr.read().decode()
+        err = server.stderr = proc.stderr.read().decode()
         proc.stdout.close()
         proc.stderr.close()
         assert code == 0, f"dvfs ui exited {code}: {err}"

@@ -64,6 +64,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -114,12 +115,32 @@ SECURITY_HEADERS = [
     ),
 ]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
     """``body`` as exact JSON (names that are not UTF-8 escaped, as ``--json`` does)."""
     return Response(safe_json(body), status, media_type="application/json",
                     headers={"cache-control": "no-store"})  # fmt: skip
+
+
+class Download(StreamingResponse):
+    """A file's bytes (``/api/raw``). A failure past the headers (a chunk that cannot be
+    had, bytes that are not the file's digest: ``vfs.ui.files.opened``) ends the body
+    short of the length announced, and the connection with it, so the client knows
+    the download failed; the log gets one line saying why, not a traceback (uvicorn's
+    own line for a response left unfinished is dropped, ``vfs.ui.serve``)."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})  # fmt: skip
+        try:
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except DvfsError as exc:
+            log.error("download cut short: %s", exc)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def cookie_name(scope: Scope) -> str:
@@ -411,7 +432,7 @@ class Api:
         body = await self.run(files.opened, self.source.get, f)
         if request.method == "HEAD":  # the page's check before a download: read no further
             return Response(None, media_type=media, headers=headers)
-        return StreamingResponse(body, media_type=media, headers=headers)
+        return Download(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:
         args = (self.rev(request, "old"), self.rev(request, "new"),

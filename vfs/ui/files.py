@@ -12,11 +12,13 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
+from vfs.errors import FormatError, NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
 from vfs.model.codec import Entry, Kind
+from vfs.model.ids import hasher
 from vfs.ops import browse
 from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
@@ -100,11 +102,42 @@ Need = Callable[[FileRef, int | None], None]  # make a file's first N bytes (Non
 def opened(get: Getter, f: FileRef) -> Iterator[bytes]:
     """:func:`chunks`, checked before a download's response begins: the first chunk
     is read already (a remote gone fails here; a clone's missing data is downloaded
-    before, ``vfs.ui.fetch``). Past the headers, a failure could only cut the
-    download short, with no word of why."""
-    pieces = chunks(get, f)
+    before, ``vfs.ui.fetch``). Past the headers, a failure can only cut the
+    download short (``vfs.ui.app``): so does a file of several chunks whose bytes are
+    not the digest its version records (:func:`whole`)."""
+    pieces = whole(f, chunks(get, f))
     first = next(pieces, None)
     return iter(()) if first is None else itertools.chain([first], pieces)
+
+
+def whole(f: FileRef, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """``pieces``, the chunks of ``f`` in order, the last held back until they are
+    known to make the digest its version records: FormatError instead of it if they
+    do not (a forged or damaged record; a file of one chunk or none has the digest
+    decoding checked, ``vfs.model.codec``). Each chunk is taken into the digest on a
+    thread of its own (BLAKE3 lets the GIL go) while the next is read, as ``dvfs cat``
+    does (``vfs.ops.browse.cat``)."""
+    count = len(f.entry.chunks) if f.entry.kind == Kind.FILE else 0
+    if count < 2:
+        yield from pieces
+        return
+    digest = hasher()
+    with ThreadPoolExecutor(1, "dvfs-digest") as pool:
+        hashing: Future[object] | None = None
+        for k, piece in enumerate(pieces, 1):
+            if hashing is not None:
+                hashing.result()
+            hashing = pool.submit(digest.update, piece)
+            if k == count:
+                hashing.result()
+                if digest.digest() != f.entry.digest:
+                    raise FormatError(
+                        f"{show(f.path)} of {f.version}: its bytes hash to "
+                        f"{digest.hexdigest()[:12]}, not to {f.entry.digest.hex()[:12]}, the "
+                        "digest the version records for it (a forged or damaged record): "
+                        "its last chunk was not sent"
+                    )
+            yield piece
 
 
 def head(get: Getter, f: FileRef, n: int) -> bytes:

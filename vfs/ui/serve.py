@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import threading
@@ -29,6 +30,7 @@ from vfs.ui.app import make_app
 from vfs.ui.binds import check_bind, is_loopback
 from vfs.ui.source import Source
 
+UNFINISHED = "ASGI callable returned without completing response."  # uvicorn's words
 STOP_WAIT = 2.0  # seconds a stop waits for answers under way (a download) before cutting them
 
 
@@ -68,6 +70,12 @@ class Server(uvicorn.Server):
         finally:
             for sig, handler in before.items():
                 signal.signal(sig, handler)
+
+
+def said_already(record: logging.LogRecord) -> bool:
+    """False for uvicorn's line on a response the app left unfinished: only a download
+    cut short does so, and the app logs why (``vfs.ui.app.Download``)."""
+    return record.getMessage() != UNFINISHED
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -111,6 +119,7 @@ def serve(
     app = make_app(source, token, loopback=is_loopback(host), allow_write=allow_write)
     data.warm(source.repo)  # before the URL is printed: no request waits for it
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    logging.getLogger("uvicorn.error").addFilter(said_already)
     server = Server(config)
     mode = "read-write" if allow_write else "read-only"
     say(f"dvfs ui: {quote_name(source.description)} at {url}  ({mode}; Ctrl-C stops it)")
