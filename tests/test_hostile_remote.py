@@ -32,8 +32,10 @@ from tests.support.cli import (
     run_as_dvfs,
     warnings_of,
 )
+from tests.support.data import rand
 from tests.support.forge import Forge, dir_entry, file_entry, files_under, nested
 from tests.support.s3server import S3Server
+from tests.test_checkout_ahead import MiB, forge_digest
 from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
@@ -243,6 +245,36 @@ def test_fsck_names_a_stored_folder_whose_size_is_not_the_bytes_below_it(repo: R
         f"tree {top.hex()[:12]}: folder data/ claims 999 bytes, but the files below it hold "
         "6: `ls` gives its claim as its size"
     ]
+
+
+def test_fsck_digests_names_a_version_whose_file_is_not_its_digest(repo: Repo) -> None:
+    """A version whose file of several chunks claims a digest its bytes do not have
+    (each chunk is its id: a forged record an older dvfs fetched, or a damaged one):
+    `dvfs fsck` reads each chunk once, not files whole, and called the clone clean.
+    `--digests` reads every file of several chunks whole and names the version and
+    path holding it; the true file, read under the same flag, is no problem."""
+    data = rand(3 * MiB, seed=23)
+    commit_files(repo, {"d/mid.bin": data}, "base")
+    r = Repository(repo.root)
+    head = r.history.head_id()
+    assert head is not None
+    true = r.history.lookup(r.history.version(head).tree, b"d/mid.bin")
+    assert true is not None and len(true.chunks) > 1
+    lie = forge_digest(r, head, b"d/mid.bin", bytes(32))
+    r.refs.update("refs/tags/lie", lie, None)
+    r.close()
+    assert repo.run("fsck", "--json").json()["clean"]  # (by design: see --digests)
+    report = repo.run("fsck", "--digests", "--json").json()
+    where = f"{lie.hex()[:10]}:d/mid.bin"  # (its v2 is not this branch's: a revision that is)
+    assert report["problems"] == [
+        f"{where}: its bytes hash to {true.digest.hex()[:12]}, not to 000000000000, "
+        "the digest its version records for it (a forged or damaged record)"
+    ]
+    got = repo.run("fsck", "--digests")
+    assert got.code == 1 and f"problem: {where}: its bytes hash to" in got.out
+    assert_error(repo.run("fsck", "--remote", "--digests"), "pull its versions", code=2)
+    repo.ok("tag", "-d", "lie")
+    repo.ok("fsck", "--digests")
 
 
 def lying_entries(forge: Forge) -> dict[str, Entry]:

@@ -44,8 +44,21 @@ from vfs.quoting import escape_text, quote_given, shell_word
     is_flag=True,
     help="With --remote: read back every pack and verify each object (downloads them all).",
 )
-def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -> None:
+@click.option(
+    "--digests",
+    is_flag=True,
+    help="Also read every file of several chunks whole, in order, and name each version "
+    "holding one whose bytes are not the digest (`hash`) it records.",
+)
+def fsck_cmd(
+    repair: bool, as_json: bool, remote_name: str | None, data: bool, digests: bool
+) -> None:
     """Verify every reachable object's hash and every reference.
+
+    --digests also reads every file of several chunks whole, in order, and names each
+    version holding one whose bytes are not the digest (`hash`) it records (a forged
+    or damaged record); each distinct file is read apart, so it costs more than the
+    default check where versions hold large files changed a little each.
 
     With --remote: check that every branch and tag of the remote names a version its
     index holds, with every version, tree and chunk below it, and that every pack the
@@ -56,6 +69,7 @@ def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -
     Examples:
       dvfs fsck
       dvfs fsck --repair
+      dvfs fsck --digests
       dvfs fsck --json
       dvfs fsck --remote origin
       dvfs fsck --remote origin --data
@@ -67,13 +81,18 @@ def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -
             raise UsageError(
                 "--repair mends this repository, not a remote: `dvfs fsck --remote` only checks"
             )
+        if digests:
+            raise UsageError(
+                "--digests reads this repository's files whole, not a remote's: pull its "
+                "versions and run `dvfs fsck --digests` here"
+            )
         _remote_fsck(None if remote_name == "\0" else remote_name, data, as_json)
         return
     if data:
         raise UsageError("--data goes with --remote [NAME] (a local fsck always reads the data)")
     repo = repo_here()
     with workers() as w:
-        r = run_fsck(repo, w, repair=repair)
+        r = run_fsck(repo, w, repair=repair, digests=digests)
     if as_json:
         emit_json(r.as_json())
     else:

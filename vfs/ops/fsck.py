@@ -5,7 +5,11 @@ Every pack is checked by its header and index (``vfs.store.pack_files.check_pack
 name is its header's hash, its index lists what its header does) and every reachable
 object is read back and hashed once (chunks in parallel). A version whose totals (files
 and bytes) are not those of its tree is named, and a folder whose size is not the bytes
-below it (each distinct tree counted once). When a
+below it (each distinct tree counted once). With ``digests`` (``--digests``), each
+distinct file of several chunks is read whole, in order, its chunks verified on the way
+(instead of apart), and one whose bytes are not its digest is named: a forged or
+damaged record may name whole chunks under a digest they do not make (not the
+default: see ``docs/architecture.md``, What fsck checks). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
 harmless; they are counted and removed (under the repository lock), in the store, at
@@ -48,8 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, UsageError
-from vfs.model.codec import Kind
-from vfs.model.ids import from_hex
+from vfs.model.codec import ChunkRef, Kind
+from vfs.model.ids import from_hex, hasher
 from vfs.model.version_codec import Version
 from vfs.mount.work_dirs import check_work_dirs
 from vfs.ops import merging
@@ -150,6 +154,61 @@ def _walk_paths(hist: History, tree: bytes, prefix: str) -> Iterator[tuple[str, 
     for path, e in hist.walk(tree):
         if e.kind == Kind.FILE:
             yield f"{prefix}:{os.fsdecode(path)}", [c.oid for c in e.chunks]
+
+
+def _several_chunks(hist: History, trees: set[bytes]) -> set[tuple[bytes, tuple[ChunkRef, ...]]]:
+    """(digest, chunks) of every distinct file of several chunks in ``trees`` (a tree
+    that cannot be read is skipped: it is reported as such)."""
+    out = set()
+    for tid in trees:
+        try:
+            tree = hist.tree(tid)
+        except DvfsError:
+            continue
+        for e in tree.entries:
+            if e.kind == Kind.FILE and len(e.chunks) > 1:
+                out.add((e.digest, e.chunks))
+    return out
+
+
+def _read_whole(
+    store: ObjectStore, digest: bytes, chunks: tuple[ChunkRef, ...]
+) -> tuple[dict[bytes, str], bytes | None]:
+    """Read a file's chunks in order, each verified: those missing or corrupt, and the
+    digest of their bytes (None when one cannot be read; ``digest`` names the file)."""
+    whole = hasher()
+    damaged: dict[bytes, str] = {}
+    for c in chunks:
+        try:
+            data = store.get(c.oid)
+        except (ObjectCorrupt, ObjectMissing) as exc:
+            damaged[c.oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
+            continue
+        if not damaged:
+            whole.update(data)
+    return damaged, None if damaged else whole.digest()
+
+
+def _false_files(
+    hist: History,
+    versions: dict[bytes, Version],
+    false: dict[tuple[bytes, tuple[ChunkRef, ...]], bytes],
+) -> list[str]:
+    """A line for each file of ``false`` ((digest, chunks) -> the digest of its bytes),
+    naming where versions hold it (at most ``MAX_USERS_SHOWN`` places)."""
+    users: dict[tuple[bytes, tuple[ChunkRef, ...]], list[str]] = defaultdict(list)
+    for oid, v in versions.items():
+        label = hist.revision(oid)
+        for path, e in hist.walk(v.tree):
+            key = (e.digest, e.chunks)
+            if e.kind == Kind.FILE and key in false and len(users[key]) < MAX_USERS_SHOWN:
+                users[key].append(quote_name(f"{label}:{os.fsdecode(path)}"))
+    return [
+        f"{', '.join(users[key]) or 'a file'}: its bytes hash to {got.hex()[:12]}, not to "
+        f"{key[0].hex()[:12]}, the digest its version records for it (a forged or damaged "
+        "record)"
+        for key, got in sorted(false.items())
+    ]
 
 
 def _wrong_totals(hist: History, versions: dict[bytes, Version], trees: set[bytes]) -> list[str]:
@@ -397,9 +456,12 @@ def _missing_refs(
             report.repairable = True
 
 
-def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckReport:
+def fsck(
+    repo: Repository, workers: Workers, *, repair: bool = False, digests: bool = False
+) -> FsckReport:
     """Verify every object reachable from refs and the index; with ``repair``, mend
-    what can be mended (see the module docstring)."""
+    what can be mended (see the module docstring); with ``digests``, read every file
+    of several chunks whole as well (see the module docstring)."""
     report = FsckReport()
     hist = repo.history
     kept: set[str] = set()  # refs repair could not mend (reported)
@@ -471,16 +533,30 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     report.trees = trees
     report.chunks = len(chunks)
     report.bytes = sum(chunks.values())
-    futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks}
+    files = _several_chunks(hist, got.trees) if digests else set()
+    read = {c.oid for _, refs in files for c in refs}  # (in order, by the files' tasks)
+    futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks.keys() - read}
+    wholes = {f: workers.files.submit(_read_whole, repo.store, *f) for f in files}
     bad: dict[bytes, str] = {}
-    workers.progress.start("verifying", len(chunks), report.bytes, "chunks")
+    work = len(futures) + sum(len(refs) for _, refs in files)
+    size = sum(chunks[oid] for oid in futures) + sum(c.size for _, refs in files for c in refs)
+    workers.progress.start("verifying", work, size, "chunks")
     for oid, fut in futures.items():
         try:
             fut.result()
         except (ObjectCorrupt, ObjectMissing) as exc:
             bad[oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
         workers.progress.advance(1, chunks[oid])
+    false: dict[tuple[bytes, tuple[ChunkRef, ...]], bytes] = {}  # -> the bytes' digest
+    for f, whole in wholes.items():
+        damaged, got_digest = whole.result()
+        bad.update(damaged)
+        if got_digest is not None and got_digest != f[0]:
+            false[f] = got_digest
+        workers.progress.advance(len(f[1]), sum(c.size for c in f[1]))
     workers.progress.done()
+    if false:
+        report.problems += _false_files(hist, got.versions, false)
     dropped: set[bytes] = set()
     salvaged: list[str] | None = None  # (what could not be done; None: a pipeline run writes)
     drop_first = repair and bool(damaged_packs or "corrupt" in bad.values())
