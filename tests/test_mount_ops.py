@@ -675,6 +675,36 @@ def test_a_file_read_in_order_over_two_opens_is_checked() -> None:
 
 
 @pytest.mark.parametrize("true", [False, True])
+def test_a_chunk_the_kernel_keeps_from_an_earlier_read_is_read_again(true: bool) -> None:
+    """A reader of one part of a file (its pages kept by the kernel), then a reader of
+    the whole: the daemon is asked for every chunk but that part. Every chunk before
+    the last was served, so the one served out of order is read again to take the
+    digest on: the last read fails if the bytes are false, and is served if not."""
+    refs, chunks = make_chunks(6, 64 * KiB)
+    data = b"".join(chunks[r.oid] for r in refs)
+    entry = file_of(refs, chunks, digest=b"" if true else hash_bytes(b"something else"))
+
+    async def scenario(fetch: Fetcher) -> None:
+        digests = Digests()
+        node = Node(b"f", NodeKind.FILE, b"f", entry)
+        first = OpenFile.of(node, digests)
+        assert await first.read(fetch, 3 * 64 * KiB, 64 * KiB) == data[3 * 64 * KiB : 4 * 64 * KiB]
+        first.close()
+        second = OpenFile.of(node, digests)
+        for i in (0, 1, 2, 4):
+            assert (
+                await second.read(fetch, i * 64 * KiB, 64 * KiB) == data[i * 64 * KiB :][: 64 * KiB]
+            )
+        if true:
+            assert await second.read(fetch, 5 * 64 * KiB, 64 * KiB) == data[5 * 64 * KiB :]
+        else:
+            with pytest.raises(FormatError):
+                await second.read(fetch, 5 * 64 * KiB, 64 * KiB)
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+
+
+@pytest.mark.parametrize("true", [False, True])
 def test_the_last_read_waits_for_the_chunks_before_it_still_on_their_way(true: bool) -> None:
     """The kernel sends a sequential reader's reads several at once: the read of the
     last chunk may have it before the read of the chunk before it. It waits for that

@@ -373,16 +373,22 @@ def read_until_error(path: Path) -> tuple[bytes, int]:
     return bytes(got), 0
 
 
-@pytest.mark.parametrize("overlay", ["auto", "daemon"])  # MNT: the kernel's overlay (root), ours
+@pytest.mark.parametrize(
+    ("mode", "overlay"),
+    [((), "auto"), (("--writable",), "auto")],
+    ids=["read-only", "kernel-overlay"],  # (root takes the kernel's)
+)
 def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
-    tmp_path: Path, overlay: str
+    tmp_path: Path, mode: tuple[str, ...], overlay: str
 ) -> None:
     """A remote's version holds files of several chunks whose digest is not their
     bytes' (each chunk is its id, so each was served): `cat` of one gave it whole.
     Read in order, the read that reaches its end now fails (EIO), once again after
     (the kernel keeps the pages read before), also after a first reader read only its
     start, and under another path; one line of the log names it. A part read
-    out of order reads as before, and a true file of several chunks reads whole."""
+    out of order reads as before, and a true file of several chunks reads whole. In
+    a writable MNT, such a file is not copied into the working tree to be written
+    (the open fails), a true one is."""
     forge = Forge(tmp_path / "remote")
     files = {}
     entries = []
@@ -395,7 +401,7 @@ def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
         entries.append(Entry(name, Kind.FILE, 0o644, len(data), 0, digest, tuple(refs)))
         files[name.decode()] = data
     forge.publish(forge.version(forge.tree(entries)))
-    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home", overlay=overlay) as m:
+    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home", *mode, overlay=overlay) as m:
         lie = m.path / "lie.bin"
         got, code = read_until_error(lie)
         assert code == errno.EIO and files["lie.bin"].startswith(got)
@@ -412,11 +418,19 @@ def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
         got, code = read_until_error(later)
         assert code == errno.EIO and files["later.bin"].startswith(got)
         assert (m.path / "true.bin").read_bytes() == files["true.bin"]
+        if mode:
+            with pytest.raises(OSError) as refused:
+                open(m.path / "part.bin", "ab").close()
+            assert refused.value.errno == errno.EIO
+            with open(m.path / "true.bin", "ab") as f:
+                f.write(b"more")
+            assert (m.path / "true.bin").read_bytes() == files["true.bin"] + b"more"
         log = m.log_text()
     lines = [line for line in log.splitlines() if "the digest its version records" in line]
-    assert len(lines) == 2, log
-    assert "v1:lie.bin: its bytes hash to" in lines[0]
-    assert "v1:later.bin: its bytes hash to" in lines[1]
+    named = ["lie.bin", "later.bin", "part.bin"] if mode else ["lie.bin", "later.bin"]
+    assert len(lines) == len(named), log
+    for line, file in zip(lines, named, strict=True):
+        assert f"v1:{file}: its bytes hash to" in line
 
 
 def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:

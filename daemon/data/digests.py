@@ -23,8 +23,12 @@ those before it are taken (if it starts within ``REORDER`` bytes of the next, wi
 last chunk waits for the digest while every chunk before it is taken, held, or being
 read by a read under way; if one is neither (a reader that skipped it, or a read that
 failed), it is served unchecked: random access, or any part of a file, cannot be
-checked. A read waits for the hashing thread when more than ``BEHIND_BYTES`` are
-queued for it.
+checked. A chunk served out of order and let go (not held, or held until its file was
+closed) is read again when the frontier reaches it, if every chunk before the last was
+served: the kernel keeps the pages it got, so a reader of the whole file after one of
+a part of it may never ask for them again (``REREAD`` bytes a file at most; beyond,
+served unchecked). A read waits for the hashing thread when more than
+``BEHIND_BYTES`` are queued for it.
 
 Threading: everything here belongs to the trio thread but the hashing, which only
 updates a file's hasher, in order (one thread for every file).
@@ -35,7 +39,7 @@ from __future__ import annotations
 import errno
 import itertools
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import blake3
@@ -49,6 +53,7 @@ FALSE_KEEP = 65536
 REORDER = 16 * 1024 * 1024
 HOLD_BYTES = 64 * 1024 * 1024
 BEHIND_BYTES = 64 * 1024 * 1024
+REREAD = 64 * 1024 * 1024
 
 _Key = tuple[bytes, tuple[ChunkRef, ...]]
 
@@ -119,6 +124,8 @@ class FileDigest:
         self.next = 0  # chunks before it are taken into ``whole``
         self.last: Future[object] | None = None  # the last chunk queued for the thread
         self.held: dict[int, bytes | memoryview] = {}
+        self.served: set[int] = set()  # chunks served past ``next``, neither taken nor held
+        self.reread = 0  # bytes read again to take chunks served out of order
         self.reading: Counter[int] = Counter()  # chunk -> reads under way waiting for it
         self.opens = 0
         self.verdict: bool | None = False if known_false else None
@@ -148,8 +155,12 @@ class FileDigest:
             if i not in self.held and fits and self.starts[i] - self.starts[self.next] < REORDER:
                 self.held[i] = data
                 self.digests.held_bytes += len(data)
+                self.served.discard(i)
+            elif i not in self.held:
+                self.served.add(i)
             return
         self.last = self.digests.submit(self.whole, data)
+        self.served.discard(i)
         self.next += 1
         while self.next in self.held:
             later = self.held.pop(self.next)
@@ -158,10 +169,19 @@ class FileDigest:
             self.next += 1
         self._poke()
 
-    async def settle(self, last: bytes | memoryview, shown: Callable[[], str]) -> None:
+    async def settle(
+        self,
+        last: bytes | memoryview,
+        shown: Callable[[], str],
+        again: Callable[[int], Awaitable[bytes | memoryview]],
+    ) -> None:
         """Return once a read serving the last chunk (``last``, its bytes) may be
         served: the digest known true, or the file not read in order; FormatError
-        naming ``shown()`` if the bytes are found false here, EIO if by another read."""
+        naming ``shown()`` if the bytes are found false here, EIO if by another read.
+
+        A chunk served before out of order, and neither held nor read now, is read
+        again (``again(i)``; ``REREAD`` bytes a file at most) when every chunk before
+        the last was served: the kernel keeps its pages, so it may never ask again."""
         n = len(self.chunks)
         while True:
             self.refuse_if_false()
@@ -172,8 +192,18 @@ class FileDigest:
                 if not self._finishing:
                     await self._finish(shown)
                     return
-            elif not all(j in self.held or j in self.reading for j in range(self.next, n - 1)):
+            elif not all(
+                j in self.held or j in self.reading or j in self.served
+                for j in range(self.next, n - 1)
+            ):
                 return  # a chunk before the last was skipped: this read cannot be checked
+            elif self.next in self.served and self.next not in self.reading:
+                i = self.next
+                if self.reread + self.chunks[i].size > REREAD:
+                    return
+                self.reread += self.chunks[i].size
+                self.take(i, await again(i))
+                continue
             changed = self._changed
             await changed.wait()
 
@@ -207,6 +237,7 @@ class FileDigest:
 
     def drop_held(self) -> None:
         self.digests.held_bytes -= sum(len(d) for d in self.held.values())
+        self.served.update(self.held)
         self.held.clear()
 
     def _poke(self) -> None:

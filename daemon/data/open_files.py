@@ -149,7 +149,8 @@ class OpenFile:
         if digest is not None:
             await digest.digests.keep_up()
             if last == len(self.chunks) - 1:
-                await digest.settle(data, self.shown or (lambda: quote_name(self.node.path)))
+                shown = self.shown or (lambda: quote_name(self.node.path))
+                await digest.settle(data, shown, lambda j: fetcher.get(self.chunks[j]))
         if len(parts) == 1:
             return parts[0]
         # chunks received in one piece lie back to back: one view of them, no join
