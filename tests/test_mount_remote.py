@@ -375,8 +375,8 @@ def read_until_error(path: Path) -> tuple[bytes, int]:
 
 @pytest.mark.parametrize(
     ("mode", "overlay"),
-    [((), "auto"), (("--writable",), "auto")],
-    ids=["read-only", "kernel-overlay"],  # (root takes the kernel's)
+    [((), "auto"), (("--writable",), "auto"), (("--writable",), "daemon")],
+    ids=["read-only", "kernel-overlay", "daemon-overlay"],  # (root takes the kernel's)
 )
 def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
     tmp_path: Path, mode: tuple[str, ...], overlay: str

@@ -31,12 +31,17 @@ class WorkingFiles(WorkingNodes):
     """Files of MNT opened, read, written and synced."""
 
     async def copy_up(self, n: WNode, truncate: bool) -> None:
-        """Make ``n`` an upper file (its chunks copied, or empty if ``truncate``)."""
+        """Make ``n`` an upper file (its chunks copied, or empty if ``truncate``); a
+        file whose bytes are not its base entry's digest is not copied (FormatError,
+        or EIO once known: ``daemon.data.digests``)."""
         while n.nid in self._copying:  # another opener is copying it: wait for that
             await self._copying[n.nid].wait()
         if n.upper:
             return
         done = self._copying[n.nid] = trio.Event()
+        digest = None if truncate or n.entry is None else self.digests.of(n.entry)
+        if digest is not None:
+            digest.opened()
         try:
             fd = self.overlay.start_copy(n)
             try:
@@ -45,13 +50,23 @@ class WorkingFiles(WorkingNodes):
                 for i, ref in enumerate(chunks):
                     self.fetcher.prefetch(chunks, i + 1, i + 1 + COPY_AHEAD, extend=True)
                     data = await self.fetcher.get(ref)
+                    if digest is not None:
+                        digest.refuse_if_false()
+                        digest.take(i, data)
+                        await digest.digests.keep_up()
                     await self._pwrite(fd, data, size)
                     size += len(data)
+                if digest is not None:
+                    where = n.path if n.origin is None else n.origin
+                    shown = self.shown(where, self.overlay.base)
+                    await digest.settle(data, shown, lambda j: self.fetcher.get(chunks[j]))
                 self.overlay.finish_copy(n, fd, size)
             except BaseException:
                 self.overlay.abort_copy(n, fd)
                 raise
         finally:
+            if digest is not None:
+                digest.closed()
             del self._copying[n.nid]
             done.set()
 
