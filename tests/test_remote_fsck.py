@@ -18,6 +18,7 @@ from tests.support.cli import (
     RepoFactory,
     Result,
     assert_error,
+    assert_ok,
     commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -31,7 +32,8 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
 from tests.test_remote_gc import manifests
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
-from vfs.model.codec import Entry, Kind, encode_tree
+from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
+from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import Version, encode_version
 from vfs.remote.check import fsck_remote
 from vfs.remote.config import Meter, get_remote
@@ -186,6 +188,40 @@ def test_fsck_remote_names_a_version_whose_totals_are_not_its_trees(
     assert f"v2 {v2.hex()[:12]} (branch 'main') claims 2 files of 1,000,000,000,000 bytes" in line
     assert "but its tree holds 2 files of 16 bytes: clones and fetches refuse it" in line
     assert repo.run("fsck", "--remote", "origin", "--json").json()["problems"] == [line[9:]]
+
+
+def test_fsck_remote_digests_names_a_file_whose_bytes_are_not_its_digest(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote version whose file of several chunks claims a digest its bytes do not
+    have (each chunk is its id, so fetches take it): `dvfs fsck --remote --data`
+    verified each chunk, never the file, and called the remote clean. `--digests`
+    reads every such file whole, in order, and names it; a true one is no problem."""
+    forge = Forge(tmp_path / "evil")
+    entries = []
+    for name in (b"lie.bin", b"true.bin"):
+        data = os.urandom(3 * 1024 * 1024)
+        refs = tuple(
+            ChunkRef(forge.chunk(data[i : i + 1024 * 1024]), 1024 * 1024)
+            for i in range(0, len(data), 1024 * 1024)
+        )
+        digest = hash_bytes(data) if name == b"true.bin" else hash_bytes(b"other")
+        entries.append(Entry(name, Kind.FILE, 0o644, len(data), 0, digest, refs))
+        if name == b"lie.bin":
+            real = hash_bytes(data)
+    forge.publish(forge.version(forge.tree([dir_entry(b"d", forge.tree(entries))])))
+    repo = make_repo("here")
+    repo.ok("remote", "add", "origin", forge.url)
+    assert_ok(check(repo, "--data"))
+    (line,) = problems(check(repo, "--digests"))
+    assert line == (
+        f"problem: v1:d/lie.bin: its bytes hash to {real.hex()[:12]}, not to "
+        f"{hash_bytes(b'other').hex()[:12]}, the digest its version records for it (a forged "
+        "or damaged record): checkouts and reads of it fail; point the refs that reach it "
+        "at other versions, or delete them"
+    )
+    got = repo.run("fsck", "--remote", "origin", "--digests", "--json").json()
+    assert got["problems"] == [line[9:]] and got["files_read_whole"] == 2
 
 
 def test_fsck_remote_names_a_folder_whose_size_is_not_the_bytes_below_it(

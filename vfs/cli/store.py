@@ -63,7 +63,8 @@ def fsck_cmd(
     With --remote: check that every branch and tag of the remote names a version its
     index holds, with every version, tree and chunk below it, and that every pack the
     index names is there and long enough; --data also reads every pack back and
-    verifies each object. Nothing is written, on the remote or here.
+    verifies each object; --digests downloads every file of several chunks whole and
+    checks it against its digest. Nothing is written, on the remote or here.
 
     \b
     Examples:
@@ -73,6 +74,7 @@ def fsck_cmd(
       dvfs fsck --json
       dvfs fsck --remote origin
       dvfs fsck --remote origin --data
+      dvfs fsck --remote origin --digests
     """
     from vfs.ops.fsck import fsck as run_fsck
 
@@ -81,12 +83,7 @@ def fsck_cmd(
             raise UsageError(
                 "--repair mends this repository, not a remote: `dvfs fsck --remote` only checks"
             )
-        if digests:
-            raise UsageError(
-                "--digests reads this repository's files whole, not a remote's: pull its "
-                "versions and run `dvfs fsck --digests` here"
-            )
-        _remote_fsck(None if remote_name == "\0" else remote_name, data, as_json)
+        _remote_fsck(None if remote_name == "\0" else remote_name, data, digests, as_json)
         return
     if data:
         raise UsageError("--data goes with --remote [NAME] (a local fsck always reads the data)")
@@ -129,14 +126,14 @@ def fsck_cmd(
         sys.exit(1)
 
 
-def _remote_fsck(name: str | None, data: bool, as_json: bool) -> None:
-    """``dvfs fsck --remote [NAME] [--data]``."""
+def _remote_fsck(name: str | None, data: bool, digests: bool, as_json: bool) -> None:
+    """``dvfs fsck --remote [NAME] [--data] [--digests]``."""
     from vfs.remote.check import fsck_remote
     from vfs.remote.config import get_remote
 
     repo = repo_here()
     spec = get_remote(repo, name, record=False)
-    r = fsck_remote(repo, spec, data=data)
+    r = fsck_remote(repo, spec, data=data, digests=digests)
     if as_json:
         emit_json(r.as_json())
         if not r.clean:
@@ -155,6 +152,8 @@ def _remote_fsck(name: str | None, data: bool, as_json: bool) -> None:
     )
     if data:
         click.echo(f"read back {count(r.objects_verified, 'object')} ({human(r.bytes_verified)})")
+    if digests:
+        click.echo(f"read {count(r.files_read_whole, 'file')} of several chunks whole")
     if r.unindexed_packs:
         click.echo(
             f"{count(r.unindexed_packs, 'pack')} that no index segment names (interrupted "

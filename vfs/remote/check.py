@@ -20,7 +20,12 @@ What a clone, fetch or push relies on is checked as they read it (``vfs.remote.r
 - with ``data``: each such pack's footer and header are read and checked (its checksum
   and name), and every object the index lists in it is read back with ranged GETs of
   at most ``MAX_RANGE`` bytes and verified against its id (``DATA_JOBS`` packs at a
-  time, so memory stays bounded whatever the remote holds).
+  time, so memory stays bounded whatever the remote holds);
+- with ``digests``: every distinct file of several chunks is read whole, in order (one
+  ranged GET a chunk, each verified; ``jobs`` files at a time), and one whose bytes are
+  not the digest its version records is named: fetches take such a file (each chunk
+  is its id), checkouts and reads refuse it. It downloads every such file once per
+  distinct version of it, on top of ``data``'s reading of every pack.
 
 Each problem is one line saying what is wrong and what can be done. A push uploads only
 what the remote's index lacks below a version the remote's index lacks (it takes a
@@ -43,11 +48,12 @@ from vfs.errors import (
     DvfsError,
     FormatError,
     ObjectCorrupt,
+    ObjectMissing,
     RemoteError,
     RemoteNotFound,
     UsageError,
 )
-from vfs.model.codec import Kind, Tree, decode_tree
+from vfs.model.codec import ChunkRef, Kind, Tree, decode_tree
 from vfs.model.ids import hash_bytes, hasher
 from vfs.model.version_codec import Version, decode_version
 from vfs.quoting import quote_name
@@ -71,6 +77,7 @@ from vfs.remote.layout import (
     segment_of,
 )
 from vfs.remote.manifests import decode_manifest, read_manifests
+from vfs.remote.read import RemoteChunks
 from vfs.remote.reader import (
     MAX_RANGE,
     SEGMENT_RELISTS,
@@ -113,6 +120,7 @@ class RemoteFsckReport:
     unindexed_packs: int = 0  # in packs/ but in no segment: a gc frees them
     objects_verified: int = 0
     bytes_verified: int = 0
+    files_read_whole: int = 0  # with ``digests``
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -130,6 +138,7 @@ class RemoteFsckReport:
             "pack_bytes": self.pack_bytes, "condemned_packs": self.condemned_packs,
             "unindexed_packs": self.unindexed_packs,
             "objects_verified": self.objects_verified, "bytes_verified": self.bytes_verified,
+            "files_read_whole": self.files_read_whole,
             "problems": self.problems, "warnings": self.warnings,
         }  # fmt: skip
 
@@ -174,7 +183,12 @@ class _Problems:
 
 
 def fsck_remote(
-    repo: Repository, spec: RemoteSpec, *, data: bool = False, jobs: int = 8
+    repo: Repository,
+    spec: RemoteSpec,
+    *,
+    data: bool = False,
+    digests: bool = False,
+    jobs: int = 8,
 ) -> RemoteFsckReport:
     """Check remote ``spec`` in place (see the module docstring); nothing is written."""
     report = RemoteFsckReport(spec.name, data)
@@ -264,8 +278,57 @@ def fsck_remote(
     sizes = _packs(meter, spec.name, report, problems, entries, condemned_packs, walk)
     if data:
         _verify(meter, spec.name, report, problems, entries, condemned_packs, walk, sizes)
+    if digests:
+        _read_whole(remote, home, report, problems, walk, jobs)
     report.problems = problems.all()
     return report
+
+
+def _read_whole(
+    remote: RemoteRepo,
+    home: dict[bytes, Located],
+    report: RemoteFsckReport,
+    problems: _Problems,
+    walk: _Walk,
+    jobs: int,
+) -> None:
+    """Read every distinct file of several chunks whole, in order (``jobs`` files at a
+    time, one chunk each in memory), and name each one whose bytes are not its digest.
+    A file with a chunk the index lacks is left to the walk's problem about it."""
+    chunks = RemoteChunks(lambda: remote)
+    chunks.set_index(home)
+
+    def digest_of(refs: tuple[ChunkRef, ...]) -> bytes:
+        whole = hasher()
+        for c in refs:
+            whole.update(chunks.fetch(c.oid))
+        return whole.digest()
+
+    files = [
+        (f, place) for f, place in walk.files.items() if all(c.oid in walk.chunks for c in f[1])
+    ]
+    with ThreadPoolExecutor(jobs, "dvfs-fsck-digest") as pool:
+        done = [pool.submit(digest_of, refs) for (_, refs), _ in files]
+        for ((digest, _), place), fut in zip(files, done, strict=True):
+            try:
+                got = fut.result()
+            except (ObjectCorrupt, ObjectMissing, RemoteError) as exc:
+                problems.add(
+                    "digest",
+                    f"{place} could not be read whole: {exc}",
+                    "files could not be read whole or are not the digest their version records",
+                )
+                continue
+            report.files_read_whole += 1
+            if got != digest:
+                problems.add(
+                    "digest",
+                    f"{place}: its bytes hash to {got.hex()[:12]}, not to {digest.hex()[:12]}, "
+                    "the digest its version records for it (a forged or damaged record): "
+                    "checkouts and reads of it fail; point the refs that reach it at other "
+                    "versions, or delete them",
+                    "files could not be read whole or are not the digest their version records",
+                )
 
 
 def _refs(
@@ -406,6 +469,8 @@ class _Walk:
         self.versions = 0
         self.trees = 0
         self.chunks: set[bytes] = set()  # reached and indexed
+        # every distinct file of several chunks -> where it was first reached
+        self.files: dict[tuple[bytes, tuple[ChunkRef, ...]], str] = {}
         self.records: set[bytes] = set()  # reached and indexed
         self._live: dict[str, int] | None = None
         self.claims: list[tuple[str, bytes, Version]] = []  # (label, id, version) read
@@ -519,6 +584,8 @@ class _Walk:
             if e.kind == Kind.DIR:
                 self.want(e.subtree, False, path + "/")
                 continue
+            if len(e.chunks) > 1:
+                self.files.setdefault((e.digest, e.chunks), path)
             for c in e.chunks:
                 if c.oid in self.seen:
                     continue
