@@ -704,6 +704,42 @@ def test_a_chunk_the_kernel_keeps_from_an_earlier_read_is_read_again(true: bool)
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
 
 
+@pytest.mark.parametrize("same_open", [False, True])
+@pytest.mark.parametrize("true", [False, True])
+def test_a_file_whose_end_was_read_first_is_checked_when_the_rest_is_read(
+    true: bool, same_open: bool
+) -> None:
+    """A reader of a file's end (a footer), then of the whole: the kernel keeps the
+    end's pages and asks the daemon only for the rest, so no read of the last chunk
+    comes after the others. The read that brings the digest to the last chunk reads
+    it again and settles the digest: it fails if the bytes are false."""
+    refs, chunks = make_chunks(6, 64 * KiB)
+    data = b"".join(chunks[r.oid] for r in refs)
+    entry = file_of(refs, chunks, digest=b"" if true else hash_bytes(b"something else"))
+
+    async def scenario(fetch: Fetcher) -> None:
+        digests = Digests()
+        node = Node(b"f", NodeKind.FILE, b"f", entry)
+        footer = OpenFile.of(node, digests)
+        assert await footer.read(fetch, len(data) - 100, 100) == data[-100:]
+        if not same_open:
+            footer.close()
+        whole = footer if same_open else OpenFile.of(node, digests)
+        for i in range(4):
+            assert (
+                await whole.read(fetch, i * 64 * KiB, 64 * KiB) == data[i * 64 * KiB :][: 64 * KiB]
+            )
+        if true:
+            assert (
+                await whole.read(fetch, 4 * 64 * KiB, 64 * KiB) == data[4 * 64 * KiB :][: 64 * KiB]
+            )
+        else:
+            with pytest.raises(FormatError):
+                await whole.read(fetch, 4 * 64 * KiB, 64 * KiB)
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+
+
 @pytest.mark.parametrize("true", [False, True])
 def test_the_last_read_waits_for_the_chunks_before_it_still_on_their_way(true: bool) -> None:
     """The kernel sends a sequential reader's reads several at once: the read of the

@@ -27,8 +27,10 @@ checked. A chunk served out of order and let go (not held, or held until its fil
 closed) is read again when the frontier reaches it, if every chunk before the last was
 served: the kernel keeps the pages it got, so a reader of the whole file after one of
 a part of it may never ask for them again (``REREAD`` bytes a file at most; beyond,
-served unchecked). A read waits for the hashing thread when more than
-``BEHIND_BYTES`` are queued for it.
+served unchecked). For the same reason, when the last chunk was served before (a
+reader of the file's end, then of the whole), the read that brings the digest to it,
+or past it, settles the digest and fails if the bytes are false. A read waits for the
+hashing thread when more than ``BEHIND_BYTES`` are queued for it.
 
 Threading: everything here belongs to the trio thread but the hashing, which only
 updates a file's hasher, in order (one thread for every file).
@@ -130,6 +132,7 @@ class FileDigest:
         self.opens = 0
         self.verdict: bool | None = False if known_false else None
         self._finishing = False
+        self._tails = 0  # reads of the last chunk settling the digest
         self._changed = trio.Event()
 
     def refuse_if_false(self) -> None:
@@ -169,34 +172,68 @@ class FileDigest:
             self.next += 1
         self._poke()
 
+    def due(self, last: int) -> bool:
+        """Whether a read whose chunks end at ``last`` settles the digest before it is
+        served (:meth:`settle`): it serves the file's last chunk, or every chunk is
+        taken, or all but the last, which was served before (the kernel keeps the
+        pages it got, so it may never ask for that chunk again)."""
+        n = len(self.chunks)
+        if self.verdict is not None:
+            return False
+        if last == n - 1:
+            return True
+        # (while a read of the last chunk settles it, that read is the one to fail)
+        taken = self.next == n or (self.next == n - 1 and n - 1 in self.served)
+        return taken and not self._tails
+
     async def settle(
         self,
-        last: bytes | memoryview,
+        last: bytes | memoryview | None,
         shown: Callable[[], str],
         again: Callable[[int], Awaitable[bytes | memoryview]],
     ) -> None:
-        """Return once a read serving the last chunk (``last``, its bytes) may be
-        served: the digest known true, or the file not read in order; FormatError
-        naming ``shown()`` if the bytes are found false here, EIO if by another read.
+        """Return once a read that is :meth:`due` may be served: the digest known
+        true, or the file not read in order; FormatError naming ``shown()`` if the
+        bytes are found false here, EIO if by another read. ``last`` is the bytes of
+        the file's last chunk if the read serves it.
 
         A chunk served before out of order, and neither held nor read now, is read
         again (``again(i)``; ``REREAD`` bytes a file at most) when every chunk before
         the last was served: the kernel keeps its pages, so it may never ask again."""
         n = len(self.chunks)
+        upto = n - 1 if last is not None else n  # the chunks that must have been served
+        if last is None:
+            await self._settle(None, upto, shown, again)
+            return
+        self._tails += 1
+        try:
+            await self._settle(last, upto, shown, again)
+        finally:
+            self._tails -= 1
+
+    async def _settle(
+        self,
+        last: bytes | memoryview | None,
+        upto: int,
+        shown: Callable[[], str],
+        again: Callable[[int], Awaitable[bytes | memoryview]],
+    ) -> None:
+        n = len(self.chunks)
         while True:
             self.refuse_if_false()
             if self.verdict:
                 return
-            self.take(n - 1, last)  # (again: it may not have been held)
+            if last is not None:
+                self.take(n - 1, last)  # (again: it may not have been held)
             if self.next == n:
                 if not self._finishing:
                     await self._finish(shown)
                     return
             elif not all(
                 j in self.held or j in self.reading or j in self.served
-                for j in range(self.next, n - 1)
+                for j in range(self.next, upto)
             ):
-                return  # a chunk before the last was skipped: this read cannot be checked
+                return  # a chunk was skipped: this read cannot be checked
             elif self.next in self.served and self.next not in self.reading:
                 i = self.next
                 if self.reread + self.chunks[i].size > REREAD:

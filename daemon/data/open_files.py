@@ -147,10 +147,11 @@ class OpenFile:
             if digest is not None:
                 digest.taking(range(first, last + 1), False)
         if digest is not None:
-            await digest.digests.keep_up()
-            if last == len(self.chunks) - 1:
+            if digest.due(last):
                 shown = self.shown or (lambda: quote_name(self.node.path))
-                await digest.settle(data, shown, lambda j: fetcher.get(self.chunks[j]))
+                tail = data if last == len(self.chunks) - 1 else None
+                await digest.settle(tail, shown, lambda j: fetcher.get(self.chunks[j]))
+            await digest.digests.keep_up()
         if len(parts) == 1:
             return parts[0]
         # chunks received in one piece lie back to back: one view of them, no join
