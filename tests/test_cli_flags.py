@@ -267,6 +267,7 @@ def completions(cwd: Path, shell: str, words: str) -> list[str]:
         "COMP_CWORD": str(len(words.split(" ")) - 1),
     }
     r = assert_ok(run(cwd, env=env))
+    assert r.err == "", str(r)  # never a line on the terminal at a TAB
     return [ln for ln in r.out.splitlines() if ln]
 
 
@@ -308,6 +309,25 @@ def test_completion_offers_commands_revisions_and_files(repo: Repo, tmp_path: Pa
     ).stdout  # fmt: skip
     assert out.split() == ["fix", "main"]
     assert not re.search(r"Traceback|error", out)
+
+
+def test_completion_offers_no_ref_name_that_could_break_the_command_line(repo: Repo) -> None:
+    """Refs made by hand (an archive from someone else): a newline in a tag's name made
+    a second candidate, an escape reached the terminal raw, a byte that is not UTF-8
+    printed an error line at the TAB, and a space or a `*` split or globbed the name
+    bash inserted. No command can name such a ref; completion offers none of them."""
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one", "--tag", "best")
+    tags = os.fsencode(repo.root / ".dvfs" / "refs" / "tags")
+    held = (repo.root / ".dvfs" / "refs" / "tags" / "best").read_bytes()
+    for name in (b"b\nplain,injected", b"esc\x1b[31mred", b"b\xffyte", b"sp ace", b"glob*"):
+        with open(os.path.join(tags, name), "wb") as f:
+            f.write(held)
+    assert completions(repo.root, "bash", "dvfs checkout ") == [
+        "plain,HEAD", "plain,best", "plain,main",
+    ]  # fmt: skip
+    assert completions(repo.root, "zsh", "dvfs tag -d b") == ["plain", "best", "_"]
 
 
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run

@@ -15,6 +15,7 @@ from vfs.cli.output import ClosedPipe
 from vfs.cli.targets import DASHDASH
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_given, quote_name
+from vfs.repo.refs import misnamed
 from vfs.repo.repository import Repository
 
 if TYPE_CHECKING:
@@ -100,7 +101,13 @@ COMPLETE = {
 
 
 def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
-    """Branches (and, for revisions, HEAD, tags and remote branches) starting so."""
+    """Branches (and, for revisions, HEAD, tags and remote branches) starting so.
+
+    Only names a command can name (:func:`misnamed`): a ref made by hand may hold a
+    newline, which would make a second candidate, an escape that would reach the
+    terminal, bytes that are not UTF-8, or a space or ``*`` that bash would split or
+    glob as it inserts the name.
+    """
     try:
         refs = Repository.find().refs
         names = refs.names("heads")
@@ -110,7 +117,7 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
         return []
     from click.shell_completion import CompletionItem  # only when completing
 
-    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+    return [CompletionItem(n) for n in names if n.startswith(incomplete) and not misnamed(n)]
 
 
 _ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT",
