@@ -330,6 +330,20 @@ def test_completion_offers_no_ref_name_that_could_break_the_command_line(repo: R
     assert completions(repo.root, "zsh", "dvfs tag -d b") == ["plain", "best", "_"]
 
 
+def test_completion_offers_stage_names_where_a_command_takes_stages(repo: Repo) -> None:
+    """`dvfs stage remove <TAB>` offered HEAD, branches and tags, none of which it
+    takes; it, `repro`, `dag` and `exp run` are offered the stages of dvfs.yaml."""
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one", "--tag", "best")
+    repo.write("dvfs.yaml", "stages:\n  prepare:\n    cmd: echo\n  train:\n    cmd: echo\n")
+    for words in ("dvfs stage remove ", "dvfs repro ", "dvfs dag ", "dvfs exp run "):
+        assert completions(repo.root, "bash", words) == ["plain,prepare", "plain,train"], words
+    assert completions(repo.root, "bash", "dvfs stage remove prepare t") == ["plain,train"]
+    repo.write("dvfs.yaml", "stages: [")  # not YAML: nothing offered, nothing said
+    assert completions(repo.root, "bash", "dvfs repro ") == []
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

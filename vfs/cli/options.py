@@ -81,7 +81,9 @@ class NotEmpty(click.ParamType[Any]):
         from click.shell_completion import CompletionItem  # only when completing
 
         if isinstance(param, click.Argument):
-            kind = COMPLETE.get(param.name or "") or COMPLETE.get(f"{ctx.info_name} {param.name}")
+            kind = COMPLETE.get(f"{ctx.info_name} {param.name}") or COMPLETE.get(param.name or "")
+            if kind == "stages":
+                return complete_stages(incomplete)
             if kind == "file":
                 return [CompletionItem(incomplete, type="file")]
             if kind == "revisions or files":  # files when no revision matches
@@ -91,12 +93,13 @@ class NotEmpty(click.ParamType[Any]):
         return self.inner.shell_complete(ctx, param, incomplete)
 
 
-# What the shell completes for an argument, by its name (or "command name").
+# What the shell completes for an argument, by "command name" (or its name alone).
 COMPLETE = {
     "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
     "targets": "revisions or files",
     "paths": "file",
     "branches": "branches", "switch name": "branches",
+    "stages": "stages", "dag stage": "stages", "remove names": "stages",
 }  # fmt: skip
 
 
@@ -118,6 +121,20 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     from click.shell_completion import CompletionItem  # only when completing
 
     return [CompletionItem(n) for n in names if n.startswith(incomplete) and not misnamed(n)]
+
+
+def complete_stages(incomplete: str) -> list[CompletionItem]:
+    """The stages of the working tree's ``dvfs.yaml`` starting so (none if it cannot be
+    read: completion says nothing)."""
+    from click.shell_completion import CompletionItem  # only when completing
+
+    from vfs.pipeline import workspace  # only when completing a stage
+
+    try:
+        pipeline, _ = workspace.load_pipeline(workspace.find(writes=False))
+    except (DvfsError, OSError):
+        return []
+    return [CompletionItem(n) for n in pipeline.stages if n.startswith(incomplete)]
 
 
 _ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT",
