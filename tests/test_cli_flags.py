@@ -344,6 +344,17 @@ def test_completion_offers_stage_names_where_a_command_takes_stages(repo: Repo) 
     assert completions(repo.root, "bash", "dvfs repro ") == []
 
 
+def test_completion_offers_directories_for_mount_points_and_files_for_lineage(
+    repo: Repo,
+) -> None:
+    """`dvfs umount <TAB>` (and status, snapshot, mount, ui, lineage) completed nothing
+    at all, not even the directories a mount point is."""
+    for words in ("dvfs umount ", "dvfs status ", "dvfs snapshot ", "dvfs mount ",
+                  "dvfs mount . ", "dvfs ui "):  # fmt: skip
+        assert completions(repo.root, "bash", words) == ["dir,"], words
+    assert completions(repo.root, "bash", "dvfs lineage ") == ["file,"]
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

@@ -84,8 +84,8 @@ class NotEmpty(click.ParamType[Any]):
             kind = COMPLETE.get(f"{ctx.info_name} {param.name}") or COMPLETE.get(param.name or "")
             if kind == "stages":
                 return complete_stages(incomplete)
-            if kind == "file":
-                return [CompletionItem(incomplete, type="file")]
+            if kind in ("file", "dir"):
+                return [CompletionItem(incomplete, type=kind)]
             if kind == "revisions or files":  # files when no revision matches
                 return [CompletionItem(incomplete, type="file"), *complete_refs(kind, incomplete)]
             if kind is not None:
@@ -100,6 +100,7 @@ COMPLETE = {
     "paths": "file",
     "branches": "branches", "switch name": "branches",
     "stages": "stages", "dag stage": "stages", "remove names": "stages",
+    "mountpoint": "dir", "mount args": "dir", "ui source": "dir", "lineage path": "file",
 }  # fmt: skip
 
 
