@@ -355,6 +355,21 @@ def test_completion_offers_directories_for_mount_points_and_files_for_lineage(
     assert completions(repo.root, "bash", "dvfs lineage ") == ["file,"]
 
 
+def test_completion_offers_files_once_the_revisions_are_given(repo: Repo) -> None:
+    """`dvfs diff v1 v2 <TAB>` offered branches and tags for a third revision diff does
+    not take, and bash then offered no file; so did `dvfs log main <TAB>` and anything
+    after `--`, where every argument is a path."""
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one", "--tag", "best")
+    refs = ["plain,HEAD", "plain,best", "plain,main"]
+    assert completions(repo.root, "bash", "dvfs diff ") == ["file,", *refs]
+    assert completions(repo.root, "bash", "dvfs diff v1 ") == ["file,", *refs]
+    for words in ("dvfs diff v1 v2 ", "dvfs diff v1 main --stat ", "dvfs log main ",
+                  "dvfs log -- ", "dvfs diff -- ", "dvfs diff v1 -- "):  # fmt: skip
+        assert completions(repo.root, "bash", words) == ["file,"], words
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

@@ -87,6 +87,9 @@ class NotEmpty(click.ParamType[Any]):
             if kind in ("file", "dir"):
                 return [CompletionItem(incomplete, type=kind)]
             if kind == "revisions or files":  # files when no revision matches
+                given = ctx.params.get(param.name or "") or ()
+                if DASHDASH in ctx.meta or len(given) >= MOST_REVISIONS[ctx.info_name or ""]:
+                    return [CompletionItem(incomplete, type="file")]  # paths from here on
                 return [CompletionItem(incomplete, type="file"), *complete_refs(kind, incomplete)]
             if kind is not None:
                 return complete_refs(kind, incomplete)
@@ -102,6 +105,8 @@ COMPLETE = {
     "stages": "stages", "dag stage": "stages", "remove names": "stages",
     "mountpoint": "dir", "mount args": "dir", "ui source": "dir", "lineage path": "file",
 }  # fmt: skip
+# How many revisions come before the paths of the commands taking "revisions or files".
+MOST_REVISIONS = {"log": 1, "diff": 2}
 
 
 def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
