@@ -370,6 +370,29 @@ def test_completion_offers_files_once_the_revisions_are_given(repo: Repo) -> Non
         assert completions(repo.root, "bash", words) == ["file,"], words
 
 
+def test_completion_offers_remotes_and_revisions_for_options(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs push --remote <TAB>` and `dvfs remote remove <TAB>` offered no remote,
+    `dvfs restore --source <TAB>` no revision, `dvfs run --dep <TAB>` no file."""
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one", "--tag", "best")
+    repo.ok("remote", "add", "origin", str(tmp_path / "origin"))
+    repo.ok("remote", "add", "backup", str(tmp_path / "backup"))
+    repo.ok("push")
+    remotes = ["plain,backup", "plain,origin"]
+    for words in ("dvfs push --remote ", "dvfs log --remote ", "dvfs fsck --remote ",
+                  "dvfs store prune --remote ", "dvfs remote remove ", "dvfs remote rename ",
+                  "dvfs remote default "):  # fmt: skip
+        assert completions(repo.root, "bash", words) == remotes, words
+    assert completions(repo.root, "bash", "dvfs fetch --remote o") == ["plain,origin"]
+    revisions = ["plain,HEAD", "plain,best", "plain,main", "plain,origin/main"]
+    assert completions(repo.root, "bash", "dvfs restore --source ") == revisions
+    assert completions(repo.root, "bash", "dvfs restore -s ") == revisions
+    assert completions(repo.root, "bash", "dvfs mount --branch ") == ["plain,main"]
+    for words in ("dvfs run --dep ", "dvfs run -o ", "dvfs run --metrics "):
+        assert completions(repo.root, "bash", words) == ["file,"], words
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

@@ -77,13 +77,18 @@ class NotEmpty(click.ParamType[Any]):
     def shell_complete(
         self, ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
-        """Revisions, branches or files for the arguments that take them (``dvfs completion``)."""
+        """Revisions, branches, remotes, stages or files for the arguments and options
+        that take them (``dvfs completion``)."""
         from click.shell_completion import CompletionItem  # only when completing
 
-        if isinstance(param, click.Argument):
-            kind = COMPLETE.get(f"{ctx.info_name} {param.name}") or COMPLETE.get(param.name or "")
+        # an argument by its name, an option by its long name (--remote)
+        name = max(param.opts, key=len) if isinstance(param, click.Option) else param.name or ""
+        kind = COMPLETE.get(f"{ctx.info_name} {name}") or COMPLETE.get(name)
+        if kind is not None:
             if kind == "stages":
                 return complete_stages(incomplete)
+            if kind == "remotes":
+                return complete_remotes(incomplete)
             if kind in ("file", "dir"):
                 return [CompletionItem(incomplete, type=kind)]
             if kind == "revisions or files":  # files when no revision matches
@@ -91,12 +96,12 @@ class NotEmpty(click.ParamType[Any]):
                 if DASHDASH in ctx.meta or len(given) >= MOST_REVISIONS[ctx.info_name or ""]:
                     return [CompletionItem(incomplete, type="file")]  # paths from here on
                 return [CompletionItem(incomplete, type="file"), *complete_refs(kind, incomplete)]
-            if kind is not None:
-                return complete_refs(kind, incomplete)
+            return complete_refs(kind, incomplete)
         return self.inner.shell_complete(ctx, param, incomplete)
 
 
-# What the shell completes for an argument, by "command name" (or its name alone).
+# What the shell completes for an argument or option, by "command name" (or its name
+# alone); an option is named by its long name.
 COMPLETE = {
     "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
     "targets": "revisions or files",
@@ -104,6 +109,9 @@ COMPLETE = {
     "branches": "branches", "switch name": "branches",
     "stages": "stages", "dag stage": "stages", "remove names": "stages",
     "mountpoint": "dir", "mount args": "dir", "ui source": "dir", "lineage path": "file",
+    "remove name": "remotes", "rename old": "remotes", "default name": "remotes",
+    "--remote": "remotes", "--source": "revisions", "mount --branch": "branches",
+    "--dep": "file", "--out": "file", "--metrics": "file",
 }  # fmt: skip
 # How many revisions come before the paths of the commands taking "revisions or files".
 MOST_REVISIONS = {"log": 1, "diff": 2}
@@ -127,6 +135,19 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     from click.shell_completion import CompletionItem  # only when completing
 
     return [CompletionItem(n) for n in names if n.startswith(incomplete) and not misnamed(n)]
+
+
+def complete_remotes(incomplete: str) -> list[CompletionItem]:
+    """The configured remotes starting so (none outside a repository)."""
+    from click.shell_completion import CompletionItem  # only when completing
+
+    from vfs.remote import config  # only when completing a remote
+
+    try:
+        names = config.configured_names(Repository.find())
+    except (DvfsError, OSError):
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def complete_stages(incomplete: str) -> list[CompletionItem]:

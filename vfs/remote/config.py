@@ -134,6 +134,12 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
     return out
 
 
+def configured_names(repo: Repository) -> list[str]:
+    """The names of every configured remote, sorted, as the settings name them; unlike
+    :func:`remotes`, nothing is dropped or written (shell completion asks on each TAB)."""
+    return sorted(_configured(repo))
+
+
 def _configured(repo: Repository) -> dict[str, RemoteSpec]:
     """:func:`remotes`, as the settings name them."""
     out = _shared_specs(repo.root, load_shared(repo.root))
