@@ -393,6 +393,23 @@ def test_completion_offers_remotes_and_revisions_for_options(repo: Repo, tmp_pat
         assert completions(repo.root, "bash", words) == ["file,"], words
 
 
+def test_completion_of_deletions_offers_only_refs_of_that_kind(repo: Repo) -> None:
+    """`dvfs tag -d <TAB>` offered HEAD and the branches, which it cannot delete, and
+    `dvfs branch -d <TAB>` HEAD and the tags."""
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one", "--tag", "best")
+    repo.ok("branch", "fix")
+    assert completions(repo.root, "bash", "dvfs tag -d ") == ["plain,best"]
+    assert completions(repo.root, "bash", "dvfs tag --delete best ") == ["plain,best"]
+    for flag in ("-d", "-D", "-m", "--delete"):
+        words = f"dvfs branch {flag} "
+        assert completions(repo.root, "bash", words) == ["plain,fix", "plain,main"], words
+    everything = ["plain,HEAD", "plain,best", "plain,fix", "plain,main"]
+    assert completions(repo.root, "bash", "dvfs tag new ") == everything  # NAME REV
+    assert completions(repo.root, "bash", "dvfs branch new ") == everything
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

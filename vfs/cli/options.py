@@ -89,6 +89,11 @@ class NotEmpty(click.ParamType[Any]):
                 return complete_stages(incomplete)
             if kind == "remotes":
                 return complete_remotes(incomplete)
+            if kind == "own refs":  # branch -d/-D/-m names branches, tag -d tags
+                if any(ctx.params.get(f) for f in ("delete", "force_delete", "rename")):
+                    own = "branches" if ctx.info_name == "branch" else "tags"
+                    return complete_refs(own, incomplete)
+                return complete_refs("revisions", incomplete)  # NAME, then the REV
             if kind in ("file", "dir"):
                 return [CompletionItem(incomplete, type=kind)]
             if kind == "revisions or files":  # files when no revision matches
@@ -103,7 +108,8 @@ class NotEmpty(click.ParamType[Any]):
 # What the shell completes for an argument or option, by "command name" (or its name
 # alone); an option is named by its long name.
 COMPLETE = {
-    "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
+    "rev": "revisions", "revs": "revisions", "target": "revisions",
+    "branch names": "own refs", "tag names": "own refs",
     "targets": "revisions or files",
     "paths": "file",
     "branches": "branches", "switch name": "branches",
@@ -118,7 +124,8 @@ MOST_REVISIONS = {"log": 1, "diff": 2}
 
 
 def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
-    """Branches (and, for revisions, HEAD, tags and remote branches) starting so.
+    """Branches or tags (for revisions: HEAD, tags, branches and remote branches)
+    starting so.
 
     Only names a command can name (:func:`misnamed`): a ref made by hand may hold a
     newline, which would make a second candidate, an escape that would reach the
@@ -127,7 +134,7 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     """
     try:
         refs = Repository.find().refs
-        names = refs.names("heads")
+        names = refs.names("tags" if kind == "tags" else "heads")
         if kind.startswith("revisions"):
             names = ["HEAD", *refs.names("tags"), *names, *refs.names("remotes")]
     except (DvfsError, OSError):  # not in a repository: nothing to offer
