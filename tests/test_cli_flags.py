@@ -22,6 +22,7 @@ from tests.support.cli import (
     assert_ok,
     cli_command,
     cli_env,
+    commit_files,
     commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -408,6 +409,83 @@ def test_completion_of_deletions_offers_only_refs_of_that_kind(repo: Repo) -> No
     everything = ["plain,HEAD", "plain,best", "plain,fix", "plain,main"]
     assert completions(repo.root, "bash", "dvfs tag new ") == everything  # NAME REV
     assert completions(repo.root, "bash", "dvfs branch new ") == everything
+
+
+def bash_completes(repo: Repo, tmp_path: Path, words: list[str]) -> tuple[list[str], str]:
+    """What the script of ``dvfs completion bash``, in a real bash, puts in COMPREPLY for
+    ``words`` as bash cuts them (the last one completed), and the options it sets."""
+    wrapper = tmp_path / "bin" / "dvfs"
+    wrapper.parent.mkdir(exist_ok=True)
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(CLI)} "$@"\n')
+    wrapper.chmod(0o755)
+    script = (
+        f'eval "$(dvfs completion bash)"; COMP_WORDS=({shlex.join(words)}); '
+        f'COMP_CWORD={len(words) - 1}; compopt() {{ echo compopt "$@" >&2; }}; '
+        '_dvfs_completion dvfs; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    env = cli_env({"PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}"})
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=repo.root, env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    return [ln for ln in done.stdout.splitlines() if ln], done.stderr
+
+
+def test_completion_offers_the_paths_of_a_version(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs cat v1:<TAB>` offered nothing: bash cuts the word at the colon, and no
+    version's paths were ever offered. The names of the version's directory are now
+    offered after REV: and after REV, bash replacing what follows the colon."""
+    commit_files(repo, {"data/a.csv": "a", "data/b.csv": "b", "data/sub/c.csv": "c",
+                        "top.txt": "t"}, "one")  # fmt: skip
+    repo.ok("tag", "best")
+    # bash cuts `v1:` into `v1` and `:`, and replaces what follows the colon
+    assert bash_completes(repo, tmp_path, ["dvfs", "cat", "v1", ":"]) == (
+        ["data/", "top.txt"], ""
+    )  # fmt: skip
+    got, opts = bash_completes(repo, tmp_path, ["dvfs", "cat", "best", ":", "da"])
+    assert got == ["data/"] and opts == "compopt -o nospace\n"  # inside it, at the next TAB
+    got, opts = bash_completes(repo, tmp_path, ["dvfs", "ls", "v1", ":", "data/"])
+    assert got == ["data/a.csv", "data/b.csv", "data/sub/"] and opts == ""
+    assert bash_completes(repo, tmp_path, ["dvfs", "cat", "v1", "data/s"])[0] == ["data/sub/"]
+    assert bash_completes(repo, tmp_path, ["dvfs", "cat", "v1", ":", "nope/"])[0] == []
+    assert bash_completes(repo, tmp_path, ["dvfs", "cat", "v9", ":"])[0] == []
+    # zsh and fish keep the word whole
+    assert completions(repo.root, "zsh", "dvfs cat v1:data/s") == ["plain", "v1:data/sub/", "_"]
+    # the second argument is from the current directory
+    (repo.root / "data").mkdir(exist_ok=True)
+    env = {"_DVFS_COMPLETE": "bash_complete", "COMP_WORDS": "dvfs cat v1 s", "COMP_CWORD": "3"}
+    assert assert_ok(run(repo.root / "data", env=env)).out.split() == ["plain,sub/"]
+    # `dvfs ls data`: a directory of HEAD alone
+    assert "plain,data/" in completions(repo.root, "bash", "dvfs ls d")
+
+
+def test_completion_offers_no_version_name_a_shell_would_not_take_as_it_is(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A version's names come from whoever committed or pushed them: one with a newline
+    would make a second candidate, an escape reach the terminal, a space or `$(...)` be
+    inserted as several words or a command. Only names a shell takes as they are are
+    offered, and at most 1000 at one TAB."""
+    names = [b"ok.csv", b"\xc3\xa9t\xc3\xa9.csv", b"a\nplain,injected", b"esc\x1b[31m",
+             b"b\xffyte", b"sp ace", b"$(touch x)", b"-rf", b"q'uote", b"c:d", b"g*"]  # fmt: skip
+    data = os.path.join(os.fsencode(repo.root), b"data")
+    os.makedirs(data)
+    for name in names:
+        with open(os.path.join(data, name), "wb") as f:
+            f.write(b"x")
+    for i in range(1100):
+        repo.write(f"many/f{i:04d}.txt", "")
+    add_in_process(repo, "data", "many")
+    commit_in_process(repo, "one")
+    got = completions(repo.root, "bash", "dvfs cat v1:data/")
+    assert got == ["plain,v1:data/ok.csv", "plain,v1:data/été.csv"]
+    got, _ = bash_completes(repo, tmp_path, ["dvfs", "cat", "v1", ":", "data/"])
+    assert got == ["data/ok.csv", "data/été.csv"]
+    assert len(completions(repo.root, "bash", "dvfs ls v1:many/")) == 1000
+    assert completions(repo.root, "bash", "dvfs ls v1:many/f109") == [
+        f"plain,v1:many/f109{i}.txt" for i in range(10)
+    ]
+    assert not (repo.root / "x").exists()
 
 
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run

@@ -17,6 +17,7 @@ from vfs.model.codec import (
     dir_row,
     encode_tree,
     encode_tree_rows,
+    tree_names,
 )
 from vfs.model.ids import hash_bytes
 from vfs.model.names import is_reserved
@@ -130,6 +131,40 @@ FILE_PAYLOAD = [ID, [[ID, 3]]]
 def test_malformed_trees_are_rejected(data: bytes) -> None:
     with pytest.raises(FormatError):
         decode_tree(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(entries(), unique_by=lambda e: e.name, max_size=20),
+    st.binary(max_size=3),
+    st.integers(1, 25),
+)
+def test_tree_names_are_the_entries_beginning_so(
+    items: list[Entry], start: bytes, most: int
+) -> None:
+    """What shell completion reads of a tree, row by row: the decoded entries' names."""
+    want = [e for e in decode_tree(encode_tree(items)).entries if e.name.startswith(start)]
+    got = tree_names(encode_tree(items), start, most)
+    assert [(n.name, n.kind, n.subtree) for n in got] == [
+        (e.name, e.kind, e.subtree) for e in want[:most]
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        raw_tree([[b"a", 7, 0o644, 3, 0, FILE_PAYLOAD]]),
+        raw_tree([[b"a", 0, 0o644, 3, 0, FILE_PAYLOAD]], v=2),
+        raw_tree([[b"a", 1, 0o755, 0, 0, b"short"]]),
+        raw_tree([["a", 0, 0o644, 3, 0, FILE_PAYLOAD]]),
+        raw_tree([[b"a", 0, 0o644, 3, 0]]),
+        b"\xc1garbage",
+        msgpack.packb([1, 2, 3]),
+    ],
+)
+def test_tree_names_refuse_what_they_read_malformed(data: bytes) -> None:
+    with pytest.raises(FormatError):
+        tree_names(data, b"", 10)
 
 
 def version() -> Version:

@@ -89,6 +89,8 @@ class NotEmpty(click.ParamType[Any]):
                 return complete_stages(incomplete)
             if kind == "remotes":
                 return complete_remotes(incomplete)
+            if kind in ("versions", "version paths"):
+                return complete_in_versions(ctx, kind, incomplete)
             if kind == "own refs":  # branch -d/-D/-m names branches, tag -d tags
                 if any(ctx.params.get(f) for f in ("delete", "force_delete", "rename")):
                     own = "branches" if ctx.info_name == "branch" else "tags"
@@ -110,6 +112,8 @@ class NotEmpty(click.ParamType[Any]):
 COMPLETE = {
     "rev": "revisions", "revs": "revisions", "target": "revisions",
     "branch names": "own refs", "tag names": "own refs",
+    "ls target": "versions", "cat target": "versions",
+    "ls path": "version paths", "cat path": "version paths",
     "targets": "revisions or files",
     "paths": "file",
     "branches": "branches", "switch name": "branches",
@@ -142,6 +146,26 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     from click.shell_completion import CompletionItem  # only when completing
 
     return [CompletionItem(n) for n in names if n.startswith(incomplete) and not misnamed(n)]
+
+
+def complete_in_versions(ctx: click.Context, kind: str, incomplete: str) -> list[CompletionItem]:
+    """For ``ls`` and ``cat``: revisions, and the paths of a version after ``REV:``
+    (``versions``) or after ``REV`` (``version paths``, from the current directory);
+    ``ls`` also takes a directory of HEAD alone."""
+    from vfs.cli.completion import version_paths  # only when completing
+
+    if kind == "version paths":
+        rev = ctx.params.get("target")
+        if not rev or ":" in rev:
+            return []
+        return version_paths(rev, incomplete, "", here=True)
+    rev, colon, typed = incomplete.partition(":")
+    if colon:
+        return version_paths(rev, typed, f"{rev}:") if rev else []
+    refs = complete_refs("revisions", incomplete)
+    if ctx.info_name == "ls":  # `dvfs ls data`: data/ of HEAD
+        return [*refs, *version_paths("HEAD", incomplete, "", here=True)]
+    return refs
 
 
 def complete_remotes(incomplete: str) -> list[CompletionItem]:

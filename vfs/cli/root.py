@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import sys
 from collections.abc import Iterator, MutableMapping
 
@@ -122,6 +123,9 @@ def completion(shell: str) -> None:
     """
     from click.shell_completion import get_completion_class  # only when asked
 
+    from vfs.cli.completion import use_bash_completion
+
+    use_bash_completion()
     complete = get_completion_class(shell)
     assert complete is not None  # the choices are the shells click knows
     click.echo(complete(cli, {}, "dvfs", COMPLETE_VAR).source())
@@ -151,6 +155,10 @@ def run() -> None:
 
     Every other error is :func:`vfs.cli.main`'s to turn into a line.
     """
+    if os.environ.get(COMPLETE_VAR):  # a shell asking for completions
+        from vfs.cli.completion import use_bash_completion
+
+        use_bash_completion()
     try:
         cli.main(prog_name="dvfs", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.exceptions.Exit as exc:

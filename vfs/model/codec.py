@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import msgpack
 
@@ -284,6 +284,56 @@ def encode_tree_rows(rows: list[list[Any]]) -> bytes:
     rows straight from the index, without an entry object per file.
     """
     return pack({"v": TREE_FORMAT, "entries": rows})
+
+
+class Named(NamedTuple):
+    """What :func:`tree_names` reads of an entry: its name, kind and, for a directory,
+    its subtree's id (else ``b""``)."""
+
+    name: bytes
+    kind: Kind
+    subtree: bytes
+
+
+def tree_names(data: bytes, start: bytes, most: int) -> list[Named]:
+    """The entries of a tree record whose names begin with ``start``, at most ``most``,
+    in name order; FormatError if what is read of the record is malformed.
+
+    For shell completion, on every TAB: rows are read one by one as the record is
+    unpacked, no entry made (:func:`decode_tree` makes and checks each: 1.6 s for a
+    directory of 200,000 files), none kept but those returned, and the reading stops
+    past the names beginning so (the names are sorted). Names are not checked here:
+    the caller offers only those it can show.
+    """
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(data) + 1)
+    unpacker.feed(data)
+    out: list[Named] = []
+    try:
+        _need(unpacker.read_map_header() == 2 and unpacker.unpack() == "v", "bad keys")
+        version = unpacker.unpack()
+        if version != TREE_FORMAT:
+            raise FormatError(f"tree record of unknown format version {version!r}")
+        _need(unpacker.unpack() == "entries", "bad keys")
+        for _ in range(unpacker.read_array_header()):
+            row = unpacker.unpack()
+            if type(row) is not list or len(row) != 6 or type(row[0]) is not bytes:
+                _need(False, "entry is not a 6-list with a name")
+            name, kind, payload = row[0], row[1], row[5]
+            if type(kind) is not int or not 0 <= kind <= 2:
+                _need(False, "bad kind")
+            if name.startswith(start):
+                if kind == Kind.DIR and not is_id(payload):
+                    _need(False, "bad dir payload")
+                out.append(Named(name, Kind(kind), payload if kind == Kind.DIR else b""))
+                if len(out) == most:
+                    break
+            elif name > start:  # past every name beginning with start
+                break
+    except FormatError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise FormatError(f"tree record does not decode: {exc}") from None
+    return out
 
 
 def _need(cond: bool, what: str) -> None:
