@@ -488,6 +488,27 @@ def test_completion_offers_no_version_name_a_shell_would_not_take_as_it_is(
     assert not (repo.root / "x").exists()
 
 
+def test_completing_a_word_that_is_not_utf8_prints_no_error(repo: Repo) -> None:
+    """`dvfs add <byte 0xff><TAB>` (a file so named, half typed) printed an internal
+    error line over the command being typed, in zsh and in bash: the word is given
+    back to the shell as it came, bytes and all."""
+    word = os.fsdecode(b"\xffx")
+    env = {"_DVFS_COMPLETE": "bash_complete", "COMP_WORDS": f"dvfs add {word}", "COMP_CWORD": "2"}
+    r = assert_ok(run(repo.root, env=env))
+    assert r.err == "" and r.raw == b"file,\xffx\n", str(r)
+    env = {**env, "_DVFS_COMPLETE": "zsh_complete"}
+    r = assert_ok(run(repo.root, env=env))
+    assert r.err == "" and r.raw.split(b"\n")[:2] == [b"file", b"\xffx"], str(r)
+    env = {"_DVFS_COMPLETE": "fish_complete", "COMP_WORDS": f"dvfs add {word}",
+           "COMP_CWORD": word}  # fmt: skip
+    r = assert_ok(run(repo.root, env=env))
+    assert r.err == "" and r.raw == b"file,\xffx\n", str(r)
+    for words in (f"dvfs cat v1:{word}", f"dvfs checkout {word}", f"dvfs push --remote {word}"):
+        env = {"_DVFS_COMPLETE": "zsh_complete", "COMP_WORDS": words, "COMP_CWORD": "2"}
+        r = assert_ok(run(repo.root, env=env))
+        assert r.err == "", str(r)
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

@@ -14,9 +14,11 @@ import io
 import os
 import sys
 from collections.abc import Iterator, MutableMapping
+from typing import NoReturn
 
 import click
 
+from vfs import settings
 from vfs.cli import COMPLETE_VAR
 from vfs.cli.options import CONTEXT, DvfsGroup, NotEmpty
 from vfs.cli.output import INTERRUPTED, fail
@@ -150,15 +152,45 @@ def show_click_error(exc: click.ClickException) -> None:
     click.echo(f"dvfs: error: {escape_text(msg)}", err=True)
 
 
+def complete(instruction: str) -> NoReturn:
+    """Answer a shell asking for completions (``instruction``: ``SHELL_complete`` or
+    ``SHELL_source``, click's protocol, answered as click's ``shell_complete`` does),
+    then exit.
+
+    The words typed come back as the shell gave them, bytes that are not UTF-8
+    included (a file so named, half typed: click's strict encoding of the answer
+    ended in an internal error). Nothing is printed on stderr, where it would land in
+    the line being edited: an error offers nothing (``DVFS_DEBUG=1`` shows it).
+    """
+    from click.shell_completion import get_completion_class
+
+    from vfs.cli.completion import use_bash_completion
+
+    use_bash_completion()
+    shell, _, what = instruction.partition("_")
+    kind = get_completion_class(shell)
+    if kind is None or what not in ("complete", "source"):
+        sys.exit(1)
+    try:
+        comp = kind(cli, {}, "dvfs", COMPLETE_VAR)
+        text = comp.source() if what == "source" else f"{comp.complete()}\n"
+        sys.stdout.buffer.write(text.encode(errors="surrogateescape"))
+        sys.stdout.flush()
+    except Exception:
+        if settings.debug():
+            raise
+        sys.exit(1)
+    sys.exit(0)
+
+
 def run() -> None:
     """Parse the command line and run the command; click's own errors become one line.
 
     Every other error is :func:`vfs.cli.main`'s to turn into a line.
     """
-    if os.environ.get(COMPLETE_VAR):  # a shell asking for completions
-        from vfs.cli.completion import use_bash_completion
-
-        use_bash_completion()
+    instruction = os.environ.get(COMPLETE_VAR)
+    if instruction:  # a shell asking for completions
+        complete(instruction)
     try:
         cli.main(prog_name="dvfs", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.exceptions.Exit as exc:
