@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,9 @@ COMPLETE = {
 MOST_REVISIONS = {"log": 1, "diff": 2}
 
 
+MOST_REFS = 1000  # refs offered at one TAB
+
+
 def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     """Branches or tags (for revisions: HEAD, tags, branches and remote branches)
     starting so.
@@ -134,7 +138,7 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     Only names a command can name (:func:`misnamed`): a ref made by hand may hold a
     newline, which would make a second candidate, an escape that would reach the
     terminal, bytes that are not UTF-8, or a space or ``*`` that bash would split or
-    glob as it inserts the name.
+    glob as it inserts the name. At most :data:`MOST_REFS`.
     """
     try:
         refs = Repository.find().refs
@@ -145,7 +149,8 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
         return []
     from click.shell_completion import CompletionItem  # only when completing
 
-    return [CompletionItem(n) for n in names if n.startswith(incomplete) and not misnamed(n)]
+    fit = (n for n in names if n.startswith(incomplete) and not misnamed(n))
+    return [CompletionItem(n) for n in itertools.islice(fit, MOST_REFS)]
 
 
 def complete_in_versions(ctx: click.Context, kind: str, incomplete: str) -> list[CompletionItem]:

@@ -712,10 +712,12 @@ class Refs:
         self._no_linked_folder(["refs", kind])
         base = self.dir / "refs" / kind
         out = []
-        for dirpath, _, files in os.walk(base):
+        start = len(str(base)) + 1  # (os.walk's paths begin with base: no relpath, which
+        for dirpath, _, files in os.walk(base):  # took 3/4 of listing 200,000 tags)
+            folder = dirpath[start:]
             for f in files:
                 if not f.startswith("."):
-                    out.append(os.path.relpath(os.path.join(dirpath, f), base))
+                    out.append(f"{folder}/{f}" if folder else f)
         return sorted(out)
 
     def branches(self) -> dict[str, bytes]:
