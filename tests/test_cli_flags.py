@@ -292,7 +292,7 @@ def test_completion_offers_commands_revisions_and_files(repo: Repo, tmp_path: Pa
     assert completions(repo.root, "bash", "dvfs switch ") == ["plain,fix", "plain,main"]
     assert completions(repo.root, "bash", "dvfs tag -d b") == ["plain,best"]
     assert completions(repo.root, "bash", "dvfs add ") == ["file,"]
-    assert completions(repo.root, "bash", "dvfs checkout v1 ") == ["file,"]
+    assert completions(repo.root, "bash", "dvfs checkout v1 ") == ["plain,f.txt"]  # v1 holds
     assert completions(tmp_path, "bash", "dvfs checkout ") == []  # not in a repository
 
     # The script itself, in a real bash: the completion function fills COMPREPLY.
@@ -522,6 +522,19 @@ def test_completion_offers_at_most_1000_refs(repo: Repo) -> None:
     assert len(completions(repo.root, "bash", "dvfs checkout ")) == 1000
     got = completions(repo.root, "bash", "dvfs checkout team/t109")
     assert got == [f"plain,team/t109{i}" for i in range(10)]
+
+
+def test_completion_of_checkout_paths_offers_what_the_version_holds(repo: Repo) -> None:
+    """`dvfs checkout v1 data/<TAB>` offered the working tree's files only: not the file
+    deleted since v1 that the user means to bring back."""
+    commit_files(repo, {"data/kept.csv": "k", "data/gone.csv": "g"}, "one")
+    repo.ok("rm", "data/gone.csv")
+    repo.ok("commit", "-m", "two")
+    for words in ("dvfs checkout v1 data/", "dvfs pull v1 data/"):
+        got = completions(repo.root, "bash", words)
+        assert got == ["plain,data/gone.csv", "plain,data/kept.csv"], words
+    assert completions(repo.root, "bash", "dvfs checkout v2 data/g") == ["file,data/g"]
+    assert completions(repo.root, "bash", "dvfs checkout nope ") == ["file,"]
 
 
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run

@@ -90,6 +90,10 @@ class NotEmpty(click.ParamType[Any]):
                 return complete_stages(incomplete)
             if kind == "remotes":
                 return complete_remotes(incomplete)
+            if kind == "paths of the revision":  # checkout REV PATH: deleted files too
+                rev = ctx.params.get("rev")
+                held = complete_in_versions(ctx, kind, incomplete) if rev else []
+                return held or [CompletionItem(incomplete, type="file")]
             if kind in ("versions", "version paths"):
                 return complete_in_versions(ctx, kind, incomplete)
             if kind == "own refs":  # branch -d/-D/-m names branches, tag -d tags
@@ -115,6 +119,7 @@ COMPLETE = {
     "branch names": "own refs", "tag names": "own refs",
     "ls target": "versions", "cat target": "versions",
     "ls path": "version paths", "cat path": "version paths",
+    "checkout paths": "paths of the revision", "pull paths": "paths of the revision",
     "targets": "revisions or files",
     "paths": "file",
     "branches": "branches", "switch name": "branches",
@@ -155,12 +160,12 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
 
 def complete_in_versions(ctx: click.Context, kind: str, incomplete: str) -> list[CompletionItem]:
     """For ``ls`` and ``cat``: revisions, and the paths of a version after ``REV:``
-    (``versions``) or after ``REV`` (``version paths``, from the current directory);
-    ``ls`` also takes a directory of HEAD alone."""
+    (``versions``); for them, ``checkout`` and ``pull``: the paths of the version after
+    ``REV`` (from the current directory). ``ls`` also takes a directory of HEAD alone."""
     from vfs.cli.completion import version_paths  # only when completing
 
-    if kind == "version paths":
-        rev = ctx.params.get("target")
+    if kind != "versions":  # the paths after REV (ls, cat: target; checkout, pull: rev)
+        rev = ctx.params.get("target") or ctx.params.get("rev")
         if not rev or ":" in rev:
             return []
         return version_paths(rev, incomplete, "", here=True)
