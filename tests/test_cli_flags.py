@@ -348,12 +348,15 @@ def test_completion_offers_stage_names_where_a_command_takes_stages(repo: Repo) 
 def test_completion_offers_directories_for_mount_points_and_files_for_lineage(
     repo: Repo,
 ) -> None:
-    """`dvfs umount <TAB>` (and status, snapshot, mount, ui, lineage) completed nothing
-    at all, not even the directories a mount point is."""
+    """`dvfs umount <TAB>` (and status, snapshot, mount, ui, lineage, clone, remote add)
+    completed nothing at all, not even the directories a mount point is."""
     for words in ("dvfs umount ", "dvfs status ", "dvfs snapshot ", "dvfs mount ",
                   "dvfs mount . ", "dvfs ui "):  # fmt: skip
         assert completions(repo.root, "bash", words) == ["dir,"], words
     assert completions(repo.root, "bash", "dvfs lineage ") == ["file,"]
+    # a remote's URL may be a directory (`dvfs clone /mnt/nas/cats`)
+    for words in ("dvfs clone ", "dvfs remote add backup "):
+        assert completions(repo.root, "bash", words) == ["dir,"], words
 
 
 def test_completion_offers_files_once_the_revisions_are_given(repo: Repo) -> None:

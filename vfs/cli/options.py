@@ -125,6 +125,7 @@ COMPLETE = {
     "branches": "branches", "switch name": "branches",
     "stages": "stages", "dag stage": "stages", "remove names": "stages",
     "mountpoint": "dir", "mount args": "dir", "ui source": "dir", "lineage path": "file",
+    "clone url": "dir", "add url": "dir",
     "remove name": "remotes", "rename old": "remotes", "default name": "remotes",
     "--remote": "remotes", "--source": "revisions", "mount --branch": "branches",
     "--dep": "file", "--out": "file", "--metrics": "file",
