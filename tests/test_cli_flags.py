@@ -540,6 +540,13 @@ def test_completion_of_checkout_paths_offers_what_the_version_holds(repo: Repo) 
     assert completions(repo.root, "bash", "dvfs checkout nope ") == ["file,"]
 
 
+def test_completion_offers_the_settings_config_knows(repo: Repo) -> None:
+    """`dvfs config <TAB>` offered nothing, not even its one setting."""
+    for words in ("dvfs config ", "dvfs config st", "dvfs config --unset "):
+        assert completions(repo.root, "bash", words) == ["plain,store.max-size"], words
+    assert completions(repo.root, "bash", "dvfs config x") == []
+
+
 # A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
 # through click, in a fresh interpreter each, prints the same.
 _STATUS_DRIVER = """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,6 +22,9 @@ from vfs.cli.output import (
 from vfs.errors import UsageError
 from vfs.ops.store_limit import parse_store_size
 from vfs.quoting import escape_text, quote_given, shell_word
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 @click.command(cls=DvfsCommand, name="fsck")
@@ -376,8 +380,17 @@ def store_prune(
 CONFIG_KEYS = ("store.max-size",)
 
 
+def complete_keys(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """The settings starting so (``dvfs completion``)."""
+    from click.shell_completion import CompletionItem  # only when completing
+
+    return [CompletionItem(k) for k in CONFIG_KEYS if k.startswith(incomplete)]
+
+
 @click.command(cls=DvfsCommand, name="config")
-@click.argument("key", metavar="[KEY", required=False)
+@click.argument("key", metavar="[KEY", required=False, shell_complete=complete_keys)
 @click.argument("value", metavar="[VALUE]]", required=False)
 @click.option("--unset", is_flag=True, help="Remove the setting.")
 def config_cmd(key: str | None, value: str | None, unset: bool) -> None:
