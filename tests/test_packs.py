@@ -384,3 +384,51 @@ def test_an_object_reads_back_whole_while_another_thread_closes_its_pack(
     assert len(list((tmp_path / "objects").glob("pack-*.pack"))) == 100
     assert [fresh.get(hash_bytes(d)) for d in written] == written
     fresh.close()
+
+
+def test_a_pack_that_is_a_fifo_is_named_not_read(repo: Repo, tmp_path: Path) -> None:
+    """A pack replaced by a FIFO, its index file left beside it: every read said only
+    "dvfs: error: Illegal seek" (`fsck` too), the index trusted and the FIFO read. Now
+    it is a damaged pack, as a link in its place is: its objects are not in the store,
+    fsck names it, and putting the pack back mends all."""
+    repo.write("a.bin", os.urandom(10 * KiB))
+    repo.ok("add", "a.bin")
+    repo.commit("one")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    packs = [p for p in pack_files(repo) if p.suffix == ".pack"]
+    for pack in packs:
+        pack.rename(kept / pack.name)
+        os.mkfifo(pack)
+    (repo.root / "a.bin").unlink()
+    assert_error(run(repo.root, "restore", "a.bin"), "not in the local store")
+    problems = fsck_problems(repo)
+    assert any("is not a regular file" in p for p in problems), problems
+    assert not any("Illegal seek" in p for p in problems), problems
+    for pack in packs:
+        pack.unlink()
+        (kept / pack.name).rename(pack)
+    repo.ok("restore", "a.bin")
+    repo.fsck_clean()
+
+
+def test_a_pack_swapped_for_a_fifo_after_it_was_listed_is_named_in_one_line(
+    tmp_path: Path,
+) -> None:
+    from vfs.errors import FormatError
+
+    root = tmp_path / "objects"
+    store = ObjectStore.create(root)
+    oid = store.put(ObjKind.CHUNK, os.urandom(5 * KiB))[0]
+    store.close()
+    fresh = ObjectStore(root)
+    assert fresh.has(oid)
+    (pack,) = root.glob("pack-*.pack")
+    pack.rename(tmp_path / pack.name)
+    os.mkfifo(pack)
+    with pytest.raises(FormatError, match=r"is not a regular file.*run `dvfs fsck`"):
+        fresh.get(oid)
+    fresh.close()
+    pack.unlink()
+    (tmp_path / pack.name).rename(pack)
+    assert ObjectStore(root).get(oid)

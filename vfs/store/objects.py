@@ -78,6 +78,7 @@ from vfs.model.ids import hash_bytes
 from vfs.store.compression import Compression, compress, compress_many, decode_payload
 from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.store.pack_files import (
+    AWAY,
     LINKED_PACK,
     READ_FLAGS,
     Descriptors,
@@ -227,8 +228,8 @@ class ObjectStore:
                     continue
                 pack = self.root / name
                 idx = pack.with_suffix(".idx")
-                if os.path.islink(pack):  # no pack is read through a link: damaged
-                    self._known.add(pack.name)
+                if not _regular(pack):  # no pack is read through a link, or from a FIFO
+                    self._known.add(pack.name)  # or device: damaged, named by fsck
                     self._unreadable.append(pack)
                     continue
                 try:
@@ -1198,12 +1199,27 @@ class ObjectStore:
             os.close(fd)
 
 
-def _open_pack(path: Path) -> int:
-    """Pack ``path`` opened for reading (``READ_FLAGS``); FormatError if it is a link."""
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link, FIFO, device or folder); True if
+    it is gone (removed since it was listed: the reader finds it gone)."""
     try:
-        return os.open(path, READ_FLAGS)
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _open_pack(path: Path) -> int:
+    """Pack ``path`` opened for reading (``READ_FLAGS``); FormatError if it is a link,
+    or not a regular file (a FIFO or a device put in a pack's place: reading it would
+    fail with "Illegal seek", or block)."""
+    try:
+        fd = os.open(path, READ_FLAGS)
     except OSError as exc:
         raise _linked(exc, path) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FormatError(f"pack {path.name} is not a regular file: {AWAY}; then run `dvfs fsck`")
+    return fd
 
 
 def _linked(exc: OSError, path: Path) -> OSError | FormatError:
