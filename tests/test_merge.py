@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.api import SMALL_CHUNKS
 from tests.support.cli import (
     Repo,
     RepoFactory,
@@ -24,11 +25,13 @@ from tests.support.cli import (
     switch_in_process,
     warnings_of,
 )
+from tests.support.data import rand
 from tests.support.remote import (  # noqa: F401 (fixtures)
     Remote,
     dir_remote_fixture,
     remote_fixture,
 )
+from tests.test_checkout_ahead import forge_digest
 from tests.test_faults import flip_back, flip_byte_of
 from vfs.ops import merge as merge_ops
 from vfs.repo.repository import Repository
@@ -266,6 +269,50 @@ def test_a_repro_during_a_merge_settles_what_it_made(repo: Repo) -> None:
     assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True] * 3
     repo.ok("commit")  # as repro's line says
     assert repo.read("m.txt") == b"lr: 2\n" and "1 fresh" in repo.ok("repro").out
+    repo.fsck_clean()
+
+
+def test_a_pipeline_file_whose_bytes_are_not_its_digest_is_not_merged_by_stage(
+    tmp_path: Path,
+) -> None:
+    """A dvfs.yaml of several chunks that theirs' version records under a digest its
+    bytes do not have (a forged record an older dvfs fetched) was merged stage by
+    stage: its chunks were joined unchecked, and the merge version took its stages
+    under a digest of its own. It stays a conflict, as a side that cannot be read
+    does, and taking theirs names the file."""
+
+    def stage(name: str) -> str:
+        return f"  {name}:\n    cmd: echo {name} > {name}.txt\n    outs: [{name}.txt]\n"
+
+    Repository.init(tmp_path, chunker=SMALL_CHUNKS).close()  # (dvfs.yaml: 1 MiB at most)
+    repo = Repo(tmp_path)
+    note = f"# {rand(100_000, seed=3).hex()}\n"  # several chunks
+    repo.write("dvfs.yaml", "stages:\n" + stage("a"))
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
+    switch_in_process(repo, "other", create=True)
+    repo.write("dvfs.yaml", note + "stages:\n" + stage("a") + stage("b"))
+    add_in_process(repo, ".")
+    commit_in_process(repo, "other")
+    switch_in_process(repo, "main")
+    repo.write("dvfs.yaml", "stages:\n" + stage("a") + stage("c"))
+    add_in_process(repo, ".")
+    commit_in_process(repo, "main")
+    r = Repository(repo.root)
+    other = r.history.resolve("other")
+    r.refs.update("refs/tags/lie", forge_digest(r, other, b"dvfs.yaml", bytes(32)), None)
+
+    got = repo.run("merge", "lie")
+    assert got.code == 1, str(got)
+    assert [c["path"] for c in repo.status()["merging"]["conflicts"]] == ["dvfs.yaml"]
+    assert repo.read("dvfs.yaml") == ("stages:\n" + stage("a") + stage("c")).encode()
+    assert_error(
+        repo.run("restore", "--theirs", "dvfs.yaml"), "dvfs.yaml", "the digest the version records"
+    )
+    repo.ok("merge", "--abort")
+    assert repo.json("merge", "other", "--json")["outcome"] == "merged"  # the true one
+    assert list(yaml.safe_load(repo.read("dvfs.yaml"))["stages"]) == ["a", "c", "b"]
+    repo.ok("tag", "-d", "lie")
     repo.fsck_clean()
 
 

@@ -73,6 +73,7 @@ from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.repo.stage import not_checked_out, same_mode
 from vfs.store.objects import ObjKind
+from vfs.store.reader import read_whole
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
@@ -202,8 +203,9 @@ def _merge_pipeline_files(
     """The conflicts left once ``dvfs.yaml`` and ``dvfs.runs`` changed on both sides are
     merged stage by stage (``vfs.pipeline.merge3``); ``merged`` takes their entries,
     the merged bytes stored. A file either side deleted, or one not read (its data
-    not here), stays a conflict. ``side`` (``--ours``/``--theirs``): a stage both
-    sides changed takes that side's, the other stages merged all the same."""
+    not here, or its bytes not the digest its version records), stays a conflict.
+    ``side`` (``--ours``/``--theirs``): a stage both sides changed takes that side's,
+    the other stages merged all the same."""
     if not any(p in PIPELINE_FILES for p in clashing):
         return clashing
     left = []
@@ -232,7 +234,7 @@ def _pipeline_merged(
 ) -> bytes | None:  # fmt: skip
     """``dvfs.yaml`` or ``dvfs.runs`` (``p``) merged stage by stage, or None where it stays
     a conflict (another path, a side that deleted it or holds no file, a stage both
-    sides changed without ``side``, its data not here)."""
+    sides changed without ``side``, its data not here or not its digest)."""
     from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
 
     how = dict(zip(PIPELINE_FILES, (merge_spec, merge_runs), strict=True)).get(p)
@@ -244,17 +246,19 @@ def _pipeline_merged(
         return None
     try:
         return how(
-            None if b is None else _content(repo, b), _content(repo, o), _content(repo, t), side
-        )
+            None if b is None else _content(repo, p, b), _content(repo, p, o),
+            _content(repo, p, t), side,
+        )  # fmt: skip
     except DvfsError:
         return None
 
 
-def _content(repo: Repository, e: Entry) -> bytes:
-    """A pipeline file's bytes (bounded: spec and runs files are at most tens of MiB)."""
+def _content(repo: Repository, p: bytes, e: Entry) -> bytes:
+    """A pipeline file's bytes (bounded: spec and runs files are at most tens of MiB);
+    FormatError if they are not the digest its version records (a forged record)."""
     if e.size > 64 << 20:
         raise DvfsError("too large to merge")
-    return b"".join(repo.store.get(c.oid) for c in e.chunks)
+    return read_whole(quoted(p), e.chunks, e.digest, repo.store.get)
 
 
 def merge(

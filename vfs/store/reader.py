@@ -10,7 +10,8 @@ stays bounded whatever the file's size. Given the file's digest, the chunks read
 order from the first are hashed on the way (no second read), and the read that
 reaches the last fails if they do not make that digest: a forged or damaged version
 may name whole chunks under a digest their bytes do not have. A file of one chunk or
-none has the digest decoding checked (``vfs.model.codec``).
+none has the digest decoding checked (``vfs.model.codec``). :func:`read_whole` joins a
+small file's chunks in memory, checking its digest the same way.
 
 :class:`ChunkedFile` is a raw stream (``io.RawIOBase``); :func:`open_chunks` wraps it
 as Python's ``open()`` would: an ``io.BufferedReader`` for ``"rb"`` (:class:`Reader`,
@@ -33,7 +34,7 @@ from typing import IO, Any, SupportsIndex
 from vfs.errors import FormatError
 from vfs.model.chunking import MAX_SIZE_RANGE
 from vfs.model.codec import ChunkRef
-from vfs.model.ids import hasher
+from vfs.model.ids import hash_bytes, hasher
 
 CACHE_BYTES = 32 * 1024 * 1024
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
@@ -59,6 +60,22 @@ def _digests() -> ThreadPoolExecutor:
         if not _DIGESTS:
             _DIGESTS.append(ThreadPoolExecutor(1, "dvfs-digest"))
         return _DIGESTS[0]
+
+
+def read_whole(
+    name: str, chunks: Sequence[ChunkRef], digest: bytes, get: Callable[[bytes], bytes]
+) -> bytes:
+    """The bytes of a file of ``chunks`` (one small enough to be held whole), each chunk
+    read by ``get`` (verified against its id), checked against the file's ``digest``
+    once joined (no chunk is read twice): FormatError naming ``name`` if they do not
+    make it (a forged or damaged record)."""
+    data = b"".join(get(c.oid) for c in chunks)
+    if len(chunks) > 1 and (got := hash_bytes(data)) != digest:
+        raise FormatError(
+            f"{name}: its bytes hash to {got.hex()[:12]}, not to {digest.hex()[:12]}, the "
+            "digest the version records for it (a forged or damaged record)"
+        )
+    return data
 
 
 class ChunkedFile(io.RawIOBase):
