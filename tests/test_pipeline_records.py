@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.api import SMALL_CHUNKS
+from tests.test_checkout_ahead import forge_digest
 from vfs.errors import FormatError, ReservedName
 from vfs.model.codec import Kind
 from vfs.model.ids import hash_bytes
@@ -32,7 +34,7 @@ from vfs.ops import workflow
 from vfs.ops.commit import commit
 from vfs.pipeline import runs
 from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
-from vfs.pipeline.record import describe, version_pipeline
+from vfs.pipeline.record import describe, read_runs, version_pipeline
 from vfs.pipeline.workspace import TreeState, Workspace
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
@@ -272,6 +274,27 @@ def test_a_broken_runs_file_records_nothing_but_the_version(tmp_path: Path) -> N
     assert version_pipeline(repo.history, v.tree, None, warned.append) == ()
     assert warned and "no lineage recorded" in warned[0]
     assert os.path.exists(repo.root / "dvfs.runs")
+
+
+def test_a_runs_file_whose_bytes_are_not_its_digest_records_nothing(tmp_path: Path) -> None:
+    """A dvfs.runs of several chunks that a version records under a digest its bytes
+    do not have (a forged record an older dvfs fetched) was read as if it were that
+    file: its chunks were joined unchecked, and a version made of that tree recorded
+    the lineage they held. It is refused as a file that cannot be read is."""
+    repo = Repository.init(tmp_path / "r", chunker=SMALL_CHUNKS)
+    files = {"metrics.json": b'{"acc": 1}'}
+    good = stage(deps=(), params=(), outs=((b"metrics.json", hash_bytes(b'{"acc": 1}')),))
+    text = runs.dump({"train": good}) + b"# " + b"-" * 200_000 + b"\n"  # several chunks
+    oid = _commit_tree(repo, files, text)
+    hist = repo.history
+    assert [s.name for s in hist.version(oid).pipeline] == ["train"]
+    lie = hist.version(forge_digest(repo, oid, b"dvfs.runs", bytes(32))).tree
+    with pytest.raises(FormatError, match=r"dvfs.runs: its bytes hash to .*, not to 000000"):
+        read_runs(hist, lie)
+    warned: list[str] = []
+    assert version_pipeline(hist, lie, None, warned.append) == ()
+    assert len(warned) == 1 and "not to 000000000000, the digest the version" in warned[0]
+    assert "no lineage recorded" in warned[0]
 
 
 def test_tree_state_forgets_exactly_the_paths_at_above_and_below_a_change(

@@ -8,22 +8,27 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.api import SMALL_CHUNKS
 from tests.support.cli import (
     Repo,
     assert_error,
+    commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
+from tests.test_checkout_ahead import forge_digest
 from vfs.model.params import FloatText, TomlDate, from_record, to_record
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
+from vfs.repo.repository import Repository
 
 YAML = b"# training\ntrain:\n  lr: 0.01  # rate\n  layers: [1, 2]\nopt: adam\n"
 TOML = b'# config\ntitle = "x # not a comment"\n[train]\nlr = 0.01 # rate\n[model.net]\ndepth = 3\n'
@@ -447,6 +452,32 @@ def test_a_version_s_metrics_file_too_large_to_read_is_named_as_the_working_tree
         assert r.code == 1, r
         assert "v1: m.json cannot be read (larger than 1048576 bytes)" in r.err, r
         assert "no metrics (a stage" not in r.out
+    repo.fsck_clean()
+
+
+def test_a_version_s_metrics_file_whose_bytes_are_not_its_digest_is_named(
+    tmp_path: Path,
+) -> None:
+    """A metrics file of several chunks that a version records under a digest its bytes
+    do not have (a forged record an older dvfs fetched) was shown as that version's
+    metrics: its chunks were joined unchecked. It is named as a file that cannot be
+    read is, and its metrics are not shown."""
+    Repository.init(tmp_path, chunker=SMALL_CHUNKS).close()
+    repo = Repo(tmp_path)
+    repo.write("src.json", '{"acc": 0.9' + " " * 200_000 + "}")  # several chunks
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    commit_in_process(repo, "one")
+    r = Repository(repo.root)
+    head = r.history.head_id()
+    assert head is not None
+    r.refs.update("refs/tags/lie", forge_digest(r, head, b"m.json", bytes(32)), None)
+    assert repo.json("metrics", "show", "v1", "--json") == {"v1": {"m.json": {"acc": 0.9}}}
+    got = repo.run("metrics", "show", "lie", "--json")
+    assert got.code == 1, got
+    assert "acc" not in got.out
+    assert "v2: m.json: its bytes hash to " in got.err, got
+    assert "the digest the version records for it" in got.err
+    repo.ok("tag", "-d", "lie")
     repo.fsck_clean()
 
 

@@ -28,6 +28,7 @@ from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.runs import MAX_FILE, parse
 from vfs.repo.gitlink import RUNS_FILE
 from vfs.repo.history import History
+from vfs.store.reader import read_whole
 
 Warn = Callable[[str], None]
 
@@ -37,13 +38,14 @@ def _quiet(_: str) -> None:
 
 
 def read_runs(hist: History, tree: bytes) -> dict[str, StageRecord] | None:
-    """The runs of ``tree``'s ``dvfs.runs``; None if it has none. DvfsError if unreadable."""
+    """The runs of ``tree``'s ``dvfs.runs``; None if it has none. DvfsError if unreadable
+    (FormatError if its bytes are not the digest the tree records for it)."""
     e = hist.lookup(tree, RUNS_FILE.encode())
     if e is None or e.kind != Kind.FILE:
         return None
     if e.size > MAX_FILE:
         raise DvfsError(f"{RUNS_FILE} is larger than {MAX_FILE >> 20} MiB")
-    data = b"".join(hist.store.get(c.oid) for c in e.chunks)
+    data = read_whole(RUNS_FILE, e.chunks, e.digest, hist.store.get)
     return parse(data, RUNS_FILE)
 
 

@@ -40,6 +40,7 @@ from vfs.quoting import escape_text, finite, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
+from vfs.store.reader import read_whole
 
 EXP_PREFIX = "exp/"
 # A version's metrics are read from at most VERSION_FILES files and VERSION_VALUES
@@ -182,7 +183,8 @@ def _read_tree_file(
 ) -> bytes | None:
     """The bytes of file ``path`` of a version's tree (None if absent), its chunks read
     by ``get`` (default: the history's store); DvfsError, said as the working tree's
-    would be, if it is not a file or is too large to be read."""
+    would be, if it is not a file or is too large to be read (FormatError if its bytes
+    are not the digest the tree records for it)."""
     e = hist.lookup(tree, path)
     if e is None:
         return None
@@ -192,7 +194,7 @@ def _read_tree_file(
     if e.size > values.MAX_FILE:
         raise DvfsError(f"{quote_name(path)} cannot be read (larger than {values.MAX_FILE} bytes)")
     get = hist.store.get if get is None else get
-    return b"".join(get(c.oid) for c in e.chunks)
+    return read_whole(quote_name(path), e.chunks, e.digest, get)
 
 
 def metrics_files(hist: History, oids: Iterable[bytes]) -> list[tuple[bytes, Entry]]:
