@@ -214,6 +214,38 @@ def test_a_download_whose_bytes_are_not_the_files_digest_is_cut_short(tmp_path: 
     r.fsck_clean()
 
 
+def test_a_table_whose_bytes_are_not_the_files_digest_is_not_previewed(tmp_path: Path) -> None:
+    """A version whose CSV of several chunks claims the digest of another table (a
+    forged record; each chunk is its id): its preview showed its rows, and kept its copy
+    under that digest, so the true table's preview showed them too. The preview fails
+    with one line naming the file, and keeps nothing; the true table shows its rows."""
+    r = init_repo(tmp_path / "lie")
+    a = "id,city\n" + "".join(f"{i},paris\n" for i in range(300_000))
+    b = "id,city\n" + "".join(f"{i},lima\n" for i in range(300_000))
+    commit_files(r, {"a.csv": a, "b.csv": b}, "base")
+    store = Repository(r.root)
+    head = store.history.head_id()
+    assert head is not None
+    true = store.history.lookup(store.history.version(head).tree, b"a.csv")
+    assert true is not None and len(true.chunks) > 1
+    store.refs.update("refs/tags/lie", forge_digest(store, head, b"b.csv", true.digest), None)
+    store.close()
+    with serving(r.root) as s:
+        lie = get(f"{s.base}api/preview?rev=lie&path=b.csv&limit=1")
+        assert lie.status == 500, lie.body[:500]
+        error = lie.json()["error"]
+        assert "b.csv of v2: its bytes hash to" in error, error
+        assert error.endswith(
+            "the digest the version records for it (a forged or damaged record): not previewed"
+        )
+        shown = api(s, "preview", rev="v1", path="a.csv", limit=1)
+        assert shown["kind"] == "table" and shown["rows"] == [[0, "paris"]]
+        assert api(s, "preview", rev="v1", path="b.csv", limit=1)["rows"] == [[0, "lima"]]
+    assert "Traceback" not in s.stderr, s.stderr
+    r.ok("tag", "-d", "lie")
+    r.fsck_clean()
+
+
 def test_diff_is_the_cli_diff_paginated(server: Server, repo: Repo) -> None:
     cli = repo.json("diff", "v1", "v2", "--json")
     d = api(server, "diff", old="v1", new="v2")

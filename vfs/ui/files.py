@@ -110,13 +110,15 @@ def opened(get: Getter, f: FileRef) -> Iterator[bytes]:
     return iter(()) if first is None else itertools.chain([first], pieces)
 
 
-def whole(f: FileRef, pieces: Iterator[bytes]) -> Iterator[bytes]:
+def whole(
+    f: FileRef, pieces: Iterator[bytes], then: str = "its last chunk was not sent"
+) -> Iterator[bytes]:
     """``pieces``, the chunks of ``f`` in order, the last held back until they are
     known to make the digest its version records: FormatError instead of it if they
-    do not (a forged or damaged record; a file of one chunk or none has the digest
-    decoding checked, ``vfs.model.codec``). Each chunk is taken into the digest on a
-    thread of its own (BLAKE3 lets the GIL go) while the next is read, as ``dvfs cat``
-    does (``vfs.ops.browse.cat``)."""
+    do not, its message ending with ``then`` (a forged or damaged record; a file of one
+    chunk or none has the digest decoding checked, ``vfs.model.codec``). Each chunk is
+    taken into the digest on a thread of its own (BLAKE3 lets the GIL go) while the
+    next is read, as ``dvfs cat`` does (``vfs.ops.browse.cat``)."""
     count = len(f.entry.chunks) if f.entry.kind == Kind.FILE else 0
     if count < 2:
         yield from pieces
@@ -134,8 +136,7 @@ def whole(f: FileRef, pieces: Iterator[bytes]) -> Iterator[bytes]:
                     raise FormatError(
                         f"{show(f.path)} of {f.version}: its bytes hash to "
                         f"{digest.hexdigest()[:12]}, not to {f.entry.digest.hex()[:12]}, the "
-                        "digest the version records for it (a forged or damaged record): "
-                        "its last chunk was not sent"
+                        f"digest the version records for it (a forged or damaged record): {then}"
                     )
             yield piece
 
@@ -243,14 +244,17 @@ def _table(
     repo: Repository, get: Getter, f: FileRef, offset: int, limit: int,
     tables: TablePreviews | None, column_offset: int = 0, count: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
+    """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``),
+    which keeps its copy by its digest: FormatError, nothing kept, if its bytes are not
+    the digest its version records (:func:`whole`)."""
     fmt = format_of(f.path)
     assert fmt is not None and TablePreviews is not None
     suffix = os.path.splitext(show(f.path))[1].lower()
     own = tables is None
     use = TablePreviews(repo.dir) if tables is None else tables
     try:
-        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit,
+        content = whole(f, chunks(get, f), "not previewed")
+        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, content, offset, limit,
                         column_offset, name=f"{quote_name(f.path)} in {f.version}",
                         count=count)  # fmt: skip
     finally:
