@@ -1098,6 +1098,40 @@ def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path:
     r.fsck_clean()
 
 
+def test_a_step_history_whose_bytes_are_not_its_digest_is_not_plotted(tmp_path: Path) -> None:
+    """A version whose per-step history of several chunks claims a digest its bytes do
+    not have (a forged record; each chunk is its id): /api/steps plotted its rows as
+    that version's. It fails with one line naming the file, as one whose chunks cannot
+    be read does; the true version's history is plotted."""
+    r = init_repo(tmp_path / "lie")
+    script = (
+        "import json; json.dump({'acc': 1}, open('metrics.json', 'w'))\n"
+        "with open('metrics.steps.jsonl', 'w') as f:\n"
+        "    for i in range(100_000): f.write(json.dumps({'step': i, 'acc': i / 7}) + '\\n')\n"
+    )
+    r.write("make.py", script)
+    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit("steps")
+    store = Repository(r.root)
+    head = store.history.head_id()
+    assert head is not None
+    lie = forge_digest(store, head, b"metrics.steps.jsonl", bytes(32))
+    store.refs.update("refs/tags/lie", lie, None)
+    store.close()
+    with serving(r.root) as s:
+        got = get(f"{s.base}api/steps?rev=lie&limit=1")
+        assert got.status == 500, got.body[:500]
+        error = got.json()["error"]
+        assert "metrics.steps.jsonl of v2: its bytes hash to" in error, error
+        assert error.endswith("(a forged or damaged record): not plotted"), error
+        [f] = api(s, "steps", rev="v1", limit=1)["files"]
+        assert f["total"] == 100_000 and f["rows"] == [{"step": 99_999, "acc": 99_999 / 7}]
+    assert "Traceback" not in s.stderr, s.stderr
+    r.ok("tag", "-d", "lie")
+    r.fsck_clean()
+
+
 def test_steps_of_a_version_naming_many_histories_reads_a_bounded_few(tmp_path: Path) -> None:
     """A version whose pipeline names 40 metrics files, each with a history of the same
     chunks (nothing to its maker), had /api/steps read and answer every one: a forged

@@ -43,7 +43,7 @@ from vfs.repo.repository import Repository
 from vfs.tracking import history_name
 from vfs.ui.arguments import BadPath, page
 from vfs.ui.fetch import Fetcher
-from vfs.ui.files import FileRef, Getter, Need, chunks
+from vfs.ui.files import FileRef, Getter, Need, chunks, whole
 from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
@@ -468,7 +468,8 @@ def steps(
     ``STEPS_FILES`` files, ``more`` counting the metrics files left out: a forged
     version may name thousands, each with a history of the same chunks, which would
     cost its maker nothing and this server hours. ``need`` (a repository's) downloads
-    a history file the store lacks first."""
+    a history file the store lacks first. A history whose bytes are not the digest its
+    version records fails the answer (FormatError), as one that cannot be read does."""
     if (offset is not None and offset < 0) or limit < 1:
         raise UsageError("offset must be 0 or more and limit 1 or more")
     limit = min(limit, STEPS_PAGE_MAX)
@@ -507,7 +508,7 @@ def steps(
             f = FileRef(hist.label(oid), oid, steps_path, e)
             if need is not None:
                 need(f, None)
-            text = b"".join(chunks(get, f))
+            text = b"".join(whole(f, chunks(get, f), "not plotted"))
             got = _step_rows(text)
             total = len(got["rows"])
             start = max(0, total - limit) if offset is None else offset
