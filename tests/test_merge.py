@@ -316,6 +316,62 @@ def test_a_pipeline_file_whose_bytes_are_not_its_digest_is_not_merged_by_stage(
     repo.fsck_clean()
 
 
+def test_a_file_whose_bytes_are_not_its_digest_is_named_by_the_merge(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """Theirs' file of several chunks recorded under a digest its bytes do not have (a
+    forged record; each chunk its id): the merge said "1 file not checked out (data
+    unavailable)" and exited 0, `pull --merge` said nothing of it, and a fast-forward
+    said "0 written, 0 deleted" and exited 0 while ours' copy of the file left the
+    working tree. Each names the file and why, as checkout does, and exits 1."""
+    repo = make_repo("three-way")
+    commit_files(repo, {"a.txt": "a", "big.bin": rand(3 << 20, seed=1)}, "base")
+    repo.ok("switch", "-c", "other")
+    commit_files(repo, {"big.bin": rand(3 << 20, seed=2)}, "other")
+    repo.ok("switch", "main")
+    commit_files(repo, {"a.txt": "a2"}, "main")
+    r = Repository(repo.root)
+    r.refs.update("refs/tags/lie", forge_digest(r, r.history.resolve("other"), b"big.bin",
+                                                bytes(32)), None)  # fmt: skip
+    got = repo.run("merge", "lie")
+    assert "v3" in got.out and "merged lie" in got.out and "data unavailable" not in got.out
+    assert_error(got, "could not restore big.bin", "the digest the version records for it",
+                 "it is not checked out")  # fmt: skip
+    assert repo.json("merge", "--json", "lie")["outcome"] == "up to date"
+    repo.ok("tag", "-d", "lie")
+    repo.fsck_clean()
+
+    repo = make_repo("fast-forward")
+    commit_files(repo, {"a.txt": "a", "big.bin": rand(3 << 20, seed=1)}, "base")
+    r = Repository(repo.root)
+    r.refs.update("refs/tags/lie", forge_digest(r, r.history.resolve("main"), b"big.bin",
+                                                bytes(32)), None)  # fmt: skip
+    got = repo.run("merge", "lie")
+    assert got.out.startswith("fast-forward to v2"), got
+    assert_error(got, "could not restore big.bin", "the digest the version records for it",
+                 "it is not checked out")  # fmt: skip
+    assert not (repo.root / "big.bin").exists()
+    repo.ok("tag", "-d", "lie")
+    repo.fsck_clean()
+
+    a = make_repo("a")
+    commit_files(a, {"a.txt": "a", "big.bin": rand(3 << 20, seed=1)}, "base")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(tmp_path, "b")
+    commit_files(a, {"big.bin": rand(3 << 20, seed=2)}, "other")
+    r = Repository(a.root)
+    head = r.history.resolve("main")
+    r.refs.update("refs/heads/main", forge_digest(r, head, b"big.bin", bytes(32)), head)
+    a.ok("push")
+    commit_files(b, {"a.txt": "a2"}, "b")
+    got = b.run("pull", "--merge")
+    assert "merged origin/main: v3" in got.out, got
+    assert_error(got, "could not restore big.bin", "the digest the version records for it",
+                 "it is not checked out")  # fmt: skip
+    b.fsck_clean()
+
+
 def test_pipeline_texts_merge_by_stage_and_only_into_a_pipeline_that_reads() -> None:
     """merge3 on the texts: a stage added on each side (the file new on both), one
     deleted by theirs, and the merges that must stay conflicts: one output made by two

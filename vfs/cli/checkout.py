@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -21,7 +22,7 @@ from vfs.cli.options import (
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
 from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
 from vfs.cli.targets import DASHDASH
-from vfs.errors import RevisionNotFound, UsageError
+from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.ops import checkout, merging
 from vfs.ops.restore import restore as restore_paths
 from vfs.quoting import escape_text
@@ -419,22 +420,32 @@ def merge_cmd(
                             "ours_instead": instead_json(moved.get((c.path, "ours"))),
                             "theirs_instead": instead_json(moved.get((c.path, "theirs")))}
                            for c in m.conflicts],
-             "not_checked_out": [show(p) for p in m.not_checked_out]}
+             "not_checked_out": [show(p) for p in m.not_checked_out],
+             "failed": {show(p): str(exc) for p, exc in sorted(m.failed.items())}}
         )  # fmt: skip
+        merge_failures(m.failed, m.label, conflicts=bool(m.conflicts))
         if m.conflicts:
             sys.exit(1)
         return
     if m.outcome == "up to date":
         click.echo(f"already up to date: {quoted(rev)} is in {quoted(m.label)}")
         return
+    if len(m.failed) > 1 and not m.conflicts:
+        for p, exc in sorted(m.failed.items()):
+            click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
     done = f"{m.written} written, {m.deleted} deleted"
-    if m.not_checked_out:
-        done += f", {count(len(m.not_checked_out), 'file')} not checked out (data unavailable)"
+    unavailable = [p for p in m.not_checked_out if p not in m.failed]
+    if unavailable:
+        done += f", {count(len(unavailable), 'file')} not checked out (data unavailable)"
+    if m.failed:
+        done += f", {len(m.failed)} not checked out"
     if m.outcome == "fast-forward":
         click.echo(f"fast-forward to {quoted(m.label)} {m.oid.hex()[:10]}: {done}")
+        merge_failures(m.failed, m.label, conflicts=False, listed=True)
         return
     if m.outcome == "merged":
         click.echo(f"{quoted(m.label)} {m.oid.hex()[:10]}: merged {quoted(rev)}; {done}")
+        merge_failures(m.failed, m.label, conflicts=False, listed=True)
         return
     n = len(m.conflicts)
     click.echo(f"merging {quoted(rev)}: {done}; {count(n, 'conflict')} (changed on both sides):")
@@ -449,4 +460,18 @@ def merge_cmd(
         "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "
         "it and `dvfs add PATH`), then `dvfs commit`; `dvfs merge --abort` gives up."
     )
+    merge_failures(m.failed, m.label, conflicts=True)
     sys.exit(1)
+
+
+def merge_failures(
+    failed: Mapping[bytes, DvfsError], label: str, *, conflicts: bool, listed: bool = False
+) -> None:
+    """The files a merge took that could not be restored (they are not checked out,
+    the merge's entry for them kept): said as a checkout says them, and exit 1; while
+    conflicts stop the merge, warned of (the conflicts' exit follows)."""
+    if conflicts:
+        for p, exc in sorted(failed.items()):
+            warn(f"could not restore {quoted(p)}: {exc}; it is not checked out")
+        return
+    checkout_failures(checkout.CheckoutReport(label, None, failed=dict(failed)), listed=listed)

@@ -431,9 +431,10 @@ def pull(
     """
     if do_merge and (rev or paths):
         raise UsageError("--merge merges the remote's branch: give no REV or PATH")
-    from vfs.cli.checkout import checkout_failures, checkout_json, report_checkout
+    from vfs.cli.checkout import checkout_failures, checkout_json, merge_failures, report_checkout
     from vfs.ops import gitclone, sync
     from vfs.remote import config as remotes
+    from vfs.worktree.scan import show
 
     try:
         repo = repo_here()
@@ -459,10 +460,12 @@ def pull(
         emit_json(
             {"message": r.message or None, "transfer": dataclasses.asdict(r.transfer),
              "checkout": checkout_json(r.checkout) if r.checkout is not None else None,
-             "conflicts": r.conflicts}
+             "conflicts": r.conflicts,
+             "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())}}
         )  # fmt: skip
         if r.checkout is not None:
             checkout_failures(r.checkout)
+        merge_failures(r.failed, "", conflicts=bool(r.conflicts))
         if r.conflicts:
             sys.exit(1)
         return
@@ -471,6 +474,7 @@ def pull(
     click.echo(transfer_line("downloaded", r.transfer))
     if r.checkout is not None:
         report_checkout(r.checkout)
+    merge_failures(r.failed, "", conflicts=bool(r.conflicts))
     if r.conflicts:  # a merge that stopped: the last word, what to do now
         if r.message:
             click.echo(escape_text(r.message))

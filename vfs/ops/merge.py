@@ -93,7 +93,8 @@ class MergeReport:
     fetched: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     renamed: merging.Renames = field(default_factory=dict)  # (merging.renamed)
-    not_checked_out: list[bytes] = field(default_factory=list)  # theirs' data unavailable
+    not_checked_out: list[bytes] = field(default_factory=list)  # data unavailable, or failed
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
     checkout: co.CheckoutReport | None = None  # a fast-forward's
 
 
@@ -344,6 +345,7 @@ def merge(
     report = co.fast_forward(repo, branch, ours, theirs, workers, offline=offline, merging_rev=rev)
     out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)
     out.written, out.deleted, out.fetched = report.written, report.deleted, report.fetched
+    out.failed = report.failed
     return out
 
 
@@ -487,6 +489,7 @@ def _merge_locked(
     for p, e in absent.items():
         index.entries[p] = not_checked_out(e)
     report.not_checked_out = lost
+    report.failed = failed
     index.head = None
     index.save()
     merging.save(repo.dir, dataclasses.replace(state, ready=True))

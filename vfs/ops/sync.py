@@ -843,6 +843,7 @@ class PullResult:
     checkout: co.CheckoutReport | None
     message: str
     conflicts: int = 0  # a merge (``merge=True``) stopped on this many conflicts
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # a merge's, not restored
 
 
 def _is_path_of(repo: Repository, version: bytes, arg: str) -> bool:
@@ -964,7 +965,7 @@ def pull(
         if merge:
             done = merging.merge(repo, f"{spec.name}/{branch}", workers)
             said = merge_message(done, f"{spec.name}/{branch}")
-            return PullResult(got.transfer, None, said, len(done.conflicts))
+            return PullResult(got.transfer, None, said, len(done.conflicts), done.failed)
         raise UsageError(
             f"{_diverged(hist, spec, branch, local, target)}: {branch} was left as it is; "
             f"`dvfs pull --merge` merges {spec.name}/{branch} into it"
