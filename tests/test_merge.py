@@ -945,6 +945,52 @@ def test_a_side_written_over_a_file_against_a_directory_can_be_taken_back(repo: 
     repo.fsck_clean()
 
 
+def directory_against_file(repo: Repo) -> None:
+    """main holds a directory x of x/f (changed since the base), branch other a file x."""
+    repo.write("x/f", "f")
+    repo.write("k", "k")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
+    switch_in_process(repo, "other", create=True)
+    shutil.rmtree(repo.root / "x")
+    repo.write("x", "a file")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "a file")
+    switch_in_process(repo, "main")
+    repo.write("x/f", "f from main")
+    add_in_process(repo, "x")
+    commit_in_process(repo, "a directory")
+
+
+def test_a_side_file_is_written_over_a_directory_of_the_other_with_worktree(repo: Repo) -> None:
+    """Ours a directory x/f, theirs a file x: `restore --theirs --worktree x` was refused,
+    "x is a directory of tracked files where restore writes a file, and restore never
+    deletes a file: `dvfs rm -r` it first", though `restore --theirs x` wrote it, and
+    the other orientation (ours the file) writes theirs' directory with --worktree.
+    The directory's files holding what is staged are replaced now; one edited since,
+    or another file there, is kept and named."""
+    directory_against_file(repo)
+    assert repo.run("merge", "other").code == 1
+    assert conflicts_left(repo) == ["x", "x/f"]
+    repo.ok("restore", "--theirs", "--worktree", "x")
+    assert repo.read("x") == b"a file" and conflicts_left(repo) == ["x", "x/f"]
+    repo.ok("restore", "--ours", "--worktree", "x")
+    assert repo.read("x/f") == b"f from main"
+    repo.write("x/f", "edited")
+    repo.fail("restore", "--theirs", "-W", "x", fragments=("x/f changed since staged",))
+    repo.write("x/f", "f from main")
+    repo.write("x/new", "mine")
+    repo.fail("restore", "--theirs", "-W", "x", fragments=("x is a directory holding untracked",))
+    assert repo.read("x/new") == b"mine" and repo.read("x/f") == b"f from main"
+    (repo.root / "x" / "new").unlink()
+    repo.ok("restore", "--theirs", "-W", "x")
+    repo.ok("add", "x")
+    assert conflicts_left(repo) == []
+    repo.commit("took the file")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    repo.fsck_clean()
+
+
 def test_a_file_against_a_directory_is_settled_path_by_path_from_below(repo: Repo) -> None:
     """`restore --theirs x/f` first (ours a file x, theirs a directory x) staged x/f
     beside the file x; `restore --theirs x` was then refused ("x changed since

@@ -90,7 +90,9 @@ def restore(
     not settled: ``vfs.ops.merge.resolve``). ``sides``: paths the index does not
     track and what each may hold (a merge's conflicts, and the files its sides have
     there): a working file there holding one of them is replaced where it stands in
-    the way, as a tracked one unchanged is (its content is in a version).
+    the way, as a tracked one unchanged is (its content is in a version); and so is a
+    directory of tracked files unchanged where the source has a file (ours' ``d/f``,
+    theirs' file ``d``), as the file ``d`` is where the source has the directory.
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content, with one exception:
@@ -187,6 +189,8 @@ def restore(
                         assert s is not None
                         want[p] = s.to_entry(p.rpartition(b"/")[2])
             _refuse_edited_in_way(edited, want)
+            if sides:
+                unstaged |= _unchanged_below(repo, index, want, workers, warn)
             if not staged:  # (staged: a file above was unstaged with them, and checked)
                 _refuse_changed_above(repo, index, want, workers, warn)
             _restore_files(
@@ -288,6 +292,20 @@ def _refuse_changed_above(
         _refuse_edited_in_way(sorted({*state.modified, *state.unreadable, *state.special}), want)
 
 
+def _unchanged_below(
+    repo: Repository, index: Index, want: dict[bytes, Entry], workers: Workers, warn: Warn
+) -> set[bytes]:
+    """The tracked files below a path where ``want`` has a file (ours' directory ``d``
+    where theirs has a file ``d``) that hold what is staged: replaced with it, as a
+    tracked file unchanged is where ``want`` has a directory. UsageError if one has
+    changes not staged (they would be lost)."""
+    below = [q for q in index.paths() if any(d in want for d in _folders(q))]
+    sub, state = _state_of(repo, index, below, workers, warn)
+    _refuse_edited_in_way(sorted({*state.modified, *state.unreadable, *state.special}), want)
+    changed = {*state.modified, *state.deleted, *state.unreadable, *state.not_checked_out}
+    return {p for p in sub.entries if p not in changed}
+
+
 def _unchanged(
     repo: Repository, index: Index, paths: list[bytes], workers: Workers, warn: Warn
 ) -> set[bytes]:
@@ -385,11 +403,19 @@ def _restore_files(
         for p in want:
             if p not in sub.entries and (st := walker.lstat(p)) is not None:
                 if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
-                    if statmod.S_ISDIR(st.st_mode) and index.under(p):
+                    if statmod.S_ISDIR(st.st_mode) and index.under(p) and not unstaged:
                         raise UsageError(
                             f"{quoted(p)} is a directory of tracked files where restore "
                             "writes a file, and restore never deletes a file: `dvfs rm -r` "
                             "it first; nothing was restored"
+                        )
+                    if statmod.S_ISDIR(st.st_mode) and index.under(p):
+                        # (a merge's side's directory, its files unchanged: see restore)
+                        if tracked_dir_only(repo.root, p, unstaged.__contains__):
+                            continue
+                        raise UsageError(
+                            f"{quoted(p)} is a directory holding untracked files where "
+                            "restore writes a file: move it away; nothing was restored"
                         )
                     what = special_kind(st.st_mode) or "a directory"
                     raise UsageError(
