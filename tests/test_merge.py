@@ -683,6 +683,31 @@ def test_restore_of_the_side_that_deleted_a_path_it_never_had_settles_it(repo: R
     repo.fsck_clean()
 
 
+def test_worktree_restore_of_a_conflict_the_side_lacks_names_the_conflict(repo: Repo) -> None:
+    """d/a deleted on main and edited on other: `restore --ours --worktree d/a` (and of
+    d, d/a and b) said "d/a is not tracked and not in ours", though d/a is a conflict
+    the merge listed, theirs having it. It says so now, and what settles it."""
+    commit_files(repo, {"d/a": "a", "d/k": "k", "b": "b"}, "base")
+    repo.ok("switch", "-c", "other")
+    commit_files(repo, {"d/a": "a from other", "b": "b from other"}, "other")
+    repo.ok("switch", "main")
+    repo.ok("rm", "d/a")
+    commit_files(repo, {"b": "b from main"}, "main")
+    assert repo.run("merge", "other").code == 1
+    said = "d/a is in conflict and not in ours (theirs has it), and --worktree deletes no file"
+    settle = "`dvfs restore --ours d/a` settles it as ours has it; nothing was restored"
+    for named in (["d/a"], ["d", "d/a", "b"]):
+        r = repo.run("restore", "--ours", "--worktree", *named)
+        assert_error(r, said, settle)
+    repo.ok("restore", "--theirs", "-W", "b")
+    assert repo.read("b") == b"b from other"
+    assert conflicts_left(repo) == ["b", "d/a"]
+    repo.ok("restore", "--ours", "d/a", "b")
+    assert conflicts_left(repo) == [] and not (repo.root / "d" / "a").exists()
+    repo.commit("merged, d/a stays deleted")
+    repo.fsck_clean()
+
+
 def test_rm_of_a_directory_settles_the_deleted_conflicts_below_it(repo: Repo) -> None:
     """`dvfs rm d` in a merge where main deleted d/a and other edited it removed d/b and
     left d/a in conflict: only the files it removed were settled."""

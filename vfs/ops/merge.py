@@ -67,7 +67,7 @@ from vfs.ops.commit import CommitResult, commit, commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, work_state
-from vfs.quoting import quoted, shell_word
+from vfs.quoting import quote_given, quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -666,6 +666,30 @@ def _side_files(
     return out
 
 
+def _refuse_lacking(
+    repo: Repository,
+    state: merging.MergeState,
+    paths: Sequence[str],
+    named: Sequence[bytes],
+    rev: str,
+    source: str,
+) -> None:
+    """UsageError if a PATH holding a conflict is not in ``source`` (a side that
+    deleted it): ``restore --worktree`` writes a side's files and deletes none, and
+    the settling restore (without ``--worktree``) is what takes the side there."""
+    hist = repo.history
+    tree = hist.version(hist.resolve(rev)).tree
+    clashing = [c.path for c in state.conflicts]
+    for arg, r in zip(paths, named, strict=True):
+        if any(co.under_any(c, [r]) for c in clashing) and hist.lookup(tree, r) is None:
+            other = "theirs" if source == "ours" else "ours"
+            raise UsageError(
+                f"{quote_given(arg)} is in conflict and not in {source} ({other} has it), and "
+                f"--worktree deletes no file: `dvfs restore --{source} {shell_word(arg)}` "
+                f"settles it as {source} has it; nothing was restored"
+            )
+
+
 def resolve(
     repo: Repository,
     paths: Sequence[str],
@@ -706,6 +730,7 @@ def resolve(
     conflicting = set(clashing)
     sides = _side_files(repo, state, named)
     if worktree_only:
+        _refuse_lacking(repo, state, paths, named, rev, source)
         report = rs.restore(
             repo, paths, workers, staged=False, worktree=True, source=rev, offline=offline,
             yes=yes, warn=warn, only=only, named=source, sides=sides,
