@@ -1297,3 +1297,38 @@ def test_a_directory_remote_spelled_with_dot_dot_is_the_directory_it_names(
         Repo(tmp_path / f"c{i}").fsck_clean()
     assert not (srv / "missing").exists()
     a.fsck_clean()
+
+
+def test_a_directory_remote_url_spelled_with_dot_dot_is_recorded_as_used(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`remote add origin file:///srv/missing/../rem` is used as /srv/rem, yet `remote
+    list` (and `remote -v`, `--json`, .dvfs/config, dvfs.toml) kept the URL as typed,
+    its `..` through a directory that is not there, where a plain path is recorded as
+    the directory it names. The URL is recorded so now, a name holding URL
+    characters (`%`, `?`, `#`) escaped so that it reads back as the same directory."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    srv = tmp_path / "srv"
+    odd = srv / "a %41?b#c"
+    odd.mkdir(parents=True)
+    out = a.ok("remote", "add", "origin", f"file://{srv}/missing/./../rem/").out
+    assert f"added remote origin -> file://{srv}/rem (" in out, out
+    a.ok("remote", "add", "odd", f"file://{srv}/x/../a%20%2541%3Fb%23c", "--local")
+    a.ok("remote", "add", "typed", f"file://{srv}/a%20b")  # (no `..`: kept as typed)
+    urls = {r["name"]: r["url"] for r in a.json("remote", "list", "--json")}
+    assert urls == {
+        "origin": f"file://{srv}/rem",
+        "odd": f"file://{srv}/a %2541%3Fb%23c",
+        "typed": f"file://{srv}/a%20b",
+    }, urls
+    assert f"origin  file://{srv}/rem  " in a.ok("remote", "-v").out
+    a.ok("push", "--remote", "odd")
+    assert (odd / "refs").is_dir() and not (srv / "x").exists()
+    a.ok("push")
+    assert (srv / "rem" / "refs").is_dir() and not (srv / "missing").exists()
+    assert_ok(run(tmp_path, "clone", f"file://{srv}/missing/../rem", "c"))
+    c = Repo(tmp_path / "c")
+    assert c.json("remote", "list", "--json")[0]["url"] == f"file://{srv}/rem"
+    c.fsck_clean()
+    a.fsck_clean()

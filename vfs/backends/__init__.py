@@ -41,6 +41,7 @@ __all__ = [
     "RemoteUrl",
     "RetryingBackend",
     "check_endpoint",
+    "file_url",
     "open_backend",
     "parse_url",
     "preconnect",
@@ -129,6 +130,21 @@ def _lexical(path: Path) -> Path:
     records a directory (``os.path.abspath``) and a shell's ``cd`` reads one: every
     spelling of a directory remote names one place."""
     return Path(os.path.normpath(path))
+
+
+def file_url(url: str) -> str:
+    """File URL ``url`` as the directory it is read as: with its ``.`` and ``..`` taken
+    (``file:///srv/x/../rem`` is ``file:///srv/rem``), and as given where it has none;
+    what :func:`parse_url` reads back is that directory (a ``%``, ``?``, ``#`` or
+    control character in it escaped, the rest as given)."""
+    path = parse_url(url).path
+    assert path is not None, url
+    if str(path) == unquote(urlsplit(url).path):
+        return url
+    return "file://" + "".join(
+        f"%{ord(ch):02X}" if ch in "%?#" or ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+        for ch in str(path)
+    )
 
 
 def same_location(a: str, b: str) -> bool:

@@ -128,11 +128,11 @@ def remote_add(
 
     repo = repo_here()
     share = in_shared(repo, shared)
-    remotes.add_remote(
+    kept = remotes.add_remote(
         repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default,
         shared=share,
     )  # fmt: skip
-    click.echo(f"added remote {quoted(name)} -> {quoted(url)}{place_note(share)}")
+    click.echo(f"added remote {quoted(name)} -> {quoted(kept.url)}{place_note(share)}")
 
 
 @remote.command(name="list")

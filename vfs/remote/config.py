@@ -38,6 +38,7 @@ from vfs.backends import (
     Backend,
     ObjectInfo,
     check_endpoint,
+    file_url,
     open_backend,
     parse_url,
     redact_url,
@@ -314,7 +315,8 @@ def _refs_under(repo: Repository, name: str) -> str | None:
 
 def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> RemoteSpec:
     """``spec`` as a repository at ``root`` records it (a directory made absolute, or,
-    ``shared``, kept relative to the root if given so); UsageError if its name, URL or
+    ``shared``, kept relative to the root if given so; a ``file://`` URL with its ``.``
+    and ``..`` taken, as it is read: ``vfs.backends.file_url``); UsageError if its name, URL or
     endpoint is malformed or it lies inside the repository. Nothing is contacted."""
     check_ref_name(spec.name, "remote")
     where = parse_url(spec.url)
@@ -339,14 +341,17 @@ def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> Remot
             path = os.path.relpath(path, root)
         spec = replace(spec, url=path)
     else:
+        if where.path is not None:  # (file://: recorded as the directory it is read as)
+            spec = replace(spec, url=file_url(spec.url))
         refuse_inside(root, spec)
     return spec
 
 
 def add_remote(
     repo: Repository, spec: RemoteSpec, make_default: bool = False, *, shared: bool = False
-) -> None:
-    """Record a new remote (the URL is checked for form, not contacted).
+) -> RemoteSpec:
+    """Record a new remote (the URL is checked for form, not contacted); returns it as
+    recorded (:func:`checked_spec`).
 
     ``shared`` puts it in dvfs.toml, else in .dvfs/config. A local remote may take the
     name of a shared one (it overrides it here); no other name may be taken twice.
@@ -387,6 +392,7 @@ def add_remote(
                 cfg["default_remote"] = spec.name
             repo.save_config(cfg)
         remotes(repo)  # (a local one over a shared one elsewhere: what was kept of it goes)
+    return spec
 
 
 def kept_dir(repo: Repository, name: str) -> Path | None:
