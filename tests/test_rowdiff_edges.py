@@ -92,6 +92,9 @@ V1: dict[str, str | bytes] = {
     "cased.csv": "id,ID,v\n1,2,a\n",
     "cased.parquet": parquet({"Id": [1, 2], "id": [7, 8], "v": ["a", "b"]}),
     "recased.parquet": parquet({"Id": [1, 2], "v": ["a", "b"]}),
+    "structs.parquet": parquet(
+        {"id": [1, 2], "s": [{"t": "a, b=c", "n": [1]}, {"t": "x", "n": []}]}
+    ),
     "empties.csv": 'id,name,v\n1,"",a\n2,b,c\n3,,d\n',
     "rewritten.jsonl": '{"id": 1, "v": 2.50}\n{"id": 2, "v": "b"}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n  \n{"id": 2, "v": "b"}\n',
@@ -133,6 +136,9 @@ V2: dict[str, str | bytes] = {
     "cased.csv": "id,ID,v\n1,3,a\n",
     "cased.parquet": parquet({"Id": [1, 2], "id": [7, 9], "v": ["a", "b"]}),
     "recased.parquet": parquet({"Id": [1, 2], "id": [5, 6], "v": ["a", "c"]}),
+    "structs.parquet": parquet(
+        {"id": [1, 3], "s": [{"t": "a, b=c", "n": [2]}, {"t": "\u202ey\x85", "n": []}]}
+    ),
     "empties.csv": 'id,name,v\n1,,a\n2,"b",c\n3,"",d\n',  # the same fields, quoted otherwise
     "rewritten.jsonl": '{"v":"b","id":2}\n{"id":1,"v":2.5}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n{"id": 2, "v": "c"}\n\t\n',
@@ -307,6 +313,27 @@ def test_a_value_that_became_a_text_of_its_look_is_told_from_it(data: Repo) -> N
     out = data.ok("diff", "v1", "v2", "retyped.parquet", "--rows").out
     assert "removed  id=1, d=1.10, t=2024-01-01T00:00:00, " in out
     assert 'added    id=1, d="1.10", t=2024-01-01T00:00:00, ' in out
+
+
+def test_a_list_or_a_struct_is_shown_as_its_json_unquoted(data: Repo) -> None:
+    """A struct was shown as a text in quotes, its own quotes escaped (`v: "{\\"a\\":
+    \\"1\\"}" -> ...`), and so was a list of texts, where a list of numbers was
+    not: their JSON is shown now, as --json gives them, what a terminal could act on
+    escaped; a text that reads as JSON is the one in quotes."""
+    out = data.ok("diff", "v1", "v2", "nested.jsonl", "--rows", "--key", "id").out
+    assert out.splitlines()[-3:] == [
+        'changed  id=1  v: {"a": 1} -> {"a": 2}',
+        'changed  id=3  v: {"a": "1"} -> {"a": "2"}',
+        'added    id=4  v={"a": {"b": null}}',
+    ], out
+    out = data.ok("diff", "v1", "v2", "structs.parquet", "--rows", "--key", "id").out
+    assert out.splitlines()[-3:] == [
+        'changed  id=1  s: {"t": "a, b=c", "n": [1]} -> {"t": "a, b=c", "n": [2]}',
+        'removed  id=2  s={"t": "x", "n": []}',
+        'added    id=3  s={"t": "\\342\\200\\256y\\302\\205", "n": []}',
+    ], out
+    d = rows_json(data, "structs.parquet", "--key", "id")
+    assert d["rows"][-1]["values"] == {"id": 3, "s": {"t": "\u202ey\x85", "n": []}}
 
 
 def test_a_long_value_changed_past_what_is_shown_is_shown_where_it_changed(data: Repo) -> None:

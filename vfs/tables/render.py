@@ -15,7 +15,8 @@ Column names and values come from the data: every one passes through
 cannot forge a line or drive the terminal; one holding what the line puts between
 names and values (``, ``, ``=``, ``: ``, `` -> ``) or blanks at an end is quoted too,
 so ``x, y=z`` cannot forge a column. NULL is shown as ``NULL`` (a text ``NULL`` is
-quoted). JSON output keeps values exact (``vfs.quoting.safe_json``) up to a bound:
+quoted); a list or a struct as its JSON, unquoted (its texts are in JSON's quotes).
+JSON output keeps values exact (``vfs.quoting.safe_json``) up to a bound:
 a value longer than ``JSON_VALUE`` characters (a nested one: its JSON text), or past
 a row's ``JSON_ROW`` characters, is cut and marked as a version's message is
 (``… [N more characters not shown]``), its column named in the row's ``cut`` (a text
@@ -63,7 +64,10 @@ JSON_NAME = 1024  # characters of a column's name given in JSON
 
 def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> str:
     """One value for people: NULL, quoted when it must be, cut when very long (and
-    its first ``skip`` characters left out, marked). In a ``mixed`` column
+    its first ``skip`` characters left out, marked). A list or a struct is its JSON,
+    unquoted (``{"a": "x, y"}``: its texts are in JSON's quotes, the code points a
+    terminal could act on escaped), never a text, which is quoted where it reads
+    as one (below, and ``result.shown``). In a ``mixed`` column
     (``RowDiff.mixed``) a text that reads as another value (``2``, ``true``, ``[1]``:
     ``vfs.model.params.reads_as_other``), or any text if ``texts``, is quoted as
     parameters are, so that the text ``"2"`` and the number ``2`` are not shown alike
@@ -79,6 +83,8 @@ def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> st
         text = "..." + text[skip:]
     if len(text) > MAX_VALUE:
         text = text[:MAX_VALUE] + "..."
+    if isinstance(p, (dict, list)):  # its JSON: a whole of its own, its texts in quotes
+        return escape_text(text)
     if not isinstance(p, str):
         return quote_name(text)
     text = shown(text)
