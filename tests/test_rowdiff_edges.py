@@ -53,6 +53,17 @@ RETYPED_NEW = parquet({
     "id": [1, 2], "d": ["1.10", "2.00"], "t": ["2024-01-01T00:00:00"] * 2,
     "b": ["\\xff", "ok"], "l": [[NAN], [NAN]], "x": [1, 2],
 })  # fmt: skip
+# struct fields named alike but for case (in a list, a map's values), and one whose
+# own name is like the name the engine gives such a field
+FIELDS = {
+    "s": [{"ID": 1, "id": 2}],
+    "l": [[{"A": 1, "a": 2}]],
+    "m": pa.array(
+        [[("k", {"X": 1, "x": 2})]],
+        pa.map_(pa.string(), pa.struct([("X", pa.int64()), ("x", pa.int64())])),
+    ),
+    "t": [{"ID": 1, "id_1": 2}],
+}
 LONG = "x" * 3000  # a key's value
 BIG = 2**64  # past every integer type the engine reads JSON numbers as
 
@@ -95,6 +106,7 @@ V1: dict[str, str | bytes] = {
     "structs.parquet": parquet(
         {"id": [1, 2], "s": [{"t": "a, b=c", "n": [1]}, {"t": "x", "n": []}]}
     ),
+    "fields.parquet": parquet(FIELDS | {"id": [1]}),
     "empties.csv": 'id,name,v\n1,"",a\n2,b,c\n3,,d\n',
     "rewritten.jsonl": '{"id": 1, "v": 2.50}\n{"id": 2, "v": "b"}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n  \n{"id": 2, "v": "b"}\n',
@@ -139,6 +151,7 @@ V2: dict[str, str | bytes] = {
     "structs.parquet": parquet(
         {"id": [1, 3], "s": [{"t": "a, b=c", "n": [2]}, {"t": "\u202ey\x85", "n": []}]}
     ),
+    "fields.parquet": parquet(FIELDS | {"id": [3]}),
     "empties.csv": 'id,name,v\n1,,a\n2,"b",c\n3,"",d\n',  # the same fields, quoted otherwise
     "rewritten.jsonl": '{"v":"b","id":2}\n{"id":1,"v":2.5}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n{"id": 2, "v": "c"}\n\t\n',
@@ -439,6 +452,24 @@ def test_parquet_columns_named_alike_but_for_case_are_said_to_be_shown_otherwise
     assert d["summary"]["changed"] == 1 and d["rows"][0]["changes"] == {
         "v": {"old": "b", "new": "c"}
     }
+
+
+def test_parquet_struct_fields_named_alike_but_for_case_are_shown_by_their_names(
+    data: Repo,
+) -> None:
+    """A struct {"ID": 1, "id": 2} was shown as {"ID": 1, "id_1": 2}, in --json too: the
+    engine names the second field id_1, a name the file does not hold. The file's own
+    names are shown, in a list's structs and a map's values too; a field whose own
+    name is id_1 keeps it."""
+    own = {"s": {"ID": 1, "id": 2}, "l": [{"A": 1, "a": 2}], "m": {"k": {"X": 1, "x": 2}},
+           "t": {"ID": 1, "id_1": 2}}  # fmt: skip
+    for key in (("--key", "id"), ()):
+        d = rows_json(data, "fields.parquet", *key)
+        assert [(r["status"], r["values"]) for r in d["rows"]] == [
+            ("removed", {**own, "id": 1}), ("added", {**own, "id": 3})
+        ], d  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "fields.parquet", "--rows", "--key", "id").out
+    assert 'removed  id=1  s={"ID": 1, "id": 2}, l=[{"A": 1, "a": 2}], ' in out, out
 
 
 def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -> None:

@@ -261,6 +261,16 @@ class Table:
         return f"read_csv({where}, columns={{{cols}}}{opts})"
 
 
+@dataclass(frozen=True)
+class Field:
+    """A field of a Parquet file's schema as its footer writes it (``Engine.parquet_fields``)."""
+
+    name: str
+    kind: str | None  # its converted type: "LIST", "MAP", "MAP_KEY_VALUE"..., or None
+    repeated: bool
+    children: tuple[Field, ...] = ()
+
+
 class Engine:
     """One DuckDB connection with dvfs's limits, working in a scratch directory.
 
@@ -518,19 +528,29 @@ class Engine:
             (m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower for n in table.names
         ):
             return None
-        rows = self.run(f"SELECT name, num_children FROM parquet_schema({literal(str(path))})")
-        names: list[str] = []
-        below: list[int] = []  # the fields still to come in each nested field open
-        for name, children in rows[1:]:  # (the first is the schema's root)
-            while below and below[-1] == 0:
-                below.pop()
-            if below:
-                below[-1] -= 1
-            else:
-                names.append(str(name))
-            if children:
-                below.append(int(children))
+        names = [f.name for f in self.parquet_fields(path)]
         return None if names == list(table.names) else names
+
+    def parquet_fields(self, path: Path) -> tuple[Field, ...]:
+        """The columns of the Parquet file ``path`` as its footer writes them, each with
+        the fields nested in it (the footer alone is read)."""
+        rows = self.run(
+            "SELECT name, repetition_type, num_children, converted_type "
+            f"FROM parquet_schema({literal(str(path))})"
+        )
+        # Each field open: its row and the fields read below it; one is closed once it
+        # holds the children its row says (the first row is the schema's root).
+        open_: list[tuple[tuple[Any, ...], list[Field]]] = [(rows[0], [])] if rows else []
+        for row in [*rows[1:], None]:
+            while open_ and (row is None or len(open_[-1][1]) >= int(open_[-1][0][2] or 0)):
+                (name, repetition, _, kind), children = open_.pop()
+                done = Field(str(name), kind, repetition == "REPEATED", tuple(children))
+                if not open_:
+                    return done.children
+                open_[-1][1].append(done)
+            if row is not None and open_:
+                open_.append((row, []))
+        return ()
 
     def _one_case(self, table: Table, path: Path) -> None:
         """NotTabular if the JSON Lines file ``path`` holds keys that differ only in case

@@ -121,6 +121,7 @@ from vfs.tables.compare import (
 from vfs.tables.engine import (
     Engine,
     EngineError,
+    Field,
     NotTabular,
     PiecesRefused,
     Table,
@@ -226,6 +227,7 @@ def _diff_rows(
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
     renames = (_duplicates(engine, old, ot), _duplicates(engine, new, nt))
+    fields = (_own_fields(engine, old, ot), _own_fields(engine, new, nt))
     skipped = _skipped(old, ot, new, nt)
     out.notes += _renamed(old, new, renames) + skipped
     if ot.empty and not nt.empty:
@@ -252,6 +254,8 @@ def _diff_rows(
         if plan is None and parts is None and early is not None:
             engine.cancel_beside()  # the full path reads the old file itself
         out = _compared(engine, fmt, out, old, new, ot, nt, key, limit, cache, plan, parts, early)
+        if fields != (None, None):
+            _field_names(out, *fields)
         return out if skipped else _rewritten(out, old, new)
     finally:
         if early is not None:
@@ -363,6 +367,81 @@ def _json_values(out: RowDiff, ot: Table, nt: Table) -> None:
             replace(r, key=decoded(side, r.key), values=decoded(side, r.values), changes=changes)
         )
     out.rows = rows
+
+
+_NUMBERED_FIELD = re.compile(r'_[0-9]+"? ')  # a struct's field the engine may have renamed
+
+
+def _own_fields(engine: Engine, side: Side, table: Table) -> dict[str, Field] | None:
+    """The fields of each column of a Parquet ``side`` as its footer names them, where
+    a struct of it may hold fields named alike but for case: the engine takes them for
+    one name and calls the later ``id_1`` (``{"ID": 1, "id": 2}`` read as ``{"ID": 1,
+    "id_1": 2}``). None where no struct has a field named as the engine renames
+    one (the footer is read only then) or the footer does not match the table."""
+    if table.fmt != "parquet" or table.empty:
+        return None
+    if not any("STRUCT(" in t and _NUMBERED_FIELD.search(t) for _, t in table.columns):
+        return None
+    fields = engine.parquet_fields(side.file)
+    if len(fields) != len(table.columns):
+        return None
+    return {n: f for (n, _), f in zip(table.columns, fields, strict=True)}
+
+
+def _field_names(out: RowDiff, old: dict[str, Field] | None, new: dict[str, Field] | None) -> None:
+    """The structs in the rows shown with their fields named as each side's file names
+    them (``_own_fields``), not as the engine renamed them."""
+    of, nf = old or {}, new or {}
+
+    def named(cols: dict[str, Field], row: dict[str, Any]) -> dict[str, Any]:
+        return {k: _own_names(v, cols.get(k)) for k, v in row.items()}
+
+    rows = []
+    for r in out.rows:
+        side = nf if r.status == "added" else of
+        changes = {
+            k: (_own_names(a, of.get(k)), _own_names(b, nf.get(k)))
+            for k, (a, b) in r.changes.items()
+        }
+        rows.append(
+            replace(r, key=named(side, r.key), values=named(side, r.values), changes=changes)
+        )
+    out.rows = rows
+
+
+def _own_names(v: Any, field: Field | None) -> Any:
+    """Value ``v`` of the Parquet ``field`` with its structs' fields named as the field
+    names them (a list's elements and a map's values too); as it is where the two do
+    not match, or where the file names two fields alike."""
+    if v is None or field is None:
+        return v
+    if isinstance(v, dict) and field.kind in ("MAP", "MAP_KEY_VALUE"):
+        pairs = field.children[0].children if len(field.children) == 1 else ()
+        inner = pairs[1] if len(pairs) == 2 else None
+        return {k: _own_names(x, inner) for k, x in v.items()}
+    if isinstance(v, dict) and field.kind is None and not field.repeated:
+        names = [c.name for c in field.children]
+        if len(names) != len(v) or len(set(names)) != len(names):
+            return v
+        return {c.name: _own_names(x, c) for c, x in zip(field.children, v.values(), strict=True)}
+    if isinstance(v, list):
+        element = _element(field)
+        return [_own_names(x, element) for x in v]
+    return v
+
+
+def _element(field: Field) -> Field | None:
+    """The field of each element of a list ``field`` holds, by Parquet's rules for lists
+    (a ``LIST`` of a repeated group of one field, or of the repeated field itself, or
+    a repeated field without ``LIST``)."""
+    if field.kind == "LIST" and len(field.children) == 1:
+        rep = field.children[0]
+        if len(rep.children) == 1 and rep.name not in ("array", f"{field.name}_tuple"):
+            return rep.children[0]
+        return replace(rep, repeated=False)
+    if field.repeated:
+        return replace(field, repeated=False)
+    return None
 
 
 # The shape of an engine type as far as JSON values inside it go: "json", ("list",
