@@ -970,8 +970,11 @@ def test_a_side_written_over_a_file_against_a_directory_can_be_taken_back(repo: 
     repo.fsck_clean()
 
 
-def directory_against_file(repo: Repo) -> None:
-    """main holds a directory x of x/f (changed since the base), branch other a file x."""
+def directory_against_file(repo: Repo, *beside: str) -> None:
+    """main holds a directory x of x/f (changed since the base) and of the files
+    ``beside`` (not changed), branch other a file x."""
+    for name in beside:
+        repo.write(f"x/{name}", name)
     repo.write("x/f", "f")
     repo.write("k", "k")
     add_in_process(repo, ".")
@@ -1011,6 +1014,31 @@ def test_a_side_file_is_written_over_a_directory_of_the_other_with_worktree(repo
     repo.ok("restore", "--theirs", "-W", "x")
     repo.ok("add", "x")
     assert conflicts_left(repo) == []
+    repo.commit("took the file")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    repo.fsck_clean()
+
+
+def test_a_side_directory_written_with_worktree_can_be_replaced_again(repo: Repo) -> None:
+    """Ours a directory x of x/f and x/g (g not changed), theirs a file x: the merge
+    deletes x/g, and `restore --ours --worktree x` writes ours' directory whole,
+    x/g too; then `restore --theirs --worktree x` (and `restore --theirs x`) was
+    refused, "x is a directory holding untracked files", x/g being the file of ours
+    that restore itself wrote. A file below a conflict holding what a side has there
+    is replaced; another file there is still kept and named."""
+    directory_against_file(repo, "g")
+    assert repo.run("merge", "other").code == 1
+    assert conflicts_left(repo) == ["x", "x/f"]
+    repo.ok("restore", "--ours", "--worktree", "x")
+    assert repo.read("x/g") == b"g" and repo.read("x/f") == b"f from main"
+    repo.ok("restore", "--theirs", "--worktree", "x")
+    assert repo.read("x") == b"a file"
+    repo.ok("restore", "--ours", "-W", "x")
+    repo.write("x/g", "edited")
+    repo.fail("restore", "--theirs", "x", fragments=("x is a directory holding untracked",))
+    repo.write("x/g", "g")
+    repo.ok("restore", "--theirs", "x")
+    assert repo.read("x") == b"a file" and conflicts_left(repo) == []
     repo.commit("took the file")
     assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
     repo.fsck_clean()

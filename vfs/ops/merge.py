@@ -653,16 +653,24 @@ def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Wo
 def _side_files(
     repo: Repository, state: merging.MergeState, named: Sequence[bytes]
 ) -> dict[bytes, list[Entry]]:
-    """The files (and links) ours and theirs have at each conflict at or below
-    ``named``: what a restore may replace where the index tracks nothing (theirs'
-    ``x/f`` that ``restore --theirs --worktree x`` wrote over ours' file ``x``)."""
+    """The files (and links) ours and theirs have at or below each conflict at or
+    below ``named``: what a restore may replace where the index tracks nothing
+    (theirs' ``x/f`` that ``restore --theirs --worktree x`` wrote over ours' file
+    ``x``; ours' ``x/g``, which the merge deleted, that ``restore --ours --worktree
+    x`` wrote with ours' directory ``x``)."""
     hist = repo.history
     trees = [hist.version(v).tree for v in (state.ours, state.theirs)]
     out: dict[bytes, list[Entry]] = {}
     for c in state.conflicts:
         if co.under_any(c.path, list(named)):
-            held = [hist.lookup(t, c.path) for t in trees]
-            out[c.path] = [e for e in held if e is not None and e.kind != Kind.DIR]
+            out.setdefault(c.path, [])
+            for t in trees:
+                e = hist.lookup(t, c.path)
+                if e is not None and e.kind == Kind.DIR:
+                    for p, f in hist.walk(e.subtree, c.path):
+                        out.setdefault(p, []).append(f)
+                elif e is not None:
+                    out[c.path].append(e)
     return out
 
 
