@@ -533,9 +533,11 @@ def fsck(
     report.trees = trees
     report.chunks = len(chunks)
     report.bytes = sum(chunks.values())
-    files = _several_chunks(hist, got.trees) if digests else set()
+    files = sorted(_several_chunks(hist, got.trees)) if digests else []  # (every run alike)
     read = {c.oid for _, refs in files for c in refs}  # (in order, by the files' tasks)
-    futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks.keys() - read}
+    futures = {  # (in the walk's order: the problems are named in it, every run alike)
+        oid: workers.files.submit(repo.store.verify, oid) for oid in chunks if oid not in read
+    }
     wholes = {f: workers.files.submit(_read_whole, repo.store, *f) for f in files}
     bad: dict[bytes, str] = {}
     work = len(futures) + sum(len(refs) for _, refs in files)
