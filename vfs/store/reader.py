@@ -28,13 +28,15 @@ import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, SupportsIndex
+from typing import IO, TYPE_CHECKING, Any, SupportsIndex
 
 from vfs.errors import FormatError
 from vfs.model.chunking import MAX_SIZE_RANGE
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes, hasher
+
+if TYPE_CHECKING:  # (loaded when a file is read in order: commit reads pipeline files only)
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 CACHE_BYTES = 32 * 1024 * 1024
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
@@ -56,6 +58,8 @@ def _digests() -> ThreadPoolExecutor:
     """The thread that takes chunks into their file's digest while the reader goes on
     (BLAKE3 lets the GIL go): on the reader's thread, a whole read of 1 GiB took 12%
     longer. One thread for every file keeps each file's chunks in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with _DIGESTS_LOCK:
         if not _DIGESTS:
             _DIGESTS.append(ThreadPoolExecutor(1, "dvfs-digest"))
