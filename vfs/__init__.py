@@ -106,6 +106,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     )
     from vfs.repo.history import History as History
     from vfs.model.ids import hash_bytes as hash_bytes, hasher as hasher
+    from vfs.store.reader import false_digest as false_digest
     from vfs.mount.launch import (
         DaemonArgs as DaemonArgs,
         MountSource as MountSource,
@@ -287,6 +288,7 @@ PUBLIC: dict[str, str] = {
     "fsync_dir": "vfs.store.durable",
     "hash_bytes": "vfs.model.ids",
     "hasher": "vfs.model.ids",
+    "false_digest": "vfs.store.reader",
     "human_size": "vfs.progress_bar",
     "identity": "vfs.mount.mounts",
     "is_mounted": "vfs.mount.mounts",

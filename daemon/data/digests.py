@@ -48,7 +48,7 @@ import blake3
 import pyfuse3
 import trio
 
-from vfs import ChunkRef, Entry, FormatError, hasher
+from vfs import ChunkRef, Entry, FormatError, false_digest, hasher
 
 KEEP = 1024
 FALSE_KEEP = 65536
@@ -258,9 +258,7 @@ class FileDigest:
         if not self.verdict:
             self.digests.found_false(self)
             raise FormatError(
-                f"{shown()}: its bytes hash to {got.hex()[:12]}, not to {self.digest.hex()[:12]}, "
-                "the digest its version records for it (a forged or damaged record): "
-                "its reads fail from now on"
+                f"{false_digest(shown(), got, self.digest, 'its')}: its reads fail from now on"
             )
 
     def opened(self) -> None:

@@ -72,6 +72,7 @@ from vfs.store.durable import remove_tmp_files
 from vfs.store.objects import ObjectStore
 from vfs.store.pack_files import check_pack
 from vfs.store.pins import live_pins
+from vfs.store.reader import false_digest
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_temporaries
@@ -204,9 +205,7 @@ def _false_files(
             if e.kind == Kind.FILE and key in false and len(users[key]) < MAX_USERS_SHOWN:
                 users[key].append(quote_name(f"{label}:{os.fsdecode(path)}"))
     return [
-        f"{', '.join(users[key]) or 'a file'}: its bytes hash to {got.hex()[:12]}, not to "
-        f"{key[0].hex()[:12]}, the digest its version records for it (a forged or damaged "
-        "record)"
+        false_digest(", ".join(users[key]) or "a file", got, key[0], "its")
         for key, got in sorted(false.items())
     ]
 

@@ -94,6 +94,7 @@ from vfs.repo.repository import Repository, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.objects import ObjKind
 from vfs.store.packs import FOOTER, RECORD, PackedObject, name_matches, parse_footer, parse_header
+from vfs.store.reader import false_digest
 
 SHOWN = 20  # problems of one kind named one by one; the rest are counted in one line
 DATA_JOBS = 4  # packs read at a time with --data (each at most MAX_RANGE in memory)
@@ -323,10 +324,8 @@ def _read_whole(
             if got != digest:
                 problems.add(
                     "digest",
-                    f"{place}: its bytes hash to {got.hex()[:12]}, not to {digest.hex()[:12]}, "
-                    "the digest its version records for it (a forged or damaged record): "
-                    "checkouts and reads of it fail; point the refs that reach it at other "
-                    "versions, or delete them",
+                    f"{false_digest(place, got, digest, 'its')}: checkouts and reads of it "
+                    "fail; point the refs that reach it at other versions, or delete them",
                     "files could not be read whole or are not the digest their version records",
                 )
 

@@ -66,6 +66,18 @@ def _digests() -> ThreadPoolExecutor:
         return _DIGESTS[0]
 
 
+def false_digest(name: str, got: bytes, want: bytes, whose: str = "the") -> str:
+    """What every reader says of a file of several chunks (``name``: how it names the
+    file, or nothing) whose bytes hash to ``got``, not to ``want``, the digest its
+    version records: its chunks are whole (each checked against its id), the record is
+    forged or damaged. ``whose``: "the" or "its" version."""
+    return (
+        f"{name + ': ' if name else ''}its bytes hash to {got.hex()[:12]}, not to "
+        f"{want.hex()[:12]}, the digest {whose} version records for it (a forged or damaged "
+        "record)"
+    )
+
+
 def read_whole(
     name: str, chunks: Sequence[ChunkRef], digest: bytes, get: Callable[[bytes], bytes]
 ) -> bytes:
@@ -75,10 +87,7 @@ def read_whole(
     make it (a forged or damaged record)."""
     data = b"".join(get(c.oid) for c in chunks)
     if len(chunks) > 1 and (got := hash_bytes(data)) != digest:
-        raise FormatError(
-            f"{name}: its bytes hash to {got.hex()[:12]}, not to {digest.hex()[:12]}, the "
-            "digest the version records for it (a forged or damaged record)"
-        )
+        raise FormatError(false_digest(name, got, digest))
     return data
 
 
@@ -260,11 +269,7 @@ class ChunkedFile(io.RawIOBase):
         self._hashing = None
         got, self._whole = self._whole.digest(), None
         if got != self._digest:
-            self._wrong = FormatError(
-                f"{self.name}: its bytes hash to {got.hex()[:12]}, not to "
-                f"{(self._digest or b'').hex()[:12]}, the digest the version records for it "
-                "(a forged or damaged record)"
-            )
+            self._wrong = FormatError(false_digest(self.name, got, self._digest or b""))
             raise self._wrong
 
     def _check_closed(self) -> None:

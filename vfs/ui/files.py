@@ -12,13 +12,11 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import FormatError, NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
+from vfs.errors import NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
 from vfs.model.codec import Entry, Kind
-from vfs.model.ids import hasher
 from vfs.ops import browse
 from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
@@ -117,28 +115,9 @@ def whole(
     known to make the digest its version records: FormatError instead of it if they
     do not, its message ending with ``then`` (a forged or damaged record; a file of one
     chunk or none has the digest decoding checked, ``vfs.model.codec``). Each chunk is
-    taken into the digest on a thread of its own (BLAKE3 lets the GIL go) while the
-    next is read, as ``dvfs cat`` does (``vfs.ops.browse.cat``)."""
-    count = len(f.entry.chunks) if f.entry.kind == Kind.FILE else 0
-    if count < 2:
-        yield from pieces
-        return
-    digest = hasher()
-    with ThreadPoolExecutor(1, "dvfs-digest") as pool:
-        hashing: Future[object] | None = None
-        for k, piece in enumerate(pieces, 1):
-            if hashing is not None:
-                hashing.result()
-            hashing = pool.submit(digest.update, piece)
-            if k == count:
-                hashing.result()
-                if digest.digest() != f.entry.digest:
-                    raise FormatError(
-                        f"{show(f.path)} of {f.version}: its bytes hash to "
-                        f"{digest.hexdigest()[:12]}, not to {f.entry.digest.hex()[:12]}, the "
-                        f"digest the version records for it (a forged or damaged record): {then}"
-                    )
-            yield piece
+    taken into the digest on a thread of its own while the next is read, as ``dvfs cat``
+    does (``vfs.ops.browse.digest_checked``)."""
+    return browse.digest_checked(pieces, f.entry, lambda: f"{show(f.path)} of {f.version}", then)
 
 
 def head(get: Getter, f: FileRef, n: int) -> bytes:

@@ -33,6 +33,7 @@ from vfs.quoting import quoted
 from vfs.repo.stage import Staged, staged_from_entry, staged_with_stat
 from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.objects import ObjectStore
+from vfs.store.reader import false_digest
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import not_writable, remove_tree
 
@@ -482,11 +483,7 @@ def _check_whole(entry: Entry, whole: blake3.blake3 | None) -> None:
     against its id), but the record is forged or damaged, and the index would record
     that digest for bytes that do not have it."""
     if whole is not None and whole.digest() != entry.digest:
-        raise FormatError(
-            f"its bytes hash to {whole.hexdigest()[:12]}, not to {entry.digest.hex()[:12]}, "
-            "the digest the version records for it (a forged or damaged record): nothing "
-            "was written"
-        )
+        raise FormatError(f"{false_digest('', whole.digest(), entry.digest)}: nothing was written")
 
 
 def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
