@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.data.digests import KEEP
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.forge import Forge, content_entry, file_entry
@@ -431,6 +432,51 @@ def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
     assert len(lines) == len(named), log
     for line, file in zip(lines, named, strict=True):
         assert f"v1:{file}: its bytes hash to" in line
+
+
+@pytest.mark.parametrize(
+    ("mode", "overlay"),
+    [((), "auto"), (("--writable",), "auto"), (("--writable",), "daemon")],
+    ids=["read-only", "kernel-overlay", "daemon-overlay"],
+)
+def test_a_false_file_read_in_part_then_whole_fails_after_many_others_were_opened(
+    tmp_path: Path, mode: tuple[str, ...], overlay: str
+) -> None:
+    """The daemon keeps the digest state of ``KEEP`` contents; the kernel keeps the
+    pages a reader got. A false file's start read, then more than ``KEEP`` other
+    files opened, then the whole file read: the kernel served the start from its
+    pages and the daemon the rest, checked from a state that never saw the start,
+    so the whole file was read unchecked; so was one kept open meanwhile, read
+    whole by another open. A closed file's state takes the kernel's pages with it,
+    an open file's is kept: both whole reads fail (EIO); the true file still reads."""
+    forge = Forge(tmp_path / "remote")
+    files = {}
+    entries = []
+    for seed, name in enumerate((b"lie.bin", b"kept.bin", b"true.bin")):
+        data = random.Random(seed).randbytes(8 * MiB)
+        refs = tuple(ChunkRef(forge.chunk(data[i : i + MiB]), MiB) for i in range(0, 8 * MiB, MiB))
+        digest = hash_bytes(data) if name == b"true.bin" else hash_bytes(b"other")
+        entries.append(Entry(name, Kind.FILE, 0o644, len(data), 0, digest, refs))
+        files[name.decode()] = data
+    two = (ChunkRef(forge.chunk(b"a"), 1), ChunkRef(forge.chunk(b"b"), 1))
+    others = [b"o%04d" % i for i in range(KEEP + 8)]  # each its own content (its digest)
+    for other in others:
+        entries.append(Entry(other, Kind.FILE, 0o644, 2, 0, hash_bytes(b"x" + other), two))
+    forge.publish(forge.version(forge.tree(entries)))
+    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home", *mode, overlay=overlay) as m:
+        for file in ("lie.bin", "true.bin"):
+            with open(m.path / file, "rb") as f:
+                assert f.read(2 * MiB) == files[file][: 2 * MiB]
+        with open(m.path / "kept.bin", "rb") as kept:
+            assert kept.read(2 * MiB) == files["kept.bin"][: 2 * MiB]
+            for other in others:
+                os.close(os.open(m.path / os.fsdecode(other), os.O_RDONLY))
+            for file in ("lie.bin", "kept.bin"):
+                got, code = read_until_error(m.path / file)
+                assert code == errno.EIO and files[file].startswith(got)
+        assert (m.path / "true.bin").read_bytes() == files["true.bin"]
+        log = m.log_text()
+    assert "v1:lie.bin: its bytes hash to" in log and "v1:kept.bin: its bytes hash to" in log
 
 
 def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:

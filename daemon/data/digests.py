@@ -13,8 +13,14 @@ its digest checked when its tree is decoded (``vfs.model.codec``).
 The state is kept per file content (its digest and chunks), not per open file: the
 kernel keeps a file's pages across opens (``keep_cache``), so a second reader asks
 the daemon only for the pages the first did not get, and the hashing goes on from
-where the first left it. That holds for ``KEEP`` files; a file whose bytes were
-found false is remembered among ``FALSE_KEEP``.
+where the first left it. That holds for every open file and ``KEEP`` closed ones; a
+file whose bytes were found false is remembered among ``FALSE_KEEP``. A closed
+file's state let go when it had taken chunks but not the whole digest takes the
+kernel's pages of that file with it (``pyfuse3.invalidate_inode`` of every inode it
+was opened at, on a thread: the kernel may wait for reads under way of that inode,
+which this thread serves), and the next open of that content waits for it: else a
+reader would get the pages kept from a state that is gone, and the daemon would
+check the rest against a state that never saw them.
 
 Order: the kernel sends several reads of a sequential reader at once and their chunks
 may arrive in any order, so a chunk served ahead of the next in order is held until
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +57,7 @@ import trio
 
 from vfs import ChunkRef, Entry, FormatError, false_digest, hasher
 
+log = logging.getLogger(__name__)
 KEEP = 1024
 FALSE_KEEP = 65536
 REORDER = 16 * 1024 * 1024
@@ -64,7 +72,9 @@ class Digests:
     """The digest of every file being read, by content; the hashing thread."""
 
     def __init__(self) -> None:
-        self._files: OrderedDict[_Key, FileDigest] = OrderedDict()
+        self._files: OrderedDict[_Key, FileDigest] = OrderedDict()  # closed, oldest first
+        self._open: dict[_Key, FileDigest] = {}
+        self._dropping: dict[_Key, trio.Event] = {}  # kernel pages being invalidated
         self._false: OrderedDict[_Key, None] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._queued: deque[tuple[Future[object], int]] = deque()
@@ -76,15 +86,52 @@ class Digests:
         if len(entry.chunks) < 2:
             return None
         key = (entry.digest, entry.chunks)
-        d = self._files.get(key)
+        d = self._open.get(key) or self._files.get(key)
         if d is not None:
-            self._files.move_to_end(key)
+            if d.opens <= 0:
+                self._files.move_to_end(key)
             return d
         d = self._files[key] = FileDigest(self, entry, key in self._false)
-        while len(self._files) > KEEP:
-            _, old = self._files.popitem(last=False)
-            old.drop_held()
+        self._evict()
         return d
+
+    async def ready(self, entry: Entry) -> None:
+        """Return once the kernel holds no pages of ``entry``'s content kept from a
+        state let go (call before opening it, never in a read: the invalidation
+        may wait for the reads under way of its inodes)."""
+        key = (entry.digest, entry.chunks)
+        while (dropping := self._dropping.get(key)) is not None:
+            await dropping.wait()
+
+    def _opened(self, d: FileDigest) -> None:
+        key = (d.digest, d.chunks)
+        self._files.pop(key, None)
+        self._open[key] = d
+
+    def _closed(self, d: FileDigest) -> None:
+        key = (d.digest, d.chunks)
+        if self._open.get(key) is d:
+            del self._open[key]
+            self._files[key] = d
+            self._evict()
+
+    def _evict(self) -> None:
+        while len(self._files) > KEEP:
+            key, old = self._files.popitem(last=False)
+            old.drop_held()
+            if old.inodes and old.verdict is not True and (old.next or old.served):
+                done = self._dropping[key] = trio.Event()
+                trio.lowlevel.spawn_system_task(self._drop_pages, key, old.inodes, done)
+
+    async def _drop_pages(self, key: _Key, inodes: set[int], done: trio.Event) -> None:
+        try:
+            await trio.to_thread.run_sync(_invalidate, inodes, abandon_on_cancel=True)
+        except Exception:  # a system task must not raise: it would end the daemon
+            log.exception("could not drop the kernel's pages of inodes %s", sorted(inodes))
+        finally:
+            if self._dropping.get(key) is done:
+                del self._dropping[key]
+            done.set()
 
     def found_false(self, d: FileDigest) -> None:
         key = (d.digest, d.chunks)
@@ -130,6 +177,7 @@ class FileDigest:
         self.reread = 0  # bytes read again to take chunks served out of order
         self.reading: Counter[int] = Counter()  # chunk -> reads under way waiting for it
         self.opens = 0
+        self.inodes: set[int] = set()  # the kernel's inodes it was opened at
         self.verdict: bool | None = False if known_false else None
         self._finishing = False
         self._tails = 0  # reads of the last chunk settling the digest
@@ -261,14 +309,21 @@ class FileDigest:
                 f"{false_digest(shown(), got, self.digest, 'its')}: its reads fail from now on"
             )
 
-    def opened(self) -> None:
+    def opened(self, ino: int | None) -> None:
+        """One more open file of it, at the kernel's inode ``ino`` (None: a reader
+        of the daemon's own, whose bytes the kernel does not keep)."""
         self.opens += 1
+        if ino is not None:
+            self.inodes.add(ino)
+        if self.opens == 1:
+            self.digests._opened(self)
 
     def closed(self) -> None:
         """One open file of it less; with none left, the chunks held are let go."""
         self.opens -= 1
         if self.opens <= 0:
             self.drop_held()
+            self.digests._closed(self)
 
     def drop_held(self) -> None:
         self.digests.held_bytes -= sum(len(d) for d in self.held.values())
@@ -278,3 +333,13 @@ class FileDigest:
     def _poke(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+
+def _invalidate(inodes: set[int]) -> None:
+    """Make the kernel drop its pages of ``inodes`` (blocking)."""
+    for ino in inodes:
+        try:
+            pyfuse3.invalidate_inode(ino)
+        except OSError as exc:  # ENOENT: the kernel forgot it, and its pages
+            if exc.errno != errno.ENOENT:
+                log.warning("could not drop the kernel's pages of inode %d: %s", ino, exc)

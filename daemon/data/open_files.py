@@ -62,13 +62,15 @@ class OpenFile:
 
     @staticmethod
     def of(node: Node, digests: Digests, shown: Callable[[], str] | None = None) -> OpenFile:
-        """Open a FILE node; ``shown()`` names it in messages (default: its path)."""
+        """Open a FILE node (at the kernel's inode ``node.ino``), once
+        ``digests.ready`` returned for it; ``shown()`` names it in messages
+        (default: its path)."""
         assert node.entry is not None
         e = node.entry
         starts = list(itertools.accumulate((c.size for c in e.chunks), initial=0))[:-1]
         digest = digests.of(e)
         if digest is not None:
-            digest.opened()
+            digest.opened(node.ino)
         return OpenFile(node, e.chunks, e.size, starts, digest, shown)
 
     def close(self) -> None:

@@ -304,6 +304,8 @@ class VersionsFs(pyfuse3.Operations):
             raise _erofs()
         if node.kind != NodeKind.FILE:
             raise pyfuse3.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
+        assert node.entry is not None
+        await self.digests.ready(node.entry)
         fh = next(self._handles)
         version = self.layout.root_version if self.layout.pinned else self.layout.catalog.head
         self._files[fh] = OpenFile.of(node, self.digests, self.shown(node.path, version))

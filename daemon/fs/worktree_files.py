@@ -41,7 +41,7 @@ class WorkingFiles(WorkingNodes):
         done = self._copying[n.nid] = trio.Event()
         digest = None if truncate or n.entry is None else self.digests.of(n.entry)
         if digest is not None:
-            digest.opened()
+            digest.opened(None)
         try:
             fd = self.overlay.start_copy(n)
             try:
@@ -86,7 +86,7 @@ class WorkingFiles(WorkingNodes):
 
     @staticmethod
     def _lower_node(n: WNode) -> Node:
-        return Node(b"w", NodeKind.FILE, n.path, n.entry)
+        return Node(b"w", NodeKind.FILE, n.path, n.entry, n.nid)
 
     @handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
@@ -111,6 +111,8 @@ class WorkingFiles(WorkingNodes):
             finally:
                 self.gate.leave()
         else:
+            if n.entry is not None and not n.upper:
+                await self.digests.ready(n.entry)
             fh = self._open_handle(n, ctx.uid)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
