@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,9 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from tests.support.mount import home_env, mounted
 from vfs.cli import cli
+from vfs.mount.control import LOOK_WAIT_ENV
 
 # Commands whose output a script would read: each takes --json.
 STRUCTURED = [
@@ -691,3 +695,66 @@ def test_a_reader_gone_is_one_exit_code_for_every_command(repo: Repo) -> None:
         assert (proc.returncode, proc.stderr) == (141, b""), (args, proc)
     assert repo.json("tag", "--json")[0]["name"] == "t"  # (the tag was made, then said)
     repo.fsck_clean()
+
+
+# Waits for a byte on stdin, then runs the command in its arguments: a process whose
+# current directory was entered while a mount's daemon still answered.
+_WAIT_THEN_EXEC = "import os, sys\nsys.stdin.buffer.read(1)\nos.execv(sys.argv[1], sys.argv[1:])\n"
+
+
+def complete_in(where: Path, home: Path, words: str, wait: float) -> subprocess.Popen[bytes]:
+    """``dvfs`` asked to complete ``words`` in ``where``, entered now, giving up after
+    ``wait`` s; it runs once sent a byte."""
+    env = {
+        **home_env(home), LOOK_WAIT_ENV: str(wait),
+        "_DVFS_COMPLETE": "bash_complete", "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-P", "-c", _WAIT_THEN_EXEC, *cli_command()],
+        cwd=where, env=cli_env(env),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def test_completion_answers_inside_and_beside_a_mount_whose_daemon_is_stopped(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A TAB looked into a dvfs mount: for the stages inside one (its dvfs.yaml), for a
+    version's path typed through one beside (a mount of another repository in the
+    working tree). With the daemon stopped (Ctrl-Z on `dvfs mount --foreground`) or
+    hung, the look waited in the kernel for ever, and so did the shell. Completion now
+    gives up on what it cannot get in a bounded time, and offers the rest."""
+    repo, other = make_repo(), make_repo("other")
+    commit_files(repo, {"data/a.txt": "a"}, "one")
+    commit_files(other, {"data/b.txt": "b"}, "one")
+    repo.write("dvfs.yaml", "stages:\n  prepare:\n    cmd: echo\n")
+    home = tmp_path / "home"
+    with (
+        mounted(str(repo.root), tmp_path / "mnt", home, "--writable") as mnt,
+        mounted(str(other.root), repo.root / "view", home) as view,
+    ):
+        (mnt.path / "dvfs.yaml").write_text("stages:\n  train:\n    cmd: echo\n")
+        assert completions(mnt.path, "bash", "dvfs repro ") == ["plain,train"]
+        asks = [  # (what waits for a daemon is given up on at once: the rest is not)
+            (mnt.path / "data", "dvfs repro ", 0.1),  # dvfs.yaml of the mount's working tree
+            (mnt.path / "data", "dvfs ch", 60),
+            (repo.root, "dvfs checkout v1 view/data/x/", 0.1),
+            (repo.root, "dvfs repro ", 60),
+        ]
+        procs = [complete_in(where, home, words, wait) for where, words, wait in asks]
+        for m in (mnt, view):
+            os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            answers = [p.communicate(b"go", timeout=30) for p in procs]
+        finally:
+            for m in (mnt, view):
+                os.kill(m.proc.pid, signal.SIGCONT)
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    assert [out.decode().split() for out, _ in answers] == [
+        [], ["plain,check-ignore", "plain,checkout"], [], ["plain,prepare"],
+    ]  # fmt: skip
+    assert [err for _, err in answers] == [b""] * len(asks)

@@ -13,8 +13,9 @@ each one, with the measurement that justified it, in one place:
   ``preallocate`` (``fallocate`` by ctypes);
 - ``page_cache``: is a byte range in the page cache (``cachestat``, else ``mincore``,
   by ctypes), and a mount's read-ahead (a sysfs write);
-- ``helper_process``: a forked helper process and the pipes that feed it, and whether
-  a process still runs (what tells a killed process's leftovers from live work);
+- ``helper_process``: a forked helper process and the pipes that feed it, whether
+  a process still runs (what tells a killed process's leftovers from live work), and
+  work done in a child given up on after a while (``within``);
 - ``gc_pause``: the cyclic garbage collector paused while many objects are made;
 - ``malloc``: glibc's mmap and trim thresholds (``mallopt`` by ctypes), for push,
   the mount daemon and ``diff --rows``, and the daemon's heaps on huge pages (a

@@ -10,6 +10,10 @@ runs one function and talks to its parent through two pipes, in frames (an 8-byt
 length, then ``marshal`` data: bytes, str, ints, tuples, lists and None). The parent
 trusts nothing a helper did not report: whatever a failed helper did not report, the
 parent does again itself, where any error is raised as usual.
+
+:func:`within` forks a child for work that may wait in the kernel for ever (a look
+into a FUSE mount whose daemon is stopped or hung), and leaves it behind after a
+while: a process of its own is the only way to give up on it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import select
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -292,3 +298,50 @@ def _read_exactly(fd: int, n: int) -> bytes | None:
         parts.append(got)
         left -= len(got)
     return b"".join(parts)
+
+
+def within(work: Callable[[], bytes], wait: float) -> bytes | None:
+    """``work()``, done in a forked child and given up on after ``wait`` seconds (the
+    child killed); None then, or if it failed.
+
+    A thread left waiting in the kernel would keep this process from ending, and a
+    child holding this process's standard output would keep whoever reads it to its
+    end (a shell's ``$(...)``) waiting, so the child has /dev/null for its standard
+    streams and answers through a pipe. It is forked only while no other thread runs
+    (see the module doc); else ``work()`` is done here, unbounded.
+    """
+    if threading.active_count() != 1:
+        return work()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(read)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            view = memoryview(work())
+            while view:
+                view = view[os.write(write, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    got = bytearray()
+    deadline = time.monotonic() + wait
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([read], [], [], left)[0]:
+                continue
+            part = os.read(read, 65536)
+            if not part:  # the child is done: its end closes as it exits
+                _, status = os.waitpid(pid, 0)
+                return bytes(got) if status == 0 else None
+            got += part
+    finally:
+        os.close(read)
+    import signal  # (see _die_with)
+
+    os.kill(pid, signal.SIGKILL)  # (ends at once unless the daemon took its request)
+    return None

@@ -13,6 +13,12 @@ A version's names are offered only if they can be inserted as they are, as one s
 word in bash, zsh and fish alike (none of :data:`UNSAFE`, no control character, valid
 UTF-8, not starting with ``-``); at most :data:`MOST_PATHS` of them, from the one
 directory of the version being completed.
+
+A TAB is answered within :data:`ANSWER_WAIT` seconds (``vfs.cli.root.complete``, by
+``vfs._os.helper_process.within``): completing may look into a FUSE mount (a
+writable dvfs mount's ``dvfs.yaml``, a path typed through a mount), and a look into
+one whose daemon is stopped or hung waits in the kernel for ever, and the shell with
+it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from vfs.model.codec import Kind, tree_names
 from vfs.repo.repository import Repository
 
 MOST_PATHS = 1000  # names of one directory offered at one TAB
+ANSWER_WAIT = 3.0  # seconds a TAB waits for its answer (LOOK_WAIT_ENV: a test's wait)
 # What a name offered may not hold: what a shell reads as more than a character of a word
 # (a space, a quote, a backslash, a glob, a variable...), or where bash cuts a word.
 UNSAFE = frozenset(" \t\n\"'\\$`!*?[]{}()<>|&;=:~#^")

@@ -160,11 +160,15 @@ def complete(instruction: str) -> NoReturn:
     The words typed come back as the shell gave them, bytes that are not UTF-8
     included (a file so named, half typed: click's strict encoding of the answer
     ended in an internal error). Nothing is printed on stderr, where it would land in
-    the line being edited: an error offers nothing (``DVFS_DEBUG=1`` shows it).
+    the line being edited: an error offers nothing (``DVFS_DEBUG=1`` shows it). The
+    answer is worked out in a child given up on after ``ANSWER_WAIT`` s (see
+    ``vfs.cli.completion``; in this process with ``DVFS_DEBUG=1``).
     """
     from click.shell_completion import get_completion_class
 
-    from vfs.cli.completion import use_bash_completion
+    from vfs._os.helper_process import within
+    from vfs.cli.completion import ANSWER_WAIT, use_bash_completion
+    from vfs.mount.control import LOOK_WAIT_ENV
 
     use_bash_completion()
     shell, _, what = instruction.partition("_")
@@ -173,7 +177,16 @@ def complete(instruction: str) -> NoReturn:
         sys.exit(1)
     try:
         comp = kind(cli, {}, "dvfs", COMPLETE_VAR)
-        text = comp.source() if what == "source" else f"{comp.complete()}\n"
+        if what == "source":
+            text = comp.source()
+        elif settings.debug():
+            text = f"{comp.complete()}\n"
+        else:
+            wait = float(os.environ.get(LOOK_WAIT_ENV) or ANSWER_WAIT)
+            got = within(lambda: f"{comp.complete()}\n".encode(errors="surrogateescape"), wait)
+            if got is None:
+                sys.exit(1)
+            text = got.decode(errors="surrogateescape")
         sys.stdout.buffer.write(text.encode(errors="surrogateescape"))
         sys.stdout.flush()
     except Exception:
