@@ -494,6 +494,51 @@ def test_a_chunk_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     with_fetcher(fetcher, scenario)
 
 
+def test_a_chunk_another_tree_names_with_another_size_is_refused() -> None:
+    """A chunk's size is its tree's word: a forged tree may name a chunk another file
+    holds under a size it does not have. Loaded for the true file, then read for the
+    forged one from memory (or while its load was under way), it was served as it
+    is: the forged file's read gave the chunk's bytes where the next chunk's belong,
+    or fewer than asked (the kernel takes a short read for the file's end). Every
+    reader now gets the chunk only at the size its tree names, else EIO."""
+    refs, chunks = make_chunks(2, 1000)
+    true = file_of(refs[:1], chunks)
+    forged = file_of([ChunkRef(refs[0].oid, 600), ChunkRef(refs[1].oid, 1000)], chunks)
+    longer = file_of([ChunkRef(refs[0].oid, 1400)], chunks)  # (600 + 1000 - 200)
+    remote = FakeRemote(chunks)
+
+    async def scenario(fetch: Fetcher) -> None:
+        node = Node(b"f", NodeKind.FILE, b"f", true)
+        assert await OpenFile.of(node, Digests()).read(fetch, 0, 1000) == chunks[refs[0].oid]
+        for lie in (forged, longer):
+            f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", lie), Digests())
+            with pytest.raises(ObjectCorrupt, match="1000 bytes where the tree says"):
+                await f.read(fetch, 0, 1200)
+        # a reader sharing the load of a reader whose tree names the true size
+        again = Fetcher(None, None, remote, timeout=5)
+        got: dict[int, object] = {}  # the size named -> what the reader got
+
+        async def read(ref: ChunkRef) -> None:
+            try:
+                got[ref.size] = len(await again.get(ref))
+            except ObjectCorrupt:
+                got[ref.size] = "refused"
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(again.run)
+            remote.gate.clear()
+            async with trio.open_nursery() as readers:
+                readers.start_soon(read, refs[0])
+                await trio.testing.wait_all_tasks_blocked()
+                readers.start_soon(read, ChunkRef(refs[0].oid, 600))
+                await trio.testing.wait_all_tasks_blocked()
+                remote.gate.set()
+            nursery.cancel_scope.cancel()
+        assert got == {1000: 1000, 600: "refused"}
+
+    with_fetcher(Fetcher(None, None, remote, timeout=5), scenario)
+
+
 def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
     refs, chunks = make_chunks(40, 256 * KiB)
     size = sum(r.size for r in refs)

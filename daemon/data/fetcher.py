@@ -157,10 +157,19 @@ class Fetcher:
     # reading -------------------------------------------------------------------------
 
     async def get(self, ref: ChunkRef, deadline: float | None = None) -> bytes | memoryview:
-        """The chunk's verified bytes; a DvfsError (EIO) if it cannot be had in time.
+        """The chunk's verified bytes; a DvfsError (EIO) if it cannot be had in time,
+        or if they are not as long as ``ref`` says (a chunk is kept, and loaded
+        once, by id alone: a forged tree may name it under another size).
 
         In time: by ``deadline`` (trio's clock), else within ``timeout`` from now.
         """
+        data = await self._get(ref, deadline)
+        if len(data) != ref.size:
+            why = f"{len(data)} bytes where the tree says {ref.size}"
+            raise ObjectCorrupt(ref.oid.hex(), why)
+        return data
+
+    async def _get(self, ref: ChunkRef, deadline: float | None) -> bytes | memoryview:
         if self.made is not None and ref.oid in self.made.pieces:
             made = await self.made.chunk(ref.oid)
             if made is not None:
