@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from tests.support.relay import Intercept
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
     remote_fixture,
 )
+from tests.support.s3server import S3Server
 from tests.test_remote_gc import (  # noqa: F401  (s3_remote_fixture: a fixture)
     cloned_clean,
     manifests,
@@ -228,4 +231,42 @@ def test_readers_and_pushers_started_before_the_merge_lose_nothing(
     clone.fsck_clean()
     side.fsck_clean()
     other.fsck_clean()
+    repo.fsck_clean()
+
+
+def test_a_merged_pack_read_back_is_read_no_further_than_what_was_written(
+    make_repo: RepoFactory, s3_env: S3Server, s3_remote: Remote, tmp_path: Path
+) -> None:
+    """A server that answers the read-back of a merged pack with far more bytes than
+    were put (an endless body) is read no further than the pack's length and one byte:
+    nothing is merged (the small packs stay, none condemned), with a warning."""
+    repo = make_repo("seed")
+    s3_remote.add_to(repo)
+    files = small_pushes(repo)
+    small = {key.encode() for key in s3_remote.list_keys("packs/")}
+    flood = 128 << 20
+
+    def answer(head: bytes) -> Iterator[bytes] | None:
+        method, target = head.split(b" ", 2)[:2]
+        path = target.split(b"?")[0]
+        if method != b"GET" or b"/packs/" not in path or any(path.endswith(k) for k in small):
+            return None
+        return iter(
+            [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % flood]
+            + [bytes(1 << 20)] * (flood >> 20)
+        )
+
+    relay = Intercept(int(s3_env.endpoint.rsplit(":", 1)[1]), answer)
+    try:
+        repo.ok("remote", "add", "hostile", s3_remote.url, "--endpoint-url", relay.endpoint)
+        r = assert_ok(run(repo.root, "gc", "--remote", "hostile", "--json", env={CLOCK_ENV: "0"}))
+    finally:
+        relay.cut()
+    got = r.json()
+    assert relay.sent < 32 << 20, relay.sent  # (what socket buffers took before the close)
+    assert got["merged_packs"] == 0 and got["condemned_packs"] == 0, got
+    assert any("did not read back whole" in w for w in got["warnings"]), got
+    assert small < {key.encode() for key in s3_remote.list_keys("packs/")}
+    assert not manifests(s3_remote)
+    cloned_clean(s3_remote, tmp_path, "clone", files)
     repo.fsck_clean()

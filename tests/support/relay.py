@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable, Iterable
 
 from tests.support.loopback import free_ports
 
@@ -163,3 +164,55 @@ class Tamper(Proxy):
             with contextlib.suppress(OSError):
                 client.sendall(answer)
                 client.shutdown(socket.SHUT_WR)
+
+
+class Intercept(Proxy):
+    """A loopback relay that reads each request and passes it to the real server on a
+    connection of its own (``Connection: close``: the client opens a new one for the
+    next), unless ``answer(head)`` (the request line and headers) gives the blocks of
+    an answer to send instead: then those are sent, as long as the client reads them,
+    and the connection closed. ``sent``: the bytes of those answers the client took."""
+
+    def __init__(self, target_port: int, answer: Callable[[bytes], Iterable[bytes] | None]):
+        self.answer = answer
+        self.sent = 0
+        super().__init__(target_port)
+
+    def _answered_here(self, client: socket.socket) -> bool:
+        with self._lock:
+            self._conns.add(client)
+        threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        return True
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, contextlib.suppress(OSError):
+            got = b""
+            while b"\r\n\r\n" not in got:
+                block = client.recv(1 << 16)
+                if not block:
+                    return
+                got += block
+            head, _, body = got.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            length = next(
+                (int(v) for k, _, v in (line.partition(b":") for line in lines[1:])
+                 if k.strip().lower() == b"content-length"),
+                0,
+            )  # fmt: skip
+            while len(body) < length:
+                block = client.recv(1 << 16)
+                if not block:
+                    return
+                body += block
+            blocks = self.answer(head)
+            if blocks is not None:
+                for block in blocks:
+                    client.sendall(block)
+                    with self._lock:
+                        self.sent += len(block)
+                return
+            kept = [line for line in lines if not line.lower().startswith(b"connection:")]
+            with socket.create_connection(self.target) as upstream:
+                upstream.sendall(b"\r\n".join([*kept, b"Connection: close", b"", b""]) + body)
+                while data := upstream.recv(1 << 16):
+                    client.sendall(data)
