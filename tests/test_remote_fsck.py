@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.api import SMALL_CHUNKS
 from tests.support.cli import (
     Repo,
     RepoFactory,
@@ -23,13 +24,14 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from tests.support.data import rand
 from tests.support.forge import Forge, dir_entry, file_entry
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
     remote_fixture,
 )
-from tests.test_remote_gc import manifests
+from tests.test_remote_gc import manifests, s3_remote_fixture  # noqa: F401  (a fixture)
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
 from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
@@ -222,6 +224,35 @@ def test_fsck_remote_digests_names_a_file_whose_bytes_are_not_its_digest(
     )
     got = repo.run("fsck", "--remote", "origin", "--digests", "--json").json()
     assert got["problems"] == [line[9:]] and got["files_read_whole"] == 2
+
+
+def test_fsck_remote_digests_reads_neighbouring_chunks_with_one_request(
+    s3_remote: Remote, tmp_path: Path
+) -> None:
+    """`--digests` read a file one ranged GET a chunk, one after the other: a round trip
+    to S3 for each. The chunks of a file that lie next to each other in a pack are read
+    with one ranged GET, each still verified: a byte flipped in one names the file."""
+    Repository.init(tmp_path / "seed", chunker=SMALL_CHUNKS).close()
+    repo = Repo(tmp_path / "seed")
+    s3_remote.add_to(repo)
+    commit_files(repo, {"big.bin": rand(500_000, seed=41), "small.txt": b"one\n"}, "big")
+    repo.ok("push")
+    here = Repository(repo.root)
+    entry = here.history.lookup(here.history.version(here.history.head_id()).tree, b"big.bin")
+    here.close()
+    assert entry is not None and len(entry.chunks) >= 20
+    (pack,) = s3_remote.list_keys("packs/")
+    plain = repo.run("fsck", "--remote", "origin", "--json").json()
+    whole = repo.run("fsck", "--remote", "origin", "--digests", "--json").json()
+    assert plain["clean"] and whole["clean"] and whole["files_read_whole"] == 1, whole
+    assert whole["requests"] - plain["requests"] <= 2, (plain["requests"], whole["requests"])
+
+    data = bytearray(s3_remote.backend.get(pack))
+    data[len(data) // 3] ^= 0xFF  # (inside a chunk of big.bin, which fills most of it)
+    s3_remote.backend.put(pack, bytes(data))
+    (line,) = problems(check(repo, "--digests"))
+    assert line.startswith("problem: v1:big.bin could not be read whole: "), line
+    repo.fsck_clean()
 
 
 def test_fsck_remote_names_a_folder_whose_size_is_not_the_bytes_below_it(

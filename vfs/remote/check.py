@@ -21,11 +21,14 @@ What a clone, fetch or push relies on is checked as they read it (``vfs.remote.r
   and name), and every object the index lists in it is read back with ranged GETs of
   at most ``MAX_RANGE`` bytes and verified against its id (``DATA_JOBS`` packs at a
   time, so memory stays bounded whatever the remote holds);
-- with ``digests``: every distinct file of several chunks is read whole, in order (one
-  ranged GET a chunk, each verified; ``jobs`` files at a time), and one whose bytes are
-  not the digest its version records is named: fetches take such a file (each chunk
-  is its id), checkouts and reads refuse it. It downloads every such file once per
-  distinct version of it, on top of ``data``'s reading of every pack.
+- with ``digests``: every distinct file of several chunks is read whole, in order,
+  and one whose bytes are not the digest its version records is named: fetches take
+  such a file (each chunk is its id), checkouts and reads refuse it. A run of its
+  chunks lying in order in one pack (each at most ``COALESCE_GAP`` bytes after the one
+  before, at most ``MAX_RANGE`` from the first's start to the last's end) is one
+  ranged GET (``RemoteChunks.stream_run``: from S3 received a piece at a time), each
+  chunk verified; ``jobs`` files at a time. It downloads every such file once per distinct
+  version of it, on top of ``data``'s reading of every pack.
 
 Each problem is one line saying what is wrong and what can be done. A push uploads only
 what the remote's index lacks below a version the remote's index lacks (it takes a
@@ -37,6 +40,7 @@ remote has, and a damaged pack that a ref reaches, need a backup or a new remote
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -79,6 +83,7 @@ from vfs.remote.layout import (
 from vfs.remote.manifests import decode_manifest, read_manifests
 from vfs.remote.read import RemoteChunks
 from vfs.remote.reader import (
+    COALESCE_GAP,
     MAX_RANGE,
     SEGMENT_RELISTS,
     Located,
@@ -122,6 +127,7 @@ class RemoteFsckReport:
     objects_verified: int = 0
     bytes_verified: int = 0
     files_read_whole: int = 0  # with ``digests``
+    requests: int = 0  # made to the remote
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -139,7 +145,7 @@ class RemoteFsckReport:
             "pack_bytes": self.pack_bytes, "condemned_packs": self.condemned_packs,
             "unindexed_packs": self.unindexed_packs,
             "objects_verified": self.objects_verified, "bytes_verified": self.bytes_verified,
-            "files_read_whole": self.files_read_whole,
+            "files_read_whole": self.files_read_whole, "requests": self.requests,
             "problems": self.problems, "warnings": self.warnings,
         }  # fmt: skip
 
@@ -282,6 +288,7 @@ def fsck_remote(
     if digests:
         _read_whole(remote, home, report, problems, walk, jobs)
     report.problems = problems.all()
+    report.requests = meter.requests
     return report
 
 
@@ -294,15 +301,21 @@ def _read_whole(
     jobs: int,
 ) -> None:
     """Read every distinct file of several chunks whole, in order (``jobs`` files at a
-    time, one chunk each in memory), and name each one whose bytes are not its digest.
-    A file with a chunk the index lacks is left to the walk's problem about it."""
+    time, each a run of its chunks at a time: see the module docstring), and name each
+    one whose bytes are not its digest. A file with a chunk the index lacks is left to
+    the walk's problem about it."""
     chunks = RemoteChunks(lambda: remote)
     chunks.set_index(home)
 
     def digest_of(refs: tuple[ChunkRef, ...]) -> bytes:
         whole = hasher()
-        for c in refs:
-            whole.update(chunks.fetch(c.oid))
+        for pack_id, run in _runs([home[c.oid] for c in refs]):
+            with contextlib.closing(chunks.stream_run(pack_id, run)) as pieces:
+                for _, got in pieces:
+                    for item, _ in got:
+                        if isinstance(item, ObjectCorrupt):
+                            raise item
+                        whole.update(item)
         return whole.digest()
 
     files = [
@@ -328,6 +341,26 @@ def _read_whole(
                     "fail; point the refs that reach it at other versions, or delete them",
                     "files could not be read whole or are not the digest their version records",
                 )
+
+
+def _runs(located: list[Located]) -> Iterator[tuple[str, list[PackedObject]]]:
+    """``located`` (a file's chunks, in order) as runs of neighbours: chunks of one pack,
+    each at most ``COALESCE_GAP`` bytes after the end of the one before it, at most
+    ``MAX_RANGE`` bytes from the first's start to the last's end (one chunk if larger)."""
+    run: list[PackedObject] = []
+    pack = ""
+    for pack_id, o in located:
+        if run and (
+            pack_id != pack
+            or not 0 <= o.offset - (run[-1].offset + run[-1].stored_len) <= COALESCE_GAP
+            or o.offset + o.stored_len - run[0].offset > MAX_RANGE
+        ):
+            yield pack, run
+            run = []
+        pack = pack_id
+        run.append(o)
+    if run:
+        yield pack, run
 
 
 def _refs(
