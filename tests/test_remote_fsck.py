@@ -255,6 +255,27 @@ def test_fsck_remote_digests_reads_neighbouring_chunks_with_one_request(
     repo.fsck_clean()
 
 
+def test_fsck_remote_digests_reads_the_index_once_where_a_pack_is_gone(
+    make_repo: RepoFactory, remote: Remote
+) -> None:
+    """A file whose pack is gone could not be read whole: said once, and the index is
+    not read again for it (the check reads the remote as its index was read)."""
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    commit_files(repo, {"big.bin": rand(3 * 1024 * 1024, seed=43)}, "big")
+    repo.ok("push")
+    (pack,) = remote.list_keys("packs/")
+    commit_files(repo, {"notes.txt": b"one\n"}, "notes")  # (its records in a pack of its own)
+    repo.ok("push")
+    remote.backend.delete(pack)
+    plain = repo.run("fsck", "--remote", "origin", "--json").json()
+    whole = repo.run("fsck", "--remote", "origin", "--digests", "--json").json()
+    lines = [p for p in whole["problems"] if p not in plain["problems"]]
+    assert len(lines) == 1 and lines[0].startswith("v2:big.bin could not be read whole: "), lines
+    assert "is missing from" in lines[0], lines
+    assert whole["requests"] - plain["requests"] == 1, (plain["requests"], whole["requests"])
+
+
 def test_fsck_remote_names_a_folder_whose_size_is_not_the_bytes_below_it(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

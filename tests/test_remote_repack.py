@@ -41,8 +41,12 @@ from tests.test_remote_gc import (  # noqa: F401  (s3_remote_fixture: a fixture)
     s3_remote_fixture,
     stopped_push,
 )
+from vfs.model.ids import hash_bytes
+from vfs.remote.config import Meter
 from vfs.remote.gc import CLOCK_ENV, KILL_ENV
 from vfs.remote.ondemand import STOP_ENV as DOWNLOAD_STOP_ENV
+from vfs.remote.read import RemoteChunks
+from vfs.remote.reader import RemoteRepo
 from vfs.store.packs import SMALL_PACKS_MERGE
 
 DAY = 24 * 3600
@@ -269,4 +273,39 @@ def test_a_merged_pack_read_back_is_read_no_further_than_what_was_written(
     assert small < {key.encode() for key in s3_remote.list_keys("packs/")}
     assert not manifests(s3_remote)
     cloned_clean(s3_remote, tmp_path, "clone", files)
+    repo.fsck_clean()
+
+
+def test_a_remote_read_in_place_across_a_merge_reads_the_merged_pack(
+    make_repo: RepoFactory, remote: Remote, tmp_path: Path
+) -> None:
+    """A remote opened with ``vfs.Repo.remote`` before another clone's gc merged and
+    deleted its small packs knew each chunk in a pack that is gone: every read of a
+    file not read before failed, until the program started again; and so did a
+    mount's read-ahead of a run of chunks (``stream_run``) from where the index it read
+    placed them. The index is read again and each chunk read where it lies now."""
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    files = small_pushes(repo)
+    options = dict(zip(remote.options[::2], remote.options[1::2], strict=True))
+    reader = vfs.Repo.remote(
+        remote.url, endpoint_url=options.get("--endpoint-url"), cache_dir=tmp_path / "c"
+    )
+    ahead = RemoteChunks(lambda: RemoteRepo(Meter(remote.backend), None))
+    try:
+        first, *rest = sorted(files)
+        assert reader.read_bytes(first) == files[first]  # (the index is read)
+        last = hash_bytes(files[rest[-1]])  # (a file of one chunk: its id is the file's)
+        assert ahead.fetch(last) == files[rest[-1]]
+        was = ahead.where(last)
+        assert was is not None
+        got = gc(repo, "--grace", "0")
+        assert got["merged_packs"] == PUSHES and got["deleted_packs"] == PUSHES
+        for rel in rest:
+            assert reader.read_bytes(rel) == files[rel], rel
+        ((_, [(chunk, _)]),) = ahead.stream_run(was[0], [was[1]])
+        assert bytes(chunk) == files[rest[-1]]  # type: ignore[arg-type]
+        assert ahead.where(last) not in (None, was)
+    finally:
+        reader.close()
     repo.fsck_clean()

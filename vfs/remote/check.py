@@ -304,7 +304,7 @@ def _read_whole(
     time, each a run of its chunks at a time: see the module docstring), and name each
     one whose bytes are not its digest. A file with a chunk the index lacks is left to
     the walk's problem about it."""
-    chunks = RemoteChunks(lambda: remote)
+    chunks = RemoteChunks(lambda: remote, follow=False)
     chunks.set_index(home)
 
     def digest_of(refs: tuple[ChunkRef, ...]) -> bytes:

@@ -16,7 +16,9 @@ is checked.
   each chunk decompressed and checked against its id here, so nothing unverified
   leaves this module. The remote is connected on first use. Its index (object id ->
   pack, offset, stored length) is merged from its index segments on first use, and
-  again when a chunk is not in it (versions pushed since); but not within
+  again when a chunk is not in it (versions pushed since) or the pack it names is
+  gone (another clone's ``gc --remote`` merged or dropped it since: the chunk is read
+  where it lies now); but not within
   ``REREAD_GAP`` seconds of a reading for a chunk missing that found the index as it
   was: a forged tree naming thousands of chunks the remote lacks made a mount list
   and decode the whole index again for each.
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from vfs.backends import same_location
-from vfs.errors import ObjectCorrupt, ObjectMissing, RemoteError, UsageError
+from vfs.errors import ObjectCorrupt, ObjectMissing, RemoteError, RemoteNotFound, UsageError
 from vfs.remote.config import RemoteSpec, add_remote, connect, default_remote, remotes
 from vfs.remote.layout import pack_key
 from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids, mend_hint
@@ -103,14 +106,20 @@ class RunPiece(NamedTuple):
 
 class RemoteChunks:
     """Chunks of one remote, by id; with ``also``, a chunk this remote lacks or cannot
-    give is fetched from the first other one whose ids (read on first need) list it."""
+    give is fetched from the first other one whose ids (read on first need) list it.
+    With ``follow=False``, the index given to :meth:`set_index` is never read again: a
+    pack it names that is gone is lost (``dvfs fsck --remote`` checks the remote as
+    that index says, and would download every segment again for each such pack)."""
 
     def __init__(
         self,
         opener: Callable[[], RemoteRepo],
         also: Sequence[tuple[Callable[[], Collection[bytes]], RemoteChunks]] = (),
+        *,
+        follow: bool = True,
     ) -> None:
         self._opener = opener
+        self._follow = follow
         self._remote: RemoteRepo | None = None
         self._index: dict[bytes, Located] | None = None
         self._quiet_until = 0.0  # (time.monotonic() before which a miss is not read again)
@@ -182,10 +191,42 @@ class RemoteChunks:
                 return other
         return None
 
+    def _moved(self, oid: bytes, gone: str) -> Located | None:
+        """Where the remote holds ``oid`` now that pack ``gone``, where the index in
+        memory places it, is not there (a remote gc merged or dropped it since the index
+        was read): from the index read again, unless a reading less than ``REREAD_GAP``
+        seconds ago found it no better (as ``_locate``); None if nowhere else. The index
+        read again is kept only if it places ``oid`` elsewhere: a remote that is away
+        (a directory unmounted, renamed) lists no segment, and its index read then, empty,
+        would make every chunk missing once it is back."""
+        if not self._follow:
+            return None
+        with self._rereading:
+            with self._lock:
+                index, quiet_until = self._index, self._quiet_until
+            hit = index.get(oid) if index is not None else None
+            if (hit is None or hit[0] == gone) and time.monotonic() >= quiet_until:
+                fresh = self._open().index()
+                hit = fresh.get(oid)
+                with self._lock:
+                    if hit is None or hit[0] == gone:
+                        self._quiet_until = time.monotonic() + REREAD_GAP
+                    else:
+                        self._index, self._quiet_until = fresh, 0.0
+        return None if hit is None or hit[0] == gone else hit
+
     def _fetch_here(self, oid: bytes) -> bytes:
         """The chunk's bytes from this remote alone."""
+        remote = self._open()
         pack_id, obj = self._locate(oid)
-        payload = self._open().pack_bytes(pack_id, obj.offset, obj.stored_len)
+        try:
+            payload = remote.backend.get(pack_key(pack_id), obj.offset, obj.stored_len)
+        except RemoteNotFound:
+            moved = self._moved(oid, pack_id)
+            if moved is None:
+                raise remote.lost_pack(pack_id) from None
+            pack_id, obj = moved
+            payload = remote.pack_bytes(pack_id, obj.offset, obj.stored_len)
         log.debug("ranged GET of pack %s: 1 chunks, %d bytes", pack_id, len(payload))
         log.debug("fetched chunk %s: %d bytes from pack %s", oid.hex(), len(payload), pack_id)
         try:
@@ -224,7 +265,9 @@ class RemoteChunks:
         never held whole. Each chunk is decompressed and verified on its own once its
         piece is in: a damaged one is an ObjectCorrupt in its place, so one flipped
         byte costs that chunk only. A failed request raises once the pieces before
-        the failure were given.
+        the failure were given. If the pack is gone (a remote gc merged or dropped it
+        since the index was read) and the index read again places the first chunk
+        elsewhere, each chunk is fetched where it lies now, a piece each.
         """
         start = objs[0].offset
         groups: list[list[PackedObject]] = []
@@ -241,7 +284,16 @@ class RemoteChunks:
             for k, g in enumerate(groups)
         ]
         log.debug("ranged GET of pack %s: %d chunks, %d bytes", pack_id, len(objs), at - start)
-        pieces = self._open().pack_parts(pack_id, start, lengths)
+        parts = self._open().backend.get_parts(pack_key(pack_id), start, lengths)
+        try:
+            first = next(parts)
+        except RemoteNotFound:
+            parts.close()
+            if self._moved(objs[0].oid, pack_id) is None:
+                raise self._open().lost_pack(pack_id) from None
+            yield from self._one_by_one(objs)
+            return
+        pieces = itertools.chain([first], parts)
         try:
             for group, piece in zip(groups, pieces, strict=True):
                 view = memoryview(piece)
@@ -263,7 +315,17 @@ class RemoteChunks:
                     chunks.append((good, where if good is payload else -1))
                 yield RunPiece(view, chunks)
         finally:
-            pieces.close()
+            parts.close()
+
+    def _one_by_one(self, objs: Sequence[PackedObject]) -> Generator[RunPiece, None, None]:
+        """Chunks ``objs`` fetched one by one, each where the index places it, a piece each."""
+        for obj in objs:
+            try:
+                data = self._fetch_here(obj.oid)
+            except ObjectCorrupt as exc:
+                yield RunPiece(memoryview(b""), [(exc, -1)])
+                continue
+            yield RunPiece(memoryview(data), [(data, 0)])
 
 
 def repository_chunks(repo: Repository, jobs: int) -> RemoteChunks | None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -503,15 +503,6 @@ class RemoteRepo:
         remote lacks is a damaged remote (:meth:`lost_pack`), not a missing one."""
         try:
             return self.backend.get(pack_key(pack_id), start, length)
-        except RemoteNotFound:
-            raise self.lost_pack(pack_id) from None
-
-    def pack_parts(
-        self, pack_id: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes | memoryview, None, None]:
-        """:meth:`pack_bytes` in consecutive pieces of ``lengths``, as they arrive."""
-        try:
-            yield from self.backend.get_parts(pack_key(pack_id), start, lengths)
         except RemoteNotFound:
             raise self.lost_pack(pack_id) from None
 
