@@ -44,6 +44,7 @@ from tests.test_remote_gc import (  # noqa: F401  (s3_remote_fixture: a fixture)
 from vfs.model.ids import hash_bytes
 from vfs.remote.config import Meter
 from vfs.remote.gc import CLOCK_ENV, KILL_ENV
+from vfs.remote.layout import decode_segment
 from vfs.remote.ondemand import STOP_ENV as DOWNLOAD_STOP_ENV
 from vfs.remote.read import RemoteChunks
 from vfs.remote.reader import RemoteRepo
@@ -308,4 +309,50 @@ def test_a_remote_read_in_place_across_a_merge_reads_the_merged_pack(
         assert ahead.where(last) not in (None, was)
     finally:
         reader.close()
+    repo.fsck_clean()
+
+
+def test_a_pack_that_does_not_verify_loses_no_copy_another_small_pack_holds(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A chunk two clones pushed at once lies in two small packs; it is copied from the
+    first. When that copy is damaged, that pack is kept as it is, and the chunk was
+    copied from nowhere: the other pack, whose copy is good, was merged and deleted,
+    leaving only the damaged one. It is copied from the other pack instead."""
+    repo = make_repo("seed")
+    dir_remote.add_to(repo)
+    files = small_pushes(repo)
+    dup = b"the same file, pushed by two clones at once\n" * 40
+    other, _ = dir_remote.clone(tmp_path, "other")
+    other.ok("switch", "-c", "side")
+    other.write("dup.txt", dup)
+    other.ok("add", "dup.txt")
+    other.commit("dup on side")
+    push = stopped_push(other, "indexed")  # it read the index: it will upload the chunk too
+    repo.write("dup.txt", dup)
+    repo.ok("add", "dup.txt")
+    repo.commit("dup on main")
+    repo.ok("push")
+    resume(push)
+    chunk = hash_bytes(dup)
+    holding = sorted(
+        (pack_id, obj)
+        for key in dir_remote.list_keys("index/")
+        for pack_id, obj in decode_segment(dir_remote.backend.get(key), key)
+        if obj.oid == chunk
+    )
+    assert len(holding) == 2
+    damaged, obj = holding[0]  # (the pack it is copied from)
+    data = bytearray(dir_remote.backend.get(f"packs/{damaged}"))
+    data[obj.offset] ^= 0xFF
+    dir_remote.backend.put(f"packs/{damaged}", bytes(data))
+
+    got = gc(repo, "--grace", "0")
+    assert got["merged_packs"] == PUSHES + 1 and got["deleted_packs"] == PUSHES + 1, got
+    assert any(damaged[:12] in w for w in got["warnings"]), got
+    assert f"packs/{damaged}" in dir_remote.list_keys("packs/")  # kept as it was
+    cloned_clean(dir_remote, tmp_path, "main", {**files, "dup.txt": dup})
+    side, _ = dir_remote.clone(tmp_path, "side", "--rev", "origin/side")
+    assert side.read("dup.txt") == dup
+    side.fsck_clean()
     repo.fsck_clean()

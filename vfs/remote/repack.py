@@ -8,12 +8,14 @@ the thresholds of the local ``dvfs gc``) that no manifest condemns, ``dvfs gc
 
 1. :func:`plan`: each small pack's live objects (once each) are to be copied;
 2. :func:`copy`: they are read with ranged GETs and verified against their ids (a
-   pack that does not read or verify is left out, kept as it is), laid out as one push
-   of them would lay them out (newest version first, records first, ~16 MiB packs),
-   uploaded under an id no manifest condemns and no merged pack has, then each new
-   pack is read back whole (one ranged GET of its length and a byte more, so that an
-   answer of any length is read no further) and every object in it verified again
-   (if one does not verify, nothing is merged);
+   pack that does not read or verify is left out, kept as it is; what was to be
+   copied from it is read from another small pack that lists it, which is left out
+   too if that copy does not read either: a merged pack's copies go with it), laid
+   out as one push of them would lay them out (newest version first, records first,
+   ~16 MiB packs), uploaded under an id no manifest condemns and no merged pack has,
+   then each new pack is read back whole (one ranged GET of its length and a byte
+   more, so that an answer of any length is read no further) and every object in it
+   verified again (if one does not verify, nothing is merged);
 3. the gc writes one new segment that lists the new packs first and then every entry of
    the segments it replaces (the merged packs stay listed, so that an object a push
    left in one, not live yet, stays indexed), then condemns the merged packs in its
@@ -62,6 +64,8 @@ class Plan:
     """What a remote gc merges: small packs (with the live objects to copy) and segments."""
 
     packs: dict[str, list[PackedObject]] = field(default_factory=dict)  # pack -> to copy
+    # pack -> the live objects it lists that are to be copied (from it or another)
+    listed: dict[str, list[PackedObject]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # pack -> its bytes
     segments: set[str] = field(default_factory=set)  # small segments to replace
     merged: list[str] = field(default_factory=list)  # packs whose objects were copied
@@ -118,13 +122,11 @@ def plan(
         chosen = set(small)
         seen: set[bytes] = set()
         for p in small:
-            want = [
-                o
-                for o in objects_of[p]
-                if o.oid in live and o.oid not in seen and homes.get(o.oid) in chosen
-            ]
+            listed = [o for o in objects_of[p] if o.oid in live and homes.get(o.oid) in chosen]
+            want = [o for o in listed if o.oid not in seen]
             seen.update(o.oid for o in want)
             out.packs[p] = want
+            out.listed[p] = listed
             out.sizes[p] = sizes[p]
     listing = {seg for seg, rows in segments.items() if any(p in out.packs for p, _ in rows)}
     small_segments = {seg for seg, size in segment_sizes.items() if size < SMALL_PACK}
@@ -203,13 +205,30 @@ def copy(
     meter = remote.backend
     parts: list[tuple[int, list[tuple[PackedObject, bytes]]]] = []
     read: list[str] = []
+    owed: set[bytes] = set()  # to copy from a pack that did not read: from another one
     for p, objs in todo.packs.items():
         try:
             part = _read(remote, p, objs)
         except DvfsError as exc:
             warnings.append(f"pack {p[:12]} was not merged, it is kept as it is: {exc}")
+            owed.update(o.oid for o in objs)
             continue
         read.append(p)
+        newest = min((order[o.oid] for o, _ in part if o.oid in order), default=len(order))
+        parts.append((newest, part))
+    for p in list(read) if owed else []:
+        # a merged pack's copies are deleted with it: an object that was to come from a
+        # pack kept for not reading comes from this one (else this one is kept too)
+        objs = [o for o in todo.listed.get(p, []) if o.oid in owed]
+        if not objs:
+            continue
+        try:
+            part = _read(remote, p, objs)
+        except DvfsError as exc:
+            warnings.append(f"pack {p[:12]} was not merged, it is kept as it is: {exc}")
+            read.remove(p)  # (what was read of it is copied all the same)
+            continue
+        owed.difference_update(o.oid for o in objs)
         newest = min((order[o.oid] for o, _ in part if o.oid in order), default=len(order))
         parts.append((newest, part))
     if not read:
