@@ -22,10 +22,12 @@ A segment listed but gone when read was replaced by a remote gc: the listing is 
 again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
 ``.dvfs/remotes/<name>/index/<id>`` (they never change); a cached copy whose bytes are not
 its id, or that is not a regular file at all (a link, a FIFO: never read through nor
-waited on), is dropped and read again from the remote. If ``remotes``, a folder of the
-remote's name or ``index`` there is a symbolic link, no cache is used: segments are
-read from the remote alone, and nothing is written or deleted where the link points
-(``index_cache``).
+waited on), is dropped and read again from the remote. One the remote no longer lists
+is removed, unless the remote lists no segment and has no format record either (a
+directory remote not mounted: what it held when last read is kept). If ``remotes``, a
+folder of the remote's name or ``index`` there is a symbolic link, no cache is used:
+segments are read from the remote alone, and nothing is written or deleted where the
+link points (``index_cache``).
 """
 
 from __future__ import annotations
@@ -379,7 +381,7 @@ class RemoteRepo:
 
         A segment listed but gone when read was replaced by a remote gc, which writes
         the replacement first: the listing is read again (at most ``SEGMENT_RELISTS``
-        times).
+        times). Cached segments the listing lacks are forgotten (``_forget_unlisted``).
         """
         relists = 0
         while True:
@@ -399,7 +401,10 @@ class RemoteRepo:
 
     def _forget_unlisted(self, listed: set[str]) -> None:
         """Remove cached segments the remote no longer lists (a remote gc replaced them),
-        so that the cache tells what the remote held when last read (``dvfs fsck``)."""
+        so that the cache tells what the remote held when last read (``dvfs fsck``).
+        Where it lists none and has no format record either, nothing is removed: a
+        directory remote not mounted (an empty folder) holds nothing now, and what it
+        held is what it held when last read (a remote gc leaves the format)."""
         if self.cache is None:
             return
         try:
@@ -407,10 +412,16 @@ class RemoteRepo:
         except OSError:
             return
         try:
-            for name in os.listdir(fd):
-                if len(name) == 64 and is_hex_prefix(name) and name not in listed:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(name, dir_fd=fd)
+            names = [
+                name
+                for name in os.listdir(fd)
+                if len(name) == 64 and is_hex_prefix(name) and name not in listed
+            ]
+            if names and not listed and self.read_format() is None:
+                return
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
         finally:
             os.close(fd)
 
