@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.support.api import SMALL_CHUNKS
 from tests.test_checkout_ahead import forge_digest
 from vfs.errors import FormatError, ReservedName
-from vfs.model.codec import Kind
+from vfs.model.codec import ChunkRef, Kind, encode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import (
     MAX_STAGES,
@@ -37,6 +37,7 @@ from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
 from vfs.pipeline.record import describe, read_runs, version_pipeline
 from vfs.pipeline.workspace import TreeState, Workspace
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjKind
 from vfs.worktree.pools import Workers
 
 ID = bytes(range(32))
@@ -295,6 +296,64 @@ def test_a_runs_file_whose_bytes_are_not_its_digest_records_nothing(tmp_path: Pa
     assert version_pipeline(hist, lie, None, warned.append) == ()
     assert len(warned) == 1 and "not to 000000000000, the digest the version" in warned[0]
     assert "no lineage recorded" in warned[0]
+
+
+def _with_runs(repo: Repository, tree: bytes, **changes: object) -> bytes:
+    """A root tree like ``tree`` whose ``dvfs.runs`` entry has ``changes``, stored."""
+    entries = {e.name: e for e in repo.history.tree(tree).entries}
+    entries[b"dvfs.runs"] = entries[b"dvfs.runs"]._replace(**changes)
+    oid, _ = repo.store.put(ObjKind.TREE, encode_tree(list(entries.values())))
+    repo.store.flush()
+    return oid
+
+
+def _padded_runs(cmd: str) -> bytes:
+    """A ``dvfs.runs`` of several chunks whose one stage, ``train``, made metrics.json."""
+    made = stage(cmd=cmd, deps=(), params=(), outs=((b"metrics.json", hash_bytes(b"m1")),))
+    return runs.dump({"train": made}) + b"# " + cmd.encode() * 20_000 + b"\n"
+
+
+def test_a_runs_file_claiming_its_parents_digest_never_takes_the_parents_lineage(
+    tmp_path: Path,
+) -> None:
+    """A ``dvfs.runs`` whose bytes are not the digest its tree records, that digest
+    being the parent's ``dvfs.runs``'s: the version recorded the parent's lineage as
+    its own, as if the bytes were simply not here. A false digest is damage: nothing
+    is recorded, with a warning; and the parent's runs stand in for bytes that are not
+    here only when the tree names the very same file (digest and chunks)."""
+    repo = Repository.init(tmp_path / "r", chunker=SMALL_CHUNKS)
+    hist = repo.history
+    v1 = _commit_tree(repo, {"metrics.json": b"m1"}, _padded_runs("python train.py"))
+    v2 = _commit_tree(repo, {}, _padded_runs("python other.py"))
+    parent, mine = hist.version(v1), hist.version(v2)
+    assert [s.cmd for s in parent.pipeline] == ["python train.py"]
+    assert [s.cmd for s in mine.pipeline] == ["python other.py"]
+    theirs = hist.lookup(parent.tree, b"dvfs.runs")
+    assert theirs is not None and len(theirs.chunks) > 1
+    lie = _with_runs(repo, mine.tree, digest=theirs.digest)
+    warned: list[str] = []
+    assert version_pipeline(hist, lie, parent, warned.append) == ()
+    assert len(warned) == 1 and "the digest the version" in warned[0], warned
+    assert "no lineage recorded" in warned[0]
+    # The same digest over other chunks, none of them here: not the parent's file.
+    gone = tuple(ChunkRef(hash_bytes(b"absent %d" % i), c.size) for i, c in
+                 enumerate(theirs.chunks))  # fmt: skip
+    other = _with_runs(repo, parent.tree, chunks=gone)
+    warned.clear()
+    assert version_pipeline(hist, other, parent, warned.append) == ()
+    assert len(warned) == 1 and "is not in the local store" in warned[0], warned
+    # The parent's very file whose bytes are not here (a mount of a remote holds what
+    # was read): the parent's runs are checked instead.
+    partial = Repository.init(tmp_path / "partial", chunker=SMALL_CHUNKS)
+    absent = {c.oid for c in theirs.chunks}
+    for oid in repo.store.iter_ids():
+        if oid not in absent:
+            obj, payload = repo.store.read_stored(oid)
+            partial.store.put_stored(oid, obj.kind, obj.compression, payload, obj.raw_len)
+    partial.store.flush()
+    warned.clear()
+    got = version_pipeline(partial.history, parent.tree, parent, warned.append)
+    assert got == parent.pipeline and warned == []
 
 
 def test_tree_state_forgets_exactly_the_paths_at_above_and_below_a_change(

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vfs.errors import DvfsError
+from vfs.errors import DvfsError, ObjectMissing
 from vfs.model.codec import Kind
 from vfs.model.params import shown_command, shown_commands
 from vfs.model.version_codec import StageRecord, Version
@@ -55,14 +55,15 @@ def version_pipeline(
     """The pipeline record of a version whose root tree is ``tree`` (see above).
 
     A ``dvfs.runs`` that cannot be read or is not valid records no lineage, with a
-    warning; the version is made all the same. When its bytes are not here (a mount
-    of a remote holds only what was read), the runs of ``parent`` are checked
-    instead if its ``dvfs.runs`` is the same file.
+    warning; the version is made all the same. When its bytes are simply not here (a
+    mount of a remote holds only what was read), the runs of ``parent`` are checked
+    instead if its ``dvfs.runs`` is the same file (same digest, same chunks); never
+    when they are here and false (not the digest the tree records) or damaged.
     """
     try:
         found = read_runs(hist, tree)
     except DvfsError as exc:
-        found = _parents_runs(hist, tree, parent)
+        found = _parents_runs(hist, tree, parent) if isinstance(exc, ObjectMissing) else None
         if found is None:
             warn(f"{RUNS_FILE} was not read ({exc}): no lineage recorded in this version")
             return ()
@@ -100,12 +101,17 @@ def _holds(hist: History, tree: bytes, path: bytes, oid: bytes, memo: dict[bytes
 def _parents_runs(
     hist: History, tree: bytes, parent: Version | None
 ) -> dict[str, StageRecord] | None:
-    """The parent's runs, if its ``dvfs.runs`` is the same file as ``tree``'s."""
+    """The parent's runs, if its ``dvfs.runs`` is the same file as ``tree``'s: the same
+    digest over the same chunks."""
     if parent is None:
         return None
     name = RUNS_FILE.encode()
     mine, theirs = hist.lookup(tree, name), hist.lookup(parent.tree, name)
-    if mine is None or theirs is None or mine.digest != theirs.digest:
+    if (
+        mine is None
+        or theirs is None
+        or (mine.digest, mine.chunks) != (theirs.digest, theirs.chunks)
+    ):
         return None
     return {s.name: s for s in parent.pipeline}
 
