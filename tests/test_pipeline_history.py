@@ -97,6 +97,35 @@ def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
     repo.fsck_clean()
 
 
+def test_lineage_of_a_version_whose_runs_file_cannot_be_read_says_it_is_unknown(
+    trained: PipelineRepo, tmp_path: Path
+) -> None:
+    """A version whose dvfs.runs is not valid records no lineage: `dvfs lineage` of a
+    stage's output in it said the output "is data added as it is", and --json gave
+    it no stages, as if no stage had made it. It says the lineage is unknown, and why."""
+    repo = trained
+    repo.write("dvfs.runs", "version: 1\nstages: {train: 1}\n")
+    add_in_process(repo, "dvfs.runs")
+    r = repo.ok("commit", "-m", "broken runs")
+    assert any("no lineage recorded" in w for w in warnings_of(r)), r
+    for extra in ((), ("--json",)):
+        line = assert_error(repo.run("lineage", "model.bin", *extra), "model.bin in v4",
+                            "its lineage is unknown: dvfs.runs could not be read (")  # fmt: skip
+        assert "added as it is" not in line
+    # what v3 records is still told
+    assert repo.json("lineage", "model.bin", "v3", "--json")["stages"][0]["stage"] == "train"
+    repo.fsck_clean()
+    # A clone holds the data of its checkout alone: an older version's dvfs.runs is
+    # downloaded to tell, as `dvfs cat` would download it.
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push", "--all")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy").code == 0
+    copy = Repo(tmp_path / "copy")
+    assert "it is data added as it is" in copy.ok("lineage", "data/f0.csv", "v2").out
+    assert_error(copy.run("lineage", "model.bin"), "its lineage is unknown")
+    copy.fsck_clean()
+
+
 def test_params_and_metrics_across_versions_and_the_working_tree(
     trained: PipelineRepo,
 ) -> None:

@@ -566,6 +566,32 @@ def _below_versions(ws: Any, rel: str) -> list[str] | None:
     return parts[1:] if ws.mount is not None and parts[0] == VERSIONS else None
 
 
+def _fetch_runs(repo: Any, tree: bytes, rev: str) -> None:
+    """Download the ``dvfs.runs`` of a version's ``tree`` if the local store lacks it, as
+    ``dvfs cat`` does (a clone holds the data of its checkout alone); RemoteError if a
+    remote fails. One no remote has is left to the read that follows, which says so."""
+    from vfs.model.codec import Kind
+    from vfs.pipeline.runs import MAX_FILE
+    from vfs.repo.gitlink import RUNS_FILE
+
+    name = RUNS_FILE.encode()
+    e = repo.history.lookup(tree, name)
+    if e is None or e.kind != Kind.FILE or e.size > MAX_FILE:
+        return
+    if all(repo.store.has(c.oid) for c in e.chunks):
+        return  # the remotes (15 ms to import) only when something is missing
+    from vfs.remote import ondemand
+
+    with workers() as w:
+        ondemand.ensure_local(
+            repo,
+            [(name, e)],
+            w,
+            command="lineage",
+            gets_them=f"dvfs pull {shell_word(rev)} {RUNS_FILE}",
+        )
+
+
 @click.command(cls=DvfsCommand)
 @click.argument("path")
 @click.argument("rev", required=False)
@@ -578,6 +604,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     introduced those bytes; inputs made by another stage are followed upstream.
     --downstream lists the stages that read PATH, and what reads their outputs, each
     indented by its depth (past 16, indented no further and its depth said: [17]).
+    When no stage of the version made PATH and its dvfs.runs cannot be read (a
+    clone downloads it), the lineage is unknown: an error says why.
 
     \b
     Examples:
@@ -591,6 +619,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     from vfs.pipeline import lineage as lin
     from vfs.pipeline.record import describe_all, iso_ns
     from vfs.pipeline.stale import param_name
+    from vfs.repo.gitlink import RUNS_FILE
 
     ws = workspace.find(writes=False)
     rel, rev = version_path_arg(ws, path, rev, "lineage")
@@ -628,6 +657,17 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             )
         return
     steps = lin.upstream(hist, oid, rel)
+    where = f" (since {since})" if since else ""
+    maker = None
+    if not steps:  # no stage of the version made it; or its runs file, which says, is unreadable
+        try:
+            _fetch_runs(history_of(ws), v.tree, rev or "HEAD")
+            maker = lin.unrecorded_maker(hist, oid, rel)
+        except DvfsError as exc:
+            raise DvfsError(
+                f"{quoted(rel)} in {named}{where}: its lineage is unknown: {RUNS_FILE} could "
+                f"not be read ({exc})"
+            ) from None
     if as_json:
         emit_json({
             "path": os.fsdecode(rel), "version": label, "id": oid.hex(), "since": since,
@@ -645,9 +685,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             ],
         })  # fmt: skip
         return
-    where = f" (since {since})" if since else ""
     if not steps:
-        maker = lin.unrecorded_maker(hist, oid, rel)
         if maker is not None:
             click.echo(
                 f"{quoted(rel)} in {named}{where} is not as stage {maker}'s last run made it "

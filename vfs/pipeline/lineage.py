@@ -173,13 +173,11 @@ def unrecorded_maker(hist: History, version: bytes, path: bytes) -> str | None:
     """The stage whose last run, as the version's ``dvfs.runs`` has it, made ``path``
     (an output at or holding it) although the version records no lineage for that run:
     the output was changed after it ran (by hand, or never made again). None if there
-    is none, or if that file cannot be read here."""
+    is none. DvfsError if that file cannot be read: whether a stage made ``path`` is
+    then not known."""
     v = hist.version(version)
     recorded = {s.name for s in v.pipeline}
-    try:
-        found = read_runs(hist, v.tree) or {}
-    except DvfsError:
-        return None
+    found = read_runs(hist, v.tree) or {}
     for s in found.values():
         if s.name not in recorded and any(inside(path, p) for p, _ in s.outs):
             return s.name
