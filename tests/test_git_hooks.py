@@ -23,6 +23,7 @@ from tests.support.cli import (
     RepoFactory,
     commit_files,
     fsck_clean,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
 )
@@ -429,3 +430,30 @@ def test_a_branch_name_that_is_not_utf8_never_stops_a_git_push(
     assert r.returncode == 0, err
     assert "data the dvfs remote does not have: main v3 on origin" in err
     fsck_clean(repo.root)
+
+
+def test_a_repository_folder_named_like_a_pattern_follows_its_own_dvfs_lock_alone(
+    tmp_path: Path,
+) -> None:
+    # Two dvfs repositories in one git work tree, one in a folder named `d*`: its
+    # dvfs.lock was asked of `git diff` as a pattern, which dz/dvfs.lock matches, so a
+    # checkout changing dz's lock alone restored d*'s data too, and failed over an edit.
+    top = tmp_path / "top"
+    top.mkdir()
+    ok(top, "git", "init", "-q")
+    star, dz = init_repo(top / "d*"), init_repo(top / "dz")
+    commit_files(star, {"a.csv": "star 1\n"}, "one")
+    commit_files(dz, {"b.csv": "dz 1\n"}, "one")
+    star.ok("install")
+    dz.ok("install")
+    ok(top, "git", "add", "-A")
+    ok(top, "git", "commit", "-q", "-m", "both")
+    commit_files(dz, {"b.csv": "dz 2\n"}, "two")
+    ok(top, "git", "commit", "-q", "-am", "dz two")
+    star.write("a.csv", "edited\n")  # work in progress in d*
+    r = ok(top, "git", "checkout", "-q", "HEAD~1")
+    assert "dvfs: dvfs.lock of dz changed: restoring the data it names" in r.stderr, r.stderr
+    assert "d*" not in r.stderr, r.stderr
+    assert star.read("a.csv") == b"edited\n" and dz.read("b.csv") == b"dz 1\n"
+    fsck_clean(star.root)
+    fsck_clean(dz.root)

@@ -227,9 +227,10 @@ def lock_changed(top: Path, repo_dir: str, old: str, new: str) -> bool:
     """True if ``dvfs.lock`` of ``repo_dir`` differs between commits ``old`` and ``new``.
 
     An ``old`` that is not a commit (the zero id of a first checkout) counts as a change.
+    The path is given to git as it is, not as a pattern (a folder named ``d*``).
     """
     path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
-    return git_output(top, "diff", "--quiet", old, new, "--", path) is None
+    return git_output(top, "diff", "--quiet", old, new, "--", f":(literal){path}") is None
 
 
 def lock_at(top: Path, repo_dir: str, commit: str) -> LockPointer | None:
