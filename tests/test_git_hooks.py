@@ -457,3 +457,39 @@ def test_a_repository_folder_named_like_a_pattern_follows_its_own_dvfs_lock_alon
     assert star.read("a.csv") == b"edited\n" and dz.read("b.csv") == b"dz 1\n"
     fsck_clean(star.root)
     fsck_clean(dz.root)
+
+
+def test_hooks_shared_by_every_repository_are_changed_only_when_asked(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # core.hooksPath set for every repository (here in each one's config, as a global
+    # setting gives it): `dvfs install --uninstall` in one repository removed the hooks
+    # every repository ran, and `dvfs install` wrote them there without a word.
+    shared = tmp_path / "my-hooks"
+    one, two = make_repo("one", git_repo=True), make_repo("two", git_repo=True)
+    for r in (one, two):
+        ok(r.root, "git", "config", "core.hooksPath", str(shared))
+    one.fail("install", fragments=("my-hooks (core.hooksPath), is outside this repository's "
+                                   ".git", "dvfs install --shared"))  # fmt: skip
+    assert not shared.exists()
+    assert "installed the git hooks post-checkout" in one.ok("install", "--shared").out
+    written = {p.name: p.read_text() for p in shared.iterdir()}
+    assert sorted(written) == HOOKS
+    assert "already installed" in two.ok("install").out  # (nothing to change)
+    two.fail("install", "--uninstall", fragments=(
+        "removing dvfs's hooks there removes them from each",
+        "dvfs install --uninstall --shared"))  # fmt: skip
+    assert {p.name: p.read_text() for p in shared.iterdir()} == written
+    assert "removed dvfs from the git hooks" in two.ok("install", "--uninstall", "--shared").out
+    assert list(shared.iterdir()) == []
+    assert "no git hook" in one.ok("install", "--uninstall").out
+    # The hooks of the repository's own .git need no flag, in a linked work tree too.
+    ok(one.root, "git", "config", "--unset", "core.hooksPath")
+    ok(one.root, "git", "commit", "-q", "--allow-empty", "-m", "one")
+    ok(one.root, "git", "worktree", "add", "-q", str(tmp_path / "linked"))
+    linked = init_repo(tmp_path / "linked")
+    assert "installed" in linked.ok("install").out
+    assert (one.root / ".git" / "hooks" / "pre-push").exists()
+    assert "removed dvfs" in linked.ok("install", "--uninstall").out
+    one.fsck_clean()
+    two.fsck_clean()

@@ -36,18 +36,25 @@ def hook_list(names: list[str]) -> str:
 
 @click.command(cls=DvfsCommand)
 @click.option("--uninstall", is_flag=True, help="Remove what `dvfs install` added.")
-def install(uninstall: bool) -> None:
+@click.option(
+    "--shared", is_flag=True,
+    help="Also in git's hooks folder when it is outside this repository's .git "
+    "(core.hooksPath), where other git repositories may use the same hooks.",
+)  # fmt: skip
+def install(uninstall: bool, shared: bool) -> None:
     """Add git hooks, so that the data follows `git checkout`, `git pull` and `git push`.
 
     post-checkout and post-merge run `dvfs checkout --lock` when dvfs.lock changed;
     pre-push offers `dvfs push` when a commit being pushed names a version the dvfs
     remote lacks (it asks on the terminal; without one it only says so). Hooks that
-    were there are kept and run first.
+    were there are kept and run first. A hooks folder outside this repository's .git
+    (core.hooksPath) may be other repositories' too: changed only with --shared.
 
     \b
     Examples:
       dvfs install
       dvfs install --uninstall
+      dvfs install --shared      # core.hooksPath set for every repository
     """
     import shutil
 
@@ -55,7 +62,7 @@ def install(uninstall: bool) -> None:
 
     root = dvfs_root_here()
     if uninstall:
-        done = githooks.uninstall(root)
+        done = githooks.uninstall(root, shared=shared)
         if done.removed or done.written:
             changed = hook_list(done.removed + done.written)
             click.echo(
@@ -68,7 +75,7 @@ def install(uninstall: bool) -> None:
         for name in done.foreign:
             warn(f"{name} was left alone: dvfs did not write it")
         return
-    done = githooks.install(root)
+    done = githooks.install(root, shared=shared)
     where = quoted(str(done.hooks_dir))
     if done.written:
         click.echo(f"installed the git hooks {hook_list(done.written)} in {where}")

@@ -25,6 +25,12 @@ in the same git work tree is added to the hooks' list of repositories;
 left removes the hooks and renames the chained ones back. A hook dvfs did not write
 is never changed or removed.
 
+A hooks directory outside this repository's git directory (``core.hooksPath`` set
+globally, or to a folder of the work tree) may be every repository's: hooks written
+there run in each, and removing them removes them from each. ``install`` and
+``uninstall`` refuse to change anything there unless told ``shared`` (``dvfs install
+--shared``); when there is nothing to change they say so all the same.
+
 A hook written by dvfs holds, in this order: the ``#!/bin/sh`` line, the marker line
 ``MARKER``, a line ``# dvfs-repositories: <JSON list of directories, relative to the
 top of the work tree>``, then the script.
@@ -115,6 +121,29 @@ def git_places(root: Path) -> tuple[Path, Path]:
     return Path(top), Path(hooks)
 
 
+def _outside_git_dir(root: Path, hooks: Path) -> bool:
+    """True if ``hooks`` is not inside the git directory of the work tree at ``root``
+    (its common directory, which linked work trees share)."""
+    common = git_output(root, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    if not common:
+        return True
+    inside = os.path.relpath(os.path.realpath(hooks), os.path.realpath(common))
+    return inside == os.pardir or inside.startswith(os.pardir + os.sep)
+
+
+def _refuse_shared(hooks: Path, done: str, flags: str) -> UsageError:
+    return UsageError(
+        f"git's hooks folder here, {quoted(str(hooks))} (core.hooksPath), is outside this "
+        f"repository's .git: other git repositories may use it too, and {done}; "
+        f"`dvfs install {flags}` does it all the same"
+    )
+
+
+def _listed(hooks: Path, me: str) -> list[str]:
+    """The hooks of ``hooks`` written by dvfs that list the repository ``me``."""
+    return [n for n in HOOKS if me in (_repos_of(_read_hook(hooks / n) or "") or [])]
+
+
 def render(name: str, repos: list[str]) -> str:
     """The text of dvfs's hook ``name`` for the repositories ``repos``."""
     dirs = " ".join(f"--in {shlex.quote(d)}" for d in repos)
@@ -154,8 +183,9 @@ def _where(top: Path, root: Path) -> str:
     return rel
 
 
-def install(root: Path) -> HookChanges:
-    """Add the hooks for the dvfs repository at ``root`` (see the module docstring)."""
+def install(root: Path, *, shared: bool = False) -> HookChanges:
+    """Add the hooks for the dvfs repository at ``root`` (see the module docstring);
+    into a hooks directory outside its git directory only if ``shared``."""
     top, hooks = git_places(root)
     me = _where(top, root)
     if os.path.lexists(hooks) and not hooks.is_dir():
@@ -163,6 +193,8 @@ def install(root: Path) -> HookChanges:
             f"{quoted(str(hooks))} is not a folder, and git looks for its hooks there: move "
             "it away (or set core.hooksPath to a folder), then run `dvfs install` again"
         )
+    if not shared and len(_listed(hooks, me)) < len(HOOKS) and _outside_git_dir(root, hooks):
+        raise _refuse_shared(hooks, "dvfs's hooks there would run in each", "--shared")
     hooks.mkdir(parents=True, exist_ok=True)
     done = HookChanges(hooks)
     for name in HOOKS:
@@ -188,10 +220,15 @@ def install(root: Path) -> HookChanges:
     return done
 
 
-def uninstall(root: Path) -> HookChanges:
-    """Take the repository at ``root`` out of dvfs's hooks; remove them when none is left."""
+def uninstall(root: Path, *, shared: bool = False) -> HookChanges:
+    """Take the repository at ``root`` out of dvfs's hooks; remove them when none is left.
+    From a hooks directory outside its git directory only if ``shared``."""
     top, hooks = git_places(root)
     me = _where(top, root)
+    if not shared and _listed(hooks, me) and _outside_git_dir(root, hooks):
+        raise _refuse_shared(
+            hooks, "removing dvfs's hooks there removes them from each", "--uninstall --shared"
+        )
     done = HookChanges(hooks)
     for name in HOOKS:
         path = hooks / name
