@@ -493,3 +493,32 @@ def test_hooks_shared_by_every_repository_are_changed_only_when_asked(
     assert "removed dvfs" in linked.ok("install", "--uninstall").out
     one.fsck_clean()
     two.fsck_clean()
+
+
+def test_pre_push_never_pushes_a_branch_that_no_longer_holds_the_version_named(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # The git commit's dvfs.lock names main v3; main was amended since, so v3 is on no
+    # branch here. Asked and answered yes, the hook pushed main (the amended version)
+    # and said nothing: the git commit went out naming data no remote has.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    pushed = remote_tip(repo)
+    new_data_commit(repo, 3)
+    v3 = repo.head_id()
+    repo.ok("commit", "--amend", "-m", "data 3, said better")
+    ok(repo.root, "git", "checkout", "-q", "--", "dvfs.lock")  # (the commit's, naming v3)
+    code, shown = push_at_a_terminal(repo.root, b"\n")
+    assert code == 0, shown
+    assert "Push it now?" not in shown, shown
+    said = " ".join(shown.split())  # (the terminal wraps nothing, but lines may break)
+    assert f"name main v3 {v3[:10]}, which branch main here no longer holds" in said, said
+    assert f"`dvfs branch NAME {v3[:10]}`, then `dvfs push NAME`, sends it" in said, said
+    assert remote_tip(repo) == pushed  # the amended version was not pushed in its stead
+    # What it says sends it.
+    repo.ok("branch", "data-3", v3[:10])
+    repo.ok("push", "data-3")
+    ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "code only")
+    r = ok(repo.root, "git", "push", "-q")
+    assert "dvfs" not in r.stderr, r.stderr
+    fsck_clean(repo.root)

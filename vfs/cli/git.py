@@ -15,7 +15,7 @@ from vfs.cli.output import quoted, repo_here, warn, workers
 from vfs.cli.sync import push, transfer_line
 from vfs.errors import NotARepository, UsageError
 from vfs.quoting import escape_text
-from vfs.repo.gitlink import find_shared_root, git_output
+from vfs.repo.gitlink import LockPointer, find_shared_root, git_output
 from vfs.repo.repository import Repository
 
 
@@ -160,7 +160,8 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
     from vfs.ops import githooks
     from vfs.remote import config as remotes
 
-    missing = []
+    missing: list[tuple[str, Path, str, LockPointer]] = []
+    stranded: list[tuple[str, Path, str, LockPointer]] = []  # its branch no longer holds it
     for d in dirs:
         root = top / d
         if not (root / ".dvfs").is_dir():
@@ -175,8 +176,20 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
             except UsageError as exc:
                 warn(f"{d}: {exc}: teammates cannot get the data dvfs.lock names")
                 break
+            item = (d, root, spec.name, ptr)
+            if item in missing or item in stranded:  # (named by several commits)
+                continue
             if githooks.needs_push(repo, spec.name, ptr):
-                missing.append((d, root, spec.name, ptr))
+                (missing if githooks.on_branch(repo, ptr) else stranded).append(item)
+    for d, _, s, p in stranded:
+        oid = p.oid.hex()[:10]
+        warn(
+            f"the commits being pushed name {quoted(p.branch)} v{p.number} {oid}"
+            f"{'' if d == '.' else f' of {quoted(d)}'}, which branch {quoted(p.branch)} here "
+            f"no longer holds (moved since, or deleted): `dvfs push` of the branch "
+            f"does not send that version to {quoted(s)}, and teammates' `dvfs pull` fails; "
+            f"`dvfs branch NAME {oid}`, then `dvfs push NAME`, sends it"
+        )
     if not missing:
         return
     names = "; ".join(
@@ -188,6 +201,6 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
     if not answer:
         warn(f"{what}; pushed without it: teammates' `dvfs pull` fails until `dvfs push`")
         return
-    for _, root, remote_name, ptr in missing:
+    for root, remote_name, branch in dict.fromkeys((r, s, p.branch) for _, r, s, p in missing):
         os.chdir(root)
-        ctx.invoke(push, branches=(ptr.branch,), remote_name=remote_name)
+        ctx.invoke(push, branches=(branch,), remote_name=remote_name)

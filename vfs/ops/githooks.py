@@ -14,7 +14,9 @@ Three hooks are written to the git repository's hooks directory (``git rev-parse
   the default dvfs remote is not known to have (no remote-tracking branch there
   holds it), it offers to ``dvfs push`` it first, asking on the terminal
   (``/dev/tty``). Without a terminal (an IDE, CI) it never waits: it says what is
-  missing and the git push goes on.
+  missing and the git push goes on. A version its branch here no longer holds
+  (:func:`on_branch`) is not offered: pushing the branch would not send it; a
+  warning says so, and how to send it.
 
 Each hook is a small ``sh`` script that runs ``dvfs hook NAME`` (the logic is here, in
 Python). A hook that was there before is not overwritten: it is renamed
@@ -307,6 +309,14 @@ def needs_push(repo: Repository, remote: str, ptr: LockPointer) -> bool:
         if hist.is_ancestor(ptr.oid, tip):
             return False
     return True
+
+
+def on_branch(repo: Repository, ptr: LockPointer) -> bool:
+    """True if ``ptr``'s branch here holds its version (at its tip or below it), so that
+    ``dvfs push`` of the branch sends that version; not once the branch was moved off
+    it (``commit --amend``, ``branch -f``) or deleted."""
+    tip = repo.refs.get(f"refs/heads/{ptr.branch}")
+    return tip is not None and repo.history.is_ancestor(ptr.oid, tip)
 
 
 def has_data(repo: Repository, oid: bytes) -> bool:
