@@ -112,6 +112,8 @@ def test_lineage_of_a_version_whose_runs_file_cannot_be_read_says_it_is_unknown(
         line = assert_error(repo.run("lineage", "model.bin", *extra), "model.bin in v4",
                             "its lineage is unknown: dvfs.runs could not be read (")  # fmt: skip
         assert "added as it is" not in line
+        assert_error(repo.run("lineage", "data", "--downstream", *extra),
+                     "what reads data in v4 is unknown: dvfs.runs could not be read (")  # fmt: skip
     # what v3 records is still told
     assert repo.json("lineage", "model.bin", "v3", "--json")["stages"][0]["stage"] == "train"
     repo.fsck_clean()

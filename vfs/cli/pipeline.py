@@ -604,8 +604,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     introduced those bytes; inputs made by another stage are followed upstream.
     --downstream lists the stages that read PATH, and what reads their outputs, each
     indented by its depth (past 16, indented no further and its depth said: [17]).
-    When no stage of the version made PATH and its dvfs.runs cannot be read (a
-    clone downloads it), the lineage is unknown: an error says why.
+    When no stage of the version made (or reads) PATH and its dvfs.runs cannot be
+    read (a clone downloads it), the lineage is unknown: an error says why.
 
     \b
     Examples:
@@ -617,7 +617,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     from vfs.model.params import shown_commands
     from vfs.pipeline import graph, workspace
     from vfs.pipeline import lineage as lin
-    from vfs.pipeline.record import describe_all, iso_ns
+    from vfs.pipeline.record import describe_all, iso_ns, read_runs
     from vfs.pipeline.stale import param_name
     from vfs.repo.gitlink import RUNS_FILE
 
@@ -633,6 +633,15 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         raise UsageError(f"{quoted(rel)} is not in {named}")
     if downstream:
         found = lin.downstream(hist, oid, rel)
+        if not found:  # none reads it; or the runs file the pipeline comes from is unreadable
+            try:
+                _fetch_runs(history_of(ws), v.tree, rev or "HEAD")
+                read_runs(hist, v.tree)
+            except DvfsError as exc:
+                raise DvfsError(
+                    f"what reads {quoted(rel)} in {named} is unknown: {RUNS_FILE} could not be "
+                    f"read ({exc})"
+                ) from None
         if as_json:
             emit_json({
                 "path": os.fsdecode(rel), "version": label, "id": oid.hex(),
