@@ -128,6 +128,27 @@ def test_lineage_of_a_version_whose_runs_file_cannot_be_read_says_it_is_unknown(
     copy.fsck_clean()
 
 
+def test_lineage_of_another_branchs_version_names_it_where_it_holds_other_bytes(
+    trained: PipelineRepo,
+) -> None:
+    """An input the version holds with other bytes than its run saw was said to be so
+    in "vN", the version's number alone: for another branch's version that names
+    the version of the current branch with that number, which may hold the run's bytes."""
+    repo = trained
+    repo.ok("switch", "-c", "side")
+    repo.write("data/f9.csv", "row 9\n")
+    repo.ok("add", "data")
+    side = repo.commit("more data, not run")  # side's v4
+    repo.ok("switch", "main")
+    repo.write("notes.txt", "main\n")
+    repo.ok("add", "notes.txt")
+    repo.commit("notes")  # main's v4 holds the bytes the run read
+    lines = repo.ok("lineage", "prepared", "side").out.splitlines()
+    [data] = [ln for ln in lines if ln.startswith("  input data ")]
+    assert data.endswith(f"since v3 ({side[:10]} holds other bytes)"), lines
+    repo.fsck_clean()
+
+
 def test_params_and_metrics_across_versions_and_the_working_tree(
     trained: PipelineRepo,
 ) -> None:

@@ -722,7 +722,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         for i in st.inputs:
             origin = f"since {i.since}" if i.since else "in no version"
             if i.since and not i.now:
-                origin += f" ({label} holds other bytes)"
+                origin += f" ({named} holds other bytes)"
             by = f", made by stage {i.made_by}" if i.made_by else ""
             what = "params file" if i.kind == "params" else "input"
             click.echo(f"  {what} {quoted(i.path)}  {i.id.hex()[:10]}  {origin}{by}")
