@@ -455,6 +455,13 @@ def test_a_repository_folder_named_like_a_pattern_follows_its_own_dvfs_lock_alon
     assert "dvfs: dvfs.lock of dz changed: restoring the data it names" in r.stderr, r.stderr
     assert "d*" not in r.stderr, r.stderr
     assert star.read("a.csv") == b"edited\n" and dz.read("b.csv") == b"dz 1\n"
+    # Uninstalled in one, the hooks stay for the other: it said "removed dvfs" from them.
+    said = dz.ok("install", "--uninstall").out
+    assert said.startswith("took this repository out of the git hooks post-checkout, "
+                           "post-merge, pre-push in "), said  # fmt: skip
+    assert "still run dvfs for the other repositories" in said and "removed" not in said
+    assert "removed dvfs from the git hooks" in star.ok("install", "--uninstall").out
+    assert not (top / ".git" / "hooks" / "pre-push").exists()
     fsck_clean(star.root)
     fsck_clean(dz.root)
 

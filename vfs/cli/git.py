@@ -63,12 +63,15 @@ def install(uninstall: bool, shared: bool) -> None:
     root = dvfs_root_here()
     if uninstall:
         done = githooks.uninstall(root, shared=shared)
-        if done.removed or done.written:
-            changed = hook_list(done.removed + done.written)
+        where = quoted(str(done.hooks_dir))
+        if done.removed:
+            click.echo(f"removed dvfs from the git hooks {hook_list(done.removed)} in {where}")
+        if done.written:
             click.echo(
-                f"removed dvfs from the git hooks {changed} in {quoted(str(done.hooks_dir))}"
+                f"took this repository out of the git hooks {hook_list(done.written)} in "
+                f"{where}: they still run dvfs for the other repositories they list"
             )
-        else:
+        if not done.removed and not done.written:
             click.echo("no git hook of this repository to remove")
         if done.restored:
             click.echo(f"put back the hooks it had chained: {hook_list(done.restored)}")
