@@ -132,6 +132,23 @@ def test_install_where_git_hooks_is_a_file_says_so(make_repo: RepoFactory) -> No
     repo.fsck_clean()
 
 
+def test_hooks_turned_off_with_core_hooks_path_are_never_moved_away(
+    make_repo: RepoFactory,
+) -> None:
+    """core.hooksPath=/dev/null turns git's hooks off: `dvfs install` said to move
+    /dev/null away, and `dvfs install --uninstall` failed on "Not a directory"."""
+    repo = make_repo(git_repo=True)
+    ok(repo.root, "git", "config", "core.hooksPath", os.devnull)
+    for extra in ((), ("--shared",)):
+        line = repo.fail("install", *extra, fragments=(
+            "core.hooksPath sends git to /dev/null for its hooks, which is not a folder",
+            "set core.hooksPath to a folder, or unset it"))  # fmt: skip
+        assert "move it away" not in line
+    assert "no git hook of this repository to remove" in repo.ok("install", "--uninstall").out
+    assert os.path.exists(os.devnull) and not os.path.isdir(os.devnull)
+    repo.fsck_clean()
+
+
 def test_git_checkout_brings_the_data_dvfs_lock_names(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -159,7 +159,7 @@ def _read_hook(path: Path) -> str | None:
     """A hook's text (None if there is none); UsageError if it is not a file dvfs can read."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (no hooks folder: /dev/null)
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HOOK:
         return ""  # a link, or something large: not one of ours
@@ -191,6 +191,12 @@ def install(root: Path, *, shared: bool = False) -> HookChanges:
     top, hooks = git_places(root)
     me = _where(top, root)
     if os.path.lexists(hooks) and not hooks.is_dir():
+        if _outside_git_dir(root, hooks):  # (core.hooksPath=/dev/null turns hooks off)
+            raise UsageError(
+                f"core.hooksPath sends git to {quoted(str(hooks))} for its hooks, which is not "
+                "a folder (git runs none): set core.hooksPath to a folder, or unset it, "
+                "then run `dvfs install` again"
+            )
         raise UsageError(
             f"{quoted(str(hooks))} is not a folder, and git looks for its hooks there: move "
             "it away (or set core.hooksPath to a folder), then run `dvfs install` again"
