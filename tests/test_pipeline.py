@@ -920,6 +920,33 @@ def test_a_stage_reading_params_another_stage_makes_runs_after_it(repo: Repo) ->
     repo.fsck_clean()
 
 
+def test_params_of_a_file_an_upstream_stage_makes_are_read_once_it_ran(repo: Repo) -> None:
+    """A stage reading params from its own params.yaml and from config.json, which
+    another stage makes: repro read both files before anything ran, so the first run
+    failed ("config.json does not exist"), and after make changed config.json the
+    stage was said fresh, its output left as made from the old value, and the next
+    repro found it stale."""
+    repo.write("params.yaml", "seed: 1\n")
+    repo.write("src.json", '{"lr": 1}\n')
+    repo.ok("add", "params.yaml", "src.json")
+    repo.write("dvfs.yaml", "stages:\n"
+               "  make:\n    cmd: cp src.json config.json\n    deps: [src.json]\n"
+               "    outs: [config.json]\n"
+               "  train:\n    cmd: cat config.json > out.txt\n"
+               "    params: [seed, {config.json: [lr]}]\n    outs: [out.txt]\n")  # fmt: skip
+    repo.ok("repro")
+    assert repo.read("out.txt") == b'{"lr": 1}\n'
+    repo.write("src.json", '{"lr": 3}\n')
+    r = repo.ok("repro")
+    assert "Running stage train (param config.json:lr 1 -> 3)" in r.out, r.out
+    assert repo.read("out.txt") == b'{"lr": 3}\n'
+    assert "Everything is up to date" in repo.ok("repro", "--dry-run").out
+    repo.commit("trained")
+    [train] = [s for s in repo.show()["pipeline"] if s["stage"] == "train"]
+    assert train["params"] == {"config.json": {"lr": 3}, "params.yaml": {"seed": 1}}
+    repo.fsck_clean()
+
+
 def test_a_first_run_killed_over_tracked_data_runs_again(repo: Repo) -> None:
     # a run killed with -9 left its partial out, and the data it moved aside beside it:
     # the next repro refused the partial out as unsaved work

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vfs.errors import UsageError
@@ -214,8 +214,8 @@ def check_inputs(
                         "brings it"
                     )
             raise UsageError(f"stage {n} needs {quoted(d)}, which does not exist; {hint}")
-        for f, _ in stage.params:
-            if dag.maker_of(f) in others:
-                continue
-            param_values(stage)
-            break
+        # the params files another of them makes are read once it ran: not now (read
+        # now, their values would stand in for the ones the stage reads)
+        mine = tuple((f, k) for f, k in stage.params if dag.maker_of(f) not in others)
+        if mine:
+            param_values(replace(stage, params=mine))
