@@ -947,6 +947,24 @@ def test_params_of_a_file_an_upstream_stage_makes_are_read_once_it_ran(repo: Rep
     repo.fsck_clean()
 
 
+def test_a_params_file_edited_while_its_stage_runs_records_nothing(repo: Repo) -> None:
+    """params.yaml edited while the stage ran (here by the command, as an editor
+    would): the run was recorded with the value read before it started, lr 0.01,
+    beside an output made from 0.02, and a commit took that lineage."""
+    repo.write("params.yaml", "lr: 0.01\n")
+    repo.ok("add", "params.yaml")
+    r = repo.run("run", "-n", "train", "-p", "lr", "-o", "out.txt", "--",
+                 "sed -i s/0.01/0.02/ params.yaml && cat params.yaml > out.txt")  # fmt: skip
+    assert r.code == 1, r
+    assert "stage train: param lr changed (0.01 -> 0.02) while it ran" in r.err, r.err
+    assert "nothing of it was recorded" in r.err
+    assert not (repo.root / "out.txt").exists()
+    assert not (repo.root / "dvfs.runs").exists()
+    r = repo.ok("repro", "--dry-run")  # still to run, with the value there now
+    assert "Would run stage train: no run recorded" in r.out, r.out
+    repo.fsck_clean()
+
+
 def test_a_first_run_killed_over_tracked_data_runs_again(repo: Repo) -> None:
     # a run killed with -9 left its partial out, and the data it moved aside beside it:
     # the next repro refused the partial out as unsaved work

@@ -75,7 +75,7 @@ from vfs.pipeline.plan import (
 from vfs.pipeline.runner import Finished, Output, Running, stop_all
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
-from vfs.pipeline.stale import reasons
+from vfs.pipeline.stale import param_name, reasons, value_text
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
 from vfs.pipeline.writing import Writing, refuse_left_running
 from vfs.quoting import quoted, shell_word
@@ -489,12 +489,37 @@ class Repro:
                 f"stage {stage.name} changed its own dep {quoted(changed[0])} while it ran: "
                 f"a stage may only read its deps; nothing of it was recorded{end}"
             )
+        moved = self._params_moved(d)
+        if moved:
+            for f, _ in stage.params:  # (not read again from what was kept of it)
+                self.params_docs.pop(f, None)
+            kept = self.cleanup_failed(stage, started.backups)
+            raise StageFailed(
+                f"stage {stage.name}: {moved} while it ran: which the run read is not "
+                f"known, so nothing of it was recorded{self._not_back(kept)}; run `dvfs "
+                "repro` again"
+            )
         records = self.state.stage_records(stage.outs, store=True)
         out_ids = ids_of_records(stage.outs, records)
         record = self.make_record(d, out_ids, fin.code, fin.started_ns, fin.duration_ns)
         self.record(record, records)
         backups.drop_backups(self.ws, started.backups)
         return record
+
+    def _params_moved(self, d: _Decided) -> str | None:
+        """How a param of ``d``'s stage differs now from the value its run was decided
+        with (``param train.lr changed (0.01 -> 0.02)``, or a params file that cannot be
+        read now); None if none does."""
+        stage = d.stage
+        try:
+            now = param_values(self.ws, stage, {})
+        except UsageError as exc:
+            return f"a params file changed ({exc.args[0]})"
+        for (f, k), was in d.params.items():
+            if not values.same(was, now[(f, k)]):
+                name = param_name(f, k, stage.wdir)
+                return f"param {name} changed ({value_text(was)} -> {value_text(now[(f, k)])})"
+        return None
 
     def make_record(
         self, d: _Decided, out_ids: dict[bytes, bytes], code: int, started: int, took: int
