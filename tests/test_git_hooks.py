@@ -29,7 +29,7 @@ from tests.support.cli import (
 )
 
 BIN = str(Path(sys.executable).parent)  # where this environment's `dvfs` is
-HOOKS = ["post-checkout", "post-merge", "pre-push"]
+HOOKS = ["post-checkout", "post-merge", "post-rewrite", "pre-push"]
 
 
 def git_env(with_dvfs: bool = True) -> dict[str, str]:
@@ -93,7 +93,7 @@ def test_install_chains_existing_hooks_and_uninstall_puts_them_back(
     before = own_files(repo)
 
     r = repo.ok("install")
-    assert "installed the git hooks post-checkout, post-merge, pre-push" in r.out
+    assert "installed the git hooks post-checkout, post-merge, post-rewrite, pre-push" in r.out
     assert "kept the hooks that were there, run first: post-checkout" in r.out
     after = own_files(repo)
     assert after["post-checkout.dvfs-chained"] == mine
@@ -475,7 +475,7 @@ def test_a_repository_folder_named_like_a_pattern_follows_its_own_dvfs_lock_alon
     # Uninstalled in one, the hooks stay for the other: it said "removed dvfs" from them.
     said = dz.ok("install", "--uninstall").out
     assert said.startswith("took this repository out of the git hooks post-checkout, "
-                           "post-merge, pre-push in "), said  # fmt: skip
+                           "post-merge, post-rewrite, pre-push in "), said  # fmt: skip
     assert "still run dvfs for the other repositories" in said and "removed" not in said
     assert "removed dvfs from the git hooks" in star.ok("install", "--uninstall").out
     assert not (top / ".git" / "hooks" / "pre-push").exists()
@@ -545,4 +545,36 @@ def test_pre_push_never_pushes_a_branch_that_no_longer_holds_the_version_named(
     ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "code only")
     r = ok(repo.root, "git", "push", "-q")
     assert "dvfs" not in r.stderr, r.stderr
+    fsck_clean(repo.root)
+
+
+def test_a_git_rebase_leaves_the_data_dvfs_lock_names_at_its_end(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # git rebase runs post-checkout once, for the commit it starts from (the upstream),
+    # and no hook at its end: the data was brought to the upstream's dvfs.lock, and
+    # the branch's own commits, replayed on it, named other data than was left there.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    ok(repo.root, "git", "checkout", "-q", "-b", "side")
+    new_data_commit(repo, 3)  # side: dvfs.lock names v3
+    ok(repo.root, "git", "checkout", "-q", "master")  # the data of v2
+    (repo.root / "train.py").write_text("print('train better')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    ok(repo.root, "git", "checkout", "-q", "side")
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    ok(repo.root, "git", "rebase", "-q", "master")
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    assert "dvfs.lock" not in repo.ok("status").out  # the data is what the lock names
+
+    # Rebased onto a lock that moved, the branch's commits leaving it: its data follows.
+    ok(repo.root, "git", "checkout", "-q", "-b", "code", "HEAD~1")  # (the data of v2)
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    (repo.root / "README").write_text("code\n")
+    ok(repo.root, "git", "add", "README")
+    ok(repo.root, "git", "commit", "-q", "-m", "readme")
+    r = ok(repo.root, "git", "rebase", "-q", "side")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    assert "dvfs.lock" not in repo.ok("status").out
     fsck_clean(repo.root)

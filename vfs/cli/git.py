@@ -44,7 +44,8 @@ def hook_list(names: list[str]) -> str:
 def install(uninstall: bool, shared: bool) -> None:
     """Add git hooks, so that the data follows `git checkout`, `git pull` and `git push`.
 
-    post-checkout and post-merge run `dvfs checkout --lock` when dvfs.lock changed;
+    post-checkout, post-merge and post-rewrite (after a rebase) run `dvfs checkout
+    --lock` when dvfs.lock changed;
     pre-push offers `dvfs push` when a commit being pushed names a version the dvfs
     remote lacks (it asks on the terminal; without one it only says so). Hooks that
     were there are kept and run first. A hooks folder outside this repository's .git
@@ -94,7 +95,9 @@ HOOK_INPUT_LIMIT = 1 << 20  # bytes of a pre-push hook's input read
 
 
 @click.command(cls=DvfsCommand, name="hook", hidden=True)
-@click.argument("name", type=click.Choice(["post-checkout", "post-merge", "pre-push"]))
+@click.argument(
+    "name", type=click.Choice(["post-checkout", "post-merge", "post-rewrite", "pre-push"])
+)
 @click.option("--in", "dirs", multiple=True, help="A dvfs repository, from the work tree's top.")
 @click.argument("args", nargs=-1)
 @click.pass_context
@@ -120,9 +123,13 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         if len(args) != 3 or args[2] != "1":  # a checkout of files, not of a commit
             return
         old, new = args[0], args[1]
-    else:
+    elif name == "post-rewrite" and args[:1] != ("rebase",):  # (`commit --amend`)
+        return
+    else:  # post-merge, or post-rewrite at the end of a rebase
         old, new = "ORIG_HEAD", "HEAD"
     for d in dirs:
+        if name == "post-checkout" and githooks.rebasing(top, d):
+            continue  # (the rebase's start: post-rewrite follows the lock at its end)
         root = top / d
         if not (root / ".dvfs").is_dir():
             if (root / "dvfs.lock").exists():

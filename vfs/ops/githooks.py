@@ -1,6 +1,6 @@
 """Git hooks that keep the data in step with the code: ``dvfs install``.
 
-Three hooks are written to the git repository's hooks directory (``git rev-parse
+Four hooks are written to the git repository's hooks directory (``git rev-parse
 --git-path hooks``, so ``core.hooksPath`` and linked work trees are honoured):
 
 - ``post-checkout`` and ``post-merge`` (``git pull`` runs the second, not the first):
@@ -10,6 +10,11 @@ Three hooks are written to the git repository's hooks directory (``git rev-parse
   the lock moved it ahead). A commit without a ``dvfs.lock`` names no data: the data
   is left as it is. A clone without a store is told to run ``dvfs pull`` instead;
   nothing else is done there;
+- ``post-rewrite``, after ``git rebase`` (and ``git pull --rebase``): the same, from
+  the commit the branch was at before (``ORIG_HEAD``) to the one it is at now. The
+  ``post-checkout`` git runs as a rebase starts (for the commit it starts from, not
+  the one it ends at) then does nothing, where ``post-rewrite`` serves the
+  repository (:func:`rebasing`);
 - ``pre-push``: when a commit being pushed has a ``dvfs.lock`` naming a version that
   the default dvfs remote is not known to have (no remote-tracking branch there
   holds it), it offers to ``dvfs push`` it first, asking on the terminal
@@ -66,7 +71,7 @@ from vfs.repo.repository import Repository
 from vfs.store.durable import write_atomic
 from vfs.worktree.pools import Workers
 
-HOOKS = ("post-checkout", "post-merge", "pre-push")
+HOOKS = ("post-checkout", "post-merge", "post-rewrite", "pre-push")
 MARKER = "# dvfs-hook: written by `dvfs install`; `dvfs install --uninstall` removes it"
 CHAINED = ".dvfs-chained"
 _REPOS = re.compile(r"^# dvfs-repositories: (.*)$", re.MULTILINE)
@@ -276,6 +281,16 @@ def lock_changed(top: Path, repo_dir: str, old: str, new: str) -> bool:
     """
     path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
     return git_output(top, "diff", "--quiet", old, new, "--", f":(literal){path}") is None
+
+
+def rebasing(top: Path, repo_dir: str) -> bool:
+    """True if a ``git rebase`` is under way in the work tree at ``top`` and dvfs's
+    ``post-rewrite`` hook, which follows the lock at its end, serves ``repo_dir``."""
+    places = [git_output(top, "rev-parse", "--path-format=absolute", "--git-path", p)
+              for p in ("rebase-merge", "rebase-apply", "hooks")]  # fmt: skip
+    if not all(places) or not any(os.path.isdir(str(p)) for p in places[:2]):
+        return False
+    return repo_dir in (_repos_of(_read_hook(Path(str(places[2]), "post-rewrite")) or "") or [])
 
 
 def lock_at(top: Path, repo_dir: str, commit: str) -> LockPointer | None:
