@@ -578,3 +578,28 @@ def test_a_git_rebase_leaves_the_data_dvfs_lock_names_at_its_end(
     assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
     assert "dvfs.lock" not in repo.ok("status").out
     fsck_clean(repo.root)
+
+
+def test_a_checkout_that_leaves_dvfs_lock_as_it_is_never_touches_it(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # Hooks installed before post-rewrite existed restore the data as a rebase starts;
+    # that checkout wrote dvfs.lock again, the same bytes, and git, in the middle of the
+    # rebase, took the file replaced under it for a local change and stopped.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    (hooks_dir(repo) / "post-rewrite").unlink()
+    ok(repo.root, "git", "checkout", "-q", "-b", "side")
+    new_data_commit(repo, 3)
+    ok(repo.root, "git", "checkout", "-q", "master")
+    (repo.root / "train.py").write_text("print('train better')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    ok(repo.root, "git", "checkout", "-q", "side")
+    before = os.stat(repo.root / "dvfs.lock")
+    repo.ok("checkout", "--lock")  # (what the lock names: nothing to write)
+    after = os.stat(repo.root / "dvfs.lock")
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    r = ok(repo.root, "git", "rebase", "-q", "master")
+    assert "dvfs.lock changed" in r.stderr  # (as the rebase starts: the old hooks' way)
+    assert ok(repo.root, "git", "log", "-1", "--format=%s").stdout.strip() == "code with data v3"
+    fsck_clean(repo.root)

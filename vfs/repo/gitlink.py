@@ -23,6 +23,7 @@ written through.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -291,14 +292,19 @@ class LockPointer(NamedTuple):
 
 
 def write_lock(root: Path, ptr: LockPointer) -> None:
-    """Rewrite ``dvfs.lock`` for ``ptr`` (only inside a git work tree: it is for git)."""
+    """Rewrite ``dvfs.lock`` for ``ptr`` (only inside a git work tree: it is for git).
+    A file that already says it is left untouched: git, in the middle of a rebase,
+    takes a file replaced under it for a local change, even with the same bytes."""
     if not in_git(root):
         return
     text = (
         "# dvfs data version; after `git checkout`, run `dvfs checkout --lock`\n"
         f"branch: {ptr.branch}\nversion: v{ptr.number}\nid: {ptr.oid.hex()}\n"
-    )
-    write_atomic(root / LOCK_FILE, text.encode(), sync=False)
+    ).encode()
+    with contextlib.suppress(OSError):
+        if _read_root_file(root, LOCK_FILE, MAX_LOCK) == text:
+            return
+    write_atomic(root / LOCK_FILE, text, sync=False)
 
 
 def read_lock(root: Path) -> LockPointer:
