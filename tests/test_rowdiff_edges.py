@@ -107,6 +107,7 @@ V1: dict[str, str | bytes] = {
         {"id": [1, 2], "s": [{"t": "a, b=c", "n": [1]}, {"t": "x", "n": []}]}
     ),
     "fields.parquet": parquet(FIELDS | {"id": [1]}),
+    "retyped_fields.parquet": parquet({"id": [1], "s": [{"ID": 1, "id": 2}]}),
     "empties.csv": 'id,name,v\n1,"",a\n2,b,c\n3,,d\n',
     "rewritten.jsonl": '{"id": 1, "v": 2.50}\n{"id": 2, "v": "b"}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n  \n{"id": 2, "v": "b"}\n',
@@ -152,6 +153,9 @@ V2: dict[str, str | bytes] = {
         {"id": [1, 3], "s": [{"t": "a, b=c", "n": [2]}, {"t": "\u202ey\x85", "n": []}]}
     ),
     "fields.parquet": parquet(FIELDS | {"id": [3]}),
+    "retyped_fields.parquet": parquet(
+        {"id": [1], "s": [{"ID": 1, "id": "2"}], "l": [[{"A b": 1, "a B": 2}]]}
+    ),
     "empties.csv": 'id,name,v\n1,,a\n2,"b",c\n3,"",d\n',  # the same fields, quoted otherwise
     "rewritten.jsonl": '{"v":"b","id":2}\n{"id":1,"v":2.5}\n',
     "blanks.jsonl": '{"id": 1, "v": "a"}\n{"id": 2, "v": "c"}\n\t\n',
@@ -470,6 +474,26 @@ def test_parquet_struct_fields_named_alike_but_for_case_are_shown_by_their_names
         ], d  # fmt: skip
     out = data.ok("diff", "v1", "v2", "fields.parquet", "--rows", "--key", "id").out
     assert 'removed  id=1  s={"ID": 1, "id": 2}, l=[{"A": 1, "a": 2}], ' in out, out
+
+
+def test_parquet_struct_fields_named_alike_but_for_case_keep_their_names_in_the_schema(
+    data: Repo,
+) -> None:
+    """The schema changes named such a field as the engine does, id_1, where the rows
+    named it id: "column retyped: s: STRUCT(ID BIGINT, id_1 BIGINT) -> ...". They name
+    it as the file does."""
+    d = rows_json(data, "retyped_fields.parquet", "--key", "id")
+    assert d["schema"] == [
+        {"status": "added", "column": "l", "old_type": None,
+         "new_type": 'STRUCT("A b" BIGINT, "a B" BIGINT)[]'},
+        {"status": "retyped", "column": "s", "old_type": "STRUCT(ID BIGINT, id BIGINT)",
+         "new_type": "STRUCT(ID BIGINT, id VARCHAR)"},
+    ], d["schema"]  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "retyped_fields.parquet", "--rows", "--key", "id").out
+    assert out.startswith(
+        'column added:    l (STRUCT("A b" BIGINT, "a B" BIGINT)[])\n'
+        "column retyped:  s: STRUCT(ID BIGINT, id BIGINT) -> STRUCT(ID BIGINT, id VARCHAR)\n"
+    ), out
 
 
 def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -> None:

@@ -239,7 +239,7 @@ def _diff_rows(
             ot = _typed_as(ot, nt)
         elif _header_only(new, nt) and not _header_only(old, ot):
             nt = _typed_as(nt, ot)
-        out.schema = schema_changes(ot, nt)
+        out.schema = schema_changes(_own_typed(ot, fields[0]), _own_typed(nt, fields[1]))
         ot, nt = _read_as_text(ot, nt)
     out.mixed = mixed_columns(ot, nt)
     _check_key(key, old, ot, new, nt, words, renames)
@@ -428,6 +428,50 @@ def _own_names(v: Any, field: Field | None) -> Any:
         element = _element(field)
         return [_own_names(x, element) for x in v]
     return v
+
+
+def _own_typed(table: Table, fields: dict[str, Field] | None) -> Table:
+    """``table`` with its columns' struct types naming their fields as the file does
+    (``_own_fields``): ``STRUCT(ID BIGINT, id BIGINT)``, not the engine's
+    ``STRUCT(ID BIGINT, id_1 BIGINT)``, for the schema changes shown."""
+    if fields is None:
+        return table
+    return replace(table, columns=tuple((n, _own_type(t, fields.get(n))) for n, t in table.columns))
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a field name the engine shows unquoted
+
+
+def _own_type(type_name: str, field: Field | None) -> str:
+    """The engine's ``type_name`` of the Parquet ``field`` with its structs' fields
+    named as the field names them (a list's elements and a map's values too); as it
+    is where the two do not match, or where the file names two fields alike."""
+    t = type_name.strip()
+    if field is None:
+        return t
+    if t.endswith("]"):  # a list (T[]) or an array (T[3])
+        at = t.rindex("[")
+        return _own_type(t[:at], _element(field)) + t[at:]
+    head, _, rest = t.partition("(")
+    if not rest.endswith(")"):
+        return t
+    args = _split_args(rest[:-1])
+    if head == "MAP" and len(args) == 2 and field.kind in ("MAP", "MAP_KEY_VALUE"):
+        pairs = field.children[0].children if len(field.children) == 1 else ()
+        inner = pairs[1] if len(pairs) == 2 else None
+        return f"MAP({args[0]}, {_own_type(args[1], inner)})"
+    if head != "STRUCT" or field.kind is not None or field.repeated:
+        return t
+    names = [c.name for c in field.children]
+    if len(names) != len(args) or len(set(names)) != len(names):
+        return t
+    own = []
+    for c, arg in zip(field.children, args, strict=True):
+        name, kind = _field(arg)
+        if c.name != name:
+            arg = f"{c.name if _PLAIN_NAME.fullmatch(c.name) else ident(c.name)} {kind}"
+        own.append(arg[: len(arg) - len(kind)] + _own_type(kind, c))
+    return f"STRUCT({', '.join(own)})"
 
 
 def _element(field: Field) -> Field | None:
