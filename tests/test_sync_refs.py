@@ -1332,3 +1332,41 @@ def test_a_directory_remote_url_spelled_with_dot_dot_is_recorded_as_used(
     assert c.json("remote", "list", "--json")[0]["url"] == f"file://{srv}/rem"
     c.fsck_clean()
     a.fsck_clean()
+
+
+def test_a_directory_remote_set_by_hand_with_dot_dot_is_shown_as_the_directory_it_names(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A `file://` URL or a path holding `..`, written in .dvfs/config or dvfs.toml by
+    hand (or by an older dvfs), was listed as written (`file:///srv/missing/../rem`,
+    through a directory that is not there) and named so by the commands using it,
+    where `remote add` records the directory it names. It is listed and used as that
+    directory; the files keep what was written."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (a.root / "dvfs.toml").write_text(
+        f'[remotes.team]\nurl = "file://{srv}/missing/../team"\n'
+        f'[remotes.nas]\nurl = "{srv}/missing/./../nas/"\n'
+    )
+    local = {
+        name: {"url": url, "endpoint_url": None, "region": None, "profile": None}
+        for name, url in (("own", f"file://{srv}/x/../own"), ("mine", f"{srv}/x/../mine"))
+    }
+    (a.root / ".dvfs" / "config").write_text(json.dumps({"remotes": local}))
+    written = {p: (a.root / p).read_bytes() for p in ("dvfs.toml", ".dvfs/config")}
+    urls = {r["name"]: r["url"] for r in a.json("remote", "list", "--json")}
+    assert urls == {
+        "team": f"file://{srv}/team", "nas": str(srv / "nas"),
+        "own": f"file://{srv}/own", "mine": str(srv / "mine"),
+    }, urls  # fmt: skip
+    listed = a.ok("remote", "-v").out
+    assert f"  team  file://{srv}/team  [dvfs.toml]\n" in listed, listed
+    assert f"  mine  {srv}/mine  [this clone only]\n" in listed, listed
+    for name in urls:
+        a.ok("push", "--remote", name)
+        assert (srv / name / "refs").is_dir()
+    assert not (srv / "missing").exists() and not (srv / "x").exists()
+    assert {p: (a.root / p).read_bytes() for p in written} == written
+    a.fsck_clean()

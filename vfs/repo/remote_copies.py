@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfs._os.beneath import open_dir, read_regular
-from vfs.backends import parse_url, redact_url, s3_endpoint
+from vfs.backends import file_url, parse_url, redact_url, s3_endpoint
 from vfs.errors import DvfsError
 from vfs.quoting import quote_name
 from vfs.repo.refs import check_ref_name
@@ -62,11 +62,15 @@ def location(url: str, endpoint_url: str | None) -> str:
 def settings_url(root: Path, url: str) -> str:
     """A remote's URL as set in ``dvfs.toml`` or ``.dvfs/config``: a directory path
     starting with ``~`` is taken from the home directory, a relative one from the
-    repository ``root``."""
+    repository ``root``; a directory path or a ``file://`` URL is the directory it is
+    read as, its ``.`` and ``..`` taken (``vfs.backends.file_url``: one written so by
+    hand, or by an older dvfs, is shown and named as ``remote add`` records it)."""
     if "://" in url:
+        with contextlib.suppress(DvfsError):  # (a malformed URL: said where it is used)
+            return file_url(url) if parse_url(url).path is not None else url
         return url
     url = os.path.expanduser(url)  # (as parse_url reads it: ~ is a home)
-    return url if os.path.isabs(url) else os.path.normpath(root / url)
+    return os.path.normpath(url if os.path.isabs(url) else root / url)
 
 
 def kept_dir(dvfs_dir: Path, name: str) -> Path | None:
