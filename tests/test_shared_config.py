@@ -282,6 +282,34 @@ def test_a_quoted_tilde_in_a_directory_remote_is_the_home(
     repo.fsck_clean()
 
 
+def test_a_relative_directory_remote_is_taken_from_where_it_is_typed(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`remote add team ../../../store` typed in sub/deep is the directory that path
+    names from there (git would take `../y` from the top of the work tree), kept in
+    dvfs.toml relative to the root: `../store`. The line saying what was added
+    named it so, `added remote team -> ../store`, which read from sub/deep is a
+    directory inside the repository. It names the directory, and how it is kept."""
+    repo = make_repo(git_repo=True)
+    commit_files(repo, {"d/x": b"1"}, "one")
+    deep = repo.root / "sub" / "deep"
+    deep.mkdir(parents=True)
+    store = tmp_path / "store"
+    out = assert_ok(run(deep, "remote", "add", "team", "../../../store")).out
+    assert out.startswith(
+        f"added remote team -> {store} (in dvfs.toml as ../store, from the repository root: "
+    ), out
+    assert shared_file(repo)["remotes"] == {"team": {"url": "../store"}}
+    out = assert_ok(run(deep, "remote", "add", "mine", "../../../mine", "--local")).out
+    assert out.startswith(f"added remote mine -> {tmp_path / 'mine'} (in .dvfs/config: "), out
+    listed = {r["name"]: r["url"] for r in repo.json("remote", "list", "--json")}
+    assert listed == {"team": str(store), "mine": str(tmp_path / "mine")}, listed
+    assert_ok(run(deep, "push", "--remote", "team"))
+    assert (store / "refs" / "heads" / "main").is_file()
+    assert not (repo.root / "store").exists() and not (repo.root / "sub" / "store").exists()
+    repo.fsck_clean()
+
+
 def test_an_endpoint_without_its_scheme_is_refused_when_added(repo: Repo) -> None:
     # `--endpoint-url minio:9000` was recorded, and every fetch or push then failed
     # with "Invalid endpoint" and no word of what to change

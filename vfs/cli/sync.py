@@ -95,10 +95,11 @@ def in_shared(repo: Repository, shared: bool | None) -> bool:
     return remotes.shared_by_default(repo) if shared is None else shared
 
 
-def place_note(shared: bool) -> str:
-    """Where a setting was written, for the line that reports it."""
+def place_note(shared: bool, kept_as: str = "") -> str:
+    """Where a setting was written (``kept_as``: how, where not as the line shows it),
+    for the line that reports it."""
     if shared:
-        return " (in dvfs.toml: commit it, and clones of this git repository have it)"
+        return f" (in dvfs.toml{kept_as}: commit it, and clones of this git repository have it)"
     return " (in .dvfs/config: this clone only)"
 
 
@@ -125,6 +126,7 @@ def remote_add(
       dvfs remote add backup /mnt/nas/cats --default --local
     """
     from vfs.remote import config as remotes
+    from vfs.repo.remote_copies import settings_url
 
     repo = repo_here()
     share = in_shared(repo, shared)
@@ -132,7 +134,10 @@ def remote_add(
         repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default,
         shared=share,
     )  # fmt: skip
-    click.echo(f"added remote {quoted(name)} -> {quoted(kept.url)}{place_note(share)}")
+    # a relative directory: the one it names from here, kept relative to the root
+    where = settings_url(repo.root, kept.url)
+    kept_as = f" as {quoted(kept.url)}, from the repository root" if where != kept.url else ""
+    click.echo(f"added remote {quoted(name)} -> {quoted(where)}{place_note(share, kept_as)}")
 
 
 @remote.command(name="list")
