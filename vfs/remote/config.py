@@ -285,11 +285,15 @@ def get_remote(
     return spec
 
 
-def refuse_inside(root: Path, spec: RemoteSpec) -> None:
+def refuse_inside(
+    root: Path,
+    spec: RemoteSpec,
+    fix: str = "(`dvfs remote remove NAME`, then `dvfs remote add NAME DIR`)",
+) -> None:
     """UsageError if ``spec`` is a directory remote at or inside the repository at
     ``root`` (its .dvfs too): the remote's packs and refs would mix with the
     repository's own files, and ``dvfs add .`` would take them in. A dvfs.toml that
-    came from git may name any directory."""
+    came from git may name any directory. ``fix``: how to name another, said last."""
     where = parse_url(spec.url).path
     if where is None:
         return
@@ -298,8 +302,7 @@ def refuse_inside(root: Path, spec: RemoteSpec) -> None:
         raise UsageError(
             f"remote {quote_name(spec.name)} is the directory {quote_name(str(where))}, "
             f"inside the repository {quote_name(top)}: its files would mix with the "
-            "repository's: name a directory outside it (`dvfs remote remove NAME`, then "
-            "`dvfs remote add NAME DIR`)"
+            f"repository's: name a directory outside it {fix}"
         )
 
 
@@ -311,6 +314,9 @@ def _refs_under(repo: Repository, name: str) -> str | None:
             if ref.partition("/")[0] == name and "/" in ref:
                 return f"{'branch' if kind == 'heads' else 'tag'} {ref}"
     return None
+
+
+NOT_ADDED = "instead; nothing was added"  # (checked_spec: no remote to remove yet)
 
 
 def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> RemoteSpec:
@@ -336,14 +342,14 @@ def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> Remot
     if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
         given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
         path = os.path.abspath(given)
-        refuse_inside(root, replace(spec, url=path))
+        refuse_inside(root, replace(spec, url=path), NOT_ADDED)
         if shared and not os.path.isabs(given):
             path = os.path.relpath(path, root)
         spec = replace(spec, url=path)
     else:
         if where.path is not None:  # (file://: recorded as the directory it is read as)
             spec = replace(spec, url=file_url(spec.url))
-        refuse_inside(root, spec)
+        refuse_inside(root, spec, NOT_ADDED)
     return spec
 
 
