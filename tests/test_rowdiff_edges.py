@@ -64,6 +64,15 @@ FIELDS = {
     ),
     "t": [{"ID": 1, "id_1": 2}],
 }
+
+
+def unnamed(last: list[int]) -> bytes:
+    """A Parquet file whose first and last columns have no name."""
+    out = io.BytesIO()
+    pq.write_table(pa.table([[1], [1], last], names=["", "id", ""]), out)
+    return out.getvalue()
+
+
 LONG = "x" * 3000  # a key's value
 BIG = 2**64  # past every integer type the engine reads JSON numbers as
 
@@ -107,6 +116,8 @@ V1: dict[str, str | bytes] = {
         {"id": [1, 2], "s": [{"t": "a, b=c", "n": [1]}, {"t": "x", "n": []}]}
     ),
     "fields.parquet": parquet(FIELDS | {"id": [1]}),
+    "unnamed.csv": ",id,\n1,1,3\n",
+    "unnamed.parquet": unnamed([3]),
     "retyped_fields.parquet": parquet({"id": [1], "s": [{"ID": 1, "id": 2}]}),
     "empties.csv": 'id,name,v\n1,"",a\n2,b,c\n3,,d\n',
     "rewritten.jsonl": '{"id": 1, "v": 2.50}\n{"id": 2, "v": "b"}\n',
@@ -153,6 +164,8 @@ V2: dict[str, str | bytes] = {
         {"id": [1, 3], "s": [{"t": "a, b=c", "n": [2]}, {"t": "\u202ey\x85", "n": []}]}
     ),
     "fields.parquet": parquet(FIELDS | {"id": [3]}),
+    "unnamed.csv": ",id,\n1,1,4\n",
+    "unnamed.parquet": unnamed([4]),
     "retyped_fields.parquet": parquet(
         {"id": [1], "s": [{"ID": 1, "id": "2"}], "l": [[{"A b": 1, "a B": 2}]]}
     ),
@@ -403,6 +416,19 @@ def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) ->
         "engine does not tell apart: it is shown as ID_1"
     ]
     assert d["summary"]["columns"] == {"ID_1": 1}
+
+
+def test_a_column_without_a_name_is_said_to_be_shown_by_another_name(data: Repo) -> None:
+    """A header ",id," was shown as columns column0, id and column2, a Parquet file's
+    unnamed columns as C0 and _1, names the file does not hold, without a word (the
+    CSV's second one in a note on "more than one column : column 3", its name blank)."""
+    for path, names in (("unnamed.csv", ("column0", "column2")), ("unnamed.parquet", ("C0", "_1"))):
+        d = rows_json(data, path, "--key", "id")
+        assert d["notes"] == [
+            f"{path} has a column 1 without a name: it is shown as {names[0]}",
+            f"{path} has a column 3 without a name: it is shown as {names[1]}",
+        ], d["notes"]
+        assert d["summary"]["columns"] == {names[1]: 1}
 
 
 def test_a_file_whose_bytes_changed_but_no_row_says_so(data: Repo) -> None:

@@ -522,10 +522,12 @@ class Engine:
         where they are not those of ``table`` (the engine's): it names a column whose
         name an earlier one has, but maybe for its case, ``NAME_1`` (``Id`` then
         ``id`` read as ``Id`` and ``id_1``); None when every name is its own (the
-        footer is read only when a name of ``table`` could be such a one)."""
+        footer is read only when a name of ``table`` could be such a one); a column
+        with no name it names ``C0`` (by its place), a second one ``_1``."""
         lower = {n.lower() for n in table.names}
         if not any(
-            (m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower for n in table.names
+            _UNNAMED.fullmatch(n) or ((m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower)
+            for n in table.names
         ):
             return None
         names = [f.name for f in self.parquet_fields(path)]
@@ -894,6 +896,7 @@ def _parses(record: bytes) -> bool:
 
 _QUERY_PART = re.compile(r"\s*(LINE \d+:|\^+\s*$)")  # the query an error quotes
 _NUMBERED = re.compile(r"(.+)_[0-9]+", re.DOTALL)  # a name the engine gave a column
+_UNNAMED = re.compile(r"C[0-9]+|_[0-9]+")  # a name it gave a Parquet column with none
 
 
 def _quoted(name: str) -> str:

@@ -626,27 +626,39 @@ def _where(side: Side) -> str:
     return f"{quote_name(side.path)} in {side.label}"
 
 
-Renames = tuple[list[tuple[int, str, str, bool]], ...]  # (_duplicates), old side's first
+# (_duplicates) each side's, old first: index, name, name shown, "exact", "case" or "unnamed"
+Renames = tuple[list[tuple[int, str, str, str]], ...]
 
 
 def _renamed(old: Side, new: Side, renames: Renames) -> list[str]:
     """Notes for a CSV or TSV header, or a Parquet file, naming a column more than
-    once (``renames``: :func:`_duplicates` of each side): the engine shows (and
-    ``--key`` takes) the second as ``v_1``, a name the file does not hold."""
+    once, or a column with no name (``renames``: :func:`_duplicates` of each side): the
+    engine shows (and ``--key`` takes) the second ``v`` as ``v_1``, an unnamed one as
+    ``column0`` (a Parquet file's: ``C0``), a name the file does not hold."""
     found = list(renames)
     if found[0] == found[1]:
         found, where = found[:1], [quote_name(new.path)]
     else:
         where = [_where(old), _where(new)]
-    return [
-        f"{w} names more than one column {quote_name(name)}: column {i + 1} is shown as "
-        f"{quote_name(shown)}"
-        if exact
-        else f"{w} names column {i + 1} {quote_name(name)} as an earlier one but for its "
-        f"case, which the engine does not tell apart: it is shown as {quote_name(shown)}"
-        for w, renames in zip(where, found, strict=True)
-        for i, name, shown, exact in renames
-    ]
+    notes = []
+    for w, side in zip(where, found, strict=True):
+        for i, name, as_, kind in side:
+            if kind == "exact":
+                notes.append(
+                    f"{w} names more than one column {quote_name(name)}: column {i + 1} is "
+                    f"shown as {quote_name(as_)}"
+                )
+            elif kind == "case":
+                notes.append(
+                    f"{w} names column {i + 1} {quote_name(name)} as an earlier one but for "
+                    f"its case, which the engine does not tell apart: it is shown as "
+                    f"{quote_name(as_)}"
+                )
+            else:
+                notes.append(
+                    f"{w} has a column {i + 1} without a name: it is shown as {quote_name(as_)}"
+                )
+    return notes
 
 
 def _skipped(old: Side, ot: Table, new: Side, nt: Table) -> list[str]:
@@ -683,12 +695,13 @@ def _unread_lines(table: Table) -> tuple[int, str]:
     return int(options.get("skip", "0")), _unquoted(options.get("comment", "''"))
 
 
-def _duplicates(engine: Engine, side: Side, table: Table) -> list[tuple[int, str, str, bool]]:
-    """(index, name in the header, name the engine gives, whether an earlier name is
-    this one exactly) of each column whose name an earlier column of ``side``'s
-    header (a Parquet file's: its footer's) has, but maybe for its case (the engine's
-    names are one whatever their case: ``ID`` after ``id`` is ``ID_1``); none where
-    that cannot be told."""
+def _duplicates(engine: Engine, side: Side, table: Table) -> list[tuple[int, str, str, str]]:
+    """(index, name in the header, name the engine gives, ``"exact"`` where an earlier
+    name is this one, ``"case"`` where it is but for its case, ``"unnamed"`` where the
+    name is empty) of each column of ``side``'s header (a Parquet file's: its
+    footer's) whose name an earlier column has, but maybe for its case (the engine's
+    names are one whatever their case: ``ID`` after ``id`` is ``ID_1``), or that has
+    none (``column0``, a Parquet file's ``C0``); none where that cannot be told."""
     if table.empty:
         return []
     if table.fmt == "parquet":
@@ -700,9 +713,9 @@ def _duplicates(engine: Engine, side: Side, table: Table) -> list[tuple[int, str
     if len(header) != len(table.columns):
         return []
     return [
-        (i, h, shown, h in header[:i])
+        (i, h, shown, "unnamed" if not h else "exact" if h in header[:i] else "case")
         for i, (h, (shown, _)) in enumerate(zip(header, table.columns, strict=True))
-        if h != shown and h.lower() in {e.lower() for e in header[:i]}
+        if h != shown and (not h or h.lower() in {e.lower() for e in header[:i]})
     ]
 
 
