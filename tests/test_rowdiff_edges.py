@@ -117,6 +117,7 @@ V1: dict[str, str | bytes] = {
     ),
     "fields.parquet": parquet(FIELDS | {"id": [1]}),
     "unnamed.csv": ",id,\n1,1,3\n",
+    "emptykey.jsonl": '{"id": 1, "": 1, "v": "a"}\n{"id": 2, "": 2, "v": "b"}\n',
     "unnamed.parquet": unnamed([3]),
     "retyped_fields.parquet": parquet({"id": [1], "s": [{"ID": 1, "id": 2}]}),
     "empties.csv": 'id,name,v\n1,"",a\n2,b,c\n3,,d\n',
@@ -165,6 +166,7 @@ V2: dict[str, str | bytes] = {
     ),
     "fields.parquet": parquet(FIELDS | {"id": [3]}),
     "unnamed.csv": ",id,\n1,1,4\n",
+    "emptykey.jsonl": '{"": 1, "id": 1, "v": "a"}\n{"id": 2, "": 2, "v": "c"}\n',
     "unnamed.parquet": unnamed([4]),
     "retyped_fields.parquet": parquet(
         {"id": [1], "s": [{"ID": 1, "id": "2"}], "l": [[{"A b": 1, "a B": 2}]]}
@@ -382,6 +384,18 @@ def test_json_keys_that_differ_only_in_case_are_not_read_as_other_columns(data: 
         assert d["method"] == "bytes", d
         [note] = d["notes"]
         assert "case.jsonl in v1 holds keys that differ only in case (ID, Id, id)" in note
+
+
+def test_json_lines_with_an_empty_key_are_not_read_as_one_column(data: Repo) -> None:
+    """A record holding the key "" is read by the engine as one column, json, the
+    whole record: a record whose keys were only reordered was "removed" and "added",
+    and `--key id` said id "is not in emptykey.jsonl (its columns: json)". Such a
+    file is not read as a table, and the note says why."""
+    for key in ((), ("--key", "id")):
+        d = rows_json(data, "emptykey.jsonl", *key)
+        assert d["method"] == "bytes", d
+        [note] = d["notes"]
+        assert "emptykey.jsonl in v1 holds an empty key" in note, note
 
 
 def test_json_lines_with_a_line_of_blanks_are_compared(data: Repo) -> None:

@@ -558,9 +558,11 @@ class Engine:
         """NotTabular if the JSON Lines file ``path`` holds keys that differ only in case
         (``id`` and ``ID``): the engine takes them for one column, names the others
         ``ID_1`` (the next a number up), a key no record holds, and reads NULL there in
-        every row. Only a file with such a name among its columns is read for its keys."""
+        every row; or an empty key (``""``): it reads each record whole as one column,
+        ``json``, where reordered keys are another value. Only a file with such a name
+        among its columns is read for its keys."""
         lower = {n.lower() for n in table.names}
-        if not any(
+        if table.names != ["json"] and not any(
             (m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower for n in table.names
         ):
             return
@@ -570,6 +572,10 @@ class Engine:
             f"read_json_objects({literal(str(path))}{opts})"
         )
         held = {str(r[0]) for r in rows}
+        if "" in held:
+            raise NotTabular(
+                f'{path} holds an empty key (""), which the engine does not read as a column'
+            )
         if set(table.names) <= held:
             return
         cased: dict[str, list[str]] = {}
