@@ -117,6 +117,7 @@ V1: dict[str, str | bytes] = {
     ),
     "fields.parquet": parquet(FIELDS | {"id": [1]}),
     "unnamed.csv": ",id,\n1,1,3\n",
+    "twicekey.jsonl": '{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n',
     "emptykey.jsonl": '{"id": 1, "": 1, "v": "a"}\n{"id": 2, "": 2, "v": "b"}\n',
     "unnamed.parquet": unnamed([3]),
     "retyped_fields.parquet": parquet({"id": [1], "s": [{"ID": 1, "id": 2}]}),
@@ -166,6 +167,7 @@ V2: dict[str, str | bytes] = {
     ),
     "fields.parquet": parquet(FIELDS | {"id": [3]}),
     "unnamed.csv": ",id,\n1,1,4\n",
+    "twicekey.jsonl": '{"id": 1, "v": 1}\n\n{"id": 2, "v": 3}\n{"id": 3, "v": 1, "v": 2}\n',
     "emptykey.jsonl": '{"": 1, "id": 1, "v": "a"}\n{"id": 2, "": 2, "v": "c"}\n',
     "unnamed.parquet": unnamed([4]),
     "retyped_fields.parquet": parquet(
@@ -396,6 +398,21 @@ def test_json_lines_with_an_empty_key_are_not_read_as_one_column(data: Repo) -> 
         assert d["method"] == "bytes", d
         [note] = d["notes"]
         assert "emptykey.jsonl in v1 holds an empty key" in note, note
+
+
+def test_a_record_with_a_key_twice_is_named_by_its_line_without_the_engine_s_options(
+    data: Repo,
+) -> None:
+    """A record holding a key twice is refused by the engine "in line 3", counting
+    records, not lines (the record is on line 4, after a blank one), and with advice
+    on its own options ("Try increasing 'sample_size' ... setting 'ignore_errors' to
+    true"), which no dvfs command takes. The note names the record's own line, and
+    no such advice."""
+    for key in ((), ("--key", "id")):
+        [note] = rows_json(data, "twicekey.jsonl", *key)["notes"]
+        assert "twicekey.jsonl in v2, in line 4: Object " in note, note
+        assert 'has duplicate key "v": byte-level summary' in note, note
+        assert "Try" not in note and "ignore_errors" not in note, note
 
 
 def test_json_lines_with_a_line_of_blanks_are_compared(data: Repo) -> None:

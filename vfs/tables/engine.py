@@ -857,6 +857,9 @@ def _quotes(sample: bytes, end: int | None = None) -> str:
 _MALFORMED_JSON = re.compile(
     r'Malformed JSON in file "(?P<path>[^"\n]+)", at byte \d+ in line (?P<n>\d+)'
 )
+# a record the engine parsed but refused (a key twice), named by its place among the
+# records: blank lines not counted
+_REFUSED_JSON = re.compile(r'JSON transform error in file "(?P<path>[^"\n]+)", in line (?P<n>\d+)')
 
 
 def _json_line(text: str) -> str:
@@ -870,7 +873,7 @@ def _json_line(text: str) -> str:
     malformed, the engine's text is kept."""
     m = _MALFORMED_JSON.search(text)
     if m is None:
-        return text
+        return _refused_line(text)
     said = int(m["n"])
     candidates = {said - 1, said} - {0}
     record = line = 0
@@ -890,6 +893,46 @@ def _json_line(text: str) -> str:
     except OSError:
         pass
     return text
+
+
+def _refused_line(text: str) -> str:
+    """An engine's error on a JSON Lines record that parses but holds a key twice,
+    with the line of that record as the file numbers it: the engine says ``in line N``
+    for the Nth record, blank lines not counted. Kept as it is unless that record
+    holds a key twice."""
+    m = _REFUSED_JSON.search(text)
+    if m is None:
+        return text
+    said = int(m["n"])
+    record = line = 0
+    try:
+        with open(m["path"], "rb") as f:
+            for raw in f:
+                line += 1
+                if not raw.rstrip(b"\r\n"):
+                    continue
+                record += 1
+                if record == said:
+                    if _parses(raw) and _twice(raw):
+                        where = f'JSON transform error in file "{m["path"]}", in line {line}'
+                        return text[: m.start()] + where + text[m.end() :]
+                    break
+    except OSError:
+        pass
+    return text
+
+
+def _twice(record: bytes) -> bool:
+    """True if an object of the JSON ``record`` holds a key twice."""
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        found = found or len({k for k, _ in items}) != len(items)
+        return dict(items)
+
+    json.loads(record, object_pairs_hook=pairs)
+    return found
 
 
 def _parses(record: bytes) -> bool:
@@ -923,19 +966,25 @@ def _error_file(text: str) -> str | None:
     return found.group(1) if found else None
 
 
+# the offending line a CSV error quotes; advice on the engine's own options ("Try
+# setting 'ignore_errors' to true"), which no dvfs command takes
+_NOT_SHOWN = ("Original Line", "Try ")
+
+
 def first_line(exc: BaseException | str, lines: int = 1) -> str:
     """The first ``lines`` lines of an error's text, joined on one line.
 
     The engine quotes the offending line of a file in its errors ("Original Line:
     ..."): that line is data, possibly huge, so it is left out, and every part is cut
     to ``MAX_PART`` characters. So are the query it ran ("LINE 1: SELECT ...") and
-    the carets under it, which say nothing of the file, and a part that introduces
-    what the lines after it list ("The search space used was:"), which are not shown.
+    the carets under it, which say nothing of the file, a part that introduces
+    what the lines after it list ("The search space used was:"), which are not shown,
+    and the engine's advice on its own options ("Try setting 'ignore_errors' to true").
     """
     parts = [
         p.strip()[:MAX_PART]
         for p in str(exc).splitlines()
-        if p.strip() and not p.startswith("Original Line") and not _QUERY_PART.match(p)
+        if p.strip() and not p.startswith(_NOT_SHOWN) and not _QUERY_PART.match(p)
     ]
     parts = parts[:lines]
     while len(parts) > 1 and parts[-1].endswith(":"):
