@@ -49,17 +49,19 @@ def committed(repo: Repo) -> None:
 def test_bad_lock_timeouts_thread_counts_and_authors_are_one_line(repo: Repo) -> None:
     committed(repo)
     repo.write("d/a.txt", "2")
-    for value in ("abc", "nan", "inf", "-1", "86401", "1e9"):
+    # (Python reads "1_0" as 10 and "\u0665" as 5: not numbers as a user writes them)
+    for value in ("abc", "nan", "inf", "-1", "86401", "1e9", "1_0", "\u0665", "0x10"):
         line = assert_error(repo.run("add", "d", env={"DVFS_LOCK_TIMEOUT": value}), code=2)
         assert line == (
             f"dvfs: error: DVFS_LOCK_TIMEOUT={value} is not a number of seconds (0 to 86400)"
         )
     # DVFS_THREADS is read by every command that reads files, DVFS_AUTHOR by commit.
-    for value in ("0", "abc", "100000"):
+    for value in ("0", "abc", "100000", "1_6", "\u0664", "\uff14"):
         line = assert_error(repo.run("add", "d", env={"DVFS_THREADS": value}), code=2)
         assert line == f"dvfs: error: DVFS_THREADS={value} is not a whole number from 1 to 256"
     assert repo.status()["modified"] == ["d/a.txt"]  # nothing was staged
     repo.ok("add", "d", env={"DVFS_LOCK_TIMEOUT": "0.5", "DVFS_THREADS": "3"})
+    repo.ok("status", env={"DVFS_LOCK_TIMEOUT": " 1e1 ", "DVFS_THREADS": "+4"})
     for value, wanted in (
         ("a\n  forged", "without control characters"),
         ("x" * 2000, "at most 1024 characters"),

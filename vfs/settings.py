@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 from vfs.errors import UsageError
 from vfs.quoting import escape_text
@@ -44,14 +45,17 @@ def _bad(name: str, value: str, wanted: str) -> UsageError:
     return UsageError(f"{name}={escape_text(shown)} is not {wanted}")
 
 
+# Numbers as a user writes them: ASCII digits, no "_" between them (Python's int and
+# float read "1_0" as 10, and "\u0665" as 5); blanks around them are dropped.
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")
+_DECIMAL = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+
 def _seconds(name: str, default: float) -> float:
     value = _raw(name)
     if value is None:
         return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
+    seconds = float(value) if _DECIMAL.fullmatch(value) else math.nan
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
         raise _bad(name, value, f"a number of seconds (0 to {MAX_SECONDS})")
     return seconds
@@ -61,10 +65,7 @@ def _count(name: str, low: int, high: int) -> int | None:
     value = _raw(name)
     if value is None:
         return None
-    try:
-        n = int(value)
-    except ValueError:
-        n = low - 1
+    n = int(value) if _WHOLE.fullmatch(value) else low - 1
     if not low <= n <= high:
         raise _bad(name, value, f"a whole number from {low} to {high}")
     return n
