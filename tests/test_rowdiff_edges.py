@@ -117,6 +117,7 @@ V1: dict[str, str | bytes] = {
     ),
     "fields.parquet": parquet(FIELDS | {"id": [1]}),
     "unnamed.csv": ",id,\n1,1,3\n",
+    "taken.csv": "id,v,v,v_1\n1,a,b,c\n",
     "twicekey.jsonl": '{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n',
     "emptykey.jsonl": '{"id": 1, "": 1, "v": "a"}\n{"id": 2, "": 2, "v": "b"}\n',
     "unnamed.parquet": unnamed([3]),
@@ -167,6 +168,7 @@ V2: dict[str, str | bytes] = {
     ),
     "fields.parquet": parquet(FIELDS | {"id": [3]}),
     "unnamed.csv": ",id,\n1,1,4\n",
+    "taken.csv": "id,v,v,v_1\n1,a,b,d\n",
     "twicekey.jsonl": '{"id": 1, "v": 1}\n\n{"id": 2, "v": 3}\n{"id": 3, "v": 1, "v": 2}\n',
     "emptykey.jsonl": '{"": 1, "id": 1, "v": "a"}\n{"id": 2, "": 2, "v": "c"}\n',
     "unnamed.parquet": unnamed([4]),
@@ -460,6 +462,21 @@ def test_a_column_without_a_name_is_said_to_be_shown_by_another_name(data: Repo)
             f"{path} has a column 3 without a name: it is shown as {names[1]}",
         ], d["notes"]
         assert d["summary"]["columns"] == {names[1]: 1}
+
+
+def test_a_column_named_as_the_engine_renames_another_is_said_to_be_shown_otherwise(
+    data: Repo,
+) -> None:
+    """A header "id,v,v,v_1": the engine shows the second v as v_1, which a note said,
+    and the file's own v_1 as v_1_1 without a word, so that its change read as one of
+    a column v_1_1 and the one shown as v_1 looked like the file's v_1."""
+    d = rows_json(data, "taken.csv", "--key", "id")
+    assert d["notes"] == [
+        "taken.csv names more than one column v: column 3 is shown as v_1",
+        "taken.csv names column 4 v_1, the name the engine gives another column: it is "
+        "shown as v_1_1",
+    ], d["notes"]
+    assert d["summary"]["columns"] == {"v_1_1": 1}
 
 
 def test_a_file_whose_bytes_changed_but_no_row_says_so(data: Repo) -> None:

@@ -626,7 +626,7 @@ def _where(side: Side) -> str:
     return f"{quote_name(side.path)} in {side.label}"
 
 
-# (_duplicates) each side's, old first: index, name, name shown, "exact", "case" or "unnamed"
+# (_duplicates) each side's, old first: index, name, name shown, why ("exact", "case"...)
 Renames = tuple[list[tuple[int, str, str, str]], ...]
 
 
@@ -654,9 +654,14 @@ def _renamed(old: Side, new: Side, renames: Renames) -> list[str]:
                     f"its case, which the engine does not tell apart: it is shown as "
                     f"{quote_name(as_)}"
                 )
-            else:
+            elif kind == "unnamed":
                 notes.append(
                     f"{w} has a column {i + 1} without a name: it is shown as {quote_name(as_)}"
+                )
+            else:
+                notes.append(
+                    f"{w} names column {i + 1} {quote_name(name)}, the name the engine gives "
+                    f"another column: it is shown as {quote_name(as_)}"
                 )
     return notes
 
@@ -698,10 +703,13 @@ def _unread_lines(table: Table) -> tuple[int, str]:
 def _duplicates(engine: Engine, side: Side, table: Table) -> list[tuple[int, str, str, str]]:
     """(index, name in the header, name the engine gives, ``"exact"`` where an earlier
     name is this one, ``"case"`` where it is but for its case, ``"unnamed"`` where the
-    name is empty) of each column of ``side``'s header (a Parquet file's: its
-    footer's) whose name an earlier column has, but maybe for its case (the engine's
-    names are one whatever their case: ``ID`` after ``id`` is ``ID_1``), or that has
-    none (``column0``, a Parquet file's ``C0``); none where that cannot be told."""
+    name is empty, ``"taken"`` where the engine gave it to an earlier column) of each
+    column of ``side``'s header (a Parquet file's: its footer's) the engine names
+    otherwise: one whose name an earlier column has, but maybe for its case (the
+    engine's names are one whatever their case: ``ID`` after ``id`` is ``ID_1``), one
+    that has none (``column0``, a Parquet file's ``C0``), one named as the engine
+    named such an earlier one (``v_1`` after ``v, v``: ``v_1_1``); none where that
+    cannot be told."""
     if table.empty:
         return []
     if table.fmt == "parquet":
@@ -712,11 +720,32 @@ def _duplicates(engine: Engine, side: Side, table: Table) -> list[tuple[int, str
         return []
     if len(header) != len(table.columns):
         return []
-    return [
-        (i, h, shown, "unnamed" if not h else "exact" if h in header[:i] else "case")
-        for i, (h, (shown, _)) in enumerate(zip(header, table.columns, strict=True))
-        if h != shown and (not h or h.lower() in {e.lower() for e in header[:i]})
-    ]
+    found = []
+    earlier: set[str] = set()  # the names before each column, as written,
+    lower: set[str] = set()  # in lower case,
+    shown: set[str] = set()  # and as the engine shows them, in lower case
+    for i, (h, (as_, _)) in enumerate(zip(header, table.columns, strict=True)):
+        if h != as_:
+            why = _renaming(h, earlier, lower, shown)
+            if why is not None:
+                found.append((i, h, as_, why))
+        earlier.add(h)
+        lower.add(h.lower())
+        shown.add(as_.lower())
+    return found
+
+
+def _renaming(name: str, earlier: set[str], lower: set[str], shown: set[str]) -> str | None:
+    """Why the engine names a column ``name`` otherwise (``_duplicates``), after the
+    columns ``earlier`` (``lower``: their names in lower case; ``shown``: as the engine
+    shows them, in lower case); None if none of these is why."""
+    if not name:
+        return "unnamed"
+    if name in earlier:
+        return "exact"
+    if name.lower() in lower:
+        return "case"
+    return "taken" if name.lower() in shown else None
 
 
 def _csv_header(side: Side, table: Table) -> list[str]:
