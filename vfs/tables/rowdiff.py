@@ -24,8 +24,8 @@ rows, in key order (or row order of their values without a key).
   (``vfs.tables.engine``); if a value elsewhere does not fit, the diff is made again
   with every value compared as text, and a note says so.
 - A file that is not what its extension claims, or that the engine cannot read
-  (malformed rows, a line over the engine's limit, a damaged Parquet footer), gets a
-  byte-level summary with a note saying why.
+  (malformed rows, a line over the engine's limit, a damaged Parquet footer), or of
+  more than ``MAX_COLUMNS`` columns, gets a byte-level summary with a note saying why.
 
 The fast path (``method: chunks``). When both sides are CSV/TSV without quoted
 fields (the quote character occurs in neither file) or JSON Lines, read with the
@@ -158,6 +158,10 @@ OLD_KEYS = "main.__old_keys"  # the old file's keys, read beside (_old_keys)
 BESIDE_MAX = 32 << 20  # and of a file of at most this many bytes
 PARTS = ("main.__part_old", "main.__part_new")  # the changed rows, read once (_held)
 MAX_LIMIT = (1 << 63) - 1  # rows shown at most: the engine's LIMIT is a 64-bit number
+# Columns a side may have to be compared row by row: the engine's plan of the keyed
+# join grows with the square of the columns, outside its memory limit (4,000 columns
+# of 100 rows, a 2 MB CSV: 9.6 GB and 4 minutes; 1,000: 0.9 GB and 11 s).
+MAX_COLUMNS = 1024
 
 
 def diff_rows(
@@ -222,6 +226,10 @@ def _diff_rows(
         )  # fmt: skip
     except NotTabular as exc:
         return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
+    for side, table in ((old, ot), (new, nt)):
+        if len(table.columns) > MAX_COLUMNS:
+            why = f"it has {len(table.columns):,} columns, more than the {MAX_COLUMNS:,} compared"
+            return _bytes_only(out, old, new, f"{_where(side)} is not compared row by row: {why}")
     key = keys.columns(key, {*ot.names, *nt.names})
     out.key = tuple(key)
     if ot.empty and nt.empty:
