@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
 from vfs.remote import config as remote_config
 from vfs.remote.config import read_cached
+from vfs.remote.layout import SEGMENT_LIMIT
 from vfs.repo.repository import Repository
 from vfs.store.pins import live_pins, take
 from vfs.tables import checks, source
@@ -331,6 +333,28 @@ def test_what_is_kept_of_a_remote_is_not_deleted_nor_moved_through_a_swapped_lin
         target.with_name("origin.moved").rename(target)
         shutil.rmtree(repo.dir / "remotes" / "upstream", ignore_errors=True)
     pushed.fsck_clean()
+
+
+def test_a_cached_segment_is_read_in_what_it_holds(bare: Repository) -> None:
+    """A cached index segment was read with one ``os.read`` of the segment bound and a
+    byte more: 256 MiB allocated for each read of a segment of a few bytes. It is read
+    by its size now; one past the bound is still refused, and a FIFO is not waited on."""
+    data = b"an index segment"
+    kept = bare.dir / "remotes" / "origin" / "index"
+    kept.mkdir(parents=True)
+    (kept / "small").write_bytes(data)
+    tracemalloc.start()
+    try:
+        assert read_cached(kept / "small") == data
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    with open(kept / "sparse", "wb") as f:
+        f.truncate(SEGMENT_LIMIT + 1)
+    assert read_cached(kept / "sparse") is None
+    os.mkfifo(kept / "fifo")
+    assert read_cached(kept / "fifo") is None
 
 
 def test_a_remote_cache_that_is_a_link_is_not_read(bare: Repository, tmp_path: Path) -> None:

@@ -748,8 +748,8 @@ def read_cached(path: Path) -> bytes | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > SEGMENT_LIMIT:
             return None
-        data = os.read(fd, SEGMENT_LIMIT + 1)
-        return data if len(data) <= SEGMENT_LIMIT else None
+        data = os.read(fd, st.st_size + 1)  # (what it holds, and a byte to tell growth)
+        return data if len(data) <= st.st_size else None
     except OSError:
         return None
     finally:
