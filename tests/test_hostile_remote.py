@@ -43,7 +43,8 @@ from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
 from vfs.model.ids import hash_bytes, hasher
 from vfs.model.version_codec import Version, encode_version
 from vfs.remote import audit as remote_audit
-from vfs.remote.config import RemoteSpec, connect
+from vfs.remote.check import fsck_remote
+from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import audit_key
 from vfs.remote.manifests import encode_manifest, shunned
 from vfs.remote.reader import RemoteRepo
@@ -417,6 +418,40 @@ def test_index_segments_past_their_total_bound_are_refused_unread(
         assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
         assert "\n" not in line
         assert meter.received <= bound + 1
+
+
+def test_fsck_remote_reads_index_segments_no_further_than_their_total_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dvfs fsck --remote`` read the segment that passes the total bound whole (up to
+    ``SEGMENT_LIMIT``) before refusing; it reads no further than the bound now, as a
+    fetch does."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for n in range(3):
+        forge.chunk(bytes([n]) * 100)
+        forge.publish(good_v1(forge))
+    bound = sum(p.stat().st_size for p in (forge.root / "index").iterdir()) - 20
+    monkeypatch.setattr("vfs.remote.check.SEGMENTS_TOTAL_LIMIT", bound)
+    meters: list[Meter] = []
+
+    def kept(spec: RemoteSpec, jobs: int) -> Meter:
+        meters.append(connect(spec, jobs))
+        return meters[-1]
+
+    monkeypatch.setattr("vfs.remote.check.connect", kept)
+    with pytest.raises(RemoteError) as caught:
+        (tmp_path / "here").mkdir()
+        fsck_remote(Repository.init(tmp_path / "here"), RemoteSpec("origin", forge.url))
+    line = str(caught.value)
+    assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
+    others = sum(  # (the format record and the refs, read whole before the index)
+        p.stat().st_size
+        for p in files_under(forge.root)
+        if p.is_file() and p.relative_to(forge.root).parts[0] in ("format", "refs")
+    )
+    index_read = meters[0].received - others
+    assert index_read <= bound + 1, (index_read, bound)
 
 
 def test_gc_manifests_past_their_total_bound_are_refused_unread(

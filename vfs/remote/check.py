@@ -69,7 +69,6 @@ from vfs.remote.layout import (
     MAX_SEGMENTS,
     PACKS,
     REF_LIMIT,
-    SEGMENT_LIMIT,
     SEGMENTS_TOTAL_LIMIT,
     bounded,
     decode_segment,
@@ -90,6 +89,8 @@ from vfs.remote.reader import (
     RemoteRepo,
     index_fault,
     mend_hint,
+    read_segment,
+    segments_too_large,
     unnamed_ref_hint,
     usable_ref_names,
     whole_pack,
@@ -429,18 +430,15 @@ def _index(
         if seg_id is None:
             continue
         try:
-            raw = meter.get_small(key, SEGMENT_LIMIT)
+            raw = read_segment(meter, key, SEGMENTS_TOTAL_LIMIT - total)
         except RemoteNotFound:
             raise
         except RemoteError as exc:
             problems.add("segment", f"{exc}; " + mend_hint(key), "")
             continue
+        if raw is None:  # (read no further than the bound)
+            raise segments_too_large(meter.url, SEGMENTS_TOTAL_LIMIT)
         total += len(raw)
-        if total > SEGMENTS_TOTAL_LIMIT:
-            raise RemoteError(
-                f"the index segments of {meter.url} hold more than {SEGMENTS_TOTAL_LIMIT:,} "
-                "bytes in all: refusing to read them (the remote is damaged or hostile)"
-            )
         report.segments += 1
         if hash_bytes(raw).hex() != seg_id:
             problems.add(

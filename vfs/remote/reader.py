@@ -222,6 +222,26 @@ def _segments_listing(backend: Backend, pack_id: str, obj: PackedObject) -> Iter
             yield key
 
 
+def read_segment(backend: Backend, key: str, room: int) -> bytes | None:
+    """The bytes of index segment ``key`` (not verified); RemoteError if it holds more
+    than ``SEGMENT_LIMIT`` bytes (refused from its size, not read), None if it holds more
+    than ``room`` (the room left under ``SEGMENTS_TOTAL_LIMIT``: at most ``room + 1`` bytes
+    of it are read)."""
+    if room >= SEGMENT_LIMIT:
+        return backend.get_small(key, SEGMENT_LIMIT)
+    data = backend.get(key, 0, room + 1)
+    return data if len(data) <= room else None
+
+
+def segments_too_large(url: str, limit: int) -> RemoteError:
+    """What to say when the index segments of ``url`` hold more than ``limit`` bytes."""
+    return RemoteError(
+        f"the index segments of {url} hold more than {limit:,} bytes in all, far more than "
+        "any repository needs: refusing to read them (the remote is damaged or hostile); "
+        "use another remote, or ask its owner to check its index/ folder"
+    )
+
+
 # Ranges of one pack closer than this are fetched with one GET.
 COALESCE_GAP = 256 * 1024
 MAX_RANGE = 16 * 1024 * 1024
@@ -435,12 +455,7 @@ class RemoteRepo:
                 continue  # not a segment: segments are named by their hash
             data = self._segment(seg_id, SEGMENTS_TOTAL_LIMIT - total)
             if data is None:
-                raise RemoteError(
-                    f"the index segments of {self.url} hold more than "
-                    f"{SEGMENTS_TOTAL_LIMIT:,} bytes in all, far more than any repository "
-                    "needs: refusing to read them (the remote is damaged or hostile); use "
-                    "another remote, or ask its owner to check its index/ folder"
-                )
+                raise segments_too_large(self.url, SEGMENTS_TOTAL_LIMIT)
             total += len(data)
             yield seg_id, data
 
@@ -455,12 +470,9 @@ class RemoteRepo:
             # damaged here (a crash after the cache was written, something put in its
             # place), not on the remote: dropped (replaced below), read again from the remote
         key = segment_key(seg_id)
-        if room >= SEGMENT_LIMIT:
-            data = self.backend.get_small(key, SEGMENT_LIMIT)
-        else:
-            data = self.backend.get(key, 0, room + 1)
-            if len(data) > room:
-                return None
+        data = read_segment(self.backend, key, room)
+        if data is None:
+            return None
         if hash_bytes(data).hex() != seg_id:
             raise RemoteError(
                 f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing "
