@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -329,6 +330,29 @@ def test_local_ranged_get_reads_only_the_range(local_backend: Backend) -> None:
         f.truncate(64 << 30)  # 64 GiB of holes: reading it all would never finish
         os.pwrite(f.fileno(), b"needle", 40 << 30)
     assert local_backend.get("sparse", (40 << 30) - 2, 10) == b"\0\0needle\0\0"
+
+
+def test_local_get_parts_holds_one_piece_at_a_time(local_backend: Backend) -> None:
+    """The directory backend read the whole range with one ``get`` and cut it, so a
+    mount's read-ahead of 16 MiB held 16 MiB per job: each piece is read when it is
+    asked for now, from the file as it was when the range was opened."""
+    assert isinstance(local_backend, LocalBackend)
+    data = rand(16 << 20, seed=3)
+    local_backend.put("pack", data)
+    pieces = local_backend.get_parts("pack", 5, [1 << 18] * 64)
+    tracemalloc.start()
+    try:
+        first = next(pieces)
+        local_backend.put("pack", b"replaced")  # (the range reads the file it opened)
+        at = 5 + len(first)
+        for piece in pieces:
+            assert piece == data[at : at + len(piece)]
+            at += len(piece)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first == data[5 : 5 + (1 << 18)] and at == len(data)  # (the last one short)
+    assert peak < 4 << 20, peak
 
 
 def test_local_key_and_folder_clash(local_backend: Backend) -> None:

@@ -225,7 +225,7 @@ class Backend(abc.ABC):
         """Pieces of ``key`` from ``start``, of ``lengths`` bytes each, one after the other.
 
         One request for the whole range. This default reads it with one ``get`` and
-        cuts it; a backend that can hand the pieces over as they arrive (S3) does, and
+        cuts it; a backend that can hand the pieces over as they arrive (S3, a directory) does, and
         wrappers forward the call.
         """
         check_range(start, 0)

@@ -33,6 +33,8 @@ Operations:
   temporary files fsynced, each linked to its key (the link fails if the key exists),
   each folder fsynced once.
 - **get**: one ``pread`` of the requested range; nothing else of the file is read.
+- **get_parts**: the file opened once, each piece read (``pread``) when it is asked
+  for, so a reader holds one piece at a time, never the whole range.
 - **ETag**: BLAKE3 hex of the content. Content-derived, like S3's MD5 ETag, so an
   unchanged value keeps its ETag; stat-derived tags (inode, mtime, size) were
   rejected because a renamed-over inode can be reused within one mtime tick with a
@@ -55,7 +57,7 @@ import errno
 import fcntl
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
 import blake3
@@ -120,6 +122,17 @@ class LocalBackend(Backend):
         with self._mapped(key), self._object(key) as fd:
             left = max(0, os.fstat(fd).st_size - start)
             return _read(fd, start, left if length is None else min(length, left))
+
+    def get_parts(
+        self, key: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes | memoryview, None, None]:
+        check_range(start, 0)
+        with self._mapped(key), self._object(key) as fd:
+            end = os.fstat(fd).st_size
+            for n in lengths:
+                check_range(start, n)
+                yield _read(fd, start, max(0, min(n, end - start)))
+                start += n
 
     def get_small(self, key: str, limit: int) -> bytes:
         with self._mapped(key), self._object(key) as fd:
