@@ -4,6 +4,7 @@ wrong), never an internal error, with the repository ``dvfs fsck`` clean."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -197,9 +198,9 @@ def test_chunks_a_remote_lacks_read_its_index_again_once_not_once_each(tmp_path:
     readings: list[int] = []
 
     class Counting(RemoteRepo):
-        def index(self) -> dict[bytes, Located]:
+        def index(self, avoid: Collection[str] = ()) -> dict[bytes, Located]:
             readings.append(1)
-            return super().index()
+            return super().index(avoid)
 
     chunks = RemoteChunks(lambda: Counting(connect(RemoteSpec("origin", forge.url), 2), None))
     assert chunks.fetch(held) == b"held"

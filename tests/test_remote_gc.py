@@ -33,6 +33,7 @@ from tests.support.cli import (
     run,
 )
 from tests.support.data import rand
+from tests.support.forge import Forge, file_entry, nested
 from tests.support.remote import (  # noqa: F401  (a fixture)
     Remote,
     dir_remote_fixture,
@@ -41,7 +42,8 @@ from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.ops.sync import STOP_ENV
 from vfs.remote.gc import CLOCK_ENV, KILL_ENV
-from vfs.remote.layout import MANIFESTS
+from vfs.remote.layout import MANIFESTS, decode_segment, new_manifest_key
+from vfs.remote.manifests import encode_manifest
 
 KiB = 1024
 DAY = 24 * 3600
@@ -431,3 +433,42 @@ def test_a_lost_pack_stops_the_gc_with_advice_that_mends_it(
     assert clone.read("keep.bin") == KEEP
     clone.fsck_clean()
     repo.fsck_clean()
+
+
+# ------------------------------------------------------- an object listed in two packs
+
+
+def listed_twice(root: Path) -> tuple[Forge, str]:
+    """A remote whose ``main`` version (``data/a.txt``) is listed in two packs, each
+    with its own index segment (as two clones that pushed it at once leave it); and the
+    pack listed in the segment a listing gives first, where readers look first."""
+    forge = Forge(root)
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    tip = forge.version(nested(forge, [b"data"], [leaf]))
+    again = list(forge.objects)
+    forge.publish(tip)
+    forge.objects = [*again, *forge.objects]
+    forge.chunk(b"the second pack's own")
+    forge.publish(tip)
+    first = sorted((root / "index").iterdir())[0]
+    (pack_id,) = {p for p, _ in decode_segment(first.read_bytes(), first.name)}
+    return forge, pack_id
+
+
+def test_a_push_relies_on_the_live_pack_of_an_object_a_condemned_one_lists_too(
+    tmp_path: Path,
+) -> None:
+    """A push reads the remote's index with each object in the first pack listing it,
+    then leaves out the objects of condemned packs: an object a live pack lists too was
+    left out with it, and uploaded again (wasted space on the remote until a sweep).
+    It is found in the live pack now, and nothing is uploaded."""
+    forge, first = listed_twice(tmp_path / "remote")
+    forge.raw(new_manifest_key(), encode_manifest({first}, set()))
+    assert_ok(run(tmp_path, "clone", forge.url, "clone"))
+    clone = Repo(tmp_path / "clone")
+    packs = sorted((forge.root / "packs").iterdir())
+    clone.ok("branch", "copy")
+    clone.ok("push", "--remote", "origin", "copy")
+    assert sorted((forge.root / "packs").iterdir()) == packs
+    assert (forge.root / "refs" / "heads" / "copy").exists()
+    clone.fsck_clean()

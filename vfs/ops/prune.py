@@ -169,7 +169,7 @@ def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
         )
         tips = [*remote.refs("heads").values(), *remote.refs("tags").values()]
         shun = shunned(meter)
-        visible = shun.visible(remote.index())
+        visible = shun.visible(remote.index(avoid=shun.packs))
         sizes = {
             pack_id: info.size
             for key, info in packs_listed(meter.list_info(PACKS), meter.url)

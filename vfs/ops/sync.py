@@ -261,7 +261,7 @@ def push(
             return report
         read_at = time.monotonic()
         shun = shunned(meter)  # before the index: see vfs.remote.gc
-        index = shun.visible(remote.index())
+        index = shun.visible(remote.index(avoid=shun.packs))
         _stop_at("indexed")
         records: list[bytes] = []
         chunks: list[bytes] = []

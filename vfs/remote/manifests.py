@@ -131,7 +131,10 @@ class Shunned:
     keys: set[str] = field(default_factory=set)  # the manifests they came from
 
     def visible(self, index: dict[bytes, Located]) -> dict[bytes, Located]:
-        """``index`` without the objects of condemned packs and the condemned records."""
+        """``index`` without the objects of condemned packs and the condemned records.
+
+        Read the index with ``RemoteRepo.index(avoid=self.packs)``: an object a live
+        pack lists too is then placed there, and stays."""
         if not self.packs and not self.records:
             return index
         return {

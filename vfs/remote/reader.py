@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -396,9 +396,12 @@ class RemoteRepo:
         except RemoteNotFound:
             return None, None
 
-    def index(self) -> dict[bytes, Located]:
+    def index(self, avoid: Collection[str] = ()) -> dict[bytes, Located]:
         """Merge every index segment: object id -> (pack id, location).
 
+        An object is placed where the first segment that lists it says; one listed in a
+        pack of ``avoid`` (condemned by a remote gc: ``Shunned.visible``) is placed in a
+        pack not in it where another segment lists one (still one place per object).
         A segment listed but gone when read was replaced by a remote gc, which writes
         the replacement first: the listing is read again (at most ``SEGMENT_RELISTS``
         times). Cached segments the listing lacks are forgotten (``_forget_unlisted``).
@@ -411,7 +414,9 @@ class RemoteRepo:
                 for seg_id, data in self.segments():
                     listed.add(seg_id)
                     for pack_id, obj in decode_segment(data, segment_key(seg_id)):
-                        out.setdefault(obj.oid, (pack_id, obj))
+                        had = out.setdefault(obj.oid, (pack_id, obj))
+                        if avoid and had[0] in avoid and pack_id not in avoid:
+                            out[obj.oid] = (pack_id, obj)
                 self._forget_unlisted(listed)
                 return out
             except RemoteNotFound:
