@@ -472,3 +472,26 @@ def test_a_push_relies_on_the_live_pack_of_an_object_a_condemned_one_lists_too(
     assert sorted((forge.root / "packs").iterdir()) == packs
     assert (forge.root / "refs" / "heads" / "copy").exists()
     clone.fsck_clean()
+
+
+def test_a_lost_pack_another_lists_the_objects_of_does_not_stop_the_gc(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The gc read each version and tree from the first pack listing it, and counted a
+    live object in the first pack listing it: with that pack deleted by hand while
+    another pack holds the same objects, it stopped with "pack missing" (or "pack ...
+    is missing") though the remote held everything its refs reach. It reads and counts
+    the other copy now, and drops the lost pack's listings from the index."""
+    forge, first = listed_twice(tmp_path / "remote")
+    (forge.root / "packs" / first).unlink()
+    repo = make_repo("admin")  # (holds none of the remote's records: the gc reads them)
+    repo.ok("remote", "add", "origin", forge.url)
+    done = gc(repo, "--grace", "0")
+    assert done["deleted_packs"] == 0 and done["segments_replaced"] >= 1
+    checked = run(repo.root, "fsck", "--remote", "origin")
+    assert checked.code == 0, str(checked)
+    assert_ok(run(tmp_path, "clone", forge.url, "clone"))
+    clone = Repo(tmp_path / "clone")
+    assert clone.read("data/a.txt") == b"hello\n"
+    clone.fsck_clean()
+    repo.fsck_clean()

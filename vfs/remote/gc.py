@@ -267,7 +267,7 @@ class _Remote:
     segments: dict[str, list[tuple[str, list[PackedObject]]]]  # segment -> its packs
     segment_sizes: dict[str, int]
     where: dict[bytes, list[str]]  # object -> packs listing it
-    index: dict[bytes, Located]  # object -> first listing (as readers merge)
+    index: dict[bytes, Located]  # object -> first listing in a pack there (else the first)
     packs: set[str]  # in the listing of packs/
 
 
@@ -301,6 +301,14 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
         for pack_id in map(pack_of, packs_listed(backend.list(PACKS), remote.url))
         if pack_id is not None  # anything else there is not ours to delete
     }
+    lost = {oid for oid, (pack_id, _) in index.items() if pack_id not in listed}
+    if lost:  # (a pack deleted by hand: an object another pack lists is read there)
+        for held in segments.values():
+            for pack_id, objs in held:
+                for obj in objs if pack_id in listed else ():
+                    if obj.oid in lost:
+                        index[obj.oid] = (pack_id, obj)
+                        lost.discard(obj.oid)
     return _Remote(manifests, bad, tips, segments, sizes, where, index, listed)
 
 
@@ -509,12 +517,15 @@ def _run(
     live, order = _mark(repo, got, report)
 
     # Each live object counts in one pack: one no manifest condemns if there is one,
-    # else one condemned by a manifest not yet due, else any.
+    # else one condemned by a manifest not yet due, else any that is there (a pack the
+    # listing of packs/ lacks, lost, only when no other lists it: the gc stops below).
     due = [m for m in got.manifests if m.modified + grace <= t0]
     due_packs = {p for m in due for p in m.packs}
     pending_packs = {p for m in got.manifests if m not in due for p in m.packs}
 
     def rank(pack: str) -> int:
+        if pack not in got.packs:
+            return 3
         return 2 if pack in due_packs else 1 if pack in pending_packs else 0
 
     homes = {oid: min(got.where[oid], key=rank) for oid in live}
