@@ -31,7 +31,11 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
     dir_remote_fixture,
     remote_fixture,
 )
-from tests.test_remote_gc import manifests, s3_remote_fixture  # noqa: F401  (a fixture)
+from tests.test_remote_gc import (  # noqa: F401  (a fixture)
+    listed_twice,
+    manifests,
+    s3_remote_fixture,
+)
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
 from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
@@ -384,6 +388,25 @@ def test_fsck_remote_says_what_mends_a_missing_version_and_a_dead_pack(
     hostile.write_bytes(b"cd" * 32 + b"\n")
     r = repo.ok("fsck", "--remote", "origin")
     assert 'remote branch "a\\033[31mb" skipped' in r.err and "\x1b" not in r.err, r
+    repo.fsck_clean()
+
+
+def test_fsck_remote_reads_what_a_lost_pack_held_from_another_that_lists_it(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A pack deleted by hand whose objects another pack holds too: the check read each
+    object from the first pack listing it, said the version "cannot be read" and that
+    the refs reach objects in the lost pack, and told to push everything to a new
+    remote. It reads them from the pack that is there now: the lost pack is the one
+    problem, with what mends it (a remote gc drops its index entries)."""
+    forge, first = listed_twice(tmp_path / "remote")
+    (forge.root / "packs" / first).unlink()
+    repo = make_repo("here")
+    repo.ok("remote", "add", "origin", forge.url)
+    (line,) = problems(check(repo, "--data", "--digests"))
+    assert f"pack {first[:12]} is missing" in line and "no ref reaches it: `dvfs gc" in line
+    repo.ok("gc", "--remote", "origin", "--grace", "0")
+    repo.ok("fsck", "--remote", "origin", "--data", "--digests")
     repo.fsck_clean()
 
 

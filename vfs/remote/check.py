@@ -7,7 +7,10 @@ What a clone, fetch or push relies on is checked as they read it (``vfs.remote.r
 - every branch and tag under ``refs/`` holds a version id, and the closure of each
   (versions and their parents, trees, chunks) is listed in the remote's index, where an
   object of a pack a gc manifest condemns, and a record a manifest condemns, count as
-  gone (as a pusher counts them); versions and trees are read (ranged GETs) and
+  gone (as a pusher counts them); an object listed in a pack the listing of ``packs/``
+  lacks (lost) and in another that is there is read from that one, as a remote gc
+  reads it (the lost pack is a problem of its own, which that gc mends by dropping
+  its listings); versions and trees are read (ranged GETs) and
   decoded to walk them, chunks are only looked up; a version's totals (files, bytes)
   are those of its tree, and a folder's size the bytes below it, as a fetch checks
   them (``vfs.remote.receive``);
@@ -255,6 +258,8 @@ def fsck_remote(
             "remote gc running?): run the check again once it is over"
         )
 
+    sizes = _pack_sizes(meter)
+    _rehome(home, entries, sizes, condemned_packs)
     walk = _Walk(remote, home, problems, fix_new)
     labels = {oid: label for label, (_, oid) in reversed(list(tips.items()))}
     for label, (kind, oid) in tips.items():
@@ -283,7 +288,7 @@ def fsck_remote(
     walk.check_totals()
     report.versions, report.trees, report.chunks = walk.versions, walk.trees, len(walk.chunks)
 
-    sizes = _packs(meter, spec.name, report, problems, entries, condemned_packs, walk)
+    _packs(meter, spec.name, report, problems, entries, condemned_packs, walk, sizes)
     if data:
         _verify(meter, spec.name, report, problems, entries, condemned_packs, walk, sizes)
     if digests:
@@ -420,7 +425,8 @@ def _index(
     """(object -> where readers find it, pack -> its entries) from every index segment.
 
     An object is found in the first segment that lists it in a pack no manifest
-    condemns; a condemned record is found nowhere (a pusher ignores both).
+    condemns (then in one that is there: :func:`_rehome`); a condemned record is found
+    nowhere (a pusher ignores both).
     RemoteNotFound if a listed segment is gone when read (a gc replaced it)."""
     home: dict[bytes, Located] = {}
     entries: dict[str, dict[bytes, PackedObject]] = {}
@@ -672,6 +678,36 @@ def _min_size(objs: dict[bytes, PackedObject]) -> int:
     return end + RECORD.size * len(objs) + FOOTER.size
 
 
+def _pack_sizes(meter: Meter) -> dict[str, int]:
+    """The size of each pack the listing of ``packs/`` gives (read after the index: a
+    pack a segment lists was uploaded before it, so it is there unless lost)."""
+    sizes: dict[str, int] = {}
+    for key, info in packs_listed(meter.list_info(PACKS), meter.url):
+        pack_id = pack_of(key)
+        if pack_id is not None:
+            sizes[pack_id] = info.size
+    return sizes
+
+
+def _rehome(
+    home: dict[bytes, Located],
+    entries: dict[str, dict[bytes, PackedObject]],
+    sizes: dict[str, int],
+    condemned: set[str],
+) -> None:
+    """Find an object whose pack is not there (lost) in another pack that lists it, is
+    there and is not condemned, as a remote gc reads it (which then drops the lost
+    pack's listings): the lost pack is a problem of its own, not every object in it."""
+    lost = {oid for oid, (pack_id, _) in home.items() if pack_id not in sizes}
+    if not lost:
+        return
+    for pack_id, objs in entries.items():
+        if pack_id in sizes and pack_id not in condemned:
+            for oid in lost & objs.keys():
+                home[oid] = (pack_id, objs[oid])
+                lost.discard(oid)
+
+
 def _packs(
     meter: Meter,
     name: str,
@@ -680,14 +716,10 @@ def _packs(
     entries: dict[str, dict[bytes, PackedObject]],
     condemned: set[str],
     walk: _Walk,
-) -> dict[str, int]:
-    """Each pack the index names exists and is long enough (listing sizes only); the
-    size of each pack listed."""
-    sizes: dict[str, int] = {}
-    for key, info in packs_listed(meter.list_info(PACKS), meter.url):
-        pack_id = pack_of(key)
-        if pack_id is not None:
-            sizes[pack_id] = info.size
+    sizes: dict[str, int],
+) -> None:
+    """Each pack the index names exists and is long enough (``sizes``: from the listing,
+    :func:`_pack_sizes`)."""
     report.condemned_packs = len(condemned & sizes.keys())
     report.unindexed_packs = len(sizes.keys() - entries.keys())
     for pack_id in sorted(entries.keys() - condemned):
@@ -716,7 +748,6 @@ def _packs(
                 f"at least {need:,}: " + hint,
                 "packs are missing or truncated",
             )
-    return sizes
 
 
 def _index_faults(
