@@ -623,6 +623,23 @@ def test_a_huge_sparse_record_is_refused_from_its_size(tmp_path: Path) -> None:
         assert not (tmp_path / "victim").exists()
 
 
+def test_a_huge_record_is_refused_unread_through_the_meter(tmp_path: Path) -> None:
+    """Commands read a remote through a ``Meter``, which did not forward ``get_small``:
+    the default read the bound and a byte (256 MiB for an index segment) of a huge file
+    on a directory remote before refusing it. The directory backend refuses it from its
+    size now, as it says, with nothing read."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for seg in (forge.root / "index").iterdir():
+        seg.unlink()
+    with open(forge.root / "index" / ("0" * 64), "wb") as f:
+        f.truncate(20 << 30)  # 20 GiB of holes
+    meter = connect(RemoteSpec("origin", forge.url), 2)
+    with pytest.raises(RemoteError, match="holds more than 268,435,456 bytes"):
+        RemoteRepo(meter, None).index()
+    assert meter.received == 0, meter.received
+
+
 @pytest.mark.parametrize(
     ("sizes", "fragment"),
     [((0, 0, 0), "min is 0, outside"), ((1 << 40, 1 << 40, 1 << 40), "min is 1099511627776")],
