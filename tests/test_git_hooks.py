@@ -603,3 +603,33 @@ def test_a_checkout_that_leaves_dvfs_lock_as_it_is_never_touches_it(
     assert "dvfs.lock changed" in r.stderr  # (as the rebase starts: the old hooks' way)
     assert ok(repo.root, "git", "log", "-1", "--format=%s").stdout.strip() == "code with data v3"
     fsck_clean(repo.root)
+
+
+def test_a_git_squash_merge_brings_the_data_the_merged_dvfs_lock_names(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # `git merge --squash` commits nothing: post-merge compared ORIG_HEAD with HEAD, the
+    # same commit, and left the data at the old version while the dvfs.lock it wrote to
+    # the work tree (and the index) named the merged one.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    ok(repo.root, "git", "checkout", "-q", "-b", "side")
+    new_data_commit(repo, 3)  # side: dvfs.lock names v3
+    ok(repo.root, "git", "checkout", "-q", "master")
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    r = ok(repo.root, "git", "merge", "-q", "--squash", "side")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    assert "dvfs.lock" not in repo.ok("status").out  # the data is what the lock names
+    ok(repo.root, "git", "commit", "-q", "-m", "squashed side")
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    # A squash merge that leaves dvfs.lock as it is leaves the data alone (an edit stays).
+    ok(repo.root, "git", "checkout", "-q", "-b", "code")
+    (repo.root / "train.py").write_text("print('train more')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    ok(repo.root, "git", "checkout", "-q", "master")
+    repo.write("data/labels.csv", "edited\n")
+    r = ok(repo.root, "git", "merge", "-q", "--squash", "code")
+    assert "dvfs" not in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"edited\n"
+    fsck_clean(repo.root)

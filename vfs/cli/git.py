@@ -119,12 +119,15 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         lines = os.fsdecode(sys.stdin.buffer.read(HOOK_INPUT_LIMIT)).splitlines()
         pre_push(ctx, top, dirs, githooks.pushed_commits(lines))
         return
+    new: str | None
     if name == "post-checkout":
         if len(args) != 3 or args[2] != "1":  # a checkout of files, not of a commit
             return
         old, new = args[0], args[1]
     elif name == "post-rewrite" and args[:1] != ("rebase",):  # (`commit --amend`)
         return
+    elif name == "post-merge" and args[:1] == ("1",):  # a squash merge: nothing committed
+        old, new = "HEAD", None  # (its dvfs.lock is in the work tree and the index)
     else:  # post-merge, or post-rewrite at the end of a rebase
         old, new = "ORIG_HEAD", "HEAD"
     for d in dirs:

@@ -4,7 +4,8 @@ Four hooks are written to the git repository's hooks directory (``git rev-parse
 --git-path hooks``, so ``core.hooksPath`` and linked work trees are honoured):
 
 - ``post-checkout`` and ``post-merge`` (``git pull`` runs the second, not the first):
-  when the commit's ``dvfs.lock`` differs from the one before, the data is brought to
+  when the commit's ``dvfs.lock`` differs from the one before (after ``git merge
+  --squash``, which commits nothing, the work tree's from HEAD's), the data is brought to
   the version it names (:func:`follow_lock`: what is missing is fetched from the
   default remote, then ``dvfs checkout --lock``, or a fast-forward of the branch when
   the lock moved it ahead). A commit without a ``dvfs.lock`` names no data: the data
@@ -273,14 +274,16 @@ def uninstall(root: Path, *, shared: bool = False) -> HookChanges:
 # ----------------------------------------------------------------------- running the hooks
 
 
-def lock_changed(top: Path, repo_dir: str, old: str, new: str) -> bool:
-    """True if ``dvfs.lock`` of ``repo_dir`` differs between commits ``old`` and ``new``.
+def lock_changed(top: Path, repo_dir: str, old: str, new: str | None) -> bool:
+    """True if ``dvfs.lock`` of ``repo_dir`` differs between commits ``old`` and ``new``
+    (``None``: the file in the work tree, as ``git merge --squash`` leaves it).
 
     An ``old`` that is not a commit (the zero id of a first checkout) counts as a change.
     The path is given to git as it is, not as a pattern (a folder named ``d*``).
     """
     path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
-    return git_output(top, "diff", "--quiet", old, new, "--", f":(literal){path}") is None
+    commits = (old,) if new is None else (old, new)
+    return git_output(top, "diff", "--quiet", *commits, "--", f":(literal){path}") is None
 
 
 def rebasing(top: Path, repo_dir: str) -> bool:
