@@ -633,3 +633,25 @@ def test_a_git_squash_merge_brings_the_data_the_merged_dvfs_lock_names(
     assert "dvfs" not in r.stderr, r.stderr
     assert repo.read("data/labels.csv") == b"edited\n"
     fsck_clean(repo.root)
+
+
+def test_a_linked_git_work_tree_is_told_what_it_lacks_and_what_gets_the_data(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # `git worktree add` runs post-checkout in the new work tree, which has the code and
+    # dvfs.lock but no store: it was called "this clone", which it is not.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    r = ok(repo.root, "git", "worktree", "add", "-q", str(tmp_path / "linked"))
+    said = " ".join(r.stderr.split())
+    assert "this clone" not in said, said
+    assert (
+        "dvfs: this git work tree (made by `git worktree add`) has no dvfs store of its "
+        "own: run `dvfs pull` here to make one and get the data dvfs.lock names" in said
+    ), said
+    linked = Repo(tmp_path / "linked")
+    linked.ok("pull")  # what it says works
+    assert linked.read("data/labels.csv") == b"id,label\n2,cat\n"
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    fsck_clean(linked.root)
+    fsck_clean(repo.root)

@@ -136,8 +136,7 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         root = top / d
         if not (root / ".dvfs").is_dir():
             if (root / "dvfs.lock").exists():
-                where = "this clone" if d == "." else quoted(d)
-                click.echo(f"dvfs: {where} has no data yet: run `dvfs pull` to get it", err=True)
+                click.echo(f"dvfs: {no_store_yet(top, d)}", err=True)
             continue
         if githooks.lock_changed(top, d, old, new):
             where = "" if d == "." else f" of {quoted(d)}"
@@ -154,6 +153,23 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
             if done.transfer is not None:
                 click.echo(transfer_line(f"downloaded from {done.fetched_from}:", done.transfer))
             report_checkout(done.checkout)
+
+
+def no_store_yet(top: Path, d: str) -> str:
+    """What to tell a git work tree whose dvfs repository ``d`` has no store yet: a
+    clone, or a work tree ``git worktree add`` made beside the one that has it."""
+    git_dir, common = (
+        git_output(top, "rev-parse", "--path-format=absolute", what)
+        for what in ("--git-dir", "--git-common-dir")
+    )
+    if git_dir and common and os.path.realpath(git_dir) != os.path.realpath(common):
+        of, where = ("", "") if d == "." else (f" for {quoted(d)}", f" in {quoted(d)}")
+        return (
+            f"this git work tree (made by `git worktree add`) has no dvfs store of its "
+            f"own{of}: run `dvfs pull`{where} here to make one and get the data dvfs.lock names"
+        )
+    where = "this clone" if d == "." else quoted(d)
+    return f"{where} has no data yet: run `dvfs pull` to get it"
 
 
 def ask_on_terminal(question: str) -> bool | None:
