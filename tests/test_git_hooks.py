@@ -655,3 +655,30 @@ def test_a_linked_git_work_tree_is_told_what_it_lacks_and_what_gets_the_data(
     assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
     fsck_clean(linked.root)
     fsck_clean(repo.root)
+
+
+def test_pre_push_counts_a_version_the_remote_holds_through_a_tag(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # The remote holds v3 through tag `best` alone (its branch was deleted there): the
+    # hook looked at the remote's branches only, said the remote did not have v3 and
+    # offered to push it.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    repo.ok("switch", "-c", "exp")
+    commit_files(repo, {"data/labels.csv": "id,label\n3,owl\n"}, "data 3")
+    repo.ok("tag", "best")
+    repo.ok("push", "--tags", "exp")
+    repo.ok("push", "--delete", "exp")
+    assert "origin/exp" not in repo.ok("branch", "-r").out
+    ok(repo.root, "git", "commit", "-q", "-am", "code with data exp v3")
+    code, shown = push_at_a_terminal(repo.root, b"\n")
+    assert code == 0, shown
+    assert "Push it now?" not in shown and "dvfs" not in shown, shown
+    assert not (tmp_path / "store" / "refs" / "heads" / "exp").exists()  # nothing pushed
+    # A version no tag nor branch of the remote holds is still offered.
+    commit_files(repo, {"data/labels.csv": "id,label\n4,owl\n"}, "data 4")
+    ok(repo.root, "git", "commit", "-q", "-am", "code with data exp v4")
+    r = ok(repo.root, "git", "push", "-q")
+    assert "data the dvfs remote does not have: exp v4 on origin" in r.stderr, r.stderr
+    fsck_clean(repo.root)

@@ -191,11 +191,14 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
 
     missing: list[tuple[str, Path, str, LockPointer]] = []
     stranded: list[tuple[str, Path, str, LockPointer]] = []  # its branch no longer holds it
+    unasked: dict[str, str] = {}  # remotes whose tags could not be read, with why
     for d in dirs:
         root = top / d
         if not (root / ".dvfs").is_dir():
             continue
         repo = Repository(root)
+        found: list[tuple[str, Path, str, LockPointer]] = []
+        spec = None
         for commit in commits:
             ptr = githooks.lock_at(top, d, commit)
             if ptr is None:
@@ -206,10 +209,17 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
                 warn(f"{d}: {exc}: teammates cannot get the data dvfs.lock names")
                 break
             item = (d, root, spec.name, ptr)
-            if item in missing or item in stranded:  # (named by several commits)
-                continue
-            if githooks.needs_push(repo, spec.name, ptr):
-                (missing if githooks.on_branch(repo, ptr) else stranded).append(item)
+            if item not in found and githooks.needs_push(repo, spec.name, ptr):
+                found.append(item)  # (once, though several commits name it)
+        if not found or spec is None:
+            continue
+        # Not on the remote's branches as this clone last saw them: on one of its tags?
+        held, why = githooks.tagged_on_remote(repo, spec, [p.oid for *_, p in found])
+        if why is not None:
+            unasked[spec.name] = why
+        for item in found:
+            if item[3].oid not in held:
+                (missing if githooks.on_branch(repo, item[3]) else stranded).append(item)
     for d, _, s, p in stranded:
         oid = p.oid.hex()[:10]
         warn(
@@ -226,6 +236,12 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
         for d, _, s, p in missing
     )
     what = f"the commits being pushed name data the dvfs remote does not have: {names}"
+    if any(s in unasked for _, _, s, _ in missing):
+        why = "; ".join(f"{quoted(s)}: {w}" for s, w in unasked.items())
+        what = (
+            "the commits being pushed name data the dvfs remote is not known to have (no "
+            f"branch of it holds it here, and its tags could not be read: {why}): {names}"
+        )
     answer = ask_on_terminal(f"dvfs: {escape_text(what)}. Push it now? [Y/n] ")
     if not answer:
         warn(f"{what}; pushed without it: teammates' `dvfs pull` fails until `dvfs push`")

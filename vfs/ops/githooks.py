@@ -18,7 +18,8 @@ Four hooks are written to the git repository's hooks directory (``git rev-parse
   repository (:func:`rebasing`);
 - ``pre-push``: when a commit being pushed has a ``dvfs.lock`` naming a version that
   the default dvfs remote is not known to have (no remote-tracking branch there
-  holds it), it offers to ``dvfs push`` it first, asking on the terminal
+  holds it, nor, asked of the remote then, a tag of it: :func:`tagged_on_remote`),
+  it offers to ``dvfs push`` it first, asking on the terminal
   (``/dev/tty``). Without a terminal (an IDE, CI) it never waits: it says what is
   missing and the git push goes on. A version its branch here no longer holds
   (:func:`on_branch`) is not offered: pushing the branch would not send it; a
@@ -54,11 +55,19 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfs.errors import ObjectMissing, UsageError
+from vfs.errors import DvfsError, ObjectMissing, UsageError
 from vfs.ops import checkout as co
 from vfs.ops.sync import Transfer, download_data, fetch_locked
 from vfs.quoting import quoted
-from vfs.remote.config import connect, default_remote, get_remote, tracking_branches
+from vfs.remote.config import (
+    RemoteSpec,
+    connect,
+    default_remote,
+    get_remote,
+    index_cache,
+    tracking_branches,
+)
+from vfs.remote.reader import RemoteRepo
 from vfs.repo.gitlink import (
     LOCK_FILE,
     MAX_LOCK,
@@ -333,6 +342,31 @@ def needs_push(repo: Repository, remote: str, ptr: LockPointer) -> bool:
         if hist.is_ancestor(ptr.oid, tip):
             return False
     return True
+
+
+def tagged_on_remote(
+    repo: Repository, spec: RemoteSpec, oids: list[bytes]
+) -> tuple[set[bytes], str | None]:
+    """Those of ``oids`` that a tag of remote ``spec`` holds (names, or names a version
+    built on them), asked of the remote: this clone does not know which of its tags the
+    remote has (a fetch copies the remote's tags among its own). With why, if the
+    remote's tags could not be read (then the set is empty)."""
+    hist = repo.history
+    try:
+        remote = RemoteRepo(connect(spec, 8), index_cache(repo, spec.name))
+        tags = remote.refs("tags", [], known=repo.refs.tags().values())
+    except (DvfsError, OSError) as exc:
+        return set(), str(exc) or type(exc).__name__
+    held = set()
+    for oid in oids:
+        for tip in tags.values():
+            try:
+                if tip == oid or hist.is_ancestor(oid, tip):
+                    held.add(oid)
+                    break
+            except ObjectMissing:  # a version this clone never fetched: it cannot tell
+                continue
+    return held, None
 
 
 def on_branch(repo: Repository, ptr: LockPointer) -> bool:
