@@ -29,6 +29,7 @@ from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
 from vfs import tracking
 from vfs._os import program
 from vfs.model import version_codec
+from vfs.pipeline import runs as runs_file
 from vfs.pipeline import values
 from vfs.store import lock
 
@@ -1088,3 +1089,72 @@ def test_two_metrics_of_one_name_in_one_call_are_refused_not_one_dropped(
     assert json.loads(repo.read_text("metrics.json")) == {"1": 0.6, "step": 1}
     assert repo.root is not None
     fsck_clean(repo.root)
+
+
+def test_a_run_drops_another_run_whose_outputs_hold_or_lie_in_its_own(repo: vfs.Repo) -> None:
+    # Only a run claiming the very same path was dropped: one whose output folder held
+    # the new run's output kept a record of that folder as it was, which the new
+    # version no longer holds ("stage a: models is not as its last run made it").
+    root = repo.root
+    assert root is not None
+    for first, second in (("models", "models/m.bin"), ("out/m.bin", "out")):
+        with vfs.track(repo, message="a", name="a", metrics="a.json") as r:
+            r.log_metrics({"acc": 0.5})
+            out = r.output(first)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if first == "models":
+                out.mkdir()
+                (out / "m.bin").write_text("a\n")
+            else:
+                out.write_text("a\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", vfs.DvfsWarning)
+            with vfs.track(repo, message="b", name="b", metrics="b.json") as r:
+                r.log_metrics({"acc": 0.9})
+                out = r.output(second)
+                if second == "out":
+                    (out / "m.bin").write_text("b\n")
+                else:
+                    out.write_text("b\n")
+        v = r.version
+        assert v is not None
+        stages = repo.repository.history.version(bytes.fromhex(v.id)).pipeline
+        assert [s.name for s in stages] == ["b"]
+        said = assert_ok(run(root, "lineage", second)).out
+        assert "stage b made" in said, said
+        assert "dvfs.runs" in (root / "dvfs.runs").read_text()  # (the header)
+        assert "\n  a:\n" not in (root / "dvfs.runs").read_text()
+        assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    fsck_clean(root)
+
+
+def test_a_run_the_runs_file_cannot_hold_leaves_nothing_written(repo: vfs.Repo) -> None:
+    # dvfs.runs holds as many stages as it can: the run's record was found not to fit
+    # after its metrics files had been written into the working tree, and were left.
+    root = repo.root
+    assert root is not None
+    with vfs.track(repo, message="one", name="s0", metrics="m/0.json") as r:
+        r.log_metrics({"acc": 0.5})
+        (root / "o").mkdir()
+        r.output("o/0").write_text("0\n")
+    assert r.version is not None
+    (s0,) = repo.repository.history.version(bytes.fromhex(r.version.id)).pipeline
+    full = {
+        f"s{n}": s0._replace(name=f"s{n}", outs=((f"o/{n}".encode(), b"\1" * 32),), metrics=())
+        for n in range(version_codec.MAX_STAGES)
+    }
+    (root / "dvfs.runs").write_bytes(runs_file.dump(full))
+    assert_ok(run(root, "add", "dvfs.runs"))
+    assert_ok(run(root, "commit", "-m", "many runs"))
+    with pytest.raises(vfs.DvfsError, match="stages") as got, track(repo) as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+        r.output("model.bin").write_bytes(b"w")
+    assert str(got.value) == (
+        "run train cannot go into dvfs.runs (malformed pipeline: not a list of at most 1,024 "
+        "stages): nothing was recorded"
+    )
+    assert not (root / "metrics.json").exists() and not (root / "metrics.steps.jsonl").exists()
+    assert [v.number for v in repo.versions(limit=1)] == [3]
+    said = assert_ok(run(root, "status", "--json")).json()
+    assert said["staged"] == [] and said["modified"] == [], said
+    fsck_clean(root)

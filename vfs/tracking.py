@@ -43,7 +43,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    starts: the run would replace that stage's record; so is an output, or metrics
    file, that overlaps an output of one of its stages, when given: an output belongs
    to one stage, and ``dvfs repro`` would make it again over the run's).
-   A run of another stage that claimed one of these outputs is dropped from it.
+   A run of another stage that claimed one of these outputs, a path inside one or a
+   folder holding one, is dropped from it (its record would name content the version
+   no longer holds). A record ``dvfs.runs`` cannot hold (past ``MAX_STAGES`` stages)
+   is refused before anything is written.
    A run records at most ``MAX_PATHS`` (10,000) inputs, and as many outputs with its
    metrics files (a stage's bound, ``vfs.model.version_codec``): one more is refused
    when ``input()`` or ``output()`` is given it;
@@ -117,7 +120,7 @@ from vfs.api_types import (
     repo_path,
     text_arg,
 )
-from vfs.errors import DvfsError, PathNotFound, UsageError
+from vfs.errors import DvfsError, FormatError, PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model import version_codec
 from vfs.model.names import is_reserved, is_reserved_at_root, reserved_path
@@ -645,7 +648,32 @@ class Run:
             self._writable(rel)  # made meanwhile: before anything is written
         self._refuse_ignored([*outs, *own])  # before anything is written or staged
         runs = workspace.load_runs(self.ws)  # (damaged: refused before anything is written)
+        claimed = [*outs, *own]
+        for other in [n for n, r in runs.items() if any(_overlap(o, c) for o, _ in r.outs
+                                                        for c in claimed)]:  # fmt: skip
+            del runs[other]  # a run elsewhere that claimed these outputs, or held or lay in one
         self._warn_left_out(outs)
+        facts = RunFacts(self.ws)
+        record = StageRecord(
+            name=self.name,
+            cmd=tuple(command_line()),
+            wdir=b"",
+            deps=tuple(sorted(self.inputs.items())),
+            outs=tuple(sorted((o, ids.get(o) or bytes(32)) for o in claimed)),
+            params=(),
+            metrics=(self.metrics_path,) if self.steps else (),
+            run=StageRun(
+                0, self._started, time.time_ns() - self._started, facts.host, facts.dvfs,
+                facts.python, facts.git,
+            ),
+        )  # fmt: skip
+        runs[self.name] = record  # (the metrics files' ids, as yet unknown, zeros)
+        try:
+            runs_file.dump(runs)  # a bound broken: found before anything is written
+        except FormatError as exc:
+            raise UsageError(
+                f"run {self.name} cannot go into {RUNS_FILE} ({exc}): nothing was recorded"
+            ) from None
         if self.steps:
             doc = dict(self.latest)
             if self.last_step is not None:
@@ -667,25 +695,8 @@ class Run:
             self.state.forget(made)  # and an output directory they were written into
             ids.update(self.state.ids([*outs, *made]))
             outs += made
-        facts = RunFacts(self.ws)
-        record = StageRecord(
-            name=self.name,
-            cmd=tuple(command_line()),
-            wdir=b"",
-            deps=tuple(sorted(self.inputs.items())),
-            outs=tuple(sorted((o, ids[o] or b"") for o in outs)),
-            params=(),
-            metrics=(self.metrics_path,) if self.steps else (),
-            run=StageRun(
-                0, self._started, time.time_ns() - self._started, facts.host, facts.dvfs,
-                facts.python, facts.git,
-            ),
-        )  # fmt: skip
-        claimed = {o for o, _ in record.outs}
-        for other in [n for n, r in runs.items() if any(o in claimed for o, _ in r.outs)]:
-            del runs[other]  # a run elsewhere that claimed these outputs
-        runs[self.name] = record
-        runs_data = runs_file.dump(runs)  # (a bound broken: found before anything is staged)
+        runs[self.name] = record._replace(outs=tuple(sorted((o, ids[o] or b"") for o in outs)))
+        runs_data = runs_file.dump(runs)
         repo = self.repo.repository
         self.writing.close()  # (written: staged now, by this run)
         apart = self._inputs_apart()
