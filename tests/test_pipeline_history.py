@@ -26,10 +26,14 @@ from tests.support.cli import (
     run,
     warnings_of,
 )
+from tests.support.forge import Forge, content_entry
 from tests.support.pipeline import (
     PipelineRepo,
     staged_paths,
 )
+from vfs.model.version_codec import StageRecord, StageRun, Version, encode_version
+from vfs.pipeline import lineage
+from vfs.store.objects import ObjKind
 
 
 def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
@@ -1072,3 +1076,44 @@ def test_a_clone_compares_the_metrics_of_versions_it_did_not_check_out(
     [listed] = copy.json("exp", "list", "--json")
     assert listed["metrics"] == {"acc": 3}
     copy.fsck_clean()
+
+
+def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_says_so(
+    tmp_path: Path,
+) -> None:
+    # Each input's walk back for the version of its bytes goes up to 10,000 versions:
+    # a forged pipeline of 1,024 chained stages whose inputs hold bytes no version
+    # holds, in a history of 10,000 versions, looked at ten million of them (minutes).
+    # The walks of one lineage now share a bound, and what it left unknown is said.
+    forge = Forge(tmp_path / "remote")
+    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
+    versions, stages = 2_000, lineage.BUDGET // 2_000 + 20
+    parents: tuple[bytes, ...] = ()
+    for n in range(1, versions + 1):
+        forge.chunk(f"{n}\n".encode())
+        forge.chunk(b"x\n")
+        tree = forge.tree([content_entry(b"d", f"{n}\n".encode()), content_entry(b"x", b"x\n")])
+        pipeline = tuple(
+            StageRecord(
+                f"s{i:04d}", "true", b"", ((f"o{i - 1}".encode() if i else b"x", b"\2" * 32),),
+                ((f"o{i}".encode(), b"\3" * 32),), (), (), ran,
+            )
+            for i in range(stages if n == versions else 0)
+        )  # fmt: skip
+        v = Version(tree, parents, n, "forged", "m <m@e>", n, pipeline=pipeline,
+                    **forge.totals(tree))  # fmt: skip
+        parents = (forge.add(ObjKind.VERSION, encode_version(v)),)
+    forge.publish(parents[0])
+    assert_ok(run(tmp_path, "clone", "--no-checkout", forge.url, "c"))
+    r = assert_ok(run(tmp_path / "c", "lineage", f"o{stages - 1}"))
+    (said,) = warnings_of(r)
+    assert said.startswith(
+        "dvfs: warning: the walk back through the versions was cut short "
+        "after 200,000 of them: the version that introduced the bytes of "
+    )
+    cut = r.out.count("since an unknown version (walk cut short)")
+    assert said.endswith(f" of {cut} inputs is not known") and 0 < cut < stages, said
+    assert r.out.count("  in no version") == stages - cut  # (walked whole: found in none)
+    got = assert_ok(run(tmp_path / "c", "lineage", f"o{stages - 1}", "--json")).json()
+    flags = [i["since_cut"] for s in got["stages"] for i in s["input"]]
+    assert sum(flags) == cut and len(flags) == stages

@@ -666,6 +666,13 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             )
         return
     steps = lin.upstream(hist, oid, rel)
+    cut = sum(i.cut for st in steps for i in st.inputs)
+    if cut:
+        warn(
+            f"the walk back through the versions was cut short after {lin.BUDGET:,} of them: "
+            f"the version that introduced the bytes of {cut:,} input{'s' if cut > 1 else ''} "
+            "is not known"
+        )
     where = f" (since {since})" if since else ""
     maker = None
     if not steps:  # no stage of the version made it; or its runs file, which says, is unreadable
@@ -685,7 +692,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
                  "made": [os.fsdecode(o) for o in st.outputs],
                  "input": [
                      {"path": os.fsdecode(i.path), "id": i.id.hex(), "since": i.since,
-                      "in_version": i.now, "made_by": i.made_by, "kind": i.kind}
+                      "in_version": i.now, "made_by": i.made_by, "kind": i.kind,
+                      "since_cut": i.cut}
                      for i in st.inputs
                  ]}
                 for st, described in zip(
@@ -721,6 +729,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
         )
         for i in st.inputs:
             origin = f"since {i.since}" if i.since else "in no version"
+            if i.cut:
+                origin = "since an unknown version (walk cut short)"
             if i.since and not i.now:
                 origin += f" ({named} holds other bytes)"
             by = f", made by stage {i.made_by}" if i.made_by else ""

@@ -14,7 +14,10 @@ file it reads params from, at, inside or holding it), then what reads their
 outputs, and so on.
 
 Only what the version records is used: its pipeline and its trees. A version walk
-stops after ``WALK`` versions.
+stops after ``WALK`` versions, and the walks of one :func:`upstream` after ``BUDGET``
+versions in all (a forged pipeline of 1,024 chained stages, each input's bytes in no
+version, in a history of 10,000 versions, would have it look at ten million): an input
+whose walk was cut short says so (``Input.cut``), its version unknown.
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ from vfs.pipeline.record import read_runs
 from vfs.repo.history import History
 
 WALK = 10_000
+BUDGET = 200_000  # versions looked at by one upstream walk, every input's together
+
+
+@dataclass
+class Budget:
+    """What is left of an upstream walk's :data:`BUDGET`."""
+
+    left: int = BUDGET
 
 
 @dataclass
@@ -41,6 +52,7 @@ class Input:
     now: bool  # the version looked at holds the path with these bytes
     made_by: str | None  # the stage of the pipeline making it, if any
     kind: str = "dep"  # or "params": a params file the stage read
+    cut: bool = False  # the walk for ``since`` was cut short (BUDGET): it is not known
 
 
 @dataclass
@@ -62,14 +74,28 @@ def _maker(pipeline: tuple[StageRecord, ...], path: bytes) -> list[tuple[StageRe
     return out
 
 
+class Cut(Exception):
+    """An upstream walk used up its :data:`BUDGET`."""
+
+
 def introduced(
-    hist: History, start: bytes, path: bytes, oid: bytes, memo: dict[bytes, bytes]
+    hist: History,
+    start: bytes,
+    path: bytes,
+    oid: bytes,
+    memo: dict[bytes, bytes],
+    budget: Budget | None = None,
 ) -> str | None:
-    """The version that introduced ``path`` with content id ``oid`` (see the module doc)."""
+    """The version that introduced ``path`` with content id ``oid`` (see the module doc).
+    Cut if ``budget`` runs out first."""
     since = None
     for n, (vid, v) in enumerate(hist.chain(start)):
         if n >= WALK:
             break
+        if budget is not None:
+            if budget.left <= 0:
+                raise Cut
+            budget.left -= 1
         try:
             here = tree_path_id(hist, v.tree, path, memo)
         except DvfsError:
@@ -85,6 +111,18 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
     """The stages that made ``path`` in ``version``, and those before them (module doc)."""
     v = hist.version(version)
     memo: dict[bytes, bytes] = {}
+    budget = Budget()
+    found: dict[tuple[bytes, bytes], str | None] = {}  # (path, id): since
+
+    def since_of(p: bytes, pid: bytes) -> tuple[str | None, bool]:
+        """``introduced`` within the budget, and whether it was cut short."""
+        if (p, pid) not in found:
+            try:
+                found[p, pid] = introduced(hist, version, p, pid, memo, budget)
+            except Cut:
+                return None, True
+        return found[p, pid], False
+
     steps: list[Step] = []
     seen: set[str] = set()
     todo = [path]
@@ -101,12 +139,10 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
                     now = tree_path_id(hist, v.tree, d, memo) == did
                 except DvfsError:
                     now = False
+                since, cut = since_of(d, did)
                 step.inputs.append(
-                    Input(
-                        d, did, introduced(hist, version, d, did, memo), now,
-                        makers[0][0].name if makers else None,
-                    )
-                )  # fmt: skip
+                    Input(d, did, since, now, makers[0][0].name if makers else None, cut=cut)
+                )
                 if makers:
                     todo.append(d)
             for f in _made_params_files(v.pipeline, stage):
@@ -118,8 +154,8 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
                     now = tree_path_id(hist, v.tree, f, memo) == fid
                 except DvfsError:
                     now = False
-                since = introduced(hist, version, f, fid, memo)
-                step.inputs.append(Input(f, fid, since, now, makers[0][0].name, "params"))
+                since, cut = since_of(f, fid)
+                step.inputs.append(Input(f, fid, since, now, makers[0][0].name, "params", cut))
                 todo.append(f)
             steps.append(step)
     return steps
