@@ -682,3 +682,27 @@ def test_pre_push_counts_a_version_the_remote_holds_through_a_tag(
     r = ok(repo.root, "git", "push", "-q")
     assert "data the dvfs remote does not have: exp v4 on origin" in r.stderr, r.stderr
     fsck_clean(repo.root)
+
+
+def test_pre_push_looks_at_every_commit_pushed_not_only_the_tip(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # Two commits pushed at once: the first names exp v3, which no remote has, the
+    # second main v2 again. The hook read dvfs.lock of the tip alone and said nothing:
+    # a teammate's checkout of the first commit then fails.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    repo.ok("switch", "-c", "exp")
+    commit_files(repo, {"data/labels.csv": "id,label\n3,owl\n"}, "data 3")
+    ok(repo.root, "git", "commit", "-q", "-am", "code with data exp v3")
+    repo.ok("switch", "main")
+    (repo.root / "train.py").write_text("print('train again')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "back to the data of main v2")
+    r = ok(repo.root, "git", "push", "-q")
+    assert "data the dvfs remote does not have: exp v3 on origin" in r.stderr, r.stderr
+    # Commits the git remote has already are not looked at again.
+    repo.ok("push", "exp")
+    ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "code only")
+    r = ok(repo.root, "git", "push", "-q")
+    assert "dvfs" not in r.stderr, r.stderr
+    fsck_clean(repo.root)

@@ -117,7 +117,8 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         set_command(["dvfs", "hook", name, *(arg for d in dirs for arg in ("--in", d))])
         # (bytes: git's ref names need not be UTF-8, and the locale may read them strictly)
         lines = os.fsdecode(sys.stdin.buffer.read(HOOK_INPUT_LIMIT)).splitlines()
-        pre_push(ctx, top, dirs, githooks.pushed_commits(lines))
+        remote = args[0] if args else ""
+        pre_push(ctx, top, dirs, remote, githooks.pushed_commits(lines))
         return
     new: str | None
     if name == "post-checkout":
@@ -184,7 +185,13 @@ def ask_on_terminal(question: str) -> bool | None:
     return answer in ("", "y", "yes")
 
 
-def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list[str]) -> None:
+def pre_push(
+    ctx: click.Context,
+    top: Path,
+    dirs: tuple[str, ...],
+    remote: str,
+    pushed: list[tuple[str, str]],
+) -> None:
     """Offer `dvfs push` for the versions the pushed commits' dvfs.lock name, if missing."""
     from vfs.ops import githooks
     from vfs.remote import config as remotes
@@ -199,7 +206,7 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
         repo = Repository(root)
         found: list[tuple[str, Path, str, LockPointer]] = []
         spec = None
-        for commit in commits:
+        for commit in githooks.lock_commits(top, d, remote, pushed):
             ptr = githooks.lock_at(top, d, commit)
             if ptr is None:
                 continue

@@ -16,7 +16,9 @@ Four hooks are written to the git repository's hooks directory (``git rev-parse
   ``post-checkout`` git runs as a rebase starts (for the commit it starts from, not
   the one it ends at) then does nothing, where ``post-rewrite`` serves the
   repository (:func:`rebasing`);
-- ``pre-push``: when a commit being pushed has a ``dvfs.lock`` naming a version that
+- ``pre-push``: when a commit being pushed (each the git remote is not known to have
+  and that changed ``dvfs.lock``, not only the tip: :func:`lock_commits`) has a
+  ``dvfs.lock`` naming a version that
   the default dvfs remote is not known to have (no remote-tracking branch there
   holds it, nor, asked of the remote then, a tag of it: :func:`tagged_on_remote`),
   it offers to ``dvfs push`` it first, asking on the terminal
@@ -317,14 +319,45 @@ def lock_at(top: Path, repo_dir: str, commit: str) -> LockPointer | None:
         return None
 
 
-def pushed_commits(lines: list[str]) -> list[str]:
-    """The local commits a pre-push hook's input names (deletions left out)."""
+def pushed_commits(lines: list[str]) -> list[tuple[str, str]]:
+    """The local commits a pre-push hook's input names, each with the commit the remote's
+    ref is at (the zero id for a new ref); deletions left out."""
     out = []
     for line in lines:
         parts = line.split()
-        if len(parts) == 4 and parts[1] != ZERO and re.fullmatch(r"[0-9a-f]{40,64}", parts[1]):
-            out.append(parts[1])
+        if (
+            len(parts) == 4
+            and parts[1] != ZERO
+            and all(re.fullmatch(r"[0-9a-f]{40,64}", p) for p in (parts[1], parts[3]))
+        ):
+            out.append((parts[1], parts[3]))
     return out
+
+
+MAX_PUSHED = 100  # commits of a push whose dvfs.lock is read (newest first), and each tip
+
+
+def lock_commits(top: Path, repo_dir: str, remote: str, pushed: list[tuple[str, str]]) -> list[str]:
+    """The commits of ``pushed`` (:func:`pushed_commits`) that the git remote ``remote``
+    is not known to have and that changed ``dvfs.lock`` of ``repo_dir``, with each tip:
+    a teammate may check out any of them, not only the last. At most MAX_PUSHED besides
+    the tips."""
+    path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
+    out = dict.fromkeys(local for local, _ in pushed)
+    more: dict[str, None] = {}
+    for local, theirs in pushed:
+        have = [] if theirs == ZERO else [theirs]
+        found = git_output(
+            top, "rev-list", f"--max-count={MAX_PUSHED}", local, "--not", *have,
+            f"--remotes={remote}", "--", f":(literal){path}",
+        )  # fmt: skip
+        if found is None and have:  # (theirs not here: the push is refused unless forced)
+            found = git_output(
+                top, "rev-list", f"--max-count={MAX_PUSHED}", local, "--not",
+                f"--remotes={remote}", "--", f":(literal){path}",
+            )  # fmt: skip
+        more.update(dict.fromkeys((found or "").split()))
+    return [*out, *[c for c in more if c not in out][:MAX_PUSHED]]
 
 
 def needs_push(repo: Repository, remote: str, ptr: LockPointer) -> bool:
