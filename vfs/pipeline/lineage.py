@@ -22,6 +22,9 @@ whose walk was cut short says so (``Input.cut``), its version unknown.
 
 from __future__ import annotations
 
+import bisect
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vfs.errors import DvfsError
@@ -64,14 +67,54 @@ class Step:
     inputs: list[Input] = field(default_factory=list)
 
 
-def _maker(pipeline: tuple[StageRecord, ...], path: bytes) -> list[tuple[StageRecord, list[bytes]]]:
-    """Stages with an output at, inside or holding ``path``, and those outputs."""
-    out = []
-    for s in pipeline:
-        hits = [p for p, _ in s.outs if inside(path, p) or inside(p, path)]
-        if hits:
-            out.append((s, hits))
-    return out
+class _Paths:
+    """The paths each stage of a pipeline names (its outputs, or what it reads), to find
+    those at, inside or holding a path without looking at each: a forged pipeline of
+    1,024 stages naming thousands of paths each made one lookup read millions, and a
+    lineage make a lookup for each of them."""
+
+    def __init__(
+        self, pipeline: tuple[StageRecord, ...], named: Callable[[StageRecord], list[bytes]]
+    ) -> None:
+        self.pipeline = pipeline
+        self.named = [named(s) for s in pipeline]
+        self.at: dict[bytes, list[tuple[int, int]]] = {}  # path: (stage, place) naming it
+        for i, paths in enumerate(self.named):
+            for j, p in enumerate(paths):
+                self.at.setdefault(p, []).append((i, j))
+        self.order = sorted(self.at)
+        self.lengths = {len(p) for p in self.at}
+        self.found: dict[bytes, list[tuple[StageRecord, list[bytes]]]] = {}
+
+    def find(self, path: bytes) -> list[tuple[StageRecord, list[bytes]]]:
+        """The stages naming a path at, inside or holding ``path``, in the pipeline's
+        order, each with those paths in the order it names them."""
+        if path in self.found:
+            return self.found[path]
+        hits = list(self.at.get(path, ()))
+        n = path.find(b"/")
+        while n != -1:  # the paths holding it
+            if n in self.lengths:
+                hits += self.at.get(path[:n], ())
+            n = path.find(b"/", n + 1)
+        start = bisect.bisect_left(self.order, path + b"/")
+        end = bisect.bisect_left(self.order, path + b"0", start)  # ("0" follows "/")
+        for p in self.order[start:end]:  # the paths inside it
+            hits += self.at[p]
+        by_stage: dict[int, list[bytes]] = {}
+        for i, j in sorted(set(hits)):
+            by_stage.setdefault(i, []).append(self.named[i][j])
+        found = [(self.pipeline[i], paths) for i, paths in by_stage.items()]
+        self.found[path] = found
+        return found
+
+
+def _outs(s: StageRecord) -> list[bytes]:
+    return [p for p, _ in s.outs]
+
+
+def _reads(s: StageRecord) -> list[bytes]:
+    return [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)]
 
 
 class Cut(Exception):
@@ -123,18 +166,19 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
                 return None, True
         return found[p, pid], False
 
+    made = _Paths(v.pipeline, _outs)
     steps: list[Step] = []
     seen: set[str] = set()
-    todo = [path]
+    todo = deque([path])
     while todo:
-        p = todo.pop(0)
-        for stage, outs in _maker(v.pipeline, p):
+        p = todo.popleft()
+        for stage, outs in made.find(p):
             if stage.name in seen:
                 continue
             seen.add(stage.name)
             step = Step(stage, outs)
             for d, did in stage.deps:
-                makers = _maker(v.pipeline, d)
+                makers = made.find(d)
                 try:
                     now = tree_path_id(hist, v.tree, d, memo) == did
                 except DvfsError:
@@ -145,8 +189,8 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
                 )
                 if makers:
                     todo.append(d)
-            for f in _made_params_files(v.pipeline, stage):
-                makers = _maker(v.pipeline, f)
+            for f in _made_params_files(made, stage):
+                makers = made.find(f)
                 fid = _made_id(hist, v.tree, makers, f, memo)
                 if fid is None:
                     continue
@@ -161,12 +205,13 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
     return steps
 
 
-def _made_params_files(pipeline: tuple[StageRecord, ...], stage: StageRecord) -> list[bytes]:
-    """The files ``stage`` read params from that another stage of ``pipeline`` makes
-    (and that it does not also name as deps, which are inputs already)."""
+def _made_params_files(made: _Paths, stage: StageRecord) -> list[bytes]:
+    """The files ``stage`` read params from that another stage of the pipeline makes
+    (``made``: its outputs; and that it does not also name as deps, which are inputs
+    already)."""
     deps = {d for d, _ in stage.deps}
     files = dict.fromkeys(f for f, _, _ in stage.params)
-    return [f for f in files if f not in deps and _maker(pipeline, f)]
+    return [f for f in files if f not in deps and made.find(f)]
 
 
 def _made_id(
@@ -188,17 +233,14 @@ def _made_id(
 def downstream(hist: History, version: bytes, path: bytes) -> list[tuple[StageRecord, bytes, int]]:
     """Stages reading ``path`` (or what is made from it): (stage, what it reads, depth)."""
     v = hist.version(version)
+    read = _Paths(v.pipeline, _reads)
     out: list[tuple[StageRecord, bytes, int]] = []
     seen: set[str] = set()
-    todo = [(path, 0)]
+    todo = deque([(path, 0)])
     while todo:
-        p, depth = todo.pop(0)
-        for s in v.pipeline:
-            if s.name in seen:
-                continue
-            read = [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)]
-            reads = [d for d in read if inside(d, p) or inside(p, d)]
-            if reads:
+        p, depth = todo.popleft()
+        for s, reads in read.find(p):
+            if s.name not in seen:
                 seen.add(s.name)
                 out.append((s, reads[0], depth))
                 todo += [(o, depth + 1) for o, _ in s.outs]
