@@ -33,6 +33,7 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    run_as_dvfs,
     warnings_of,
 )
 from tests.support.data import rand
@@ -974,4 +975,80 @@ def test_a_name_that_is_not_utf8_is_added_moved_restored_and_removed_by_name(
     assert not (repo.root / moved).exists()
     repo.ok("commit", "-m", "removed")
     assert "Nothing to commit, working tree clean." in repo.ok("status").out
+    repo.fsck_clean()
+
+
+# A checkout whose files are written one by one, with a user's change to one of them
+# made after the checkout found it safe to replace and before it is replaced: the
+# hook runs when the small file at ``leaf`` is about to be written.
+RACING_CHECKOUT = """
+import os, sys
+import vfs.worktree.restore as restore
+from vfs.cli import main
+real, done = restore._write_unnamed, []
+def write_unnamed(dir_fd, leaf, *rest):
+    if leaf == {leaf!r} and not done:
+        done.append(leaf)
+{action}
+    return real(dir_fd, leaf, *rest)
+restore._write_unnamed = write_unnamed
+main()
+"""
+RACES = {
+    "written in place": (
+        b"a.txt",
+        "        with open('d/a.txt', 'r+b') as f:\n"
+        "            f.write(b'my edit, longer than the old\\n')",
+    ),
+    "saved by a rename": (
+        b"a.txt",
+        "        with open('d/.a.txt.swp', 'wb') as f:\n"
+        "            f.write(b'my edit, longer than the old\\n')\n"
+        "        os.rename('d/.a.txt.swp', 'd/a.txt')",
+    ),
+    "made where nothing was": (
+        b"new.txt",
+        "        with open('d/new.txt', 'wb') as f:\n"
+        "            f.write(b'my edit, longer than the old\\n')",
+    ),
+}
+
+
+@pytest.mark.parametrize("race", sorted(RACES))
+def test_a_file_changed_while_a_checkout_replaces_it_is_kept_and_reported(
+    repo: Repo, race: str
+) -> None:
+    """A checkout checks that a file is clean, then writes the version's file and
+    renames it over the old one. A user's write between the two (an editor saving, a
+    job appending) or a file made where the checkout found nothing must not be lost:
+    the file is kept as the user left it, the other files are written, the command
+    names the file in one line and exits 1, and `status` shows it modified."""
+    leaf, action = RACES[race]
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/b.txt", "bee\n")
+    repo.ok("add", "d")
+    first = repo.commit("one")
+    repo.write("d/a.txt", "two\n")
+    repo.write("d/b.txt", "bee two\n")
+    repo.write("d/new.txt", "new\n")
+    repo.ok("add", "d")
+    repo.commit("two")
+    repo.ok("checkout", first)
+    if leaf == b"new.txt":
+        assert not (repo.root / "d/new.txt").exists()
+    proc = run_as_dvfs(
+        repo.root, RACING_CHECKOUT.format(leaf=leaf, action=action), "switch", "main"
+    )
+    assert proc.returncode == 1, proc.stderr
+    mine = "d/" + leaf.decode()
+    assert repo.read(mine) == b"my edit, longer than the old\n"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "changed while" in lines[0] and mine in lines[0], proc.stderr
+    assert "kept as changed" in lines[0]
+    others = {"d/a.txt": b"two\n", "d/b.txt": b"bee two\n", "d/new.txt": b"new\n"}
+    for rel, data in others.items():
+        if rel != mine:
+            assert repo.read(rel) == data
+    st = repo.status()
+    assert st["modified"] == [mine] and st["staged"] == [] and st["untracked"] == []
     repo.fsck_clean()

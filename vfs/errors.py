@@ -25,6 +25,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     │       └── ReservedName        a tree record holds .git, .dvfs or a lookalike
     ├── StorageFull                 the disk filled up while writing
     ├── FileChanged                 a file kept changing while it was being read
+    ├── KeptChanged                 a working file changed after it was checked: kept
     ├── MountError                  a mount could not be made, found or undone
     │   └── NoSuchMount             no mount at the path given (exit 2)
     └── RemoteError                 remote store problems (see vfs.backends)
@@ -256,6 +257,12 @@ class StorageFull(DvfsError):
 
 class FileChanged(DvfsError):
     """A file kept changing while it was being read."""
+
+
+class KeptChanged(DvfsError):
+    """A working file changed (written, replaced, made) after a checkout found that it
+    could be replaced, and before the version's file took its place: it was kept as
+    it is, and the version's file was not written there."""
 
 
 class MountError(DvfsError):

@@ -7,7 +7,7 @@ each one, with the measurement that justified it, in one place:
 
 - ``beneath``: working-tree paths resolved beneath the root without following a
   link (``openat`` with ``O_NOFOLLOW``, one directory at a time), regular files read
-  within a bound, ``renameat2(RENAME_NOREPLACE)`` by ctypes;
+  within a bound, ``renameat2`` (``RENAME_NOREPLACE``, ``RENAME_EXCHANGE``) by ctypes;
 - ``direct_io``: files written and read past the page cache (``O_DIRECT``):
   ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``,
   ``preallocate`` (``fallocate`` by ctypes);

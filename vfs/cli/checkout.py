@@ -37,6 +37,7 @@ def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
         "deleted": r.deleted, "unchanged": r.unchanged,
         "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())},
         "carried": [show(p) for p in r.carried],
+        "kept": [show(p) for p in r.kept],
     }  # fmt: skip
 
 
@@ -54,8 +55,10 @@ def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
         for p, exc in sorted(r.failed.items()):
             click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
     fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
+    kept = f", {len(r.kept)} kept as changed meanwhile" if r.kept else ""
     if r.paths:
         failed = f", {len(r.failed)} not restored" if r.failed else ""
+        failed += kept
         click.echo(f"restored from {quoted(r.label)}: {r.written} written, {r.deleted} deleted, "
                    f"{r.unchanged} unchanged{failed}{fetched}")  # fmt: skip
     elif not r.label:  # (switch -c on a branch with no versions yet)
@@ -66,6 +69,7 @@ def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
     else:
         where = f"on branch {quoted(r.attached)}" if r.attached else "detached"
         failed = f", {len(r.failed)} not checked out" if r.failed else ""
+        failed += kept
         click.echo(
             f"{quoted(r.label)} ({where}): {r.written} written, {r.deleted} deleted, "
             f"{r.unchanged} unchanged{failed}{fetched}"
@@ -78,8 +82,21 @@ def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
 
 
 def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> None:
-    """If some files could not be restored: say which, why and how they were left, on
-    stderr, and exit 1 (``listed``: the reasons of several were printed already)."""
+    """If some files could not be restored, or were kept as someone changed them
+    meanwhile: say which, why and how they were left, on stderr, and exit 1
+    (``listed``: the reasons of several failures were printed already)."""
+    if r.kept:
+        names = ", ".join(quoted(p) for p in r.kept[:10])
+        more = f" and {len(r.kept) - 10} more" if len(r.kept) > 10 else ""
+        them = "it was" if len(r.kept) == 1 else "they were"
+        line = (
+            f"{names}{more} changed while {quoted(r.label)} was being written: {them} kept "
+            f"as changed, not replaced by {quoted(r.label)}'s (`dvfs status` shows the "
+            "changes)"
+        )
+        if not r.failed:
+            fail(line)
+        click.echo(f"dvfs: error: {escape_text(line)}", err=True)
     if not r.failed:
         return
     failed = sorted(r.failed.items())

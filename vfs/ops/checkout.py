@@ -50,6 +50,7 @@ from vfs._os.gc_pause import paused_gc
 from vfs.errors import (
     DvfsError,
     FormatError,
+    KeptChanged,
     ObjectError,
     ObjectMissing,
     StorageFull,
@@ -87,7 +88,14 @@ from vfs.store.pins import live_pins
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
-from vfs.worktree.restore import WrittenAhead, ensure_dir, restore_many, write_ahead
+from vfs.worktree.restore import (
+    Identity,
+    WrittenAhead,
+    ensure_dir,
+    identity,
+    restore_many,
+    write_ahead,
+)
 from vfs.worktree.scan import Found, Warn, lstat_or_none, special_kind
 
 if TYPE_CHECKING:
@@ -115,6 +123,9 @@ class CheckoutReport:
     unchanged: int = 0
     fetched: int = 0  # chunks downloaded from the default remote first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+    # changed by someone else after they were checked, before they were replaced: kept
+    # as they were then, the version's file not written (vfs.worktree.restore._swap_in)
+    kept: list[bytes] = field(default_factory=list)
     carried: list[bytes] = field(default_factory=list)  # local changes taken along, as they were
 
 
@@ -285,12 +296,16 @@ def _decide_and_write(
     # Untracked things that are not files where the version has a file or link, or not
     # directories where it needs a directory (a link, say), are replaced only by --force.
     untracked_here: list[Found] = []
+    nothing: set[bytes] = set()  # paths where the version has a file and nothing stands
     # A FIFO, socket or device at a tracked path (deleted, or never checked out):
     # replaced (never opened) only by --force, as an untracked one.
     blocked = [(p, f"{kind} at a tracked path") for p, kind in state.special.items()]
     with Walker(repo.root) as walker:
         for p in wanted:
-            if p in scope or (st := walker.lstat(p)) is None:
+            if p in scope:
+                continue
+            if (st := walker.lstat(p)) is None:
+                nothing.add(p)
                 continue
             if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
                 untracked_here.append(Found(p, st))
@@ -419,6 +434,9 @@ def _decide_and_write(
     doomed = [p for p in sorted(scope) if p not in wanted and p not in carry]
     retime: list[tuple[bytes, Entry]] = []
     todo: list[tuple[bytes, Entry]] = []
+    # What stood where a file is written, as checked here: it is replaced only if it
+    # is still that (a user's write meanwhile is kept: vfs.worktree.restore._swap_in).
+    checked: dict[bytes, Identity] = dict.fromkeys(nothing)
     with Walker(repo.root) as walker:
         for p, e in wanted.items():
             if p in carry:
@@ -427,6 +445,8 @@ def _decide_and_write(
             st = None if cur is None or p in unknown else walker.lstat(p)
             if cur is None or st is None or not cur.same_on_disk(e):
                 todo.append((p, e))
+                if cur is not None and p not in unknown:
+                    checked[p] = _checked_as(cur, st)
             elif st.st_mtime_ns == e.mtime_ns:
                 fresh[p] = staged_from_entry(e, st)
                 report.unchanged += 1
@@ -508,12 +528,17 @@ def _decide_and_write(
 
         stats, failed = restore_many(
             repo.root, todo, repo.store, workers, replace, ahead, ready, where or None, pending,
-            None if paths else encode_ahead,
+            None if paths else encode_ahead, checked,
         )  # fmt: skip
         ready()  # (restore_many has called it, unless it had nothing to write)
         if todo:
             drop_marker(repo.dir / RESTORING)
         _reached("written")
+        report.kept = sorted(p for p, exc in failed.items() if isinstance(exc, KeptChanged))
+        for p in report.kept:
+            del failed[p]
+            if not paths:  # (the version's entry, no stat: `status` hashes it, says modified)
+                fresh[p] = staged_from_entry(wanted[p], None)
         report.failed.update(failed)
         with Walker(repo.root) as walker:
             for p in empty:  # the version's empty directories (a snapshot of a mount records them)
@@ -902,6 +927,19 @@ def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) 
 def _directories(wanted: dict[bytes, Entry], empty: list[bytes]) -> set[bytes]:
     """Every directory the version needs: above its files and links, and its empty ones."""
     return directories_above(chain(wanted, empty)) | set(empty)
+
+
+def _checked_as(cur: Staged, st: os.stat_result | None) -> Identity:
+    """The identity of a working file ``cur`` records, which lstat ``st`` found now
+    (None: not there), for :func:`~vfs.worktree.restore.restore_many`'s ``checked``:
+    one no file has if it changed since ``cur``'s stat was taken."""
+    if st is None:
+        return None
+    if cur.ctime_ns >= 0 and (st.st_ino, st.st_mtime_ns, st.st_ctime_ns) != (
+        cur.ino, cur.mtime_ns, cur.ctime_ns,
+    ):  # fmt: skip
+        return -1, -1, -1
+    return identity(st)
 
 
 def _same(a: Entry | None, b: Entry | None) -> bool:

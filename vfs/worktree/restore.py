@@ -15,7 +15,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs._os.beneath import ABSENT, Walker
+from vfs._os.beneath import ABSENT, Walker, rename_exchange, rename_noreplace
 from vfs._os.direct_io import (
     ALIGN,
     GATHER,
@@ -26,7 +26,14 @@ from vfs._os.direct_io import (
     read_range_into,
 )
 from vfs._os.helper_process import Channel, Helper, Tickets, cpus, spare_cpus
-from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectError, UsageError
+from vfs.errors import (
+    DvfsError,
+    FormatError,
+    KeptChanged,
+    ObjectCorrupt,
+    ObjectError,
+    UsageError,
+)
 from vfs.model.codec import PERM_BITS, Entry, Kind
 from vfs.model.ids import hash_bytes, hasher
 from vfs.quoting import quoted
@@ -55,6 +62,17 @@ READERS = 4  # threads reading them: direct reads in parallel keep the disk's qu
 PREFETCH_BYTES = 4 << 20
 
 Replace = Callable[[bytes], bool]
+# What stood at a path when the caller checked that it may be replaced: the
+# (inode, size, mtime_ns) of the file or link there, or None where nothing stood.
+# A path the caller did not check (not in the mapping) is replaced unchecked.
+Identity = tuple[int, int, int] | None
+Checked = Mapping[bytes, Identity]
+_UNCHECKED = (-1, -1, -1)  # (no file has it: a path not in Checked)
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int]:
+    """The :data:`Identity` of a file or link of stat ``st``."""
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def ensure_dir(walker: Walker, rel_dir: bytes, replace: Replace) -> int:
@@ -146,6 +164,7 @@ def write_entry(
     store: ObjectStore,
     replace: Replace,
     have: Mapping[bytes, bytes | memoryview] | None = None,
+    checked: Checked | None = None,
 ) -> os.stat_result:
     """Restore one file or link from the store, atomically; return its new lstat.
 
@@ -158,7 +177,9 @@ def write_entry(
     (:func:`_open_anonymous`) where nothing stands at ``rel``. Whatever stands
     there is replaced, never written through (the new file is renamed over it); a
     directory there, or a non-directory where a directory is needed on the way,
-    only if ``replace(path)`` says so.
+    only if ``replace(path)`` says so. Where ``checked`` holds ``rel``, what stands
+    there is replaced only if it is still what the caller checked
+    (:func:`_rename_over`), else KeptChanged.
     """
     parent, _, leaf = rel.rpartition(b"/")
     dir_fd = ensure_dir(walker, parent, replace)
@@ -193,7 +214,7 @@ def write_entry(
                     return os.fstat(fd)  # (after the link, which changed the ctime)
                 except FileExistsError:  # something stands there: renamed over it below
                     os.link(_PROC_FD % fd, tmp, dst_dir_fd=dir_fd)
-        dir_fd = _rename_over(walker, rel, dir_fd, tmp, replace)
+        dir_fd = _rename_over(walker, rel, dir_fd, tmp, replace, checked)
         # The rename changed the ctime: stat after it, so the index records the final one.
         return os.fstat(fd) if fd >= 0 else os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
     except BaseException as exc:
@@ -213,17 +234,18 @@ def write_batch(
     store: ObjectStore,
     replace: Replace,
     have: Mapping[bytes, bytes | memoryview],
-) -> list[os.stat_result | ObjectError]:
+    checked: Checked | None = None,
+) -> list[os.stat_result | ObjectError | KeptChanged]:
     """:func:`write_entry` of each entry of ``batch``, files of one directory
     (:func:`_restore_batches`) whose chunks :func:`read_batch` read into ``have``: the
-    new stat of each, or the ObjectError that failed it.
+    new stat of each, or the ObjectError (or KeptChanged) that failed it.
 
     The usual case, a small file where nothing stands, is written here with the
     directory resolved once for the whole batch (:func:`_write_unnamed`); anything
     else (a link, something in the way, a chunk to read, an error) goes through
     :func:`write_entry`, which deals with it as for a file alone.
     """
-    out: list[os.stat_result | ObjectError] = []
+    out: list[os.stat_result | ObjectError | KeptChanged] = []
     dir_fd, dir_of = -1, b""
     fds = _descriptors() if _anonymous[0] else -1
     try:
@@ -237,8 +259,8 @@ def write_batch(
             if st is None:
                 dir_fd = -1  # (the walker moves on: the directory is resolved again)
                 try:
-                    st = write_entry(walker, rel, e, store, replace, have)
-                except ObjectError as exc:
+                    st = write_entry(walker, rel, e, store, replace, have, checked)
+                except (ObjectError, KeptChanged) as exc:
                     out.append(exc)
                     continue
             out.append(st)
@@ -310,14 +332,24 @@ def _write_unnamed(
         os.close(fd)
 
 
-def _rename_over(walker: Walker, rel: bytes, dir_fd: int, tmp: bytes, replace: Replace) -> int:
+def _rename_over(
+    walker: Walker,
+    rel: bytes,
+    dir_fd: int,
+    tmp: bytes,
+    replace: Replace,
+    checked: Checked | None = None,
+) -> int:
     """Rename ``tmp`` over ``rel``'s name in ``dir_fd``, its directory; return that
     directory's descriptor (opened again if a directory at ``rel`` had to go).
 
     A directory at ``rel`` is removed first only if ``replace(rel)`` says so, else
-    UsageError.
+    UsageError. Where ``checked`` holds ``rel``, see :func:`_swap_in`.
     """
     parent, _, leaf = rel.rpartition(b"/")
+    if checked is not None and (was := checked.get(rel, _UNCHECKED)) != _UNCHECKED:
+        _swap_in(dir_fd, tmp, leaf, rel, was)
+        return dir_fd
     try:
         os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except IsADirectoryError:
@@ -332,7 +364,62 @@ def _rename_over(walker: Walker, rel: bytes, dir_fd: int, tmp: bytes, replace: R
     return dir_fd
 
 
-def place_unnamed(walker: Walker, rel: bytes, fd: int, replace: Replace) -> os.stat_result | None:
+def _swap_in(dir_fd: int, tmp: bytes, leaf: bytes, rel: bytes, was: Identity) -> None:
+    """Put ``tmp`` at ``leaf`` (both in ``dir_fd``) if what stands there is still
+    ``was`` (:data:`Identity`): else leave it, and raise KeptChanged.
+
+    The check and the replacement must not leave a moment in which a write by the
+    user (an editor saving, a job appending) is lost: the two names are swapped at
+    once (:func:`~vfs._os.beneath.rename_exchange`), then what ``tmp`` names now,
+    the old file, is compared with ``was`` and deleted, or swapped back if it
+    changed. A write made before the swap is seen in the old file; one made after it
+    through a name goes to the new one. (A file written still through a descriptor
+    opened before the swap is written to the file deleted: no tool can see that.)
+    Where nothing stood (``was`` None, or the file was deleted meanwhile), ``tmp`` is
+    renamed in only if nothing stands there yet. A swap costs one ``renameat2``, an
+    ``fstatat`` and an ``unlinkat`` where a rename alone cost one call: lost in the
+    noise of a checkout that replaces 20,000 small files. Where the filesystem
+    cannot swap, the old file is compared just before ``tmp`` is renamed over it.
+    """
+    swapped = False
+    if was is not None:
+        try:
+            swapped = rename_exchange(dir_fd, tmp, leaf)
+        except FileNotFoundError:  # (nothing at leaf: deleted meanwhile)
+            was = None
+        if not swapped and was is not None:
+            try:
+                st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                was = None
+            else:
+                if statmod.S_ISDIR(st.st_mode) or identity(st) != was:
+                    raise KeptChanged(_kept(rel))
+                os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                return
+    if was is None:
+        try:
+            rename_noreplace(dir_fd, tmp, dir_fd, leaf)
+        except FileExistsError:
+            raise KeptChanged(_kept(rel)) from None
+        return
+    st = os.stat(tmp, dir_fd=dir_fd, follow_symlinks=False)  # the old file, or what replaced it
+    if statmod.S_ISDIR(st.st_mode) or identity(st) != was:
+        try:
+            rename_exchange(dir_fd, tmp, leaf)  # back: the user's at its name, ours to delete
+        except FileNotFoundError:  # (the new file deleted meanwhile: the user's goes back)
+            rename_noreplace(dir_fd, tmp, dir_fd, leaf)
+        raise KeptChanged(_kept(rel))
+    os.unlink(tmp, dir_fd=dir_fd)
+
+
+def _kept(rel: bytes) -> str:
+    return f"{quoted(rel)} changed while it was being replaced: it was kept as it is"
+
+
+def place_unnamed(
+    walker: Walker, rel: bytes, fd: int, replace: Replace, checked: Checked | None = None
+) -> os.stat_result | None:
     """Give ``fd``, a whole file written without a name (:class:`WrittenAhead`), the
     name ``rel``; return its new stat, or None where it cannot be linked there (its
     directory is now on another filesystem: the caller writes the file anew).
@@ -340,7 +427,8 @@ def place_unnamed(walker: Walker, rel: bytes, fd: int, replace: Replace) -> os.s
     As :func:`write_entry` names its unnamed files: where something stands at ``rel``
     the file is linked under a temporary name and renamed over it (never written
     through), a directory there only if ``replace(rel)`` says so; the directories on
-    the way are resolved (and made) now, without following a link.
+    the way are resolved (and made) now, without following a link. ``checked``: as
+    for :func:`write_entry`.
     """
     parent, _, leaf = rel.rpartition(b"/")
     dir_fd = ensure_dir(walker, parent, replace)
@@ -351,7 +439,7 @@ def place_unnamed(walker: Walker, rel: bytes, fd: int, replace: Replace) -> os.s
             return os.fstat(fd)  # (after the link, which changed the ctime)
         except FileExistsError:
             os.link(_PROC_FD % fd, tmp, dst_dir_fd=dir_fd)
-        _rename_over(walker, rel, dir_fd, tmp, replace)
+        _rename_over(walker, rel, dir_fd, tmp, replace, checked)
         return os.fstat(fd)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -713,8 +801,13 @@ def restore_many(
     where: Mapping[bytes, tuple[int, int]] | None = None,
     pending: Callable[[], bool] | None = None,
     idle: Callable[[Mapping[bytes, Staged]], None] | None = None,
+    checked: Checked | None = None,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
+
+    ``checked``: what stood at the paths when the caller checked them (see
+    :func:`_swap_in`); a path whose file changed since fails with KeptChanged, its
+    file kept as it is.
 
     ``where``: the places of their chunks in the packs, if the caller looked them up
     already (``ObjectStore.read_order``; ``vfs.ops.checkout.fetch_missing``).
@@ -785,10 +878,10 @@ def restore_many(
         for piece in [batch] if one else _restore_batches(batch):
             if have is None:
                 have = read_batch(store, piece)
-            wrote = write_batch(walker, piece, store, replace, have)
+            wrote = write_batch(walker, piece, store, replace, have, checked)
             have = None
             for (_, e), st in zip(piece, wrote, strict=True):
-                out.append(st if isinstance(st, ObjectError) else staged_from_entry(e, st))
+                out.append(st if isinstance(st, DvfsError) else staged_from_entry(e, st))
         return out
 
     def record(batch: list[tuple[bytes, Entry]], results: list[Staged | DvfsError]) -> None:
@@ -842,7 +935,7 @@ def restore_many(
     if tickets is not None and spare_cpus(1):  # (before any thread starts)
         shared = tickets
         helper = Helper.start(
-            lambda ch: _restore_share(ch, shared, small, first, root, store, replace)
+            lambda ch: _restore_share(ch, shared, small, first, root, store, replace, checked)
         )
     listening = helper is not None  # frames may still come
     helper_done = False
@@ -883,7 +976,9 @@ def restore_many(
         if fd >= 0:
             try:
                 with Walker(root) as own:
-                    st = place_unnamed(own, rel, fd, replace)
+                    st = place_unnamed(own, rel, fd, replace, checked)
+            except KeptChanged as exc:
+                return [exc]
             finally:
                 os.close(fd)
             if st is not None:
@@ -946,12 +1041,14 @@ def _restore_share(
     root: Path,
     store: ObjectStore,
     replace: Replace,
+    checked: Checked | None,
 ) -> None:
     """A restore helper's work: the batches it claims, each followed by a frame.
 
     A frame lists (position among all the batches' files, mtime_ns, ctime_ns, inode)
-    of each file restored; a file whose object is bad is left out, for the parent to
-    restore again and get the error itself. The last frame is None.
+    of each file restored; a file whose object is bad, or that was kept (KeptChanged),
+    is left out, for the parent to try again and get the error itself. The last
+    frame is None.
     """
     with Walker(root) as walker:
         while (pieces := tickets.claim()) is not None:
@@ -960,8 +1057,10 @@ def _restore_share(
                 have = read_batch(store, batch)
                 restored = [
                     (first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                    for i, st in enumerate(write_batch(walker, batch, store, replace, have))
-                    if not isinstance(st, ObjectError)
+                    for i, st in enumerate(
+                        write_batch(walker, batch, store, replace, have, checked)
+                    )
+                    if not isinstance(st, DvfsError)
                 ]
                 if not channel.send(restored):
                     return
