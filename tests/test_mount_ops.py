@@ -23,8 +23,10 @@ import pyfuse3
 import pytest
 import trio
 import trio.testing
+import yaml
 
 from daemon.data import fetcher as fetcher_module
+from daemon.data import meta as meta_module
 from daemon.data.chunk_cache import ChunkCache
 from daemon.data.digests import Digests
 from daemon.data.fetcher import MAX_INFLIGHT_BYTES, MAX_RUN, Fetcher
@@ -36,6 +38,7 @@ from daemon.fs.namespace import Layout
 from daemon.fs.versions import VersionsFs
 from daemon.source import RepositorySource
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
+from tests.support.cli import fsck_clean
 from tests.support.forge import content_entry
 from tests.support.mount import commit, write
 from vfs import (
@@ -48,6 +51,7 @@ from vfs import (
     RemoteUnreachable,
     hash_bytes,
 )
+from vfs.ops.browse import show_version
 from vfs.remote.read import RemoteChunks, RunPiece
 from vfs.repo.repository import Repository
 from vfs.store.compression import Compression
@@ -929,3 +933,31 @@ def test_handlers_refuse_writes_with_erofs(tmp_path: Path) -> None:
             assert await fuse_errno(call) == errno.EROFS
 
     run_fs(fs, scenario)
+
+
+def test_a_versions_meta_file_lists_its_files_up_to_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.versions/meta/vN.yaml`` was made whole, every file listed, and kept even past
+    ``KEEP_BYTES``: a stat of the file of a version of millions of files grew the
+    daemon by hundreds of MB. Its files are listed up to ``FILES_BYTES`` of text, the
+    first in path order, and it says how many it leaves out; ``dvfs show`` lists all."""
+    repo = Repository.init(tmp_path / "repo")
+    for i in range(40):
+        write(repo.root, f"data/f{i:03d}.txt", b"x")
+    oid = commit(repo, "many")
+    monkeypatch.setattr(meta_module, "FILES_BYTES", 10 * (len("data/f000.txt") + 100))
+
+    async def made() -> tuple[Entry, bytes]:
+        files = meta_module.MetaFiles(repo.history, trio.CapacityLimiter(1))
+        e = await files.entry(oid, b"v1.yaml", 0)
+        pieces = [await files.chunk(c.oid) for c in e.chunks]
+        return e, b"".join(p or b"" for p in pieces)
+
+    e, data = trio.run(made)
+    assert e.size == len(data) and e.digest == hash_bytes(data)
+    shown = yaml.safe_load(data)
+    assert list(shown["files"]) == [f"data/f{i:03d}.txt" for i in range(10)]
+    assert shown["files_not_listed"] == 30 and shown["totals"]["files"] == 40
+    assert len(show_version(repo.history, oid)["files"]) == 40
+    fsck_clean(repo.root)

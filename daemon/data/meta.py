@@ -1,13 +1,17 @@
 """``MNT/.versions/meta/vN.yaml``: each version's metadata, readable by any tool.
 
 A file's content is ``dvfs show vN --format yaml`` of that version (``vfs.version_yaml``:
-metadata, parameters, pipeline lineage, every file), made in a worker thread when the
+metadata, parameters, pipeline lineage, its files), made in a worker thread when the
 file is first looked up or listed, and served like any file of a version: cut into
 pieces of ``PIECE`` bytes whose ids are their BLAKE3, which the fetcher asks this
 module for (``chunk``) before it looks anywhere else. Versions never change, so
 neither does their YAML: an entry made once keeps its inode and the kernel may cache
-it. The text of at most ``KEEP_BYTES`` of versions is kept; a piece of one let go of
-is made again, from the version, when it is read. The entry of each file (its size
+it. Its files are listed up to about ``FILES_BYTES`` of text, the first in path order;
+a version with more says how many are left out (``files_not_listed``), so one file
+is never larger than about that (``dvfs show`` lists them all). The text of at most
+``KEEP_BYTES`` of versions is kept (and the newest, up to ``FILES_BYTES`` and the
+version's metadata, whatever its size); a piece of one let go of is made again, from
+the version, when it is read. The entry of each file (its size
 and the ids of its pieces, a few hundred bytes) is kept as long as the mount runs.
 
 Listing ``meta/`` makes the YAML of every version it lists the first time (the size
@@ -25,6 +29,9 @@ from vfs import ChunkRef, Entry, History, Kind, hash_bytes, version_yaml
 
 PIECE = 1 << 20
 KEEP_BYTES = 64 << 20
+# The files of one version's YAML, in bytes of text (about 100,000 files): making a
+# version of millions of files whole took as many hundreds of MB, and all was kept.
+FILES_BYTES = 16 << 20
 
 
 class MetaFiles:
@@ -43,7 +50,9 @@ class MetaFiles:
         if data is not None:
             self._text.move_to_end(oid)
             return data
-        text = await trio.to_thread.run_sync(version_yaml, self.history, oid, limiter=self.limiter)
+        text = await trio.to_thread.run_sync(
+            version_yaml, self.history, oid, FILES_BYTES, limiter=self.limiter
+        )
         data = text.encode("utf-8", "surrogateescape")
         self._text[oid] = data
         self._held += len(data)

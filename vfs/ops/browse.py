@@ -166,6 +166,9 @@ def _file_record(e: Entry, added: str | None) -> dict[str, Any]:
 
 
 TOP_DIRECTORIES = 10  # directories `dvfs show` lists, largest first
+# About the text of one file's record in YAML, less its path and link target
+# (``  PATH: {hash: <64 hex digits>, size: N, added: vN}``), for ``files_bytes``.
+FILE_RECORD_BYTES = 100
 
 
 def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any]:
@@ -201,10 +204,18 @@ def _bounded_stage(described: dict[str, Any]) -> dict[str, Any]:
 
 
 def show_version(
-    hist: History, oid: bytes, files: bool = True, changes: bool = True
+    hist: History,
+    oid: bytes,
+    files: bool = True,
+    changes: bool = True,
+    files_bytes: int | None = None,
 ) -> dict[str, Any]:
     """:func:`show` of the version ``oid``; without ``changes`` (see
-    :func:`version_changes`) if not ``changes``."""
+    :func:`version_changes`) if not ``changes``. ``files_bytes``, if given, bounds
+    the files listed: the first ones in path order whose records come to about that
+    many bytes of text (``FILE_RECORD_BYTES`` each, and their path and link target),
+    and ``files_not_listed`` then counts the others: a version of millions of files
+    is never held whole."""
     from vfs.pipeline.record import describe_all  # (and the pipeline's modules: for this alone)
 
     v = hist.version(oid)
@@ -227,18 +238,28 @@ def show_version(
     if not changes:
         del data["changes"]
     if files:
-        added = added_in(hist, oid)
-        data["files"] = {
-            os.fsdecode(p): _file_record(e, added.get(p)) for p, e in hist.walk(v.tree)
-        }
+        listed: list[tuple[bytes, Entry]] = []
+        room = files_bytes
+        for p, e in hist.walk(v.tree):
+            if room is not None:
+                room -= len(p) + len(e.target) + FILE_RECORD_BYTES
+                if room < 0:
+                    break
+            listed.append((p, e))
+        cut = files_bytes is not None and extent.files > len(listed)
+        added = added_in(hist, oid, [p for p, _ in listed] if cut else None)
+        data["files"] = {os.fsdecode(p): _file_record(e, added.get(p)) for p, e in listed}
+        if cut:
+            data["files_not_listed"] = extent.files - len(listed)
     return data
 
 
-def version_yaml(hist: History, oid: bytes) -> str:
-    """``dvfs show REV --format yaml`` of version ``oid`` (also a mount's ``.versions/meta``)."""
+def version_yaml(hist: History, oid: bytes, files_bytes: int | None = None) -> str:
+    """``dvfs show REV --format yaml`` of version ``oid`` (also a mount's ``.versions/meta``,
+    which lists files up to about ``files_bytes`` of text: see :func:`show_version`)."""
     from vfs.model import yaml12
 
-    return yaml12.dump(show_version(hist, oid, files=True))
+    return yaml12.dump(show_version(hist, oid, files=True, files_bytes=files_bytes))
 
 
 def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) -> dict[str, Any]:
