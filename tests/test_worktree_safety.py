@@ -1052,3 +1052,41 @@ def test_a_file_changed_while_a_checkout_replaces_it_is_kept_and_reported(
     st = repo.status()
     assert st["modified"] == [mine] and st["staged"] == [] and st["untracked"] == []
     repo.fsck_clean()
+
+
+RACING_DELETE = """
+import sys
+import vfs.worktree.remove as remove
+from vfs.cli import main
+real, done = remove._unlink_all, []
+def unlink_all(dir_fd, head, leaves, *rest):
+    if b"gone.txt" in leaves and not done:
+        done.append(1)
+        with open("d/gone.txt", "ab") as f:
+            f.write(b"my line\\n")
+    return real(dir_fd, head, leaves, *rest)
+remove._unlink_all = unlink_all
+main()
+"""
+
+
+def test_a_file_changed_while_a_checkout_deletes_it_is_kept_and_reported(repo: Repo) -> None:
+    """A file the version does not have is deleted once the checkout found it clean;
+    a line appended meanwhile went with it. It is kept, named, the command exits 1,
+    and the file is left untracked (the version does not hold it)."""
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/gone.txt", "old\n")
+    repo.ok("add", "d")
+    first = repo.commit("one")
+    repo.ok("rm", "d/gone.txt")
+    repo.commit("two")
+    repo.ok("checkout", first)
+    proc = run_as_dvfs(repo.root, RACING_DELETE, "switch", "main")
+    assert proc.returncode == 1, proc.stderr
+    assert repo.read("d/gone.txt") == b"old\nmy line\n"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d/gone.txt" in lines[0] and "kept as changed" in lines[0]
+    st = repo.status()
+    assert st["untracked"] == ["d/gone.txt"] and st["modified"] == [] and st["staged"] == []
+    assert not [p.name for p in (repo.root / "d").iterdir() if p.name.startswith(".tmp-")]
+    repo.fsck_clean()

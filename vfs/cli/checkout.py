@@ -91,8 +91,7 @@ def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> No
         them = "it was" if len(r.kept) == 1 else "they were"
         line = (
             f"{names}{more} changed while {quoted(r.label)} was being written: {them} kept "
-            f"as changed, not replaced by {quoted(r.label)}'s (`dvfs status` shows the "
-            "changes)"
+            f"as changed, not made as {quoted(r.label)} has it (`dvfs status` shows it)"
         )
         if not r.failed:
             fail(line)

@@ -492,10 +492,14 @@ def _decide_and_write(
     with _interrupted(label, again, report):
         if doomed or retime:
             ready()
-        report.deleted = remove_many(repo.root, doomed, workers)
+        # (as checked: a file changed since is kept, not deleted)
+        gone = {p: (r.ino, r.size, r.mtime_ns) for p in doomed
+                if (r := current.get(p)) is not None and r.ctime_ns >= 0}  # fmt: skip
+        report.deleted = remove_many(repo.root, doomed, workers, gone, report.kept)
         if not rows:
             for p in doomed:
-                index.entries.pop(p, None)
+                if p not in report.kept:  # (PATHs: a file kept keeps its entry)
+                    index.entries.pop(p, None)
         with Walker(repo.root) as walker:
             for p, e in retime:  # same bytes: only align the recorded mtime
                 dir_fd, leaf = walker.parent(p)
@@ -534,11 +538,12 @@ def _decide_and_write(
         if todo:
             drop_marker(repo.dir / RESTORING)
         _reached("written")
-        report.kept = sorted(p for p, exc in failed.items() if isinstance(exc, KeptChanged))
-        for p in report.kept:
+        changed = [p for p, exc in failed.items() if isinstance(exc, KeptChanged)]
+        for p in changed:
             del failed[p]
             if not paths:  # (the version's entry, no stat: `status` hashes it, says modified)
                 fresh[p] = staged_from_entry(wanted[p], None)
+        report.kept = sorted(report.kept + changed)
         report.failed.update(failed)
         with Walker(repo.root) as walker:
             for p in empty:  # the version's empty directories (a snapshot of a mount records them)

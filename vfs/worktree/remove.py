@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat as statmod
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs._os.beneath import ABSENT, LIST, Walker, listing
+from vfs._os.beneath import ABSENT, LIST, Walker, listing, rename_noreplace
 from vfs.errors import DvfsError
 from vfs.model.names import MAX_DEPTH
 from vfs.quoting import quoted
-from vfs.store.durable import TMP_PREFIX, is_tmp_leaf
+from vfs.store.durable import TMP_PREFIX, is_tmp_leaf, tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
 from vfs.worktree.scan import SKIP_DIRS, scan
 
@@ -136,7 +137,13 @@ def prune_empty_dirs(walker: Walker, rel_dir: bytes) -> None:
 DELETE_BATCH = 256  # files of one directory per task
 
 
-def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
+def remove_many(
+    root: Path,
+    paths: Iterable[bytes],
+    workers: Workers,
+    checked: Mapping[bytes, tuple[int, int, int]] | None = None,
+    kept: list[bytes] | None = None,
+) -> int:
     """Delete working files and links, then the directories they leave empty.
 
     Like :func:`remove_path` for each, with the same care (nothing through a link, a
@@ -148,6 +155,11 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
     to four times as fast as one after the other (``rm -rf``). Then each directory
     that held some is tried once, deepest first, for ``rmdir``. Progress counts
     files (``workers.progress``, from this thread). Returns how many were deleted.
+
+    ``checked``: the (inode, size, mtime_ns) of files as the caller found them safe to
+    delete. Each of them is first renamed aside (to a temporary name), compared, and
+    deleted only if it is still that file: else it is renamed back and added to
+    ``kept`` (a user's write after the check is never deleted with the file).
     """
     by_dir: dict[bytes, list[bytes]] = {}
     for rel in paths:
@@ -189,7 +201,7 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
                             head,
                             fd,
                             len(batch),
-                            workers.deletes.submit(_unlink_all, fd, head, batch),
+                            workers.deletes.submit(_unlink_all, fd, head, batch, checked, kept),
                         )
                     )
                     while len(pending) >= 2 * DELETE_THREADS:
@@ -214,26 +226,66 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
     return removed
 
 
-def _unlink_all(dir_fd: int, head: bytes, leaves: list[bytes]) -> int:
+def _unlink_all(
+    dir_fd: int,
+    head: bytes,
+    leaves: list[bytes],
+    checked: Mapping[bytes, tuple[int, int, int]] | None = None,
+    kept: list[bytes] | None = None,
+) -> int:
     """Unlink ``leaves`` in directory ``head``, open as ``dir_fd``, then close it; how many.
 
     A name that is gone, or is a directory, is left (as :func:`remove_path` does).
+    One in ``checked`` is deleted only if unchanged (:func:`remove_many`).
     """
     n = 0
     try:
         for leaf in leaves:
+            rel = head + b"/" + leaf if head else leaf
             try:
-                os.unlink(leaf, dir_fd=dir_fd)
+                if checked is not None and (was := checked.get(rel)) is not None:
+                    if not _unlink_unchanged(dir_fd, leaf, was):
+                        if kept is not None:
+                            kept.append(rel)  # (list.append: safe from several threads)
+                        continue
+                else:
+                    os.unlink(leaf, dir_fd=dir_fd)
             except IsADirectoryError:
                 continue
             except OSError as exc:
                 if exc.errno not in ABSENT:
-                    raise not_writable(exc, head + b"/" + leaf if head else leaf, "delete") from exc
+                    raise not_writable(exc, rel, "delete") from exc
                 continue
             n += 1
     finally:
         os.close(dir_fd)
     return n
+
+
+def _unlink_unchanged(dir_fd: int, leaf: bytes, was: tuple[int, int, int]) -> bool:
+    """Delete ``leaf`` of ``dir_fd`` if it is still the file (inode, size, mtime_ns)
+    ``was``: renamed aside at once, then compared, deleted, or renamed back (False).
+
+    A write made before the rename is seen; one made after it through the name makes a
+    new file, which is not touched. Where a new file stands at ``leaf`` by the time the
+    changed one would go back, the changed one is put at ``LEAF.dvfs-kept`` (a name
+    no cleanup removes) and an error names it.
+    """
+    aside = tmp_leaf(leaf)
+    os.rename(leaf, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    st = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
+    if (st.st_ino, st.st_size, st.st_mtime_ns) == was and not statmod.S_ISDIR(st.st_mode):
+        os.unlink(aside, dir_fd=dir_fd)
+        return True
+    try:
+        rename_noreplace(dir_fd, aside, dir_fd, leaf)
+    except FileExistsError:
+        rename_noreplace(dir_fd, aside, dir_fd, leaf + b".dvfs-kept")
+        raise DvfsError(
+            f"{quoted(leaf)} changed while it was being deleted, and a new file was made "
+            f"at its name meanwhile: the changed one is kept as {quoted(leaf + b'.dvfs-kept')}"
+        ) from None
+    return False
 
 
 def _and_above(rel_dir: bytes) -> Iterator[bytes]:
