@@ -1090,3 +1090,30 @@ def test_a_file_changed_while_a_checkout_deletes_it_is_kept_and_reported(repo: R
     assert st["untracked"] == ["d/gone.txt"] and st["modified"] == [] and st["staged"] == []
     assert not [p.name for p in (repo.root / "d").iterdir() if p.name.startswith(".tmp-")]
     repo.fsck_clean()
+
+
+def test_a_file_changed_again_while_restore_replaces_it_is_kept_and_reported(
+    repo: Repo,
+) -> None:
+    """`dvfs restore PATH` discards the changes it found; a write made after it looked
+    (another editor saving) is not one of them: the file is kept as written, named
+    as not restored, and the command exits 1."""
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/b.txt", "bee\n")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.write("d/a.txt", "mine\n")
+    repo.write("d/b.txt", "mine too\n")
+    action = (
+        "        with open('d/a.txt', 'r+b') as f:\n"
+        "            f.write(b'my newer edit, longer\\n')"
+    )
+    code = RACING_CHECKOUT.format(leaf=b"a.txt", action=action)
+    proc = run_as_dvfs(repo.root, code, "restore", "d")
+    assert proc.returncode == 1, proc.stderr
+    assert repo.read("d/a.txt") == b"my newer edit, longer\n"
+    assert repo.read("d/b.txt") == b"bee\n"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d/a.txt" in lines[0] and "changed while" in lines[0]
+    assert repo.status()["modified"] == ["d/a.txt"]
+    repo.fsck_clean()

@@ -431,6 +431,9 @@ def _restore_files(
             "nothing was restored"
         )
     todo: list[tuple[bytes, Entry]] = []
+    # Files as checked here: replaced only if still so (a write meanwhile is kept, and
+    # the file reported not restored: vfs.worktree.restore._swap_in).
+    checked: dict[bytes, tuple[int, int, int]] = {}
     for p, e in want.items():
         if p in on_disk:  # untracked, and holding the content already
             report.unchanged += 1
@@ -445,6 +448,8 @@ def _restore_files(
             report.unchanged += 1
         else:
             todo.append((p, e))
+            if disk is not None and disk.ctime_ns >= 0:
+                checked[p] = (disk.ino, disk.size, disk.mtime_ns)
     where: dict[bytes, tuple[int, int]] = {}  # (the chunks' places, if all are here)
     unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command="restore",
@@ -476,7 +481,7 @@ def _restore_files(
             )
     with restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(
-            repo.root, todo, repo.store, workers, replace, where=where or None
+            repo.root, todo, repo.store, workers, replace, where=where or None, checked=checked
         )
     report.failed.update(failed)
     for p, _ in todo:
