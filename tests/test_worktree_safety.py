@@ -1117,3 +1117,38 @@ def test_a_file_changed_again_while_restore_replaces_it_is_kept_and_reported(
     assert len(lines) == 1 and "d/a.txt" in lines[0] and "changed while" in lines[0]
     assert repo.status()["modified"] == ["d/a.txt"]
     repo.fsck_clean()
+
+
+RACING_RETIME = """
+import vfs.ops.checkout as checkout
+from vfs.cli import main
+real = checkout.remove_many
+def remove_many(*args):
+    with open("d/a.txt", "r+b") as f:
+        f.write(b"changed meanwhile\\n")
+    return real(*args)
+checkout.remove_many = remove_many
+main()
+"""
+
+
+def test_a_file_changed_while_a_checkout_aligns_its_mtime_is_not_recorded_clean(
+    repo: Repo,
+) -> None:
+    """A file holding the version's bytes with another mtime is not written: its mtime
+    is set and its new stat recorded as clean. A write after the check was recorded
+    so too: `status` said nothing, and the next checkout replaced it unasked. It is
+    left unstamped, named, the command exits 1, and `status` shows it modified."""
+    repo.write("d/a.txt", "one\n")
+    os.utime(repo.root / "d/a.txt", ns=(10**18, 10**18))
+    repo.ok("add", "d")
+    first = repo.commit("one")
+    os.utime(repo.root / "d/a.txt", ns=(2 * 10**18, 2 * 10**18))
+    repo.ok("add", "d")
+    repo.commit("same bytes, another mtime")
+    proc = run_as_dvfs(repo.root, RACING_RETIME, "checkout", first)
+    assert proc.returncode == 1, proc.stderr
+    assert repo.read("d/a.txt") == b"changed meanwhile\n"
+    assert "d/a.txt" in proc.stderr and "kept as changed" in proc.stderr
+    assert repo.status()["modified"] == ["d/a.txt"]
+    repo.fsck_clean()

@@ -452,8 +452,10 @@ def _decide_and_write(
                 report.unchanged += 1
             elif st.st_nlink > 1:
                 todo.append((p, e))  # same bytes, shared with another name: never changed
+                checked[p] = _checked_as(cur, st)
             else:
                 retime.append((p, e))
+                checked[p] = _checked_as(cur, st)  # (not written: to tell a change since)
     # The data the files need, fetched now if it is only on a remote: a remote that
     # fails, or --offline, stops the checkout here, before anything has changed.
     where: dict[bytes, tuple[int, int]] = {}  # (the chunks' places, if all are here)
@@ -503,9 +505,15 @@ def _decide_and_write(
         with Walker(repo.root) as walker:
             for p, e in retime:  # same bytes: only align the recorded mtime
                 dir_fd, leaf = walker.parent(p)
+                was = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+                if identity(was) != checked[p]:  # changed since: no stat, `status` hashes it
+                    fresh[p] = staged_from_entry(e, None)
+                    report.kept.append(p)
+                    continue
                 os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
                 st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
-                fresh[p] = staged_from_entry(e, st)
+                same = (st.st_ino, st.st_size) == (was.st_ino, was.st_size)
+                fresh[p] = staged_from_entry(e, st if same else None)
                 report.unchanged += 1
 
         def replace(rel: bytes) -> bool:  # something else stands where the version has rel
