@@ -1152,3 +1152,39 @@ def test_a_file_changed_while_a_checkout_aligns_its_mtime_is_not_recorded_clean(
     assert "d/a.txt" in proc.stderr and "kept as changed" in proc.stderr
     assert repo.status()["modified"] == ["d/a.txt"]
     repo.fsck_clean()
+
+
+RACING_RM = """
+import vfs.repo.stage as stage
+from vfs.cli import main
+real = stage.Index.save
+def save(self, *args, **kw):
+    with open("d/a.txt", "ab") as f:
+        f.write(b"my line\\n")
+    return real(self, *args, **kw)
+stage.Index.save = save
+main()
+"""
+
+
+def test_a_file_changed_while_rm_deletes_it_is_kept_and_reported(repo: Repo) -> None:
+    """`dvfs rm` deletes files it found clean; a line appended after the check went
+    with the file. It is kept (untracked now, as rm unstaged it), named, and the
+    command exits 1; a file touched but unchanged is still deleted."""
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/b.txt", "bee\n")
+    repo.ok("add", "d")
+    repo.commit("one")
+    os.utime(repo.root / "d/b.txt", ns=(10**18, 10**18))  # (same bytes: stat differs)
+    proc = run_as_dvfs(repo.root, RACING_RM, "rm", "d/a.txt", "d/b.txt")
+    assert proc.returncode == 1, proc.stderr
+    assert repo.read("d/a.txt") == b"one\nmy line\n"
+    assert not (repo.root / "d/b.txt").exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d/a.txt" in lines[0] and "kept as changed" in lines[0]
+    st = repo.status()
+    assert st["untracked"] == ["d/a.txt"]
+    assert [(c["path"], c["status"]) for c in st["staged"]] == [
+        ("d/a.txt", "removed"), ("d/b.txt", "removed"),
+    ]  # fmt: skip
+    repo.fsck_clean()

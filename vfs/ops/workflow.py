@@ -453,6 +453,7 @@ def rm(
             if not under and rel not in settled:
                 raise UsageError(f"{quote_given(a)} is not tracked: nothing was removed")
             targets.extend(under)
+        gone: dict[bytes, tuple[int, int, int]] | None = None  # (none: --force, or --cached)
         if not cached and not force:
             from vfs.ops.status import work_state
 
@@ -474,6 +475,10 @@ def rm(
                     what="nothing was removed; commit them first, or use --cached to stop "
                     "tracking and keep the files, or --force to delete them anyway",
                 )  # fmt: skip
+            # Each file as checked: deleted below only if it is still that file.
+            absent = set(state.deleted)
+            gone = {p: (s.ino, s.size, s.mtime_ns) for p, s in sub.entries.items()
+                    if s.ctime_ns >= 0 and p not in absent}  # fmt: skip
         targets = list(dict.fromkeys(targets))  # (paths named twice, or a file and its directory)
         index.head = None
         index.removed_absent.update(p for p in targets if index.is_absent(p))
@@ -486,13 +491,19 @@ def rm(
         # The index first: one that cannot be saved (a full disk) leaves every file
         # where it was, tracked as before; a file left after it is saved is untracked.
         index.save()
+        kept: list[bytes] = []
         if not cached:
-            from vfs.worktree.remove import remove_path
+            from vfs.worktree.remove import remove_many
 
-            with Walker(repo.root) as walker:
-                for p in targets:
-                    remove_path(walker, p)
+            remove_many(repo.root, targets, workers, gone, kept)
         resolved(repo, rels)  # (every conflict at or below them: what they hold is gone)
+    if kept:
+        shown = ", ".join(quoted(p) for p in sorted(kept)[:10])
+        more = f" and {len(kept) - 10} more" if len(kept) > 10 else ""
+        raise DvfsError(
+            f"{shown}{more} changed while rm deleted the files: kept as changed, and "
+            "untracked now (`dvfs add` tracks them again); the others were removed"
+        )
     return targets
 
 
