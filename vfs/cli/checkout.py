@@ -88,10 +88,10 @@ def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> No
     if r.kept:
         names = ", ".join(quoted(p) for p in r.kept[:10])
         more = f" and {len(r.kept) - 10} more" if len(r.kept) > 10 else ""
-        them = "it was" if len(r.kept) == 1 else "they were"
+        them, it = ("it was", "it") if len(r.kept) == 1 else ("they were", "them")
         line = (
             f"{names}{more} changed while {quoted(r.label)} was being written: {them} kept "
-            f"as changed, not made as {quoted(r.label)} has it (`dvfs status` shows it)"
+            f"as changed, not made as {quoted(r.label)} has {it} (`dvfs status` shows {it})"
         )
         if not r.failed:
             fail(line)
