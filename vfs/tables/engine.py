@@ -63,7 +63,7 @@ from typing import Any, Protocol, TypeVar
 import _duckdb as duckdb  # the engine without the package's Python layer (above)
 
 from vfs.errors import DvfsError
-from vfs.tables.formats import LOOK, MAX_LINE, Format, refusal
+from vfs.tables.formats import LOOK, MAX_COLUMNS, MAX_LINE, Format, columns_in, refusal
 
 SNIFF_BYTES = 4 * 1024 * 1024  # the prefix a CSV's dialect and types are detected on
 SNIFF_ROWS = 20480
@@ -533,6 +533,11 @@ class Engine:
         names = [f.name for f in self.parquet_fields(path)]
         return None if names == list(table.names) else names
 
+    def parquet_width(self, path: Path) -> int:
+        """How many columns the Parquet file ``path`` has, from its footer alone."""
+        rows = self.run(f"SELECT num_children FROM parquet_schema({literal(str(path))}) LIMIT 1")
+        return int(rows[0][0] or 0) if rows else 0
+
     def parquet_fields(self, path: Path) -> tuple[Field, ...]:
         """The columns of the Parquet file ``path`` as its footer writes them, each with
         the fields nested in it (the footer alone is read)."""
@@ -704,6 +709,8 @@ class Engine:
                     end = cut + 1  # as _sample cuts it
                 if refusal(fmt, head[: min(LOOK, end)], b"", size) is not None:
                     return
+                if columns_in(fmt, head[:LOOK], size)[0] > MAX_COLUMNS:
+                    return  # (sniff_pair is not asked: rowdiff refuses it first)
                 sample = self.scratch / f"{path.name}.sniff"  # as _sample names it
                 sample.write_bytes(memoryview(head)[:end])
             except OSError:

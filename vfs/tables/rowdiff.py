@@ -130,7 +130,16 @@ from vfs.tables.engine import (
     literal,
     scan_options,
 )
-from vfs.tables.formats import MAX_LINE, NAMES, SUFFIXES, Format, format_of, refusal
+from vfs.tables.formats import (
+    MAX_COLUMNS,
+    MAX_LINE,
+    NAMES,
+    SUFFIXES,
+    Format,
+    columns_in,
+    format_of,
+    refusal,
+)
 from vfs.tables.result import (
     CLI,
     ByteSummary,
@@ -157,11 +166,8 @@ LINE_SHARE = 0.25  # the line path gives up when more of the rows than this diff
 OLD_KEYS = "main.__old_keys"  # the old file's keys, read beside (_old_keys)
 BESIDE_MAX = 32 << 20  # and of a file of at most this many bytes
 PARTS = ("main.__part_old", "main.__part_new")  # the changed rows, read once (_held)
+PARQUET_COLUMN_BYTES = 4  # a column's least bytes in a footer: its name, type, repetition
 MAX_LIMIT = (1 << 63) - 1  # rows shown at most: the engine's LIMIT is a 64-bit number
-# Columns a side may have to be compared row by row: the engine's plan of the keyed
-# join grows with the square of the columns, outside its memory limit (4,000 columns
-# of 100 rows, a 2 MB CSV: 9.6 GB and 4 minutes; 1,000: 0.9 GB and 11 s).
-MAX_COLUMNS = 1024
 
 
 def diff_rows(
@@ -218,6 +224,10 @@ def _diff_rows(
         why = refusal(fmt, side.head, side.tail, side.size, lines)
         if why:
             return _bytes_only(out, old, new, f"{_where(side)} is not {NAMES[fmt]}: {why}")
+    for side in (old, new):  # before the engine detects them, slowly for so many
+        wide = _too_wide(engine, fmt, side)
+        if wide:
+            return _bytes_only(out, old, new, f"{_where(side)} is not compared row by row: {wide}")
     try:
         ot, nt = engine.sniff_pair(
             fmt, lambda: _sniffed(old, fmt), old.size, lambda: _sniffed(new, fmt), new.size,
@@ -628,6 +638,26 @@ def _sniffed(side: Side, fmt: Format) -> Path:
     if fmt in ("csv", "tsv"):
         return side.fill(0, engine_module.SNIFF_BYTES)
     return side.file
+
+
+def _too_wide(engine: Engine, fmt: Format, side: Side) -> str | None:
+    """Why ``side`` has too many columns to be compared (``MAX_COLUMNS``), as its first
+    bytes (``columns_in``) or a Parquet file's footer tell, or None. A footer of fewer
+    bytes than a column's least in it times ``MAX_COLUMNS`` is not read."""
+    if fmt == "parquet":
+        footer = int.from_bytes(side.tail[-8:-4], "little") if len(side.tail) >= 8 else 0
+        if footer <= PARQUET_COLUMN_BYTES * MAX_COLUMNS:
+            return None
+        try:
+            n, whole = engine.parquet_width(side.file), True
+        except NotTabular:
+            return None  # (the sniff says why)
+    else:
+        n, whole = columns_in(fmt, side.head, side.size)
+    if n <= MAX_COLUMNS:
+        return None
+    n_of = f"{n:,}" if whole else f"at least {n:,}"
+    return f"it has {n_of} columns, more than the {MAX_COLUMNS:,} compared"
 
 
 def _where(side: Side) -> str:
