@@ -122,6 +122,7 @@ V1: dict[str, str | bytes] = {
     "fields.parquet": parquet(FIELDS | {"id": [1]}),
     "unnamed.csv": ",id,\n1,1,3\n",
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "1\n",
+    "headless.csv": "id,v\n1,a\n",
     "wider.csv": WIDE_CSV + "1," * 2999 + "1\n",
     "wider.jsonl": WIDE_JSONL + json.dumps({f"k{i}": 1 for i in range(3000)}) + "\n",
     "wider.parquet": parquet({f"c{i}": [1] for i in range(2000)}),
@@ -177,6 +178,7 @@ V2: dict[str, str | bytes] = {
     "fields.parquet": parquet(FIELDS | {"id": [3]}),
     "unnamed.csv": ",id,\n1,1,4\n",
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "2\n",
+    "headless.csv": "1,a\n2,c\n",  # its header lost
     "wider.csv": WIDE_CSV + "1," * 2999 + "2\n",
     "wider.jsonl": WIDE_JSONL + json.dumps({f"k{i}": 2 for i in range(3000)}) + "\n",
     "wider.parquet": parquet({f"c{i}": [2] for i in range(2000)}),
@@ -527,6 +529,26 @@ def test_a_wide_file_is_counted_before_the_engine_reads_it(
             f"{path} in v1 is not compared row by row: {note}, more than the 1,024 "
             "compared: byte-level summary"
         ], d["notes"]
+
+
+def test_a_side_read_without_a_header_is_named(data: Repo) -> None:
+    # a CSV that lost its header line was shown as "column removed: id", "column
+    # added: column0", and --key id failed with "(its columns: column0, column1)":
+    # nothing said that side was read as having no header
+    note = (
+        "headless.csv in v2 is read without a header (its first line reads as a row), "
+        "headless.csv in v1 with one: their columns are named otherwise"
+    )
+    d = rows_json(data, "headless.csv")
+    assert d["notes"][0] == note, d["notes"]
+    assert [c["column"] for c in d["schema"]] == ["id", "v", "column0", "column1"], d
+    out = data.ok("diff", "v1", "v2", "headless.csv", "--rows").out
+    assert out.startswith(f"note: {note}\n"), out
+    err = assert_error(data.run("diff", "v1", "v2", "headless.csv", "--rows", "--key", "id"))
+    assert err == (
+        "dvfs: error: --key column id is not in headless.csv in v2 "
+        "(its columns: column0, column1): " + note
+    ), err
 
 
 def test_a_file_whose_bytes_changed_but_no_row_says_so(data: Repo) -> None:

@@ -248,6 +248,9 @@ def _diff_rows(
     fields = (_own_fields(engine, old, ot), _own_fields(engine, new, nt))
     skipped = _skipped(old, ot, new, nt)
     out.notes += _renamed(old, new, renames) + skipped
+    headerless = _headerless(old, ot, new, nt)
+    if headerless:
+        out.notes.append(headerless)
     if ot.empty and not nt.empty:
         ot = Table(fmt, nt.columns, empty=True)
     elif nt.empty and not ot.empty:
@@ -595,6 +598,19 @@ def _loads(v: Any) -> Any:
         return v
 
 
+def _headerless(old: Side, ot: Table, new: Side, nt: Table) -> str | None:
+    """What to say of a CSV or TSV file read with a header on one side and without on
+    the other (its first line reads as a row there: the engine names its columns
+    column0, column1...), or None."""
+    if ot.fmt not in ("csv", "tsv") or ot.empty or nt.empty or ot.has_header == nt.has_header:
+        return None
+    side, other = (new, old) if ot.has_header else (old, new)
+    return (
+        f"{_where(side)} is read without a header (its first line reads as a row), "
+        f"{_where(other)} with one: their columns are named otherwise"
+    )
+
+
 def _header_only(side: Side, table: Table) -> bool:
     """True for a CSV or TSV side holding its header and no row: the engine types its
     columns as text for want of values, which says nothing of the other side's."""
@@ -923,11 +939,13 @@ def _check_key(
                         "with fewer fields, hides it): mend that line"
                     )
             other = next((r for r in renamed if r[1] == missing[0]), None)
+            headerless = _headerless(old, ot, new, nt)
             raise UsageError(
                 f"{words.key} column {shown(missing[0])} is not in {_where(side)} "
                 f"(its columns: {listed or 'none'}{more})"
                 + ("" if other is None else f": its column {other[0] + 1} "
                    f"{shown(other[1])} is shown as {shown(other[2])}")
+                + ("" if not headerless or table.has_header else f": {headerless}")
             )  # fmt: skip
     if len(set(key)) != len(key):
         raise UsageError(f"{words.key} names a column twice")
