@@ -123,6 +123,12 @@ V1: dict[str, str | bytes] = {
     "unnamed.csv": ",id,\n1,1,3\n",
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "1\n",
     "headless.csv": "id,v\n1,a\n",
+    "blobs.parquet": parquet(
+        {
+            "id": [1, 2, 3],
+            "b": pa.array([b"\0\xff\x1b[2J", b"\\xff", b'a, "b"'], pa.binary()),
+        }
+    ),
     "wider.csv": WIDE_CSV + "1," * 2999 + "1\n",
     "wider.jsonl": WIDE_JSONL + json.dumps({f"k{i}": 1 for i in range(3000)}) + "\n",
     "wider.parquet": parquet({f"c{i}": [1] for i in range(2000)}),
@@ -179,6 +185,12 @@ V2: dict[str, str | bytes] = {
     "unnamed.csv": ",id,\n1,1,4\n",
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "2\n",
     "headless.csv": "1,a\n2,c\n",  # its header lost
+    "blobs.parquet": parquet(
+        {
+            "id": [1, 2, 3],
+            "b": pa.array([b"\xff", b"\\xff\\", "é".encode()], pa.binary()),
+        }
+    ),
     "wider.csv": WIDE_CSV + "1," * 2999 + "2\n",
     "wider.jsonl": WIDE_JSONL + json.dumps({f"k{i}": 2 for i in range(3000)}) + "\n",
     "wider.parquet": parquet({f"c{i}": [2] for i in range(2000)}),
@@ -549,6 +561,24 @@ def test_a_side_read_without_a_header_is_named(data: Repo) -> None:
         "dvfs: error: --key column id is not in headless.csv in v2 "
         "(its columns: column0, column1): " + note
     ), err
+
+
+def test_a_binary_value_is_shown_in_one_form(data: Repo) -> None:
+    # a binary value was its UTF-8 with the other bytes as \xNN, then quoted as a
+    # text: "\000\\xff\033[2J", two escape styles, and the byte 0xff and the four
+    # characters \xff were both "\\xff" (in --json too)
+    d = rows_json(data, "blobs.parquet", "--key", "id")
+    assert [r["changes"]["b"] for r in d["rows"]] == [
+        {"old": "\\x00\\xff\\x1b[2J", "new": "\\xff"},
+        {"old": "\\\\xff", "new": "\\\\xff\\\\"},
+        {"old": "a, \\x22b\\x22", "new": "\\xc3\\xa9"},
+    ], d["rows"]
+    out = data.ok("diff", "v1", "v2", "blobs.parquet", "--rows", "--key", "id").out
+    assert out.splitlines()[-3:] == [
+        "changed  id=1  b: \\x00\\xff\\x1b[2J -> \\xff",
+        "changed  id=2  b: \\\\xff -> \\\\xff\\\\",
+        'changed  id=3  b: "a, \\x22b\\x22" -> \\xc3\\xa9',
+    ], out
 
 
 def test_a_file_whose_bytes_changed_but_no_row_says_so(data: Repo) -> None:

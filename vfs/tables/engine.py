@@ -1007,14 +1007,24 @@ _AS_TEXT = (("decimal", "Decimal"), ("_decimal", "Decimal"), ("_pydecimal", "Dec
             ("uuid", "UUID"))  # fmt: skip
 
 
+# A binary value's text, byte by byte: printable ASCII as itself, a backslash doubled,
+# any other byte (and the double quote, which may enclose it) as \xNN, lowercase, so
+# that the byte 0xff (\xff) and the four characters \xff (\\xff) read apart.
+_BYTE_TEXT = {
+    b: "\\\\" if b == 0x5C else chr(b) if 0x20 <= b < 0x7F and b != 0x22 else f"\\x{b:02x}"
+    for b in range(256)
+}
+
+
 def plain_value(v: Any) -> Any:
-    """A value from the engine as JSON can hold it (dates as ISO text, and so on)."""
+    """A value from the engine as JSON can hold it (dates as ISO text, a binary value
+    as its ``_BYTE_TEXT``, and so on)."""
     if isinstance(v, (dt.datetime, dt.date, dt.time)):
         return v.isoformat()
     if isinstance(v, dt.timedelta) or _as_text(v):
         return str(v)
     if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).decode("utf-8", "backslashreplace")
+        return bytes(v).decode("latin-1").translate(_BYTE_TEXT)
     if isinstance(v, dict):
         return {str(k): plain_value(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

@@ -71,7 +71,9 @@ def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> st
     (``RowDiff.mixed``) a text that reads as another value (``2``, ``true``, ``[1]``:
     ``vfs.model.params.reads_as_other``), or any text if ``texts``, is quoted as
     parameters are, so that the text ``"2"`` and the number ``2`` are not shown alike
-    (a decimal or a timestamp, shown by its text, is not a text)."""
+    (a decimal or a timestamp, shown by its text, is not a text). A binary value is
+    its bytes in printable ASCII (``engine.plain_value``), unquoted where a text would
+    be: its backslashes are its own escapes, not doubled again."""
     if v is None:
         return "NULL"
     p = plain_value(v)
@@ -85,6 +87,9 @@ def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> st
         text = text[:MAX_VALUE] + "..."
     if isinstance(p, (dict, list)):  # its JSON: a whole of its own, its texts in quotes
         return escape_text(text)
+    if isinstance(v, (bytes, bytearray, memoryview)):  # printable ASCII, its own escapes
+        bare = text.replace("\\", "")
+        return text if text and shown(bare) == bare else f'"{text}"'  # (as a text is)
     if not isinstance(p, str):
         return quote_name(text)
     text = shown(text)
