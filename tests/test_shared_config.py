@@ -379,6 +379,16 @@ def test_a_directory_remote_inside_the_repository_is_refused(repo: Repo) -> None
     (repo.root / "dvfs.toml").write_text('[remotes.origin]\nurl = "data/remote"\n')
     for args in (("push",), ("fetch",), ("pull",)):
         repo.fail(*args, code=2, fragments=("remote origin is the directory", "data/remote"))
+    # `remote list` listed it as any other, saying nothing of it
+    for extra in ((), ("--json",)):
+        r = repo.ok("remote", "list", *extra)
+        assert "data/remote" in r.out, r.out
+        assert r.err == (
+            f"dvfs: warning: remote origin is the directory {repo.root / 'data/remote'}, "
+            f"inside the repository {os.path.realpath(repo.root)}: its files would mix with the "
+            "repository's: name a directory outside it (`dvfs remote remove NAME`, then "
+            "`dvfs remote add NAME DIR`): push, fetch and pull refuse it as it is\n"
+        ), r.err
     assert sorted(p.name for p in (repo.root / "data").iterdir()) == ["a"]
     repo.fsck_clean()
 

@@ -145,6 +145,9 @@ def remote_add(
 def remote_list(as_json: bool) -> None:
     """List remotes (the default one is marked *).
 
+    A directory remote inside the repository (a dvfs.toml written by hand may name
+    one) is listed with a warning: push, fetch and pull refuse it.
+
     \b
     Examples:
       dvfs remote list
@@ -156,6 +159,14 @@ def remote_list(as_json: bool) -> None:
     known = remotes.remotes(repo)
     default = remotes.default_remote(repo)
     local = remotes.local_names(repo)
+    for spec in known.values():
+        try:
+            remotes.refuse_inside(
+                repo.root, spec, "(`dvfs remote remove NAME`, then `dvfs remote add NAME DIR`): "
+                "push, fetch and pull refuse it as it is",
+            )  # fmt: skip
+        except UsageError as exc:
+            warn(str(exc))
     if as_json:
         emit_json(
             [{**s.shown(), "name": n, "default": n == default,
