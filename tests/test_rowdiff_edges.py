@@ -123,6 +123,7 @@ V1: dict[str, str | bytes] = {
     "unnamed.csv": ",id,\n1,1,3\n",
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "1\n",
     "headless.csv": "id,v\n1,a\n",
+    "scalars.jsonl": '{"id": 1}\n',
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -185,6 +186,7 @@ V2: dict[str, str | bytes] = {
     "unnamed.csv": ",id,\n1,1,4\n",
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "2\n",
     "headless.csv": "1,a\n2,c\n",  # its header lost
+    "scalars.jsonl": '{"id": 1}\n[1, 2]\n3\n',
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -579,6 +581,18 @@ def test_a_binary_value_is_shown_in_one_form(data: Repo) -> None:
         "changed  id=2  b: \\\\xff -> \\\\xff\\\\",
         'changed  id=3  b: "a, \\x22b\\x22" -> \\xc3\\xa9',
     ], out
+
+
+def test_a_record_that_is_no_object_is_named(data: Repo) -> None:
+    # the engine reads such a file as one column of whole records; the note said it
+    # "holds keys that differ only in case ()", naming none
+    d = rows_json(data, "scalars.jsonl")
+    assert d["method"] == "bytes", d
+    assert d["notes"] == [
+        "JSON Lines that the engine cannot read: scalars.jsonl in v2 holds a record that "
+        'is not a JSON object ("[1, 2]"), which the engine reads as one column of whole '
+        "records: byte-level summary"
+    ], d["notes"]
 
 
 def test_a_file_whose_bytes_changed_but_no_row_says_so(data: Repo) -> None:

@@ -564,8 +564,9 @@ class Engine:
         (``id`` and ``ID``): the engine takes them for one column, names the others
         ``ID_1`` (the next a number up), a key no record holds, and reads NULL there in
         every row; or an empty key (``""``): it reads each record whole as one column,
-        ``json``, where reordered keys are another value. Only a file with such a name
-        among its columns is read for its keys."""
+        ``json``, where reordered keys are another value, as it does when a record is
+        not an object (``[1, 2]``, ``3``). Only a file with such a name among its
+        columns is read for its keys."""
         lower = {n.lower() for n in table.names}
         if table.names != ["json"] and not any(
             (m := _NUMBERED.fullmatch(n)) and m.group(1).lower() in lower for n in table.names
@@ -587,6 +588,17 @@ class Engine:
         for k in held:
             cased.setdefault(k.lower(), []).append(k)
         clash = sorted(k for ks in cased.values() if len(ks) > 1 for k in ks)
+        if not clash:  # no such keys: a record that is no object made it read as one column
+            rows = self.run(
+                f"SELECT json FROM read_json_objects({literal(str(path))}{opts}) "
+                "WHERE json_type(json) <> 'OBJECT' LIMIT 1"
+            )
+            record = str(rows[0][0]) if rows else ""
+            shown = f" ({_quoted(record if len(record) <= 40 else record[:40] + '...')})"
+            raise NotTabular(
+                f"{path} holds a record that is not a JSON object{shown if rows else ''}, "
+                "which the engine reads as one column of whole records"
+            )
         raise NotTabular(
             f"{path} holds keys that differ only in case ({', '.join(map(_quoted, clash))}), "
             "which the engine reads as one column"
