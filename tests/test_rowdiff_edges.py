@@ -124,6 +124,7 @@ V1: dict[str, str | bytes] = {
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "1\n",
     "headless.csv": "id,v\n1,a\n",
     "scalars.jsonl": '{"id": 1}\n',
+    "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 2]}),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -187,6 +188,7 @@ V2: dict[str, str | bytes] = {
     "widest.csv": ",".join(f"c{i}" for i in range(1025)) + "\n" + "1," * 1024 + "2\n",
     "headless.csv": "1,a\n2,c\n",  # its header lost
     "scalars.jsonl": '{"id": 1}\n[1, 2]\n3\n',
+    "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 3]}),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -581,6 +583,14 @@ def test_a_binary_value_is_shown_in_one_form(data: Repo) -> None:
         "changed  id=2  b: \\\\xff -> \\\\xff\\\\",
         'changed  id=3  b: "a, \\x22b\\x22" -> \\xc3\\xa9',
     ], out
+
+
+def test_a_binary_key_named_twice_is_shown_as_its_rows_show_it(data: Repo) -> None:
+    # the rows showed k=\xff, the error about the key k="\\xff", a text's form
+    err = assert_error(data.run("diff", "v1", "v2", "blobkey.parquet", "--rows", "--key", "k"))
+    assert "blobkey.parquet in v1: k=\\xff names 2 rows;" in err, err
+    out = data.ok("diff", "v1", "v2", "blobkey.parquet", "--rows").out
+    assert out.splitlines()[-2:] == ["removed  k=\\xff, v=2", "added    k=\\xff, v=3"], out
 
 
 def test_a_record_that_is_no_object_is_named(data: Repo) -> None:

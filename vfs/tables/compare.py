@@ -13,7 +13,7 @@ from typing import Any
 
 from vfs.quoting import quote_name
 from vfs.tables.engine import Engine, NotTabular, Table, ident, plain_value
-from vfs.tables.result import KeyNotUnique, RowChange, RowDiff, shown
+from vfs.tables.result import KeyNotUnique, RowChange, RowDiff, shown, shown_binary
 
 # The engine's number types: a column that is one of them on each side is compared as
 # numbers even when they differ (BIGINT in one version, DOUBLE in the next).
@@ -363,9 +363,10 @@ def _show(v: Any) -> str:
     if v is None:
         return "NULL"
     text = str(plain_value(v))
+    show = shown_binary if isinstance(v, (bytes, bytearray, memoryview)) else shown
     if len(text) > _EXAMPLE_CHARS:
-        return f"{shown(text[:_EXAMPLE_CHARS])}... ({len(text):,} characters)"
-    return shown(text)
+        return f"{show(text[:_EXAMPLE_CHARS])}... ({len(text):,} characters)"
+    return show(text)
 
 
 def keyed(

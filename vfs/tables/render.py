@@ -53,7 +53,7 @@ from vfs.model.params import shown as cut
 from vfs.quoting import escape_text, quote_name
 from vfs.tables.engine import plain_value
 from vfs.tables.formats import NAMES
-from vfs.tables.result import RowChange, RowDiff, shown
+from vfs.tables.result import RowChange, RowDiff, shown, shown_binary
 
 MAX_VALUE = 200  # characters of one value shown in human output
 BEFORE = 20  # characters shown before where two long values alike that far part
@@ -87,9 +87,8 @@ def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> st
         text = text[:MAX_VALUE] + "..."
     if isinstance(p, (dict, list)):  # its JSON: a whole of its own, its texts in quotes
         return escape_text(text)
-    if isinstance(v, (bytes, bytearray, memoryview)):  # printable ASCII, its own escapes
-        bare = text.replace("\\", "")
-        return text if text and shown(bare) == bare else f'"{text}"'  # (as a text is)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return shown_binary(text)
     if not isinstance(p, str):
         return quote_name(text)
     text = shown(text)

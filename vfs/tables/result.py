@@ -92,6 +92,13 @@ def shown(text: str) -> str:
     return quoted
 
 
+def shown_binary(text: str) -> str:
+    """A binary value's text (``engine.plain_value``: printable ASCII, its own escapes)
+    quoted where a text would be for its separators, its backslashes not doubled."""
+    bare = text.replace("\\", "")
+    return text if text and shown(bare) == bare else f'"{text}"'
+
+
 @dataclass(frozen=True)
 class Words:
     """How a row diff's messages name what the user gave it and where: the CLI's
