@@ -565,6 +565,12 @@ def test_a_side_read_without_a_header_is_named(data: Repo) -> None:
         "dvfs: error: --key column id is not in headless.csv in v2 "
         "(its columns: column0, column1): " + note
     ), err
+    # and the other way: the side read with a header has no column0
+    err = assert_error(data.run("diff", "v1", "v2", "headless.csv", "--rows", "--key", "column0"))
+    assert err == (
+        "dvfs: error: --key column column0 is not in headless.csv in v1 "
+        "(its columns: id, v): " + note
+    ), err
 
 
 def test_a_binary_value_is_shown_in_one_form(data: Repo) -> None:

@@ -945,7 +945,7 @@ def _check_key(
                 f"(its columns: {listed or 'none'}{more})"
                 + ("" if other is None else f": its column {other[0] + 1} "
                    f"{shown(other[1])} is shown as {shown(other[2])}")
-                + ("" if not headerless or table.has_header else f": {headerless}")
+                + (f": {headerless}" if headerless else "")
             )  # fmt: skip
     if len(set(key)) != len(key):
         raise UsageError(f"{words.key} names a column twice")
