@@ -111,7 +111,8 @@ def columns_in(fmt: Format, head: bytes, size: int) -> tuple[int, bool]:
         return most, not cut
     if fmt != "jsonl":
         return 0, False
-    line = head[: head.find(b"\n")] if b"\n" in head else head
+    body = head.lstrip(b" \t\r\n\xef\xbb\xbf")  # (blank lines: no record, as refusal)
+    line = body[: body.find(b"\n")] if b"\n" in body else body
     if line.count(b":") <= MAX_COLUMNS:  # each key is followed by one: too few to count
         return 0, False
     found: set[str] = set()
@@ -126,4 +127,4 @@ def columns_in(fmt: Format, head: bytes, size: int) -> tuple[int, bool]:
             with contextlib.suppress(ValueError):
                 found.add(str(json.loads(key)).lower())
         key = token if depth == 1 and token.startswith(b'"') else None
-    return len(found), not cut and line == head.rstrip(b"\n")
+    return len(found), not cut and line == body.rstrip(b"\n")
