@@ -111,6 +111,22 @@ def test_head_size_and_etag(backend: Backend) -> None:
     assert backend.head("k").etag == etag  # same bytes, same ETag
 
 
+def test_stat_and_a_listing_without_etags_give_sizes_and_times(backend: Backend) -> None:
+    """``stat`` and ``list_info(etags=False)`` are ``head`` but for the ETag, which they
+    may leave empty (a directory remote then reads nothing of the object)."""
+    backend.put("packs/a", b"12345")
+    backend.put("packs/b", b"")
+    for key in ("packs/a", "packs/b"):
+        got, full = backend.stat(key), backend.head(key)
+        assert (got.size, got.modified) == (full.size, full.modified)
+        assert got.etag in ("", full.etag)
+    listed = {key: (i.size, i.modified) for key, i in backend.list_info("packs/", etags=False)}
+    assert listed == {k: (i.size, i.modified) for k, i in backend.list_info("packs/")}
+    assert listed["packs/a"][0] == 5
+    with pytest.raises(RemoteNotFound, match="not found"):
+        backend.stat("packs/c")
+
+
 def test_list_by_prefix(backend: Backend) -> None:
     keys = ["packs/1", "packs/2/x", "packsx", "index/1", "refs/heads/main", "refs/heads/ma"]
     for key in keys:

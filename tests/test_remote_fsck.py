@@ -29,6 +29,7 @@ from tests.support.forge import Forge, dir_entry, file_entry
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
+    pack_reads,
     remote_fixture,
 )
 from tests.test_remote_gc import (  # noqa: F401  (a fixture)
@@ -41,8 +42,10 @@ from vfs.errors import RemoteNotFound
 from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import Version, encode_version
+from vfs.ops.prune import prune
 from vfs.remote.check import fsck_remote
 from vfs.remote.config import Meter, get_remote
+from vfs.remote.gc import gc_remote
 from vfs.remote.layout import decode_segment, encode_segments
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
@@ -427,6 +430,34 @@ def test_fsck_remote_is_clean_after_a_remote_gc_merges_small_packs(
     assert swept["deleted_packs"] == PUSHES
     got = repo.json("fsck", "--remote", "--data", "--json")
     assert got["clean"] and got["packs"] == 1 and got["condemned_packs"] == 0, got
+    repo.fsck_clean()
+
+
+def test_fsck_remote_takes_pack_sizes_from_a_directory_listing_reading_no_pack(
+    make_repo: RepoFactory, dir_remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sizes from the listing, no download (README): on a directory remote the listing
+    of packs/ asked each pack's ETag, which hashes the whole file, so the check read
+    every byte of every pack, and so did `store prune` and a remote gc (each dead
+    pack's size). They read the versions and trees they look at, and no more."""
+    repo = seeded(make_repo, dir_remote)
+    repo.ok("switch", "-c", "side")
+    commit_files(repo, {"side.bin": rand(2 << 20, seed=1)}, "side")
+    repo.ok("push")
+    repo.ok("push", "--delete", "side")
+    repo.ok("switch", "main")
+    commit_files(repo, {"big.bin": rand(3 << 20)}, "three")
+    repo.ok("push")
+    root = Path(dir_remote.url.removeprefix("file://"))
+    got = pack_reads(monkeypatch, root)
+    here = Repository(repo.root)
+    spec = get_remote(here, None, record=False)
+    report = fsck_remote(here, spec)
+    assert report.clean and report.packs == 4, report
+    assert got == {"read": got["read"], "hashed": 0} and got["read"] < 64 << 10, got
+    assert not prune(here, spec, dry_run=True).problems
+    assert gc_remote(here, spec, dry_run=True).dead_packs == 1
+    assert got["hashed"] == 0 and got["read"] < 64 << 10, got
     repo.fsck_clean()
 
 

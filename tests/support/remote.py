@@ -8,11 +8,13 @@ the fixture as ``remote_fixture`` (it is named ``remote``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+import vfs.backends.local
 from tests.support.cli import Repo, Result, assert_ok, run
 from tests.support.s3server import S3Server
 from vfs.backends import Backend, open_backend
@@ -83,3 +85,28 @@ def dir_remote_fixture(tmp_path: Path) -> Remote:
     (the code they test is the same above every backend; ``remote`` runs both)."""
     path = tmp_path / "remote"
     return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))
+
+
+def pack_reads(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[str, int]:
+    """The bytes a directory remote at ``root`` reads of its packs from now on, counted
+    in ``"read"`` (ranges read) and ``"hashed"`` (read whole for an ETag); the dict
+    given back is updated as they are read. The packs are told by their inodes."""
+    packs = {p.stat().st_ino for p in (root / "packs").iterdir()}
+    got = {"read": 0, "hashed": 0}
+    read, etag_of = vfs.backends.local._read, vfs.backends.local._etag_of_fd
+
+    def counted_read(fd: int, start: int, length: int) -> bytes:
+        data = read(fd, start, length)
+        if os.fstat(fd).st_ino in packs:
+            got["read"] += len(data)
+        return data
+
+    def counted_etag(fd: int) -> str:
+        st = os.fstat(fd)
+        if st.st_ino in packs:
+            got["hashed"] += st.st_size
+        return etag_of(fd)
+
+    monkeypatch.setattr(vfs.backends.local, "_read", counted_read)
+    monkeypatch.setattr(vfs.backends.local, "_etag_of_fd", counted_etag)
+    return got

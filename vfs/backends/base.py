@@ -30,7 +30,10 @@ Contract, for every implementation:
   reader works on the first piece while the rest is on its way and never holds the
   whole range; pieces past the end of the object are short or empty. A piece is
   ``bytes`` or a view (S3 receives each into a page-aligned buffer of its own).
-- **head** returns size, ETag and the time of the last write by the server's clock.
+- **head** returns size, ETag and the time of the last write by the server's clock;
+  **stat** the same for a caller that needs no ETag (it may be ``""``: a directory
+  remote then reads nothing of the file), and ``list_info(prefix, etags=False)`` lists
+  with ``stat``'s information.
   ETags are opaque strings: compare them for equality and pass them back to
   ``put_conditional``, never parse them. They derive from the content (S3's MD5, the
   local BLAKE3), so rewriting the same bytes keeps the ETag: a compare-and-swap guards
@@ -244,16 +247,27 @@ class Backend(abc.ABC):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield every key that starts with ``prefix``, lazily, in no particular order."""
 
-    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+    def stat(self, key: str) -> ObjectInfo:
+        """``head`` for a caller that needs the size and time of the last write alone:
+        the ETag may be ``""``. A directory remote then reads nothing of the file (its
+        ETag hashes all of it: a whole pack for its size); S3 gives it anyway. This
+        default asks ``head``; wrappers forward it."""
+        return self.head(key)
+
+    def list_info(
+        self, prefix: str = "", *, etags: bool = True
+    ) -> Iterator[tuple[str, ObjectInfo]]:
         """Yield ``(key, info)`` for every key that starts with ``prefix``, in no order.
 
         S3 answers this with the listing itself (ListObjectsV2 gives each key's size,
-        ETag and LastModified); this default asks ``head`` for each listed key and skips
-        a key deleted in between. Wrappers forward it.
+        ETag and LastModified); this default asks ``head`` for each listed key (``stat``
+        with ``etags=False``: sizes and times only, the ETags maybe ``""``) and skips a
+        key deleted in between. Wrappers forward it.
         """
+        ask = self.head if etags else self.stat
         for key in self.list(prefix):
             try:
-                yield key, self.head(key)
+                yield key, ask(key)
             except RemoteNotFound:
                 continue
 

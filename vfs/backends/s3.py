@@ -445,8 +445,11 @@ class S3Backend(Backend):
         for key, _ in self.list_info(prefix):
             yield key
 
-    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
-        """Each key under ``prefix`` with its size, ETag and time, page by page.
+    def list_info(
+        self, prefix: str = "", *, etags: bool = True
+    ) -> Iterator[tuple[str, ObjectInfo]]:
+        """Each key under ``prefix`` with its size, ETag and time, page by page (the
+        ETags come with the listing: ``etags`` changes nothing).
 
         A server says where the next page starts (a token); one that names a page it
         gave already, says more follows but not where, or gives ``EMPTY_PAGES`` empty

@@ -93,6 +93,9 @@ class RetryingBackend(Backend):
     def head(self, key: str) -> ObjectInfo:
         return self._call(lambda: self.inner.head(key))
 
+    def stat(self, key: str) -> ObjectInfo:
+        return self._call(lambda: self.inner.stat(key))
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield the inner listing; after a failure, list again and skip keys already given."""
         seen: set[str] = set()
@@ -113,13 +116,15 @@ class RetryingBackend(Backend):
     def content_etag(self, data: bytes) -> str | None:
         return self.inner.content_etag(data)
 
-    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+    def list_info(
+        self, prefix: str = "", *, etags: bool = True
+    ) -> Iterator[tuple[str, ObjectInfo]]:
         """As ``list``: after a failure, list again and skip keys already given."""
         seen: set[str] = set()
         attempt, started, progress = 1, time.monotonic(), 0
         while True:
             try:
-                for key, info in self.inner.list_info(prefix):
+                for key, info in self.inner.list_info(prefix, etags=etags):
                     if key not in seen:
                         seen.add(key)
                         yield key, info
@@ -154,7 +159,7 @@ class RetryingBackend(Backend):
 
     def _exists(self, key: str) -> bool:
         try:
-            self.head(key)
+            self.stat(key)
             return True
         except RemoteNotFound:
             return False
@@ -267,11 +272,17 @@ class LimitedBackend(Backend):
         with self._slots:
             return self.inner.head(key)
 
+    def stat(self, key: str) -> ObjectInfo:
+        with self._slots:
+            return self.inner.stat(key)
+
     def list(self, prefix: str = "") -> Iterator[str]:
         yield from self._slotted(self.inner.list(prefix))
 
-    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
-        yield from self._slotted(self.inner.list_info(prefix))
+    def list_info(
+        self, prefix: str = "", *, etags: bool = True
+    ) -> Iterator[tuple[str, ObjectInfo]]:
+        yield from self._slotted(self.inner.list_info(prefix, etags=etags))
 
     def content_etag(self, data: bytes) -> str | None:
         return self.inner.content_etag(data)

@@ -172,7 +172,7 @@ def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
         visible = shun.visible(remote.index(avoid=shun.packs))
         sizes = {
             pack_id: info.size
-            for key, info in packs_listed(meter.list_info(PACKS), meter.url)
+            for key, info in packs_listed(meter.list_info(PACKS, etags=False), meter.url)
             if (pack_id := pack_of(key)) is not None
         }
     except RemoteError as exc:

@@ -89,7 +89,7 @@ def _refused(exc: RemoteError) -> bool:
 def _exists(backend: Backend, seq: int) -> bool:
     """Whether something is at entry ``seq``'s key: an entry, or an object refused."""
     try:
-        backend.head(audit_key(seq))
+        backend.stat(audit_key(seq))
         return True
     except RemoteNotFound:
         return False
@@ -106,7 +106,7 @@ def _exists(backend: Backend, seq: int) -> bool:
 def _exists_key(backend: Backend, key: str) -> bool:
     """Whether something is at ``key``: an object, or one refused (a FIFO, a link)."""
     try:
-        backend.head(key)
+        backend.stat(key)
         return True
     except RemoteNotFound:
         return False

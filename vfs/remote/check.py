@@ -682,7 +682,7 @@ def _pack_sizes(meter: Meter) -> dict[str, int]:
     """The size of each pack the listing of ``packs/`` gives (read after the index: a
     pack a segment lists was uploaded before it, so it is there unless lost)."""
     sizes: dict[str, int] = {}
-    for key, info in packs_listed(meter.list_info(PACKS), meter.url):
+    for key, info in packs_listed(meter.list_info(PACKS, etags=False), meter.url):
         pack_id = pack_of(key)
         if pack_id is not None:
             sizes[pack_id] = info.size

@@ -985,6 +985,10 @@ class Meter(Backend):
         self._count()
         return self.inner.head(key)
 
+    def stat(self, key: str) -> ObjectInfo:
+        self._count()
+        return self.inner.stat(key)
+
     def list(self, prefix: str = "") -> Iterator[str]:
         self._count()
         for n, key in enumerate(self.inner.list(prefix), 1):
@@ -992,9 +996,11 @@ class Meter(Backend):
                 self._count()
             yield key
 
-    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+    def list_info(
+        self, prefix: str = "", *, etags: bool = True
+    ) -> Iterator[tuple[str, ObjectInfo]]:
         self._count()
-        for n, item in enumerate(self.inner.list_info(prefix), 1):
+        for n, item in enumerate(self.inner.list_info(prefix, etags=etags), 1):
             if n % 1000 == 0:
                 self._count()
             yield item

@@ -475,11 +475,12 @@ def gc_remote(
 
 
 def _heads(meter: Meter, keys: list[str], jobs: int) -> dict[str, tuple[int, float]]:
-    """(size, LastModified) of each key that exists, asked in parallel."""
+    """(size, LastModified) of each key that exists, asked in parallel (``stat``:
+    a directory remote reads nothing of the packs)."""
 
     def one(key: str) -> tuple[str, tuple[int, float] | None]:
         try:
-            info = meter.head(key)
+            info = meter.stat(key)
         except RemoteNotFound:
             return key, None
         return key, (info.size, info.modified)

@@ -104,7 +104,7 @@ def read_manifests(
     for key in manifest_keys(backend):
         room = MANIFESTS_TOTAL_LIMIT - total
         try:
-            when = backend.head(key).modified if modified else 0.0
+            when = backend.stat(key).modified if modified else 0.0
             if room >= MANIFEST_LIMIT:
                 data = backend.get_small(key, MANIFEST_LIMIT)
             else:

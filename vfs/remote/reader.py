@@ -562,7 +562,7 @@ class RemoteRepo:
                     how = "hash mismatch"
             if how:
                 try:
-                    size = self.backend.head(pack_key(pack_id)).size
+                    size = self.backend.stat(pack_key(pack_id)).size
                 except RemoteNotFound:
                     raise self.lost_pack(pack_id) from None
                 fault = index_fault(self.backend, pack_id, o, size)

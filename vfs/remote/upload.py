@@ -138,7 +138,7 @@ def upload(
     def send(data: bytes, pack_id: str) -> bool:
         """Upload a pack unless it is there; True if it was sent."""
         try:
-            meter.head(pack_key(pack_id))
+            meter.stat(pack_key(pack_id))
             return False  # uploaded by an interrupted push: same objects, bytes and name
         except RemoteNotFound:
             meter.put(pack_key(pack_id), data)
