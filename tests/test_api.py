@@ -36,6 +36,7 @@ from tests.support.data import rand
 from tests.support.forge import Forge, content_entry, file_entry
 from tests.support.s3server import S3Server
 from tests.test_checkout_ahead import MiB, forge_digest
+from tests.test_remote_gc import listed_twice
 from vfs.errors import RemoteNotFound
 from vfs.model.ids import hash_bytes
 from vfs.remote.read import RemoteChunks, repository_chunks
@@ -832,6 +833,18 @@ def test_a_remote_whose_version_pack_was_deleted_is_said_damaged(tmp_path: Path)
     assert line.startswith(f"dvfs: error: pack {pack.name[:12]} is missing")
     assert not (tmp_path / "clone").exists()
     fsck_clean(root)
+
+
+def test_a_remote_read_takes_a_lost_packs_objects_from_another_that_lists_them(
+    tmp_path: Path,
+) -> None:
+    """A pack deleted by hand whose objects another pack lists too: ``Repo.remote``
+    read each from the first pack listing it and said the pack is missing. The
+    versions, trees and chunks are read from the pack that is there now."""
+    forge, first = listed_twice(tmp_path / "remote")
+    (forge.root / "packs" / first).unlink()
+    with vfs.Repo.remote(forge.url, cache_dir=tmp_path / "mirror") as repo:
+        assert repo.read_bytes("data/a.txt") == b"hello\n"
 
 
 def test_a_remote_read_in_place_takes_a_tilde_as_clone_does(

@@ -495,3 +495,23 @@ def test_a_lost_pack_another_lists_the_objects_of_does_not_stop_the_gc(
     assert clone.read("data/a.txt") == b"hello\n"
     clone.fsck_clean()
     repo.fsck_clean()
+
+
+def test_a_clone_and_a_fetch_read_a_lost_packs_objects_from_another_that_lists_them(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A pack deleted by hand whose objects another pack holds too: a clone read each
+    object from the first pack listing it and stopped with "pack ... is missing", its
+    advice not naming the remote gc that mends it. It reads them from the pack that is
+    there now, as the gc and the remote check do."""
+    forge, first = listed_twice(tmp_path / "remote")
+    (forge.root / "packs" / first).unlink()
+    assert_ok(run(tmp_path, "clone", forge.url, "clone"))
+    clone = Repo(tmp_path / "clone")
+    assert clone.read("data/a.txt") == b"hello\n"
+    clone.fsck_clean()
+    repo = make_repo("here")
+    repo.ok("remote", "add", "origin", forge.url)
+    repo.ok("pull", "--remote", "origin")
+    assert repo.read("data/a.txt") == b"hello\n"
+    repo.fsck_clean()

@@ -194,7 +194,8 @@ class RemoteChunks:
     def _moved(self, oid: bytes, gone: str) -> Located | None:
         """Where the remote holds ``oid`` now that pack ``gone``, where the index in
         memory places it, is not there (a remote gc merged or dropped it since the index
-        was read): from the index read again, unless a reading less than ``REREAD_GAP``
+        was read; or it was lost, and another pack lists the object too): from the index
+        read again, avoiding ``gone``, unless a reading less than ``REREAD_GAP``
         seconds ago found it no better (as ``_locate``); None if nowhere else. The index
         read again is kept only if it places ``oid`` elsewhere: a remote that is away
         (a directory unmounted, renamed) lists no segment, and its index read then, empty,
@@ -206,7 +207,7 @@ class RemoteChunks:
                 index, quiet_until = self._index, self._quiet_until
             hit = index.get(oid) if index is not None else None
             if (hit is None or hit[0] == gone) and time.monotonic() >= quiet_until:
-                fresh = self._open().index()
+                fresh = self._open().index(avoid=(gone,))
                 hit = fresh.get(oid)
                 with self._lock:
                     if hit is None or hit[0] == gone:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -256,6 +257,10 @@ class RemoteRepo:
         self.backend = backend
         self.url = backend.url
         self.cache = cache
+        self._avoid: frozenset[str] = frozenset()  # what the last index() was asked to avoid
+        self._lost: set[str] = set()  # packs found missing (fetch_range)
+        self._elsewhere: dict[bytes, Located] | None = None  # the index avoiding them
+        self._lost_lock = threading.Lock()
 
     def read_format(self) -> str | None:
         """The remote's format record, or None if it has none (empty remote)."""
@@ -406,6 +411,11 @@ class RemoteRepo:
         the replacement first: the listing is read again (at most ``SEGMENT_RELISTS``
         times). Cached segments the listing lacks are forgotten (``_forget_unlisted``).
         """
+        self._avoid = frozenset(avoid)
+        return self._merged(self._avoid)
+
+    def _merged(self, avoid: Collection[str]) -> dict[bytes, Located]:
+        """:meth:`index`, remembering nothing of ``avoid``."""
         relists = 0
         while True:
             out: dict[bytes, Located] = {}
@@ -550,7 +560,10 @@ class RemoteRepo:
         or if the pack is missing)."""
         start = group[0].offset
         end = group[-1].offset + group[-1].stored_len
-        data = self.pack_bytes(pack_id, start, end - start)
+        try:
+            data = self.backend.get(pack_key(pack_id), start, end - start)
+        except RemoteNotFound:
+            return self._from_elsewhere(pack_id, group)
         out = []
         for o in group:
             payload = data[o.offset - start : o.offset - start + o.stored_len]
@@ -575,6 +588,27 @@ class RemoteRepo:
                     + mend_hint(pack_key(pack_id))
                 )
             out.append((o, payload))
+        return out
+
+    def _from_elsewhere(
+        self, lost: str, group: list[PackedObject]
+    ) -> list[tuple[PackedObject, bytes]]:
+        """The objects of ``group`` read from other packs that list them, pack ``lost``
+        being missing (deleted by hand, or lost with a disk: a remote gc drops its
+        entries), as ``fetch_range`` gives them; :meth:`lost_pack` if one is listed
+        nowhere else. The index is read again (from the segments cached here) avoiding
+        every pack found missing and what the last ``index`` avoided: one extra index in
+        memory while a remote lacks a pack its index lists."""
+        with self._lost_lock:
+            if lost not in self._lost or self._elsewhere is None:
+                self._lost.add(lost)
+                self._elsewhere = self._merged(self._avoid | self._lost)
+            elsewhere, gone = self._elsewhere, set(self._lost)
+        if any(elsewhere.get(o.oid, (lost, o))[0] in gone for o in group):
+            raise self.lost_pack(lost)
+        out = []
+        for pack_id, objs in self.ranges([o.oid for o in group], elsewhere):
+            out += self.fetch_range(pack_id, objs)
         return out
 
     def download(
