@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import vfs.remote.reader
 from tests.support.cli import (
     Repo,
     RepoFactory,
@@ -45,9 +46,9 @@ from vfs.model.version_codec import Version, encode_version
 from vfs.remote import audit as remote_audit
 from vfs.remote.check import fsck_remote
 from vfs.remote.config import Meter, RemoteSpec, connect
-from vfs.remote.layout import audit_key
+from vfs.remote.layout import audit_key, decode_segment
 from vfs.remote.manifests import encode_manifest, shunned
-from vfs.remote.reader import RemoteRepo
+from vfs.remote.reader import RemoteRepo, index_fault
 from vfs.repo.repository import Repository, format_record
 from vfs.store.objects import ObjKind
 
@@ -970,3 +971,25 @@ def test_more_packs_than_any_remote_holds_are_refused_in_one_line(tmp_path: Path
         assert_error(r, "more than 2 packs", forge.url)
         assert sorted((forge.root / "packs").rglob("*")) == packs
     b.fsck_clean()
+
+
+def test_naming_a_damaged_index_segment_reads_the_segments_within_their_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object that does not read as the index says, in a whole pack: the segment
+    listing it is looked for to be named, and every segment was read again for it,
+    without the bound on all segments together (``SEGMENTS_TOTAL_LIMIT``) that reading
+    the index keeps. It stops at that bound, and names the remote's index instead."""
+    forge = Forge(tmp_path / "remote")
+    for i in range(20):
+        forge.chunk(f"chunk {i}".encode() * 40)
+        forge.publish("00" * 32)
+    segments = sorted((forge.root / "index").iterdir())
+    size = segments[0].stat().st_size
+    monkeypatch.setattr(vfs.remote.reader, "SEGMENTS_TOTAL_LIMIT", 3 * size)
+    ((pack_id, obj),) = decode_segment(segments[0].read_bytes(), segments[0].name)
+    pack_size = (forge.root / "packs" / pack_id).stat().st_size
+    meter = Meter(LocalBackend(forge.root))
+    said = index_fault(meter, pack_id, obj._replace(offset=obj.offset + 1), pack_size)
+    assert said is not None and "the remote's index on" in said, said
+    assert meter.received <= pack_size + 4 * size, (meter.received, size)

@@ -209,14 +209,26 @@ def index_fault(backend: Backend, pack_id: str, obj: PackedObject, size: int) ->
 
 
 def _segments_listing(backend: Backend, pack_id: str, obj: PackedObject) -> Iterator[str]:
-    """The keys of the index segments that list ``obj`` in pack ``pack_id`` (read again)."""
+    """The keys of the index segments that list ``obj`` in pack ``pack_id`` (read again);
+    none past ``SEGMENTS_TOTAL_LIMIT`` bytes of segments read, as ``RemoteRepo.segments``
+    reads them."""
+    total = 0
     for n, key in enumerate(backend.list(INDEX), 1):
         if n > MAX_SEGMENTS:
             return
         if segment_of(key) is None:
             continue
         try:
-            rows = decode_segment(backend.get_small(key, SEGMENT_LIMIT), key)
+            data = read_segment(backend, key, SEGMENTS_TOTAL_LIMIT - total)
+        except RemoteNotFound:
+            continue  # (replaced by a remote gc since it was listed)
+        except DvfsError:
+            return  # refused (too large: S3 sent its first bytes all the same), or away
+        if data is None:
+            return
+        total += len(data)
+        try:
+            rows = decode_segment(data, key)
         except DvfsError:
             continue
         if (pack_id, obj) in rows:
