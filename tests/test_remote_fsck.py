@@ -461,6 +461,30 @@ def test_fsck_remote_takes_pack_sizes_from_a_directory_listing_reading_no_pack(
     repo.fsck_clean()
 
 
+def test_fsck_remote_and_prune_pass_over_what_is_no_object_in_a_directory_packs_folder(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """A FIFO or a link among a directory remote's packs (not a pack: no pack has such
+    a name or is such a file) stopped `fsck --remote` and `store prune` with "packs/junk
+    ... is not a regular file": the check meant to say what is wrong with a remote
+    could not run. The listing of sizes leaves out what is no object, as an S3
+    listing never shows one; a pack the index lists that is a link is missing."""
+    repo = seeded(make_repo, dir_remote)
+    root = Path(dir_remote.url.removeprefix("file://"))
+    os.mkfifo(root / "packs" / "junk")
+    (root / "packs" / "link").symlink_to("/etc/passwd")
+    repo.ok("fsck", "--remote", "origin")
+    repo.ok("store", "prune", "--dry-run")
+    pack = sorted((root / "packs").glob("[0-9a-f]*"))[0]
+    kept = pack.with_name("kept")
+    pack.rename(kept)
+    pack.symlink_to(kept)
+    assert any(f"pack {pack.name[:12]} is missing" in line for line in problems(check(repo)))
+    pack.unlink()
+    kept.rename(pack)
+    repo.fsck_clean()
+
+
 def test_fsck_remote_usage(make_repo: RepoFactory, dir_remote: Remote) -> None:
     repo = make_repo()
     repo.fail("fsck", "--remote", fragments=("no remote is configured",), code=2)

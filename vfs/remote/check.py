@@ -58,6 +58,7 @@ from vfs.errors import (
     ObjectMissing,
     RemoteError,
     RemoteNotFound,
+    RemoteObjectRefused,
     UsageError,
 )
 from vfs.model.codec import ChunkRef, Kind, Tree, decode_tree
@@ -477,6 +478,8 @@ def _read_group(
         got = meter.get(pack_key(pack_id), start, end - start)
     except RemoteNotFound:
         return [(o, None, f"its pack {pack_id[:12]} is missing") for o in group]
+    except RemoteObjectRefused as exc:  # (a link or a FIFO in a directory's packs/)
+        return [(o, None, f"its pack {pack_id[:12]} cannot be read ({exc})") for o in group]
     out: list[tuple[PackedObject, bytes | None, str]] = []
     for o in group:
         try:
