@@ -485,6 +485,23 @@ def test_fsck_remote_and_prune_pass_over_what_is_no_object_in_a_directory_packs_
     repo.fsck_clean()
 
 
+def test_fsck_remote_and_prune_pass_over_names_no_key_has_in_a_directory_packs_folder(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """A file among a directory remote's packs under a name no dvfs writes ("Copy of
+    x", a space, a non-ASCII letter) stopped `fsck --remote` and `store prune` with
+    "invalid storage key packs/bad name" and exit 2, as if the user had typed it. The
+    listing of sizes passes over such a name, as an S3 listing does."""
+    repo = seeded(make_repo, dir_remote)
+    root = Path(dir_remote.url.removeprefix("file://"))
+    for name in ("bad name", "\u00e9", "a\x1b[31mb"):
+        (root / "packs" / name).write_bytes(b"x")
+    got = repo.json("fsck", "--remote", "origin", "--json")
+    assert got["clean"] and got["packs"] == 2, got
+    repo.ok("store", "prune", "--dry-run")
+    repo.fsck_clean()
+
+
 def test_fsck_remote_usage(make_repo: RepoFactory, dir_remote: Remote) -> None:
     repo = make_repo()
     repo.fail("fsck", "--remote", fragments=("no remote is configured",), code=2)

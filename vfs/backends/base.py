@@ -263,10 +263,15 @@ class Backend(abc.ABC):
         ETag and LastModified); this default asks ``head`` for each listed key (``stat``
         with ``etags=False``: sizes and times only, the ETags maybe ``""``, and a key
         refused as no object, such as a link in a directory, left out as S3 never lists
-        one) and skips a key deleted in between. Wrappers forward it.
+        one) and skips a key deleted in between, and a name that is no valid key (which
+        ``list`` of a directory gives, for callers that warn of them). Wrappers forward it.
         """
         ask = self.head if etags else self.stat
         for key in self.list(prefix):
+            try:
+                validate_key(key)
+            except UsageError:  # written by other tools (a directory's "Copy of x"): skip,
+                continue  # as S3's listing does
             try:
                 yield key, ask(key)
             except RemoteNotFound:
