@@ -1188,3 +1188,53 @@ def test_a_file_changed_while_rm_deletes_it_is_kept_and_reported(repo: Repo) -> 
         ("d/a.txt", "removed"), ("d/b.txt", "removed"),
     ]  # fmt: skip
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize("race", ["deleted", "written"])
+def test_a_file_changed_while_a_merge_deletes_or_replaces_it_is_kept_and_reported(
+    repo: Repo, race: str
+) -> None:
+    """A merge checks that the working tree is clean, then deletes the files theirs
+    deleted and writes the files theirs changed. A line appended between the two went
+    with the file. It is kept, named in one line, the command exits 1, the merge is
+    made all the same (the index holds the merged files), and `status` shows the file
+    as the user left it: untracked where the merge deleted it, modified where it wrote."""
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/gone.txt", "old\n")
+    repo.write("d/ours.txt", "ours\n")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/a.txt", "theirs\n")
+    repo.ok("rm", "d/gone.txt")
+    repo.ok("add", "d")
+    repo.commit("theirs")
+    repo.ok("switch", "main")
+    repo.write("d/ours.txt", "ours two\n")
+    repo.ok("add", "d")
+    repo.commit("ours")
+    if race == "deleted":
+        mine, code, wanted = "d/gone.txt", RACING_DELETE, b"old\nmy line\n"
+    else:
+        action = "        with open('d/a.txt', 'ab') as f:\n            f.write(b'my line\\n')"
+        mine, wanted = "d/a.txt", b"one\nmy line\n"
+        code = RACING_CHECKOUT.format(leaf=b"a.txt", action=action)
+    proc = run_as_dvfs(repo.root, code, "merge", "other")
+    assert proc.returncode == 1, proc.stderr
+    assert repo.read(mine) == wanted
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and mine in lines[0] and "kept as changed" in lines[0], proc.stderr
+    if race == "deleted":
+        assert repo.read("d/a.txt") == b"theirs\n"
+    else:
+        assert not (repo.root / "d/gone.txt").exists()
+    st = repo.status()
+    assert st["staged"] == []
+    if race == "deleted":
+        assert st["untracked"] == [mine] and st["modified"] == []
+    else:
+        assert st["modified"] == [mine] and st["untracked"] == []
+    assert not [p.name for p in (repo.root / "d").iterdir() if p.name.startswith(".tmp-")]
+    log = repo.ok("log").out
+    assert "merge other into main" in log
+    repo.fsck_clean()

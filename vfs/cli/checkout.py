@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -437,9 +437,10 @@ def merge_cmd(
                             "theirs_instead": instead_json(moved.get((c.path, "theirs")))}
                            for c in m.conflicts],
              "not_checked_out": [show(p) for p in m.not_checked_out],
-             "failed": {show(p): str(exc) for p, exc in sorted(m.failed.items())}}
+             "failed": {show(p): str(exc) for p, exc in sorted(m.failed.items())},
+             "kept": [show(p) for p in m.kept]}
         )  # fmt: skip
-        merge_failures(m.failed, m.label, conflicts=bool(m.conflicts))
+        merge_failures(m.failed, m.label, conflicts=bool(m.conflicts), kept=m.kept)
         if m.conflicts:
             sys.exit(1)
         return
@@ -455,13 +456,15 @@ def merge_cmd(
         done += f", {count(len(unavailable), 'file')} not checked out (data unavailable)"
     if m.failed:
         done += f", {len(m.failed)} not checked out"
+    if m.kept:
+        done += f", {len(m.kept)} kept as changed meanwhile"
     if m.outcome == "fast-forward":
         click.echo(f"fast-forward to {quoted(m.label)} {m.oid.hex()[:10]}: {done}")
-        merge_failures(m.failed, m.label, conflicts=False, listed=True)
+        merge_failures(m.failed, m.label, conflicts=False, listed=True, kept=m.kept)
         return
     if m.outcome == "merged":
         click.echo(f"{quoted(m.label)} {m.oid.hex()[:10]}: merged {quoted(rev)}; {done}")
-        merge_failures(m.failed, m.label, conflicts=False, listed=True)
+        merge_failures(m.failed, m.label, conflicts=False, listed=True, kept=m.kept)
         return
     n = len(m.conflicts)
     click.echo(f"merging {quoted(rev)}: {done}; {count(n, 'conflict')} (changed on both sides):")
@@ -476,18 +479,23 @@ def merge_cmd(
         "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "
         "it and `dvfs add PATH`), then `dvfs commit`; `dvfs merge --abort` gives up."
     )
-    merge_failures(m.failed, m.label, conflicts=True)
+    merge_failures(m.failed, m.label, conflicts=True, kept=m.kept)
     sys.exit(1)
 
 
 def merge_failures(
-    failed: Mapping[bytes, DvfsError], label: str, *, conflicts: bool, listed: bool = False
-) -> None:
+    failed: Mapping[bytes, DvfsError], label: str, *, conflicts: bool, listed: bool = False,
+    kept: Sequence[bytes] = (),
+) -> None:  # fmt: skip
     """The files a merge took that could not be restored (they are not checked out,
-    the merge's entry for them kept): said as a checkout says them, and exit 1; while
-    conflicts stop the merge, warned of (the conflicts' exit follows)."""
+    the merge's entry for them kept), and those ``kept`` as someone changed them after
+    the merge checked them: said as a checkout says them, and exit 1; while conflicts
+    stop the merge, warned of (the conflicts' exit follows)."""
     if conflicts:
+        for p in kept:
+            warn(f"{quoted(p)} changed while the merge was writing: it was kept as changed")
         for p, exc in sorted(failed.items()):
             warn(f"could not restore {quoted(p)}: {exc}; it is not checked out")
         return
-    checkout_failures(checkout.CheckoutReport(label, None, failed=dict(failed)), listed=listed)
+    report = checkout.CheckoutReport(label, None, failed=dict(failed), kept=list(kept))
+    checkout_failures(report, listed=listed)

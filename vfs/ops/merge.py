@@ -55,7 +55,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
-from vfs.errors import DvfsError, FormatError, StorageFull, UncommittedChanges, UsageError
+from vfs.errors import (
+    DvfsError,
+    FormatError,
+    KeptChanged,
+    StorageFull,
+    UncommittedChanges,
+    UsageError,
+)
 from vfs.model import params as version_params
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.ids import hash_bytes
@@ -71,13 +78,13 @@ from vfs.quoting import quote_given, quoted, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
-from vfs.repo.stage import not_checked_out, same_mode
+from vfs.repo.stage import Index, not_checked_out, same_mode, staged_from_entry
 from vfs.store.objects import ObjKind
 from vfs.store.reader import read_whole
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
-from vfs.worktree.restore import restore_many
+from vfs.worktree.restore import Identity, restore_many
 from vfs.worktree.scan import Found, Warn
 
 
@@ -95,6 +102,9 @@ class MergeReport:
     renamed: merging.Renames = field(default_factory=dict)  # (merging.renamed)
     not_checked_out: list[bytes] = field(default_factory=list)  # data unavailable, or failed
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+    # changed by someone else after the merge checked them, before it replaced or
+    # deleted them: kept as they are (untracked where deleted, modified where written)
+    kept: list[bytes] = field(default_factory=list)
     checkout: co.CheckoutReport | None = None  # a fast-forward's
 
 
@@ -318,7 +328,7 @@ def merge(
             )
         if hist.is_ancestor(theirs, ours):
             return MergeReport("up to date", hist.label(ours), ours)
-        _refuse_changes(repo, workers, warn)
+        index = _refuse_changes(repo, workers, warn)
         if not hist.is_ancestor(ours, theirs):
             base = hist.merge_base(ours, theirs)
             if base is None:
@@ -329,7 +339,7 @@ def merge(
                 )
             try:
                 return _merge_locked(
-                    repo, branch, rev, ours, theirs, base, workers,
+                    repo, index, branch, rev, ours, theirs, base, workers,
                     side=side, message=message, warn=warn, offline=offline,
                 )  # fmt: skip
             except StorageFull:
@@ -345,12 +355,13 @@ def merge(
     report = co.fast_forward(repo, branch, ours, theirs, workers, offline=offline, merging_rev=rev)
     out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)
     out.written, out.deleted, out.fetched = report.written, report.deleted, report.fetched
-    out.failed = report.failed
+    out.failed, out.kept = report.failed, report.kept
     return out
 
 
-def _refuse_changes(repo: Repository, workers: Workers, warn: Warn) -> None:
-    """UsageError listing the staged, modified or deleted tracked files, if any."""
+def _refuse_changes(repo: Repository, workers: Workers, warn: Warn) -> Index:
+    """UsageError listing the staged, modified or deleted tracked files, if any; else
+    the index, its files' stat as found clean here (what the merge may replace)."""
     hist = repo.history
     index = repo.index()
     behind = moved_past(hist, index)
@@ -372,10 +383,12 @@ def _refuse_changes(repo: Repository, workers: Workers, warn: Warn) -> None:
             f"merge needs a clean working tree; uncommitted changes in {shown}{more}: "
             "commit them or `dvfs restore` them first; nothing was merged"
         )
+    return index
 
 
 def _merge_locked(
     repo: Repository,
+    index: Index,
     branch: str,
     rev: str,
     ours: bytes,
@@ -409,7 +422,6 @@ def _merge_locked(
         [] if side else [Conflict(p, _side(mine.get(p)), _side(other.get(p))) for p in clashing]
     )
     msg = message or f"merge {rev} into {branch}"
-    index = repo.index()
     write = {p: e for p, e in merged.items() if not _same(mine.get(p), e)}
     gone = sorted(p for p in mine if p not in merged)
     # Untracked files where a merged file goes: the same content is adopted, other
@@ -418,6 +430,9 @@ def _merge_locked(
     absent: dict[bytes, Entry] = {}
     untracked: list[Found] = []
     emptied: list[bytes] = []
+    # What stood where a file is written, or is deleted, as checked clean (a user's
+    # write after the check is kept: vfs.worktree.restore._swap_in, remove_many).
+    checked: dict[bytes, Identity] = {}
     with Walker(repo.root) as walker:
         for p, e in sorted(write.items()):
             cur = index.get(p)
@@ -425,7 +440,11 @@ def _merge_locked(
                 absent[p] = e  # not checked out here: stays so, with the merged entry
                 continue
             todo.append((p, e))
-            if cur is None and (st := walker.lstat(p)) is not None:
+            if cur is not None and cur.ctime_ns >= 0:
+                checked[p] = (cur.ino, cur.size, cur.mtime_ns)
+            elif cur is None and (st := walker.lstat(p)) is None:
+                checked[p] = None
+            elif cur is None and st is not None:
                 if not statmod.S_ISDIR(st.st_mode):
                     untracked.append(Found(p, st))
                 elif not tracked_dir_only(repo.root, p, lambda q: index.get(q) is not None):
@@ -452,6 +471,8 @@ def _merge_locked(
             f"merge would overwrite untracked {co.names_of(clash)}: move them away; "
             "nothing was merged"
         )
+    for p, rec in on_disk.items():  # theirs' content already: replaced only if still so
+        checked[p] = (rec.ino, rec.size, rec.mtime_ns)
     unavailable, fetched = co.fetch_missing(
         repo, todo, workers, command=f"merge {rev}", gets_them=f"dvfs pull {rev}",
         offline=offline, expansion=(),
@@ -463,12 +484,15 @@ def _merge_locked(
     report.conflicts = conflicts
     report.renamed = merging.renamed(conflicts, before, mine, other)
     todo = [(p, e) for p, e in todo if p not in unavailable]
-    report.deleted = remove_many(repo.root, [p for p in gone if not index.is_absent(p)], workers)
-    for p in gone:
+    doomed = [p for p in gone if not index.is_absent(p)]
+    clean = {p: (was.ino, was.size, was.mtime_ns) for p in doomed
+             if (was := index.get(p)) is not None and was.ctime_ns >= 0}  # fmt: skip
+    report.deleted = remove_many(repo.root, doomed, workers, clean, report.kept)
+    for p in gone:  # (one kept is left untracked: theirs deleted it)
         index.entries.pop(p, None)
     merging.reached("removed")
 
-    removed = set(gone)
+    removed = set(gone) - set(report.kept)
 
     def replace(rel: bytes) -> bool:  # a tracked file (or folder of them) may be replaced
         if index.get(rel) is not None or index.under(rel):
@@ -476,8 +500,13 @@ def _merge_locked(
         return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None or q in removed)
 
     with co.restoring(repo) if todo else contextlib.nullcontext():
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace, checked=checked)
     index.entries.update(stats)
+    changed = [p for p, exc in failed.items() if isinstance(exc, KeptChanged)]
+    for p in changed:  # (the merged entry, no stat: `status` hashes it, says modified)
+        del failed[p]
+        index.entries[p] = staged_from_entry(write[p], None)
+    report.kept = sorted(report.kept + changed)
     report.written = len(stats)
     merging.reached("written")
     lost = sorted(set(unavailable) | set(failed))
