@@ -1119,6 +1119,46 @@ def test_a_file_changed_again_while_restore_replaces_it_is_kept_and_reported(
     repo.fsck_clean()
 
 
+RACING_RESTORE_ALL = """
+import vfs.worktree.restore as restore
+from vfs.cli import main
+real, done = restore._write_unnamed, []
+def write_unnamed(dir_fd, leaf, *rest):
+    if not done:
+        done.append(leaf)
+        for name in {names!r}:
+            with open(name, "ab") as f:
+                f.write(b"my newer line\\n")
+    return real(dir_fd, leaf, *rest)
+restore._write_unnamed = write_unnamed
+main()
+"""
+
+
+@pytest.mark.parametrize("names", [["d/a.txt"], ["d/a.txt", "d/b.txt"]])
+def test_restore_whose_every_file_was_kept_says_no_other_was_restored(
+    repo: Repo, names: list[str]
+) -> None:
+    """When every file `dvfs restore` was asked for changed again after it looked, none
+    was restored: the error names them and does not claim "the other files were
+    restored"."""
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/b.txt", "bee\n")
+    repo.ok("add", "d")
+    repo.commit("one")
+    for name in names:
+        repo.write(name, "mine\n")
+    proc = run_as_dvfs(repo.root, RACING_RESTORE_ALL.format(names=names), "restore", *names)
+    assert proc.returncode == 1, proc.stderr
+    for name in names:
+        assert repo.read(name) == b"mine\nmy newer line\n"
+        assert name in proc.stderr
+    assert "changed while" in proc.stderr
+    assert "other files" not in proc.stderr, proc.stderr
+    assert repo.status()["modified"] == sorted(names)
+    repo.fsck_clean()
+
+
 RACING_RETIME = """
 import vfs.ops.checkout as checkout
 from vfs.cli import main

@@ -99,23 +99,20 @@ def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> No
     if not r.failed:
         return
     failed = sorted(r.failed.items())
+    # (only where some were: a restore of one file, kept or failed, restored no other)
+    others = ", the other files were restored" if r.written + r.unchanged + r.deleted else ""
+    again = "" if r.paths else "; `dvfs checkout HEAD PATH` tries again"
     if len(failed) == 1:
         p, exc = failed[0]
         left = "left as it was" if r.paths else "not checked out"
-        fail(
-            f"could not restore {quoted(p)}: {exc}; it is {left}, the other files were "
-            f"restored{'' if r.paths else '; `dvfs checkout HEAD PATH` tries again'}"
-        )
+        fail(f"could not restore {quoted(p)}: {exc}; it is {left}{others}{again}")
     names = ", ".join(quoted(p) for p, _ in failed[:10])
     more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
     if not listed:
         for p, exc in failed:
             click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
     left = "left as they were" if r.paths else "not checked out"
-    fail(
-        f"could not restore {len(failed)} files ({names}{more}): they are {left}, the other "
-        f"files were restored{'' if r.paths else '; `dvfs checkout HEAD PATH` tries again'}"
-    )
+    fail(f"could not restore {len(failed)} files ({names}{more}): they are {left}{others}{again}")
 
 
 @click.command(cls=RevsThenPaths, name="checkout")
@@ -303,7 +300,10 @@ def restore(
             "and `dvfs add`"
         )
     if r.failed:
-        report = checkout.CheckoutReport(r.source or "", None, paths=True, failed=r.failed)
+        report = checkout.CheckoutReport(
+            r.source or "", None, paths=True, written=r.written, deleted=r.deleted,
+            unchanged=r.unchanged, failed=r.failed,
+        )  # fmt: skip
         checkout_failures(report)
 
 
@@ -440,7 +440,9 @@ def merge_cmd(
              "failed": {show(p): str(exc) for p, exc in sorted(m.failed.items())},
              "kept": [show(p) for p in m.kept]}
         )  # fmt: skip
-        merge_failures(m.failed, m.label, conflicts=bool(m.conflicts), kept=m.kept)
+        merge_failures(
+            m.failed, m.label, conflicts=bool(m.conflicts), kept=m.kept, done=m.written + m.deleted
+        )
         if m.conflicts:
             sys.exit(1)
         return
@@ -460,11 +462,15 @@ def merge_cmd(
         done += f", {len(m.kept)} kept as changed meanwhile"
     if m.outcome == "fast-forward":
         click.echo(f"fast-forward to {quoted(m.label)} {m.oid.hex()[:10]}: {done}")
-        merge_failures(m.failed, m.label, conflicts=False, listed=True, kept=m.kept)
+        merge_failures(
+            m.failed, m.label, conflicts=False, listed=True, kept=m.kept, done=m.written + m.deleted
+        )
         return
     if m.outcome == "merged":
         click.echo(f"{quoted(m.label)} {m.oid.hex()[:10]}: merged {quoted(rev)}; {done}")
-        merge_failures(m.failed, m.label, conflicts=False, listed=True, kept=m.kept)
+        merge_failures(
+            m.failed, m.label, conflicts=False, listed=True, kept=m.kept, done=m.written + m.deleted
+        )
         return
     n = len(m.conflicts)
     click.echo(f"merging {quoted(rev)}: {done}; {count(n, 'conflict')} (changed on both sides):")
@@ -485,17 +491,20 @@ def merge_cmd(
 
 def merge_failures(
     failed: Mapping[bytes, DvfsError], label: str, *, conflicts: bool, listed: bool = False,
-    kept: Sequence[bytes] = (),
+    kept: Sequence[bytes] = (), done: int = 1,
 ) -> None:  # fmt: skip
     """The files a merge took that could not be restored (they are not checked out,
     the merge's entry for them kept), and those ``kept`` as someone changed them after
     the merge checked them: said as a checkout says them, and exit 1; while conflicts
-    stop the merge, warned of (the conflicts' exit follows)."""
+    stop the merge, warned of (the conflicts' exit follows). ``done``: how many files
+    the merge wrote or deleted (none: no "other files were restored")."""
     if conflicts:
         for p in kept:
             warn(f"{quoted(p)} changed while the merge was writing: it was kept as changed")
         for p, exc in sorted(failed.items()):
             warn(f"could not restore {quoted(p)}: {exc}; it is not checked out")
         return
-    report = checkout.CheckoutReport(label, None, failed=dict(failed), kept=list(kept))
+    report = checkout.CheckoutReport(
+        label, None, written=done, failed=dict(failed), kept=list(kept)
+    )
     checkout_failures(report, listed=listed)
