@@ -46,10 +46,11 @@ from vfs.model.version_codec import Version, encode_version
 from vfs.ops import checkout as co
 from vfs.quoting import escape_text
 from vfs.repo.repository import Repository
+from vfs.store.durable import is_tmp_leaf
 from vfs.store.objects import ObjKind
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import remove_many, remove_temporaries, remove_tree
+from vfs.worktree.remove import aside_leaf, remove_many, remove_temporaries, remove_tree
 from vfs.worktree.scan import Found
 
 KiB = 1024
@@ -1090,6 +1091,59 @@ def test_a_file_changed_while_a_checkout_deletes_it_is_kept_and_reported(repo: R
     assert st["untracked"] == ["d/gone.txt"] and st["modified"] == [] and st["staged"] == []
     assert not [p.name for p in (repo.root / "d").iterdir() if p.name.startswith(".tmp-")]
     repo.fsck_clean()
+
+
+# A checkout killed once it has moved a file it deletes aside, before it compares it:
+# the hook appends a line first (a user's write the comparison would have found), then
+# the process dies where the aside name is first looked at.
+KILLED_ASIDE = """
+import os
+import vfs.worktree.remove as remove
+from vfs.cli import main
+real_unlink_all, real_stat = remove._unlink_all, os.stat
+def unlink_all(dir_fd, head, leaves, *rest):
+    if b"gone.txt" in leaves:
+        with open("d/gone.txt", "ab") as f:
+            f.write(b"my line\\n")
+    return real_unlink_all(dir_fd, head, leaves, *rest)
+def stat(path, *args, **kw):
+    if isinstance(path, bytes) and b"gone.txt" in path and path != b"gone.txt":
+        os._exit(9)
+    return real_stat(path, *args, **kw)
+remove._unlink_all = unlink_all
+os.stat = stat
+main()
+"""
+
+
+def test_a_file_set_aside_by_a_killed_checkout_is_listed_and_never_cleaned_up(
+    repo: Repo,
+) -> None:
+    """A file a checkout deletes is first renamed aside, compared with what was checked,
+    then deleted or put back. Killed in between, it stayed under a temporary name,
+    which `status` does not list and `fsck` (or the next checkout's cleanup) deletes:
+    a write the comparison would have kept was lost. The name it is set aside under
+    is one `status` lists as untracked and no cleanup deletes."""
+    repo.write("d/a.txt", "one\n")
+    repo.write("d/gone.txt", "old\n")
+    repo.ok("add", "d")
+    first = repo.commit("one")
+    repo.ok("rm", "d/gone.txt")
+    repo.commit("two")
+    repo.ok("checkout", first)
+    proc = run_as_dvfs(repo.root, KILLED_ASIDE, "switch", "main")
+    assert proc.returncode == 9, proc.stderr
+    assert not (repo.root / "d/gone.txt").exists()
+    repo.ok("fsck")
+    repo.ok("switch", "main")  # (cleans up after the killed one)
+    aside = [p for p in (repo.root / "d").iterdir() if p.name not in ("a.txt",)]
+    assert [p.read_bytes() for p in aside] == [b"old\nmy line\n"], aside
+    assert repo.status()["untracked"] == ["d/" + aside[0].name]
+    repo.fsck_clean()
+    for leaf in (b"gone.txt", b"x" * 255, b".tmp-notes.0123abcd7"):  # (never a temporary's)
+        name = aside_leaf(leaf)
+        assert len(name) <= 255
+        assert not is_tmp_leaf(name) and name.endswith(b".dvfs-kept")
 
 
 def test_a_file_changed_again_while_restore_replaces_it_is_kept_and_reported(

@@ -15,7 +15,7 @@ from vfs._os.beneath import ABSENT, LIST, Walker, listing, rename_noreplace
 from vfs.errors import DvfsError
 from vfs.model.names import MAX_DEPTH
 from vfs.quoting import quoted
-from vfs.store.durable import TMP_PREFIX, is_tmp_leaf, tmp_leaf
+from vfs.store.durable import NAME_MAX, TMP_PREFIX, is_tmp_leaf, tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
 from vfs.worktree.scan import SKIP_DIRS, scan
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _TMP_PREFIX = TMP_PREFIX.encode()
 _OTHERS_TMP = _TMP_PREFIX + b"dvfs-"  # temporaries with owners of their own (remove_temporaries)
+_KEPT = b".dvfs-kept"  # the end of a name a file may hold a user's bytes under: never removed
 
 
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)  # this user may not write there
@@ -157,7 +158,7 @@ def remove_many(
     files (``workers.progress``, from this thread). Returns how many were deleted.
 
     ``checked``: the (inode, size, mtime_ns) of files as the caller found them safe to
-    delete. Each of them is first renamed aside (to a temporary name), compared, and
+    delete. Each of them is first renamed aside (:func:`aside_leaf`), compared, and
     deleted only if it is still that file: else it is renamed back and added to
     ``kept`` (a user's write after the check is never deleted with the file).
     """
@@ -269,9 +270,10 @@ def _unlink_unchanged(dir_fd: int, leaf: bytes, was: tuple[int, int, int]) -> bo
     A write made before the rename is seen; one made after it through the name makes a
     new file, which is not touched. Where a new file stands at ``leaf`` by the time the
     changed one would go back, the changed one is put at ``LEAF.dvfs-kept`` (a name
-    no cleanup removes) and an error names it.
+    no cleanup removes) and an error names it. A kill before it is deleted or put
+    back leaves it at its aside name (:func:`aside_leaf`), listed as untracked.
     """
-    aside = tmp_leaf(leaf)
+    aside = aside_leaf(leaf)
     os.rename(leaf, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     st = os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
     if (st.st_ino, st.st_size, st.st_mtime_ns) == was and not statmod.S_ISDIR(st.st_mode):
@@ -280,12 +282,23 @@ def _unlink_unchanged(dir_fd: int, leaf: bytes, was: tuple[int, int, int]) -> bo
     try:
         rename_noreplace(dir_fd, aside, dir_fd, leaf)
     except FileExistsError:
-        rename_noreplace(dir_fd, aside, dir_fd, leaf + b".dvfs-kept")
+        rename_noreplace(dir_fd, aside, dir_fd, leaf + _KEPT)
         raise DvfsError(
             f"{quoted(leaf)} changed while it was being deleted, and a new file was made "
-            f"at its name meanwhile: the changed one is kept as {quoted(leaf + b'.dvfs-kept')}"
+            f"at its name meanwhile: the changed one is kept as {quoted(leaf + _KEPT)}"
         ) from None
     return False
+
+
+def aside_leaf(leaf: bytes) -> bytes:
+    """The name :func:`_unlink_unchanged` moves ``leaf`` to while it compares it:
+    ``LEAF.TAGn.dvfs-kept``, unique as :func:`~vfs.store.durable.tmp_leaf` makes
+    names (this process's tag and a counter). Not a temporary's name (``.tmp-*``),
+    as a file left there by a kill may hold a user's write: ``status`` lists it as
+    untracked, and no cleanup of temporaries deletes it (``remove_temporaries``,
+    ``fsck``). A long name is shortened to fit in NAME_MAX."""
+    head, _, tail = tmp_leaf(leaf)[len(_TMP_PREFIX) :].rpartition(b".")
+    return head[: NAME_MAX - len(tail) - len(_KEPT) - 1] + b"." + tail + _KEPT
 
 
 def _and_above(rel_dir: bytes) -> Iterator[bytes]:
