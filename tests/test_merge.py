@@ -22,6 +22,7 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    run_as_dvfs,
     switch_in_process,
     warnings_of,
 )
@@ -33,6 +34,7 @@ from tests.support.remote import (  # noqa: F401 (fixtures)
 )
 from tests.test_checkout_ahead import forge_digest
 from tests.test_faults import flip_back, flip_byte_of
+from tests.test_worktree_safety import RACING_DELETE
 from vfs.ops import merge as merge_ops
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
@@ -1722,3 +1724,32 @@ def test_a_damaged_file_side_of_a_directory_conflict_leaves_the_directory_staged
     assert conflicts_left(repo) == [] and repo.read("d/f") == b"the file, as other has it"
     repo.commit("merged")
     repo.fsck_clean()
+
+
+def test_a_file_changed_while_a_pull_merge_deletes_it_is_kept_and_reported(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs pull --merge` merges as `dvfs merge` does: a line appended to a file the
+    remote deleted, after the merge found it clean, is kept and named, and the pull
+    exits 1 (it said nothing and exited 0, the file kept but left unsaid)."""
+    a = make_repo("a")
+    a.write("d/a.txt", "base\n")
+    a.write("d/gone.txt", "old\n")
+    add_in_process(a, "d")
+    commit_in_process(a, "base")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(tmp_path, "b")
+    a.ok("rm", "d/gone.txt")
+    a.commit("a")
+    a.ok("push")
+    b.write("d/a.txt", "from b\n")
+    b.commit("b", "-a")
+    proc = run_as_dvfs(b.root, RACING_DELETE, "pull", "--merge")
+    assert proc.returncode == 1, proc.stderr
+    assert b.read("d/gone.txt") == b"old\nmy line\n"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d/gone.txt" in lines[0] and "kept as changed" in lines[0]
+    assert "changed while v3 was being written" in lines[0], lines
+    assert b.status()["untracked"] == ["d/gone.txt"]
+    b.fsck_clean()

@@ -477,11 +477,12 @@ def pull(
             {"message": r.message or None, "transfer": dataclasses.asdict(r.transfer),
              "checkout": checkout_json(r.checkout) if r.checkout is not None else None,
              "conflicts": r.conflicts,
-             "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())}}
+             "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())},
+             "kept": [show(p) for p in r.kept]}
         )  # fmt: skip
         if r.checkout is not None:
             checkout_failures(r.checkout)
-        merge_failures(r.failed, "", conflicts=bool(r.conflicts))
+        merge_failures(r.failed, r.label, conflicts=bool(r.conflicts), kept=r.kept, done=r.written)
         if r.conflicts:
             sys.exit(1)
         return
@@ -490,7 +491,7 @@ def pull(
     click.echo(transfer_line("downloaded", r.transfer))
     if r.checkout is not None:
         report_checkout(r.checkout)
-    merge_failures(r.failed, "", conflicts=bool(r.conflicts))
+    merge_failures(r.failed, r.label, conflicts=bool(r.conflicts), kept=r.kept, done=r.written)
     if r.conflicts:  # a merge that stopped: the last word, what to do now
         if r.message:
             click.echo(escape_text(r.message))

@@ -844,6 +844,9 @@ class PullResult:
     message: str
     conflicts: int = 0  # a merge (``merge=True``) stopped on this many conflicts
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # a merge's, not restored
+    kept: list[bytes] = field(default_factory=list)  # a merge's, changed meanwhile (MergeReport)
+    written: int = 0  # files a merge wrote or deleted
+    label: str = ""  # the version a merge made, or the branch's (conflicts)
 
 
 def _is_path_of(repo: Repository, version: bytes, arg: str) -> bool:
@@ -965,7 +968,10 @@ def pull(
         if merge:
             done = merging.merge(repo, f"{spec.name}/{branch}", workers)
             said = merge_message(done, f"{spec.name}/{branch}")
-            return PullResult(got.transfer, None, said, len(done.conflicts), done.failed)
+            return PullResult(
+                got.transfer, None, said, len(done.conflicts), done.failed, done.kept,
+                done.written + done.deleted, done.label,
+            )  # fmt: skip
         raise UsageError(
             f"{_diverged(hist, spec, branch, local, target)}: {branch} was left as it is; "
             f"`dvfs pull --merge` merges {spec.name}/{branch} into it"
