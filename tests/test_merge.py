@@ -1753,3 +1753,41 @@ def test_a_file_changed_while_a_pull_merge_deletes_it_is_kept_and_reported(
     assert "changed while v3 was being written" in lines[0], lines
     assert b.status()["untracked"] == ["d/gone.txt"]
     b.fsck_clean()
+
+
+RACING_LOST = """
+import vfs.ops.merging as merging
+from vfs.cli import main
+real = merging.reached
+def reached(step):
+    if step == "written":
+        with open("big.bin", "ab") as f:
+            f.write(b"my line\\n")
+    return real(step)
+merging.reached = reached
+main()
+"""
+
+
+def test_a_file_changed_before_the_merge_takes_it_out_of_the_working_tree_is_kept(
+    make_repo: RepoFactory,
+) -> None:
+    """A file theirs changed whose data cannot be written (here: not its digest) is
+    left not checked out, ours' copy deleted; a line appended to that copy after the
+    merge found it clean went with it. It is kept, named, and the merge exits 1."""
+    repo = make_repo("three-way")
+    commit_files(repo, {"a.txt": "a", "big.bin": rand(3 << 20, seed=1)}, "base")
+    repo.ok("switch", "-c", "other")
+    commit_files(repo, {"big.bin": rand(3 << 20, seed=2)}, "other")
+    repo.ok("switch", "main")
+    commit_files(repo, {"a.txt": "a2"}, "main")
+    r = Repository(repo.root)
+    r.refs.update("refs/tags/lie", forge_digest(r, r.history.resolve("other"), b"big.bin",
+                                                bytes(32)), None)  # fmt: skip
+    proc = run_as_dvfs(repo.root, RACING_LOST, "merge", "lie")
+    assert proc.returncode == 1, proc.stderr
+    assert repo.read("big.bin") == rand(3 << 20, seed=1) + b"my line\n"
+    assert "could not restore big.bin" in proc.stderr
+    assert "kept as changed" in proc.stderr, proc.stderr
+    assert repo.status()["modified"] == ["big.bin"]
+    repo.fsck_clean()

@@ -485,9 +485,9 @@ def _merge_locked(
     report.renamed = merging.renamed(conflicts, before, mine, other)
     todo = [(p, e) for p, e in todo if p not in unavailable]
     doomed = [p for p in gone if not index.is_absent(p)]
-    clean = {p: (was.ino, was.size, was.mtime_ns) for p in doomed
+    gone_as = {p: (was.ino, was.size, was.mtime_ns) for p in doomed
              if (was := index.get(p)) is not None and was.ctime_ns >= 0}  # fmt: skip
-    report.deleted = remove_many(repo.root, doomed, workers, clean, report.kept)
+    report.deleted = remove_many(repo.root, doomed, workers, gone_as, report.kept)
     for p in gone:  # (one kept is left untracked: theirs deleted it)
         index.entries.pop(p, None)
     merging.reached("removed")
@@ -510,11 +510,14 @@ def _merge_locked(
     report.written = len(stats)
     merging.reached("written")
     lost = sorted(set(unavailable) | set(failed))
-    with Walker(repo.root) as walker:
-        for p in lost:  # not checked out: truthful, and a later pull or checkout brings it
-            if (cur := index.get(p)) is not None and cur.checked_out:
-                remove_path(walker, p)
-            absent[p] = write[p]
+    # not checked out: truthful, and a later pull or checkout brings it (ours' copy
+    # deleted as checked: one changed since is kept, and `status` shows it modified)
+    doomed = [p for p in lost if (cur := index.get(p)) is not None and cur.checked_out]
+    clean = {p: seen for p in doomed if (seen := checked.get(p)) is not None}
+    remove_many(repo.root, doomed, workers, clean, report.kept)
+    report.kept.sort()
+    for p in lost:
+        absent[p] = write[p]
     for p, e in absent.items():
         index.entries[p] = not_checked_out(e)
     report.not_checked_out = lost
