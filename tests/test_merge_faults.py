@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Repo, fsck_clean, init_repo
+from tests.support.cli import Repo, fsck_clean, init_repo, run_as_dvfs
 from tests.support.data import rand
 from tests.test_faults import fill
 from vfs.ops.merging import KILL_ENV
@@ -283,4 +283,36 @@ def test_a_switch_over_a_merge_killed_midway_names_the_way_out(tmp_path: Path) -
     repo.ok("merge", "--abort")  # what the line says, as typed
     repo.ok("switch", "third")
     assert repo.read("x") == b"x3" and repo.status()["merging"] is None
+    fsck_clean(repo.root)
+
+
+RACING_ABORT = """
+import vfs.ops.merge as merge
+from vfs.cli import main
+class Hasher(merge.Hasher):
+    def stage_many(self, *args, **kw):
+        out = list(super().stage_many(*args, **kw))
+        with open("d/e", "ab") as f:
+            f.write(b"my line\\n")
+        return iter(out)
+merge.Hasher = Hasher
+main()
+"""
+
+
+def test_abort_keeps_a_new_file_changed_after_it_found_it_the_merges(
+    template: Repo, tmp_path: Path
+) -> None:
+    """`merge --abort` after a killed merge deletes the new files it finds holding what
+    the merge wrote; a line appended to one after it was hashed went with it, and the
+    abort said nothing. It is kept (untracked), named, and the abort exits 1."""
+    shutil.copytree(template.root, tmp_path / "r", symlinks=True)
+    repo = Repo(tmp_path / "r")
+    assert repo.run("merge", "other", env={KILL_ENV: "written"}).code == -9
+    proc = run_as_dvfs(repo.root, RACING_ABORT, "merge", "--abort")
+    assert proc.returncode == 1, proc.stderr
+    assert on_disk(repo) == {**OURS, "d/e": b"new in other" + b"my line\n"}
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "d/e" in lines[0] and "kept as changed" in lines[0], lines
+    assert repo.status()["untracked"] == ["d/e"]
     fsck_clean(repo.root)

@@ -416,6 +416,7 @@ def merge_cmd(
             emit_json({"aborted": True, "checkout": checkout_json(r)})
         else:
             click.echo(f"merge aborted: {r.written} written, {r.deleted} deleted")
+        checkout_failures(r)  # (kept as changed meanwhile, or not restored: exit 1)
         return
     if rev is None:
         raise UsageError("say what to merge: dvfs merge REV (or --continue, --abort)")

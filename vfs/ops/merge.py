@@ -558,6 +558,7 @@ def abort(
     can be lost.
     """
     removed = 0  # files a killed merge wrote, deleted here (the checkout does not see them)
+    kept: list[bytes] = []  # such files changed after they were found the merge's
     with repo.locked():
         try:
             state = merging.load(repo.dir)
@@ -584,13 +585,14 @@ def abort(
                 raise UsageError(f"no merge is in progress: {why}")
             if not force:
                 _refuse_edited(repo, state, workers, warn)
-            removed = _remove_unrecorded(repo, state.ours, state.theirs, workers)
+            removed = _remove_unrecorded(repo, state.ours, state.theirs, workers, kept)
     # Killed from here on, the record stays and `--abort` runs again.
     report = co.checkout(
         repo, "HEAD", (), workers, force=True, warn=warn,
         keep_untracked=None if force else "merge --abort",
     )  # fmt: skip
     report.deleted += removed
+    report.kept = sorted(report.kept + kept)
     with repo.locked():
         merging.remove(repo.dir)
     return report
@@ -656,9 +658,11 @@ def _refuse_edited(repo: Repository, state: MergeState, workers: Workers, warn: 
         )  # fmt: skip
 
 
-def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> int:
+def _remove_unrecorded(
+    repo: Repository, ours: bytes, theirs: bytes, workers: Workers, kept: list[bytes]
+) -> int:
     """Delete the files a merge killed before it saved the index wrote, and only those;
-    how many.
+    how many. One changed after it was hashed is left, and added to ``kept``.
 
     Such a file is in neither ours nor the index, so a checkout of ours leaves it
     where it is. A path that theirs adds is deleted only if it is untracked and holds
@@ -674,12 +678,11 @@ def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Wo
         for p in sorted(other.keys() - mine.keys()):
             if index.get(p) is None and (st := walker.lstat(p)) is not None:
                 found.append(Found(p, st))
-        hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(found, {})
-        removed = 0
-        for p, staged in sorted(hashed):
-            if staged.same_on_disk(other[p]) and remove_path(walker, p):
-                removed += 1
-    return removed
+    hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(found, {})
+    theirs_as = {
+        p: (s.ino, s.size, s.mtime_ns) for p, s in hashed if s.same_on_disk(other[p])
+    }  # (as hashed: deleted only if still so)
+    return remove_many(repo.root, sorted(theirs_as), workers, theirs_as, kept)
 
 
 def _side_files(
