@@ -36,11 +36,15 @@ from tests.support.cli import (
     run,
 )
 from tests.support.data import rand
+from tests.support.forge import Forge, content_entry
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 from tests.test_checkout_ahead import MiB, forge_digest
+from vfs.model.version_codec import StageRecord, StageRun, Version, encode_version
+from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjKind
 from vfs.ui import files
 
 TOKEN = "t0ken-for-the-tests-0123456789"
@@ -342,6 +346,7 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     inputs = {i["path"]: i.pop("since") for i in g["stages"][0]["input"]}
     assert all(i.pop("in_version") for i in g["stages"][0]["input"])
     assert all(i.pop("since_id") == ids["v2"] for i in g["stages"][0]["input"])
+    assert not any(i.pop("since_cut") for st in g["stages"] for i in st["input"])
     for i in g["stages"][1]["input"]:
         del i["since"], i["since_id"], i["in_version"]
     assert g["stages"] == repo.json("show", "v3", "--json")["pipeline"]
@@ -418,6 +423,49 @@ def test_lineage_draws_a_params_file_another_stage_made_as_an_edge(tmp_path: Pat
         g = api(server, "lineage", rev="v1")
     assert g["edges"] == [["gen", "train"]]  # it had none: the graph showed two stages apart
     repo.fsck_clean()
+
+
+def forge_deep_pipeline(where: Path, versions: int, stages: int) -> Forge:
+    """A remote at ``where`` whose branch holds ``versions`` versions, the last of which
+    records ``stages`` chained stages, each reading bytes no version holds."""
+    forge = Forge(where)
+    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
+    parents: tuple[bytes, ...] = ()
+    for n in range(1, versions + 1):
+        forge.chunk(f"{n}\n".encode())
+        forge.chunk(b"x\n")
+        tree = forge.tree([content_entry(b"d", f"{n}\n".encode()), content_entry(b"x", b"x\n")])
+        pipeline = tuple(
+            StageRecord(
+                f"s{i:04d}", "true", b"", ((f"o{i - 1}".encode() if i else b"x", b"\2" * 32),),
+                ((f"o{i}".encode(), b"\3" * 32),), (), (), ran,
+            )
+            for i in range(stages if n == versions else 0)
+        )  # fmt: skip
+        v = Version(tree, parents, n, "forged", "m <m@e>", n, pipeline=pipeline,
+                    **forge.totals(tree))  # fmt: skip
+        parents = (forge.add(ObjKind.VERSION, encode_version(v)),)
+    forge.publish(parents[0])
+    return forge
+
+
+def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lineage route walked back from each input of each stage, without bound, for
+    the version that introduced its bytes: a forged remote read in place (a pipeline of
+    1,024 stages in 10,000 versions) had it look at ten million versions. It shares
+    `dvfs lineage`'s bound now, and says which inputs it cut short."""
+    versions, stages = 2_000, lineage.BUDGET // 2_000 + 20
+    forge = forge_deep_pipeline(tmp_path / "remote", versions, stages)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(forge.url, cwd=tmp_path) as s:
+        g = api(s, "lineage", rev="main")
+    assert [st["stage"] for st in g["stages"]] == [f"s{i:04d}" for i in range(stages)]
+    inputs = [i for st in g["stages"] for i in st["input"]]
+    cut = [i for i in inputs if i["since_cut"]]
+    assert 0 < len(cut) < stages and all(i["since"] is None for i in cut)
+    assert [i["since_cut"] for i in inputs] == [False] * (stages - len(cut)) + [True] * len(cut)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ file it reads params from, at, inside or holding it), then what reads their
 outputs, and so on.
 
 Only what the version records is used: its pipeline and its trees. A version walk
-stops after ``WALK`` versions, and the walks of one :func:`upstream` after ``BUDGET``
+stops after ``WALK`` versions, and the walks of one lineage (:class:`Origins`: those of
+:func:`upstream`, or of the dashboard's graph of every stage) after ``BUDGET``
 versions in all (a forged pipeline of 1,024 chained stages, each input's bytes in no
 version, in a history of 10,000 versions, would have it look at ten million): an input
 whose walk was cut short says so (``Input.cut``), its version unknown.
@@ -150,22 +151,35 @@ def introduced(
     return None if since is None else hist.revision(since)  # (another branch's: its id)
 
 
+class Origins:
+    """The versions that introduced the bytes of the inputs one lineage asks about,
+    looking back from ``version``: the walks share one :class:`Budget`, and an input
+    asked again is not walked again."""
+
+    def __init__(self, hist: History, version: bytes, memo: dict[bytes, bytes]) -> None:
+        self.hist = hist
+        self.version = version
+        self.memo = memo
+        self.budget = Budget()
+        self.found: dict[tuple[bytes, bytes], str | None] = {}  # (path, id): since
+
+    def since(self, path: bytes, oid: bytes) -> tuple[str | None, bool]:
+        """:func:`introduced` within the budget, and whether it was cut short."""
+        if (path, oid) not in self.found:
+            try:
+                self.found[path, oid] = introduced(
+                    self.hist, self.version, path, oid, self.memo, self.budget
+                )
+            except Cut:
+                return None, True
+        return self.found[path, oid], False
+
+
 def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
     """The stages that made ``path`` in ``version``, and those before them (module doc)."""
     v = hist.version(version)
     memo: dict[bytes, bytes] = {}
-    budget = Budget()
-    found: dict[tuple[bytes, bytes], str | None] = {}  # (path, id): since
-
-    def since_of(p: bytes, pid: bytes) -> tuple[str | None, bool]:
-        """``introduced`` within the budget, and whether it was cut short."""
-        if (p, pid) not in found:
-            try:
-                found[p, pid] = introduced(hist, version, p, pid, memo, budget)
-            except Cut:
-                return None, True
-        return found[p, pid], False
-
+    since_of = Origins(hist, version, memo).since
     made = _Paths(v.pipeline, _outs)
     steps: list[Step] = []
     seen: set[str] = set()

@@ -35,7 +35,7 @@ from vfs.ops.du import usage
 from vfs.pipeline import report
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
-from vfs.pipeline.lineage import introduced
+from vfs.pipeline.lineage import Origins
 from vfs.pipeline.record import describe_all
 from vfs.repo import audit
 from vfs.repo.history import History
@@ -334,7 +334,9 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     version that introduced the bytes the run read (``since``) and whether this version
     holds them (``in_version``), as ``dvfs lineage --json`` does, and that version's id
     (``since_id``: a label is a number along a first-parent chain, which another
-    branch's page would resolve along its own)."""
+    branch's page would resolve along its own). The walks back for ``since`` share
+    ``dvfs lineage``'s bound (``vfs.pipeline.lineage.BUDGET`` versions in all): an
+    input whose walk it cut short has ``since`` null and ``since_cut`` true."""
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
@@ -348,19 +350,17 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
         and any(inside(d, o) or inside(o, d) for d in reads[s.name] for o, _ in u.outs)
     ]
     memo: dict[bytes, bytes] = {}
-    since: dict[tuple[bytes, bytes], str | None] = {}
+    origins = Origins(hist, oid, memo)
     for st, rec in zip(stages, v.pipeline, strict=True):
         for item, (p, did) in zip(st["input"], rec.deps, strict=True):
-            if (p, did) not in since:
-                since[(p, did)] = introduced(hist, oid, p, did, memo)
-            item["since"] = since[(p, did)]
+            item["since"], item["since_cut"] = origins.since(p, did)
             try:
                 item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
             except DvfsError:
                 item["in_version"] = False
     # since names a version by its number on oid's first-parent chain: its id, walking
     # the chain down to the oldest of them only
-    wanted = {int(label[1:]) for label in since.values() if label is not None}
+    wanted = {int(label[1:]) for label in origins.found.values() if label is not None}
     ids: dict[str, str] = {}
     for o, w in hist.chain(oid) if wanted else ():
         if w.number in wanted:

@@ -103,7 +103,11 @@ export async function lineagePage(el, params) {
       s("text", { x: W / 2, y: 34, "text-anchor": "middle", class: "sub" }, `${st.output.length} out · exit ${st.run.exit}`));
     svg.append(node);
   }
-  put(el, h("p", { class: "muted" }, `${g.version}: ${g.stages.length} stages`), h("div", { class: "scroll" }, svg), detail);
+  // (the walks back for the versions of the inputs' bytes are bounded, as `dvfs lineage`'s)
+  const cut = g.stages.reduce((n, st) => n + st.input.filter((i) => i.since_cut).length, 0);
+  put(el, h("p", { class: "muted" }, `${g.version}: ${g.stages.length} stages`),
+    cut ? h("p", { class: "note" }, `The walk back through the versions was cut short: the version that introduced the bytes of ${cut.toLocaleString()} input${cut > 1 ? "s" : ""} is not known.`) : null,
+    h("div", { class: "scroll" }, svg), detail);
 }
 
 function showStage(box, g, st, svg, name) {
@@ -119,7 +123,8 @@ function showStage(box, g, st, svg, name) {
       h("dt", {}, "run"), h("dd", {}, `exit ${st.run.exit}, ${st.run.seconds} s, ${st.run.started} on ${st.run.host}`),
       h("dt", {}, "inputs"), h("dd", {}, h("ul", {}, st.input.map((i) =>
         h("li", {}, file(i.path, g.id), " ", h("code", { class: "id" }, i.id.slice(0, 10)),
-          i.since ? [" since ", h("a", { href: link("version", { rev: i.since_id }) }, i.since)] : " (in no version)",
+          i.since ? [" since ", h("a", { href: link("version", { rev: i.since_id }) }, i.since)]
+            : i.since_cut ? " since an unknown version (walk cut short)" : " (in no version)",
           i.since && i.in_version === false ? ` (${g.version} holds other bytes)` : null)))),
       h("dt", {}, "outputs"), h("dd", {}, h("ul", {}, st.output.map((o) =>
         h("li", {}, file(o.path, g.id), " ", h("code", { class: "id" }, o.id.slice(0, 10)))))),
