@@ -34,8 +34,7 @@ from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
 from vfs.pipeline import report
 from vfs.pipeline.content import tree_path_id
-from vfs.pipeline.graph import inside
-from vfs.pipeline.lineage import Origins
+from vfs.pipeline.lineage import Origins, stage_edges
 from vfs.pipeline.record import describe_all
 from vfs.repo import audit
 from vfs.repo.history import History
@@ -341,14 +340,7 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     oid = hist.resolve(rev)
     v = hist.version(oid)
     stages = describe_all(v.pipeline)
-    reads = {s.name: [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)] for s in v.pipeline}
-    edges = [
-        [u.name, s.name]
-        for s in v.pipeline
-        for u in v.pipeline
-        if u is not s
-        and any(inside(d, o) or inside(o, d) for d in reads[s.name] for o, _ in u.outs)
-    ]
+    edges = [[u.name, s.name] for u, s in stage_edges(v.pipeline)]
     memo: dict[bytes, bytes] = {}
     origins = Origins(hist, oid, memo)
     for st, rec in zip(stages, v.pipeline, strict=True):
