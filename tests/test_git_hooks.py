@@ -29,7 +29,7 @@ from tests.support.cli import (
 )
 
 BIN = str(Path(sys.executable).parent)  # where this environment's `dvfs` is
-HOOKS = ["post-checkout", "post-merge", "post-rewrite", "pre-push"]
+HOOKS = ["post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push"]
 
 
 def git_env(with_dvfs: bool = True) -> dict[str, str]:
@@ -93,7 +93,10 @@ def test_install_chains_existing_hooks_and_uninstall_puts_them_back(
     before = own_files(repo)
 
     r = repo.ok("install")
-    assert "installed the git hooks post-checkout, post-merge, post-rewrite, pre-push" in r.out
+    assert (
+        "installed the git hooks post-checkout, post-commit, post-merge, post-rewrite, pre-push"
+        in r.out
+    )
     assert "kept the hooks that were there, run first: post-checkout" in r.out
     after = own_files(repo)
     assert after["post-checkout.dvfs-chained"] == mine
@@ -475,7 +478,7 @@ def test_a_repository_folder_named_like_a_pattern_follows_its_own_dvfs_lock_alon
     # Uninstalled in one, the hooks stay for the other: it said "removed dvfs" from them.
     said = dz.ok("install", "--uninstall").out
     assert said.startswith("took this repository out of the git hooks post-checkout, "
-                           "post-merge, post-rewrite, pre-push in "), said  # fmt: skip
+                           "post-commit, post-merge, post-rewrite, pre-push in "), said  # fmt: skip
     assert "still run dvfs for the other repositories" in said and "removed" not in said
     assert "removed dvfs from the git hooks" in star.ok("install", "--uninstall").out
     assert not (top / ".git" / "hooks" / "pre-push").exists()
@@ -632,6 +635,53 @@ def test_a_git_squash_merge_brings_the_data_the_merged_dvfs_lock_names(
     r = ok(repo.root, "git", "merge", "-q", "--squash", "code")
     assert "dvfs" not in r.stderr, r.stderr
     assert repo.read("data/labels.csv") == b"edited\n"
+    fsck_clean(repo.root)
+
+
+def test_a_git_merge_concluded_by_git_commit_brings_the_data_the_merged_dvfs_lock_names(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # git runs no post-merge for a merge that `git commit` concludes (after `git merge
+    # --no-commit`, or once conflicts are settled): the data stayed at the old version
+    # while the merge commit's dvfs.lock named the merged one.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    ok(repo.root, "git", "checkout", "-q", "-b", "side")
+    new_data_commit(repo, 3)  # side: dvfs.lock names v3
+    ok(repo.root, "git", "checkout", "-q", "master")
+    (repo.root / "train.py").write_text("print('train better')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    r = ok(repo.root, "git", "merge", "-q", "--no-commit", "--no-ff", "side")
+    assert "dvfs" not in r.stderr, r.stderr  # (nothing committed yet: no hook runs)
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    r = ok(repo.root, "git", "commit", "-q", "-m", "merged side")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    assert "dvfs.lock" not in repo.ok("status").out  # the data is what the lock names
+    # Amending that merge, or a commit that is no merge, leaves the data alone.
+    repo.write("data/labels.csv", "edited\n")
+    r = ok(repo.root, "git", "commit", "-q", "--amend", "-m", "merged side, amended")
+    assert "dvfs" not in r.stderr, r.stderr
+    r = ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "nothing")
+    assert "dvfs" not in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"edited\n"
+    repo.ok("restore", "data/labels.csv")
+
+    # A conflict in dvfs.lock settled, then committed: the data follows the lock chosen.
+    ok(repo.root, "git", "checkout", "-q", "-b", "other", "HEAD~2")  # (the data of v2)
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    repo.ok("switch", "main")
+    new_data_commit(repo, 4)  # other: dvfs.lock names v4
+    ok(repo.root, "git", "checkout", "-q", "master")  # (the data of v3)
+    assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
+    r = sh(repo.root, "git", "merge", "-q", "other")
+    assert r.returncode == 1 and "dvfs.lock" in r.stdout, (r.stdout, r.stderr)
+    ok(repo.root, "git", "checkout", "--theirs", "dvfs.lock")
+    ok(repo.root, "git", "add", "dvfs.lock")
+    r = ok(repo.root, "git", "commit", "-q", "--no-edit")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n4,dog\n"
+    assert "dvfs.lock" not in repo.ok("status").out
     fsck_clean(repo.root)
 
 

@@ -44,8 +44,8 @@ def hook_list(names: list[str]) -> str:
 def install(uninstall: bool, shared: bool) -> None:
     """Add git hooks, so that the data follows `git checkout`, `git pull` and `git push`.
 
-    post-checkout, post-merge and post-rewrite (after a rebase) run `dvfs checkout
-    --lock` when dvfs.lock changed;
+    post-checkout, post-merge, post-rewrite (after a rebase) and post-commit (after a
+    merge that `git commit` concluded) run `dvfs checkout --lock` when dvfs.lock changed;
     pre-push offers `dvfs push` when a commit being pushed names a version the dvfs
     remote lacks (it asks on the terminal; without one it only says so). Hooks that
     were there are kept and run first. A hooks folder outside this repository's .git
@@ -96,7 +96,8 @@ HOOK_INPUT_LIMIT = 1 << 20  # bytes of a pre-push hook's input read
 
 @click.command(cls=DvfsCommand, name="hook", hidden=True)
 @click.argument(
-    "name", type=click.Choice(["post-checkout", "post-merge", "post-rewrite", "pre-push"])
+    "name",
+    type=click.Choice(["post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push"]),
 )
 @click.option("--in", "dirs", multiple=True, help="A dvfs repository, from the work tree's top.")
 @click.argument("args", nargs=-1)
@@ -127,13 +128,17 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         old, new = args[0], args[1]
     elif name == "post-rewrite" and args[:1] != ("rebase",):  # (`commit --amend`)
         return
+    elif name == "post-commit":  # (git runs no post-merge for a merge `git commit` concludes)
+        if not githooks.concluded_merge(top):
+            return
+        old, new = "HEAD^1", "HEAD"
     elif name == "post-merge" and args[:1] == ("1",):  # a squash merge: nothing committed
         old, new = "HEAD", None  # (its dvfs.lock is in the work tree and the index)
     else:  # post-merge, or post-rewrite at the end of a rebase
         old, new = "ORIG_HEAD", "HEAD"
     for d in dirs:
-        if name == "post-checkout" and githooks.rebasing(top, d):
-            continue  # (the rebase's start: post-rewrite follows the lock at its end)
+        if name in ("post-checkout", "post-commit") and githooks.rebasing(top, d):
+            continue  # (post-rewrite follows the lock at the rebase's end)
         root = top / d
         if not (root / ".dvfs").is_dir():
             if (root / "dvfs.lock").exists():
@@ -148,6 +153,8 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
                     err=True,
                 )
                 continue
+            if name == "post-commit" and githooks.at_lock(Repository(root)):
+                continue  # (an amended merge: its data was brought, or made here)
             click.echo(f"dvfs: dvfs.lock{where} changed: restoring the data it names", err=True)
             with workers() as w:
                 done = githooks.follow_lock(Repository(root), w)

@@ -1,6 +1,6 @@
 """Git hooks that keep the data in step with the code: ``dvfs install``.
 
-Four hooks are written to the git repository's hooks directory (``git rev-parse
+Five hooks are written to the git repository's hooks directory (``git rev-parse
 --git-path hooks``, so ``core.hooksPath`` and linked work trees are honoured):
 
 - ``post-checkout`` and ``post-merge`` (``git pull`` runs the second, not the first):
@@ -11,6 +11,11 @@ Four hooks are written to the git repository's hooks directory (``git rev-parse
   the lock moved it ahead). A commit without a ``dvfs.lock`` names no data: the data
   is left as it is. A clone without a store is told to run ``dvfs pull`` instead;
   nothing else is done there;
+- ``post-commit``: after a commit that is a merge (:func:`concluded_merge`), the same,
+  from its first parent to it: ``git commit`` concludes a merge that ``git merge
+  --no-commit``, or a conflict, left open, and git then runs no ``post-merge``. A
+  commit that is no merge is the user's own, made with the data as it is; and where
+  the data already is the version the lock names (an amended merge), nothing is done;
 - ``post-rewrite``, after ``git rebase`` (and ``git pull --rebase``): the same, from
   the commit the branch was at before (``ORIG_HEAD``) to the one it is at now. The
   ``post-checkout`` git runs as a rebase starts (for the commit it starts from, not
@@ -83,7 +88,7 @@ from vfs.repo.repository import Repository
 from vfs.store.durable import write_atomic
 from vfs.worktree.pools import Workers
 
-HOOKS = ("post-checkout", "post-merge", "post-rewrite", "pre-push")
+HOOKS = ("post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push")
 MARKER = "# dvfs-hook: written by `dvfs install`; `dvfs install --uninstall` removes it"
 CHAINED = ".dvfs-chained"
 _REPOS = re.compile(r"^# dvfs-repositories: (.*)$", re.MULTILINE)
@@ -295,6 +300,22 @@ def lock_changed(top: Path, repo_dir: str, old: str, new: str | None) -> bool:
     path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
     commits = (old,) if new is None else (old, new)
     return git_output(top, "diff", "--quiet", *commits, "--", f":(literal){path}") is None
+
+
+def concluded_merge(top: Path) -> bool:
+    """True if HEAD, just committed, is a merge (it has a second parent): ``git commit``
+    concluded it, after ``git merge --no-commit`` or once conflicts were settled."""
+    return git_output(top, "rev-parse", "--verify", "--quiet", "HEAD^2") is not None
+
+
+def at_lock(repo: Repository) -> bool:
+    """True if the working tree holds the version ``dvfs.lock`` names (as ``dvfs status``
+    tells it): there is nothing to bring."""
+    try:
+        ptr = read_lock(repo.root)
+    except (UsageError, OSError):  # (none, or unreadable: following it says why)
+        return False
+    return ptr.oid == (repo.index().base or repo.refs.head_id(repo.refs.head()))
 
 
 def rebasing(top: Path, repo_dir: str) -> bool:
