@@ -411,6 +411,37 @@ def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     repo.fsck_clean()
 
 
+def test_lineage_of_another_branchs_version_links_the_versions_of_its_inputs(
+    tmp_path: Path,
+) -> None:
+    """An input whose bytes another branch's version introduced is named by that
+    version's id (its number counts along its own branch): the route read the id as a
+    number, and answered 500, or linked to no version."""
+    repo = Repo(tmp_path / "repo")
+    Repository.init(repo.root)
+    repo.write("data.txt", "A\n")
+    repo.ok("add", "data.txt")
+    repo.commit("one")
+    repo.ok("switch", "-c", "exp")
+    repo.write("data.txt", "B\n")
+    repo.ok("add", "data.txt")
+    repo.ok("run", "-n", "s", "-d", "data.txt", "-o", "out", "--", "cp data.txt out")
+    repo.commit("exp: B")
+    repo.ok("switch", "main")
+    repo.write("other.txt", "o\n")
+    repo.ok("add", "other.txt")
+    repo.commit("two")
+    exp = repo.json("log", "exp", "--json")
+    cli = repo.json("lineage", "out", "exp", "--json")["stages"][0]["input"]
+    with serving(repo.root) as server:
+        [stage] = api(server, "lineage", rev="exp")["stages"]
+    assert [(i["since"], i["in_version"]) for i in stage["input"]] == [
+        (i["since"], i["in_version"]) for i in cli
+    ]
+    assert [i["since_id"] for i in stage["input"]] == [exp[0]["id"]]
+    repo.fsck_clean()
+
+
 def test_lineage_draws_a_params_file_another_stage_made_as_an_edge(tmp_path: Path) -> None:
     repo = Repo(tmp_path / "repo")
     Repository.init(repo.root)

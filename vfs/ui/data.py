@@ -15,6 +15,7 @@ bytes and previews are ``vfs.ui.files``'.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -350,10 +351,15 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
                 item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
             except DvfsError:
                 item["in_version"] = False
-    # since names a version by its number on oid's first-parent chain: its id, walking
-    # the chain down to the oldest of them only
-    wanted = {int(label[1:]) for label in origins.found.values() if label is not None}
+    # since names a version by its number on oid's first-parent chain (its id, walking
+    # the chain down to the oldest of them only), or, one another branch's number would
+    # name another version here, by the first digits of its id
+    labels = {label for label in origins.found.values() if label is not None}
+    wanted = {int(label[1:]) for label in labels if label.startswith("v")}
     ids: dict[str, str] = {}
+    for label in labels - {f"v{n}" for n in wanted}:
+        with contextlib.suppress(DvfsError):  # (a prefix of two forged ids: no link)
+            ids[label] = hist.resolve(label).hex()
     for o, w in hist.chain(oid) if wanted else ():
         if w.number in wanted:
             ids[f"v{w.number}"] = o.hex()
