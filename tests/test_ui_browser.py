@@ -28,7 +28,9 @@ from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_re
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving
+from tests.test_ui import forge_deep_pipeline
 from vfs.ops import browse
+from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
 from vfs.ui import data
 
@@ -625,6 +627,26 @@ def test_lineage_draws_stages_named_like_object_properties(page: Page, tmp_path:
         page.locator('svg.dag .node[data-stage="__proto__"]').click()
         expect(page.locator("section.stage-detail")).to_contain_text("cp r a")
     repo.fsck_clean()
+
+
+def test_lineage_says_which_inputs_its_walk_back_cut_short(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    versions, stages = 2_000, lineage.BUDGET // 2_000 + 20
+    forge = forge_deep_pipeline(tmp_path / "remote", versions, stages)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(forge.url, cwd=tmp_path) as s:
+        page.goto(s.url + "#/lineage?rev=main")
+        note = page.locator("p.note")
+        expect(note).to_contain_text(
+            "The walk back through the versions was cut short", timeout=120_000
+        )
+        expect(note).to_contain_text("of 20 inputs is not known")
+        page.locator(f'svg.dag .node[data-stage="s{stages - 1:04d}"]').click()
+        detail = page.locator("section.stage-detail")
+        expect(detail).to_contain_text("since an unknown version (walk cut short)")
+        page.locator('svg.dag .node[data-stage="s0000"]').click()
+        expect(detail).to_contain_text("(in no version)")
 
 
 def test_a_stages_command_is_shown_quoted_as_dvfs_lineage_shows_it(
