@@ -26,14 +26,12 @@ from tests.support.cli import (
     run,
     warnings_of,
 )
-from tests.support.forge import Forge, content_entry
+from tests.support.forge import forge_deep_pipeline, forge_wide_pipeline
 from tests.support.pipeline import (
     PipelineRepo,
     staged_paths,
 )
-from vfs.model.version_codec import StageRecord, StageRun, Version, encode_version
 from vfs.pipeline import lineage
-from vfs.store.objects import ObjKind
 
 
 def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
@@ -1085,25 +1083,8 @@ def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_sa
     # a forged pipeline of 1,024 chained stages whose inputs hold bytes no version
     # holds, in a history of 10,000 versions, looked at ten million of them (minutes).
     # The walks of one lineage now share a bound, and what it left unknown is said.
-    forge = Forge(tmp_path / "remote")
-    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
     versions, stages = 2_000, lineage.BUDGET // 2_000 + 20
-    parents: tuple[bytes, ...] = ()
-    for n in range(1, versions + 1):
-        forge.chunk(f"{n}\n".encode())
-        forge.chunk(b"x\n")
-        tree = forge.tree([content_entry(b"d", f"{n}\n".encode()), content_entry(b"x", b"x\n")])
-        pipeline = tuple(
-            StageRecord(
-                f"s{i:04d}", "true", b"", ((f"o{i - 1}".encode() if i else b"x", b"\2" * 32),),
-                ((f"o{i}".encode(), b"\3" * 32),), (), (), ran,
-            )
-            for i in range(stages if n == versions else 0)
-        )  # fmt: skip
-        v = Version(tree, parents, n, "forged", "m <m@e>", n, pipeline=pipeline,
-                    **forge.totals(tree))  # fmt: skip
-        parents = (forge.add(ObjKind.VERSION, encode_version(v)),)
-    forge.publish(parents[0])
+    forge = forge_deep_pipeline(tmp_path / "remote", versions, stages)
     assert_ok(run(tmp_path, "clone", "--no-checkout", forge.url, "c"))
     r = assert_ok(run(tmp_path / "c", "lineage", f"o{stages - 1}"))
     (said,) = warnings_of(r)
@@ -1123,22 +1104,8 @@ def test_lineage_of_a_forged_pipeline_naming_many_paths_reads_each_once(tmp_path
     # Each input of each stage upstream (and each path downstream) was looked for among
     # every output (or input) of every stage: 200 chained stages of 200 paths each made
     # 1.6 billion comparisons, an hour; now each path is found through an index.
-    forge = Forge(tmp_path / "remote")
-    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
-    forge.chunk(b"x\n")
-    tree = forge.tree([content_entry(b"x", b"x\n")])
     stages, paths = 200, 200
-
-    def named(i: int) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple(sorted((f"o{i}/{k}".encode(), b"\3" * 32) for k in range(paths)))
-
-    pipeline = tuple(
-        StageRecord(f"s{i:04d}", "true", b"", named(i - 1) if i else ((b"x", b"\2" * 32),),
-                    named(i), (), (), ran)
-        for i in range(stages)
-    )  # fmt: skip
-    v = Version(tree, (), 1, "forged", "m <m@e>", 1, pipeline=pipeline, **forge.totals(tree))
-    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    forge = forge_wide_pipeline(tmp_path / "remote", stages, paths)
     assert_ok(run(tmp_path, "clone", "--no-checkout", forge.url, "c"))
     up = assert_ok(run(tmp_path / "c", "lineage", f"o{stages - 1}/0", "--json")).json()
     assert [s["stage"] for s in up["stages"]] == [f"s{i:04d}" for i in reversed(range(stages))]

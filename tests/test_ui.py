@@ -36,15 +36,13 @@ from tests.support.cli import (
     run,
 )
 from tests.support.data import rand
-from tests.support.forge import Forge, content_entry
+from tests.support.forge import forge_deep_pipeline, forge_wide_pipeline
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 from tests.test_checkout_ahead import MiB, forge_digest
-from vfs.model.version_codec import StageRecord, StageRun, Version, encode_version
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
-from vfs.store.objects import ObjKind
 from vfs.ui import files
 
 TOKEN = "t0ken-for-the-tests-0123456789"
@@ -456,30 +454,6 @@ def test_lineage_draws_a_params_file_another_stage_made_as_an_edge(tmp_path: Pat
     repo.fsck_clean()
 
 
-def forge_deep_pipeline(where: Path, versions: int, stages: int) -> Forge:
-    """A remote at ``where`` whose branch holds ``versions`` versions, the last of which
-    records ``stages`` chained stages, each reading bytes no version holds."""
-    forge = Forge(where)
-    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
-    parents: tuple[bytes, ...] = ()
-    for n in range(1, versions + 1):
-        forge.chunk(f"{n}\n".encode())
-        forge.chunk(b"x\n")
-        tree = forge.tree([content_entry(b"d", f"{n}\n".encode()), content_entry(b"x", b"x\n")])
-        pipeline = tuple(
-            StageRecord(
-                f"s{i:04d}", "true", b"", ((f"o{i - 1}".encode() if i else b"x", b"\2" * 32),),
-                ((f"o{i}".encode(), b"\3" * 32),), (), (), ran,
-            )
-            for i in range(stages if n == versions else 0)
-        )  # fmt: skip
-        v = Version(tree, parents, n, "forged", "m <m@e>", n, pipeline=pipeline,
-                    **forge.totals(tree))  # fmt: skip
-        parents = (forge.add(ObjKind.VERSION, encode_version(v)),)
-    forge.publish(parents[0])
-    return forge
-
-
 def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -506,22 +480,8 @@ def test_lineage_of_a_forged_pipeline_naming_many_paths_finds_its_edges_through_
     output of every other stage: 200 chained stages of 200 paths each, in a forged
     remote read in place, made 1.6 billion comparisons (an hour). They are looked up in
     the index `dvfs lineage` uses: the same edges, in the same order."""
-    forge = Forge(tmp_path / "remote")
-    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
-    forge.chunk(b"x\n")
-    tree = forge.tree([content_entry(b"x", b"x\n")])
     stages, paths = 200, 200
-
-    def named(i: int) -> tuple[tuple[bytes, bytes], ...]:
-        return tuple(sorted((f"o{i}/{k}".encode(), b"\3" * 32) for k in range(paths)))
-
-    pipeline = tuple(
-        StageRecord(f"s{i:04d}", "true", b"", named(i - 1) if i else ((b"x", b"\2" * 32),),
-                    named(i), (), (), ran)
-        for i in range(stages)
-    )  # fmt: skip
-    v = Version(tree, (), 1, "forged", "m <m@e>", 1, pipeline=pipeline, **forge.totals(tree))
-    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    forge = forge_wide_pipeline(tmp_path / "remote", stages, paths)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serving(forge.url, cwd=tmp_path) as s:
         g = api(s, "lineage", rev="main")

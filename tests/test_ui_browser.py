@@ -25,10 +25,10 @@ from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_pla
 
 import vfs
 from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_repo, run
+from tests.support.forge import forge_deep_pipeline
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving
-from tests.test_ui import forge_deep_pipeline
 from vfs.ops import browse
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository

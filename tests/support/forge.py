@@ -21,7 +21,7 @@ from vfs.backends import Backend
 from vfs.model.chunking import ChunkerParams
 from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
 from vfs.model.ids import hash_bytes
-from vfs.model.version_codec import Version, encode_version
+from vfs.model.version_codec import StageRecord, StageRun, Version, encode_version
 from vfs.remote.layout import SEGMENT_FORMAT
 from vfs.repo.repository import format_record
 from vfs.store.compression import Compression
@@ -205,3 +205,49 @@ def files_under(root: Path) -> set[Path]:
         for name in [*dirnames, *filenames]:
             out.add(Path(dirpath, name))
     return out
+
+
+def forge_deep_pipeline(where: Path, versions: int, stages: int) -> Forge:
+    """A remote at ``where`` whose branch holds ``versions`` versions, the last of which
+    records ``stages`` chained stages, each reading bytes no version holds."""
+    forge = Forge(where)
+    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
+    parents: tuple[bytes, ...] = ()
+    for n in range(1, versions + 1):
+        forge.chunk(f"{n}\n".encode())
+        forge.chunk(b"x\n")
+        tree = forge.tree([content_entry(b"d", f"{n}\n".encode()), content_entry(b"x", b"x\n")])
+        pipeline = tuple(
+            StageRecord(
+                f"s{i:04d}", "true", b"", ((f"o{i - 1}".encode() if i else b"x", b"\2" * 32),),
+                ((f"o{i}".encode(), b"\3" * 32),), (), (), ran,
+            )
+            for i in range(stages if n == versions else 0)
+        )  # fmt: skip
+        v = Version(tree, parents, n, "forged", "m <m@e>", n, pipeline=pipeline,
+                    **forge.totals(tree))  # fmt: skip
+        parents = (forge.add(ObjKind.VERSION, encode_version(v)),)
+    forge.publish(parents[0])
+    return forge
+
+
+def forge_wide_pipeline(where: Path, stages: int, paths: int) -> Forge:
+    """A remote at ``where`` whose one version records ``stages`` chained stages, each
+    making ``paths`` files in a folder of its own (``o{i}/{k}``) and reading every file
+    the stage before it made (the first reads ``x``)."""
+    forge = Forge(where)
+    ran = StageRun(0, 1, 1, "h", "0.1.0", "3.11", None)
+    forge.chunk(b"x\n")
+    tree = forge.tree([content_entry(b"x", b"x\n")])
+
+    def named(i: int) -> tuple[tuple[bytes, bytes], ...]:
+        return tuple(sorted((f"o{i}/{k}".encode(), b"\3" * 32) for k in range(paths)))
+
+    pipeline = tuple(
+        StageRecord(f"s{i:04d}", "true", b"", named(i - 1) if i else ((b"x", b"\2" * 32),),
+                    named(i), (), (), ran)
+        for i in range(stages)
+    )  # fmt: skip
+    v = Version(tree, (), 1, "forged", "m <m@e>", 1, pipeline=pipeline, **forge.totals(tree))
+    forge.publish(forge.add(ObjKind.VERSION, encode_version(v)))
+    return forge
