@@ -235,7 +235,7 @@ def test_json_from_add_to_pull(make_repo: RepoFactory, tmp_path: Path) -> None:
     co = repo.json("checkout", "v1", "--json")
     assert co == {
         "version": "v1", "branch": None, "paths": False, "written": 0, "deleted": 0,
-        "unchanged": 2, "failed": {}, "carried": [],
+        "unchanged": 2, "failed": {}, "carried": [], "kept": [],
     }  # fmt: skip
     assert repo.json("switch", "main", "--json")["branch"] == "main"
 
