@@ -1071,10 +1071,9 @@ main()
 """
 
 
-def test_a_file_changed_while_a_checkout_deletes_it_is_kept_and_reported(repo: Repo) -> None:
-    """A file the version does not have is deleted once the checkout found it clean;
-    a line appended meanwhile went with it. It is kept, named, the command exits 1,
-    and the file is left untracked (the version does not hold it)."""
+def at_a_version_main_deletes_a_file_of(repo: Repo) -> None:
+    """Check out v1 (``d/a.txt``, ``d/gone.txt``) of a branch ``main`` whose v2 deleted
+    ``d/gone.txt``: a `switch main` then deletes it."""
     repo.write("d/a.txt", "one\n")
     repo.write("d/gone.txt", "old\n")
     repo.ok("add", "d")
@@ -1082,6 +1081,13 @@ def test_a_file_changed_while_a_checkout_deletes_it_is_kept_and_reported(repo: R
     repo.ok("rm", "d/gone.txt")
     repo.commit("two")
     repo.ok("checkout", first)
+
+
+def test_a_file_changed_while_a_checkout_deletes_it_is_kept_and_reported(repo: Repo) -> None:
+    """A file the version does not have is deleted once the checkout found it clean;
+    a line appended meanwhile went with it. It is kept, named, the command exits 1,
+    and the file is left untracked (the version does not hold it)."""
+    at_a_version_main_deletes_a_file_of(repo)
     proc = run_as_dvfs(repo.root, RACING_DELETE, "switch", "main")
     assert proc.returncode == 1, proc.stderr
     assert repo.read("d/gone.txt") == b"old\nmy line\n"
@@ -1124,13 +1130,7 @@ def test_a_file_set_aside_by_a_killed_checkout_is_listed_and_never_cleaned_up(
     which `status` does not list and `fsck` (or the next checkout's cleanup) deletes:
     a write the comparison would have kept was lost. The name it is set aside under
     is one `status` lists as untracked and no cleanup deletes."""
-    repo.write("d/a.txt", "one\n")
-    repo.write("d/gone.txt", "old\n")
-    repo.ok("add", "d")
-    first = repo.commit("one")
-    repo.ok("rm", "d/gone.txt")
-    repo.commit("two")
-    repo.ok("checkout", first)
+    at_a_version_main_deletes_a_file_of(repo)
     proc = run_as_dvfs(repo.root, KILLED_ASIDE, "switch", "main")
     assert proc.returncode == 9, proc.stderr
     assert not (repo.root / "d/gone.txt").exists()
