@@ -29,7 +29,8 @@ from tests.support.cli import (
 )
 
 BIN = str(Path(sys.executable).parent)  # where this environment's `dvfs` is
-HOOKS = ["post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push"]
+HOOKS = ["post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push",
+         "reference-transaction"]  # fmt: skip
 
 
 def git_env(with_dvfs: bool = True) -> dict[str, str]:
@@ -94,8 +95,8 @@ def test_install_chains_existing_hooks_and_uninstall_puts_them_back(
 
     r = repo.ok("install")
     assert (
-        "installed the git hooks post-checkout, post-commit, post-merge, post-rewrite, pre-push"
-        in r.out
+        "installed the git hooks post-checkout, post-commit, post-merge, post-rewrite, pre-push, "
+        "reference-transaction in " in r.out
     )
     assert "kept the hooks that were there, run first: post-checkout" in r.out
     after = own_files(repo)
@@ -478,7 +479,8 @@ def test_a_repository_folder_named_like_a_pattern_follows_its_own_dvfs_lock_alon
     # Uninstalled in one, the hooks stay for the other: it said "removed dvfs" from them.
     said = dz.ok("install", "--uninstall").out
     assert said.startswith("took this repository out of the git hooks post-checkout, "
-                           "post-commit, post-merge, post-rewrite, pre-push in "), said  # fmt: skip
+                           "post-commit, post-merge, post-rewrite, pre-push, "
+                           "reference-transaction in "), said  # fmt: skip
     assert "still run dvfs for the other repositories" in said and "removed" not in said
     assert "removed dvfs from the git hooks" in star.ok("install", "--uninstall").out
     assert not (top / ".git" / "hooks" / "pre-push").exists()
@@ -755,4 +757,45 @@ def test_pre_push_looks_at_every_commit_pushed_not_only_the_tip(
     ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "code only")
     r = ok(repo.root, "git", "push", "-q")
     assert "dvfs" not in r.stderr, r.stderr
+    fsck_clean(repo.root)
+
+
+def test_git_reset_cherry_pick_and_revert_bring_the_data_dvfs_lock_names(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # git runs no hook for `git reset` but reference-transaction, and post-commit for
+    # `git cherry-pick` and `git revert`, which followed merges alone: the data stayed at
+    # the old version while the dvfs.lock git wrote named another, without a word.
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    two = ok(repo.root, "git", "rev-parse", "HEAD").stdout.strip()
+    r = ok(repo.root, "git", "reset", "-q", "HEAD~1")  # (the work tree's dvfs.lock is left)
+    assert "dvfs" not in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    r = ok(repo.root, "git", "reset", "-q", "--hard")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n1,cat\n"
+    assert "dvfs.lock" not in repo.ok("status").out
+
+    # Uncommitted data in the way: it is kept, the hook says so, and status what to run.
+    repo.write("data/labels.csv", "edited\n")
+    r = ok(repo.root, "git", "reset", "-q", "--hard", two)
+    assert "would overwrite uncommitted changes" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"edited\n"
+    assert "names v2 " in repo.ok("status").out
+    repo.ok("restore", "data/labels.csv")
+    ok(repo.root, "git", "reset", "-q", "--hard")
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+
+    # A cherry-picked commit that changed dvfs.lock brings its data; its revert, back.
+    ok(repo.root, "git", "checkout", "-q", "-b", "side", "HEAD~1")  # (the data of v1)
+    (repo.root / "train.py").write_text("print('train better')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    r = ok(repo.root, "git", "cherry-pick", "master")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+    r = ok(repo.root, "git", "revert", "--no-edit", "HEAD")
+    assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n1,cat\n"
+    assert "dvfs.lock" not in repo.ok("status").out
     fsck_clean(repo.root)

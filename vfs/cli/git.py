@@ -44,8 +44,9 @@ def hook_list(names: list[str]) -> str:
 def install(uninstall: bool, shared: bool) -> None:
     """Add git hooks, so that the data follows `git checkout`, `git pull` and `git push`.
 
-    post-checkout, post-merge, post-rewrite (after a rebase) and post-commit (after a
-    merge that `git commit` concluded) run `dvfs checkout --lock` when dvfs.lock changed;
+    post-checkout, post-merge, post-rewrite (after a rebase), post-commit (after a
+    cherry-pick, a revert, a merge that `git commit` concluded) and reference-transaction
+    (after `git reset --hard`) run `dvfs checkout --lock` when dvfs.lock changed;
     pre-push offers `dvfs push` when a commit being pushed names a version the dvfs
     remote lacks (it asks on the terminal; without one it only says so). Hooks that
     were there are kept and run first. A hooks folder outside this repository's .git
@@ -97,7 +98,16 @@ HOOK_INPUT_LIMIT = 1 << 20  # bytes of a pre-push hook's input read
 @click.command(cls=DvfsCommand, name="hook", hidden=True)
 @click.argument(
     "name",
-    type=click.Choice(["post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push"]),
+    type=click.Choice(
+        [
+            "post-checkout",
+            "post-commit",
+            "post-merge",
+            "post-rewrite",
+            "pre-push",
+            "reference-transaction",
+        ]
+    ),
 )
 @click.option("--in", "dirs", multiple=True, help="A dvfs repository, from the work tree's top.")
 @click.argument("args", nargs=-1)
@@ -122,39 +132,52 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
         pre_push(ctx, top, dirs, remote, githooks.pushed_commits(lines))
         return
     new: str | None
+    written = name in ("post-commit", "reference-transaction")  # (only a lock git wrote)
     if name == "post-checkout":
         if len(args) != 3 or args[2] != "1":  # a checkout of files, not of a commit
             return
         old, new = args[0], args[1]
     elif name == "post-rewrite" and args[:1] != ("rebase",):  # (`commit --amend`)
         return
-    elif name == "post-commit":  # (git runs no post-merge for a merge `git commit` concludes)
-        if not githooks.concluded_merge(top):
-            return
+    elif name == "post-commit":  # (cherry-pick, revert, a merge that `git commit` concludes)
         old, new = "HEAD^1", "HEAD"
+    elif name == "reference-transaction":  # (`git reset`: the script let nothing else by)
+        lines = os.fsdecode(sys.stdin.buffer.read(HOOK_INPUT_LIMIT)).splitlines()
+        moved = githooks.moved_head(lines) if args[:1] == ("committed",) else None
+        if moved is None:
+            return
+        old, new = moved
     elif name == "post-merge" and args[:1] == ("1",):  # a squash merge: nothing committed
         old, new = "HEAD", None  # (its dvfs.lock is in the work tree and the index)
     else:  # post-merge, or post-rewrite at the end of a rebase
         old, new = "ORIG_HEAD", "HEAD"
     for d in dirs:
-        if name in ("post-checkout", "post-commit") and githooks.rebasing(top, d):
+        if name not in ("post-merge", "post-rewrite") and githooks.rebasing(top, d):
             continue  # (post-rewrite follows the lock at the rebase's end)
         root = top / d
         if not (root / ".dvfs").is_dir():
-            if (root / "dvfs.lock").exists():
+            if (root / "dvfs.lock").exists() and (
+                not written or githooks.lock_changed(top, d, old, new)
+            ):
                 click.echo(f"dvfs: {no_store_yet(top, d)}", err=True)
             continue
-        if githooks.lock_changed(top, d, old, new):
+        # (`git reset --hard` of HEAD itself writes the lock again: it is looked at all the same)
+        changed = githooks.lock_changed(top, d, old, new)
+        if changed or name == "reference-transaction":
+            if written and not githooks.lock_in_work_tree(top, root, d, new or "HEAD"):
+                continue  # (`git reset --soft`: the work tree's lock and data are left)
             where = "" if d == "." else f" of {quoted(d)}"
             if not os.path.lexists(root / "dvfs.lock"):  # (a commit from before the data)
+                if not changed:
+                    continue
                 click.echo(
                     f"dvfs: this commit names no data (it has no dvfs.lock{where}): the data "
                     "was left as it is",
                     err=True,
                 )
                 continue
-            if name == "post-commit" and githooks.at_lock(Repository(root)):
-                continue  # (an amended merge: its data was brought, or made here)
+            if written and githooks.at_lock(Repository(root)):
+                continue  # (the user's own commit, or an amended merge: the data is there)
             click.echo(f"dvfs: dvfs.lock{where} changed: restoring the data it names", err=True)
             with workers() as w:
                 done = githooks.follow_lock(Repository(root), w)

@@ -1,6 +1,6 @@
 """Git hooks that keep the data in step with the code: ``dvfs install``.
 
-Five hooks are written to the git repository's hooks directory (``git rev-parse
+Six hooks are written to the git repository's hooks directory (``git rev-parse
 --git-path hooks``, so ``core.hooksPath`` and linked work trees are honoured):
 
 - ``post-checkout`` and ``post-merge`` (``git pull`` runs the second, not the first):
@@ -11,11 +11,24 @@ Five hooks are written to the git repository's hooks directory (``git rev-parse
   the lock moved it ahead). A commit without a ``dvfs.lock`` names no data: the data
   is left as it is. A clone without a store is told to run ``dvfs pull`` instead;
   nothing else is done there;
-- ``post-commit``: after a commit that is a merge (:func:`concluded_merge`), the same,
-  from its first parent to it: ``git commit`` concludes a merge that ``git merge
-  --no-commit``, or a conflict, left open, and git then runs no ``post-merge``. A
-  commit that is no merge is the user's own, made with the data as it is; and where
-  the data already is the version the lock names (an amended merge), nothing is done;
+- ``post-commit``: the same, from the commit's first parent to it, where the data is
+  not already at the version the commit's ``dvfs.lock`` names (:func:`at_lock`) and
+  the work tree holds that very lock (:func:`lock_in_work_tree`): ``git cherry-pick``
+  and ``git revert`` of a commit that changed it, and ``git commit`` concluding a merge
+  that ``git merge --no-commit``, or a conflict, left open (git runs no
+  ``post-merge`` then). A commit of the user's own is made with the data at the lock
+  (``dvfs commit`` writes it): nothing is done;
+- ``reference-transaction``, for ``git reset`` (``--hard``, ``--keep``, ``--merge``),
+  for which git runs no other hook: when HEAD moved (:func:`moved_head`, or was set
+  to where it was), the data is brought to the version the lock of the commit it is
+  at names, where the work tree holds that lock and the data is not at it
+  (``--soft`` and ``--mixed`` leave the work tree's lock, and so the data, as they
+  were). The script passes over every other
+  ref update, cheaply, before dvfs is started: a state other than ``committed``, a
+  transaction that leaves HEAD alone, one of a merge, pull or rebase (they set
+  ``GIT_REFLOG_ACTION`` and run hooks of their own), and a HEAD that moved from
+  anywhere but ``ORIG_HEAD`` (``git reset`` writes it just before it moves HEAD;
+  ``git checkout`` and ``git commit`` do not, and have hooks of their own);
 - ``post-rewrite``, after ``git rebase`` (and ``git pull --rebase``): the same, from
   the commit the branch was at before (``ORIG_HEAD``) to the one it is at now. The
   ``post-checkout`` git runs as a rebase starts (for the commit it starts from, not
@@ -88,7 +101,10 @@ from vfs.repo.repository import Repository
 from vfs.store.durable import write_atomic
 from vfs.worktree.pools import Workers
 
-HOOKS = ("post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push")
+HOOKS = (
+    "post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push",
+    "reference-transaction",
+)  # fmt: skip
 MARKER = "# dvfs-hook: written by `dvfs install`; `dvfs install --uninstall` removes it"
 CHAINED = ".dvfs-chained"
 _REPOS = re.compile(r"^# dvfs-repositories: (.*)$", re.MULTILINE)
@@ -120,6 +136,21 @@ if ! command -v dvfs >/dev/null 2>&1; then
     exit 0
 fi
 if [ -n "$input" ]; then printf '%s\\n' "$input"; fi | exec dvfs hook {name} {dirs} -- "$@"
+"""
+
+_FORWARD_REFS = """\
+input=$(cat)
+if [ -x "$chained" ]; then
+    if [ -n "$input" ]; then printf '%s\\n' "$input"; fi | "$chained" "$@" || exit $?
+fi
+# HEAD moved by `git reset` alone (see vfs.ops.githooks): other commands run hooks of their own
+[ "$1" = committed ] && [ -z "$GIT_REFLOG_ACTION" ] || exit 0
+old=$(printf '%s\\n' "$input" | sed -n 's/^\\([0-9a-f]*\\) [0-9a-f]* HEAD$/\\1/p')
+[ -n "$old" ] && [ "$old" = "$(git rev-parse -q --verify ORIG_HEAD)" ] || exit 0
+if ! command -v dvfs >/dev/null 2>&1; then
+    echo "dvfs: the dvfs command is not on PATH: the data was not updated" >&2; exit 0
+fi
+printf '%s\\n' "$input" | exec dvfs hook {name} {dirs} -- "$@"
 """
 
 
@@ -171,7 +202,8 @@ def _listed(hooks: Path, me: str) -> list[str]:
 def render(name: str, repos: list[str]) -> str:
     """The text of dvfs's hook ``name`` for the repositories ``repos``."""
     dirs = " ".join(f"--in {shlex.quote(d)}" for d in repos)
-    body = (_FORWARD_INPUT if name == "pre-push" else _FORWARD).format(name=name, dirs=dirs)
+    form = {"pre-push": _FORWARD_INPUT, "reference-transaction": _FORWARD_REFS}.get(name, _FORWARD)
+    body = form.format(name=name, dirs=dirs)
     return _SCRIPT.format(
         marker=MARKER, repos=json.dumps(repos), name=name, chained=CHAINED, body=body.rstrip()
     )
@@ -302,10 +334,33 @@ def lock_changed(top: Path, repo_dir: str, old: str, new: str | None) -> bool:
     return git_output(top, "diff", "--quiet", *commits, "--", f":(literal){path}") is None
 
 
-def concluded_merge(top: Path) -> bool:
-    """True if HEAD, just committed, is a merge (it has a second parent): ``git commit``
-    concluded it, after ``git merge --no-commit`` or once conflicts were settled."""
-    return git_output(top, "rev-parse", "--verify", "--quiet", "HEAD^2") is not None
+def moved_head(lines: list[str]) -> tuple[str, str] | None:
+    """The commits HEAD moved from and to, as a reference-transaction hook's input
+    names them (``OLD NEW HEAD``: the same commit for ``git reset --hard`` alone, which
+    writes the files again); None if HEAD was left alone, created or deleted."""
+    for line in lines:
+        parts = line.split()
+        if (
+            len(parts) == 3
+            and parts[2] == "HEAD"
+            and ZERO not in parts[:2]
+            and all(re.fullmatch(r"[0-9a-f]{40,64}", p) for p in parts[:2])
+        ):
+            return parts[0], parts[1]
+    return None
+
+
+def lock_in_work_tree(top: Path, root: Path, repo_dir: str, commit: str) -> bool:
+    """True if the work tree's ``dvfs.lock`` of ``repo_dir`` (at ``root``) names what the
+    one of ``commit`` names, or both have none: git wrote it there, it is not a lock
+    the work tree kept (``git reset --soft``) or the user changed since."""
+    try:
+        here: LockPointer | None = read_lock(root)
+    except (UsageError, OSError):
+        here = None
+    return here == lock_at(top, repo_dir, commit) and (
+        here is not None or not os.path.lexists(root / LOCK_FILE)
+    )
 
 
 def at_lock(repo: Repository) -> bool:
