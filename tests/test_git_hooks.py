@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import (
     BASE_ENV,
     GIT_ENV,
@@ -27,6 +29,8 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
 )
+from tests.support.loopback import free_ports
+from tests.support.s3server import use_aws_keys
 
 BIN = str(Path(sys.executable).parent)  # where this environment's `dvfs` is
 HOOKS = ["post-checkout", "post-commit", "post-merge", "post-rewrite", "pre-push",
@@ -798,4 +802,31 @@ def test_git_reset_cherry_pick_and_revert_bring_the_data_dvfs_lock_names(
     assert "dvfs.lock changed: restoring the data it names" in r.stderr, r.stderr
     assert repo.read("data/labels.csv") == b"id,label\n1,cat\n"
     assert "dvfs.lock" not in repo.ok("status").out
+    fsck_clean(repo.root)
+
+
+def test_pre_push_says_at_once_that_an_unreachable_dvfs_remote_could_not_be_checked(
+    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No branch of the S3 remote holds the version named, so its tags are asked for: an
+    # endpoint that does not answer was asked again and again, backing off, for seconds
+    # (a minute where the connection times out) before git's push went on.
+    use_aws_keys(monkeypatch, "AKIDEXAMPLE", "not-a-secret")
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    (port,) = free_ports(1)  # (closed again: nothing listens there)
+    endpoint = f"http://127.0.0.1:{port}"
+    repo.ok("remote", "add", "--local", "--default", "s3", "s3://bucket/p",
+            "--endpoint-url", endpoint)  # fmt: skip
+    new_data_commit(repo, 3)
+    started = time.monotonic()
+    r = ok(repo.root, "git", "push", "-q")
+    took = time.monotonic() - started
+    said = r.stderr.splitlines()
+    assert len(said) == 1, said
+    assert said[0].startswith("dvfs: warning: could not check whether the dvfs remote has "
+                              "main v3 on s3, "), said  # fmt: skip
+    assert "if it lacks it, teammates' `dvfs pull` fails until `dvfs push`" in said[0], said
+    assert "(connection failed)" in said[0] and "attempts" not in said[0], said  # (asked once)
+    assert took < 8, took  # (it took 11 s; 4 to 5 s of it start dvfs and boto3 on a busy machine)
     fsck_clean(repo.root)

@@ -166,6 +166,7 @@ def open_backend(
     retry: bool = True,
     create: bool = False,
     jobs: int | None = None,
+    timeout: float | None = None,
 ) -> Backend:
     """Open the backend a remote URL names.
 
@@ -175,20 +176,26 @@ def open_backend(
     must exist unless ``create`` is true. Local directories are not retried: they
     never raise the one error worth retrying. With ``jobs``, at most that many calls
     run at once (``LimitedBackend``), below the retries so that a call waiting out a
-    back-off holds no slot. A bad URL raises ``UsageError``.
+    back-off holds no slot. With ``timeout``, an S3 request is given up after that many
+    seconds of waiting to connect, or for an answer (else ``S3Backend``'s 5 and 60). A
+    bad URL raises ``UsageError``.
     """
     where = parse_url(url)
     if where.path is not None:
         return _limited(LocalBackend(where.path, create=create), jobs)
-    backend = _early_s3(where.bucket, where.prefix, endpoint_url, region, profile)
+    backend = None
+    if timeout is None:
+        backend = _early_s3(where.bucket, where.prefix, endpoint_url, region, profile)
     if backend is None:
         # Deferred: importing boto3 takes ~140 ms, which commands that never talk
         # to S3 (status, add, commit...) should not pay.
         from vfs.backends.s3 import S3Backend
 
+        waits = {} if timeout is None else {"connect_timeout": timeout, "read_timeout": timeout}
         backend = S3Backend(
-            where.bucket, where.prefix, endpoint_url=endpoint_url, region=region, profile=profile
-        )
+            where.bucket, where.prefix, endpoint_url=endpoint_url, region=region, profile=profile,
+            **waits,  # type: ignore[arg-type]  # (the two floats, by name)
+        )  # fmt: skip
     if not retry:
         return _limited(backend, jobs)
     return RetryingBackend(

@@ -273,15 +273,18 @@ def pre_push(
         for d, _, s, p in missing
     )
     what = f"the commits being pushed name data the dvfs remote does not have: {names}"
-    if any(s in unasked for _, _, s, _ in missing):
+    lacks = "teammates' `dvfs pull` fails until `dvfs push`"
+    if any(s in unasked for _, _, s, _ in missing):  # (asked once, briefly: see tagged_on_remote)
         why = "; ".join(f"{quoted(s)}: {w}" for s, w in unasked.items())
         what = (
-            "the commits being pushed name data the dvfs remote is not known to have (no "
-            f"branch of it holds it here, and its tags could not be read: {why}): {names}"
+            f"could not check whether the dvfs remote has {names}, which the commits being "
+            "pushed name: no branch of it holds it, as last seen here, and its tags could "
+            f"not be read ({why})"
         )
+        lacks = f"if it lacks it, {lacks}"
     answer = ask_on_terminal(f"dvfs: {escape_text(what)}. Push it now? [Y/n] ")
     if not answer:
-        warn(f"{what}; pushed without it: teammates' `dvfs pull` fails until `dvfs push`")
+        warn(f"{what}; pushed without it: {lacks}")
         return
     for root, remote_name, branch in dict.fromkeys((r, s, p.branch) for _, r, s, p in missing):
         os.chdir(root)

@@ -459,10 +459,12 @@ def tagged_on_remote(
     """Those of ``oids`` that a tag of remote ``spec`` holds (names, or names a version
     built on them), asked of the remote: this clone does not know which of its tags the
     remote has (a fetch copies the remote's tags among its own). With why, if the
-    remote's tags could not be read (then the set is empty)."""
+    remote's tags could not be read (then the set is empty): asked once, each request
+    given up after a few seconds without an answer (``connect``'s ``quick``), as git
+    waits to push."""
     hist = repo.history
     try:
-        remote = RemoteRepo(connect(spec, 8), index_cache(repo, spec.name))
+        remote = RemoteRepo(connect(spec, 8, quick=True), index_cache(repo, spec.name))
         tags = remote.refs("tags", [], known=repo.refs.tags().values())
     except (DvfsError, OSError) as exc:
         return set(), str(exc) or type(exc).__name__

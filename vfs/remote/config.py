@@ -1037,8 +1037,14 @@ class Meter(Backend):
         return self.inner.put_conditional(key, data, if_match=if_match, if_none_match=if_none_match)
 
 
-def connect(spec: RemoteSpec, jobs: int, *, create: bool = False) -> Meter:
-    """A metered, concurrency-limited backend for ``spec``."""
+QUICK_TIMEOUT = 3.0  # seconds to connect, and to wait for each answer, of a quick question
+
+
+def connect(spec: RemoteSpec, jobs: int, *, create: bool = False, quick: bool = False) -> Meter:
+    """A metered, concurrency-limited backend for ``spec``. ``quick``: for a question
+    whose answer can be done without (the pre-push hook's, before git pushes): each
+    request is tried once, and given up after ``QUICK_TIMEOUT`` seconds without an
+    answer, where the others are retried for up to a minute."""
     backend = open_backend(
         spec.url,
         endpoint_url=spec.endpoint_url,
@@ -1046,5 +1052,7 @@ def connect(spec: RemoteSpec, jobs: int, *, create: bool = False) -> Meter:
         profile=spec.profile,
         create=create,
         jobs=jobs,
+        retry=not quick,
+        timeout=QUICK_TIMEOUT if quick else None,
     )
     return Meter(backend)
