@@ -43,7 +43,7 @@ from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 from tests.test_checkout_ahead import MiB, forge_digest
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
-from vfs.ui import files
+from vfs.ui import data, files
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -345,6 +345,8 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     assert all(i.pop("in_version") for i in g["stages"][0]["input"])
     assert all(i.pop("since_id") == ids["v2"] for i in g["stages"][0]["input"])
     assert not any(i.pop("since_cut") for st in g["stages"] for i in st["input"])
+    for i in (i for st in g["stages"] for i in st["input"]):
+        del i["made_by"], i["kind"]
     for i in g["stages"][1]["input"]:
         del i["since"], i["since_id"], i["in_version"]
     assert g["stages"] == repo.json("show", "v3", "--json")["pipeline"]
@@ -440,7 +442,7 @@ def test_lineage_of_another_branchs_version_links_the_versions_of_its_inputs(
     repo.fsck_clean()
 
 
-def test_lineage_draws_a_params_file_another_stage_made_as_an_edge(tmp_path: Path) -> None:
+def test_lineage_draws_and_lists_a_params_file_another_stage_made(tmp_path: Path) -> None:
     repo = Repo(tmp_path / "repo")
     Repository.init(repo.root)
     repo.write("seed.txt", "lr: 0.1\n")
@@ -451,6 +453,14 @@ def test_lineage_draws_a_params_file_another_stage_made_as_an_edge(tmp_path: Pat
     with serving(repo.root) as server:
         g = api(server, "lineage", rev="v1")
     assert g["edges"] == [["gen", "train"]]  # it had none: the graph showed two stages apart
+    # The stage's inputs listed no params file, which `dvfs lineage` lists as one.
+    cli = {st["stage"]: st["input"] for st in repo.json("lineage", "model", "--json")["stages"]}
+    page = {st["stage"]: st["input"] for st in data.lineage(Repository(repo.root), "v1")["stages"]}
+    assert [i["path"] for i in page["train"]] == ["cfg.yaml"], page
+    keys = set(cli["gen"][0])  # (the page adds since_id, the version's id)
+    for stage, inputs in cli.items():
+        assert [{k: i[k] for k in keys} for i in page[stage]] == inputs, stage
+    assert page["train"][0]["kind"] == "params" and page["train"][0]["made_by"] == "gen"
     repo.fsck_clean()
 
 

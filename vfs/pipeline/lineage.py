@@ -18,7 +18,8 @@ stops after ``WALK`` versions, and the walks of one lineage (:class:`Origins`: t
 :func:`upstream`, or of the dashboard's graph of every stage) after ``BUDGET``
 versions in all (a forged pipeline of 1,024 chained stages, each input's bytes in no
 version, in a history of 10,000 versions, would have it look at ten million): an input
-whose walk was cut short says so (``Input.cut``), its version unknown.
+whose walk was cut short says so (``Input.cut``), its version unknown. The dashboard's
+lineage lists each stage's inputs as :func:`upstream` does (:func:`pipeline_inputs`).
 """
 
 from __future__ import annotations
@@ -200,33 +201,49 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
             if stage.name in seen:
                 continue
             seen.add(stage.name)
-            step = Step(stage, outs)
-            for d, did in stage.deps:
-                makers = made.find(d)
-                try:
-                    now = tree_path_id(hist, v.tree, d, memo) == did
-                except DvfsError:
-                    now = False
-                since, cut = since_of(d, did)
-                step.inputs.append(
-                    Input(d, did, since, now, makers[0][0].name if makers else None, cut=cut)
-                )
-                if makers:
-                    todo.append(d)
-            for f in _made_params_files(made, stage):
-                makers = made.find(f)
-                fid = _made_id(hist, v.tree, makers, f, memo)
-                if fid is None:
-                    continue
-                try:
-                    now = tree_path_id(hist, v.tree, f, memo) == fid
-                except DvfsError:
-                    now = False
-                since, cut = since_of(f, fid)
-                step.inputs.append(Input(f, fid, since, now, makers[0][0].name, "params", cut))
-                todo.append(f)
+            step = Step(stage, outs, _inputs(hist, v.tree, stage, made, memo, since_of))
+            todo += [i.path for i in step.inputs if i.made_by is not None]
             steps.append(step)
     return steps
+
+
+def pipeline_inputs(hist: History, version: bytes, origins: Origins) -> list[list[Input]]:
+    """The inputs of each stage of ``version``'s pipeline, in its order, as
+    :func:`upstream` gives them (the dashboard's lineage graph); their versions are
+    found by ``origins``, looking back from ``version``, within its budget."""
+    v = hist.version(version)
+    made = _Paths(v.pipeline, _outs)
+    return [_inputs(hist, v.tree, s, made, origins.memo, origins.since) for s in v.pipeline]
+
+
+def _inputs(
+    hist: History, tree: bytes, stage: StageRecord, made: _Paths, memo: dict[bytes, bytes],
+    since_of: Callable[[bytes, bytes], tuple[str | None, bool]],
+) -> list[Input]:  # fmt: skip
+    """The inputs of ``stage``, of a version whose tree is ``tree`` and whose stages make
+    ``made``: its deps, then the files it reads params from that another stage makes
+    (module doc)."""
+    out = []
+    for d, did in stage.deps:
+        makers = made.find(d)
+        try:
+            now = tree_path_id(hist, tree, d, memo) == did
+        except DvfsError:
+            now = False
+        since, cut = since_of(d, did)
+        out.append(Input(d, did, since, now, makers[0][0].name if makers else None, cut=cut))
+    for f in _made_params_files(made, stage):
+        makers = made.find(f)
+        fid = _made_id(hist, tree, makers, f, memo)
+        if fid is None:
+            continue
+        try:
+            now = tree_path_id(hist, tree, f, memo) == fid
+        except DvfsError:
+            now = False
+        since, cut = since_of(f, fid)
+        out.append(Input(f, fid, since, now, makers[0][0].name, "params", cut))
+    return out
 
 
 def _made_params_files(made: _Paths, stage: StageRecord) -> list[bytes]:

@@ -34,8 +34,7 @@ from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
 from vfs.pipeline import report
-from vfs.pipeline.content import tree_path_id
-from vfs.pipeline.lineage import Origins, stage_edges
+from vfs.pipeline.lineage import Origins, pipeline_inputs, stage_edges
 from vfs.pipeline.record import describe_all
 from vfs.repo import audit
 from vfs.repo.history import History
@@ -330,9 +329,12 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     """The pipeline version ``rev`` records (``dvfs show``'s ``pipeline``), as a graph:
     ``stages`` in their order and ``edges`` [from, to] where a stage reads what another
     made (a dep, or a file it reads params from), as ``dvfs dag --format json`` draws
-    a pipeline. Each input also names the
+    a pipeline. A stage's inputs are those ``dvfs lineage --json`` lists
+    (``vfs.pipeline.lineage.pipeline_inputs``): its deps, then the files it reads
+    params from that another stage makes (``kind`` "params"), each with the stage
+    making it (``made_by``), the
     version that introduced the bytes the run read (``since``) and whether this version
-    holds them (``in_version``), as ``dvfs lineage --json`` does, and that version's id
+    holds them (``in_version``), and that version's id
     (``since_id``: a label is a number along a first-parent chain, which another
     branch's page would resolve along its own). The walks back for ``since`` share
     ``dvfs lineage``'s bound (``vfs.pipeline.lineage.BUDGET`` versions in all): an
@@ -342,15 +344,13 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     v = hist.version(oid)
     stages = describe_all(v.pipeline)
     edges = [[u.name, s.name] for u, s in stage_edges(v.pipeline)]
-    memo: dict[bytes, bytes] = {}
-    origins = Origins(hist, oid, memo)
-    for st, rec in zip(stages, v.pipeline, strict=True):
-        for item, (p, did) in zip(st["input"], rec.deps, strict=True):
-            item["since"], item["since_cut"] = origins.since(p, did)
-            try:
-                item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
-            except DvfsError:
-                item["in_version"] = False
+    origins = Origins(hist, oid, {})
+    for st, inputs in zip(stages, pipeline_inputs(hist, oid, origins), strict=True):
+        st["input"] = [  # (as `dvfs lineage --json` gives them)
+            {"path": os.fsdecode(i.path), "id": i.id.hex(), "since": i.since,
+             "in_version": i.now, "made_by": i.made_by, "kind": i.kind, "since_cut": i.cut}
+            for i in inputs
+        ]  # fmt: skip
     # since names a version by its number on oid's first-parent chain (its id, walking
     # the chain down to the oldest of them only), or, one another branch's number would
     # name another version here, by the first digits of its id

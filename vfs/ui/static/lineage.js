@@ -122,7 +122,7 @@ function showStage(box, g, st, svg, name) {
       h("dt", {}, "wdir"), h("dd", {}, st.wdir),
       h("dt", {}, "run"), h("dd", {}, `exit ${st.run.exit}, ${st.run.seconds} s, ${st.run.started} on ${st.run.host}`),
       h("dt", {}, "inputs"), h("dd", {}, h("ul", {}, st.input.map((i) =>
-        h("li", {}, file(i.path, g.id), " ", h("code", { class: "id" }, i.id.slice(0, 10)),
+        h("li", {}, i.kind === "params" ? "params file " : null, file(i.path, g.id), " ", h("code", { class: "id" }, i.id.slice(0, 10)),
           i.since ? [" since ", i.since_id ? h("a", { href: link("version", { rev: i.since_id }) }, i.since) : i.since]
             : i.since_cut ? " since an unknown version (walk cut short)" : " (in no version)",
           i.since && i.in_version === false ? ` (${g.version} holds other bytes)` : null)))),
