@@ -134,6 +134,7 @@ V1: dict[str, str | bytes] = {
     "wider.csv": WIDE_CSV + "1," * 2999 + "1\n",
     "wider.jsonl": WIDE_JSONL + json.dumps({f"k{i}": 1 for i in range(3000)}) + "\n",
     "blank_wider.jsonl": "\n \n" + WIDE_JSONL + WIDE_JSONL,
+    "blank_wider.csv": "\n\n" + WIDE_CSV + "1," * 2999 + "1\n",
     "wider.parquet": parquet({f"c{i}": [1] for i in range(2000)}),
     "taken.csv": "id,v,v,v_1\n1,a,b,c\n",
     "twicekey.jsonl": '{"id": 1, "v": 1}\n{"id": 2, "v": 2}\n',
@@ -199,6 +200,7 @@ V2: dict[str, str | bytes] = {
     "wider.csv": WIDE_CSV + "1," * 2999 + "2\n",
     "wider.jsonl": WIDE_JSONL + json.dumps({f"k{i}": 2 for i in range(3000)}) + "\n",
     "blank_wider.jsonl": "\n \n" + WIDE_JSONL + WIDE_JSONL + WIDE_JSONL,
+    "blank_wider.csv": "\n\n" + WIDE_CSV + "1," * 2999 + "2\n",
     "wider.parquet": parquet({f"c{i}": [2] for i in range(2000)}),
     "taken.csv": "id,v,v,v_1\n1,a,b,d\n",
     "twicekey.jsonl": '{"id": 1, "v": 1}\n\n{"id": 2, "v": 3}\n{"id": 3, "v": 1, "v": 2}\n',
@@ -531,6 +533,7 @@ def test_a_file_of_too_many_columns_is_summarised_not_compared(data: Repo) -> No
         ("wider.csv", "it has at least 3,000 columns"),
         ("wider.jsonl", "it has at least 3,000 columns"),
         ("blank_wider.jsonl", "it has at least 3,000 columns"),  # (blank lines first)
+        ("blank_wider.csv", "it has at least 3,000 columns"),
         ("wider.parquet", "it has 2,000 columns"),
     ],
 )

@@ -94,20 +94,21 @@ def refusal(
 def columns_in(fmt: Format, head: bytes, size: int) -> tuple[int, bool]:
     """How many columns a CSV, TSV or JSON Lines file of ``size`` bytes starting with
     ``head`` has at least, counted on ``head`` alone, and whether that is all of them
-    (0 for Parquet: its footer says). CSV: the fields of its first two records, for
-    the delimiter giving most (the fewer of the two: a header as wide as its first
-    row); JSON Lines: the distinct keys of its first record (the engine's columns are
-    those of every record, told apart without case), or 0 when that line has no more
-    than ``MAX_COLUMNS`` colons. A record cut by the end of ``head`` counts the
-    columns it shows."""
+    (0 for Parquet: its footer says). CSV: the fields of its first two records (blank
+    lines are none: the engine skips them), for the delimiter giving most (the fewer
+    of the two: a header as wide as its first row); JSON Lines: the distinct keys of
+    its first record (the engine's columns are those of every record, told apart
+    without case), or 0 when that line has no more than ``MAX_COLUMNS`` colons. A
+    record cut by the end of ``head`` counts the columns it shows."""
     cut = len(head) < size
     text = head.decode("utf-8", "replace")
     if fmt in ("csv", "tsv"):
         most = 0
         for delimiter in _DELIMITERS if fmt == "csv" else ("\t",):
             rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+            fields = (len(r) for r in rows if r)  # (an empty line reads as no field)
             with contextlib.suppress(csv.Error):
-                most = max(most, min((len(r) for r in itertools.islice(rows, 2)), default=0))
+                most = max(most, min(itertools.islice(fields, 2), default=0))
         return most, not cut
     if fmt != "jsonl":
         return 0, False
