@@ -44,6 +44,7 @@ from tests.test_checkout_ahead import MiB, forge_digest
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
 from vfs.ui import data, files
+from vfs.ui.source import open_source
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -1257,6 +1258,31 @@ def test_a_step_history_value_too_large_for_a_float_is_left_out(tmp_path: Path) 
         [f] = api(s, "steps", rev="v1")["files"]
         assert f["rows"] == [{"step": 0, "acc": 0.5}, {"step": 1, "acc": 0.6}]
         assert (f["metrics"], f["skipped"]) == (["acc"], 0)
+    r.fsck_clean()
+
+
+def test_a_step_history_line_whose_step_is_true_has_no_step(tmp_path: Path) -> None:
+    """A per-step history line ``{"step": true, ...}`` was plotted at step true (JSON's
+    true is a Python bool, and a bool is an int): a step is a whole number, and any
+    other value of ``step`` (a text, a fraction) is no step: so is true."""
+    r = init_repo(tmp_path / "truth")
+    lines = ['{"step": 0, "acc": 0.5}', '{"step": true, "acc": 0.6}', '{"step": 2, "acc": 0.7}']
+    script = (
+        "import json; json.dump({'acc': 1}, open('metrics.json', 'w')); "
+        f"open('metrics.steps.jsonl', 'w').write({chr(10).join(lines) + chr(10)!r})"
+    )
+    r.write("make.py", script)
+    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit("truth")
+    source = open_source(str(r.root))
+    try:
+        [f] = data.steps(source.repo, source.get, "v1")["files"]
+    finally:
+        source.repo.close()
+    assert f["rows"] == [
+        {"step": 0, "acc": 0.5}, {"step": None, "acc": 0.6}, {"step": 2, "acc": 0.7},
+    ]  # fmt: skip
     r.fsck_clean()
 
 

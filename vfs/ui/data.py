@@ -454,8 +454,9 @@ def steps(
     """The per-step metrics of version ``rev``: for each metrics file its pipeline
     records whose history file (``vfs.tracking.history_name``: ``metrics.json`` ->
     ``metrics.steps.jsonl``, one JSON object per ``log_metrics`` call) the version
-    holds (with ``path``, that history file alone), a page of its ``rows`` (``step``
-    and the numeric metrics of each line, in order), the names of those ``metrics``
+    holds (with ``path``, that history file alone), a page of its ``rows`` (``step``,
+    None where a line gives no whole number, not ``true`` either, and the numeric
+    metrics of each line, in order), the names of those ``metrics``
     (of every row, not of the page alone) and ``total``, ``offset`` and ``limit``.
 
     A page is ``limit`` rows (at most ``STEPS_PAGE_MAX``) from ``offset``; without
@@ -537,8 +538,9 @@ def _step_rows(text: bytes) -> dict[str, Any]:
         if not isinstance(obj, dict):
             skipped += 1 if line.strip() else 0
             continue
-        step = obj.get("step")
-        row: dict[str, Any] = {"step": step if isinstance(step, int) else None}
+        step = obj.get("step")  # a whole number (true is an int in Python, no step)
+        whole = isinstance(step, int) and not isinstance(step, bool)
+        row: dict[str, Any] = {"step": step if whole else None}
         for k, val in obj.items():
             if k != "step" and _plottable(val):
                 row[k] = val
