@@ -85,6 +85,10 @@ def wide(changed: int) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
+# binary values cut where they are shown: the first 200 characters (an escape \xff
+# from the 199th), from 20 before where two alike part (an escape from the 221st),
+# the first 4,096 in JSON (an escape from the 4,095th)
+LONG_BLOBS = [b"a" * 198 + b"\xff" * 5, b"\xff" * 60 + b"\x00", b"a" * 4094 + b"\xff"]
 # wider than the first 64 KiB of the file hold: 3,000 columns (CSV, a header and 10
 # rows), 3,000 keys (JSON Lines, 2 records)
 WIDE_CSV = ",".join(f"c{i}" for i in range(3000)) + "\n" + ("1," * 2999 + "1\n") * 9
@@ -125,6 +129,8 @@ V1: dict[str, str | bytes] = {
     "headless.csv": "id,v\n1,a\n",
     "scalars.jsonl": '{"id": 1}\n',
     "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 2]}),
+    "longblobs.parquet": parquet({"id": [1, 2, 3], "b": pa.array(LONG_BLOBS, pa.binary())}),
+    "longblobkey.parquet": parquet({"k": [b"a" * 78 + b"\xff"] * 2, "v": [1, 2]}),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -191,6 +197,8 @@ V2: dict[str, str | bytes] = {
     "headless.csv": "1,a\n2,c\n",  # its header lost
     "scalars.jsonl": '{"id": 1}\n[1, 2]\n3\n',
     "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 3]}),
+    "longblobs.parquet": parquet({"id": [1, 2, 3], "b": [b"b", b"\xff" * 60 + b"\x01", b"b"]}),
+    "longblobkey.parquet": parquet({"k": [b"a" * 78 + b"\xff"] * 2, "v": [1, 3]}),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -603,6 +611,35 @@ def test_a_binary_key_named_twice_is_shown_as_its_rows_show_it(data: Repo) -> No
     assert "blobkey.parquet in v1: k=\\xff names 2 rows;" in err, err
     out = data.ok("diff", "v1", "v2", "blobkey.parquet", "--rows").out
     assert out.splitlines()[-2:] == ["removed  k=\\xff, v=2", "added    k=\\xff, v=3"], out
+
+
+def test_a_binary_value_cut_to_be_shown_keeps_its_escapes_whole(data: Repo) -> None:
+    # a long value was cut at a number of characters, in the middle of an escape:
+    # "aaa\x..." for a\xff..., "...f\xff" for \xff\xff, "\x… [2 more characters
+    # not shown]" in --json, "k=aaa\x... (82 characters)" in a key's error
+    ff = "\\xff"  # the byte 0xff, shown
+    out = data.ok("diff", "v1", "v2", "longblobs.parquet", "--rows", "--key", "id").out
+    assert out.splitlines()[-3:] == [
+        f"changed  id=1  b: {'a' * 198}... -> b",
+        f"changed  id=2  b: ...{ff * 5}\\x00 -> ...{ff * 5}\\x01",
+        f"changed  id=3  b: {'a' * 200}... -> b",
+    ], out
+    d = rows_json(data, "longblobs.parquet", "--key", "id")
+    assert d["rows"][2]["changes"]["b"]["old"] == (
+        "a" * 4094 + "\u2026 [4 more characters not shown]"
+    ), d["rows"][2]
+    err = assert_error(data.run("diff", "v1", "v2", "longblobkey.parquet", "--rows", "--key", "k"))
+    assert f"longblobkey.parquet in v1: k={'a' * 78}... (82 characters) names 2 rows;" in err
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.binary(max_size=40).map(lambda b: b.replace(b"a", b"\\")), at=st.integers(0, 170))
+def test_a_binary_value_is_cut_where_an_escape_starts(value: bytes, at: int) -> None:
+    # every cut of a binary value's text is the text of the value's first bytes
+    text = engine.plain_value(value)
+    ends = {len(engine.plain_value(value[:i])) for i in range(len(value) + 1)}
+    cut = engine.byte_cut(text, at)
+    assert cut in ends and cut <= at and (at >= len(text) or at - cut < 4), (text, at, cut)
 
 
 def test_a_record_that_is_no_object_is_named(data: Repo) -> None:

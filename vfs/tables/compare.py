@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vfs.quoting import quote_name
-from vfs.tables.engine import Engine, NotTabular, Table, ident, plain_value
+from vfs.tables.engine import Engine, NotTabular, Table, byte_cut, ident, plain_value
 from vfs.tables.result import KeyNotUnique, RowChange, RowDiff, shown, shown_binary
 
 # The engine's number types: a column that is one of them on each side is compared as
@@ -363,9 +363,11 @@ def _show(v: Any) -> str:
     if v is None:
         return "NULL"
     text = str(plain_value(v))
-    show = shown_binary if isinstance(v, (bytes, bytearray, memoryview)) else shown
+    binary = isinstance(v, (bytes, bytearray, memoryview))
+    show = shown_binary if binary else shown
     if len(text) > _EXAMPLE_CHARS:
-        return f"{show(text[:_EXAMPLE_CHARS])}... ({len(text):,} characters)"
+        at = byte_cut(text, _EXAMPLE_CHARS) if binary else _EXAMPLE_CHARS  # (escapes whole)
+        return f"{show(text[:at])}... ({len(text):,} characters)"
     return show(text)
 
 

@@ -1028,6 +1028,25 @@ _BYTE_TEXT = {
 }
 
 
+def byte_cut(text: str, at: int) -> int:
+    """Where to cut a binary value's text (``_BYTE_TEXT``) at ``at`` characters or
+    before: ``at``, or the start of the escape (``\\xNN``, ``\\\\``) it falls inside,
+    so that a value cut to be shown ends or starts with no part of one (``\\x``,
+    ``\\xf``, ``f``). An escape starts at a backslash after an even number of them."""
+    at = max(0, min(at, len(text)))
+    for start in range(at - 1, max(-1, at - 4), -1):
+        if text[start] != "\\":
+            continue
+        before = start
+        while before and text[before - 1] == "\\":
+            before -= 1
+        if (start - before) % 2:  # the second of a doubled backslash
+            continue
+        size = 2 if text[start + 1 : start + 2] == "\\" else 4
+        return start if at < start + size else at
+    return at
+
+
 def plain_value(v: Any) -> Any:
     """A value from the engine as JSON can hold it (dates as ISO text, a binary value
     as its ``_BYTE_TEXT``, and so on)."""

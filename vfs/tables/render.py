@@ -18,7 +18,8 @@ so ``x, y=z`` cannot forge a column. NULL is shown as ``NULL`` (a text ``NULL`` 
 quoted); a list or a struct as its JSON, unquoted (its texts are in JSON's quotes).
 JSON output keeps values exact (``vfs.quoting.safe_json``) up to a bound:
 a value longer than ``JSON_VALUE`` characters (a nested one: its JSON text), or past
-a row's ``JSON_ROW`` characters, is cut and marked as a version's message is
+a row's ``JSON_ROW`` characters, is cut (a binary value where an escape starts, as in
+human output) and marked as a version's message is
 (``… [N more characters not shown]``), its column named in the row's ``cut`` (a text
 may end as the marker does), and a column's name past ``JSON_NAME``; a file
 from a remote or a teammate may hold a cell of megabytes, and twenty such rows would
@@ -51,7 +52,7 @@ from typing import Any
 from vfs.model.params import reads_as_other
 from vfs.model.params import shown as cut
 from vfs.quoting import escape_text, quote_name
-from vfs.tables.engine import plain_value
+from vfs.tables.engine import byte_cut, plain_value
 from vfs.tables.formats import NAMES
 from vfs.tables.result import RowChange, RowDiff, shown, shown_binary
 
@@ -81,13 +82,14 @@ def value(v: Any, mixed: bool = False, texts: bool = False, skip: int = 0) -> st
     if isinstance(p, str) and (text == "" or text == "NULL"):
         return '"' + text + '"'
     quote = isinstance(v, str) and mixed and (texts or reads_as_other(p))
-    if skip:
-        text = "..." + text[skip:]
+    binary = isinstance(v, (bytes, bytearray, memoryview))
+    if skip:  # (a binary value's escapes kept whole: cut where one starts)
+        text = "..." + text[byte_cut(text, skip) if binary else skip :]
     if len(text) > MAX_VALUE:
-        text = text[:MAX_VALUE] + "..."
+        text = text[: byte_cut(text, MAX_VALUE) if binary else MAX_VALUE] + "..."
     if isinstance(p, (dict, list)):  # its JSON: a whole of its own, its texts in quotes
         return escape_text(text)
-    if isinstance(v, (bytes, bytearray, memoryview)):
+    if binary:
         return shown_binary(text)
     if not isinstance(p, str):
         return quote_name(text)
@@ -261,6 +263,8 @@ def _cell(v: Any, budget: list[int], cut_names: dict[str, None], name: str) -> A
         return p
     text = p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
     limit = min(JSON_VALUE, budget[0])
+    if len(text) > limit and isinstance(v, (bytes, bytearray, memoryview)):
+        limit = byte_cut(text, limit)  # (its escapes kept whole)
     budget[0] -= min(len(text), limit)
     if len(text) <= limit:
         return p
