@@ -85,6 +85,7 @@ def wide(changed: int) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
+MAP = pa.map_(pa.string(), pa.int64())
 # binary values cut where they are shown: the first 200 characters (an escape \xff
 # from the 199th), from 20 before where two alike part (an escape from the 221st),
 # the first 4,096 in JSON (an escape from the 4,095th)
@@ -131,6 +132,7 @@ V1: dict[str, str | bytes] = {
     "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 2]}),
     "longblobs.parquet": parquet({"id": [1, 2, 3], "b": pa.array(LONG_BLOBS, pa.binary())}),
     "longblobkey.parquet": parquet({"k": [b"a" * 78 + b"\xff"] * 2, "v": [1, 2]}),
+    "dupmap.parquet": parquet({"id": [1, 2], "m": pa.array([[("k", 1)], [("a", 1)]], MAP)}),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -199,6 +201,9 @@ V2: dict[str, str | bytes] = {
     "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 3]}),
     "longblobs.parquet": parquet({"id": [1, 2, 3], "b": [b"b", b"\xff" * 60 + b"\x01", b"b"]}),
     "longblobkey.parquet": parquet({"k": [b"a" * 78 + b"\xff"] * 2, "v": [1, 3]}),
+    "dupmap.parquet": parquet(
+        {"id": [1, 2], "m": pa.array([[("k", 1), ("k", 2)], [("a", 1)]], MAP)}
+    ),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -640,6 +645,19 @@ def test_a_binary_value_is_cut_where_an_escape_starts(value: bytes, at: int) -> 
     ends = {len(engine.plain_value(value[:i])) for i in range(len(value) + 1)}
     cut = engine.byte_cut(text, at)
     assert cut in ends and cut <= at and (at >= len(text) or at - cut < 4), (text, at, cut)
+
+
+def test_a_parquet_map_naming_a_key_twice_is_named(data: Repo) -> None:
+    # the note was the engine's own words: "Parquet that the engine cannot read:
+    # Invalid Input Error: Map keys must be unique.", naming neither side nor column
+    for key in ((), ("--key", "id")):
+        d = rows_json(data, "dupmap.parquet", *key)
+        assert d["method"] == "bytes", d
+        assert d["notes"] == [
+            "Parquet that the engine cannot read: dupmap.parquet in v2 holds a map naming "
+            "a key twice (column m): write each key of a map once to compare rows: "
+            "byte-level summary"
+        ], d["notes"]
 
 
 def test_a_record_that_is_no_object_is_named(data: Repo) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vfs.quoting import quote_name
-from vfs.tables.engine import Engine, NotTabular, Table, byte_cut, ident, plain_value
+from vfs.tables.engine import Engine, MapKeyTwice, NotTabular, Table, byte_cut, ident, plain_value
 from vfs.tables.result import KeyNotUnique, RowChange, RowDiff, shown, shown_binary
 
 # The engine's number types: a column that is one of them on each side is compared as
@@ -371,6 +371,32 @@ def _show(v: Any) -> str:
     return show(text)
 
 
+def _fetched(
+    engine: Engine, out: RowDiff, sql: str, probes: Sequence[tuple[str, str, str, str]]
+) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` gives to be shown. Where a map among them names a key twice,
+    which the engine gives as no value (``MapKeyTwice``), the error names the side and
+    the column: each of ``probes`` (a column of ``sql``'s rows, a condition on them,
+    the column's name in the file, the side's label) is given alone until one fails."""
+    try:
+        return engine.run(sql)
+    except MapKeyTwice:
+        for col, where, name, label in probes:
+            try:
+                engine.run(f"SELECT {col} FROM ({sql}) WHERE {where}")
+            except MapKeyTwice:
+                raise MapKeyTwice(
+                    f"{quote_name(out.path)} in {label} holds a map naming a key twice "
+                    f"(column {shown(name)}): write each key of a map once to compare rows"
+                ) from None
+        raise
+
+
+def _maps(table: Table) -> list[tuple[int, str]]:
+    """The columns of ``table`` holding maps (in a struct or a list too): index, name."""
+    return [(i, n) for i, (n, kind) in enumerate(table.columns) if "MAP(" in kind]
+
+
 def keyed(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
     a_rel: str, b_rel: str, limit: int, text: bool, totals: Callable[[], tuple[int, int]],
@@ -461,9 +487,13 @@ def keyed(
         f", __st = 'changed' AND {a} IS DISTINCT FROM {b}"
         for a, b in (pair(n, alias=False) for n in values)
     )
-    for r in engine.run(
-        f"SELECT __st, {', '.join(cols)}{flags} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
-    ):
+    probes = [(f"o{i}", "true", n, out.old_label) for i, n in _maps(ot)]
+    probes += [(f"n{i}", "true", n, out.new_label) for i, n in _maps(nt)]
+    for r in _fetched(
+        engine, out,
+        f"SELECT __st, {', '.join(cols)}{flags} FROM d ORDER BY {order}, __st LIMIT {int(limit)}",
+        probes,
+    ):  # fmt: skip
         st, ov, nv = r[0], r[1 : 1 + m], r[1 + m : 1 + w]
         kv = {k: (nv[ni[k]] if st == "added" else ov[oi[k]]) for k in key}
         if st == "added":
@@ -485,14 +515,17 @@ def unkeyed(
     if not common:
         out.removed = shared + engine.count(a_rel)
         out.added = shared + engine.count(b_rel)
-        out.notes.append("the two sides have no column in common: every row differs")
         for status, rel, names in (("removed", a_rel, ot.names), ("added", b_rel, nt.names)):
             left = limit - len(out.rows)  # each side's rows, with its own columns
             if left <= 0 or not names:
                 continue
             cols = ", ".join(map(ident, names))
-            for r in engine.run(f"SELECT {cols} FROM {rel} ORDER BY ALL LIMIT {int(left)}"):
+            table, label = (ot, out.old_label) if status == "removed" else (nt, out.new_label)
+            probes = [(ident(n), "true", n, label) for _, n in _maps(table)]
+            sql = f"SELECT {cols} FROM {rel} ORDER BY ALL LIMIT {int(left)}"
+            for r in _fetched(engine, out, sql, probes):
                 out.rows.append(RowChange(status, values=dict(zip(names, r, strict=True))))
+        out.notes.append("the two sides have no column in common: every row differs")
         return
 
     # A column the two sides read as different types is compared as one type
@@ -533,7 +566,18 @@ def unkeyed(
     out.unchanged = total_a - out.removed
     if limit <= 0:
         return
-    for r in engine.run(f"SELECT * FROM d ORDER BY {cs}, __na, __nb LIMIT {int(limit)}"):
+    probes = []  # (_fetched) a removed row's values are the old side's, an added one's new
+    sides = ((ot, "o", out.old_label, ">"), (nt, "n", out.new_label, "<"))
+    for i, n in enumerate(common):
+        for table, x, label, more in sides:
+            if "MAP(" not in table.types()[n]:
+                continue
+            if casts[i] is None:  # compared as it is: c_i, a removed or an added row's
+                probes.append((f"c{i}", f"__na {more} __nb", n, label))
+            else:  # compared as another type: the side's own value is o_i or n_i
+                probes.append((f"{x}{i}", "true", n, label))
+    sql = f"SELECT * FROM d ORDER BY {cs}, __na, __nb LIMIT {int(limit)}"
+    for r in _fetched(engine, out, sql, probes):
         vals, na, nb = list(r[: len(common)]), int(r[-2]), int(r[-1])
         st = "removed" if na > nb else "added"
         for j, i in enumerate(moved):  # each side's own value (above)

@@ -113,6 +113,12 @@ class TypeMismatch(Exception):
         self.file = file
 
 
+class MapKeyTwice(NotTabular):
+    """A map value to be given names a key twice: the engine's Python values hold no
+    such map (a Parquet file may, as DuckDB reads it). Where it is raised, the side
+    and the column are not known (``vfs.tables.compare`` names them)."""
+
+
 class EngineError(DvfsError):
     """The engine failed for another reason (memory, disk); the message says which."""
 
@@ -463,6 +469,11 @@ class Engine:
                 raise PiecesRefused(message) from None
             if "converting column" in message or "Could not convert" in message:
                 raise TypeMismatch(message) from None
+            if message.endswith("Map keys must be unique."):  # (as a value is given)
+                raise MapKeyTwice(
+                    "a map names a key twice, which the engine does not give as a value: "
+                    "write each key of a map once to compare rows"
+                ) from None
             raise NotTabular(message) from None
         except duckdb.OutOfMemoryException as exc:
             if "max_temp_directory_size" in str(exc):
