@@ -133,6 +133,8 @@ V1: dict[str, str | bytes] = {
     "longblobs.parquet": parquet({"id": [1, 2, 3], "b": pa.array(LONG_BLOBS, pa.binary())}),
     "longblobkey.parquet": parquet({"k": [b"a" * 78 + b"\xff"] * 2, "v": [1, 2]}),
     "dupmap.parquet": parquet({"id": [1, 2], "m": pa.array([[("k", 1)], [("a", 1)]], MAP)}),
+    "blobtext.parquet": parquet({"id": [1, 2], "b": pa.array([b"\xff", b"ok"], pa.binary())}),
+    "blobtextkey.parquet": parquet({"k": pa.array([b"\xff"] * 2, pa.binary()), "v": [1, 2]}),
     "blobs.parquet": parquet(
         {
             "id": [1, 2, 3],
@@ -201,6 +203,8 @@ V2: dict[str, str | bytes] = {
     "blobkey.parquet": parquet({"k": [b"\xff", b"\xff"], "v": [1, 3]}),
     "longblobs.parquet": parquet({"id": [1, 2, 3], "b": [b"b", b"\xff" * 60 + b"\x01", b"b"]}),
     "longblobkey.parquet": parquet({"k": [b"a" * 78 + b"\xff"] * 2, "v": [1, 3]}),
+    "blobtext.parquet": parquet({"id": [1, 2], "b": ["\\xFF", "ok"]}),
+    "blobtextkey.parquet": parquet({"k": ["a", "b"], "v": [1, 2]}),
     "dupmap.parquet": parquet(
         {"id": [1, 2], "m": pa.array([[("k", 1), ("k", 2)], [("a", 1)]], MAP)}
     ),
@@ -645,6 +649,30 @@ def test_a_binary_value_is_cut_where_an_escape_starts(value: bytes, at: int) -> 
     ends = {len(engine.plain_value(value[:i])) for i in range(len(value) + 1)}
     cut = engine.byte_cut(text, at)
     assert cut in ends and cut <= at and (at >= len(text) or at - cut < 4), (text, at, cut)
+
+
+def test_a_binary_value_that_became_a_text_is_changed_unless_it_is_its_utf8(
+    data: Repo,
+) -> None:
+    """A BLOB column written again as text: the byte 0xff and the text \\xFF were one
+    value (both compared as the JSON text "\\\\xFF"): "0 changed, 2 unchanged", and a
+    key of them one key. Bytes equal a text only where they are its UTF-8 (b"ok" and
+    "ok", as before)."""
+    d = rows_json(data, "blobtext.parquet", "--key", "id")
+    assert d["schema"] == [
+        {"status": "retyped", "column": "b", "old_type": "BLOB", "new_type": "VARCHAR"}
+    ], d["schema"]
+    assert (d["summary"]["changed"], d["summary"]["unchanged"]) == (1, 1), d["summary"]
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 1},
+         "changes": {"b": {"old": "\\xff", "new": "\\xFF"}}, "count": 1},
+    ]  # fmt: skip
+    for key in ((), ("--key", "b")):
+        s = rows_json(data, "blobtext.parquet", *key)["summary"]
+        assert (s["added"], s["removed"], s["unchanged"]) == (1, 1, 1), (key, s)
+    # a key naming several rows is shown as the rows show it, not as it is compared
+    err = assert_error(data.run("diff", "v1", "v2", "blobtextkey.parquet", "--rows", "--key", "k"))
+    assert "blobtextkey.parquet in v1: k=\\xff names 2 rows;" in err, err
 
 
 def test_a_parquet_map_naming_a_key_twice_is_named(data: Repo) -> None:

@@ -8,7 +8,7 @@ they read (the fast or the full path) and states what they compute.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from vfs.quoting import quote_name
@@ -66,11 +66,23 @@ def as_text(a: str, b: str) -> bool:
 JSON_VALUE = "JSON_VALUE"
 
 
-def _expr(alias: str, col: str, cast: str | None) -> str:
+def _expr(alias: str, col: str, cast: str | None, kind: str) -> str:
+    """Column ``col`` (of ``alias``) as compared: as the type ``cast`` (``_retyped``), or
+    as it is (None); ``kind``: its type on the side it is read from. A BLOB compared as
+    JSON is the JSON of its text where its bytes are UTF-8, else ``blob:`` and their
+    hex digits, which no JSON is: to_json makes one text of the byte 0xff and of the
+    four characters ``\\xFF``, and of the bytes ``ok`` and the text ``ok``."""
     e = f"{alias}.{col}" if alias else col
+    if cast == JSON_VALUE and kind == "BLOB":
+        return f"coalesce(CAST(to_json(try(decode({e}))) AS VARCHAR), 'blob:' || hex({e}))"
     if cast == JSON_VALUE:
         return f"CAST(to_json({e}) AS VARCHAR)"
     return f"CAST({e} AS {cast})" if cast else e
+
+
+def _key_col(ot: Table, nt: Table, name: str, text: bool, side: Table) -> str:
+    """Key column ``name`` as compared, read from ``side`` (``ot`` or ``nt``)."""
+    return _expr("", ident(name), _retyped(ot, nt, name, text), side.types()[name])
 
 
 def key_totals(
@@ -87,7 +99,10 @@ def key_totals(
     ``sources``: (relation, weight on the old side, weight on the new, columns whose
     every value is converted on the way): each row counts that many times towards
     its key's rows on each side. The fast path gives (old file, 1, 1), (CA, 0, -1),
-    (CB, 0, 1): the new side is S + CB = old - CA + CB. The weights are added up
+    (CB, 0, 1): the new side is S + CB = old - CA + CB; the full path (old file, 1,
+    0), (new file, 0, 1). A source counted on the new side alone (0, 1) holds rows of
+    the new file, read with its types, any other rows of the old file (``_expr``: a
+    retyped key is compared as each side's own type gives it). The weights are added up
     as counts: sum() keeps 128-bit states, and the benchmark's key check peaked
     50 MiB higher with it. Each weight is a column that is true where a row has it
     and NULL elsewhere, counted with ``count(column)``, and the bounds are the least
@@ -96,7 +111,11 @@ def key_totals(
     runs each, interleaved, load 6.7).
     """
     sql = key_totals_query(ot, nt, key, sources, bounds is not None, text)
-    return key_totals_answer(out, key, engine.run(sql)[0], bounds)
+    blobs = {
+        k for k in key
+        if _retyped(ot, nt, k, text) == JSON_VALUE and "BLOB" in (ot.types()[k], nt.types()[k])
+    }  # fmt: skip
+    return key_totals_answer(out, key, engine.run(sql)[0], bounds, blobs)
 
 
 def key_totals_query(
@@ -108,9 +127,8 @@ def key_totals_query(
     parts = []
     for rel, wa, wb, convert in sources:
         assert wa in (0, 1) and wb in (-1, 0, 1)
-        keys = ", ".join(
-            f"{_expr('', ident(k), _retyped(ot, nt, k, text))} AS k{i}" for i, k in enumerate(key)
-        )
+        side = nt if (wa, wb) == (0, 1) else ot  # (key_totals: which file's rows)
+        keys = ", ".join(f"{_key_col(ot, nt, k, text, side)} AS k{i}" for i, k in enumerate(key))
         where = ""
         if convert:
             where = f" WHERE hash({', '.join(map(ident, convert))}) IS NOT NULL"
@@ -202,12 +220,12 @@ def _keys_script(
     setting = f"SET perfect_ht_threshold = {bits}; " if bits is not None else ""
     return (
         f"{setting}CREATE OR REPLACE TEMP TABLE {KEYS_TABLE} AS "
-        f"SELECT {', '.join(_key_cols(ot, nt, key, text))} FROM {rel}{where}; "
+        f"SELECT {', '.join(_key_cols(ot, nt, key, text, ot))} FROM {rel}{where}; "
     )
 
 
-def _key_cols(ot: Table, nt: Table, key: Sequence[str], text: bool) -> list[str]:
-    return [f"{_expr('', ident(k), _retyped(ot, nt, k, text))} AS k{i}" for i, k in enumerate(key)]
+def _key_cols(ot: Table, nt: Table, key: Sequence[str], text: bool, side: Table) -> list[str]:
+    return [f"{_key_col(ot, nt, k, text, side)} AS k{i}" for i, k in enumerate(key)]
 
 
 def _on(key: Sequence[str], a: str, b: str) -> str:
@@ -215,9 +233,9 @@ def _on(key: Sequence[str], a: str, b: str) -> str:
 
 
 def _with(ot: Table, nt: Table, key: Sequence[str], ca: str, cb: str, text: bool) -> str:
-    cols = ", ".join(_key_cols(ot, nt, key, text))
+    old, new = (", ".join(_key_cols(ot, nt, key, text, t)) for t in (ot, nt))
     return (
-        f"WITH ca AS (SELECT {cols} FROM {ca}), cb AS (SELECT {cols} FROM {cb}), "
+        f"WITH ca AS (SELECT {old} FROM {ca}), cb AS (SELECT {new} FROM {cb}), "
         f"s AS (SELECT * FROM {KEYS_TABLE} __o ANTI JOIN ca ON {_on(key, '__o', 'ca')}) "
     )
 
@@ -321,9 +339,11 @@ def shared_totals_answer(
 
 def key_totals_answer(
     out: RowDiff, key: Sequence[str], row: tuple[Any, ...],
-    bounds: list[tuple[int, int] | None] | None = None,
+    bounds: list[tuple[int, int] | None] | None = None, blobs: Collection[str] = (),
 ) -> tuple[int, int]:  # fmt: skip
-    """``key_totals``'s answer from the row its query gave."""
+    """``key_totals``'s answer from the row its query gave; ``blobs``: the key's columns
+    compared as JSON that a side reads as BLOB, whose ``blob:`` values (``_expr``) are
+    shown as the bytes they are."""
     total_a, total_b, dup = row[:3]
     if bounds is not None:
         lo_a, hi_a, lo_b, hi_b = row[3:]
@@ -332,7 +352,12 @@ def key_totals_answer(
             for lo, hi in ((lo_a, hi_a), (lo_b, hi_b))
         ]
     if dup is not None:
-        named = ", ".join(f"{shown(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
+        values = [dup[f"k{i}"] for i in range(len(key))]
+        values = [
+            bytes.fromhex(v[5:]) if k in blobs and str(v).startswith("blob:") else v
+            for k, v in zip(key, values, strict=True)
+        ]
+        named = ", ".join(f"{shown(k)}={_show(v)}" for k, v in zip(key, values, strict=True))
         label = out.old_label if dup["na"] > 1 else out.new_label
         n = dup["na"] if dup["na"] > 1 else dup["nb"]
         raise KeyNotUnique(tuple(key), f"{quote_name(out.path)} in {label}", named, n)
@@ -420,8 +445,8 @@ def keyed(
     def pair(n: str, alias: bool = True) -> tuple[str, str]:
         cast = _retyped(ot, nt, n, text)
         return (
-            _expr("o" if alias else "", f"o{oi[n]}", cast),
-            _expr("n" if alias else "", f"n{ni[n]}", cast),
+            _expr("o" if alias else "", f"o{oi[n]}", cast, ot.types()[n]),
+            _expr("n" if alias else "", f"n{ni[n]}", cast, nt.types()[n]),
         )
 
     on = " AND ".join(f"{a} IS NOT DISTINCT FROM {b}" for a, b in map(pair, key))
@@ -536,13 +561,15 @@ def unkeyed(
     moved = [i for i, cast in enumerate(casts) if cast is not None]
 
     def sel(side: int) -> str:
+        types = (ot if side == 0 else nt).types()
         own = [
             f"{ident(common[i]) if s == side else 'NULL'} AS {'on'[s]}{i}"
             for i in moved
             for s in (0, 1)
         ]
         return ", ".join(
-            [f"{_expr('', ident(n), casts[i])} AS c{i}" for i, n in enumerate(common)] + own
+            [f"{_expr('', ident(n), casts[i], types[n])} AS c{i}" for i, n in enumerate(common)]
+            + own
         )
 
     cs = ", ".join(f"c{i}" for i in range(len(common)))

@@ -12,7 +12,8 @@ rows, in key order (or row order of their values without a key).
   and TSV files (each field's own text: ``2.50`` in a column of numbers is not the
   text of 2.5) and as JSON values in JSON Lines and Parquet, whose values carry
   their types (a JSON Lines field read as the JSON the file holds, ``_read_as_text``:
-  a string the engine read as a timestamp is that string). Columns only one side has
+  a string the engine read as a timestamp is that string; a Parquet binary value
+  equals the text it is the UTF-8 of, and no other). Columns only one side has
   are listed as schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
