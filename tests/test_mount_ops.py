@@ -28,7 +28,7 @@ import yaml
 from daemon.data import fetcher as fetcher_module
 from daemon.data import meta as meta_module
 from daemon.data.chunk_cache import ChunkCache
-from daemon.data.digests import Digests
+from daemon.data.digests import KEEP_ENV, Digests
 from daemon.data.fetcher import MAX_INFLIGHT_BYTES, MAX_RUN, Fetcher
 from daemon.data.open_files import AHEAD_AFTER, MAX_AHEAD, OpenFile
 from daemon.data.record_cache import Records
@@ -719,6 +719,41 @@ def test_a_file_read_in_order_over_two_opens_is_checked() -> None:
         assert await second.read(fetch, 128 * KiB, 192 * KiB) == data[128 * KiB : 320 * KiB]
         with pytest.raises(FormatError):
             await second.read(fetch, 320 * KiB, 64 * KiB)
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+
+
+def test_a_file_found_true_is_not_hashed_again_after_many_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon keeps a state for ``KEEP`` closed files (here 2). A file read whole
+    and found true, then more files than that read whole: its state was let go, and
+    a read of it again (pages the kernel no longer had) hashed every chunk again. A
+    true file now leaves a mark: read again, nothing is hashed, and it reads whole."""
+    monkeypatch.setenv(KEEP_ENV, "2")
+    refs, chunks = make_chunks(4, 64 * KiB)
+    data = b"".join(chunks[r.oid] for r in refs)
+    true = file_of(refs, chunks)
+    others = [file_of(refs[i:] + refs[:i], chunks) for i in (1, 2, 3)]
+    hashed: list[int] = []
+
+    async def scenario(fetch: Fetcher) -> None:
+        digests = Digests()
+        submit = digests.submit
+
+        def counted(whole: Any, b: bytes | memoryview) -> Any:
+            hashed.append(len(b))
+            return submit(whole, b)
+
+        monkeypatch.setattr(digests, "submit", counted)
+        for entry in (true, *others):
+            f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), digests)
+            assert len(await f.read(fetch, 0, len(data))) == len(data)
+            f.close()
+        assert sum(hashed) == 4 * len(data)
+        again = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", true), digests)
+        assert await again.read(fetch, 0, len(data)) == data
+        assert sum(hashed) == 4 * len(data)  # (was 5 times)
 
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.data.digests import KEEP
+from daemon.data.digests import KEEP_ENV as DIGEST_KEEP_ENV
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.forge import Forge, content_entry, file_entry
@@ -434,6 +434,14 @@ def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
         assert f"v1:{file}: its bytes hash to" in line
 
 
+READ_LOGGED = re.compile(r"read b'([^']*)': (\d+) bytes at (\d+)")
+
+
+def asked(m: Mount, name: str) -> int:
+    """Bytes of ``name`` the kernel asked the daemon for so far (``--debug``)."""
+    return sum(int(n) for path, n, _ in READ_LOGGED.findall(m.log_text()) if path == name)
+
+
 @pytest.mark.parametrize(
     ("mode", "overlay"),
     [((), "auto"), (("--writable",), "auto"), (("--writable",), "daemon")],
@@ -442,13 +450,17 @@ def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
 def test_a_false_file_read_in_part_then_whole_fails_after_many_others_were_opened(
     tmp_path: Path, mode: tuple[str, ...], overlay: str
 ) -> None:
-    """The daemon keeps the digest state of ``KEEP`` contents; the kernel keeps the
-    pages a reader got. A false file's start read, then more than ``KEEP`` other
-    files opened, then the whole file read: the kernel served the start from its
-    pages and the daemon the rest, checked from a state that never saw the start,
-    so the whole file was read unchecked; so was one kept open meanwhile, read
-    whole by another open. A closed file's state takes the kernel's pages with it,
-    an open file's is kept: both whole reads fail (EIO); the true file still reads."""
+    """The daemon keeps the digest state of ``KEEP`` closed contents (the least
+    recently used let go first; here 4, ``DVFS_TEST_DIGEST_KEEP``); the kernel keeps
+    the pages a reader got. A false file's start read, then more other files opened,
+    then the whole file read: the kernel served the start from its pages and the
+    daemon the rest, checked from a state that never saw the start, so the whole file
+    was read unchecked; so was one kept open meanwhile, read whole by another open. A
+    closed file's state takes the kernel's pages with it, an open file's is kept: both
+    whole reads fail (EIO). Files read whole and found true kept a state each, and
+    pushed out that of a true file read in part, whose start the daemon was then asked
+    for again (read back and hashed again): they now leave a mark and take no place,
+    and it is asked only for the rest."""
     forge = Forge(tmp_path / "remote")
     files = {}
     entries = []
@@ -458,23 +470,38 @@ def test_a_false_file_read_in_part_then_whole_fails_after_many_others_were_opene
         digest = hash_bytes(data) if name == b"true.bin" else hash_bytes(b"other")
         entries.append(Entry(name, Kind.FILE, 0o644, len(data), 0, digest, refs))
         files[name.decode()] = data
+    keep = 4
     two = (ChunkRef(forge.chunk(b"a"), 1), ChunkRef(forge.chunk(b"b"), 1))
-    others = [b"o%04d" % i for i in range(KEEP + 8)]  # each its own content (its digest)
-    for other in others:
+    opened = [b"o%d" % i for i in range(keep)]  # each its own content (its digest)
+    for other in opened:
         entries.append(Entry(other, Kind.FILE, 0o644, 2, 0, hash_bytes(b"x" + other), two))
+    whole = [b"w%d" % i for i in range(2 * keep)]  # each its own true content
+    for other in whole:
+        parts = (ChunkRef(forge.chunk(other), len(other)), ChunkRef(forge.chunk(b"!"), 1))
+        size, digest = len(other) + 1, hash_bytes(other + b"!")
+        entries.append(Entry(other, Kind.FILE, 0o644, size, 0, digest, parts))
     forge.publish(forge.version(forge.tree(entries)))
-    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home", *mode, overlay=overlay) as m:
-        for file in ("lie.bin", "true.bin"):
-            with open(m.path / file, "rb") as f:
-                assert f.read(2 * MiB) == files[file][: 2 * MiB]
+    env = {DIGEST_KEEP_ENV: str(keep)}
+    mnt, home = tmp_path / "mnt", tmp_path / "home"
+    with mounted(forge.url, mnt, home, "--debug", *mode, env=env, overlay=overlay) as m:
+        with open(m.path / "lie.bin", "rb") as f:
+            assert f.read(2 * MiB) == files["lie.bin"][: 2 * MiB]
         with open(m.path / "kept.bin", "rb") as kept:
             assert kept.read(2 * MiB) == files["kept.bin"][: 2 * MiB]
-            for other in others:
+            for other in opened:  # lie.bin's state is let go: the least recently used
                 os.close(os.open(m.path / os.fsdecode(other), os.O_RDONLY))
+            with open(m.path / "true.bin", "rb") as f:
+                assert f.read(2 * MiB) == files["true.bin"][: 2 * MiB]
+            for other in whole:
+                assert (m.path / os.fsdecode(other)).read_bytes() == other + b"!"
             for file in ("lie.bin", "kept.bin"):
                 got, code = read_until_error(m.path / file)
                 assert code == errno.EIO and files[file].startswith(got)
+        if not mode:  # (MNT's files are read at other paths in a writable mount)
+            assert 2 * MiB <= asked(m, "true.bin") < 8 * MiB
         assert (m.path / "true.bin").read_bytes() == files["true.bin"]
+        if not mode:  # each byte once (was 11 MiB: the first 3 MiB twice)
+            assert asked(m, "true.bin") == 8 * MiB
         log = m.log_text()
     assert "v1:lie.bin: its bytes hash to" in log and "v1:kept.bin: its bytes hash to" in log
 

@@ -13,10 +13,13 @@ its digest checked when its tree is decoded (``vfs.model.codec``).
 The state is kept per file content (its digest and chunks), not per open file: the
 kernel keeps a file's pages across opens (``keep_cache``), so a second reader asks
 the daemon only for the pages the first did not get, and the hashing goes on from
-where the first left it. That holds for every open file and ``KEEP`` closed ones; a
-file whose bytes were found false is remembered among ``FALSE_KEEP``. A closed
-file's state let go when it had taken chunks but not the whole digest takes the
-kernel's pages of that file with it (``pyfuse3.invalidate_inode`` of every inode it
+where the first left it. That holds for every open file and ``KEEP`` closed ones not
+settled, the least recently used let go first; a file whose bytes were found false
+is remembered among ``FALSE_KEEP``, one found true among ``TRUE_KEEP`` as a mark (32
+bytes, BLAKE3 of its digest and chunks: no state, nothing to hash again, and no slot
+of the ``KEEP`` taken, so files read whole do not push out those read in part). A
+closed file's state let go when it had taken chunks but not the whole digest takes
+the kernel's pages of that file with it (``pyfuse3.invalidate_inode`` of every inode it
 was opened at, on a thread: the kernel may wait for reads under way of that inode,
 which this thread serves), and the next open of that content waits for it: else a
 reader would get the pages kept from a state that is gone, and the daemon would
@@ -38,6 +41,9 @@ reader of the file's end, then of the whole), the read that brings the digest to
 or past it, settles the digest and fails if the bytes are false. A read waits for the
 hashing thread when more than ``BEHIND_BYTES`` are queued for it.
 
+Test hook: ``DVFS_TEST_DIGEST_KEEP=<n>`` (ASCII digits) keeps ``n`` closed states
+instead of ``KEEP``.
+
 Threading: everything here belongs to the trio thread but the hashing, which only
 updates a file's hasher, in order (one thread for every file).
 """
@@ -47,6 +53,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,7 +66,9 @@ from vfs import ChunkRef, Entry, FormatError, false_digest, hasher
 
 log = logging.getLogger(__name__)
 KEEP = 1024
+KEEP_ENV = "DVFS_TEST_DIGEST_KEEP"  # test hook: keep this many instead
 FALSE_KEEP = 65536
+TRUE_KEEP = 65536  # about 10 MB of marks
 REORDER = 16 * 1024 * 1024
 HOLD_BYTES = 64 * 1024 * 1024
 BEHIND_BYTES = 64 * 1024 * 1024
@@ -72,10 +81,13 @@ class Digests:
     """The digest of every file being read, by content; the hashing thread."""
 
     def __init__(self) -> None:
-        self._files: OrderedDict[_Key, FileDigest] = OrderedDict()  # closed, oldest first
+        hook = os.environ.get(KEEP_ENV, "")
+        self.keep = int(hook) if hook.isascii() and hook.isdigit() else KEEP
+        self._files: OrderedDict[_Key, FileDigest] = OrderedDict()  # closed, least recent first
         self._open: dict[_Key, FileDigest] = {}
         self._dropping: dict[_Key, trio.Event] = {}  # kernel pages being invalidated
         self._false: OrderedDict[_Key, None] = OrderedDict()
+        self._true: OrderedDict[bytes, None] = OrderedDict()  # marks, see ``_mark``
         self._pool: ThreadPoolExecutor | None = None
         self._queued: deque[tuple[Future[object], int]] = deque()
         self._queued_bytes = 0
@@ -91,7 +103,11 @@ class Digests:
             if d.opens <= 0:
                 self._files.move_to_end(key)
             return d
-        d = self._files[key] = FileDigest(self, entry, key in self._false)
+        known: bool | None = False if key in self._false else None
+        if known is None and (mark := _mark(key)) in self._true:
+            self._true.move_to_end(mark)
+            known = True
+        d = self._files[key] = FileDigest(self, entry, known)
         self._evict()
         return d
 
@@ -112,11 +128,12 @@ class Digests:
         key = (d.digest, d.chunks)
         if self._open.get(key) is d:
             del self._open[key]
-            self._files[key] = d
-            self._evict()
+            if d.verdict is not True:  # (a true one's mark stays: ``found_true``)
+                self._files[key] = d
+                self._evict()
 
     def _evict(self) -> None:
-        while len(self._files) > KEEP:
+        while len(self._files) > self.keep:
             key, old = self._files.popitem(last=False)
             old.drop_held()
             if old.inodes and old.verdict is not True and (old.next or old.served):
@@ -132,6 +149,11 @@ class Digests:
             if self._dropping.get(key) is done:
                 del self._dropping[key]
             done.set()
+
+    def found_true(self, d: FileDigest) -> None:
+        self._true[_mark((d.digest, d.chunks))] = None
+        while len(self._true) > TRUE_KEEP:
+            self._true.popitem(last=False)
 
     def found_false(self, d: FileDigest) -> None:
         key = (d.digest, d.chunks)
@@ -164,12 +186,12 @@ class Digests:
 class FileDigest:
     """One file content's digest, taken in order as its chunks are served."""
 
-    def __init__(self, digests: Digests, entry: Entry, known_false: bool) -> None:
+    def __init__(self, digests: Digests, entry: Entry, known: bool | None) -> None:
         self.digests = digests
         self.digest = entry.digest
         self.chunks: tuple[ChunkRef, ...] = entry.chunks
         self.starts = list(itertools.accumulate((c.size for c in self.chunks), initial=0))
-        self.whole: blake3.blake3 | None = None if known_false else hasher()
+        self.whole: blake3.blake3 | None = None if known is not None else hasher()
         self.next = 0  # chunks before it are taken into ``whole``
         self.last: Future[object] | None = None  # the last chunk queued for the thread
         self.held: dict[int, bytes | memoryview] = {}
@@ -178,7 +200,7 @@ class FileDigest:
         self.reading: Counter[int] = Counter()  # chunk -> reads under way waiting for it
         self.opens = 0
         self.inodes: set[int] = set()  # the kernel's inodes it was opened at
-        self.verdict: bool | None = False if known_false else None
+        self.verdict: bool | None = known  # True: the bytes are the digest; False: not
         self._finishing = False
         self._tails = 0  # reads of the last chunk settling the digest
         self._changed = trio.Event()
@@ -303,7 +325,9 @@ class FileDigest:
         self.verdict = got == self.digest
         self.drop_held()
         self._poke()
-        if not self.verdict:
+        if self.verdict:
+            self.digests.found_true(self)
+        else:
             self.digests.found_false(self)
             raise FormatError(
                 f"{false_digest(shown(), got, self.digest, 'its')}: its reads fail from now on"
@@ -333,6 +357,15 @@ class FileDigest:
     def _poke(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+
+def _mark(key: _Key) -> bytes:
+    """What remembers a content found true: BLAKE3 of its digest and chunks."""
+    h = hasher()
+    h.update(key[0])
+    for c in key[1]:
+        h.update(c.oid + c.size.to_bytes(8, "little"))
+    return h.digest()
 
 
 def _invalidate(inodes: set[int]) -> None:
