@@ -4,10 +4,15 @@ whose summaries are whole and whose examples parse, and shell completion.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import os
 import re
+import select
 import shlex
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -30,7 +35,9 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
-from tests.support.mount import home_env, mounted
+from tests.support.mount import RUNTIME, home_env, mounted
+from tests.support.waiting import wait_for
+from vfs._os.helper_process import tag_alive
 from vfs.cli import cli
 from vfs.mount.control import LOOK_WAIT_ENV
 
@@ -758,3 +765,73 @@ def test_completion_answers_inside_and_beside_a_mount_whose_daemon_is_stopped(
         [], ["plain,check-ignore", "plain,checkout"], [], ["plain,prepare"],
     ]  # fmt: skip
     assert [err for _, err in answers] == [b""] * len(asks)
+
+
+def in_mount(mnt: Path) -> set[int]:
+    """The processes whose current directory lies in ``mnt`` (read without looking into it)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/cwd").startswith(f"{mnt}/") and tag_alive(pid):
+                found.add(int(pid))
+    return found
+
+
+def fuse_device(daemon: int) -> int:
+    """A copy of the daemon's FUSE connection (``pidfd_getfd``): whoever reads a
+    request from it has taken it, as the daemon would have."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    (fd,) = [int(n) for n in os.listdir(f"/proc/{daemon}/fd")
+             if os.readlink(f"/proc/{daemon}/fd/{n}") == "/dev/fuse"]  # fmt: skip
+    pidfd = os.pidfd_open(daemon)
+    try:
+        got = int(libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0))
+    finally:
+        os.close(pidfd)
+    assert got >= 0, os.strerror(ctypes.get_errno())
+    return got
+
+
+_SYS_PIDFD_GETFD = 438
+_FUSE_OUT = struct.Struct("<IiQ")  # struct fuse_out_header: len, error, unique
+
+
+def test_a_tab_whose_look_into_a_mount_is_stuck_starts_no_other_until_it_ends(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A TAB's child given up on, whose request its mount's daemon took and then was
+    stopped (Ctrl-Z) before answering, waits in the kernel, SIGKILL or not, until
+    the daemon answers: each TAB after it waited its whole time and forked another.
+    Now a TAB while that child lives answers nothing at once and forks none; once
+    the request is answered the child ends, and a TAB looks again, leaving nothing."""
+    repo = make_repo()
+    commit_files(repo, {"data/a.txt": "a"}, "one")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo.root), mnt, home, "--writable") as m:
+        (mnt / "dvfs.yaml").write_text("stages:\n  train:\n    cmd: echo\n")
+        device = fuse_device(m.proc.pid)
+        first = complete_in(mnt / "data", home, "dvfs repro ", 1)
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            assert first.stdin is not None
+            first.stdin.write(b"go")
+            first.stdin.close()
+            assert select.select([device], [], [], 30)[0]
+            request = os.read(device, 2 << 20)  # taken from the stopped daemon
+            assert first.wait(timeout=30) == 1
+            (stuck,) = in_mount(mnt)  # given up on, and killed: it waits for the answer
+            second = complete_in(mnt / "data", home, "dvfs repro ", 5)
+            started = time.monotonic()
+            assert second.communicate(b"go", timeout=30) == (b"", b"")
+            assert time.monotonic() - started < 2  # at once, not after its 5 s
+            assert second.returncode == 1 and in_mount(mnt) == {stuck}
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        unique = struct.unpack_from("<Q", request, 8)[0]  # (struct fuse_in_header)
+        os.write(device, _FUSE_OUT.pack(_FUSE_OUT.size, -errno.EIO, unique))
+        os.close(device)
+        wait_for(lambda: not in_mount(mnt), m.proc, "the child answered ended")
+        third = complete_in(mnt / "data", home, "dvfs repro ", 60)
+        assert third.communicate(b"go", timeout=60)[0].split() == [b"plain,train"]
+        assert not in_mount(mnt) and not list((RUNTIME / "dvfs").glob("tab-*"))
+    repo.fsck_clean()

@@ -12,8 +12,10 @@ trusts nothing a helper did not report: whatever a failed helper did not report,
 parent does again itself, where any error is raised as usual.
 
 :func:`within` forks a child for work that may wait in the kernel for ever (a look
-into a FUSE mount whose daemon is stopped or hung), and leaves it behind after a
-while: a process of its own is the only way to give up on it.
+into a FUSE mount whose daemon is stopped or hung), and gives up on it after a while:
+a process of its own is the only way to. It is killed and reaped; one that the kernel
+keeps waiting (its request taken by the daemon, which has not answered) is named in
+mark files, and no other child is forked while it lives.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 MAX_FRAME = 1 << 31
+REAP_WAIT = 0.2  # seconds a child given up on has to end once killed, else it is marked
 _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
@@ -300,7 +303,7 @@ def _read_exactly(fd: int, n: int) -> bytes | None:
     return b"".join(parts)
 
 
-def within(work: Callable[[], bytes], wait: float) -> bytes | None:
+def within(work: Callable[[], bytes], wait: float, marks: Sequence[str] = ()) -> bytes | None:
     """``work()``, done in a forked child and given up on after ``wait`` seconds (the
     child killed); None then, or if it failed.
 
@@ -309,9 +312,20 @@ def within(work: Callable[[], bytes], wait: float) -> bytes | None:
     end (a shell's ``$(...)``) waiting, so the child has /dev/null for its standard
     streams and answers through a pipe. It is forked only while no other thread runs
     (see the module doc); else ``work()`` is done here, unbounded.
+
+    ``marks``: files (in a directory of this user's alone) naming a child given up on
+    that still waits. A child whose request a FUSE daemon took waits for the answer
+    even killed (SIGKILL ends it only once the daemon answers, or the mount is
+    aborted), and another child would wait beside it at each call: while a mark names
+    a child alive, None is returned at once and nothing is forked. A child given up
+    on is killed and reaped; if it has not ended ``REAP_WAIT`` seconds later, its
+    :func:`process_tag` is written to each mark (whole: a new file renamed over it).
+    A mark naming a process gone is removed.
     """
     if threading.active_count() != 1:
         return work()
+    if _marked(marks):
+        return None
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -344,4 +358,52 @@ def within(work: Callable[[], bytes], wait: float) -> bytes | None:
     import signal  # (see _die_with)
 
     os.kill(pid, signal.SIGKILL)  # (ends at once unless the daemon took its request)
+    ended = time.monotonic() + REAP_WAIT
+    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+        if time.monotonic() > ended:
+            _mark(marks, pid)
+            break
+        time.sleep(0.005)
     return None
+
+
+def _marked(marks: Sequence[str]) -> bool:
+    """Whether a mark names a child that still waits (removing those that do not)."""
+    for mark in marks:
+        try:
+            fd = os.open(mark, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            tag = os.read(fd, 64).decode("ascii", "replace").strip()
+        except OSError:
+            tag = ""
+        finally:
+            os.close(fd)
+        if tag_alive(tag):
+            return True
+        with contextlib.suppress(OSError):
+            os.unlink(mark)
+    return False
+
+
+def _mark(marks: Sequence[str], pid: int) -> None:
+    """Name child ``pid``, which waits in the kernel, in each of ``marks`` (each
+    written whole: a new file renamed over it; a mark that cannot be written is
+    passed over)."""
+    start = process_start(pid)
+    if start is None:  # (it has just ended)
+        return
+    data = f"{pid}-{start}\n".encode()
+    for mark in marks:
+        new = f"{mark}.{os.getpid()}.new"
+        try:
+            fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(new, mark)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(new)

@@ -18,19 +18,27 @@ A TAB is answered within :data:`ANSWER_WAIT` seconds (``vfs.cli.root.complete``,
 ``vfs._os.helper_process.within``): completing may look into a FUSE mount (a
 writable dvfs mount's ``dvfs.yaml``, a path typed through a mount), and a look into
 one whose daemon is stopped or hung waits in the kernel for ever, and the shell with
-it.
+it. A child given up on whose request the daemon took waits on, killed or not, until
+the daemon answers: it is named in ``<runtime dir>/tab-<first 16 hex of SHA-256 of the
+mount point>`` for each dvfs mount the current directory or a word typed lies in (by
+the mount table: :func:`look_marks`), and while it lives a TAB there answers nothing
+at once, forking no other child to wait beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 from click import shell_completion
 from click.shell_completion import CompletionItem
 
+from vfs._os.mount_table import FS_TYPES, mount_table
 from vfs.errors import DvfsError
 from vfs.model.codec import Kind, tree_names
+from vfs.mount.mounts import runtime_dir
 from vfs.repo.repository import Repository
 
 MOST_PATHS = 1000  # names of one directory offered at one TAB
@@ -100,6 +108,31 @@ class BashComplete(shell_completion.BashComplete):
         if self.cut and item.type == "plain":
             return f"plain,{item.value.removeprefix(self.cut)}"
         return super().format_completion(item)
+
+
+def look_marks(comp: shell_completion.ShellComplete) -> list[str]:
+    """The files naming a TAB's child left waiting in a dvfs mount that this TAB may
+    look into (``within``'s marks; see the module's docstring): one for each dvfs mount
+    the current directory or a word typed (``REV:PATH``'s path too) lies in, found by
+    the mount table alone, since a look into the mount could wait. None if there is
+    no such mount, or no runtime directory."""
+    try:
+        args, incomplete = comp.get_completion_args()
+        here = os.getcwd()
+        table = mount_table()
+        found = set()
+        for word in (".", *args, incomplete):
+            for part in {word, word.partition(":")[2]} - {""}:
+                path = Path(os.path.normpath(os.path.join(here, os.path.expanduser(part))))
+                mount = next((d for d in (path, *path.parents) if str(d) in table), None)
+                if mount is not None and table[str(mount)] in FS_TYPES:
+                    found.add(os.fsencode(mount))
+        if not found:
+            return []
+        where = runtime_dir()
+    except (DvfsError, OSError, ValueError):
+        return []
+    return [str(where / f"tab-{hashlib.sha256(m).hexdigest()[:16]}") for m in sorted(found)]
 
 
 def use_bash_completion() -> None:

@@ -161,13 +161,14 @@ def complete(instruction: str) -> NoReturn:
     included (a file so named, half typed: click's strict encoding of the answer
     ended in an internal error). Nothing is printed on stderr, where it would land in
     the line being edited: an error offers nothing (``DVFS_DEBUG=1`` shows it). The
-    answer is worked out in a child given up on after ``ANSWER_WAIT`` s (see
+    answer is worked out in a child given up on after ``ANSWER_WAIT`` s, and none is
+    forked while one given up on still waits in a mount this TAB may look into (see
     ``vfs.cli.completion``; in this process with ``DVFS_DEBUG=1``).
     """
     from click.shell_completion import get_completion_class
 
     from vfs._os.helper_process import within
-    from vfs.cli.completion import ANSWER_WAIT, use_bash_completion
+    from vfs.cli.completion import ANSWER_WAIT, look_marks, use_bash_completion
     from vfs.mount.control import LOOK_WAIT_ENV
 
     use_bash_completion()
@@ -183,7 +184,11 @@ def complete(instruction: str) -> NoReturn:
             text = f"{comp.complete()}\n"
         else:
             wait = float(os.environ.get(LOOK_WAIT_ENV) or ANSWER_WAIT)
-            got = within(lambda: f"{comp.complete()}\n".encode(errors="surrogateescape"), wait)
+            got = within(
+                lambda: f"{comp.complete()}\n".encode(errors="surrogateescape"),
+                wait,
+                look_marks(comp),  # (a child still waiting there: no answer, at once)
+            )
             if got is None:
                 sys.exit(1)
             text = got.decode(errors="surrogateescape")
