@@ -644,6 +644,27 @@ def test_a_git_squash_merge_brings_the_data_the_merged_dvfs_lock_names(
     fsck_clean(repo.root)
 
 
+def test_a_git_merge_whose_dvfs_lock_names_the_data_already_here_leaves_an_edit_alone(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # The data brought first (`dvfs pull` before `git pull`), then edited: the git merge
+    # that brings the dvfs.lock naming it said it was restoring the data, and then that
+    # the checkout would overwrite the edit. There is nothing to restore: it says
+    # nothing, and the edit stays, shown by `dvfs status`.
+    repo = data_repo(make_repo, tmp_path)
+    ok(repo.root, "git", "checkout", "-q", "-b", "side")
+    new_data_commit(repo, 3)  # side: dvfs.lock names v3, the data here
+    ok(repo.root, "git", "checkout", "-q", "master")  # (no hooks yet: the data stays)
+    repo.ok("install")
+    repo.write("data/labels.csv", "edited\n")
+    r = ok(repo.root, "git", "merge", "-q", "side")
+    assert "dvfs" not in r.stderr, r.stderr
+    assert repo.read("data/labels.csv") == b"edited\n"
+    st = repo.status()
+    assert st["head"] == "v3" and st["modified"] == ["data/labels.csv"], st
+    fsck_clean(repo.root)
+
+
 def test_a_git_merge_concluded_by_git_commit_brings_the_data_the_merged_dvfs_lock_names(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

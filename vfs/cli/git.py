@@ -176,8 +176,8 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
                     err=True,
                 )
                 continue
-            if written and githooks.at_lock(Repository(root)):
-                continue  # (the user's own commit, or an amended merge: the data is there)
+            if (written or name == "post-merge") and githooks.at_lock(Repository(root)):
+                continue  # (the data is there: a commit of the user's own, `dvfs pull` first)
             click.echo(f"dvfs: dvfs.lock{where} changed: restoring the data it names", err=True)
             with workers() as w:
                 done = githooks.follow_lock(Repository(root), w)

@@ -9,7 +9,9 @@ Six hooks are written to the git repository's hooks directory (``git rev-parse
   the version it names (:func:`follow_lock`: what is missing is fetched from the
   default remote, then ``dvfs checkout --lock``, or a fast-forward of the branch when
   the lock moved it ahead). A commit without a ``dvfs.lock`` names no data: the data
-  is left as it is. A clone without a store is told to run ``dvfs pull`` instead;
+  is left as it is. After a merge whose lock names the version the data already is
+  (:func:`at_lock`: ``dvfs pull`` ran before ``git pull``), nothing is done, and
+  uncommitted edits stay. A clone without a store is told to run ``dvfs pull`` instead;
   nothing else is done there;
 - ``post-commit``: the same, from the commit's first parent to it, where the data is
   not already at the version the commit's ``dvfs.lock`` names (:func:`at_lock`) and
