@@ -1146,6 +1146,62 @@ def test_a_file_set_aside_by_a_killed_checkout_is_listed_and_never_cleaned_up(
         assert not is_tmp_leaf(name) and name.endswith(b".dvfs-kept")
 
 
+# A checkout killed once it has swapped the version's file in for one it replaces, before
+# it compares the old one (a line appended first, a user's write the comparison would
+# have found, then the process dies as the swap returns).
+KILLED_SWAP = """
+import os
+import vfs.worktree.restore as restore
+from vfs.cli import main
+real_write, real_exchange = restore._write_unnamed, restore.rename_exchange
+def write_unnamed(dir_fd, leaf, *rest):
+    if leaf == b"a.txt":
+        with open("d/a.txt", "ab") as f:
+            f.write(b"my line\\n")
+    return real_write(dir_fd, leaf, *rest)
+def rename_exchange(dir_fd, a, b):
+    swapped = real_exchange(dir_fd, a, b)
+    if b == b"a.txt":
+        os._exit(9)
+    return swapped
+restore._write_unnamed = write_unnamed
+restore.rename_exchange = rename_exchange
+main()
+"""
+
+
+def test_a_file_swapped_out_by_a_killed_checkout_is_listed_and_never_cleaned_up(
+    repo: Repo,
+) -> None:
+    """A file a checkout replaces is swapped with the version's file, then compared
+    with what was checked, and deleted or swapped back. Killed in between, the old
+    file stayed under a temporary name, which `status` does not list and `fsck` (or
+    the next checkout's cleanup) deletes: a write the comparison would have kept was
+    lost. It is under a name `status` lists as untracked and no cleanup deletes, and
+    `status` shows the file at its name as what it holds now."""
+    repo.write("d/a.txt", "one\n")
+    repo.ok("add", "d")
+    first = repo.commit("one")
+    repo.write("d/a.txt", "two\n")
+    repo.ok("add", "d")
+    repo.commit("two")
+    repo.ok("checkout", first)
+    proc = run_as_dvfs(repo.root, KILLED_SWAP, "switch", "main")
+    assert proc.returncode == 9, proc.stderr
+    assert repo.read("d/a.txt") == b"two\n"
+    repo.ok("fsck")
+    aside = [p for p in (repo.root / "d").iterdir() if p.name != "a.txt"]
+    assert [p.read_bytes() for p in aside] == [b"one\nmy line\n"], aside
+    st = repo.status()
+    assert st["modified"] == ["d/a.txt"] and st["untracked"] == ["d/" + aside[0].name]
+    repo.ok("switch", "main")  # (cleans up after the killed one)
+    assert repo.read("d/a.txt") == b"two\n"
+    assert aside[0].read_bytes() == b"one\nmy line\n"
+    st = repo.status()
+    assert st["modified"] == [] and st["untracked"] == ["d/" + aside[0].name]
+    repo.fsck_clean()
+
+
 def test_a_file_changed_again_while_restore_replaces_it_is_kept_and_reported(
     repo: Repo,
 ) -> None:

@@ -291,7 +291,8 @@ def _unlink_unchanged(dir_fd: int, leaf: bytes, was: tuple[int, int, int]) -> bo
 
 
 def aside_leaf(leaf: bytes) -> bytes:
-    """The name :func:`_unlink_unchanged` moves ``leaf`` to while it compares it:
+    """The name :func:`_unlink_unchanged` moves ``leaf`` to while it compares it, and
+    that a restore swaps a file it replaces out to (``vfs.worktree.restore._swap_name``):
     ``LEAF.TAGn.dvfs-kept``, unique as :func:`~vfs.store.durable.tmp_leaf` makes
     names (this process's tag and a counter). Not a temporary's name (``.tmp-*``),
     as a file left there by a kill may hold a user's write: ``status`` lists it as

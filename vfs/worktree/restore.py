@@ -42,7 +42,7 @@ from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.objects import ObjectStore
 from vfs.store.reader import false_digest
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import not_writable, remove_tree
+from vfs.worktree.remove import aside_leaf, not_writable, remove_tree
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future
@@ -179,16 +179,19 @@ def write_entry(
     directory there, or a non-directory where a directory is needed on the way,
     only if ``replace(path)`` says so. Where ``checked`` holds ``rel``, what stands
     there is replaced only if it is still what the caller checked
-    (:func:`_rename_over`), else KeptChanged.
+    (:func:`_rename_over`), else KeptChanged. A file written under a temporary
+    name (``tmp_leaf``: a kill leaves it to the cleanup of temporaries) is renamed
+    to the name it is swapped in from (:func:`_swap_name`) once whole.
     """
     parent, _, leaf = rel.rpartition(b"/")
     dir_fd = ensure_dir(walker, parent, replace)
     tmp = tmp_leaf(leaf)
+    new = _swap_name(rel, leaf, tmp, checked)
     fd = -1
     try:
-        if entry.kind == Kind.SYMLINK:
-            os.symlink(entry.target, tmp, dir_fd=dir_fd)
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+        if entry.kind == Kind.SYMLINK:  # (made whole at once: at its last name beside)
+            os.symlink(entry.target, new, dir_fd=dir_fd)
+            os.utime(new, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         else:
             small = entry.size < WRITE_DIRECT
             fd = _open_anonymous(dir_fd, entry.mode & PERM_BITS) if small else -1
@@ -213,13 +216,17 @@ def write_entry(
                     os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
                     return os.fstat(fd)  # (after the link, which changed the ctime)
                 except FileExistsError:  # something stands there: renamed over it below
-                    os.link(_PROC_FD % fd, tmp, dst_dir_fd=dir_fd)
-        dir_fd = _rename_over(walker, rel, dir_fd, tmp, replace, checked)
+                    os.link(_PROC_FD % fd, new, dst_dir_fd=dir_fd)
+            elif new != tmp:
+                os.rename(tmp, new, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        dir_fd = _rename_over(walker, rel, dir_fd, new, replace, checked)
         # The rename changed the ctime: stat after it, so the index records the final one.
         return os.fstat(fd) if fd >= 0 else os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=walker.dir(parent))
+        if new != tmp:
+            _drop_new(walker, parent, new, fd, entry.target)
         if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
             raise not_writable(storage_error(exc, quoted(rel)), rel, "write") from exc
         raise
@@ -344,7 +351,8 @@ def _rename_over(
     directory's descriptor (opened again if a directory at ``rel`` had to go).
 
     A directory at ``rel`` is removed first only if ``replace(rel)`` says so, else
-    UsageError. Where ``checked`` holds ``rel``, see :func:`_swap_in`.
+    UsageError. Where ``checked`` holds ``rel``, see :func:`_swap_in` (``tmp`` is then
+    the name :func:`_swap_name` gave).
     """
     parent, _, leaf = rel.rpartition(b"/")
     if checked is not None and (was := checked.get(rel, _UNCHECKED)) != _UNCHECKED:
@@ -375,6 +383,9 @@ def _swap_in(dir_fd: int, tmp: bytes, leaf: bytes, rel: bytes, was: Identity) ->
     changed. A write made before the swap is seen in the old file; one made after it
     through a name goes to the new one. (A file written still through a descriptor
     opened before the swap is written to the file deleted: no tool can see that.)
+    Where ``was`` is a file, ``tmp`` is a name no cleanup deletes
+    (:func:`_swap_name`): killed between the swap and the comparison, the old file
+    stays under it, listed as untracked, since it may hold such a write.
     Where nothing stood (``was`` None, or the file was deleted meanwhile), ``tmp`` is
     renamed in only if nothing stands there yet. A swap costs one ``renameat2``, an
     ``fstatat`` and an ``unlinkat`` where a rename alone cost one call: lost in the
@@ -417,6 +428,36 @@ def _kept(rel: bytes) -> str:
     return f"{quoted(rel)} changed while it was being replaced: it was kept as it is"
 
 
+def _swap_name(rel: bytes, leaf: bytes, tmp: bytes, checked: Checked | None) -> bytes:
+    """The name beside ``leaf`` that the new file for ``rel`` takes before it takes
+    ``leaf``: ``tmp`` (a temporary's, which a cleanup after a kill deletes), but
+    where :func:`_swap_in` swaps it with a file the caller checked, one no cleanup
+    deletes (``NAME.TAGn.dvfs-kept``: :func:`~vfs.worktree.remove.aside_leaf`), as
+    the old file holds it from the swap until it is compared. A kill before the
+    swap leaves the new file under it: listed as untracked, never the user's bytes
+    lost. Given as a file is linked in (a small file: no call more than a
+    temporary name); a file written under ``tmp`` is renamed to it once whole."""
+    if checked is None or checked.get(rel, _UNCHECKED) in (_UNCHECKED, None):
+        return tmp
+    return aside_leaf(leaf)
+
+
+def _drop_new(walker: Walker, parent: bytes, name: bytes, fd: int, target: bytes = b"") -> None:
+    """After a failure, delete ``name`` in directory ``parent`` if it holds the new
+    file (the one open as ``fd``; a link to ``target`` if none is open), not
+    the old one a swap put there (:func:`_swap_in`), which may hold a user's write
+    and stays where it is."""
+    with contextlib.suppress(OSError):
+        dir_fd = walker.dir(parent)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if fd >= 0:
+            ours = os.fstat(fd).st_ino == st.st_ino
+        else:
+            ours = statmod.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == target
+        if ours:
+            os.unlink(name, dir_fd=dir_fd)
+
+
 def place_unnamed(
     walker: Walker, rel: bytes, fd: int, replace: Replace, checked: Checked | None = None
 ) -> os.stat_result | None:
@@ -432,18 +473,17 @@ def place_unnamed(
     """
     parent, _, leaf = rel.rpartition(b"/")
     dir_fd = ensure_dir(walker, parent, replace)
-    tmp = tmp_leaf(leaf)
+    new = _swap_name(rel, leaf, tmp_leaf(leaf), checked)
     try:
         try:
             os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
             return os.fstat(fd)  # (after the link, which changed the ctime)
         except FileExistsError:
-            os.link(_PROC_FD % fd, tmp, dst_dir_fd=dir_fd)
-        _rename_over(walker, rel, dir_fd, tmp, replace, checked)
+            os.link(_PROC_FD % fd, new, dst_dir_fd=dir_fd)
+        _rename_over(walker, rel, dir_fd, new, replace, checked)
         return os.fstat(fd)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=walker.dir(parent))
+        _drop_new(walker, parent, new, fd)
         if isinstance(exc, OSError) and exc.errno == errno.EXDEV:
             return None
         if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
