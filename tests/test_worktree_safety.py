@@ -981,18 +981,18 @@ def test_a_name_that_is_not_utf8_is_added_moved_restored_and_removed_by_name(
 
 # A checkout whose files are written one by one, with a user's change to one of them
 # made after the checkout found it safe to replace and before it is replaced: the
-# hook runs when the small file at ``leaf`` is about to be written.
+# hook runs when the batch of files holding the one at ``leaf`` is about to be written.
 RACING_CHECKOUT = """
 import os, sys
 import vfs.worktree.restore as restore
 from vfs.cli import main
-real, done = restore._write_unnamed, []
-def write_unnamed(dir_fd, leaf, *rest):
-    if leaf == {leaf!r} and not done:
-        done.append(leaf)
+real, done = restore.write_batch, []
+def write_batch(walker, batch, *rest):
+    if any(rel.rpartition(b"/")[2] == {leaf!r} for rel, _ in batch) and not done:
+        done.append(1)
 {action}
-    return real(dir_fd, leaf, *rest)
-restore._write_unnamed = write_unnamed
+    return real(walker, batch, *rest)
+restore.write_batch = write_batch
 main()
 """
 RACES = {
@@ -1153,18 +1153,17 @@ KILLED_SWAP = """
 import os
 import vfs.worktree.restore as restore
 from vfs.cli import main
-real_write, real_exchange = restore._write_unnamed, restore.rename_exchange
-def write_unnamed(dir_fd, leaf, *rest):
-    if leaf == b"a.txt":
-        with open("d/a.txt", "ab") as f:
-            f.write(b"my line\\n")
-    return real_write(dir_fd, leaf, *rest)
+real_write, real_exchange = restore.write_batch, restore.rename_exchange
+def write_batch(walker, batch, *rest):
+    with open("d/a.txt", "ab") as f:
+        f.write(b"my line\\n")
+    return real_write(walker, batch, *rest)
 def rename_exchange(dir_fd, a, b):
     swapped = real_exchange(dir_fd, a, b)
     if b == b"a.txt":
         os._exit(9)
     return swapped
-restore._write_unnamed = write_unnamed
+restore.write_batch = write_batch
 restore.rename_exchange = rename_exchange
 main()
 """
@@ -1232,15 +1231,15 @@ def test_a_file_changed_again_while_restore_replaces_it_is_kept_and_reported(
 RACING_RESTORE_ALL = """
 import vfs.worktree.restore as restore
 from vfs.cli import main
-real, done = restore._write_unnamed, []
-def write_unnamed(dir_fd, leaf, *rest):
+real, done = restore.write_batch, []
+def write_batch(walker, batch, *rest):
     if not done:
-        done.append(leaf)
+        done.append(1)
         for name in {names!r}:
             with open(name, "ab") as f:
                 f.write(b"my newer line\\n")
-    return real(dir_fd, leaf, *rest)
-restore._write_unnamed = write_unnamed
+    return real(walker, batch, *rest)
+restore.write_batch = write_batch
 main()
 """
 

@@ -250,7 +250,9 @@ def write_batch(
     The usual case, a small file where nothing stands, is written here with the
     directory resolved once for the whole batch (:func:`_write_unnamed`); anything
     else (a link, something in the way, a chunk to read, an error) goes through
-    :func:`write_entry`, which deals with it as for a file alone.
+    :func:`write_entry`, which deals with it as for a file alone. A file ``checked``
+    found standing goes there at once: written here first, it was written in vain,
+    its link refused (EEXIST), and written again there.
     """
     out: list[os.stat_result | ObjectError | KeptChanged] = []
     dir_fd, dir_of = -1, b""
@@ -258,7 +260,12 @@ def write_batch(
     try:
         for rel, e in batch:
             st = None
-            if e.kind == Kind.FILE and e.size < WRITE_DIRECT and _anonymous[0]:
+            if (
+                e.kind == Kind.FILE
+                and e.size < WRITE_DIRECT
+                and _anonymous[0]
+                and (checked is None or checked.get(rel) is None)
+            ):
                 parent, _, leaf = rel.rpartition(b"/")
                 if dir_fd < 0 or parent != dir_of:  # (a batch given more than one directory)
                     dir_fd, dir_of = ensure_dir(walker, parent, replace), parent
