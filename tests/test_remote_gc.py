@@ -28,6 +28,7 @@ from tests.support.cli import (
     assert_ok,
     cli_command,
     cli_env,
+    commit_files,
     commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -432,6 +433,52 @@ def test_a_lost_pack_stops_the_gc_with_advice_that_mends_it(
     clone = Repo(tmp_path / "clone")
     assert clone.read("keep.bin") == KEEP
     clone.fsck_clean()
+    repo.fsck_clean()
+
+
+def test_a_push_uploads_again_what_a_lost_pack_held(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A push took every object the remote's index lists as there: with v1's pack
+    deleted by hand (its index segment left), a push of v2, which keeps v1's file,
+    sent v2's own objects alone and said it was done, and a clone of v2 then stopped
+    on the lost pack. An object listed only in a pack the listing of packs/ lacks is
+    uploaded again now, below v1 too, so everything v2 names is on the remote."""
+    repo = seeded(make_repo, dir_remote)
+    (lost,) = dir_remote.list_keys("packs/")
+    dir_remote.backend.delete(lost)
+    repo.write("more.bin", MORE)
+    add_in_process(repo, "more.bin")
+    commit_in_process(repo, "more")
+    repo.ok("push")
+    cloned_clean(dir_remote, tmp_path, "clone", {"keep.bin": KEEP, "more.bin": MORE})
+    repo.fsck_clean()
+
+
+def test_a_push_sends_again_a_lost_chunk_below_a_folder_the_remote_holds(
+    tmp_path: Path,
+) -> None:
+    """A push takes a tree the remote holds as complete below it: with the pack of a
+    chunk lost while the pack of the trees above it stays, the chunk was not sent
+    again below an unchanged folder. Below a lost pack's records nothing is taken
+    as complete: the push walks its versions down to their chunks."""
+    forge = Forge(tmp_path / "remote")
+    chunk = forge.chunk(b"hello\n")
+    forge.publish({})
+    (lost,) = (forge.root / "packs").iterdir()
+    forge.publish(forge.version(nested(forge, [b"data"], [file_entry(b"a.txt", chunk, 6)])))
+    assert_ok(run(tmp_path, "clone", forge.url, "repo"))
+    repo = Repo(tmp_path / "repo")
+    lost.unlink()
+    commit_files(repo, {"more.bin": MORE}, "more")
+    pushed = repo.ok("push")
+    assert "1 pack(s)" in pushed.err and "gc --remote" in pushed.err, str(pushed)
+    cloned_clean(
+        Remote("dir", forge.url, (), open_backend(forge.url)),
+        tmp_path,
+        "clone",
+        {"data/a.txt": b"hello\n", "more.bin": MORE},
+    )
     repo.fsck_clean()
 
 

@@ -322,6 +322,8 @@ def push(
                 repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs,
                 force=force,
             )  # fmt: skip
+    for line in t.warnings:
+        warn(line)
     if as_json:
         emit_json(dataclasses.asdict(t))
     else:

@@ -82,7 +82,7 @@ from vfs.remote.layout import (
     refs_prefix,
     segment_of,
 )
-from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
+from vfs.remote.manifests import PUSH_WINDOW, Shunned, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, left_unreached, missing_chunks
 from vfs.remote.reader import Located, RemoteRepo, repository_at
 from vfs.remote.receive import check_expansion, fetch_records
@@ -261,12 +261,18 @@ def push(
             return report
         read_at = time.monotonic()
         shun = shunned(meter)  # before the index: see vfs.remote.gc
-        index = shun.visible(remote.index(avoid=shun.packs))
+        index, lost_packs = _held(remote, shun)
+        if lost_packs:
+            report.warnings.append(
+                f"{len(lost_packs):,} pack(s) the index of {remote.url} lists are missing from it "
+                f"(packs/{min(lost_packs)[:12]}): what the versions pushed use of them was sent "
+                f"again; `dvfs gc --remote {shlex.quote(spec.name)}` drops their listings"
+            )
         _stop_at("indexed")
         records: list[bytes] = []
         chunks: list[bytes] = []
         for tip in dict.fromkeys([t for _, t, _, _ in plan] + list(tag_plan.values())):
-            more_records, more_chunks = closure(hist, tip, index)
+            more_records, more_chunks = closure(hist, tip, index, whole=bool(lost_packs))
             records += more_records
             chunks += more_chunks
         ids = list(dict.fromkeys(records + chunks))  # records first; each object once
@@ -352,6 +358,21 @@ def push(
                 differs(t, oid, theirs)
     report.requests = meter.requests
     return report
+
+
+def _held(remote: RemoteRepo, shun: Shunned) -> tuple[dict[bytes, Located], set[str]]:
+    """The remote's index as a push relies on it, and the packs it names that the
+    listing of ``packs/`` lacks (lost: deleted by hand, or with a disk).
+
+    An object counts as there only in a pack the listing gives (read after the index:
+    a pack is uploaded before the segment naming it) and no manifest condemns
+    (``Shunned.visible``); one that only lost packs list is absent, and sent again."""
+    index = shun.visible(remote.index(avoid=shun.packs))
+    lost = {pack_id for pack_id, _ in index.values()} - remote.listed_packs()
+    if not lost:
+        return index, lost
+    again = shun.visible(remote.index(avoid=shun.packs | lost))
+    return {oid: hit for oid, hit in again.items() if hit[0] not in lost}, lost
 
 
 def _create_refs(

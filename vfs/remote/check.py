@@ -37,8 +37,10 @@ Each problem is one line saying what is wrong and what can be done. A push uploa
 what the remote's index lacks below a version the remote's index lacks (it takes a
 version or tree the remote has as complete below it), so it mends a ref naming a
 version that is not there only when it pushes that version anew (a tag does: a push
-of a branch at that same version finds it up to date); data lost below a version the
-remote has, and a damaged pack that a ref reaches, need a backup or a new remote.
+of a branch at that same version finds it up to date); a pack missing from the listing
+of ``packs/`` is no copy to it, and a push of a new version then walks below every
+version and tree and sends what only that pack held again; a damaged pack that a ref
+reaches needs a backup or a new remote.
 """
 
 from __future__ import annotations

@@ -243,5 +243,5 @@ def bounded(
 
 def packs_listed(listing: Iterable[_T], url: str) -> Iterator[_T]:
     """A listing of ``packs/``, bounded by ``MAX_PACKS`` (``bounded``): the gc, the
-    prune and the remote check each hold every pack's name and size in memory."""
+    prune, the remote check and a push each hold every pack's name in memory."""
     return bounded(listing, MAX_PACKS, url, "packs")

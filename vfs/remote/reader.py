@@ -61,6 +61,7 @@ from vfs.remote.layout import (
     INDEX,
     MAX_REFS,
     MAX_SEGMENTS,
+    PACKS,
     REF_LIMIT,
     SEGMENT_LIMIT,
     SEGMENTS_TOTAL_LIMIT,
@@ -68,6 +69,8 @@ from vfs.remote.layout import (
     decode_segment,
     encode_ref,
     pack_key,
+    pack_of,
+    packs_listed,
     parse_ref,
     ref_key,
     refs_prefix,
@@ -425,6 +428,12 @@ class RemoteRepo:
         """
         self._avoid = frozenset(avoid)
         return self._merged(self._avoid)
+
+    def listed_packs(self) -> set[str]:
+        """The ids of the packs the listing of ``packs/`` gives (at most ``MAX_PACKS``:
+        ``packs_listed``); a name there that is no pack's is left out."""
+        listing = packs_listed(self.backend.list(PACKS), self.url)
+        return {pack_id for pack_id in map(pack_of, listing) if pack_id is not None}
 
     def _merged(self, avoid: Collection[str]) -> dict[bytes, Located]:
         """:meth:`index`, remembering nothing of ``avoid``."""

@@ -48,7 +48,7 @@ class Sent(Protocol):
 
 
 def closure(
-    hist: History, tip: bytes, remote: dict[bytes, Located]
+    hist: History, tip: bytes, remote: dict[bytes, Located], *, whole: bool = False
 ) -> tuple[list[bytes], list[bytes]]:
     """Objects reachable from ``tip`` that the remote lacks, in a stable order.
 
@@ -58,7 +58,9 @@ def closure(
     GETs instead of one per tree.
 
     A version or tree the remote has is taken as complete below it: pushes upload a
-    whole closure before naming it in a segment.
+    whole closure before naming it in a segment. With ``whole`` nothing is: every
+    version and tree below ``tip`` is walked (a remote that lost a pack may lack
+    objects below a record it holds).
     """
     records: list[bytes] = []
     chunks: list[bytes] = []
@@ -67,7 +69,7 @@ def closure(
     stack = [tip]
     while stack:
         oid = stack.pop()
-        if oid in remote or oid in seen:
+        if oid in seen or (oid in remote and not whole):
             continue
         seen.add(oid)
         v = hist.version(oid)
@@ -77,10 +79,11 @@ def closure(
         stack = [v.tree]
         while stack:
             tid = stack.pop()
-            if tid in remote or tid in seen:
+            if tid in seen or (tid in remote and not whole):
                 continue
             seen.add(tid)
-            records.append(tid)
+            if tid not in remote:
+                records.append(tid)
             for e in hist.tree(tid).entries:
                 if e.kind == Kind.DIR:
                     stack.append(e.subtree)
@@ -88,7 +91,8 @@ def closure(
                     if c.oid not in remote and c.oid not in seen:
                         seen.add(c.oid)
                         chunks.append(c.oid)
-        records.append(oid)
+        if oid not in remote:
+            records.append(oid)
     return records, chunks
 
 
