@@ -18,6 +18,7 @@ from vfs import settings
 from vfs.backends.base import (
     Backend,
     ObjectInfo,
+    Refused,
     check_endpoint,
     redact_url,
     refuse_credentials,
@@ -38,6 +39,7 @@ __all__ = [
     "LimitedBackend",
     "LocalBackend",
     "ObjectInfo",
+    "Refused",
     "RemoteUrl",
     "RetryingBackend",
     "check_endpoint",

@@ -64,7 +64,7 @@ from __future__ import annotations
 import abc
 import os
 import re
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -132,6 +132,10 @@ def s3_endpoint(endpoint_url: str | None) -> str | None:
         or os.environ.get("AWS_ENDPOINT_URL")
         or None
     )
+
+
+Refused = Callable[[RemoteObjectRefused], None]
+"""Told of each key a listing (``Backend.list_info``) leaves out as no object."""
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,7 @@ class Backend(abc.ABC):
         return self.head(key)
 
     def list_info(
-        self, prefix: str = "", *, etags: bool = True
+        self, prefix: str = "", *, etags: bool = True, refused: Refused | None = None
     ) -> Iterator[tuple[str, ObjectInfo]]:
         """Yield ``(key, info)`` for every key that starts with ``prefix``, in no order.
 
@@ -263,8 +267,9 @@ class Backend(abc.ABC):
         ETag and LastModified); this default asks ``head`` for each listed key (``stat``
         with ``etags=False``: sizes and times only, the ETags maybe ``""``, and a key
         refused as no object, such as a link in a directory, left out as S3 never lists
-        one) and skips a key deleted in between, and a name that is no valid key (which
-        ``list`` of a directory gives, for callers that warn of them). Wrappers forward it.
+        one, its refusal given to ``refused`` for a caller that names it) and skips a
+        key deleted in between, and a name that is no valid key (which ``list`` of a
+        directory gives, for callers that warn of them). Wrappers forward it.
         """
         ask = self.head if etags else self.stat
         for key in self.list(prefix):
@@ -276,10 +281,11 @@ class Backend(abc.ABC):
                 yield key, ask(key)
             except RemoteNotFound:
                 continue
-            except RemoteObjectRefused:
+            except RemoteObjectRefused as exc:
                 if etags:  # (a reader of ETags is told: the audit chain names it)
                     raise
-                continue  # no object (a link, a FIFO in a directory): not listed
+                if refused is not None:  # no object (a link, a FIFO in a directory):
+                    refused(exc)  # not listed
 
     def content_etag(self, data: bytes) -> str | None:
         """The ETag a listing (``list_info``) shows for an object holding ``data`` if that

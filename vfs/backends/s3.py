@@ -75,6 +75,7 @@ from vfs._os.heap import aligned_buffer
 from vfs.backends.base import (
     Backend,
     ObjectInfo,
+    Refused,
     check_conditions,
     check_endpoint,
     check_range,
@@ -446,10 +447,11 @@ class S3Backend(Backend):
             yield key
 
     def list_info(
-        self, prefix: str = "", *, etags: bool = True
+        self, prefix: str = "", *, etags: bool = True, refused: Refused | None = None
     ) -> Iterator[tuple[str, ObjectInfo]]:
         """Each key under ``prefix`` with its size, ETag and time, page by page (the
-        ETags come with the listing: ``etags`` changes nothing).
+        ETags come with the listing: ``etags`` changes nothing, and ``refused`` is never
+        told: a bucket holds objects alone).
 
         A server says where the next page starts (a token); one that names a page it
         gave already, says more follows but not where, or gives ``EMPTY_PAGES`` empty

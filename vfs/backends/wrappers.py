@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TypeVar
 
-from vfs.backends.base import Backend, ObjectInfo
+from vfs.backends.base import Backend, ObjectInfo, Refused
 from vfs.errors import PreconditionFailed, RemoteError, RemoteNotFound, RemoteUnreachable
 
 T = TypeVar("T")
@@ -117,14 +117,14 @@ class RetryingBackend(Backend):
         return self.inner.content_etag(data)
 
     def list_info(
-        self, prefix: str = "", *, etags: bool = True
+        self, prefix: str = "", *, etags: bool = True, refused: Refused | None = None
     ) -> Iterator[tuple[str, ObjectInfo]]:
         """As ``list``: after a failure, list again and skip keys already given."""
         seen: set[str] = set()
         attempt, started, progress = 1, time.monotonic(), 0
         while True:
             try:
-                for key, info in self.inner.list_info(prefix, etags=etags):
+                for key, info in self.inner.list_info(prefix, etags=etags, refused=refused):
                     if key not in seen:
                         seen.add(key)
                         yield key, info
@@ -280,9 +280,9 @@ class LimitedBackend(Backend):
         yield from self._slotted(self.inner.list(prefix))
 
     def list_info(
-        self, prefix: str = "", *, etags: bool = True
+        self, prefix: str = "", *, etags: bool = True, refused: Refused | None = None
     ) -> Iterator[tuple[str, ObjectInfo]]:
-        yield from self._slotted(self.inner.list_info(prefix, etags=etags))
+        yield from self._slotted(self.inner.list_info(prefix, etags=etags, refused=refused))
 
     def content_etag(self, data: bytes) -> str | None:
         return self.inner.content_etag(data)

@@ -37,6 +37,7 @@ from vfs._os.beneath import open_dir, open_kept, remove_tree
 from vfs.backends import (
     Backend,
     ObjectInfo,
+    Refused,
     check_endpoint,
     file_url,
     open_backend,
@@ -997,10 +998,10 @@ class Meter(Backend):
             yield key
 
     def list_info(
-        self, prefix: str = "", *, etags: bool = True
+        self, prefix: str = "", *, etags: bool = True, refused: Refused | None = None
     ) -> Iterator[tuple[str, ObjectInfo]]:
         self._count()
-        for n, item in enumerate(self.inner.list_info(prefix, etags=etags), 1):
+        for n, item in enumerate(self.inner.list_info(prefix, etags=etags, refused=refused), 1):
             if n % 1000 == 0:
                 self._count()
             yield item

@@ -54,6 +54,7 @@ from vfs.errors import (
     PreconditionFailed,
     RemoteError,
     RemoteNotFound,
+    RemoteObjectRefused,
     UsageError,
 )
 from vfs.model.codec import decode_tree
@@ -73,7 +74,6 @@ from vfs.remote.config import (
 from vfs.remote.layout import (
     GC_LOCK,
     MAX_REFS,
-    PACKS,
     REF_LIMIT,
     bounded,
     decode_segment,
@@ -81,8 +81,6 @@ from vfs.remote.layout import (
     new_manifest_key,
     new_probe_key,
     pack_key,
-    pack_of,
-    packs_listed,
     parse_ref,
     refs_prefix,
     segment_key,
@@ -296,11 +294,9 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
             index.setdefault(obj.oid, (pack_id, obj))
         segments[seg_id] = list(rows.items())
         sizes[seg_id] = len(data)
-    listed = {
-        pack_id
-        for pack_id in map(pack_of, packs_listed(backend.list(PACKS), remote.url))
-        if pack_id is not None  # anything else there is not ours to delete
-    }
+    odd = _NoPacks()  # (a name that is no pack's is not ours to delete either)
+    listed = remote.listed_packs(refused=odd)
+    odd.warn(report)
     lost = {oid for oid, (pack_id, _) in index.items() if pack_id not in listed}
     if lost:  # (a pack deleted by hand: an object another pack lists is read there)
         for held in segments.values():
@@ -310,6 +306,29 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
                         index[obj.oid] = (pack_id, obj)
                         lost.discard(obj.oid)
     return _Remote(manifests, bad, tips, segments, sizes, where, index, listed)
+
+
+@dataclass
+class _NoPacks:
+    """What the listing of ``packs/`` left out as no object (a link or a FIFO in a
+    directory remote, never followed nor opened): the first refusals, and how many."""
+
+    shown: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def __call__(self, exc: RemoteObjectRefused) -> None:
+        self.count += 1
+        if len(self.shown) < MAX_PROBLEMS_SHOWN:
+            self.shown.append(str(exc))
+
+    def warn(self, report: RemoteGcReport) -> None:
+        """One warning line each, the first few; then one line counting the rest."""
+        report.warnings += [f"{why}; passed over, as no pack" for why in self.shown]
+        if self.count > len(self.shown):
+            report.warnings.append(
+                f"{self.count - len(self.shown):,} more object(s) of packs/ that are no "
+                "pack (links, FIFOs) were passed over"
+            )
 
 
 def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
@@ -481,7 +500,7 @@ def _heads(meter: Meter, keys: list[str], jobs: int) -> dict[str, tuple[int, flo
     def one(key: str) -> tuple[str, tuple[int, float] | None]:
         try:
             info = meter.stat(key)
-        except RemoteNotFound:
+        except (RemoteNotFound, RemoteObjectRefused):  # (gone, or no pack since listed)
             return key, None
         return key, (info.size, info.modified)
 

@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from vfs._os.beneath import open_kept
-from vfs.backends import Backend, parse_url
+from vfs.backends import Backend, Refused, parse_url
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -429,11 +429,17 @@ class RemoteRepo:
         self._avoid = frozenset(avoid)
         return self._merged(self._avoid)
 
-    def listed_packs(self) -> set[str]:
+    def listed_packs(self, refused: Refused | None = None) -> set[str]:
         """The ids of the packs the listing of ``packs/`` gives (at most ``MAX_PACKS``:
-        ``packs_listed``); a name there that is no pack's is left out."""
-        listing = packs_listed(self.backend.list(PACKS), self.url)
-        return {pack_id for pack_id in map(pack_of, listing) if pack_id is not None}
+        ``packs_listed``); a name there that is no pack's is left out, and so is what is
+        no object (a link or a FIFO in a directory remote: never followed nor opened,
+        its refusal given to ``refused``: ``Backend.list_info``)."""
+        listing = self.backend.list_info(PACKS, etags=False, refused=refused)
+        return {
+            pack_id
+            for key, _ in packs_listed(listing, self.url)
+            if (pack_id := pack_of(key)) is not None
+        }
 
     def _merged(self, avoid: Collection[str]) -> dict[bytes, Located]:
         """:meth:`index`, remembering nothing of ``avoid``."""
