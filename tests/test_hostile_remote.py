@@ -973,6 +973,54 @@ def test_more_packs_than_any_remote_holds_are_refused_in_one_line(tmp_path: Path
     b.fsck_clean()
 
 
+def test_a_directory_listing_of_packs_stops_reading_past_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory remote's folder was read whole and sorted before a listing gave its
+    first name, so the bound on packs (``MAX_PACKS``, lowered here) came into force only
+    once millions of names had been read into memory; an S3 listing is read a page at
+    a time. A folder is read as it is listed now: one name past the bound, and one
+    line."""
+    monkeypatch.setattr("vfs.remote.layout.MAX_PACKS", 5)
+    root = tmp_path / "remote"
+    (root / "packs").mkdir(parents=True)
+    for n in range(200):
+        (root / "packs" / f"{n:064x}").write_bytes(b"")
+    read: list[str] = []
+    scandir = os.scandir
+
+    class Counted:
+        """A directory's entries, each name noted as it is read."""
+
+        def __init__(self, fd: int) -> None:
+            self.entries = scandir(fd)
+
+        def __iter__(self) -> Counted:
+            return self
+
+        def __next__(self) -> os.DirEntry[str]:
+            entry = next(self.entries)
+            read.append(entry.name)
+            return entry
+
+        def __enter__(self) -> Counted:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.close()
+
+        def close(self) -> None:
+            self.entries.close()
+
+    monkeypatch.setattr(os, "scandir", Counted)
+    with pytest.raises(RemoteError) as caught:
+        RemoteRepo(Meter(LocalBackend(root)), None).listed_packs()
+    monkeypatch.undo()
+    line = str(caught.value)
+    assert "more than 5 packs" in line and root.as_uri() in line and "\n" not in line, line
+    assert len(read) <= 6, len(read)
+
+
 def test_naming_a_damaged_index_segment_reads_the_segments_within_their_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,10 +41,10 @@ from tests.support.remote import (  # noqa: F401  (a fixture)
     dir_remote_fixture,
 )
 from tests.support.s3server import S3Server
-from vfs.backends import open_backend
+from vfs.backends import LocalBackend, open_backend
 from vfs.ops.sync import STOP_ENV
 from vfs.remote.gc import CLOCK_ENV, KILL_ENV
-from vfs.remote.layout import MANIFESTS, decode_segment, new_manifest_key
+from vfs.remote.layout import INDEX, MANIFESTS, decode_segment, new_manifest_key
 from vfs.remote.manifests import encode_manifest
 
 KiB = 1024
@@ -524,8 +524,8 @@ def listed_twice(root: Path) -> tuple[Forge, str]:
     forge.objects = [*again, *forge.objects]
     forge.chunk(b"the second pack's own")
     forge.publish(tip)
-    first = sorted((root / "index").iterdir())[0]
-    (pack_id,) = {p for p, _ in decode_segment(first.read_bytes(), first.name)}
+    first = next(LocalBackend(root).list(INDEX))  # (in the directory's order)
+    (pack_id,) = {p for p, _ in decode_segment((root / first).read_bytes(), first)}
     return forge, pack_id
 
 

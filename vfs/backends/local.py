@@ -32,6 +32,9 @@ Operations:
 - **create_many**: exclusive creates of many keys under one hold of the lock below:
   temporary files fsynced, each linked to its key (the link fails if the key exists),
   each folder fsynced once.
+- **list**: each folder read as its names are asked for, in the order the directory
+  gives them (never read whole and sorted first), so that a caller that stops past a
+  bound (``vfs.remote.layout.MAX_PACKS``) has read no more names than that.
 - **get**: one ``pread`` of the requested range; nothing else of the file is read.
 - **get_parts**: the file opened once, each piece read (``pread``) when it is asked
   for, so a reader holds one piece at a time, never the whole range.
@@ -488,11 +491,13 @@ class LocalBackend(Backend):
 
         A stack of open directories takes the place of recursion; a folder nested deeper
         than ``MAX_DEPTH`` (no key is) is listed as a key, never entered, and refused
-        when read (:meth:`_object`).
+        when read (:meth:`_object`). Each folder is read as its names are asked for
+        (:func:`_entries`), so a caller that stops past a bound (``packs/`` holding
+        millions of names) has read no more of it than that.
         """
-        stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []
+        stack: list[tuple[int, str, Generator[os.DirEntry[str], None, None]]] = []
         try:
-            stack.append((-1, base, iter(_entries(fd, start))))
+            stack.append((-1, base, _entries(fd, start)))
             while stack:
                 here, prefix, rest = stack[-1]
                 for entry in rest:
@@ -515,19 +520,16 @@ class LocalBackend(Backend):
                         if isinstance(exc, FileNotFoundError | NotADirectoryError):
                             continue  # removed or replaced meanwhile
                         raise
-                    try:
-                        below = _entries(sub, "")
-                    except BaseException:
-                        os.close(sub)
-                        raise
-                    stack.append((sub, f"{prefix}{entry.name}/", iter(below)))
+                    stack.append((sub, f"{prefix}{entry.name}/", _entries(sub, "")))
                     break
                 else:
                     stack.pop()
+                    rest.close()
                     if here >= 0:
                         os.close(here)
         finally:
-            for here, _, _ in stack:
+            for here, _, rest in stack:
+                rest.close()
                 if here >= 0:
                     os.close(here)
 
@@ -607,11 +609,15 @@ def _link(where: str, url: str) -> RemoteError:
     )
 
 
-def _entries(fd: int, start: str) -> list[os.DirEntry[str]]:
-    """The entries of directory ``fd`` whose names start with ``start`` (not hidden)."""
+def _entries(fd: int, start: str) -> Generator[os.DirEntry[str], None, None]:
+    """The entries of directory ``fd`` whose names start with ``start`` (not hidden), in
+    the order the directory gives them, each read when it is asked for: never all of
+    them first (sorting them read millions of names before a listing's bound applied).
+    Closing the generator closes the directory's stream."""
     with os.scandir(fd) as it:
-        found = [e for e in it if not e.name.startswith(".") and e.name.startswith(start)]
-    return sorted(found, key=lambda e: e.name)
+        for entry in it:
+            if not entry.name.startswith(".") and entry.name.startswith(start):
+                yield entry
 
 
 def _refused_link(exc: OSError, name: str, dir_fd: int) -> bool:
