@@ -611,6 +611,35 @@ def test_a_fifo_in_place_of_a_record_or_a_pack_is_refused_at_once(tmp_path: Path
         assert files_under(tmp_path) == before
 
 
+def test_a_fifo_or_a_link_among_the_index_segments_stops_a_clone_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """A FIFO, or a link out of the remote, under an index segment's name beside the
+    real segment: a clone neither waited on the FIFO nor followed the link, but its one
+    line ("... is not a regular file: refusing to read it") said nothing of what to do.
+    It names the object and says to delete it on the remote; once that is done, the
+    clone works."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    fifo, link = forge.root / "index" / ("e" * 64), forge.root / "index" / ("f" * 64)
+    (tmp_path / "outside").write_bytes(b"not a segment")
+    for odd, said in ((fifo, "not a regular file"), (link, "symbolic link")):
+        if odd == fifo:
+            os.mkfifo(odd)
+        else:
+            odd.symlink_to(tmp_path / "outside")
+        before = files_under(tmp_path)
+        r = run(tmp_path, "clone", forge.url, "victim", timeout=30)  # a hang fails here
+        assert_error(r, said, f"index/{odd.name}", "delete it on the remote")
+        assert files_under(tmp_path) == before
+        odd.unlink()
+    assert (tmp_path / "outside").read_bytes() == b"not a segment"
+    assert_ok(run(tmp_path, "clone", forge.url, "c"))
+    c = Repo(tmp_path / "c")
+    assert c.read("data/a.txt") == b"hello\n"
+    c.fsck_clean()
+
+
 def test_a_huge_sparse_record_is_refused_from_its_size(tmp_path: Path) -> None:
     forge = Forge(tmp_path / "evil")
     forge.publish(good_v1(forge))

@@ -589,3 +589,20 @@ def test_a_clone_and_a_fetch_read_a_lost_packs_objects_from_another_that_lists_t
     repo.ok("pull", "--remote", "origin")
     assert repo.read("data/a.txt") == b"hello\n"
     repo.fsck_clean()
+
+
+def test_a_clone_reads_the_objects_of_a_fifo_in_a_packs_place_from_another_pack(
+    tmp_path: Path,
+) -> None:
+    """A FIFO in place of a pack whose objects another pack holds too: a clone stopped
+    at once on it ("... is not a regular file"), though the data were there. It is read
+    as a lost pack is now, from the other pack, and the FIFO is never opened."""
+    forge, first = listed_twice(tmp_path / "remote")
+    fifo = forge.root / "packs" / first
+    fifo.unlink()
+    os.mkfifo(fifo)
+    assert_ok(run(tmp_path, "clone", forge.url, "clone", timeout=30))  # a hang fails here
+    clone = Repo(tmp_path / "clone")
+    assert clone.read("data/a.txt") == b"hello\n"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    clone.fsck_clean()

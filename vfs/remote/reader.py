@@ -49,6 +49,7 @@ from vfs.errors import (
     PreconditionFailed,
     RemoteError,
     RemoteNotFound,
+    RemoteObjectRefused,
     StorageFull,
     UsageError,
 )
@@ -512,7 +513,14 @@ class RemoteRepo:
             # damaged here (a crash after the cache was written, something put in its
             # place), not on the remote: dropped (replaced below), read again from the remote
         key = segment_key(seg_id)
-        data = read_segment(self.backend, key, room)
+        try:
+            data = read_segment(self.backend, key, room)
+        except RemoteObjectRefused as exc:  # (a link, a FIFO, a huge file: never read)
+            raise RemoteObjectRefused(
+                f"{exc}; every reader of the remote stops on it: delete it on the remote, "
+                "or put the index segment itself in its place (`dvfs fsck --remote` then "
+                "names anything the remote lacks)"
+            ) from None
         if data is None:
             return None
         if hash_bytes(data).hex() != seg_id:
@@ -591,6 +599,8 @@ class RemoteRepo:
             data = self.backend.get(pack_key(pack_id), start, end - start)
         except RemoteNotFound:
             return self._from_elsewhere(pack_id, group)
+        except RemoteObjectRefused as exc:  # (a link or a FIFO in its place: no pack)
+            return self._from_elsewhere(pack_id, group, exc)
         out = []
         for o in group:
             payload = data[o.offset - start : o.offset - start + o.stored_len]
@@ -618,20 +628,23 @@ class RemoteRepo:
         return out
 
     def _from_elsewhere(
-        self, lost: str, group: list[PackedObject]
+        self, lost: str, group: list[PackedObject], refused: RemoteObjectRefused | None = None
     ) -> list[tuple[PackedObject, bytes]]:
         """The objects of ``group`` read from other packs that list them, pack ``lost``
         being missing (deleted by hand, or lost with a disk: a remote gc drops its
-        entries), as ``fetch_range`` gives them; :meth:`lost_pack` if one is listed
-        nowhere else. The index is read again (from the segments cached here) avoiding
-        every pack found missing and what the last ``index`` avoided: one extra index in
-        memory while a remote lacks a pack its index lists."""
+        entries) or ``refused`` as no pack (a link or a FIFO in its place), as
+        ``fetch_range`` gives them; :meth:`lost_pack` (or that refusal, with what to do)
+        if one is listed nowhere else. The index is read again (from the segments cached
+        here) avoiding every pack found missing and what the last ``index`` avoided: one
+        extra index in memory while a remote lacks a pack its index lists."""
         with self._lost_lock:
             if lost not in self._lost or self._elsewhere is None:
                 self._lost.add(lost)
                 self._elsewhere = self._merged(self._avoid | self._lost)
             elsewhere, gone = self._elsewhere, set(self._lost)
         if any(elsewhere.get(o.oid, (lost, o))[0] in gone for o in group):
+            if refused is not None:
+                raise RemoteObjectRefused(f"{refused}; " + mend_hint(pack_key(lost)))
             raise self.lost_pack(lost)
         out = []
         for pack_id, objs in self.ranges([o.oid for o in group], elsewhere):
