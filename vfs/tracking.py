@@ -134,7 +134,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.pipeline.spec import OWN_FILES, Stage
-from vfs.pipeline.values import MAX_METRIC_TEXT, kind_of
+from vfs.pipeline.values import MAX_METRIC_TEXT, history_name, kind_of
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_given, quote_name, shell_word
@@ -153,13 +153,6 @@ MAX_NAME = 256  # characters of a metric name
 
 _LIVE: set[Path] = set()  # working trees with a run in its block, in this process (real paths)
 _LIVE_LOCK = threading.Lock()
-
-
-def history_name(metrics: bytes) -> bytes:
-    """The per-step history file of a metrics file (``metrics.json``:
-    ``metrics.steps.jsonl``); ``dvfs ui`` plots it."""
-    stem = metrics[:-5] if metrics.endswith(b".json") else metrics
-    return stem + b".steps.jsonl"
 
 
 def _succeeded(exc: BaseException | None) -> bool:

@@ -60,6 +60,13 @@ class ValuesError(UsageError):
     """A parameters or metrics file cannot be read, or lacks a key."""
 
 
+def history_name(metrics: bytes) -> bytes:
+    """The per-step history file of a metrics file (``metrics.json``:
+    ``metrics.steps.jsonl``): ``vfs.track`` writes it, ``dvfs ui`` plots it."""
+    stem = metrics[:-5] if metrics.endswith(b".json") else metrics
+    return stem + b".steps.jsonl"
+
+
 def kind_of(name: bytes) -> str:
     """How a file is read: ``json``, ``toml`` or ``yaml``."""
     lower = name.lower()

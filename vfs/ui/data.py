@@ -36,10 +36,10 @@ from vfs.ops.du import usage
 from vfs.pipeline import report
 from vfs.pipeline.lineage import Origins, pipeline_inputs, stage_edges
 from vfs.pipeline.record import describe_all
+from vfs.pipeline.values import history_name
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
-from vfs.tracking import history_name
 from vfs.ui.arguments import BadPath, page
 from vfs.ui.fetch import Fetcher
 from vfs.ui.files import FileRef, Getter, Need, chunks, whole
@@ -452,7 +452,7 @@ def steps(
     limit: int = STEPS_PAGE, need: Need | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The per-step metrics of version ``rev``: for each metrics file its pipeline
-    records whose history file (``vfs.tracking.history_name``: ``metrics.json`` ->
+    records whose history file (``vfs.pipeline.values.history_name``: ``metrics.json`` ->
     ``metrics.steps.jsonl``, one JSON object per ``log_metrics`` call) the version
     holds (with ``path``, that history file alone), a page of its ``rows`` (``step``,
     None where a line gives no whole number, not ``true`` either, and the numeric
