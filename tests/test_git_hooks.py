@@ -214,6 +214,17 @@ def new_data_commit(repo: Repo, n: int) -> None:
     ok(repo.root, "git", "commit", "-q", "-am", f"code with data v{n}")
 
 
+def data_on_side_code_on_master(repo: Repo) -> None:
+    """Branch ``side`` from here with a commit whose dvfs.lock names v3, and back on
+    ``master`` (the data of v2) a commit of code only: two lines of history to rebase
+    or merge."""
+    ok(repo.root, "git", "checkout", "-q", "-b", "side")
+    new_data_commit(repo, 3)  # side: dvfs.lock names v3
+    ok(repo.root, "git", "checkout", "-q", "master")  # the data of v2
+    (repo.root / "train.py").write_text("print('train better')\n")
+    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+
+
 def remote_tip(repo: Repo) -> str:
     """The id of the dvfs remote's main branch."""
     tip: str = (Path(repo.root.parent, "store", "refs", "heads", "main")).read_text().strip()
@@ -565,11 +576,7 @@ def test_a_git_rebase_leaves_the_data_dvfs_lock_names_at_its_end(
     # the branch's own commits, replayed on it, named other data than was left there.
     repo = data_repo(make_repo, tmp_path)
     repo.ok("install")
-    ok(repo.root, "git", "checkout", "-q", "-b", "side")
-    new_data_commit(repo, 3)  # side: dvfs.lock names v3
-    ok(repo.root, "git", "checkout", "-q", "master")  # the data of v2
-    (repo.root / "train.py").write_text("print('train better')\n")
-    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    data_on_side_code_on_master(repo)
     ok(repo.root, "git", "checkout", "-q", "side")
     assert repo.read("data/labels.csv") == b"id,label\n3,dog\n"
     ok(repo.root, "git", "rebase", "-q", "master")
@@ -598,11 +605,7 @@ def test_a_checkout_that_leaves_dvfs_lock_as_it_is_never_touches_it(
     repo = data_repo(make_repo, tmp_path)
     repo.ok("install")
     (hooks_dir(repo) / "post-rewrite").unlink()
-    ok(repo.root, "git", "checkout", "-q", "-b", "side")
-    new_data_commit(repo, 3)
-    ok(repo.root, "git", "checkout", "-q", "master")
-    (repo.root / "train.py").write_text("print('train better')\n")
-    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    data_on_side_code_on_master(repo)
     ok(repo.root, "git", "checkout", "-q", "side")
     before = os.stat(repo.root / "dvfs.lock")
     repo.ok("checkout", "--lock")  # (what the lock names: nothing to write)
@@ -673,11 +676,7 @@ def test_a_git_merge_concluded_by_git_commit_brings_the_data_the_merged_dvfs_loc
     # while the merge commit's dvfs.lock named the merged one.
     repo = data_repo(make_repo, tmp_path)
     repo.ok("install")
-    ok(repo.root, "git", "checkout", "-q", "-b", "side")
-    new_data_commit(repo, 3)  # side: dvfs.lock names v3
-    ok(repo.root, "git", "checkout", "-q", "master")
-    (repo.root / "train.py").write_text("print('train better')\n")
-    ok(repo.root, "git", "commit", "-q", "-am", "code only")
+    data_on_side_code_on_master(repo)
     r = ok(repo.root, "git", "merge", "-q", "--no-commit", "--no-ff", "side")
     assert "dvfs" not in r.stderr, r.stderr  # (nothing committed yet: no hook runs)
     assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
