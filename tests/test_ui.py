@@ -1159,6 +1159,15 @@ def test_a_repository_this_user_may_only_read_previews_its_tables(tmp_path: Path
     r.fsck_clean()
 
 
+def commit_a_run(r: Repo, script: str, message: str) -> None:
+    """``dvfs run`` of stage ``s``, ``python3 make.py`` running ``script`` (which writes
+    ``metrics.json`` and its per-step history), then all of it committed."""
+    r.write("make.py", script)
+    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit(message)
+
+
 def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path: Path) -> None:
     """A line of a per-step history nested 100,000 deep (RecursionError in the JSON
     parser) was an "internal error"; it is counted in skipped as any unreadable line."""
@@ -1168,10 +1177,7 @@ def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path:
         "import json; json.dump({'acc': 1}, open('metrics.json', 'w')); "
         f"open('metrics.steps.jsonl', 'w').write('{{\"step\": 0, \"acc\": 0.5}}\\n' + '{deep}\\n')"
     )
-    r.write("make.py", script)
-    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
-    r.ok("add", ".")
-    r.commit("deep")
+    commit_a_run(r, script, "deep")
     with serving(r.root) as s:
         [f] = api(s, "steps", rev="v1")["files"]
         assert (f["rows"], f["skipped"]) == ([{"step": 0, "acc": 0.5}], 1)
@@ -1189,10 +1195,7 @@ def test_a_step_history_whose_bytes_are_not_its_digest_is_not_plotted(tmp_path: 
         "with open('metrics.steps.jsonl', 'w') as f:\n"
         "    for i in range(100_000): f.write(json.dumps({'step': i, 'acc': i / 7}) + '\\n')\n"
     )
-    r.write("make.py", script)
-    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
-    r.ok("add", ".")
-    r.commit("steps")
+    commit_a_run(r, script, "steps")
     store = Repository(r.root)
     head = store.history.head_id()
     assert head is not None
@@ -1250,10 +1253,7 @@ def test_a_step_history_value_too_large_for_a_float_is_left_out(tmp_path: Path) 
         '\'{"step": 0, "acc": 0.5}\\n\''
         "'{\"step\": 1, \"acc\": 0.6, \"loss\": ' + '9' * 400 + '}\\n')"
     )
-    r.write("make.py", script)
-    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
-    r.ok("add", ".")
-    r.commit("huge")
+    commit_a_run(r, script, "huge")
     with serving(r.root) as s:
         [f] = api(s, "steps", rev="v1")["files"]
         assert f["rows"] == [{"step": 0, "acc": 0.5}, {"step": 1, "acc": 0.6}]
@@ -1271,10 +1271,7 @@ def test_a_step_history_line_whose_step_is_true_has_no_step(tmp_path: Path) -> N
         "import json; json.dump({'acc': 1}, open('metrics.json', 'w')); "
         f"open('metrics.steps.jsonl', 'w').write({chr(10).join(lines) + chr(10)!r})"
     )
-    r.write("make.py", script)
-    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
-    r.ok("add", ".")
-    r.commit("truth")
+    commit_a_run(r, script, "truth")
     source = open_source(str(r.root))
     try:
         [f] = data.steps(source.repo, source.get, "v1")["files"]
