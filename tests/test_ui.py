@@ -44,7 +44,7 @@ from tests.test_checkout_ahead import MiB, forge_digest
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
 from vfs.ui import data, files
-from vfs.ui.source import open_source
+from vfs.ui.source import Source, open_source
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -465,18 +465,34 @@ def test_lineage_draws_and_lists_a_params_file_another_stage_made(tmp_path: Path
     repo.fsck_clean()
 
 
+@contextlib.contextmanager
+def remote_view(url: str) -> Iterator[Source]:
+    """What `dvfs ui URL` opens and serves, in this process: the remote's versions and
+    trees mirrored as the command mirrors them (``$XDG_CACHE_HOME``), until the block
+    ends; for a test of what the data layer answers, which `serving` would only carry."""
+    source = open_source(url)
+    try:
+        yield source
+    finally:
+        source.repo.close()
+        if source.held is not None:
+            os.close(source.held)
+
+
 def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lineage route walked back from each input of each stage, without bound, for
     the version that introduced its bytes: a forged remote read in place (a pipeline of
     1,024 stages in 10,000 versions) had it look at ten million versions. It shares
-    `dvfs lineage`'s bound now, and says which inputs it cut short."""
-    versions, stages = 2_000, lineage.BUDGET // 2_000 + 20
+    `dvfs lineage`'s bound now, and says which inputs it cut short. (The bound made 2,000
+    versions, the history 100: each input's walk looks at all of them.)"""
+    monkeypatch.setattr(lineage, "BUDGET", 2_000)
+    versions, stages = 100, lineage.BUDGET // 100 + 20
     forge = forge_deep_pipeline(tmp_path / "remote", versions, stages)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with serving(forge.url, cwd=tmp_path) as s:
-        g = api(s, "lineage", rev="main")
+    with remote_view(forge.url) as view:
+        g = data.lineage(view.repo, "main")
     assert [st["stage"] for st in g["stages"]] == [f"s{i:04d}" for i in range(stages)]
     inputs = [i for st in g["stages"] for i in st["input"]]
     cut = [i for i in inputs if i["since_cut"]]
@@ -494,8 +510,8 @@ def test_lineage_of_a_forged_pipeline_naming_many_paths_finds_its_edges_through_
     stages, paths = 130, 130  # (the code before: 290 million comparisons, over the timeout)
     forge = forge_wide_pipeline(tmp_path / "remote", stages, paths)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with serving(forge.url, cwd=tmp_path) as s:
-        g = api(s, "lineage", rev="main")
+    with remote_view(forge.url) as view:
+        g = data.lineage(view.repo, "main")
     assert g["edges"] == [[f"s{i - 1:04d}", f"s{i:04d}"] for i in range(1, stages)]
     assert sum(len(st["input"]) for st in g["stages"]) == (stages - 1) * paths + 1
 

@@ -669,7 +669,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     cut = sum(i.cut for st in steps for i in st.inputs)
     if cut:
         warn(
-            f"the walk back through the versions was cut short after {lin.BUDGET:,} of them: "
+            f"the walk back through the versions was cut short after {lin.budget():,} of them: "
             f"the version that introduced the bytes of {cut:,} input{'s' if cut > 1 else ''} "
             "is not known"
         )

@@ -20,11 +20,16 @@ versions in all (a forged pipeline of 1,024 chained stages, each input's bytes i
 version, in a history of 10,000 versions, would have it look at ten million): an input
 whose walk was cut short says so (``Input.cut``), its version unknown. The dashboard's
 lineage lists each stage's inputs as :func:`upstream` does (:func:`pipeline_inputs`).
+
+Test hook: ``DVFS_TEST_LINEAGE_BUDGET=<n>`` makes a walk's bound ``n`` versions instead
+of ``BUDGET`` (:func:`budget`), so that a test cuts a forged pipeline's walks short
+without forging a history of hundreds of thousands of versions.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,13 +43,21 @@ from vfs.repo.history import History
 
 WALK = 10_000
 BUDGET = 200_000  # versions looked at by one upstream walk, every input's together
+BUDGET_ENV = "DVFS_TEST_LINEAGE_BUDGET"  # test hook: this many instead
+
+
+def budget() -> int:
+    """The versions one upstream walk may look at: :data:`BUDGET`, or the number the
+    test hook :data:`BUDGET_ENV` gives."""
+    hook = os.environ.get(BUDGET_ENV, "")
+    return int(hook) if hook.isascii() and hook.isdigit() else BUDGET
 
 
 @dataclass
 class Budget:
-    """What is left of an upstream walk's :data:`BUDGET`."""
+    """What is left of an upstream walk's :func:`budget`."""
 
-    left: int = BUDGET
+    left: int = field(default_factory=budget)
 
 
 @dataclass
