@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.cli import (
     Repo,
+    add_in_process,
     assert_error,
     assert_ok,
     cli_command,
@@ -401,10 +402,10 @@ def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     Repository.init(repo.root)
     repo.write("data.txt", "A\n")
     repo.ok("run", "-n", "s", "-d", "data.txt", "-o", "out", "--", "cp data.txt out")
-    repo.ok("add", "data.txt")
+    add_in_process(repo, "data.txt")
     repo.commit("one")
     repo.write("data.txt", "B\n")
-    repo.ok("add", "data.txt")
+    add_in_process(repo, "data.txt")
     repo.commit("two: the input changed, the output kept")
     cli = repo.json("lineage", "out", "--json")["stages"][0]["input"]
     assert [(i["since"], i["in_version"]) for i in cli] == [("v1", False)]
@@ -427,16 +428,16 @@ def test_lineage_of_another_branchs_version_links_the_versions_of_its_inputs(
     repo = Repo(tmp_path / "repo")
     Repository.init(repo.root)
     repo.write("data.txt", "A\n")
-    repo.ok("add", "data.txt")
+    add_in_process(repo, "data.txt")
     repo.commit("one")
     repo.ok("switch", "-c", "exp")
     repo.write("data.txt", "B\n")
-    repo.ok("add", "data.txt")
+    add_in_process(repo, "data.txt")
     repo.ok("run", "-n", "s", "-d", "data.txt", "-o", "out", "--", "cp data.txt out")
     repo.commit("exp: B")
     repo.ok("switch", "main")
     repo.write("other.txt", "o\n")
-    repo.ok("add", "other.txt")
+    add_in_process(repo, "other.txt")
     repo.commit("two")
     exp = repo.json("log", "exp", "--json")
     cli = repo.json("lineage", "out", "exp", "--json")["stages"][0]["input"]
@@ -453,7 +454,7 @@ def test_lineage_draws_and_lists_a_params_file_another_stage_made(tmp_path: Path
     repo = Repo(tmp_path / "repo")
     Repository.init(repo.root)
     repo.write("seed.txt", "lr: 0.1\n")
-    repo.ok("add", "seed.txt")
+    add_in_process(repo, "seed.txt")
     repo.ok("run", "-n", "gen", "-d", "seed.txt", "-o", "cfg.yaml", "--", "cp seed.txt cfg.yaml")
     repo.ok("run", "-n", "train", "-p", "cfg.yaml:lr", "-o", "model", "--", "cat cfg.yaml > model")
     repo.commit("one")
@@ -472,14 +473,17 @@ def test_lineage_draws_and_lists_a_params_file_another_stage_made(tmp_path: Path
 
 
 @contextlib.contextmanager
-def remote_view(url: str) -> Iterator[Source]:
-    """What `dvfs ui URL` opens and serves, in this process: the remote's versions and
-    trees mirrored as the command mirrors them (``$XDG_CACHE_HOME``), until the block
-    ends; for a test of what the data layer answers, which `serving` would only carry."""
-    source = open_source(url)
+def opened(where: str) -> Iterator[Source]:
+    """What `dvfs ui WHERE` opens and serves, in this process (a remote's versions and
+    trees mirrored as the command mirrors them, under ``$XDG_CACHE_HOME``), until the
+    block ends: for a test of what the data layer answers, where the HTTP route is
+    another test's."""
+    source = open_source(where)
     try:
         yield source
     finally:
+        if source.fetcher is not None:
+            source.fetcher.close()
         source.repo.close()
         if source.held is not None:
             os.close(source.held)
@@ -497,7 +501,7 @@ def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_sa
     versions, stages = 100, lineage.BUDGET // 100 + 20
     forge = forge_deep_pipeline(tmp_path / "remote", versions, stages)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with remote_view(forge.url) as view:
+    with opened(forge.url) as view:
         g = data.lineage(view.repo, "main")
     assert [st["stage"] for st in g["stages"]] == [f"s{i:04d}" for i in range(stages)]
     inputs = [i for st in g["stages"] for i in st["input"]]
@@ -516,7 +520,7 @@ def test_lineage_of_a_forged_pipeline_naming_many_paths_finds_its_edges_through_
     stages, paths = 130, 130  # (the code before: 290 million comparisons, over the timeout)
     forge = forge_wide_pipeline(tmp_path / "remote", stages, paths)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with remote_view(forge.url) as view:
+    with opened(forge.url) as view:
         g = data.lineage(view.repo, "main")
     assert g["edges"] == [[f"s{i - 1:04d}", f"s{i:04d}"] for i in range(1, stages)]
     assert sum(len(st["input"]) for st in g["stages"]) == (stages - 1) * paths + 1
@@ -590,46 +594,55 @@ def test_a_request_to_no_route_is_not_found_whatever_its_method(server: Server) 
     assert get(f"{server.base}api/actions/nothing").status == 405  # (an action's route)
 
 
-def test_a_token_guards_every_request(repo: Repo) -> None:
+@pytest.fixture(scope="module")
+def guarded(repo: Repo) -> Iterator[Server]:
+    """A dashboard of the shared repository started with ``--token TOKEN``, for the tests
+    that only read through it (leaving it, it must exit 0 without a traceback)."""
     with serving(repo.root, "--token", TOKEN) as s:
-        assert s.url.endswith(f"?token={TOKEN}")
-        assert get(f"{s.base}api/versions").status == 401
-        assert get(f"{s.base}").status == 401
-        assert get(f"{s.base}static/app.js").status == 401
-        assert get(f"{s.base}api/versions?token=wrong").status == 401
-        bearer = {"Authorization": f"Bearer {TOKEN}"}
-        assert get(f"{s.base}api/versions", bearer).status == 200
-        page = get(s.url)
-        assert page.status == 200 and b"app.js" in page.body
-        cookie = page.headers["set-cookie"].split(";")[0]
-        assert "httponly" in page.headers["set-cookie"].lower()
-        assert get(f"{s.base}api/versions", {"Cookie": cookie}).status == 200
+        yield s
 
 
-def test_the_token_cookie_is_read_beside_cookies_of_other_local_servers(repo: Repo) -> None:
+def test_a_token_guards_every_request(guarded: Server) -> None:
+    s = guarded
+    assert s.url.endswith(f"?token={TOKEN}")
+    assert get(f"{s.base}api/versions").status == 401
+    assert get(f"{s.base}").status == 401
+    assert get(f"{s.base}static/app.js").status == 401
+    assert get(f"{s.base}api/versions?token=wrong").status == 401
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert get(f"{s.base}api/versions", bearer).status == 200
+    page = get(s.url)
+    assert page.status == 200 and b"app.js" in page.body
+    cookie = page.headers["set-cookie"].split(";")[0]
+    assert "httponly" in page.headers["set-cookie"].lower()
+    assert get(f"{s.base}api/versions", {"Cookie": cookie}).status == 200
+
+
+def test_the_token_cookie_is_read_beside_cookies_of_other_local_servers(guarded: Server) -> None:
     """The browser sends the dashboard every cookie of its host, other local servers'
     too; one that Python's strict cookie parser refuses (a JSON value, a value with a
     blank, a name without a value) made it read no cookie at all, the token's
     neither: every request but the printed URL was 401."""
-    with serving(repo.root, "--token", TOKEN) as s:
-        mine = get(s.url).headers["set-cookie"].split(";")[0]
-        for others in ('prefs={"theme":"dark"}', "a=b c", "flag", 'x="unterminated'):
-            for cookie in (f"{others}; {mine}", f"{mine}; {others}"):
-                a = get(f"{s.base}api/versions", {"Cookie": cookie})
-                assert a.status == 200, (cookie, a.status, a.body)
-        assert get(f"{s.base}api/versions", {"Cookie": 'prefs={"a":1}'}).status == 401
+    s = guarded
+    mine = get(s.url).headers["set-cookie"].split(";")[0]
+    for others in ('prefs={"theme":"dark"}', "a=b c", "flag", 'x="unterminated'):
+        for cookie in (f"{others}; {mine}", f"{mine}; {others}"):
+            a = get(f"{s.base}api/versions", {"Cookie": cookie})
+            assert a.status == 200, (cookie, a.status, a.body)
+    assert get(f"{s.base}api/versions", {"Cookie": 'prefs={"a":1}'}).status == 401
 
 
-def test_a_token_that_is_not_latin1_text_is_refused_as_a_wrong_one(repo: Repo) -> None:
+def test_a_token_that_is_not_latin1_text_is_refused_as_a_wrong_one(guarded: Server) -> None:
     """``?token=%FF`` (or any byte that is not UTF-8, or a character past Latin-1)
     made the guard fail: 500 "Internal Server Error" in plain text, and a traceback
-    in the server's log (which ``serving`` checks for). It is a wrong token: 401."""
-    with serving(repo.root, "--token", TOKEN) as s:
-        for given in ("%FF", "%E2%82%AC", f"{TOKEN}%FF"):
-            a = get(f"{s.base}api/versions?token={given}")
-            assert a.status == 401, (given, a.status, a.body)
-            assert "needs its token" in a.json()["error"]
-        assert get(f"{s.base}api/versions?token=%FF&token={TOKEN}").status == 200
+    in the server's log (which ``serving`` checks for, as the shared server stops). It
+    is a wrong token: 401."""
+    s = guarded
+    for given in ("%FF", "%E2%82%AC", f"{TOKEN}%FF"):
+        a = get(f"{s.base}api/versions?token={given}")
+        assert a.status == 401, (given, a.status, a.body)
+        assert "needs its token" in a.json()["error"]
+    assert get(f"{s.base}api/versions?token=%FF&token={TOKEN}").status == 200
 
 
 def test_binds_that_are_refused(repo: Repo, tmp_path: Path) -> None:
@@ -665,10 +678,12 @@ def test_a_read_only_dashboard_refuses_every_action(server: Server, repo: Repo) 
     assert "nope" not in repo.json("tag", "--json")
 
 
-@pytest.fixture
-def writable(tmp_path: Path) -> Iterator[tuple[Server, Repo]]:
-    """A dashboard with --allow-write over a repository of its own."""
-    repo = Repo(make_repo(tmp_path / "repo"))
+@pytest.fixture(scope="module")
+def writable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Repo]]:
+    """A dashboard with --allow-write over a repository of its own (branches side at v2
+    and other at v1), shared by the tests of its actions: one that changes a ref puts it
+    back as it was before it ends."""
+    repo = Repo(make_repo(tmp_path_factory.mktemp("writable") / "repo"))
     repo.ok("branch", "side", "v2")
     repo.ok("branch", "other", "v1")
     with serving(repo.root, "--allow-write") as s:
@@ -738,6 +753,8 @@ def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo])
         ("branch delete", "refs/heads/side", ["dvfs", "ui", "branch", "-d", "side"]),
     ]
     assert repo.json("audit", "verify", "--json")["intact"]
+    repo.ok("tag", "-d", "gold")  # (as the shared repository was)
+    repo.ok("branch", "side", "v2")
     fsck_clean(repo.root)
 
 
@@ -751,7 +768,7 @@ def test_delete_branch_refuses_a_branch_holding_versions_of_its_own(
     repo.ok("branch", "spike", "v2")
     repo.ok("checkout", "spike")
     repo.write("spike.txt", "s")
-    repo.ok("add", "spike.txt")
+    add_in_process(repo, "spike.txt")
     repo.ok("switch", "-c", "spike-tmp")
     spike = repo.commit("spike")
     repo.ok("branch", "-f", "spike", spike)
@@ -859,7 +876,7 @@ def test_a_name_that_is_not_utf8_is_previewed_and_downloaded(tmp_path: Path) -> 
     (root / os.fsdecode(b"caf\xe9")).mkdir()
     (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
     r = Repo(root)
-    r.ok("add", ".")
+    add_in_process(r, ".")
     r.commit("latin-1 names")
     with serving(root) as s:
         listing = get(f"{s.base}api/files?rev=v1&dir=caf%E9").json()
@@ -1038,7 +1055,7 @@ def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> No
     Repository.init(root)
     (root / "a.txt").write_text("hello\n")
     r = Repo(root)
-    r.ok("add", "a.txt")
+    add_in_process(r, "a.txt")
     r.commit("first")
     with serving(root) as s:
         packs = sorted((root / ".dvfs" / "objects").glob("*.pack"))
@@ -1059,7 +1076,7 @@ def test_a_stop_cuts_a_download_under_way(tmp_path: Path) -> None:
     Repository.init(root)
     (root / "zeros.bin").write_bytes(bytes(32 << 20))  # more than the sockets' buffers
     r = Repo(root)
-    r.ok("add", "zeros.bin")
+    add_in_process(r, "zeros.bin")
     r.commit("zeros")
     client = socket.socket()
     try:
@@ -1186,7 +1203,7 @@ def commit_a_run(r: Repo, script: str, message: str) -> None:
     ``metrics.json`` and its per-step history), then all of it committed."""
     r.write("make.py", script)
     r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
-    r.ok("add", ".")
+    add_in_process(r, ".")
     r.commit(message)
 
 
@@ -1200,9 +1217,9 @@ def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path:
         f"open('metrics.steps.jsonl', 'w').write('{{\"step\": 0, \"acc\": 0.5}}\\n' + '{deep}\\n')"
     )
     commit_a_run(r, script, "deep")
-    with serving(r.root) as s:
-        [f] = api(s, "steps", rev="v1")["files"]
-        assert (f["rows"], f["skipped"]) == ([{"step": 0, "acc": 0.5}], 1)
+    with opened(str(r.root)) as source:
+        [f] = data.steps(source.repo, source.get, "v1", need=source.need)["files"]
+    assert (f["rows"], f["skipped"]) == ([{"step": 0, "acc": 0.5}], 1)
     r.fsck_clean()
 
 
@@ -1210,12 +1227,14 @@ def test_a_step_history_whose_bytes_are_not_its_digest_is_not_plotted(tmp_path: 
     """A version whose per-step history of several chunks claims a digest its bytes do
     not have (a forged record; each chunk is its id): /api/steps plotted its rows as
     that version's. It fails with one line naming the file, as one whose chunks cannot
-    be read does; the true version's history is plotted."""
+    be read does; the true version's history is plotted. (Its 10,000 lines hold 4 MB,
+    a text beside each step's value, not a number to plot: several chunks.)"""
     r = init_repo(tmp_path / "lie")
     script = (
         "import json; json.dump({'acc': 1}, open('metrics.json', 'w'))\n"
         "with open('metrics.steps.jsonl', 'w') as f:\n"
-        "    for i in range(100_000): f.write(json.dumps({'step': i, 'acc': i / 7}) + '\\n')\n"
+        "    for i in range(10_000):\n"
+        "        f.write(json.dumps({'step': i, 'acc': i / 7, 'note': 'x' * 360}) + '\\n')\n"
     )
     commit_a_run(r, script, "steps")
     store = Repository(r.root)
@@ -1231,7 +1250,7 @@ def test_a_step_history_whose_bytes_are_not_its_digest_is_not_plotted(tmp_path: 
         assert "metrics.steps.jsonl of v2: its bytes hash to" in error, error
         assert error.endswith("(a forged or damaged record): not plotted"), error
         [f] = api(s, "steps", rev="v1", limit=1)["files"]
-        assert f["total"] == 100_000 and f["rows"] == [{"step": 99_999, "acc": 99_999 / 7}]
+        assert f["total"] == 10_000 and f["rows"] == [{"step": 9_999, "acc": 9_999 / 7}]
     assert "Traceback" not in s.stderr, s.stderr
     r.ok("tag", "-d", "lie")
     r.fsck_clean()
@@ -1253,7 +1272,7 @@ def test_steps_of_a_version_naming_many_histories_reads_a_bounded_few(tmp_path: 
     r.write("make.py", script)
     metrics = [a for n in names for a in ("-m", n)]
     r.ok("run", "-n", "s", "-d", "make.py", *metrics, "--", "python3", "make.py")
-    r.ok("add", ".")
+    add_in_process(r, ".")
     r.commit("many")
     with serving(r.root) as s:
         answer = api(s, "steps", rev="v1")
@@ -1276,10 +1295,10 @@ def test_a_step_history_value_too_large_for_a_float_is_left_out(tmp_path: Path) 
         "'{\"step\": 1, \"acc\": 0.6, \"loss\": ' + '9' * 400 + '}\\n')"
     )
     commit_a_run(r, script, "huge")
-    with serving(r.root) as s:
-        [f] = api(s, "steps", rev="v1")["files"]
-        assert f["rows"] == [{"step": 0, "acc": 0.5}, {"step": 1, "acc": 0.6}]
-        assert (f["metrics"], f["skipped"]) == (["acc"], 0)
+    with opened(str(r.root)) as source:
+        [f] = data.steps(source.repo, source.get, "v1", need=source.need)["files"]
+    assert f["rows"] == [{"step": 0, "acc": 0.5}, {"step": 1, "acc": 0.6}]
+    assert (f["metrics"], f["skipped"]) == (["acc"], 0)
     r.fsck_clean()
 
 
@@ -1294,11 +1313,8 @@ def test_a_step_history_line_whose_step_is_true_has_no_step(tmp_path: Path) -> N
         f"open('metrics.steps.jsonl', 'w').write({chr(10).join(lines) + chr(10)!r})"
     )
     commit_a_run(r, script, "truth")
-    source = open_source(str(r.root))
-    try:
-        [f] = data.steps(source.repo, source.get, "v1")["files"]
-    finally:
-        source.repo.close()
+    with opened(str(r.root)) as source:
+        [f] = data.steps(source.repo, source.get, "v1", need=source.need)["files"]
     assert f["rows"] == [
         {"step": 0, "acc": 0.5}, {"step": None, "acc": 0.6}, {"step": 2, "acc": 0.7},
     ]  # fmt: skip
@@ -1343,7 +1359,7 @@ def test_a_link_asked_for_as_a_directory_is_named_a_link(tmp_path: Path) -> None
     (r.root / "d" / "f").write_text("x\n")
     os.symlink("d", r.root / "dl")
     os.symlink("/etc", r.root / "etc")
-    r.ok("add", ".")
+    add_in_process(r, ".")
     r.commit("links")
     with serving(r.root) as s:
         for name, target in (("dl", "d"), ("etc", "/etc")):
@@ -1384,17 +1400,18 @@ def test_a_version_gc_deleted_while_the_server_runs_is_unknown_to_its_pages(
     r.fsck_clean()
 
 
-def test_experiments_and_the_names_of_refs_come_in_pages(repo: Repo, tmp_path: Path) -> None:
+def test_experiments_and_the_names_of_refs_come_in_pages(
+    server: Server, repo: Repo, tmp_path: Path
+) -> None:
     """The experiments table is a page of `dvfs compare`'s rows (offset, limit, as
     /api/steps), and a versions page names at most 200 branches and 200 tags, the
     current and the asked-for one among them, with how many there are."""
-    with serving(repo.root) as s:
-        first = api(s, "experiments", limit=2)
-        compared = repo.json("compare", "--json")
-        assert first["rows"] == compared[:2] and first["total"] == 3
-        assert api(s, "experiments", offset=2, limit=2)["rows"] == compared[2:]
-        assert api(s, "experiments", limit=50_000)["limit"] == 1000
-        assert status_of(s, "experiments", limit=0)[0] == 400
+    first = api(server, "experiments", limit=2)
+    compared = repo.json("compare", "--json")
+    assert first["rows"] == compared[:2] and first["total"] == 3
+    assert api(server, "experiments", offset=2, limit=2)["rows"] == compared[2:]
+    assert api(server, "experiments", limit=50_000)["limit"] == 1000
+    assert status_of(server, "experiments", limit=0)[0] == 400
     r = init_repo(tmp_path / "many")
     tip = bytes.fromhex(commit_files(r, {"a.txt": b"one\n"}, "first"))
     handle = Repository(r.root)
@@ -1555,8 +1572,7 @@ def test_a_detached_head_has_no_current_branch(tmp_path: Path) -> None:
         v = api(s, "versions")
         assert v["current_branch"] is None and [x["version"] for x in v["versions"]] == ["v1"]
         assert "main" in v["branches"]
-    r.ok("switch", "main")
-    with serving(r.root) as s:
+        r.ok("switch", "main")  # (each page reads the repository as it is then)
         assert api(s, "versions")["current_branch"] == "main"
     r.fsck_clean()
 
