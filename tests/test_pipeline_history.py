@@ -140,11 +140,11 @@ def test_lineage_of_another_branchs_version_names_it_where_it_holds_other_bytes(
     repo = trained
     repo.ok("switch", "-c", "side")
     repo.write("data/f9.csv", "row 9\n")
-    repo.ok("add", "data")
+    add_in_process(repo, "data")
     side = repo.commit("more data, not run")  # side's v4
     repo.ok("switch", "main")
     repo.write("notes.txt", "main\n")
-    repo.ok("add", "notes.txt")
+    add_in_process(repo, "notes.txt")
     repo.commit("notes")  # main's v4 holds the bytes the run read
     lines = repo.ok("lineage", "prepared", "side").out.splitlines()
     [data] = [ln for ln in lines if ln.startswith("  input data ")]
@@ -267,7 +267,7 @@ def test_an_experiment_s_stage_changing_its_dep_leaves_the_working_tree_s_alone(
     add_in_process(repo, "d.txt", "params.yaml")
     repo.ok("run", "--no-exec", "-n", "s", "-d", "d.txt", "-p", "a", "-o", "o.txt", "--",
             "echo x >> d.txt; cat d.txt > o.txt")  # fmt: skip
-    repo.ok("add", "dvfs.yaml")
+    add_in_process(repo, "dvfs.yaml")
     repo.commit("base")
     line = assert_error(
         repo.run("exp", "run", "-S", "a=2"), "stage s changed its own dep d.txt",
@@ -289,7 +289,7 @@ def test_an_experiment_refuses_to_set_a_value_in_a_file_a_stage_makes(repo: Repo
         "train": {"cmd": "cat params.yaml > model", "params": ["lr"], "outs": ["model"]},
     }}))  # fmt: skip
     repo.ok("repro")
-    repo.ok("add", "seed")
+    add_in_process(repo, "seed")
     repo.commit("base")
     for args in (["-S", "lr=5"], ["-S", "lr=5", "train"]):
         r = repo.run("exp", "run", "-n", "five", *args)
@@ -316,7 +316,7 @@ def test_an_experiment_leaves_an_untracked_file_in_a_dep_directory_to_its_owner(
                   "outs": ["model"]},
     }}))  # fmt: skip
     repo.ok("repro")
-    repo.ok("add", "dvfs.yaml")
+    add_in_process(repo, "dvfs.yaml")
     repo.commit("base")
     repo.ok("exp", "run", "-S", "lr=2", "-n", "e")
     names = [e["name"] for e in repo.json("ls", "exp/e", "data", "--json")]
@@ -342,7 +342,7 @@ def test_an_experiment_refuses_a_dep_link_its_copy_would_resolve_elsewhere(
     repo.write("raw/v2/f", "x")
     repo.ok("run", "-n", "s", "-d", "data", "-p", "lr", "-o", "o", "--",
             "ls data/ > o; cat params.yaml >> o")  # fmt: skip
-    repo.ok("add", "data", "params.yaml", "raw")
+    add_in_process(repo, "data", "params.yaml", "raw")
     repo.commit("base")
     r = repo.run("exp", "run", "-S", "lr=2", "-n", "e")
     assert_error(r, "data, a dep, is a symbolic link to ../pool, outside the working tree",
@@ -417,7 +417,7 @@ def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) 
     listed = repo.json("exp", "list", "--json")
     assert listed[0]["params"] == {"lr": {"old": 1, "new": 2}}
     # A tracked params file is the experiment's to change, and switch brings it
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("params tracked")
     assert "not tracked" not in repo.ok("exp", "run", "-S", "lr=3", "-n", "three").err
     repo.ok("switch", "exp/three")
@@ -434,7 +434,7 @@ def test_switch_names_an_untracked_file_it_would_overwrite_as_untracked(repo: Re
     repo.ok("switch", "-c", "b")
     repo.write("d/x", "theirs")
     repo.write("d/a", "b's")
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     repo.commit("two")
     repo.ok("switch", "main")
     repo.write("d/x", "mine")
@@ -582,7 +582,7 @@ def test_metrics_show_shows_what_it_can_read_and_exits_1_for_what_it_cannot(repo
     assert len(warnings_of(r)) == 2
     # a version whose file no longer reads is named too, the others shown beside it
     repo.ok("repro")
-    repo.ok("add", "a.json")
+    add_in_process(repo, "a.json")
     repo.commit("fixed")
     assert repo.ok("metrics", "show", "v1", "v2").code == 0
     repo.fsck_clean()
@@ -608,11 +608,11 @@ def test_metrics_diff_of_numbers_past_a_float_s_range(repo: Repo) -> None:
     big = "1" + "0" * 400  # an integer no float holds
     repo.write("src.json", '{"b": 1, "x": 1.7e308, "e": 12345678901234567890}')
     repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
-    repo.ok("add", "src.json")
+    add_in_process(repo, "src.json")
     repo.commit("one")
     repo.write("src.json", f'{{"b": {big}, "x": -1.7e308, "e": 2}}')
     repo.ok("repro")
-    repo.ok("add", "src.json")
+    add_in_process(repo, "src.json")
     repo.commit("two")
     # an internal error (OverflowError); --json gave "change": -Infinity, which is not JSON
     rows = [line.split() for line in repo.ok("metrics", "diff", "v1", "v2").out.splitlines()]
@@ -635,7 +635,7 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     repo.write("config.json", '{"depth": 3}')
     repo.ok("run", "-n", "t", "-p", "train.lr,train.epochs", "-p", "config.json:depth",
             "-o", "o.txt", "--", "echo > o.txt")  # fmt: skip
-    repo.ok("add", "params.yaml", "config.json")
+    add_in_process(repo, "params.yaml", "config.json")
     repo.commit("one")
     (repo.root / "params.yaml").unlink()
     repo.write("config.json", "{broken")
@@ -720,7 +720,7 @@ def test_an_experiment_s_unreadable_metrics_file_is_named_by_its_branch(repo: Re
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "t", "-p", "lr", "-m", "m.json", "--",
             "echo '{\"acc\": 0.5}' > m.json")  # fmt: skip
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     repo.ok("run", "-f", "-n", "t", "-p", "lr", "-m", "m.json", "--", "echo '{broken' > m.json")
     repo.commit("two")
@@ -754,7 +754,7 @@ def test_an_experiment_named_by_another_command_while_it_ran_says_so(repo: Repo)
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "t", "-p", "lr", "-o", "o", "--no-exec", "--", sys.executable, "-c",
             script)  # fmt: skip
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     # "exp/same moved while this command ran: run it again", which then said "exists"
     line = assert_error(repo.run("exp", "run", "-S", "lr=2", "-n", "same"))
@@ -790,7 +790,7 @@ def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo)
 def test_params_diff_of_a_clean_working_tree_is_empty_after_commit_param(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo > o.txt")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one", "--param", "note=first", "--param", "lr=9")
     # "note 'first' -> -": a parameter removed, from a working tree nothing changed in
     r = repo.ok("params", "diff")
@@ -803,7 +803,7 @@ def test_params_diff_of_a_clean_working_tree_is_empty_after_commit_param(repo: R
         "Param", "v1", "workspace", "params.yaml:lr", "1", "2"
     ]  # fmt: skip
     repo.ok("repro")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("two")
     assert repo.ok("params", "diff", "v1", "v2").out.split() == [
         "Param", "v1", "v2", "lr", "9", "-", "note", "first", "-", "params.yaml:lr", "1", "2",
@@ -814,7 +814,7 @@ def test_params_diff_of_a_clean_working_tree_is_empty_after_commit_param(repo: R
 def test_params_diff_exits_1_for_a_params_file_it_cannot_parse(repo: Repo) -> None:
     repo.write("params.yaml", "train:\n  lr: 0.1\n")
     repo.ok("run", "-n", "t", "-p", "train.lr", "-o", "o.txt", "--", "echo > o.txt")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     repo.write("params.yaml", "train:\n  lr: [0.1\n")
     # exit 0, as if train.lr had been removed on purpose
@@ -827,7 +827,7 @@ def test_params_diff_exits_1_for_a_params_file_it_cannot_parse(repo: Repo) -> No
     # two versions hold the values their runs read: nothing there is unknown
     repo.write("params.yaml", "train:\n  lr: 0.2\n")
     repo.ok("repro")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("two")
     assert repo.json("params", "diff", "v1", "v2", "--json")["unreadable"] == []
     r = repo.ok("params", "diff")
@@ -855,7 +855,7 @@ def test_compare_names_a_metric_apart_from_a_parameter_of_its_name(repo: Repo) -
     repo.write("params.yaml", "acc: 0.1\n")
     repo.ok("run", "-n", "t", "-p", "acc", "-m", "m.json", "--",
             "echo '{\"acc\": 0.9, \"loss\": 2}' > m.json")  # fmt: skip
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     # two columns headed "acc", and --sort acc took the metric without a word
     assert repo.ok("compare", "--csv").out.splitlines()[0] == (
@@ -899,7 +899,7 @@ def test_compare_sorts_the_infinities_among_the_numbers(repo: Repo) -> None:
     for n, value in enumerate(("2", "Infinity", "0.5", "-Infinity", "NaN", '"x"'), 1):
         repo.write("src.json", f'{{"loss": {value}}}')
         repo.ok("repro")
-        repo.ok("add", "src.json")
+        add_in_process(repo, "src.json")
         assert repo.commit(f"loss {value}") and repo.show()["version"] == f"v{n}"
 
     def order(*args: str) -> list[str]:
@@ -974,7 +974,7 @@ def test_a_commit_param_and_a_stage_param_of_one_name_stay_apart_across_versions
 def test_params_diff_shows_two_values_that_differ_as_different(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "o.txt", "--", "cat params.yaml > o.txt")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     # both were shown as "lr  1  1": six digits, and a whole float as an integer
     for new, text in (("1.0", "1.0"), ("1.0000001", "1.0000001"), ("123456.0", "123456.0")):
@@ -994,7 +994,7 @@ def test_an_experiment_never_deletes_through_a_link_in_place_of_its_directory(
     (victim / "keep.tmp-999999" / "f").write_text("precious")
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo x > o")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     (repo.root / ".dvfs" / "exp").symlink_to(victim)
     line = assert_error(repo.run("exp", "run", "-S", "lr=2", "-n", "e1"), "is a symbolic link")
@@ -1026,16 +1026,16 @@ def test_exp_list_names_the_base_of_an_experiment_run_on_another_branch_readably
     branch, came without the id that tells it from main's."""
     repo.write("params.yaml", "lr: 0.1\n")
     repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo made > o.txt")
-    repo.ok("add", "params.yaml")
+    add_in_process(repo, "params.yaml")
     repo.commit("one")
     repo.ok("switch", "-c", "side")
     repo.write("note.txt", "side\n")
-    repo.ok("add", "note.txt")
+    add_in_process(repo, "note.txt")
     side = repo.commit("side")
     repo.ok("exp", "run", "-S", "lr=0.2", "-n", "e")
     repo.ok("switch", "main")
     repo.write("note.txt", "main\n")
-    repo.ok("add", "note.txt")
+    add_in_process(repo, "note.txt")
     repo.commit("main two")
     [e] = repo.json("exp", "list", "--json")
     assert e["base"] == side[:10]
