@@ -42,6 +42,7 @@ from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 from tests.test_checkout_ahead import MiB, forge_digest
+from vfs.errors import UsageError
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
 from vfs.tables import engine as table_engine
@@ -73,6 +74,23 @@ def api(server: Server, route: str, **params: Any) -> Any:
 def status_of(server: Server, route: str, **params: Any) -> tuple[int, Any]:
     a = get(f"{server.base}api/{route}?{urllib.parse.urlencode(params)}")
     return a.status, a.json()
+
+
+@contextlib.contextmanager
+def opened(where: str) -> Iterator[Source]:
+    """What `dvfs ui WHERE` opens and serves, in this process (a remote's versions and
+    trees mirrored as the command mirrors them, under ``$XDG_CACHE_HOME``), until the
+    block ends: for a test of what the data layer answers, where the HTTP route is
+    another test's."""
+    source = open_source(where)
+    try:
+        yield source
+    finally:
+        if source.fetcher is not None:
+            source.fetcher.close()
+        source.repo.close()
+        if source.held is not None:
+            os.close(source.held)
 
 
 def test_versions_are_log_rows_paginated_and_filtered(server: Server, repo: Repo) -> None:
@@ -386,11 +404,11 @@ def test_a_line_of_the_audit_log_that_is_no_entry_leaves_the_others_listed(
     r = repo.run("audit", "--json")
     assert_error(r, "line 2 of .dvfs/audit.log is not an entry")
     listed = [e["seq"] for e in json.loads(r.out)]
-    with serving(repo.root) as s:
-        got = api(s, "audit")
+    with opened(str(repo.root)) as source:  # (the routes: test_lineage_experiments_and_store)
+        got = data.audit_log(source.repo)
         assert got["damaged_lines"] == [2]
         assert [e["seq"] for e in got["entries"]] == listed[::-1] and got["total"] == len(listed)
-        assert not api(s, "store")["verify"]["intact"]
+        assert not data.store(source.repo)["verify"]["intact"]
 
 
 def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
@@ -409,8 +427,8 @@ def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     repo.commit("two: the input changed, the output kept")
     cli = repo.json("lineage", "out", "--json")["stages"][0]["input"]
     assert [(i["since"], i["in_version"]) for i in cli] == [("v1", False)]
-    with serving(repo.root) as server:
-        [stage] = api(server, "lineage", rev="v2")["stages"]
+    with opened(str(repo.root)) as source:  # (the route: test_lineage_experiments_and_store)
+        [stage] = data.lineage(source.repo, "v2")["stages"]
     assert [(i["path"], i["id"], i["since"], i["in_version"]) for i in stage["input"]] == [
         (i["path"], i["id"], i["since"], i["in_version"]) for i in cli
     ]
@@ -441,8 +459,8 @@ def test_lineage_of_another_branchs_version_links_the_versions_of_its_inputs(
     repo.commit("two")
     exp = repo.json("log", "exp", "--json")
     cli = repo.json("lineage", "out", "exp", "--json")["stages"][0]["input"]
-    with serving(repo.root) as server:
-        [stage] = api(server, "lineage", rev="exp")["stages"]
+    with opened(str(repo.root)) as source:  # (the route: test_lineage_experiments_and_store)
+        [stage] = data.lineage(source.repo, "exp")["stages"]
     assert [(i["since"], i["in_version"]) for i in stage["input"]] == [
         (i["since"], i["in_version"]) for i in cli
     ]
@@ -458,35 +476,18 @@ def test_lineage_draws_and_lists_a_params_file_another_stage_made(tmp_path: Path
     repo.ok("run", "-n", "gen", "-d", "seed.txt", "-o", "cfg.yaml", "--", "cp seed.txt cfg.yaml")
     repo.ok("run", "-n", "train", "-p", "cfg.yaml:lr", "-o", "model", "--", "cat cfg.yaml > model")
     repo.commit("one")
-    with serving(repo.root) as server:
-        g = api(server, "lineage", rev="v1")
+    with opened(str(repo.root)) as source:  # (the route: test_lineage_experiments_and_store)
+        g = data.lineage(source.repo, "v1")
     assert g["edges"] == [["gen", "train"]]  # it had none: the graph showed two stages apart
     # The stage's inputs listed no params file, which `dvfs lineage` lists as one.
     cli = {st["stage"]: st["input"] for st in repo.json("lineage", "model", "--json")["stages"]}
-    page = {st["stage"]: st["input"] for st in data.lineage(Repository(repo.root), "v1")["stages"]}
+    page = {st["stage"]: st["input"] for st in g["stages"]}
     assert [i["path"] for i in page["train"]] == ["cfg.yaml"], page
     keys = set(cli["gen"][0])  # (the page adds since_id, the version's id)
     for stage, inputs in cli.items():
         assert [{k: i[k] for k in keys} for i in page[stage]] == inputs, stage
     assert page["train"][0]["kind"] == "params" and page["train"][0]["made_by"] == "gen"
     repo.fsck_clean()
-
-
-@contextlib.contextmanager
-def opened(where: str) -> Iterator[Source]:
-    """What `dvfs ui WHERE` opens and serves, in this process (a remote's versions and
-    trees mirrored as the command mirrors them, under ``$XDG_CACHE_HOME``), until the
-    block ends: for a test of what the data layer answers, where the HTTP route is
-    another test's."""
-    source = open_source(where)
-    try:
-        yield source
-    finally:
-        if source.fetcher is not None:
-            source.fetcher.close()
-        source.repo.close()
-        if source.held is not None:
-            os.close(source.held)
 
 
 def test_lineage_of_a_forged_deep_pipeline_in_a_long_history_is_cut_short_and_says_so(
@@ -1015,9 +1016,8 @@ def test_the_experiments_of_a_clone_whose_remote_is_gone_say_why_once(tmp_path: 
     push_to(Repository(src.root), str(where), "origin")
     assert_ok(run(tmp_path, "clone", str(where), "clone"))
     where.rename(tmp_path / "moved")
-    with serving(tmp_path / "clone") as s:
-        status, body = status_of(s, "experiments")
-    assert status == 200
+    with opened(str(tmp_path / "clone")) as source:  # (the route: test_a_directory_remote)
+        body = data.experiments(source.repo, get=source.get, fetcher=source.fetcher)
     [note] = body["notes"]
     assert note.startswith(
         f"v3, v2: its data is not in the local store, and remote origin ({where}) cannot give it"
@@ -1361,18 +1361,18 @@ def test_a_link_asked_for_as_a_directory_is_named_a_link(tmp_path: Path) -> None
     os.symlink("/etc", r.root / "etc")
     add_in_process(r, ".")
     r.commit("links")
-    with serving(r.root) as s:
+    # (the route answers a UsageError 400 with its message: test_bad_requests_get_one_message)
+    with opened(str(r.root)) as source:
         for name, target in (("dl", "d"), ("etc", "/etc")):
-            status, body = status_of(s, "files", rev="v1", dir=name)
-            assert (status, body["error"]) == (
-                400,
+            with pytest.raises(UsageError) as refused:
+                data.files(source.repo, "v1", name.encode())
+            assert str(refused.value) == (
                 f"{name} is a link to {target}, not a directory (links are not followed): "
-                "preview it instead",
+                "preview it instead"
             )
-        status, body = status_of(s, "files", rev="v1", dir="d/f")
-        assert (status, body["error"]) == (
-            400, "d/f is a file, not a directory: preview it instead"
-        )  # fmt: skip
+        with pytest.raises(UsageError) as refused:
+            data.files(source.repo, "v1", b"d/f")
+        assert str(refused.value) == "d/f is a file, not a directory: preview it instead"
     r.fsck_clean()
 
 
@@ -1550,8 +1550,8 @@ def test_a_utf16_table_is_named_as_the_row_diff_names_it(tmp_path: Path) -> None
     commit_files(r, {"x.csv": "a,b\n1,3\n".encode("utf-16")}, "two")
     cli = r.ok("diff", "v1", "v2", "x.csv", "--rows")
     assert "it is UTF-16 text, not UTF-8 (convert it with iconv -f UTF-16 -t UTF-8" in cli.out
-    with serving(r.root) as s:
-        p = api(s, "preview", rev="v1", path="x.csv")
+    with previews(r.root) as preview:
+        p = preview("x.csv")
     assert p["kind"] == "binary" and p["note"] == (
         "x.csv in v1 is not CSV: it is UTF-16 text, not UTF-8 (convert it with iconv "
         "-f UTF-16 -t UTF-8 to see its rows here): its first bytes"
