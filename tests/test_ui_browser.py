@@ -28,7 +28,7 @@ from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_re
 from tests.support.forge import forge_deep_pipeline
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
-from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving
+from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving, write
 from vfs.ops import browse
 from vfs.pipeline import lineage
 from vfs.repo.repository import Repository
@@ -679,38 +679,68 @@ def test_a_stages_command_is_shown_quoted_as_dvfs_lineage_shows_it(
     repo.fsck_clean()
 
 
-def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path: Path) -> None:
-    """A directory past ADDED_MAX entries: the listing comes without "added in", which
-    the page asks for apart and fills in; a search out of time gives "vK or before"."""
-    root = tmp_path / "big"
+@pytest.fixture(scope="module")
+def previews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A repository whose v1 holds the tables of the preview tests and a directory ``d``
+    of ``ADDED_MAX + 1`` files, and whose v2 changes ``d/f00001.txt``; checked with fsck
+    once its dashboard has stopped."""
+    root = tmp_path_factory.mktemp("ui-previews") / "previews"
     Repository.init(root)
     (root / "d").mkdir()
     for i in range(data.ADDED_MAX + 1):
         (root / "d" / f"f{i:05d}.txt").write_text(f"{i}\n")
+    head = ",".join(f"c{i}" for i in range(300))
+    rows = [",".join(str(k * 1000 + i) for i in range(300)) for k in range(80)]
+    short = ",".join(str(i) for i in range(299))
+    write(root, {
+        "counted.csv": "\n".join([head, *rows, ""]),
+        "late.csv": "\n".join([head, *rows * 40, short, ""]),  # past the 4 MiB sniffed
+    })  # fmt: skip
+    head = ",".join(f"column{i}" for i in range(100))
+    rows = [",".join(str(123456 + n + i) for i in range(100)) for n in range(3)]
+    write(root, {"scroll.csv": "\n".join([head, *rows, ""])})
+    head = ",".join(f"c{i}" for i in range(250))
+    rows = [",".join(str(n * 1000 + i) for i in range(250)) for n in range(60)]
+    write(root, {"paged.csv": "\n".join([head, *rows, ""])})
     r = vfs.Repo(root)
-    r.add(["d"])
+    r.add(["d", "counted.csv", "late.csv", "scroll.csv", "paged.csv"])
     r.commit("many files")
     (root / "d" / "f00001.txt").write_text("changed\n")
     r.add(["d/f00001.txt"])
     r.commit("one changed")
     r.close()
-    with serving(root) as s:
-        listing = get(f"{s.base}api/files?rev=v2&dir=d&limit=3").json()
-        assert listing["added_known"] is False and listing["entries"][0]["added"] is None
-        got = get(f"{s.base}api/added?rev=v2&dir=d&limit=3").json()
-        assert got["added"] == {"d/f00000.txt": "v1", "d/f00001.txt": "v2", "d/f00002.txt": "v1"}
-        assert got["before"] == {}
-        page.goto(s.url + "#/version?rev=v2&dir=d")
-        row = page.locator("table.listing tr").filter(has=page.get_by_text("f00001.txt"))
-        expect(row.locator("td.added")).to_have_text("v2")
-        expect(
-            page.locator("table.listing tr", has_text="f00000.txt").locator("td.added")
-        ).to_have_text("v1")
-    repo = Repository(root)
+    yield root
+    fsck_clean(root)
+
+
+@pytest.fixture(scope="module")
+def previews_server(previews: Path) -> Iterator[Server]:
+    with serving(previews) as s:
+        yield s
+
+
+def test_added_in_of_a_large_directory_comes_after_the_page(
+    page: Page, previews: Path, previews_server: Server
+) -> None:
+    """A directory past ADDED_MAX entries: the listing comes without "added in", which
+    the page asks for apart and fills in; a search out of time gives "vK or before"."""
+    s = previews_server
+    listing = get(f"{s.base}api/files?rev=v2&dir=d&limit=3").json()
+    assert listing["added_known"] is False and listing["entries"][0]["added"] is None
+    got = get(f"{s.base}api/added?rev=v2&dir=d&limit=3").json()
+    assert got["added"] == {"d/f00000.txt": "v1", "d/f00001.txt": "v2", "d/f00002.txt": "v1"}
+    assert got["before"] == {}
+    page.goto(s.url + "#/version?rev=v2&dir=d")
+    row = page.locator("table.listing tr").filter(has=page.get_by_text("f00001.txt"))
+    expect(row.locator("td.added")).to_have_text("v2")
+    expect(
+        page.locator("table.listing tr", has_text="f00000.txt").locator("td.added")
+    ).to_have_text("v1")
+    repo = Repository(previews)
     oid = repo.history.resolve("v2")
     names = [b"f00000.txt", b"f00001.txt"]
     assert browse.added_in_dir_until(repo.history, oid, b"d", names, 0.0) == ({}, "v2")
-    fsck_clean(root)
+    repo.close()
 
 
 def test_a_file_whose_name_is_not_utf8_opens(page: Page, tmp_path: Path) -> None:
@@ -1053,33 +1083,28 @@ def test_a_version_of_another_branch_opens_as_itself(page: Page, tmp_path: Path)
     r.fsck_clean()
 
 
-def test_a_wide_table_is_previewed_a_hundred_columns_at_a_time(page: Page, tmp_path: Path) -> None:
+def test_a_wide_table_is_previewed_a_hundred_columns_at_a_time(
+    page: Page, previews_server: Server
+) -> None:
     """A CSV of 250 columns: the preview answers 100 of them, says how many there are,
     and the page pages through them as it pages through rows."""
-    r = init_repo(tmp_path / "wide")
-    head = ",".join(f"c{i}" for i in range(250))
-    rows = "\n".join(",".join(str(n * 1000 + i) for i in range(250)) for n in range(60))
-    commit_files(r, {"wide.csv": f"{head}\n{rows}\n".encode()}, "wide")
-    with serving(r.root) as s:
-        p = get(f"{s.base}api/preview?rev=v1&path=wide.csv&coffset=200&offset=1&limit=1").json()
-        assert (p["total_columns"], p["column_offset"], p["total"]) == (250, 200, 60)
-        assert [c["name"] for c in p["columns"]] == [f"c{i}" for i in range(200, 250)]
-        assert p["rows"] == [[1000 + i for i in range(200, 250)]]
-        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
-        preview = page.locator("section.preview")
-        expect(preview).to_contain_text("CSV · 60 rows · 250 columns")
-        headers = preview.locator("table.data th")
-        expect(headers).to_have_count(100)
-        columns = preview.locator(".columns-pager")
-        expect(columns).to_contain_text(re.compile(r"1\W100 of 250"))
-        columns.get_by_role("button", name=re.compile("^Next")).click()
-        expect(headers.first).to_have_text("c100")
-        preview.locator(".pager").last.get_by_role("button", name=re.compile("^Next")).click()
-        expect(preview.locator("table.data tbody tr").first.locator("td").first).to_have_text(
-            "50100"
-        )
-        expect(headers.first).to_have_text("c100")  # the rows' pages keep the columns'
-    r.fsck_clean()
+    s = previews_server
+    p = get(f"{s.base}api/preview?rev=v1&path=paged.csv&coffset=200&offset=1&limit=1").json()
+    assert (p["total_columns"], p["column_offset"], p["total"]) == (250, 200, 60)
+    assert [c["name"] for c in p["columns"]] == [f"c{i}" for i in range(200, 250)]
+    assert p["rows"] == [[1000 + i for i in range(200, 250)]]
+    page.goto(s.url + "#/version?rev=v1&file=paged.csv")
+    preview = page.locator("section.preview")
+    expect(preview).to_contain_text("CSV · 60 rows · 250 columns")
+    headers = preview.locator("table.data th")
+    expect(headers).to_have_count(100)
+    columns = preview.locator(".columns-pager")
+    expect(columns).to_contain_text(re.compile(r"1\W100 of 250"))
+    columns.get_by_role("button", name=re.compile("^Next")).click()
+    expect(headers.first).to_have_text("c100")
+    preview.locator(".pager").last.get_by_role("button", name=re.compile("^Next")).click()
+    expect(preview.locator("table.data tbody tr").first.locator("td").first).to_have_text("50100")
+    expect(headers.first).to_have_text("c100")  # the rows' pages keep the columns'
 
 
 def test_an_empty_repository_says_there_is_no_version_yet(page: Page, tmp_path: Path) -> None:
@@ -1096,6 +1121,43 @@ def test_an_empty_repository_says_there_is_no_version_yet(page: Page, tmp_path: 
     r.fsck_clean()
 
 
+# The tables of the row diff tests: each test's own file, changed from v1 to v2 (and a
+# run making a metric, v3): they only read, and share one repository and dashboard.
+ROWS_V1: dict[str, bytes | str] = {
+    "props.csv": b"id,constructor,toString\n1,a,x\n2,b,y\n",
+    "digits.csv": b"id,x\n1,0.1234567\n2,1.5\n",
+    "texts.jsonl": b'{"id": 1, "v": 2}\n{"id": 2, "v": "x"}\n',
+    "many.csv": b"id,v\n" + b"".join(b"%d,0\n" % i for i in range(60)),
+    "blank.jsonl": "".join(f'{{"id": {i}, " v": "x{i}", "w": 0}}\n' for i in range(3)),
+}
+ROWS_V2: dict[str, bytes | str] = {
+    "props.csv": b"id,constructor,toString\n1,a,z\n2,b,y\n3,c,w\n",
+    "digits.csv": b"id,x\n1,0.1234568\n2,1.5\n",
+    "texts.jsonl": b'{"id": 1, "v": "2"}\n{"id": 2, "v": true}\n',
+    "many.csv": b"id,v\n" + b"".join(b"%d,1\n" % i for i in range(60)),
+    "blank.jsonl": "".join(f'{{"id": {i}, " v": "x{i}", "w": {i}}}\n' for i in range(3)),
+}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    """The repository of ``ROWS_V1`` (v1), ``ROWS_V2`` (v2) and a run whose metric is
+    ``acc`` 0.9876543 (v3); checked with fsck once its dashboard has stopped."""
+    r = init_repo(tmp_path_factory.mktemp("ui-tables") / "tables")
+    commit_files(r, ROWS_V1, "first")
+    commit_files(r, ROWS_V2, "second")
+    r.ok("run", "-n", "s", "-m", "m.json", "--", "echo '{\"acc\": 0.9876543}' > m.json")
+    r.commit("a run")
+    yield r
+    r.fsck_clean()
+
+
+@pytest.fixture(scope="module")
+def tables_server(tables: Repo) -> Iterator[Server]:
+    with serving(tables.root) as s:
+        yield s
+
+
 def rows_by_key(page: Page, url: str, path: str, key: str) -> Locator:
     """Open the diff of v1 and v2 at ``url`` and diff the rows of ``path`` by ``key``,
     as a user types it; the rows' section."""
@@ -1106,47 +1168,40 @@ def rows_by_key(page: Page, url: str, path: str, key: str) -> Locator:
     return rows
 
 
-def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path: Path) -> None:
+def test_a_row_diff_of_columns_named_like_object_properties(
+    page: Page, tables_server: Server
+) -> None:
     """A table whose columns are named constructor and toString: a changed row marks
     the cell that changed only, and an added row shows its own values."""
-    r = init_repo(tmp_path / "props")
-    commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,x\n2,b,y\n"}, "first")
-    commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,z\n2,b,y\n3,c,w\n"}, "second")
-    with serving(r.root) as s:
-        rows = rows_by_key(page, s.url, "t.csv", "id")
-        expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 1 unchanged")
-        expect(rows.locator("td.cell-changed")).to_have_count(1)
-        # (columns in the order the rows name them: id, toString, constructor)
-        expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "x z", ""])
-        expect(rows.locator("tr.row.added td")).to_have_text(["+", "3", "w", "c"])
-    r.fsck_clean()
+    rows = rows_by_key(page, tables_server.url, "props.csv", "id")
+    expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 1 unchanged")
+    expect(rows.locator("td.cell-changed")).to_have_count(1)
+    # (columns in the order the rows name them: id, toString, constructor)
+    expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "x z", ""])
+    expect(rows.locator("tr.row.added td")).to_have_text(["+", "3", "w", "c"])
 
 
-def test_numbers_are_shown_with_all_their_digits(page: Page, tmp_path: Path) -> None:
+def test_numbers_are_shown_with_all_their_digits(
+    page: Page, tables: Repo, tables_server: Server
+) -> None:
     """Every number in a table was rounded to six digits: a row diff of 0.1234567 to
     0.1234568 marked a changed cell "0.123457 0.123457", the preview showed the file
     holding 0.123457, and a metric read a value its run never logged. Each is shown
     as `dvfs diff --rows`, the file and `dvfs compare` have it."""
-    r = init_repo(tmp_path / "digits")
-    commit_files(r, {"t.csv": b"id,x\n1,0.1234567\n2,1.5\n"}, "first")
-    commit_files(r, {"t.csv": b"id,x\n1,0.1234568\n2,1.5\n"}, "second")
+    r, url = tables, tables_server.url
     assert (
         "x: 0.1234567 -> 0.1234568"
-        in r.ok("diff", "v1", "v2", "t.csv", "--rows", "--key", "id").out
+        in r.ok("diff", "v1", "v2", "digits.csv", "--rows", "--key", "id").out
     )
-    r.ok("run", "-n", "s", "-m", "m.json", "--", "echo '{\"acc\": 0.9876543}' > m.json")
-    r.commit("a run")
     assert "0.9876543" in r.ok("compare").out
-    with serving(r.root) as s:
-        rows = rows_by_key(page, s.url, "t.csv", "id")
-        expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "0.1234567 0.1234568"])
-        page.goto(s.url + "#/version?rev=v1&file=t.csv")
-        expect(page.locator("section.preview table.data tbody tr").first).to_have_text(
-            re.compile(r"^\s*1\s*0\.1234567\s*$")
-        )
-        page.goto(s.url + "#/experiments")
-        expect(page.locator('tr[data-rev="v3"] td.metric')).to_have_text("0.9876543")
-    r.fsck_clean()
+    rows = rows_by_key(page, url, "digits.csv", "id")
+    expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "0.1234567 0.1234568"])
+    page.goto(url + "#/version?rev=v1&file=digits.csv")
+    expect(page.locator("section.preview table.data tbody tr").first).to_have_text(
+        re.compile(r"^\s*1\s*0\.1234567\s*$")
+    )
+    page.goto(url + "#/experiments")
+    expect(page.locator('tr[data-rev="v3"] td.metric')).to_have_text("0.9876543")
 
 
 def test_whole_numbers_past_2_to_the_53_keep_their_digits(page: Page, tmp_path: Path) -> None:
@@ -1188,52 +1243,37 @@ def test_whole_numbers_past_2_to_the_53_keep_their_digits(page: Page, tmp_path: 
 
 
 def test_a_row_diffs_text_that_reads_as_a_number_is_quoted_beside_numbers(
-    page: Page, tmp_path: Path
+    page: Page, tables_server: Server
 ) -> None:
     """A JSON Lines field that held the number 2 and then the text "2" read "2 2" in
     its changed cell; it reads as `dvfs diff --rows` prints it: 2, then "2"."""
-    r = init_repo(tmp_path / "texts")
-    commit_files(r, {"t.jsonl": b'{"id": 1, "v": 2}\n{"id": 2, "v": "x"}\n'}, "first")
-    commit_files(r, {"t.jsonl": b'{"id": 1, "v": "2"}\n{"id": 2, "v": true}\n'}, "second")
-    with serving(r.root) as s:
-        rows = rows_by_key(page, s.url, "t.jsonl", "id")
-        expect(rows.locator("tr.row.changed td")).to_have_text(
-            ["~", "1", '2 "2"', "~", "2", "x true"]
-        )
-    r.fsck_clean()
+    rows = rows_by_key(page, tables_server.url, "texts.jsonl", "id")
+    expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", '2 "2"', "~", "2", "x true"])
 
 
-def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_path: Path) -> None:
+def test_a_row_diff_past_its_first_rows_shows_more_on_asking(
+    page: Page, tables_server: Server
+) -> None:
     """60 rows changed: the page shows 50 and says how many more, and a button shows
     them (up to the route's 500), where it only said "… and 10 more rows"."""
-    r = init_repo(tmp_path / "many")
-    head = b"id,v\n"
-    commit_files(r, {"t.csv": head + b"".join(b"%d,0\n" % i for i in range(60))}, "first")
-    commit_files(r, {"t.csv": head + b"".join(b"%d,1\n" % i for i in range(60))}, "second")
-    with serving(r.root) as s:
-        rows = rows_by_key(page, s.url, "t.csv", "id")
-        expect(rows.locator("tr.row")).to_have_count(50)
-        expect(rows.locator(".more")).to_contain_text("… and 10 more rows")
-        rows.get_by_role("button", name="Show up to 500").click()
-        expect(rows.locator("tr.row")).to_have_count(60)
-        expect(rows.locator(".more")).to_have_count(0)
-        expect(rows).to_contain_text("0 added, 0 removed, 60 changed")  # the key is kept
-    r.fsck_clean()
+    rows = rows_by_key(page, tables_server.url, "many.csv", "id")
+    expect(rows.locator("tr.row")).to_have_count(50)
+    expect(rows.locator(".more")).to_contain_text("… and 10 more rows")
+    rows.get_by_role("button", name="Show up to 500").click()
+    expect(rows.locator("tr.row")).to_have_count(60)
+    expect(rows.locator(".more")).to_have_count(0)
+    expect(rows).to_contain_text("0 added, 0 removed, 60 changed")  # the key is kept
 
 
-def test_a_key_column_named_with_a_blank_is_told_from_another(page: Page, tmp_path: Path) -> None:
+def test_a_key_column_named_with_a_blank_is_told_from_another(
+    page: Page, tables_server: Server
+) -> None:
     """The summary of a row diff keyed by the JSON Lines column `` v`` read "(key  v)",
     as if by ``v``; it reads as ``dvfs diff --rows`` prints it: ``(key " v")``."""
-    r = init_repo(tmp_path / "blank")
-    line = '{{"id": {}, " v": "x{}", "w": {}}}\n'
-    commit_files(r, {"t.jsonl": "".join(line.format(i, i, 0) for i in range(3)).encode()}, "a")
-    commit_files(r, {"t.jsonl": "".join(line.format(i, i, i) for i in range(3)).encode()}, "b")
-    with serving(r.root) as s:
-        rows = rows_by_key(page, s.url, "t.jsonl", " v")
-        expect(rows.locator("p.summary")).to_have_text(
-            '0 added, 0 removed, 2 changed, 1 unchanged (key " v")'
-        )
-    r.fsck_clean()
+    rows = rows_by_key(page, tables_server.url, "blank.jsonl", " v")
+    expect(rows.locator("p.summary")).to_have_text(
+        '0 added, 0 removed, 2 changed, 1 unchanged (key " v")'
+    )
 
 
 def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_path: Path) -> None:
@@ -1316,49 +1356,33 @@ def test_a_download_the_remote_cannot_give_says_why_on_the_page(
 
 
 def test_a_tables_rows_are_counted_after_its_first_page_is_shown(
-    page: Page, tmp_path: Path
+    page: Page, previews_server: Server
 ) -> None:
     """The page shows a table's first rows before they are counted, then the count: the
     number of rows and the pager, or, for a row of another width further on, the note
     saying the file is no table after all."""
-    r = init_repo(tmp_path / "later")
-    head = ",".join(f"c{i}" for i in range(300))
-    rows = [",".join(str(k * 1000 + i) for i in range(300)) for k in range(80)]
-    short = ",".join(str(i) for i in range(299))
-    commit_files(r, {
-        "wide.csv": "\n".join([head, *rows, ""]).encode(),
-        "late.csv": "\n".join([head, *rows * 40, short, ""]).encode(),  # past the 4 MiB sniffed
-    }, "wide")  # fmt: skip
-    with serving(r.root) as s:
-        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
-        preview = page.locator("section.preview")
-        expect(preview).to_contain_text("CSV · 80 rows · 300 columns")
-        expect(preview.locator(".pager").last).to_contain_text(re.compile(r"1\W50 of 80"))
-        page.goto(s.url + "#/version?rev=v1&file=late.csv")
-        expect(preview.locator("p.note")).to_contain_text("Expected Number of Columns")
-        expect(preview.locator("table.data")).to_have_count(0)
-    r.fsck_clean()
+    page.goto(previews_server.url + "#/version?rev=v1&file=counted.csv")
+    preview = page.locator("section.preview")
+    expect(preview).to_contain_text("CSV · 80 rows · 300 columns")
+    expect(preview.locator(".pager").last).to_contain_text(re.compile(r"1\W50 of 80"))
+    page.goto(previews_server.url + "#/version?rev=v1&file=late.csv")
+    expect(preview.locator("p.note")).to_contain_text("Expected Number of Columns")
+    expect(preview.locator("table.data")).to_have_count(0)
 
 
-def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(page: Page, tmp_path: Path) -> None:
+def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(
+    page: Page, previews_server: Server
+) -> None:
     """100 columns of a preview: each value on one line and the table scrolling sideways,
     where every column was squeezed into the page a character or two a line."""
-    r = init_repo(tmp_path / "wide")
-    head = ",".join(f"column{i}" for i in range(100))
-    rows = "\n".join(",".join(str(123456 + n + i) for i in range(100)) for n in range(3))
-    commit_files(r, {"wide.csv": f"{head}\n{rows}\n".encode()}, "wide")
-    with serving(r.root) as s:
-        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
-        box = page.locator("section.preview .scroll")
-        expect(box.locator("th")).to_have_count(100)
-        assert box.evaluate("b => b.scrollWidth > b.clientWidth")
-        one_line = box.locator("td").first.evaluate("c => c.getClientRects().length")
-        heights = box.locator("tbody tr").first.evaluate(
-            "r => [...r.cells].map(c => c.offsetHeight)"
-        )
-        header = box.locator("thead tr").evaluate("r => [...r.cells].map(c => c.offsetHeight)")
-        assert one_line == 1 and max(heights) < 2 * min(heights) and max(header) < 2 * min(heights)
-    r.fsck_clean()
+    page.goto(previews_server.url + "#/version?rev=v1&file=scroll.csv")
+    box = page.locator("section.preview .scroll")
+    expect(box.locator("th")).to_have_count(100)
+    assert box.evaluate("b => b.scrollWidth > b.clientWidth")
+    one_line = box.locator("td").first.evaluate("c => c.getClientRects().length")
+    heights = box.locator("tbody tr").first.evaluate("r => [...r.cells].map(c => c.offsetHeight)")
+    header = box.locator("thead tr").evaluate("r => [...r.cells].map(c => c.offsetHeight)")
+    assert one_line == 1 and max(heights) < 2 * min(heights) and max(header) < 2 * min(heights)
 
 
 def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
