@@ -24,7 +24,15 @@ import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
 import vfs
-from tests.support.cli import Repo, assert_ok, commit_files, fsck_clean, init_repo, run
+from tests.support.cli import (
+    Repo,
+    add_in_process,
+    assert_ok,
+    commit_files,
+    fsck_clean,
+    init_repo,
+    run,
+)
 from tests.support.forge import forge_deep_pipeline
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
@@ -546,69 +554,83 @@ def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path:
     fsck_clean(root)
 
 
-def test_a_diffs_parameters_show_each_value_as_dvfs_diff_does(page: Page, tmp_path: Path) -> None:
+# The parameters of the diff test (v1 to v3) and the version's test (v4): they only
+# read, and share one repository and dashboard.
+DIFF_PARAMS: list[dict[str, Any]] = [
+    {"lr": 2, "drop": None, "name": "x", "rate": 0.1234567},
+    {"lr": "2", "drop": 1, "name": "null", "rate": 0.1234568},
+    {"lr": "2", "name": "null", "rate": 0.1234568, "new": None},
+]
+WHOLE_PARAMS = {"a": {"b": 2}, "empty": {}, "f": 0.1234567, "s": "2", "__proto__": 5}
+
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """v1 to v3 with ``DIFF_PARAMS``, v4 with ``WHOLE_PARAMS``; checked with fsck once
+    its dashboard has stopped."""
+    root = tmp_path_factory.mktemp("ui-params") / "params"
+    Repository.init(root)
+    r = vfs.Repo(root)
+    for i, values in enumerate([*DIFF_PARAMS, WHOLE_PARAMS]):
+        (root / "a.txt").write_text(f"{i}\n")
+        r.add(["a.txt"])
+        r.commit("one" if values is WHOLE_PARAMS else f"run {i}", params=values)
+    r.close()
+    yield root
+    fsck_clean(root)
+
+
+@pytest.fixture(scope="module")
+def params_server(params: Path) -> Iterator[Server]:
+    with serving(params) as s:
+        yield s
+
+
+def test_a_diffs_parameters_show_each_value_as_dvfs_diff_does(
+    page: Page, params: Path, params_server: Server
+) -> None:
     """The diff page showed a parameter's values as the experiments table rounds a
     metric, with "-" for null: ``lr: 2 -> "2"`` read ``2 → 2``, ``drop: null -> 1``
     read as a parameter added, ``name: x -> "null"`` read ``x → null``, and a rate
     changed in its seventh digit did not change at all. Each value is shown as
     ``dvfs diff`` shows it, and "-" only on the side a parameter is not on."""
-    root = tmp_path / "params"
-    Repository.init(root)
-    r = vfs.Repo(root)
-    versions: list[dict[str, Any]] = [
-        {"lr": 2, "drop": None, "name": "x", "rate": 0.1234567},
-        {"lr": "2", "drop": 1, "name": "null", "rate": 0.1234568},
-        {"lr": "2", "name": "null", "rate": 0.1234568, "new": None},
-    ]
-    for i, params in enumerate(versions):
-        (root / "a.txt").write_text(f"{i}\n")
-        r.add(["a.txt"])
-        r.commit(f"run {i}", params=params)
-    r.close()
-    cli = run(root, "diff", "v1", "v2").out
+    cli = run(params, "diff", "v1", "v2").out
     assert 'param changed:  lr: 2 -> "2"' in cli and "drop: null -> 1" in cli
-    with serving(root) as s:
-        page.goto(s.url + "#/diff?old=v1&new=v2")
-        rows = page.locator("table.changes").last.locator("tbody tr")
-        expect(rows).to_have_count(4)
-        expect(rows.nth(0).locator("td")).to_have_text(["changed", "drop", "null", "1"])
-        expect(rows.nth(1).locator("td")).to_have_text(["changed", "lr", "2", '"2"'])
-        expect(rows.nth(2).locator("td")).to_have_text(["changed", "name", "x", '"null"'])
-        expect(rows.nth(3).locator("td")).to_have_text(
-            ["changed", "rate", "0.1234567", "0.1234568"]
-        )
-        page.goto(s.url + "#/diff?old=v2&new=v3")
-        rows = page.locator("table.changes").last.locator("tbody tr")
-        expect(rows).to_have_count(2)
-        expect(rows.nth(0).locator("td")).to_have_text(["removed", "drop", "1", "-"])
-        expect(rows.nth(1).locator("td")).to_have_text(["added", "new", "-", "null"])
-    fsck_clean(root)
+    page.goto(params_server.url + "#/diff?old=v1&new=v2")
+    rows = page.locator("table.changes").last.locator("tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(0).locator("td")).to_have_text(["changed", "drop", "null", "1"])
+    expect(rows.nth(1).locator("td")).to_have_text(["changed", "lr", "2", '"2"'])
+    expect(rows.nth(2).locator("td")).to_have_text(["changed", "name", "x", '"null"'])
+    expect(rows.nth(3).locator("td")).to_have_text(["changed", "rate", "0.1234567", "0.1234568"])
+    page.goto(params_server.url + "#/diff?old=v2&new=v3")
+    rows = page.locator("table.changes").last.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator("td")).to_have_text(["removed", "drop", "1", "-"])
+    expect(rows.nth(1).locator("td")).to_have_text(["added", "new", "-", "null"])
 
 
-def test_a_versions_parameters_are_each_shown_whole(page: Page, tmp_path: Path) -> None:
+def test_a_versions_parameters_are_each_shown_whole(
+    page: Page, params: Path, params_server: Server
+) -> None:
     """A version's parameters on its page: an empty mapping (``dvfs show``'s ``empty =
     {}``) was left out, being no value once flattened, and a float was rounded to six
     digits (0.1234567 read 0.123457, a value the run never had); one named
     ``__proto__`` was no entry of the page's table at all."""
-    root = tmp_path / "whole"
-    Repository.init(root)
-    r = vfs.Repo(root)
-    (root / "a.txt").write_text("a\n")
-    r.add(["a.txt"])
-    r.commit("one", params={"a": {"b": 2}, "empty": {}, "f": 0.1234567, "s": "2", "__proto__": 5})
-    r.close()
-    shown = run(root, "show", "v1").out
+    shown = run(params, "show", "v4").out
     assert "param    empty = {}" in shown and "param    f = 0.1234567" in shown
-    with serving(root) as s:
-        page.goto(s.url + "#/version?rev=v1")
-        expect(page.locator("table.params tr")).to_have_text(
-            ["__proto__5", "a.b2", "empty{}", "f0.1234567", 's"2"']
-        )
-    fsck_clean(root)
+    page.goto(params_server.url + "#/version?rev=v4")
+    expect(page.locator("table.params tr")).to_have_text(
+        ["__proto__5", "a.b2", "empty{}", "f0.1234567", 's"2"']
+    )
 
 
-def test_lineage_draws_stages_named_like_object_properties(page: Page, tmp_path: Path) -> None:
-    repo = init_repo(tmp_path / "props")
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    """v1: three stages named like object properties; v2: three more, whose commands
+    need quoting (``echo``, ``touch``, ``line``); checked with fsck once its dashboard
+    has stopped."""
+    repo = init_repo(tmp_path_factory.mktemp("ui-stages") / "stages")
     repo.write("r", "r\n")
     for name, dep, out in (
         ("__proto__", "r", "a"),
@@ -616,17 +638,32 @@ def test_lineage_draws_stages_named_like_object_properties(page: Page, tmp_path:
         ("toString", "b", "c"),
     ):
         repo.ok("run", "-n", name, "-d", dep, "-o", out, "--", f"cp {dep} {out}")
-    repo.ok("add", "r")
+    add_in_process(repo, "r")
     repo.commit("three stages")
-    with serving(repo.root) as s:
-        page.goto(s.url + "#/lineage?rev=v1")
-        expect(page.locator("svg.dag .node")).to_have_count(3)
-        expect(page.locator("svg.dag .edge")).to_have_count(2)
-        edge = page.locator('svg.dag .edge[data-from="__proto__"][data-to="constructor"]')
-        expect(edge).to_have_count(1)
-        page.locator('svg.dag .node[data-stage="__proto__"]').click()
-        expect(page.locator("section.stage-detail")).to_contain_text("cp r a")
+    repo.ok("run", "-n", "echo", "-d", "r", "-o", "out", "--", "sh", "-c", "echo 'a b' > out")
+    repo.ok("run", "-n", "touch", "-o", "x y", "--", "touch", "x y")
+    repo.ok("run", "-n", "line", "-d", "r", "-o", "copy", "--", "cp r copy")
+    repo.commit("three more stages")
+    yield repo
     repo.fsck_clean()
+
+
+@pytest.fixture(scope="module")
+def stages_server(stages: Repo) -> Iterator[Server]:
+    with serving(stages.root) as s:
+        yield s
+
+
+def test_lineage_draws_stages_named_like_object_properties(
+    page: Page, stages_server: Server
+) -> None:
+    page.goto(stages_server.url + "#/lineage?rev=v1")
+    expect(page.locator("svg.dag .node")).to_have_count(3)
+    expect(page.locator("svg.dag .edge")).to_have_count(2)
+    edge = page.locator('svg.dag .edge[data-from="__proto__"][data-to="constructor"]')
+    expect(edge).to_have_count(1)
+    page.locator('svg.dag .node[data-stage="__proto__"]').click()
+    expect(page.locator("section.stage-detail")).to_contain_text("cp r a")
 
 
 def test_lineage_says_which_inputs_its_walk_back_cut_short(
@@ -652,33 +689,24 @@ def test_lineage_says_which_inputs_its_walk_back_cut_short(
 
 
 def test_a_stages_command_is_shown_quoted_as_dvfs_lineage_shows_it(
-    page: Page, tmp_path: Path
+    page: Page, stages: Repo, stages_server: Server
 ) -> None:
     """A stage run as a list of arguments was shown with them joined by blanks:
     ``sh -c "echo 'a b' > out"`` read ``sh -c echo 'a b' > out``, another command,
     and ``touch "x y"`` read as ``touch x y``. The page quotes each as ``dvfs
     lineage`` does (shlex.join); a command given as one shell line is shown as it is."""
-    repo = init_repo(tmp_path / "quoted")
-    repo.write("r", "r\n")
-    repo.ok("add", "r")
-    repo.ok("run", "-n", "echo", "-d", "r", "-o", "out", "--", "sh", "-c", "echo 'a b' > out")
-    repo.ok("run", "-n", "touch", "-o", "x y", "--", "touch", "x y")
-    repo.ok("run", "-n", "line", "-d", "r", "-o", "copy", "--", "cp r copy")
-    repo.commit("three stages")
-    lineage = repo.ok("lineage", "out").out
+    lineage = stages.ok("lineage", "out").out
     assert """sh -c 'echo '"'"'a b'"'"' > out'""" in lineage
-    with serving(repo.root) as s:
-        page.goto(s.url + "#/lineage?rev=v1")
-        detail = page.locator("section.stage-detail code").first
-        for stage, shown in (
-            ("echo", """sh -c 'echo '"'"'a b'"'"' > out'"""),
-            ("touch", "touch 'x y'"),
-            ("line", "cp r copy"),
-        ):
-            page.locator(f'svg.dag .node[data-stage="{stage}"]').click()
-            expect(page.locator("section.stage-detail h2")).to_have_text(f"Stage {stage}")
-            expect(detail).to_have_text(shown)
-    repo.fsck_clean()
+    page.goto(stages_server.url + "#/lineage?rev=v2")
+    detail = page.locator("section.stage-detail code").first
+    for stage, shown in (
+        ("echo", """sh -c 'echo '"'"'a b'"'"' > out'"""),
+        ("touch", "touch 'x y'"),
+        ("line", "cp r copy"),
+    ):
+        page.locator(f'svg.dag .node[data-stage="{stage}"]').click()
+        expect(page.locator("section.stage-detail h2")).to_have_text(f"Stage {stage}")
+        expect(detail).to_have_text(shown)
 
 
 @pytest.fixture(scope="module")
