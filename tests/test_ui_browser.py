@@ -521,7 +521,7 @@ def test_chart_titles_and_legends_show_metric_names_escaped(page: Page, tmp_path
     repo.write("train.py", script)
     repo.ok("run", "-n", "train", "-d", "train.py", "-m", "m.json", "-o", "m.steps.jsonl",
             "--", "python3", "train.py")  # fmt: skip
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("odd metric")
     with serving(root) as s:
         page.goto(s.url + "#/experiments")
@@ -779,7 +779,7 @@ def test_a_file_whose_name_is_not_utf8_opens(page: Page, tmp_path: Path) -> None
     (root / os.fsdecode(b"caf\xe9")).mkdir()
     (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
     r = Repo(root)
-    r.ok("add", ".")
+    add_in_process(r, ".")
     r.commit("latin-1 names")
     with serving(root) as s:
         page.goto(s.url + "#/version?rev=v1")
@@ -802,7 +802,7 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
     repo.write("evil\u202etxt.exe", "x\n")
     repo.write("zero\u200bwidth.txt", "y\n")
     repo.write("mark\u061cx.txt", "z\n")  # the Arabic letter mark: a bidi mark too
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("looks \u202eharmless\x1b[2J")
     with serving(repo.root) as s:
         page.goto(s.url + "#/version?rev=v1")
@@ -832,11 +832,11 @@ def test_markup_in_what_a_repository_holds_is_only_ever_text(page: Page, tmp_pat
     repo.write(f"d{XSS.replace('/', '_')}/f{XSS.replace('/', '_')}.txt", "x\n")
     csv = f'id,"{XSS.replace(chr(34), chr(34) * 2)}"\n1,"{XSS.replace(chr(34), chr(34) * 2)}"\n'
     repo.write("t.csv", csv)
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("one")
     repo.write("t.csv", csv.replace("1,", "2,"))
     repo.ok("run", "-n", "stage", "-d", "t.csv", "-o", "o.txt", "--", f"echo '{XSS}' > o.txt")
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     env = {"DVFS_AUTHOR": f"{XSS} <a@b>"}
     assert_ok(run(repo.root, "commit", "-m", XSS, "--param", f"p={XSS}", env=env))
     dialogs: list[str] = []
@@ -915,10 +915,10 @@ def test_an_images_alt_text_is_its_name_escaped_as_the_page_shows_it(
     repo = init_repo(tmp_path / "alt")
     repo.write("red\u202egnp.png", png(4, 2))
     repo.write("a\x1bb.png", png(6, 2))
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("images")
     repo.write("a\x1bb.png", png(8, 2))
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("wider")
     with serving(repo.root) as s:
         page.goto(s.url + "#/version?rev=v1&file=red%E2%80%AEgnp.png")
@@ -942,7 +942,7 @@ def test_a_name_holding_a_newline_or_a_tab_is_not_shown_as_another(
     repo.write("x\ny.txt", "a\tb\nc\n")
     repo.write("x y.txt", "b\n")
     repo.write("t\tz\a.txt", "c\n")
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("line one\nline two")
     with serving(repo.root) as s:
         page.goto(s.url + "#/version?rev=v1")
@@ -962,7 +962,7 @@ def test_a_carriage_return_that_ends_no_line_is_shown(page: Page, tmp_path: Path
     shown as ``\\r``; a CRLF line ending still ends its line."""
     repo = init_repo(tmp_path / "cr")
     repo.write("cr.txt", "line1\rOVER\nline2\r\nline3\n")
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("safe\rEVIL")
     assert "safe\\rEVIL" in repo.ok("log").out
     with serving(repo.root) as s:
@@ -981,7 +981,7 @@ def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path
     page keeps its width, and the listing's columns stay in view."""
     repo = init_repo(tmp_path / "long")
     repo.write("n" * 250 + ".txt", "x\n")
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.commit("m" * 3000)
     width = page.viewport_size["width"] if page.viewport_size else 0
     with serving(repo.root) as s:
@@ -1058,7 +1058,7 @@ def test_a_remote_that_lost_a_pack_or_went_away_is_named_with_the_file(
     shows that, not an internal "packs/ID not found"."""
     src = init_repo(tmp_path / "src")
     (src.root / "a.txt").write_text("hello\n")
-    src.ok("add", "a.txt")
+    add_in_process(src, "a.txt")
     src.commit("first")
     where = tmp_path / "remote"
     push_to(Repository(src.root), str(where), "dir")
