@@ -13,6 +13,7 @@ import http.server
 import os
 import re
 import shlex
+import shutil
 import threading
 import urllib.parse
 import urllib.request
@@ -773,52 +774,79 @@ def test_added_in_of_a_large_directory_comes_after_the_page(
     repo.close()
 
 
-def test_a_file_whose_name_is_not_utf8_opens(page: Page, tmp_path: Path) -> None:
-    root = tmp_path / "latin"
-    Repository.init(root)
-    (root / os.fsdecode(b"caf\xe9")).mkdir()
-    (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
-    r = Repo(root)
-    add_in_process(r, ".")
-    r.commit("latin-1 names")
-    with serving(root) as s:
-        page.goto(s.url + "#/version?rev=v1")
-        page.locator("a.entry.dir").click()
-        expect(page.locator(".crumbs")).to_contain_text("v1 / caf")
-        page.locator("a.entry", has_text="me.txt").click()
-        expect(page.locator("pre.text")).to_have_text("bonjour\n")
-        href = page.locator("a.download").get_attribute("href") or ""
-        assert "path=caf%E9%2Fcr%E8me.txt" in href
-        assert get(s.base + href.lstrip("/")).body == b"bonjour\n"
-    r.fsck_clean()
+@pytest.fixture(scope="module")
+def names(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    """A version for each test of how names, messages and texts show, each holding only
+    that test's files: v1 and v2 images (the second wider), v3 names and a message
+    with bidirectional marks, v4 names with a newline and a tab and a message of two
+    lines, v5 a carriage return in a text and a message, v6 a long name and message,
+    v7 a name that is not UTF-8. Checked with fsck once its dashboard has stopped."""
+    repo = init_repo(tmp_path_factory.mktemp("ui-names") / "names")
+    versions: list[tuple[dict[str | bytes, bytes | str], str]] = [
+        ({"red\u202egnp.png": png(4, 2), "a\x1bb.png": png(6, 2)}, "images"),
+        ({"red\u202egnp.png": png(4, 2), "a\x1bb.png": png(8, 2)}, "wider"),
+        (
+            {
+                "evil\u202etxt.exe": "x\n",
+                "zero\u200bwidth.txt": "y\n",
+                "mark\u061cx.txt": "z\n",  # the Arabic letter mark: a bidi mark too
+            },
+            "looks \u202eharmless\x1b[2J",
+        ),
+        ({"x\ny.txt": "a\tb\nc\n", "x y.txt": "b\n", "t\tz\a.txt": "c\n"}, "line one\nline two"),
+        ({"cr.txt": "line1\rOVER\nline2\r\nline3\n"}, "safe\rEVIL"),
+        ({"n" * 250 + ".txt": "x\n"}, "m" * 3000),
+        ({b"caf\xe9/cr\xe8me.txt": b"bonjour\n"}, "latin-1 names"),
+    ]
+    for files, message in versions:
+        for old in repo.root.iterdir():  # the version holds this test's files alone
+            if old.name != ".dvfs":
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        for name, content in files.items():
+            repo.write(os.fsdecode(name), content)
+        add_in_process(repo, ".")
+        repo.commit(message)
+    yield repo
+    repo.fsck_clean()
+
+
+@pytest.fixture(scope="module")
+def names_server(names: Repo) -> Iterator[Server]:
+    with serving(names.root) as s:
+        yield s
+
+
+def test_a_file_whose_name_is_not_utf8_opens(page: Page, names_server: Server) -> None:
+    s = names_server
+    page.goto(s.url + "#/version?rev=v7")
+    page.locator("a.entry.dir").click()
+    expect(page.locator(".crumbs")).to_contain_text("v7 / caf")
+    page.locator("a.entry", has_text="me.txt").click()
+    expect(page.locator("pre.text")).to_have_text("bonjour\n")
+    href = page.locator("a.download").get_attribute("href") or ""
+    assert "path=caf%E9%2Fcr%E8me.txt" in href
+    assert get(s.base + href.lstrip("/")).body == b"bonjour\n"
 
 
 def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
-    page: Page, tmp_path: Path
+    page: Page, names_server: Server
 ) -> None:
     """A bidirectional override would make ``evil\\u202etxt.exe`` read ``evilexe.txt``;
     the page shows such code points as ``dvfs ls`` and ``dvfs log`` escape them."""
-    repo = init_repo(tmp_path / "bidi")
-    repo.write("evil\u202etxt.exe", "x\n")
-    repo.write("zero\u200bwidth.txt", "y\n")
-    repo.write("mark\u061cx.txt", "z\n")  # the Arabic letter mark: a bidi mark too
-    add_in_process(repo, ".")
-    repo.commit("looks \u202eharmless\x1b[2J")
-    with serving(repo.root) as s:
-        page.goto(s.url + "#/version?rev=v1")
-        expect(page.locator("a.entry")).to_have_text(
-            [
-                "evil\\342\\200\\256txt.exe",
-                "mark\\330\\234x.txt",
-                "zero\\342\\200\\213width.txt",
-            ]
-        )
-        expect(page.locator("dl.fields")).to_contain_text("looks \\342\\200\\256harmless\\033[2J")
-        page.goto(s.url)
-        expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
-        page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
-        expect(page.locator("pre.text")).to_have_text("x\n")
-    repo.fsck_clean()
+    url = names_server.url
+    page.goto(url + "#/version?rev=v3")
+    expect(page.locator("a.entry")).to_have_text(
+        [
+            "evil\\342\\200\\256txt.exe",
+            "mark\\330\\234x.txt",
+            "zero\\342\\200\\213width.txt",
+        ]
+    )
+    expect(page.locator("dl.fields")).to_contain_text("looks \\342\\200\\256harmless\\033[2J")
+    page.goto(url)
+    expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
+    page.goto(url + "#/version?rev=v3&file=evil%E2%80%AEtxt.exe")
+    expect(page.locator("pre.text")).to_have_text("x\n")
 
 
 XSS = '<img src=x onerror=alert(1)>"onmouseover=alert(2) x="</textarea><script>alert(3)</script>'
@@ -907,94 +935,70 @@ def test_a_page_elsewhere_reaches_nothing_of_the_dashboard(
 
 
 def test_an_images_alt_text_is_its_name_escaped_as_the_page_shows_it(
-    page: Page, tmp_path: Path
+    page: Page, names_server: Server
 ) -> None:
     """An image's ``alt`` (what a screen reader says, what shows when it cannot load)
     held its raw name: ``red\u202egnp.png`` read backwards there, ``a\x1bb.png``
     carried its escape. It is the name as the page shows it everywhere else."""
-    repo = init_repo(tmp_path / "alt")
-    repo.write("red\u202egnp.png", png(4, 2))
-    repo.write("a\x1bb.png", png(6, 2))
-    add_in_process(repo, ".")
-    repo.commit("images")
-    repo.write("a\x1bb.png", png(8, 2))
-    add_in_process(repo, ".")
-    repo.commit("wider")
-    with serving(repo.root) as s:
-        page.goto(s.url + "#/version?rev=v1&file=red%E2%80%AEgnp.png")
-        expect(page.locator("img.image")).to_have_attribute("alt", "red\\342\\200\\256gnp.png")
-        page.goto(s.url + "#/diff?old=v1&new=v2")
-        page.locator("tr.change").get_by_role("button", name="images").click()
-        for i, version in enumerate(("v1", "v2")):
-            img = page.locator(".images img").nth(i)
-            expect(img).to_have_attribute("alt", f"a\\033b.png in {version}")
-    repo.fsck_clean()
+    url = names_server.url
+    page.goto(url + "#/version?rev=v1&file=red%E2%80%AEgnp.png")
+    expect(page.locator("img.image")).to_have_attribute("alt", "red\\342\\200\\256gnp.png")
+    page.goto(url + "#/diff?old=v1&new=v2")
+    page.locator("tr.change").get_by_role("button", name="images").click()
+    for i, version in enumerate(("v1", "v2")):
+        img = page.locator(".images img").nth(i)
+        expect(img).to_have_attribute("alt", f"a\\033b.png in {version}")
 
 
 def test_a_name_holding_a_newline_or_a_tab_is_not_shown_as_another(
-    page: Page, tmp_path: Path
+    page: Page, names_server: Server
 ) -> None:
     """``x\\ny.txt`` and ``x y.txt`` both read ``x y.txt`` on the page (a newline or a
     tab in text shows as a space), as ``t\\tz.txt`` did ``t z.txt``: names show them
     as ``dvfs ls`` does (``\\n``, ``\\t``, and ``\\a`` for BEL as there), while a
     message and a text preview keep their lines."""
-    repo = init_repo(tmp_path / "spaces")
-    repo.write("x\ny.txt", "a\tb\nc\n")
-    repo.write("x y.txt", "b\n")
-    repo.write("t\tz\a.txt", "c\n")
-    add_in_process(repo, ".")
-    repo.commit("line one\nline two")
-    with serving(repo.root) as s:
-        page.goto(s.url + "#/version?rev=v1")
-        expect(page.locator("a.entry")).to_have_text(["t\\tz\\a.txt", "x\\ny.txt", "x y.txt"])
-        expect(page.locator("dd.message")).to_have_text("line one\nline two")
-        page.locator("a.entry").nth(1).click()
-        expect(page.locator("pre.text")).to_have_text("a\tb\nc\n")
-        page.goto(s.url)
-        expect(page.locator(".timeline .message")).to_have_text("line one\nline two")
-    repo.fsck_clean()
+    url = names_server.url
+    page.goto(url + "#/version?rev=v4")
+    expect(page.locator("a.entry")).to_have_text(["t\\tz\\a.txt", "x\\ny.txt", "x y.txt"])
+    expect(page.locator("dd.message")).to_have_text("line one\nline two")
+    page.locator("a.entry").nth(1).click()
+    expect(page.locator("pre.text")).to_have_text("a\tb\nc\n")
+    page.goto(url)
+    message = page.locator(".timeline .message").filter(has_text="line one")
+    expect(message).to_have_text("line one\nline two")
 
 
-def test_a_carriage_return_that_ends_no_line_is_shown(page: Page, tmp_path: Path) -> None:
+def test_a_carriage_return_that_ends_no_line_is_shown(
+    page: Page, names: Repo, names_server: Server
+) -> None:
     """A message or a text holding a carriage return that ends no line
     (``safe\\rEVIL``, what a terminal shows as ``EVIL`` over ``safe``) showed nothing
     of it on the page: ``safeEVIL``, where `dvfs log` prints ``safe\\rEVIL``. It is
     shown as ``\\r``; a CRLF line ending still ends its line."""
-    repo = init_repo(tmp_path / "cr")
-    repo.write("cr.txt", "line1\rOVER\nline2\r\nline3\n")
-    add_in_process(repo, ".")
-    repo.commit("safe\rEVIL")
-    assert "safe\\rEVIL" in repo.ok("log").out
-    with serving(repo.root) as s:
-        page.goto(s.url + "#/version?rev=v1&file=cr.txt")
-        expect(page.locator("dd.message")).to_have_text("safe\\rEVIL")
-        expect(page.locator("pre.text")).to_contain_text("line1\\rOVER")
-        text = page.locator("pre.text").evaluate("e => e.textContent")
-        assert text == "line1\\rOVER\nline2\r\nline3\n"
-        page.goto(s.url)
-        expect(page.locator(".timeline .message")).to_have_text("safe\\rEVIL")
-    repo.fsck_clean()
+    assert "safe\\rEVIL" in names.ok("log").out
+    url = names_server.url
+    page.goto(url + "#/version?rev=v5&file=cr.txt")
+    expect(page.locator("dd.message")).to_have_text("safe\\rEVIL")
+    expect(page.locator("pre.text")).to_contain_text("line1\\rOVER")
+    text = page.locator("pre.text").evaluate("e => e.textContent")
+    assert text == "line1\\rOVER\nline2\r\nline3\n"
+    page.goto(url)
+    expect(page.locator(".timeline .message").filter(has_text="EVIL")).to_have_text("safe\\rEVIL")
 
 
-def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path) -> None:
+def test_a_long_name_or_message_wraps_within_the_page(page: Page, names_server: Server) -> None:
     """Text without a space (a name of 250 characters, a message of 3,000) wraps: the
     page keeps its width, and the listing's columns stay in view."""
-    repo = init_repo(tmp_path / "long")
-    repo.write("n" * 250 + ".txt", "x\n")
-    add_in_process(repo, ".")
-    repo.commit("m" * 3000)
     width = page.viewport_size["width"] if page.viewport_size else 0
-    with serving(repo.root) as s:
-        page.goto(s.url)
-        expect(page.locator(".timeline")).to_contain_text("mmmm")
-        assert page.evaluate("document.documentElement.scrollWidth") <= width
-        page.goto(s.url + "#/version?rev=v1")
-        size = page.locator("table.listing tr", has_text="nnnn").locator("td.num").first
-        expect(size).to_have_text("2 B")
-        box = size.bounding_box()
-        assert box is not None and box["x"] + box["width"] <= width
-        assert page.evaluate("document.documentElement.scrollWidth") <= width
-    repo.fsck_clean()
+    page.goto(names_server.url)
+    expect(page.locator(".timeline")).to_contain_text("mmmm")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.goto(names_server.url + "#/version?rev=v6")
+    size = page.locator("table.listing tr", has_text="nnnn").locator("td.num").first
+    expect(size).to_have_text("2 B")
+    box = size.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= width
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def test_a_long_branch_or_tag_name_keeps_the_versions_page_in_its_width(
