@@ -36,7 +36,7 @@ from tests.support.cli import (
 )
 from tests.support.forge import forge_deep_pipeline
 from tests.support.mount import RUNTIME, mounted, push_to
-from tests.support.s3server import S3Server
+from tests.support.s3server import S3Server, use_aws_keys
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving, write
 from vfs.ops import browse
 from vfs.pipeline import lineage
@@ -336,12 +336,22 @@ def v2_id(repo: Repo) -> str:
     return str(repo.json("show", "v2", "--json")["id"])
 
 
+@pytest.fixture(scope="module")
+def pushed(repo: Repo, s3_server: S3Server) -> str:
+    """The URL of a remote on SeaweedFS the module's repository was pushed to (as its
+    remote ``s3``), for the tests that only read it."""
+    url = f"s3://{s3_server.make_prefix()}/project"
+    with pytest.MonkeyPatch.context() as keys:
+        use_aws_keys(keys, s3_server.access_key, s3_server.secret_key)
+        push_to(Repository(repo.root), url, "s3", s3_server.endpoint)
+    return url
+
+
 def test_a_remote_on_seaweedfs(
-    page: Page, repo: Repo, s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    page: Page, pushed: str, s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`dvfs ui s3://...`: the versions and a table's preview, read from the remote."""
-    url = f"s3://{s3_env.make_prefix()}/project"
-    push_to(Repository(repo.root), url, "s3", s3_env.endpoint)
+    url = pushed
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serving(url, "--endpoint-url", s3_env.endpoint, cwd=tmp_path) as s:
         page.goto(s.url)
@@ -1456,16 +1466,14 @@ def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
 
 
 def test_a_clone_shows_its_older_versions_files_and_metrics_from_its_remote(
-    page: Page, s3_env: S3Server, tmp_path: Path
+    page: Page, pushed: str, s3_env: S3Server, tmp_path: Path
 ) -> None:
     """A clone of a remote on SeaweedFS holds the data of what it checked out (v3) only:
     an older version's file preview and the experiments' metrics of v1 and v2 are
     downloaded from the remote, as `dvfs cat` and `dvfs compare` download them (they
     showed as "not in the local store"), into the clone's store; so are the rows and
     the image of v1 a diff shows."""
-    url = f"s3://{s3_env.make_prefix()}/project"
-    push_to(Repository(make_repo(tmp_path / "src")), url, "origin", s3_env.endpoint)
-    assert_ok(run(tmp_path, "clone", url, "clone", "--endpoint-url", s3_env.endpoint))
+    assert_ok(run(tmp_path, "clone", pushed, "clone", "--endpoint-url", s3_env.endpoint))
     clone = tmp_path / "clone"
     with serving(clone) as s:
         page.goto(s.url + "#/diff?old=v1&new=v2")
