@@ -484,7 +484,8 @@ def test_an_experiments_message_is_shown_as_it_is(page: Page, tmp_path: Path) ->
     r = init_repo(tmp_path / "messages")
     commit_files(r, {"a.txt": b"a\n"}, "42")
     commit_files(r, {"a.txt": b"b\n"}, "true")
-    assert "42" in r.ok("compare").out and '"42"' not in r.ok("compare").out
+    compared = r.ok("compare").out
+    assert "42" in compared and '"42"' not in compared
     with serving(r.root) as s:
         page.goto(s.url + "#/experiments")
         cells = page.locator("table.experiments tbody tr td:nth-child(3)")
