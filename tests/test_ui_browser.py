@@ -33,6 +33,7 @@ from tests.support.cli import (
     fsck_clean,
     init_repo,
     run,
+    switch_in_process,
 )
 from tests.support.forge import forge_deep_pipeline
 from tests.support.mount import RUNTIME, mounted, push_to
@@ -1108,9 +1109,9 @@ def test_a_version_of_another_branch_opens_as_itself(page: Page, tmp_path: Path)
     commit_files(r, {"a.txt": b"one\n"}, "first")
     commit_files(r, {"main.txt": b"main\n"}, "on main")
     r.ok("branch", "exp", "v1")
-    r.ok("switch", "exp")
+    switch_in_process(r, "exp")
     commit_files(r, {"exp.txt": b"exp\n"}, "on exp")
-    r.ok("switch", "main")
+    switch_in_process(r, "main")
     with serving(r.root) as s:
         page.goto(s.url + "#/versions?branch=exp")
         expect(page.locator(".timeline .message")).to_have_text(["on exp", "first"])
@@ -1346,9 +1347,9 @@ def test_the_store_and_diff_pages_name_another_branchs_versions_by_revisions_tha
     names it by its id, as `dvfs du --json`'s `revision` does; main's v2 stays v2."""
     r = init_repo(tmp_path / "branches")
     commit_files(r, {"a.bin": os.urandom(3000)}, "one")
-    r.ok("switch", "-c", "side")
+    switch_in_process(r, "side", create=True)
     side = commit_files(r, {"side.bin": os.urandom(2000)}, "side")
-    r.ok("switch", "main")
+    switch_in_process(r, "main")
     commit_files(r, {"main.bin": os.urandom(1000)}, "main")
     du = r.json("du", "--json")
     named = {b["path"]: b["revision"] for b in du["biggest"]}
@@ -1437,10 +1438,9 @@ def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
     branch to delete are fields offering those names, and any other can be typed."""
     r = init_repo(tmp_path / "many")
     commit_files(r, {"a.txt": b"one\n"}, "first")
-    r.ok("branch", "side")
-    r.ok("switch", "side")
+    switch_in_process(r, "side", create=True)
     tip = bytes.fromhex(commit_files(r, {"b.txt": b"two\n"}, "on side"))
-    r.ok("switch", "main")
+    switch_in_process(r, "main")
     handle = Repository(r.root)
     made = [(f"refs/{kind}/{c}{i:03}", tip, None) for kind, c in (("heads", "x"), ("tags", "t"))
             for i in range(250)]  # fmt: skip
