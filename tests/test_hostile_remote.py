@@ -760,15 +760,36 @@ def repeated_chunk(forge: Forge, size: int, times: int) -> bytes:
     return forge.version(forge.tree([big]))
 
 
+# ``EXPANSION_FLOOR_BYTES`` (256 MiB) lowered to 4 MiB in the dvfs process: a file past
+# the floor is refused, and written with --yes, at the cost of a few MiB.
+LOWERED_FLOOR = (
+    "import sys, vfs.remote.receive as receive\n"
+    "receive.EXPANSION_FLOOR_BYTES = 4 << 20\n"
+    "from vfs.cli import main\n"
+    "sys.argv = ['dvfs', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def clone_past_lowered_floor(tmp_path: Path, url: str, *args: str) -> Result:
+    """``dvfs clone URL ARGS`` in ``tmp_path``, with the floor lowered (LOWERED_FLOOR)."""
+    proc = run_as_dvfs(tmp_path, LOWERED_FLOOR, "clone", url, *args)
+    return Result(("clone", url, *args), proc.returncode, proc.stdout.encode(), proc.stderr)
+
+
 def test_a_chunk_repeated_into_a_huge_file_needs_yes(tmp_path: Path) -> None:
+    big = Forge(tmp_path / "big")
+    big.publish(repeated_chunk(big, 65536, 4300))  # 282 MB from a 64 KiB chunk, past the floor
+    refused_clone(tmp_path, big, "268.8 MiB in 1 file,", "4,300 times the 64.0 KiB")
+    # the same past the lowered floor: refused, nothing written; written whole with --yes
     forge = Forge(tmp_path / "evil")
-    forge.publish(repeated_chunk(forge, 4096, 200_000))  # 819 MB from a 7 MB remote
-    refused_clone(tmp_path, forge, "781.2 MiB in 1 file,", "200,000 times the 4.0 KiB")
-    ok = Forge(tmp_path / "big")
-    ok.publish(repeated_chunk(ok, 65536, 4300))  # 282 MB, past the floor
-    refused_clone(tmp_path, ok, "268.8 MiB in 1 file,", "4,300 times")
-    assert_ok(run(tmp_path, "clone", ok.url, "b", "--yes"))
-    assert (tmp_path / "b" / "big").stat().st_size == 65536 * 4300
+    forge.publish(repeated_chunk(forge, 4096, 1100))  # 4.5 MB from a 4 KiB chunk
+    before = files_under(tmp_path)
+    r = clone_past_lowered_floor(tmp_path, forge.url, "b")
+    assert_error(r, "4.3 MiB in 1 file,", "1,100 times the 4.0 KiB", "--yes")
+    assert files_under(tmp_path) == before
+    assert_ok(clone_past_lowered_floor(tmp_path, forge.url, "b", "--yes"))
+    assert (tmp_path / "b" / "big").read_bytes() == b"y" * 4096 * 1100
     Repo(tmp_path / "b").fsck_clean()
 
 
