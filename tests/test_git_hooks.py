@@ -70,14 +70,15 @@ def own_files(repo: Repo) -> dict[str, str]:
     return {p.name: p.read_text() for p in hooks_dir(repo).iterdir() if "sample" not in p.name}
 
 
-def data_repo(make_repo: RepoFactory, tmp_path: Path) -> Repo:
-    """A git work tree with code, data at v1 and v2 (a git commit each), a dvfs remote and
-    a git remote (a bare repository), everything pushed. The data is added and committed
-    in this process: the set-up, not what the hooks are tested on."""
-    repo = make_repo("work", git_repo=True)
-    ok(tmp_path, "git", "init", "-q", "--bare", "-b", "master", "code.git")
-    ok(repo.root, "git", "remote", "add", "origin", str(tmp_path / "code.git"))
-    repo.ok("remote", "add", "origin", str(tmp_path / "store"))
+def make_data_repo(root: Path) -> None:
+    """In ``root``: a git work tree ``work`` with code, data at v1 and v2 (a git commit
+    each), a dvfs remote ``store`` and a git remote ``code.git`` (a bare repository),
+    everything pushed. The data is added and committed in this process: the set-up, not
+    what the hooks are tested on."""
+    repo = init_repo(root / "work", git_repo=True)
+    ok(root, "git", "init", "-q", "--bare", "-b", "master", "code.git")
+    ok(repo.root, "git", "remote", "add", "origin", str(root / "code.git"))
+    repo.ok("remote", "add", "origin", str(root / "store"))
     (repo.root / "train.py").write_text("print('train')\n")
     for n in (1, 2):
         commit_files(repo, {"data/labels.csv": f"id,label\n{n},cat\n"}, f"data {n}")
@@ -85,7 +86,30 @@ def data_repo(make_repo: RepoFactory, tmp_path: Path) -> Repo:
         ok(repo.root, "git", "commit", "-q", "-m", f"code with data v{n}")
     repo.ok("push")
     ok(repo.root, "git", "push", "-q", "-u", "origin", "master")
-    return repo
+
+
+@pytest.fixture(name="made", scope="module")
+def made_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``make_data_repo``'s three folders, made once for the module where each test's copy
+    goes (``data_repo``), and moved aside: (that place, where they are kept). The code
+    that git tracks names the dvfs remote by its path, so each copy is at the same one."""
+    root = tmp_path_factory.getbasetemp() / "git-hooks-data"
+    root.mkdir()
+    make_data_repo(root)
+    kept = tmp_path_factory.mktemp("made")
+    root.rename(kept / "root")
+    return root, kept / "root"
+
+
+def data_repo(made: tuple[Path, Path]) -> Repo:
+    """A copy of the work tree and both remotes ``make_data_repo`` made, in place of the
+    copy an earlier test of the module used (tests of a module run one after another);
+    the work tree's repository. Its remotes are in the folder that holds it."""
+    root, kept = made
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(kept, root, symlinks=True)
+    return Repo(root / "work")
 
 
 def test_install_chains_existing_hooks_and_uninstall_puts_them_back(
@@ -157,10 +181,8 @@ def test_hooks_turned_off_with_core_hooks_path_are_never_moved_away(
     repo.fsck_clean()
 
 
-def test_git_checkout_brings_the_data_dvfs_lock_names(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
-    repo = data_repo(make_repo, tmp_path)
+def test_git_checkout_brings_the_data_dvfs_lock_names(made: tuple[Path, Path]) -> None:
+    repo = data_repo(made)
     repo.ok("install")
     r = ok(repo.root, "git", "checkout", "-q", "HEAD~1")
     assert "dvfs.lock changed" in r.stderr
@@ -185,10 +207,10 @@ def test_git_checkout_brings_the_data_dvfs_lock_names(
 
 
 def test_git_pull_brings_the_new_data_and_a_clone_without_store_is_told(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    repo = data_repo(make_repo, tmp_path)
-    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "mate")
+    repo = data_repo(made)
+    ok(tmp_path, "git", "clone", "-q", str(repo.root.parent / "code.git"), "mate")
     mate = Repo(tmp_path / "mate")
     assert "installed" in mate.ok("install").out  # before it has a store: all the same
     r = ok(mate.root, "git", "checkout", "-q", "HEAD~1")
@@ -264,9 +286,9 @@ def push_at_a_terminal(cwd: Path, answer: bytes) -> tuple[int, str]:
 
 
 def test_pre_push_offers_dvfs_push_at_a_terminal_and_never_waits_without_one(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     pushed = remote_tip(repo)
 
@@ -290,7 +312,7 @@ def test_pre_push_offers_dvfs_push_at_a_terminal_and_never_waits_without_one(
     assert "main: v5 " in shown and "pushed 12 objects in 1 pack" in shown, shown
     assert remote_tip(repo) == repo.head_id(), shown
     git_tip = ok(
-        tmp_path, "git", "--git-dir", str(tmp_path / "code.git"), "log", "-1", "--format=%s"
+        tmp_path, "git", "--git-dir", str(repo.root.parent / "code.git"), "log", "-1", "--format=%s"
     )
     assert git_tip.stdout.strip() == "code with data v5"
 
@@ -301,8 +323,8 @@ def test_pre_push_offers_dvfs_push_at_a_terminal_and_never_waits_without_one(
     fsck_clean(repo.root)
 
 
-def test_hooks_without_dvfs_on_path_never_break_git(make_repo: RepoFactory, tmp_path: Path) -> None:
-    repo = data_repo(make_repo, tmp_path)
+def test_hooks_without_dvfs_on_path_never_break_git(made: tuple[Path, Path]) -> None:
+    repo = data_repo(made)
     repo.ok("install")
     r = sh(repo.root, "git", "checkout", "-q", "HEAD~1", with_dvfs=False)
     assert r.returncode == 0, r.stderr
@@ -312,23 +334,23 @@ def test_hooks_without_dvfs_on_path_never_break_git(make_repo: RepoFactory, tmp_
 
 
 def test_a_password_in_the_git_remote_url_is_never_recorded(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], tmp_path: Path
 ) -> None:
     # git gives pre-push the remote's URL as written, password and all: a push the hook
     # makes records its command line in the audit log, here and on the dvfs remote.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     ssh = tmp_path / "fake-ssh"  # runs the command git asks for, here
     ssh.write_text('#!/bin/sh\nfor a; do last=$a; done\nexec sh -c "$last"\n')
     ssh.chmod(0o755)
     ok(repo.root, "git", "config", "core.sshCommand", str(ssh))
-    url = f"ssh://alice:s3cr3t-token@localhost{tmp_path / 'code.git'}"
+    url = f"ssh://alice:s3cr3t-token@localhost{repo.root.parent / 'code.git'}"
     ok(repo.root, "git", "remote", "set-url", "origin", url)
     new_data_commit(repo, 3)
     code, shown = push_at_a_terminal(repo.root, b"\n")
     assert code == 0 and "main: v3 " in shown, shown
     assert remote_tip(repo) == repo.head_id()
-    records = [repo.root / ".dvfs" / "audit.log", *(tmp_path / "store" / "audit").iterdir()]
+    records = [repo.root / ".dvfs" / "audit.log", *(repo.root.parent / "store" / "audit").iterdir()]
     assert any(b'"hook","pre-push"' in p.read_bytes() for p in records)  # what pushed
     for p in records:
         assert b"s3cr3t" not in p.read_bytes(), p
@@ -336,11 +358,11 @@ def test_a_password_in_the_git_remote_url_is_never_recorded(
 
 
 def test_a_dvfs_lock_that_is_not_text_never_stops_a_git_push(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], tmp_path: Path
 ) -> None:
     # The commit pushed may hold any dvfs.lock a teammate committed: bytes that are not
     # UTF-8, far more of them than a lock holds. It names no version: nothing to offer.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     for size in (300, 5 << 20):
         (repo.root / "dvfs.lock").write_bytes(bytes(range(128, 256)) * (size // 128))
@@ -348,18 +370,18 @@ def test_a_dvfs_lock_that_is_not_text_never_stops_a_git_push(
         r = ok(repo.root, "git", "push", "-q")
         assert "dvfs" not in r.stderr, r.stderr
     git_tip = ok(
-        tmp_path, "git", "--git-dir", str(tmp_path / "code.git"), "log", "-1", "--format=%s"
+        tmp_path, "git", "--git-dir", str(repo.root.parent / "code.git"), "log", "-1", "--format=%s"
     )
     assert git_tip.stdout.strip() == f"a lock of {5 << 20} bytes"
     fsck_clean(repo.root)
 
 
 def test_git_checkout_of_a_commit_without_dvfs_lock_leaves_the_data_and_succeeds(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # A commit from before the data came into the project (git bisect, an old tag, a
     # branch that dropped the file) names no data: nothing to restore, nothing failed.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     ok(repo.root, "git", "checkout", "-q", "-b", "code-only")
     ok(repo.root, "git", "rm", "-q", "dvfs.lock")
@@ -376,13 +398,13 @@ def test_git_checkout_of_a_commit_without_dvfs_lock_leaves_the_data_and_succeeds
 
 
 def test_status_says_how_to_get_a_version_dvfs_lock_names_that_is_not_here(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], tmp_path: Path
 ) -> None:
     # A teammate committed dvfs.lock for data they had not pushed: the first pull of a
     # clone stops, as does a git pull's; status names what is missing and what gets it.
-    repo = data_repo(make_repo, tmp_path)
-    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "mate")
-    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "late")
+    repo = data_repo(made)
+    ok(tmp_path, "git", "clone", "-q", str(repo.root.parent / "code.git"), "mate")
+    ok(tmp_path, "git", "clone", "-q", str(repo.root.parent / "code.git"), "late")
     mate, late = Repo(tmp_path / "mate"), Repo(tmp_path / "late")
     mate.ok("pull")
     new_data_commit(repo, 3)
@@ -419,40 +441,38 @@ def test_status_says_how_to_get_a_version_dvfs_lock_names_that_is_not_here(
 
 
 def test_a_dvfs_link_that_git_tracks_is_never_taken_for_the_store(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     # A teammate commits `.dvfs` as a link (`git add -f`) to another project's store: a
     # clone must not read, write or push that store as its own.
-    data_repo(make_repo, tmp_path)  # the code, its data pushed
+    repo = data_repo(made)  # the code, its data pushed
     other = make_repo("other")  # someone's other project, with data of its own
     commit_files(other, {"secret.csv": "s3cret\n"}, "private")
     before = sorted((p.relative_to(other.root), p.read_bytes())
                     for p in (other.root / ".dvfs").rglob("*") if p.is_file())  # fmt: skip
-    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "evil")
+    ok(tmp_path, "git", "clone", "-q", str(repo.root.parent / "code.git"), "evil")
     (tmp_path / "evil" / ".dvfs").symlink_to(other.root / ".dvfs")
     ok(tmp_path / "evil", "git", "add", "-f", ".dvfs")
     ok(tmp_path / "evil", "git", "commit", "-q", "-m", "a store of our own")
     ok(tmp_path / "evil", "git", "push", "-q")
 
-    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "mate")
+    ok(tmp_path, "git", "clone", "-q", str(repo.root.parent / "code.git"), "mate")
     mate = Repo(tmp_path / "mate")
     for args in (["pull"], ["status"], ["push"], ["log"]):
         mate.fail(*args, fragments=("is a symbolic link that git tracks", "git rm --cached"))
     after = sorted((p.relative_to(other.root), p.read_bytes())
                    for p in (other.root / ".dvfs").rglob("*") if p.is_file())  # fmt: skip
     assert after == before
-    assert b"s3cret" not in b"".join(p.read_bytes() for p in (tmp_path / "store").rglob("*")
+    assert b"s3cret" not in b"".join(p.read_bytes() for p in (repo.root.parent / "store").rglob("*")
                                     if p.is_file())  # fmt: skip
     other.fsck_clean()
 
 
-def test_a_branch_name_that_is_not_utf8_never_stops_a_git_push(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
+def test_a_branch_name_that_is_not_utf8_never_stops_a_git_push(made: tuple[Path, Path]) -> None:
     # git allows any bytes but a few in a ref name, and gives them to pre-push as they
     # are; Python reads standard input strictly under a UTF-8 locale (set here as such a
     # locale sets it: C.UTF-8 reads it leniently).
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     name = os.fsdecode(b"caf\xe9")
     ok(repo.root, "git", "checkout", "-q", "-b", name)
@@ -540,12 +560,12 @@ def test_hooks_shared_by_every_repository_are_changed_only_when_asked(
 
 
 def test_pre_push_never_pushes_a_branch_that_no_longer_holds_the_version_named(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # The git commit's dvfs.lock names main v3; main was amended since, so v3 is on no
     # branch here. Asked and answered yes, the hook pushed main (the amended version)
     # and said nothing: the git commit went out naming data no remote has.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     pushed = remote_tip(repo)
     new_data_commit(repo, 3)
@@ -568,13 +588,11 @@ def test_pre_push_never_pushes_a_branch_that_no_longer_holds_the_version_named(
     fsck_clean(repo.root)
 
 
-def test_a_git_rebase_leaves_the_data_dvfs_lock_names_at_its_end(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
+def test_a_git_rebase_leaves_the_data_dvfs_lock_names_at_its_end(made: tuple[Path, Path]) -> None:
     # git rebase runs post-checkout once, for the commit it starts from (the upstream),
     # and no hook at its end: the data was brought to the upstream's dvfs.lock, and
     # the branch's own commits, replayed on it, named other data than was left there.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     data_on_side_code_on_master(repo)
     ok(repo.root, "git", "checkout", "-q", "side")
@@ -597,12 +615,12 @@ def test_a_git_rebase_leaves_the_data_dvfs_lock_names_at_its_end(
 
 
 def test_a_checkout_that_leaves_dvfs_lock_as_it_is_never_touches_it(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # Hooks installed before post-rewrite existed restore the data as a rebase starts;
     # that checkout wrote dvfs.lock again, the same bytes, and git, in the middle of the
     # rebase, took the file replaced under it for a local change and stopped.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     (hooks_dir(repo) / "post-rewrite").unlink()
     data_on_side_code_on_master(repo)
@@ -618,12 +636,12 @@ def test_a_checkout_that_leaves_dvfs_lock_as_it_is_never_touches_it(
 
 
 def test_a_git_squash_merge_brings_the_data_the_merged_dvfs_lock_names(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # `git merge --squash` commits nothing: post-merge compared ORIG_HEAD with HEAD, the
     # same commit, and left the data at the old version while the dvfs.lock it wrote to
     # the work tree (and the index) named the merged one.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     ok(repo.root, "git", "checkout", "-q", "-b", "side")
     new_data_commit(repo, 3)  # side: dvfs.lock names v3
@@ -648,13 +666,13 @@ def test_a_git_squash_merge_brings_the_data_the_merged_dvfs_lock_names(
 
 
 def test_a_git_merge_whose_dvfs_lock_names_the_data_already_here_leaves_an_edit_alone(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # The data brought first (`dvfs pull` before `git pull`), then edited: the git merge
     # that brings the dvfs.lock naming it said it was restoring the data, and then that
     # the checkout would overwrite the edit. There is nothing to restore: it says
     # nothing, and the edit stays, shown by `dvfs status`.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     ok(repo.root, "git", "checkout", "-q", "-b", "side")
     new_data_commit(repo, 3)  # side: dvfs.lock names v3, the data here
     ok(repo.root, "git", "checkout", "-q", "master")  # (no hooks yet: the data stays)
@@ -669,12 +687,12 @@ def test_a_git_merge_whose_dvfs_lock_names_the_data_already_here_leaves_an_edit_
 
 
 def test_a_git_merge_concluded_by_git_commit_brings_the_data_the_merged_dvfs_lock_names(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # git runs no post-merge for a merge that `git commit` concludes (after `git merge
     # --no-commit`, or once conflicts are settled): the data stayed at the old version
     # while the merge commit's dvfs.lock named the merged one.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     data_on_side_code_on_master(repo)
     r = ok(repo.root, "git", "merge", "-q", "--no-commit", "--no-ff", "side")
@@ -712,11 +730,11 @@ def test_a_git_merge_concluded_by_git_commit_brings_the_data_the_merged_dvfs_loc
 
 
 def test_a_linked_git_work_tree_is_told_what_it_lacks_and_what_gets_the_data(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path], tmp_path: Path
 ) -> None:
     # `git worktree add` runs post-checkout in the new work tree, which has the code and
     # dvfs.lock but no store: it was called "this clone", which it is not.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     r = ok(repo.root, "git", "worktree", "add", "-q", str(tmp_path / "linked"))
     said = " ".join(r.stderr.split())
@@ -733,13 +751,11 @@ def test_a_linked_git_work_tree_is_told_what_it_lacks_and_what_gets_the_data(
     fsck_clean(repo.root)
 
 
-def test_pre_push_counts_a_version_the_remote_holds_through_a_tag(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
+def test_pre_push_counts_a_version_the_remote_holds_through_a_tag(made: tuple[Path, Path]) -> None:
     # The remote holds v3 through tag `best` alone (its branch was deleted there): the
     # hook looked at the remote's branches only, said the remote did not have v3 and
     # offered to push it.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     repo.ok("switch", "-c", "exp")
     commit_files(repo, {"data/labels.csv": "id,label\n3,owl\n"}, "data 3")
@@ -751,7 +767,7 @@ def test_pre_push_counts_a_version_the_remote_holds_through_a_tag(
     code, shown = push_at_a_terminal(repo.root, b"\n")
     assert code == 0, shown
     assert "Push it now?" not in shown and "dvfs" not in shown, shown
-    assert not (tmp_path / "store" / "refs" / "heads" / "exp").exists()  # nothing pushed
+    assert not (repo.root.parent / "store" / "refs" / "heads" / "exp").exists()  # nothing pushed
     # A version no tag nor branch of the remote holds is still offered.
     commit_files(repo, {"data/labels.csv": "id,label\n4,owl\n"}, "data 4")
     ok(repo.root, "git", "commit", "-q", "-am", "code with data exp v4")
@@ -760,13 +776,11 @@ def test_pre_push_counts_a_version_the_remote_holds_through_a_tag(
     fsck_clean(repo.root)
 
 
-def test_pre_push_looks_at_every_commit_pushed_not_only_the_tip(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
+def test_pre_push_looks_at_every_commit_pushed_not_only_the_tip(made: tuple[Path, Path]) -> None:
     # Two commits pushed at once: the first names exp v3, which no remote has, the
     # second main v2 again. The hook read dvfs.lock of the tip alone and said nothing:
     # a teammate's checkout of the first commit then fails.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     repo.ok("switch", "-c", "exp")
     commit_files(repo, {"data/labels.csv": "id,label\n3,owl\n"}, "data 3")
@@ -785,12 +799,12 @@ def test_pre_push_looks_at_every_commit_pushed_not_only_the_tip(
 
 
 def test_git_reset_cherry_pick_and_revert_bring_the_data_dvfs_lock_names(
-    make_repo: RepoFactory, tmp_path: Path
+    made: tuple[Path, Path],
 ) -> None:
     # git runs no hook for `git reset` but reference-transaction, and post-commit for
     # `git cherry-pick` and `git revert`, which followed merges alone: the data stayed at
     # the old version while the dvfs.lock git wrote named another, without a word.
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     two = ok(repo.root, "git", "rev-parse", "HEAD").stdout.strip()
     r = ok(repo.root, "git", "reset", "-q", "HEAD~1")  # (the work tree's dvfs.lock is left)
@@ -826,13 +840,13 @@ def test_git_reset_cherry_pick_and_revert_bring_the_data_dvfs_lock_names(
 
 
 def test_pre_push_says_at_once_that_an_unreachable_dvfs_remote_could_not_be_checked(
-    make_repo: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    made: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No branch of the S3 remote holds the version named, so its tags are asked for: an
     # endpoint that does not answer was asked again and again, backing off, for seconds
     # (a minute where the connection times out) before git's push went on.
     use_aws_keys(monkeypatch, "AKIDEXAMPLE", "not-a-secret")
-    repo = data_repo(make_repo, tmp_path)
+    repo = data_repo(made)
     repo.ok("install")
     (port,) = free_ports(1)  # (closed again: nothing listens there)
     endpoint = f"http://127.0.0.1:{port}"
