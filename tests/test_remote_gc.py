@@ -36,9 +36,11 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.support.forge import Forge, file_entry, nested
-from tests.support.remote import (  # noqa: F401  (a fixture)
+from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
+    Seeds,
     dir_remote_fixture,
+    seeds_fixture,
 )
 from tests.support.s3server import S3Server
 from vfs.backends import LocalBackend, open_backend
@@ -99,15 +101,18 @@ def gc(repo: Repo, *args: str, clock: float = 0, kill_at: str = "") -> dict[str,
     return out
 
 
-def seeded(make_repo: RepoFactory, remote: Remote) -> Repo:
-    """A repository with ``keep.bin`` pushed as v1."""
-    repo = make_repo("seed")
-    remote.add_to(repo)
+def push_keep(repo: Repo) -> None:
+    """``keep.bin`` committed as v1, and pushed."""
     repo.write("keep.bin", KEEP)
     add_in_process(repo, "keep.bin")
     commit_in_process(repo, "keep")
     repo.ok("push")
-    return repo
+
+
+def seeded(seeds: Seeds, remote: Remote, tmp_path: Path) -> Repo:
+    """A repository ``tmp_path/seed`` with ``keep.bin`` pushed to ``remote`` as v1 (a copy
+    of the module's first: ``tests.support.remote.Seeds``)."""
+    return seeds.pushed(remote, tmp_path, push_keep)[0]
 
 
 def with_garbage(repo: Repo, name: str = "junk.bin", data: bytes = JUNK) -> str:
@@ -133,9 +138,9 @@ def cloned_clean(remote: Remote, cwd: Path, name: str, files: dict[str, bytes]) 
 
 
 def test_remote_gc_condemns_then_sweeps_after_the_grace(
-    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+    seeds: Seeds, s3_remote: Remote, tmp_path: Path
 ) -> None:
-    repo = seeded(make_repo, s3_remote)
+    repo = seeded(seeds, s3_remote, tmp_path)
     kept = set(s3_remote.packs())
     with_garbage(repo)
     junk = set(s3_remote.packs()) - kept
@@ -178,11 +183,11 @@ def test_remote_gc_condemns_then_sweeps_after_the_grace(
 
 
 def test_a_push_that_read_the_index_before_the_condemnation_is_pardoned(
-    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+    seeds: Seeds, s3_remote: Remote, tmp_path: Path
 ) -> None:
     """The pusher relies on garbage (same bytes) seen in the index; gc condemns it
     meanwhile; the push moves its ref; the sweep finds it live and keeps it."""
-    seed = seeded(make_repo, s3_remote)
+    seed = seeded(seeds, s3_remote, tmp_path)
     other, _ = s3_remote.clone(tmp_path, "other")
     with_garbage(seed)
     garbage = set(s3_remote.packs())
@@ -206,13 +211,13 @@ def test_a_push_that_read_the_index_before_the_condemnation_is_pardoned(
 
 
 def test_pushes_after_the_condemnation_rely_on_nothing_condemned(
-    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+    seeds: Seeds, s3_remote: Remote, tmp_path: Path
 ) -> None:
     """Once garbage is condemned, the interrupted pusher's second try does not reuse its
     condemned pack (it is laid out again), and another pusher uploads its own copy of
     the chunks the garbage holds: the sweep that deletes the garbage while both pushes
     are stopped before their refs loses nothing of theirs."""
-    seed = seeded(make_repo, s3_remote)
+    seed = seeded(seeds, s3_remote, tmp_path)
     other, _ = s3_remote.clone(tmp_path, "other")
     admin, _ = s3_remote.clone(tmp_path, "admin")  # runs the gc while both push
     with_garbage(seed)
@@ -251,9 +256,9 @@ KILL_STEPS = [
 
 
 def test_remote_gc_killed_at_each_step_leaves_the_remote_readable(
-    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+    seeds: Seeds, s3_remote: Remote, tmp_path: Path
 ) -> None:
-    repo = seeded(make_repo, s3_remote)
+    repo = seeded(seeds, s3_remote, tmp_path)
     kept = set(s3_remote.packs())
     with_garbage(repo)
     with_garbage(repo, "junk2.bin", MORE)  # two garbage packs: "deleted" kills between them
@@ -272,9 +277,9 @@ def test_remote_gc_killed_at_each_step_leaves_the_remote_readable(
 
 
 def test_remote_gc_refusals_and_bad_manifests(
-    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+    seeds: Seeds, s3_remote: Remote, tmp_path: Path
 ) -> None:
-    repo = seeded(make_repo, s3_remote)
+    repo = seeded(seeds, s3_remote, tmp_path)
     assert_error(run(repo.root, "gc", "--grace", "1h"), "--remote")
     assert_error(run(repo.root, "gc", "--remote", "origin", "--grace", "soon"), "duration")
     assert_error(run(repo.root, "gc", "--remote", "nowhere"), "unknown remote")
@@ -345,12 +350,12 @@ def test_remote_gc_removes_what_killed_pushes_left_half_written(
 
 
 def test_a_ref_holding_no_version_id_stops_the_gc_before_anything_is_condemned(
-    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+    seeds: Seeds, dir_remote: Remote, tmp_path: Path
 ) -> None:
     """A ref file damaged by hand (or a disk): what it named is unknown, so nothing is
     known to be garbage; as git's gc stops on a bad ref, the remote gc stops too,
     naming the ref and how to mend it, and its data survives any number of runs."""
-    repo = seeded(make_repo, dir_remote)
+    repo = seeded(seeds, dir_remote, tmp_path)
     repo.ok("switch", "-c", "side")
     repo.write("side.bin", MORE)
     repo.ok("add", "side.bin")
@@ -377,14 +382,14 @@ def test_a_ref_holding_no_version_id_stops_the_gc_before_anything_is_condemned(
 
 
 def test_a_ref_with_a_control_character_in_its_name_stops_the_gc_with_its_name_quoted(
-    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+    seeds: Seeds, dir_remote: Remote, tmp_path: Path
 ) -> None:
     """A ref file named with an escape sequence: clones skip it with a warning, but the
     gc stopped with "invalid storage key" and no word of what to do. No backend reads
     such a key, so what it names is unknown and nothing is known to be garbage: the gc
     (and its dry run) now stops before changing anything, naming the ref quoted and
     how to mend it, and runs once the file is renamed."""
-    repo = seeded(make_repo, dir_remote)
+    repo = seeded(seeds, dir_remote, tmp_path)
     repo.ok("switch", "-c", "side")
     repo.write("side.bin", MORE)
     repo.ok("add", "side.bin")
@@ -413,12 +418,12 @@ def test_a_ref_with_a_control_character_in_its_name_stops_the_gc_with_its_name_q
 
 
 def test_a_lost_pack_stops_the_gc_with_advice_that_mends_it(
-    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+    seeds: Seeds, dir_remote: Remote, tmp_path: Path
 ) -> None:
     """A pack the refs reach deleted from the remote: the gc stopped and said to push
     those versions again, which sends nothing (the remote's index lists them). It now
     names `dvfs fsck --remote` and a way that works: all of it pushed to a new remote."""
-    repo = seeded(make_repo, dir_remote)
+    repo = seeded(seeds, dir_remote, tmp_path)
     packs = sorted(dir_remote.list_keys("packs/"))
     dir_remote.backend.delete(packs[0])
     line = assert_error(run(repo.root, "gc", "--remote", "origin"), "missing", "fsck --remote")
@@ -438,14 +443,14 @@ def test_a_lost_pack_stops_the_gc_with_advice_that_mends_it(
 
 
 def test_a_push_uploads_again_what_a_lost_pack_held(
-    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+    seeds: Seeds, dir_remote: Remote, tmp_path: Path
 ) -> None:
     """A push took every object the remote's index lists as there: with v1's pack
     deleted by hand (its index segment left), a push of v2, which keeps v1's file,
     sent v2's own objects alone and said it was done, and a clone of v2 then stopped
     on the lost pack. An object listed only in a pack the listing of packs/ lacks is
     uploaded again now, below v1 too, so everything v2 names is on the remote."""
-    repo = seeded(make_repo, dir_remote)
+    repo = seeded(seeds, dir_remote, tmp_path)
     (lost,) = dir_remote.list_keys("packs/")
     dir_remote.backend.delete(lost)
     repo.write("more.bin", MORE)
@@ -484,14 +489,14 @@ def test_a_push_sends_again_a_lost_chunk_below_a_folder_the_remote_holds(
 
 
 def test_a_fifo_or_a_link_named_as_a_pack_is_passed_over_by_the_gc(
-    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+    seeds: Seeds, dir_remote: Remote, tmp_path: Path
 ) -> None:
     """A FIFO or a link out of the remote under a pack's name in a directory remote's
     packs/ stopped `dvfs gc --remote` ("... is not a regular file"), though the
     listing of sizes passes over such names for `fsck --remote` and `store prune`:
     the gc asked each dead pack's time itself. It passes over them with one warning
     each now, opening no FIFO and following no link, and finishes."""
-    repo = seeded(make_repo, dir_remote)
+    repo = seeded(seeds, dir_remote, tmp_path)
     root = Path(dir_remote.url.removeprefix("file://"))
     fifo, link = root / "packs" / ("a" * 64), root / "packs" / ("b" * 64)
     os.mkfifo(fifo)

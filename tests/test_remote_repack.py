@@ -4,23 +4,19 @@ Each test starts from ``SMALL_PACKS_MERGE + 1`` versions of one small file each,
 per version (through the Python API, in this process: the CLI would take a second a
 push), so the remote holds that many small packs and segments. The pushes are made once
 a module for each kind of remote, and each test gets a copy of the repository and of
-the remote (``Seeds``). Every test reads the remote back through a fresh clone and ends
-with ``dvfs fsck``.
+the remote (``tests.support.remote.Seeds``). Every test reads the remote back through a
+fresh clone and ends with ``dvfs fsck``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import vfs
 from tests.support.cli import (
@@ -29,14 +25,15 @@ from tests.support.cli import (
     assert_ok,
     cli_command,
     cli_env,
-    init_repo,
     run,
 )
 from tests.support.relay import Intercept
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
+    Seeds,
     dir_remote_fixture,
     remote_fixture,
+    seeds_fixture,
 )
 from tests.support.s3server import S3Server
 from tests.test_remote_gc import (  # noqa: F401  (s3_remote_fixture: a fixture)
@@ -76,48 +73,6 @@ def small_pushes(repo: Repo, n: int = PUSHES) -> dict[str, bytes]:
     return files
 
 
-@dataclass
-class Seeds:
-    """The repository ``small_pushes`` made, and what its remote then held, for each kind
-    of remote (made by the module's first test of that kind)."""
-
-    root: Path  # where the copies of the repositories are kept
-    made: dict[str, tuple[Path, str, dict[str, bytes], dict[str, bytes]]] = field(
-        default_factory=dict
-    )  # kind: (the repository, the remote's URL, the remote's objects, the files pushed)
-
-    def pushed(self, remote: Remote, tmp_path: Path) -> tuple[Repo, dict[str, bytes]]:
-        """A repository ``tmp_path/seed`` with ``remote`` as origin, after ``small_pushes``
-        to it; the files pushed. The first time for a kind they are pushed; after that
-        the repository is copied, its remote's URL put in, and the objects put in the
-        remote (each anew: its time is now, as a push's would be)."""
-        root = tmp_path / "seed"
-        if remote.kind not in self.made:
-            repo = init_repo(root)
-            remote.add_to(repo)
-            files = small_pushes(repo)
-            kept = self.root / remote.kind
-            shutil.copytree(root, kept, symlinks=True)
-            objects = {key: remote.backend.get(key) for key in remote.list_keys()}
-            self.made[remote.kind] = (kept, remote.url, objects, files)
-            return repo, files
-        kept, url, objects, files = self.made[remote.kind]
-        shutil.copytree(kept, root, symlinks=True)
-        for rel in ("config", "remotes/origin/location"):  # (JSON, or a line)
-            path = root / ".dvfs" / rel
-            text = path.read_text()
-            assert url in text, (path, text)
-            path.write_text(text.replace(url, remote.url))
-        for key, data in objects.items():
-            remote.backend.put(key, data)
-        return Repo(root), files
-
-
-@pytest.fixture(name="seeds", scope="module")
-def seeds_fixture(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
-    return Seeds(tmp_path_factory.mktemp("seeds"))
-
-
 def gc(repo: Repo, *args: str, clock: float = 0) -> dict[str, Any]:
     r = assert_ok(
         run(repo.root, "gc", "--remote", "origin", "--json", *args, env={CLOCK_ENV: str(clock)})
@@ -136,7 +91,7 @@ def requests(r: Result) -> int:
 def test_remote_gc_merges_the_small_packs_of_many_small_pushes(
     seeds: Seeds, remote: Remote, tmp_path: Path
 ) -> None:
-    repo, files = seeds.pushed(remote, tmp_path)
+    repo, files = seeds.pushed(remote, tmp_path, small_pushes)
     small = set(remote.packs())
     assert len(small) == PUSHES and len(remote.list_keys("index/")) == PUSHES
     _, before = remote.clone(tmp_path, "before")
@@ -173,7 +128,7 @@ def test_remote_gc_merges_the_small_packs_of_many_small_pushes(
 def test_remote_gc_merging_with_no_grace_deletes_the_small_packs_at_once(
     seeds: Seeds, dir_remote: Remote, tmp_path: Path
 ) -> None:
-    repo, files = seeds.pushed(dir_remote, tmp_path)
+    repo, files = seeds.pushed(dir_remote, tmp_path, small_pushes)
     small = set(dir_remote.packs())
     plan = gc(repo, "--grace", "0", "--dry-run")  # (it said it would delete none)
     got = gc(repo, "--grace", "0")
@@ -193,7 +148,7 @@ REPACK_KILLS = ["remote-repacked", "remote-indexed", "remote-condemned", "remote
 def test_remote_gc_killed_while_merging_leaves_a_remote_a_later_gc_finishes(
     seeds: Seeds, remote: Remote, tmp_path: Path
 ) -> None:
-    repo, files = seeds.pushed(remote, tmp_path)
+    repo, files = seeds.pushed(remote, tmp_path, small_pushes)
     for step in REPACK_KILLS:
         r = run(repo.root, "gc", "--remote", "origin", env={KILL_ENV: step})
         assert r.code == -signal.SIGKILL, (step, str(r))
@@ -211,7 +166,7 @@ def test_a_pack_that_does_not_verify_is_not_merged(
 ) -> None:
     """A small pack whose bytes were damaged on the remote stays as it is (the others
     are merged), named in a warning."""
-    repo, _ = seeds.pushed(dir_remote, tmp_path)
+    repo, _ = seeds.pushed(dir_remote, tmp_path, small_pushes)
     damaged = sorted(dir_remote.list_keys("packs/"))[0]
     data = bytearray(dir_remote.backend.get(damaged))
     data[4] ^= 0xFF  # the first object's first byte
@@ -232,7 +187,7 @@ def test_readers_and_pushers_started_before_the_merge_lose_nothing(
     the sweep finds that chunk in the new pack; a push whose segment the merge replaced
     before its branch moved finds its pack indexed: the old packs go, nothing is lost."""
     remote = s3_remote
-    repo, files = seeds.pushed(remote, tmp_path)
+    repo, files = seeds.pushed(remote, tmp_path, small_pushes)
     other, _ = remote.clone(tmp_path, "other")
     side, _ = remote.clone(tmp_path, "side")
     side.ok("switch", "-c", "side")
@@ -282,7 +237,7 @@ def test_a_merged_pack_read_back_is_read_no_further_than_what_was_written(
     """A server that answers the read-back of a merged pack with far more bytes than
     were put (an endless body) is read no further than the pack's length and one byte:
     nothing is merged (the small packs stay, none condemned), with a warning."""
-    repo, files = seeds.pushed(s3_remote, tmp_path)
+    repo, files = seeds.pushed(s3_remote, tmp_path, small_pushes)
     small = {key.encode() for key in s3_remote.list_keys("packs/")}
     flood = 128 << 20
 
@@ -320,7 +275,7 @@ def test_a_remote_read_in_place_across_a_merge_reads_the_merged_pack(
     file not read before failed, until the program started again; and so did a
     mount's read-ahead of a run of chunks (``stream_run``) from where the index it read
     placed them. The index is read again and each chunk read where it lies now."""
-    repo, files = seeds.pushed(remote, tmp_path)
+    repo, files = seeds.pushed(remote, tmp_path, small_pushes)
     options = dict(zip(remote.options[::2], remote.options[1::2], strict=True))
     reader = vfs.Repo.remote(
         remote.url, endpoint_url=options.get("--endpoint-url"), cache_dir=tmp_path / "c"
@@ -352,7 +307,7 @@ def test_a_pack_that_does_not_verify_loses_no_copy_another_small_pack_holds(
     first. When that copy is damaged, that pack is kept as it is, and the chunk was
     copied from nowhere: the other pack, whose copy is good, was merged and deleted,
     leaving only the damaged one. It is copied from the other pack instead."""
-    repo, files = seeds.pushed(dir_remote, tmp_path)
+    repo, files = seeds.pushed(dir_remote, tmp_path, small_pushes)
     dup = b"the same file, pushed by two clones at once\n" * 40
     other, _ = dir_remote.clone(tmp_path, "other")
     other.ok("switch", "-c", "side")

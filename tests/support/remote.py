@@ -9,13 +9,16 @@ the fixture as ``remote_fixture`` (it is named ``remote``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 import vfs.backends.local
-from tests.support.cli import Repo, Result, assert_ok, run
+from tests.support.cli import Repo, Result, assert_ok, init_repo, run
 from tests.support.s3server import S3Server
 from vfs.backends import Backend, open_backend
 from vfs.errors import RemoteNotFound
@@ -85,6 +88,54 @@ def dir_remote_fixture(tmp_path: Path) -> Remote:
     (the code they test is the same above every backend; ``remote`` runs both)."""
     path = tmp_path / "remote"
     return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Seeds:
+    """Repositories that pushed to a remote, each made once a module for each kind of
+    remote and copied for every test after the first: what ``push`` (a function of the
+    repository, its remote added as origin) did, for tests that start from it."""
+
+    root: Path  # where the repositories are kept
+    made: dict[tuple[str, str], tuple[Path, str, dict[str, bytes], Any]] = field(
+        default_factory=dict
+    )  # (kind, push): (the repository, the remote's URL, its objects, what push gave)
+
+    def pushed(self, remote: Remote, tmp_path: Path, push: Callable[[Repo], T]) -> tuple[Repo, T]:
+        """A repository ``tmp_path/seed`` with ``remote`` as origin, after ``push(repo)``;
+        what that gave. The first time for a kind of remote it is run; after that the
+        repository is copied, the remote's URL put in its records, and the remote's
+        objects put in ``remote`` (each anew: its time is now, as a push's would be)."""
+        root = tmp_path / "seed"
+        key = (remote.kind, push.__qualname__)
+        if key not in self.made:
+            repo = init_repo(root)
+            remote.add_to(repo)
+            got = push(repo)
+            kept = self.root / "-".join(key)
+            shutil.copytree(root, kept, symlinks=True)
+            objects = {name: remote.backend.get(name) for name in remote.list_keys()}
+            self.made[key] = (kept, remote.url, objects, got)
+            return repo, got
+        kept, url, objects, got = self.made[key]
+        shutil.copytree(kept, root, symlinks=True)
+        for rel in ("config", "remotes/origin/location"):  # (JSON, or a line)
+            path = root / ".dvfs" / rel
+            text = path.read_text()
+            assert url in text, (path, text)
+            path.write_text(text.replace(url, remote.url))
+        for name, data in objects.items():
+            remote.backend.put(name, data)
+        return Repo(root), got
+
+
+@pytest.fixture(name="seeds", scope="module")
+def seeds_fixture(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
+    """The module's ``Seeds`` (modules import it as ``seeds_fixture``)."""
+    return Seeds(tmp_path_factory.mktemp("seeds"))
 
 
 def pack_reads(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[str, int]:
