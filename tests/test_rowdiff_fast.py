@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.support.cli import Repo
+from tests.support.cli import Repo, commit_files
 from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes
@@ -931,25 +931,29 @@ def test_a_query_asked_from_inside_a_query_runs_instead_of_waiting(workdir: Path
             engine.close()
 
 
+def tiny_repo(root: Path, tables: tuple[list[Row], ...]) -> Repo:
+    """A repository cut with tiny chunks whose versions v1, v2... hold ``tables`` as
+    t.csv (the add and commit made in this process: the diffs after are the subject)."""
+    Repository.init(root, chunker=TINY.params).close()
+    repo = Repo(root)
+    for table in tables:
+        commit_files(repo, {"t.csv": render(table, "csv", False)}, "t")
+    return repo
+
+
 def test_versions_sharing_chunks_are_copied_lazily_and_compared_alike(tmp_path: Path) -> None:
     # With the chunk facts kept by a first diff (vfs.tables.source), a later diff of two
     # versions that share chunks writes only the chunks it reads into its copies: the
     # answers are those of the first diff and of the full path, and a lazy copy holds
     # the file's bytes wherever it was filled, and all of them once asked for whole.
     root = tmp_path / "repo"
-    Repository.init(root, chunker=TINY.params)
-    repo = Repo(root)
     rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(12000)]  # 4 LOOKs and more
     block = [(i, a, b + "1") if 5200 <= i < 5250 else (i, a, b) for i, a, b in rows]
     grown = [(i, "again", b) if i == 700 else (i, a, b) for i, a, b in rows]
     grown += [(12000 + j, "new", str(j)) for j in range(40)]
     scattered = [(i, a, b + "2") if i % 40 == 0 else (i, a, b) for i, a, b in rows]
     reused = [*block, (10, "dup", "3")]
-    versions = (rows, block, grown, scattered, reused)
-    for version in versions:
-        repo.write("t.csv", render(version, "csv", False))
-        repo.ok("add", "t.csv")
-        repo.ok("commit", "-m", "t")
+    repo = tiny_repo(root, (rows, block, grown, scattered, reused))
     pairs = [("v1", f"v{n}") for n in range(2, 6)] + [("v3", "v2"), ("v5", "v1")]
 
     def diff(a: str, b: str, share: float | None) -> Any:
@@ -985,7 +989,7 @@ def test_versions_sharing_chunks_are_copied_lazily_and_compared_alike(tmp_path: 
         assert held[:64] == whole[:64] and held[-64:] == whole[-64:]  # the format check's
         assert lazy.file.read_bytes() == whole
         assert (lazy.head, lazy.rows(True, '"')) == (whole[: len(lazy.head)], 12000)
-    repo.ok("fsck")
+    repo.fsck_clean()
 
 
 def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
@@ -998,15 +1002,10 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
     # all of them when the disk is short of room.
     monkeypatch.setattr(source, "COPY_MIN", 1)
     root = tmp_path / "repo"
-    Repository.init(root, chunker=TINY.params)
-    repo = Repo(root)
     rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(6000)]
     scattered = [(i, a, b + "2") if i % 3 == 0 else (i, a, b) for i, a, b in rows]
     files = [render(v, "csv", False) for v in (rows, scattered)]
-    for data in files:
-        repo.write("t.csv", data)
-        repo.ok("add", "t.csv")
-        repo.ok("commit", "-m", "t")
+    repo = tiny_repo(root, (rows, scattered))
     # Written again, the working file is one the index does not vouch for: v2 is
     # copied too, not read in place (vfs.tables.source.from_tree_file).
     repo.write("t.csv", files[1])
@@ -1069,7 +1068,7 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
     assert [n for n in os.listdir(cache) if n.endswith(".copy")] == [kept.name]  # the newest
     monkeypatch.setattr(source, "COPIES", 1 << 62)  # more than the disk has free
     assert diff() == first and copies() == []  # none kept, the one there removed
-    repo.ok("fsck")
+    repo.fsck_clean()
 
 
 def test_a_kept_sniff_is_found_by_the_chunks_without_reading_the_files(
@@ -1079,14 +1078,9 @@ def test_a_kept_sniff_is_found_by_the_chunks_without_reading_the_files(
     # them (vfs.tables.checks): the next diff of the same versions sniffs nothing,
     # and one whose kept sniffs were damaged sniffs again, with the same answer.
     root = tmp_path / "repo"
-    Repository.init(root, chunker=TINY.params)
-    repo = Repo(root)
     rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
     block = [(i, a, b + "1") if 1200 <= i < 1210 else (i, a, b) for i, a, b in rows]
-    for version in (rows, block):
-        repo.write("t.csv", render(version, "csv", False))
-        repo.ok("add", "t.csv")
-        repo.ok("commit", "-m", "t")
+    repo = tiny_repo(root, (rows, block))
 
     def diff() -> Any:
         return diff_v1_v2(root)
@@ -1103,7 +1097,7 @@ def test_a_kept_sniff_is_found_by_the_chunks_without_reading_the_files(
     sql.clear()
     assert diff() == first
     assert any("sniff_csv" in q for q in sql)
-    repo.ok("fsck")
+    repo.fsck_clean()
 
 
 def test_a_large_file_is_read_in_pieces_of_at_most_7_mib() -> None:
