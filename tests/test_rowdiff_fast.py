@@ -803,8 +803,8 @@ def seen(result: RowDiff | KeyNotUnique) -> Any:
 
 
 # The rows past which the perfect hash table and the bitmap are taken, in the tests of
-# them: their answers are those of every size, the files an eighth of the usual ones.
-SMALL_PERFECT = 1 << 13
+# them: their answers are those of every size, the thresholds a 32nd of the usual ones.
+SMALL_PERFECT = 1 << 11
 
 
 def test_many_rows_keyed_by_lines_agree_with_the_full_diff(
