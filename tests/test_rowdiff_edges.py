@@ -1,8 +1,8 @@
 """``dvfs diff --rows`` at its edges, as users meet them: a huge ``--limit``, a file
 the engine cannot read, nested JSON Lines values.
 
-One repository with two versions of a few small files is built once through the
-command line.
+One repository with two versions of a few small files is built once (committed in
+this process: the diffs, run through the command line, are the subject).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.cli import Repo, assert_error, assert_ok, init_repo
+from tests.support.cli import Repo, assert_error, assert_ok, commit_files, init_repo
 from vfs._os.helper_process import process_start, process_tag
 from vfs.tables import engine, source
 from vfs.tables.formats import MAX_LINE
@@ -238,10 +238,7 @@ V2: dict[str, str | bytes] = {
 def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
     repo = init_repo(tmp_path_factory.mktemp("rowedges") / "repo")
     for version in (V1, V2):
-        for name, content in version.items():
-            repo.write(name, content)
-        repo.ok("add", ".")
-        repo.ok("commit", "-m", "data")
+        commit_files(repo, version, "data")  # (in this process: the diffs are the subject)
     yield repo
 
 
@@ -986,12 +983,9 @@ def test_a_column_named_with_blanks_is_shown_quoted_in_messages(tmp_path: Path) 
     and the key line read ``(key  v)``: nothing told it from ``v``. Such a name is
     shown quoted, as the rows already showed it."""
     r = init_repo(tmp_path / "blanks")
-    r.write("t.jsonl", '{"id": 1, " v": "a", "w": 1}\n{"id": 2, " v": "b", "w": 2}\n')
-    r.ok("add", "t.jsonl")
-    r.ok("commit", "-m", "one")
-    r.write("t.jsonl", '{"id": 1, " v": "a", "w": 1}\n{"id": 2, " v": "b", "w": 3}\n')
-    r.ok("add", "t.jsonl")
-    r.ok("commit", "-m", "two")
+    for w in (2, 3):
+        t = f'{{"id": 1, " v": "a", "w": 1}}\n{{"id": 2, " v": "b", "w": {w}}}\n'
+        commit_files(r, {"t.jsonl": t}, "data")
     r.fail("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "v", fragments=(
         '--key column v is not in t.jsonl in v1 (its columns: id, " v", w)',
     ))  # fmt: skip
@@ -1005,12 +999,8 @@ def test_a_csv_header_name_with_spaces_is_the_file_s_name(tmp_path: Path) -> Non
     and keyed as "qty", a column the file does not have, and " a,b" as "a,b". The row
     diff names them as the file writes them now, and --key takes them so."""
     repo = init_repo(tmp_path / "repo")
-    repo.write("t.csv", 'id, qty," a,b"\n1,5,x\n2,6,y\n')
-    repo.ok("add", "t.csv")
-    repo.ok("commit", "-m", "one")
-    repo.write("t.csv", 'id, qty," a,b"\n1,7,x\n2,6,z\n')
-    repo.ok("add", "t.csv")
-    repo.ok("commit", "-m", "two")
+    for t in ('id, qty," a,b"\n1,5,x\n2,6,y\n', 'id, qty," a,b"\n1,7,x\n2,6,z\n'):
+        commit_files(repo, {"t.csv": t}, "data")
     d = rows_json(repo, "t.csv", "--key", "id")
     assert d["summary"]["columns"] == {" qty": 1, " a,b": 1}, d
     for item, key in ((" qty", [" qty"]), (" a,b", [" a,b"]), ("id, qty", ["id", " qty"])):
