@@ -382,19 +382,21 @@ def test_a_row_diff_s_megabyte_cells_are_given_in_json_cut_and_marked(tmp_path: 
     """A table whose rows each held a 1 MiB text (and a list of 100,000 numbers) had
     `dvfs diff --rows --json` and the dashboard's row diff give every one out whole:
     up to --limit (20) rows of them, tens of MB; human output cut each to 200. (A
-    quarter of those sizes here: a text still 64 times the most of a value given.)"""
+    16th of those sizes here: a text still 16 times the most of a value given, each
+    version's rows past the bound of a whole answer.)"""
     from vfs.tables.render import JSON_NAME, JSON_ROW, JSON_VALUE
 
     r = init_repo(tmp_path / "r")
-    cell = 1 << 18
+    cell = 1 << 16
     name = "c" * cell
 
     def table(v: int) -> bytes:
         return "".join(
-            json.dumps({"id": i, "s": f"{v}" + "x" * cell, "l": [v] * 25_000, name: v}) + "\n"
+            json.dumps({"id": i, "s": f"{v}" + "x" * cell, "l": [v] * 6_250, name: v}) + "\n"
             for i in range(6)
         ).encode()
 
+    assert len(table(1)) > 8 * JSON_ROW
     commit_files(r, {"t.jsonl": table(1)}, "one")
     commit_files(r, {"t.jsonl": table(2)}, "two")
     r.write("t.jsonl", table(3) + json.dumps({"id": 9, "s": "y" * cell}).encode() + b"\n")
