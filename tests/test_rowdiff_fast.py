@@ -211,9 +211,11 @@ def as_fresh() -> Iterator[Engine]:
             ):  # fmt: skip
                 for names in raw(engine, listing):
                     raw(engine, f"DROP {kind} {'.'.join(map(engine_module.ident, names))}")
-            for name, _ in set(raw(engine, "SELECT name, value FROM duckdb_settings()")) - settings:
+            changed = set(raw(engine, "SELECT name, value FROM duckdb_settings()")) - settings
+            for name, _ in changed:
                 raw(engine, f"RESET {name}")
-            ok = set(raw(engine, "SELECT name, value FROM duckdb_settings()")) == settings
+            if changed:
+                ok = set(raw(engine, "SELECT name, value FROM duckdb_settings()")) == settings
         for entry in os.scandir(engine.scratch):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
