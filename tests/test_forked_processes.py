@@ -10,18 +10,23 @@ is only sound if such a child answers exactly as ``python -m vfs.cli`` started a
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
 from tests.support import forks
-from tests.support.cli import Repo, RepoFactory, assert_ok, run, run_python
+from tests.support.cli import Repo, RepoFactory, assert_ok, cli_env, run, run_python
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
+from tests.support.mount import Mount, commit, dvfs, mounted, write
+from tests.support.ui import get
+from vfs.repo.repository import Repository
 from vfs.store.lock import repository_lock
 
 _TWO_WRITERS = """
@@ -157,6 +162,88 @@ def test_the_server_goes_with_the_process_that_started_it() -> None:
     pid, home = run_python(code, cwd=root, env={"PYTHONPATH": str(root)}).split()
     _wait_until(lambda: not _alive(int(pid)), f"the fork server (pid {pid}) to end")
     assert not os.path.exists(home), "the server left its socket's directory"
+
+
+def test_a_spawned_dashboard_is_handled_as_the_popen_of_one_started_anew(
+    two_versions: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dvfs ui`` forked and left running: its URL on its stdout pipe, serving from
+    the repository until signalled, then SIGTERM's exit 0 and SIGKILL's -9 as
+    ``subprocess`` gives them, and nothing on its stderr pipe; exec'd when
+    ``DVFS_TESTS_EXEC`` says so."""
+    env, root = cli_env(), two_versions.root
+    ended = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui")
+        assert isinstance(proc, forks.Spawned) and proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert " at http://127.0.0.1:" in line, line
+        assert (
+            get(line[line.index("http://") :].split()[0]).status == 200
+        )  # (serving: signals caught)
+        assert proc.poll() is None and os.readlink(f"/proc/{proc.pid}/cwd") == str(root)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.01)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        ended.append((proc.returncode, out, b"Traceback" in err))
+        assert not _alive(proc.pid)
+    assert ended == [(0, b"", False), (-signal.SIGKILL, b"", False)], ended
+    monkeypatch.setenv(forks.EXEC_VAR, "1")
+    assert forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui") is None
+
+
+def _daemon_seen(m: Mount, home: Path) -> dict[str, object]:
+    """What a mount's daemon is as other processes see it: its pid in the mount record,
+    where its standard streams and cache lock go, whether its heap asks for huge pages."""
+    rows = assert_ok(dvfs(m.path.parent, home, "mounts", "--json")).json()
+    (row,) = [r for r in rows if r["mountpoint"] == str(m.path)]
+    fds = {n: os.readlink(f"/proc/{m.proc.pid}/fd/{n}") for n in ("0", "1", "2", "3")}
+    smaps = Path(f"/proc/{m.proc.pid}/smaps").read_text()
+    return {
+        "record's pid is the handle's": row["pid"] == m.proc.pid,
+        "fds": fds,
+        "huge pages": " hg" in smaps,
+    }
+
+
+def test_a_mount_daemon_forked_is_the_one_process_its_handle_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dvfs mount --foreground`` exec's its daemon: forked, the daemon it hands over
+    is the process the handle names (its mount record, its signals, its exit code),
+    with the command's streams and cache lock at the same descriptors and malloc's
+    huge pages, as when exec'd; a command that fails before it exits as exec'd."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"one\n")
+    commit(repo, "one")
+    repo.close()
+    seen: list[dict[str, object]] = []
+    for way in ("forked", "exec'd"):
+        if way == "exec'd":
+            monkeypatch.setenv(forks.EXEC_VAR, "1")
+        home, mnt = tmp_path / f"home-{len(seen)}", tmp_path / f"mnt-{len(seen)}"
+        with mounted(str(root), mnt, home) as m:
+            assert isinstance(m.proc, forks.Spawned) == (way == "forked")
+            assert (mnt / "data" / "a.txt").read_bytes() == b"one\n"
+            daemon = _daemon_seen(m, home)
+            m.proc.kill()
+            daemon["killed"] = m.proc.wait(timeout=30)
+        with pytest.raises(AssertionError) as failed, mounted(str(tmp_path / "none"), mnt, home):
+            pass
+        daemon["failed"] = str(failed.value).split(" before mounting")[0]
+        daemon["log"] = (home / f"daemon-{mnt.name}.log").read_text().splitlines()[-1]
+        seen.append(daemon)
+    forked, started = seen
+    cache_lock = str(tmp_path / "home-{}" / "cache-mnt-{}" / "lock")
+    for n, daemon in enumerate(seen):
+        fds = daemon.pop("fds")
+        log = str(tmp_path / f"home-{n}" / f"daemon-mnt-{n}.log")
+        assert fds == {"0": "/dev/null", "1": log, "2": log, "3": cache_lock.format(n, n)}, fds
+    assert forked == started, seen
+    assert forked["killed"] == -signal.SIGKILL and forked["huge pages"], forked
+    assert "none does not exist: give a repository directory" in str(forked["log"]), forked
 
 
 def _wait_until(cond: Callable[[], bool], what: str, timeout: float = 10) -> None:

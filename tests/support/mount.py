@@ -1,6 +1,7 @@
 """Real FUSE mounts for the mount tests: a daemon in a subprocess, always unmounted.
 
-``mounted()`` starts ``dvfs mount --foreground`` as a child process, polls
+``mounted()`` starts ``dvfs mount --foreground`` as a child process (forked, as is
+the daemon it exec's, where :mod:`tests.support.forks` can: see ``Spawned``), polls
 ``os.path.ismount`` until the mount is up and fails at once (with the daemon's
 log) if the process died first; on the way out it unmounts (lazily if it must) and
 reaps the daemon, whatever the test did. Repositories are built with the library
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.overlay import work_dir_name
+from tests.support import forks
 from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
 from tests.support.scratch import scratch_dir
+from vfs._os.malloc import huge_heap_environment
 from vfs._os.mount_table import mount_table
 from vfs.mount import launch
 from vfs.ops import branches, sync, workflow
@@ -152,17 +155,18 @@ def mounted(
     home.mkdir(parents=True, exist_ok=True)
     cache = cache or home / f"cache-{path.name}"
     log = home / f"daemon-{path.name}.log"
+    command = ("mount", "--foreground", source, str(path), "--cache-dir", str(cache), *extra)
+    full_env = env_for(home, env)
     with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            cli_command(
-                "mount", "--foreground", source, str(path), "--cache-dir", str(cache), *extra
-            ),
-            env=env_for(home, env),
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=err,
-            cwd="/",
-        )
+        proc: subprocess.Popen[bytes] | None = forks.spawn(
+            command, "/", full_env, cli_env(), (subprocess.DEVNULL, err, err),
+            daemon_server_env=huge_heap_environment(cli_env()),
+        )  # fmt: skip
+        if proc is None:
+            proc = subprocess.Popen(
+                cli_command(*command), env=full_env, stdin=subprocess.DEVNULL, stdout=err,
+                stderr=err, cwd="/",
+            )  # fmt: skip
     m = Mount(proc, path, cache, log)
     try:
         wait_mounted(proc, path, log)

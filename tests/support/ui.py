@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import vfs
+from tests.support import forks
 from tests.support.cli import assert_ok, cli_command, cli_env, drop_file_override, run
 from tests.support.scratch import scratch_dir
 from vfs.repo.repository import Repository
@@ -143,12 +144,18 @@ def serving(
 ) -> Iterator[Server]:
     """``dvfs ui ROOT ARGS`` (ROOT: a repository, or a remote's URL run in ``cwd``)
     until the block ends (then SIGTERM, and it must exit 0); ``unprivileged``: refused
-    what file modes refuse, as any user but root is."""
-    proc = subprocess.Popen(
-        cli_command("ui", str(root), *args), cwd=cwd or root, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=drop_file_override if unprivileged else None,
-    )  # fmt: skip
+    what file modes refuse, as any user but root is. It is forked from a server that
+    has loaded the dashboard (:func:`tests.support.forks.spawn`) where it can be."""
+    command, where, env = ("ui", str(root), *args), cwd or root, cli_env()
+    streams = (None, subprocess.PIPE, subprocess.PIPE)
+    proc: subprocess.Popen[bytes] | None = None
+    if not unprivileged:
+        proc = forks.spawn(command, where, env, env, streams, kind="ui")
+    if proc is None:  # (dropping root's file override is done at exec)
+        proc = subprocess.Popen(
+            cli_command(*command), cwd=where, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, preexec_fn=drop_file_override if unprivileged else None,
+        )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline().decode()
     if "http://" not in line:
