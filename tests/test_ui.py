@@ -1069,6 +1069,17 @@ def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> No
     r.fsck_clean()
 
 
+def test_a_stop_sent_as_soon_as_the_url_is_out_ends_the_dashboard_cleanly(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM the moment ``dvfs ui`` has printed its URL (a script, a service manager)
+    ends it as one sent later does: exit 0, nothing on stderr but what it says."""
+    root = init_repo(tmp_path / "repo").root
+    for _ in range(3):
+        with serving(root):  # leaving the block sends SIGTERM; exit 0 is checked there
+            pass
+
+
 def test_a_stop_cuts_a_download_under_way(tmp_path: Path) -> None:
     """SIGTERM (as Ctrl-C) while a download is under way whose client reads nothing
     more: the server cuts it and exits 0, instead of waiting for it without a word."""

@@ -122,12 +122,15 @@ def serve(
     logging.getLogger("uvicorn.error").addFilter(said_already)
     server = Server(config)
     mode = "read-write" if allow_write else "read-only"
-    say(f"dvfs ui: {quote_name(source.description)} at {url}  ({mode}; Ctrl-C stops it)")
-    if open_browser:
-        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-    worker = background.start(source.repo.root)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-        background.stop(worker)
+    # SIGINT and SIGTERM stop the server from the moment the URL is out: one sent as
+    # soon as it is read (a service manager, a script) must end it as cleanly as later.
+    with server.capture_signals():
+        say(f"dvfs ui: {quote_name(source.description)} at {url}  ({mode}; Ctrl-C stops it)")
+        if open_browser:
+            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+        worker = background.start(source.repo.root)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            background.stop(worker)
