@@ -598,8 +598,8 @@ def _uncached(path: Path) -> None:
         os.close(fd)
 
 
-def test_read_range_and_read_cached(tmp_path: Path) -> None:
-    path = tmp_path / "f"
+def test_read_range_and_read_cached(disk_path: Path) -> None:
+    path = disk_path / "f"
     data = random.Random(5).randbytes(3 * ALIGN * 100 + 17)
     path.write_bytes(data)
     _uncached(path)
@@ -620,7 +620,7 @@ def test_read_range_and_read_cached(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("probe", [0, 1], ids=["cachestat", "mincore"])
-def test_page_cache_probes(tmp_path: Path, probe: int) -> None:
+def test_page_cache_probes(disk_path: Path, probe: int) -> None:
     """Each probe tells cached ranges from uncached ones, to the page, without reading.
 
     cachestat needs Linux 6.5: on an older kernel it must answer None (unknown), so
@@ -628,7 +628,7 @@ def test_page_cache_probes(tmp_path: Path, probe: int) -> None:
     """
     ask = page_cache._probes()[probe]
     page = mmap.PAGESIZE
-    path = tmp_path / "f"
+    path = disk_path / "f"
     path.write_bytes(random.Random(6).randbytes(64 * page))
     _uncached(path)
     fd = os.open(path, os.O_RDONLY)
@@ -651,19 +651,19 @@ def test_page_cache_probes(tmp_path: Path, probe: int) -> None:
         os.close(fd)
 
 
-def test_large_objects_read_once_past_the_page_cache(tmp_path: Path) -> None:
+def test_large_objects_read_once_past_the_page_cache(disk_path: Path) -> None:
     """A large object not in the page cache is read direct, and only once.
 
     A miss of the cached read must not start a readahead of the range: the object
     would be read from the disk twice, once into pages nobody reads.
     """
-    store = ObjectStore.create(tmp_path / "objects")
+    store = ObjectStore.create(disk_path / "objects")
     blob = random.Random(8).randbytes(3 << 20)  # incompressible: stored whole
     oid = store.put(ObjKind.CHUNK, blob)[0]
     store.close()
-    (pack,) = ObjectStore(tmp_path / "objects").pack_paths()
+    (pack,) = ObjectStore(disk_path / "objects").pack_paths()
     _uncached(pack)
-    again = ObjectStore(tmp_path / "objects")
+    again = ObjectStore(disk_path / "objects")
     assert again.get(oid) == blob
     buf = mmap.mmap(-1, len(blob) + 2 * ALIGN)
     view = again.read_into(oid, buf)
@@ -684,20 +684,20 @@ def test_large_objects_read_once_past_the_page_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["direct", "cached"])
-def test_read_into_verifies(tmp_path: Path, cached: bool) -> None:
+def test_read_into_verifies(disk_path: Path, cached: bool) -> None:
     """A damaged large object read into a buffer fails as corrupt, by either path."""
-    store = ObjectStore.create(tmp_path / "objects")
+    store = ObjectStore.create(disk_path / "objects")
     blob = random.Random(9).randbytes(1 << 20)
     oid = store.put(ObjKind.CHUNK, blob)[0]
     store.close()
-    (pack,) = ObjectStore(tmp_path / "objects").pack_paths()
+    (pack,) = ObjectStore(disk_path / "objects").pack_paths()
     raw = bytearray(pack.read_bytes())
     at = raw.find(blob) + len(blob) // 2
     raw[at] ^= 0xFF
     pack.write_bytes(bytes(raw))
     if not cached:
         _uncached(pack)
-    again = ObjectStore(tmp_path / "objects")
+    again = ObjectStore(disk_path / "objects")
     with pytest.raises(ObjectCorrupt):
         again.read_into(oid, mmap.mmap(-1, len(blob) + 2 * ALIGN))
     again.close()

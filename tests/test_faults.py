@@ -1220,7 +1220,7 @@ def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> None:
+def test_a_large_file_is_restored_without_filling_the_page_cache(disk_path: Path) -> None:
     """Checkout reads a large file's chunks once, past the page cache, when not cached.
 
     Neither a readahead of its packs nor a cached-read probe may pull them in: the
@@ -1229,6 +1229,8 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> 
     from vfs._os import page_cache
     from vfs.repo.repository import Repository
     from vfs.worktree.restore import WRITE_DIRECT
+
+    repo = init_repo(disk_path / "repo")
 
     data = rand(WRITE_DIRECT + 3 * MiB, seed=41)
     committed(repo, {"d/large.bin": data, "d/small.txt": "small"})
