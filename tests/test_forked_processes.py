@@ -193,6 +193,28 @@ def test_a_spawned_dashboard_is_handled_as_the_popen_of_one_started_anew(
     assert forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui") is None
 
 
+def test_a_spawned_childs_handle_waits_past_1024_descriptors(
+    two_versions: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test process may hold more than 1,024 descriptors (files of repositories it has
+    not collected yet): a spawned child's handle still polls, waits and reads its end
+    (``select`` refused any descriptor past 1,023)."""
+    monkeypatch.delenv(forks.EXEC_VAR, raising=False)
+    env, root = cli_env(), two_versions.root
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        proc = forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui")
+        assert isinstance(proc, forks.Spawned) and proc.stdout is not None
+        assert " at http://127.0.0.1:" in proc.stdout.readline().decode()
+        assert proc.poll() is None
+        proc.terminate()
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def _daemon_seen(m: Mount, home: Path) -> dict[str, object]:
     """What a mount's daemon is as other processes see it: its pid in the mount record,
     where its standard streams and cache lock go, whether its heap asks for huge pages."""

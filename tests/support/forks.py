@@ -308,7 +308,7 @@ class Spawned(subprocess.Popen[bytes]):
                 self._ended(int(line))
                 continue
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
-            if not select.select([self._conn], [], [], left)[0]:
+            if not _readable(self._conn.fileno(), left):
                 return None
             more = self._conn.recv(64)
             if not more:
@@ -325,7 +325,7 @@ class Spawned(subprocess.Popen[bytes]):
         self._conn.close()
         if hand is not None:
             with hand:
-                if code == 0 and select.select([hand], [], [], 0)[0]:
+                if code == 0 and _readable(hand.fileno(), 0):
                     request, fds = receive(hand)
                     self._exec(request, fds)
                     return
@@ -371,6 +371,14 @@ class Spawned(subprocess.Popen[bytes]):
             f.close()
         self.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
         return out, err
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` has something to read within ``timeout`` s (None: waits for it).
+    ``poll``, not ``select``: a test process may hold more than 1,024 descriptors."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
 
 
 def umask() -> int:
