@@ -9,6 +9,7 @@ is only sound if such a child answers exactly as ``python -m vfs.cli`` started a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -164,6 +165,19 @@ def test_the_server_goes_with_the_process_that_started_it() -> None:
     assert not os.path.exists(home), "the server left its socket's directory"
 
 
+@contextlib.contextmanager
+def _ended_after(proc: forks.Spawned) -> Iterator[None]:
+    """Kill ``proc`` at the end of the block if it still runs: a check failing half-way
+    must not leave a dashboard serving after the suite (its parent, the fork server,
+    gone, nothing would stop it)."""
+    try:
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # (through its pidfd: never another process that took the pid)
+            proc.wait(timeout=30)
+
+
 def test_a_spawned_dashboard_is_handled_as_the_popen_of_one_started_anew(
     two_versions: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,18 +190,19 @@ def test_a_spawned_dashboard_is_handled_as_the_popen_of_one_started_anew(
     for sig in (signal.SIGTERM, signal.SIGKILL):
         proc = forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui")
         assert isinstance(proc, forks.Spawned) and proc.stdout is not None
-        line = proc.stdout.readline().decode()
-        assert " at http://127.0.0.1:" in line, line
-        assert (
-            get(line[line.index("http://") :].split()[0]).status == 200
-        )  # (serving: signals caught)
-        assert proc.poll() is None and os.readlink(f"/proc/{proc.pid}/cwd") == str(root)
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.01)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
-        ended.append((proc.returncode, out, b"Traceback" in err))
-        assert not _alive(proc.pid)
+        with _ended_after(proc):
+            line = proc.stdout.readline().decode()
+            assert " at http://127.0.0.1:" in line, line
+            assert (
+                get(line[line.index("http://") :].split()[0]).status == 200
+            )  # (serving: signals caught)
+            assert proc.poll() is None and os.readlink(f"/proc/{proc.pid}/cwd") == str(root)
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.01)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+            ended.append((proc.returncode, out, b"Traceback" in err))
+            assert not _alive(proc.pid)
     assert ended == [(0, b"", False), (-signal.SIGKILL, b"", False)], ended
     monkeypatch.setenv(forks.EXEC_VAR, "1")
     assert forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui") is None
@@ -205,11 +220,12 @@ def test_a_spawned_childs_handle_waits_past_1024_descriptors(
     try:
         proc = forks.spawn(("ui", str(root)), root, env, env, (None, PIPE, PIPE), kind="ui")
         assert isinstance(proc, forks.Spawned) and proc.stdout is not None
-        assert " at http://127.0.0.1:" in proc.stdout.readline().decode()
-        assert proc.poll() is None
-        proc.terminate()
-        proc.communicate(timeout=30)
-        assert proc.returncode == 0
+        with _ended_after(proc):
+            assert " at http://127.0.0.1:" in proc.stdout.readline().decode()
+            assert proc.poll() is None
+            proc.terminate()
+            proc.communicate(timeout=30)
+            assert proc.returncode == 0
     finally:
         for fd in held:
             os.close(fd)
