@@ -87,7 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
         home = suite_files_home()
         if home is not None:
             os.environ.setdefault(DISK_VAR, tempfile.gettempdir())
-            home.mkdir(mode=0o1777, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                home.mkdir(parents=True)
+                home.chmod(0o1777)  # shared as /tmp is (mkdir's mode goes through the umask)
             os.environ["TMPDIR"] = str(home)  # xdist's workers start after this
             tempfile.tempdir = None  # (read again from TMPDIR)
         top = Path(vfs.__file__).parent.parent
