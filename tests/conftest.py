@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import vfs
+from vfs._os.mount_table import mount_table
 
 pytest_plugins = ["tests.support.s3server", "tests.support.pipeline"]
 
@@ -55,20 +56,10 @@ def suite_files_home() -> Path | None:
     given = os.environ.get(TMP_VAR)
     if given is not None:
         return Path(given) if given else None
-    if "tmpfs" not in _fs_type(SHM):
+    if mount_table().get(str(SHM)) != "tmpfs":
         return None
     room = os.statvfs(SHM)
     return SHM_DIR if room.f_bavail * room.f_frsize >= SHM_ROOM else None
-
-
-def _fs_type(path: Path) -> str:
-    """The type of the filesystem mounted at ``path`` ("" if none is)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            fields = line.split()
-            if fields[4] == str(path) and " - " in line:
-                return line.split(" - ", 1)[1].split()[0]
-    return ""
 
 
 def pytest_configure(config: pytest.Config) -> None:
