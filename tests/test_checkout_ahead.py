@@ -31,14 +31,14 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
-from vfs.model.codec import encode_tree
+from vfs.model.codec import Entry, encode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import encode_version
 from vfs.repo.repository import Repository
 from vfs.store.durable import is_tmp_leaf
 from vfs.store.objects import ObjKind
 from vfs.worktree.pools import Workers
-from vfs.worktree.restore import RESTORE_SPLIT, WRITE_DIRECT, restore_many
+from vfs.worktree.restore import LARGE_FILE, RESTORE_SPLIT, restore_many
 
 MiB = 1 << 20
 
@@ -78,7 +78,7 @@ def test_a_checkout_killed_while_it_writes_a_large_file_leaves_nothing_behind(re
     """kill -9 while the large file is being written: no temporary file stays in the
     working tree (the file had no name yet), status says what is there, fsck is clean,
     and the next checkout restores it."""
-    big = rand(6 * WRITE_DIRECT, seed=11)  # written past the page cache: slow enough
+    big = rand(6 * LARGE_FILE, seed=11)  # 48 MiB: slow enough to be caught being written
     commit_files(repo, {"d/big.bin": big, "d/small.txt": "small"}, "base")
     (repo.root / "d" / "big.bin").unlink()
     proc = spawn_ready(repo.root, "checkout", "HEAD")
@@ -106,7 +106,7 @@ def test_a_refused_checkout_leaves_no_large_file(repo: Repo, name: str) -> None:
     """A checkout refused over an uncommitted change writes nothing: the large file it
     began to write ahead (in a directory, or at the top) is not in the tree, nor any
     temporary file."""
-    big = rand(WRITE_DIRECT + MiB, seed=12)
+    big = rand(LARGE_FILE + MiB, seed=12)
     commit_files(repo, {name: big, "d/a.txt": "committed"}, "base")
     (repo.root / name).unlink()
     repo.write("d/a.txt", "my change")
@@ -127,7 +127,7 @@ def test_a_refused_checkout_leaves_no_large_file(repo: Repo, name: str) -> None:
 def test_a_large_file_restored_keeps_its_mode_and_mtime(repo: Repo) -> None:
     """The file is named with the version's permission bits and mtime, and the index
     records its stat: status after the checkout is clean."""
-    big = rand(WRITE_DIRECT + MiB, seed=13)
+    big = rand(LARGE_FILE + MiB, seed=13)
     path = repo.write("run.bin", big)
     path.chmod(0o755)
     os.utime(path, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
@@ -156,7 +156,7 @@ def damaged_large_file_is_reported(repo: Repo, name: str) -> None:
     test_restore_shared): a byte of a pack flipped, the checkout fails that file alone
     and restores the others, leaves no temporary file, and brings the file back once
     the pack is mended."""
-    big = rand(WRITE_DIRECT + MiB, seed=14)
+    big = rand(LARGE_FILE + MiB, seed=14)
     commit_files(repo, {name: big, "d/a.txt": "a"}, "base")
     for rel in (name, "d/a.txt"):
         (repo.root / rel).unlink()
@@ -173,7 +173,7 @@ def damaged_large_file_is_reported(repo: Repo, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "size"), [("d/big.bin", WRITE_DIRECT + MiB), ("big.bin", WRITE_DIRECT + MiB),
+    ("name", "size"), [("d/big.bin", LARGE_FILE + MiB), ("big.bin", LARGE_FILE + MiB),
                        ("d/mid.bin", 3 * MiB)]
 )  # fmt: skip
 def test_a_file_whose_bytes_are_not_its_digest_is_not_written(
@@ -312,7 +312,7 @@ _RESTORE_ALL = """
 import json, os, sys
 from pathlib import Path
 from vfs._os.helper_process import Helper
-from vfs.model.codec import encode_tree
+from vfs.model.codec import Entry, encode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import encode_version
 from vfs.repo.repository import Repository
@@ -375,4 +375,86 @@ def test_small_files_restored_by_both_processes_hold_their_bytes_and_leave_no_de
         assert st.st_mtime_ns == got["mtimes"][rel]
         assert got["records"][rel] == [st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
     assert repo.status()["deleted"] == []
+    repo.fsck_clean()
+
+
+def _large_entry(repo: Repo, rel: str) -> tuple[Repository, Entry]:
+    """The open repository and the entry of ``rel`` in HEAD's version."""
+    handle = Repository.find(repo.root)
+    hist = handle.history
+    head = hist.head_id()
+    assert head is not None
+    return handle, hist.flatten(hist.version(head).tree)[rel.encode()]
+
+
+def test_a_large_file_written_a_little_at_a_time_is_whole(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write may take part of what it is given (a signal, a filesystem's own limit):
+    the large file's writer goes on from where it stopped, and the file holds every
+    byte once, in order."""
+    from vfs.worktree import restore
+
+    data = rand(LARGE_FILE + 3 * MiB + 123, seed=51)
+    commit_files(repo, {"big.bin": data}, "base")
+    handle, entry = _large_entry(repo, "big.bin")
+    assert len(entry.chunks) > 4
+    real = os.pwrite
+    calls = []
+
+    def short(fd: int, buf: bytes | memoryview, at: int) -> int:
+        calls.append(at)
+        return real(fd, memoryview(buf)[: 100_000 + len(calls) % 7], at)
+
+    out = repo.root / "restored.bin"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    monkeypatch.setattr(os, "pwrite", short)
+    try:
+        restore._write_large(fd, entry, handle.store)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+        handle.close()
+    assert len(calls) > len(data) // 100_007
+    assert out.read_bytes() == data
+    out.unlink()
+    repo.fsck_clean()
+
+
+def test_a_large_file_whose_write_fails_half_way_fails_with_that_error(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (a full disk, an I/O error) in the middle of a large file
+    stops it with that error, raised to the caller, once no read or write of it is
+    still in flight: nothing more is written to the file after it returns."""
+    import errno
+
+    from vfs.worktree import restore
+
+    data = rand(LARGE_FILE + 5 * MiB, seed=52)
+    commit_files(repo, {"big.bin": data}, "base")
+    handle, entry = _large_entry(repo, "big.bin")
+    real = os.pwrite
+    calls = []
+
+    def failing(fd: int, buf: bytes | memoryview, at: int) -> int:
+        calls.append(at)
+        if len(calls) == 3:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, buf, at)
+
+    out = repo.root / "restored.bin"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    monkeypatch.setattr(os, "pwrite", failing)
+    try:
+        with pytest.raises(OSError) as caught:
+            restore._write_large(fd, entry, handle.store)
+        written = len(calls)
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+        handle.close()
+    assert caught.value.errno == errno.EIO
+    assert written == 3  # (no write after the one that failed)
+    out.unlink()
     repo.fsck_clean()

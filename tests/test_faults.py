@@ -54,7 +54,7 @@ from vfs.repo.repository import Repository
 from vfs.store.durable import is_tmp_leaf
 from vfs.store.lock import repository_lock
 from vfs.worktree.pools import Workers
-from vfs.worktree.restore import WRITE_DIRECT
+from vfs.worktree.restore import LARGE_FILE
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -1228,11 +1228,11 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(disk_path: Path
     """
     from vfs._os import page_cache
     from vfs.repo.repository import Repository
-    from vfs.worktree.restore import WRITE_DIRECT
+    from vfs.worktree.restore import LARGE_FILE
 
     repo = init_repo(disk_path / "repo")
 
-    data = rand(WRITE_DIRECT + 3 * MiB, seed=41)
+    data = rand(LARGE_FILE + 3 * MiB, seed=41)
     committed(repo, {"d/large.bin": data, "d/small.txt": "small"})
     (repo.root / "d" / "large.bin").unlink()
     handle = Repository.find(repo.root)
@@ -1496,7 +1496,7 @@ def test_temporaries_of_a_killed_checkout_are_removed_by_the_next_one(repo: Repo
     hidden from status; the next checkout removes it (so does fsck), and nothing else.
     (In a directory the checkout makes: into one that is there, a large file is written
     unnamed, and a kill leaves nothing: tests/test_checkout_ahead.py.)"""
-    big = rand(6 * WRITE_DIRECT, seed=5)  # written past the page cache: slow enough
+    big = rand(6 * LARGE_FILE, seed=5)  # 48 MiB: slow enough to be caught being written
     committed(repo, {"d/e/big.bin": big, "d/small.txt": "small"})
     shutil.rmtree(repo.root / "d" / "e")
     repo.write("d/.tmp-notes", "mine")  # a user's file of a similar name stays
@@ -1672,7 +1672,7 @@ def test_disk_full_during_checkout(tmp_path: Path, room_mib: int) -> None:
     restores everything.
     """
     from tests.conftest import tmpfs
-    from vfs.worktree.restore import RESTORE_SPLIT, WRITE_DIRECT
+    from vfs.worktree.restore import LARGE_FILE, RESTORE_SPLIT
 
     with tmpfs(tmp_path / "disk", "64m") as disk:
         repo = init_repo(disk / "repo")
@@ -1680,7 +1680,7 @@ def test_disk_full_during_checkout(tmp_path: Path, room_mib: int) -> None:
             f"t{i % 23:02}/f{i:05}.bin": rand(100 + i % 900, seed=i)
             for i in range(RESTORE_SPLIT + 300)
         }
-        files["big/large.bin"] = rand(WRITE_DIRECT + MiB, seed=77)
+        files["big/large.bin"] = rand(LARGE_FILE + MiB, seed=77)
         committed(repo, files)
         for rel in files:
             (repo.root / rel).unlink()

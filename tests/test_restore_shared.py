@@ -26,7 +26,7 @@ from tests.test_checkout_ahead import damaged_large_file_is_reported, lying_dige
 from vfs._os import reflink
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore, ObjKind
-from vfs.worktree.restore import WRITE_DIRECT
+from vfs.worktree.restore import LARGE_FILE
 
 MiB = 1 << 20
 
@@ -75,7 +75,7 @@ def test_a_checkout_shares_the_packs_blocks_and_takes_no_room(repo: Repo) -> Non
     partial blocks at the ends of its runs of chunks; status is clean and fsck finds
     nothing."""
     big = rand(24 * MiB + 123, seed=31)
-    other = rand(WRITE_DIRECT + 5 * MiB + 7, seed=32)
+    other = rand(LARGE_FILE + 5 * MiB + 7, seed=32)
     commit_files(repo, {"big.bin": big, "d/other.bin": other, "d/a.txt": "a"}, "base")
     (repo.root / "big.bin").unlink()
     shutil.rmtree(repo.root / "d")
@@ -121,7 +121,7 @@ def test_a_damaged_pack_fails_the_shared_file_as_a_written_one(repo: Repo, name:
 def test_a_shared_file_whose_bytes_are_not_its_digest_is_not_kept(repo: Repo, name: str) -> None:
     """A file made of shared blocks is checked against the version's digest as its
     chunks are read back in order, as a written one is (test_checkout_ahead)."""
-    lying_digest_is_reported(repo, name, WRITE_DIRECT + MiB)
+    lying_digest_is_reported(repo, name, LARGE_FILE + MiB)
 
 
 def test_a_file_with_compressed_chunks_is_written_and_shares_nothing(repo: Repo) -> None:
@@ -142,7 +142,7 @@ def test_share_into_says_no_on_a_filesystem_without_shared_blocks(tmp_path: Path
     that filesystem again."""
     with tmpfs(tmp_path / "tmpfs", "64m") as mnt:
         r = init_repo(mnt / "repo")
-        big = rand(WRITE_DIRECT + MiB, seed=36)
+        big = rand(LARGE_FILE + MiB, seed=36)
         commit_files(r, {"big.bin": big}, "base")
         repo = Repository(r.root)
         try:

@@ -1,15 +1,14 @@
 """Writing a new file front to back past the page cache (``O_DIRECT``).
 
-Packs and large restored files are written once and not read again soon, yet a
-buffered write gives each 4 KiB of them a page of the page cache. Taking fresh pages
-is not free: on virtual machines that hand free memory back to the host (virtio
-balloon free page reporting), every such page costs the host a fault, and writing
-1 GiB buffered then ran at 320 MB/s where ``O_DIRECT`` ran at 1.5 GB/s on the same
-disk. Direct writes also leave the user's cached data where it is. On a machine whose
-disk is slow next to what a fresh page costs, a checkout (which reads its packs and
-writes its file on the one disk) would gain from the page cache, but the add would
-then pay for every pack's pages: both ways are measured in ``benchmarks/README.md``
-(the EPYC without AVX-512).
+Packs are written once and not read again soon, yet a buffered write gives each 4 KiB
+of them a page of the page cache. Taking fresh pages is not free: on virtual machines
+that hand free memory back to the host (virtio balloon free page reporting), every
+such page costs the host a fault, and writing 1 GiB buffered then ran at 320 MB/s
+where ``O_DIRECT`` ran at 1.5 GB/s on the same disk. Direct writes also leave the
+user's cached data where it is. A large restored file is written through the page
+cache instead (``vfs.worktree.restore._write_through``): the user reads it next, and
+a checkout reads its packs on the same disk meanwhile. Both ways are measured in
+``benchmarks/README.md`` (the EPYC without AVX-512).
 
 :class:`DirectAppender` copies what it is given into page-aligned blocks, reused
 from a small process-wide pool, and a thread writes each full block with ``O_DIRECT``

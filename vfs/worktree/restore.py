@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import ABSENT, Walker, rename_exchange, rename_noreplace
 from vfs._os.direct_io import (
     ALIGN,
-    GATHER,
-    WRITE_DEPTH,
-    DirectAppender,
     open_direct,
     preallocate,
     read_range_into,
@@ -45,14 +42,14 @@ from vfs.worktree.pools import Workers
 from vfs.worktree.remove import aside_leaf, not_writable, remove_tree
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
-    from concurrent.futures import Future
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     import blake3
 
 
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per claim
 RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shares them
-WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs._os.direct_io)
+LARGE_FILE = 8 << 20  # files this large are restored on a thread of their own (_write_through)
 READ_AHEAD = 3  # chunks of such a file read ahead while the current one is written
 READERS = 4  # threads reading them: direct reads in parallel keep the disk's queue full
 # Small files' chunks read ahead of their writes while a checkout's marks are synced
@@ -173,7 +170,7 @@ def write_entry(
 
     The file is created with the entry's permission bits (``PERM_BITS``: never
     setuid, setgid or sticky), less those the umask removes, as git does. A file
-    under WRITE_DIRECT is written without a name and then linked in
+    under LARGE_FILE is written without a name and then linked in
     (:func:`_open_anonymous`) where nothing stands at ``rel``. Whatever stands
     there is replaced, never written through (the new file is renamed over it); a
     directory there, or a non-directory where a directory is needed on the way,
@@ -193,7 +190,7 @@ def write_entry(
             os.symlink(entry.target, new, dir_fd=dir_fd)
             os.utime(new, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         else:
-            small = entry.size < WRITE_DIRECT
+            small = entry.size < LARGE_FILE
             fd = _open_anonymous(dir_fd, entry.mode & PERM_BITS) if small else -1
             named = fd < 0
             if named:
@@ -262,7 +259,7 @@ def write_batch(
             st = None
             if (
                 e.kind == Kind.FILE
-                and e.size < WRITE_DIRECT
+                and e.size < LARGE_FILE
                 and _anonymous[0]
                 and (checked is None or checked.get(rel) is None)
             ):
@@ -512,7 +509,7 @@ def read_batch(
     :func:`write_entry` reads it alone, failing only the file that uses it.
     """
     return store.read_many(
-        c.oid for _, e in batch if e.kind == Kind.FILE and e.size < WRITE_DIRECT for c in e.chunks
+        c.oid for _, e in batch if e.kind == Kind.FILE and e.size < LARGE_FILE for c in e.chunks
     )
 
 
@@ -526,7 +523,7 @@ def _write_large(fd: int, entry: Entry, store: ObjectStore) -> None:
     first, leaving the pack as it was. Every chunk is then read back from the file
     and checked against its id (:func:`_check_shared`), so a damaged pack fails the
     file as it does when the file is written. Elsewhere (ext4, tmpfs) the file is
-    written past the page cache (:func:`_write_direct`).
+    written through the page cache (:func:`_write_through`).
     """
     if sum(c.size for c in entry.chunks) == entry.size and store.share_into(
         fd, [(c.oid, c.size) for c in entry.chunks]
@@ -534,7 +531,7 @@ def _write_large(fd: int, entry: Entry, store: ObjectStore) -> None:
         if _check_shared(fd, entry):
             return
         os.ftruncate(fd, 0)  # (no second descriptor to read it back with: written instead)
-    _write_direct(fd, entry, store)
+    _write_through(fd, entry, store)
 
 
 def _check_shared(fd: int, entry: Entry) -> bool:
@@ -621,29 +618,31 @@ def _check_whole(entry: Entry, whole: blake3.blake3 | None) -> None:
         raise FormatError(f"{false_digest('', whole.digest(), entry.digest)}: nothing was written")
 
 
-def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
-    """Write a large file's chunks past the page cache, reading the next ones meanwhile.
+def _write_through(fd: int, entry: Entry, store: ObjectStore) -> None:
+    """Write a large file's chunks through the page cache, reading the next ones meanwhile.
 
-    See ``vfs._os.direct_io``: a restored file is not read back by us, and the pages a
-    buffered write takes are costly on some machines. READERS threads read and
-    verify up to READ_AHEAD + 1 chunks at once, into buffers of their own that are
-    reused, while this thread copies each into the file's blocks in order: the reads
-    wait for the disk, and need not wait for the copy and the writes too. Several
-    direct reads in flight keep the disk busy where one at a time waits on each
-    request's latency (reading 1 GiB of packs on a virtio disk: 0.7-1.0 s with four
-    in flight, 2.3-3.5 s with one). The buffers are sized for this file's largest
-    chunk, so memory stays bounded (peak RSS restoring 1 GiB alone: 85 MB; 78 MB with
-    one reader and three buffers).
+    READERS threads read and verify up to READ_AHEAD + 1 chunks at once (past the page
+    cache, ``ObjectStore.read_into``), into buffers of their own that are reused, while
+    one thread writes each chunk, in order, from the buffer it was read into and this
+    thread takes it into the file's digest at the same time. Several direct reads in
+    flight keep the disk busy where one at a time waits on each request's latency
+    (reading 1 GiB of packs on a virtio disk: 0.7-1.0 s with four in flight, 2.3-3.5 s
+    with one). The buffers are sized for this file's largest chunk, so memory stays
+    bounded. One writer: buffered writes to one file take its inode's lock, and a
+    second thread only spun on it.
+
+    Through the page cache, not past it (``O_DIRECT``) as packs are written: a
+    restored file is the user's to read next, and a checkout reads its packs and
+    would write its file on the same disk at the same time. On the benchmark machine
+    (the EPYC of ``benchmarks/README.md``) restoring its 1 GiB file took 6.6-6.9 s
+    written direct against 4.5 s through the page cache: the direct writes shared the
+    disk with the packs' reads (about 500 MB/s for both together), and the index's
+    fsync then waited 1.1 s for the device to flush them. Written this way the file
+    is written back by the kernel after the command, as ``cp`` leaves a copy; it is
+    not fsynced either way (``docs/architecture.md`` §11).
 
     The file is given its size and blocks first (:func:`~vfs._os.direct_io.preallocate`):
-    the direct writes then land in blocks ext4 allocated at once, instead of each
-    allocating its own and growing the file. Its blocks are written as the store
-    writes packs: full blocks that queued up go out in one ``pwritev`` (``GATHER``),
-    two writes at a time (``WRITE_DEPTH``).
-    Written one 2 MiB block at a time, the writes held the copying thread back:
-    restoring the benchmark's 1 GiB file on a busy disk (load 5-7 on 2 CPUs), the
-    thread spent 3.0-4.4 s of 4.4-5.7 waiting for a free block; 1.5-1.9 s of 3.5
-    with gathered writes two at a time (same blocks, same peak RSS).
+    a disk too full for it fails before anything is written.
     """
     import mmap
     from concurrent.futures import ThreadPoolExecutor
@@ -651,25 +650,26 @@ def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
     if sum(c.size for c in entry.chunks) == entry.size:  # (else written as it comes)
         preallocate(fd, entry.size)
     room = max(c.size for c in entry.chunks) + 2 * ALIGN
-    slots = [mmap.mmap(-1, room) for _ in range(READ_AHEAD + 1)]
+    # Chunk i is read into slot i % (READ_AHEAD + 2): when it is asked for, the chunk
+    # that used the slot last has been written (one write is in flight at a time, of a
+    # chunk at least READ_AHEAD + 1 before it).
+    slots = [mmap.mmap(-1, room) for _ in range(READ_AHEAD + 2)]
     ahead: deque[Future[bytes | memoryview]] = deque()
+    whole = _whole(entry)
     with (
-        ThreadPoolExecutor(WRITE_DEPTH, "dvfs-restore") as writers,
+        ThreadPoolExecutor(1, "dvfs-restore") as writer,
         ThreadPoolExecutor(READERS, "dvfs-read") as reader,
     ):
-        out = DirectAppender(fd, writers, gather=GATHER)
+        out = _InOrder(fd, writer, whole)
         try:
-            # Chunk i goes into slot i % (READ_AHEAD + 1): the chunk that used it last
-            # has been copied out by the time chunk i is asked for.
-            whole = _whole(entry)
             for i, c in enumerate(entry.chunks):
                 ahead.append(reader.submit(store.read_into, c.oid, slots[i % len(slots)]))
                 if len(ahead) > READ_AHEAD:
-                    _append_chunk(out, ahead.popleft(), whole)
+                    out.put(ahead.popleft().result())
             while ahead:
-                _append_chunk(out, ahead.popleft(), whole)
-            _check_whole(entry, whole)
+                out.put(ahead.popleft().result())
             out.finish()
+            _check_whole(entry, whole)
         except BaseException:
             for fut in ahead:
                 fut.cancel()
@@ -678,19 +678,54 @@ def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
     # The slots are unmapped once the last view of them is gone, with this frame.
 
 
-def _append_chunk(
-    out: DirectAppender, fut: Future[bytes | memoryview], whole: blake3.blake3 | None
-) -> None:
-    """Append a chunk the reader has read (to the file's digest too, if ``whole``), and
-    let go of its buffer."""
-    data = fut.result()
-    try:
-        if whole is not None:
-            whole.update(data)
-        out.write(data)
-    finally:
-        if isinstance(data, memoryview):
-            data.release()
+class _InOrder:
+    """Writes chunks one after another at the end of a new file, each on ``writer``
+    while the caller's thread takes it into ``whole`` (the file's digest), one write
+    in flight: :meth:`put` returns once the chunk before is written, so the buffer of
+    any chunk before that one may be reused."""
+
+    def __init__(self, fd: int, writer: ThreadPoolExecutor, whole: blake3.blake3 | None) -> None:
+        self._fd = fd
+        self._writer = writer
+        self._whole = whole
+        self._at = 0
+        self._flying: tuple[Future[None], bytes | memoryview] | None = None
+
+    def put(self, data: bytes | memoryview) -> None:
+        """Write ``data`` next, hashing it meanwhile; wait for the write before it."""
+        self._wait()
+        self._flying = (self._writer.submit(_pwrite_all, self._fd, data, self._at), data)
+        self._at += len(data)
+        if self._whole is not None:
+            self._whole.update(data)
+
+    def finish(self) -> None:
+        """Wait for the last write (its error raised here)."""
+        self._wait()
+
+    def abandon(self) -> None:
+        """Wait for the write in flight, its error dropped: the caller is failing."""
+        with contextlib.suppress(Exception):
+            self._wait()
+
+    def _wait(self) -> None:
+        if self._flying is None:
+            return
+        fut, data = self._flying
+        self._flying = None
+        try:
+            fut.result()
+        finally:
+            if isinstance(data, memoryview):
+                data.release()
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, at: int) -> None:
+    """Write all of ``data`` at offset ``at`` of ``fd`` (a write may take part of it)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, at)
+        view, at = view[n:], at + n
 
 
 WRITE_AHEAD_MAX = 64  # large files written ahead at most (each holds a descriptor till named)
@@ -767,14 +802,14 @@ def write_ahead(
     A checkout spends its first moments deciding (the index, the working tree's
     state, what would be overwritten), on one core, before it writes anything; a large
     file then takes the disk longest. So a forked helper writes each large file
-    (WRITE_DIRECT or more) whose directory exists, where nothing stands at its name,
+    (LARGE_FILE or more) whose directory exists, where nothing stands at its name,
     and whose chunks are all here, into a file without a name in that directory
     (``O_TMPFILE``), while the checkout decides: nothing in the working tree changes
     until :func:`restore_many` links one in, and only if the checkout writes it.
     None when there is nothing to write so, no second CPU, other threads run (a fork
     now could leave their locks held in the helper), or no unnamed files can be made.
     """
-    large = [(p, e) for p, e in wanted.items() if e.kind == Kind.FILE and e.size >= WRITE_DIRECT]
+    large = [(p, e) for p, e in wanted.items() if e.kind == Kind.FILE and e.size >= LARGE_FILE]
     if not large or not spare_cpus(1):
         return None
     files: list[tuple[bytes, Entry, int]] = []
@@ -878,8 +913,8 @@ def restore_many(
     directories from shared :class:`~vfs._os.helper_process.Tickets`, so the one with more CPU
     to spare does more, and the helper reports each directory's records as it goes.
     Whatever it did not report (it failed, or an object of a file was bad) is
-    restored here again. Files of WRITE_DIRECT and more go on a thread beside: they
-    mostly wait for the disk (see :func:`_write_direct`); one in ``ahead`` is only
+    restored here again. Files of LARGE_FILE and more go on a thread beside: they
+    mostly wait for the disk (see :func:`_write_through`); one in ``ahead`` is only
     waited for and linked in (:func:`write_ahead`).
 
     The records carry the restored files' new stat; a stat result itself is not
@@ -892,8 +927,8 @@ def restore_many(
     todo = list(entries)
     # Small files in pack order, their packs read ahead; large files are read direct,
     # chunk by chunk (a readahead of their packs would read them twice).
-    large_items = [item for item in todo if item[1].size >= WRITE_DIRECT]
-    small_items = [item for item in todo if item[1].size < WRITE_DIRECT] if large_items else todo
+    large_items = [item for item in todo if item[1].size >= LARGE_FILE]
+    small_items = [item for item in todo if item[1].size < LARGE_FILE] if large_items else todo
     firsts = [e.chunks[0].oid for _, e in small_items if e.chunks]
     if where is None:
         places = store.read_order(firsts)
