@@ -675,7 +675,7 @@ class ObjectStore:
                 if o.oid in gone:
                     self._entries.setdefault(o.oid, (s, o))
 
-    def read_into(self, oid: bytes, buf: mmap.mmap) -> bytes | memoryview:
+    def read_into(self, oid: bytes, buf: mmap.mmap, *, verify: bool = True) -> bytes | memoryview:
         """The object's bytes, verified, read into ``buf`` where that saves a copy.
 
         For reading many large objects in a row (restoring a large file): a payload
@@ -684,6 +684,8 @@ class ObjectStore:
         :meth:`read_stored`. ``buf`` is page-aligned and holds at least the payload
         and ``2 * direct_io.ALIGN`` bytes; anything else (a compressed payload, one too
         large for ``buf``, one in the pack being written) comes back as bytes.
+        ``verify`` false: a payload read into ``buf`` is not hashed (the caller proves
+        it: ``decode_payload``); its length is still checked.
         """
         hit = self._find(oid)
         if hit is None:
@@ -711,7 +713,7 @@ class ObjectStore:
             self._vanished(slot)
         if view is None:
             return self.get(oid)
-        return decode_payload(obj, view)
+        return decode_payload(obj, view, verify=verify)
 
     def _direct_opener(self, slot: int) -> Callable[[], int]:
         """Opens pack ``slot`` for direct reads; -1 where the filesystem has no O_DIRECT."""
