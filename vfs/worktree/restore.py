@@ -635,8 +635,8 @@ def _write_through(fd: int, entry: Entry, store: ObjectStore) -> None:
     Several direct reads in flight keep the disk busy where one at a time waits on each
     request's latency (reading 1 GiB of packs on a virtio disk: 0.7-1.0 s with four in
     flight, 2.3-3.5 s with one). The buffers are sized for this file's largest chunk,
-    so memory stays bounded. One writer: buffered writes to one file take its inode's lock, and a
-    second thread only spun on it.
+    so memory stays bounded. One writer: buffered writes to one file take its inode's
+    lock, and a second thread only spun on it.
 
     Through the page cache, not past it (``O_DIRECT``) as packs are written: a
     restored file is the user's to read next, and a checkout reads its packs and
