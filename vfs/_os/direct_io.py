@@ -40,8 +40,6 @@ the caller's flush before a ref moves syncs it.
 thread's aligned buffer; :func:`write_at` writes a piece at a page-aligned offset,
 padded to whole pages (a chunk appended to a chunk-cache segment).
 
-:func:`preallocate` gives a file about to be written so its size and blocks first.
-
 Reading past the page cache: :func:`open_direct` opens a file with ``O_DIRECT`` (or
 says the filesystem has none), :func:`read_range` and :func:`read_range_into` read a
 byte range of it through a page-aligned buffer, :func:`set_direct` turns the flag
@@ -182,24 +180,6 @@ def reserve_blocks(fd: int, offset: int, length: int) -> bool:
     new block. OSError ENOSPC if the disk has not that room; False, having done
     nothing, where the filesystem has no such ``fallocate``."""
     return length > 0 and _call_fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length)
-
-
-def preallocate(fd: int, size: int) -> bool:
-    """Give the empty file at ``fd`` its ``size`` and its blocks now (``fallocate``, mode 0).
-
-    For a large file about to be written front to back with ``O_DIRECT``: ext4 then
-    allocates its extents at once, and each direct write lands in blocks it already
-    has instead of allocating them and growing the file one write at a time. Restoring
-    the benchmark's 1 GiB file (machine load 5-7, nine runs each way, alternating):
-    2.3-3.0 s (median 2.7) against 2.3-7.6 s (median 3.0); the writes' share of the
-    waiting fell from 1.6-4.7 s to 0.8-1.5 s. A disk too small fails here, before a
-    byte is written (OSError ENOSPC).
-
-    Returns False, having done nothing, where the filesystem or C library has no
-    ``fallocate``: glibc's ``posix_fallocate`` is not used, as it would write a byte
-    into every block instead. The caller writes exactly ``size`` bytes afterwards.
-    """
-    return size > 0 and _call_fallocate(fd, 0, 0, size)
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:

@@ -19,8 +19,8 @@ from vfs._os.beneath import ABSENT, Walker, rename_exchange, rename_noreplace
 from vfs._os.direct_io import (
     ALIGN,
     open_direct,
-    preallocate,
     read_range_into,
+    reserve_blocks,
 )
 from vfs._os.helper_process import Channel, Helper, Tickets, cpus, spare_cpus
 from vfs.errors import (
@@ -648,14 +648,18 @@ def _write_through(fd: int, entry: Entry, store: ObjectStore) -> None:
     is written back by the kernel after the command, as ``cp`` leaves a copy; it is
     not fsynced either way (``docs/architecture.md`` §11).
 
-    The file is given its size and blocks first (:func:`~vfs._os.direct_io.preallocate`):
-    a disk too full for it fails before anything is written.
+    The file is given its blocks first, its size left to grow with its bytes
+    (:func:`~vfs._os.direct_io.reserve_blocks`): a disk too full for it fails before
+    anything is written, and ext4 writes a size to disk only with the data it covers,
+    so a power cut before the kernel wrote the file back leaves it shorter than its
+    version's, which ``status`` sees, not of the full size reading as zeros (as a
+    size given with the blocks would).
     """
     import mmap
     from concurrent.futures import ThreadPoolExecutor
 
     if sum(c.size for c in entry.chunks) == entry.size:  # (else written as it comes)
-        preallocate(fd, entry.size)
+        reserve_blocks(fd, 0, entry.size)
     room = max(c.size for c in entry.chunks) + 2 * ALIGN
     # Chunk i is read into slot i % (READ_AHEAD + 2): when it is asked for, the chunk
     # that used the slot last has been written (one write is in flight at a time, of a
