@@ -182,7 +182,9 @@ def reserve_blocks(fd: int, offset: int, length: int) -> bool:
     return length > 0 and _call_fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length)
 
 
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` of ``fd`` (a write may take part of it)."""
+    view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
@@ -306,7 +308,7 @@ class DirectAppender:
             set_direct(self.fd, False)
             try:
                 view = memoryview(self._block)[start : self._fill]
-                _pwrite_all(self.fd, view, self._base + start)
+                pwrite_all(self.fd, view, self._base + start)
             finally:
                 if self.direct:
                     set_direct(self.fd, True)
@@ -378,7 +380,7 @@ class DirectAppender:
                 if not set_direct(self.fd, False):
                     raise OSError("could not leave O_DIRECT")
                 if whole < size:
-                    _pwrite_all(self.fd, view[whole:], at + whole)
+                    pwrite_all(self.fd, view[whole:], at + whole)
             if self._consumer is not None and self._consume_on is None:
                 self._consumer(view)
         finally:
@@ -496,7 +498,7 @@ def _pwrite_in_place(fd: int, view: memoryview) -> bool:
         if exc.errno != errno.EINVAL:
             raise
         return False
-    _pwrite_all(fd, view[n:], n)
+    pwrite_all(fd, view[n:], n)
     return True
 
 
@@ -535,7 +537,7 @@ def write_new(
                 buf = _buffer(whole)
                 with memoryview(buf) as aligned:
                     aligned[:whole] = view[:whole]
-                    _pwrite_all(fd, aligned[:whole], 0)
+                    pwrite_all(fd, aligned[:whole], 0)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
@@ -547,7 +549,7 @@ def write_new(
             fcntl.fcntl(fd, fcntl.F_SETFL, 0)  # O_DIRECT was its only such flag
         else:
             set_direct(fd, False)
-    _pwrite_all(fd, view[whole:], whole)
+    pwrite_all(fd, view[whole:], whole)
 
 
 def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int, *, direct: bool) -> int:
@@ -567,9 +569,9 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int, *, dire
     n = len(view)
     padded = -(-n // ALIGN) * ALIGN
     if not direct:
-        _pwrite_all(fd, view, offset)
+        pwrite_all(fd, view, offset)
         if padded > n:
-            _pwrite_all(fd, memoryview(bytes(padded - n)), offset + n)
+            pwrite_all(fd, memoryview(bytes(padded - n)), offset + n)
         return padded
     whole = n - n % ALIGN
     if whole and isinstance(data, memoryview):
@@ -598,7 +600,7 @@ def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int, *, dire
     with memoryview(buf) as aligned:
         aligned[:n] = view
         aligned[n:padded] = bytes(padded - n)
-        _pwrite_all(fd, aligned[:padded], offset)
+        pwrite_all(fd, aligned[:padded], offset)
     return padded
 
 

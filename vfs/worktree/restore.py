@@ -19,6 +19,7 @@ from vfs._os.beneath import ABSENT, Walker, rename_exchange, rename_noreplace
 from vfs._os.direct_io import (
     ALIGN,
     open_direct,
+    pwrite_all,
     read_range_into,
     reserve_blocks,
 )
@@ -682,8 +683,8 @@ def _write_through(fd: int, entry: Entry, store: ObjectStore) -> None:
                 out.put(ahead.popleft().result())
             out.finish()
             if whole is not None and whole.digest() != entry.digest:
-                _name_damage(entry, store)  # (the chunks were not hashed: find the bad one)
-            _check_whole(entry, whole)
+                _name_damage(entry, store)  # a damaged chunk (they were not hashed), or
+                _check_whole(entry, whole)  # else the version's digest is false
         except BaseException:
             for fut in ahead:
                 fut.cancel()
@@ -715,7 +716,7 @@ class _InOrder:
     def put(self, data: bytes | memoryview) -> None:
         """Write ``data`` next, hashing it meanwhile; wait for the write before it."""
         self._wait()
-        self._flying = (self._writer.submit(_pwrite_all, self._fd, data, self._at), data)
+        self._flying = (self._writer.submit(pwrite_all, self._fd, data, self._at), data)
         self._at += len(data)
         if self._whole is not None:
             self._whole.update(data)
@@ -739,14 +740,6 @@ class _InOrder:
         finally:
             if isinstance(data, memoryview):
                 data.release()
-
-
-def _pwrite_all(fd: int, data: bytes | memoryview, at: int) -> None:
-    """Write all of ``data`` at offset ``at`` of ``fd`` (a write may take part of it)."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, at)
-        view, at = view[n:], at + n
 
 
 WRITE_AHEAD_MAX = 64  # large files written ahead at most (each holds a descriptor till named)
