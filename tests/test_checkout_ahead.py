@@ -14,9 +14,11 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import vfs.worktree.restore as restore_module
 from tests.support.cli import (
     Repo,
     add_in_process,
@@ -31,6 +33,7 @@ from tests.support.cli import (
 )
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
+from vfs._os.beneath import Walker
 from vfs.model.codec import Entry, encode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import encode_version
@@ -303,6 +306,58 @@ def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable
         rec = done[rel.encode()]
         assert (rec.mtime_ns, rec.ctime_ns, rec.ino) == (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     assert repo.status()["deleted"] == []
+    repo.fsck_clean()
+
+
+def test_small_files_replacing_unchecked_files_are_written_once(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a restore replaces what stands at a path without a check (no ``checked``
+    map, as a pipeline's run cache restores its outputs), a small file written
+    unnamed is renamed over the file or link there, not written a second time; only a
+    directory in the way takes the slower path, which asks ``replace``. Every file
+    holds its bytes, a link's target is untouched, and no temporary is left."""
+    files = {f"d/f{i:03d}.txt": f"file {i} ".encode() * (i + 1) for i in range(300)}
+    commit_files(repo, files, "base")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not the repository's")
+    for i, rel in enumerate(files):
+        (repo.root / rel).unlink()
+        if i % 10 == 0:
+            os.symlink(outside, repo.root / rel)
+        elif i == 1:
+            (repo.root / rel).mkdir()
+            (repo.root / rel / "x").write_bytes(b"x")
+        else:
+            (repo.root / rel).write_bytes(b"in the way")
+    slow: list[bytes] = []
+    real = restore_module.write_entry
+
+    def write_entry(walker: Walker, rel: bytes, *rest: Any) -> os.stat_result:
+        slow.append(rel)
+        return real(walker, rel, *rest)
+
+    monkeypatch.setattr(restore_module, "write_entry", write_entry)
+    r = Repository(repo.root)
+    try:
+        hist = r.history
+        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
+        with Workers() as workers:
+            done, failed = restore_many(
+                r.root, sorted(wanted.items()), r.store, workers, lambda _: True
+            )
+    finally:
+        r.close()
+    assert failed == {}
+    assert slow == [b"d/f001.txt"]
+    assert sorted(done) == sorted(p.encode() for p in files)
+    for rel, data in files.items():
+        assert not (repo.root / rel).is_symlink() and repo.read(rel) == data, rel
+        st = os.lstat(repo.root / rel)
+        assert done[rel.encode()].ino == st.st_ino
+    assert outside.read_bytes() == b"not the repository's"
+    assert _temporaries(repo.root) == []
+    assert repo.status()["modified"] == []
     repo.fsck_clean()
 
 

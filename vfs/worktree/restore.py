@@ -250,7 +250,8 @@ def write_batch(
     else (a link, something in the way, a chunk to read, an error) goes through
     :func:`write_entry`, which deals with it as for a file alone. A file ``checked``
     found standing goes there at once: written here first, it was written in vain,
-    its link refused (EEXIST), and written again there.
+    its link refused (EEXIST), and written again there. A file standing where the
+    caller did not check is replaced by the one written here (:func:`_write_unnamed`).
     """
     out: list[os.stat_result | ObjectError | KeptChanged] = []
     dir_fd, dir_of = -1, b""
@@ -267,7 +268,8 @@ def write_batch(
                 parent, _, leaf = rel.rpartition(b"/")
                 if dir_fd < 0 or parent != dir_of:  # (a batch given more than one directory)
                     dir_fd, dir_of = ensure_dir(walker, parent, replace), parent
-                st = _write_unnamed(dir_fd, leaf, e, have, fds)
+                over = checked is None or rel not in checked
+                st = _write_unnamed(dir_fd, leaf, e, have, fds, over)
             if st is None:
                 dir_fd = -1  # (the walker moves on: the directory is resolved again)
                 try:
@@ -300,16 +302,25 @@ def _descriptors() -> int:
 
 
 def _write_unnamed(
-    dir_fd: int, leaf: bytes, e: Entry, have: Mapping[bytes, bytes | memoryview], fds: int = -1
+    dir_fd: int,
+    leaf: bytes,
+    e: Entry,
+    have: Mapping[bytes, bytes | memoryview],
+    fds: int = -1,
+    over: bool = False,
 ) -> os.stat_result | None:
     """Write small file ``e`` as ``leaf`` in ``dir_fd`` from the chunks in ``have``:
     unnamed, written, given its mtime, then linked in (through ``fds``, this
     process's ``/proc/self/fd`` from :func:`_descriptors`, if given); its new stat.
 
-    None where that is not all it takes: a chunk not in ``have``, something standing
-    at ``leaf``, chunks that do not make the file's digest (checked first), or any
-    error. Nothing is then left (the file had no name), and the caller writes it with
-    :func:`write_entry`, which meets the error itself.
+    Where a file or link stands at ``leaf`` and ``over`` says it may simply be
+    replaced (a path its caller did not check), the written file is linked under a
+    temporary name beside it and renamed over it, as :func:`write_entry` would after
+    writing it again. None where that is not all it takes: a chunk not in ``have``,
+    a directory (or, without ``over``, anything) standing at ``leaf``, chunks that
+    do not make the file's digest (checked first), or any error. Nothing is then left
+    (the file had no name, its temporary one is removed), and the caller writes it
+    with :func:`write_entry`, which meets the error itself.
     """
     data = []
     for c in e.chunks:
@@ -333,15 +344,33 @@ def _write_unnamed(
             while view:
                 view = view[os.write(fd, view) :]
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-        if fds >= 0:
-            os.link(b"%d" % fd, leaf, src_dir_fd=fds, dst_dir_fd=dir_fd)
-        else:
-            os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
-        return os.fstat(fd)  # (after the link, which changed the ctime)
+        try:
+            _link_fd(fd, leaf, dir_fd, fds)
+        except FileExistsError:
+            if not over:
+                return None
+            tmp = tmp_leaf(leaf)
+            _link_fd(fd, tmp, dir_fd, fds)
+            try:
+                os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError:  # (a directory there: write_entry asks whether it may go)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+                return None
+        return os.fstat(fd)  # (after the link or rename, which changed the ctime)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _link_fd(fd: int, name: bytes, dir_fd: int, fds: int) -> None:
+    """Give the unnamed file open as ``fd`` the name ``name`` in ``dir_fd`` (through
+    ``fds``, this process's ``/proc/self/fd``, if it is open: see :func:`_descriptors`)."""
+    if fds >= 0:
+        os.link(b"%d" % fd, name, src_dir_fd=fds, dst_dir_fd=dir_fd)
+    else:
+        os.link(_PROC_FD % fd, name, dst_dir_fd=dir_fd)
 
 
 def _rename_over(
