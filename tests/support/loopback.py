@@ -88,7 +88,8 @@ def weed_mini(
 
     Every port flag gets a free port (``extra_ports`` too), so that two servers, or a
     server and anything else on the machine, never collide. ``identities`` go to the
-    S3 configuration file; data goes to ``base/data``, which must exist.
+    S3 configuration file; data goes to ``base/data``, which must exist, and its log
+    files to ``base``. The server dies with the process that starts it.
     """
     config = base / "s3.json"
     config.write_text(json.dumps({"identities": identities}))
@@ -98,7 +99,9 @@ def weed_mini(
     ports["admin.port"] = free_port_pair(10000, set(ports.values()))
     ports["admin.port.grpc"] = ports["admin.port"] + 10000
     command = [
+        *_die_with_parent(),
         weed,
+        f"-logdir={base}",  # (else its log files pile up in TMPDIR, run after run)
         "mini",
         f"-dir={base / 'data'}",
         "-ip=127.0.0.1",
@@ -116,3 +119,12 @@ def weed_mini(
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
     return command, ports
+
+
+def _die_with_parent() -> list[str]:
+    """The prefix of a server's command line that has it killed when the process that
+    started it dies (``setpriv --pdeathsig``, util-linux, kept across exec): a test
+    session or benchmark killed with SIGKILL, which runs no clean-up, leaves no server
+    holding its ports and memory. Empty where ``setpriv`` is missing."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
