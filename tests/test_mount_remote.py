@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.data.digests import DROP_FAILS_ENV
 from daemon.data.digests import KEEP_ENV as DIGEST_KEEP_ENV
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.cli import assert_error, assert_ok, fsck_clean
@@ -503,6 +504,50 @@ def test_a_false_file_read_in_part_then_whole_fails_after_many_others_were_opene
             assert asked(m, "true.bin") == 8 * MiB
         log = m.log_text()
     assert "v1:lie.bin: its bytes hash to" in log and "v1:kept.bin: its bytes hash to" in log
+
+
+@pytest.mark.parametrize(
+    ("mode", "overlay"),
+    [((), "auto"), (("--writable",), "daemon")],
+    ids=["read-only", "daemon-overlay"],
+)
+def test_pages_the_kernel_kept_when_asked_to_drop_them_go_at_the_next_open(
+    tmp_path: Path, mode: tuple[str, ...], overlay: str
+) -> None:
+    """A digest state let go asks the kernel to drop the file's pages; where it
+    refuses (here every drop fails: ``DVFS_TEST_DROP_FAILS``), the next open has it
+    drop them itself. Else the start of a false file, kept in the kernel's pages, was
+    never asked for again, the rest was checked against a state that never saw it, and
+    the whole file was read unchecked. It fails (EIO), its start asked for again."""
+    forge = Forge(tmp_path / "remote")
+    data = random.Random(3).randbytes(8 * MiB)
+    refs = tuple(ChunkRef(forge.chunk(data[i : i + MiB]), MiB) for i in range(0, 8 * MiB, MiB))
+    entries = [Entry(b"lie.bin", Kind.FILE, 0o644, len(data), 0, hash_bytes(b"other"), refs)]
+    keep = 2
+    two = (ChunkRef(forge.chunk(b"a"), 1), ChunkRef(forge.chunk(b"b"), 1))
+    opened = [b"o%d" % i for i in range(keep)]  # each its own content (its digest)
+    for other in opened:
+        entries.append(Entry(other, Kind.FILE, 0o644, 2, 0, hash_bytes(b"x" + other), two))
+    forge.publish(forge.version(forge.tree(entries)))
+    env = {DIGEST_KEEP_ENV: str(keep), DROP_FAILS_ENV: "1"}
+    mnt, home = tmp_path / "mnt", tmp_path / "home"
+    with mounted(forge.url, mnt, home, "--debug", *mode, env=env, overlay=overlay) as m:
+        with open(m.path / "lie.bin", "rb") as f:
+            assert f.read(2 * MiB) == data[: 2 * MiB]
+
+        def let_go() -> bool:  # (once the kernel has released lie.bin, which it does later)
+            for other in opened:
+                os.close(os.open(m.path / os.fsdecode(other), os.O_RDONLY))
+            return "could not drop the kernel's pages of inode" in m.log_text()
+
+        wait_for(let_go, m.proc, "lie.bin's state let go", log=m.log_text)
+        before = asked(m, "lie.bin")
+        got, code = read_until_error(m.path / "lie.bin")
+        assert code == errno.EIO and data.startswith(got)
+        if not mode:  # (MNT's files are read at other paths in a writable mount)
+            assert asked(m, "lie.bin") - before >= 2 * MiB
+        log = m.log_text()
+    assert "v1:lie.bin: its bytes hash to" in log
 
 
 def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ the kernel's pages of that file with it (``pyfuse3.invalidate_inode`` of every i
 was opened at, on a thread: the kernel may wait for reads under way of that inode,
 which this thread serves), and the next open of that content waits for it: else a
 reader would get the pages kept from a state that is gone, and the daemon would
-check the rest against a state that never saw them.
+check the rest against a state that never saw them. Where the kernel refuses to
+drop an inode's pages (an error other than ENOENT, logged), the next open at that
+inode is answered without ``keep_cache``, which has the kernel drop them itself.
 
 Order: the kernel sends several reads of a sequential reader at once and their chunks
 may arrive in any order, so a chunk served ahead of the next in order is held until
@@ -41,8 +43,8 @@ reader of the file's end, then of the whole), the read that brings the digest to
 or past it, settles the digest and fails if the bytes are false. A read waits for the
 hashing thread when more than ``BEHIND_BYTES`` are queued for it.
 
-Test hook: ``DVFS_TEST_DIGEST_KEEP=<n>`` (ASCII digits) keeps ``n`` closed states
-instead of ``KEEP``.
+Test hooks: ``DVFS_TEST_DIGEST_KEEP=<n>`` (ASCII digits) keeps ``n`` closed states
+instead of ``KEEP``; ``DVFS_TEST_DROP_FAILS=1`` fails every drop of pages (EIO).
 
 Threading: everything here belongs to the trio thread but the hashing, which only
 updates a file's hasher, in order (one thread for every file).
@@ -67,6 +69,7 @@ from vfs import ChunkRef, Entry, FormatError, false_digest, hasher
 log = logging.getLogger(__name__)
 KEEP = 1024
 KEEP_ENV = "DVFS_TEST_DIGEST_KEEP"  # test hook: keep this many instead
+DROP_FAILS_ENV = "DVFS_TEST_DROP_FAILS"  # test hook: "1" fails every drop of pages (EIO)
 FALSE_KEEP = 65536
 TRUE_KEEP = 65536  # about 10 MB of marks
 REORDER = 16 * 1024 * 1024
@@ -86,6 +89,7 @@ class Digests:
         self._files: OrderedDict[_Key, FileDigest] = OrderedDict()  # closed, least recent first
         self._open: dict[_Key, FileDigest] = {}
         self._dropping: dict[_Key, trio.Event] = {}  # kernel pages being invalidated
+        self._stale: set[int] = set()  # inodes whose pages could not be invalidated
         self._false: OrderedDict[_Key, None] = OrderedDict()
         self._true: OrderedDict[bytes, None] = OrderedDict()  # marks, see ``_mark``
         self._pool: ThreadPoolExecutor | None = None
@@ -111,13 +115,20 @@ class Digests:
         self._evict()
         return d
 
-    async def ready(self, entry: Entry) -> None:
+    async def ready(self, entry: Entry, ino: int) -> bool:
         """Return once the kernel holds no pages of ``entry``'s content kept from a
-        state let go (call before opening it, never in a read: the invalidation
-        may wait for the reads under way of its inodes)."""
+        state let go (call before opening it at the kernel's inode ``ino``, never in
+        a read: the invalidation may wait for the reads under way of its inodes):
+        whether the open may keep the kernel's pages of ``ino`` (``keep_cache``).
+        False where they could not be dropped, once: that open, answered without
+        ``keep_cache``, has the kernel drop them."""
         key = (entry.digest, entry.chunks)
         while (dropping := self._dropping.get(key)) is not None:
             await dropping.wait()
+        if ino in self._stale:
+            self._stale.discard(ino)
+            return False
+        return True
 
     def _opened(self, d: FileDigest) -> None:
         key = (d.digest, d.chunks)
@@ -142,9 +153,11 @@ class Digests:
 
     async def _drop_pages(self, key: _Key, inodes: set[int], done: trio.Event) -> None:
         try:
-            await trio.to_thread.run_sync(_invalidate, inodes, abandon_on_cancel=True)
+            kept = await trio.to_thread.run_sync(_invalidate, inodes, abandon_on_cancel=True)
+            self._stale.update(kept)
         except Exception:  # a system task must not raise: it would end the daemon
             log.exception("could not drop the kernel's pages of inodes %s", sorted(inodes))
+            self._stale.update(inodes)
         finally:
             if self._dropping.get(key) is done:
                 del self._dropping[key]
@@ -368,11 +381,20 @@ def _mark(key: _Key) -> bytes:
     return h.digest()
 
 
-def _invalidate(inodes: set[int]) -> None:
-    """Make the kernel drop its pages of ``inodes`` (blocking)."""
+def _invalidate(inodes: set[int]) -> set[int]:
+    """Make the kernel drop its pages of ``inodes`` (blocking); those it did not drop."""
+    kept = set()
     for ino in inodes:
         try:
+            if os.environ.get(DROP_FAILS_ENV) == "1":
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
             pyfuse3.invalidate_inode(ino)
         except OSError as exc:  # ENOENT: the kernel forgot it, and its pages
             if exc.errno != errno.ENOENT:
-                log.warning("could not drop the kernel's pages of inode %d: %s", ino, exc)
+                kept.add(ino)
+                log.warning(
+                    "could not drop the kernel's pages of inode %d (%s): its next open drops them",
+                    ino,
+                    exc,
+                )
+    return kept

@@ -305,11 +305,11 @@ class VersionsFs(pyfuse3.Operations):
         if node.kind != NodeKind.FILE:
             raise pyfuse3.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
         assert node.entry is not None
-        await self.digests.ready(node.entry)
+        keep = await self.digests.ready(node.entry, inode)
         fh = next(self._handles)
         version = self.layout.root_version if self.layout.pinned else self.layout.catalog.head
         self._files[fh] = OpenFile.of(node, self.digests, self.shown(node.path, version))
-        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:

@@ -96,6 +96,7 @@ class WorkingFiles(WorkingNodes):
         if n.kind != Kind.FILE or n.special:  # the kernel opens those itself
             raise fuse_error(errno.EISDIR if n.is_dir else errno.EINVAL)
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
+        keep = True  # (the kernel's pages of the file may be kept: see Digests.ready)
         if writing or flags & os.O_TRUNC:
             await self._changing()
             try:
@@ -112,9 +113,9 @@ class WorkingFiles(WorkingNodes):
                 self.gate.leave()
         else:
             if n.entry is not None and not n.upper:
-                await self.digests.ready(n.entry)
+                keep = await self.digests.ready(n.entry, inode)
             fh = self._open_handle(n, ctx.uid)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     @handler
     async def create(
