@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,12 @@ from tests.support.cli import (
 from tests.support.data import rand
 from tests.test_faults import flip_back, flip_byte_of
 from vfs._os.beneath import Walker
+from vfs.errors import DvfsError
 from vfs.model.codec import Entry, encode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import encode_version
 from vfs.repo.repository import Repository
+from vfs.repo.stage import Staged
 from vfs.store.durable import is_tmp_leaf
 from vfs.store.objects import ObjKind
 from vfs.worktree.pools import Workers
@@ -266,6 +269,21 @@ def forge_digest(repo: Repository, version: bytes, path: bytes, digest: bytes) -
     return lie
 
 
+def _restore_head(
+    root: Path, replace: Callable[[bytes], bool], **given: Any
+) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
+    """``restore_many`` of every file of HEAD in the repository at ``root``, in this
+    process (``given``: its other arguments)."""
+    r = Repository(root)
+    try:
+        hist = r.history
+        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
+        with Workers() as workers:
+            return restore_many(r.root, sorted(wanted.items()), r.store, workers, replace, **given)
+    finally:
+        r.close()
+
+
 def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable(
     repo: Repo,
 ) -> None:
@@ -277,27 +295,17 @@ def test_chunks_read_while_the_marks_sync_change_nothing_before_they_are_durable
     commit_files(repo, files, "base")
     for rel in files:
         (repo.root / rel).unlink()
-    r = Repository(repo.root)
-    try:
-        hist = r.history
-        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
-        asked: list[int] = []
+    asked: list[int] = []
 
-        def pending() -> bool:
-            asked.append(len(asked))
-            return len(asked) < 4  # (the marks sync while three batches are read)
+    def pending() -> bool:
+        asked.append(len(asked))
+        return len(asked) < 4  # (the marks sync while three batches are read)
 
-        def ready() -> None:
-            assert len(asked) == 4
-            assert [p for p in files if (repo.root / p).exists()] == []
+    def ready() -> None:
+        assert len(asked) == 4
+        assert [p for p in files if (repo.root / p).exists()] == []
 
-        with Workers() as workers:
-            done, failed = restore_many(
-                r.root, sorted(wanted.items()), r.store, workers, lambda _: False,
-                ready=ready, pending=pending,
-            )  # fmt: skip
-    finally:
-        r.close()
+    done, failed = _restore_head(repo.root, lambda _: False, ready=ready, pending=pending)
     assert failed == {}
     assert sorted(done) == sorted(p.encode() for p in files)
     for rel, data in files.items():
@@ -338,16 +346,7 @@ def test_small_files_replacing_unchecked_files_are_written_once(
         return real(walker, rel, *rest)
 
     monkeypatch.setattr(restore_module, "write_entry", write_entry)
-    r = Repository(repo.root)
-    try:
-        hist = r.history
-        wanted = hist.flatten(hist.version(hist.head_id()).tree, [])
-        with Workers() as workers:
-            done, failed = restore_many(
-                r.root, sorted(wanted.items()), r.store, workers, lambda _: True
-            )
-    finally:
-        r.close()
+    done, failed = _restore_head(repo.root, lambda _: True)
     assert failed == {}
     assert slow == [b"d/f001.txt"]
     assert sorted(done) == sorted(p.encode() for p in files)
