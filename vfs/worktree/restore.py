@@ -210,11 +210,8 @@ def write_entry(
                 _check_whole(entry, whole)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             if not named:
-                try:
-                    os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
+                if _link_in(fd, dir_fd, leaf, new):
                     return os.fstat(fd)  # (after the link, which changed the ctime)
-                except FileExistsError:  # something stands there: renamed over it below
-                    os.link(_PROC_FD % fd, new, dst_dir_fd=dir_fd)
             elif new != tmp:
                 os.rename(tmp, new, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         dir_fd = _rename_over(walker, rel, dir_fd, new, replace, checked)
@@ -344,13 +341,10 @@ def _write_unnamed(
             while view:
                 view = view[os.write(fd, view) :]
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-        try:
-            _link_fd(fd, leaf, dir_fd, fds)
-        except FileExistsError:
-            if not over:
-                return None
+        if not _link_in(fd, dir_fd, leaf, None, fds):  # something stands there
             tmp = tmp_leaf(leaf)
-            _link_fd(fd, tmp, dir_fd, fds)
+            if not over or not _link_in(fd, dir_fd, tmp, None, fds):
+                return None
             try:
                 os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except OSError:  # (a directory there: write_entry asks whether it may go)
@@ -364,9 +358,21 @@ def _write_unnamed(
         os.close(fd)
 
 
+def _link_in(fd: int, dir_fd: int, leaf: bytes, aside: bytes | None = None, fds: int = -1) -> bool:
+    """Give the unnamed file open as ``fd`` the name ``leaf`` in ``dir_fd`` if nothing
+    stands there (True); else the name ``aside`` beside it, if given, for the caller
+    to rename over ``leaf`` (False). Linked through ``fds``, this process's
+    ``/proc/self/fd``, if it is open (see :func:`_descriptors`)."""
+    try:
+        _link_fd(fd, leaf, dir_fd, fds)
+        return True
+    except FileExistsError:
+        if aside is not None:
+            _link_fd(fd, aside, dir_fd, fds)
+        return False
+
+
 def _link_fd(fd: int, name: bytes, dir_fd: int, fds: int) -> None:
-    """Give the unnamed file open as ``fd`` the name ``name`` in ``dir_fd`` (through
-    ``fds``, this process's ``/proc/self/fd``, if it is open: see :func:`_descriptors`)."""
     if fds >= 0:
         os.link(b"%d" % fd, name, src_dir_fd=fds, dst_dir_fd=dir_fd)
     else:
@@ -509,11 +515,8 @@ def place_unnamed(
     dir_fd = ensure_dir(walker, parent, replace)
     new = _swap_name(rel, leaf, tmp_leaf(leaf), checked)
     try:
-        try:
-            os.link(_PROC_FD % fd, leaf, dst_dir_fd=dir_fd)
+        if _link_in(fd, dir_fd, leaf, new):
             return os.fstat(fd)  # (after the link, which changed the ctime)
-        except FileExistsError:
-            os.link(_PROC_FD % fd, new, dst_dir_fd=dir_fd)
         _rename_over(walker, rel, dir_fd, new, replace, checked)
         return os.fstat(fd)
     except BaseException as exc:
