@@ -417,6 +417,34 @@ def damage_on(remote: Path, data: bytes) -> None:
     damaged.write_bytes(bytes(raw))
 
 
+def test_prune_verify_keeps_what_the_remote_holds_damaged(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """Prune trusts the remote's index and listing: a pack damaged in place on the
+    remote (a byte flipped, its size the same) still counts as holding its chunks, and
+    their last copy goes from here. With --verify the data to drop is read back and
+    checked first: the damaged chunk stays here, named as a problem (exit 1), the
+    whole one is dropped, and the file of each version still reads."""
+    repo = three_pushed(make_repo, dir_remote)
+    damage_on(tmp_path / "remote", DATA[0])
+    r = repo.run("store", "prune", "--verify", "--dry-run", "--json")
+    assert r.code == 1, str(r)
+    got = r.json()
+    assert got["chunks_dropped"] == 1 and got["chunks_verified"] == 1  # v2's
+    assert got["bytes_verified"] == len(DATA[1])
+    (problem,) = got["problems"]
+    assert "1 chunk(s) did not read back whole from remote origin" in problem
+    assert "they were kept here" in problem and "`dvfs fsck --remote origin --data`" in problem
+    r = repo.run("store", "prune", "--verify")
+    assert r.code == 1 and "problem: 1 chunk(s) did not read back whole" in r.out, str(r)
+    assert "verified 1 chunk(s) (300.0 KiB) on origin" in r.out
+    assert "dropped 1 chunk(s)" in r.out
+    assert repo.cat("v1:data.bin") == DATA[0]  # (kept here: the remote's copy is damaged)
+    assert repo.cat("v2:data.bin") == DATA[1]  # (from the remote, whole)
+    assert repo.cat("v3:data.bin") == DATA[2]
+    repo.fsck_clean()
+
+
 def test_a_repository_mount_reads_from_another_remote_what_the_default_holds_damaged(
     make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
 ) -> None:

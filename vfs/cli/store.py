@@ -330,6 +330,12 @@ def store_group() -> None:
     help="Drop only the data of versions on the remote's history.",
 )
 @click.option(
+    "--verify",
+    is_flag=True,
+    help="Read the data to drop back from the remote and check it first (downloads it); "
+    "what does not verify is kept.",
+)
+@click.option(
     "--remote", "remote_name", metavar="NAME", help="The remote (default: the default one)."
 )
 @click.option("--dry-run", "-n", is_flag=True, help="Say what would be dropped; change nothing.")
@@ -339,6 +345,7 @@ def store_prune(
     keep_tags: bool,
     keep_branches: bool,
     pushed_only: bool,
+    verify: bool,
     remote_name: str | None,
     dry_run: bool,
     as_json: bool,
@@ -346,12 +353,15 @@ def store_prune(
     """Drop the file data of old versions that the remote holds (checked now).
 
     Versions stay in `log` and `show`; their files come back when a command needs
-    them (checkout, restore, cat) or through a mount.
+    them (checkout, restore, cat) or through a mount. The remote's index and
+    listing say what it holds; --verify reads that data back and checks it before
+    dropping anything, for a remote that is to hold its only copy.
 
     \b
     Examples:
       dvfs store prune
       dvfs store prune --keep-last 3 --keep-tags --dry-run
+      dvfs store prune --verify
     """  # fmt: skip
     from vfs.ops.prune import prune
     from vfs.remote.config import get_remote
@@ -360,13 +370,15 @@ def store_prune(
     spec = get_remote(repo, remote_name)
     r = prune(
         repo, spec, keep_last=keep_last, keep_tags=keep_tags, keep_branches=keep_branches,
-        pushed_only=pushed_only, dry_run=dry_run,
+        pushed_only=pushed_only, verify=verify, dry_run=dry_run,
     )  # fmt: skip
     if as_json:
         emit_json(r.as_json())
         sys.exit(1 if r.problems else 0)
     for p in r.problems:
         click.echo(f"problem: {escape_text(p)}")
+    if verify:
+        click.echo(f"verified {r.verified} chunk(s) ({human(r.verified_bytes)}) on {spec.name}")
     verb = "would drop" if dry_run else "dropped"
     click.echo(
         f"{verb} {r.chunks} chunk(s) ({human(r.bytes)}) of {r.pruned_versions} version(s) "

@@ -18,7 +18,14 @@ refs, its gc's condemnation manifests and its index segments (``vfs.remote.confi
   the remote's index lists it in a pack no gc condemned, which the remote lists, long
   enough to hold it (a pack its index names and it lacks is named as a problem);
 - with ``pushed_only``, the version it is dropped for is itself on the remote's
-  history (without it, any old version's chunks qualify, under the rule above).
+  history (without it, any old version's chunks qualify, under the rule above);
+- with ``verify``, it read back whole from the remote just now: every chunk about to
+  be dropped is fetched (one ranged GET for neighbours in a pack, as ``dvfs fsck
+  --remote --data`` reads them) and checked against its id, and one that does not
+  verify, or cannot be read, stays here and is named as a problem. Without it the
+  remote's index and listing are trusted, as ``fsck --remote`` without ``--data``
+  trusts them: a pack damaged in place on the remote would lose its chunks' last
+  copy.
 
 The remote unreachable, or its records unreadable, means nothing is pruned ("cannot
 verify ..."). The store is then rewritten as ``dvfs gc`` does (``vfs.ops.gc.collect``:
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +53,9 @@ from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.ops.store_limit import MAX_SIZE_KEY
+from vfs.remote.check import range_groups, read_group
 from vfs.remote.config import (
+    Meter,
     RemoteSpec,
     connect_known,
     get_remote,
@@ -58,6 +68,7 @@ from vfs.remote.reader import RemoteRepo
 from vfs.repo import audit
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
+from vfs.store.packs import PackedObject
 
 _PROTECTED = ("index ", "working tree ", "pin ")  # gc root labels whose data always stays
 
@@ -73,6 +84,8 @@ class PruneReport:
     pruned_versions: int = 0  # that lost at least one chunk here
     chunks: int = 0  # chunks dropped
     bytes: int = 0  # their stored bytes
+    verified: int = 0  # with verify: chunks read back from the remote and found whole
+    verified_bytes: int = 0  # their bytes
     gc: GcReport = field(default_factory=lambda: GcReport(False))
 
     @property
@@ -93,6 +106,8 @@ class PruneReport:
             "bytes_before": self.gc.bytes_before,
             "bytes_after": self.gc.bytes_after,
             "bytes_freed": self.gc.freed,
+            "chunks_verified": self.verified,
+            "bytes_verified": self.verified_bytes,
             "problems": self.problems,
         }
 
@@ -146,6 +161,8 @@ class _RemoteView:
     tips: list[bytes]  # its branches' and tags' versions
     held: set[bytes]  # ids its index lists in packs no gc condemned, there and long enough
     lacking: list[str]  # packs its index lists that it does not hold whole
+    where: dict[bytes, tuple[str, PackedObject]]  # each held id's pack and place in it
+    backend: Meter  # to read them back with (``verify``)
 
 
 class Unverified(RemoteError):
@@ -186,7 +203,52 @@ def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
             held.add(oid)
         else:
             lacking.add(pack_id)
-    return _RemoteView(tips, held, sorted(lacking))
+    return _RemoteView(tips, held, sorted(lacking), visible, meter)
+
+
+def _verify(report: PruneReport, view: _RemoteView, plan: _Plan, jobs: int) -> None:
+    """Read every chunk ``plan`` would drop back from the remote, checked against its
+    id; take those that do not verify (or cannot be read) out of the plan and name
+    them as a problem. Payloads are let go as soon as they are checked: at most
+    ``jobs`` ranges of ``MAX_RANGE`` bytes are held at once."""
+    packs: dict[str, list[PackedObject]] = {}
+    for chunks in plan.droppable.values():
+        for c in chunks:
+            pack_id, obj = view.where[c]
+            packs.setdefault(pack_id, []).append(obj)
+    work = [
+        (pack_id, group)
+        for pack_id, objs in sorted(packs.items())
+        for group in range_groups(sorted(set(objs), key=lambda o: o.offset))
+    ]
+
+    def check(item: tuple[str, list[PackedObject]]) -> tuple[int, int, list[tuple[bytes, str]]]:
+        got = read_group(view.backend, *item)
+        whole = [o for o, raw, _ in got if raw is not None]
+        return (
+            len(whole),
+            sum(o.raw_len for o in whole),
+            [(o.oid, why) for o, raw, why in got if raw is None],
+        )
+
+    bad: dict[bytes, str] = {}
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for count, nbytes, failed in pool.map(check, work):
+            report.verified += count
+            report.verified_bytes += nbytes
+            bad.update(failed)
+    if not bad:
+        return
+    for oid in list(plan.droppable):
+        plan.droppable[oid] -= bad.keys()
+        if not plan.droppable[oid]:
+            del plan.droppable[oid]
+    first, why = min(bad.items())
+    report.problems.append(
+        f"{len(bad):,} chunk(s) did not read back whole from remote {report.remote} (first: "
+        f"{first.hex()[:12]}, {why}): they were kept here; `dvfs fsck --remote "
+        f"{report.remote} --data` says what is wrong there"
+    )
 
 
 def _lacking(report: PruneReport, view: _RemoteView) -> None:
@@ -314,6 +376,7 @@ def prune(
     keep_tags: bool = False,
     keep_branches: bool = False,
     pushed_only: bool = False,
+    verify: bool = False,
     dry_run: bool = False,
     jobs: int = 8,
 ) -> PruneReport:
@@ -335,6 +398,8 @@ def prune(
             keep_branches=keep_branches, pushed_only=pushed_only,
         )  # fmt: skip
         report.versions = len(plan.chunks)
+        if verify:
+            _verify(report, view, plan, jobs)
         gone = _drop(repo, report, plan.live, plan.droppable, "")
         report.kept_versions = plan.whole(gone)
     _lacking(report, view)

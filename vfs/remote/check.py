@@ -470,7 +470,7 @@ def _index(
     return home, entries
 
 
-def _read_group(
+def read_group(
     meter: Meter, pack_id: str, group: list[PackedObject]
 ) -> list[tuple[PackedObject, bytes | None, str]]:
     """One ranged GET for ``group``: each object decoded and verified, or why not."""
@@ -546,7 +546,7 @@ class _Walk:
                     if self.queue:
                         for pack_id, group in self.remote.ranges(self.queue, self.home):
                             running.add(
-                                pool.submit(_read_group, self.remote.backend, pack_id, group)
+                                pool.submit(read_group, self.remote.backend, pack_id, group)
                             )
                         self.queue = []
                     done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -830,8 +830,8 @@ def _verify_pack(
     except RemoteNotFound:
         return 0, 0, []  # deleted since it was listed (a gc): not this check's to judge
     verified, nbytes, corrupt = 0, 0, []
-    for group in _groups(sorted(objs.values(), key=lambda o: o.offset)):
-        for o, raw, why in _read_group(meter, pack_id, group):
+    for group in range_groups(sorted(objs.values(), key=lambda o: o.offset)):
+        for o, raw, why in read_group(meter, pack_id, group):
             if raw is None:
                 corrupt.append((o, why))
             else:
@@ -847,7 +847,7 @@ def _verify_pack(
     return verified, nbytes, bad
 
 
-def _groups(objs: list[PackedObject]) -> Iterator[list[PackedObject]]:
+def range_groups(objs: list[PackedObject]) -> Iterator[list[PackedObject]]:
     """Neighbouring objects in ranges of at most ``MAX_RANGE`` bytes (one if larger)."""
     group: list[PackedObject] = []
     for o in objs:
