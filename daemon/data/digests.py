@@ -86,6 +86,7 @@ class Digests:
     def __init__(self) -> None:
         hook = os.environ.get(KEEP_ENV, "")
         self.keep = int(hook) if hook.isascii() and hook.isdigit() else KEEP
+        self._drop_fails = os.environ.get(DROP_FAILS_ENV) == "1"
         self._files: OrderedDict[_Key, FileDigest] = OrderedDict()  # closed, least recent first
         self._open: dict[_Key, FileDigest] = {}
         self._dropping: dict[_Key, trio.Event] = {}  # kernel pages being invalidated
@@ -153,7 +154,9 @@ class Digests:
 
     async def _drop_pages(self, key: _Key, inodes: set[int], done: trio.Event) -> None:
         try:
-            kept = await trio.to_thread.run_sync(_invalidate, inodes, abandon_on_cancel=True)
+            kept = await trio.to_thread.run_sync(
+                _invalidate, inodes, self._drop_fails, abandon_on_cancel=True
+            )
             self._stale.update(kept)
         except Exception:  # a system task must not raise: it would end the daemon
             log.exception("could not drop the kernel's pages of inodes %s", sorted(inodes))
@@ -381,12 +384,13 @@ def _mark(key: _Key) -> bytes:
     return h.digest()
 
 
-def _invalidate(inodes: set[int]) -> set[int]:
-    """Make the kernel drop its pages of ``inodes`` (blocking); those it did not drop."""
+def _invalidate(inodes: set[int], fail: bool = False) -> set[int]:
+    """Make the kernel drop its pages of ``inodes`` (blocking); those it did not drop
+    (``fail``: every one, EIO, the test hook ``DROP_FAILS_ENV``)."""
     kept = set()
     for ino in inodes:
         try:
-            if os.environ.get(DROP_FAILS_ENV) == "1":
+            if fail:
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
             pyfuse3.invalidate_inode(ino)
         except OSError as exc:  # ENOENT: the kernel forgot it, and its pages

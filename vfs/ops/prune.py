@@ -212,14 +212,13 @@ def _verify(report: PruneReport, view: _RemoteView, plan: _Plan, jobs: int) -> N
     them as a problem. Payloads are let go as soon as they are checked: at most
     ``jobs`` ranges of ``MAX_RANGE`` bytes are held at once."""
     packs: dict[str, list[PackedObject]] = {}
-    for chunks in plan.droppable.values():
-        for c in chunks:
-            pack_id, obj = view.where[c]
-            packs.setdefault(pack_id, []).append(obj)
+    for c in set().union(*plan.droppable.values()):  # (versions may share a chunk)
+        pack_id, obj = view.where[c]
+        packs.setdefault(pack_id, []).append(obj)
     work = [
         (pack_id, group)
         for pack_id, objs in sorted(packs.items())
-        for group in range_groups(sorted(set(objs), key=lambda o: o.offset))
+        for group in range_groups(sorted(objs, key=lambda o: o.offset))
     ]
 
     def check(item: tuple[str, list[PackedObject]]) -> tuple[int, int, list[tuple[bytes, str]]]:

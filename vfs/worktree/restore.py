@@ -342,9 +342,10 @@ def _write_unnamed(
                 view = view[os.write(fd, view) :]
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
         if not _link_in(fd, dir_fd, leaf, None, fds):  # something stands there
-            tmp = tmp_leaf(leaf)
-            if not over or not _link_in(fd, dir_fd, tmp, None, fds):
+            if not over:
                 return None
+            tmp = tmp_leaf(leaf)
+            _link_fd(fd, tmp, dir_fd, fds)
             try:
                 os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except OSError:  # (a directory there: write_entry asks whether it may go)
