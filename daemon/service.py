@@ -49,6 +49,7 @@ import trio
 from daemon import logs
 from daemon.control import Control, socket_path
 from daemon.data.chunk_cache import ChunkCache
+from daemon.data.digests import MARKS_NAME
 from daemon.data.fetcher import Fetcher
 from daemon.data.record_cache import Records
 from daemon.fs.catalog import Catalog
@@ -354,8 +355,9 @@ def build(opts: Options) -> Served:
     fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
     fetcher.made = layout.meta  # the YAML of .versions/meta (daemon.data.meta)
+    marks = opts.cache_dir / MARKS_NAME  # files found true, across mounts
     if not opts.writable:
-        return Served(mountpoint, source, VersionsFs(layout, fetcher))
+        return Served(mountpoint, source, VersionsFs(layout, fetcher, marks))
     work = work_dir(source, where, opts.cache_dir)
     lock = lock_work(work)
     if opts.overlay == "daemon" and Layers.exists(work) and kernel_usable() is None:
@@ -368,11 +370,11 @@ def build(opts: Options) -> Served:
         if layers.base != catalog.head and layers.upper_empty():  # clean: follow the branch
             layers.set_base(catalog.head, catalog.head)
         layout.pin(layers.base)
-        fs = VersionsFs(layout, fetcher)
+        fs = VersionsFs(layout, fetcher, marks)
         kernel = KernelMount(mountpoint, layers, opts.allow_other)
         return Served(mountpoint, source, fs, UpperSnapshots(fs, source, layers), kernel)
     overlay = Overlay(work, catalog.head, source.root_entry, lock)
-    wfs = WorkingFs(layout, fetcher, overlay)
+    wfs = WorkingFs(layout, fetcher, overlay, marks=marks)
     return Served(mountpoint, source, wfs, OverlaySnapshots(wfs, source, overlay))
 
 

@@ -723,6 +723,28 @@ def test_a_file_read_in_order_over_two_opens_is_checked() -> None:
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
 
 
+def counting_hashes(
+    digests: Digests, hashed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> Digests:
+    """``digests``, each chunk it takes into a digest counted into ``hashed``."""
+    submit = digests.submit
+
+    def counted(whole: Any, b: bytes | memoryview) -> Any:
+        hashed.append(len(b))
+        return submit(whole, b)
+
+    monkeypatch.setattr(digests, "submit", counted)
+    return digests
+
+
+async def read_whole(fetch: Fetcher, entry: Entry, digests: Digests) -> bytes:
+    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), digests)
+    try:
+        return await f.read(fetch, 0, entry.size)
+    finally:
+        f.close()
+
+
 def test_a_file_found_true_is_not_hashed_again_after_many_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -738,14 +760,7 @@ def test_a_file_found_true_is_not_hashed_again_after_many_others(
     hashed: list[int] = []
 
     async def scenario(fetch: Fetcher) -> None:
-        digests = Digests()
-        submit = digests.submit
-
-        def counted(whole: Any, b: bytes | memoryview) -> Any:
-            hashed.append(len(b))
-            return submit(whole, b)
-
-        monkeypatch.setattr(digests, "submit", counted)
+        digests = counting_hashes(Digests(), hashed, monkeypatch)
         for entry in (true, *others):
             f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry), digests)
             assert len(await f.read(fetch, 0, len(data))) == len(data)
@@ -756,6 +771,74 @@ def test_a_file_found_true_is_not_hashed_again_after_many_others(
         assert sum(hashed) == 4 * len(data)  # (was 5 times)
 
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+
+
+def test_a_file_found_true_is_not_hashed_again_by_the_next_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file read whole was hashed again by the next daemon, though the last one had
+    found it true: a second read of a GiB from the chunk cache took a third more CPU.
+    The marks of true files are kept in the cache directory: the next daemon takes
+    none of its chunks into a digest, and the same chunks under another digest are
+    still found false there."""
+    refs, chunks = make_chunks(4, 64 * KiB)
+    true = file_of(refs, chunks)
+    lie = file_of(refs, chunks, digest=hash_bytes(b"something else"))
+    marks = tmp_path / "digests"
+    hashed: list[int] = []
+
+    async def scenario(fetch: Fetcher) -> None:
+        first = counting_hashes(Digests(marks), hashed, monkeypatch)
+        assert await read_whole(fetch, true, first) == b"".join(chunks[r.oid] for r in refs)
+        assert sum(hashed) == true.size
+        second = counting_hashes(Digests(marks), hashed, monkeypatch)
+        assert len(await read_whole(fetch, true, second)) == true.size
+        assert sum(hashed) == true.size  # (was twice)
+        with pytest.raises(FormatError, match="its bytes hash to"):
+            await read_whole(fetch, lie, second)
+        assert sum(hashed) == 2 * true.size
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+    assert marks.stat().st_size == 64 and marks.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("damage", ["torn", "header", "link", "directory"])
+def test_a_damaged_file_of_marks_costs_at_most_a_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """The file of marks is the daemon's and nobody else's, but a crash may tear it and
+    anything may stand at its name: a torn tail is cut off (the marks before it kept),
+    another header drops every mark, and a link or a directory there is neither read
+    nor written through. Each costs at most the file hashed again; it reads whole, and
+    the file is written anew where it can be."""
+    refs, chunks = make_chunks(3, 64 * KiB)
+    true = file_of(refs, chunks)
+    marks = tmp_path / "digests"
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not the daemon's")
+    hashed: list[int] = []
+
+    async def scenario(fetch: Fetcher) -> None:
+        assert len(await read_whole(fetch, true, Digests(marks))) == true.size
+        assert marks.stat().st_size == 64
+        if damage == "torn":
+            with marks.open("ab") as f:
+                f.write(b"\x01\x02\x03")
+        elif damage == "header":
+            marks.write_bytes(b"X" + marks.read_bytes()[1:])
+        else:
+            marks.unlink()
+            marks.mkdir() if damage == "directory" else marks.symlink_to(outside)
+        again = counting_hashes(Digests(marks), hashed, monkeypatch)
+        assert len(await read_whole(fetch, true, again)) == true.size
+        assert sum(hashed) == (0 if damage == "torn" else true.size)
+
+    with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
+    assert outside.read_bytes() == b"not the daemon's"
+    if damage == "directory":
+        assert marks.is_dir() and "digest marks not kept" in caplog.text
+    else:
+        assert not marks.is_symlink() and marks.stat().st_size == 64
 
 
 @pytest.mark.parametrize("true", [False, True])

@@ -432,6 +432,11 @@ def test_a_file_whose_bytes_are_not_its_digest_fails_its_read_to_the_end(
     assert len(lines) == len(named), log
     for line, file in zip(lines, named, strict=True):
         assert f"v1:{file}: its bytes hash to" in line
+    # the next mount of the cache keeps the mark of the true file alone
+    with mounted(forge.url, tmp_path / "mnt", tmp_path / "home", *mode, overlay=overlay) as m:
+        assert (m.cache / "digests").stat().st_size == 64
+        assert read_until_error(m.versions / "v1" / "lie.bin")[1] == errno.EIO
+        assert (m.versions / "v1" / "true.bin").read_bytes() == files["true.bin"]
 
 
 READ_LOGGED = re.compile(r"read b'([^']*)': (\d+) bytes at (\d+)")

@@ -43,6 +43,14 @@ reader of the file's end, then of the whole), the read that brings the digest to
 or past it, settles the digest and fails if the bytes are false. A read waits for the
 hashing thread when more than ``BEHIND_BYTES`` are queued for it.
 
+Marks outlive the daemon: given a path (``<cache dir>/digests``, see
+:class:`MarkFile`), the marks of the files found true are appended to it and read back
+at the next start, so a file read whole once, its chunks cached, is read from the chunk
+cache by the next mount without its digest taken again (each chunk is still checked
+against its id). A mark is only ever matched, never trusted for what it says: it is
+BLAKE3 of a content's digest and chunks, so damage to the file (a torn append, a flipped
+byte, zeros after a crash) makes marks of nothing, and at worst a file is hashed again.
+
 Test hooks: ``DVFS_TEST_DIGEST_KEEP=<n>`` (ASCII digits) keeps ``n`` closed states
 instead of ``KEEP``; ``DVFS_TEST_DROP_FAILS=1`` fails every drop of pages (EIO).
 
@@ -56,15 +64,17 @@ import errno
 import itertools
 import logging
 import os
+import stat
 from collections import Counter, OrderedDict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import blake3
 import pyfuse3
 import trio
 
-from vfs import ChunkRef, Entry, FormatError, false_digest, hasher
+from vfs import ChunkRef, Entry, FormatError, false_digest, hasher, write_atomic
 
 log = logging.getLogger(__name__)
 KEEP = 1024
@@ -72,6 +82,9 @@ KEEP_ENV = "DVFS_TEST_DIGEST_KEEP"  # test hook: keep this many instead
 DROP_FAILS_ENV = "DVFS_TEST_DROP_FAILS"  # test hook: "1" fails every drop of pages (EIO)
 FALSE_KEEP = 65536
 TRUE_KEEP = 65536  # about 10 MB of marks
+MARKS_NAME = "digests"  # the marks' file in the cache directory
+MARKS_HEADER = b"dvfs digest marks 1\n".ljust(32, b"\0")
+MARK_SIZE = 32
 REORDER = 16 * 1024 * 1024
 HOLD_BYTES = 64 * 1024 * 1024
 BEHIND_BYTES = 64 * 1024 * 1024
@@ -83,7 +96,9 @@ _Key = tuple[bytes, tuple[ChunkRef, ...]]
 class Digests:
     """The digest of every file being read, by content; the hashing thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, marks: Path | None = None) -> None:
+        """``marks``: the file that keeps the marks of true files across mounts (None:
+        they live as long as this object)."""
         hook = os.environ.get(KEEP_ENV, "")
         self.keep = int(hook) if hook.isascii() and hook.isdigit() else KEEP
         self._drop_fails = os.environ.get(DROP_FAILS_ENV) == "1"
@@ -97,6 +112,9 @@ class Digests:
         self._queued: deque[tuple[Future[object], int]] = deque()
         self._queued_bytes = 0
         self.held_bytes = 0  # chunks held by every file, waiting for those before them
+        self._marks = MarkFile(marks) if marks is not None else None
+        if self._marks is not None:
+            self._true.update(dict.fromkeys(self._marks.load()))
 
     def of(self, entry: Entry) -> FileDigest | None:
         """The digest state of ``entry``'s content (None for fewer than two chunks)."""
@@ -167,9 +185,12 @@ class Digests:
             done.set()
 
     def found_true(self, d: FileDigest) -> None:
-        self._true[_mark((d.digest, d.chunks))] = None
+        mark = _mark((d.digest, d.chunks))
+        self._true[mark] = None
         while len(self._true) > TRUE_KEEP:
             self._true.popitem(last=False)
+        if self._marks is not None:
+            self._marks.add(mark, self._true)
 
     def found_false(self, d: FileDigest) -> None:
         key = (d.digest, d.chunks)
@@ -373,6 +394,105 @@ class FileDigest:
     def _poke(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+
+class MarkFile:
+    """The marks of true files, kept in a file across mounts (blocking calls: small
+    writes to the page cache, in the trio thread).
+
+    Layout: ``MARKS_HEADER`` (32 bytes), then marks of 32 bytes, appended as files are
+    found true. Appends are not synced: a crash may lose the last ones, or leave
+    zeros, neither of which matches a file. At start-up the last ``TRUE_KEEP`` marks
+    are read; the file is written anew (atomically) when it holds a torn tail, another
+    header, or twice that many, and is ignored if it is not a regular file. One daemon
+    uses a cache directory at a time (its lock), so one writes it. A write that fails
+    (a full disk) is logged once and the marks then live in memory only.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._count = 0  # marks in the file
+        self._broken = False
+
+    def load(self) -> list[bytes]:
+        """The marks the file holds, oldest first (the last ``TRUE_KEEP``); it is made
+        ready for appends, written anew if it must be."""
+        marks: list[bytes] = []
+        whole = False
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            fd = -1
+        except OSError as exc:  # a link, say: replaced at the first write
+            log.warning("digest marks %s not read (%s)", self.path, exc.strerror or exc)
+            fd = -1
+        if fd >= 0:
+            try:
+                st = os.fstat(fd)
+                size = st.st_size - len(MARKS_HEADER)
+                if stat.S_ISREG(st.st_mode) and os.pread(fd, len(MARKS_HEADER), 0) == MARKS_HEADER:
+                    count = size // MARK_SIZE
+                    skip = max(0, count - TRUE_KEEP)
+                    at = len(MARKS_HEADER) + skip * MARK_SIZE
+                    data = os.pread(fd, (count - skip) * MARK_SIZE, at)
+                    got = len(data) // MARK_SIZE
+                    marks = [data[i * MARK_SIZE : (i + 1) * MARK_SIZE] for i in range(got)]
+                    whole = size % MARK_SIZE == 0 and got == count <= 2 * TRUE_KEEP
+            except OSError as exc:
+                log.warning("digest marks %s not read (%s)", self.path, exc.strerror or exc)
+                marks = []
+            finally:
+                os.close(fd)
+        if whole:
+            self._count = len(marks)
+            self._open()
+        else:
+            self._rewrite(marks)
+        return marks
+
+    def add(self, mark: bytes, marks: Iterable[bytes]) -> None:
+        """Append ``mark``; past ``2 * TRUE_KEEP`` in the file, write ``marks`` (those
+        kept in memory) anew instead."""
+        if self._broken:
+            return
+        if self._count >= 2 * TRUE_KEEP:
+            self._rewrite(list(marks))
+            return
+        try:
+            if os.write(self._fd, mark) != MARK_SIZE:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self._count += 1
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _rewrite(self, marks: list[bytes]) -> None:
+        self.close()
+        try:
+            write_atomic(self.path, [MARKS_HEADER, *marks], mode=0o600)
+        except Exception as exc:  # a DvfsError for a full disk, an OSError for a directory
+            self._give_up(exc)
+            return
+        self._count = len(marks)
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        log.warning("digest marks not kept in %s (%s): files found true are hashed again "
+                    "at the next mount", self.path, why)  # fmt: skip
+        self._broken = True
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _mark(key: _Key) -> bytes:

@@ -98,7 +98,9 @@ class VersionsFs(pyfuse3.Operations):
     supports_dot_lookup = False
     mountpoint: Path | None = None  # set before mounting, for ``init``
 
-    def __init__(self, layout: Layout, fetcher: Fetcher) -> None:
+    def __init__(self, layout: Layout, fetcher: Fetcher, marks: Path | None = None) -> None:
+        """``marks``: where the digests of files found true are kept across mounts
+        (``Digests``; None: not kept)."""
         super().__init__()
         self.layout = layout
         self.fetcher = fetcher
@@ -111,7 +113,7 @@ class VersionsFs(pyfuse3.Operations):
         self.control_path = b""
         self._handles = itertools.count(1)
         self._files: dict[int, OpenFile] = {}
-        self.digests = Digests()  # of the files read, as their chunks are served
+        self.digests = Digests(marks)  # of the files read, as their chunks are served
         self._dirs: dict[int, tuple[Node, list[tuple[bytes, Node]]]] = {}
 
     def init(self) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyfuse3
 import trio
@@ -90,9 +91,14 @@ class WorkingNodes(VersionsFs):
     """The versions, plus MNT's nodes: looked up, listed, forgotten."""
 
     def __init__(
-        self, layout: Layout, fetcher: Fetcher, overlay: Overlay, writable: bool = True
+        self,
+        layout: Layout,
+        fetcher: Fetcher,
+        overlay: Overlay,
+        writable: bool = True,
+        marks: Path | None = None,
     ) -> None:
-        super().__init__(layout, fetcher)
+        super().__init__(layout, fetcher, marks)
         self.overlay = overlay
         self.writable = writable
         self.gate = WriteGate()
