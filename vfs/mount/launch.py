@@ -20,6 +20,7 @@ may be readable by their owner alone (``vfs.mount.mounts.private_dir``)::
                     `dvfs cache clean` while it cleans it
     chunks/         verified chunks, see daemon.data.chunk_cache
     meta/           URL mounts: a repository holding the remote's versions and trees
+    digests         marks of the files read whole and found true, see daemon.data.digests
     daemon.log      the daemon's log when it runs in the background
     work/<branch>/  older versions only: a URL mount's working tree (moved out to
                     the data directory, below, by the next mount of that branch)
@@ -88,6 +89,7 @@ LOCK_NAME = "lock"
 CHUNKS_NAME = "chunks"
 META_NAME = "meta"
 LOG_NAME = "daemon.log"
+DIGESTS_NAME = "digests"  # the daemon's (daemon.data.digests.MARKS_NAME)
 LEGACY_WORK = "work"
 # Where remotes read in place keep their versions and trees: vfs.Repo.remote, dvfs ui.
 MIRRORS = ("api", "ui")
@@ -470,7 +472,7 @@ def clean_caches(dirs: list[Path], everything: bool = False) -> Cleaned:
 
     Each directory is locked while it is cleaned, so no mount starts on it meanwhile;
     one a daemon holds is skipped. Removed: ``chunks/`` (the cached file data), and
-    with ``everything`` the metadata and the log too, then the directory itself,
+    with ``everything`` the metadata, the digests' marks and the log too, then the directory itself,
     unless an older version left a working tree in ``work/``: that is kept, whole.
     Only names a mount makes are removed; anything else in the directory stays.
     """
@@ -485,7 +487,7 @@ def clean_caches(dirs: list[Path], everything: bool = False) -> Cleaned:
             out.in_use.append((d, who))
             continue
         try:
-            names = [CHUNKS_NAME] + ([META_NAME, LOG_NAME] if everything else [])
+            names = [CHUNKS_NAME] + ([META_NAME, DIGESTS_NAME, LOG_NAME] if everything else [])
             for name in names:
                 with contextlib.suppress(FileNotFoundError):
                     out.freed += _remove(d / name)
