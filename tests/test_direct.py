@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vfs._os import direct_io, page_cache
-from vfs._os.direct_io import ALIGN, BLOCK, DirectAppender, read_range
+from vfs._os.direct_io import ALIGN, BLOCK, DirectAppender, read_range, read_range_view
 from vfs._os.heap import aligned_buffer
 from vfs._os.helper_process import Tickets
 from vfs._os.page_cache import read_cached
@@ -610,8 +610,12 @@ def test_read_range_and_read_cached(disk_path: Path) -> None:
         assert page_cache.cached(fd, 0, len(data)) is False  # and the miss read nothing in
         for offset, length in [(0, 1), (5000, 70_000), (ALIGN, ALIGN), (len(data) - 17, 17)]:
             assert read_range(dfd, offset, length) == data[offset : offset + length]
+            view = read_range_view(dfd, offset, length)
+            assert view is not None and view == data[offset : offset + length]
+            assert isinstance(view.obj, bytearray)  # its own buffer, not the thread's
         assert page_cache.cached(fd, 0, len(data)) is False  # direct reads pass the cache by
         assert read_range(dfd, len(data) - 10, 20) is None  # past the end: short
+        assert read_range_view(dfd, len(data) - 10, 20) is None
         os.pread(fd, len(data), 0)  # now cached
         assert read_cached(fd, 5000, 70_000) == data[5000:75_000]
     finally:

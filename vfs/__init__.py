@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs._os.direct_io import (
         open_direct as open_direct,
         read_range as read_range,
+        read_range_view as read_range_view,
         reserve_blocks as reserve_blocks,
         set_direct as set_direct,
         write_at as write_at,
@@ -311,6 +312,7 @@ PUBLIC: dict[str, str] = {
     "quote_name": "vfs.quoting",
     "shell_word": "vfs.quoting",
     "read_range": "vfs._os.direct_io",
+    "read_range_view": "vfs._os.direct_io",
     "record_version": "vfs.repo.record",
     "release_pins": "vfs.store.pins:release",
     "remove_tree": "vfs._os.beneath",

@@ -104,7 +104,7 @@ from vfs import (
     human_size,
     open_direct,
     private_dir,
-    read_range,
+    read_range_view,
     set_direct,
     write_at,
 )
@@ -150,7 +150,7 @@ def reserve_for(path: Path) -> int:
     return min(max(st.f_blocks * st.f_frsize // RESERVE_SHARE, RESERVE_MIN), RESERVE_MAX)
 
 
-def _read_at(path: Path, offset: int, length: int, touch: bool) -> bytes | None:
+def _read_at(path: Path, offset: int, length: int, touch: bool) -> bytes | memoryview | None:
     """``length`` bytes at ``offset`` of the file; None if it is shorter. With ``touch``,
     its mtime is set to now if older than ``TOUCH_AFTER_NS``.
 
@@ -164,7 +164,7 @@ def _read_at(path: Path, offset: int, length: int, touch: bool) -> bytes | None:
     if not direct:  # no O_DIRECT on this filesystem
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        data = read_range(fd, offset, length) if direct else None
+        data: bytes | memoryview | None = read_range_view(fd, offset, length) if direct else None
         if data is None:
             if direct:  # a short or refused direct read: read it the ordinary way
                 set_direct(fd, False)

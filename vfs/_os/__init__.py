@@ -9,8 +9,8 @@ each one, with the measurement that justified it, in one place:
   link (``openat`` with ``O_NOFOLLOW``, one directory at a time), regular files read
   within a bound, ``renameat2`` (``RENAME_NOREPLACE``, ``RENAME_EXCHANGE``) by ctypes;
 - ``direct_io``: files written and read past the page cache (``O_DIRECT``):
-  ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``,
-  ``preallocate`` (``fallocate`` by ctypes);
+  ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``
+  (``read_range_view``), ``preallocate`` (``fallocate`` by ctypes);
 - ``page_cache``: is a byte range in the page cache (``cachestat``, else ``mincore``,
   by ctypes), and a mount's read-ahead (a sysfs write);
 - ``helper_process``: a forked helper process and the pipes that feed it, whether
@@ -35,13 +35,14 @@ Which calls may block the mount daemon's trio thread, and which go to worker thr
 (as the daemon uses them today; none of these functions knows about trio):
 
 - On worker threads (``trio.to_thread.run_sync``): every read of a chunk, from the
-  chunk cache or the object store (``open_direct``, ``read_range``, ``set_direct``,
-  ``write_new`` when a fetched chunk is cached, ``aligned_buffer`` as it is received,
-  ``cached``, ``read_cached``: the fetcher's ``_read_local`` under its disk limiter);
-  everything a snapshot does (hashing and storing through ``DirectAppender``; the
-  kernel overlay's upper layer walked by ``Walker`` and ``listing``); ``dvfs status MNT``
-  of a kernel overlay (``Walker``); mounting the kernel's overlay and unmounting it on
-  request (``mount_api``: ``KernelMount.attach``, ``KernelMount.unmount``).
+  chunk cache or the object store (``open_direct``, ``read_range``,
+  ``read_range_view``, ``set_direct``, ``write_new`` when a fetched chunk is cached,
+  ``aligned_buffer`` as it is received, ``cached``, ``read_cached``: the fetcher's
+  ``_read_local`` under its disk limiter); everything a snapshot does (hashing and
+  storing through ``DirectAppender``; the kernel overlay's upper layer walked by
+  ``Walker`` and ``listing``); ``dvfs status MNT`` of a kernel overlay (``Walker``);
+  mounting the kernel's overlay and unmounting it on request (``mount_api``:
+  ``KernelMount.attach``, ``KernelMount.unmount``).
 - On the trio thread, as short system calls not worth a thread: ``link_unnamed``, when
   a new file of a daemon-overlay working tree takes a spare; ``set_bdi_read_ahead``,
   once after FUSE INIT.

@@ -618,13 +618,28 @@ def read_range(fd: int, offset: int, length: int) -> bytes | None:
         return bytes(view)
 
 
-def read_range_into(fd: int, offset: int, length: int, buf: mmap.mmap) -> memoryview | None:
+def read_range_view(fd: int, offset: int, length: int) -> memoryview | None:
+    """:func:`read_range`, into a page-aligned buffer of their own from the C heap
+    (``vfs._os.heap.aligned_buffer``), of which a view is returned, not a copy: for a
+    reader that keeps the bytes a while, as the mount daemon keeps every chunk it
+    reads from its cache (copied out of the thread's buffer, each cost one more pass
+    over its bytes, with the GIL held)."""
+    from vfs._os.heap import aligned_buffer  # (ctypes: not for every command's start)
+
+    start = offset - offset % ALIGN
+    end = -(-(offset + length) // ALIGN) * ALIGN
+    return read_range_into(fd, offset, length, aligned_buffer(end - start))
+
+
+def read_range_into(
+    fd: int, offset: int, length: int, buf: mmap.mmap | memoryview
+) -> memoryview | None:
     """``length`` bytes at ``offset`` of a file open with ``O_DIRECT`` at ``fd``, in ``buf``.
 
     The aligned stretch around them goes from the disk into the page-aligned ``buf``
-    (at least ``length + 2 * ALIGN`` bytes), so no page cache is filled; the result
-    is a view of ``buf``. None if the filesystem refuses the alignment or the file
-    is shorter.
+    (as long as that stretch at least: ``length + 2 * ALIGN`` bytes will do), so no
+    page cache is filled; the result is a view of ``buf``. None if the filesystem
+    refuses the alignment or the file is shorter.
     """
     start = offset - offset % ALIGN
     end = -(-(offset + length) // ALIGN) * ALIGN
