@@ -25,10 +25,11 @@ import trio
 import trio.testing
 import yaml
 
+from daemon.data import digests as digests_module
 from daemon.data import fetcher as fetcher_module
 from daemon.data import meta as meta_module
 from daemon.data.chunk_cache import ChunkCache
-from daemon.data.digests import KEEP_ENV, Digests
+from daemon.data.digests import KEEP_ENV, Digests, MarkFile
 from daemon.data.fetcher import MAX_INFLIGHT_BYTES, MAX_RUN, Fetcher
 from daemon.data.open_files import AHEAD_AFTER, MAX_AHEAD, OpenFile
 from daemon.data.record_cache import Records
@@ -800,6 +801,27 @@ def test_a_file_found_true_is_not_hashed_again_by_the_next_daemon(
 
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
     assert marks.stat().st_size == 64 and marks.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_file_of_marks_holds_at_most_twice_the_marks_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marks are appended as files are found true, and the daemon keeps the last
+    ``TRUE_KEEP`` (here 2): past twice that, the file is written anew with those, so it
+    never grows without bound, and the next start reads the last ones."""
+    monkeypatch.setattr(digests_module, "TRUE_KEEP", 2)
+    path = tmp_path / "digests"
+    marks = MarkFile(path)
+    assert marks.load() == []
+    kept: dict[bytes, None] = {}
+    for i in range(7):
+        kept[bytes([i]) * 32] = None
+        kept = dict(list(kept.items())[-2:])
+        marks.add(bytes([i]) * 32, kept)
+        assert path.stat().st_size <= 32 + 4 * 32
+    marks.close()
+    assert MarkFile(path).load() == [bytes([5]) * 32, bytes([6]) * 32]
+    assert path.stat().st_size == 32 + 4 * 32  # (read as it is: not written anew)
 
 
 @pytest.mark.parametrize("damage", ["torn", "header", "link", "directory"])

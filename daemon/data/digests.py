@@ -420,11 +420,12 @@ class MarkFile:
         ready for appends, written anew if it must be."""
         marks: list[bytes] = []
         whole = False
+        count = 0  # marks in the file
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             fd = -1
-        except OSError as exc:  # a link, say: replaced at the first write
+        except OSError as exc:  # a link, say: replaced by the file written anew below
             log.warning("digest marks %s not read (%s)", self.path, exc.strerror or exc)
             fd = -1
         if fd >= 0:
@@ -438,14 +439,15 @@ class MarkFile:
                     data = os.pread(fd, (count - skip) * MARK_SIZE, at)
                     got = len(data) // MARK_SIZE
                     marks = [data[i * MARK_SIZE : (i + 1) * MARK_SIZE] for i in range(got)]
-                    whole = size % MARK_SIZE == 0 and got == count <= 2 * TRUE_KEEP
+                    whole = size % MARK_SIZE == 0 and got == count - skip
+                    whole = whole and count <= 2 * TRUE_KEEP
             except OSError as exc:
                 log.warning("digest marks %s not read (%s)", self.path, exc.strerror or exc)
                 marks = []
             finally:
                 os.close(fd)
         if whole:
-            self._count = len(marks)
+            self._count = count
             self._open()
         else:
             self._rewrite(marks)
