@@ -548,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_record(mountpoint, os.getpid())
         if fs.fetcher.cache is not None:  # the chunks served and not cached yet are written
             fs.fetcher.cache.close()
+        fs.digests.close()  # and the marks of the files found true
         st = fs.fetcher.stats
         log.info(
             "unmounted %s; %d chunks (%s) fetched from the remote in %d requests, "

@@ -792,12 +792,14 @@ def test_a_file_found_true_is_not_hashed_again_by_the_next_daemon(
         first = counting_hashes(Digests(marks), hashed, monkeypatch)
         assert await read_whole(fetch, true, first) == b"".join(chunks[r.oid] for r in refs)
         assert sum(hashed) == true.size
+        first.close()  # (the daemon stops: what the hashing thread had queued is done)
         second = counting_hashes(Digests(marks), hashed, monkeypatch)
         assert len(await read_whole(fetch, true, second)) == true.size
         assert sum(hashed) == true.size  # (was twice)
         with pytest.raises(FormatError, match="its bytes hash to"):
             await read_whole(fetch, lie, second)
         assert sum(hashed) == 2 * true.size
+        second.close()
 
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
     assert marks.stat().st_size == 64 and marks.stat().st_mode & 0o777 == 0o600
@@ -841,7 +843,9 @@ def test_a_damaged_file_of_marks_costs_at_most_a_hash(
     hashed: list[int] = []
 
     async def scenario(fetch: Fetcher) -> None:
-        assert len(await read_whole(fetch, true, Digests(marks))) == true.size
+        first = Digests(marks)
+        assert len(await read_whole(fetch, true, first)) == true.size
+        first.close()
         assert marks.stat().st_size == 64
         if damage == "torn":
             with marks.open("ab") as f:
@@ -854,6 +858,7 @@ def test_a_damaged_file_of_marks_costs_at_most_a_hash(
         again = counting_hashes(Digests(marks), hashed, monkeypatch)
         assert len(await read_whole(fetch, true, again)) == true.size
         assert sum(hashed) == (0 if damage == "torn" else true.size)
+        again.close()
 
     with_fetcher(Fetcher(None, None, FakeRemote(chunks), timeout=5), scenario)
     assert outside.read_bytes() == b"not the daemon's"

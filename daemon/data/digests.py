@@ -55,7 +55,8 @@ Test hooks: ``DVFS_TEST_DIGEST_KEEP=<n>`` (ASCII digits) keeps ``n`` closed stat
 instead of ``KEEP``; ``DVFS_TEST_DROP_FAILS=1`` fails every drop of pages (EIO).
 
 Threading: everything here belongs to the trio thread but the hashing, which only
-updates a file's hasher, in order (one thread for every file).
+updates a file's hasher, in order (one thread for every file), and the appends to the
+file of marks, queued on that same thread.
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ class Digests:
         self._true[mark] = None
         while len(self._true) > TRUE_KEEP:
             self._true.popitem(last=False)
-        if self._marks is not None:
-            self._marks.add(mark, self._true)
+        if self._marks is not None:  # (on the hashing thread: never a disk wait here)
+            keep = list(self._true) if self._marks.full() else None
+            self._thread().submit(self._marks.add, mark, keep)
 
     def found_false(self, d: FileDigest) -> None:
         key = (d.digest, d.chunks)
@@ -198,11 +200,23 @@ class Digests:
         while len(self._false) > FALSE_KEEP:
             self._false.popitem(last=False)
 
-    def submit(self, whole: blake3.blake3, data: bytes | memoryview) -> Future[object]:
-        """Queue ``data`` for ``whole`` on the hashing thread (after what is queued)."""
+    def close(self) -> None:
+        """Wait for the hashing thread's work (the marks' appends among it), then close
+        the file of marks (the daemon stops; blocking)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._marks is not None:
+            self._marks.close()
+
+    def _thread(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, "dvfs-digest")
-        done: Future[object] = self._pool.submit(whole.update, data)
+        return self._pool
+
+    def submit(self, whole: blake3.blake3, data: bytes | memoryview) -> Future[object]:
+        """Queue ``data`` for ``whole`` on the hashing thread (after what is queued)."""
+        done: Future[object] = self._thread().submit(whole.update, data)
         self._queued.append((done, len(data)))
         self._queued_bytes += len(data)
         self._settled()
@@ -397,8 +411,8 @@ class FileDigest:
 
 
 class MarkFile:
-    """The marks of true files, kept in a file across mounts (blocking calls: small
-    writes to the page cache, in the trio thread).
+    """The marks of true files, kept in a file across mounts (blocking calls: loaded
+    before the daemon serves, appended to on the hashing thread).
 
     Layout: ``MARKS_HEADER`` (32 bytes), then marks of 32 bytes, appended as files are
     found true. Appends are not synced: a crash may lose the last ones, or leave
@@ -453,12 +467,16 @@ class MarkFile:
             self._rewrite(marks)
         return marks
 
-    def add(self, mark: bytes, marks: Iterable[bytes]) -> None:
-        """Append ``mark``; past ``2 * TRUE_KEEP`` in the file, write ``marks`` (those
-        kept in memory) anew instead."""
+    def full(self) -> bool:
+        """Whether the next :meth:`add` should write the file anew."""
+        return self._count >= 2 * TRUE_KEEP
+
+    def add(self, mark: bytes, marks: Iterable[bytes] | None) -> None:
+        """Append ``mark``; or, given ``marks`` (those kept in memory, ``mark`` among
+        them) once :meth:`full`, write the file anew with them instead."""
         if self._broken:
             return
-        if self._count >= 2 * TRUE_KEEP:
+        if marks is not None and self.full():
             self._rewrite(list(marks))
             return
         try:
