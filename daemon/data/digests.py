@@ -418,9 +418,10 @@ class MarkFile:
     found true. Appends are not synced: a crash may lose the last ones, or leave
     zeros, neither of which matches a file. At start-up the last ``TRUE_KEEP`` marks
     are read; the file is written anew (atomically) when it holds a torn tail, another
-    header, or twice that many, and is ignored if it is not a regular file. One daemon
-    uses a cache directory at a time (its lock), so one writes it. A write that fails
-    (a full disk) is logged once and the marks then live in memory only.
+    header, or twice that many, and in place of anything but a regular file (a link is
+    replaced, never followed). One daemon uses a cache directory at a time (its lock),
+    so one writes it. A write that fails (a full disk, a directory at the name) is
+    logged once and the marks then live in memory only.
     """
 
     def __init__(self, path: Path) -> None:
