@@ -49,7 +49,6 @@ import trio
 from daemon import logs
 from daemon.control import Control, socket_path
 from daemon.data.chunk_cache import ChunkCache
-from daemon.data.digests import MARKS_NAME
 from daemon.data.fetcher import Fetcher
 from daemon.data.record_cache import Records
 from daemon.fs.catalog import Catalog
@@ -89,6 +88,7 @@ from vfs import (
     work_root,
     write_record,
 )
+from vfs.mount.launch import DIGESTS_NAME
 
 log = logging.getLogger("daemon")
 OVERLAYS = ("auto", "kernel", "daemon")
@@ -355,7 +355,7 @@ def build(opts: Options) -> Served:
     fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
     fetcher.made = layout.meta  # the YAML of .versions/meta (daemon.data.meta)
-    marks = opts.cache_dir / MARKS_NAME  # files found true, across mounts
+    marks = opts.cache_dir / DIGESTS_NAME  # files found true, across mounts
     if not opts.writable:
         return Served(mountpoint, source, VersionsFs(layout, fetcher, marks))
     work = work_dir(source, where, opts.cache_dir)

@@ -83,7 +83,6 @@ KEEP_ENV = "DVFS_TEST_DIGEST_KEEP"  # test hook: keep this many instead
 DROP_FAILS_ENV = "DVFS_TEST_DROP_FAILS"  # test hook: "1" fails every drop of pages (EIO)
 FALSE_KEEP = 65536
 TRUE_KEEP = 65536  # about 10 MB of marks
-MARKS_NAME = "digests"  # the marks' file in the cache directory (removed by `cache clean --all`)
 MARKS_HEADER = b"dvfs digest marks 1\n".ljust(32, b"\0")
 MARK_SIZE = 32
 REORDER = 16 * 1024 * 1024
@@ -191,7 +190,7 @@ class Digests:
         while len(self._true) > TRUE_KEEP:
             self._true.popitem(last=False)
         if self._marks is not None:  # (on the hashing thread: never a disk wait here)
-            keep = list(self._true) if self._marks.full() else None
+            keep = list(self._true) if self._marks.due() else None
             self._thread().submit(self._marks.add, mark, keep)
 
     def found_false(self, d: FileDigest) -> None:
@@ -419,9 +418,10 @@ class MarkFile:
     zeros, neither of which matches a file. At start-up the last ``TRUE_KEEP`` marks
     are read; the file is written anew (atomically) when it holds a torn tail, another
     header, or twice that many, and in place of anything but a regular file (a link is
-    replaced, never followed). One daemon uses a cache directory at a time (its lock),
-    so one writes it. A write that fails (a full disk, a directory at the name) is
-    logged once and the marks then live in memory only.
+    replaced, never followed). A missing one is made by the first append, on the
+    hashing thread: a mount starts without a write. One daemon uses a cache directory
+    at a time (its lock), so one writes it. A write that fails (a full disk, a
+    directory at the name) is logged once and the marks then live in memory only.
     """
 
     def __init__(self, path: Path) -> None:
@@ -429,6 +429,7 @@ class MarkFile:
         self._fd = -1
         self._count = 0  # marks in the file
         self._broken = False
+        self._missing = False  # no file yet: the first add makes it
 
     def load(self) -> list[bytes]:
         """The marks the file holds, oldest first (the last ``TRUE_KEEP``); it is made
@@ -439,7 +440,8 @@ class MarkFile:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            fd = -1
+            self._missing = True
+            return []
         except OSError as exc:  # a link, say: replaced by the file written anew below
             log.warning("digest marks %s not read (%s)", self.path, exc.strerror or exc)
             fd = -1
@@ -468,16 +470,16 @@ class MarkFile:
             self._rewrite(marks)
         return marks
 
-    def full(self) -> bool:
-        """Whether the next :meth:`add` should write the file anew."""
-        return self._count >= 2 * TRUE_KEEP
+    def due(self) -> bool:
+        """Whether the next :meth:`add` should write the file anew (or make it)."""
+        return self._missing or self._count >= 2 * TRUE_KEEP
 
     def add(self, mark: bytes, marks: Iterable[bytes] | None) -> None:
         """Append ``mark``; or, given ``marks`` (those kept in memory, ``mark`` among
-        them) once :meth:`full`, write the file anew with them instead."""
+        them) once :meth:`due`, write the file anew with them instead."""
         if self._broken:
             return
-        if marks is not None and self.full():
+        if marks is not None and self.due():
             self._rewrite(list(marks))
             return
         try:
@@ -495,6 +497,7 @@ class MarkFile:
             self._give_up(exc)
             return
         self._count = len(marks)
+        self._missing = False
         self._open()
 
     def _open(self) -> None:

@@ -89,7 +89,7 @@ LOCK_NAME = "lock"
 CHUNKS_NAME = "chunks"
 META_NAME = "meta"
 LOG_NAME = "daemon.log"
-DIGESTS_NAME = "digests"  # the daemon's (daemon.data.digests.MARKS_NAME)
+DIGESTS_NAME = "digests"  # the daemon's marks of files found true (daemon.data.digests)
 LEGACY_WORK = "work"
 # Where remotes read in place keep their versions and trees: vfs.Repo.remote, dvfs ui.
 MIRRORS = ("api", "ui")
@@ -472,8 +472,9 @@ def clean_caches(dirs: list[Path], everything: bool = False) -> Cleaned:
 
     Each directory is locked while it is cleaned, so no mount starts on it meanwhile;
     one a daemon holds is skipped. Removed: ``chunks/`` (the cached file data), and
-    with ``everything`` the metadata, the digests' marks and the log too, then the directory itself,
-    unless an older version left a working tree in ``work/``: that is kept, whole.
+    with ``everything`` the metadata, the digests' marks and the log too, then the
+    directory itself, unless an older version left a working tree in ``work/``: that
+    is kept, whole.
     Only names a mount makes are removed; anything else in the directory stays.
     """
     out = Cleaned()

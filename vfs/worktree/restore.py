@@ -374,6 +374,7 @@ def _link_in(fd: int, dir_fd: int, leaf: bytes, aside: bytes | None = None, fds:
 
 
 def _link_fd(fd: int, name: bytes, dir_fd: int, fds: int) -> None:
+    """The link of :func:`_link_in`: through ``fds`` if open, else ``/proc/self/fd``."""
     if fds >= 0:
         os.link(b"%d" % fd, name, src_dir_fd=fds, dst_dir_fd=dir_fd)
     else:
