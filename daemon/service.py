@@ -65,6 +65,7 @@ from daemon.source import RemoteSource, Source, open_source
 from daemon.upper import UPPER, Layers
 from daemon.upper_rebase import rebase
 from vfs import (
+    DIGESTS_NAME,
     DvfsError,
     MountError,
     MountRecord,
@@ -88,7 +89,6 @@ from vfs import (
     work_root,
     write_record,
 )
-from vfs.mount.launch import DIGESTS_NAME
 
 log = logging.getLogger("daemon")
 OVERLAYS = ("auto", "kernel", "daemon")

@@ -109,6 +109,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.model.ids import hash_bytes as hash_bytes, hasher as hasher
     from vfs.store.reader import false_digest as false_digest
     from vfs.mount.launch import (
+        DIGESTS_NAME as DIGESTS_NAME,
         DaemonArgs as DaemonArgs,
         MountSource as MountSource,
         resolve_source as resolve_source,
@@ -221,6 +222,7 @@ PUBLIC: dict[str, str] = {
     # lower layers (the daemon's; they may change)
     "ABSENT_ERRNOS": "vfs._os.beneath:ABSENT",
     "ChunkRef": "vfs.model.codec",
+    "DIGESTS_NAME": "vfs.mount.launch",
     "DaemonArgs": "vfs.mount.launch",
     "Entry": "vfs.model.codec",
     "FetchResult": "vfs.ops.sync",
